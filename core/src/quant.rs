@@ -1,0 +1,276 @@
+//! Fixed-point requantisation exactly as the TensorFlow Lite int8
+//! specification defines it (and as TFLite Micro's reference kernels and
+//! CMSIS-NN compute it).
+//!
+//! A real multiplier `m` (for a convolution `input_scale * weight_scale /
+//! output_scale`) is represented by a Q31 integer `multiplier` in
+//! `[2^30, 2^31)` and a power-of-two exponent `shift`, so that
+//! `m = multiplier / 2^31 * 2^shift`. The host computes the pair; the core only
+//! executes [`multiply_by_quantized_multiplier`].
+//!
+//! The rounding is gemmlowp's "double rounding": first a rounding doubling
+//! high multiply (ties toward positive infinity, a quirk of its nudge that
+//! TFLite and CMSIS-NN reproduce), then a rounding right shift (ties away
+//! from zero). The results must match TFLite bit for bit, so the order of
+//! operations and these tie rules are part of the contract.
+
+/// Smallest accepted shift: a right shift by 31.
+pub const MIN_SHIFT: i32 = -31;
+/// Largest accepted shift: a left shift by 30.
+pub const MAX_SHIFT: i32 = 30;
+
+/// `round(a * b / 2^31)` with ties toward positive infinity, saturated.
+///
+/// This is gemmlowp's `SaturatingRoundingDoublingHighMul`: it adds a nudge of
+/// `2^30` (positive products) or `1 - 2^30` (negative ones) and divides with
+/// truncation toward zero, which rounds `-0.5` to `0` and `0.5` to `1`.
+///
+/// The only input that overflows is `a == b == i32::MIN` (the product
+/// `2^62 * 2 = 2^63`), which saturates to `i32::MAX`.
+#[inline(always)]
+pub const fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
+    if a == i32::MIN && b == i32::MIN {
+        return i32::MAX;
+    }
+    let product = a as i64 * b as i64;
+    let nudge: i64 = if product >= 0 { 1 << 30 } else { 1 - (1 << 30) };
+    // Division (not a shift) on purpose: it truncates toward zero, and together
+    // with the asymmetric nudge that is what TFLite computes.
+    ((product + nudge) / (1i64 << 31)) as i32
+}
+
+/// `x / 2^exponent`, rounding half away from zero, for `exponent` in `0..=31`.
+///
+/// Exponents above 31 are treated as 31, which keeps the function total; the
+/// model loader rejects such shifts before they reach a kernel.
+#[inline(always)]
+pub const fn rounding_divide_by_pot(x: i32, exponent: u32) -> i32 {
+    let exponent = if exponent > 31 { 31 } else { exponent };
+    let mask = ((1u32 << exponent) - 1) as i32;
+    let remainder = x & mask;
+    let threshold = (mask >> 1) + (x < 0) as i32;
+    (x >> exponent) + (remainder > threshold) as i32
+}
+
+/// `x * multiplier / 2^31 * 2^shift`, rounded as TFLite rounds it.
+///
+/// A positive `shift` multiplies by `2^shift` before the high multiply; a
+/// negative one divides after it. The left shift saturates where TFLite's
+/// C code would overflow a signed integer (undefined behaviour there), which
+/// keeps this function monotonic in `x` for a non-negative multiplier; the
+/// fused convolution and max-pool relies on that.
+#[inline(always)]
+pub const fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i32) -> i32 {
+    let left = if shift > 0 { shift } else { 0 };
+    let right = if shift > 0 { 0 } else { -shift };
+    let left = if left > MAX_SHIFT { MAX_SHIFT } else { left };
+    let scaled = x.saturating_mul(1 << left);
+    rounding_divide_by_pot(
+        saturating_rounding_doubling_high_mul(scaled, multiplier),
+        right as u32,
+    )
+}
+
+/// Requantises an int32 accumulator to int8: scale, add the output zero
+/// point, clamp to `[activation_min, 127]`.
+///
+/// `activation_min` is `-128` for a layer without activation and the output
+/// zero point for a layer with a fused ReLU (real 0 maps to the zero point).
+#[inline(always)]
+pub const fn requantize(
+    accumulator: i32,
+    multiplier: i32,
+    shift: i32,
+    output_zero_point: i32,
+    activation_min: i32,
+) -> i8 {
+    let scaled = multiply_by_quantized_multiplier(accumulator, multiplier, shift);
+    let shifted = scaled.saturating_add(output_zero_point);
+    let low = if shifted < activation_min {
+        activation_min
+    } else {
+        shifted
+    };
+    (if low > i8::MAX as i32 {
+        i8::MAX as i32
+    } else {
+        low
+    }) as i8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The definition, `floor(a * b / 2^31 + 1/2)` saturated, with 128-bit
+    /// arithmetic (an arithmetic shift right is a floor).
+    fn srdhm_wide(a: i32, b: i32) -> i32 {
+        let result = ((a as i128) * (b as i128) * 2 + (1i128 << 31)) >> 32;
+        result.clamp(i32::MIN as i128, i32::MAX as i128) as i32
+    }
+
+    /// Rounding half away from zero of `x / 2^e`, with 128-bit arithmetic.
+    fn rdbp_wide(x: i32, e: u32) -> i32 {
+        let x = x as i128;
+        let divisor = 1i128 << e;
+        let magnitude = (2 * x.abs() + divisor) / (2 * divisor);
+        (if x < 0 { -magnitude } else { magnitude }) as i32
+    }
+
+    #[test]
+    fn doubling_high_mul_known_values() {
+        // 0.5 * 0.5 = 0.25 in Q31.
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(1 << 30, 1 << 30),
+            1 << 29
+        );
+        // The single overflowing case saturates.
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN),
+            i32::MAX
+        );
+        // -1 * -1 (both i32::MIN means -1.0 in Q31, times ~1.0) does not overflow.
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(i32::MIN, i32::MAX),
+            -i32::MAX
+        );
+        assert_eq!(saturating_rounding_doubling_high_mul(0, i32::MIN), 0);
+        assert_eq!(
+            saturating_rounding_doubling_high_mul(i32::MAX, i32::MAX),
+            i32::MAX - 1
+        );
+        // Ties go toward positive infinity: 1.5 -> 2 but -1.5 -> -1.
+        assert_eq!(saturating_rounding_doubling_high_mul(3, 1 << 30), 2);
+        assert_eq!(saturating_rounding_doubling_high_mul(-3, 1 << 30), -1);
+        assert_eq!(saturating_rounding_doubling_high_mul(1, 1 << 30), 1);
+        assert_eq!(saturating_rounding_doubling_high_mul(-1, 1 << 30), 0);
+        assert_eq!(saturating_rounding_doubling_high_mul(1 << 30, -1), 0);
+        // Just past a tie rounds normally.
+        assert_eq!(saturating_rounding_doubling_high_mul(-3, (1 << 30) + 1), -2);
+    }
+
+    #[test]
+    fn divide_by_pot_ties_round_away_from_zero() {
+        assert_eq!(rounding_divide_by_pot(5, 1), 3); // 2.5 -> 3
+        assert_eq!(rounding_divide_by_pot(-5, 1), -3); // -2.5 -> -3
+        assert_eq!(rounding_divide_by_pot(3, 1), 2); // 1.5 -> 2
+        assert_eq!(rounding_divide_by_pot(-3, 1), -2);
+        assert_eq!(rounding_divide_by_pot(6, 2), 2); // 1.5 -> 2
+        assert_eq!(rounding_divide_by_pot(-6, 2), -2);
+        assert_eq!(rounding_divide_by_pot(5, 2), 1); // 1.25 -> 1
+        assert_eq!(rounding_divide_by_pot(-5, 2), -1);
+        assert_eq!(rounding_divide_by_pot(7, 2), 2); // 1.75 -> 2
+        assert_eq!(rounding_divide_by_pot(-7, 2), -2);
+    }
+
+    #[test]
+    fn divide_by_pot_shift_zero_is_identity() {
+        for x in [i32::MIN, -1, 0, 1, 12345, i32::MAX] {
+            assert_eq!(rounding_divide_by_pot(x, 0), x);
+        }
+    }
+
+    #[test]
+    fn divide_by_pot_shift_31() {
+        assert_eq!(rounding_divide_by_pot(i32::MAX, 31), 1); // 0.99999 -> 1
+        assert_eq!(rounding_divide_by_pot(i32::MIN, 31), -1); // -1.0 exactly
+        assert_eq!(rounding_divide_by_pot(1 << 30, 31), 1); // 0.5 -> 1
+        assert_eq!(rounding_divide_by_pot(-(1 << 30), 31), -1); // -0.5 -> -1
+        assert_eq!(rounding_divide_by_pot((1 << 30) - 1, 31), 0);
+        assert_eq!(rounding_divide_by_pot(-(1 << 30) + 1, 31), 0);
+        assert_eq!(rounding_divide_by_pot(0, 31), 0);
+        // Out-of-range exponents behave as 31 instead of panicking.
+        assert_eq!(rounding_divide_by_pot(i32::MIN, 40), -1);
+    }
+
+    #[test]
+    fn divide_by_pot_exhaustive_small_range() {
+        for e in 0..=31u32 {
+            for x in -70_000..=70_000 {
+                assert_eq!(rounding_divide_by_pot(x, e), rdbp_wide(x, e), "x={x} e={e}");
+            }
+            for x in [i32::MIN, i32::MIN + 1, i32::MAX - 1, i32::MAX] {
+                assert_eq!(rounding_divide_by_pot(x, e), rdbp_wide(x, e), "x={x} e={e}");
+            }
+        }
+    }
+
+    #[test]
+    fn multiplier_shift_extremes() {
+        // Multiplier 0.5 with shift 0 halves, with the high multiply's ties.
+        assert_eq!(multiply_by_quantized_multiplier(3, 1 << 30, 0), 2);
+        assert_eq!(multiply_by_quantized_multiplier(-3, 1 << 30, 0), -1);
+        // Multiplier 0.5, shift -1: 3 * 0.25 = 0.75. The high multiply gives 2
+        // (1.5 up), then 2 / 2 = 1; the double rounding is part of the spec.
+        assert_eq!(multiply_by_quantized_multiplier(3, 1 << 30, -1), 1);
+        // -5 * 0.25 = -1.25: high multiply -2.5 -> -2, then -2 / 2 = -1.
+        assert_eq!(multiply_by_quantized_multiplier(-5, 1 << 30, -1), -1);
+        // -6 * 0.25 = -1.5: high multiply -3 exactly, then -3 / 2 = -1.5 -> -2.
+        assert_eq!(multiply_by_quantized_multiplier(-6, 1 << 30, -1), -2);
+        // Shift -31: the smallest representable scale.
+        assert_eq!(multiply_by_quantized_multiplier(i32::MAX, i32::MAX, -31), 1);
+        assert_eq!(
+            multiply_by_quantized_multiplier(i32::MIN, i32::MAX, -31),
+            -1
+        );
+        // Left shift 1 with multiplier 0.5 is identity.
+        assert_eq!(multiply_by_quantized_multiplier(1000, 1 << 30, 1), 1000);
+        // A left shift that would overflow saturates instead of wrapping.
+        assert_eq!(
+            multiply_by_quantized_multiplier(i32::MAX, 1 << 30, 30),
+            i32::MAX / 2 + 1
+        );
+        assert_eq!(
+            multiply_by_quantized_multiplier(i32::MIN, 1 << 30, 30),
+            i32::MIN / 2
+        );
+        assert_eq!(multiply_by_quantized_multiplier(0, i32::MAX, 30), 0);
+    }
+
+    #[test]
+    fn requantize_clamps_and_offsets() {
+        let half = 1 << 30;
+        assert_eq!(requantize(100, half, 0, -128, -128), -78);
+        // Saturation at both ends.
+        assert_eq!(requantize(10_000, half, 0, 0, -128), 127);
+        assert_eq!(requantize(-10_000, half, 0, 0, -128), -128);
+        // Fused ReLU: negative results clamp to the zero point.
+        assert_eq!(requantize(-100, half, 0, -5, -5), -5);
+        assert_eq!(requantize(i32::MAX, i32::MAX, 30, 127, -128), 127);
+        assert_eq!(requantize(i32::MIN, i32::MAX, 30, -128, -128), -128);
+    }
+
+    proptest! {
+        #[test]
+        fn doubling_high_mul_matches_wide_definition(a: i32, b: i32) {
+            prop_assert_eq!(saturating_rounding_doubling_high_mul(a, b), srdhm_wide(a, b));
+        }
+
+        #[test]
+        fn divide_by_pot_matches_wide_definition(x: i32, e in 0u32..=31) {
+            prop_assert_eq!(rounding_divide_by_pot(x, e), rdbp_wide(x, e));
+        }
+
+        #[test]
+        fn requantisation_is_monotonic(
+            a: i32, b: i32, multiplier in 0..=i32::MAX, shift in MIN_SHIFT..=MAX_SHIFT,
+        ) {
+            let (low, high) = if a <= b { (a, b) } else { (b, a) };
+            prop_assert!(
+                multiply_by_quantized_multiplier(low, multiplier, shift)
+                    <= multiply_by_quantized_multiplier(high, multiplier, shift)
+            );
+        }
+
+        #[test]
+        fn multiplier_approximates_real_scale(
+            x in -(1i32 << 20)..(1 << 20), multiplier in (1i32 << 30)..=i32::MAX, shift in -20i32..=0,
+        ) {
+            let real = x as f64 * multiplier as f64 / (1u64 << 31) as f64 * 2f64.powi(shift);
+            let got = multiply_by_quantized_multiplier(x, multiplier, shift) as f64;
+            // Two roundings of half a unit each.
+            prop_assert!((got - real).abs() <= 1.0, "x={x} m={multiplier} s={shift}: {got} vs {real}");
+        }
+    }
+}
