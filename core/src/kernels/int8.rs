@@ -10,6 +10,39 @@
 use crate::arch::{KERNEL_TAPS, Tensor};
 use crate::quant::requantize;
 
+/// Which implementation of the int8 kernels runs a network (see
+/// [`crate::Int8Model::classify_with`]), or ran a kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Backend {
+    /// The portable kernels of this module, the reference for all others.
+    Portable,
+    /// The Arm DSP-extension kernels of [`super::dsp`] (`thumbv7em` targets,
+    /// and `thumbv8m.main` with the extension enabled; see `build.rs`),
+    /// bit-identical to the portable ones.
+    #[cfg(tinycnn_arm_dsp)]
+    ArmDsp,
+}
+
+impl Backend {
+    /// The fastest backend this target has; what [`crate::Int8Model::classify`] uses.
+    #[cfg(tinycnn_arm_dsp)]
+    pub const FASTEST: Backend = Backend::ArmDsp;
+    /// The fastest backend this target has; what [`crate::Int8Model::classify`] uses.
+    #[cfg(not(tinycnn_arm_dsp))]
+    pub const FASTEST: Backend = Backend::Portable;
+
+    /// Short name for logs: `"portable"` or `"arm-dsp"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Backend::Portable => "portable",
+            #[cfg(tinycnn_arm_dsp)]
+            Backend::ArmDsp => "arm-dsp",
+        }
+    }
+}
+
 /// The per-output-channel integers that turn an int32 accumulator into an
 /// int8 activation, plus the zero points around the layer.
 #[derive(Clone, Copy, Debug)]
@@ -85,6 +118,13 @@ impl<'a> Requantization<'a> {
                 )
             },
         )
+    }
+
+    /// The per-channel constants as stored: little-endian `i32` biases and
+    /// multipliers, `i8` shifts (for kernels that read them in assembly).
+    #[cfg_attr(not(tinycnn_arm_dsp), allow(dead_code))]
+    pub(crate) fn raw(&self) -> (&'a [[u8; 4]], &'a [[u8; 4]], &'a [u8]) {
+        (self.bias, self.multipliers, self.shifts)
     }
 
     /// Adds the bias and requantises one accumulator of this layer.

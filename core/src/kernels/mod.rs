@@ -12,6 +12,8 @@
 //! Every fast kernel has a plain, unfused counterpart in [`reference`](mod@reference) that
 //! the tests compare it with.
 
+#[cfg(tinycnn_arm_dsp)]
+pub mod dsp;
 pub mod f32;
 pub mod int8;
 pub mod reference;

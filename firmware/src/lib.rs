@@ -1,0 +1,230 @@
+//! Shared firmware plumbing for `tinycnn` on a Cortex-M4F: logger selection,
+//! panic and fault handling, [`exit`] with a status, an instruction/cycle
+//! [`Counter`], the memory report, and the shipped model and test vectors
+//! embedded in flash ([`load_model`], [`load_test_vectors`]). The binaries in
+//! `src/bin/` stay thin.
+//!
+//! Exactly one of two features picks where the firmware runs:
+//! - `qemu` (default): QEMU's `netduinoplus2`; defmt frames go out over
+//!   semihosting to the host's stdout and [`exit`] ends QEMU with the status.
+//! - `rtt`: a real STM32F405/407 under `probe-rs run`; defmt over RTT,
+//!   panic-probe, and [`exit`] stops at a breakpoint (success) or faults
+//!   (failure), which `probe-rs run` turns into its own exit status.
+
+#![no_std]
+
+#[cfg(all(feature = "qemu", feature = "rtt"))]
+compile_error!(
+    "features `qemu` and `rtt` are mutually exclusive: for a board build with \
+     `--no-default-features --features rtt` (or `cargo board`)"
+);
+#[cfg(not(any(feature = "qemu", feature = "rtt")))]
+compile_error!("enable one of the features `qemu` (QEMU, the default) or `rtt` (a real board)");
+
+pub mod counter;
+pub mod memory;
+pub mod profile;
+
+pub use counter::Counter;
+
+use tinycnn::{Int8Model, Int8Scratch, testvec::TestVectors};
+
+// The global defmt logger: linking the crate is what selects it.
+#[cfg(feature = "rtt")]
+use defmt_rtt as _;
+#[cfg(feature = "qemu")]
+use defmt_semihosting as _;
+#[cfg(feature = "rtt")]
+use panic_probe as _;
+
+/// The device peripherals (the `stm32f407` PAC also fits the STM32F405 that
+/// QEMU emulates: same addresses for everything used here).
+pub use stm32f4::stm32f407 as pac;
+
+/// Why the firmware stopped; under QEMU this is the process exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, defmt::Format)]
+#[repr(u8)]
+#[non_exhaustive]
+pub enum ExitCode {
+    /// Every check passed.
+    Success = 0,
+    /// An output differed from the host's expected value.
+    Mismatch = 2,
+    /// An embedded blob (model or fixture) failed validation.
+    BadBlob = 3,
+    /// The counter did not count a known loop exactly (QEMU only).
+    CounterInexact = 4,
+    /// A Rust panic.
+    Panic = 101,
+    /// A HardFault (bad memory access, undefined instruction...).
+    HardFault = 102,
+}
+
+/// What [`init`] hands to a binary.
+#[derive(Debug)]
+pub struct Board {
+    /// Counts instructions (QEMU) or cycles (board).
+    pub counter: Counter,
+}
+
+/// Takes the peripherals, starts the counter, checks it on a loop of known
+/// length and logs the method. Call once, first thing in `main`.
+pub fn init() -> Board {
+    #[cfg(feature = "qemu")]
+    let counter = {
+        let Some(device) = pac::Peripherals::take() else {
+            defmt::panic!("init() called twice");
+        };
+        Counter::new(&device.RCC, device.TIM2)
+    };
+    #[cfg(feature = "rtt")]
+    let counter = {
+        let Some(mut core) = cortex_m::Peripherals::take() else {
+            defmt::panic!("init() called twice");
+        };
+        Counter::new(&mut core.DCB, &mut core.DWT)
+    };
+
+    let check = counter.self_check();
+    defmt::info!(
+        "counter: {=str}; known loop of {=u32} instructions took {=u32} counts{=str}",
+        Counter::UNIT,
+        check.expected,
+        check.measured,
+        if check.repeatable {
+            ", repeatably"
+        } else {
+            ", NOT repeatably"
+        }
+    );
+    if Counter::EXACT && !check.exact() {
+        defmt::error!(
+            "the counter does not count instructions one for one: is QEMU run with -icount shift=0?"
+        );
+        exit(ExitCode::CounterInexact);
+    }
+    Board { counter }
+}
+
+/// Ends the program with `code`.
+///
+/// Under QEMU: semihosting `SYS_EXIT_EXTENDED`, so QEMU exits with `code` as
+/// its status. On a board: success stops at a breakpoint, which `probe-rs run`
+/// reports as a clean exit; failure executes an undefined instruction, which it
+/// reports as a fault (non-zero exit).
+pub fn exit(code: ExitCode) -> ! {
+    if code != ExitCode::Success {
+        defmt::error!("exit: {} ({=u8})", code, code as u8);
+    }
+    #[cfg(feature = "qemu")]
+    semihosting::process::exit(i32::from(code as u8));
+    #[cfg(feature = "rtt")]
+    loop {
+        if code == ExitCode::Success {
+            cortex_m::asm::bkpt();
+        } else {
+            cortex_m::asm::udf();
+        }
+    }
+}
+
+/// `include_bytes!` whose data starts at a multiple of `$align` bytes, so a
+/// blob in flash can be read in place as `u32`/`i32` fields. Evaluates to a
+/// `&'static [u8]`.
+///
+/// ```ignore
+/// static MODEL: &[u8] = tinycnn_firmware::include_bytes_aligned!(4, "../model.tcnn");
+/// ```
+#[macro_export]
+macro_rules! include_bytes_aligned {
+    ($align:literal, $path:expr) => {{
+        #[repr(C, align($align))]
+        struct Aligned<Bytes: ?Sized>(Bytes);
+        static ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!($path));
+        &ALIGNED.0
+    }};
+}
+
+/// The shipped int8 model (`data/model-int8.tcnn`, copied by `build.rs`), read
+/// in place from flash.
+pub static MODEL: &[u8] = include_bytes_aligned!(4, concat!(env!("OUT_DIR"), "/model-int8.tcnn"));
+
+/// The shipped test vectors (`data/digits.tctv`): images, labels and the
+/// host's int8 logits.
+pub static TEST_VECTORS: &[u8] =
+    include_bytes_aligned!(4, concat!(env!("OUT_DIR"), "/digits.tctv"));
+
+/// Validates [`MODEL`]; on a bad blob logs why and exits with
+/// [`ExitCode::BadBlob`].
+pub fn load_model() -> Int8Model<'static> {
+    match Int8Model::from_bytes(MODEL) {
+        Ok(model) => model,
+        Err(error) => {
+            defmt::error!("model blob rejected: {}", error);
+            exit(ExitCode::BadBlob)
+        }
+    }
+}
+
+/// Validates [`TEST_VECTORS`]; on a bad blob (or one without vectors) logs why
+/// and exits with [`ExitCode::BadBlob`].
+pub fn load_test_vectors() -> TestVectors<'static> {
+    match TestVectors::from_bytes(TEST_VECTORS) {
+        Ok(vectors) if !vectors.is_empty() => vectors,
+        Ok(_) => {
+            defmt::error!("test-vector blob holds no vectors: it could not catch anything");
+            exit(ExitCode::BadBlob)
+        }
+        Err(error) => {
+            defmt::error!("test-vector blob rejected: {}", error);
+            exit(ExitCode::BadBlob)
+        }
+    }
+}
+
+/// The network's activations: a static (in `.bss`), handed out once.
+pub fn scratch() -> &'static mut Int8Scratch {
+    match cortex_m::singleton!(: Int8Scratch = Int8Scratch::new()) {
+        Some(scratch) => scratch,
+        None => defmt::panic!("scratch() called twice"),
+    }
+}
+
+// A panic with a `defmt` message (`defmt::panic!`, `defmt::unwrap!`...) has
+// already been logged by the macro; only the exit remains.
+#[cfg(feature = "qemu")]
+#[defmt::panic_handler]
+fn defmt_panic() -> ! {
+    exit(ExitCode::Panic)
+}
+
+// panic-probe prints core panics itself; a `defmt::panic!` has printed
+// already, so only fault (as panic-probe does) to stop probe-rs with an error.
+#[cfg(feature = "rtt")]
+#[defmt::panic_handler]
+fn defmt_panic() -> ! {
+    cortex_m::asm::udf()
+}
+
+#[cfg(feature = "qemu")]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    static PANICKING: AtomicBool = AtomicBool::new(false);
+    // A panic inside the logger must not recurse into it.
+    if !PANICKING.swap(true, Ordering::Relaxed) {
+        defmt::error!("panicked: {}", defmt::Display2Format(info));
+    }
+    exit(ExitCode::Panic)
+}
+
+#[cfg(feature = "qemu")]
+#[cortex_m_rt::exception]
+unsafe fn HardFault(frame: &cortex_m_rt::ExceptionFrame) -> ! {
+    defmt::error!(
+        "HardFault at pc={=u32:#010x} lr={=u32:#010x}",
+        frame.pc(),
+        frame.lr()
+    );
+    exit(ExitCode::HardFault)
+}
