@@ -217,12 +217,22 @@ impl<'a, const IN: usize, const OUT: usize> DenseLayer<'a, IN, OUT> {
 
 /// `sum((x - zero_point) * w)` over one pixel's channels.
 #[inline(always)]
-fn dot<const N: usize>(activations: &[i8; N], weights: &[u8; N], zero_point: i32) -> i32 {
+fn dot<const N: usize>(activations: &[i8; N], weights: &[u8; N], zero_point: i16) -> i32 {
     activations
         .iter()
         .zip(weights)
-        .map(|(&x, &w)| (i32::from(x) - zero_point) * i32::from(w as i8))
+        .map(|(&x, &w)| widened_product(x, w, zero_point))
         .sum()
+}
+
+/// `(x - zero_point) * w` for int8 `x`, `w` and zero point: the difference
+/// fits an `i16` (-255..=255), and so does the product (at most 255 x 128);
+/// computing both as `i16` lets the compiler use 16-bit multiply-adds
+/// (`pmaddwd` on x86) for the dot products, several times faster than
+/// 32-bit multiplies.
+#[inline(always)]
+fn widened_product(x: i8, w: u8, zero_point: i16) -> i32 {
+    i32::from(i16::from(x) - zero_point) * i32::from(i16::from(w as i8))
 }
 
 /// The nine input pixels a 3x3 window centred on `(y, x)` reads; `None`
@@ -279,7 +289,7 @@ pub fn conv3x3_relu_maxpool2<
             "pooled output must be half the input, rounded down"
         )
     };
-    let zero_point = layer.requantization.input_zero_point;
+    let zero_point = layer.requantization.input_zero_point as i16;
     for (py, out_row) in output.iter_mut().enumerate() {
         for (px, out_pixel) in out_row.iter_mut().enumerate() {
             let windows = [
@@ -321,12 +331,12 @@ pub fn dense<const H: usize, const W: usize, const C: usize, const IN: usize, co
         )
     };
     let flat = input.as_flattened().as_flattened();
-    let zero_point = layer.requantization.input_zero_point;
+    let zero_point = layer.requantization.input_zero_point as i16;
     for (out, (row, channel)) in output.iter_mut().zip(layer.channels()) {
         let accumulator: i32 = flat
             .iter()
             .zip(row)
-            .map(|(&x, &w)| (i32::from(x) - zero_point) * i32::from(w as i8))
+            .map(|(&x, &w)| widened_product(x, w, zero_point))
             .sum();
         *out = layer.requantization.apply(accumulator, channel);
     }

@@ -44,11 +44,14 @@ fn main() -> ! {
             expected[0] ^= 1;
         }
         if prediction.logits == expected {
+            // The host-side parity test (tests/tests/firmware.rs) parses these
+            // lines and compares the logits with its own computation.
             defmt::info!(
-                "digit {=usize}: predicted {=u8} (label {=u8}), {=u32} counts",
+                "digit {=usize}: predicted {=u8} (label {=u8}), logits {}, {=u32} counts",
                 index,
                 prediction.digit,
                 vector.label,
+                prediction.logits,
                 counts.total
             );
         } else {

@@ -1,0 +1,418 @@
+//! The training checkpoint: one self-checking file with the weights, the optimizer state and the
+//! [`TrainState`], written atomically after every epoch.
+//!
+//! Layout (integers little-endian):
+//!
+//! ```text
+//! magic "TCNNCKPT" | version u32 | state length u64 | model length u64 | optimizer length u64
+//! state (JSON) | model (burnpack record of Net) | optimizer (burnpack record of Adagrad)
+//! SHA-256 of everything before it (32 bytes)
+//! ```
+//!
+//! One file rather than three keeps weights, optimizer state and epoch count consistent with each
+//! other under any interruption; the digest catches a file damaged after it was written.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::{AdaGradConfig, ModuleOptimizer};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device};
+use sha2::{Digest, Sha256};
+
+use crate::atomic;
+use crate::model::Net;
+use crate::state::TrainState;
+
+/// File name of the checkpoint in a run's output directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
+/// File name of the latest weights alone, a burnpack record (`Net::new(&dev).load_file(..)`).
+pub const MODEL_FILE: &str = "model.bpk";
+
+const MAGIC: &[u8; 8] = b"TCNNCKPT";
+const VERSION: u32 = 1;
+const HEADER_LEN: usize = 8 + 4 + 3 * 8;
+const DIGEST_LEN: usize = 32;
+/// A checkpoint of this network is about 5.5 MB; anything far larger is not one.
+const MAX_FILE_BYTES: u64 = 256 << 20;
+/// Trainable tensors of [`Net`] (weight and bias of 7 layers); the optimizer keeps one state each.
+const PARAMETER_TENSORS: usize = 14;
+
+/// A decoded checkpoint.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    /// Settings, epochs and history of the run.
+    pub state: TrainState,
+    /// Burnpack record of the model.
+    pub model: Vec<u8>,
+    /// Burnpack record of the optimizer.
+    pub optimizer: Vec<u8>,
+}
+
+/// A checkpoint that cannot be used, with the file it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {kind}", .path.display())]
+pub struct CheckpointError {
+    /// The checkpoint file.
+    pub path: PathBuf,
+    /// What is wrong.
+    pub kind: CheckpointErrorKind,
+}
+
+/// What is wrong with a checkpoint.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointErrorKind {
+    /// It could not be read.
+    #[error("cannot read: {0}")]
+    Io(#[from] io::Error),
+    /// It is not a checkpoint of this tool.
+    #[error("not a tinycnn training checkpoint (wrong magic bytes)")]
+    NotACheckpoint,
+    /// A checkpoint of another format version.
+    #[error("checkpoint format version {0}; this host reads version {VERSION}")]
+    Version(u32),
+    /// Cut short or with a wrong digest: damaged after it was written.
+    #[error("damaged: {0}")]
+    Damaged(String),
+    /// The embedded state does not parse.
+    #[error("unreadable training state: {0}")]
+    State(String),
+    /// burn rejected the model or optimizer record.
+    #[error("cannot load the {part} record: {message}")]
+    Record {
+        /// "model" or "optimizer".
+        part: &'static str,
+        /// burn's message.
+        message: String,
+    },
+}
+
+impl Checkpoint {
+    /// Capture a model and its optimizer at the end of an epoch.
+    pub fn capture(
+        state: TrainState,
+        model: &Net,
+        optimizer: &ModuleOptimizer,
+    ) -> Result<Self, burn::store::RecordError> {
+        Ok(Self {
+            state,
+            model: model.clone().into_record().into_bytes()?.to_vec(),
+            optimizer: optimizer.into_bytes()?.to_vec(),
+        })
+    }
+
+    /// Serialise to the file layout.
+    pub fn encode(&self) -> Vec<u8> {
+        let state = serde_json::to_vec(&self.state)
+            .unwrap_or_else(|error| unreachable!("the state serialises to JSON: {error}"));
+        let mut bytes = Vec::with_capacity(
+            HEADER_LEN + state.len() + self.model.len() + self.optimizer.len() + DIGEST_LEN,
+        );
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&VERSION.to_le_bytes());
+        for part in [&state, &self.model, &self.optimizer] {
+            bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        }
+        bytes.extend_from_slice(&state);
+        bytes.extend_from_slice(&self.model);
+        bytes.extend_from_slice(&self.optimizer);
+        let digest = Sha256::digest(&bytes);
+        bytes.extend_from_slice(&digest);
+        bytes
+    }
+
+    /// Parse the file layout, checking lengths and digest.
+    pub fn decode(bytes: &[u8]) -> Result<Self, CheckpointErrorKind> {
+        if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(CheckpointErrorKind::NotACheckpoint);
+        }
+        if bytes.len() < HEADER_LEN + DIGEST_LEN {
+            return Err(CheckpointErrorKind::Damaged(format!(
+                "{} bytes, shorter than a header",
+                bytes.len()
+            )));
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
+        if version != VERSION {
+            return Err(CheckpointErrorKind::Version(version));
+        }
+        let length =
+            |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
+        let lengths = [length(12), length(20), length(28)];
+        let body = (bytes.len() - HEADER_LEN - DIGEST_LEN) as u64;
+        let declared = lengths
+            .iter()
+            .try_fold(0u64, |sum, &len| sum.checked_add(len));
+        if declared != Some(body) {
+            return Err(CheckpointErrorKind::Damaged(format!(
+                "header declares parts of {lengths:?} bytes, the file holds {body}"
+            )));
+        }
+        let (content, digest) = bytes.split_at(bytes.len() - DIGEST_LEN);
+        if Sha256::digest(content).as_slice() != digest {
+            return Err(CheckpointErrorKind::Damaged(
+                "SHA-256 digest does not match".into(),
+            ));
+        }
+        // The lengths sum to the body size, which fits in memory, so each fits in usize.
+        let [state_len, model_len, _] = lengths.map(|len| len as usize);
+        let state = &content[HEADER_LEN..HEADER_LEN + state_len];
+        let model = &content[HEADER_LEN + state_len..HEADER_LEN + state_len + model_len];
+        let optimizer = &content[HEADER_LEN + state_len + model_len..];
+        let state: TrainState = serde_json::from_slice(state)
+            .map_err(|error| CheckpointErrorKind::State(error.to_string()))?;
+        Ok(Self {
+            state,
+            model: model.to_vec(),
+            optimizer: optimizer.to_vec(),
+        })
+    }
+
+    /// Write atomically to `path`.
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        atomic::write(path, &self.encode())
+    }
+
+    /// Read and check `path`.
+    pub fn load(path: &Path) -> Result<Self, CheckpointError> {
+        let fail = |kind| CheckpointError {
+            path: path.to_path_buf(),
+            kind,
+        };
+        let mut bytes = Vec::new();
+        File::open(path)
+            .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|error| fail(CheckpointErrorKind::Io(error)))?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(fail(CheckpointErrorKind::Damaged(format!(
+                "larger than {MAX_FILE_BYTES} bytes"
+            ))));
+        }
+        Self::decode(&bytes).map_err(fail)
+    }
+
+    /// The model, on `device`.
+    pub fn model(&self, device: &Device) -> Result<Net, CheckpointErrorKind> {
+        load_model_record(&self.model, device)
+    }
+
+    /// An Adagrad optimizer configured by `config` with this checkpoint's state.
+    pub fn optimizer(
+        &self,
+        config: &AdaGradConfig,
+    ) -> Result<ModuleOptimizer, CheckpointErrorKind> {
+        let record_error = |message: String| CheckpointErrorKind::Record {
+            part: "optimizer",
+            message,
+        };
+        let optimizer = config
+            .init()
+            .from_bytes(Bytes::from_bytes_vec(self.optimizer.clone()))
+            .map_err(|error| record_error(error.to_string()))?;
+        // burn skips parameter states it cannot rebuild instead of failing; a resumed run must
+        // not silently restart Adagrad's accumulators.
+        let states = optimizer.to_record().len();
+        if states != PARAMETER_TENSORS {
+            return Err(record_error(format!(
+                "state for {states} parameter tensors, expected {PARAMETER_TENSORS}"
+            )));
+        }
+        Ok(optimizer)
+    }
+}
+
+/// A [`Net`] on `device` from the bytes of a burnpack record ([`MODEL_FILE`] or a checkpoint's).
+pub fn load_model_record(bytes: &[u8], device: &Device) -> Result<Net, CheckpointErrorKind> {
+    let record_error = |error: burn::store::RecordError| CheckpointErrorKind::Record {
+        part: "model",
+        message: error.to_string(),
+    };
+    let record =
+        ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).map_err(record_error)?;
+    Net::new(device)
+        .try_load_record(record)
+        .map_err(record_error)
+}
+
+/// The trained model of a run directory or checkpoint file, for export and evaluation.
+///
+/// `path` may be a checkpoint file, a [`MODEL_FILE`], or a run directory holding either.
+pub fn load_trained_model(path: &Path, device: &Device) -> Result<Net, CheckpointError> {
+    let path = if path.is_dir() {
+        let checkpoint = path.join(CHECKPOINT_FILE);
+        if checkpoint.is_file() {
+            checkpoint
+        } else {
+            path.join(MODEL_FILE)
+        }
+    } else {
+        path.to_path_buf()
+    };
+    let fail = |kind| CheckpointError {
+        path: path.clone(),
+        kind,
+    };
+    let mut bytes = Vec::new();
+    File::open(&path)
+        .and_then(|file| file.take(MAX_FILE_BYTES).read_to_end(&mut bytes))
+        .map_err(|error| fail(CheckpointErrorKind::Io(error)))?;
+    if bytes.starts_with(MAGIC) {
+        Checkpoint::decode(&bytes)
+            .and_then(|checkpoint| checkpoint.model(device))
+            .map_err(fail)
+    } else {
+        load_model_record(&bytes, device).map_err(fail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::TrainSettings;
+
+    fn state() -> TrainState {
+        TrainState::new(
+            TrainSettings {
+                epochs: 3,
+                batch_size: 128,
+                learning_rate: 0.01,
+                adagrad_epsilon: 1e-7,
+                seed: 1,
+                limit: None,
+                test_limit: None,
+            },
+            Vec::new(),
+            "host train".into(),
+        )
+    }
+
+    fn sample() -> Checkpoint {
+        Checkpoint {
+            state: state(),
+            model: (0..200u8).collect(),
+            optimizer: vec![9; 50],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let decoded = Checkpoint::decode(&sample().encode()).unwrap();
+        assert_eq!(decoded.state, state());
+        assert_eq!(decoded.model, sample().model);
+        assert_eq!(decoded.optimizer, sample().optimizer);
+    }
+
+    #[test]
+    fn every_truncation_is_refused() {
+        let bytes = sample().encode();
+        for len in 0..bytes.len() {
+            assert!(Checkpoint::decode(&bytes[..len]).is_err(), "length {len}");
+        }
+    }
+
+    #[test]
+    fn every_single_byte_change_is_refused() {
+        let bytes = sample().encode();
+        for at in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x01;
+            assert!(Checkpoint::decode(&damaged).is_err(), "byte {at}");
+        }
+    }
+
+    #[test]
+    fn other_files_are_not_checkpoints() {
+        assert!(matches!(
+            Checkpoint::decode(b"{\"json\": true}"),
+            Err(CheckpointErrorKind::NotACheckpoint)
+        ));
+        let mut bytes = sample().encode();
+        bytes[8] = 2;
+        assert!(matches!(
+            Checkpoint::decode(&bytes),
+            Err(CheckpointErrorKind::Version(2))
+        ));
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CHECKPOINT_FILE);
+        std::fs::write(&path, &sample().encode()[..100]).unwrap();
+        let message = Checkpoint::load(&path).unwrap_err().to_string();
+        assert!(
+            message.starts_with(&path.display().to_string()),
+            "{message}"
+        );
+        assert!(message.contains("damaged"), "{message}");
+    }
+
+    #[test]
+    fn model_and_optimizer_survive_a_save_and_load() {
+        use crate::model::{PARAMETER_COUNT, infer_logits};
+        use burn::optim::GradientsParams;
+
+        let _turn = crate::seeded_turn();
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let model = Net::new(&device);
+        let config = AdaGradConfig::new().with_epsilon(1e-7);
+        let mut optimizer = config.init();
+        // One step so that the optimizer has state to save.
+        let input = crate::model::input_tensor(vec![0.5; 2 * 784], &device);
+        let loss = model.forward(input).sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let model = optimizer.step(0.01, model, grads);
+
+        let checkpoint = Checkpoint::capture(state(), &model, &optimizer).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CHECKPOINT_FILE);
+        checkpoint.save(&path).unwrap();
+        let loaded = Checkpoint::load(&path).unwrap();
+        let restored = loaded.model(&device).unwrap();
+        assert_eq!(restored.num_params(), PARAMETER_COUNT);
+        assert_eq!(restored.weights(), model.weights());
+        let pixels: Vec<u8> = (0..784).map(|i| (i % 256) as u8).collect();
+        let plain = Device::flex();
+        assert_eq!(
+            infer_logits(&restored, &pixels, &plain),
+            infer_logits(&model, &pixels, &plain)
+        );
+        // The optimizer state is restored if one more identical step gives identical weights
+        // (a fresh Adagrad would move every weight by about the full learning rate instead).
+        let mut restored_optimizer = loaded.optimizer(&config).unwrap();
+        let step = |model: Net, optimizer: &mut ModuleOptimizer| {
+            // Same dropout masks for every step compared.
+            device.seed(11);
+            let input = crate::model::input_tensor(vec![0.25; 2 * 784], &device);
+            let loss = model.forward(input).sum();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            optimizer.step(0.01, model, grads)
+        };
+        let continued = step(model.clone(), &mut optimizer);
+        let resumed = step(restored, &mut restored_optimizer);
+        assert_eq!(resumed.weights(), continued.weights());
+        let mut fresh_optimizer = config.init();
+        let restarted = step(loaded.model(&device).unwrap(), &mut fresh_optimizer);
+        assert_ne!(restarted.weights(), continued.weights());
+        assert_eq!(
+            load_trained_model(dir.path(), &plain).unwrap().weights(),
+            model.weights()
+        );
+    }
+
+    #[test]
+    fn an_empty_optimizer_record_is_refused() {
+        let device = Device::flex().autodiff();
+        let model = Net::new(&device);
+        let fresh = AdaGradConfig::new().init();
+        let checkpoint = Checkpoint::capture(state(), &model, &fresh).unwrap();
+        assert!(matches!(
+            checkpoint.optimizer(&AdaGradConfig::new()),
+            Err(CheckpointErrorKind::Record { .. })
+        ));
+    }
+}

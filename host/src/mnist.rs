@@ -1,0 +1,509 @@
+//! An MNIST-format data set: the four IDX files of a directory, checked against each other and,
+//! for the canonical MNIST, against its published SHA-256 sums.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::idx::{self, IdxError};
+
+/// Side of an image the network accepts.
+pub const IMAGE_SIDE: usize = 28;
+/// Pixels per image.
+pub const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
+/// Directory used when neither `--data` nor `MNIST_DIR` is given (relative to the current
+/// directory, gitignored in the project).
+pub const DEFAULT_DATA_DIR: &str = "data/mnist";
+/// Environment variable naming the data directory.
+pub const DATA_DIR_ENV: &str = "MNIST_DIR";
+
+/// The four files of a set, by role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Training images.
+    TrainImages,
+    /// Training labels.
+    TrainLabels,
+    /// Test images.
+    TestImages,
+    /// Test labels.
+    TestLabels,
+}
+
+impl Role {
+    /// All roles, in the order MNIST lists its files.
+    pub const ALL: [Role; 4] = [
+        Role::TrainImages,
+        Role::TrainLabels,
+        Role::TestImages,
+        Role::TestLabels,
+    ];
+
+    /// File name without the optional `.gz`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Role::TrainImages => "train-images-idx3-ubyte",
+            Role::TrainLabels => "train-labels-idx1-ubyte",
+            Role::TestImages => "t10k-images-idx3-ubyte",
+            Role::TestLabels => "t10k-labels-idx1-ubyte",
+        }
+    }
+
+    /// SHA-256 of the decompressed file of the canonical MNIST distribution.
+    pub fn canonical_sha256(self) -> &'static str {
+        match self {
+            Role::TrainImages => "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            Role::TrainLabels => "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            Role::TestImages => "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            Role::TestLabels => "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        }
+    }
+}
+
+/// Where a file came from and what it hashes to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// Its role in the set.
+    pub role: Role,
+    /// The file read.
+    pub path: PathBuf,
+    /// SHA-256 of its decompressed content.
+    pub sha256: String,
+    /// Whether that is the canonical MNIST file's hash.
+    pub canonical: bool,
+}
+
+/// Images and labels of one split.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// `len() * IMAGE_PIXELS` pixels, 0-255.
+    pub pixels: Vec<u8>,
+    /// One label 0-9 per image.
+    pub labels: Vec<u8>,
+}
+
+impl Split {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the split holds no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Pixels of image `index` (28x28, row-major), or `None` past the end.
+    pub fn image(&self, index: usize) -> Option<&[u8]> {
+        let start = index.checked_mul(IMAGE_PIXELS)?;
+        self.pixels.get(start..start.checked_add(IMAGE_PIXELS)?)
+    }
+
+    /// The first `count` images (all of them if there are fewer).
+    pub fn head(&self, count: usize) -> Split {
+        let count = count.min(self.len());
+        Split {
+            pixels: self.pixels[..count * IMAGE_PIXELS].to_vec(),
+            labels: self.labels[..count].to_vec(),
+        }
+    }
+}
+
+/// A loaded, validated data set.
+#[derive(Clone, Debug)]
+pub struct Mnist {
+    /// The directory it was read from.
+    pub dir: PathBuf,
+    /// Training split.
+    pub train: Split,
+    /// Test split.
+    pub test: Split,
+    /// The four files, in [`Role::ALL`] order.
+    pub files: Vec<FileInfo>,
+}
+
+impl Mnist {
+    /// Whether all four files are those of the canonical MNIST distribution.
+    pub fn is_canonical_mnist(&self) -> bool {
+        self.files.iter().all(|file| file.canonical)
+    }
+
+    /// One line that says what was loaded.
+    pub fn describe(&self) -> String {
+        let origin = if self.is_canonical_mnist() {
+            "canonical MNIST, SHA-256 verified".to_string()
+        } else {
+            let unknown = self.files.iter().filter(|file| !file.canonical).count();
+            format!(
+                "not the canonical MNIST: {unknown} of 4 files have other SHA-256 sums \
+                 (another MNIST-format set, e.g. Fashion-MNIST, or a modified copy)"
+            )
+        };
+        format!(
+            "{}: {} training and {} test images ({origin})",
+            self.dir.display(),
+            self.train.len(),
+            self.test.len()
+        )
+    }
+
+    /// Load and validate the four files of `dir`, each as `NAME` or `NAME.gz`.
+    ///
+    /// The four files are decompressed in parallel.
+    pub fn load(dir: &Path) -> Result<Self, DataError> {
+        let paths = locate_files(dir)?;
+        let [train_images, train_labels, test_images, test_labels] = &paths;
+        let (train_images, train_labels, test_images, test_labels) = std::thread::scope(|scope| {
+            let train_images = scope.spawn(|| idx::read_images(train_images));
+            let test_images = scope.spawn(|| idx::read_images(test_images));
+            let train_labels = idx::read_labels(train_labels);
+            let test_labels = idx::read_labels(test_labels);
+            (
+                join(train_images),
+                train_labels,
+                join(test_images),
+                test_labels,
+            )
+        });
+        let (train_images, train_labels) = (train_images?, train_labels?);
+        let (test_images, test_labels) = (test_images?, test_labels?);
+
+        let hashes = [
+            train_images.sha256,
+            train_labels.sha256,
+            test_images.sha256,
+            test_labels.sha256,
+        ];
+        let mut files = Vec::with_capacity(4);
+        for ((role, path), sha256) in Role::ALL.into_iter().zip(paths).zip(hashes) {
+            let sha256 = idx::hex(&sha256);
+            // A canonical file in the wrong place (test set as training set, images swapped
+            // with each other) would train and evaluate on the wrong data without any error.
+            if let Some(other) = Role::ALL
+                .into_iter()
+                .find(|other| *other != role && other.canonical_sha256() == sha256)
+            {
+                return Err(DataError::Misplaced {
+                    path,
+                    role,
+                    actually: other,
+                });
+            }
+            files.push(FileInfo {
+                role,
+                canonical: role.canonical_sha256() == sha256,
+                path,
+                sha256,
+            });
+        }
+
+        let train = split(&files[0], train_images, &files[1], train_labels)?;
+        let test = split(&files[2], test_images, &files[3], test_labels)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            train,
+            test,
+            files,
+        })
+    }
+}
+
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+fn split(
+    images_file: &FileInfo,
+    images: idx::IdxImages,
+    labels_file: &FileInfo,
+    labels: idx::IdxLabels,
+) -> Result<Split, DataError> {
+    if (images.rows, images.cols) != (IMAGE_SIDE, IMAGE_SIDE) {
+        return Err(DataError::ImageSize {
+            path: images_file.path.clone(),
+            rows: images.rows,
+            cols: images.cols,
+        });
+    }
+    if images.count != labels.labels.len() {
+        return Err(DataError::CountMismatch {
+            images: images_file.path.clone(),
+            image_count: images.count,
+            labels: labels_file.path.clone(),
+            label_count: labels.labels.len(),
+        });
+    }
+    Ok(Split {
+        pixels: images.pixels,
+        labels: labels.labels,
+    })
+}
+
+/// Find the four files, or explain in one line how to provide them.
+fn locate_files(dir: &Path) -> Result<[PathBuf; 4], DataError> {
+    let readable = std::fs::read_dir(dir).map(|mut entries| entries.next().is_some());
+    match readable {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(DataError::NoData {
+                dir: dir.to_path_buf(),
+                problem: "directory does not exist".into(),
+            });
+        }
+        Err(error) => {
+            return Err(DataError::NoData {
+                dir: dir.to_path_buf(),
+                problem: format!("cannot list the directory: {error}"),
+            });
+        }
+        Ok(false) => {
+            return Err(DataError::NoData {
+                dir: dir.to_path_buf(),
+                problem: "directory is empty".into(),
+            });
+        }
+        Ok(true) => {}
+    }
+    let mut found = Vec::with_capacity(4);
+    for role in Role::ALL {
+        let plain = dir.join(role.file_name());
+        let gzipped = dir.join(format!("{}.gz", role.file_name()));
+        if gzipped.is_file() {
+            found.push(gzipped);
+        } else if plain.is_file() {
+            found.push(plain);
+        } else {
+            return Err(DataError::MissingFile {
+                dir: dir.to_path_buf(),
+                name: role.file_name(),
+            });
+        }
+    }
+    Ok(found
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("one path per role")))
+}
+
+/// A data directory that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// No data set where one was expected; nothing is downloaded, so the user must point to one.
+    #[error(
+        "no MNIST data in {dir} ({problem}); nothing can be downloaded here: point --data or \
+         MNIST_DIR at a local copy of the four IDX files, e.g. --data ../shared/data/mnist"
+    )]
+    NoData {
+        /// The directory.
+        dir: PathBuf,
+        /// Why it holds no data.
+        problem: String,
+    },
+    /// One of the four files is absent.
+    #[error(
+        "{dir}: {name} (or {name}.gz) not found; an MNIST-format directory holds four IDX files"
+    )]
+    MissingFile {
+        /// The directory.
+        dir: PathBuf,
+        /// The file name missing.
+        name: &'static str,
+    },
+    /// A file could not be read or is damaged.
+    #[error(transparent)]
+    Idx(#[from] IdxError),
+    /// Images are not 28x28.
+    #[error("{path}: images are {rows}x{cols} pixels; the network takes 28x28")]
+    ImageSize {
+        /// The image file.
+        path: PathBuf,
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+    },
+    /// Image and label files disagree on the number of records.
+    #[error("{images} holds {image_count} images but {labels} holds {label_count} labels")]
+    CountMismatch {
+        /// The image file.
+        images: PathBuf,
+        /// Images in it.
+        image_count: usize,
+        /// The label file.
+        labels: PathBuf,
+        /// Labels in it.
+        label_count: usize,
+    },
+    /// A canonical MNIST file under another file's name.
+    #[error("{path}: this is MNIST's {}, not its {}", .actually, .role)]
+    Misplaced {
+        /// The file.
+        path: PathBuf,
+        /// The role its name gives it.
+        role: Role,
+        /// The role its content has.
+        actually: Role,
+    },
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.file_name())
+    }
+}
+
+/// Render an image as rows of right-aligned 0-255 values, as NumPy prints an MNIST array.
+pub fn format_image(pixels: &[u8]) -> String {
+    let mut text = String::with_capacity(pixels.len() * 4);
+    for row in pixels.chunks(IMAGE_SIDE) {
+        let cells: Vec<String> = row.iter().map(|value| format!("{value:>3}")).collect();
+        text.push_str(&cells.join(" "));
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn images(count: u32, side: u32, seed: u8) -> Vec<u8> {
+        let mut bytes = idx::IMAGES_MAGIC.to_be_bytes().to_vec();
+        for dim in [count, side, side] {
+            bytes.extend_from_slice(&dim.to_be_bytes());
+        }
+        bytes.extend((0..count * side * side).map(|i| (i as u8).wrapping_mul(seed)));
+        bytes
+    }
+
+    fn labels(count: u32) -> Vec<u8> {
+        let mut bytes = idx::LABELS_MAGIC.to_be_bytes().to_vec();
+        bytes.extend_from_slice(&count.to_be_bytes());
+        bytes.extend((0..count).map(|i| (i % 10) as u8));
+        bytes
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// A small set: files given as (role, content, gzip?).
+    fn set(files: &[(Role, Vec<u8>, bool)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (role, content, gz) in files {
+            let (name, content) = if *gz {
+                (format!("{}.gz", role.file_name()), gzip(content))
+            } else {
+                (role.file_name().to_string(), content.clone())
+            };
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
+        dir
+    }
+
+    fn good_set() -> Vec<(Role, Vec<u8>, bool)> {
+        vec![
+            (Role::TrainImages, images(6, 28, 3), true),
+            (Role::TrainLabels, labels(6), false),
+            (Role::TestImages, images(4, 28, 5), false),
+            (Role::TestLabels, labels(4), true),
+        ]
+    }
+
+    #[test]
+    fn loads_a_mixed_raw_and_gzip_set() {
+        let dir = set(&good_set());
+        let data = Mnist::load(dir.path()).unwrap();
+        assert_eq!((data.train.len(), data.test.len()), (6, 4));
+        assert_eq!(
+            data.train.image(5).unwrap(),
+            &images(6, 28, 3)[16 + 5 * 784..]
+        );
+        assert_eq!(data.test.labels, [0, 1, 2, 3]);
+        assert!(!data.is_canonical_mnist());
+        assert!(data.describe().contains("not the canonical MNIST"));
+        assert_eq!(data.train.head(2).len(), 2);
+        assert_eq!(data.train.head(2).pixels.len(), 2 * IMAGE_PIXELS);
+    }
+
+    #[test]
+    fn missing_or_empty_directory_says_how_to_point_at_data() {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, problem) in [
+            (dir.path().join("absent"), "does not exist"),
+            (dir.path().to_path_buf(), "is empty"),
+        ] {
+            let message = Mnist::load(&path).unwrap_err().to_string();
+            assert!(message.contains(&path.display().to_string()), "{message}");
+            assert!(message.contains(problem), "{message}");
+            assert!(message.contains("--data"), "{message}");
+            assert!(message.contains("MNIST_DIR"), "{message}");
+            assert!(!message.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let mut files = good_set();
+        files.remove(3);
+        let dir = set(&files);
+        let message = Mnist::load(dir.path()).unwrap_err().to_string();
+        assert!(message.contains("t10k-labels-idx1-ubyte"), "{message}");
+    }
+
+    #[test]
+    fn count_mismatch_names_both_files() {
+        let mut files = good_set();
+        files[1].1 = labels(5);
+        let dir = set(&files);
+        let error = Mnist::load(dir.path()).unwrap_err();
+        assert!(
+            matches!(error, DataError::CountMismatch { .. }),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(message.contains("train-images-idx3-ubyte.gz"), "{message}");
+        assert!(message.contains("train-labels-idx1-ubyte"), "{message}");
+        assert!(message.contains("6 images") && message.contains("5 labels"));
+    }
+
+    #[test]
+    fn images_of_another_size_are_refused() {
+        let mut files = good_set();
+        files[2].1 = images(4, 32, 1);
+        let dir = set(&files);
+        let message = Mnist::load(dir.path()).unwrap_err().to_string();
+        assert!(message.contains("32x32"), "{message}");
+        assert!(message.contains("t10k-images-idx3-ubyte"), "{message}");
+    }
+
+    #[test]
+    fn a_damaged_file_is_reported_with_its_path() {
+        let mut files = good_set();
+        files[0].1.truncate(100);
+        let dir = set(&files);
+        let error = Mnist::load(dir.path()).unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, DataError::Idx(_)), "{error:?}");
+        assert!(
+            message.contains("train-images-idx3-ubyte.gz: truncated"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn image_formatting_has_28_rows_of_28_values() {
+        let pixels: Vec<u8> = (0..IMAGE_PIXELS).map(|i| (i % 256) as u8).collect();
+        let text = format_image(&pixels);
+        let rows: Vec<&str> = text.lines().collect();
+        assert_eq!(rows.len(), 28);
+        assert!(rows.iter().all(|row| row.split_whitespace().count() == 28));
+        assert_eq!(rows[0].split_whitespace().nth(5), Some("5"));
+    }
+}

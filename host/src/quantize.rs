@@ -1,0 +1,302 @@
+//! Post-training int8 quantisation of an f32 model, following the
+//! TensorFlow Lite int8 specification: per-output-channel symmetric weights,
+//! per-tensor asymmetric activations calibrated on sample images, int32
+//! biases, and Q31 multipliers with shifts. All the float work happens here so
+//! that `tinycnn` only executes integers.
+
+use anyhow::{Context, bail};
+use tinycnn::arch::{CLASSES, Image, Layer};
+use tinycnn::format::{Architecture, F32Model, Int8LayerRecord, Int8Record, QuantParams};
+use tinycnn::{F32Scratch, quant};
+
+/// Splits a positive real multiplier into a Q31 `multiplier` in
+/// `[2^30, 2^31)` and a power-of-two `shift` such that
+/// `real ~= multiplier / 2^31 * 2^shift` (TFLite's `QuantizeMultiplier`).
+///
+/// Multipliers too small for a right shift of 31 become `(0, 0)`; too large
+/// ones saturate at the largest left shift.
+pub fn quantize_multiplier(real: f64) -> (i32, i32) {
+    if !(real.is_finite() && real > 0.0) {
+        return (0, 0);
+    }
+    // real = fraction * 2^exponent with fraction in [0.5, 1).
+    let mut exponent = real.log2().floor() as i32 + 1;
+    let mut fraction = real / 2f64.powi(exponent);
+    while fraction >= 1.0 {
+        fraction /= 2.0;
+        exponent += 1;
+    }
+    while fraction < 0.5 {
+        fraction *= 2.0;
+        exponent -= 1;
+    }
+    let mut q31 = (fraction * (1u64 << 31) as f64).round() as i64;
+    if q31 == 1 << 31 {
+        q31 /= 2;
+        exponent += 1;
+    }
+    if exponent < quant::MIN_SHIFT {
+        return (0, 0);
+    }
+    if exponent > quant::MAX_SHIFT {
+        return (i32::MAX, quant::MAX_SHIFT);
+    }
+    (q31 as i32, exponent)
+}
+
+/// Affine int8 quantisation of an activation range, widened to include 0 so
+/// that real 0 (ReLU's floor, the padding) is exactly representable.
+pub fn activation_quantization(min: f32, max: f32) -> QuantParams {
+    let min = f64::from(min.min(0.0));
+    let max = f64::from(max.max(0.0));
+    let range = max - min;
+    let scale = if range > 0.0 {
+        range / 255.0
+    } else {
+        1.0 / 255.0
+    };
+    let zero_point = (-128.0 - min / scale).round().clamp(-128.0, 127.0) as i8;
+    QuantParams {
+        scale: scale as f32,
+        zero_point,
+    }
+}
+
+/// Symmetric per-channel quantisation of `outputs` rows of weights: each
+/// row's largest magnitude maps to 127. Returns the int8 weights and the
+/// scales.
+pub fn quantize_weights(weights: &[f32], outputs: usize) -> (Vec<i8>, Vec<f32>) {
+    let fan_in = weights.len() / outputs.max(1);
+    let mut quantized = Vec::with_capacity(weights.len());
+    let mut scales = Vec::with_capacity(outputs);
+    for row in weights.chunks_exact(fan_in) {
+        let largest = row.iter().fold(0f32, |m, w| m.max(w.abs()));
+        // An all-zero channel quantises to zeros under any scale; 1 keeps the
+        // scale valid (finite, positive).
+        let scale = if largest > 0.0 { largest / 127.0 } else { 1.0 };
+        quantized.extend(
+            row.iter()
+                .map(|w| (w / scale).round().clamp(-127.0, 127.0) as i8),
+        );
+        scales.push(scale);
+    }
+    (quantized, scales)
+}
+
+/// Running minimum and maximum of each layer's output over the calibration
+/// images.
+#[derive(Clone, Debug)]
+pub struct Calibration {
+    ranges: [(f32, f32); 7],
+    images: usize,
+}
+
+impl Calibration {
+    /// Runs `model` over `images` and records every layer's output range.
+    pub fn measure<'i>(model: &F32Model<'_>, images: impl IntoIterator<Item = &'i Image>) -> Self {
+        let mut ranges = [(f32::INFINITY, f32::NEG_INFINITY); 7];
+        let mut scratch = Box::new(F32Scratch::new());
+        let mut count = 0;
+        for image in images {
+            model.classify_observed(image, &mut scratch, |layer, values| {
+                let range = &mut ranges[layer_index(layer)];
+                for &v in values {
+                    range.0 = range.0.min(v);
+                    range.1 = range.1.max(v);
+                }
+            });
+            count += 1;
+        }
+        Self {
+            ranges,
+            images: count,
+        }
+    }
+
+    /// Output range of `layer`.
+    pub fn range(&self, layer: Layer) -> (f32, f32) {
+        self.ranges[layer_index(layer)]
+    }
+
+    /// Number of images measured.
+    pub fn images(&self) -> usize {
+        self.images
+    }
+}
+
+fn layer_index(layer: Layer) -> usize {
+    Layer::ALL
+        .iter()
+        .position(|&l| l == layer)
+        .unwrap_or_default()
+}
+
+/// The int8 tensors of a quantised model, owned; [`Int8Tensors::record`]
+/// borrows them for encoding.
+#[derive(Clone, Debug)]
+pub struct Int8Tensors {
+    outputs: [QuantParams; 7],
+    layers: Vec<[Vec<u8>; 5]>,
+}
+
+impl Int8Tensors {
+    /// Quantises an f32 model with the activation ranges of `calibration`.
+    pub fn quantize(model: &F32Model<'_>, calibration: &Calibration) -> anyhow::Result<Self> {
+        if calibration.images() == 0 {
+            bail!("no calibration images: int8 activation ranges cannot be measured");
+        }
+        let mut input = tinycnn::format::QuantParams::INPUT;
+        let mut outputs = [input; 7];
+        let mut layers = Vec::new();
+        for (index, (layer, stored)) in Layer::ALL
+            .into_iter()
+            .zip(&model.record().layers)
+            .enumerate()
+        {
+            let weights = floats(stored.weights);
+            let bias = floats(stored.bias);
+            let (min, max) = calibration.range(layer);
+            let output = activation_quantization(min, max);
+            let (weights_q, weight_scales) = quantize_weights(&weights, layer.outputs());
+            let mut bias_q = Vec::new();
+            let mut multipliers = Vec::new();
+            let mut shifts = Vec::new();
+            for (&b, &weight_scale) in bias.iter().zip(&weight_scales) {
+                let bias_scale = f64::from(input.scale) * f64::from(weight_scale);
+                let q = (f64::from(b) / bias_scale)
+                    .round()
+                    .clamp(f64::from(i32::MIN), f64::from(i32::MAX));
+                bias_q.extend((q as i32).to_le_bytes());
+                let (multiplier, shift) = quantize_multiplier(bias_scale / f64::from(output.scale));
+                multipliers.extend(multiplier.to_le_bytes());
+                shifts.push(shift as i8 as u8);
+            }
+            layers.push([
+                weight_scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
+                weights_q.iter().map(|&w| w as u8).collect(),
+                bias_q,
+                multipliers,
+                shifts,
+            ]);
+            outputs[index] = output;
+            input = output;
+        }
+        Ok(Self { outputs, layers })
+    }
+
+    /// The model record, borrowing these tensors.
+    pub fn record(&self) -> Int8Record<'_> {
+        let layers = std::array::from_fn(|i| {
+            let [weight_scales, weights, bias, multipliers, shifts] = &self.layers[i];
+            Int8LayerRecord {
+                output: self.outputs[i],
+                weight_scales,
+                weights,
+                bias,
+                multipliers,
+                shifts,
+            }
+        });
+        Int8Record {
+            architecture: Architecture::REFERENCE,
+            input: QuantParams::INPUT,
+            layers,
+        }
+    }
+
+    /// The encoded int8 model file.
+    pub fn to_file(&self) -> anyhow::Result<Vec<u8>> {
+        self.record().to_vec().context("encoding the int8 model")
+    }
+}
+
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .as_chunks::<4>()
+        .0
+        .iter()
+        .map(|&b| f32::from_le_bytes(b))
+        .collect()
+}
+
+/// Logits as probabilities, for display.
+pub fn probabilities(logits: &[f32; CLASSES]) -> [f32; CLASSES] {
+    tinycnn::kernels::f32::softmax(logits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multiplier_round_trips_the_real_value() {
+        for real in [
+            1e-9,
+            0.000_123,
+            0.003_9,
+            0.25,
+            0.5,
+            0.75,
+            0.999_999_999,
+            1.0,
+            1.5,
+            3.0,
+            1000.0,
+        ] {
+            let (multiplier, shift) = quantize_multiplier(real);
+            assert!(
+                (1 << 30..=i32::MAX).contains(&multiplier),
+                "{real}: {multiplier}"
+            );
+            let back = f64::from(multiplier) / (1u64 << 31) as f64 * 2f64.powi(shift);
+            assert!((back - real).abs() <= real * 1e-9, "{real} -> {back}");
+        }
+        assert_eq!(quantize_multiplier(0.5), (1 << 30, 0));
+        assert_eq!(quantize_multiplier(0.25), (1 << 30, -1));
+        assert_eq!(quantize_multiplier(1.0), (1 << 30, 1));
+        // Rounding up to 2^31 renormalises.
+        assert_eq!(quantize_multiplier(0.999_999_999_9), (1 << 30, 1));
+        assert_eq!(quantize_multiplier(0.0), (0, 0));
+        assert_eq!(quantize_multiplier(1e-12), (0, 0));
+        assert_eq!(quantize_multiplier(f64::NAN), (0, 0));
+        assert_eq!(quantize_multiplier(1e12), (i32::MAX, 30));
+    }
+
+    #[test]
+    fn quantised_multiply_matches_float() {
+        for real in [0.000_37, 0.012, 0.4, 0.93] {
+            let (multiplier, shift) = quantize_multiplier(real);
+            for x in [-100_000, -777, -1, 0, 1, 999, 123_456] {
+                let got = quant::multiply_by_quantized_multiplier(x, multiplier, shift);
+                assert!(
+                    (f64::from(got) - f64::from(x) * real).abs() <= 1.0,
+                    "{x} * {real} = {got}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn activation_ranges_include_zero() {
+        let relu = activation_quantization(0.0, 6.375);
+        assert_eq!(relu.zero_point, -128);
+        assert!((relu.scale - 0.025).abs() < 1e-7);
+        let logits = activation_quantization(-10.0, 15.5);
+        assert!((logits.scale - 0.1).abs() < 1e-6);
+        assert_eq!(logits.zero_point, -28);
+        // Real 0 maps exactly onto the zero point.
+        assert_eq!(logits.dequantize(logits.zero_point), 0.0);
+        // A positive-only range still contains 0.
+        assert_eq!(activation_quantization(2.0, 4.0).zero_point, -128);
+        assert_eq!(activation_quantization(-4.0, -2.0).zero_point, 127);
+        // A degenerate range gets a valid scale.
+        assert!(activation_quantization(0.0, 0.0).scale > 0.0);
+    }
+
+    #[test]
+    fn weights_use_the_symmetric_range() {
+        let (q, scales) = quantize_weights(&[0.5, -1.0, 0.25, 0.0, 0.0, 0.0], 2);
+        assert_eq!(q, [64, -127, 32, 0, 0, 0]);
+        assert_eq!(scales, [1.0 / 127.0, 1.0]);
+    }
+}

@@ -1,0 +1,175 @@
+//! What a training run records: its settings, the numbers of every epoch and where its data came
+//! from. Stored in the checkpoint (to resume) and in `metrics.json` (to read).
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::BackendKind;
+use crate::mnist::FileInfo;
+
+/// burn version this crate is pinned to (`=` in Cargo.toml; a test keeps the two in step).
+pub const BURN_VERSION: &str = "0.22.1";
+/// Version of this crate.
+pub const HOST_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// How shuffling and dropout draw their random numbers. A run can resume exactly only under the
+/// scheme it started with: each epoch's order and dropout masks derive from (seed, epoch) alone,
+/// so the checkpoint needs no generator state beyond the seed and the epoch.
+pub const RNG_SCHEME: &str =
+    "chacha8(seed) stream 2*epoch shuffles, stream 2*epoch+1 seeds dropout";
+
+/// Hyper-parameters of a run; fixed when it starts, kept when it resumes (except `epochs`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainSettings {
+    /// Total epochs to train.
+    pub epochs: usize,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Adagrad learning rate.
+    pub learning_rate: f64,
+    /// Adagrad epsilon, added outside the square root.
+    pub adagrad_epsilon: f32,
+    /// Seed of initialisation, shuffling and dropout.
+    pub seed: u64,
+    /// Train on the first N training images only.
+    pub limit: Option<usize>,
+    /// Evaluate on the first N test images only.
+    pub test_limit: Option<usize>,
+}
+
+/// Numbers of one completed epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean cross-entropy over the epoch's training batches (dropout active, as Keras reports).
+    pub train_loss: f64,
+    /// Fraction of training images classified correctly during the epoch (dropout active).
+    pub train_accuracy: f64,
+    /// Mean cross-entropy on the test images after the epoch (inference mode).
+    pub test_loss: f64,
+    /// Fraction of test images classified correctly after the epoch (inference mode).
+    pub test_accuracy: f64,
+    /// Training images seen.
+    pub train_images: usize,
+    /// Test images evaluated.
+    pub test_images: usize,
+    /// Wall time of the training batches.
+    pub train_seconds: f64,
+    /// Wall time of the evaluation.
+    pub eval_seconds: f64,
+    /// Training images per second of `train_seconds`.
+    pub images_per_second: f64,
+    /// Training batches per second of `train_seconds`.
+    pub batches_per_second: f64,
+    /// Backend the epoch ran on.
+    pub backend: BackendKind,
+}
+
+/// Everything needed to continue a run exactly where it stopped, apart from the weights and the
+/// optimizer state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Settings of the run.
+    pub settings: TrainSettings,
+    /// Epochs completed (and checkpointed).
+    pub completed_epochs: usize,
+    /// One entry per completed epoch.
+    pub history: Vec<EpochMetrics>,
+    /// The data files the run trained and evaluated on.
+    pub data: Vec<FileInfo>,
+    /// See [`RNG_SCHEME`].
+    pub rng_scheme: String,
+    /// Each command line that started or resumed the run.
+    pub commands: Vec<String>,
+}
+
+impl TrainState {
+    /// The state of a run that has not completed an epoch yet.
+    pub fn new(settings: TrainSettings, data: Vec<FileInfo>, command: String) -> Self {
+        Self {
+            settings,
+            completed_epochs: 0,
+            history: Vec::new(),
+            data,
+            rng_scheme: RNG_SCHEME.to_string(),
+            commands: vec![command],
+        }
+    }
+}
+
+/// Crate versions recorded with the metrics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Versions {
+    /// tinycnn-host.
+    pub tinycnn_host: String,
+    /// burn.
+    pub burn: String,
+}
+
+impl Versions {
+    /// The versions of this build.
+    pub fn current() -> Self {
+        Self {
+            tinycnn_host: HOST_VERSION.to_string(),
+            burn: BURN_VERSION.to_string(),
+        }
+    }
+}
+
+/// Content of `metrics.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricsFile {
+    /// Whether all `settings.epochs` epochs are done.
+    pub finished: bool,
+    /// Epochs completed.
+    pub completed_epochs: usize,
+    /// Settings of the run.
+    pub settings: TrainSettings,
+    /// Trainable parameters of the network.
+    pub parameters: usize,
+    /// One entry per epoch.
+    pub epochs: Vec<EpochMetrics>,
+    /// Sum of the epochs' training and evaluation time.
+    pub total_seconds: f64,
+    /// Data files and whether they are the canonical MNIST.
+    pub data: Vec<FileInfo>,
+    /// Whether all four data files are the canonical MNIST.
+    pub canonical_mnist: bool,
+    /// Crate versions of the build that wrote the file.
+    pub versions: Versions,
+    /// Command lines that started or resumed the run.
+    pub commands: Vec<String>,
+}
+
+impl MetricsFile {
+    /// The metrics of a run in `state`.
+    pub fn from_state(state: &TrainState, parameters: usize) -> Self {
+        Self {
+            finished: state.completed_epochs >= state.settings.epochs,
+            completed_epochs: state.completed_epochs,
+            settings: state.settings.clone(),
+            parameters,
+            epochs: state.history.clone(),
+            total_seconds: state
+                .history
+                .iter()
+                .map(|epoch| epoch.train_seconds + epoch.eval_seconds)
+                .sum(),
+            canonical_mnist: state.data.iter().all(|file| file.canonical),
+            data: state.data.clone(),
+            versions: Versions::current(),
+            commands: state.commands.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burn_version_matches_the_pin_in_cargo_toml() {
+        let manifest = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+        let pin = format!("burn = {{ version = \"={BURN_VERSION}\"");
+        assert!(manifest.contains(&pin), "Cargo.toml must pin {pin}");
+    }
+}

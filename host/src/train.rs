@@ -1,0 +1,650 @@
+//! `host train`: the training loop, with a checkpoint after every epoch and exact resumption.
+//!
+//! Adagrad (learning rate 0.01, epsilon 1e-7 added outside the square root, accumulators from
+//! zero: the Keras of the tutorial), batches of 128 shuffled anew each epoch, cross-entropy on the
+//! logits, evaluation on the test set after every epoch. Each epoch's shuffle and dropout masks
+//! derive from (seed, epoch) alone (see [`crate::state::RNG_SCHEME`]), so an epoch run after
+//! `--resume` is the epoch an uninterrupted run would have run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use anyhow::{Context, bail, ensure};
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLoss;
+use burn::optim::{AdaGradConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::atomic;
+use crate::backend::BackendKind;
+use crate::checkpoint::{CHECKPOINT_FILE, Checkpoint, MODEL_FILE};
+use crate::mnist::{IMAGE_PIXELS, Mnist, Split};
+use crate::model::{self, Net, PARAMETER_COUNT};
+use crate::plot::{self, PLOT_FILE};
+use crate::progress::Reporter;
+use crate::state::{EpochMetrics, MetricsFile, RNG_SCHEME, TrainSettings, TrainState};
+
+/// Epochs trained by default; the tutorial's network passes 99.3% test accuracy by then.
+pub const DEFAULT_EPOCHS: usize = 12;
+/// Images per batch by default, as in the tutorial.
+pub const DEFAULT_BATCH_SIZE: usize = 128;
+/// Adagrad learning rate by default, as in the tutorial's Keras.
+pub const DEFAULT_LEARNING_RATE: f64 = 0.01;
+/// Seed by default.
+pub const DEFAULT_SEED: u64 = 42;
+/// Adagrad epsilon of the tutorial's Keras (burn's default is 1e-5).
+pub const ADAGRAD_EPSILON: f32 = 1e-7;
+/// File name of the metrics in a run's output directory.
+pub const METRICS_FILE: &str = "metrics.json";
+
+/// Test images per evaluation batch: large enough for efficient GEMMs, small enough that the
+/// first convolution's output (64 x 28 x 28 floats per image) stays near 100 MB.
+const EVAL_BATCH: usize = 500;
+/// Batches assembled ahead of the one being trained on.
+const PREFETCH_BATCHES: usize = 2;
+/// Size of the file written to check the output directory before training: a checkpoint plus
+/// the model file, metrics and plot take about 9 MB.
+const WRITE_PROBE_BYTES: usize = 16 << 20;
+
+/// Settings given on the command line; `None` takes the default, or the checkpoint's value when
+/// resuming.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SettingsArgs {
+    /// `--epochs`.
+    pub epochs: Option<usize>,
+    /// `--batch-size`.
+    pub batch_size: Option<usize>,
+    /// `--lr`.
+    pub learning_rate: Option<f64>,
+    /// `--seed`.
+    pub seed: Option<u64>,
+    /// `--limit`.
+    pub limit: Option<usize>,
+    /// `--test-limit`.
+    pub test_limit: Option<usize>,
+}
+
+impl SettingsArgs {
+    /// Settings of a new run.
+    pub fn fresh(&self) -> anyhow::Result<TrainSettings> {
+        let settings = TrainSettings {
+            epochs: self.epochs.unwrap_or(DEFAULT_EPOCHS),
+            batch_size: self.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
+            learning_rate: self.learning_rate.unwrap_or(DEFAULT_LEARNING_RATE),
+            adagrad_epsilon: ADAGRAD_EPSILON,
+            seed: self.seed.unwrap_or(DEFAULT_SEED),
+            limit: self.limit,
+            test_limit: self.test_limit,
+        };
+        validate(&settings)?;
+        Ok(settings)
+    }
+
+    /// Settings of a resumed run: the saved ones, with a new epoch count if given. Any other
+    /// option given must agree with the checkpoint, since the epochs already trained used it.
+    pub fn resumed(&self, saved: &TrainSettings) -> anyhow::Result<TrainSettings> {
+        fn agree<T: PartialEq + std::fmt::Debug>(
+            given: Option<T>,
+            saved: T,
+            option: &str,
+        ) -> anyhow::Result<()> {
+            match given {
+                Some(given) if given != saved => bail!(
+                    "{option} {given:?} differs from the checkpoint's {saved:?}; a resumed run \
+                     keeps its settings (only --epochs may change)"
+                ),
+                _ => Ok(()),
+            }
+        }
+        agree(self.batch_size, saved.batch_size, "--batch-size")?;
+        agree(self.learning_rate, saved.learning_rate, "--lr")?;
+        agree(self.seed, saved.seed, "--seed")?;
+        agree(self.limit.map(Some), saved.limit, "--limit")?;
+        agree(self.test_limit.map(Some), saved.test_limit, "--test-limit")?;
+        let settings = TrainSettings {
+            epochs: self.epochs.unwrap_or(saved.epochs),
+            ..saved.clone()
+        };
+        validate(&settings)?;
+        Ok(settings)
+    }
+}
+
+fn validate(settings: &TrainSettings) -> anyhow::Result<()> {
+    ensure!(settings.epochs >= 1, "--epochs must be at least 1");
+    ensure!(settings.batch_size >= 1, "--batch-size must be at least 1");
+    ensure!(
+        settings.learning_rate.is_finite() && settings.learning_rate > 0.0,
+        "--lr must be a positive number, not {}",
+        settings.learning_rate
+    );
+    ensure!(settings.limit != Some(0), "--limit must be at least 1");
+    ensure!(
+        settings.test_limit != Some(0),
+        "--test-limit must be at least 1"
+    );
+    Ok(())
+}
+
+/// Everything `host train` needs.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Hyper-parameters given.
+    pub settings: SettingsArgs,
+    /// Backend to train on.
+    pub backend: BackendKind,
+    /// Directory of the data set.
+    pub data_dir: PathBuf,
+    /// Output directory.
+    pub out_dir: PathBuf,
+    /// Continue the run in `out_dir`.
+    pub resume: bool,
+    /// Replace a run already in `out_dir`.
+    pub overwrite: bool,
+    /// The command line, recorded in the metrics.
+    pub command: String,
+    /// Set (by Ctrl-C) to abandon the current epoch.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// A run that completed all its epochs.
+#[derive(Debug)]
+pub struct TrainedRun {
+    /// The trained model, on `device`, in inference mode.
+    pub model: Net,
+    /// The plain (inference) device of the backend.
+    pub device: Device,
+    /// Settings, history, data files.
+    pub state: TrainState,
+    /// The data trained on (the export calibrates on its training images).
+    pub data: Mnist,
+    /// The output directory.
+    pub out_dir: PathBuf,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum TrainOutcome {
+    /// All epochs done (now or by an earlier run).
+    Finished(Box<TrainedRun>),
+    /// Stopped by Ctrl-C; the last completed epoch's checkpoint, if any, is intact.
+    Interrupted {
+        /// Epochs completed and checkpointed.
+        completed_epochs: usize,
+        /// The checkpoint file, if an epoch completed.
+        checkpoint: Option<PathBuf>,
+    },
+}
+
+/// Train (or resume) a run as `options` say, reporting to `reporter`.
+pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Result<TrainOutcome> {
+    let out = &options.out_dir;
+    atomic::check_writable(out, WRITE_PROBE_BYTES)
+        .with_context(|| format!("cannot write to the output directory {}", out.display()))?;
+    atomic::remove_stale_temps(out)
+        .with_context(|| format!("cannot clean the output directory {}", out.display()))?;
+    let checkpoint_path = out.join(CHECKPOINT_FILE);
+
+    let checkpoint = if options.resume {
+        if !checkpoint_path.exists() {
+            bail!(
+                "{}: no checkpoint to resume (start without --resume)",
+                checkpoint_path.display()
+            );
+        }
+        Some(Checkpoint::load(&checkpoint_path)?)
+    } else {
+        if checkpoint_path.exists() && !options.overwrite {
+            bail!(
+                "{} already holds a training run; continue it with --resume, replace it with \
+                 --overwrite, or choose another --out",
+                out.display()
+            );
+        }
+        None
+    };
+    let settings = match &checkpoint {
+        Some(checkpoint) => options.settings.resumed(&checkpoint.state.settings)?,
+        None => options.settings.fresh()?,
+    };
+    if let Some(checkpoint) = &checkpoint {
+        ensure!(
+            checkpoint.state.rng_scheme == RNG_SCHEME,
+            "{}: written by a host that shuffles differently ({}); it cannot be resumed exactly",
+            checkpoint_path.display(),
+            checkpoint.state.rng_scheme
+        );
+    }
+
+    let device = options.backend.device()?;
+    let train_device = device.clone().autodiff();
+    let data = Mnist::load(&options.data_dir)?;
+    reporter.info(&data.describe());
+    if let Some(checkpoint) = &checkpoint {
+        check_same_data(&checkpoint.state, &data, &checkpoint_path)?;
+    }
+
+    let adagrad = AdaGradConfig::new().with_epsilon(settings.adagrad_epsilon);
+    let (mut model, mut optimizer, mut state) = match checkpoint {
+        Some(checkpoint) => {
+            let fail = |kind| crate::checkpoint::CheckpointError {
+                path: checkpoint_path.clone(),
+                kind,
+            };
+            let model = checkpoint.model(&train_device).map_err(fail)?;
+            let optimizer = checkpoint.optimizer(&adagrad).map_err(fail)?;
+            let mut state = checkpoint.state;
+            state.settings = settings.clone();
+            state.commands.push(options.command.clone());
+            reporter.info(&format!(
+                "resuming {} after epoch {} of {}",
+                checkpoint_path.display(),
+                state.completed_epochs,
+                settings.epochs
+            ));
+            (model, optimizer, state)
+        }
+        None => {
+            train_device.seed(settings.seed);
+            let state = TrainState::new(
+                settings.clone(),
+                data.files.clone(),
+                options.command.clone(),
+            );
+            (Net::new(&train_device), adagrad.init(), state)
+        }
+    };
+    if options.resume {
+        // A run killed between its checkpoint and its reports gets them back here.
+        write_reports(out, &state)?;
+    } else {
+        // Only now that data and settings are known to be good does --overwrite discard the
+        // previous run.
+        for name in [CHECKPOINT_FILE, MODEL_FILE, METRICS_FILE, PLOT_FILE] {
+            remove_if_present(&out.join(name))?;
+        }
+    }
+
+    let train_len = settings.limit.unwrap_or(usize::MAX).min(data.train.len());
+    let test_len = settings
+        .test_limit
+        .unwrap_or(usize::MAX)
+        .min(data.test.len());
+    let loss_fn = CrossEntropyLoss::new(None, &train_device);
+    let eval_loss_fn = CrossEntropyLoss::new(None, &device);
+
+    for epoch in state.completed_epochs + 1..=settings.epochs {
+        if options.stop.load(Ordering::SeqCst) {
+            return Ok(interrupted(&state, &checkpoint_path));
+        }
+        reporter.epoch_started(epoch, settings.epochs, train_len);
+        let order = epoch_order(settings.seed, epoch, train_len);
+        train_device.seed(dropout_seed(settings.seed, epoch));
+        let context = EpochContext {
+            data: &data.train,
+            order: &order,
+            batch_size: settings.batch_size,
+            learning_rate: settings.learning_rate,
+            device: &train_device,
+            loss_fn: &loss_fn,
+            stop: &options.stop,
+        };
+        let (trained, stats) = train_epoch(&context, model, &mut optimizer, reporter);
+        model = trained;
+        let Some(stats) = stats else {
+            reporter.epoch_abandoned();
+            return Ok(interrupted(&state, &checkpoint_path));
+        };
+
+        reporter.evaluation_started(test_len);
+        let started = Instant::now();
+        let (test_loss, test_accuracy) =
+            evaluate(&model.valid(), &data.test, test_len, &device, &eval_loss_fn);
+        let eval_seconds = started.elapsed().as_secs_f64();
+
+        let metrics = EpochMetrics {
+            epoch,
+            train_loss: stats.loss_sum / stats.images as f64,
+            train_accuracy: stats.correct as f64 / stats.images as f64,
+            test_loss,
+            test_accuracy,
+            train_images: stats.images,
+            test_images: test_len,
+            train_seconds: stats.seconds,
+            eval_seconds,
+            images_per_second: stats.images as f64 / stats.seconds,
+            batches_per_second: stats.batches as f64 / stats.seconds,
+            backend: options.backend,
+        };
+        state.history.push(metrics.clone());
+        state.completed_epochs = epoch;
+        let checkpoint = Checkpoint::capture(state.clone(), &model, &optimizer)
+            .context("cannot serialise the model or optimizer state")?;
+        checkpoint
+            .save(&checkpoint_path)
+            .with_context(|| format!("cannot write {}", checkpoint_path.display()))?;
+        let model_path = out.join(MODEL_FILE);
+        atomic::write(&model_path, &checkpoint.model)
+            .with_context(|| format!("cannot write {}", model_path.display()))?;
+        write_reports(out, &state)?;
+        reporter.epoch_finished(&metrics, settings.epochs);
+
+        // Ctrl-C during the evaluation: the epoch was worth finishing, and it is now saved.
+        if options.stop.load(Ordering::SeqCst) && epoch < settings.epochs {
+            return Ok(interrupted(&state, &checkpoint_path));
+        }
+    }
+    reporter.info(&format!(
+        "{} of {} epochs trained; outputs in {}",
+        state.completed_epochs,
+        settings.epochs,
+        out.display()
+    ));
+
+    Ok(TrainOutcome::Finished(Box::new(TrainedRun {
+        model: model.valid(),
+        device,
+        state,
+        data,
+        out_dir: out.clone(),
+    })))
+}
+
+fn interrupted(state: &TrainState, checkpoint: &Path) -> TrainOutcome {
+    TrainOutcome::Interrupted {
+        completed_epochs: state.completed_epochs,
+        checkpoint: (state.completed_epochs > 0).then(|| checkpoint.to_path_buf()),
+    }
+}
+
+fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Err(error).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn check_same_data(state: &TrainState, data: &Mnist, checkpoint: &Path) -> anyhow::Result<()> {
+    for (saved, now) in state.data.iter().zip(&data.files) {
+        ensure!(
+            saved.sha256 == now.sha256,
+            "{}: differs from the {} the checkpoint {} was trained with (SHA-256 {} instead of {})",
+            now.path.display(),
+            saved.role,
+            checkpoint.display(),
+            now.sha256,
+            saved.sha256
+        );
+    }
+    Ok(())
+}
+
+/// Write `metrics.json` and the plot for `state`, each atomically.
+pub fn write_reports(out: &Path, state: &TrainState) -> anyhow::Result<()> {
+    let metrics = MetricsFile::from_state(state, PARAMETER_COUNT);
+    let json = serde_json::to_vec_pretty(&metrics).context("cannot serialise the metrics")?;
+    let metrics_path = out.join(METRICS_FILE);
+    atomic::write(&metrics_path, &json)
+        .with_context(|| format!("cannot write {}", metrics_path.display()))?;
+    let title = format!(
+        "tinycnn on {} - batch {}, Adagrad lr {}, seed {}",
+        if metrics.canonical_mnist {
+            "MNIST"
+        } else {
+            "an MNIST-format set"
+        },
+        state.settings.batch_size,
+        state.settings.learning_rate,
+        state.settings.seed
+    );
+    let png = plot::render_png(&state.history, state.settings.epochs, &title)?;
+    let plot_path = out.join(PLOT_FILE);
+    atomic::write(&plot_path, &png)
+        .with_context(|| format!("cannot write {}", plot_path.display()))?;
+    Ok(())
+}
+
+/// The order in which epoch `epoch` visits the first `len` training images.
+pub fn epoch_order(seed: u64, epoch: usize, len: usize) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(2 * epoch as u64);
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Seed of burn's generator (dropout masks) for epoch `epoch`.
+pub fn dropout_seed(seed: u64, epoch: usize) -> u64 {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(2 * epoch as u64 + 1);
+    rng.next_u64()
+}
+
+/// A batch ready for the network: normalised pixels and class indices.
+struct Batch {
+    pixels: Vec<f32>,
+    labels: Vec<i64>,
+}
+
+fn assemble(data: &Split, indices: &[usize]) -> Batch {
+    let mut pixels = Vec::with_capacity(indices.len() * IMAGE_PIXELS);
+    let mut labels = Vec::with_capacity(indices.len());
+    for &index in indices {
+        let image = &data.pixels[index * IMAGE_PIXELS..(index + 1) * IMAGE_PIXELS];
+        pixels.extend(image.iter().map(|&pixel| f32::from(pixel) / 255.0));
+        labels.push(i64::from(data.labels[index]));
+    }
+    Batch { pixels, labels }
+}
+
+struct EpochContext<'a> {
+    data: &'a Split,
+    order: &'a [usize],
+    batch_size: usize,
+    learning_rate: f64,
+    device: &'a Device,
+    loss_fn: &'a CrossEntropyLoss,
+    stop: &'a AtomicBool,
+}
+
+struct EpochStats {
+    loss_sum: f64,
+    correct: usize,
+    images: usize,
+    batches: usize,
+    seconds: f64,
+}
+
+/// One pass over `context.order`; `None` when stopped before the end.
+fn train_epoch(
+    context: &EpochContext<'_>,
+    model: Net,
+    optimizer: &mut ModuleOptimizer,
+    reporter: &mut dyn Reporter,
+) -> (Net, Option<EpochStats>) {
+    let started = Instant::now();
+    let mut stats = EpochStats {
+        loss_sum: 0.0,
+        correct: 0,
+        images: 0,
+        batches: 0,
+        seconds: 0.0,
+    };
+    let mut stopped = false;
+    let model = std::thread::scope(|scope| {
+        // Batches are gathered and normalised on another thread while the previous one trains.
+        let (sender, receiver) = sync_channel::<Batch>(PREFETCH_BATCHES);
+        scope.spawn(move || {
+            for indices in context.order.chunks(context.batch_size) {
+                if sender.send(assemble(context.data, indices)).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut model = model;
+        for batch in &receiver {
+            if context.stop.load(Ordering::SeqCst) {
+                stopped = true;
+                break;
+            }
+            let count = batch.labels.len();
+            let images = model::input_tensor(batch.pixels, context.device);
+            let targets =
+                Tensor::<1, Int>::from_data(TensorData::new(batch.labels, [count]), context.device);
+            let logits = model.forward(images);
+            let correct = logits
+                .clone()
+                .argmax(1)
+                .reshape([count])
+                .equal(targets.clone())
+                .int()
+                .sum()
+                .into_scalar::<i64>();
+            let loss = context.loss_fn.forward(logits, targets);
+            let loss_value = f64::from(loss.clone().into_scalar::<f32>());
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(context.learning_rate, model, grads);
+
+            stats.loss_sum += loss_value * count as f64;
+            stats.correct += usize::try_from(correct).unwrap_or(0);
+            stats.images += count;
+            stats.batches += 1;
+            reporter.batch_finished(
+                stats.images,
+                stats.loss_sum / stats.images as f64,
+                stats.correct as f64 / stats.images as f64,
+            );
+        }
+        // Dropping the receiver ends the producer if the loop stopped early.
+        drop(receiver);
+        model
+    });
+    stats.seconds = started.elapsed().as_secs_f64();
+    (model, (!stopped).then_some(stats))
+}
+
+/// Mean cross-entropy and accuracy of `model` (in inference mode, on `device`) on the first
+/// `len` images of `data`.
+pub fn evaluate(
+    model: &Net,
+    data: &Split,
+    len: usize,
+    device: &Device,
+    loss_fn: &CrossEntropyLoss,
+) -> (f64, f64) {
+    let mut loss_sum = 0.0;
+    let mut correct = 0i64;
+    let indices: Vec<usize> = (0..len).collect();
+    for chunk in indices.chunks(EVAL_BATCH) {
+        let batch = assemble(data, chunk);
+        let count = chunk.len();
+        let logits = model.forward(model::input_tensor(batch.pixels, device));
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(batch.labels, [count]), device);
+        correct += logits
+            .clone()
+            .argmax(1)
+            .reshape([count])
+            .equal(targets.clone())
+            .int()
+            .sum()
+            .into_scalar::<i64>();
+        let loss = loss_fn.forward(logits, targets).into_scalar::<f32>();
+        loss_sum += f64::from(loss) * count as f64;
+    }
+    (loss_sum / len as f64, correct as f64 / len as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_orders_are_permutations_that_differ_by_epoch_and_seed() {
+        let first = epoch_order(42, 1, 1000);
+        let mut sorted = first.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..1000).collect::<Vec<_>>());
+        assert_eq!(first, epoch_order(42, 1, 1000));
+        assert_ne!(first, epoch_order(42, 2, 1000));
+        assert_ne!(first, epoch_order(43, 1, 1000));
+        assert_ne!(dropout_seed(42, 1), dropout_seed(42, 2));
+        assert_eq!(dropout_seed(42, 1), dropout_seed(42, 1));
+    }
+
+    #[test]
+    fn batches_are_normalised_in_order() {
+        let split = Split {
+            pixels: (0..3 * IMAGE_PIXELS)
+                .map(|i| (i / IMAGE_PIXELS * 100) as u8)
+                .collect(),
+            labels: vec![7, 8, 9],
+        };
+        let batch = assemble(&split, &[2, 0]);
+        assert_eq!(batch.labels, [9, 7]);
+        assert_eq!(batch.pixels.len(), 2 * IMAGE_PIXELS);
+        assert_eq!(batch.pixels[0], 200.0 / 255.0);
+        assert_eq!(batch.pixels[IMAGE_PIXELS], 0.0);
+    }
+
+    #[test]
+    fn resumed_settings_keep_the_checkpoint_and_refuse_conflicts() {
+        let saved = SettingsArgs::default().fresh().unwrap();
+        assert_eq!(saved.epochs, DEFAULT_EPOCHS);
+        assert_eq!(saved.adagrad_epsilon, 1e-7);
+        let more = SettingsArgs {
+            epochs: Some(20),
+            batch_size: Some(DEFAULT_BATCH_SIZE),
+            ..SettingsArgs::default()
+        };
+        assert_eq!(more.resumed(&saved).unwrap().epochs, 20);
+        for conflicting in [
+            SettingsArgs {
+                learning_rate: Some(0.1),
+                ..SettingsArgs::default()
+            },
+            SettingsArgs {
+                seed: Some(1),
+                ..SettingsArgs::default()
+            },
+            SettingsArgs {
+                limit: Some(100),
+                ..SettingsArgs::default()
+            },
+        ] {
+            let message = conflicting.resumed(&saved).unwrap_err().to_string();
+            assert!(message.contains("differs from the checkpoint"), "{message}");
+        }
+    }
+
+    #[test]
+    fn invalid_settings_are_refused() {
+        for args in [
+            SettingsArgs {
+                learning_rate: Some(f64::NAN),
+                ..SettingsArgs::default()
+            },
+            SettingsArgs {
+                learning_rate: Some(-0.01),
+                ..SettingsArgs::default()
+            },
+            SettingsArgs {
+                epochs: Some(0),
+                ..SettingsArgs::default()
+            },
+            SettingsArgs {
+                limit: Some(0),
+                ..SettingsArgs::default()
+            },
+        ] {
+            assert!(args.fresh().is_err(), "{args:?}");
+        }
+    }
+}
