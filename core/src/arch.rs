@@ -126,7 +126,11 @@ impl Layer {
     }
 }
 
+// The two sums below index in `const` items: they are evaluated while
+// compiling, where an out-of-bounds index is a build error, not a panic.
+
 /// Trainable parameters of the whole network (weights and biases).
+#[allow(clippy::indexing_slicing)]
 pub const PARAMETERS: usize = {
     let mut total = 0;
     let mut i = 0;
@@ -138,6 +142,7 @@ pub const PARAMETERS: usize = {
 };
 
 /// Multiply-accumulates per image, counted as [`Layer::macs`] does.
+#[allow(clippy::indexing_slicing)]
 pub const MACS: usize = {
     let mut total = 0;
     let mut i = 0;

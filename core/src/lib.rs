@@ -35,6 +35,20 @@
 #![cfg_attr(not(tinycnn_arm_dsp), forbid(unsafe_code))]
 #![cfg_attr(tinycnn_arm_dsp, deny(unsafe_code))]
 #![deny(missing_docs)]
+// Nothing on the inference or loading path may panic: no unwrap, no
+// indexing the compiler cannot prove in bounds, no explicit panics. Tests may.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::indexing_slicing,
+    )
+)]
 
 #[cfg(any(feature = "std", test))]
 extern crate std;

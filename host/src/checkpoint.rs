@@ -17,7 +17,9 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::optim::{AdaGradConfig, ModuleOptimizer};
+use burn::optim::ModuleOptimizer;
+
+use crate::adagrad::KerasAdagrad;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
 use sha2::{Digest, Sha256};
@@ -200,10 +202,7 @@ impl Checkpoint {
     }
 
     /// An Adagrad optimizer configured by `config` with this checkpoint's state.
-    pub fn optimizer(
-        &self,
-        config: &AdaGradConfig,
-    ) -> Result<ModuleOptimizer, CheckpointErrorKind> {
+    pub fn optimizer(&self, config: &KerasAdagrad) -> Result<ModuleOptimizer, CheckpointErrorKind> {
         let record_error = |message: String| CheckpointErrorKind::Record {
             part: "optimizer",
             message,
@@ -281,6 +280,7 @@ mod tests {
                 learning_rate: 0.01,
                 adagrad_epsilon: 1e-7,
                 seed: 1,
+                init: Default::default(),
                 limit: None,
                 test_limit: None,
             },
@@ -359,7 +359,7 @@ mod tests {
         let device = Device::flex().autodiff();
         device.seed(3);
         let model = Net::new(&device);
-        let config = AdaGradConfig::new().with_epsilon(1e-7);
+        let config = KerasAdagrad::new(1e-7);
         let mut optimizer = config.init();
         // One step so that the optimizer has state to save.
         let input = crate::model::input_tensor(vec![0.5; 2 * 784], &device);
@@ -408,10 +408,10 @@ mod tests {
     fn an_empty_optimizer_record_is_refused() {
         let device = Device::flex().autodiff();
         let model = Net::new(&device);
-        let fresh = AdaGradConfig::new().init();
+        let fresh = KerasAdagrad::new(1e-7).init();
         let checkpoint = Checkpoint::capture(state(), &model, &fresh).unwrap();
         assert!(matches!(
-            checkpoint.optimizer(&AdaGradConfig::new()),
+            checkpoint.optimizer(&KerasAdagrad::new(1e-7)),
             Err(CheckpointErrorKind::Record { .. })
         ));
     }

@@ -2,20 +2,29 @@
 //!
 //! - [`idx`] reads IDX files (gzip or raw) with full validation; [`mnist`] loads a directory of
 //!   the four files and checks them against the canonical MNIST SHA-256 sums.
-//! - [`model`] is the network ([`model::Net`]), its Keras-like initialisation, inference
-//!   ([`model::infer_logits`]) and weight extraction ([`model::Net::weights`]).
+//! - [`model`] is the network ([`model::Net`]), its initialisation, inference
+//!   ([`model::infer_logits`]) and weight extraction ([`model::Net::weights`]); its convolution
+//!   blocks run as one fused burn op each ([`fastconv`]) on burn's Flex backend.
 //! - [`train`] is `host train`: the loop, evaluation, checkpoints ([`checkpoint`]), metrics
 //!   ([`state`]), the plot ([`plot`]) and progress ([`progress`]).
 //! - [`export`] writes the `tinycnn` model files (f32, and int8 through [`quantize`]).
 //! - [`eval`] runs the core kernels over a test set; [`predict`] turns pictures into inputs.
+//! - [`bench_infer`] is `host bench infer`: single-image speed of the core next to burn's.
+//! - [`bench`](mod@bench) is `host bench train`: the time of a training step, operation by operation
+//!   ([`usage`] supplies CPU time, peak memory and load); [`allocator`] tunes glibc's malloc.
 
 #![deny(missing_docs)]
 
+pub mod adagrad;
+pub mod allocator;
 pub mod atomic;
 pub mod backend;
+pub mod bench;
+pub mod bench_infer;
 pub mod checkpoint;
 pub mod eval;
 pub mod export;
+pub mod fastconv;
 pub mod idx;
 pub mod mnist;
 pub mod model;
@@ -25,6 +34,7 @@ pub mod progress;
 pub mod quantize;
 pub mod state;
 pub mod train;
+pub mod usage;
 
 /// Serialises the tests that seed burn's random generator: it is shared by the whole process,
 /// so two tests drawing from it at once would make each other's seeds meaningless.

@@ -9,8 +9,11 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use tinycnn_host::backend::BackendKind;
+use tinycnn_host::bench::{self, TrainBenchOptions};
+use tinycnn_host::bench_infer;
 use tinycnn_host::export;
 use tinycnn_host::mnist::{self, IMAGE_SIDE, Mnist};
+use tinycnn_host::model::InitScheme;
 use tinycnn_host::progress::{BarReporter, JsonReporter, QuietReporter, Reporter};
 use tinycnn_host::train::{self, SettingsArgs, TrainOptions, TrainOutcome};
 
@@ -49,6 +52,75 @@ enum Command {
     /// Write test vectors (test images, labels, the int8 logits the core computes) for the
     /// firmware to check itself against.
     Fixture(FixtureArgs),
+    /// Measure speed.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Time training steps of the network on MNIST and break a step down by operation.
+    ///
+    /// Runs warm-up steps, then --batches steps exactly as `host train` runs them (wall and CPU
+    /// time per step, batches per second), then --batches more steps that wait for every
+    /// operation to finish and time it: the forward pass stage by stage, the backward pass of
+    /// each stage, the loss, the gradient collection and the Adagrad step, each with its share
+    /// of the step and the cores it kept busy (CPU time / wall time). Always on burn's Flex
+    /// backend, starting from freshly initialised weights; the load average is printed with the
+    /// figures, since other work on the machine changes them.
+    #[command(verbatim_doc_comment)]
+    Train(BenchTrainArgs),
+    /// Time the classification of single test images by the tinycnn core (int8 and f32, one
+    /// thread, image by image, as a device runs it) next to burn's inference of the same model.
+    ///
+    /// burn is timed one image per call (latency) and with all images as one batch
+    /// (throughput), on as many threads as its backend uses. Prints mean, median and 99th
+    /// percentile milliseconds per image, images per second and cores busy, and how many digits
+    /// agree between the paths.
+    #[command(verbatim_doc_comment)]
+    Infer(BenchInferArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchInferArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// The f32 model file; burn runs its weights too.
+    #[arg(long, value_name = "FILE", default_value = "data/model-f32.tcnn")]
+    f32_model: PathBuf,
+    /// The int8 model file of the same network.
+    #[arg(long, value_name = "FILE", default_value = "data/model-int8.tcnn")]
+    int8_model: PathBuf,
+    /// Test images timed per path.
+    #[arg(long, value_name = "N", default_value_t = bench_infer::DEFAULT_IMAGES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    images: usize,
+    /// Images classified first, unmeasured.
+    #[arg(long, value_name = "N", default_value_t = bench_infer::DEFAULT_WARMUP)]
+    warmup: usize,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct BenchTrainArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// Steps timed, and as many profiled, per path.
+    #[arg(long, value_name = "N", default_value_t = bench::DEFAULT_BATCHES,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    batches: usize,
+    /// Steps run first and not measured (the first steps allocate and fault in memory).
+    #[arg(long, value_name = "N", default_value_t = bench::DEFAULT_WARMUP)]
+    warmup: usize,
+    /// Also measure burn's own conv2d/relu/max_pool2d/dropout ops, after the fused blocks in the
+    /// same process, and print the ratio of their step times.
+    #[arg(long)]
+    compare_burn: bool,
+    /// Print one JSON object instead of the tables.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -89,7 +161,7 @@ struct EvalArgs {
     /// Evaluate the first N test images only [default: all].
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
-    /// Where to write the confusion matrix image [default: <model file>.confusion.png].
+    /// Where to write the confusion matrix image [default: the model file name with .confusion.png appended].
     #[arg(long, value_name = "FILE")]
     confusion_png: Option<PathBuf>,
     /// Threads to classify on [default: all cores]; 1 measures single-thread speed.
@@ -161,7 +233,7 @@ struct DataArgs {
 struct TrainArgs {
     #[command(flatten)]
     data: DataDir,
-    /// Total number of epochs [default: 12; with --resume: the checkpoint's, and a larger value
+    /// Total number of epochs [default: 20; with --resume: the checkpoint's, and a larger value
     /// trains further].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     epochs: Option<u32>,
@@ -176,6 +248,10 @@ struct TrainArgs {
     /// seed gives the same run.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// How the initial weights are drawn, biases starting at zero [default: glorot-uniform; with
+    /// --resume: the checkpoint's].
+    #[arg(long, value_enum, value_name = "SCHEME", hide_default_value = true)]
+    init: Option<InitScheme>,
     /// Train on the first N training images only, for quick runs [default: all].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     limit: Option<u32>,
@@ -194,8 +270,10 @@ struct TrainArgs {
     /// Replace a run already in --out (by default a run is never overwritten).
     #[arg(long)]
     overwrite: bool,
-    /// burn CPU backend. ndarray is deprecated in burn 0.22 and about 30x slower here (about 10 s
-    /// per batch, over an hour per epoch); it needs the `ndarray` cargo feature (on by default).
+    /// burn CPU backend. flex runs the convolution blocks as fused ops (about 0.06 s per batch of
+    /// 128 on 2 cores, half a minute per epoch). ndarray is deprecated in burn 0.22 and runs
+    /// burn's own ops, the fused ones being Flex-only: about 10 s per batch, over an hour per
+    /// epoch; it needs the `ndarray` cargo feature (on by default).
     #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
     backend: BackendKind,
     /// Print nothing but errors.
@@ -209,6 +287,7 @@ struct TrainArgs {
 }
 
 fn main() -> ExitCode {
+    tinycnn_host::allocator::tune_for_training();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Data(args) => show_data(&args).map(|()| ExitCode::SUCCESS),
@@ -217,6 +296,12 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval_command(&args).map(|()| ExitCode::SUCCESS),
         Command::Predict(args) => predict_command(&args).map(|()| ExitCode::SUCCESS),
         Command::Fixture(args) => fixture_command(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(BenchCommand::Train(args)) => {
+            bench_train_command(&args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Infer(args)) => {
+            bench_infer_command(&args).map(|()| ExitCode::SUCCESS)
+        }
     };
     result.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
@@ -269,6 +354,7 @@ fn train_command(args: TrainArgs) -> anyhow::Result<ExitCode> {
             batch_size: args.batch_size.map(to_usize),
             learning_rate: args.lr,
             seed: args.seed,
+            init: args.init,
             limit: args.limit.map(to_usize),
             test_limit: args.test_limit.map(to_usize),
         },
@@ -496,6 +582,45 @@ fn fixture_command(args: &FixtureArgs) -> anyhow::Result<()> {
         file.len(),
         args.model.display()
     );
+    Ok(())
+}
+
+fn bench_train_command(args: &BenchTrainArgs) -> anyhow::Result<()> {
+    let data = Mnist::load(&args.data.dir)?;
+    let options = TrainBenchOptions {
+        batches: args.batches,
+        warmup: args.warmup,
+        batch_size: train::DEFAULT_BATCH_SIZE,
+        learning_rate: train::DEFAULT_LEARNING_RATE,
+        seed: train::DEFAULT_SEED,
+        init: InitScheme::default(),
+        compare_burn: args.compare_burn,
+    };
+    let report = bench::run_train_bench(&options, &data, &mut |line| eprintln!("{line}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}
+
+fn bench_infer_command(args: &BenchInferArgs) -> anyhow::Result<()> {
+    let f32_file = read_model(&args.f32_model)?;
+    let int8_file = read_model(&args.int8_model)?;
+    let data = Mnist::load(&args.data.dir)?;
+    let report = bench_infer::run_infer_bench(
+        &f32_file,
+        &int8_file,
+        &data.test.pixels,
+        args.images,
+        args.warmup,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
 use crate::mnist::FileInfo;
+use crate::model::InitScheme;
 
 /// burn version this crate is pinned to (`=` in Cargo.toml; a test keeps the two in step).
 pub const BURN_VERSION: &str = "0.22.1";
@@ -29,10 +30,18 @@ pub struct TrainSettings {
     pub adagrad_epsilon: f32,
     /// Seed of initialisation, shuffling and dropout.
     pub seed: u64,
+    /// How the initial weights were drawn.
+    #[serde(default = "init_before_it_was_recorded")]
+    pub init: InitScheme,
     /// Train on the first N training images only.
     pub limit: Option<usize>,
     /// Evaluate on the first N test images only.
     pub test_limit: Option<usize>,
+}
+
+/// Runs recorded before `init` was a setting were all initialised Glorot-uniform.
+fn init_before_it_was_recorded() -> InitScheme {
+    InitScheme::GlorotUniform
 }
 
 /// Numbers of one completed epoch.
@@ -165,6 +174,24 @@ impl MetricsFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_written_before_init_was_recorded_read_as_glorot() {
+        let json = r#"{"epochs":12,"batch_size":128,"learning_rate":0.01,
+            "adagrad_epsilon":1e-7,"seed":42,"limit":null,"test_limit":null}"#;
+        let settings: TrainSettings = serde_json::from_str(json).unwrap();
+        assert_eq!(settings.init, InitScheme::GlorotUniform);
+        let recorded = TrainSettings {
+            init: InitScheme::HeNormal,
+            ..settings
+        };
+        let json = serde_json::to_string(&recorded).unwrap();
+        assert!(json.contains(r#""init":"he-normal""#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<TrainSettings>(&json).unwrap(),
+            recorded
+        );
+    }
 
     #[test]
     fn burn_version_matches_the_pin_in_cargo_toml() {

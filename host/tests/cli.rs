@@ -508,6 +508,7 @@ fn overwrite_keeps_the_old_run_when_the_new_one_cannot_start() {
         learning_rate: 0.01,
         adagrad_epsilon: 1e-7,
         seed: 1,
+        init: Default::default(),
         limit: None,
         test_limit: None,
     };

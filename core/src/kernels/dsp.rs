@@ -244,6 +244,8 @@ fn sxtab16_odd(offset: u32, bytes: u32) -> u32 {
 
 /// `ROUNDING[e]`: half of `2^e` (0 for `e = 0`), the rounding term of a right
 /// shift by `e`.
+// Evaluated while compiling: an out-of-bounds index would be a build error.
+#[allow(clippy::indexing_slicing)]
 static ROUNDING: [i32; 32] = {
     let mut table = [0; 32];
     let mut e = 1;

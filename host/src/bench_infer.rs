@@ -1,0 +1,284 @@
+//! `host bench infer`: how fast one digit is classified on the desktop, by the `tinycnn` core
+//! (what a device runs) and by burn (what training runs), on the same test images.
+//!
+//! The core is timed on one thread, image by image, because that is how a microcontroller runs
+//! it and how a regression in a kernel shows most clearly. burn is timed twice: one image per
+//! call (its latency, with whatever threads its backend uses) and the whole set as one batch
+//! (its throughput, where its parallel kernels pay off). Every path classifies the same images;
+//! the report also counts how often the core's f32 digit equals burn's, so a benchmark that
+//! measures a broken path cannot go unnoticed.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use burn::tensor::Device;
+use serde::Serialize;
+use tinycnn::arch::{CLASSES, INPUT_PIXELS};
+use tinycnn::{F32Model, F32Scratch, Int8Model, Int8Scratch};
+
+use crate::export::{as_image, burn_weights};
+use crate::model::{Net, infer_logits};
+use crate::usage;
+
+/// Test images classified per path by default.
+pub const DEFAULT_IMAGES: usize = 200;
+/// Images classified before timing, by default: the first calls fault in memory and caches.
+pub const DEFAULT_WARMUP: usize = 10;
+
+/// Latency figures of one path.
+#[derive(Clone, Debug, Serialize)]
+pub struct PathTiming {
+    /// What was timed.
+    pub path: &'static str,
+    /// Threads the path may use (burn's backend decides for itself; see the report).
+    pub threads: String,
+    /// Images classified in the timed part.
+    pub images: usize,
+    /// Mean milliseconds per image.
+    pub mean_ms: f64,
+    /// Median milliseconds per image (`None` when timed as one batch).
+    pub median_ms: Option<f64>,
+    /// 99th percentile of milliseconds per image (`None` when timed as one batch).
+    pub p99_ms: Option<f64>,
+    /// Images per second: `images / total wall time`.
+    pub images_per_second: f64,
+    /// Process CPU time over wall time while timing: cores kept busy.
+    pub cores_busy: Option<f64>,
+}
+
+/// What `host bench infer` measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct InferBenchReport {
+    /// One entry per path, core first.
+    pub paths: Vec<PathTiming>,
+    /// Images whose core f32 digit equals burn's.
+    pub f32_digits_agreeing_with_burn: usize,
+    /// Images whose core int8 digit equals the core f32 one.
+    pub int8_digits_agreeing_with_f32: usize,
+    /// Images compared.
+    pub images: usize,
+    /// Load average before and after (1, 5, 15 minutes).
+    pub load_before: Option<[f64; 3]>,
+    /// Load average after the last path.
+    pub load_after: Option<[f64; 3]>,
+}
+
+/// Times the core (int8 and f32) and burn on the first `images` of `pixels`, after `warmup`
+/// unmeasured images each. `f32_file` and `int8_file` are model files of the same network.
+pub fn run_infer_bench(
+    f32_file: &[u8],
+    int8_file: &[u8],
+    pixels: &[u8],
+    images: usize,
+    warmup: usize,
+) -> anyhow::Result<InferBenchReport> {
+    let f32_model = F32Model::from_bytes(f32_file).context("reading the f32 model")?;
+    let int8_model = Int8Model::from_bytes(int8_file).context("reading the int8 model")?;
+    let inputs: Vec<&tinycnn::arch::Image> = pixels
+        .chunks_exact(INPUT_PIXELS)
+        .take(images)
+        .filter_map(as_image)
+        .collect();
+    ensure!(!inputs.is_empty(), "no test images to classify");
+    let load_before = usage::load_average();
+
+    let mut int8_scratch = Box::new(Int8Scratch::new());
+    let mut int8_digits = Vec::with_capacity(inputs.len());
+    let int8 = time_each("tinycnn int8 (core)", &inputs, warmup, |image| {
+        let prediction = int8_model.classify(black_box(image), &mut int8_scratch);
+        int8_digits.push(prediction.digit);
+    });
+    let mut f32_scratch = Box::new(F32Scratch::new());
+    let mut f32_digits = Vec::with_capacity(inputs.len());
+    let f32 = time_each("tinycnn f32 (core)", &inputs, warmup, |image| {
+        let prediction = f32_model.classify(black_box(image), &mut f32_scratch);
+        f32_digits.push(prediction.digit);
+    });
+    // The closures ran the warm-up images too; keep only the timed ones, in order.
+    let timed = |digits: Vec<u8>| digits[digits.len() - inputs.len()..].to_vec();
+    let (int8_digits, f32_digits) = (timed(int8_digits), timed(f32_digits));
+
+    let device = Device::default();
+    let net = Net::new(&device)
+        .with_weights(&burn_weights(f32_model.record()), &device)
+        .context("loading the f32 model into burn")?;
+    let burn_threads = format!("{} (burn's pool)", crate::eval::available_threads());
+    let mut burn_single = time_each("burn f32, one image per call", &inputs, warmup, |image| {
+        black_box(infer_logits(&net, &image[..], &device));
+    });
+    burn_single.threads.clone_from(&burn_threads);
+
+    let batch: Vec<u8> = inputs
+        .iter()
+        .flat_map(|image| image.iter().copied())
+        .collect();
+    black_box(infer_logits(&net, &batch, &device));
+    let cpu_before = usage::process_cpu_time();
+    let started = Instant::now();
+    let logits = infer_logits(&net, black_box(&batch), &device);
+    let wall = started.elapsed();
+    let burn_digits: Vec<u8> = logits
+        .chunks_exact(CLASSES)
+        .map(|row| u8::try_from(tinycnn::kernels::argmax(row)).unwrap_or(u8::MAX))
+        .collect();
+    let burn_batch = PathTiming {
+        path: "burn f32, all images as one batch",
+        threads: burn_threads,
+        images: inputs.len(),
+        mean_ms: ms(wall) / inputs.len() as f64,
+        median_ms: None,
+        p99_ms: None,
+        images_per_second: inputs.len() as f64 / wall.as_secs_f64().max(1e-12),
+        cores_busy: cores(cpu_before, wall),
+    };
+
+    let agree = |a: &[u8], b: &[u8]| a.iter().zip(b).filter(|(x, y)| x == y).count();
+    Ok(InferBenchReport {
+        f32_digits_agreeing_with_burn: agree(&f32_digits, &burn_digits),
+        int8_digits_agreeing_with_f32: agree(&int8_digits, &f32_digits),
+        images: inputs.len(),
+        paths: vec![int8, f32, burn_single, burn_batch],
+        load_before,
+        load_after: usage::load_average(),
+    })
+}
+
+/// Runs `classify` on `warmup` images (cycling through `inputs`), then times it on each of
+/// `inputs` on this thread.
+fn time_each(
+    path: &'static str,
+    inputs: &[&tinycnn::arch::Image],
+    warmup: usize,
+    mut classify: impl FnMut(&tinycnn::arch::Image),
+) -> PathTiming {
+    for image in inputs.iter().cycle().take(warmup) {
+        classify(image);
+    }
+    let cpu_before = usage::process_cpu_time();
+    let started = Instant::now();
+    let mut each: Vec<f64> = inputs
+        .iter()
+        .map(|image| {
+            let start = Instant::now();
+            classify(image);
+            ms(start.elapsed())
+        })
+        .collect();
+    let wall = started.elapsed();
+    each.sort_by(f64::total_cmp);
+    let percentile = |p: f64| each[((each.len() - 1) as f64 * p).round() as usize];
+    PathTiming {
+        path,
+        threads: "1".into(),
+        images: inputs.len(),
+        mean_ms: ms(wall) / inputs.len() as f64,
+        median_ms: Some(percentile(0.5)),
+        p99_ms: Some(percentile(0.99)),
+        images_per_second: inputs.len() as f64 / wall.as_secs_f64().max(1e-12),
+        cores_busy: cores(cpu_before, wall),
+    }
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+fn cores(cpu_before: Option<Duration>, wall: Duration) -> Option<f64> {
+    let cpu = usage::process_cpu_time()?.checked_sub(cpu_before?)?;
+    Some(cpu.as_secs_f64() / wall.as_secs_f64().max(1e-12))
+}
+
+impl InferBenchReport {
+    /// The report as a table, with the ratios a reader looks for.
+    pub fn to_text(&self) -> String {
+        let mut text = format!(
+            "{} MNIST test images per path; load average before {}\n",
+            self.images,
+            load(self.load_before)
+        );
+        text.push_str(&format!(
+            "{:<36} {:>16} {:>9} {:>9} {:>9} {:>9} {:>6}\n",
+            "path", "threads", "mean ms", "median", "p99", "img/s", "cores"
+        ));
+        let optional = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.3}"));
+        for path in &self.paths {
+            text.push_str(&format!(
+                "{:<36} {:>16} {:>9.3} {:>9} {:>9} {:>9.0} {:>6}\n",
+                path.path,
+                path.threads,
+                path.mean_ms,
+                optional(path.median_ms),
+                optional(path.p99_ms),
+                path.images_per_second,
+                path.cores_busy
+                    .map_or_else(|| "-".into(), |c| format!("{c:.2}"))
+            ));
+        }
+        if let [int8, f32, burn_single, burn_batch] = &self.paths[..] {
+            text.push_str(&format!(
+                "core int8 is {:.2}x the speed of core f32; core f32 on one thread is {:.2}x burn \
+                 one image per call and {:.2}x burn's batch throughput\n",
+                int8.images_per_second / f32.images_per_second,
+                f32.images_per_second / burn_single.images_per_second,
+                f32.images_per_second / burn_batch.images_per_second,
+            ));
+        }
+        text.push_str(&format!(
+            "same digit: core f32 and burn {}/{}, core int8 and core f32 {}/{}; load average after {}\n",
+            self.f32_digits_agreeing_with_burn,
+            self.images,
+            self.int8_digits_agreeing_with_f32,
+            self.images,
+            load(self.load_after)
+        ));
+        text
+    }
+}
+
+fn load(load: Option<[f64; 3]>) -> String {
+    load.map_or_else(
+        || "unknown".into(),
+        |[one, five, fifteen]| format!("{one:.2} {five:.2} {fifteen:.2}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::CoreWeights;
+
+    #[test]
+    fn every_path_classifies_every_image_alike() {
+        let _turn = crate::seeded_turn();
+        let device = Device::default();
+        device.seed(7);
+        let net = Net::new(&device);
+        let weights = CoreWeights::from_burn(&net.weights()).expect("weights");
+        let f32_file = weights.to_file().expect("f32 file");
+        let pixels: Vec<u8> = (0..INPUT_PIXELS * 6)
+            .map(|i| u8::try_from((i * 37) % 256).expect("byte"))
+            .collect();
+        let f32_model = F32Model::from_bytes(&f32_file).expect("f32 model");
+        let images: Vec<_> = pixels
+            .chunks_exact(INPUT_PIXELS)
+            .filter_map(as_image)
+            .collect();
+        let calibration = crate::quantize::Calibration::measure(&f32_model, images);
+        let int8_file = crate::quantize::Int8Tensors::quantize(&f32_model, &calibration)
+            .expect("quantized")
+            .to_file()
+            .expect("int8 file");
+        let report = run_infer_bench(&f32_file, &int8_file, &pixels, 4, 2).expect("bench");
+        assert_eq!(report.images, 4);
+        assert_eq!(report.paths.len(), 4);
+        assert_eq!(report.f32_digits_agreeing_with_burn, 4);
+        assert!(
+            report
+                .paths
+                .iter()
+                .all(|p| p.images == 4 && p.mean_ms > 0.0)
+        );
+        assert!(report.to_text().contains("tinycnn int8"));
+    }
+}

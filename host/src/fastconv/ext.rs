@@ -1,0 +1,379 @@
+//! The burn 0.22 backend extension: `conv_relu_pool`, the [`super::kernels`] as one burn op with
+//! its own backward pass, on the Flex backend (plain and under autodiff); and `probe`, an
+//! identity op whose backward records a timestamp, with which `host bench train` times the
+//! backward pass layer by layer inside the real autodiff graph.
+//!
+//! How burn 0.22.1 (feature `extension`) takes a custom op:
+//! 1. `#[backend_extension(Flex, Autodiff)] trait FastConvBackend: Backend` declares the op; the
+//!    macro implements it for `Dispatch` (the backend behind `Tensor<D>`), routing to `Flex` or
+//!    `Autodiff<Flex, C>` by the tensor's runtime kind. Any other backend panics, which is why
+//!    [`super::conv_relu_pool_dropout`] checks the device before it calls the op.
+//! 2. `impl FastConvBackend for Flex`: the forward kernel on `FlexTensor`s.
+//! 3. `impl<B: ConvKernels, C: CheckpointStrategy> FastConvBackend for Autodiff<B, C>`: runs the
+//!    inner forward and registers a `Backward` node whose state holds what the backward needs.
+//! 4. `Tensor::from_dispatch(<Dispatch as FastConvBackend>::op(t.into_dispatch(), ...))`.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use burn::backend::autodiff::{
+    Autodiff,
+    checkpoint::{base::Checkpointer, strategy::CheckpointStrategy},
+    grads::Gradients,
+    ops::{Backward, Ops, OpsKind},
+};
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Backend, Bytes, DType, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{Shape, Tensor};
+
+use super::kernels::{self, BackwardAlgo, BackwardInputs, ConvShape, DropoutMask};
+use crate::usage;
+
+/// Kernels the autodiff wrapper needs from the inner backend. Not routed through `Dispatch`:
+/// only `Autodiff<B, C>` calls them, with `B` already concrete.
+pub trait ConvKernels: Backend {
+    /// Forward, returning the pooled output and the mask of the window maxima and of the values
+    /// the ReLU or dropout zeroed (a `u8` tensor, see [`kernels::conv_relu_pool_forward`]).
+    fn conv_relu_pool_fwd(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad: usize,
+        dropout: Option<DropoutMask>,
+    ) -> (FloatTensor<Self>, IntTensor<Self>);
+
+    /// Gradients of x (when `want_x_grad`), weight and bias.
+    fn conv_relu_pool_bwd(
+        saved: SavedForward<Self>,
+        grad: FloatTensor<Self>,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self>;
+}
+
+/// What the forward keeps for the backward pass (cloning shares the tensors' buffers).
+#[derive(Clone, Debug)]
+pub struct SavedForward<B: Backend> {
+    /// The input.
+    pub x: FloatTensor<B>,
+    /// The weight.
+    pub weight: FloatTensor<B>,
+    /// The mask returned by the forward.
+    pub argmax: IntTensor<B>,
+    /// Zero padding on each side.
+    pub pad: usize,
+    /// Scale of the values dropout kept (1 without dropout).
+    pub grad_scale: f32,
+}
+
+/// Gradients of the fused op's inputs, as backend tensors.
+#[derive(Debug)]
+pub struct ConvGradTensors<B: Backend> {
+    /// Of the input, when asked for.
+    pub x: Option<FloatTensor<B>>,
+    /// Of the weight.
+    pub weight: FloatTensor<B>,
+    /// Of the bias.
+    pub bias: FloatTensor<B>,
+}
+
+/// The fused op and the probe, as a burn backend extension (see the module docs).
+#[backend_extension(Flex, Autodiff)]
+pub trait FastConvBackend: Backend {
+    /// `dropout(max_pool2d(relu(conv2d(x, weight, bias, stride 1, padding pad)), 2, 2))`;
+    /// `drop_prob` 0 means no dropout, `seed` picks the dropout mask.
+    fn conv_relu_pool(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad: usize,
+        drop_prob: f64,
+        seed: u64,
+    ) -> FloatTensor<Self>;
+
+    /// Identity; under autodiff its backward records `id` and the time in [`PROBE_STAMPS`].
+    fn probe(x: FloatTensor<Self>, id: usize) -> FloatTensor<Self>;
+}
+
+/// When the backward pass reached a [`probe`]: wall clock and process CPU time.
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeStamp {
+    /// The `id` given to [`probe`].
+    pub id: usize,
+    /// Wall clock.
+    pub wall: Instant,
+    /// CPU time of the whole process (all threads), where the platform reports it.
+    pub cpu: Option<Duration>,
+}
+
+/// Stamps recorded by [`probe`] nodes, in the order the backward pass reached them. A global:
+/// a backward node has no other way out than the gradients. Whoever reads it also clears it.
+pub static PROBE_STAMPS: Mutex<Vec<ProbeStamp>> = Mutex::new(Vec::new());
+
+fn shape_of(x: &FlexTensor, weight: &FlexTensor, pad: usize) -> ConvShape {
+    let xs = x.shape();
+    let ws = weight.shape();
+    assert_eq!(xs.num_dims(), 4, "conv_relu_pool: x must be [N, C, H, W]");
+    assert_eq!(
+        ws.num_dims(),
+        4,
+        "conv_relu_pool: weight must be [Cout, Cin, kh, kw]"
+    );
+    assert_eq!(xs[1], ws[1], "conv_relu_pool: channel mismatch");
+    ConvShape {
+        batch: xs[0],
+        c_in: xs[1],
+        h: xs[2],
+        w: xs[3],
+        c_out: ws[0],
+        kh: ws[2],
+        kw: ws[3],
+        pad,
+    }
+}
+
+/// The tensor itself when it is dense f32 (the usual case, no copy); otherwise a contiguous f32
+/// copy.
+fn dense_f32(t: FlexTensor) -> FlexTensor {
+    let t = if t.dtype() == DType::F32 {
+        t
+    } else {
+        Flex::float_cast(t, burn::backend::FloatDType::F32)
+    };
+    if t.as_slice::<f32>().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+fn f32s(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .unwrap_or_else(|| unreachable!("dense_f32 made it a dense f32 tensor"))
+}
+
+fn flex_f32(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(Shape::from(shape)),
+        DType::F32,
+    )
+}
+
+impl ConvKernels for Flex {
+    fn conv_relu_pool_fwd(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        pad: usize,
+        dropout: Option<DropoutMask>,
+    ) -> (FlexTensor, FlexTensor) {
+        let (x, weight, bias) = (dense_f32(x), dense_f32(weight), dense_f32(bias));
+        let s = shape_of(&x, &weight, pad);
+        let (out, argmax) =
+            kernels::conv_relu_pool_forward(&s, f32s(&x), f32s(&weight), f32s(&bias), dropout);
+        let shape = vec![s.batch, s.c_out, s.ph(), s.pw()];
+        let argmax = FlexTensor::new(
+            Bytes::from_elems(argmax),
+            Layout::contiguous(Shape::from(shape.clone())),
+            DType::U8,
+        );
+        (flex_f32(out, shape), argmax)
+    }
+
+    fn conv_relu_pool_bwd(
+        saved: SavedForward<Self>,
+        grad: FlexTensor,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self> {
+        let (x, weight, grad) = (dense_f32(saved.x), dense_f32(saved.weight), dense_f32(grad));
+        let s = shape_of(&x, &weight, saved.pad);
+        let argmax = saved
+            .argmax
+            .as_slice::<u8>()
+            .unwrap_or_else(|| unreachable!("the forward made the mask a dense u8 tensor"));
+        let inputs = BackwardInputs {
+            shape: s,
+            x: f32s(&x),
+            weight: f32s(&weight),
+            argmax,
+            grad_out: f32s(&grad),
+            grad_scale: saved.grad_scale,
+        };
+        let grads = kernels::conv_relu_pool_backward(&inputs, want_x_grad, BackwardAlgo::Auto);
+        ConvGradTensors {
+            x: grads
+                .x
+                .map(|dx| flex_f32(dx, vec![s.batch, s.c_in, s.h, s.w])),
+            weight: flex_f32(grads.weight, vec![s.c_out, s.c_in, s.kh, s.kw]),
+            bias: flex_f32(grads.bias, vec![s.c_out]),
+        }
+    }
+}
+
+impl FastConvBackend for Flex {
+    fn conv_relu_pool(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        pad: usize,
+        drop_prob: f64,
+        seed: u64,
+    ) -> FlexTensor {
+        Self::conv_relu_pool_fwd(x, weight, bias, pad, dropout_mask(drop_prob, seed)).0
+    }
+
+    fn probe(x: FlexTensor, _id: usize) -> FlexTensor {
+        x
+    }
+}
+
+fn dropout_mask(prob: f64, seed: u64) -> Option<DropoutMask> {
+    (prob > 0.0).then_some(DropoutMask { prob, seed })
+}
+
+#[derive(Debug)]
+struct ConvReluPoolBackward;
+
+impl<B: ConvKernels> Backward<B, 3> for ConvReluPoolBackward {
+    type State = SavedForward<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let computed = B::conv_relu_pool_bwd(ops.state, grad, node_x.is_some());
+        if let (Some(node), Some(dx)) = (node_x, computed.x) {
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_weight {
+            grads.register::<B>(node.id, computed.weight);
+        }
+        if let Some(node) = node_bias {
+            grads.register::<B>(node.id, computed.bias);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ProbeBackward;
+
+impl<B: Backend> Backward<B, 1> for ProbeBackward {
+    type State = usize;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let stamp = ProbeStamp {
+            id: ops.state,
+            wall: Instant::now(),
+            cpu: usage::process_cpu_time(),
+        };
+        PROBE_STAMPS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(stamp);
+        let [node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node {
+            grads.register::<B>(node.id, grad);
+        }
+    }
+}
+
+impl<B: ConvKernels, C: CheckpointStrategy> FastConvBackend for Autodiff<B, C> {
+    fn conv_relu_pool(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad: usize,
+        drop_prob: f64,
+        seed: u64,
+    ) -> FloatTensor<Self> {
+        let dropout = dropout_mask(drop_prob, seed);
+        match ConvReluPoolBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let x = x.primitive().clone();
+                let weight = weight.primitive().clone();
+                let (out, argmax) = B::conv_relu_pool_fwd(
+                    x.clone(),
+                    weight.clone(),
+                    bias.into_primitive(),
+                    pad,
+                    dropout,
+                );
+                let saved = SavedForward {
+                    x,
+                    weight,
+                    argmax,
+                    pad,
+                    grad_scale: kernels::dropout_scale(dropout),
+                };
+                prep.finish(saved, out)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (out, _) = B::conv_relu_pool_fwd(
+                    x.into_primitive(),
+                    weight.into_primitive(),
+                    bias.into_primitive(),
+                    pad,
+                    dropout,
+                );
+                prep.finish(out)
+            }
+        }
+    }
+
+    fn probe(x: FloatTensor<Self>, id: usize) -> FloatTensor<Self> {
+        match ProbeBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let primitive = x.primitive().clone();
+                prep.finish(id, primitive)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(x.into_primitive()),
+        }
+    }
+}
+
+/// `dropout(max_pool2d(relu(conv2d(x, weight, bias)), 2))` through the fused kernels, on a Flex
+/// device with or without autodiff (any other backend panics: use
+/// [`super::conv_relu_pool_dropout`], which checks). `drop_prob` 0 disables dropout.
+pub fn conv_relu_pool(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    pad: usize,
+    drop_prob: f64,
+    seed: u64,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FastConvBackend>::conv_relu_pool(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        pad,
+        drop_prob,
+        seed,
+    ))
+}
+
+/// Identity whose backward records a [`ProbeStamp`] tagged `id` in [`PROBE_STAMPS`]. Flex only,
+/// like [`conv_relu_pool`].
+pub fn probe<const D: usize>(x: Tensor<D>, id: usize) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FastConvBackend>::probe(x.into_dispatch(), id))
+}

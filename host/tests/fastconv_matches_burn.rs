@@ -1,0 +1,353 @@
+//! The fused op of `tinycnn_host::fastconv` must equal burn's `max_pool2d(relu(conv2d(..)))` (and
+//! dropout, given the op's own mask) in values and in the gradients of x, weight and bias, on the
+//! Flex backend with and without autodiff; its model-level entry point must fall back to burn's
+//! modules wherever the op does not apply.
+
+use burn::nn::pool::MaxPool2dConfig;
+use burn::tensor::activation::relu;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Distribution, Tensor};
+use tinycnn_host::fastconv::ext::conv_relu_pool;
+
+fn reference(x: Tensor<4>, w: Tensor<4>, b: Tensor<1>, pad: usize) -> Tensor<4> {
+    let y = conv2d(
+        x,
+        w,
+        Some(b),
+        ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
+    );
+    MaxPool2dConfig::new([2, 2]).init().forward(relu(y))
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
+/// Largest absolute difference, relative to the largest reference magnitude.
+fn max_rel_diff(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+    got.iter()
+        .zip(want)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()))
+        / scale
+}
+
+/// Relative L2 error, for gradients (sums of arbitrary upstream gradients: equal only up to
+/// rounding and summation order).
+fn rel_l2(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    let num: f32 = got.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum();
+    let den: f32 = want.iter().map(|b| b * b).sum();
+    (num / den.max(1e-30)).sqrt()
+}
+
+/// A fixed, non-uniform upstream gradient. Not drawn from burn's generator: its seed is global
+/// to the process and the tests run in parallel.
+fn upstream_grad(dims: [usize; 4], dev: &Device) -> Tensor<4> {
+    let n = dims.iter().product::<usize>();
+    let v: Vec<f32> = (0..n)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    Tensor::<1>::from_floats(v.as_slice(), dev).reshape(dims)
+}
+
+/// Puts values on a power-of-two grid. Inputs on 1/8 and weights on 1/64 make every
+/// convolution output exact in f32 whatever the summation order, so both implementations see
+/// the same values and break pooling ties alike (first maximum); with arbitrary floats, two
+/// window entries within rounding of each other could be ordered differently (both valid
+/// subgradients), which would make exact gradient comparisons flaky.
+fn on_grid<const D: usize>(t: Tensor<D>, step: f32) -> Tensor<D> {
+    (t / step).round() * step
+}
+
+fn check(batch: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize, pad: usize) {
+    let dev = Device::flex().autodiff();
+    dev.seed(batch as u64 * 1000 + c_in as u64 * 10 + k as u64);
+    let x = on_grid(
+        Tensor::<4>::random([batch, c_in, h, w], Distribution::Normal(0.0, 1.0), &dev),
+        1.0 / 8.0,
+    );
+    let wt = on_grid(
+        Tensor::<4>::random([c_out, c_in, k, k], Distribution::Normal(0.0, 0.3), &dev),
+        1.0 / 64.0,
+    );
+    let b = on_grid(
+        Tensor::<1>::random([c_out], Distribution::Normal(0.0, 0.3), &dev),
+        1.0 / 64.0,
+    );
+
+    let run = |fast: bool| {
+        let (x, wt, b) = (
+            x.clone().require_grad(),
+            wt.clone().require_grad(),
+            b.clone().require_grad(),
+        );
+        let out = if fast {
+            conv_relu_pool(x.clone(), wt.clone(), b.clone(), pad, 0.0, 0)
+        } else {
+            reference(x.clone(), wt.clone(), b.clone(), pad)
+        };
+        let dims = out.dims();
+        let g = upstream_grad(dims, &dev);
+        let grads = (out.clone() * g).sum().backward();
+        (
+            dims,
+            values(out),
+            values(x.grad(&grads).unwrap()),
+            values(wt.grad(&grads).unwrap()),
+            values(b.grad(&grads).unwrap()),
+        )
+    };
+    let (dims_f, out_f, dx_f, dw_f, db_f) = run(true);
+    let (dims_r, out_r, dx_r, dw_r, db_r) = run(false);
+    let ctx = format!("b{batch} cin{c_in} {h}x{w} cout{c_out} k{k} pad{pad}");
+    assert_eq!(dims_f, dims_r, "{ctx}: output shape");
+    // On the grids every convolution output is exact, so the values must be identical.
+    assert_eq!(out_f, out_r, "{ctx}: forward values differ");
+    assert!(
+        rel_l2(&dx_f, &dx_r) < 1e-4,
+        "{ctx}: x gradient differs ({})",
+        rel_l2(&dx_f, &dx_r)
+    );
+    assert!(
+        rel_l2(&dw_f, &dw_r) < 1e-4,
+        "{ctx}: weight gradient differs ({})",
+        rel_l2(&dw_f, &dw_r)
+    );
+    assert!(
+        rel_l2(&db_f, &db_r) < 1e-4,
+        "{ctx}: bias gradient differs ({})",
+        rel_l2(&db_f, &db_r)
+    );
+
+    // Without autodiff (evaluation after `model.valid()`), the extension routes to Flex itself.
+    let plain = Device::flex();
+    let (x, wt, b) = (
+        x.to_device(&plain),
+        wt.to_device(&plain),
+        b.to_device(&plain),
+    );
+    let fast = values(conv_relu_pool(
+        x.clone(),
+        wt.clone(),
+        b.clone(),
+        pad,
+        0.0,
+        0,
+    ));
+    let refr = values(reference(x, wt, b, pad));
+    assert_eq!(fast, refr, "{ctx}: inference values differ");
+}
+
+#[test]
+fn first_layer_single_input_channel() {
+    check(3, 1, 28, 28, 8, 3, 1);
+}
+
+#[test]
+fn middle_layer() {
+    check(5, 16, 14, 14, 12, 3, 1);
+}
+
+#[test]
+fn odd_size_drops_last_row_and_column() {
+    check(4, 8, 7, 7, 16, 3, 1);
+}
+
+#[test]
+fn no_padding_and_larger_kernel() {
+    check(2, 3, 12, 10, 5, 5, 0);
+    check(2, 3, 11, 9, 5, 5, 2);
+}
+
+#[test]
+fn batch_not_divisible_by_thread_count_or_gemm_group() {
+    check(7, 4, 7, 7, 6, 3, 1);
+    check(1, 2, 6, 6, 3, 3, 1);
+}
+
+#[test]
+fn reference_network_shapes() {
+    check(16, 1, 28, 28, 64, 3, 1);
+    check(16, 64, 14, 14, 128, 3, 1);
+    check(16, 128, 7, 7, 256, 3, 1);
+}
+
+/// With dropout the fused op must equal burn's ops times the op's own mask (read back from its
+/// output: a kept positive value is non-zero) times 1/(1-p), in values and gradients.
+#[test]
+fn dropout_matches_burn_with_the_same_mask() {
+    let dev = Device::flex().autodiff();
+    dev.seed(7);
+    let (batch, c_in, h, c_out, prob) = (6, 5, 14, 9, 0.5);
+    let x = on_grid(
+        Tensor::<4>::random([batch, c_in, h, h], Distribution::Normal(0.0, 1.0), &dev),
+        1.0 / 8.0,
+    );
+    let wt = on_grid(
+        Tensor::<4>::random([c_out, c_in, 3, 3], Distribution::Normal(0.0, 0.3), &dev),
+        1.0 / 64.0,
+    );
+    let b = on_grid(
+        Tensor::<1>::random([c_out], Distribution::Normal(0.0, 0.3), &dev),
+        1.0 / 64.0,
+    );
+    let mask = conv_relu_pool(x.clone(), wt.clone(), b.clone(), 1, prob, 1234)
+        .not_equal_elem(0.0)
+        .float();
+
+    let run = |fast: bool| {
+        let (x, wt, b) = (
+            x.clone().require_grad(),
+            wt.clone().require_grad(),
+            b.clone().require_grad(),
+        );
+        let out = if fast {
+            conv_relu_pool(x.clone(), wt.clone(), b.clone(), 1, prob, 1234)
+        } else {
+            reference(x.clone(), wt.clone(), b.clone(), 1) * mask.clone() * (1.0 / (1.0 - prob))
+        };
+        let g = upstream_grad(out.dims(), &dev);
+        let grads = (out.clone() * g).sum().backward();
+        (
+            values(out),
+            values(x.grad(&grads).unwrap()),
+            values(wt.grad(&grads).unwrap()),
+            values(b.grad(&grads).unwrap()),
+        )
+    };
+    dev.seed(99);
+    let fast = run(true);
+    dev.seed(99);
+    let refr = run(false);
+    assert_eq!(fast.0, refr.0, "forward values differ");
+    assert!(rel_l2(&fast.1, &refr.1) < 1e-4, "x gradient differs");
+    assert!(rel_l2(&fast.2, &refr.2) < 1e-4, "weight gradient differs");
+    assert!(rel_l2(&fast.3, &refr.3) < 1e-4, "bias gradient differs");
+}
+
+/// The mask keeps about 1-p of the values, is fixed by the seed and changes with it.
+#[test]
+fn dropout_mask_rate_and_seed() {
+    let dev = Device::flex().autodiff();
+    dev.seed(3);
+    // Bias 10 makes every pre-dropout value positive, so zeros come from dropout alone.
+    let x = Tensor::<4>::random([8, 2, 28, 28], Distribution::Uniform(0.0, 1.0), &dev);
+    let wt = Tensor::<4>::random([16, 2, 3, 3], Distribution::Uniform(0.0, 0.1), &dev);
+    let b = Tensor::<1>::ones([16], &dev) * 10.0;
+    let kept = |prob: f64, seed: u64| -> Vec<bool> {
+        values(conv_relu_pool(
+            x.clone(),
+            wt.clone(),
+            b.clone(),
+            1,
+            prob,
+            seed,
+        ))
+        .iter()
+        .map(|v| *v != 0.0)
+        .collect()
+    };
+    for prob in [0.25, 0.5, 0.75] {
+        let m = kept(prob, 11);
+        let n = m.len() as f64; // 8*16*14*14 = 25088
+        let rate = m.iter().filter(|k| **k).count() as f64 / n;
+        let sd = (prob * (1.0 - prob) / n).sqrt();
+        assert!(
+            (rate - (1.0 - prob)).abs() < 5.0 * sd,
+            "p={prob}: keep rate {rate}"
+        );
+    }
+    assert_eq!(kept(0.5, 11), kept(0.5, 11), "same seed, same mask");
+    let (a, c) = (kept(0.5, 11), kept(0.5, 12));
+    let same = a.iter().zip(&c).filter(|(p, q)| p == q).count() as f64 / a.len() as f64;
+    assert!(
+        (same - 0.5).abs() < 0.05,
+        "masks of different seeds agree on {same} of values"
+    );
+    assert!(kept(0.0, 11).iter().all(|k| *k), "p=0 keeps everything");
+}
+
+/// The model-level entry point: fused when the layers fit the kernels, burn's modules otherwise,
+/// and no dropout outside training.
+#[test]
+fn block_entry_point_matches_burn_modules() {
+    use burn::nn::conv::Conv2dConfig;
+    use burn::nn::{DropoutConfig, PaddingConfig2d, Relu};
+    use tinycnn_host::fastconv::conv_relu_pool_dropout;
+
+    let dev = Device::flex();
+    let x = Tensor::<4>::random([3, 4, 10, 10], Distribution::Normal(0.0, 1.0), &dev);
+    let (relu, pool, dropout) = (
+        Relu::new(),
+        MaxPool2dConfig::new([2, 2]).init(),
+        DropoutConfig::new(0.5).init(),
+    );
+    let burn_block = |conv: &burn::nn::conv::Conv2d, x: Tensor<4>| {
+        dropout.forward(pool.forward(relu.forward(conv.forward(x))))
+    };
+    for conv in [
+        Conv2dConfig::new([4, 6], [3, 3])
+            .with_padding(PaddingConfig2d::Same)
+            .init(&dev),
+        Conv2dConfig::new([4, 6], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&dev),
+        Conv2dConfig::new([4, 6], [3, 3]).init(&dev),
+        // Not covered by the kernels: must fall back to burn's modules.
+        Conv2dConfig::new([4, 6], [3, 3])
+            .with_stride([2, 2])
+            .init(&dev),
+        Conv2dConfig::new([4, 6], [3, 3])
+            .with_padding(PaddingConfig2d::Same)
+            .with_bias(false)
+            .init(&dev),
+    ] {
+        let got = values(conv_relu_pool_dropout(
+            &conv,
+            &relu,
+            &pool,
+            &dropout,
+            x.clone(),
+        ));
+        let want = values(burn_block(&conv, x.clone()));
+        assert!(max_rel_diff(&got, &want) < 1e-5, "{conv:?}");
+    }
+}
+
+/// On another backend the entry point must fall back to burn's modules (the extension is only
+/// implemented for Flex and would panic there).
+#[cfg(feature = "ndarray")]
+#[test]
+#[allow(deprecated)]
+fn block_entry_point_falls_back_on_ndarray() {
+    use burn::nn::conv::Conv2dConfig;
+    use burn::nn::{DropoutConfig, PaddingConfig2d, Relu};
+    use tinycnn_host::fastconv::conv_relu_pool_dropout;
+
+    for dev in [Device::ndarray(), Device::ndarray().autodiff()] {
+        let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Normal(0.0, 1.0), &dev);
+        let conv = Conv2dConfig::new([3, 4], [3, 3])
+            .with_padding(PaddingConfig2d::Same)
+            .init(&dev);
+        let (relu, pool, dropout) = (
+            Relu::new(),
+            MaxPool2dConfig::new([2, 2]).init(),
+            DropoutConfig::new(0.0).init(),
+        );
+        let got = values(conv_relu_pool_dropout(
+            &conv,
+            &relu,
+            &pool,
+            &dropout,
+            x.clone(),
+        ));
+        let want = values(pool.forward(relu.forward(conv.forward(x))));
+        assert_eq!(got, want);
+    }
+}

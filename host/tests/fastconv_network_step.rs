@@ -1,0 +1,154 @@
+//! The whole network, fused blocks against burn's ops, on real MNIST images (exact zeros,
+//! saturated strokes: ReLU and pooling ties that random data never produces): one training
+//! step's loss and the gradient of every parameter must be burn's. Alone in its own test binary
+//! with the test of the dropout seeding, because both depend on burn's process-wide generator.
+//!
+//! Pixels and convolution weights are put on power-of-two grids so that every convolution
+//! output is exact in f32 whatever the summation order. Otherwise two window entries within
+//! rounding of each other can be ordered differently by the two implementations (both valid
+//! subgradients), and one such window among ~10^5 moves a weight gradient by ~0.5% relative L2;
+//! with exact outputs, ties are real ties and both break them alike (first maximum).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use burn::module::Module;
+use burn::nn::DropoutConfig;
+use burn::nn::loss::CrossEntropyLoss;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use tinycnn_host::mnist::{IMAGE_PIXELS, Mnist};
+use tinycnn_host::model::{InitScheme, Net, input_tensor};
+
+/// Serialises the tests of this binary: they seed burn's generator, which the process shares.
+fn generator_turn() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::new(());
+    TURN.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// MNIST in the shared data folder beside the checkout, as CI provides it.
+fn mnist() -> Mnist {
+    let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist");
+    Mnist::load(&dir).unwrap_or_else(|error| panic!("MNIST is needed here: {error:#}"))
+}
+
+fn flat<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
+fn rel_l2(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    let num: f32 = got.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum();
+    let den: f32 = want.iter().map(|b| b * b).sum();
+    (num / den.max(1e-30)).sqrt()
+}
+
+/// The first `n` training images (pixels on a 1/4 grid) and their labels, on `device`.
+fn batch(data: &Mnist, n: usize, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let pixels: Vec<f32> = data.train.pixels[..n * IMAGE_PIXELS]
+        .iter()
+        .map(|&p| (f32::from(p) / 255.0 * 4.0).round() / 4.0)
+        .collect();
+    let labels: Vec<i64> = data.train.labels[..n]
+        .iter()
+        .map(|&l| i64::from(l))
+        .collect();
+    let targets = Tensor::from_data(TensorData::new(labels, [n]), device);
+    (input_tensor(pixels, device), targets)
+}
+
+/// The loss of one step and the gradient of every parameter, by name.
+type Step = (f32, Vec<(&'static str, Vec<f32>)>);
+
+fn step(model: &Net, logits: Tensor<2>, targets: Tensor<1, Int>, device: &Device) -> Step {
+    let loss = CrossEntropyLoss::new(None, device).forward(logits, targets);
+    let value = loss.clone().into_scalar::<f32>();
+    let g = loss.backward();
+    let m = model;
+    let bias = |layer: &Option<burn::module::Param<Tensor<1>>>| {
+        flat(layer.as_ref().unwrap().grad(&g).unwrap())
+    };
+    let grads = vec![
+        ("conv1.weight", flat(m.conv1.weight.grad(&g).unwrap())),
+        ("conv1.bias", bias(&m.conv1.bias)),
+        ("conv2.weight", flat(m.conv2.weight.grad(&g).unwrap())),
+        ("conv2.bias", bias(&m.conv2.bias)),
+        ("conv3.weight", flat(m.conv3.weight.grad(&g).unwrap())),
+        ("conv3.bias", bias(&m.conv3.bias)),
+        ("fc1.weight", flat(m.fc1.weight.grad(&g).unwrap())),
+        ("fc1.bias", bias(&m.fc1.bias)),
+        ("fc2.weight", flat(m.fc2.weight.grad(&g).unwrap())),
+        ("fc2.bias", bias(&m.fc2.bias)),
+        ("fc3.weight", flat(m.fc3.weight.grad(&g).unwrap())),
+        ("fc3.bias", bias(&m.fc3.bias)),
+        ("fc4.weight", flat(m.fc4.weight.grad(&g).unwrap())),
+        ("fc4.bias", bias(&m.fc4.bias)),
+    ];
+    (value, grads)
+}
+
+#[test]
+fn fused_step_equals_burn_step_on_mnist() {
+    let _turn = generator_turn();
+    let data = mnist();
+    let device = Device::flex().autodiff();
+    let (images, targets) = batch(&data, 64, &device);
+    device.seed(1);
+    // Glorot weights on the grids below keep every convolution sum within f32's 24-bit
+    // mantissa; He's larger conv3 weights would not leave that margin.
+    let mut model = Net::with_init(&device, InitScheme::GlorotUniform);
+    let on_grid = |w: Tensor<4>, step: f32| ((w / step).round() * step).detach().require_grad();
+    model.conv1.weight = model.conv1.weight.map(|w| on_grid(w, 1.0 / 32.0));
+    model.conv2.weight = model.conv2.weight.map(|w| on_grid(w, 1.0 / 64.0));
+    model.conv3.weight = model.conv3.weight.map(|w| on_grid(w, 1.0 / 64.0));
+    // Dropout off on both paths: the fused op draws its own masks, which burn's ops cannot
+    // reproduce. `fastconv_matches_burn` checks the op's dropout against burn's ops given the
+    // op's mask.
+    model.dropout = DropoutConfig::new(0.0).init();
+
+    let fused_logits = model.forward(images.clone());
+    let (fused_loss, fused_grads) = step(&model, fused_logits.clone(), targets.clone(), &device);
+    let [.., burn_logits] = model.forward_traced(images).dense;
+    let (burn_loss, burn_grads) = step(&model, burn_logits.clone(), targets, &device);
+
+    // Exact convolution outputs and the same dense layers: the same logits and loss, bit for bit.
+    assert_eq!(flat(fused_logits), flat(burn_logits), "logits");
+    assert_eq!(fused_loss, burn_loss, "loss");
+    let errors: Vec<(&str, f32)> = fused_grads
+        .iter()
+        .zip(&burn_grads)
+        .map(|((name, fused), (_, burn))| (*name, rel_l2(fused, burn)))
+        .collect();
+    eprintln!("relative L2 error of each gradient: {errors:?}");
+    // The backward passes add the same products in other orders: measured 1e-7..6e-7.
+    for (name, error) in errors {
+        assert!(error < 1e-5, "{name}: relative L2 error {error}");
+    }
+}
+
+#[test]
+fn dropout_masks_follow_the_device_seed_and_stop_outside_training() {
+    let _turn = generator_turn();
+    let data = mnist();
+    let device = Device::flex().autodiff();
+    let (images, _) = batch(&data, 16, &device);
+    device.seed(3);
+    let model = Net::new(&device);
+    let logits = |seed: u64| {
+        device.seed(seed);
+        flat(model.forward(images.clone()))
+    };
+    let first = logits(5);
+    assert_eq!(first, logits(5), "same seed, same masks");
+    assert_ne!(first, logits(6), "another seed, other masks");
+    // Inference: no dropout, so no dependence on the generator at all.
+    let valid = model.valid();
+    let (plain_images, _) = batch(&data, 16, &Device::flex());
+    let infer = |seed: u64| {
+        device.seed(seed);
+        flat(valid.forward(plain_images.clone()))
+    };
+    assert_eq!(infer(5), infer(6));
+}

@@ -1,0 +1,190 @@
+//! `host train` killed with SIGKILL at random moments, several times per run,
+//! some of them while a checkpoint is being written, then resumed until it
+//! finishes: every file left behind must be valid, no completed epoch may be
+//! lost, and the finished run must equal, bit for bit, a run that was never
+//! interrupted. Ten trials.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tinycnn_host::checkpoint::{CHECKPOINT_FILE, Checkpoint};
+use tinycnn_host::train::METRICS_FILE;
+
+const EPOCHS: &str = "3";
+const SETTINGS: [&str; 8] = [
+    "--limit",
+    "1024",
+    "--test-limit",
+    "100",
+    "--seed",
+    "5",
+    "--epochs",
+    EPOCHS,
+];
+
+fn mnist_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist")
+}
+
+fn start(out: &Path, resume: bool) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
+    command
+        .arg("train")
+        .arg("--data")
+        .arg(mnist_dir())
+        .arg("--out")
+        .arg(out)
+        .args(SETTINGS)
+        .arg("--quiet");
+    if resume {
+        command.arg("--resume");
+    }
+    command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("host starts")
+}
+
+/// Completed epochs recorded in a valid checkpoint (0 without one); panics if
+/// anything in `out` is damaged.
+fn check_outputs(out: &Path) -> usize {
+    let completed = match Checkpoint::load(&out.join(CHECKPOINT_FILE)) {
+        Ok(checkpoint) => checkpoint.state.completed_epochs,
+        Err(error) if !out.join(CHECKPOINT_FILE).exists() => {
+            let _ = error;
+            0
+        }
+        Err(error) => panic!("damaged checkpoint after SIGKILL: {error}"),
+    };
+    if let Ok(bytes) = std::fs::read(out.join(METRICS_FILE)) {
+        let metrics: serde_json::Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("damaged metrics.json after SIGKILL: {e}"));
+        // Written right after the checkpoint, so at most one epoch behind it.
+        let recorded = metrics["epochs"].as_array().unwrap().len();
+        assert!(
+            recorded == completed || recorded + 1 == completed,
+            "metrics {recorded} epochs, checkpoint {completed}"
+        );
+    }
+    for name in [
+        tinycnn_host::export::F32_FILE,
+        tinycnn_host::export::INT8_FILE,
+    ] {
+        if let Ok(bytes) = std::fs::read(out.join(name)) {
+            tinycnn::Model::from_bytes(&bytes)
+                .unwrap_or_else(|e| panic!("damaged {name} after SIGKILL: {e}"));
+        }
+    }
+    completed
+}
+
+/// Waits until a temporary file appears in `out` (a checkpoint or report being
+/// written) or `deadline` passes, then kills the child; returns whether it was
+/// still running.
+fn kill_at(child: &mut Child, out: &Path, deadline: Instant, during_write: bool) -> bool {
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        let writing = during_write
+            && std::fs::read_dir(out).is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+            });
+        if writing || Instant::now() >= deadline {
+            child.kill().unwrap(); // SIGKILL on Unix
+            child.wait().unwrap();
+            return true;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+#[test]
+fn sigkill_at_random_moments_then_resume_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // The uninterrupted run, and how long it takes.
+    let reference = dir.path().join("reference");
+    let started = Instant::now();
+    let status = start(&reference, false).wait_with_output().unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let duration = started.elapsed();
+    let expected = Checkpoint::load(&reference.join(CHECKPOINT_FILE)).unwrap();
+
+    // A small deterministic generator for the kill times (xorshift).
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut kills = 0;
+    let mut kills_while_writing = 0;
+    for trial in 0..10 {
+        let out = dir.path().join(format!("trial-{trial}"));
+        let mut resume = false;
+        let mut completed = 0;
+        for attempt in 0.. {
+            assert!(attempt < 50, "trial {trial}: no progress after 50 restarts");
+            let mut child = start(&out, resume);
+            // Kill at a random moment within the run, or (every third attempt)
+            // as soon as a file is being written, for the first few attempts.
+            let during_write = attempt < 4 && random() % 3 == 0;
+            let delay = duration.mul_f64((random() % 1000) as f64 / 1000.0);
+            let killed =
+                attempt < 4 && kill_at(&mut child, &out, Instant::now() + delay, during_write);
+            if killed {
+                kills += 1;
+                kills_while_writing += usize::from(during_write);
+                let now = check_outputs(&out);
+                assert!(
+                    now >= completed,
+                    "trial {trial}: epochs went from {completed} to {now}"
+                );
+                completed = now;
+                resume = out.join(CHECKPOINT_FILE).exists();
+                continue;
+            }
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "trial {trial}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            break;
+        }
+        assert_eq!(check_outputs(&out), 3, "trial {trial}");
+        let finished = Checkpoint::load(&out.join(CHECKPOINT_FILE)).unwrap();
+        let device = burn::tensor::Device::flex();
+        assert_eq!(
+            finished.model(&device).unwrap().weights(),
+            expected.model(&device).unwrap().weights(),
+            "trial {trial}: the resumed run differs from the uninterrupted one"
+        );
+        // Timings differ from run to run; every learned number must not.
+        let numbers = |c: &Checkpoint| -> Vec<[f64; 4]> {
+            c.state
+                .history
+                .iter()
+                .map(|m| [m.train_loss, m.train_accuracy, m.test_loss, m.test_accuracy])
+                .collect()
+        };
+        assert_eq!(
+            numbers(&finished),
+            numbers(&expected),
+            "trial {trial}: metrics differ"
+        );
+    }
+    println!(
+        "10 of 10 trials finished after {kills} SIGKILLs ({kills_while_writing} aimed at a file being written)"
+    );
+    assert!(kills >= 10);
+}

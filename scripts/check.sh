@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Every check of the project, cheapest first, run the same way by people and by
+# CI (.ci/run calls exactly this):
+#
+#   tools -> fmt -> clippy (host, no_std targets) -> no_std builds -> tests
+#   (core, host, parity incl. firmware-vs-host in QEMU) -> firmware checks in
+#   QEMU -> docs -> a short fuzz run (--fuzz SECONDS, default 30; 0 skips)
+#
+# It installs what is missing: the thumb targets, qemu-system-arm (apt, as
+# root), flip-link and defmt-print (cargo install), cargo-fuzz and nightly for
+# the fuzz run. MNIST must be at ../shared/data/mnist beside the checkout or
+# in $MNIST_DIR (nothing is downloaded).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+fuzz_seconds=30
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --fuzz) fuzz_seconds=$2; shift 2 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        *) echo "check.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+started=$(date +%s)
+timings=()
+step_started=$started
+step_name=""
+step() {
+    local now
+    now=$(date +%s)
+    if [[ -n $step_name ]]; then timings+=("$(printf '%5ds  %s' $((now - step_started)) "$step_name")"); fi
+    step_name=$1
+    step_started=$now
+    printf '\n==> %s\n' "$1"
+}
+summary() {
+    step "done"
+    printf '\n%s\n' "${timings[@]}"
+    printf '%5ds  total\n' $(($(date +%s) - started))
+}
+
+step "tools"
+rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi
+rustup component add rustfmt clippy llvm-tools
+if ! command -v qemu-system-arm >/dev/null; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null
+    else
+        echo "check.sh: qemu-system-arm is missing: install it (Debian/Ubuntu: sudo apt-get install qemu-system-arm)" >&2
+        exit 1
+    fi
+fi
+command -v flip-link >/dev/null || cargo install flip-link --locked --version '^0.1'
+command -v defmt-print >/dev/null || cargo install defmt-print --locked --version '^1'
+mnist=${MNIST_DIR:-../shared/data/mnist}
+if [[ ! -f $mnist/t10k-images-idx3-ubyte.gz && ! -f $mnist/t10k-images-idx3-ubyte ]]; then
+    echo "check.sh: MNIST not found in $mnist: put the four IDX files there or set MNIST_DIR" >&2
+    exit 1
+fi
+# Absolute: cargo runs each test binary in its package's directory.
+mnist=$(cd "$mnist" && pwd)
+echo "$(cargo --version); $(qemu-system-arm --version | head -n 1); MNIST in $mnist"
+
+step "cargo fmt --check (workspace, firmware, fuzz targets)"
+cargo fmt --all --check
+(cd firmware && cargo fmt --check)
+(cd core/fuzz && cargo fmt --check)
+
+step "clippy -D warnings (workspace)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "clippy -D warnings (tinycnn for thumbv7em with DSP kernels, and thumbv6m)"
+cargo clippy -p tinycnn --target thumbv7em-none-eabihf --features defmt --locked -- -D warnings
+cargo clippy -p tinycnn --target thumbv6m-none-eabi --locked -- -D warnings
+
+step "no_std builds (thumbv6m-none-eabi, thumbv7em-none-eabihf)"
+cargo build -p tinycnn --target thumbv6m-none-eabi --release --locked
+cargo build -p tinycnn --target thumbv7em-none-eabihf --release --locked --features defmt
+
+step "tests (core, host, parity; the parity tests run the firmware in QEMU)"
+MNIST_DIR=$mnist cargo test --workspace --locked
+
+step "firmware in QEMU (classify, DSP kernels vs portable, injected faults)"
+bash firmware/ci.sh
+
+step "docs (-D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
+if [[ $fuzz_seconds -gt 0 ]]; then
+    step "fuzz the model loader and runner (${fuzz_seconds}s per target)"
+    rustup toolchain install nightly --profile minimal >/dev/null
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    bash core/fuzz/seed-corpus.sh
+    for target in model_bytes model_payload test_vectors; do
+        log=$(mktemp)
+        if ! (cd core/fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="$fuzz_seconds" \
+            -max_len=3000000 -print_final_stats=1) >"$log" 2>&1; then
+            tail -n 40 "$log"
+            echo "check.sh: fuzzing $target failed (a crash is saved in core/fuzz/artifacts/$target)" >&2
+            exit 1
+        fi
+        echo "$target: $(grep -E '^stat::number_of_executed_units' "$log" | awk '{print $2}') inputs, no crash"
+        rm -f "$log"
+    done
+fi
+
+summary
