@@ -4,7 +4,7 @@
 #
 #   tools -> fmt -> clippy (host, no_std targets) -> no_std builds -> tests
 #   (core, host, parity incl. firmware-vs-host in QEMU) -> firmware checks in
-#   QEMU -> docs -> a short fuzz run (--fuzz SECONDS, default 30; 0 skips)
+#   QEMU -> docs -> a short fuzz run (--fuzz SECONDS, default 20; 0 skips)
 #
 # It installs what is missing: the thumb targets, qemu-system-arm (apt, as
 # root), flip-link and defmt-print (cargo install), cargo-fuzz and nightly for
@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
-fuzz_seconds=30
+fuzz_seconds=20
 while [[ $# -gt 0 ]]; do
     case $1 in
         --fuzz) fuzz_seconds=$2; shift 2 ;;

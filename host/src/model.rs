@@ -70,7 +70,9 @@ pub struct Net {
 /// How the weights of a new network are drawn. Biases always start at zero.
 ///
 /// The default is Glorot uniform, on the evidence of one epoch of `host train` with default
-/// settings, seeds 1-5 (test accuracy, %):
+/// settings, seeds 1-5 (test accuracy, %; measured with burn's own Adagrad, whose epsilon sits
+/// outside the square root; with [`crate::adagrad::KerasAdagrad`], now the default, Glorot
+/// uniform gives 97.55 / 97.71 / 97.90):
 ///
 /// | initialisation                   | min   | mean  | max   |
 /// |----------------------------------|-------|-------|-------|

@@ -36,6 +36,19 @@ static MNIST: LazyLock<Mnist> = LazyLock::new(|| {
     Mnist::load(&dir).unwrap_or_else(|e| panic!("MNIST is needed for the parity tests: {e:#}"))
 });
 
+/// The core's logits for every test image with the shipped models, computed once: two tests
+/// need each of them, and computing them is most of those tests' time.
+static SHIPPED_F32_LOGITS: LazyLock<Vec<[f32; CLASSES]>> = LazyLock::new(|| {
+    let bytes = shipped(export::F32_FILE);
+    let model = F32Model::from_bytes(&bytes).unwrap();
+    f32_logits(&model, &MNIST.test.pixels, available_threads())
+});
+static SHIPPED_INT8_LOGITS: LazyLock<Vec<[i8; CLASSES]>> = LazyLock::new(|| {
+    let bytes = shipped(export::INT8_FILE);
+    let model = Int8Model::from_bytes(&bytes).unwrap();
+    int8_logits(&model, &MNIST.test.pixels, available_threads())
+});
+
 fn shipped(name: &str) -> Vec<u8> {
     let path = workspace().join("data").join(name);
     std::fs::read(&path).unwrap_or_else(|e| {
@@ -125,8 +138,7 @@ fn f32_burn_equals_core_on_the_shipped_model() {
     let net = seeded_net(&device)
         .with_weights(&export::burn_weights(model.record()), &device)
         .unwrap();
-    let core = f32_logits(&model, &MNIST.test.pixels, available_threads());
-    compare_f32(&burn_logits(&net, &device), &core, "shipped model");
+    compare_f32(&burn_logits(&net, &device), &SHIPPED_F32_LOGITS, "shipped model");
 }
 
 #[test]
@@ -154,7 +166,7 @@ fn int8_core_equals_the_independent_reference_bit_for_bit() {
             .flat_map(|h| h.join().unwrap())
             .collect()
     });
-    let core = int8_logits(&model, pixels, threads);
+    let core = &*SHIPPED_INT8_LOGITS;
     assert_eq!(core.len(), 10_000);
     let mismatches: Vec<usize> = (0..core.len())
         .filter(|&i| core[i] != expected[i])
@@ -172,25 +184,8 @@ fn int8_core_equals_the_independent_reference_bit_for_bit() {
 
 #[test]
 fn int8_agrees_with_f32_on_the_shipped_model() {
-    let f32_bytes = shipped(export::F32_FILE);
-    let int8_bytes = shipped(export::INT8_FILE);
-    let threads = available_threads();
-    let f32_digits: Vec<usize> = f32_logits(
-        &F32Model::from_bytes(&f32_bytes).unwrap(),
-        &MNIST.test.pixels,
-        threads,
-    )
-    .iter()
-    .map(|l| argmax(l))
-    .collect();
-    let int8_digits: Vec<usize> = int8_logits(
-        &Int8Model::from_bytes(&int8_bytes).unwrap(),
-        &MNIST.test.pixels,
-        threads,
-    )
-    .iter()
-    .map(|l| argmax(l))
-    .collect();
+    let f32_digits: Vec<usize> = SHIPPED_F32_LOGITS.iter().map(|l| argmax(l)).collect();
+    let int8_digits: Vec<usize> = SHIPPED_INT8_LOGITS.iter().map(|l| argmax(l)).collect();
     let labels = &MNIST.test.labels;
     let n = labels.len() as f64;
     let agreement = f32_digits
