@@ -349,8 +349,12 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
             return Ok(interrupted(&state, &checkpoint_path));
         }
     }
+    let final_accuracy = state.history.last().map_or_else(
+        || "no epoch run".to_string(),
+        |last| format!("test accuracy {:.2}%", last.test_accuracy * 100.0),
+    );
     reporter.info(&format!(
-        "{} of {} epochs trained; outputs in {}",
+        "{} of {} epochs trained, {final_accuracy} (f32, burn); outputs in {}",
         state.completed_epochs,
         settings.epochs,
         out.display()

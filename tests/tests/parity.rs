@@ -138,7 +138,11 @@ fn f32_burn_equals_core_on_the_shipped_model() {
     let net = seeded_net(&device)
         .with_weights(&export::burn_weights(model.record()), &device)
         .unwrap();
-    compare_f32(&burn_logits(&net, &device), &SHIPPED_F32_LOGITS, "shipped model");
+    compare_f32(
+        &burn_logits(&net, &device),
+        &SHIPPED_F32_LOGITS,
+        "shipped model",
+    );
 }
 
 #[test]
