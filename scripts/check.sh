@@ -37,7 +37,8 @@ step() {
 }
 summary() {
     step "done"
-    printf '\n%s\n' "${timings[@]}"
+    printf '\n'
+    printf '%s\n' "${timings[@]}"
     printf '%5ds  total\n' $(($(date +%s) - started))
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// burn-flex: pure-Rust CPU backend with GEMM convolutions, multi-threaded; the network's
-    /// convolution blocks run as the fused ops of [`crate::fastconv`].
+    /// convolution blocks run as fused ops (the `fastconv` module).
     Flex,
     /// burn-ndarray: deprecated in burn 0.22; burn's own ops with direct-loop convolutions,
     /// over 100x slower than flex here.

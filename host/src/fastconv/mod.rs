@@ -6,7 +6,7 @@
 //! The fused op computes the convolution by im2col + GEMM, applies bias, ReLU, pooling and
 //! dropout while the GEMM's output is still in cache, keeps one byte per pooled value for the
 //! backward pass, and in the backward pass visits only the values that carry a gradient: about
-//! 8x faster per training step (see `host bench train`).
+//! 6x faster per training step (see `host bench train --compare-burn`).
 //!
 //! The model keeps burn's `Conv2d`, `Relu`, `MaxPool2d` and `Dropout` modules and their records:
 //! [`conv_relu_pool_dropout`] reads their configuration and weights and either runs the fused
