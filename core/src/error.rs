@@ -185,7 +185,7 @@ impl fmt::Display for Error {
             }
             Error::WrongFlavour { expected, found } => write!(
                 f,
-                "expected a {} model, found a {} model",
+                "expected the {} flavour of the model file, found the {} flavour",
                 expected.name(),
                 found.name()
             ),
