@@ -216,7 +216,9 @@ impl Checkpoint {
         let states = optimizer.to_record().len();
         if states != PARAMETER_TENSORS {
             return Err(record_error(format!(
-                "state for {states} parameter tensors, expected {PARAMETER_TENSORS}"
+                "state for {states} parameter tensors, expected {PARAMETER_TENSORS} \
+                 (a checkpoint from an earlier development build, which used burn's own \
+                 Adagrad, cannot be continued by the Keras-formula optimizer: start a new run)"
             )));
         }
         Ok(optimizer)
