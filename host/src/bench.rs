@@ -465,12 +465,7 @@ impl TrainBenchReport {
     /// The report as text: per path a summary and the profile table, then the ratio.
     pub fn to_text(&self) -> String {
         let mut text = String::new();
-        let load = |load: Option<[f64; 3]>| {
-            load.map_or_else(
-                || "unknown".to_string(),
-                |[one, five, fifteen]| format!("{one:.2} {five:.2} {fifteen:.2}"),
-            )
-        };
+        let load = usage::load_average_text;
         text.push_str(&format!(
             "training steps of {} images on burn's Flex backend, {} threads; load average before {}\n",
             self.batch_size,
@@ -497,10 +492,6 @@ impl TrainBenchReport {
     }
 }
 
-fn cores_text(cores: Option<f64>) -> String {
-    cores.map_or_else(|| "-".to_string(), |cores| format!("{cores:.2}"))
-}
-
 impl PathReport {
     fn to_text(&self) -> String {
         let mut text = format!("{} ({}):\n", self.path, self.description);
@@ -508,7 +499,7 @@ impl PathReport {
             "  {} timed steps: {:.1} ms per step, {} cores busy, {:.2} batches/s, {:.0} images/s\n",
             self.steps,
             self.step_ms,
-            cores_text(self.cores()),
+            usage::cores_text(self.cores()),
             self.batches_per_second,
             self.images_per_second
         ));
@@ -532,7 +523,7 @@ impl PathReport {
                 pass,
                 row.ms,
                 row.share * 100.0,
-                cores_text(row.cores())
+                usage::cores_text(row.cores())
             ));
         }
         let cpu: Option<f64> = self.profile.iter().map(|row| row.cpu_ms).sum();
@@ -542,7 +533,7 @@ impl PathReport {
             "",
             self.profiled_step_ms,
             100.0,
-            cores_text(cpu.map(|cpu| cpu / self.profiled_step_ms.max(1e-9)))
+            usage::cores_text(cpu.map(|cpu| cpu / self.profiled_step_ms.max(1e-9)))
         ));
         text.push_str(&format!(
             "  batch assembly (gather + normalise, on the prefetch thread, not in the step): {:.2} ms\n",

@@ -195,7 +195,7 @@ impl InferBenchReport {
         let mut text = format!(
             "{} MNIST test images per path; load average before {}\n",
             self.images,
-            load(self.load_before)
+            usage::load_average_text(self.load_before)
         );
         text.push_str(&format!(
             "{:<36} {:>16} {:>9} {:>9} {:>9} {:>9} {:>6}\n",
@@ -211,8 +211,7 @@ impl InferBenchReport {
                 optional(path.median_ms),
                 optional(path.p99_ms),
                 path.images_per_second,
-                path.cores_busy
-                    .map_or_else(|| "-".into(), |c| format!("{c:.2}"))
+                usage::cores_text(path.cores_busy)
             ));
         }
         if let [int8, f32, burn_single, burn_batch] = &self.paths[..] {
@@ -230,17 +229,10 @@ impl InferBenchReport {
             self.images,
             self.int8_digits_agreeing_with_f32,
             self.images,
-            load(self.load_after)
+            usage::load_average_text(self.load_after)
         ));
         text
     }
-}
-
-fn load(load: Option<[f64; 3]>) -> String {
-    load.map_or_else(
-        || "unknown".into(),
-        |[one, five, fifteen]| format!("{one:.2} {five:.2} {fifteen:.2}"),
-    )
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! matrix (as text and as a PNG), and throughput.
 
 use std::fmt::Write as _;
-use std::io::Cursor;
 use std::thread;
 use std::time::Instant;
 
@@ -12,7 +11,7 @@ use tinycnn::arch::{CLASSES, INPUT_PIXELS};
 use tinycnn::{F32Model, F32Scratch, Flavour, Int8Model, Int8Scratch, Model};
 
 use crate::export::as_image;
-use crate::plot::{FONT, PlotError, ensure_font, plot_error};
+use crate::plot::{FONT, PlotError, encode_png, ensure_font, plot_error};
 
 /// Threads to spread images over: every core the process may use.
 pub fn available_threads() -> usize {
@@ -271,13 +270,7 @@ impl Evaluation {
             }
             root.present().map_err(plot_error)?;
         }
-        let image = image::RgbImage::from_raw(side, height, pixels)
-            .ok_or_else(|| PlotError("pixel buffer of the wrong size".into()))?;
-        let mut png = Vec::new();
-        image
-            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
-            .map_err(plot_error)?;
-        Ok(png)
+        encode_png(side, height, pixels)
     }
 }
 

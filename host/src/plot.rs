@@ -110,7 +110,12 @@ pub fn render_png(
         )?;
         root.present().map_err(plot_error)?;
     }
-    let image = image::RgbImage::from_raw(WIDTH, HEIGHT, pixels)
+    encode_png(WIDTH, HEIGHT, pixels)
+}
+
+/// PNG bytes of an RGB buffer that plotters drew into.
+pub(crate) fn encode_png(width: u32, height: u32, pixels: Vec<u8>) -> Result<Vec<u8>, PlotError> {
+    let image = image::RgbImage::from_raw(width, height, pixels)
         .ok_or_else(|| PlotError("pixel buffer of the wrong size".into()))?;
     let mut png = Vec::new();
     image

@@ -32,6 +32,19 @@ pub fn load_average() -> Option<[f64; 3]> {
     Some([next()?, next()?, next()?])
 }
 
+/// A load average as the benchmark reports print it: "1.23 0.98 0.50", or "unknown".
+pub fn load_average_text(load: Option<[f64; 3]>) -> String {
+    load.map_or_else(
+        || "unknown".to_string(),
+        |[one, five, fifteen]| format!("{one:.2} {five:.2} {fifteen:.2}"),
+    )
+}
+
+/// Cores kept busy (CPU time / wall time) as the benchmark tables print it, or "-".
+pub fn cores_text(cores: Option<f64>) -> String {
+    cores.map_or_else(|| "-".to_string(), |cores| format!("{cores:.2}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
