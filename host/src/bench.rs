@@ -30,7 +30,7 @@ use crate::fastconv::ext::{self, PROBE_STAMPS, ProbeStamp};
 use crate::mnist::Mnist;
 use crate::model::{ConvBlocks, InitScheme, Net, StageObserver};
 use crate::progress::QuietReporter;
-use crate::train::{self, ADAGRAD_EPSILON, EpochContext, StepContext};
+use crate::train::{self, DEFAULT_ADAGRAD_EPSILON, EpochContext, StepContext};
 use crate::usage;
 
 /// Steps timed (and as many profiled) per path by default.
@@ -200,7 +200,7 @@ fn bench_path(
     let device = Device::flex().autodiff();
     device.seed(options.seed);
     let mut model = Net::with_init(&device, options.init);
-    let mut optimizer = KerasAdagrad::new(ADAGRAD_EPSILON).init();
+    let mut optimizer = KerasAdagrad::new(DEFAULT_ADAGRAD_EPSILON).init();
     let loss_fn = CrossEntropyLoss::new(None, &device);
     let step = || StepContext {
         learning_rate: options.learning_rate,

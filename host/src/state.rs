@@ -26,7 +26,7 @@ pub struct TrainSettings {
     pub batch_size: usize,
     /// Adagrad learning rate.
     pub learning_rate: f64,
-    /// Adagrad epsilon, added outside the square root.
+    /// Adagrad epsilon, added inside the square root ([`crate::adagrad::KerasAdagrad`]).
     pub adagrad_epsilon: f32,
     /// Seed of initialisation, shuffling and dropout.
     pub seed: u64,
