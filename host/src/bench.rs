@@ -87,8 +87,14 @@ pub struct ProfileRow {
 impl ProfileRow {
     /// Cores busy on average during the operation (CPU time over wall time).
     pub fn cores(&self) -> Option<f64> {
-        self.cpu_ms.map(|cpu| cpu / self.ms.max(1e-9))
+        cores_busy(self.cpu_ms, self.ms)
     }
+}
+
+/// Cores busy on average: CPU time over wall time (both in milliseconds), where CPU time is
+/// reported.
+fn cores_busy(cpu_ms: Option<f64>, wall_ms: f64) -> Option<f64> {
+    cpu_ms.map(|cpu| cpu / wall_ms.max(1e-9))
 }
 
 /// The measurements of one path.
@@ -120,7 +126,7 @@ pub struct PathReport {
 impl PathReport {
     /// Cores busy on average during the timed steps.
     pub fn cores(&self) -> Option<f64> {
-        self.step_cpu_ms.map(|cpu| cpu / self.step_ms.max(1e-9))
+        cores_busy(self.step_cpu_ms, self.step_ms)
     }
 }
 
@@ -533,7 +539,7 @@ impl PathReport {
             "",
             self.profiled_step_ms,
             100.0,
-            usage::cores_text(cpu.map(|cpu| cpu / self.profiled_step_ms.max(1e-9)))
+            usage::cores_text(cores_busy(cpu, self.profiled_step_ms))
         ));
         text.push_str(&format!(
             "  batch assembly (gather + normalise, on the prefetch thread, not in the step): {:.2} ms\n",

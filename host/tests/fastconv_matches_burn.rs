@@ -10,6 +10,9 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
 use tinycnn_host::fastconv::ext::conv_relu_pool;
 
+mod common;
+use common::{rel_l2, tensor_values};
+
 fn reference(x: Tensor<4>, w: Tensor<4>, b: Tensor<1>, pad: usize) -> Tensor<4> {
     let y = conv2d(
         x,
@@ -20,13 +23,6 @@ fn reference(x: Tensor<4>, w: Tensor<4>, b: Tensor<1>, pad: usize) -> Tensor<4> 
     MaxPool2dConfig::new([2, 2]).init().forward(relu(y))
 }
 
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap()
-}
-
 /// Largest absolute difference, relative to the largest reference magnitude.
 fn max_rel_diff(got: &[f32], want: &[f32]) -> f32 {
     assert_eq!(got.len(), want.len());
@@ -35,15 +31,6 @@ fn max_rel_diff(got: &[f32], want: &[f32]) -> f32 {
         .zip(want)
         .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()))
         / scale
-}
-
-/// Relative L2 error, for gradients (sums of arbitrary upstream gradients: equal only up to
-/// rounding and summation order).
-fn rel_l2(got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len());
-    let num: f32 = got.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum();
-    let den: f32 = want.iter().map(|b| b * b).sum();
-    (num / den.max(1e-30)).sqrt()
 }
 
 /// A fixed, non-uniform upstream gradient. Not drawn from burn's generator: its seed is global
@@ -97,10 +84,10 @@ fn check(batch: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize, 
         let grads = (out.clone() * g).sum().backward();
         (
             dims,
-            values(out),
-            values(x.grad(&grads).unwrap()),
-            values(wt.grad(&grads).unwrap()),
-            values(b.grad(&grads).unwrap()),
+            tensor_values(out),
+            tensor_values(x.grad(&grads).unwrap()),
+            tensor_values(wt.grad(&grads).unwrap()),
+            tensor_values(b.grad(&grads).unwrap()),
         )
     };
     let (dims_f, out_f, dx_f, dw_f, db_f) = run(true);
@@ -132,7 +119,7 @@ fn check(batch: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize, 
         wt.to_device(&plain),
         b.to_device(&plain),
     );
-    let fast = values(conv_relu_pool(
+    let fast = tensor_values(conv_relu_pool(
         x.clone(),
         wt.clone(),
         b.clone(),
@@ -140,7 +127,7 @@ fn check(batch: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize, 
         0.0,
         0,
     ));
-    let refr = values(reference(x, wt, b, pad));
+    let refr = tensor_values(reference(x, wt, b, pad));
     assert_eq!(fast, refr, "{ctx}: inference values differ");
 }
 
@@ -215,10 +202,10 @@ fn dropout_matches_burn_with_the_same_mask() {
         let g = upstream_grad(out.dims(), &dev);
         let grads = (out.clone() * g).sum().backward();
         (
-            values(out),
-            values(x.grad(&grads).unwrap()),
-            values(wt.grad(&grads).unwrap()),
-            values(b.grad(&grads).unwrap()),
+            tensor_values(out),
+            tensor_values(x.grad(&grads).unwrap()),
+            tensor_values(wt.grad(&grads).unwrap()),
+            tensor_values(b.grad(&grads).unwrap()),
         )
     };
     dev.seed(99);
@@ -241,7 +228,7 @@ fn dropout_mask_rate_and_seed() {
     let wt = Tensor::<4>::random([16, 2, 3, 3], Distribution::Uniform(0.0, 0.1), &dev);
     let b = Tensor::<1>::ones([16], &dev) * 10.0;
     let kept = |prob: f64, seed: u64| -> Vec<bool> {
-        values(conv_relu_pool(
+        tensor_values(conv_relu_pool(
             x.clone(),
             wt.clone(),
             b.clone(),
@@ -308,14 +295,14 @@ fn block_entry_point_matches_burn_modules() {
             .with_bias(false)
             .init(&dev),
     ] {
-        let got = values(conv_relu_pool_dropout(
+        let got = tensor_values(conv_relu_pool_dropout(
             &conv,
             &relu,
             &pool,
             &dropout,
             x.clone(),
         ));
-        let want = values(burn_block(&conv, x.clone()));
+        let want = tensor_values(burn_block(&conv, x.clone()));
         assert!(max_rel_diff(&got, &want) < 1e-5, "{conv:?}");
     }
 }
@@ -340,14 +327,14 @@ fn block_entry_point_falls_back_on_ndarray() {
             MaxPool2dConfig::new([2, 2]).init(),
             DropoutConfig::new(0.0).init(),
         );
-        let got = values(conv_relu_pool_dropout(
+        let got = tensor_values(conv_relu_pool_dropout(
             &conv,
             &relu,
             &pool,
             &dropout,
             x.clone(),
         ));
-        let want = values(pool.forward(relu.forward(conv.forward(x))));
+        let want = tensor_values(pool.forward(relu.forward(conv.forward(x))));
         assert_eq!(got, want);
     }
 }

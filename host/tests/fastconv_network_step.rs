@@ -19,6 +19,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use tinycnn_host::mnist::{IMAGE_PIXELS, Mnist};
 use tinycnn_host::model::{InitScheme, Net, input_tensor};
 
+mod common;
+use common::{rel_l2, tensor_values};
+
 /// Serialises the tests of this binary: they seed burn's generator, which the process shares.
 fn generator_turn() -> MutexGuard<'static, ()> {
     static TURN: Mutex<()> = Mutex::new(());
@@ -29,20 +32,6 @@ fn generator_turn() -> MutexGuard<'static, ()> {
 fn mnist() -> Mnist {
     let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist");
     Mnist::load(&dir).unwrap_or_else(|error| panic!("MNIST is needed here: {error:#}"))
-}
-
-fn flat<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap()
-}
-
-fn rel_l2(got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len());
-    let num: f32 = got.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum();
-    let den: f32 = want.iter().map(|b| b * b).sum();
-    (num / den.max(1e-30)).sqrt()
 }
 
 /// The first `n` training images (pixels on a 1/4 grid) and their labels, on `device`.
@@ -68,22 +57,31 @@ fn step(model: &Net, logits: Tensor<2>, targets: Tensor<1, Int>, device: &Device
     let g = loss.backward();
     let m = model;
     let bias = |layer: &Option<burn::module::Param<Tensor<1>>>| {
-        flat(layer.as_ref().unwrap().grad(&g).unwrap())
+        tensor_values(layer.as_ref().unwrap().grad(&g).unwrap())
     };
     let grads = vec![
-        ("conv1.weight", flat(m.conv1.weight.grad(&g).unwrap())),
+        (
+            "conv1.weight",
+            tensor_values(m.conv1.weight.grad(&g).unwrap()),
+        ),
         ("conv1.bias", bias(&m.conv1.bias)),
-        ("conv2.weight", flat(m.conv2.weight.grad(&g).unwrap())),
+        (
+            "conv2.weight",
+            tensor_values(m.conv2.weight.grad(&g).unwrap()),
+        ),
         ("conv2.bias", bias(&m.conv2.bias)),
-        ("conv3.weight", flat(m.conv3.weight.grad(&g).unwrap())),
+        (
+            "conv3.weight",
+            tensor_values(m.conv3.weight.grad(&g).unwrap()),
+        ),
         ("conv3.bias", bias(&m.conv3.bias)),
-        ("fc1.weight", flat(m.fc1.weight.grad(&g).unwrap())),
+        ("fc1.weight", tensor_values(m.fc1.weight.grad(&g).unwrap())),
         ("fc1.bias", bias(&m.fc1.bias)),
-        ("fc2.weight", flat(m.fc2.weight.grad(&g).unwrap())),
+        ("fc2.weight", tensor_values(m.fc2.weight.grad(&g).unwrap())),
         ("fc2.bias", bias(&m.fc2.bias)),
-        ("fc3.weight", flat(m.fc3.weight.grad(&g).unwrap())),
+        ("fc3.weight", tensor_values(m.fc3.weight.grad(&g).unwrap())),
         ("fc3.bias", bias(&m.fc3.bias)),
-        ("fc4.weight", flat(m.fc4.weight.grad(&g).unwrap())),
+        ("fc4.weight", tensor_values(m.fc4.weight.grad(&g).unwrap())),
         ("fc4.bias", bias(&m.fc4.bias)),
     ];
     (value, grads)
@@ -114,7 +112,11 @@ fn fused_step_equals_burn_step_on_mnist() {
     let (burn_loss, burn_grads) = step(&model, burn_logits.clone(), targets, &device);
 
     // Exact convolution outputs and the same dense layers: the same logits and loss, bit for bit.
-    assert_eq!(flat(fused_logits), flat(burn_logits), "logits");
+    assert_eq!(
+        tensor_values(fused_logits),
+        tensor_values(burn_logits),
+        "logits"
+    );
     assert_eq!(fused_loss, burn_loss, "loss");
     let errors: Vec<(&str, f32)> = fused_grads
         .iter()
@@ -138,7 +140,7 @@ fn dropout_masks_follow_the_device_seed_and_stop_outside_training() {
     let model = Net::new(&device);
     let logits = |seed: u64| {
         device.seed(seed);
-        flat(model.forward(images.clone()))
+        tensor_values(model.forward(images.clone()))
     };
     let first = logits(5);
     assert_eq!(first, logits(5), "same seed, same masks");
@@ -148,7 +150,7 @@ fn dropout_masks_follow_the_device_seed_and_stop_outside_training() {
     let (plain_images, _) = batch(&data, 16, &Device::flex());
     let infer = |seed: u64| {
         device.seed(seed);
-        flat(valid.forward(plain_images.clone()))
+        tensor_values(valid.forward(plain_images.clone()))
     };
     assert_eq!(infer(5), infer(6));
 }

@@ -8,6 +8,9 @@ use tinycnn_host::fastconv::kernels::{
     conv_relu_pool_forward, dropout_scale,
 };
 
+mod common;
+use common::rel_l2;
+
 /// Deterministic pseudo-random values in [-1, 1).
 fn values(n: usize, seed: u64) -> Vec<f32> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -21,27 +24,55 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn rel_l2(got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len());
-    let num: f32 = got.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum();
-    let den: f32 = want.iter().map(|b| b * b).sum();
-    (num / den.max(1e-30)).sqrt()
+/// A forward pass on deterministic inputs, kept for the backward passes.
+struct Case {
+    shape: ConvShape,
+    dropout: Option<DropoutMask>,
+    x: Vec<f32>,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    out: Vec<f32>,
+    argmax: Vec<u8>,
+    grad_out: Vec<f32>,
+}
+
+impl Case {
+    /// Inputs in [-1, 1), weights and biases in [-`weight_scale`, `weight_scale`).
+    fn new(shape: ConvShape, dropout: Option<DropoutMask>, weight_scale: f32) -> Self {
+        let x = values(shape.batch * shape.in_len(), 1);
+        let scaled =
+            |n, seed| -> Vec<f32> { values(n, seed).iter().map(|v| v * weight_scale).collect() };
+        let weight = scaled(shape.weight_len(), 2);
+        let bias = scaled(shape.c_out, 3);
+        let (out, argmax) = conv_relu_pool_forward(&shape, &x, &weight, &bias, dropout);
+        let grad_out = values(out.len(), 4);
+        Self {
+            shape,
+            dropout,
+            x,
+            weight,
+            bias,
+            out,
+            argmax,
+            grad_out,
+        }
+    }
+
+    fn backward_inputs(&self) -> BackwardInputs<'_> {
+        BackwardInputs {
+            shape: self.shape,
+            x: &self.x,
+            weight: &self.weight,
+            argmax: &self.argmax,
+            grad_out: &self.grad_out,
+            grad_scale: dropout_scale(self.dropout),
+        }
+    }
 }
 
 fn check(s: ConvShape, dropout: Option<DropoutMask>) {
-    let x = values(s.batch * s.in_len(), 1);
-    let w: Vec<f32> = values(s.weight_len(), 2).iter().map(|v| v * 0.3).collect();
-    let b: Vec<f32> = values(s.c_out, 3).iter().map(|v| v * 0.3).collect();
-    let (out, argmax) = conv_relu_pool_forward(&s, &x, &w, &b, dropout);
-    let g = values(out.len(), 4);
-    let inputs = BackwardInputs {
-        shape: s,
-        x: &x,
-        weight: &w,
-        argmax: &argmax,
-        grad_out: &g,
-        grad_scale: dropout_scale(dropout),
-    };
+    let case = Case::new(s, dropout, 0.3);
+    let inputs = case.backward_inputs();
     for want_x in [true, false] {
         let dense = conv_relu_pool_backward(&inputs, want_x, BackwardAlgo::Dense);
         let sparse = conv_relu_pool_backward(&inputs, want_x, BackwardAlgo::Sparse);
@@ -108,21 +139,9 @@ fn sparse_backward_equals_dense() {
 /// training runs with the same seed must not drift apart.
 #[test]
 fn kernels_are_deterministic() {
-    let s = shape(37, 64, 14, 14, 32, 3, 1);
     let drop = Some(DropoutMask { prob: 0.5, seed: 3 });
-    let x = values(s.batch * s.in_len(), 1);
-    let w = values(s.weight_len(), 2);
-    let b = values(s.c_out, 3);
-    let (out, argmax) = conv_relu_pool_forward(&s, &x, &w, &b, drop);
-    let g = values(out.len(), 4);
-    let inputs = BackwardInputs {
-        shape: s,
-        x: &x,
-        weight: &w,
-        argmax: &argmax,
-        grad_out: &g,
-        grad_scale: 2.0,
-    };
+    let case = Case::new(shape(37, 64, 14, 14, 32, 3, 1), drop, 1.0);
+    let inputs = case.backward_inputs();
     for algo in [BackwardAlgo::Dense, BackwardAlgo::Sparse] {
         let first = conv_relu_pool_backward(&inputs, true, algo);
         for _ in 0..4 {
@@ -136,8 +155,8 @@ fn kernels_are_deterministic() {
     // The forward too: its tasks write disjoint parts of the output.
     for _ in 0..4 {
         assert_eq!(
-            conv_relu_pool_forward(&s, &x, &w, &b, drop),
-            (out.clone(), argmax.clone())
+            conv_relu_pool_forward(&case.shape, &case.x, &case.weight, &case.bias, drop),
+            (case.out.clone(), case.argmax.clone())
         );
     }
 }

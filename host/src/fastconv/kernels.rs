@@ -883,13 +883,15 @@ fn backward_sparse(bw: &BackwardInputs, want_x_grad: bool) -> ConvGrads {
     let s = &bw.shape;
     let (hw, taps, c_in) = (s.h * s.w, s.kh * s.kw, s.c_in);
     // [c_out][c_in][tap] -> [c_out][tap][c_in]
+    // At least 1: a layer without input channels has an empty weight and nothing to permute.
+    let per_filter = (c_in * taps).max(1);
     let mut w_t = vec![0.0f32; s.weight_len()];
-    for co in 0..s.c_out {
-        for ci in 0..c_in {
-            for t in 0..taps {
-                w_t[(co * taps + t) * c_in + ci] = bw.weight[(co * c_in + ci) * taps + t];
-            }
-        }
+    for (filter, filter_t) in bw
+        .weight
+        .chunks_exact(per_filter)
+        .zip(w_t.chunks_exact_mut(per_filter))
+    {
+        transpose(filter, c_in, taps, filter_t);
     }
     let (x, dw_t, db) = run_tasks(
         s,
@@ -901,12 +903,11 @@ fn backward_sparse(bw: &BackwardInputs, want_x_grad: bool) -> ConvGrads {
     );
     // [c_out][tap][c_in] -> [c_out][c_in][tap]
     let mut dw = vec![0.0f32; s.weight_len()];
-    for co in 0..s.c_out {
-        for t in 0..taps {
-            for ci in 0..c_in {
-                dw[(co * c_in + ci) * taps + t] = dw_t[(co * taps + t) * c_in + ci];
-            }
-        }
+    for (filter_t, filter) in dw_t
+        .chunks_exact(per_filter)
+        .zip(dw.chunks_exact_mut(per_filter))
+    {
+        transpose(filter_t, taps, c_in, filter);
     }
     ConvGrads {
         x,
