@@ -2,9 +2,10 @@
 //!
 //! Adagrad (learning rate 0.01 and accumulators from zero as in the Keras of the tutorial, epsilon
 //! inside the square root as Keras computes it, 1e-6 by default: see [`DEFAULT_ADAGRAD_EPSILON`]),
-//! batches of 128 shuffled anew each epoch, cross-entropy on the logits, evaluation on the test set after every epoch. Each epoch's shuffle and dropout masks
-//! derive from (seed, epoch) alone (see [`crate::state::RNG_SCHEME`]), so an epoch run after
-//! `--resume` is the epoch an uninterrupted run would have run.
+//! batches of 128 shuffled anew each epoch, cross-entropy on the logits, evaluation on the test
+//! set after every epoch. Each epoch's shuffle and dropout masks derive from (seed, epoch) alone
+//! (see [`crate::state::RNG_SCHEME`]), so an epoch run after `--resume` is the epoch an
+//! uninterrupted run would have run.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
