@@ -2,15 +2,16 @@
 # The firmware's CI check, run the same way by people and by .ci/run:
 # installs the missing Rust tools, then (cheapest first) fmt, clippy for both
 # the QEMU and board builds, docs, links the board build, and in QEMU: runs
-# `classify` (every test digit's logits must equal the host's), runs `kernels`
-# (the Arm DSP kernels must be bit-identical to the portable ones, on random
-# layers and on the whole network), proves that a wrong expected value fails
-# the run (status 2) and that a corrupted model is reported and fails it
-# (status 3), and prints the size report.
+# `classify` with the reference network and with the small one (every test
+# image's logits must equal the host's), runs `kernels` (the Arm DSP kernels
+# must be bit-identical to the portable ones, on random layers and on the whole
+# network), proves that a wrong expected value fails the run (status 2), that a
+# corrupted model and the test vectors of another model are reported and fail
+# it (status 3), and prints the size report.
 #
-# It needs data/model-int8.tcnn and data/digits.tctv at the repository root
-# (`host export`, `host fixture`); the build stops with a message if they are
-# missing.
+# It needs data/model-int8.tcnn, data/small/model-int8.tcnn and their test
+# vectors (.tctv beside each) at the repository root (`host train`, `host
+# fixture`); the build stops with a message if they are missing.
 #
 # qemu-system-arm is not installed here (that needs apt as root): .ci/run
 # installs it; this script stops with a clear message if it is missing.
@@ -77,14 +78,17 @@ expect_failure() {
     echo "ok: $what was caught (exit status $expected)"
 }
 
-step "run in QEMU: every digit's logits must equal the host's (classify)"
+step "run in QEMU: every image's logits must equal the host's (classify, reference network)"
 cargo run --release
+
+step "run in QEMU: the same with the small network (TINYCNN_MODEL)"
+TINYCNN_MODEL=../data/small/model-int8.tcnn cargo run --release
 
 step "run in QEMU: the DSP kernels must equal the portable ones bit for bit (kernels)"
 cargo run --release --bin kernels
 
 step "a wrong expected value must fail the run (expected: exit status 2)"
-expect_failure 2 "digit 3: logits .* differ from the host's" \
+expect_failure 2 "image 3: logits .* differ from the host's" \
     "a deliberately wrong expected logit" \
     cargo run --release --features wrong-expected
 
@@ -92,6 +96,11 @@ step "a corrupted model blob must be reported and fail the run (expected: exit s
 expect_failure 3 "model blob rejected: ChecksumMismatch" \
     "a model blob with one flipped byte" \
     cargo run --release --features corrupt-model
+
+step "test vectors of another model must be refused (expected: exit status 3)"
+expect_failure 3 "test vectors were written for another model" \
+    "the test vectors of the small network beside the reference model" \
+    env TINYCNN_VECTORS=../data/small/model-int8.tctv cargo run --release
 
 step "size report"
 cargo build --release

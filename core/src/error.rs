@@ -1,7 +1,9 @@
-//! The one error type of the crate: loading (or encoding) a model blob.
+//! The one error type of the crate: loading (or encoding) a model or
+//! test-vector blob, and the few things a caller can get wrong when running a
+//! model (the image's length, the scratch's size).
 
-use crate::arch::Layer;
-use crate::format::{Architecture, Flavour};
+use crate::arch::{ArchError, LayerName};
+use crate::format::Flavour;
 use core::fmt;
 
 /// Which tensor of a layer an [`Error`] is about.
@@ -29,10 +31,10 @@ impl TensorKind {
     }
 }
 
-/// Why a model blob was rejected, in the order the loader checks: header,
-/// checksum, payload encoding, architecture, then each layer's tensors.
+/// Why a blob was rejected (in the order the loader checks: header,
+/// checksum, description, then each layer's tensors), or a model could not
+/// run.
 #[derive(Clone, Copy, Debug, PartialEq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Error {
     /// The blob ends before the header or the payload the header announces.
@@ -47,7 +49,7 @@ pub enum Error {
         /// Bytes after the payload.
         extra: usize,
     },
-    /// The first four bytes are not `TCNN`.
+    /// The first four bytes are not the format's magic.
     BadMagic {
         /// What was found instead.
         found: [u8; 4],
@@ -56,8 +58,8 @@ pub enum Error {
     UnsupportedVersion {
         /// Version in the header.
         found: u16,
-        /// Version this build reads.
-        supported: u16,
+        /// Newest version this build reads.
+        newest: u16,
     },
     /// The flavour byte is neither f32 (1) nor int8 (2).
     UnknownFlavour {
@@ -71,31 +73,37 @@ pub enum Error {
         /// Flavour in the file.
         found: Flavour,
     },
-    /// The reserved header byte is not zero.
+    /// A reserved header field is not zero.
     ReservedByteSet {
         /// The byte found.
         found: u8,
     },
-    /// The CRC-32 of the payload differs from the header's: the file is
-    /// damaged.
+    /// The CRC-32 in the header differs from the file's: the file is damaged.
     ChecksumMismatch {
         /// CRC in the header.
         stored: u32,
-        /// CRC of the payload as read.
+        /// CRC of the file as read.
         computed: u32,
     },
-    /// The payload is not a valid postcard encoding of the flavour's record
-    /// (or has bytes left over after it).
-    Malformed,
-    /// The file describes a network other than the one this crate runs.
-    UnsupportedArchitecture {
-        /// The architecture in the file.
-        found: Architecture,
+    /// The network description at this payload offset cannot be decoded (an
+    /// unknown layer tag, a value too large for its field, a varint that is
+    /// cut short or longer than needed).
+    BadDescription {
+        /// Byte offset in the payload.
+        offset: usize,
     },
+    /// The description decodes, but is not a valid network.
+    Architecture(ArchError),
+    /// A version 1 file that does not hold the reference network (the only
+    /// network version 1 describes).
+    NotReferenceNetwork,
+    /// The layer records are not a valid encoding: cut short, with bytes left
+    /// over, or not in their shortest (canonical) form.
+    Malformed,
     /// A tensor has the wrong number of bytes.
     TensorLength {
         /// Layer.
-        layer: Layer,
+        layer: LayerName,
         /// Tensor of that layer.
         tensor: TensorKind,
         /// Bytes expected.
@@ -106,27 +114,27 @@ pub enum Error {
     /// An f32 weight or bias is NaN or infinite.
     NonFiniteValue {
         /// Layer.
-        layer: Layer,
+        layer: LayerName,
         /// Tensor of that layer.
         tensor: TensorKind,
     },
     /// An int8 weight is -128, outside the symmetric range -127..=127.
     WeightOutOfRange {
         /// Layer.
-        layer: Layer,
+        layer: LayerName,
     },
     /// A scale is zero, negative, NaN or infinite (`layer` is `None` for the
     /// input's scale).
     BadScale {
         /// Layer whose output or weight scale is wrong, `None` for the input.
-        layer: Option<Layer>,
+        layer: Option<LayerName>,
         /// `WeightScales`, or `None` for an activation scale.
         tensor: Option<TensorKind>,
     },
     /// A requantisation multiplier is negative.
     BadMultiplier {
         /// Layer.
-        layer: Layer,
+        layer: LayerName,
         /// Output channel.
         channel: usize,
         /// The multiplier.
@@ -135,7 +143,7 @@ pub enum Error {
     /// A requantisation shift is outside `-31..=30`.
     BadShift {
         /// Layer.
-        layer: Layer,
+        layer: LayerName,
         /// Output channel.
         channel: usize,
         /// The shift.
@@ -145,15 +153,164 @@ pub enum Error {
     /// only input quantisation the runner implements: it maps a pixel `p` to
     /// `p - 128` exactly).
     UnsupportedInputQuantization,
-    /// Encoding: the output buffer is smaller than the encoded model.
+    /// Running: the image does not have the model's input size.
+    InputLength {
+        /// Bytes the model's input has (height x width x channels).
+        expected: usize,
+        /// Bytes given.
+        found: usize,
+    },
+    /// Running: the scratch is smaller than the model needs.
+    ScratchTooSmall {
+        /// Units needed (bytes for int8, `f32` values for f32).
+        needed: usize,
+        /// Units given.
+        available: usize,
+    },
+    /// Test vectors whose records do not fit the model: another input size
+    /// or class count, or written for another model file.
+    VectorsForAnotherModel {
+        /// CRC of the model the vectors were written for.
+        vectors_model: u32,
+        /// CRC of the model at hand.
+        model: u32,
+    },
+    /// Encoding: the output buffer is smaller than the encoded blob.
     BufferTooSmall {
         /// Bytes needed.
         needed: usize,
         /// Bytes available.
         available: usize,
     },
-    /// Encoding: the payload does not fit the header's 32-bit length.
+    /// Encoding: the payload does not fit the header's 32-bit length, or a
+    /// record list does not match the description.
     TooLarge,
+}
+
+impl Error {
+    /// The variant's name, the layer it concerns and its numbers (at most
+    /// three), for logs that cannot afford `Display`.
+    #[cfg(feature = "defmt")]
+    fn parts(&self) -> (&'static str, Option<LayerName>, [Option<i64>; 3]) {
+        fn n(value: impl Into<i64>) -> Option<i64> {
+            Some(value.into())
+        }
+        fn size(value: usize) -> Option<i64> {
+            i64::try_from(value).ok()
+        }
+        const NONE: [Option<i64>; 3] = [None; 3];
+        match *self {
+            Error::Truncated { needed, available } => {
+                ("Truncated", None, [size(needed), size(available), None])
+            }
+            Error::TrailingBytes { extra } => ("TrailingBytes", None, [size(extra), None, None]),
+            Error::BadMagic { found } => {
+                ("BadMagic", None, [n(u32::from_le_bytes(found)), None, None])
+            }
+            Error::UnsupportedVersion { found, newest } => {
+                ("UnsupportedVersion", None, [n(found), n(newest), None])
+            }
+            Error::UnknownFlavour { found } => ("UnknownFlavour", None, [n(found), None, None]),
+            Error::WrongFlavour { expected, found } => (
+                "WrongFlavour",
+                None,
+                [n(expected as u8), n(found as u8), None],
+            ),
+            Error::ReservedByteSet { found } => ("ReservedByteSet", None, [n(found), None, None]),
+            Error::ChecksumMismatch { stored, computed } => {
+                ("ChecksumMismatch", None, [n(stored), n(computed), None])
+            }
+            Error::BadDescription { offset } => {
+                ("BadDescription", None, [size(offset), None, None])
+            }
+            Error::Architecture(error) => (
+                "Architecture",
+                error.name,
+                [error.index.and_then(size), None, None],
+            ),
+            Error::NotReferenceNetwork => ("NotReferenceNetwork", None, NONE),
+            Error::Malformed => ("Malformed", None, NONE),
+            Error::TensorLength {
+                layer,
+                tensor,
+                expected,
+                found,
+            } => (
+                "TensorLength",
+                Some(layer),
+                [n(tensor as u8), size(expected), size(found)],
+            ),
+            Error::NonFiniteValue { layer, tensor } => {
+                ("NonFiniteValue", Some(layer), [n(tensor as u8), None, None])
+            }
+            Error::WeightOutOfRange { layer } => ("WeightOutOfRange", Some(layer), NONE),
+            Error::BadScale { layer, tensor } => (
+                "BadScale",
+                layer,
+                [tensor.map(|t| i64::from(t as u8)), None, None],
+            ),
+            Error::BadMultiplier {
+                layer,
+                channel,
+                multiplier,
+            } => (
+                "BadMultiplier",
+                Some(layer),
+                [size(channel), n(multiplier), None],
+            ),
+            Error::BadShift {
+                layer,
+                channel,
+                shift,
+            } => ("BadShift", Some(layer), [size(channel), n(shift), None]),
+            Error::UnsupportedInputQuantization => ("UnsupportedInputQuantization", None, NONE),
+            Error::InputLength { expected, found } => {
+                ("InputLength", None, [size(expected), size(found), None])
+            }
+            Error::ScratchTooSmall { needed, available } => (
+                "ScratchTooSmall",
+                None,
+                [size(needed), size(available), None],
+            ),
+            Error::VectorsForAnotherModel {
+                vectors_model,
+                model,
+            } => (
+                "VectorsForAnotherModel",
+                None,
+                [n(vectors_model), n(model), None],
+            ),
+            Error::BufferTooSmall { needed, available } => (
+                "BufferTooSmall",
+                None,
+                [size(needed), size(available), None],
+            ),
+            Error::TooLarge => ("TooLarge", None, NONE),
+        }
+    }
+}
+
+/// One compact form for every variant (its name, the layer, its numbers):
+/// derived per-variant formatting would cost firmware over a kilobyte of
+/// flash for messages that only appear on a bad blob.
+#[cfg(feature = "defmt")]
+impl defmt::Format for Error {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        let (name, layer, numbers) = self.parts();
+        defmt::write!(f, "{=str}", name);
+        if let Some(layer) = layer {
+            defmt::write!(f, " in {}", layer);
+        }
+        for number in numbers.into_iter().flatten() {
+            defmt::write!(f, " {=i64}", number);
+        }
+    }
+}
+
+impl From<ArchError> for Error {
+    fn from(error: ArchError) -> Self {
+        Error::Architecture(error)
+    }
 }
 
 impl fmt::Display for Error {
@@ -162,23 +319,31 @@ impl fmt::Display for Error {
             Error::Truncated { needed, available } => {
                 write!(
                     f,
-                    "model file truncated: {available} bytes, at least {needed} needed"
+                    "file truncated: {available} bytes, at least {needed} needed"
                 )
             }
             Error::TrailingBytes { extra } => {
-                write!(
-                    f,
-                    "model file has {extra} unexpected bytes after its payload"
-                )
+                write!(f, "file has {extra} unexpected bytes after its payload")
             }
-            Error::BadMagic { found } => write!(
+            Error::BadMagic { found } => match &found {
+                b"TCNN" => f.write_str("a model file (TCNN) where test vectors were expected"),
+                b"TCTV" => f.write_str("a test-vector file (TCTV) where a model was expected"),
+                _ => {
+                    write!(
+                        f,
+                        "not a tinycnn file: it starts with {:02x} {:02x} {:02x} {:02x}",
+                        found[0], found[1], found[2], found[3]
+                    )?;
+                    if found.iter().all(|byte| byte.is_ascii_graphic()) {
+                        let text = core::str::from_utf8(&found).unwrap_or_default();
+                        write!(f, " (\"{text}\")")?;
+                    }
+                    Ok(())
+                }
+            },
+            Error::UnsupportedVersion { found, newest } => write!(
                 f,
-                "not a tinycnn model file: magic {:02x}{:02x}{:02x}{:02x}, expected \"TCNN\"",
-                found[0], found[1], found[2], found[3]
-            ),
-            Error::UnsupportedVersion { found, supported } => write!(
-                f,
-                "model format version {found} is not supported (this build reads version {supported})"
+                "format version {found} is not supported (this build reads versions 1 to {newest})"
             ),
             Error::UnknownFlavour { found } => {
                 write!(f, "unknown model flavour {found} (1 = f32, 2 = int8)")
@@ -194,14 +359,19 @@ impl fmt::Display for Error {
             }
             Error::ChecksumMismatch { stored, computed } => write!(
                 f,
-                "model file is corrupted: payload CRC-32 is {computed:08x}, header says {stored:08x}"
+                "file is corrupted: its CRC-32 is {computed:08x}, the header says {stored:08x}"
+            ),
+            Error::BadDescription { offset } => write!(
+                f,
+                "the network description cannot be decoded (payload byte {offset})"
+            ),
+            Error::Architecture(error) => write!(f, "the network is not valid: {error}"),
+            Error::NotReferenceNetwork => write!(
+                f,
+                "a version 1 model must hold the reference network (28x28x1, conv 64/128/256, \
+                 dense 128/64/32/10)"
             ),
             Error::Malformed => write!(f, "model payload is malformed (not a valid encoding)"),
-            Error::UnsupportedArchitecture { found } => write!(
-                f,
-                "model describes another network (input {:?}, conv {:?}, dense {:?})",
-                found.input, found.conv_channels, found.dense_units
-            ),
             Error::TensorLength {
                 layer,
                 tensor,
@@ -209,27 +379,22 @@ impl fmt::Display for Error {
                 found,
             } => write!(
                 f,
-                "{} {} has {found} bytes, expected {expected}",
-                layer.name(),
+                "{layer} {} has {found} bytes, expected {expected}",
                 tensor.name()
             ),
             Error::NonFiniteValue { layer, tensor } => {
-                write!(
-                    f,
-                    "{} {} contains NaN or infinity",
-                    layer.name(),
-                    tensor.name()
-                )
+                write!(f, "{layer} {} contains NaN or infinity", tensor.name())
             }
             Error::WeightOutOfRange { layer } => write!(
                 f,
-                "{} weights contain -128 (int8 weights must be symmetric, -127..=127)",
-                layer.name()
+                "{layer} weights contain -128 (int8 weights must be symmetric, -127..=127)"
             ),
             Error::BadScale { layer, tensor } => {
-                let layer = layer.map_or("input", Layer::name);
                 let tensor = tensor.map_or("output scale", |_| "weight scale");
-                write!(f, "{layer} {tensor} is not a positive finite number")
+                match layer {
+                    Some(layer) => write!(f, "{layer} {tensor} is not a positive finite number"),
+                    None => write!(f, "input {tensor} is not a positive finite number"),
+                }
             }
             Error::BadMultiplier {
                 layer,
@@ -237,8 +402,7 @@ impl fmt::Display for Error {
                 multiplier,
             } => write!(
                 f,
-                "{} channel {channel}: multiplier {multiplier} is negative",
-                layer.name()
+                "{layer} channel {channel}: multiplier {multiplier} is negative"
             ),
             Error::BadShift {
                 layer,
@@ -246,12 +410,27 @@ impl fmt::Display for Error {
                 shift,
             } => write!(
                 f,
-                "{} channel {channel}: shift {shift} is outside -31..=30",
-                layer.name()
+                "{layer} channel {channel}: shift {shift} is outside -31..=30"
             ),
             Error::UnsupportedInputQuantization => write!(
                 f,
                 "int8 input must be quantised with scale 1/255 and zero point -128"
+            ),
+            Error::InputLength { expected, found } => write!(
+                f,
+                "the image has {found} values, the model's input has {expected}"
+            ),
+            Error::ScratchTooSmall { needed, available } => write!(
+                f,
+                "scratch of {available} is too small, the model needs {needed}"
+            ),
+            Error::VectorsForAnotherModel {
+                vectors_model,
+                model,
+            } => write!(
+                f,
+                "the test vectors were written for the model with CRC {vectors_model:08x}, \
+                 not for this one ({model:08x}): write them again with `host fixture`"
             ),
             Error::BufferTooSmall { needed, available } => {
                 write!(
@@ -259,7 +438,10 @@ impl fmt::Display for Error {
                     "output buffer of {available} bytes is too small, {needed} needed"
                 )
             }
-            Error::TooLarge => write!(f, "model payload exceeds 4 GiB"),
+            Error::TooLarge => write!(
+                f,
+                "cannot encode: the payload exceeds 4 GiB or the layers do not match the description"
+            ),
         }
     }
 }

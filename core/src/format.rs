@@ -1,35 +1,37 @@
-//! The model file: one versioned format for the f32 and int8 networks,
-//! written by the host and read in place (from flash on a microcontroller).
+//! The model file: one versioned format for f32 and int8 networks of any
+//! valid description, written by the host and read in place (from flash on a
+//! microcontroller).
 //!
-//! A file is a 16-byte header followed by a [postcard] payload:
+//! A file is a 16-byte header followed by the payload:
 //!
 //! | offset | size | field |
 //! | --- | --- | --- |
 //! | 0 | 4 | magic `TCNN` |
-//! | 4 | 2 | format version, `u16` little-endian ([`VERSION`]) |
+//! | 4 | 2 | format version, `u16` little-endian ([`VERSION`]; 1 is still read) |
 //! | 6 | 1 | flavour: 1 = f32, 2 = int8 ([`Flavour`]) |
 //! | 7 | 1 | reserved, 0 |
 //! | 8 | 4 | payload length in bytes, `u32` little-endian |
-//! | 12 | 4 | CRC-32 (ISO-HDLC, as zlib/PNG) of the payload, `u32` little-endian |
-//! | 16 | n | payload: [`F32Record`] or [`Int8Record`], postcard-encoded |
+//! | 12 | 4 | CRC-32 (ISO-HDLC, as zlib/PNG), `u32` little-endian: of bytes 0..12 and the payload (version 1: of the payload) |
+//! | 16 | n | payload: the description, (int8) the input quantisation, then one [postcard] record per layer with weights |
 //!
-//! Tensors inside the payload are byte strings that the loader borrows
+//! Tensors inside the records are byte strings that the loader borrows
 //! (`&'a [u8]`), so [`Model::from_bytes`] on a `&'static [u8]` in flash copies
 //! no weights to RAM. `core/FORMAT.md` documents every byte.
 //!
 //! Loading checks everything a kernel relies on (lengths, value ranges) and
 //! returns [`Error`] otherwise; it never panics, whatever the bytes.
 
-use crate::arch::{CONV_CHANNELS, DENSE_UNITS, INPUT_SIDE, Layer};
+use crate::arch::{
+    Activation, Architecture, Conv, Dense, Layer, LayerInfo, LayerName, MAX_LAYERS, Padding, Shape,
+};
 use crate::error::{Error, TensorKind};
-use crate::kernels::{f32 as kf32, int8 as ki8};
 use crate::quant::{MAX_SHIFT, MIN_SHIFT};
 use serde::{Deserialize, Serialize};
 
 /// First four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"TCNN";
-/// The format version this build writes and reads.
-pub const VERSION: u16 = 1;
+/// The format version this build writes (and the newest it reads).
+pub const VERSION: u16 = 2;
 /// Size of the fixed header before the payload.
 pub const HEADER_LEN: usize = 16;
 
@@ -40,8 +42,17 @@ pub fn crc32(bytes: &[u8]) -> u32 {
     CRC.checksum(bytes)
 }
 
+/// CRC-32 of several pieces, as if they were one byte string.
+pub fn crc32_of(parts: &[&[u8]]) -> u32 {
+    let mut digest = CRC.digest();
+    for part in parts {
+        digest.update(part);
+    }
+    digest.finalize()
+}
+
 /// Number type of a model's weights and activations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
 pub enum Flavour {
@@ -69,37 +80,16 @@ impl Flavour {
     }
 }
 
-/// The network a file describes. Only [`Architecture::REFERENCE`] is
-/// accepted; the field exists so a file cannot be mistaken for another
-/// network's, and so later versions can describe others.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Architecture {
-    /// Input height, width, channels.
-    pub input: [u16; 3],
-    /// Output channels of the three 3x3 convolutions (each followed by
-    /// ReLU and a 2x2 max-pool).
-    pub conv_channels: [u16; 3],
-    /// Units of the four dense layers (ReLU after all but the last).
-    pub dense_units: [u16; 4],
-}
-
-impl Architecture {
-    /// The network this crate runs.
-    pub const REFERENCE: Architecture = Architecture {
-        input: [INPUT_SIDE as u16, INPUT_SIDE as u16, 1],
-        conv_channels: [
-            CONV_CHANNELS[0] as u16,
-            CONV_CHANNELS[1] as u16,
-            CONV_CHANNELS[2] as u16,
-        ],
-        dense_units: [
-            DENSE_UNITS[0] as u16,
-            DENSE_UNITS[1] as u16,
-            DENSE_UNITS[2] as u16,
-            DENSE_UNITS[3] as u16,
-        ],
-    };
+/// A model file's header, checked for structure (not yet for its CRC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Format version, 1 or 2.
+    pub version: u16,
+    /// Flavour.
+    pub flavour: Flavour,
+    /// The stored CRC-32, which also identifies the file (test vectors name
+    /// their model by it).
+    pub crc: u32,
 }
 
 /// Per-tensor affine quantisation of an activation: `real = scale * (q - zero_point)`.
@@ -127,12 +117,11 @@ impl QuantParams {
     }
 }
 
-/// One layer of an f32 model, as stored.
+/// One layer with weights (convolution or dense) of an f32 model, as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct F32LayerRecord<'a> {
     /// Little-endian `f32` weights: `[out][ky][kx][in]` for a convolution,
-    /// `[out][in]` for a dense layer (dense1's inputs in height, width,
-    /// channel order).
+    /// `[out][in]` for a dense layer (inputs in height, width, channel order).
     #[serde(borrow)]
     pub weights: &'a [u8],
     /// Little-endian `f32` biases, one per output.
@@ -140,20 +129,11 @@ pub struct F32LayerRecord<'a> {
     pub bias: &'a [u8],
 }
 
-/// The payload of an f32 model file.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct F32Record<'a> {
-    /// Must be [`Architecture::REFERENCE`].
-    pub architecture: Architecture,
-    /// conv1, conv2, conv3, dense1, dense2, dense3, dense4.
-    #[serde(borrow)]
-    pub layers: [F32LayerRecord<'a>; 7],
-}
-
-/// One layer of an int8 model, as stored.
+/// One layer with weights of an int8 model, as stored.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Int8LayerRecord<'a> {
-    /// Quantisation of the layer's output activations.
+    /// Quantisation of the layer's output activations (also of a max-pool
+    /// after it).
     pub output: QuantParams,
     /// Little-endian `f32` weight scale per output channel (symmetric, zero
     /// point 0). Not needed to run the layer, kept so tools can dequantise.
@@ -174,20 +154,32 @@ pub struct Int8LayerRecord<'a> {
     pub shifts: &'a [u8],
 }
 
-/// The payload of an int8 model file.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Int8Record<'a> {
-    /// Must be [`Architecture::REFERENCE`].
+/// What the host encodes as an f32 model file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct F32Record<'r, 'a> {
+    /// The network.
+    pub architecture: Architecture,
+    /// One record per layer with weights, in order.
+    pub layers: &'r [F32LayerRecord<'a>],
+}
+
+/// What the host encodes as an int8 model file.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Int8Record<'r, 'a> {
+    /// The network.
     pub architecture: Architecture,
     /// Input quantisation; must be [`QuantParams::INPUT`].
     pub input: QuantParams,
-    /// conv1, conv2, conv3, dense1, dense2, dense3, dense4.
-    #[serde(borrow)]
-    pub layers: [Int8LayerRecord<'a>; 7],
+    /// One record per layer with weights, in order.
+    pub layers: &'r [Int8LayerRecord<'a>],
 }
 
-/// Checks the header and checksum; returns the flavour and the payload.
-pub fn split_header(bytes: &[u8]) -> Result<(Flavour, &[u8]), Error> {
+// ---------------------------------------------------------------------------
+// Header
+
+/// Checks the header's structure and the lengths (not the CRC); returns it and
+/// the payload. A `const fn`, for [`crate::plan`].
+pub const fn parse_header(bytes: &[u8]) -> Result<(Header, &[u8]), Error> {
     let Some((header, payload)) = bytes.split_first_chunk::<HEADER_LEN>() else {
         return Err(Error::Truncated {
             needed: HEADER_LEN,
@@ -212,15 +204,16 @@ pub fn split_header(bytes: &[u8]) -> Result<(Flavour, &[u8]), Error> {
         c2,
         c3,
     ] = *header;
-    let magic = [m0, m1, m2, m3];
-    if magic != MAGIC {
-        return Err(Error::BadMagic { found: magic });
+    if m0 != MAGIC[0] || m1 != MAGIC[1] || m2 != MAGIC[2] || m3 != MAGIC[3] {
+        return Err(Error::BadMagic {
+            found: [m0, m1, m2, m3],
+        });
     }
     let version = u16::from_le_bytes([v0, v1]);
-    if version != VERSION {
+    if version != 1 && version != VERSION {
         return Err(Error::UnsupportedVersion {
             found: version,
-            supported: VERSION,
+            newest: VERSION,
         });
     }
     let Some(flavour) = Flavour::from_byte(flavour) else {
@@ -229,9 +222,7 @@ pub fn split_header(bytes: &[u8]) -> Result<(Flavour, &[u8]), Error> {
     if reserved != 0 {
         return Err(Error::ReservedByteSet { found: reserved });
     }
-    // u32 -> usize cannot truncate on the 32- and 64-bit targets this runs on;
-    // saturate anyway so a 16-bit target would report Truncated, not wrap.
-    let length = usize::try_from(u32::from_le_bytes([l0, l1, l2, l3])).unwrap_or(usize::MAX);
+    let length = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
     if payload.len() < length {
         return Err(Error::Truncated {
             needed: HEADER_LEN.saturating_add(length),
@@ -243,41 +234,362 @@ pub fn split_header(bytes: &[u8]) -> Result<(Flavour, &[u8]), Error> {
             extra: payload.len() - length,
         });
     }
-    let stored = u32::from_le_bytes([c0, c1, c2, c3]);
-    let computed = crc32(payload);
-    if stored != computed {
-        return Err(Error::ChecksumMismatch { stored, computed });
-    }
-    Ok((flavour, payload))
+    let header = Header {
+        version,
+        flavour,
+        crc: u32::from_le_bytes([c0, c1, c2, c3]),
+    };
+    Ok((header, payload))
 }
 
-/// Decodes a whole payload; bytes left over are an error.
-fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, Error> {
-    match postcard::take_from_bytes::<T>(payload) {
-        Ok((record, [])) => Ok(record),
-        _ => Err(Error::Malformed),
+/// Checks the header and the checksum; returns the header and the payload.
+pub fn split_header(bytes: &[u8]) -> Result<(Header, &[u8]), Error> {
+    let (header, payload) = parse_header(bytes)?;
+    let computed = match header.version {
+        1 => crc32(payload),
+        _ => crc32_of(&[bytes.get(..12).unwrap_or(&[]), payload]),
+    };
+    if header.crc != computed {
+        return Err(Error::ChecksumMismatch {
+            stored: header.crc,
+            computed,
+        });
+    }
+    Ok((header, payload))
+}
+
+// ---------------------------------------------------------------------------
+// The description
+
+/// The version 1 description: the reference network as ten varints.
+const V1_ARCHITECTURE: [u8; 13] = [
+    0x1c, 0x1c, 0x01, 0x40, 0x80, 0x01, 0x80, 0x02, 0x80, 0x01, 0x40, 0x20, 0x0a,
+];
+
+/// Layer tags of the version 2 description.
+const TAG_CONV: u32 = 0;
+const TAG_POOL: u32 = 1;
+const TAG_DROPOUT: u32 = 2;
+const TAG_FLATTEN: u32 = 3;
+const TAG_DENSE: u32 = 4;
+
+/// An unsigned LEB128 varint of at most `max` value, in its shortest form;
+/// `None` if cut short, too large or overlong.
+// Not inlined: called a dozen times while decoding a description, which
+// would otherwise grow to kilobytes of firmware.
+#[inline(never)]
+const fn take_varint(bytes: &[u8], max: u32) -> Option<(u32, &[u8])> {
+    let mut value: u64 = 0;
+    let mut shift = 0;
+    let mut rest = bytes;
+    while let [byte, tail @ ..] = rest {
+        rest = tail;
+        value |= ((*byte & 0x7f) as u64) << shift;
+        if *byte & 0x80 == 0 {
+            // Overlong: a last byte of 0 after others adds nothing.
+            if shift > 0 && *byte == 0 {
+                return None;
+            }
+            if value > max as u64 {
+                return None;
+            }
+            return Some((value as u32, rest));
+        }
+        shift += 7;
+        if shift > 28 {
+            return None;
+        }
+    }
+    None
+}
+
+const fn take_activation(bytes: &[u8]) -> Option<(Activation, &[u8])> {
+    match take_varint(bytes, 1) {
+        Some((0, rest)) => Some((Activation::None, rest)),
+        Some((_, rest)) => Some((Activation::Relu, rest)),
+        None => None,
     }
 }
 
-/// Writes header + payload of `record` into `out`; returns the bytes used.
-fn encode_into<T: Serialize>(record: &T, flavour: Flavour, out: &mut [u8]) -> Result<usize, Error> {
-    let needed = encoded_len(record)?;
+#[inline(never)]
+const fn take_layer(bytes: &[u8]) -> Option<(Layer, &[u8])> {
+    let Some((tag, rest)) = take_varint(bytes, TAG_DENSE) else {
+        return None;
+    };
+    match tag {
+        TAG_CONV => {
+            let Some((&kernel, rest)) = rest.split_first() else {
+                return None;
+            };
+            let Some((padding, rest)) = take_varint(rest, 1) else {
+                return None;
+            };
+            let Some((filters, rest)) = take_varint(rest, u16::MAX as u32) else {
+                return None;
+            };
+            let Some((activation, rest)) = take_activation(rest) else {
+                return None;
+            };
+            let conv = Conv {
+                kernel,
+                padding: if padding == 0 {
+                    Padding::Same
+                } else {
+                    Padding::Valid
+                },
+                filters: filters as u16,
+                activation,
+            };
+            Some((Layer::Conv(conv), rest))
+        }
+        TAG_POOL => Some((Layer::MaxPool, rest)),
+        TAG_DROPOUT => match take_varint(rest, u16::MAX as u32) {
+            Some((rate, rest)) => Some((Layer::Dropout(rate as u16), rest)),
+            None => None,
+        },
+        TAG_FLATTEN => Some((Layer::Flatten, rest)),
+        _ => {
+            let Some((units, rest)) = take_varint(rest, u16::MAX as u32) else {
+                return None;
+            };
+            let Some((activation, rest)) = take_activation(rest) else {
+                return None;
+            };
+            let dense = Dense {
+                units: units as u16,
+                activation,
+            };
+            Some((Layer::Dense(dense), rest))
+        }
+    }
+}
+
+/// Decodes the description at the start of a payload; returns it and the
+/// bytes after it.
+pub const fn decode_architecture(
+    version: u16,
+    payload: &[u8],
+) -> Result<(Architecture, &[u8]), Error> {
+    if version == 1 {
+        return match payload.split_first_chunk::<13>() {
+            Some((prefix, rest)) => {
+                let (mut found, mut expected): (&[u8], &[u8]) = (prefix, &V1_ARCHITECTURE);
+                while let ([a, found_tail @ ..], [b, expected_tail @ ..]) = (found, expected) {
+                    if *a != *b {
+                        return Err(Error::NotReferenceNetwork);
+                    }
+                    found = found_tail;
+                    expected = expected_tail;
+                }
+                Ok((Architecture::REFERENCE, rest))
+            }
+            None => Err(Error::Malformed),
+        };
+    }
+    const fn offset(payload: &[u8], rest: &[u8]) -> Error {
+        Error::BadDescription {
+            offset: payload.len() - rest.len(),
+        }
+    }
+    const SIDE: u32 = u16::MAX as u32;
+    let rest = payload;
+    let Some((height, rest)) = take_varint(rest, SIDE) else {
+        return Err(offset(payload, rest));
+    };
+    let Some((width, rest)) = take_varint(rest, SIDE) else {
+        return Err(offset(payload, rest));
+    };
+    let Some((channels, rest)) = take_varint(rest, SIDE) else {
+        return Err(offset(payload, rest));
+    };
+    let Some((count, mut rest)) = take_varint(rest, SIDE) else {
+        return Err(offset(payload, rest));
+    };
+    let count = count as usize;
+    if count > MAX_LAYERS {
+        return Err(Error::Architecture(crate::arch::ArchError {
+            index: None,
+            name: None,
+            problem: crate::arch::Problem::TooManyLayers { count },
+        }));
+    }
+    let mut layers = [Layer::Flatten; MAX_LAYERS];
+    let mut slots: &mut [Layer] = &mut layers;
+    let mut filled = 0;
+    while filled < count {
+        let [slot, slots_tail @ ..] = slots else {
+            return Err(Error::Malformed);
+        };
+        match take_layer(rest) {
+            Some((layer, tail)) => {
+                *slot = layer;
+                rest = tail;
+            }
+            None => return Err(offset(payload, rest)),
+        }
+        slots = slots_tail;
+        filled += 1;
+    }
+    let input = Shape::new(height as usize, width as usize, channels as usize);
+    let layers = match layers.split_at_checked(count) {
+        Some((layers, _)) => layers,
+        None => return Err(Error::Malformed),
+    };
+    match Architecture::new(input, layers) {
+        Ok(architecture) => Ok((architecture, rest)),
+        Err(error) => Err(Error::Architecture(error)),
+    }
+}
+
+/// The flavour and description of a model file, from its header and the
+/// start of its payload only (no checksum, no tensors): what a `const`
+/// needs to size scratch memory.
+pub const fn peek_architecture(bytes: &[u8]) -> Result<(Flavour, Architecture), Error> {
+    match parse_header(bytes) {
+        Ok((header, payload)) => match decode_architecture(header.version, payload) {
+            Ok((architecture, _)) => Ok((header.flavour, architecture)),
+            Err(error) => Err(error),
+        },
+        Err(error) => Err(error),
+    }
+}
+
+/// Where encoded bytes go: a buffer, or nowhere (to count them).
+struct Sink<'o> {
+    out: Option<&'o mut [u8]>,
+    len: usize,
+}
+
+impl Sink<'_> {
+    fn push(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        if let Some(out) = self.out.as_deref_mut() {
+            let available = out.len();
+            let target =
+                out.get_mut(self.len..self.len + bytes.len())
+                    .ok_or(Error::BufferTooSmall {
+                        needed: self.len + bytes.len(),
+                        available,
+                    })?;
+            target.copy_from_slice(bytes);
+        }
+        self.len += bytes.len();
+        Ok(())
+    }
+
+    fn varint(&mut self, mut value: usize) -> Result<(), Error> {
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                return self.push(&[byte]);
+            }
+            self.push(&[byte | 0x80])?;
+        }
+    }
+
+    fn activation(&mut self, activation: Activation) -> Result<(), Error> {
+        self.varint(match activation {
+            Activation::None => 0,
+            Activation::Relu => 1,
+        })
+    }
+
+    fn architecture(&mut self, architecture: &Architecture) -> Result<(), Error> {
+        let input = architecture.input();
+        self.varint(input.height)?;
+        self.varint(input.width)?;
+        self.varint(input.channels)?;
+        self.varint(architecture.layers().len())?;
+        for layer in architecture.layers() {
+            match *layer {
+                Layer::Conv(conv) => {
+                    self.varint(TAG_CONV as usize)?;
+                    self.push(&[conv.kernel])?;
+                    self.varint(match conv.padding {
+                        Padding::Same => 0,
+                        Padding::Valid => 1,
+                    })?;
+                    self.varint(usize::from(conv.filters))?;
+                    self.activation(conv.activation)?;
+                }
+                Layer::MaxPool => self.varint(TAG_POOL as usize)?,
+                Layer::Dropout(rate) => {
+                    self.varint(TAG_DROPOUT as usize)?;
+                    self.varint(usize::from(rate))?;
+                }
+                Layer::Flatten => self.varint(TAG_FLATTEN as usize)?,
+                Layer::Dense(dense) => {
+                    self.varint(TAG_DENSE as usize)?;
+                    self.varint(usize::from(dense.units))?;
+                    self.activation(dense.activation)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn record<T: Serialize>(&mut self, record: &T) -> Result<(), Error> {
+        let start = self.len;
+        match self.out.as_deref_mut() {
+            Some(out) => {
+                let available = out.len();
+                let rest = out.get_mut(start..).unwrap_or(&mut []);
+                let written = postcard::to_slice(record, rest)
+                    .map_err(|_| Error::BufferTooSmall {
+                        needed: start + postcard_len(record).unwrap_or(usize::MAX - start),
+                        available,
+                    })?
+                    .len();
+                self.len += written;
+            }
+            None => self.len += postcard_len(record)?,
+        }
+        Ok(())
+    }
+}
+
+fn postcard_len<T: Serialize>(record: &T) -> Result<usize, Error> {
+    postcard::serialize_with_flavor(record, postcard::ser_flavors::Size::default())
+        .map_err(|_| Error::TooLarge)
+}
+
+/// Writes header + payload (produced by `payload`) into `out` (or only counts
+/// them); returns the file's length.
+fn encode_file(
+    flavour: Flavour,
+    out: Option<&mut [u8]>,
+    payload: impl Fn(&mut Sink<'_>) -> Result<(), Error>,
+) -> Result<usize, Error> {
+    let mut counter = Sink { out: None, len: 0 };
+    payload(&mut counter)?;
+    let payload_len = counter.len;
+    let total = HEADER_LEN + payload_len;
+    let Some(out) = out else {
+        return Ok(total);
+    };
     let available = out.len();
     let Some((header, rest)) = out.split_first_chunk_mut::<HEADER_LEN>() else {
-        return Err(Error::BufferTooSmall { needed, available });
+        return Err(Error::BufferTooSmall {
+            needed: total,
+            available,
+        });
     };
-    let payload_len = postcard::to_slice(record, rest)
-        .map_err(|_| Error::BufferTooSmall { needed, available })?
-        .len();
-    let payload = rest
-        .get(..payload_len)
-        .ok_or(Error::BufferTooSmall { needed, available })?;
+    let rest = rest.get_mut(..payload_len).ok_or(Error::BufferTooSmall {
+        needed: total,
+        available,
+    })?;
+    let mut sink = Sink {
+        out: Some(rest),
+        len: 0,
+    };
+    payload(&mut sink)?;
     let length = u32::try_from(payload_len).map_err(|_| Error::TooLarge)?;
-    let crc = crc32(payload);
     let [v0, v1] = VERSION.to_le_bytes();
     let [l0, l1, l2, l3] = length.to_le_bytes();
-    let [c0, c1, c2, c3] = crc.to_le_bytes();
     let [m0, m1, m2, m3] = MAGIC;
+    let head = [m0, m1, m2, m3, v0, v1, flavour as u8, 0, l0, l1, l2, l3];
+    let crc = crc32_of(&[&head, sink.out.as_deref().unwrap_or(&[])]);
+    let [c0, c1, c2, c3] = crc.to_le_bytes();
     *header = [
         m0,
         m1,
@@ -296,26 +608,21 @@ fn encode_into<T: Serialize>(record: &T, flavour: Flavour, out: &mut [u8]) -> Re
         c2,
         c3,
     ];
-    Ok(HEADER_LEN + payload_len)
-}
-
-fn encoded_len<T: Serialize>(record: &T) -> Result<usize, Error> {
-    let payload = postcard::serialize_with_flavor(record, postcard::ser_flavors::Size::default())
-        .map_err(|_| Error::TooLarge)?;
-    Ok(HEADER_LEN + payload)
+    Ok(total)
 }
 
 macro_rules! record_encoding {
-    ($record:ident, $flavour:expr) => {
-        impl $record<'_> {
+    ($record:ident) => {
+        impl $record<'_, '_> {
             /// Size of the encoded file, header included.
             pub fn encoded_len(&self) -> Result<usize, Error> {
-                encoded_len(self)
+                self.encode_into(None)
             }
 
-            /// Encodes header + payload into `out`; returns the bytes written.
+            /// Encodes header + payload into `out` (as version [`VERSION`]);
+            /// returns the bytes written.
             pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
-                encode_into(self, $flavour, out)
+                self.encode_into(Some(out))
             }
 
             /// Encodes header + payload into a new vector.
@@ -329,20 +636,124 @@ macro_rules! record_encoding {
         }
     };
 }
-record_encoding!(F32Record, Flavour::F32);
-record_encoding!(Int8Record, Flavour::Int8);
+record_encoding!(F32Record);
+record_encoding!(Int8Record);
 
-fn check_architecture(architecture: Architecture) -> Result<(), Error> {
-    if architecture == Architecture::REFERENCE {
-        Ok(())
-    } else {
-        Err(Error::UnsupportedArchitecture {
-            found: architecture,
+impl F32Record<'_, '_> {
+    fn encode_into(&self, out: Option<&mut [u8]>) -> Result<usize, Error> {
+        if self.layers.len() != self.architecture.weighted_layers() {
+            return Err(Error::TooLarge);
+        }
+        encode_file(Flavour::F32, out, |sink| {
+            sink.architecture(&self.architecture)?;
+            self.layers.iter().try_for_each(|layer| sink.record(layer))
         })
     }
 }
 
-fn check_len(layer: Layer, tensor: TensorKind, bytes: &[u8], expected: usize) -> Result<(), Error> {
+impl Int8Record<'_, '_> {
+    fn encode_into(&self, out: Option<&mut [u8]>) -> Result<usize, Error> {
+        if self.layers.len() != self.architecture.weighted_layers() {
+            return Err(Error::TooLarge);
+        }
+        encode_file(Flavour::Int8, out, |sink| {
+            sink.architecture(&self.architecture)?;
+            sink.record(&self.input)?;
+            self.layers.iter().try_for_each(|layer| sink.record(layer))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Validation
+
+/// Bytes a varint of `value` takes.
+fn varint_len(value: usize) -> usize {
+    let bits = usize::BITS - value.leading_zeros();
+    (bits.max(1) as usize).div_ceil(7)
+}
+
+/// Bytes a byte string takes: its varint length, then the bytes.
+fn bytes_len(bytes: &[u8]) -> usize {
+    varint_len(bytes.len()) + bytes.len()
+}
+
+/// A stored record's length in its shortest encoding, to refuse any other.
+trait Canonical {
+    fn canonical_len(&self) -> usize;
+}
+
+impl Canonical for QuantParams {
+    fn canonical_len(&self) -> usize {
+        5
+    }
+}
+
+impl Canonical for F32LayerRecord<'_> {
+    fn canonical_len(&self) -> usize {
+        bytes_len(self.weights) + bytes_len(self.bias)
+    }
+}
+
+impl Canonical for Int8LayerRecord<'_> {
+    fn canonical_len(&self) -> usize {
+        self.output.canonical_len()
+            + [
+                self.weight_scales,
+                self.weights,
+                self.bias,
+                self.multipliers,
+                self.shifts,
+            ]
+            .iter()
+            .map(|tensor| bytes_len(tensor))
+            .sum::<usize>()
+    }
+}
+
+/// Decodes one record at the start of `bytes`; returns it and the bytes
+/// after it. The one place postcard decodes, shared by validation and
+/// inference.
+#[inline(never)]
+fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Option<(T, &'a [u8])> {
+    postcard::take_from_bytes::<T>(bytes).ok()
+}
+
+/// [`decode`], refusing a record that is not in its shortest encoding.
+fn take_record<'a, T: Deserialize<'a> + Canonical>(
+    bytes: &'a [u8],
+) -> Result<(T, &'a [u8]), Error> {
+    let (record, rest) = decode::<T>(bytes).ok_or(Error::Malformed)?;
+    if bytes.len() - rest.len() != record.canonical_len() {
+        return Err(Error::Malformed);
+    }
+    Ok((record, rest))
+}
+
+/// The records after the description, decoded one by one. Only used on
+/// payloads that passed validation, where it cannot fail; it stops early if
+/// it does.
+#[derive(Clone, Debug)]
+struct Records<'a, T> {
+    rest: &'a [u8],
+    _record: core::marker::PhantomData<T>,
+}
+
+impl<'a, T: Deserialize<'a>> Iterator for Records<'a, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        let (record, rest) = decode::<T>(self.rest)?;
+        self.rest = rest;
+        Some(record)
+    }
+}
+
+fn check_len(
+    layer: LayerName,
+    tensor: TensorKind,
+    bytes: &[u8],
+    expected: usize,
+) -> Result<(), Error> {
     if bytes.len() == expected {
         Ok(())
     } else {
@@ -355,7 +766,7 @@ fn check_len(layer: Layer, tensor: TensorKind, bytes: &[u8], expected: usize) ->
     }
 }
 
-fn check_finite_f32(layer: Layer, tensor: TensorKind, bytes: &[u8]) -> Result<(), Error> {
+fn check_finite_f32(layer: LayerName, tensor: TensorKind, bytes: &[u8]) -> Result<(), Error> {
     if bytes
         .as_chunks::<4>()
         .0
@@ -372,17 +783,103 @@ fn valid_scale(scale: f32) -> bool {
     scale.is_finite() && scale > 0.0
 }
 
+fn check_f32_layer(info: &LayerInfo, stored: &F32LayerRecord<'_>) -> Result<(), Error> {
+    let name = info.name;
+    check_len(
+        name,
+        TensorKind::Weights,
+        stored.weights,
+        4 * info.weights(),
+    )?;
+    check_len(name, TensorKind::Bias, stored.bias, 4 * info.outputs())?;
+    check_finite_f32(name, TensorKind::Weights, stored.weights)?;
+    check_finite_f32(name, TensorKind::Bias, stored.bias)
+}
+
+fn check_int8_layer(info: &LayerInfo, stored: &Int8LayerRecord<'_>) -> Result<(), Error> {
+    let (name, outputs) = (info.name, info.outputs());
+    check_len(name, TensorKind::Weights, stored.weights, info.weights())?;
+    check_len(
+        name,
+        TensorKind::WeightScales,
+        stored.weight_scales,
+        4 * outputs,
+    )?;
+    check_len(name, TensorKind::Bias, stored.bias, 4 * outputs)?;
+    check_len(
+        name,
+        TensorKind::Multipliers,
+        stored.multipliers,
+        4 * outputs,
+    )?;
+    check_len(name, TensorKind::Shifts, stored.shifts, outputs)?;
+    if !valid_scale(stored.output.scale) {
+        return Err(Error::BadScale {
+            layer: Some(name),
+            tensor: None,
+        });
+    }
+    let scales = stored.weight_scales.as_chunks::<4>().0;
+    if !scales.iter().all(|&s| valid_scale(f32::from_le_bytes(s))) {
+        return Err(Error::BadScale {
+            layer: Some(name),
+            tensor: Some(TensorKind::WeightScales),
+        });
+    }
+    if stored.weights.contains(&(i8::MIN as u8)) {
+        return Err(Error::WeightOutOfRange { layer: name });
+    }
+    let multipliers = stored.multipliers.as_chunks::<4>().0.iter();
+    for (channel, (&multiplier, &shift)) in multipliers.zip(stored.shifts).enumerate() {
+        let multiplier = i32::from_le_bytes(multiplier);
+        let shift = shift as i8;
+        if multiplier < 0 {
+            return Err(Error::BadMultiplier {
+                layer: name,
+                channel,
+                multiplier,
+            });
+        }
+        if !(MIN_SHIFT..=MAX_SHIFT).contains(&i32::from(shift)) {
+            return Err(Error::BadShift {
+                layer: name,
+                channel,
+                shift,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks one record per layer with weights, each with `check`, and that no
+/// byte follows the last one.
+fn check_records<'a, T: Deserialize<'a> + Canonical>(
+    architecture: &Architecture,
+    records: &'a [u8],
+    check: impl Fn(&LayerInfo, &T) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut rest = records;
+    for info in architecture.iter().filter(|info| info.weighted.is_some()) {
+        let (record, tail) = take_record::<T>(rest)?;
+        check(&info, &record)?;
+        rest = tail;
+    }
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Malformed)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Models
+
 /// A validated f32 network, borrowing its weights from the blob.
 #[derive(Clone, Copy, Debug)]
 pub struct F32Model<'a> {
-    pub(crate) record: F32Record<'a>,
-    pub(crate) conv1: kf32::ConvLayer<'a, 1, 64>,
-    pub(crate) conv2: kf32::ConvLayer<'a, 64, 128>,
-    pub(crate) conv3: kf32::ConvLayer<'a, 128, 256>,
-    pub(crate) dense1: kf32::DenseLayer<'a, 2304, 128>,
-    pub(crate) dense2: kf32::DenseLayer<'a, 128, 64>,
-    pub(crate) dense3: kf32::DenseLayer<'a, 64, 32>,
-    pub(crate) dense4: kf32::DenseLayer<'a, 32, 10>,
+    header: Header,
+    architecture: Architecture,
+    records: &'a [u8],
 }
 
 impl<'a> F32Model<'a> {
@@ -397,59 +894,42 @@ impl<'a> F32Model<'a> {
         }
     }
 
-    /// Validates a decoded record.
-    pub fn from_record(record: F32Record<'a>) -> Result<Self, Error> {
-        check_architecture(record.architecture)?;
-        for (layer, stored) in Layer::ALL.into_iter().zip(&record.layers) {
-            check_len(
-                layer,
-                TensorKind::Weights,
-                stored.weights,
-                4 * layer.weight_count(),
-            )?;
-            check_len(layer, TensorKind::Bias, stored.bias, 4 * layer.outputs())?;
-            check_finite_f32(layer, TensorKind::Weights, stored.weights)?;
-            check_finite_f32(layer, TensorKind::Bias, stored.bias)?;
-        }
-        let [c1, c2, c3, d1, d2, d3, d4] = record.layers;
-        // The lengths were checked above, so the views cannot fail; the error
-        // is kept (rather than unwrapping) so no panic path exists.
-        let shape = |layer: Layer| Error::TensorLength {
-            layer,
-            tensor: TensorKind::Weights,
-            expected: 4 * layer.weight_count(),
-            found: 0,
-        };
+    fn from_payload(header: Header, payload: &'a [u8]) -> Result<Self, Error> {
+        let (architecture, records) = decode_architecture(header.version, payload)?;
+        check_records(&architecture, records, check_f32_layer)?;
         Ok(Self {
-            record,
-            conv1: kf32::ConvLayer::new(c1.weights, c1.bias).ok_or(shape(Layer::Conv1))?,
-            conv2: kf32::ConvLayer::new(c2.weights, c2.bias).ok_or(shape(Layer::Conv2))?,
-            conv3: kf32::ConvLayer::new(c3.weights, c3.bias).ok_or(shape(Layer::Conv3))?,
-            dense1: kf32::DenseLayer::new(d1.weights, d1.bias, true).ok_or(shape(Layer::Dense1))?,
-            dense2: kf32::DenseLayer::new(d2.weights, d2.bias, true).ok_or(shape(Layer::Dense2))?,
-            dense3: kf32::DenseLayer::new(d3.weights, d3.bias, true).ok_or(shape(Layer::Dense3))?,
-            dense4: kf32::DenseLayer::new(d4.weights, d4.bias, false)
-                .ok_or(shape(Layer::Dense4))?,
+            header,
+            architecture,
+            records,
         })
     }
 
-    /// The stored record (weights as borrowed bytes).
-    pub fn record(&self) -> &F32Record<'a> {
-        &self.record
+    /// The network.
+    pub fn architecture(&self) -> &Architecture {
+        &self.architecture
+    }
+
+    /// The header (version, flavour, the CRC that identifies the file).
+    pub fn header(&self) -> Header {
+        self.header
+    }
+
+    /// One record per layer with weights, in order, borrowing from the blob.
+    pub fn layers(&self) -> impl Iterator<Item = F32LayerRecord<'a>> + 'a {
+        Records {
+            rest: self.records,
+            _record: core::marker::PhantomData,
+        }
     }
 }
 
 /// A validated int8 network, borrowing its weights from the blob.
 #[derive(Clone, Copy, Debug)]
 pub struct Int8Model<'a> {
-    pub(crate) record: Int8Record<'a>,
-    pub(crate) conv1: ki8::ConvLayer<'a, 1, 64>,
-    pub(crate) conv2: ki8::ConvLayer<'a, 64, 128>,
-    pub(crate) conv3: ki8::ConvLayer<'a, 128, 256>,
-    pub(crate) dense1: ki8::DenseLayer<'a, 2304, 128>,
-    pub(crate) dense2: ki8::DenseLayer<'a, 128, 64>,
-    pub(crate) dense3: ki8::DenseLayer<'a, 64, 32>,
-    pub(crate) dense4: ki8::DenseLayer<'a, 32, 10>,
+    header: Header,
+    architecture: Architecture,
+    input: QuantParams,
+    records: &'a [u8],
 }
 
 impl<'a> Int8Model<'a> {
@@ -464,132 +944,53 @@ impl<'a> Int8Model<'a> {
         }
     }
 
-    /// Validates a decoded record.
-    pub fn from_record(record: Int8Record<'a>) -> Result<Self, Error> {
-        check_architecture(record.architecture)?;
-        if record.input != QuantParams::INPUT {
+    fn from_payload(header: Header, payload: &'a [u8]) -> Result<Self, Error> {
+        let (architecture, rest) = decode_architecture(header.version, payload)?;
+        let (input, records) = take_record::<QuantParams>(rest)?;
+        if input != QuantParams::INPUT {
             return Err(Error::UnsupportedInputQuantization);
         }
-        for (layer, stored) in Layer::ALL.into_iter().zip(&record.layers) {
-            let outputs = layer.outputs();
-            check_len(
-                layer,
-                TensorKind::Weights,
-                stored.weights,
-                layer.weight_count(),
-            )?;
-            check_len(
-                layer,
-                TensorKind::WeightScales,
-                stored.weight_scales,
-                4 * outputs,
-            )?;
-            check_len(layer, TensorKind::Bias, stored.bias, 4 * outputs)?;
-            check_len(
-                layer,
-                TensorKind::Multipliers,
-                stored.multipliers,
-                4 * outputs,
-            )?;
-            check_len(layer, TensorKind::Shifts, stored.shifts, outputs)?;
-            if !valid_scale(stored.output.scale) {
-                return Err(Error::BadScale {
-                    layer: Some(layer),
-                    tensor: None,
-                });
-            }
-            let scales = stored.weight_scales.as_chunks::<4>().0;
-            if !scales.iter().all(|&s| valid_scale(f32::from_le_bytes(s))) {
-                return Err(Error::BadScale {
-                    layer: Some(layer),
-                    tensor: Some(TensorKind::WeightScales),
-                });
-            }
-            if stored.weights.contains(&(i8::MIN as u8)) {
-                return Err(Error::WeightOutOfRange { layer });
-            }
-            let multipliers = stored.multipliers.as_chunks::<4>().0.iter();
-            for (channel, (&multiplier, &shift)) in multipliers.zip(stored.shifts).enumerate() {
-                let multiplier = i32::from_le_bytes(multiplier);
-                let shift = shift as i8;
-                if multiplier < 0 {
-                    return Err(Error::BadMultiplier {
-                        layer,
-                        channel,
-                        multiplier,
-                    });
-                }
-                if !(MIN_SHIFT..=MAX_SHIFT).contains(&i32::from(shift)) {
-                    return Err(Error::BadShift {
-                        layer,
-                        channel,
-                        shift,
-                    });
-                }
-            }
-        }
-        let layers = &record.layers;
-        let [c1, c2, c3, d1, d2, d3, d4] = layers;
-        // Each layer's input zero point is the previous layer's output zero
-        // point (max-pool keeps its input's quantisation).
-        let requant = |layer: Layer, stored: &Int8LayerRecord<'a>, input: QuantParams| {
-            ki8::Requantization::new(
-                layer.outputs(),
-                stored.bias,
-                stored.multipliers,
-                stored.shifts,
-                input.zero_point,
-                stored.output.zero_point,
-                layer.has_relu(),
-            )
-            .ok_or(Error::TensorLength {
-                layer,
-                tensor: TensorKind::Bias,
-                expected: 4 * layer.outputs(),
-                found: stored.bias.len(),
-            })
-        };
-        let shape = |layer: Layer| Error::TensorLength {
-            layer,
-            tensor: TensorKind::Weights,
-            expected: layer.weight_count(),
-            found: 0,
-        };
+        check_records(&architecture, records, check_int8_layer)?;
         Ok(Self {
-            conv1: ki8::ConvLayer::new(c1.weights, requant(Layer::Conv1, c1, record.input)?)
-                .ok_or(shape(Layer::Conv1))?,
-            conv2: ki8::ConvLayer::new(c2.weights, requant(Layer::Conv2, c2, c1.output)?)
-                .ok_or(shape(Layer::Conv2))?,
-            conv3: ki8::ConvLayer::new(c3.weights, requant(Layer::Conv3, c3, c2.output)?)
-                .ok_or(shape(Layer::Conv3))?,
-            dense1: ki8::DenseLayer::new(d1.weights, requant(Layer::Dense1, d1, c3.output)?)
-                .ok_or(shape(Layer::Dense1))?,
-            dense2: ki8::DenseLayer::new(d2.weights, requant(Layer::Dense2, d2, d1.output)?)
-                .ok_or(shape(Layer::Dense2))?,
-            dense3: ki8::DenseLayer::new(d3.weights, requant(Layer::Dense3, d3, d2.output)?)
-                .ok_or(shape(Layer::Dense3))?,
-            dense4: ki8::DenseLayer::new(d4.weights, requant(Layer::Dense4, d4, d3.output)?)
-                .ok_or(shape(Layer::Dense4))?,
-            record,
+            header,
+            architecture,
+            input,
+            records,
         })
     }
 
-    /// The stored record (weights and quantisation as borrowed bytes).
-    pub fn record(&self) -> &Int8Record<'a> {
-        &self.record
+    /// The network.
+    pub fn architecture(&self) -> &Architecture {
+        &self.architecture
+    }
+
+    /// The header (version, flavour, the CRC that identifies the file).
+    pub fn header(&self) -> Header {
+        self.header
+    }
+
+    /// Quantisation of the input ([`QuantParams::INPUT`]).
+    pub fn input_quantization(&self) -> QuantParams {
+        self.input
+    }
+
+    /// One record per layer with weights, in order, borrowing from the blob.
+    pub fn layers(&self) -> impl Iterator<Item = Int8LayerRecord<'a>> + 'a {
+        Records {
+            rest: self.records,
+            _record: core::marker::PhantomData,
+        }
     }
 
     /// Quantisation of the logits (the last layer's output).
     pub fn logits_quantization(&self) -> QuantParams {
-        let [.., last] = self.record.layers;
-        last.output
+        self.layers()
+            .last()
+            .map_or(QuantParams::INPUT, |last| last.output)
     }
 }
 
 /// A validated model of either flavour.
-// Both variants are borrowed views of about a kilobyte; boxing the larger one
-// would need an allocator, which this crate does not have.
-#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Copy, Debug)]
 pub enum Model<'a> {
     /// An f32 model.
@@ -612,10 +1013,10 @@ impl<'a> Model<'a> {
     /// # }
     /// ```
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
-        let (flavour, payload) = split_header(bytes)?;
-        match flavour {
-            Flavour::F32 => F32Model::from_record(decode(payload)?).map(Model::F32),
-            Flavour::Int8 => Int8Model::from_record(decode(payload)?).map(Model::Int8),
+        let (header, payload) = split_header(bytes)?;
+        match header.flavour {
+            Flavour::F32 => F32Model::from_payload(header, payload).map(Model::F32),
+            Flavour::Int8 => Int8Model::from_payload(header, payload).map(Model::Int8),
         }
     }
 
@@ -624,6 +1025,22 @@ impl<'a> Model<'a> {
         match self {
             Model::F32(_) => Flavour::F32,
             Model::Int8(_) => Flavour::Int8,
+        }
+    }
+
+    /// The network.
+    pub fn architecture(&self) -> &Architecture {
+        match self {
+            Model::F32(model) => model.architecture(),
+            Model::Int8(model) => model.architecture(),
+        }
+    }
+
+    /// The header.
+    pub fn header(&self) -> Header {
+        match self {
+            Model::F32(model) => model.header(),
+            Model::Int8(model) => model.header(),
         }
     }
 }

@@ -1,28 +1,33 @@
 //! # tinycnn
 //!
-//! A `no_std`, allocation-free runtime for one small
-//! convolutional network (the Keras MNIST tutorial's: three 3x3
-//! convolutions with 2x2 max-pools, four dense layers; see [`arch`]), in
-//! int8 with TensorFlow Lite's quantisation semantics and in f32.
+//! A `no_std`, allocation-free runtime for small convolutional networks of
+//! any valid description ([`arch`]): K x K convolutions (K = 1, 3, 5) with
+//! 'same' or 'valid' padding, 2x2 max-pools, flatten and dense layers, with
+//! ReLU or no activation. It runs them in int8 with TensorFlow Lite's
+//! quantisation semantics, bit for bit, and in f32. The Keras MNIST
+//! tutorial's network ([`Architecture::REFERENCE`]) is the default.
 //!
+//! - [`arch`]: the network description, validated; [`text`]: its text form.
 //! - [`format`]: the versioned model file, read in place from flash.
-//! - [`kernels`]: fixed-shape kernels with plain references beside them, and
-//!   on Cortex-M4/M7 (and M33 with `+dsp`) Arm DSP-extension kernels that
+//! - [`plan`]: the steps of an inference and the scratch they need, as
+//!   `const fn`s, so firmware sizes its scratch while compiling.
+//! - [`kernels`]: kernels with plain references beside them, and on
+//!   Cortex-M4/M7 (and M33 with `+dsp`) Arm DSP-extension kernels that
 //!   compute the same bits; `unsafe` code (inline assembly) exists only there.
 //! - [`quant`]: TFLite's fixed-point requantisation.
 //! - [`network`]: the whole network on one image, in caller-provided scratch.
 //! - [`testvec`]: images with host-computed logits, for on-device checks.
 //!
 //! ```
-//! use tinycnn::{Int8Model, Int8Scratch, Model};
+//! use tinycnn::Int8Model;
 //!
-//! fn classify(blob: &'static [u8], image: &[u8; 784]) -> Result<u8, tinycnn::Error> {
+//! fn classify(blob: &[u8], image: &[u8], scratch: &mut [i8]) -> Result<usize, tinycnn::Error> {
 //!     let model = Int8Model::from_bytes(blob)?; // validates, copies nothing
-//!     let mut scratch = Int8Scratch::new(); // 19-23 KiB: make it a static on an MCU
-//!     Ok(model.classify(image, &mut scratch).digit)
+//!     // `scratch` holds model.scratch_bytes() bytes: make it a static on an
+//!     // MCU, sized by tinycnn::plan::int8_scratch_bytes_or_panic.
+//!     Ok(model.classify(image, scratch)?.class)
 //! }
-//! # assert!(matches!(classify(b"not a model", &[0; 784]), Err(tinycnn::Error::Truncated { .. })));
-//! # let _ = Model::from_bytes;
+//! # assert!(matches!(classify(b"not a model", &[0; 784], &mut []), Err(tinycnn::Error::Truncated { .. })));
 //! ```
 //!
 //! Features: `std` (`Vec`-returning encoders), `defmt` (`defmt::Format` for
@@ -58,10 +63,12 @@ mod error;
 pub mod format;
 pub mod kernels;
 pub mod network;
+pub mod plan;
 pub mod quant;
 pub mod testvec;
+pub mod text;
 
-pub use arch::{Image, Layer};
+pub use arch::{Architecture, Layer, LayerName, Shape};
 pub use error::{Error, TensorKind};
 pub use format::{F32Model, Flavour, Int8Model, Model};
-pub use network::{F32Scratch, Int8Scratch, Prediction};
+pub use network::{Observation, Prediction, Scratch};

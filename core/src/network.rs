@@ -1,319 +1,386 @@
-//! Runs the whole network on one image, int8 or f32, in caller-provided
-//! scratch memory.
+//! Runs a whole network on one image, int8 or f32, in caller-provided
+//! scratch memory laid out by [`crate::plan`].
 
-#[cfg(tinycnn_arm_dsp)]
-use crate::arch::FLATTENED;
-use crate::arch::{CLASSES, DENSE_UNITS, Image, Layer, Tensor};
-use crate::format::{F32Model, Int8Model, QuantParams};
+use crate::arch::{Architecture, Shape};
+use crate::error::Error;
+use crate::format::{F32LayerRecord, F32Model, Int8LayerRecord, Int8Model};
 #[cfg(tinycnn_arm_dsp)]
 use crate::kernels::dsp;
 use crate::kernels::int8::Backend;
-use crate::kernels::{argmax, f32 as kf32, int8 as ki8};
+use crate::kernels::{ConvGeometry, argmax, f32 as kf32, int8 as ki8, max_pool2};
+use crate::plan::{self, Operation, Step};
 
-/// A classification: the digit and the ten logits it was chosen from.
+/// A classification: the class and the logits it was chosen from.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Prediction<T> {
-    /// The predicted digit, `0..=9`: the index of the largest logit (the
-    /// lowest index on ties).
-    pub digit: u8,
-    /// The last layer's outputs before softmax.
-    pub logits: [T; CLASSES],
+pub struct Prediction<'s, T> {
+    /// The predicted class: the index of the largest logit (the lowest index
+    /// on ties; for f32, NaN never wins).
+    pub class: usize,
+    /// The last layer's outputs before softmax, borrowed from the scratch.
+    pub logits: &'s [T],
 }
 
-impl<T: PartialOrd + Copy> Prediction<T> {
-    fn from_logits(logits: [T; CLASSES]) -> Self {
-        // argmax of ten values is below 10 and fits a u8.
-        Prediction {
-            digit: argmax(&logits) as u8,
-            logits,
-        }
-    }
+/// What an observer of an inference sees after each step.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation<'o, T> {
+    /// 0-based number of the step.
+    pub index: usize,
+    /// The step (its layer, operation and shapes).
+    pub step: &'o Step,
+    /// The kernels that ran it (f32 kernels are the portable ones).
+    pub kernels: Backend,
+    /// Its output (after its activation and fused pool), channels-last.
+    pub output: &'o [T],
 }
 
-/// Activations of the int8 network, none at full convolution resolution:
-/// 19,040 bytes, or 23,424 on targets with the Arm DSP kernels (see
-/// [`Backend`]), which also need room to unroll convolution windows.
-///
-/// Three regions, each reused once its tensor is dead (sizes in bytes):
-///
-/// | layer | reads | writes | DSP work |
-/// | --- | --- | --- | --- |
-/// | conv1 | image in B (784) | A (12,544) | C |
-/// | conv2 | A | B (6,272) | C (4,608) |
-/// | conv3 | B | head of A (2,304) | rest of A (9,216) |
-/// | dense1 | head of A | C (128) | B (4,608) |
-/// | dense2-4 | C | C (64, 32), logits | B |
-///
-/// Allocate it once (a `static` on a microcontroller) and reuse it.
+/// Scratch memory of `N` bytes for int8 inference, aligned for the Arm DSP
+/// kernels' word accesses. Size it with [`crate::plan::int8_scratch_bytes`]
+/// (a `const fn`) and make it a `static` on a microcontroller.
 #[derive(Clone, Debug)]
-#[repr(C, align(4))] // the DSP kernels read their work areas as words
-pub struct Int8Scratch {
-    a: [i8; REGION_A],
-    b: [i8; REGION_B],
-    c: [i8; REGION_C],
-}
+#[repr(C, align(4))]
+pub struct Scratch<const N: usize>([i8; N]);
 
-const REGION_A: usize = 14 * 14 * 64;
-const REGION_B: usize = 7 * 7 * 128;
-const DENSE_OUTPUTS: usize = DENSE_UNITS[0] + DENSE_UNITS[1] + DENSE_UNITS[2];
-#[cfg(not(tinycnn_arm_dsp))]
-const REGION_C: usize = DENSE_OUTPUTS;
-#[cfg(tinycnn_arm_dsp)]
-const REGION_C: usize = {
-    let conv2_work = dsp::conv_work_bytes::<14, 14, 64, 128>();
-    if conv2_work > DENSE_OUTPUTS {
-        conv2_work
-    } else {
-        DENSE_OUTPUTS
-    }
-};
-// What else lives in the regions (see the table above).
-const _: () = assert!(28 * 28 <= REGION_B && 3 * 3 * 256 <= REGION_A);
-#[cfg(tinycnn_arm_dsp)]
-const _: () = {
-    assert!(dsp::conv_work_bytes::<28, 28, 1, 64>() <= REGION_C);
-    assert!(3 * 3 * 256 + dsp::conv_work_bytes::<7, 7, 128, 256>() <= REGION_A);
-    assert!(dsp::dense_work_bytes(FLATTENED) <= REGION_B);
-};
-
-impl Int8Scratch {
+impl<const N: usize> Scratch<N> {
     /// Zeroed scratch; `const`, so it can initialise a `static`.
     pub const fn new() -> Self {
-        Int8Scratch {
-            a: [0; REGION_A],
-            b: [0; REGION_B],
-            c: [0; REGION_C],
-        }
+        Scratch([0; N])
     }
 
-    /// Bytes of RAM this scratch occupies.
-    pub const BYTES: usize = core::mem::size_of::<Self>();
+    /// The bytes, for [`Int8Model::classify`].
+    pub fn as_mut_slice(&mut self) -> &mut [i8] {
+        &mut self.0
+    }
 }
 
-impl Default for Int8Scratch {
+impl<const N: usize> Default for Scratch<N> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-/// The first `H x W x C` bytes of a region as a tensor. Regions are sized by
-/// constants checked at compile time, so this never returns `None`.
-fn tensor<const H: usize, const W: usize, const C: usize>(
-    bytes: &[i8],
-) -> Option<&Tensor<i8, H, W, C>> {
-    bytes
-        .as_chunks::<C>()
-        .0
-        .as_chunks::<W>()
-        .0
-        .first_chunk::<H>()
-}
-
-/// [`tensor`], mutable.
-fn tensor_mut<const H: usize, const W: usize, const C: usize>(
-    bytes: &mut [i8],
-) -> Option<&mut Tensor<i8, H, W, C>> {
-    bytes
-        .as_chunks_mut::<C>()
-        .0
-        .as_chunks_mut::<W>()
-        .0
-        .first_chunk_mut::<H>()
-}
-
-/// Activations of the f32 network: 88,512 bytes.
-#[derive(Clone, Debug)]
-pub struct F32Scratch {
-    input: Tensor<f32, 28, 28, 1>,
-    conv1: Tensor<f32, 14, 14, 64>,
-    conv2: Tensor<f32, 7, 7, 128>,
-    conv3: Tensor<f32, 3, 3, 256>,
-    dense1: [f32; 128],
-    dense2: [f32; 64],
-    dense3: [f32; 32],
-}
-
-impl F32Scratch {
-    /// Zeroed scratch.
-    pub const fn new() -> Self {
-        F32Scratch {
-            input: [[[0.0; 1]; 28]; 28],
-            conv1: [[[0.0; 64]; 14]; 14],
-            conv2: [[[0.0; 128]; 7]; 7],
-            conv3: [[[0.0; 256]; 3]; 3],
-            dense1: [0.0; 128],
-            dense2: [0.0; 64],
-            dense3: [0.0; 32],
-        }
-    }
-
-    /// Bytes of RAM this scratch occupies.
-    pub const BYTES: usize = core::mem::size_of::<Self>();
-}
-
-impl Default for F32Scratch {
-    fn default() -> Self {
-        Self::new()
+/// The input, output and work area of step `index` inside `arena`.
+fn split<T>(
+    arena: &mut [T],
+    index: usize,
+    input: usize,
+    output: usize,
+) -> Option<(&[T], &mut [T], &mut [T])> {
+    let regions = plan::regions(index, input, output, arena.len());
+    if regions.input < regions.output {
+        let (low, high) = arena.split_at_mut(regions.output);
+        let (input_area, work) = low.split_at_mut(regions.work.min(low.len()));
+        Some((input_area.get(..input)?, high.get_mut(..output)?, work))
+    } else {
+        let (low, high) = arena.split_at_mut(regions.input);
+        let (output_area, work) = low.split_at_mut(regions.work.min(low.len()));
+        Some((high.get(..input)?, output_area.get_mut(..output)?, work))
     }
 }
 
-/// Copies an image into a `28 x 28 x 1` tensor, converting each pixel.
-fn load_image<T>(image: &Image, tensor: &mut Tensor<T, 28, 28, 1>, convert: impl Fn(u8) -> T) {
-    for (pixel, &value) in tensor.iter_mut().flatten().zip(image) {
-        *pixel = [convert(value)];
+/// The part of `scratch` the model uses: from its first word boundary (the
+/// DSP kernels need one for their work area), `needed` units long.
+fn arena<T>(scratch: &mut [T], needed: usize) -> Result<&mut [T], Error> {
+    let available = scratch.len();
+    let skip = match scratch.as_ptr().align_offset(4) {
+        skip if skip < 4 => skip,
+        _ => 0,
+    };
+    scratch
+        .get_mut(skip..)
+        .and_then(|aligned| aligned.get_mut(..needed))
+        .ok_or(Error::ScratchTooSmall {
+            needed: needed + skip,
+            available,
+        })
+}
+
+/// Where the last step left its output: offset and length in the arena.
+#[derive(Clone, Copy)]
+struct Output {
+    offset: usize,
+    len: usize,
+}
+
+impl Output {
+    fn of<T>(self, arena: &[T]) -> Option<&[T]> {
+        arena.get(self.offset..self.offset + self.len)
     }
+}
+
+/// Runs every step of `architecture` over `arena`, whose start holds the
+/// input: `run` computes one step from its input into its output, with the
+/// arena's free part as its work area, and says which kernels ran it;
+/// `observe` then sees the output. The int8 and f32 runners differ only in
+/// `run`.
+fn run_steps<'s, T: Copy + PartialOrd>(
+    architecture: &Architecture,
+    arena: &'s mut [T],
+    mut run: impl FnMut(&Step, &[T], &mut [T], &mut [T]) -> Result<Backend, Error>,
+    mut observe: impl FnMut(&Observation<'_, T>),
+) -> Result<Prediction<'s, T>, Error> {
+    let needed = arena.len();
+    let mut last = Output {
+        offset: 0,
+        len: architecture.input().values(),
+    };
+    for (index, step) in plan::steps(architecture).enumerate() {
+        let (input_len, output_len) = (step.input.values(), step.output.values());
+        let (input, output, work) =
+            split(arena, index, input_len, output_len).ok_or(Error::Malformed)?;
+        let kernels = run(&step, input, output, work)?;
+        observe(&Observation {
+            index,
+            step: &step,
+            kernels,
+            output,
+        });
+        last = Output {
+            offset: plan::regions(index, input_len, output_len, needed).output,
+            len: output_len,
+        };
+    }
+    let arena: &'s [T] = arena;
+    let logits = last.of(arena).ok_or(Error::Malformed)?;
+    Ok(Prediction {
+        class: argmax(logits),
+        logits,
+    })
+}
+
+fn int8_conv_layer<'r>(
+    geometry: ConvGeometry,
+    record: &Int8LayerRecord<'r>,
+    input_zero_point: i8,
+    step: &Step,
+) -> Option<ki8::ConvLayer<'r>> {
+    let requantization = ki8::Requantization::new(
+        geometry.filters,
+        record.bias,
+        record.multipliers,
+        record.shifts,
+        input_zero_point,
+        record.output.zero_point,
+        step.layer.activation(),
+    )?;
+    ki8::ConvLayer::new(geometry, record.weights, requantization)
+}
+
+fn int8_dense_layer<'r>(
+    record: &Int8LayerRecord<'r>,
+    input_zero_point: i8,
+    step: &Step,
+) -> Option<ki8::DenseLayer<'r>> {
+    let requantization = ki8::Requantization::new(
+        step.output.values(),
+        record.bias,
+        record.multipliers,
+        record.shifts,
+        input_zero_point,
+        record.output.zero_point,
+        step.layer.activation(),
+    )?;
+    ki8::DenseLayer::new(step.input.values(), record.weights, requantization)
 }
 
 impl Int8Model<'_> {
-    /// Classifies a 28x28 image of 0-255 pixels (0 = background), with the
-    /// fastest kernels of this target ([`Backend::FASTEST`]).
-    pub fn classify(&self, image: &Image, scratch: &mut Int8Scratch) -> Prediction<i8> {
-        self.classify_with(Backend::FASTEST, image, scratch, |_, _| {})
+    /// Bytes of scratch [`classify`](Self::classify) needs (plus up to 3 if
+    /// the slice does not start on a word boundary).
+    pub fn scratch_bytes(&self) -> usize {
+        plan::int8_scratch_bytes(self.architecture())
     }
 
-    /// [`Int8Model::classify`], calling `after_layer` with each layer's
-    /// output (after its ReLU and max-pool, flattened) as the layer finishes:
-    /// to time layers on a device, or to inspect activations.
-    pub fn classify_observed(
+    /// The input shape: images are `height x width x channels` bytes, 0-255,
+    /// channels-last.
+    pub fn input_shape(&self) -> Shape {
+        self.architecture().input()
+    }
+
+    /// Classifies an image of 0-255 values (channels-last; 0 = background for
+    /// MNIST), with the fastest kernels of this target ([`Backend::FASTEST`]).
+    pub fn classify<'s>(
         &self,
-        image: &Image,
-        scratch: &mut Int8Scratch,
-        after_layer: impl FnMut(Layer, &[i8]),
-    ) -> Prediction<i8> {
-        self.classify_with(Backend::FASTEST, image, scratch, after_layer)
+        image: &[u8],
+        scratch: &'s mut [i8],
+    ) -> Result<Prediction<'s, i8>, Error> {
+        self.classify_with(Backend::FASTEST, image, scratch, |_| {})
+    }
+
+    /// [`Int8Model::classify`], showing each step's output to `observe` as
+    /// the step finishes: to time layers on a device, or to inspect
+    /// activations.
+    pub fn classify_observed<'s>(
+        &self,
+        image: &[u8],
+        scratch: &'s mut [i8],
+        observe: impl FnMut(&Observation<'_, i8>),
+    ) -> Result<Prediction<'s, i8>, Error> {
+        self.classify_with(Backend::FASTEST, image, scratch, observe)
     }
 
     /// [`Int8Model::classify_observed`] with the given kernels. Every backend
     /// computes the same bits; [`Backend::Portable`] is the reference.
-    pub fn classify_with(
+    pub fn classify_with<'s>(
         &self,
         backend: Backend,
-        image: &Image,
-        scratch: &mut Int8Scratch,
-        after_layer: impl FnMut(Layer, &[i8]),
-    ) -> Prediction<i8> {
-        // The views cannot fail (see `tensor`); all-minimum logits would
-        // only show that they did.
-        self.run(backend, image, scratch, after_layer)
-            .unwrap_or(Prediction::from_logits([i8::MIN; CLASSES]))
-    }
-
-    fn run(
-        &self,
-        backend: Backend,
-        image: &Image,
-        scratch: &mut Int8Scratch,
-        mut after_layer: impl FnMut(Layer, &[i8]),
-    ) -> Option<Prediction<i8>> {
-        let Int8Scratch { a, b, c } = scratch;
+        image: &[u8],
+        scratch: &'s mut [i8],
+        observe: impl FnMut(&Observation<'_, i8>),
+    ) -> Result<Prediction<'s, i8>, Error> {
+        let architecture = self.architecture();
+        let expected = architecture.input().values();
+        if image.len() != expected {
+            return Err(Error::InputLength {
+                expected,
+                found: image.len(),
+            });
+        }
+        let needed = plan::int8_scratch_bytes_with(architecture, backend);
+        let arena = arena(scratch, needed)?;
         // Scale 1/255 and zero point -128 make quantisation exact: p -> p - 128.
-        load_image(image, tensor_mut::<28, 28, 1>(b)?, |p| (p ^ 0x80) as i8);
-
-        let (input, conv1) = (tensor::<28, 28, 1>(b)?, tensor_mut::<14, 14, 64>(a)?);
-        match backend {
-            Backend::Portable => ki8::conv3x3_relu_maxpool2(input, &self.conv1, conv1),
-            #[cfg(tinycnn_arm_dsp)]
-            Backend::ArmDsp => _ = dsp::conv3x3_relu_maxpool2(input, &self.conv1, conv1, c),
+        for (slot, &pixel) in arena.iter_mut().zip(image) {
+            *slot = (pixel ^ 0x80) as i8;
         }
-        after_layer(Layer::Conv1, conv1.as_flattened().as_flattened());
-
-        let (conv1, conv2) = (tensor::<14, 14, 64>(a)?, tensor_mut::<7, 7, 128>(b)?);
-        match backend {
-            Backend::Portable => ki8::conv3x3_relu_maxpool2(conv1, &self.conv2, conv2),
-            #[cfg(tinycnn_arm_dsp)]
-            Backend::ArmDsp => _ = dsp::conv3x3_relu_maxpool2(conv1, &self.conv2, conv2, c),
-        }
-        after_layer(Layer::Conv2, conv2.as_flattened().as_flattened());
-
-        let (conv3, _conv3_work) = a.split_at_mut(3 * 3 * 256);
-        let (conv2, conv3) = (tensor::<7, 7, 128>(b)?, tensor_mut::<3, 3, 256>(conv3)?);
-        match backend {
-            Backend::Portable => ki8::conv3x3_relu_maxpool2(conv2, &self.conv3, conv3),
-            #[cfg(tinycnn_arm_dsp)]
-            Backend::ArmDsp => {
-                _ = dsp::conv3x3_relu_maxpool2(conv2, &self.conv3, conv3, _conv3_work)
-            }
-        }
-        after_layer(Layer::Conv3, conv3.as_flattened().as_flattened());
-
-        let (dense1, rest) = c.split_first_chunk_mut::<{ DENSE_UNITS[0] }>()?;
-        let (dense2, rest) = rest.split_first_chunk_mut::<{ DENSE_UNITS[1] }>()?;
-        let dense3 = rest.first_chunk_mut::<{ DENSE_UNITS[2] }>()?;
-        let mut logits = [0; CLASSES];
-        match backend {
-            Backend::Portable => {
-                ki8::dense(conv3, &self.dense1, dense1);
-                after_layer(Layer::Dense1, dense1);
-                ki8::dense_vector(dense1, &self.dense2, dense2);
-                after_layer(Layer::Dense2, dense2);
-                ki8::dense_vector(dense2, &self.dense3, dense3);
-                after_layer(Layer::Dense3, dense3);
-                ki8::dense_vector(dense3, &self.dense4, &mut logits);
-            }
-            #[cfg(tinycnn_arm_dsp)]
-            Backend::ArmDsp => {
-                _ = dsp::dense(conv3, &self.dense1, dense1, b);
-                after_layer(Layer::Dense1, dense1);
-                _ = dsp::dense_vector(dense1, &self.dense2, dense2, b);
-                after_layer(Layer::Dense2, dense2);
-                _ = dsp::dense_vector(dense2, &self.dense3, dense3, b);
-                after_layer(Layer::Dense3, dense3);
-                _ = dsp::dense_vector(dense3, &self.dense4, &mut logits, b);
-            }
-        }
-        after_layer(Layer::Dense4, &logits);
-        Some(Prediction::from_logits(logits))
+        let mut records = self.layers();
+        let mut zero_point = self.input_quantization().zero_point;
+        let run = |step: &Step, input: &[i8], output: &mut [i8], _work: &mut [i8]| {
+            #[cfg_attr(not(tinycnn_arm_dsp), allow(unused_mut))]
+            let mut kernels = Backend::Portable;
+            let ran = match step.operation {
+                Operation::Conv { conv, pooled } => {
+                    let record = records.next().ok_or(Error::Malformed)?;
+                    let geometry = ConvGeometry::new(&conv, step.input, pooled);
+                    let layer = int8_conv_layer(geometry, &record, zero_point, step)
+                        .ok_or(Error::Malformed)?;
+                    zero_point = record.output.zero_point;
+                    match backend {
+                        Backend::Portable => ki8::conv(input, &layer, output),
+                        #[cfg(tinycnn_arm_dsp)]
+                        Backend::ArmDsp => {
+                            dsp::conv(input, &layer, output, _work).map(|used| kernels = used)
+                        }
+                    }
+                }
+                Operation::Pool => max_pool2(input, step.input, output),
+                Operation::Dense => {
+                    let record = records.next().ok_or(Error::Malformed)?;
+                    let layer =
+                        int8_dense_layer(&record, zero_point, step).ok_or(Error::Malformed)?;
+                    zero_point = record.output.zero_point;
+                    match backend {
+                        Backend::Portable => ki8::dense(input, &layer, output),
+                        #[cfg(tinycnn_arm_dsp)]
+                        Backend::ArmDsp => {
+                            dsp::dense(input, &layer, output, _work).map(|used| kernels = used)
+                        }
+                    }
+                }
+            };
+            ran.map(|()| kernels).ok_or(Error::Malformed)
+        };
+        run_steps(architecture, arena, run, observe)
     }
 
-    /// Softmax probabilities of int8 logits (dequantised first).
-    pub fn probabilities(&self, logits: &[i8; CLASSES]) -> [f32; CLASSES] {
-        let quantization: QuantParams = self.logits_quantization();
-        kf32::softmax(&logits.map(|q| quantization.dequantize(q)))
+    /// Softmax probabilities of int8 logits (dequantised first), into
+    /// `probabilities` (one per class).
+    pub fn probabilities(&self, logits: &[i8], probabilities: &mut [f32]) {
+        let quantization = self.logits_quantization();
+        let used = probabilities.len().min(logits.len());
+        let probabilities = probabilities.get_mut(..used).unwrap_or(&mut []);
+        for (p, &q) in probabilities.iter_mut().zip(logits) {
+            *p = quantization.dequantize(q);
+        }
+        kf32::softmax(probabilities);
     }
+}
+
+fn f32_conv_layer<'r>(
+    geometry: ConvGeometry,
+    record: &F32LayerRecord<'r>,
+    step: &Step,
+) -> Option<kf32::ConvLayer<'r>> {
+    kf32::ConvLayer::new(
+        geometry,
+        record.weights,
+        record.bias,
+        step.layer.activation(),
+    )
 }
 
 impl F32Model<'_> {
-    /// Classifies a 28x28 image of 0-255 pixels (scaled to [0, 1]).
-    pub fn classify(&self, image: &Image, scratch: &mut F32Scratch) -> Prediction<f32> {
-        self.classify_observed(image, scratch, |_, _| {})
+    /// `f32` values of scratch [`classify`](Self::classify) needs.
+    pub fn scratch_len(&self) -> usize {
+        plan::f32_scratch_len(self.architecture())
     }
 
-    /// [`F32Model::classify`], calling `after_layer` with each layer's output
-    /// (after its ReLU and max-pool, flattened): the host calibrates int8
-    /// activation ranges with it.
-    pub fn classify_observed(
+    /// The input shape: images are `height x width x channels` bytes, 0-255,
+    /// channels-last.
+    pub fn input_shape(&self) -> Shape {
+        self.architecture().input()
+    }
+
+    /// Classifies an image of 0-255 values, each scaled to `p / 255`.
+    pub fn classify<'s>(
         &self,
-        image: &Image,
-        scratch: &mut F32Scratch,
-        mut after_layer: impl FnMut(Layer, &[f32]),
-    ) -> Prediction<f32> {
-        load_image(image, &mut scratch.input, |p| f32::from(p) / 255.0);
-        kf32::conv3x3_relu_maxpool2(&scratch.input, &self.conv1, &mut scratch.conv1);
-        after_layer(Layer::Conv1, scratch.conv1.as_flattened().as_flattened());
-        kf32::conv3x3_relu_maxpool2(&scratch.conv1, &self.conv2, &mut scratch.conv2);
-        after_layer(Layer::Conv2, scratch.conv2.as_flattened().as_flattened());
-        kf32::conv3x3_relu_maxpool2(&scratch.conv2, &self.conv3, &mut scratch.conv3);
-        after_layer(Layer::Conv3, scratch.conv3.as_flattened().as_flattened());
-        kf32::dense(&scratch.conv3, &self.dense1, &mut scratch.dense1);
-        after_layer(Layer::Dense1, &scratch.dense1);
-        kf32::dense_vector(&scratch.dense1, &self.dense2, &mut scratch.dense2);
-        after_layer(Layer::Dense2, &scratch.dense2);
-        kf32::dense_vector(&scratch.dense2, &self.dense3, &mut scratch.dense3);
-        after_layer(Layer::Dense3, &scratch.dense3);
-        let mut logits = [0.0; CLASSES];
-        kf32::dense_vector(&scratch.dense3, &self.dense4, &mut logits);
-        after_layer(Layer::Dense4, &logits);
-        Prediction::from_logits(logits)
+        image: &[u8],
+        scratch: &'s mut [f32],
+    ) -> Result<Prediction<'s, f32>, Error> {
+        self.classify_observed(image, scratch, |_| {})
     }
 
-    /// Softmax probabilities of f32 logits.
-    pub fn probabilities(&self, logits: &[f32; CLASSES]) -> [f32; CLASSES] {
-        kf32::softmax(logits)
+    /// [`F32Model::classify`], showing each step's output (after its
+    /// activation and fused pool) to `observe`: the host calibrates int8
+    /// activation ranges with it.
+    pub fn classify_observed<'s>(
+        &self,
+        image: &[u8],
+        scratch: &'s mut [f32],
+        observe: impl FnMut(&Observation<'_, f32>),
+    ) -> Result<Prediction<'s, f32>, Error> {
+        let architecture = self.architecture();
+        let expected = architecture.input().values();
+        if image.len() != expected {
+            return Err(Error::InputLength {
+                expected,
+                found: image.len(),
+            });
+        }
+        let needed = plan::f32_scratch_len(architecture);
+        let arena = arena(scratch, needed)?;
+        for (slot, &pixel) in arena.iter_mut().zip(image) {
+            *slot = f32::from(pixel) / 255.0;
+        }
+        let mut records = self.layers();
+        let run = |step: &Step, input: &[f32], output: &mut [f32], _work: &mut [f32]| {
+            let ran = match step.operation {
+                Operation::Conv { conv, pooled } => {
+                    let record = records.next().ok_or(Error::Malformed)?;
+                    let geometry = ConvGeometry::new(&conv, step.input, pooled);
+                    let layer = f32_conv_layer(geometry, &record, step).ok_or(Error::Malformed)?;
+                    kf32::conv(input, &layer, output)
+                }
+                Operation::Pool => max_pool2(input, step.input, output),
+                Operation::Dense => {
+                    let record = records.next().ok_or(Error::Malformed)?;
+                    let layer = kf32::DenseLayer::new(
+                        step.input.values(),
+                        record.weights,
+                        record.bias,
+                        step.layer.activation(),
+                    )
+                    .ok_or(Error::Malformed)?;
+                    kf32::dense(input, &layer, output)
+                }
+            };
+            ran.map(|()| Backend::Portable).ok_or(Error::Malformed)
+        };
+        run_steps(architecture, arena, run, observe)
+    }
+
+    /// Softmax probabilities of f32 logits, into `probabilities`.
+    pub fn probabilities(&self, logits: &[f32], probabilities: &mut [f32]) {
+        let used = probabilities.len().min(logits.len());
+        let probabilities = probabilities.get_mut(..used).unwrap_or(&mut []);
+        probabilities.copy_from_slice(logits.get(..used).unwrap_or(&[]));
+        kf32::softmax(probabilities);
     }
 }
-
-#[cfg(not(tinycnn_arm_dsp))]
-const _: () = assert!(Int8Scratch::BYTES == 19_040);
-#[cfg(tinycnn_arm_dsp)]
-const _: () = assert!(Int8Scratch::BYTES == 23_424);
-const _: () = assert!(F32Scratch::BYTES == 88_512);

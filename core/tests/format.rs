@@ -1,107 +1,228 @@
-//! The model file format: round trips, golden bytes, and a corpus of
-//! damaged files that must all be rejected without panicking.
+//! The model file format: round trips, golden bytes, version 1 files, and a
+//! corpus of damaged files that must all be rejected without panicking.
 
 mod common;
 
 use common::*;
 use proptest::prelude::*;
 use std::sync::LazyLock;
-use tinycnn::arch::Layer;
-use tinycnn::format::{
-    self, Architecture, Flavour, HEADER_LEN, Int8Record, MAGIC, QuantParams, VERSION,
-};
+use tinycnn::arch::{ArchError, Architecture, LayerKind, LayerName, Problem, Shape};
+use tinycnn::format::{self, Flavour, HEADER_LEN, Int8Record, MAGIC, QuantParams, VERSION};
 use tinycnn::{Error, F32Model, Int8Model, Model, TensorKind};
+
+fn name(kind: LayerKind, number: u8) -> LayerName {
+    LayerName { kind, number }
+}
+
+const CONV: LayerKind = LayerKind::Conv;
+const DENSE: LayerKind = LayerKind::Dense;
 
 #[test]
 fn int8_round_trip_borrows_in_place() {
-    let tensors = int8_tensors(1);
-    let record = tensors.record();
-    let bytes = encode_int8(&record);
-    let model = Int8Model::from_bytes(&bytes).unwrap();
-    assert_eq!(model.record(), &record);
-    // Every tensor is a view into `bytes`: nothing was copied.
-    let range = bytes.as_ptr_range();
-    for layer in &model.record().layers {
-        for tensor in [
-            layer.weights,
-            layer.bias,
-            layer.multipliers,
-            layer.shifts,
-            layer.weight_scales,
-        ] {
-            assert!(range.contains(&tensor.as_ptr()));
+    for tensors in [int8_tensors(1), int8_tensors_of(other(), 1)] {
+        let bytes = tensors.encode();
+        let model = Int8Model::from_bytes(&bytes).unwrap();
+        assert_eq!(model.architecture(), &tensors.architecture);
+        let stored: Vec<_> = model.layers().collect();
+        assert_eq!(stored, tensors.layer_records());
+        // Every tensor is a view into `bytes`: nothing was copied.
+        let range = bytes.as_ptr_range();
+        for layer in &stored {
+            for tensor in [
+                layer.weights,
+                layer.bias,
+                layer.multipliers,
+                layer.shifts,
+                layer.weight_scales,
+            ] {
+                assert!(range.contains(&tensor.as_ptr()));
+            }
         }
+        assert!(matches!(Model::from_bytes(&bytes), Ok(Model::Int8(_))));
+        assert_eq!(
+            F32Model::from_bytes(&bytes).unwrap_err(),
+            Error::WrongFlavour {
+                expected: Flavour::F32,
+                found: Flavour::Int8
+            }
+        );
+        assert_eq!(model.header().version, VERSION);
+        assert_eq!(
+            model.header().crc,
+            u32::from_le_bytes(bytes[12..16].try_into().unwrap())
+        );
     }
-    assert!(matches!(Model::from_bytes(&bytes), Ok(Model::Int8(_))));
-    assert_eq!(
-        F32Model::from_bytes(&bytes).unwrap_err(),
-        Error::WrongFlavour {
-            expected: Flavour::F32,
-            found: Flavour::Int8
-        }
-    );
 }
 
 #[test]
 fn f32_round_trip() {
-    let tensors = f32_tensors(2);
-    let record = tensors.record();
-    let bytes = encode_f32(&record);
-    let model = F32Model::from_bytes(&bytes).unwrap();
-    assert_eq!(model.record(), &record);
-    assert_eq!(Model::from_bytes(&bytes).unwrap().flavour(), Flavour::F32);
+    for tensors in [f32_tensors(2), f32_tensors_of(other(), 2)] {
+        let bytes = tensors.encode();
+        let model = F32Model::from_bytes(&bytes).unwrap();
+        assert_eq!(model.architecture(), &tensors.architecture);
+        assert_eq!(model.layers().collect::<Vec<_>>(), tensors.layer_records());
+        assert_eq!(Model::from_bytes(&bytes).unwrap().flavour(), Flavour::F32);
+        assert_eq!(
+            Int8Model::from_bytes(&bytes).unwrap_err(),
+            Error::WrongFlavour {
+                expected: Flavour::Int8,
+                found: Flavour::F32
+            }
+        );
+    }
+}
+
+/// Version 1 files (written before descriptions existed) still load, as the
+/// reference network, with the same tensors and the same logits.
+#[test]
+fn version_1_files_load_as_the_reference_network() {
+    let tensors = int8_tensors(3);
+    let (v1, v2) = (tensors.encode_v1(), tensors.encode());
+    let old = Int8Model::from_bytes(&v1).unwrap();
+    let new = Int8Model::from_bytes(&v2).unwrap();
+    assert_eq!(old.header().version, 1);
+    assert_eq!(old.architecture(), &Architecture::REFERENCE);
     assert_eq!(
-        Int8Model::from_bytes(&bytes).unwrap_err(),
-        Error::WrongFlavour {
-            expected: Flavour::Int8,
-            found: Flavour::F32
-        }
+        old.layers().collect::<Vec<_>>(),
+        new.layers().collect::<Vec<_>>()
+    );
+    let image: Vec<u8> = (0..784).map(|i| (i * 7 % 256) as u8).collect();
+    let (mut a, mut b) = (
+        vec![0i8; old.scratch_bytes()],
+        vec![0i8; new.scratch_bytes()],
+    );
+    assert_eq!(
+        old.classify(&image, &mut a).unwrap().logits,
+        new.classify(&image, &mut b).unwrap().logits
+    );
+    let f32s = f32_tensors(3);
+    let f32_v1 = f32s.encode_v1();
+    let old = F32Model::from_bytes(&f32_v1).unwrap();
+    assert_eq!(old.architecture(), &Architecture::REFERENCE);
+    assert_eq!(old.layers().collect::<Vec<_>>(), f32s.layer_records());
+    // A version 1 description of any other network is refused.
+    let mut payload = v1[HEADER_LEN..].to_vec();
+    payload[12] = 11;
+    let mut other = v1[..HEADER_LEN].to_vec();
+    other[8..12].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    other[12..16].copy_from_slice(&format::crc32(&payload).to_le_bytes());
+    other.extend_from_slice(&payload);
+    assert_eq!(
+        Model::from_bytes(&other).unwrap_err(),
+        Error::NotReferenceNetwork
     );
 }
 
 /// Pins the byte layout that `FORMAT.md` documents.
 #[test]
 fn golden_bytes() {
-    let tensors = int8_tensors(0);
-    let bytes = encode_int8(&tensors.record());
+    let bytes = int8_tensors(0).encode();
     let payload_len = bytes.len() - HEADER_LEN;
-    // Header.
+    // Header: version 2, int8, length, CRC over the header's first 12 bytes
+    // and the payload.
     assert_eq!(&bytes[0..4], b"TCNN");
-    assert_eq!(&bytes[4..8], &[1, 0, 2, 0]);
+    assert_eq!(&bytes[4..8], &[2, 0, 2, 0]);
     assert_eq!(&bytes[8..12], &(payload_len as u32).to_le_bytes());
-    assert_eq!(&bytes[12..16], &format::crc32(&bytes[16..]).to_le_bytes());
-    // Architecture: ten varints.
-    let architecture = [
-        28, 28, 1, 0x40, 0x80, 0x01, 0x80, 0x02, 0x80, 0x01, 0x40, 0x20, 0x0a,
+    let crc = format::crc32_of(&[&bytes[..12], &bytes[16..]]);
+    assert_eq!(&bytes[12..16], &crc.to_le_bytes());
+    // The description: input 28, 28, 1; 14 layers; conv tag 0, kernel byte
+    // 3, 'same' 0, 64 filters (0x40), ReLU 1; pool tag 1; dropout tag 2,
+    // 500 thousandths (0xf4 0x03); ...
+    let description = [
+        0x1c, 0x1c, 0x01, 0x0e, 0x00, 0x03, 0x00, 0x40, 0x01, 0x01, 0x02, 0xf4, 0x03,
     ];
-    assert_eq!(&bytes[16..29], &architecture);
+    assert_eq!(&bytes[16..29], &description);
+    // ... then flatten (3), dense 128 ReLU (4, 0x80 0x01, 1), 64, 32, and
+    // the last dense, 10 units, no activation (0).
+    assert_eq!(
+        &bytes[49..63],
+        &[
+            0x03, 0x04, 0x80, 0x01, 0x01, 0x04, 0x40, 0x01, 0x04, 0x20, 0x01, 0x04, 0x0a, 0x00
+        ]
+    );
     // Input quantisation: f32 1/255 little-endian, zero point -128.
-    assert_eq!(&bytes[29..34], &[0x81, 0x80, 0x80, 0x3b, 0x80]);
+    assert_eq!(&bytes[63..68], &[0x81, 0x80, 0x80, 0x3b, 0x80]);
     // conv1: output quantisation (scale 5/128, zero point -128), then
     // weight_scales as a varint length (64 * 4 = 256 -> 0x80 0x02) + bytes.
-    assert_eq!(&bytes[34..39], &[0x00, 0x00, 0x20, 0x3d, 0x80]);
-    assert_eq!(&bytes[39..41], &[0x80, 0x02]);
-    assert_eq!(&bytes[41..45], &[0x00, 0x00, 0x80, 0x3a]);
-    // conv1 weights: 576 = 0xc0 0x04, then the first weights.
-    assert_eq!(&bytes[297..299], &[0xc0, 0x04]);
-    assert_eq!(&bytes[299..302], &[0x81, 0x82, 0x82]);
-    // Whole-file length and checksum, computed by an independent Python
-    // encoder written from FORMAT.md (tests/golden_encoder.py), so any layout change shows up here.
-    assert_eq!(bytes.len(), 683_689);
-    assert_eq!(format::crc32(&bytes), 0xd692_2782);
+    assert_eq!(&bytes[68..73], &[0x00, 0x00, 0x20, 0x3d, 0x80]);
+    assert_eq!(&bytes[73..75], &[0x80, 0x02]);
+    // Whole-file lengths and checksums, computed by an independent Python
+    // encoder written from FORMAT.md (tests/golden_encoder.py), so any layout
+    // change shows up here.
+    assert_eq!(bytes.len(), 683_723);
+    assert_eq!(format::crc32(&bytes), 0x1183_72cb);
+    let v1 = int8_tensors(0).encode_v1();
+    assert_eq!((v1.len(), format::crc32(&v1)), (683_689, 0xd692_2782));
 
-    let f32_bytes = encode_f32(&f32_tensors(0).record());
-    assert_eq!(&f32_bytes[4..8], &[1, 0, 1, 0]);
-    assert_eq!(&f32_bytes[16..29], &architecture);
-    // conv1 weights: 2304 bytes = 0x80 0x12.
-    assert_eq!(&f32_bytes[29..31], &[0x80, 0x12]);
-    assert_eq!(f32_bytes.len(), 2_701_540);
-    assert_eq!(format::crc32(&f32_bytes), 0xadd3_f37a);
+    let f32_bytes = f32_tensors(0).encode();
+    assert_eq!(&f32_bytes[4..8], &[2, 0, 1, 0]);
+    assert_eq!(&f32_bytes[16..29], &description);
+    assert_eq!(
+        (f32_bytes.len(), format::crc32(&f32_bytes)),
+        (2_701_574, 0x1a15_7cba)
+    );
+    let f32_v1 = f32_tensors(0).encode_v1();
+    assert_eq!(
+        (f32_v1.len(), format::crc32(&f32_v1)),
+        (2_701_540, 0xadd3_f37a)
+    );
+
+    let other_int8 = int8_tensors_of(other(), 0).encode();
+    let other_description = [
+        0x0c, 0x0c, 0x03, 0x07, 0x00, 0x05, 0x01, 0x04, 0x01, 0x01, 0x00, 0x01, 0x00, 0x03, 0x00,
+        0x01, 0x03, 0x04, 0x06, 0x00, 0x04, 0x05, 0x00,
+    ];
+    assert_eq!(&other_int8[16..39], &other_description);
+    assert_eq!(
+        (other_int8.len(), format::crc32(&other_int8)),
+        (733, 0x5814_8752)
+    );
+    let other_f32 = f32_tensors_of(other(), 0).encode();
+    assert_eq!(
+        (other_f32.len(), format::crc32(&other_f32)),
+        (1_777, 0x23fc_5ceb)
+    );
+}
+
+#[test]
+fn the_description_is_readable_without_the_tensors() {
+    let bytes = int8_tensors_of(other(), 4).encode();
+    assert_eq!(
+        format::peek_architecture(&bytes),
+        Ok((Flavour::Int8, other()))
+    );
+    // Only the header and description: a truncated file still tells.
+    assert!(format::peek_architecture(&bytes[..40]).is_err());
+    assert_eq!(
+        tinycnn::plan::int8_scratch_bytes_of_model(&bytes),
+        Ok(tinycnn::plan::int8_scratch_bytes(&other()))
+    );
+    let f32_bytes = f32_tensors_of(other(), 4).encode();
+    assert_eq!(
+        tinycnn::plan::int8_scratch_bytes_of_model(&f32_bytes),
+        Err(Error::WrongFlavour {
+            expected: Flavour::Int8,
+            found: Flavour::F32
+        })
+    );
+}
+
+/// The scratch size of a model embedded with `include_bytes!`, computed while
+/// compiling, as the firmware does.
+#[test]
+fn scratch_size_is_known_at_compile_time() {
+    const SHIPPED: usize =
+        tinycnn::plan::int8_scratch_bytes_or_panic(include_bytes!("../../data/model-int8.tcnn"));
+    assert_eq!(
+        SHIPPED,
+        tinycnn::plan::int8_scratch_bytes(&Architecture::REFERENCE)
+    );
+    assert_eq!(SHIPPED, 12_544 + 6_272);
 }
 
 #[test]
 fn header_errors() {
-    let bytes = encode_int8(&int8_tensors(3).record());
+    let bytes = int8_tensors(3).encode();
     let mut bad = bytes.clone();
     bad[0] = b'X';
     assert_eq!(
@@ -109,12 +230,12 @@ fn header_errors() {
         Error::BadMagic { found: *b"XCNN" }
     );
     let mut bad = bytes.clone();
-    bad[4] = 2;
+    bad[4] = 3;
     assert_eq!(
         Model::from_bytes(&bad).unwrap_err(),
         Error::UnsupportedVersion {
-            found: 2,
-            supported: VERSION
+            found: 3,
+            newest: VERSION
         }
     );
     let mut bad = bytes.clone();
@@ -129,6 +250,13 @@ fn header_errors() {
         Model::from_bytes(&bad).unwrap_err(),
         Error::ReservedByteSet { found: 1 }
     );
+    // The flavour is covered by the CRC: the other valid flavour is caught.
+    let mut bad = bytes.clone();
+    bad[6] = 1;
+    assert!(matches!(
+        Model::from_bytes(&bad).unwrap_err(),
+        Error::ChecksumMismatch { .. }
+    ));
     let mut bad = bytes.clone();
     bad.push(0);
     assert_eq!(
@@ -164,10 +292,7 @@ fn header_errors() {
 
 #[test]
 fn every_truncation_is_rejected() {
-    for bytes in [
-        encode_int8(&int8_tensors(4).record()),
-        encode_f32(&f32_tensors(4).record()),
-    ] {
+    for bytes in [int8_tensors(4).encode(), f32_tensors(4).encode()] {
         for len in 0..bytes.len() {
             let error = Model::from_bytes(&bytes[..len]).unwrap_err();
             assert!(
@@ -180,17 +305,18 @@ fn every_truncation_is_rejected() {
 
 #[test]
 fn every_header_bit_flip_is_rejected() {
-    let bytes = encode_int8(&int8_tensors(5).record());
-    for bit in 0..HEADER_LEN * 8 {
-        let mut bad = bytes.clone();
-        bad[bit / 8] ^= 1 << (bit % 8);
-        assert!(Model::from_bytes(&bad).is_err(), "bit {bit}");
+    for bytes in [int8_tensors(5).encode(), int8_tensors(5).encode_v1()] {
+        for bit in 0..HEADER_LEN * 8 {
+            let mut bad = bytes.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(Model::from_bytes(&bad).is_err(), "bit {bit}");
+        }
     }
 }
 
 #[test]
 fn payload_bit_flips_are_caught_by_the_checksum() {
-    let bytes = encode_int8(&int8_tensors(6).record());
+    let bytes = int8_tensors(6).encode();
     for i in 0..200 {
         let bit = (i * 27_361 + 11) % ((bytes.len() - HEADER_LEN) * 8) + HEADER_LEN * 8;
         let mut bad = bytes.clone();
@@ -202,50 +328,115 @@ fn payload_bit_flips_are_caught_by_the_checksum() {
     }
 }
 
+/// A file whose payload is `description` followed by the records of
+/// `tensors` (int8), with a valid header and CRC.
+fn with_description(tensors: &Int8Tensors, description: &[u8]) -> Vec<u8> {
+    let valid = tensors.encode();
+    let described = {
+        let mut sink = Vec::new();
+        sink.extend_from_slice(description);
+        sink.extend_from_slice(&postcard::to_allocvec(&QuantParams::INPUT).unwrap());
+        for record in tensors.layer_records() {
+            sink.extend_from_slice(&postcard::to_allocvec(&record).unwrap());
+        }
+        sink
+    };
+    with_payload(&valid, &described)
+}
+
+/// Damage to the description behind a valid checksum.
+#[test]
+fn descriptions_are_checked() {
+    let tensors = int8_tensors_of(other(), 1);
+    let good: Vec<u8> = [
+        0x0c, 0x0c, 0x03, 0x07, 0x00, 0x05, 0x01, 0x04, 0x01, 0x01, 0x00, 0x01, 0x00, 0x03, 0x00,
+        0x01, 0x03, 0x04, 0x06, 0x00, 0x04, 0x05, 0x00,
+    ]
+    .to_vec();
+    assert!(Model::from_bytes(&with_description(&tensors, &good)).is_ok());
+    let check = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut description = good.clone();
+        edit(&mut description);
+        Model::from_bytes(&with_description(&tensors, &description)).unwrap_err()
+    };
+    // An unknown layer tag.
+    assert_eq!(check(&|d| d[4] = 9), Error::BadDescription { offset: 4 });
+    // An overlong varint (4 filters as 0x84 0x00) and an activation of 2:
+    // the error names the layer's first byte.
+    assert_eq!(
+        check(&|d| {
+            d[7] = 0x84;
+            d.insert(8, 0x00);
+        }),
+        Error::BadDescription { offset: 4 }
+    );
+    assert_eq!(check(&|d| d[8] = 2), Error::BadDescription { offset: 4 });
+    // A valid encoding of an invalid network: a pool on the 1x1 map.
+    let mut pools = good.clone();
+    pools[3] = 0x09;
+    pools.splice(16..16, [0x01, 0x01]);
+    assert!(matches!(
+        Model::from_bytes(&with_description(&tensors, &pools)).unwrap_err(),
+        Error::Architecture(ArchError {
+            index: Some(5),
+            problem: Problem::PoolTooSmall { .. },
+            ..
+        })
+    ));
+    // A layer count above the limit.
+    assert!(matches!(
+        check(&|d| d[3] = 40),
+        Error::Architecture(ArchError {
+            problem: Problem::TooManyLayers { count: 40 },
+            ..
+        })
+    ));
+    // Cut short inside the description: whatever it reads next, it refuses.
+    let _refused: Error = check(&|d| d.truncate(10));
+}
+
 /// Damage behind a valid checksum: the payload checks must catch it.
 #[test]
 fn semantic_errors_behind_a_valid_checksum() {
     let tensors = int8_tensors(7);
-    fn edited<'a>(
-        mut record: Int8Record<'a>,
-        edit: impl FnOnce(&mut Int8Record<'a>),
+    fn edit<'a>(
+        tensors: &'a Int8Tensors,
+        change: impl FnOnce(&mut Vec<tinycnn::format::Int8LayerRecord<'a>>, &mut QuantParams),
     ) -> Result<(), Error> {
-        edit(&mut record);
-        let bytes = encode_int8(&record);
-        Int8Model::from_bytes(&bytes).map(|_| ())
+        let mut layers = tensors.layer_records();
+        let mut input = QuantParams::INPUT;
+        change(&mut layers, &mut input);
+        let record = Int8Record {
+            architecture: Architecture::REFERENCE,
+            input,
+            layers: &layers,
+        };
+        Int8Model::from_bytes(&encode_int8(&record)).map(|_| ())
     }
-    assert_eq!(edited(tensors.record(), |_| ()), Ok(()));
-    let architecture = Architecture {
-        dense_units: [128, 64, 32, 11],
-        ..Architecture::REFERENCE
-    };
+    assert_eq!(edit(&tensors, |_, _| ()), Ok(()));
     assert_eq!(
-        edited(tensors.record(), |r| r.architecture = architecture),
-        Err(Error::UnsupportedArchitecture {
-            found: architecture
-        })
-    );
-    assert_eq!(
-        edited(tensors.record(), |r| r.input = QuantParams {
-            scale: 1.0 / 256.0,
-            zero_point: -128
+        edit(&tensors, |_, input| {
+            *input = QuantParams {
+                scale: 1.0 / 256.0,
+                zero_point: -128,
+            }
         }),
         Err(Error::UnsupportedInputQuantization)
     );
     let short = [0u8; 3];
     assert_eq!(
-        edited(tensors.record(), |r| r.layers[2].weights = &short),
+        edit(&tensors, |layers, _| layers[2].weights = &short),
         Err(Error::TensorLength {
-            layer: Layer::Conv3,
+            layer: name(CONV, 3),
             tensor: TensorKind::Weights,
             expected: 294_912,
             found: 3
         })
     );
     assert_eq!(
-        edited(tensors.record(), |r| r.layers[6].shifts = &short),
+        edit(&tensors, |layers, _| layers[6].shifts = &short),
         Err(Error::TensorLength {
-            layer: Layer::Dense4,
+            layer: name(DENSE, 4),
             tensor: TensorKind::Shifts,
             expected: 10,
             found: 3
@@ -253,17 +444,17 @@ fn semantic_errors_behind_a_valid_checksum() {
     );
     for scale in [0.0, -1.0, f32::NAN, f32::INFINITY] {
         assert_eq!(
-            edited(tensors.record(), |r| r.layers[1].output.scale = scale),
+            edit(&tensors, |layers, _| layers[1].output.scale = scale),
             Err(Error::BadScale {
-                layer: Some(Layer::Conv2),
+                layer: Some(name(CONV, 2)),
                 tensor: None
             })
         );
         let scales: Vec<u8> = (0..32).flat_map(|_| scale.to_le_bytes()).collect();
         assert_eq!(
-            edited(tensors.record(), |r| r.layers[5].weight_scales = &scales),
+            edit(&tensors, |layers, _| layers[5].weight_scales = &scales),
             Err(Error::BadScale {
-                layer: Some(Layer::Dense3),
+                layer: Some(name(DENSE, 3)),
                 tensor: Some(TensorKind::WeightScales)
             })
         );
@@ -271,17 +462,17 @@ fn semantic_errors_behind_a_valid_checksum() {
     let mut weights = tensors.layers[4][1].clone();
     weights[17] = 0x80;
     assert_eq!(
-        edited(tensors.record(), |r| r.layers[4].weights = &weights),
+        edit(&tensors, |layers, _| layers[4].weights = &weights),
         Err(Error::WeightOutOfRange {
-            layer: Layer::Dense2
+            layer: name(DENSE, 2)
         })
     );
     let mut multipliers = tensors.layers[3][3].clone();
     multipliers[4 * 5..4 * 6].copy_from_slice(&(-1i32).to_le_bytes());
     assert_eq!(
-        edited(tensors.record(), |r| r.layers[3].multipliers = &multipliers),
+        edit(&tensors, |layers, _| layers[3].multipliers = &multipliers),
         Err(Error::BadMultiplier {
-            layer: Layer::Dense1,
+            layer: name(DENSE, 1),
             channel: 5,
             multiplier: -1
         })
@@ -290,9 +481,9 @@ fn semantic_errors_behind_a_valid_checksum() {
         let mut shifts = tensors.layers[0][4].clone();
         shifts[63] = shift as u8;
         assert_eq!(
-            edited(tensors.record(), |r| r.layers[0].shifts = &shifts),
+            edit(&tensors, |layers, _| layers[0].shifts = &shifts),
             Err(Error::BadShift {
-                layer: Layer::Conv1,
+                layer: name(CONV, 1),
                 channel: 63,
                 shift
             })
@@ -302,46 +493,94 @@ fn semantic_errors_behind_a_valid_checksum() {
         let mut shifts = tensors.layers[0][4].clone();
         shifts[0] = shift as u8;
         assert_eq!(
-            edited(tensors.record(), |r| r.layers[0].shifts = &shifts),
+            edit(&tensors, |layers, _| layers[0].shifts = &shifts),
             Ok(())
         );
     }
+    // Any non-negative multiplier is accepted, also below 2^30.
+    let small = [1u8, 0, 0, 0].repeat(64);
+    assert_eq!(
+        edit(&tensors, |layers, _| layers[0].multipliers = &small),
+        Ok(())
+    );
 
     let f32s = f32_tensors(8);
     let mut weights = f32s.layers[6][0].clone();
     weights[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
-    let mut record = f32s.record();
-    record.layers[6].weights = &weights;
+    let mut layers = f32s.layer_records();
+    layers[6].weights = &weights;
+    let record = tinycnn::format::F32Record {
+        architecture: Architecture::REFERENCE,
+        layers: &layers,
+    };
     assert_eq!(
         F32Model::from_bytes(&encode_f32(&record)).unwrap_err(),
         Error::NonFiniteValue {
-            layer: Layer::Dense4,
+            layer: name(DENSE, 4),
             tensor: TensorKind::Weights
         }
     );
 }
 
+/// The records: one per layer with weights, in their shortest encoding,
+/// nothing after the last.
 #[test]
-fn encode_reports_small_buffers() {
+fn records_must_be_complete_and_canonical() {
+    let tensors = int8_tensors_of(other(), 2);
+    let valid = tensors.encode();
+    let payload = &valid[HEADER_LEN..];
+    // Drop the last record (the final dense layer's).
+    let records = tensors.layer_records();
+    let last = postcard::to_allocvec(records.last().unwrap()).unwrap();
+    let missing = with_payload(&valid, &payload[..payload.len() - last.len()]);
+    assert_eq!(Model::from_bytes(&missing).unwrap_err(), Error::Malformed);
+    // One record too many.
+    let mut extra = payload.to_vec();
+    extra.extend_from_slice(&last);
+    assert_eq!(
+        Model::from_bytes(&with_payload(&valid, &extra)).unwrap_err(),
+        Error::Malformed
+    );
+    // The last record's shifts length (5) written as the overlong 0x85 0x00.
+    let mut overlong = payload.to_vec();
+    let shifts_len = overlong.len() - 6;
+    assert_eq!(overlong[shifts_len], 5);
+    overlong[shifts_len] = 0x85;
+    overlong.insert(shifts_len + 1, 0x00);
+    assert_eq!(
+        Model::from_bytes(&with_payload(&valid, &overlong)).unwrap_err(),
+        Error::Malformed
+    );
+}
+
+#[test]
+fn encode_reports_small_buffers_and_mismatched_records() {
     let tensors = int8_tensors(9);
-    let record = tensors.record();
+    let layers = tensors.layer_records();
+    let record = Int8Record {
+        architecture: Architecture::REFERENCE,
+        input: QuantParams::INPUT,
+        layers: &layers,
+    };
     let needed = record.encoded_len().unwrap();
     for size in [0, 10, 16, needed - 1] {
         let mut out = vec![0; size];
-        assert_eq!(
+        assert!(matches!(
             record.encode(&mut out),
-            Err(Error::BufferTooSmall {
-                needed,
-                available: size
-            })
-        );
+            Err(Error::BufferTooSmall { .. })
+        ));
     }
+    let too_few = Int8Record {
+        layers: &layers[..6],
+        ..record
+    };
+    assert_eq!(too_few.encoded_len(), Err(Error::TooLarge));
 }
 
 #[test]
 fn errors_read_well() {
     let message = Error::TensorLength {
-        layer: Layer::Conv2,
+        layer: name(CONV, 2),
         tensor: TensorKind::Bias,
         expected: 512,
         found: 3,
@@ -349,12 +588,30 @@ fn errors_read_well() {
     assert_eq!(message.to_string(), "conv2 bias has 3 bytes, expected 512");
     assert_eq!(
         Error::BadMagic { found: *b"\x89PNG" }.to_string(),
-        "not a tinycnn model file: magic 89504e47, expected \"TCNN\""
+        "not a tinycnn file: it starts with 89 50 4e 47"
+    );
+    assert_eq!(
+        Error::BadMagic { found: *b"GIF8" }.to_string(),
+        "not a tinycnn file: it starts with 47 49 46 38 (\"GIF8\")"
+    );
+    assert_eq!(
+        Error::BadMagic { found: *b"TCTV" }.to_string(),
+        "a test-vector file (TCTV) where a model was expected"
+    );
+    let invalid = Architecture::new(
+        Shape::new(4, 4, 1),
+        &[tinycnn::Layer::Flatten, tinycnn::Layer::Flatten],
+    )
+    .unwrap_err();
+    assert_eq!(
+        Error::Architecture(invalid).to_string(),
+        "the network is not valid: layer 2 (flatten): the map is already flattened"
     );
 }
 
-static INT8_TEMPLATE: LazyLock<Vec<u8>> = LazyLock::new(|| encode_int8(&int8_tensors(1).record()));
-static F32_TEMPLATE: LazyLock<Vec<u8>> = LazyLock::new(|| encode_f32(&f32_tensors(1).record()));
+static INT8_TEMPLATE: LazyLock<Vec<u8>> = LazyLock::new(|| int8_tensors(1).encode());
+static F32_TEMPLATE: LazyLock<Vec<u8>> = LazyLock::new(|| f32_tensors(1).encode());
+static OTHER_TEMPLATE: LazyLock<Vec<u8>> = LazyLock::new(|| int8_tensors_of(other(), 1).encode());
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
@@ -363,6 +620,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_are_rejected_or_valid(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = Model::from_bytes(&bytes);
+        let _ = format::peek_architecture(&bytes);
     }
 
     /// Arbitrary payloads behind a valid header and checksum never panic.
@@ -382,8 +640,9 @@ proptest! {
     #[test]
     fn mutated_payloads_never_panic(
         edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        small: bool,
     ) {
-        let template = &*INT8_TEMPLATE;
+        let template = if small { &*OTHER_TEMPLATE } else { &*INT8_TEMPLATE };
         let mut payload = template[HEADER_LEN..].to_vec();
         for (index, value) in &edits {
             let i = index.index(payload.len());
@@ -391,9 +650,10 @@ proptest! {
         }
         let file = with_payload(template, &payload);
         if let Ok(Model::Int8(model)) = Model::from_bytes(&file) {
-            let mut scratch = tinycnn::Int8Scratch::new();
-            let prediction = model.classify(&[200; 784], &mut scratch);
-            prop_assert!(prediction.digit < 10);
+            let mut scratch = vec![0i8; model.scratch_bytes()];
+            let image = vec![200u8; model.input_shape().values()];
+            let prediction = model.classify(&image, &mut scratch).unwrap();
+            prop_assert!(prediction.class < model.architecture().classes());
         }
     }
 }

@@ -1,184 +1,259 @@
-//! The whole-network runners against the plain reference kernels, wired up
-//! independently from the model record.
+//! The whole-network runners against the plain reference kernels composed
+//! layer by layer (every convolution at full resolution, every pool on its
+//! own, no fusion), for several descriptions.
 
 mod common;
 
 use common::*;
-use tinycnn::arch::Tensor;
-use tinycnn::kernels::{int8 as ki8, reference};
-use tinycnn::{F32Model, F32Scratch, Int8Model, Int8Scratch};
+use tinycnn::arch::{Activation, Architecture, Layer, Shape};
+use tinycnn::kernels::{ConvGeometry, int8 as ki8, reference};
+use tinycnn::{Error, F32Model, Int8Model};
 
-fn image(seed: u32) -> [u8; 784] {
-    core::array::from_fn(|i| ((i as u32 * 7 + seed * 13) % 256) as u8)
+fn descriptions() -> Vec<Architecture> {
+    let mnist = Shape::new(28, 28, 1);
+    let parse = |text: &str| tinycnn::text::parse(text, mnist).unwrap();
+    vec![
+        Architecture::REFERENCE,
+        other(),
+        // Convolutions without pools, 'valid', a pool after a dropout.
+        parse("input:10x9x1 conv3x3:5:valid conv1x1:4:linear drop:0.5 pool flatten dense:7"),
+        // Two pools in a row, a linear convolution before a pool.
+        parse("input:16x16x3 conv5x5:6:linear pool pool conv3x3:8 flatten dense:12 dense:3"),
+    ]
 }
 
-fn requant<'a>(
-    layer: &tinycnn::format::Int8LayerRecord<'a>,
-    outputs: usize,
-    input_zp: i8,
-    relu: bool,
-) -> ki8::Requantization<'a> {
-    ki8::Requantization::new(
-        outputs,
-        layer.bias,
-        layer.multipliers,
-        layer.shifts,
-        input_zp,
-        layer.output.zero_point,
-        relu,
-    )
-    .unwrap()
+fn image(shape: Shape, seed: u32) -> Vec<u8> {
+    (0..shape.values())
+        .map(|i| ((i as u32 * 7 + seed * 13) % 256) as u8)
+        .collect()
 }
 
-#[test]
-fn int8_network_matches_reference_composition() {
-    let tensors = int8_tensors(11);
-    let record = tensors.record();
-    let bytes = encode_int8(&record);
-    let model = Int8Model::from_bytes(&bytes).unwrap();
-    let l = &record.layers;
-    let conv1 = ki8::ConvLayer::<1, 64>::new(l[0].weights, requant(&l[0], 64, -128, true)).unwrap();
-    let conv2 = ki8::ConvLayer::<64, 128>::new(
-        l[1].weights,
-        requant(&l[1], 128, l[0].output.zero_point, true),
-    )
-    .unwrap();
-    let conv3 = ki8::ConvLayer::<128, 256>::new(
-        l[2].weights,
-        requant(&l[2], 256, l[1].output.zero_point, true),
-    )
-    .unwrap();
-    let dense1 = ki8::DenseLayer::<2304, 128>::new(
-        l[3].weights,
-        requant(&l[3], 128, l[2].output.zero_point, true),
-    )
-    .unwrap();
-    let dense2 = ki8::DenseLayer::<128, 64>::new(
-        l[4].weights,
-        requant(&l[4], 64, l[3].output.zero_point, true),
-    )
-    .unwrap();
-    let dense3 = ki8::DenseLayer::<64, 32>::new(
-        l[5].weights,
-        requant(&l[5], 32, l[4].output.zero_point, true),
-    )
-    .unwrap();
-    let dense4 = ki8::DenseLayer::<32, 10>::new(
-        l[6].weights,
-        requant(&l[6], 10, l[5].output.zero_point, false),
-    )
-    .unwrap();
-
-    let mut scratch = Int8Scratch::new();
-    let mut unsaturated = 0;
-    for seed in 0..6 {
-        let pixels = image(seed);
-        let input: Tensor<i8, 28, 28, 1> = core::array::from_fn(|y| {
-            core::array::from_fn(|x| [(pixels[y * 28 + x] as i32 - 128) as i8])
-        });
-        let mut full1 = Box::new([[[0i8; 64]; 28]; 28]);
-        reference::conv3x3_same_i8(&input, &conv1, &mut full1);
-        let mut p1 = Box::new([[[0i8; 64]; 14]; 14]);
-        reference::max_pool2(&full1, &mut p1);
-        let mut full2 = Box::new([[[0i8; 128]; 14]; 14]);
-        reference::conv3x3_same_i8(&p1, &conv2, &mut full2);
-        let mut p2 = Box::new([[[0i8; 128]; 7]; 7]);
-        reference::max_pool2(&full2, &mut p2);
-        let mut full3 = Box::new([[[0i8; 256]; 7]; 7]);
-        reference::conv3x3_same_i8(&p2, &conv3, &mut full3);
-        let mut p3 = [[[0i8; 256]; 3]; 3];
-        reference::max_pool2(&full3, &mut p3);
-        let mut d1 = [[[0i8; 128]; 1]; 1];
-        reference::dense_i8(&p3, &dense1, &mut d1[0][0]);
-        let mut d2 = [[[0i8; 64]; 1]; 1];
-        reference::dense_i8(&d1, &dense2, &mut d2[0][0]);
-        let mut d3 = [[[0i8; 32]; 1]; 1];
-        reference::dense_i8(&d2, &dense3, &mut d3[0][0]);
-        let mut logits = [0i8; 10];
-        reference::dense_i8(&d3, &dense4, &mut logits);
-
-        let prediction = model.classify(&pixels, &mut scratch);
-        assert_eq!(prediction.logits, logits, "image {seed}");
-        unsaturated += logits.iter().filter(|&&v| v != -128 && v != 127).count();
-        let probabilities = model.probabilities(&prediction.logits);
-        assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
-    }
-    // The comparison would prove little if every logit were saturated.
-    assert!(unsaturated > 0);
-}
-
-#[test]
-fn f32_network_matches_reference_composition() {
-    let tensors = f32_tensors(12);
-    let bytes = encode_f32(&tensors.record());
-    let model = F32Model::from_bytes(&bytes).unwrap();
-    let floats = |bytes: &[u8]| {
-        bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect::<Vec<f32>>()
-    };
-    let w: Vec<Vec<f32>> = tensors.layers.iter().map(|[w, _]| floats(w)).collect();
-    let b: Vec<Vec<f32>> = tensors.layers.iter().map(|[_, b]| floats(b)).collect();
-    let mut scratch = F32Scratch::new();
-    for seed in 0..3 {
-        let pixels = image(seed);
-        let input: Tensor<f32, 28, 28, 1> =
-            core::array::from_fn(|y| core::array::from_fn(|x| [pixels[y * 28 + x] as f32 / 255.0]));
-        let mut full1 = Box::new([[[0f32; 64]; 28]; 28]);
-        reference::conv3x3_same_relu_f32(
-            &input,
-            &w[0],
-            &b[0].clone().try_into().unwrap(),
-            &mut full1,
-        );
-        let mut p1 = Box::new([[[0f32; 64]; 14]; 14]);
-        reference::max_pool2(&full1, &mut p1);
-        let mut full2 = Box::new([[[0f32; 128]; 14]; 14]);
-        reference::conv3x3_same_relu_f32(&p1, &w[1], &b[1].clone().try_into().unwrap(), &mut full2);
-        let mut p2 = Box::new([[[0f32; 128]; 7]; 7]);
-        reference::max_pool2(&full2, &mut p2);
-        let mut full3 = Box::new([[[0f32; 256]; 7]; 7]);
-        reference::conv3x3_same_relu_f32(&p2, &w[2], &b[2].clone().try_into().unwrap(), &mut full3);
-        let mut p3 = [[[0f32; 256]; 3]; 3];
-        reference::max_pool2(&full3, &mut p3);
-        let mut d1 = [[[0f32; 128]; 1]; 1];
-        reference::dense_f32(
-            &p3,
-            &w[3],
-            &b[3].clone().try_into().unwrap(),
-            true,
-            &mut d1[0][0],
-        );
-        let mut d2 = [[[0f32; 64]; 1]; 1];
-        reference::dense_f32(
-            &d1,
-            &w[4],
-            &b[4].clone().try_into().unwrap(),
-            true,
-            &mut d2[0][0],
-        );
-        let mut d3 = [[[0f32; 32]; 1]; 1];
-        reference::dense_f32(
-            &d2,
-            &w[5],
-            &b[5].clone().try_into().unwrap(),
-            true,
-            &mut d3[0][0],
-        );
-        let mut logits = [0f32; 10];
-        reference::dense_f32(
-            &d3,
-            &w[6],
-            &b[6].clone().try_into().unwrap(),
-            false,
-            &mut logits,
-        );
-
-        let prediction = model.classify(&pixels, &mut scratch);
-        let range = logits.iter().fold(0f32, |m, v| m.max(v.abs())).max(1.0);
-        for (a, b) in prediction.logits.iter().zip(&logits) {
-            assert!((a - b).abs() <= 1e-4 * range, "{a} vs {b}");
+/// The int8 logits of `tensors` for `pixels`, computed layer by layer with
+/// the reference kernels.
+fn int8_reference(tensors: &Int8Tensors, pixels: &[u8]) -> Vec<i8> {
+    let records = tensors.layer_records();
+    let mut values: Vec<i8> = pixels.iter().map(|&p| (i32::from(p) - 128) as i8).collect();
+    let mut zero_point = -128i8;
+    for info in tensors.architecture.iter() {
+        let record = info.weighted.map(|index| &records[index]);
+        fn requant<'r>(
+            info: &tinycnn::arch::LayerInfo,
+            record: &tinycnn::format::Int8LayerRecord<'r>,
+            zero_point: i8,
+        ) -> ki8::Requantization<'r> {
+            ki8::Requantization::new(
+                info.outputs(),
+                record.bias,
+                record.multipliers,
+                record.shifts,
+                zero_point,
+                record.output.zero_point,
+                info.activation(),
+            )
+            .unwrap()
+        }
+        match info.layer {
+            Layer::Conv(conv) => {
+                let record = record.unwrap();
+                let geometry = ConvGeometry::new(&conv, info.input, false);
+                let layer = ki8::ConvLayer::new(
+                    geometry,
+                    record.weights,
+                    requant(&info, record, zero_point),
+                )
+                .unwrap();
+                let mut out = vec![0i8; info.output.values()];
+                reference::conv_i8(&values, &layer, &mut out);
+                values = out;
+                zero_point = record.output.zero_point;
+            }
+            Layer::MaxPool => {
+                let mut out = vec![0i8; info.output.values()];
+                reference::max_pool2(&values, info.input, &mut out);
+                values = out;
+            }
+            Layer::Dense(_) => {
+                let record = record.unwrap();
+                let layer = ki8::DenseLayer::new(
+                    info.input.values(),
+                    record.weights,
+                    requant(&info, record, zero_point),
+                )
+                .unwrap();
+                let mut out = vec![0i8; info.output.values()];
+                reference::dense_i8(&values, &layer, &mut out);
+                values = out;
+                zero_point = record.output.zero_point;
+            }
+            Layer::Dropout(_) | Layer::Flatten => {}
         }
     }
+    values
+}
+
+#[test]
+fn int8_networks_match_the_reference_composition() {
+    for (index, architecture) in descriptions().into_iter().enumerate() {
+        let tensors = int8_tensors_of(architecture, 11 + index as u32);
+        let bytes = tensors.encode();
+        let model = Int8Model::from_bytes(&bytes).unwrap();
+        let mut scratch = vec![0i8; model.scratch_bytes()];
+        let mut unsaturated = 0;
+        for seed in 0..4 {
+            let pixels = image(architecture.input(), seed);
+            let expected = int8_reference(&tensors, &pixels);
+            let prediction = model.classify(&pixels, &mut scratch).unwrap();
+            assert_eq!(
+                prediction.logits,
+                &expected[..],
+                "{architecture} image {seed}"
+            );
+            assert_eq!(prediction.class, tinycnn::kernels::argmax(&expected));
+            unsaturated += expected.iter().filter(|&&v| v != -128 && v != 127).count();
+            let mut probabilities = vec![0f32; architecture.classes()];
+            model.probabilities(prediction.logits, &mut probabilities);
+            assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+        // The comparison would prove little if every logit were saturated.
+        assert!(unsaturated > 0, "{architecture}");
+    }
+}
+
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+fn f32_reference(tensors: &F32Tensors, pixels: &[u8]) -> Vec<f32> {
+    let mut values: Vec<f32> = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
+    for info in tensors.architecture.iter() {
+        let weights = info.weighted.map(|index| &tensors.layers[index]);
+        let mut out = vec![0f32; info.output.values()];
+        match info.layer {
+            Layer::Conv(conv) => {
+                let [w, b] = weights.unwrap();
+                reference::conv_f32(
+                    &values,
+                    info.input,
+                    conv.side(),
+                    conv.pad(),
+                    &floats(w),
+                    &floats(b),
+                    conv.activation,
+                    &mut out,
+                );
+            }
+            Layer::MaxPool => reference::max_pool2(&values, info.input, &mut out),
+            Layer::Dense(dense) => {
+                let [w, b] = weights.unwrap();
+                reference::dense_f32(&values, &floats(w), &floats(b), dense.activation, &mut out);
+            }
+            Layer::Dropout(_) | Layer::Flatten => out = values.clone(),
+        }
+        values = out;
+    }
+    values
+}
+
+#[test]
+fn f32_networks_match_the_reference_composition() {
+    for (index, architecture) in descriptions().into_iter().enumerate() {
+        let tensors = f32_tensors_of(architecture, 12 + index as u32);
+        let bytes = tensors.encode();
+        let model = F32Model::from_bytes(&bytes).unwrap();
+        let mut scratch = vec![0f32; model.scratch_len()];
+        for seed in 0..3 {
+            let pixels = image(architecture.input(), seed);
+            let expected = f32_reference(&tensors, &pixels);
+            let prediction = model.classify(&pixels, &mut scratch).unwrap();
+            let range = expected.iter().fold(1f32, |m, v| m.max(v.abs()));
+            for (a, b) in prediction.logits.iter().zip(&expected) {
+                assert!((a - b).abs() <= 1e-4 * range, "{architecture}: {a} vs {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn observers_see_every_step_and_the_layer_names() {
+    let tensors = int8_tensors(3);
+    let bytes = tensors.encode();
+    let model = Int8Model::from_bytes(&bytes).unwrap();
+    let mut scratch = vec![0i8; model.scratch_bytes()];
+    let mut seen = Vec::new();
+    let prediction = model
+        .classify_observed(&[50; 784], &mut scratch, |observed| {
+            seen.push((
+                observed.step.layer.name.to_string(),
+                observed.output.len(),
+                observed.output.to_vec(),
+            ));
+        })
+        .unwrap();
+    let names: Vec<(&str, usize)> = seen.iter().map(|(n, len, _)| (n.as_str(), *len)).collect();
+    assert_eq!(
+        names,
+        [
+            ("conv1", 14 * 14 * 64),
+            ("conv2", 7 * 7 * 128),
+            ("conv3", 3 * 3 * 256),
+            ("dense1", 128),
+            ("dense2", 64),
+            ("dense3", 32),
+            ("dense4", 10)
+        ]
+    );
+    assert_eq!(seen.last().unwrap().2, prediction.logits);
+}
+
+#[test]
+fn caller_mistakes_are_errors() {
+    let tensors = int8_tensors_of(other(), 5);
+    let bytes = tensors.encode();
+    let model = Int8Model::from_bytes(&bytes).unwrap();
+    let needed = model.scratch_bytes();
+    let image = vec![9u8; 12 * 12 * 3];
+    assert_eq!(
+        model
+            .classify(&image[1..], &mut vec![0; needed])
+            .unwrap_err(),
+        Error::InputLength {
+            expected: 432,
+            found: 431
+        }
+    );
+    let mut small = vec![0i8; needed - 1];
+    assert!(matches!(
+        model.classify(&image, &mut small).unwrap_err(),
+        Error::ScratchTooSmall { .. }
+    ));
+    // Scratch that does not start on a word boundary works, given 3 bytes more.
+    let mut roomy = vec![0i8; needed + 8];
+    let expected = model.classify(&image, &mut roomy).unwrap().logits.to_vec();
+    for offset in 0..4 {
+        let shifted = &mut roomy[offset..offset + needed + 3];
+        assert_eq!(
+            model.classify(&image, shifted).unwrap().logits,
+            &expected[..]
+        );
+    }
+    let f32s = f32_tensors_of(other(), 5);
+    let bytes = f32s.encode();
+    let model = F32Model::from_bytes(&bytes).unwrap();
+    assert!(matches!(
+        model.classify(&image, &mut [0f32; 10]).unwrap_err(),
+        Error::ScratchTooSmall { .. }
+    ));
+    let mut probabilities = [0f32; 5];
+    let mut scratch = vec![0f32; model.scratch_len()];
+    let logits = model
+        .classify(&image, &mut scratch)
+        .unwrap()
+        .logits
+        .to_vec();
+    model.probabilities(&logits, &mut probabilities);
+    assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    assert_eq!(Activation::None, other().layer(6).unwrap().activation());
 }

@@ -1,8 +1,9 @@
 //! Shared firmware plumbing for `tinycnn` on a Cortex-M4F: logger selection,
 //! panic and fault handling, [`exit`] with a status, an instruction/cycle
-//! [`Counter`], the memory report, and the shipped model and test vectors
-//! embedded in flash ([`load_model`], [`load_test_vectors`]). The binaries in
-//! `src/bin/` stay thin.
+//! [`Counter`], the memory report, and the model and its test vectors
+//! embedded in flash ([`load_model`], [`load_test_vectors`]) with scratch of
+//! exactly the size the model needs ([`SCRATCH_BYTES`], computed while
+//! compiling). The binaries in `src/bin/` stay thin.
 //!
 //! Exactly one of two features picks where the firmware runs:
 //! - `qemu` (default): QEMU's `netduinoplus2`; defmt frames go out over
@@ -27,7 +28,7 @@ pub mod profile;
 
 pub use counter::Counter;
 
-use tinycnn::{Int8Model, Int8Scratch, testvec::TestVectors};
+use tinycnn::{Int8Model, Scratch, testvec::TestVectors};
 
 // The global defmt logger: linking the crate is what selects it.
 #[cfg(feature = "rtt")]
@@ -145,14 +146,21 @@ macro_rules! include_bytes_aligned {
     }};
 }
 
-/// The shipped int8 model (`data/model-int8.tcnn`, copied by `build.rs`), read
-/// in place from flash.
-pub static MODEL: &[u8] = include_bytes_aligned!(4, concat!(env!("OUT_DIR"), "/model-int8.tcnn"));
+/// The int8 model (`data/model-int8.tcnn`, or `TINYCNN_MODEL`; copied by
+/// `build.rs`), read in place from flash.
+pub static MODEL: &[u8] = include_bytes_aligned!(4, concat!(env!("OUT_DIR"), "/model.tcnn"));
 
-/// The shipped test vectors (`data/digits.tctv`): images, labels and the
+/// The test vectors of [`MODEL`] (`host fixture`): images, labels and the
 /// host's int8 logits.
 pub static TEST_VECTORS: &[u8] =
-    include_bytes_aligned!(4, concat!(env!("OUT_DIR"), "/digits.tctv"));
+    include_bytes_aligned!(4, concat!(env!("OUT_DIR"), "/vectors.tctv"));
+
+/// Bytes of scratch [`MODEL`] needs with this target's fastest kernels, read
+/// from its description while compiling: a model whose scratch does not fit
+/// the RAM fails the link, not the device.
+pub const SCRATCH_BYTES: usize = tinycnn::plan::int8_scratch_bytes_or_panic(include_bytes!(
+    concat!(env!("OUT_DIR"), "/model.tcnn")
+));
 
 /// Validates [`MODEL`]; on a bad blob logs why and exits with
 /// [`ExitCode::BadBlob`].
@@ -166,10 +174,11 @@ pub fn load_model() -> Int8Model<'static> {
     }
 }
 
-/// Validates [`TEST_VECTORS`]; on a bad blob (or one without vectors) logs why
-/// and exits with [`ExitCode::BadBlob`].
-pub fn load_test_vectors() -> TestVectors<'static> {
-    match TestVectors::from_bytes(TEST_VECTORS) {
+/// Validates [`TEST_VECTORS`] and that they were written for `model`; on a
+/// bad blob, one without vectors, or vectors of another model, logs why and
+/// exits with [`ExitCode::BadBlob`].
+pub fn load_test_vectors(model: &Int8Model<'_>) -> TestVectors<'static> {
+    let vectors = match TestVectors::from_bytes(TEST_VECTORS) {
         Ok(vectors) if !vectors.is_empty() => vectors,
         Ok(_) => {
             defmt::error!("test-vector blob holds no vectors: it could not catch anything");
@@ -179,13 +188,24 @@ pub fn load_test_vectors() -> TestVectors<'static> {
             defmt::error!("test-vector blob rejected: {}", error);
             exit(ExitCode::BadBlob)
         }
+    };
+    if vectors.check_model(model).is_err() {
+        defmt::error!(
+            "test vectors were written for another model (CRC {=u32:#010x}, this model {=u32:#010x}, \
+             or another input size or class count): write them with `host fixture --model` for this one",
+            vectors.model_crc(),
+            model.header().crc
+        );
+        exit(ExitCode::BadBlob)
     }
+    vectors
 }
 
-/// The network's activations: a static (in `.bss`), handed out once.
-pub fn scratch() -> &'static mut Int8Scratch {
-    match cortex_m::singleton!(: Int8Scratch = Int8Scratch::new()) {
-        Some(scratch) => scratch,
+/// The network's activations: a static (in `.bss`) of [`SCRATCH_BYTES`],
+/// handed out once.
+pub fn scratch() -> &'static mut [i8] {
+    match cortex_m::singleton!(: Scratch<SCRATCH_BYTES> = Scratch::new()) {
+        Some(scratch) => scratch.as_mut_slice(),
         None => defmt::panic!("scratch() called twice"),
     }
 }
@@ -211,9 +231,18 @@ fn defmt_panic() -> ! {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     use core::sync::atomic::{AtomicBool, Ordering};
     static PANICKING: AtomicBool = AtomicBool::new(false);
-    // A panic inside the logger must not recurse into it.
+    // A panic inside the logger must not recurse into it. The location, not
+    // the message: formatting the message would link `core::fmt`, 3 KB of
+    // flash for a path the inference never takes.
     if !PANICKING.swap(true, Ordering::Relaxed) {
-        defmt::error!("panicked: {}", defmt::Display2Format(info));
+        match info.location() {
+            Some(location) => defmt::error!(
+                "panicked at {=str}:{=u32}",
+                location.file(),
+                location.line()
+            ),
+            None => defmt::error!("panicked"),
+        }
     }
     exit(ExitCode::Panic)
 }

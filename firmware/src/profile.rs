@@ -1,8 +1,8 @@
-//! Counting one inference, in all and per layer, and logging the averages.
+//! Counting one inference, in all and step by step, and logging the averages.
 
-use tinycnn::arch::{Image, Layer, MACS};
+use tinycnn::arch::MAX_LAYERS;
 use tinycnn::kernels::int8::Backend;
-use tinycnn::{Int8Model, Int8Scratch, Prediction};
+use tinycnn::{Error, Int8Model, Observation, Prediction};
 
 use crate::Counter;
 
@@ -11,36 +11,47 @@ use crate::Counter;
 pub struct Profile {
     /// The whole inference, from before the image is loaded to the logits.
     pub total: u32,
-    /// Per layer, in [`Layer::ALL`] order: from the end of the previous layer
-    /// (or the start) to the end of this one; each includes the observer's
-    /// few instructions, and conv1's includes loading the image.
-    pub layers: [u32; Layer::ALL.len()],
+    /// Per step (one per convolution, stand-alone pool or dense layer), in
+    /// order: from the end of the previous step (or the start) to the end of
+    /// this one; each includes the observer's few instructions, and the first
+    /// includes loading the image.
+    pub steps: [u32; MAX_LAYERS],
+    /// Whether every step ran the kernels asked for (false where a DSP kernel
+    /// handed a shape to the portable one).
+    pub all_asked_kernels: bool,
 }
 
 /// Classifies `image` with `backend`, counting the whole inference and each
-/// layer; `observe` sees each layer's output as it finishes.
-pub fn classify(
+/// step; `observe` sees each step's output as it finishes.
+pub fn classify<'s>(
     model: &Int8Model<'_>,
     backend: Backend,
-    image: &Image,
-    scratch: &mut Int8Scratch,
+    image: &[u8],
+    scratch: &'s mut [i8],
     counter: &Counter,
-    mut observe: impl FnMut(Layer, &[i8]),
-) -> (Prediction<i8>, Profile) {
-    let mut layers = [0u32; Layer::ALL.len()];
+    mut observe: impl FnMut(&Observation<'_, i8>),
+) -> (Result<Prediction<'s, i8>, Error>, Profile) {
+    let mut steps = [0u32; MAX_LAYERS];
+    let mut all_asked_kernels = true;
     let start = counter.now();
     let mut last = start;
-    let prediction = model.classify_with(backend, image, scratch, |layer, output| {
+    let prediction = model.classify_with(backend, image, scratch, |observed| {
         let now = counter.now();
-        if let Some(count) = layers.get_mut(layer as usize) {
+        if let Some(count) = steps.get_mut(observed.index) {
             *count = now.wrapping_sub(last);
         }
-        observe(layer, output);
-        // The observer's own work is charged to the next layer, not this one.
+        all_asked_kernels &= observed.kernels == backend;
+        observe(observed);
+        // The observer's own work is charged to the next step, not this one.
         last = counter.now();
     });
     let total = counter.now().wrapping_sub(start);
-    (prediction, Profile { total, layers })
+    let profile = Profile {
+        total,
+        steps,
+        all_asked_kernels,
+    };
+    (prediction, profile)
 }
 
 /// Sums of [`Profile`]s, for averages.
@@ -50,8 +61,8 @@ pub struct Totals {
     pub inferences: u64,
     /// Sum of [`Profile::total`].
     pub total: u64,
-    /// Sums of [`Profile::layers`].
-    pub layers: [u64; Layer::ALL.len()],
+    /// Sums of [`Profile::steps`].
+    pub steps: [u64; MAX_LAYERS],
     /// Smallest [`Profile::total`].
     pub fewest: u32,
     /// Largest [`Profile::total`].
@@ -69,20 +80,22 @@ impl Totals {
         self.total += u64::from(profile.total);
         self.fewest = self.fewest.min(profile.total);
         self.most = self.most.max(profile.total);
-        for (sum, &count) in self.layers.iter_mut().zip(&profile.layers) {
+        for (sum, &count) in self.steps.iter_mut().zip(&profile.steps) {
             *sum += u64::from(count);
         }
     }
 
     /// Mean count per inference.
     pub fn per_inference(&self) -> u64 {
-        self.total.checked_div(self.inferences).unwrap_or(0)
+        mean(self.total, self.inferences)
     }
 
-    /// Logs the means, in all and per layer, per inference and per MAC (as
-    /// [`Layer::macs`] counts them).
-    pub fn log(&self, backend: Backend) {
+    /// Logs the means, in all and per step, per inference and per MAC (as
+    /// `tinycnn::arch::LayerInfo::macs` counts them), with the steps' layer
+    /// names from the model.
+    pub fn log(&self, model: &Int8Model<'_>, backend: Backend) {
         let per_inference = self.per_inference();
+        let macs = model.architecture().macs();
         defmt::info!(
             "{=str}: {=u64} {=str} per inference (min {=u32}, max {=u32}), {=f32} per MAC ({=usize} MACs)",
             backend.name(),
@@ -90,19 +103,39 @@ impl Totals {
             Counter::UNIT,
             self.fewest,
             self.most,
-            per_inference as f32 / MACS as f32,
-            MACS
+            per_inference as f32 / macs as f32,
+            macs
         );
-        for (layer, &sum) in Layer::ALL.iter().zip(&self.layers) {
-            let per_layer = sum.checked_div(self.inferences).unwrap_or(0);
+        let steps = tinycnn::plan::steps(model.architecture());
+        for (step, &sum) in steps.zip(&self.steps) {
+            let per_step = mean(sum, self.inferences);
+            let step_macs = step.layer.macs();
             defmt::info!(
-                "  {=str} {=str}: {=u64} per inference, {=f32} per MAC ({=usize} MACs)",
+                "  {=str} {}: {=u64} per inference, {=f32} per MAC ({=usize} MACs)",
                 backend.name(),
-                layer.name(),
-                per_layer,
-                per_layer as f32 / layer.macs() as f32,
-                layer.macs()
+                step.layer.name,
+                per_step,
+                per_step as f32 / step_macs.max(1) as f32,
+                step_macs
             );
         }
     }
+}
+
+/// `sum / count` rounded down (0 for no count), by binary long division:
+/// the compiler's 64-bit division routine would cost most of a kilobyte of
+/// flash for the few divisions a report makes.
+fn mean(sum: u64, count: u64) -> u64 {
+    if count == 0 {
+        return 0;
+    }
+    let (mut quotient, mut remainder) = (0u64, 0u64);
+    for bit in (0..64).rev() {
+        remainder = (remainder << 1) | ((sum >> bit) & 1);
+        if remainder >= count {
+            remainder -= count;
+            quotient |= 1 << bit;
+        }
+    }
+    quotient
 }

@@ -1,40 +1,31 @@
-//! Desktop side of tinycnn: MNIST-format data, the reference network in burn, and its training.
+//! Desktop side of tinycnn: MNIST-format data, networks of any valid description in burn, their
+//! training, export to the `tinycnn` model files, and everything a user does with those files.
 //!
-//! - [`idx`] reads IDX files (gzip or raw) with full validation; [`mnist`] loads a directory of
-//!   the four files and checks them against the canonical MNIST SHA-256 sums.
-//! - [`model`] is the network ([`model::Net`]), its initialisation, inference
-//!   ([`model::infer_logits`]) and weight extraction ([`model::Net::weights`]); its convolution
-//!   blocks run as one fused burn op each ([`fastconv`]) on burn's Flex backend.
-//! - [`train`] is `host train`: the loop, evaluation, checkpoints ([`checkpoint`]), metrics
-//!   ([`state`]), the plot ([`plot`]) and progress ([`progress`]).
-//! - [`export`] writes the `tinycnn` model files (f32, and int8 through [`quantize`]).
-//! - [`eval`] runs the core kernels over a test set; [`predict`] turns pictures into inputs.
-//! - [`bench_infer`] is `host bench infer`: single-image speed of the core next to burn's.
-//! - [`bench`](mod@bench) is `host bench train`: the time of a training step, operation by operation
-//!   ([`usage`] supplies CPU time, peak memory and load); [`allocator`] tunes glibc's malloc.
+//! The modules follow the pipeline:
+//! - [`data`]: IDX files (gzip or raw) with full validation, and a directory of the four MNIST
+//!   files checked against the canonical SHA-256 sums.
+//! - [`train`]: `host train`: the burn network built from a description ([`train::model`]),
+//!   its fused convolution blocks ([`train::fastconv`]), Adagrad, the loop, checkpoints,
+//!   metrics, progress.
+//! - [`export`]: the `tinycnn` model files (f32, and int8 through [`export::quantize`]).
+//! - [`deploy`]: what runs the exported model: `host eval` and `host predict` (the core kernels,
+//!   as a device computes), `host fixture` (test vectors for the firmware) and `host inspect`
+//!   (what a model needs of a board).
+//! - [`bench`](mod@bench): `host bench train` and `host bench infer`.
+//!
+//! [`atomic`] writes files so that an interruption never leaves a partial one; [`plot`] draws
+//! the PNGs; [`allocator`] tunes glibc's malloc for training.
 
 #![deny(missing_docs)]
 
-pub mod adagrad;
 pub mod allocator;
 pub mod atomic;
-pub mod backend;
 pub mod bench;
-pub mod bench_infer;
-pub mod checkpoint;
-pub mod eval;
+pub mod data;
+pub mod deploy;
 pub mod export;
-pub mod fastconv;
-pub mod idx;
-pub mod mnist;
-pub mod model;
 pub mod plot;
-pub mod predict;
-pub mod progress;
-pub mod quantize;
-pub mod state;
 pub mod train;
-pub mod usage;
 
 /// Serialises the tests that seed burn's random generator: it is shared by the whole process,
 /// so two tests drawing from it at once would make each other's seeds meaningless.

@@ -1,31 +1,84 @@
-//! `host`: the desktop command line of tinycnn.
+//! `host`: the desktop command line of tinycnn. This file parses the command line and prints;
+//! every subcommand's work is in the library (`tinycnn_host`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use tinycnn::Architecture;
 
-use tinycnn_host::backend::BackendKind;
-use tinycnn_host::bench::{self, TrainBenchOptions};
-use tinycnn_host::bench_infer;
+use tinycnn_host::bench::{infer as bench_infer, train as bench_train};
+use tinycnn_host::data::mnist::{self, Mnist};
+use tinycnn_host::deploy::{self, eval, fixture, inspect, predict};
 use tinycnn_host::export;
-use tinycnn_host::mnist::{self, IMAGE_SIDE, Mnist};
-use tinycnn_host::model::InitScheme;
-use tinycnn_host::progress::{BarReporter, JsonReporter, QuietReporter, Reporter};
+use tinycnn_host::train::backend::BackendKind;
+use tinycnn_host::train::model::InitScheme;
+use tinycnn_host::train::progress::{BarReporter, JsonReporter, QuietReporter, Reporter};
 use tinycnn_host::train::{self, SettingsArgs, TrainOptions, TrainOutcome};
 
 /// Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
 const INTERRUPTED: u8 = 130;
 
+/// What `--arch` accepts, for `--help`; [`arch_help`] adds the default.
+const ARCH_GRAMMAR: &str = "\
+The network, one word per layer (or @FILE: the words from a file, # starts a comment):
+  input:HxWxC          first, optional: the input (default: the data's, 28x28x1)
+  convKxK:F            K x K convolution (K = 1, 3, 5), F filters, stride 1;
+                       options :same (default) or :valid, :relu (default) or :linear
+  pool                 2x2 max-pool, stride 2 (an odd side drops its last row or column)
+  drop:R               dropout with rate R, during training only
+  flatten              map -> vector (before the first dense layer)
+  dense:U              U units, ReLU unless :linear; the last dense layer gives the
+                       logits (no activation) and must have as many units as classes
+Words are separated by spaces, commas or newlines. The default is the Keras MNIST
+tutorial's network:";
+
+/// The small network shipped in `data/small/`, as an example for `--help`.
+const SMALL_EXAMPLE: &str = "conv3x3:16 pool conv3x3:32 pool conv3x3:64 pool drop:0.25 \
+                             flatten dense:64 drop:0.25 dense:10";
+
+/// `--arch`'s help: the grammar, the default written from the core's description of it, and
+/// an example.
+fn arch_help() -> String {
+    let reference = Architecture::REFERENCE.to_string();
+    let layers = reference
+        .split_once(' ')
+        .map_or(&*reference, |(_, layers)| layers);
+    format!(
+        "{ARCH_GRAMMAR}\n{}\nA small one for 256 KB boards:\n{}",
+        indented_lines(layers),
+        indented_lines(SMALL_EXAMPLE)
+    )
+}
+
+/// `words` in lines of at most 90 columns, each indented by two spaces.
+fn indented_lines(words: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for word in words.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if line.len() + 1 + word.len() <= 90 => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(format!("  {word}")),
+        }
+    }
+    lines.join("\n")
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "host",
     version,
-    about = "Train the tinycnn MNIST network with burn and inspect its data",
-    long_about = "Train the tinycnn MNIST network with burn on the CPU and inspect its data.\n\n\
+    about = "Train small convolutional networks with burn, export them for microcontrollers, \
+             check and inspect them",
+    long_about = "Train small convolutional networks (the Keras MNIST tutorial's by default, or \
+                  one you describe with --arch) with burn on the CPU, export them as tinycnn \
+                  model files (f32 and TensorFlow Lite int8) for microcontrollers, evaluate, \
+                  inspect and use them.\n\n\
                   Nothing is downloaded: the data is read from a local directory of MNIST-format \
                   IDX files (--data or MNIST_DIR)."
 )]
@@ -38,7 +91,7 @@ struct Cli {
 enum Command {
     /// Print the shapes of the data set, one training image as 28x28 values 0-255, and its label.
     Data(DataArgs),
-    /// Train the network, checkpointing after every epoch (metrics.json, plot, model in --out),
+    /// Train a network, checkpointing after every epoch (metrics.json, plot, model in --out),
     /// then export model-f32.tcnn and model-int8.tcnn.
     Train(TrainArgs),
     /// Write model-f32.tcnn and model-int8.tcnn from a trained checkpoint.
@@ -46,12 +99,15 @@ enum Command {
     /// Classify the test set with the tinycnn core (what a device computes): accuracy, per-class
     /// accuracy, confusion matrix (printed and as a PNG), images per second.
     Eval(EvalArgs),
-    /// Classify pictures (PNG, JPEG, PGM) or test-set images; print the digit and the ten
+    /// Classify pictures (PNG, JPEG, PGM) or test-set images; print the class and the
     /// probabilities.
     Predict(PredictArgs),
     /// Write test vectors (test images, labels, the int8 logits the core computes) for the
     /// firmware to check itself against.
     Fixture(FixtureArgs),
+    /// Show a model file's layers (output shape, parameters, MACs, bytes, quantisation), the
+    /// scratch RAM it needs, and whether the firmware with it fits common boards.
+    Inspect(InspectArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -59,7 +115,7 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
-    /// Time training steps of the network on MNIST and break a step down by operation.
+    /// Time training steps of a network on MNIST and break a step down by operation.
     ///
     /// Runs warm-up steps, then --batches steps exactly as `host train` runs them (wall and CPU
     /// time per step, batches per second), then --batches more steps that wait for every
@@ -75,10 +131,16 @@ enum BenchCommand {
     ///
     /// burn is timed one image per call (latency) and with all images as one batch
     /// (throughput), on as many threads as its backend uses. Prints mean, median and 99th
-    /// percentile milliseconds per image, images per second and cores busy, and how many digits
-    /// agree between the paths.
+    /// percentile milliseconds per image, images per second and cores busy, and how many
+    /// classes agree between the paths.
     #[command(verbatim_doc_comment)]
     Infer(BenchInferArgs),
+}
+
+#[derive(Debug, Args)]
+struct ArchArg {
+    #[arg(long = "arch", value_name = "LAYERS", long_help = arch_help(), value_parser = parse_arch)]
+    architecture: Option<Architecture>,
 }
 
 #[derive(Debug, Args)]
@@ -107,12 +169,14 @@ struct BenchInferArgs {
 struct BenchTrainArgs {
     #[command(flatten)]
     data: DataDir,
+    #[command(flatten)]
+    arch: ArchArg,
     /// Steps timed, and as many profiled, per path.
-    #[arg(long, value_name = "N", default_value_t = bench::DEFAULT_BATCHES,
+    #[arg(long, value_name = "N", default_value_t = bench_train::DEFAULT_BATCHES,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     batches: usize,
     /// Steps run first and not measured (the first steps allocate and fault in memory).
-    #[arg(long, value_name = "N", default_value_t = bench::DEFAULT_WARMUP)]
+    #[arg(long, value_name = "N", default_value_t = bench_train::DEFAULT_WARMUP)]
     warmup: usize,
     /// Also measure burn's own conv2d/relu/max_pool2d/dropout ops, after the fused blocks in the
     /// same process, and print the ratio of their step times.
@@ -141,6 +205,9 @@ struct ExportArgs {
     /// Directory for model-f32.tcnn and model-int8.tcnn [default: the checkpoint's directory].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// The network of a bare model.bpk [default: the tutorial's]; a checkpoint records its own.
+    #[command(flatten)]
+    arch: ArchArg,
     #[command(flatten)]
     calibration: CalibrationArg,
 }
@@ -177,11 +244,12 @@ struct PredictArgs {
     #[command(flatten)]
     model: ModelArg,
     /// Pictures to classify: PNG (8- or 16-bit, with or without alpha), JPEG, or PGM/PPM. Any
-    /// size; converted to grey, padded to a square and resized to 28x28. The network expects a
-    /// light digit on a dark background, as in MNIST; use --invert for dark ink on light paper.
+    /// size; converted to grey (RGB for a colour network), padded to a square and resized to the
+    /// network's input. The MNIST networks expect a light digit on a dark background; use
+    /// --invert for dark ink on light paper.
     #[arg(value_name = "IMAGE")]
     images: Vec<PathBuf>,
-    /// Invert the pictures' grey levels first (for dark digits on a light background).
+    /// Invert the pictures' values first (for dark digits on a light background).
     #[arg(long)]
     invert: bool,
     /// Also classify test-set image N (repeat for several); needs the data directory.
@@ -199,19 +267,29 @@ struct FixtureArgs {
     #[arg(long, value_name = "FILE", default_value = "data/model-int8.tcnn")]
     model: PathBuf,
     /// Number of test images, taken from the start of the test set.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(long, value_name = "N", default_value_t = fixture::DEFAULT_COUNT)]
     count: usize,
-    /// Output file (TCTV test vectors, see core/FORMAT.md).
-    #[arg(long, value_name = "FILE", default_value = "data/digits.tctv")]
-    out: PathBuf,
+    /// Output file (TCTV test vectors, see core/FORMAT.md) [default: the model's path with the
+    /// extension .tctv, where the firmware looks for it].
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// A tinycnn model file, f32 or int8.
+    #[arg(value_name = "MODEL")]
+    model: PathBuf,
+    /// Print one JSON object instead of the tables.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
 struct DataDir {
     /// Directory of the four MNIST-format IDX files (train-images-idx3-ubyte,
-    /// train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each raw or .gz).
-    /// Nothing is downloaded; point this at a local copy, e.g. ../shared/data/mnist.
-    /// Fashion-MNIST works too.
+    /// train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each raw or
+    /// .gz). Nothing is downloaded: point this at a local copy. Fashion-MNIST works too.
     #[arg(
         long = "data",
         value_name = "DIR",
@@ -234,6 +312,9 @@ struct DataArgs {
 struct TrainArgs {
     #[command(flatten)]
     data: DataDir,
+    /// The network [default: the Keras MNIST tutorial's; with --resume: the checkpoint's].
+    #[command(flatten)]
+    arch: ArchArg,
     /// Total number of epochs [default: 20; with --resume: the checkpoint's, and a larger value
     /// trains further].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -276,9 +357,9 @@ struct TrainArgs {
     #[arg(long)]
     overwrite: bool,
     /// burn CPU backend. flex runs the convolution blocks as fused ops (about 0.06 s per batch of
-    /// 128 on 2 cores, half a minute per epoch). ndarray is deprecated in burn 0.22 and runs
-    /// burn's own ops, the fused ones being Flex-only: about 10 s per batch, over an hour per
-    /// epoch; it needs the `ndarray` cargo feature (on by default).
+    /// 128 on 2 cores, half a minute per epoch for the tutorial's network). ndarray is deprecated
+    /// in burn 0.22 and runs burn's own ops, the fused ones being Flex-only: about 10 s per
+    /// batch, over an hour per epoch; it needs the `ndarray` cargo feature (on by default).
     #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
     backend: BackendKind,
     /// Print nothing but errors.
@@ -291,16 +372,51 @@ struct TrainArgs {
     calibration: CalibrationArg,
 }
 
+/// `--arch`: the text form, or `@FILE`; an error shows the word at fault.
+fn parse_arch(value: &str) -> Result<Architecture, String> {
+    let (text, source) = match value.strip_prefix('@') {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .map_err(|error| format!("{path}: cannot read: {error}"))?,
+            Some(path),
+        ),
+        None => (value.to_string(), None),
+    };
+    let default_input = Architecture::REFERENCE.input();
+    tinycnn::text::parse(&text, default_input).map_err(|error| {
+        let Some((start, end)) = error.span else {
+            return error.to_string();
+        };
+        // The line holding the word, with a caret under it.
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+        let line_number = text[..start].matches('\n').count() + 1;
+        let place = match source {
+            Some(path) => format!("{path}:{line_number}: "),
+            None => String::new(),
+        };
+        let indent = text[line_start..start].chars().count();
+        format!(
+            "{place}`{}`: {error}\n  {}\n  {}{}",
+            &text[start..end],
+            &text[line_start..line_end],
+            " ".repeat(indent),
+            "^".repeat(text[start..end].chars().count().max(1))
+        )
+    })
+}
+
 fn main() -> ExitCode {
     tinycnn_host::allocator::tune_for_training();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Data(args) => show_data(&args).map(|()| ExitCode::SUCCESS),
+        Command::Data(args) => print_report(tinycnn_host::data::show(&args.data.dir, args.index)),
         Command::Train(args) => train_command(args),
         Command::Export(args) => export_command(&args).map(|()| ExitCode::SUCCESS),
         Command::Eval(args) => eval_command(&args).map(|()| ExitCode::SUCCESS),
         Command::Predict(args) => predict_command(&args).map(|()| ExitCode::SUCCESS),
         Command::Fixture(args) => fixture_command(&args).map(|()| ExitCode::SUCCESS),
+        Command::Inspect(args) => inspect_command(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Train(args)) => {
             bench_train_command(&args).map(|()| ExitCode::SUCCESS)
         }
@@ -314,27 +430,24 @@ fn main() -> ExitCode {
     })
 }
 
-fn show_data(args: &DataArgs) -> anyhow::Result<()> {
-    let data = Mnist::load(&args.data.dir)?;
-    println!("{}", data.describe());
-    for (name, split) in [("train", &data.train), ("test", &data.test)] {
-        println!(
-            "{name} images: {}x{IMAGE_SIDE}x{IMAGE_SIDE}, {name} labels: {}",
-            split.len(),
-            split.labels.len()
-        );
+/// Prints a text report.
+fn print_report(report: anyhow::Result<String>) -> anyhow::Result<ExitCode> {
+    emit(report?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `text` to standard output. A closed pipe (`host eval | head -1`) ends the program
+/// quietly, as it does other command-line tools, instead of with a panic.
+fn emit(text: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = write!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the output: {error}");
+        std::process::exit(1);
     }
-    let Some(image) = data.train.image(args.index) else {
-        bail!(
-            "--index {} is past the last training image ({})",
-            args.index,
-            data.train.len() - 1
-        );
-    };
-    println!("training image {}:", args.index);
-    print!("{}", mnist::format_image(image));
-    println!("label: {}", data.train.labels[args.index]);
-    Ok(())
 }
 
 fn train_command(args: TrainArgs) -> anyhow::Result<ExitCode> {
@@ -352,9 +465,9 @@ fn train_command(args: TrainArgs) -> anyhow::Result<ExitCode> {
     })
     .context("cannot install the Ctrl-C handler")?;
 
-    let args_calibration = args.calibration.images;
     let options = TrainOptions {
         settings: SettingsArgs {
+            architecture: args.arch.architecture,
             epochs: args.epochs.map(to_usize),
             batch_size: args.batch_size.map(to_usize),
             learning_rate: args.lr,
@@ -383,7 +496,7 @@ fn train_command(args: TrainArgs) -> anyhow::Result<ExitCode> {
     match train::run(&options, reporter.as_mut())? {
         TrainOutcome::Finished(run) => {
             // Export of the tinycnn model files happens here, once every epoch is done.
-            let written = export::export_trained_model(&run, args_calibration)?;
+            let written = export::export_trained_model(&run, args.calibration.images)?;
             for path in written {
                 reporter.info(&format!("wrote {}", path.display()));
             }
@@ -408,192 +521,100 @@ fn train_command(args: TrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn export_command(args: &ExportArgs) -> anyhow::Result<()> {
-    let device = tinycnn_host::backend::BackendKind::Flex.device()?;
-    let model = tinycnn_host::checkpoint::load_trained_model(&args.checkpoint, &device)?;
-    let data = Mnist::load(&args.data.dir)?;
-    let out = match &args.out {
-        Some(dir) => dir.clone(),
-        None if args.checkpoint.is_dir() => args.checkpoint.clone(),
-        None => args
-            .checkpoint
-            .parent()
-            .map(PathBuf::from)
-            .unwrap_or_default(),
-    };
-    tinycnn_host::atomic::check_writable(&out, 4 << 20)
-        .with_context(|| format!("{}: cannot write the model files there", out.display()))?;
-    let exported = export::export(&model.weights(), &data.train, args.calibration.images)?;
-    for path in export::write_files(&out, &exported)? {
-        println!("wrote {}", path.display());
+    let architecture = args.arch.architecture.unwrap_or(Architecture::REFERENCE);
+    let written = export::run(&export::ExportOptions {
+        checkpoint: args.checkpoint.clone(),
+        architecture,
+        data_dir: args.data.dir.clone(),
+        out: args.out.clone(),
+        calibration_images: args.calibration.images,
+    })?;
+    for path in written {
+        emit(format!("wrote {}\n", path.display()));
     }
     Ok(())
 }
 
-/// Reads and validates a model file, naming the file in any error.
-fn read_model(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("{}: cannot read the model", path.display()))?;
-    tinycnn::Model::from_bytes(&bytes)
-        .with_context(|| format!("{}: not a valid model", path.display()))?;
-    Ok(bytes)
-}
-
 fn eval_command(args: &EvalArgs) -> anyhow::Result<()> {
-    use tinycnn_host::eval::{Evaluation, available_threads};
-    let bytes = read_model(&args.model.model)?;
-    let model = tinycnn::Model::from_bytes(&bytes)?;
-    let data = Mnist::load(&args.data.dir)?;
-    let test = match args.limit {
-        Some(limit) => data.test.head(limit),
-        None => data.test,
-    };
-    let threads = args.threads.unwrap_or_else(available_threads);
-    let evaluation = Evaluation::run(&model, &test.pixels, &test.labels, threads);
-    let png_path = args.confusion_png.clone().unwrap_or_else(|| {
-        let mut name = args.model.model.clone().into_os_string();
-        name.push(".confusion.png");
-        PathBuf::from(name)
-    });
-    let title = format!(
-        "{} ({}): {:.2}% of {} test images",
-        args.model
-            .model
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-        evaluation.flavour.name(),
-        evaluation.accuracy() * 100.0,
-        evaluation.images()
-    );
-    let png = evaluation.confusion_png(&title)?;
-    tinycnn_host::atomic::write(&png_path, &png)
-        .with_context(|| format!("{}: cannot write", png_path.display()))?;
+    let report = eval::run(&eval::EvalOptions {
+        model: args.model.model.clone(),
+        data_dir: args.data.dir.clone(),
+        limit: args.limit,
+        confusion_png: args.confusion_png.clone(),
+        threads: args.threads.unwrap_or_else(eval::available_threads),
+    })?;
     if args.json {
-        let per_class: Vec<f64> = (0..tinycnn::arch::CLASSES)
-            .map(|c| evaluation.class_accuracy(c))
-            .collect();
-        let json = serde_json::json!({
-            "model": args.model.model,
-            "flavour": evaluation.flavour.name(),
-            "images": evaluation.images(),
-            "correct": evaluation.correct(),
-            "accuracy": evaluation.accuracy(),
-            "class_accuracy": per_class,
-            "confusion": evaluation.confusion,
-            "seconds": evaluation.seconds,
-            "threads": evaluation.threads,
-            "images_per_second": evaluation.images_per_second(),
-            "confusion_png": png_path,
-        });
-        println!("{json}");
+        emit(format!("{}\n", report.to_json(&args.model.model)));
     } else {
-        print!("{}", evaluation.report());
-        println!(
-            "
-confusion matrix image: {}",
-            png_path.display()
-        );
+        emit(report.evaluation.report());
+        emit(format!(
+            "\nconfusion matrix image: {}\n",
+            report.confusion_png.display()
+        ));
     }
     Ok(())
 }
 
 fn predict_command(args: &PredictArgs) -> anyhow::Result<()> {
-    use tinycnn_host::predict;
-    if args.images.is_empty() && args.indices.is_empty() {
-        bail!("nothing to classify: give picture files and/or --index N");
+    let (classified, warnings) = predict::run(&predict::PredictOptions {
+        model: args.model.model.clone(),
+        pictures: args.images.clone(),
+        invert: args.invert,
+        indices: args.indices.clone(),
+        data_dir: args.data.dir.clone(),
+    })?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
     }
-    let bytes = read_model(&args.model.model)?;
-    let model = tinycnn::Model::from_bytes(&bytes)?;
-    let mut inputs: Vec<(String, tinycnn::arch::Image)> = Vec::new();
-    for path in &args.images {
-        let input = predict::to_input(&predict::decode(path)?, args.invert);
-        if predict::looks_inverted(&input) {
-            eprintln!(
-                "warning: {} looks like a dark digit on a light background; the network expects                  a light digit on black (MNIST){}",
-                path.display(),
-                if args.invert { "" } else { ": try --invert" }
-            );
-        }
-        inputs.push((path.display().to_string(), input));
-    }
-    if !args.indices.is_empty() {
-        let data = Mnist::load(&args.data.dir)?;
-        for &index in &args.indices {
-            let pixels = data.test.image(index).with_context(|| {
-                format!(
-                    "--index {index} is past the last test image ({})",
-                    data.test.len().saturating_sub(1)
-                )
-            })?;
-            let label = data.test.labels[index];
-            inputs.push((
-                format!("test image {index} (label {label})"),
-                export::as_image(pixels).copied().unwrap_or([0; 784]),
-            ));
-        }
-    }
-    for (name, input) in &inputs {
-        let (digit, probabilities) = match &model {
-            tinycnn::Model::Int8(m) => {
-                let p = m.classify(input, &mut tinycnn::Int8Scratch::new());
-                (p.digit, m.probabilities(&p.logits))
-            }
-            tinycnn::Model::F32(m) => {
-                let p = m.classify(input, &mut tinycnn::F32Scratch::new());
-                (p.digit, m.probabilities(&p.logits))
-            }
-        };
-        let listed: Vec<String> = probabilities
+    for result in classified {
+        let listed: Vec<String> = result
+            .probabilities
             .iter()
             .enumerate()
-            .map(|(d, p)| format!("{d}: {p:.3}"))
+            .map(|(class, p)| format!("{class}: {p:.3}"))
             .collect();
-        println!("{name}: {digit}   [{}]", listed.join("  "));
+        emit(format!(
+            "{}: {}   [{}]\n",
+            result.name,
+            result.class,
+            listed.join("  ")
+        ));
     }
     Ok(())
 }
 
 fn fixture_command(args: &FixtureArgs) -> anyhow::Result<()> {
-    let bytes = read_model(&args.model)?;
-    let model = tinycnn::Int8Model::from_bytes(&bytes)
-        .with_context(|| format!("{}: test vectors need an int8 model", args.model.display()))?;
-    let data = Mnist::load(&args.data.dir)?;
-    if args.count == 0 || args.count > data.test.len() {
-        bail!(
-            "--count must be between 1 and {} (the test images)",
-            data.test.len()
-        );
-    }
-    let test = data.test.head(args.count);
-    let logits = tinycnn_host::eval::int8_logits(&model, &test.pixels, 1);
-    let mut records = Vec::new();
-    for (index, logits) in logits.iter().enumerate() {
-        let image = test
-            .image(index)
-            .and_then(export::as_image)
-            .context("test image")?;
-        tinycnn::testvec::push_record(&mut records, test.labels[index], image, logits);
-    }
-    let file = tinycnn::testvec::encode(&records)?;
-    tinycnn_host::atomic::write(&args.out, &file)
-        .with_context(|| format!("{}: cannot write", args.out.display()))?;
-    let correct = logits
-        .iter()
-        .zip(&test.labels)
-        .filter(|&(l, &label)| tinycnn::kernels::argmax(&l[..]) == usize::from(label))
-        .count();
-    println!(
-        "wrote {}: {} test vectors ({} bytes), {correct} classified correctly by {}",
-        args.out.display(),
-        logits.len(),
-        file.len(),
+    let report = fixture::run(&fixture::FixtureOptions {
+        model: args.model.clone(),
+        data_dir: args.data.dir.clone(),
+        count: args.count,
+        out: args.out.clone(),
+    })?;
+    emit(format!(
+        "wrote {}: {} test vectors ({} bytes), {} classified correctly by {}\n",
+        report.path.display(),
+        report.vectors,
+        report.bytes,
+        report.correct,
         args.model.display()
-    );
+    ));
+    Ok(())
+}
+
+fn inspect_command(args: &InspectArgs) -> anyhow::Result<()> {
+    let inspection = inspect::run(&args.model)?;
+    if args.json {
+        emit(format!("{}\n", serde_json::to_string(&inspection)?));
+    } else {
+        emit(inspection.to_text());
+    }
     Ok(())
 }
 
 fn bench_train_command(args: &BenchTrainArgs) -> anyhow::Result<()> {
     let data = Mnist::load(&args.data.dir)?;
-    let options = TrainBenchOptions {
+    let options = bench_train::TrainBenchOptions {
+        architecture: args.arch.architecture.unwrap_or(Architecture::REFERENCE),
         batches: args.batches,
         warmup: args.warmup,
         batch_size: train::DEFAULT_BATCH_SIZE,
@@ -602,18 +623,18 @@ fn bench_train_command(args: &BenchTrainArgs) -> anyhow::Result<()> {
         init: InitScheme::default(),
         compare_burn: args.compare_burn,
     };
-    let report = bench::run_train_bench(&options, &data, &mut |line| eprintln!("{line}"))?;
+    let report = bench_train::run_train_bench(&options, &data, &mut |line| eprintln!("{line}"))?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        emit(format!("{}\n", serde_json::to_string(&report)?));
     } else {
-        print!("{}", report.to_text());
+        emit(report.to_text());
     }
     Ok(())
 }
 
 fn bench_infer_command(args: &BenchInferArgs) -> anyhow::Result<()> {
-    let f32_file = read_model(&args.f32_model)?;
-    let int8_file = read_model(&args.int8_model)?;
+    let f32_file = deploy::read_model(&args.f32_model)?;
+    let int8_file = deploy::read_model(&args.int8_model)?;
     let data = Mnist::load(&args.data.dir)?;
     let report = bench_infer::run_infer_bench(
         &f32_file,
@@ -623,9 +644,9 @@ fn bench_infer_command(args: &BenchInferArgs) -> anyhow::Result<()> {
         args.warmup,
     )?;
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        emit(format!("{}\n", serde_json::to_string(&report)?));
     } else {
-        print!("{}", report.to_text());
+        emit(report.to_text());
     }
     Ok(())
 }
@@ -640,7 +661,7 @@ fn command_line() -> String {
     let program = args
         .next()
         .map(|path| {
-            PathBuf::from(&path)
+            Path::new(&path)
                 .file_name()
                 .map_or(path.clone(), |name| name.to_string_lossy().into_owned())
         })

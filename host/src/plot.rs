@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 
-use crate::state::EpochMetrics;
+use crate::train::state::EpochMetrics;
 
 /// File name of the plot in a run's output directory.
 pub const PLOT_FILE: &str = "training.png";
@@ -200,7 +200,7 @@ fn draw_panel(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::BackendKind;
+    use crate::train::backend::BackendKind;
 
     fn epoch(epoch: usize, train: f64, test: f64) -> EpochMetrics {
         EpochMetrics {

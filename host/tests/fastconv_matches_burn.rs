@@ -1,4 +1,4 @@
-//! The fused op of `tinycnn_host::fastconv` must equal burn's `max_pool2d(relu(conv2d(..)))` (and
+//! The fused op of `tinycnn_host::train::fastconv` must equal burn's `max_pool2d(relu(conv2d(..)))` (and
 //! dropout, given the op's own mask) in values and in the gradients of x, weight and bias, on the
 //! Flex backend with and without autodiff; its model-level entry point must fall back to burn's
 //! modules wherever the op does not apply.
@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
-use tinycnn_host::fastconv::ext::conv_relu_pool;
+use tinycnn_host::train::fastconv::ext::conv_relu_pool;
 
 mod common;
 use common::{rel_l2, tensor_values};
@@ -266,7 +266,7 @@ fn dropout_mask_rate_and_seed() {
 fn block_entry_point_matches_burn_modules() {
     use burn::nn::conv::Conv2dConfig;
     use burn::nn::{DropoutConfig, PaddingConfig2d, Relu};
-    use tinycnn_host::fastconv::conv_relu_pool_dropout;
+    use tinycnn_host::train::fastconv::conv_relu_pool_dropout;
 
     let dev = Device::flex();
     let x = Tensor::<4>::random([3, 4, 10, 10], Distribution::Normal(0.0, 1.0), &dev);
@@ -299,7 +299,7 @@ fn block_entry_point_matches_burn_modules() {
             &conv,
             &relu,
             &pool,
-            &dropout,
+            Some(&dropout),
             x.clone(),
         ));
         let want = tensor_values(burn_block(&conv, x.clone()));
@@ -315,7 +315,7 @@ fn block_entry_point_matches_burn_modules() {
 fn block_entry_point_falls_back_on_ndarray() {
     use burn::nn::conv::Conv2dConfig;
     use burn::nn::{DropoutConfig, PaddingConfig2d, Relu};
-    use tinycnn_host::fastconv::conv_relu_pool_dropout;
+    use tinycnn_host::train::fastconv::conv_relu_pool_dropout;
 
     for dev in [Device::ndarray(), Device::ndarray().autodiff()] {
         let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Normal(0.0, 1.0), &dev);
@@ -331,7 +331,7 @@ fn block_entry_point_falls_back_on_ndarray() {
             &conv,
             &relu,
             &pool,
-            &dropout,
+            Some(&dropout),
             x.clone(),
         ));
         let want = tensor_values(pool.forward(relu.forward(conv.forward(x))));

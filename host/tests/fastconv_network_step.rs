@@ -16,8 +16,9 @@ use burn::module::Module;
 use burn::nn::DropoutConfig;
 use burn::nn::loss::CrossEntropyLoss;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use tinycnn_host::mnist::{IMAGE_PIXELS, Mnist};
-use tinycnn_host::model::{InitScheme, Net, input_tensor};
+use tinycnn::Architecture;
+use tinycnn_host::data::mnist::{IMAGE_PIXELS, Mnist};
+use tinycnn_host::train::model::{ConvBlocks, InitScheme, Net, input_tensor};
 
 mod common;
 use common::{rel_l2, tensor_values};
@@ -45,11 +46,14 @@ fn batch(data: &Mnist, n: usize, device: &Device) -> (Tensor<4>, Tensor<1, Int>)
         .map(|&l| i64::from(l))
         .collect();
     let targets = Tensor::from_data(TensorData::new(labels, [n]), device);
-    (input_tensor(pixels, device), targets)
+    (
+        input_tensor(pixels, Architecture::REFERENCE.input(), device),
+        targets,
+    )
 }
 
 /// The loss of one step and the gradient of every parameter, by name.
-type Step = (f32, Vec<(&'static str, Vec<f32>)>);
+type Step = (f32, Vec<(String, Vec<f32>)>);
 
 fn step(model: &Net, logits: Tensor<2>, targets: Tensor<1, Int>, device: &Device) -> Step {
     let loss = CrossEntropyLoss::new(None, device).forward(logits, targets);
@@ -59,31 +63,21 @@ fn step(model: &Net, logits: Tensor<2>, targets: Tensor<1, Int>, device: &Device
     let bias = |layer: &Option<burn::module::Param<Tensor<1>>>| {
         tensor_values(layer.as_ref().unwrap().grad(&g).unwrap())
     };
-    let grads = vec![
-        (
-            "conv1.weight",
-            tensor_values(m.conv1.weight.grad(&g).unwrap()),
-        ),
-        ("conv1.bias", bias(&m.conv1.bias)),
-        (
-            "conv2.weight",
-            tensor_values(m.conv2.weight.grad(&g).unwrap()),
-        ),
-        ("conv2.bias", bias(&m.conv2.bias)),
-        (
-            "conv3.weight",
-            tensor_values(m.conv3.weight.grad(&g).unwrap()),
-        ),
-        ("conv3.bias", bias(&m.conv3.bias)),
-        ("fc1.weight", tensor_values(m.fc1.weight.grad(&g).unwrap())),
-        ("fc1.bias", bias(&m.fc1.bias)),
-        ("fc2.weight", tensor_values(m.fc2.weight.grad(&g).unwrap())),
-        ("fc2.bias", bias(&m.fc2.bias)),
-        ("fc3.weight", tensor_values(m.fc3.weight.grad(&g).unwrap())),
-        ("fc3.bias", bias(&m.fc3.bias)),
-        ("fc4.weight", tensor_values(m.fc4.weight.grad(&g).unwrap())),
-        ("fc4.bias", bias(&m.fc4.bias)),
-    ];
+    let mut grads = Vec::new();
+    for (index, conv) in m.convs.iter().enumerate() {
+        grads.push((
+            format!("convs.{index}.weight"),
+            tensor_values(conv.weight.grad(&g).unwrap()),
+        ));
+        grads.push((format!("convs.{index}.bias"), bias(&conv.bias)));
+    }
+    for (index, dense) in m.dense.iter().enumerate() {
+        grads.push((
+            format!("dense.{index}.weight"),
+            tensor_values(dense.weight.grad(&g).unwrap()),
+        ));
+        grads.push((format!("dense.{index}.bias"), bias(&dense.bias)));
+    }
     (value, grads)
 }
 
@@ -96,19 +90,25 @@ fn fused_step_equals_burn_step_on_mnist() {
     device.seed(1);
     // Glorot weights on the grids below keep every convolution sum within f32's 24-bit
     // mantissa; He's larger conv3 weights would not leave that margin.
-    let mut model = Net::with_init(&device, InitScheme::GlorotUniform);
+    let mut model = Net::with_init(&Architecture::REFERENCE, &device, InitScheme::GlorotUniform);
     let on_grid = |w: Tensor<4>, step: f32| ((w / step).round() * step).detach().require_grad();
-    model.conv1.weight = model.conv1.weight.map(|w| on_grid(w, 1.0 / 32.0));
-    model.conv2.weight = model.conv2.weight.map(|w| on_grid(w, 1.0 / 64.0));
-    model.conv3.weight = model.conv3.weight.map(|w| on_grid(w, 1.0 / 64.0));
+    for (conv, step) in model
+        .convs
+        .iter_mut()
+        .zip([1.0 / 32.0, 1.0 / 64.0, 1.0 / 64.0])
+    {
+        conv.weight = conv.weight.clone().map(|w| on_grid(w, step));
+    }
     // Dropout off on both paths: the fused op draws its own masks, which burn's ops cannot
     // reproduce. `fastconv_matches_burn` checks the op's dropout against burn's ops given the
     // op's mask.
-    model.dropout = DropoutConfig::new(0.0).init();
+    for dropout in &mut model.dropouts {
+        *dropout = DropoutConfig::new(0.0).init();
+    }
 
     let fused_logits = model.forward(images.clone());
     let (fused_loss, fused_grads) = step(&model, fused_logits.clone(), targets.clone(), &device);
-    let [.., burn_logits] = model.forward_traced(images).dense;
+    let burn_logits = model.forward_with(images, ConvBlocks::BurnOps);
     let (burn_loss, burn_grads) = step(&model, burn_logits.clone(), targets, &device);
 
     // Exact convolution outputs and the same dense layers: the same logits and loss, bit for bit.
@@ -121,8 +121,9 @@ fn fused_step_equals_burn_step_on_mnist() {
     let errors: Vec<(&str, f32)> = fused_grads
         .iter()
         .zip(&burn_grads)
-        .map(|((name, fused), (_, burn))| (*name, rel_l2(fused, burn)))
+        .map(|((name, fused), (_, burn))| (name.as_str(), rel_l2(fused, burn)))
         .collect();
+    assert_eq!(errors.len(), 14);
     eprintln!("relative L2 error of each gradient: {errors:?}");
     // The backward passes add the same products in other orders: measured 1e-7..6e-7.
     for (name, error) in errors {
@@ -137,7 +138,7 @@ fn dropout_masks_follow_the_device_seed_and_stop_outside_training() {
     let device = Device::flex().autodiff();
     let (images, _) = batch(&data, 16, &device);
     device.seed(3);
-    let model = Net::new(&device);
+    let model = Net::new(&Architecture::REFERENCE, &device);
     let logits = |seed: u64| {
         device.seed(seed);
         tensor_values(model.forward(images.clone()))

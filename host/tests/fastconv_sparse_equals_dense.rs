@@ -3,7 +3,7 @@
 //! without dropout; and both must give bit-identical gradients from call to call, whatever the
 //! thread timing, or resumed training runs would drift from uninterrupted ones.
 
-use tinycnn_host::fastconv::kernels::{
+use tinycnn_host::train::fastconv::kernels::{
     BackwardAlgo, BackwardInputs, ConvShape, DropoutMask, conv_relu_pool_backward,
     conv_relu_pool_forward, dropout_scale,
 };

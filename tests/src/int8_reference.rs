@@ -1,11 +1,14 @@
-//! An independent int8 implementation of the network, written from the
-//! TensorFlow Lite int8 specification and `core/FORMAT.md` alone: plain
-//! loops over full-resolution tensors (no fused pooling), 64- and 128-bit
-//! integers, and the rounding written out as the definitions say. It shares
-//! no code with the core's kernels (only the file parser, to get the
-//! tensors), so the parity test that compares the two is a second opinion.
+//! An independent int8 implementation of any network a model file
+//! describes, written from the TensorFlow Lite int8 specification and
+//! `core/FORMAT.md` alone: plain loops over full-resolution tensors (no fused
+//! pooling), 64- and 128-bit integers, and the rounding written out as the
+//! definitions say. It shares no code with the core's kernels (only the file
+//! parser, to get the description and the tensors), so the parity test that
+//! compares the two is a second opinion.
 
-use tinycnn::format::{Int8LayerRecord, Int8Record};
+use tinycnn::Int8Model;
+use tinycnn::arch::{Activation, Architecture, Layer as LayerKind, Padding};
+use tinycnn::format::Int8LayerRecord;
 
 /// A tensor in height, width, channel order.
 struct Activations {
@@ -96,20 +99,29 @@ fn dot(inputs: &[i32], zero_point: i32, weights: &[i32]) -> i64 {
         .sum()
 }
 
-/// 3x3 'same' convolution with ReLU, at full resolution; taps outside the
-/// image are skipped.
-fn convolution(input: &Activations, zero_point: i32, layer: &Layer) -> Activations {
+/// A `kernel x kernel` convolution with stride 1 and `pad` zeros on each
+/// side, at full resolution; taps outside the image are skipped.
+fn convolution(
+    input: &Activations,
+    zero_point: i32,
+    layer: &Layer,
+    kernel: usize,
+    pad: usize,
+    relu: bool,
+) -> Activations {
     let (height, width, channels) = (input.height, input.width, input.channels);
+    let out_height = height + 2 * pad + 1 - kernel;
+    let out_width = width + 2 * pad + 1 - kernel;
     let outputs = layer.outputs();
-    let mut values = vec![0; height * width * outputs];
-    for y in 0..height {
-        for x in 0..width {
+    let mut values = vec![0; out_height * out_width * outputs];
+    for y in 0..out_height {
+        for x in 0..out_width {
             for o in 0..outputs {
                 let mut accumulator = 0i64;
-                for ky in 0..3 {
-                    for kx in 0..3 {
+                for ky in 0..kernel {
+                    for kx in 0..kernel {
                         let (Some(iy), Some(ix)) =
-                            ((y + ky).checked_sub(1), (x + kx).checked_sub(1))
+                            ((y + ky).checked_sub(pad), (x + kx).checked_sub(pad))
                         else {
                             continue;
                         };
@@ -117,7 +129,7 @@ fn convolution(input: &Activations, zero_point: i32, layer: &Layer) -> Activatio
                             continue;
                         }
                         let pixel = (iy * width + ix) * channels;
-                        let tap = ((o * 3 + ky) * 3 + kx) * channels;
+                        let tap = ((o * kernel + ky) * kernel + kx) * channels;
                         accumulator += dot(
                             &input.values[pixel..pixel + channels],
                             zero_point,
@@ -125,13 +137,13 @@ fn convolution(input: &Activations, zero_point: i32, layer: &Layer) -> Activatio
                         );
                     }
                 }
-                values[(y * width + x) * outputs + o] = layer.finish(o, accumulator, true);
+                values[(y * out_width + x) * outputs + o] = layer.finish(o, accumulator, relu);
             }
         }
     }
     Activations {
-        height,
-        width,
+        height: out_height,
+        width: out_width,
         channels: outputs,
         values,
     }
@@ -176,23 +188,26 @@ fn dense(input: &[i32], zero_point: i32, layer: &Layer, relu: bool) -> Vec<i32> 
 /// The network, ready to classify.
 #[derive(Debug)]
 pub struct Reference {
+    architecture: Architecture,
     input_scale: f64,
     input_zero_point: i32,
     layers: Vec<Layer>,
 }
 
 impl Reference {
-    /// Decodes the tensors of an int8 model record.
-    pub fn new(model: &Int8Record<'_>) -> Self {
+    /// Decodes the description and the tensors of an int8 model.
+    pub fn new(model: &Int8Model<'_>) -> Self {
+        let input = model.input_quantization();
         Self {
-            input_scale: f64::from(model.input.scale),
-            input_zero_point: i32::from(model.input.zero_point),
-            layers: model.layers.iter().map(Layer::new).collect(),
+            architecture: *model.architecture(),
+            input_scale: f64::from(input.scale),
+            input_zero_point: i32::from(input.zero_point),
+            layers: model.layers().map(|record| Layer::new(&record)).collect(),
         }
     }
 
-    /// The int8 logits of one 28x28 image of 0-255 pixels.
-    pub fn logits(&self, image: &[u8]) -> [i8; 10] {
+    /// The int8 logits of one image of 0-255 values (channels-last).
+    pub fn logits(&self, image: &[u8]) -> Vec<i8> {
         // q = round(real / scale) + zero point, real = p / 255.
         let values = image
             .iter()
@@ -201,23 +216,51 @@ impl Reference {
             })
             .map(|q| q.clamp(-128, 127))
             .collect();
+        let shape = self.architecture.input();
         let mut activations = Activations {
-            height: 28,
-            width: 28,
-            channels: 1,
+            height: shape.height,
+            width: shape.width,
+            channels: shape.channels,
             values,
         };
         let mut zero_point = self.input_zero_point;
-        for layer in &self.layers[..3] {
-            activations = max_pool(&convolution(&activations, zero_point, layer));
-            zero_point = layer.output_zero_point as i32;
+        let mut layers = self.layers.iter();
+        for layer in self.architecture.layers() {
+            match *layer {
+                LayerKind::Conv(conv) => {
+                    let weights = layers.next().expect("a record per layer with weights");
+                    let kernel = usize::from(conv.kernel);
+                    let pad = match conv.padding {
+                        Padding::Same => (kernel - 1) / 2,
+                        Padding::Valid => 0,
+                    };
+                    let relu = conv.activation == Activation::Relu;
+                    activations = convolution(&activations, zero_point, weights, kernel, pad, relu);
+                    zero_point = weights.output_zero_point as i32;
+                }
+                LayerKind::MaxPool => activations = max_pool(&activations),
+                LayerKind::Dropout(_) => {}
+                LayerKind::Flatten => {
+                    // Channels-last values already are in height, width, channel order.
+                    activations.channels *= activations.height * activations.width;
+                    activations.height = 1;
+                    activations.width = 1;
+                }
+                LayerKind::Dense(dense_layer) => {
+                    let weights = layers.next().expect("a record per layer with weights");
+                    let relu = dense_layer.activation == Activation::Relu;
+                    let values = dense(&activations.values, zero_point, weights, relu);
+                    activations = Activations {
+                        height: 1,
+                        width: 1,
+                        channels: values.len(),
+                        values,
+                    };
+                    zero_point = weights.output_zero_point as i32;
+                }
+            }
         }
-        let mut vector = activations.values;
-        for (index, layer) in self.layers[3..].iter().enumerate() {
-            vector = dense(&vector, zero_point, layer, index < 3);
-            zero_point = layer.output_zero_point as i32;
-        }
-        std::array::from_fn(|i| vector[i] as i8)
+        activations.values.iter().map(|&v| v as i8).collect()
     }
 }
 

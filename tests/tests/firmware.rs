@@ -1,24 +1,25 @@
-//! Firmware vs host: the logits the firmware prints in QEMU for its embedded
-//! test digits must equal, byte for byte, what the core computes on the host
-//! for the same digits with the shipped model.
+//! Firmware vs host: the logits the firmware prints in QEMU for its embedded test images must
+//! equal, byte for byte, what the core computes on the host for the same images, for each
+//! shipped model (the reference network, and the small one through `TINYCNN_MODEL`). The memory
+//! the firmware reports must also stay within what `host inspect` tells users to plan for.
 //!
-//! Needs what `.ci/run` installs: the thumbv7em-none-eabihf target,
-//! flip-link, defmt-print and qemu-system-arm.
+//! Needs what `.ci/run` installs: the thumbv7em-none-eabihf target, flip-link, defmt-print and
+//! qemu-system-arm.
 
 use std::path::PathBuf;
 use std::process::Command;
 
+use tinycnn::Int8Model;
 use tinycnn::testvec::TestVectors;
-use tinycnn::{Int8Model, Int8Scratch};
+use tinycnn_host::deploy::inspect::{FIRMWARE_CODE_BYTES, FIRMWARE_RAM_BYTES};
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `digit 3: predicted 7 (label 7), logits [-12, ...], 223980 counts` ->
-/// (3, [-12, ...]).
-fn parse(line: &str) -> Option<(usize, [i8; 10])> {
-    let rest = &line[line.find("digit ")? + 6..];
+/// `image 3: predicted 7 (label 7), logits [-12, ...], 223980 counts` -> (3, [-12, ...]).
+fn parse(line: &str) -> Option<(usize, Vec<i8>)> {
+    let rest = &line[line.find("image ")? + 6..];
     let index = rest[..rest.find(':')?].parse().ok()?;
     let list = &rest[rest.find("logits [")? + 8..];
     let values: Vec<i8> = list[..list.find(']')?]
@@ -26,28 +27,51 @@ fn parse(line: &str) -> Option<(usize, [i8; 10])> {
         .map(|v| v.trim().parse())
         .collect::<Result<_, _>>()
         .ok()?;
-    Some((index, values.try_into().ok()?))
+    Some((index, values))
 }
 
-#[test]
-fn firmware_logits_in_qemu_equal_the_host_core() {
-    let data = workspace().join("data");
-    let model_bytes = std::fs::read(data.join("model-int8.tcnn")).expect("data/model-int8.tcnn");
-    let vector_bytes = std::fs::read(data.join("digits.tctv")).expect("data/digits.tctv");
+/// The number after `key` in `line`.
+fn number_after(line: &str, key: &str) -> Option<usize> {
+    let rest = &line[line.find(key)? + key.len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// Runs the firmware with the model in `data/<dir>/model-int8.tcnn` and checks its log.
+fn check_model_in_qemu(dir: &str) {
+    let data = workspace().join(dir);
+    let model_path = data.join("model-int8.tcnn");
+    let vectors_path = data.join("model-int8.tctv");
+    let model_bytes = std::fs::read(&model_path).expect("the shipped int8 model");
+    let vector_bytes = std::fs::read(&vectors_path).expect("its test vectors");
     let model = Int8Model::from_bytes(&model_bytes).unwrap();
     let vectors = TestVectors::from_bytes(&vector_bytes).unwrap();
+    vectors
+        .check_model(&model)
+        .unwrap_or_else(|e| panic!("{}: {e}", vectors_path.display()));
 
-    // The host's logits for the embedded digits, computed now (the file's
-    // copy must agree, or the fixture is stale).
-    let mut scratch = Box::new(Int8Scratch::new());
-    let host: Vec<[i8; 10]> = vectors
+    // The host's logits for the embedded images, computed now (the file's copy must agree, or
+    // the fixture is stale).
+    let mut scratch = vec![0i8; model.scratch_bytes()];
+    let host: Vec<Vec<i8>> = vectors
         .iter()
-        .map(|v| model.classify(v.image, &mut scratch).logits)
+        .map(|v| {
+            model
+                .classify(v.image, &mut scratch)
+                .unwrap()
+                .logits
+                .to_vec()
+        })
         .collect();
     for (index, (vector, logits)) in vectors.iter().zip(&host).enumerate() {
-        assert_eq!(
-            &vector.logits, logits,
-            "data/digits.tctv is stale at digit {index}: run `host fixture`"
+        assert!(
+            vector.matches(logits),
+            "{} is stale at image {index}: run `host fixture`",
+            vectors_path.display()
         );
     }
 
@@ -57,40 +81,80 @@ fn firmware_logits_in_qemu_equal_the_host_core() {
         // The firmware is its own project with its own target and linker.
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("RUSTFLAGS")
+        .env("TINYCNN_MODEL", &model_path)
+        .env("TINYCNN_VECTORS", &vectors_path)
         .output()
         .expect("cargo runs the firmware in QEMU (see firmware/README.md)");
     let log = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "firmware exited with {:?}\nstdout:\n{log}\nstderr:\n{}",
+        "{dir}: firmware exited with {:?}\nstdout:\n{log}\nstderr:\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    let printed: Vec<(usize, [i8; 10])> = log.lines().filter_map(parse).collect();
+    let printed: Vec<(usize, Vec<i8>)> = log.lines().filter_map(parse).collect();
     assert_eq!(
         printed.len(),
         host.len(),
-        "one logits line per digit in:\n{log}"
+        "{dir}: one logits line per image in:\n{log}"
     );
     for (position, (index, logits)) in printed.iter().enumerate() {
         assert_eq!(*index, position);
         assert_eq!(
             logits, &host[*index],
-            "digit {index}: firmware and host logits differ"
+            "{dir}: image {index}: firmware and host logits differ"
         );
     }
+
+    // What `host inspect` promises: the flash beside the model and the test vectors, and the
+    // RAM beside the scratch.
+    let flash = log
+        .lines()
+        .find(|l| l.contains("flash:"))
+        .expect("flash line");
+    let text = number_after(flash, "(text").expect("text size");
+    let besides_blobs =
+        number_after(flash, "flash:").expect("flash size") - model_bytes.len() - vector_bytes.len();
+    assert!(
+        besides_blobs <= FIRMWARE_CODE_BYTES,
+        "{dir}: the firmware takes {besides_blobs} B of flash beside the model and the test \
+         vectors, host inspect assumes {FIRMWARE_CODE_BYTES}"
+    );
+    let ram = log.lines().find(|l| l.contains("RAM:")).expect("RAM line");
+    let statics = number_after(ram, "static").expect("static RAM");
+    let stack = number_after(ram, "peak stack").expect("peak stack");
+    let besides_scratch =
+        statics - tinycnn::plan::int8_scratch_bytes_for(model.architecture(), true) + stack;
+    assert!(
+        besides_scratch <= FIRMWARE_RAM_BYTES,
+        "{dir}: the firmware needs {besides_scratch} B of RAM beside the scratch, host inspect \
+         assumes {FIRMWARE_RAM_BYTES}"
+    );
     println!(
-        "firmware in QEMU: {} digits, logits identical to the host core's",
+        "firmware in QEMU with {dir}/model-int8.tcnn: {} images, logits identical to the host \
+         core's; code {text} B, flash beside the model and the vectors {besides_blobs} B, RAM beside \
+         the scratch {besides_scratch} B",
         printed.len()
     );
 }
 
 #[test]
+fn firmware_logits_in_qemu_equal_the_host_core() {
+    check_model_in_qemu("data");
+    check_model_in_qemu("data/small");
+}
+
+#[test]
 fn log_lines_parse() {
-    let line = "INFO  digit 12: predicted 7 (label 7), logits [-128, 3, 0, 127, -5, 6, 7, 8, 9, -10], 22398033 counts";
+    let line = "INFO  image 12: predicted 7 (label 7), logits [-128, 3, 0, 127, -5, 6, 7, 8, 9, -10], 22398033 counts";
     assert_eq!(
         parse(line),
-        Some((12, [-128, 3, 0, 127, -5, 6, 7, 8, 9, -10]))
+        Some((12, vec![-128, 3, 0, 127, -5, 6, 7, 8, 9, -10]))
     );
-    assert_eq!(parse("INFO  all 100 digits match the host"), None);
+    assert_eq!(parse("INFO  all 100 images match the host"), None);
+    let ram = "INFO  RAM: 25760 B at peak = static 23452 (data 0 + bss 23452 + uninit 0) + peak stack 2308 of 107616 B stack";
+    assert_eq!(number_after(ram, "static"), Some(23452));
+    assert_eq!(number_after(ram, "peak stack"), Some(2308));
+    let flash = "INFO  flash: 792232 B (text 26208 + rodata 766024 + data 0) of 1 MiB";
+    assert_eq!(number_after(flash, "(text"), Some(26208));
 }

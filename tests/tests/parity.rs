@@ -1,20 +1,30 @@
-//! Parity between burn on the host and the tinycnn core, on the 10,000 MNIST
-//! test images: the proof that what runs on the board is what was trained.
+//! Parity between burn on the host and the tinycnn core, for several networks: the proof that
+//! what runs on the board is what was trained.
 //!
-//! Data: `MNIST_DIR`, or `../shared/data/mnist` beside the checkout (as in
-//! CI). Models: the shipped `data/model-f32.tcnn` and `data/model-int8.tcnn`.
+//! - the tutorial's network (the reference) and the small network for small boards, shipped in
+//!   `data/`, on the 10,000 MNIST test images, and with random weights;
+//! - a colour network unlike them (5x5 'valid' convolutions, 3 input channels, 20 classes),
+//!   random weights on synthetic images;
+//! - random valid descriptions drawn from the grammar (a property test).
+//!
+//! For each: burn f32 == core f32 within [`TOLERANCE`] and the same class for every image;
+//! core int8 == the independent int8 reference (`tinycnn_parity::int8_reference`) bit for bit.
+//!
+//! Data: `MNIST_DIR`, or `../shared/data/mnist` beside the checkout (as in CI).
 
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
 use burn::tensor::Device;
-use tinycnn::arch::CLASSES;
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+use tinycnn::arch::{Architecture, Layer, Shape};
 use tinycnn::kernels::argmax;
 use tinycnn::{F32Model, Int8Model};
-use tinycnn_host::eval::{available_threads, f32_logits, int8_logits};
+use tinycnn_host::data::mnist::Mnist;
+use tinycnn_host::deploy::eval::{available_threads, f32_logits, int8_logits};
 use tinycnn_host::export::{self, CoreWeights};
-use tinycnn_host::mnist::Mnist;
-use tinycnn_host::model::{Net, NetWeights, infer_logits};
+use tinycnn_host::train::model::{Net, NetWeights, infer_logits};
 use tinycnn_parity::int8_reference::Reference;
 
 /// Logit tolerance, relative to the image's largest |logit| (at least 1):
@@ -26,6 +36,10 @@ use tinycnn_parity::int8_reference::Reference;
 /// changes logits by tens of percent.
 const TOLERANCE: f32 = 1e-4;
 
+/// The colour network: unlike the reference in every dimension the description has.
+const COLOUR: &str = "input:32x32x3 conv5x5:16:valid pool conv5x5:24:valid:linear pool \
+                      conv1x1:12 drop:0.3 flatten dense:48 drop:0.2 dense:20";
+
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -36,126 +50,184 @@ static MNIST: LazyLock<Mnist> = LazyLock::new(|| {
     Mnist::load(&dir).unwrap_or_else(|e| panic!("MNIST is needed for the parity tests: {e:#}"))
 });
 
-/// The core's logits for every test image with the shipped models, computed once: two tests
-/// need each of them, and computing them is most of those tests' time.
-static SHIPPED_F32_LOGITS: LazyLock<Vec<[f32; CLASSES]>> = LazyLock::new(|| {
-    let bytes = shipped(export::F32_FILE);
-    let model = F32Model::from_bytes(&bytes).unwrap();
-    f32_logits(&model, &MNIST.test.pixels, available_threads())
-});
-static SHIPPED_INT8_LOGITS: LazyLock<Vec<[i8; CLASSES]>> = LazyLock::new(|| {
-    let bytes = shipped(export::INT8_FILE);
-    let model = Int8Model::from_bytes(&bytes).unwrap();
-    int8_logits(&model, &MNIST.test.pixels, available_threads())
-});
+/// A shipped network: its directory under `data/` and its model files.
+struct Shipped {
+    name: &'static str,
+    f32_file: Vec<u8>,
+    int8_file: Vec<u8>,
+}
 
-fn shipped(name: &str) -> Vec<u8> {
-    let path = workspace().join("data").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (the shipped model; see data/README.md)",
-            path.display()
-        )
-    })
+fn shipped(name: &'static str, dir: &str) -> Shipped {
+    let read = |file: &str| {
+        let path = workspace().join(dir).join(file);
+        std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (a shipped model; see data/README.md)",
+                path.display()
+            )
+        })
+    };
+    Shipped {
+        name,
+        f32_file: read(export::F32_FILE),
+        int8_file: read(export::INT8_FILE),
+    }
+}
+
+static REFERENCE: LazyLock<Shipped> = LazyLock::new(|| shipped("reference", "data"));
+static SMALL: LazyLock<Shipped> = LazyLock::new(|| shipped("small", "data/small"));
+
+/// The core's logits for every test image with a shipped model, computed once: two tests
+/// need each of them, and computing them is most of those tests' time.
+fn core_f32(shipped: &Shipped) -> Vec<Vec<f32>> {
+    let model = F32Model::from_bytes(&shipped.f32_file).unwrap();
+    f32_logits(&model, &MNIST.test.pixels, available_threads())
+}
+fn core_int8(shipped: &Shipped) -> Vec<Vec<i8>> {
+    let model = Int8Model::from_bytes(&shipped.int8_file).unwrap();
+    int8_logits(&model, &MNIST.test.pixels, available_threads())
+}
+static REFERENCE_F32: LazyLock<Vec<Vec<f32>>> = LazyLock::new(|| core_f32(&REFERENCE));
+static REFERENCE_INT8: LazyLock<Vec<Vec<i8>>> = LazyLock::new(|| core_int8(&REFERENCE));
+static SMALL_F32: LazyLock<Vec<Vec<f32>>> = LazyLock::new(|| core_f32(&SMALL));
+static SMALL_INT8: LazyLock<Vec<Vec<i8>>> = LazyLock::new(|| core_int8(&SMALL));
+
+fn parse(text: &str) -> Architecture {
+    tinycnn::text::parse(text, Architecture::REFERENCE.input()).unwrap()
+}
+
+fn small() -> Architecture {
+    *F32Model::from_bytes(&SMALL.f32_file)
+        .unwrap()
+        .architecture()
 }
 
 fn device() -> Device {
     Device::flex()
 }
 
-/// A network initialised from a fixed seed. burn's generator is shared by the
+/// A network of `architecture` initialised from `seed`. burn's generator is shared by the
 /// process, so tests that run in parallel take turns to keep it reproducible.
-fn seeded_net(device: &Device) -> Net {
+fn seeded_net(architecture: &Architecture, seed: u64, device: &Device) -> Net {
     static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = TURN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    device.seed(2026);
-    Net::new(device)
+    device.seed(seed);
+    Net::new(architecture, device)
 }
 
-/// burn's inference-mode logits of every test image, in chunks to bound memory.
-fn burn_logits(net: &Net, device: &Device) -> Vec<[f32; CLASSES]> {
-    let pixels = &MNIST.test.pixels;
+/// `count` synthetic images of `shape`: smooth gradients, a bright blob and some noise, so that
+/// ReLU and pooling see structure, not uniform noise.
+fn synthetic_images(shape: Shape, count: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut pixels = Vec::with_capacity(count * shape.values());
+    for _ in 0..count {
+        let (cy, cx) = (
+            next() as usize % shape.height,
+            next() as usize % shape.width,
+        );
+        let radius = 1 + next() as usize % shape.height.max(2);
+        let tilt = next() % 4;
+        for y in 0..shape.height {
+            for x in 0..shape.width {
+                let blob = y.abs_diff(cy).pow(2) + x.abs_diff(cx).pow(2) <= radius * radius;
+                for c in 0..shape.channels {
+                    let gradient = match (tilt + c as u64) % 4 {
+                        0 => 255 * y / shape.height.max(1),
+                        1 => 255 * x / shape.width.max(1),
+                        2 => 255 * (y + x) / (shape.height + shape.width).max(1),
+                        _ => 0,
+                    };
+                    let value = if blob { 255 } else { gradient } as u64;
+                    let noise = next() % 32;
+                    pixels.push((value.saturating_sub(noise) & 0xff) as u8);
+                }
+            }
+        }
+    }
     pixels
-        .chunks(1000 * 784)
+}
+
+/// burn's inference-mode logits of every image, in chunks to bound memory.
+fn burn_logits(net: &Net, pixels: &[u8], device: &Device) -> Vec<Vec<f32>> {
+    let input = net.architecture().input().values();
+    let classes = net.architecture().classes();
+    pixels
+        .chunks(1000 * input)
         .flat_map(|chunk| {
             let flat = infer_logits(net, chunk, device);
-            flat.chunks_exact(CLASSES)
-                .map(|l| l.try_into().unwrap())
-                .collect::<Vec<[f32; CLASSES]>>()
+            flat.chunks_exact(classes)
+                .map(<[f32]>::to_vec)
+                .collect::<Vec<_>>()
         })
         .collect()
 }
 
-/// Compares burn and core f32 logits: within [`TOLERANCE`], same digit for
-/// every image. Returns the largest relative difference.
-fn compare_f32(burn: &[[f32; CLASSES]], core: &[[f32; CLASSES]], what: &str) -> f32 {
-    assert_eq!(burn.len(), 10_000);
+/// The largest difference between burn's and the core's logits, relative to each image's
+/// largest |logit|, and the images whose class differs.
+fn differences(burn: &[Vec<f32>], core: &[Vec<f32>]) -> (f32, Vec<usize>) {
     assert_eq!(core.len(), burn.len());
     let mut worst = 0f32;
-    let mut different_digits = Vec::new();
+    let mut different_classes = Vec::new();
     for (index, (b, c)) in burn.iter().zip(core).enumerate() {
+        assert_eq!(b.len(), c.len());
         let range = b.iter().fold(1f32, |m, v| m.max(v.abs()));
         let diff = b.iter().zip(c).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / range;
-        assert!(
-            diff <= TOLERANCE,
-            "{what}: image {index}: logits differ by {diff:e} of the range\nburn {b:?}\ncore {c:?}"
-        );
         worst = worst.max(diff);
         if argmax(b) != argmax(c) {
-            different_digits.push(index);
+            different_classes.push(index);
         }
     }
+    (worst, different_classes)
+}
+
+/// burn and the core agree: within [`TOLERANCE`], the same class for every image. Returns the
+/// largest relative difference.
+fn compare_f32(burn: &[Vec<f32>], core: &[Vec<f32>], what: &str) -> f32 {
+    let (worst, different_classes) = differences(burn, core);
     assert!(
-        different_digits.is_empty(),
-        "{what}: burn and the core predict different digits for images {different_digits:?}"
+        worst <= TOLERANCE,
+        "{what}: logits differ by up to {worst:e} of the range"
+    );
+    assert!(
+        different_classes.is_empty(),
+        "{what}: burn and the core predict different classes for images {different_classes:?}"
     );
     println!(
-        "{what}: 10000 images, same digit for all, largest logit difference {worst:.2e} of the range"
+        "{what}: {} images, same class for all, largest logit difference {worst:.2e} of the range",
+        burn.len()
     );
     worst
 }
 
-#[test]
-fn f32_burn_equals_core_on_random_weights() {
+/// burn with random weights of `seed` against the core on `pixels`.
+fn f32_parity(architecture: &Architecture, seed: u64, pixels: &[u8], what: &str) {
     let device = device();
-    let net = seeded_net(&device);
-    let file = CoreWeights::from_burn(&net.weights())
+    let net = seeded_net(architecture, seed, &device);
+    let file = CoreWeights::from_burn(architecture, &net.weights())
         .unwrap()
         .to_file()
         .unwrap();
     let model = F32Model::from_bytes(&file).unwrap();
-    let core = f32_logits(&model, &MNIST.test.pixels, available_threads());
-    compare_f32(&burn_logits(&net, &device), &core, "random weights");
+    let core = f32_logits(&model, pixels, available_threads());
+    compare_f32(&burn_logits(&net, pixels, &device), &core, what);
 }
 
-#[test]
-fn f32_burn_equals_core_on_the_shipped_model() {
-    let bytes = shipped(export::F32_FILE);
-    let model = F32Model::from_bytes(&bytes).unwrap();
-    let device = device();
-    let net = seeded_net(&device)
-        .with_weights(&export::burn_weights(model.record()), &device)
-        .unwrap();
-    compare_f32(
-        &burn_logits(&net, &device),
-        &SHIPPED_F32_LOGITS,
-        "shipped model",
-    );
-}
-
-#[test]
-fn int8_core_equals_the_independent_reference_bit_for_bit() {
-    let bytes = shipped(export::INT8_FILE);
-    let model = Int8Model::from_bytes(&bytes).unwrap();
-    let reference = Reference::new(model.record());
-    let pixels = &MNIST.test.pixels;
-    let images: Vec<&[u8]> = pixels.chunks_exact(784).collect();
+/// The core's int8 logits equal the independent reference's, image by image.
+fn int8_parity(model: &Int8Model<'_>, pixels: &[u8], core: &[Vec<i8>], what: &str) {
+    let reference = Reference::new(model);
+    let images: Vec<&[u8]> = pixels.chunks_exact(model.input_shape().values()).collect();
     let threads = available_threads();
-    let expected: Vec<[i8; CLASSES]> = std::thread::scope(|scope| {
+    let expected: Vec<Vec<i8>> = std::thread::scope(|scope| {
         let handles: Vec<_> = images
-            .chunks(images.len().div_ceil(threads))
+            .chunks(images.len().div_ceil(threads).max(1))
             .map(|chunk| {
                 scope.spawn(|| {
                     chunk
@@ -170,157 +242,356 @@ fn int8_core_equals_the_independent_reference_bit_for_bit() {
             .flat_map(|h| h.join().unwrap())
             .collect()
     });
-    let core = &*SHIPPED_INT8_LOGITS;
-    assert_eq!(core.len(), 10_000);
+    assert_eq!(core.len(), expected.len());
     let mismatches: Vec<usize> = (0..core.len())
         .filter(|&i| core[i] != expected[i])
         .collect();
     assert!(
         mismatches.is_empty(),
-        "{} of 10000 images differ, first {:?}: core {:?} reference {:?}",
+        "{what}: {} of {} images differ, first {:?}: core {:?} reference {:?}",
         mismatches.len(),
+        core.len(),
         &mismatches[..mismatches.len().min(10)],
         core[mismatches[0]],
         expected[mismatches[0]]
     );
-    println!("int8: the core's logits equal the independent reference's for all 10000 test images");
+    println!(
+        "{what}: int8 logits of the core equal the independent reference's for all {} images",
+        core.len()
+    );
+}
+
+/// A network of random weights exported to int8, calibrated on `pixels`.
+fn random_int8(architecture: &Architecture, seed: u64, pixels: &[u8]) -> Vec<u8> {
+    let net = seeded_net(architecture, seed, &device());
+    let images = pixels.chunks_exact(architecture.input().values()).take(200);
+    export::export_calibrated(architecture, &net.weights(), images)
+        .unwrap()
+        .int8_file
 }
 
 #[test]
-fn int8_agrees_with_f32_on_the_shipped_model() {
-    let f32_digits: Vec<usize> = SHIPPED_F32_LOGITS.iter().map(|l| argmax(l)).collect();
-    let int8_digits: Vec<usize> = SHIPPED_INT8_LOGITS.iter().map(|l| argmax(l)).collect();
-    let labels = &MNIST.test.labels;
-    let n = labels.len() as f64;
-    let agreement = f32_digits
-        .iter()
-        .zip(&int8_digits)
-        .filter(|(a, b)| a == b)
-        .count() as f64
-        / n;
-    let accuracy = |digits: &[usize]| {
-        digits
-            .iter()
-            .zip(labels)
-            .filter(|&(&d, &l)| d == usize::from(l))
-            .count() as f64
-            / n
-    };
-    let (f32_accuracy, int8_accuracy) = (accuracy(&f32_digits), accuracy(&int8_digits));
-    println!(
-        "shipped model: f32 accuracy {:.2}%, int8 accuracy {:.2}%, int8 and f32 agree on {:.2}% of the test images",
-        f32_accuracy * 100.0,
-        int8_accuracy * 100.0,
-        agreement * 100.0
+fn f32_burn_equals_core_on_random_weights() {
+    let pixels = &MNIST.test.pixels;
+    f32_parity(
+        &Architecture::REFERENCE,
+        2026,
+        pixels,
+        "reference, random weights",
     );
-    assert!(
-        agreement >= 0.995,
-        "int8 and f32 agree on only {:.2}% of the images",
-        agreement * 100.0
-    );
-    assert!(
-        (f32_accuracy - int8_accuracy).abs() <= 0.001 + 1e-9,
-        "int8 accuracy {:.2}% is more than 0.1 point from f32's {:.2}%",
-        int8_accuracy * 100.0,
-        f32_accuracy * 100.0
-    );
+    f32_parity(&small(), 2027, pixels, "small, random weights");
+    let colour = parse(COLOUR);
+    let images = synthetic_images(colour.input(), 400, 1);
+    f32_parity(&colour, 2028, &images, "colour network, random weights");
 }
 
-/// Reads weights as the layout change documents it, written out here rather
-/// than through the exporter's helpers.
-fn check_layouts(weights: &NetWeights, record: &tinycnn::format::F32Record<'_>) {
-    let floats = |bytes: &[u8]| -> Vec<f32> {
-        bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect()
-    };
-    for (index, conv) in weights.convs.iter().enumerate() {
-        let core = floats(record.layers[index].weights);
-        let (outputs, inputs) = (conv.out_channels, conv.in_channels);
-        for o in 0..outputs {
-            for i in 0..inputs {
-                for ky in 0..3 {
-                    for kx in 0..3 {
-                        // burn [out][in][ky][kx] -> core [out][ky][kx][in]
-                        let burn = conv.weight[((o * inputs + i) * 3 + ky) * 3 + kx];
+#[test]
+fn f32_burn_equals_core_on_the_shipped_models() {
+    for (shipped, core) in [(&*REFERENCE, &*REFERENCE_F32), (&*SMALL, &*SMALL_F32)] {
+        let model = F32Model::from_bytes(&shipped.f32_file).unwrap();
+        let device = device();
+        let net = Net::new(model.architecture(), &device)
+            .with_weights(&export::burn_weights(&model), &device)
+            .unwrap();
+        compare_f32(
+            &burn_logits(&net, &MNIST.test.pixels, &device),
+            core,
+            &format!("shipped {} model", shipped.name),
+        );
+    }
+}
+
+#[test]
+fn int8_core_equals_the_independent_reference_bit_for_bit() {
+    for (shipped, core) in [(&*REFERENCE, &*REFERENCE_INT8), (&*SMALL, &*SMALL_INT8)] {
+        let model = Int8Model::from_bytes(&shipped.int8_file).unwrap();
+        assert_eq!(core.len(), 10_000);
+        int8_parity(&model, &MNIST.test.pixels, core, shipped.name);
+    }
+    let colour = parse(COLOUR);
+    let images = synthetic_images(colour.input(), 400, 2);
+    let file = random_int8(&colour, 7, &images);
+    let model = Int8Model::from_bytes(&file).unwrap();
+    let core = int8_logits(&model, &images, available_threads());
+    int8_parity(&model, &images, &core, "colour network, random weights");
+}
+
+#[test]
+fn int8_agrees_with_f32_on_the_shipped_models() {
+    let labels = &MNIST.test.labels;
+    let n = labels.len() as f64;
+    for (name, f32s, int8s) in [
+        ("reference", &*REFERENCE_F32, &*REFERENCE_INT8),
+        ("small", &*SMALL_F32, &*SMALL_INT8),
+    ] {
+        let f32_classes: Vec<usize> = f32s.iter().map(|l| argmax(l)).collect();
+        let int8_classes: Vec<usize> = int8s.iter().map(|l| argmax(l)).collect();
+        let agreement = f32_classes
+            .iter()
+            .zip(&int8_classes)
+            .filter(|(a, b)| a == b)
+            .count() as f64
+            / n;
+        let accuracy = |classes: &[usize]| {
+            classes
+                .iter()
+                .zip(labels)
+                .filter(|&(&d, &l)| d == usize::from(l))
+                .count() as f64
+                / n
+        };
+        let (f32_accuracy, int8_accuracy) = (accuracy(&f32_classes), accuracy(&int8_classes));
+        println!(
+            "shipped {name} model: f32 accuracy {:.2}%, int8 accuracy {:.2}%, int8 and f32 agree \
+             on {:.2}% of the test images",
+            f32_accuracy * 100.0,
+            int8_accuracy * 100.0,
+            agreement * 100.0
+        );
+        assert!(
+            agreement >= 0.995,
+            "{name}: int8 and f32 agree on only {:.2}% of the images",
+            agreement * 100.0
+        );
+        assert!(
+            (f32_accuracy - int8_accuracy).abs() <= 0.002 + 1e-9,
+            "{name}: int8 accuracy {:.2}% is more than 0.2 point from f32's {:.2}%",
+            int8_accuracy * 100.0,
+            f32_accuracy * 100.0
+        );
+    }
+}
+
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+/// Reads weights as the layout change documents it, written out here rather than through the
+/// exporter's helpers: convolutions OIHW -> OHWI; dense `[in][out]` -> `[out][in]`, the first
+/// dense layer after `flatten` reading burn's input `c*H*W + y*W + x` as the core's
+/// `(y*W + x)*C + c`.
+fn check_layouts(architecture: &Architecture, weights: &NetWeights, model: &F32Model<'_>) {
+    let records: Vec<_> = model.layers().collect();
+    let mut convs = weights.convs.iter();
+    let mut dense = weights.dense.iter();
+    let mut flattened: Option<Shape> = None;
+    for info in architecture.iter() {
+        match info.layer {
+            Layer::Flatten => flattened = Some(info.input),
+            Layer::Conv(conv) => {
+                let burn = convs.next().unwrap();
+                let record = &records[info.weighted.unwrap()];
+                let core = floats(record.weights);
+                let (outputs, inputs, k) = (burn.out_channels, burn.in_channels, conv.side());
+                for o in 0..outputs {
+                    for i in 0..inputs {
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let b = burn.weight[((o * inputs + i) * k + ky) * k + kx];
+                                assert_eq!(
+                                    core[((o * k + ky) * k + kx) * inputs + i].to_bits(),
+                                    b.to_bits(),
+                                    "{}",
+                                    info.name
+                                );
+                            }
+                        }
+                    }
+                }
+                assert_eq!(floats(record.bias), burn.bias);
+            }
+            Layer::Dense(_) => {
+                let burn = dense.next().unwrap();
+                let record = &records[info.weighted.unwrap()];
+                let core = floats(record.weights);
+                let map = flattened.take();
+                for o in 0..burn.outputs {
+                    for burn_row in 0..burn.inputs {
+                        let core_input = match map {
+                            Some(Shape {
+                                height,
+                                width,
+                                channels,
+                            }) => {
+                                let (c, position) =
+                                    (burn_row / (height * width), burn_row % (height * width));
+                                position * channels + c
+                            }
+                            None => burn_row,
+                        };
                         assert_eq!(
-                            core[((o * 3 + ky) * 3 + kx) * inputs + i].to_bits(),
-                            burn.to_bits(),
-                            "conv{}",
-                            index + 1
+                            core[o * burn.inputs + core_input].to_bits(),
+                            burn.weight[burn_row * burn.outputs + o].to_bits(),
+                            "{}",
+                            info.name
                         );
                     }
                 }
+                assert_eq!(floats(record.bias), burn.bias);
             }
+            _ => {}
         }
-        assert_eq!(floats(record.layers[index].bias), conv.bias);
-    }
-    for (index, dense) in weights.dense.iter().enumerate() {
-        let core = floats(record.layers[3 + index].weights);
-        for o in 0..dense.outputs {
-            for burn_row in 0..dense.inputs {
-                // fc1's burn input c*9 + y*3 + x is the core's (y*3 + x)*256 + c.
-                let core_input = if index == 0 {
-                    (burn_row % 9) * 256 + burn_row / 9
-                } else {
-                    burn_row
-                };
-                let burn = dense.weight[burn_row * dense.outputs + o];
-                assert_eq!(
-                    core[o * dense.inputs + core_input].to_bits(),
-                    burn.to_bits(),
-                    "fc{}",
-                    index + 1
-                );
-            }
-        }
-        assert_eq!(floats(record.layers[3 + index].bias), dense.bias);
     }
 }
 
 #[test]
 fn export_round_trip_keeps_every_value() {
-    let device = device();
-    let weights = seeded_net(&device).weights();
-    let file = CoreWeights::from_burn(&weights).unwrap().to_file().unwrap();
-    // Header: magic, version 1, f32 flavour, and a checksum the loader verified.
-    assert_eq!(&file[..8], b"TCNN\x01\x00\x01\x00");
-    let (_, payload) = tinycnn::format::split_header(&file).unwrap();
-    assert_eq!(
-        u32::from_le_bytes(file[12..16].try_into().unwrap()),
-        tinycnn::format::crc32(payload)
-    );
-    let model = F32Model::from_bytes(&file).unwrap();
-    check_layouts(&weights, model.record());
-    // And back: the shipped-model test runs burn on weights read this way.
-    assert_eq!(export::burn_weights(model.record()), weights);
+    for (architecture, seed) in [(Architecture::REFERENCE, 5), (parse(COLOUR), 6)] {
+        let device = device();
+        let weights = seeded_net(&architecture, seed, &device).weights();
+        let file = CoreWeights::from_burn(&architecture, &weights)
+            .unwrap()
+            .to_file()
+            .unwrap();
+        // Header: magic, version 2, f32 flavour, and a checksum the loader verified.
+        assert_eq!(&file[..8], b"TCNN\x02\x00\x01\x00");
+        let model = F32Model::from_bytes(&file).unwrap();
+        assert_eq!(model.architecture(), &architecture);
+        check_layouts(&architecture, &weights, &model);
+        // And back: the shipped-model test runs burn on weights read this way.
+        assert_eq!(export::burn_weights(&model), weights);
 
-    // The int8 file dequantises to within half a step of every f32 weight.
-    let exported = export::export(&weights, &MNIST.train, 200).unwrap();
-    let int8 = Int8Model::from_bytes(&exported.int8_file).unwrap();
-    for (layer, (q, f)) in int8
-        .record()
-        .layers
-        .iter()
-        .zip(&model.record().layers)
-        .enumerate()
-    {
-        let scales: Vec<f32> = q
-            .weight_scales
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
-        let fan_in = q.weights.len() / scales.len();
-        for (i, (&wq, w)) in q.weights.iter().zip(f.weights.chunks_exact(4)).enumerate() {
-            let w = f32::from_le_bytes(w.try_into().unwrap());
-            let scale = scales[i / fan_in];
-            // Half a step, plus the f32 rounding of the division and the product.
-            let error = (f32::from(wq as i8) * scale - w).abs();
-            assert!(
-                error <= scale * 0.5 + w.abs() * 1e-6,
-                "layer {layer} weight {i}: {w} -> {wq} x {scale}"
-            );
+        // The int8 file dequantises to within half a step of every f32 weight.
+        let images = synthetic_images(architecture.input(), 50, seed);
+        let exported = export::export_calibrated(
+            &architecture,
+            &weights,
+            images.chunks_exact(architecture.input().values()),
+        )
+        .unwrap();
+        let int8 = Int8Model::from_bytes(&exported.int8_file).unwrap();
+        for (layer, (q, f)) in int8.layers().zip(model.layers()).enumerate() {
+            let scales = floats(q.weight_scales);
+            let fan_in = q.weights.len() / scales.len();
+            for (i, (&wq, w)) in q.weights.iter().zip(f.weights.chunks_exact(4)).enumerate() {
+                let w = f32::from_le_bytes(w.try_into().unwrap());
+                let scale = scales[i / fan_in];
+                // Half a step, plus the f32 rounding of the division and the product.
+                let error = (f32::from(wq as i8) * scale - w).abs();
+                assert!(
+                    error <= scale * 0.5 + w.abs() * 1e-6,
+                    "layer {layer} weight {i}: {w} -> {wq} x {scale}"
+                );
+            }
         }
+    }
+}
+
+/// The tests above would catch an exporter that flattened channels-first: exporting the colour
+/// network's first dense layer without the permutation puts its logits far outside the
+/// tolerance.
+#[test]
+fn a_wrong_flatten_order_is_caught() {
+    let colour = parse(COLOUR);
+    let device = device();
+    let net = seeded_net(&colour, 9, &device);
+    let mut weights = net.weights();
+    // Move the first dense layer's rows so that the exporter's permutation undoes itself: the
+    // file then holds the rows in burn's channel-major order, as an exporter that forgot the
+    // permutation would write them.
+    let map = colour
+        .iter()
+        .find(|info| info.layer == Layer::Flatten)
+        .unwrap()
+        .input;
+    let dense = &mut weights.dense[0];
+    let original = dense.weight.clone();
+    let outputs = dense.outputs;
+    for j in 0..dense.inputs {
+        let burn_row = export::burn_flatten_index(map, j);
+        dense.weight[burn_row * outputs..(burn_row + 1) * outputs]
+            .copy_from_slice(&original[j * outputs..(j + 1) * outputs]);
+    }
+    let file = CoreWeights::from_burn(&colour, &weights)
+        .unwrap()
+        .to_file()
+        .unwrap();
+    let model = F32Model::from_bytes(&file).unwrap();
+    let images = synthetic_images(colour.input(), 100, 3);
+    let core = f32_logits(&model, &images, available_threads());
+    let (worst, _) = differences(&burn_logits(&net, &images, &device), &core);
+    println!("colour network with a channels-first flatten: logits differ by {worst:.2e}");
+    assert!(
+        worst > 100.0 * TOLERANCE,
+        "a swapped flatten order went unnoticed ({worst:e})"
+    );
+}
+
+/// A valid description from the grammar's pieces: up to three convolutions (each side, both
+/// paddings, both activations) with or without a pool and a dropout, then up to two hidden
+/// dense layers and the logits.
+fn descriptions() -> impl Strategy<Value = String> {
+    let conv = (
+        prop::sample::select(vec![1u8, 3, 5]),
+        any::<bool>(),
+        1u16..8,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    );
+    (
+        4usize..14,
+        4usize..14,
+        prop::sample::select(vec![1usize, 3]),
+        prop::collection::vec(conv, 0..4),
+        prop::collection::vec((1u16..16, any::<bool>()), 0..3),
+        2u16..12,
+    )
+        .prop_map(|(height, width, channels, convs, dense, classes)| {
+            let mut words = vec![format!("input:{height}x{width}x{channels}")];
+            for (kernel, valid, filters, linear, pool, drop) in convs {
+                let mut word = format!("conv{kernel}x{kernel}:{filters}");
+                if valid {
+                    word.push_str(":valid");
+                }
+                if linear {
+                    word.push_str(":linear");
+                }
+                words.push(word);
+                if pool {
+                    words.push("pool".into());
+                }
+                if drop {
+                    words.push("drop:0.25".into());
+                }
+            }
+            words.push("flatten".into());
+            for (units, linear) in dense {
+                words.push(format!(
+                    "dense:{units}{}",
+                    if linear { ":linear" } else { "" }
+                ));
+            }
+            words.push(format!("dense:{classes}"));
+            words.join(" ")
+        })
+}
+
+proptest! {
+    // A failing case is saved beside this file (parity.proptest-regressions, a file to commit)
+    // and tried first on the next run.
+    #![proptest_config(ProptestConfig {
+        cases: 24,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// Any valid description: burn f32 == core f32, core int8 == the independent reference.
+    /// (Descriptions the pieces make invalid, a pool or a 'valid' kernel on too small a map,
+    /// are skipped: validation has its own tests.)
+    #[test]
+    fn random_descriptions_agree(text in descriptions(), seed in 0u64..1000) {
+        let Ok(architecture) = tinycnn::text::parse(&text, Shape::new(1, 1, 1)) else {
+            return Ok(());
+        };
+        let images = synthetic_images(architecture.input(), 40, seed);
+        f32_parity(&architecture, seed, &images, &text);
+        let file = random_int8(&architecture, seed, &images);
+        let model = Int8Model::from_bytes(&file).unwrap();
+        let core = int8_logits(&model, &images, 1);
+        int8_parity(&model, &images, &core, &text);
     }
 }

@@ -6,9 +6,9 @@
 //! proves that `host export` derives them from the scales as TFLite does.
 
 use serde_json::Value;
-use tinycnn::arch::Tensor;
-use tinycnn::kernels::{int8, reference};
-use tinycnn_host::quantize::quantize_multiplier;
+use tinycnn::arch::{Activation, Conv, Padding, Shape};
+use tinycnn::kernels::{ConvGeometry, int8, reference};
+use tinycnn_host::export::quantize::quantize_multiplier;
 
 fn golden() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tflite/golden.json");
@@ -76,108 +76,88 @@ fn quantized(case: &Value, outputs: usize) -> Quantized {
     }
 }
 
-fn tensor<const H: usize, const W: usize, const C: usize>(
-    values: &[i64],
-) -> Box<Tensor<i8, H, W, C>> {
-    assert_eq!(values.len(), H * W * C);
-    let mut t = Box::new([[[0i8; C]; W]; H]);
-    for (slot, &v) in t.iter_mut().flatten().flatten().zip(values) {
-        *slot = v as i8;
-    }
-    t
+fn bytes(values: &[i64]) -> Vec<i8> {
+    values.iter().map(|&v| v as i8).collect()
 }
 
-fn flat<T: Copy, const H: usize, const W: usize, const C: usize>(t: &Tensor<T, H, W, C>) -> Vec<T> {
-    t.iter().flatten().flatten().copied().collect()
-}
-
-fn check_conv<
-    const H: usize,
-    const W: usize,
-    const IC: usize,
-    const OC: usize,
-    const PH: usize,
-    const PW: usize,
->(
-    case: &Value,
-) -> usize {
-    assert_eq!(
-        [
-            case["height"].as_u64(),
-            case["width"].as_u64(),
-            case["in_channels"].as_u64(),
-            case["out_channels"].as_u64()
-        ],
-        [
-            Some(H as u64),
-            Some(W as u64),
-            Some(IC as u64),
-            Some(OC as u64)
-        ]
-    );
-    let q = quantized(case, OC);
+fn check_conv(case: &Value) -> usize {
+    let dims = ["height", "width", "in_channels", "out_channels"]
+        .map(|name| case[name].as_u64().expect("dimension") as usize);
+    let [height, width, in_channels, outputs] = dims;
+    let q = quantized(case, outputs);
     let requantization = int8::Requantization::new(
-        OC,
+        outputs,
         &q.bias,
         &q.multipliers,
         &q.shifts,
         q.input_zero_point,
         q.output_zero_point,
-        true,
+        Activation::Relu,
     )
     .unwrap();
-    let layer = int8::ConvLayer::<IC, OC>::new(&q.weights, requantization).unwrap();
+    let conv = Conv {
+        kernel: 3,
+        padding: Padding::Same,
+        filters: outputs as u16,
+        activation: Activation::Relu,
+    };
+    let shape = Shape::new(height, width, in_channels);
+    let pooled = ConvGeometry::new(&conv, shape, true);
+    let full = ConvGeometry::new(&conv, shape, false);
+    let pooled_layer = int8::ConvLayer::new(pooled, &q.weights, requantization).unwrap();
+    let full_layer = int8::ConvLayer::new(full, &q.weights, requantization).unwrap();
     let mut compared = 0;
     for run in case["runs"].as_array().unwrap() {
-        let input = tensor::<H, W, IC>(&ints(&run["input"]));
-        let mut full = Box::new([[[0i8; OC]; W]; H]);
-        reference::conv3x3_same_i8(&input, &layer, &mut full);
-        let expected_conv: Vec<i8> = ints(&run["conv"]).iter().map(|&v| v as i8).collect();
+        let input = bytes(&ints(&run["input"]));
+        let mut conv_output = vec![0i8; full.output().values()];
+        reference::conv_i8(&input, &full_layer, &mut conv_output);
+        let expected_conv = bytes(&ints(&run["conv"]));
         assert_eq!(
-            flat(&full),
-            expected_conv,
-            "reference conv {H}x{W}x{IC}->{OC}"
+            conv_output, expected_conv,
+            "reference conv {shape}->{outputs}"
         );
-        let mut pooled = Box::new([[[0i8; OC]; PW]; PH]);
-        int8::conv3x3_relu_maxpool2(&input, &layer, &mut pooled);
-        let expected_pool: Vec<i8> = ints(&run["pool"]).iter().map(|&v| v as i8).collect();
+        int8::conv(&input, &full_layer, &mut conv_output).unwrap();
+        assert_eq!(conv_output, expected_conv, "conv {shape}->{outputs}");
+        let mut pool_output = vec![0i8; pooled.output().values()];
+        int8::conv(&input, &pooled_layer, &mut pool_output).unwrap();
+        let expected_pool = bytes(&ints(&run["pool"]));
         assert_eq!(
-            flat(&pooled),
-            expected_pool,
-            "fused conv+pool {H}x{W}x{IC}->{OC}"
+            pool_output, expected_pool,
+            "fused conv+pool {shape}->{outputs}"
         );
         compared += expected_conv.len() + expected_pool.len();
     }
     compared
 }
 
-fn check_dense<const IN: usize, const OUT: usize>(case: &Value) -> usize {
-    assert_eq!(
-        [case["inputs"].as_u64(), case["outputs"].as_u64()],
-        [Some(IN as u64), Some(OUT as u64)]
-    );
-    let relu = case["relu"].as_bool().unwrap();
-    let q = quantized(case, OUT);
+fn check_dense(case: &Value) -> usize {
+    let inputs = case["inputs"].as_u64().unwrap() as usize;
+    let outputs = case["outputs"].as_u64().unwrap() as usize;
+    let activation = if case["relu"].as_bool().unwrap() {
+        Activation::Relu
+    } else {
+        Activation::None
+    };
+    let q = quantized(case, outputs);
     let requantization = int8::Requantization::new(
-        OUT,
+        outputs,
         &q.bias,
         &q.multipliers,
         &q.shifts,
         q.input_zero_point,
         q.output_zero_point,
-        relu,
+        activation,
     )
     .unwrap();
-    let layer = int8::DenseLayer::<IN, OUT>::new(&q.weights, requantization).unwrap();
+    let layer = int8::DenseLayer::new(inputs, &q.weights, requantization).unwrap();
     let mut compared = 0;
     for run in case["runs"].as_array().unwrap() {
-        let input: Vec<i8> = ints(&run["input"]).iter().map(|&v| v as i8).collect();
-        let input: [i8; IN] = input.try_into().unwrap();
-        let mut output = [0i8; OUT];
-        int8::dense_vector(&input, &layer, &mut output);
-        let expected: Vec<i8> = ints(&run["output"]).iter().map(|&v| v as i8).collect();
-        assert_eq!(output.to_vec(), expected, "dense {IN}->{OUT}");
-        compared += OUT;
+        let input = bytes(&ints(&run["input"]));
+        let mut output = vec![0i8; outputs];
+        int8::dense(&input, &layer, &mut output).unwrap();
+        let expected = bytes(&ints(&run["output"]));
+        assert_eq!(output, expected, "dense {inputs}->{outputs}");
+        compared += outputs;
     }
     compared
 }
@@ -192,13 +172,12 @@ fn kernels_equal_tflite_reference_kernels() {
         "golden.json has the cases this test instantiates"
     );
     let mut compared = 0;
-    compared += check_conv::<6, 6, 8, 5, 3, 3>(&cases[0]);
-    compared += check_conv::<7, 7, 16, 6, 3, 3>(&cases[1]);
-    compared += check_conv::<5, 4, 3, 4, 2, 2>(&cases[2]);
-    compared += check_conv::<28, 28, 1, 8, 14, 14>(&cases[3]);
-    compared += check_dense::<36, 10>(&cases[4]);
-    compared += check_dense::<64, 32>(&cases[5]);
-    compared += check_dense::<2304, 16>(&cases[6]);
+    for case in &cases[..4] {
+        compared += check_conv(case);
+    }
+    for case in &cases[4..] {
+        compared += check_dense(case);
+    }
     println!(
         "{compared} int8 values equal TensorFlow Lite {}'s",
         golden["tensorflow"]

@@ -3,45 +3,51 @@
 //!
 //! This is the only module of the crate with `unsafe` code: a few routines in
 //! inline assembly (`naked_asm!`, `asm!`), because the DSP intrinsics are not
-//! stable. Each kernel is a safe function with the portable kernel's signature
-//! plus a `work` buffer; it checks the shapes and the buffer, runs the
-//! assembly on slices it has sized itself, and returns the [`Backend`] that
-//! ran (the portable one for shapes it does not handle, so it is never wrong).
-//! The firmware's `kernels` binary checks every kernel against the portable
-//! one on random shapes and values, and the whole network, in QEMU.
+//! stable. Each kernel is a safe function with the portable kernel's
+//! arguments plus a `work` area; it checks the shapes and the work area, runs
+//! the assembly on slices it has sized itself, and returns the [`Backend`]
+//! that ran (the portable one for shapes it does not handle, so it is never
+//! wrong). The firmware's `kernels` binary checks every kernel against the
+//! portable one on random shapes and values, and the whole network, in QEMU.
 //!
-//! # Convolution (`IC` a multiple of 4: conv2, conv3)
+//! # Convolution (input channels a multiple of 4)
 //!
-//! For each pooled output pixel the four convolution positions of its 2x2
-//! window are unrolled ("im2col") into `work` as int16 with the input offset
-//! already added (`SXTAB16` adds `-zero_point` to two bytes at once; taps in
-//! the zero padding become 0). The layout interleaves the positions so that
-//! one `LDM` of four registers fetches two positions' worth of four values:
-//! group `g` (inputs `4g..4g+4` of the `9 x IC` window, in the filters'
-//! `[ky][kx][in]` order) is eight words `p0(x0,x2) p0(x1,x3) p1(..) p1(..)
-//! p2.. p3..`, the pair order that `SXTB16` and `SXTB16 ROR #8` produce from
-//! four int8 weights. The inner loop (`conv_tile`) then costs, per output
-//! channel and four inputs (16 MACs): `LDR` 4 weights, 2 `SXTB16`, 2 `LDM`, 8
-//! `SMLAD` into four accumulators (one per position) = 13 instructions,
-//! unrolled 16 times. That uses all 14 registers a routine has: the next step
-//! (8 positions, or 8-register `LDM`s) would need 16 or more. The maximum of
-//! the four accumulators is requantised (see below), which gives the pooled
-//! value: requantisation is monotonic, the portable kernel relies on the same
-//! fact.
+//! Four convolution positions run at once: the 2x2 window of a pooled output
+//! pixel (their maximum is kept), or four consecutive output pixels of a
+//! convolution without a pool. Their windows are unrolled ("im2col") into
+//! `work` as int16 with the input offset already added (`SXTAB16` adds
+//! `-zero_point` to two bytes at once; taps in the zero padding become 0).
+//! The layout interleaves the positions so that one `LDM` of four registers
+//! fetches two positions' worth of four values: group `g` (inputs
+//! `4g..4g+4` of the `K x K x C` window, in the filters' `[ky][kx][in]`
+//! order) is eight words `p0(x0,x2) p0(x1,x3) p1(..) p1(..) p2.. p3..`, the
+//! pair order that `SXTB16` and `SXTB16 ROR #8` produce from four int8
+//! weights. The inner loop (`conv_tile`) then costs, per output channel and
+//! four inputs (16 MACs): `LDR` 4 weights, 2 `SXTB16`, 2 `LDM`, 8 `SMLAD`
+//! into four accumulators (one per position) = 13 instructions, unrolled 16
+//! times. That uses all 14 registers a routine has: the next step (8
+//! positions, or 8-register `LDM`s) would need 16 or more. For a pooled
+//! pixel the maximum of the four accumulators is requantised (see below),
+//! which gives the pooled value: requantisation is monotonic, the portable
+//! kernel relies on the same fact.
 //!
-//! # Convolution with one input channel (conv1)
+//! # Convolution with one input channel and a 3x3 kernel
 //!
 //! The 9 taps are widened once per call to 5 int16 pairs per filter (the last
 //! padded with 0), the input once to int16 with its offset and a frame of
-//! zeros, and each pooled pixel's four windows to 5 pairs per position,
-//! pair-major. Per channel (`conv_single_tile`): 5 x (`LDR` weights, `LDM`
-//! four positions, 4 `SMLAD`).
+//! zeros (the 'same' padding, none for 'valid'), and each group of four
+//! positions' windows to 5 pairs per position, pair-major. Per channel
+//! (`conv_single_tile`): 5 x (`LDR` weights, `LDM` four positions, 4 `SMLAD`).
+//!
+//! Other shapes (1, 2 or 3 input channels with other kernels; 3 input
+//! channels with any kernel) run the portable kernel.
 //!
 //! # Dense
 //!
 //! The input vector is widened once (with its offset) to int16 pairs in the
 //! same `(x0,x2),(x1,x3)` order; four rows run at once (`dense_quad`),
-//! sharing each `LDRD` of the input: 21 instructions per 16 MACs.
+//! sharing each `LDRD` of the input: 21 instructions per 16 MACs. Inputs not
+//! a multiple of 4 run the portable kernel.
 //!
 //! # Requantisation
 //!
@@ -55,130 +61,88 @@
 //! blobs do not align tensors: the core must not trap unaligned accesses
 //! (`CCR.UNALIGN_TRP` clear, the reset state of every Cortex-M).
 //!
-//! Accumulators cannot overflow: `|x - zero_point| <= 255` and
-//! `|w| <= 128`, so a `9 x IC`-long dot product stays far inside `i32` for any
-//! layer of this crate's network, and `SMLAD` wraps exactly like the portable
-//! kernels' `i32` sums.
+//! Accumulators cannot overflow: `|x - zero_point| <= 255`, `|w| <= 127`
+//! and a fan-in of at most [`crate::arch::MAX_FAN_IN`] keep every sum inside
+//! `i32` (see there), and `SMLAD` wraps exactly like the portable kernels'
+//! `i32` sums.
 
 #![allow(unsafe_code)]
 
 use core::arch::{asm, naked_asm};
 
-use super::int8::{Backend, ConvLayer, DenseLayer, Requantization, window};
-use crate::arch::{KERNEL_TAPS, Tensor};
+use super::ConvGeometry;
+use super::int8::{Backend, ConvLayer, DenseLayer, Requantization};
 
-/// Output channels whose accumulators one assembly call leaves on the stack
-/// before they are requantised.
+/// Output channels whose accumulators one assembly call of a pooled tile
+/// leaves on the stack before they are requantised.
 const CHUNK: usize = 32;
-/// int16 pairs per 3x3 window when there is one input channel: 9 taps + 0.
-const SINGLE_PAIRS: usize = 5;
-/// Convolution positions per pooled pixel.
+/// The same for a tile of four output pixels, which leaves four accumulators
+/// per channel: a quarter as many channels keeps the stack the same.
+const CHUNK_EACH: usize = 8;
+/// Convolution positions computed at once.
 const POSITIONS: usize = 4;
 
-/// Bytes of `work` that [`conv3x3_relu_maxpool2`] needs, 4-byte aligned, for
-/// an `H x W x IC` input and `OC` output channels; 0 for shapes that the
-/// portable kernel runs (input channels neither 1 nor a multiple of 4).
-pub const fn conv_work_bytes<const H: usize, const W: usize, const IC: usize, const OC: usize>()
--> usize {
-    if IC == 1 {
-        // Widened filters, one pixel's windows, the zero-padded input as int16.
-        4 * SINGLE_PAIRS * (OC + POSITIONS) + padded_words(H, W) * 4
-    } else if IC.is_multiple_of(4) {
-        // Four positions x 9 taps x IC values x 2 bytes.
-        POSITIONS * KERNEL_TAPS * IC * 2
-    } else {
-        0
-    }
-}
+use crate::plan::{DspConv, SINGLE_PAIRS, dsp_conv as conv_path};
+pub use crate::plan::{
+    dsp_conv_work_bytes as conv_work_bytes, dsp_dense_work_bytes as dense_work_bytes,
+};
 
-/// Words holding an `H x W` single-channel input, zero-padded by one pixel on
-/// every side, as int16.
-const fn padded_words(height: usize, width: usize) -> usize {
-    ((height + 2) * (width + 2)).div_ceil(2)
-}
-
-/// Bytes of `work` that [`dense`] needs, 4-byte aligned, for `inputs`
-/// inputs; 0 when the portable kernel runs (`inputs` not a multiple of 4).
-pub const fn dense_work_bytes(inputs: usize) -> usize {
-    if inputs.is_multiple_of(4) {
-        inputs * 2
-    } else {
-        0
-    }
-}
-
-/// [`super::int8::conv3x3_relu_maxpool2`] with the DSP extension: same
-/// arguments, plus `work` of at least [`conv_work_bytes`] bytes from a 4-byte
-/// boundary (its contents are overwritten). Returns [`Backend::ArmDsp`], or
-/// [`Backend::Portable`] when the shape or `work` does not suit the DSP
-/// kernels and the portable kernel ran instead.
-pub fn conv3x3_relu_maxpool2<
-    const H: usize,
-    const W: usize,
-    const IC: usize,
-    const OC: usize,
-    const PH: usize,
-    const PW: usize,
->(
-    input: &Tensor<i8, H, W, IC>,
-    layer: &ConvLayer<'_, IC, OC>,
-    output: &mut Tensor<i8, PH, PW, OC>,
+/// [`super::int8::conv`] with the DSP extension: same arguments, plus `work`
+/// of at least [`conv_work_bytes`] bytes from a 4-byte boundary (its contents
+/// are overwritten). Returns [`Backend::ArmDsp`], or [`Backend::Portable`]
+/// when the shape or `work` does not suit the DSP kernels and the portable
+/// kernel ran instead; `None` (nothing written) if the slices do not fit the
+/// layer.
+// Not inlined into the runner, as the portable kernels (see there).
+#[inline(never)]
+pub fn conv(
+    input: &[i8],
+    layer: &ConvLayer<'_>,
+    output: &mut [i8],
     work: &mut [i8],
-) -> Backend {
-    const {
-        assert!(
-            PH == H / 2 && PW == W / 2,
-            "pooled output must be half the input, rounded down"
-        )
-    };
+) -> Option<Backend> {
+    let geometry = layer.geometry();
+    if input.len() != geometry.input.values() || output.len() != geometry.output().values() {
+        return None;
+    }
     let words = aligned_words(work);
-    let ran = if IC == 1 {
-        conv_single_channel(input, layer, output, words)
-    } else if IC.is_multiple_of(4) {
-        conv_multi_channel(input, layer, output, words)
-    } else {
-        false
+    let ran = match conv_path(geometry) {
+        DspConv::SingleChannel => conv_single_channel(input, layer, output, words),
+        DspConv::MultiChannel => conv_multi_channel(input, layer, output, words),
+        DspConv::Portable => false,
     };
     if ran {
-        Backend::ArmDsp
+        Some(Backend::ArmDsp)
     } else {
-        super::int8::conv3x3_relu_maxpool2(input, layer, output);
-        Backend::Portable
+        super::int8::conv(input, layer, output).map(|()| Backend::Portable)
     }
 }
 
 /// [`super::int8::dense`] with the DSP extension: same arguments, plus `work`
 /// of at least [`dense_work_bytes`] bytes from a 4-byte boundary. Returns the
-/// backend that ran, as [`conv3x3_relu_maxpool2`] does.
-pub fn dense<const H: usize, const W: usize, const C: usize, const IN: usize, const OUT: usize>(
-    input: &Tensor<i8, H, W, C>,
-    layer: &DenseLayer<'_, IN, OUT>,
-    output: &mut [i8; OUT],
+/// backend that ran, as [`conv`] does.
+#[inline(never)]
+pub fn dense(
+    input: &[i8],
+    layer: &DenseLayer<'_>,
+    output: &mut [i8],
     work: &mut [i8],
-) -> Backend {
-    const {
-        assert!(
-            IN == H * W * C,
-            "dense input length must equal the flattened tensor"
-        )
-    };
-    let flat = input.as_flattened().as_flattened();
-    if dense_rows(flat, layer.rows(), IN, layer.requantization(), output, work) {
-        Backend::ArmDsp
-    } else {
-        super::int8::dense(input, layer, output);
-        Backend::Portable
+) -> Option<Backend> {
+    if input.len() != layer.inputs() || output.len() != layer.outputs() {
+        return None;
     }
-}
-
-/// [`dense`] over a plain vector.
-pub fn dense_vector<const IN: usize, const OUT: usize>(
-    input: &[i8; IN],
-    layer: &DenseLayer<'_, IN, OUT>,
-    output: &mut [i8; OUT],
-    work: &mut [i8],
-) -> Backend {
-    dense::<1, 1, IN, IN, OUT>(super::int8::as_tensor(input), layer, output, work)
+    if dense_rows(
+        input,
+        layer.rows(),
+        layer.inputs(),
+        layer.requantization(),
+        output,
+        work,
+    ) {
+        Some(Backend::ArmDsp)
+    } else {
+        super::int8::dense(input, layer, output).map(|()| Backend::Portable)
+    }
 }
 
 /// The 4-byte aligned whole words inside `work`.
@@ -325,6 +289,13 @@ impl<'r, 'a> Requantizer<'r, 'a> {
             }
             return;
         }
+        self.finish_portable(first, accumulators, outputs);
+    }
+
+    /// [`finish`](Self::finish) without the shortcut. Not inlined: each
+    /// kernel calls `finish` in several places, and this path is rare.
+    #[inline(never)]
+    fn finish_portable(&self, first: usize, accumulators: &[i32], outputs: &mut [i8]) {
         let channels = self.requantization.channels().skip(first);
         for ((out, &accumulator), channel) in outputs.iter_mut().zip(accumulators).zip(channels) {
             *out = self.requantization.apply(accumulator, channel);
@@ -342,107 +313,276 @@ struct Constants {
     rounding: *const i32,
 }
 
-/// The four convolution positions `(dy, dx)` of a pooled pixel, in the order
-/// of the accumulators.
-const WINDOW: [(usize, usize); POSITIONS] = [(0, 0), (0, 1), (1, 0), (1, 1)];
-
-fn conv_multi_channel<
-    const H: usize,
-    const W: usize,
-    const IC: usize,
-    const OC: usize,
-    const PH: usize,
-    const PW: usize,
->(
-    input: &Tensor<i8, H, W, IC>,
-    layer: &ConvLayer<'_, IC, OC>,
-    output: &mut Tensor<i8, PH, PW, OC>,
-    words: &mut [u32],
-) -> bool {
-    let groups = KERNEL_TAPS * IC / 4;
-    let Some(columns) = words.get_mut(..groups * 2 * POSITIONS) else {
-        return false;
-    };
-    if IC == 0 {
-        return false;
+/// Convolution position `p` (0..4, in the convolution's output) of tile
+/// `tile` of a convolution whose output is `width` wide and has `pixels`
+/// pixels: a pooled pixel's 2x2 window, or four consecutive output pixels
+/// (`None` past the last pixel).
+#[inline(always)]
+fn tile_position(
+    pooled: bool,
+    width: usize,
+    pixels: usize,
+    tile: usize,
+    p: usize,
+) -> Option<(usize, usize)> {
+    if pooled {
+        Some((2 * (tile / width) + p / 2, 2 * (tile % width) + p % 2))
+    } else {
+        let pixel = tile * POSITIONS + p;
+        (pixel < pixels).then(|| (pixel / width, pixel % width))
     }
-    let Ok(group_count) = u32::try_from(groups) else {
-        return false;
+}
+
+/// Tiles of a convolution: pooled pixels, or groups of four output pixels.
+fn tile_count(geometry: &ConvGeometry) -> usize {
+    let output = geometry.output();
+    let pixels = output.height * output.width;
+    if geometry.pooled {
+        pixels
+    } else {
+        pixels.div_ceil(POSITIONS)
+    }
+}
+
+/// Requantises the accumulators of one tile's channels `first..` into the
+/// output: the maximum per channel for a pooled tile (`sums[0..count]`),
+/// else each position's row of `sums` (`sums[p * CHUNK_EACH..]`) into its
+/// pixel.
+#[inline(always)]
+fn finish_tile(
+    geometry: &ConvGeometry,
+    requantizer: &Requantizer<'_, '_>,
+    tile: usize,
+    first: usize,
+    count: usize,
+    sums: &[i32; CHUNK],
+    output: &mut [i8],
+) {
+    let channels = geometry.filters;
+    if geometry.pooled {
+        let start = tile * channels + first;
+        if let (Some(out), Some(row)) = (output.get_mut(start..start + count), sums.get(..count)) {
+            requantizer.finish(first, row, out);
+        }
+        return;
+    }
+    for p in 0..POSITIONS {
+        let start = (tile * POSITIONS + p) * channels + first;
+        let (Some(out), Some(row)) = (
+            output.get_mut(start..start + count),
+            sums.get(p * CHUNK_EACH..p * CHUNK_EACH + count),
+        ) else {
+            continue;
+        };
+        requantizer.finish(first, row, out);
+    }
+}
+
+/// Writes one position's window into its slots of the im2col groups (`slots`
+/// starts at its two words of the first group; a group is eight words): per
+/// kernel row, the taps inside the input widened in one run, the taps in the
+/// padding as zeros. `at` is the position in the convolution's output, `None`
+/// past the last pixel (all zeros). False if the slices do not fit.
+#[inline(always)]
+fn fill_position(
+    input: &[i8],
+    geometry: &ConvGeometry,
+    at: Option<(usize, usize)>,
+    slots: &mut [u32],
+    offset: u32,
+) -> bool {
+    let (kernel, pad) = (geometry.kernel, geometry.pad);
+    let shape = geometry.input;
+    let quads = shape.channels / 4;
+    let row_words = kernel * quads * 2 * POSITIONS;
+    let Some((y, x)) = at else {
+        zero_groups(slots, kernel * kernel * quads);
+        return true;
     };
-    let requantization = layer.requantization();
-    let requantizer = Requantizer::new(requantization, KERNEL_TAPS * IC);
-    let offset = halves(-requantization.input_zero_point());
-    let filter_len = KERNEL_TAPS * IC;
-    for (py, out_row) in output.iter_mut().enumerate() {
-        for (px, out_pixel) in out_row.iter_mut().enumerate() {
-            for (position, &(dy, dx)) in WINDOW.iter().enumerate() {
-                let taps = window(input, 2 * py + dy, 2 * px + dx);
-                let per_tap = columns.chunks_exact_mut(IC / 4 * 2 * POSITIONS);
-                for (tap, tap_columns) in taps.iter().zip(per_tap) {
-                    // This position's two words in each group of eight.
-                    let slots = tap_columns
-                        .as_chunks_mut::<{ 2 * POSITIONS }>()
-                        .0
-                        .iter_mut()
-                        .filter_map(|group| group.as_chunks_mut::<2>().0.get_mut(position));
-                    match tap {
-                        Some(pixel) => {
-                            for (slot, quad) in slots.zip(pixel.as_chunks::<4>().0) {
-                                let raw = word(quad);
-                                *slot = [sxtab16(offset, raw), sxtab16_odd(offset, raw)];
-                            }
-                        }
-                        None => slots.for_each(|slot| *slot = [0, 0]),
-                    }
-                }
-            }
-            let chunks = out_pixel
-                .chunks_mut(CHUNK)
-                .zip(layer.filters().chunks(CHUNK * filter_len));
-            for (index, (out_chunk, filter_chunk)) in chunks.enumerate() {
-                let mut best = [0i32; CHUNK];
-                let count = out_chunk.len().min(filter_chunk.len() / filter_len);
-                if count == 0 {
-                    continue;
-                }
-                // SAFETY: `columns` holds `groups` groups of 8 words (sliced
-                // above) and `filter_chunk` at least `count` filters of
-                // `groups * 4` bytes, which is all that `conv_tile` reads
-                // (unaligned reads of the weights are allowed on these cores);
-                // it writes `count <= CHUNK` words to `best`. `count >= 1`,
-                // and `groups >= 1` because `IC >= 4`.
-                unsafe {
-                    conv_tile(
-                        columns.as_ptr(),
-                        filter_chunk.as_ptr(),
-                        group_count,
-                        count as u32,
-                        best.as_mut_ptr(),
-                    );
-                }
-                requantizer.finish(index * CHUNK, &best, out_chunk);
-            }
+    // Taps `first..end` of each kernel row read inside the input.
+    let first = pad.saturating_sub(x);
+    let end = (shape.width + pad).saturating_sub(x).min(kernel);
+    for (ky, row) in slots.chunks_mut(row_words).take(kernel).enumerate() {
+        let input_y = (y + ky).wrapping_sub(pad);
+        if input_y >= shape.height || end <= first {
+            zero_groups(row, kernel * quads);
+            continue;
+        }
+        let (before, rest) = row.split_at_mut((first * quads * 2 * POSITIONS).min(row.len()));
+        zero_groups(before, first * quads);
+        let run = (end - first) * quads;
+        let start = (input_y * shape.width + x + first - pad) * shape.channels;
+        let (Some(values), Ok(count)) = (input.get(start..start + 4 * run), u32::try_from(run))
+        else {
+            return false;
+        };
+        if rest.len() < 8 * (run - 1) + 2 {
+            return false;
+        }
+        // SAFETY: `values` holds `run` words (any alignment); `rest` holds
+        // this position's two words of each of the `run` groups of eight,
+        // 32 bytes apart (both checked just above); `run >= 1`.
+        unsafe { widen_into_columns(values.as_ptr(), rest.as_mut_ptr(), count, offset) };
+        if let Some(after) = rest.get_mut(run * 2 * POSITIONS..) {
+            zero_groups(after, (kernel - end) * quads);
         }
     }
     true
 }
 
-fn conv_single_channel<
-    const H: usize,
-    const W: usize,
-    const IC: usize,
-    const OC: usize,
-    const PH: usize,
-    const PW: usize,
->(
-    input: &Tensor<i8, H, W, IC>,
-    layer: &ConvLayer<'_, IC, OC>,
-    output: &mut Tensor<i8, PH, PW, OC>,
+/// Zeroes a position's two words in each of the first `groups` groups.
+#[inline(always)]
+fn zero_groups(slots: &mut [u32], groups: usize) {
+    for group in slots.chunks_mut(2 * POSITIONS).take(groups) {
+        if let Some(pair) = group.get_mut(..2) {
+            pair.fill(0);
+        }
+    }
+}
+
+fn conv_multi_channel(
+    input: &[i8],
+    layer: &ConvLayer<'_>,
+    output: &mut [i8],
     words: &mut [u32],
 ) -> bool {
-    let table_words = OC * SINGLE_PAIRS;
+    let geometry = layer.geometry();
+    let channels = geometry.input.channels;
+    let fan_in = geometry.fan_in();
+    let groups = fan_in / 4;
+    let Some(columns) = words.get_mut(..groups * 2 * POSITIONS) else {
+        return false;
+    };
+    let Ok(group_count) = u32::try_from(groups) else {
+        return false;
+    };
+    if groups == 0 || !channels.is_multiple_of(4) {
+        return false;
+    }
+    let requantization = layer.requantization();
+    let requantizer = Requantizer::new(requantization, fan_in);
+    let offset = halves(-requantization.input_zero_point());
+    let chunk = if geometry.pooled { CHUNK } else { CHUNK_EACH };
+    let mut sums = [0i32; CHUNK];
+    let (pooled, width) = (geometry.pooled, geometry.output().width.max(1));
+    let pixels = geometry.output().height * width;
+    for tile in 0..tile_count(geometry) {
+        for position in 0..POSITIONS {
+            let at = tile_position(pooled, width, pixels, tile, position);
+            // This position's two words in the first group of eight.
+            let Some(slots) = columns.get_mut(2 * position..) else {
+                return false;
+            };
+            if !fill_position(input, geometry, at, slots, offset) {
+                return false;
+            }
+        }
+        let filter_chunks = layer.filters().chunks(chunk * fan_in);
+        for (index, filter_chunk) in filter_chunks.enumerate() {
+            let count = filter_chunk.len() / fan_in;
+            if count == 0 || count > chunk {
+                continue;
+            }
+            // SAFETY: `columns` holds `groups` groups of 8 words (sliced
+            // above) and `filter_chunk` `count` filters of `groups * 4`
+            // bytes, which is all that the tile routines read (unaligned
+            // reads of the weights are allowed on these cores); they write
+            // `count <= CHUNK` words to `sums` (the pooled one) or four rows
+            // of `count <= CHUNK_EACH` words, `CHUNK_EACH` apart (the other).
+            // `count >= 1` and `groups >= 1`.
+            unsafe {
+                let tile_routine = if geometry.pooled {
+                    conv_tile
+                } else {
+                    conv_tile_each
+                };
+                tile_routine(
+                    columns.as_ptr(),
+                    filter_chunk.as_ptr(),
+                    group_count,
+                    count as u32,
+                    sums.as_mut_ptr(),
+                );
+            }
+            finish_tile(
+                geometry,
+                &requantizer,
+                tile,
+                index * chunk,
+                count,
+                &sums,
+                output,
+            );
+        }
+    }
+    true
+}
+
+/// Widens `quads` groups of four int8 values at `values` to int16 pairs with
+/// `offset` added (`(x0, x2)` then `(x1, x3)`, the order `SXTB16` gives the
+/// weights) into two words at `columns`, the next group's 32 bytes on.
+///
+/// # Safety
+///
+/// `values` must be valid for reading `4 * quads` bytes (any alignment) and
+/// `columns` for writing two words at each of `quads` places 32 bytes apart;
+/// `quads` at least 1.
+#[inline(always)]
+unsafe fn widen_into_columns(values: *const i8, columns: *mut u32, quads: u32, offset: u32) {
+    // SAFETY: the caller guarantees the ranges read and written; the loops
+    // touch nothing else, and neither the stack nor the flags it leaves.
+    // Four groups per round, then one at a time.
+    unsafe {
+        asm!(
+            "lsrs {rounds}, {quads}, #2",
+            "beq 3f",
+            "2:",
+            ".rept 4",
+            "ldr {word}, [{values}], #4",
+            "sxtab16 {even}, {offset}, {word}",
+            "sxtab16 {odd}, {offset}, {word}, ror #8",
+            "strd {even}, {odd}, [{columns}], #32",
+            ".endr",
+            "subs {rounds}, {rounds}, #1",
+            "bne 2b",
+            "3:",
+            "ands {quads}, {quads}, #3",
+            "beq 5f",
+            "4:",
+            "ldr {word}, [{values}], #4",
+            "sxtab16 {even}, {offset}, {word}",
+            "sxtab16 {odd}, {offset}, {word}, ror #8",
+            "strd {even}, {odd}, [{columns}], #32",
+            "subs {quads}, {quads}, #1",
+            "bne 4b",
+            "5:",
+            values = inout(reg) values => _,
+            columns = inout(reg) columns => _,
+            quads = inout(reg) quads => _,
+            rounds = out(reg) _,
+            offset = in(reg) offset,
+            word = out(reg) _,
+            even = out(reg) _,
+            odd = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
+fn conv_single_channel(
+    input: &[i8],
+    layer: &ConvLayer<'_>,
+    output: &mut [i8],
+    words: &mut [u32],
+) -> bool {
+    let geometry = layer.geometry();
+    let filters = geometry.filters;
+    let table_words = filters * SINGLE_PAIRS;
     let column_words = SINGLE_PAIRS * POSITIONS;
-    if IC != 1 || words.len() < table_words + column_words + padded_words(H, W) {
+    if geometry.input.channels != 1
+        || geometry.kernel != 3
+        || words.len() < table_words + column_words + crate::plan::dsp_padded_words(geometry)
+    {
         return false;
     }
     let (table, rest) = words.split_at_mut(table_words);
@@ -450,14 +590,15 @@ fn conv_single_channel<
     // SAFETY: reinterprets aligned words as twice as many halfwords; every
     // bit pattern is valid for both.
     let (_, padded, _) = unsafe { padded.align_to_mut::<u16>() };
-    let stride = W + 2;
-    let Some(padded) = padded.get_mut(..(H + 2) * stride) else {
+    let pad = geometry.pad;
+    let stride = geometry.input.width + 2 * pad;
+    let Some(padded) = padded.get_mut(..(geometry.input.height + 2 * pad) * stride) else {
         return false;
     };
 
     // Widen every filter once: nine taps to five pairs, the last one (w8, 0).
-    let filters = layer.filters().chunks_exact(KERNEL_TAPS);
-    for (pairs, filter) in table.chunks_exact_mut(SINGLE_PAIRS).zip(filters) {
+    let taps = layer.filters().chunks_exact(9);
+    for (pairs, filter) in table.chunks_exact_mut(SINGLE_PAIRS).zip(taps) {
         let tap = |i: usize| filter.get(i).map_or(0, |&w| i32::from(w as i8));
         for (j, pair) in pairs.iter_mut().enumerate() {
             *pair = pack(tap(2 * j), tap(2 * j + 1));
@@ -468,60 +609,74 @@ fn conv_single_channel<
     let requantization = layer.requantization();
     let zero_point = requantization.input_zero_point();
     padded.fill(0);
-    for (padded_row, row) in padded.chunks_exact_mut(stride).skip(1).zip(input) {
-        for (value, pixel) in padded_row.iter_mut().skip(1).zip(row) {
-            *value = pixel
-                .first()
-                .map_or(0, |&x| (i32::from(x) - zero_point) as u16);
+    let rows = input.chunks_exact(geometry.input.width.max(1));
+    for (padded_row, row) in padded.chunks_exact_mut(stride).skip(pad).zip(rows) {
+        for (value, &x) in padded_row.iter_mut().skip(pad).zip(row) {
+            *value = (i32::from(x) - zero_point) as u16;
         }
     }
 
-    let requantizer = Requantizer::new(requantization, KERNEL_TAPS);
-    for (py, out_row) in output.iter_mut().enumerate() {
-        for (px, out_pixel) in out_row.iter_mut().enumerate() {
-            // Pair-major: word `j * 4 + position` holds taps 2j, 2j+1.
-            for (position, &(dy, dx)) in WINDOW.iter().enumerate() {
-                let top = (2 * py + dy) * stride + 2 * px + dx;
-                let rows = padded.get(top..).map(|from| from.chunks(stride));
-                let Some(
-                    [
-                        Some(&[t0, t1, t2, ..]),
-                        Some(&[t3, t4, t5, ..]),
-                        Some(&[t6, t7, t8, ..]),
-                    ],
-                ) = rows.map(|mut rows| [rows.next(), rows.next(), rows.next()])
-                else {
-                    return false;
+    let requantizer = Requantizer::new(requantization, 9);
+    let chunk = if geometry.pooled { CHUNK } else { CHUNK_EACH };
+    let mut sums = [0i32; CHUNK];
+    let (pooled, width) = (geometry.pooled, geometry.output().width.max(1));
+    let pixels = geometry.output().height * width;
+    for tile in 0..tile_count(geometry) {
+        // Pair-major: word `j * 4 + position` holds taps 2j, 2j+1.
+        for position in 0..POSITIONS {
+            let at = tile_position(pooled, width, pixels, tile, position);
+            let pairs = match at {
+                Some((y, x)) => {
+                    let top = y * stride + x;
+                    let row = |r: usize| padded.get(top + r * stride..top + r * stride + 3);
+                    let (Some(&[t0, t1, t2]), Some(&[t3, t4, t5]), Some(&[t6, t7, t8])) =
+                        (row(0), row(1), row(2))
+                    else {
+                        return false;
+                    };
+                    [[t0, t1], [t2, t3], [t4, t5], [t6, t7], [t8, 0]]
+                }
+                None => [[0; 2]; SINGLE_PAIRS],
+            };
+            for (slots, [low, high]) in columns.chunks_exact_mut(POSITIONS).zip(pairs) {
+                if let Some(slot) = slots.get_mut(position) {
+                    *slot = u32::from(low) | (u32::from(high) << 16);
+                }
+            }
+        }
+        let chunks = table.chunks(chunk * SINGLE_PAIRS);
+        for (index, table_chunk) in chunks.enumerate() {
+            let count = table_chunk.len() / SINGLE_PAIRS;
+            if count == 0 || count > chunk {
+                continue;
+            }
+            // SAFETY: `columns` holds 20 words and `table_chunk` `count`
+            // filters of 5 words, all that the tile routines read; they
+            // write `count <= CHUNK` words to `sums` (the pooled one) or four
+            // rows of `count <= CHUNK_EACH` words, `CHUNK_EACH` apart (the
+            // other); `count >= 1`.
+            unsafe {
+                let tile_routine = if geometry.pooled {
+                    conv_single_tile
+                } else {
+                    conv_single_tile_each
                 };
-                let pairs = [[t0, t1], [t2, t3], [t4, t5], [t6, t7], [t8, 0]];
-                for (slots, [low, high]) in columns.chunks_exact_mut(POSITIONS).zip(pairs) {
-                    if let Some(slot) = slots.get_mut(position) {
-                        *slot = u32::from(low) | (u32::from(high) << 16);
-                    }
-                }
+                tile_routine(
+                    columns.as_ptr(),
+                    table_chunk.as_ptr(),
+                    count as u32,
+                    sums.as_mut_ptr(),
+                );
             }
-            let chunks = out_pixel
-                .chunks_mut(CHUNK)
-                .zip(table.chunks(CHUNK * SINGLE_PAIRS));
-            for (index, (out_chunk, table_chunk)) in chunks.enumerate() {
-                let mut best = [0i32; CHUNK];
-                let count = out_chunk.len().min(table_chunk.len() / SINGLE_PAIRS);
-                if count == 0 {
-                    continue;
-                }
-                // SAFETY: `columns` holds 20 words and `table_chunk` `count`
-                // filters of 5 words, all that `conv_single_tile` reads; it
-                // writes `count <= CHUNK` words to `best`; `count >= 1`.
-                unsafe {
-                    conv_single_tile(
-                        columns.as_ptr(),
-                        table_chunk.as_ptr(),
-                        count as u32,
-                        best.as_mut_ptr(),
-                    );
-                }
-                requantizer.finish(index * CHUNK, &best, out_chunk);
-            }
+            finish_tile(
+                geometry,
+                &requantizer,
+                tile,
+                index * chunk,
+                count,
+                &sums,
+                output,
+            );
         }
     }
     true
@@ -604,6 +759,52 @@ fn dense_rows(
     true
 }
 
+/// One output of [`requantize_clamped`] for any zero point (r7).
+macro_rules! requantize_any {
+    () => {
+        concat!(
+            requantize_scaled!(),
+            "add r9, r9, r7\n",
+            "ssat r9, #8, r9\n",
+            "cmp r9, r7\n",
+            "it lt\n",
+            "movlt r9, r7\n",
+            "strb r9, [r1], #1",
+        )
+    };
+}
+
+/// One output of [`requantize_clamped`] for zero point -128.
+macro_rules! requantize_low {
+    () => {
+        concat!(
+            requantize_scaled!(),
+            "usat r9, #8, r9\n",
+            "eor r9, r9, #128\n",
+            "strb r9, [r1], #1",
+        )
+    };
+}
+
+/// The accumulator plus its bias, scaled by the channel's multiplier and
+/// shift with TFLite's rounding (see [`Requantizer`]), into r9.
+macro_rules! requantize_scaled {
+    () => {
+        concat!(
+            "ldr r9, [r0], #4\n",
+            "ldr r10, [r4], #4\n",
+            "add r9, r9, r10\n",
+            "lsl r9, r9, #1\n",
+            "ldr r10, [r5], #4\n",
+            "ldrsb r11, [r6], #1\n",
+            "rsb r11, r11, #0\n",
+            "ldr r12, [r8, r11, lsl #2]\n",
+            "smmlar r9, r9, r10, r12\n",
+            "asr r9, r9, r11\n",
+        )
+    };
+}
+
 /// Requantises `count` accumulators (see [`Requantizer`] for the shortcut it
 /// takes) into `outputs`, clamped to `[zero_point, 127]`.
 ///
@@ -627,47 +828,36 @@ unsafe extern "C" fn requantize_clamped(
     naked_asm!(
         "push {{r4-r11, lr}}",
         "ldm r3, {{r4-r8}}",
+        // Two outputs per round (r3 counts rounds), then the odd one.
+        "lsrs r3, r2, #1",
         // Zero point -128 (every ReLU output of a TFLite-quantised
         // network): clamping to [0, 255] and flipping the top bit is
         // adding it and clamping to [-128, 127].
         "cmn r7, #128",
-        "beq 3f",
+        "beq 4f",
+        "cbz r3, 3f",
         "2:",
-        "ldr r9, [r0], #4",
-        "ldr r10, [r4], #4",
-        "add r9, r9, r10",
-        "lsl r9, r9, #1",
-        "ldr r10, [r5], #4",
-        "ldrsb r11, [r6], #1",
-        "rsb r11, r11, #0",
-        "ldr r12, [r8, r11, lsl #2]",
-        "smmlar r9, r9, r10, r12",
-        "asr r9, r9, r11",
-        "add r9, r9, r7",
-        "ssat r9, #8, r9",
-        "cmp r9, r7",
-        "it lt",
-        "movlt r9, r7",
-        "strb r9, [r1], #1",
-        "subs r2, r2, #1",
+        requantize_any!(),
+        requantize_any!(),
+        "subs r3, r3, #1",
         "bne 2b",
-        "pop {{r4-r11, pc}}",
         "3:",
-        "ldr r9, [r0], #4",
-        "ldr r10, [r4], #4",
-        "add r9, r9, r10",
-        "lsl r9, r9, #1",
-        "ldr r10, [r5], #4",
-        "ldrsb r11, [r6], #1",
-        "rsb r11, r11, #0",
-        "ldr r12, [r8, r11, lsl #2]",
-        "smmlar r9, r9, r10, r12",
-        "asr r9, r9, r11",
-        "usat r9, #8, r9",
-        "eor r9, r9, #128",
-        "strb r9, [r1], #1",
-        "subs r2, r2, #1",
-        "bne 3b",
+        "tst r2, #1",
+        "beq 6f",
+        requantize_any!(),
+        "pop {{r4-r11, pc}}",
+        "4:",
+        "cbz r3, 5f",
+        "7:",
+        requantize_low!(),
+        requantize_low!(),
+        "subs r3, r3, #1",
+        "bne 7b",
+        "5:",
+        "tst r2, #1",
+        "beq 6f",
+        requantize_low!(),
+        "6:",
         "pop {{r4-r11, pc}}",
     )
 }
@@ -724,130 +914,178 @@ macro_rules! dense_group {
     };
 }
 
-/// Accumulators of `channels` output channels at four positions, maximum of
-/// the four per channel into `best`.
+/// Accumulators of `channels` output channels at four positions, combined
+/// by `$finish`: for the pooled routine the maximum of the four into
+/// `out[channel]`, for the other the four into `out[p * CHUNK_EACH + channel]`.
 ///
 /// Registers: r0 columns (advancing), r1 weights (advancing across channels),
 /// r2 loop counter, r3/r4 weight pairs, r5-r8 columns, r9-r12 accumulators,
-/// lr `best`; the stack holds the column start, the counts and the channels
-/// left. The group loop is unrolled 16 times (conv2 runs 9 rounds per
-/// channel, conv3 18), with a one-group loop for the rest.
-///
-/// # Safety
-///
-/// `columns` must be valid for reading `groups * 8` words, `filters` for
-/// `channels * groups * 4` bytes (any alignment), `best` for writing
-/// `channels` words; `groups` and `channels` at least 1.
-#[unsafe(naked)]
-unsafe extern "C" fn conv_tile(
-    columns: *const u32,
-    filters: *const u8,
-    groups: u32,
-    channels: u32,
-    best: *mut i32,
-) {
-    naked_asm!(
-        "push {{r4-r11, lr}}",
-        // The fifth argument sits above the nine saved registers.
-        "ldr lr, [sp, #36]",
-        // Stack: [sp] columns, [sp+4] groups / 16, [sp+8] channels left,
-        // [sp+12] groups % 16.
-        "and r4, r2, #15",
-        "lsr r2, r2, #4",
-        "push {{r0, r2, r3, r4}}",
-        "2:",
-        "ldr r0, [sp]",
-        "mov.w r9, #0",
-        "mov.w r10, #0",
-        "mov.w r11, #0",
-        "mov.w r12, #0",
-        "ldr r2, [sp, #4]",
-        // Too far for `cbz`.
-        "cmp r2, #0",
-        "beq 4f",
-        "3:",
-        ".rept 16",
-        conv_group!(),
-        ".endr",
-        "subs r2, r2, #1",
-        "bne 3b",
-        "4:",
-        "ldr r2, [sp, #12]",
-        "cbz r2, 6f",
-        "5:",
-        conv_group!(),
-        "subs r2, r2, #1",
-        "bne 5b",
-        "6:",
-        "cmp r9, r10",
-        "it lt",
-        "movlt r9, r10",
-        "cmp r9, r11",
-        "it lt",
-        "movlt r9, r11",
-        "cmp r9, r12",
-        "it lt",
-        "movlt r9, r12",
-        "str r9, [lr], #4",
-        "ldr r2, [sp, #8]",
-        "subs r2, r2, #1",
-        "str r2, [sp, #8]",
-        "bne 2b",
-        "add sp, #16",
-        "pop {{r4-r11, pc}}",
-    )
+/// lr `out`; the stack holds four zeros, the column start, the counts and
+/// the channels left. The group loop is unrolled `$unroll` times (`$shift` is its log2;
+/// unrolled 16 times a 3x3 kernel over 64 channels runs 9 rounds per channel,
+/// over 128 channels 18), with a one-group loop for the rest.
+macro_rules! conv_tile_routine {
+    ($(#[$attribute:meta])* $name:ident, unroll $unroll:literal, shift $shift:literal, $finish:literal) => {
+        $(#[$attribute])*
+        ///
+        /// # Safety
+        ///
+        /// `columns` must be valid for reading `groups * 8` words, `filters`
+        /// for `channels * groups * 4` bytes (any alignment), `out` for
+        /// writing what the routine stores (see above), `channels` at most
+        /// `CHUNK` (pooled) or `CHUNK_EACH`;
+        /// `groups` and `channels` at least 1.
+        #[unsafe(naked)]
+        unsafe extern "C" fn $name(
+            columns: *const u32,
+            filters: *const u8,
+            groups: u32,
+            channels: u32,
+            out: *mut i32,
+        ) {
+            naked_asm!(
+                "push {{r4-r11, lr}}",
+                // The fifth argument sits above the nine saved registers.
+                "ldr lr, [sp, #36]",
+                // Stack: [sp..sp+16] four zeros (one `LDM` clears the
+                // accumulators), [sp+16] columns, [sp+20] groups / unroll,
+                // [sp+24] channels left, [sp+28] groups % unroll.
+                concat!("and r4, r2, #", $unroll, " - 1"),
+                concat!("lsrs r2, r2, #", $shift),
+                "push {{r0, r2, r3, r4}}",
+                "mov.w r5, #0",
+                "mov.w r6, #0",
+                "mov.w r7, #0",
+                "mov.w r8, #0",
+                "push {{r5-r8}}",
+                // Fewer groups than one unrolled round: its own loop.
+                "beq 7f",
+                "2:",
+                "ldr r0, [sp, #16]",
+                "ldm sp, {{r9-r12}}",
+                "ldr r2, [sp, #20]",
+                "3:",
+                concat!(".rept ", $unroll),
+                conv_group!(),
+                ".endr",
+                "subs r2, r2, #1",
+                "bne 3b",
+                "ldr r2, [sp, #28]",
+                "cbz r2, 6f",
+                "5:",
+                conv_group!(),
+                "subs r2, r2, #1",
+                "bne 5b",
+                "6:",
+                $finish,
+                "ldr r2, [sp, #24]",
+                "subs r2, r2, #1",
+                "str r2, [sp, #24]",
+                "bne 2b",
+                "b 9f",
+                // Every channel's groups in the one-group loop (at least one).
+                "7:",
+                "ldr r0, [sp, #16]",
+                "ldm sp, {{r9-r12}}",
+                "ldr r2, [sp, #28]",
+                "8:",
+                conv_group!(),
+                "subs r2, r2, #1",
+                "bne 8b",
+                $finish,
+                "ldr r2, [sp, #24]",
+                "subs r2, r2, #1",
+                "str r2, [sp, #24]",
+                "bne 7b",
+                "9:",
+                "add sp, #32",
+                "pop {{r4-r11, pc}}",
+            )
+        }
+    };
 }
 
-/// conv1's inner loop: per channel, five weight pairs against the five pairs
-/// of each of four positions, maximum of the four into `best`.
+conv_tile_routine!(
+    /// The pooled tile: the maximum of the four accumulators per channel.
+    conv_tile,
+    unroll 16,
+    shift 4,
+    "cmp r9, r10\nit lt\nmovlt r9, r10\ncmp r9, r11\nit lt\nmovlt r9, r11\n\
+     cmp r9, r12\nit lt\nmovlt r9, r12\nstr r9, [lr], #4"
+);
+
+conv_tile_routine!(
+    /// The tile of four output pixels: each accumulator into its position's
+    /// row, `CHUNK_EACH` words apart. Unrolled less than the pooled tile: no
+    /// network this project ships needs its speed, and it keeps code small.
+    conv_tile_each,
+    unroll 4,
+    shift 2,
+    "str r10, [lr, #32]\nstr r11, [lr, #64]\nstr r12, [lr, #96]\nstr r9, [lr], #4"
+);
+
+/// The single-channel 3x3 inner loop: per channel, five weight pairs against
+/// the five pairs of each of four positions, combined by `$finish` as in
+/// [`conv_tile`] / [`conv_tile_each`].
 ///
 /// Registers: r0 columns, lr columns (advancing), r1 table (advancing), r2
-/// channels left, r3 `best`, r4-r7 accumulators, r8 weights, r9-r12 columns.
-///
-/// # Safety
-///
-/// `columns` must be valid for reading 20 words, `table` for `channels * 5`
-/// words, `best` for writing `channels` words; `channels` at least 1.
-#[unsafe(naked)]
-unsafe extern "C" fn conv_single_tile(
-    columns: *const u32,
-    table: *const u32,
-    channels: u32,
-    best: *mut i32,
-) {
-    naked_asm!(
-        "push {{r4-r11, lr}}",
-        "2:",
-        "mov lr, r0",
-        "ldr r8, [r1], #4",
-        "ldm lr!, {{r9-r12}}",
-        "smuad r4, r8, r9",
-        "smuad r5, r8, r10",
-        "smuad r6, r8, r11",
-        "smuad r7, r8, r12",
-        ".rept 4",
-        "ldr r8, [r1], #4",
-        "ldm lr!, {{r9-r12}}",
-        "smlad r4, r8, r9, r4",
-        "smlad r5, r8, r10, r5",
-        "smlad r6, r8, r11, r6",
-        "smlad r7, r8, r12, r7",
-        ".endr",
-        "cmp r4, r5",
-        "it lt",
-        "movlt r4, r5",
-        "cmp r4, r6",
-        "it lt",
-        "movlt r4, r6",
-        "cmp r4, r7",
-        "it lt",
-        "movlt r4, r7",
-        "str r4, [r3], #4",
-        "subs r2, r2, #1",
-        "bne 2b",
-        "pop {{r4-r11, pc}}",
-    )
+/// channels left, r3 `out`, r4-r7 accumulators, r8 weights, r9-r12 columns.
+macro_rules! conv_single_tile_routine {
+    ($(#[$attribute:meta])* $name:ident, $finish:literal) => {
+        $(#[$attribute])*
+        ///
+        /// # Safety
+        ///
+        /// `columns` must be valid for reading 20 words, `table` for
+        /// `channels * 5` words, `out` for writing what the routine stores,
+        /// `channels` at most `CHUNK` (pooled) or `CHUNK_EACH`, and at least 1.
+        #[unsafe(naked)]
+        unsafe extern "C" fn $name(
+            columns: *const u32,
+            table: *const u32,
+            channels: u32,
+            out: *mut i32,
+        ) {
+            naked_asm!(
+                "push {{r4-r11, lr}}",
+                "2:",
+                "mov lr, r0",
+                "ldr r8, [r1], #4",
+                "ldm lr!, {{r9-r12}}",
+                "smuad r4, r8, r9",
+                "smuad r5, r8, r10",
+                "smuad r6, r8, r11",
+                "smuad r7, r8, r12",
+                ".rept 4",
+                "ldr r8, [r1], #4",
+                "ldm lr!, {{r9-r12}}",
+                "smlad r4, r8, r9, r4",
+                "smlad r5, r8, r10, r5",
+                "smlad r6, r8, r11, r6",
+                "smlad r7, r8, r12, r7",
+                ".endr",
+                $finish,
+                "subs r2, r2, #1",
+                "bne 2b",
+                "pop {{r4-r11, pc}}",
+            )
+        }
+    };
 }
+
+conv_single_tile_routine!(
+    /// The pooled tile: the maximum of the four accumulators per channel.
+    conv_single_tile,
+    "cmp r4, r5\nit lt\nmovlt r4, r5\ncmp r4, r6\nit lt\nmovlt r4, r6\n\
+     cmp r4, r7\nit lt\nmovlt r4, r7\nstr r4, [r3], #4"
+);
+
+conv_single_tile_routine!(
+    /// The tile of four output pixels: each accumulator into its position's
+    /// row, `CHUNK_EACH` words apart.
+    conv_single_tile_each,
+    "str r5, [r3, #32]\nstr r6, [r3, #64]\nstr r7, [r3, #96]\nstr r4, [r3], #4"
+);
 
 /// Four dense rows against the widened input: `sums[i]` = row `i` . input,
 /// rows 0 and 1 at `rows01` and `rows01 + stride`, rows 2 and 3 at `rows23`

@@ -4,68 +4,104 @@
 //! Weights are little-endian `f32` bytes borrowed from the model blob,
 //! read as `[u8; 4]` chunks, so a blob needs no alignment.
 
-use super::int8::{as_tensor, window};
-use crate::arch::{KERNEL_TAPS, Tensor};
+use super::{ConvGeometry, Window};
+use crate::arch::Activation;
 
 /// Accumulator lanes in [`dot`]: independent partial sums let the compiler
 /// use SIMD (float addition is not associative, so it may not reorder a
 /// single running sum itself).
 const LANES: usize = 8;
 
-/// A validated 3x3 convolution: `OC` filters of `3 x 3 x IC` weights
-/// (layout `[out][ky][kx][in]`) and `OC` biases.
-#[derive(Clone, Copy, Debug)]
-pub struct ConvLayer<'a, const IC: usize, const OC: usize> {
-    filters: &'a [[u8; 4]],
-    bias: &'a [[u8; 4]],
+fn floats(bytes: &[u8]) -> Option<&[[u8; 4]]> {
+    let (floats, rest) = bytes.as_chunks::<4>();
+    rest.is_empty().then_some(floats)
 }
 
-impl<'a, const IC: usize, const OC: usize> ConvLayer<'a, IC, OC> {
-    /// Wraps little-endian `f32` bytes if the lengths fit.
-    pub fn new(filters: &'a [u8], bias: &'a [u8]) -> Option<Self> {
-        let (filters, filters_rest) = filters.as_chunks::<4>();
-        let (bias, bias_rest) = bias.as_chunks::<4>();
-        (filters.len() == OC * KERNEL_TAPS * IC
-            && bias.len() == OC
-            && filters_rest.is_empty()
-            && bias_rest.is_empty())
-        .then_some(Self { filters, bias })
+fn activate(sum: f32, activation: Activation) -> f32 {
+    match activation {
+        Activation::Relu => sum.max(0.0),
+        Activation::None => sum,
+    }
+}
+
+/// A validated convolution: filters of `K x K x input channels` weights
+/// (layout `[out][ky][kx][in]`), one bias per filter, the activation and the
+/// geometry.
+#[derive(Clone, Copy, Debug)]
+pub struct ConvLayer<'a> {
+    geometry: ConvGeometry,
+    filters: &'a [[u8; 4]],
+    bias: &'a [[u8; 4]],
+    activation: Activation,
+}
+
+impl<'a> ConvLayer<'a> {
+    /// Wraps little-endian `f32` bytes if the lengths fit the geometry.
+    pub fn new(
+        geometry: ConvGeometry,
+        filters: &'a [u8],
+        bias: &'a [u8],
+        activation: Activation,
+    ) -> Option<Self> {
+        let (filters, bias) = (floats(filters)?, floats(bias)?);
+        (geometry.is_consistent()
+            && filters.len() == geometry.filters * geometry.fan_in()
+            && bias.len() == geometry.filters)
+            .then_some(Self {
+                geometry,
+                filters,
+                bias,
+                activation,
+            })
     }
 
-    fn channels(&self) -> impl Iterator<Item = (&'a [[[u8; 4]; IC]], f32)> + 'a {
+    /// The layer's shapes.
+    pub fn geometry(&self) -> &ConvGeometry {
+        &self.geometry
+    }
+
+    fn channels(&self) -> impl Iterator<Item = (&'a [[u8; 4]], f32)> + 'a {
         self.filters
-            .chunks_exact(KERNEL_TAPS * IC)
-            .map(|filter| filter.as_chunks::<IC>().0)
+            .chunks_exact(self.geometry.fan_in().max(1))
             .zip(self.bias.iter().map(|&b| f32::from_le_bytes(b)))
     }
 }
 
-/// A validated dense layer: `OUT` rows of `IN` weights (`[out][in]`) and
-/// `OUT` biases, with or without ReLU.
+/// A validated dense layer: rows of `inputs` weights (`[out][in]`), one bias
+/// per row, and the activation.
 #[derive(Clone, Copy, Debug)]
-pub struct DenseLayer<'a, const IN: usize, const OUT: usize> {
+pub struct DenseLayer<'a> {
+    inputs: usize,
     rows: &'a [[u8; 4]],
     bias: &'a [[u8; 4]],
-    relu: bool,
+    activation: Activation,
 }
 
-impl<'a, const IN: usize, const OUT: usize> DenseLayer<'a, IN, OUT> {
+impl<'a> DenseLayer<'a> {
     /// Wraps little-endian `f32` bytes if the lengths fit.
-    pub fn new(rows: &'a [u8], bias: &'a [u8], relu: bool) -> Option<Self> {
-        let (rows, rows_rest) = rows.as_chunks::<4>();
-        let (bias, bias_rest) = bias.as_chunks::<4>();
-        (rows.len() == OUT * IN
-            && bias.len() == OUT
-            && rows_rest.is_empty()
-            && bias_rest.is_empty())
-        .then_some(Self { rows, bias, relu })
+    pub fn new(
+        inputs: usize,
+        rows: &'a [u8],
+        bias: &'a [u8],
+        activation: Activation,
+    ) -> Option<Self> {
+        let (rows, bias) = (floats(rows)?, floats(bias)?);
+        (inputs > 0 && rows.len() == bias.len() * inputs).then_some(Self {
+            inputs,
+            rows,
+            bias,
+            activation,
+        })
     }
 
-    fn channels(&self) -> impl Iterator<Item = (&'a [[u8; 4]; IN], f32)> + 'a {
+    /// Outputs.
+    pub fn outputs(&self) -> usize {
+        self.bias.len()
+    }
+
+    fn channels(&self) -> impl Iterator<Item = (&'a [[u8; 4]], f32)> + 'a {
         self.rows
-            .as_chunks::<IN>()
-            .0
-            .iter()
+            .chunks_exact(self.inputs.max(1))
             .zip(self.bias.iter().map(|&b| f32::from_le_bytes(b)))
     }
 }
@@ -88,98 +124,77 @@ fn dot(activations: &[f32], weights: &[[u8; 4]]) -> f32 {
     sum
 }
 
-/// 3x3 'same' convolution + bias + ReLU + 2x2 max-pool without holding the
-/// full-resolution output. ReLU and max commute, so the pooled value is
-/// `relu(max of the four sums) `; only the outputs the pool reads are computed.
-pub fn conv3x3_relu_maxpool2<
-    const H: usize,
-    const W: usize,
-    const IC: usize,
-    const OC: usize,
-    const PH: usize,
-    const PW: usize,
->(
-    input: &Tensor<f32, H, W, IC>,
-    layer: &ConvLayer<'_, IC, OC>,
-    output: &mut Tensor<f32, PH, PW, OC>,
-) {
-    const {
-        assert!(
-            PH == H / 2 && PW == W / 2,
-            "pooled output must be half the input, rounded down"
-        )
-    };
-    for (py, out_row) in output.iter_mut().enumerate() {
-        for (px, out_pixel) in out_row.iter_mut().enumerate() {
-            let windows = [
-                window(input, 2 * py, 2 * px),
-                window(input, 2 * py, 2 * px + 1),
-                window(input, 2 * py + 1, 2 * px),
-                window(input, 2 * py + 1, 2 * px + 1),
-            ];
-            for (out, (filter, bias)) in out_pixel.iter_mut().zip(layer.channels()) {
-                let mut best = f32::NEG_INFINITY;
-                for taps in &windows {
-                    let mut sum = 0.0;
-                    for (tap, weights) in taps.iter().zip(filter) {
-                        if let Some(pixel) = tap {
-                            sum += dot(*pixel, weights);
-                        }
-                    }
-                    best = best.max(sum);
-                }
-                *out = (best + bias).max(0.0);
+/// The sum of one filter at one position: a dot product per tap (pixel)
+/// inside the input, added in kernel order.
+#[inline(always)]
+fn accumulate(input: &[f32], filter: &[[u8; 4]], window: &Window, channels: usize) -> Option<f32> {
+    let mut sum = 0.0;
+    for &(input_start, filter_start) in window.rows() {
+        let activations = input.get(input_start..input_start + window.run)?;
+        let weights = filter.get(filter_start..filter_start + window.run)?;
+        let taps = activations
+            .chunks_exact(channels)
+            .zip(weights.chunks_exact(channels));
+        for (pixel, tap_weights) in taps {
+            sum += dot(pixel, tap_weights);
+        }
+    }
+    Some(sum)
+}
+
+/// Convolution + bias + activation, and with [`ConvGeometry::pooled`] the 2x2
+/// max-pool after it, without holding the full-resolution output. Adding
+/// the bias and the (monotonic) activation commute with the maximum, so the
+/// pooled value is `activation(max of the four sums + bias)`; only the
+/// outputs the pool reads are computed.
+pub fn conv(input: &[f32], layer: &ConvLayer<'_>, output: &mut [f32]) -> Option<()> {
+    let geometry = &layer.geometry;
+    let out_shape = geometry.output();
+    if input.len() != geometry.input.values() || output.len() != out_shape.values() {
+        return None;
+    }
+    let channels = geometry.input.channels.max(1);
+    let pixels = output.chunks_exact_mut(out_shape.channels.max(1));
+    for (pixel_index, out_pixel) in pixels.enumerate() {
+        let y = pixel_index / out_shape.width.max(1);
+        let x = pixel_index % out_shape.width.max(1);
+        let windows = geometry.windows(y, x);
+        for (out, (filter, bias)) in out_pixel.iter_mut().zip(layer.channels()) {
+            let mut best = f32::NEG_INFINITY;
+            for window in &windows {
+                best = best.max(accumulate(input, filter, window, channels)?);
             }
+            *out = activate(best + bias, layer.activation);
         }
     }
+    Some(())
 }
 
-/// Dense layer over a flattened `H x W x C` tensor (height, width, channel
-/// order), with the layer's optional ReLU.
-pub fn dense<const H: usize, const W: usize, const C: usize, const IN: usize, const OUT: usize>(
-    input: &Tensor<f32, H, W, C>,
-    layer: &DenseLayer<'_, IN, OUT>,
-    output: &mut [f32; OUT],
-) {
-    const {
-        assert!(
-            IN == H * W * C,
-            "dense input length must equal the flattened tensor"
-        )
-    };
-    let flat = input.as_flattened().as_flattened();
+/// Dense layer over a vector (a flattened map, in height, width, channel
+/// order), with the layer's activation.
+pub fn dense(input: &[f32], layer: &DenseLayer<'_>, output: &mut [f32]) -> Option<()> {
+    if input.len() != layer.inputs || output.len() != layer.outputs() {
+        return None;
+    }
     for (out, (row, bias)) in output.iter_mut().zip(layer.channels()) {
-        let sum = dot(flat, row) + bias;
-        *out = if layer.relu { sum.max(0.0) } else { sum };
+        *out = activate(dot(input, row) + bias, layer.activation);
     }
+    Some(())
 }
 
-/// [`dense`] over a plain vector.
-pub fn dense_vector<const IN: usize, const OUT: usize>(
-    input: &[f32; IN],
-    layer: &DenseLayer<'_, IN, OUT>,
-    output: &mut [f32; OUT],
-) {
-    dense::<1, 1, IN, IN, OUT>(as_tensor(input), layer, output);
-}
-
-/// ReLU in place.
-pub fn relu(values: &mut [f32]) {
-    for value in values {
-        *value = value.max(0.0);
+/// Softmax in place: logits become probabilities that sum to 1, computed
+/// stably (the largest logit is subtracted before `exp`, so large logits
+/// cannot overflow).
+pub fn softmax(values: &mut [f32]) {
+    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut total = 0.0;
+    for value in values.iter_mut() {
+        *value = libm::expf(*value - max);
+        total += *value;
     }
-}
-
-/// Softmax: probabilities that sum to 1, computed stably (the largest logit
-/// is subtracted before `exp`, so large logits cannot overflow).
-pub fn softmax<const N: usize>(logits: &[f32; N]) -> [f32; N] {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut probabilities = logits.map(|logit| libm::expf(logit - max));
-    let total: f32 = probabilities.iter().sum();
     if total > 0.0 && total.is_finite() {
-        for p in &mut probabilities {
-            *p /= total;
+        for value in values {
+            *value /= total;
         }
     }
-    probabilities
 }

@@ -6,8 +6,13 @@
 //! [`crate::quant::requantize`]. For the same quantised tensors the results
 //! equal TFLite Micro's reference kernels bit for bit; [`super::reference`]
 //! holds those plain kernels and the tests compare against them.
+//!
+//! Shapes are values checked once, when a layer view is built
+//! ([`ConvLayer::new`], [`DenseLayer::new`]); a kernel given slices of other
+//! lengths returns `None` and writes nothing.
 
-use crate::arch::{KERNEL_TAPS, Tensor};
+use super::{ConvGeometry, Window};
+use crate::arch::Activation;
 use crate::quant::requantize;
 
 /// Which implementation of the int8 kernels runs a network (see
@@ -43,8 +48,19 @@ impl Backend {
     }
 }
 
-/// The per-output-channel integers that turn an int32 accumulator into an
-/// int8 activation, plus the zero points around the layer.
+/// The integers that turn one output channel's int32 accumulator into int8.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelRequant {
+    /// Added to the accumulator (at scale `input_scale * weight_scale`).
+    pub bias: i32,
+    /// Q31 multiplier, non-negative.
+    pub multiplier: i32,
+    /// Power-of-two exponent, -31..=30 (positive shifts left).
+    pub shift: i32,
+}
+
+/// A layer's per-output-channel requantisation, borrowed from the model file,
+/// plus the zero points around the layer and its activation.
 #[derive(Clone, Copy, Debug)]
 pub struct Requantization<'a> {
     bias: &'a [[u8; 4]],
@@ -59,9 +75,9 @@ impl<'a> Requantization<'a> {
     /// Checks that each per-channel slice holds `outputs` entries.
     ///
     /// `bias` and `multipliers` are little-endian `i32`s, `shifts` are `i8`s.
-    /// With `relu`, the output is clamped below at its zero point (real 0).
-    /// Returns `None` on a length mismatch; value ranges are the model
-    /// loader's business (see [`crate::format`]).
+    /// With [`Activation::Relu`] the output is clamped below at its zero point
+    /// (real 0). Returns `None` on a length mismatch; value ranges are the
+    /// model loader's business (see [`crate::format`]).
     pub fn new(
         outputs: usize,
         bias: &'a [u8],
@@ -69,7 +85,7 @@ impl<'a> Requantization<'a> {
         shifts: &'a [u8],
         input_zero_point: i8,
         output_zero_point: i8,
-        relu: bool,
+        activation: Activation,
     ) -> Option<Self> {
         let (bias, bias_rest) = bias.as_chunks::<4>();
         let (multipliers, multipliers_rest) = multipliers.as_chunks::<4>();
@@ -84,12 +100,16 @@ impl<'a> Requantization<'a> {
             shifts,
             input_zero_point: i32::from(input_zero_point),
             output_zero_point: i32::from(output_zero_point),
-            activation_min: if relu {
-                i32::from(output_zero_point)
-            } else {
-                i32::from(i8::MIN)
+            activation_min: match activation {
+                Activation::Relu => i32::from(output_zero_point),
+                Activation::None => i32::from(i8::MIN),
             },
         })
+    }
+
+    /// Number of output channels.
+    pub fn outputs(&self) -> usize {
+        self.shifts.len()
     }
 
     /// Zero point of the layer's input activations.
@@ -107,15 +127,13 @@ impl<'a> Requantization<'a> {
         self.activation_min
     }
 
-    /// Per output channel: `(bias, multiplier, shift)`.
-    pub fn channels(&self) -> impl Iterator<Item = (i32, i32, i32)> + 'a {
+    /// The constants of every output channel, in order.
+    pub fn channels(&self) -> impl Iterator<Item = ChannelRequant> + 'a {
         self.bias.iter().zip(self.multipliers).zip(self.shifts).map(
-            |((&bias, &multiplier), &shift)| {
-                (
-                    i32::from_le_bytes(bias),
-                    i32::from_le_bytes(multiplier),
-                    i32::from(shift as i8),
-                )
+            |((&bias, &multiplier), &shift)| ChannelRequant {
+                bias: i32::from_le_bytes(bias),
+                multiplier: i32::from_le_bytes(multiplier),
+                shift: i32::from(shift as i8),
             },
         )
     }
@@ -129,34 +147,47 @@ impl<'a> Requantization<'a> {
 
     /// Adds the bias and requantises one accumulator of this layer.
     #[inline(always)]
-    pub fn apply(&self, accumulator: i32, (bias, multiplier, shift): (i32, i32, i32)) -> i8 {
+    pub fn apply(&self, accumulator: i32, channel: ChannelRequant) -> i8 {
         requantize(
-            accumulator.saturating_add(bias),
-            multiplier,
-            shift,
+            accumulator.saturating_add(channel.bias),
+            channel.multiplier,
+            channel.shift,
             self.output_zero_point,
             self.activation_min,
         )
     }
 }
 
-/// A validated 3x3 convolution: `OC` filters of `3 x 3 x IC` int8 weights
-/// (layout `[out][ky][kx][in]`, TFLite's OHWI) and their requantisation.
+/// A validated convolution: `filters` filters of `K x K x input channels`
+/// int8 weights (layout `[out][ky][kx][in]`, TFLite's OHWI), their
+/// requantisation, and the geometry.
 #[derive(Clone, Copy, Debug)]
-pub struct ConvLayer<'a, const IC: usize, const OC: usize> {
+pub struct ConvLayer<'a> {
+    geometry: ConvGeometry,
     filters: &'a [u8],
     requantization: Requantization<'a>,
 }
 
-impl<'a, const IC: usize, const OC: usize> ConvLayer<'a, IC, OC> {
-    /// Wraps `filters` (`OC * 9 * IC` bytes holding `i8`s) if the lengths fit.
-    pub fn new(filters: &'a [u8], requantization: Requantization<'a>) -> Option<Self> {
-        (filters.len() == OC * KERNEL_TAPS * IC && requantization.shifts.len() == OC).then_some(
-            Self {
+impl<'a> ConvLayer<'a> {
+    /// Wraps `filters` (`i8`s as bytes) if the lengths fit the geometry.
+    pub fn new(
+        geometry: ConvGeometry,
+        filters: &'a [u8],
+        requantization: Requantization<'a>,
+    ) -> Option<Self> {
+        (geometry.is_consistent()
+            && filters.len() == geometry.filters * geometry.fan_in()
+            && requantization.outputs() == geometry.filters)
+            .then_some(Self {
+                geometry,
                 filters,
                 requantization,
-            },
-        )
+            })
+    }
+
+    /// The layer's shapes.
+    pub fn geometry(&self) -> &ConvGeometry {
+        &self.geometry
     }
 
     /// The raw weights, `[out][ky][kx][in]`.
@@ -168,32 +199,35 @@ impl<'a, const IC: usize, const OC: usize> ConvLayer<'a, IC, OC> {
     pub fn requantization(&self) -> &Requantization<'a> {
         &self.requantization
     }
-
-    /// Filters with their channel's `(bias, multiplier, shift)`; each filter
-    /// is nine taps of `IC` weights.
-    pub(crate) fn channels(&self) -> impl Iterator<Item = (&'a [[u8; IC]], (i32, i32, i32))> + 'a {
-        self.filters
-            .chunks_exact(KERNEL_TAPS * IC)
-            .map(|filter| filter.as_chunks::<IC>().0)
-            .zip(self.requantization.channels())
-    }
 }
 
-/// A validated dense layer: `OUT` rows of `IN` int8 weights (TFLite's
-/// `[out][in]`) and their requantisation.
+/// A validated dense layer: `outputs` rows of `inputs` int8 weights
+/// (TFLite's `[out][in]`) and their requantisation.
 #[derive(Clone, Copy, Debug)]
-pub struct DenseLayer<'a, const IN: usize, const OUT: usize> {
+pub struct DenseLayer<'a> {
+    inputs: usize,
     rows: &'a [u8],
     requantization: Requantization<'a>,
 }
 
-impl<'a, const IN: usize, const OUT: usize> DenseLayer<'a, IN, OUT> {
-    /// Wraps `rows` (`OUT * IN` bytes holding `i8`s) if the lengths fit.
-    pub fn new(rows: &'a [u8], requantization: Requantization<'a>) -> Option<Self> {
-        (rows.len() == OUT * IN && requantization.shifts.len() == OUT).then_some(Self {
+impl<'a> DenseLayer<'a> {
+    /// Wraps `rows` (`outputs * inputs` bytes holding `i8`s) if the lengths fit.
+    pub fn new(inputs: usize, rows: &'a [u8], requantization: Requantization<'a>) -> Option<Self> {
+        (inputs > 0 && rows.len() == requantization.outputs() * inputs).then_some(Self {
+            inputs,
             rows,
             requantization,
         })
+    }
+
+    /// Inputs per output.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// Outputs.
+    pub fn outputs(&self) -> usize {
+        self.requantization.outputs()
     }
 
     /// The raw weights, `[out][in]`.
@@ -205,19 +239,11 @@ impl<'a, const IN: usize, const OUT: usize> DenseLayer<'a, IN, OUT> {
     pub fn requantization(&self) -> &Requantization<'a> {
         &self.requantization
     }
-
-    pub(crate) fn channels(&self) -> impl Iterator<Item = (&'a [u8; IN], (i32, i32, i32))> + 'a {
-        self.rows
-            .as_chunks::<IN>()
-            .0
-            .iter()
-            .zip(self.requantization.channels())
-    }
 }
 
-/// `sum((x - zero_point) * w)` over one pixel's channels.
+/// `sum((x - zero_point) * w)` over equally long slices.
 #[inline(always)]
-fn dot<const N: usize>(activations: &[i8; N], weights: &[u8; N], zero_point: i16) -> i32 {
+fn dot(activations: &[i8], weights: &[u8], zero_point: i16) -> i32 {
     activations
         .iter()
         .zip(weights)
@@ -226,7 +252,7 @@ fn dot<const N: usize>(activations: &[i8; N], weights: &[u8; N], zero_point: i16
 }
 
 /// `(x - zero_point) * w` for int8 `x`, `w` and zero point: the difference
-/// fits an `i16` (-255..=255), and so does the product (at most 255 x 128);
+/// fits an `i16` (-255..=255), and so does the product (at most 255 x 127);
 /// computing both as `i16` lets the compiler use 16-bit multiply-adds
 /// (`pmaddwd` on x86) for the dot products, several times faster than
 /// 32-bit multiplies.
@@ -235,130 +261,144 @@ fn widened_product(x: i8, w: u8, zero_point: i16) -> i32 {
     i32::from(i16::from(x) - zero_point) * i32::from(i16::from(w as i8))
 }
 
-/// The nine input pixels a 3x3 window centred on `(y, x)` reads; `None`
-/// where the window hangs over the border ('same' zero padding, which in the
-/// quantised domain contributes nothing because TFLite skips those taps).
+/// The accumulator of one filter at one position: one dot product per kernel
+/// row inside the input (taps in the zero padding are skipped, as TFLite
+/// skips them), each over the row's contiguous `taps x channels` values.
 #[inline(always)]
-pub(crate) fn window<T, const H: usize, const W: usize, const C: usize>(
-    input: &Tensor<T, H, W, C>,
-    y: usize,
-    x: usize,
-) -> [Option<&[T; C]>; KERNEL_TAPS] {
-    let pixel = |dy: usize, dx: usize| {
-        input
-            .get((y + dy).wrapping_sub(1))
-            .and_then(|row| row.get((x + dx).wrapping_sub(1)))
-    };
-    [
-        pixel(0, 0),
-        pixel(0, 1),
-        pixel(0, 2),
-        pixel(1, 0),
-        pixel(1, 1),
-        pixel(1, 2),
-        pixel(2, 0),
-        pixel(2, 1),
-        pixel(2, 2),
-    ]
+fn accumulate(input: &[i8], filter: &[u8], window: &Window, zero_point: i16) -> Option<i32> {
+    let mut accumulator = 0;
+    for &(input_start, filter_start) in window.rows() {
+        let activations = input.get(input_start..input_start + window.run)?;
+        let weights = filter.get(filter_start..filter_start + window.run)?;
+        accumulator += dot(activations, weights, zero_point);
+    }
+    Some(accumulator)
 }
 
-/// 3x3 'same' convolution + bias + ReLU + 2x2 max-pool, without ever
-/// holding the full-resolution output: each pooled value is the requantised
-/// maximum of its four accumulators.
+/// Output channels computed together: each input value is loaded (and its
+/// zero point subtracted) once for four filters, which on cores without SIMD
+/// (Cortex-M0, M3) cuts the instructions per multiply-accumulate by a third.
+const CHANNEL_BLOCK: usize = 4;
+
+/// [`accumulate`] for four filters at once.
+#[inline(always)]
+fn accumulate_block(
+    input: &[i8],
+    filters: [&[u8]; CHANNEL_BLOCK],
+    window: &Window,
+    zero_point: i16,
+) -> Option<[i32; CHANNEL_BLOCK]> {
+    let mut sums = [0i32; CHANNEL_BLOCK];
+    let [f0, f1, f2, f3] = filters;
+    for &(input_start, filter_start) in window.rows() {
+        let run = filter_start..filter_start + window.run;
+        let activations = input.get(input_start..input_start + window.run)?;
+        let (w0, w1, w2, w3) = (
+            f0.get(run.clone())?,
+            f1.get(run.clone())?,
+            f2.get(run.clone())?,
+            f3.get(run)?,
+        );
+        let taps = activations.iter().zip(w0).zip(w1).zip(w2).zip(w3);
+        for ((((&x, &a), &b), &c), &d) in taps {
+            let value = i32::from(i16::from(x) - zero_point);
+            sums[0] += value * i32::from(a as i8);
+            sums[1] += value * i32::from(b as i8);
+            sums[2] += value * i32::from(c as i8);
+            sums[3] += value * i32::from(d as i8);
+        }
+    }
+    Some(sums)
+}
+
+/// Convolution + bias + activation, and with [`ConvGeometry::pooled`] the 2x2
+/// max-pool that follows, without ever holding the full-resolution output:
+/// each pooled value is the requantised maximum of its four accumulators.
 ///
 /// That equals TFLite's convolution followed by its max-pool because
 /// requantisation with a non-negative multiplier is monotonic (proved by the
 /// tests in [`crate::quant`]), so taking the maximum before or after it gives
-/// the same int8 value. Only the `2*PH x 2*PW` convolution outputs that the
-/// pool reads are computed (for 7 -> 3, the last row and column are skipped).
-pub fn conv3x3_relu_maxpool2<
-    const H: usize,
-    const W: usize,
-    const IC: usize,
-    const OC: usize,
-    const PH: usize,
-    const PW: usize,
->(
-    input: &Tensor<i8, H, W, IC>,
-    layer: &ConvLayer<'_, IC, OC>,
-    output: &mut Tensor<i8, PH, PW, OC>,
-) {
-    const {
-        assert!(
-            PH == H / 2 && PW == W / 2,
-            "pooled output must be half the input, rounded down"
-        )
-    };
+/// the same int8 value. Only the convolution outputs the pool reads are
+/// computed (for 7 -> 3, the last row and column are skipped).
+// One copy serves every layer: inlined into the runner, the kernels would
+// grow the firmware by kilobytes for no measurable speed.
+#[inline(never)]
+pub fn conv(input: &[i8], layer: &ConvLayer<'_>, output: &mut [i8]) -> Option<()> {
+    let geometry = &layer.geometry;
+    let out_shape = geometry.output();
+    if input.len() != geometry.input.values() || output.len() != out_shape.values() {
+        return None;
+    }
     let zero_point = layer.requantization.input_zero_point as i16;
-    for (py, out_row) in output.iter_mut().enumerate() {
-        for (px, out_pixel) in out_row.iter_mut().enumerate() {
-            let windows = [
-                window(input, 2 * py, 2 * px),
-                window(input, 2 * py, 2 * px + 1),
-                window(input, 2 * py + 1, 2 * px),
-                window(input, 2 * py + 1, 2 * px + 1),
+    let fan_in = geometry.fan_in().max(1);
+    let pixels = output.chunks_exact_mut(out_shape.channels.max(1));
+    for (pixel_index, out_pixel) in pixels.enumerate() {
+        let y = pixel_index / out_shape.width.max(1);
+        let x = pixel_index % out_shape.width.max(1);
+        let windows = geometry.windows(y, x);
+        let mut filters = layer.filters.chunks_exact(fan_in);
+        let mut constants = layer.requantization.channels();
+        let (blocks, rest) = out_pixel.as_chunks_mut::<CHANNEL_BLOCK>();
+        for block in blocks {
+            let four = [
+                filters.next()?,
+                filters.next()?,
+                filters.next()?,
+                filters.next()?,
             ];
-            for (out, (filter, channel)) in out_pixel.iter_mut().zip(layer.channels()) {
-                let mut best = i32::MIN;
-                for taps in &windows {
-                    let mut accumulator = 0;
-                    for (tap, weights) in taps.iter().zip(filter) {
-                        if let Some(pixel) = tap {
-                            accumulator += dot(pixel, weights, zero_point);
-                        }
-                    }
-                    best = best.max(accumulator);
+            let mut best = [i32::MIN; CHANNEL_BLOCK];
+            for window in &windows {
+                let sums = accumulate_block(input, four, window, zero_point)?;
+                for (best, sum) in best.iter_mut().zip(sums) {
+                    *best = (*best).max(sum);
                 }
-                *out = layer.requantization.apply(best, channel);
+            }
+            for (out, best) in block.iter_mut().zip(best) {
+                *out = layer.requantization.apply(best, constants.next()?);
             }
         }
+        for out in rest {
+            let filter = filters.next()?;
+            let mut best = i32::MIN;
+            for window in &windows {
+                best = best.max(accumulate(input, filter, window, zero_point)?);
+            }
+            *out = layer.requantization.apply(best, constants.next()?);
+        }
     }
+    Some(())
 }
 
-/// Dense layer over a flattened `H x W x C` tensor (flattened in
-/// height, width, channel order), with the layer's optional ReLU.
-///
-/// A plain vector is a `1 x 1 x N` tensor; [`dense_vector`] wraps it.
-pub fn dense<const H: usize, const W: usize, const C: usize, const IN: usize, const OUT: usize>(
-    input: &Tensor<i8, H, W, C>,
-    layer: &DenseLayer<'_, IN, OUT>,
-    output: &mut [i8; OUT],
-) {
-    const {
-        assert!(
-            IN == H * W * C,
-            "dense input length must equal the flattened tensor"
-        )
-    };
-    let flat = input.as_flattened().as_flattened();
+/// Dense layer over a vector (a flattened map, in height, width, channel
+/// order), with the layer's activation; four rows at a time, as [`conv`].
+#[inline(never)]
+pub fn dense(input: &[i8], layer: &DenseLayer<'_>, output: &mut [i8]) -> Option<()> {
+    if input.len() != layer.inputs || output.len() != layer.outputs() {
+        return None;
+    }
     let zero_point = layer.requantization.input_zero_point as i16;
-    for (out, (row, channel)) in output.iter_mut().zip(layer.channels()) {
-        let accumulator: i32 = flat
-            .iter()
-            .zip(row)
-            .map(|(&x, &w)| widened_product(x, w, zero_point))
-            .sum();
-        *out = layer.requantization.apply(accumulator, channel);
+    let mut rows = layer.rows.chunks_exact(layer.inputs.max(1));
+    let mut constants = layer.requantization.channels();
+    let (blocks, rest) = output.as_chunks_mut::<CHANNEL_BLOCK>();
+    for block in blocks {
+        let (r0, r1, r2, r3) = (rows.next()?, rows.next()?, rows.next()?, rows.next()?);
+        let mut sums = [0i32; CHANNEL_BLOCK];
+        for ((((&x, &a), &b), &c), &d) in input.iter().zip(r0).zip(r1).zip(r2).zip(r3) {
+            let value = i32::from(i16::from(x) - zero_point);
+            sums[0] += value * i32::from(a as i8);
+            sums[1] += value * i32::from(b as i8);
+            sums[2] += value * i32::from(c as i8);
+            sums[3] += value * i32::from(d as i8);
+        }
+        for (out, sum) in block.iter_mut().zip(sums) {
+            *out = layer.requantization.apply(sum, constants.next()?);
+        }
     }
-}
-
-/// [`dense`] over a plain vector.
-pub fn dense_vector<const IN: usize, const OUT: usize>(
-    input: &[i8; IN],
-    layer: &DenseLayer<'_, IN, OUT>,
-    output: &mut [i8; OUT],
-) {
-    dense::<1, 1, IN, IN, OUT>(as_tensor(input), layer, output);
-}
-
-/// A vector seen as a `1 x 1 x N` tensor.
-pub(crate) fn as_tensor<T, const N: usize>(vector: &[T; N]) -> &Tensor<T, 1, 1, N> {
-    core::array::from_ref(core::array::from_ref(vector))
-}
-
-/// int8 ReLU in place: real 0 is the zero point, so clamp below at it.
-pub fn relu(values: &mut [i8], zero_point: i8) {
-    for value in values {
-        *value = (*value).max(zero_point);
+    for out in rest {
+        let row = rows.next()?;
+        *out = layer
+            .requantization
+            .apply(dot(input, row, zero_point), constants.next()?);
     }
+    Some(())
 }

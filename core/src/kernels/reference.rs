@@ -2,172 +2,178 @@
 //! TensorFlow Lite Micro's reference `Conv`, `MaxPool` and `FullyConnected`
 //! loops, not to be fast. The tests compare every fast kernel with these.
 //!
-//! They index with loop counters bounded by the const-generic shapes, so they
-//! cannot go out of bounds either; they live apart because the fast kernels
-//! are built differently (fused, iterator-based) on purpose.
+//! They index with loop counters and `assert!` their slices' lengths: they
+//! are test oracles (the tests and the firmware's `kernels` proof call them),
+//! never called by the runner.
 
 #![allow(clippy::needless_range_loop, clippy::indexing_slicing)]
 
 use super::int8;
-use crate::arch::{KERNEL_TAPS, Tensor};
+use crate::arch::{Activation, Shape};
 
-/// int8 3x3 'same' convolution with the layer's activation (ReLU: clamp at
-/// the output zero point), full resolution, as TFLite's reference `Conv`.
-pub fn conv3x3_same_i8<const H: usize, const W: usize, const IC: usize, const OC: usize>(
-    input: &Tensor<i8, H, W, IC>,
-    layer: &int8::ConvLayer<'_, IC, OC>,
-    output: &mut Tensor<i8, H, W, OC>,
-) {
+/// int8 convolution (stride 1, `pad` zeros on each side) with the layer's
+/// activation, at full resolution (no pool), as TFLite's reference `Conv`.
+/// `output` holds the `conv_output` shape of the layer's geometry.
+pub fn conv_i8(input: &[i8], layer: &int8::ConvLayer<'_>, output: &mut [i8]) {
+    let geometry = layer.geometry();
+    let Shape {
+        height,
+        width,
+        channels,
+    } = geometry.input;
+    let out = geometry.conv_output();
+    let (kernel, pad) = (geometry.kernel, geometry.pad);
+    assert_eq!(input.len(), geometry.input.values());
+    assert_eq!(output.len(), out.values());
     let filters = layer.filters();
     let requantization = layer.requantization();
     let input_offset = -requantization.input_zero_point();
-    let channels: [(i32, i32, i32); OC] = collect(requantization.channels());
-    for y in 0..H {
-        for x in 0..W {
-            for oc in 0..OC {
+    for (oc, constants) in requantization.channels().enumerate() {
+        for y in 0..out.height {
+            for x in 0..out.width {
                 let mut accumulator: i32 = 0;
-                for ky in 0..3 {
-                    for kx in 0..3 {
-                        let in_y = y as isize + ky as isize - 1;
-                        let in_x = x as isize + kx as isize - 1;
+                for ky in 0..kernel {
+                    for kx in 0..kernel {
+                        let in_y = y as isize + ky as isize - pad as isize;
+                        let in_x = x as isize + kx as isize - pad as isize;
                         // TFLite skips taps outside the image.
-                        if in_y < 0 || in_x < 0 || in_y >= H as isize || in_x >= W as isize {
+                        if in_y < 0 || in_x < 0 || in_y >= height as isize || in_x >= width as isize
+                        {
                             continue;
                         }
-                        for ic in 0..IC {
-                            let input_value = i32::from(input[in_y as usize][in_x as usize][ic]);
-                            let filter_value =
-                                i32::from(filters[((oc * 3 + ky) * 3 + kx) * IC + ic] as i8);
+                        for ic in 0..channels {
+                            let input_value = i32::from(
+                                input[(in_y as usize * width + in_x as usize) * channels + ic],
+                            );
+                            let filter_value = i32::from(
+                                filters[((oc * kernel + ky) * kernel + kx) * channels + ic] as i8,
+                            );
                             accumulator += filter_value * (input_value + input_offset);
                         }
                     }
                 }
-                output[y][x][oc] = requantization.apply(accumulator, channels[oc]);
+                output[(y * out.width + x) * out.channels + oc] =
+                    requantization.apply(accumulator, constants);
             }
         }
     }
 }
 
-/// int8 dense (TFLite `FullyConnected`) over a flattened tensor.
-pub fn dense_i8<
-    const H: usize,
-    const W: usize,
-    const C: usize,
-    const IN: usize,
-    const OUT: usize,
->(
-    input: &Tensor<i8, H, W, C>,
-    layer: &int8::DenseLayer<'_, IN, OUT>,
-    output: &mut [i8; OUT],
-) {
+/// int8 dense (TFLite `FullyConnected`) over a vector.
+pub fn dense_i8(input: &[i8], layer: &int8::DenseLayer<'_>, output: &mut [i8]) {
+    let inputs = layer.inputs();
+    assert_eq!(input.len(), inputs);
+    assert_eq!(output.len(), layer.outputs());
     let rows = layer.rows();
     let requantization = layer.requantization();
     let input_offset = -requantization.input_zero_point();
-    let channels: [(i32, i32, i32); OUT] = collect(requantization.channels());
-    for out in 0..OUT {
+    for (out, constants) in requantization.channels().enumerate() {
         let mut accumulator: i32 = 0;
-        for y in 0..H {
-            for x in 0..W {
-                for c in 0..C {
-                    let i = (y * W + x) * C + c;
-                    accumulator += i32::from(rows[out * IN + i] as i8)
-                        * (i32::from(input[y][x][c]) + input_offset);
-                }
-            }
+        for i in 0..inputs {
+            accumulator +=
+                i32::from(rows[out * inputs + i] as i8) * (i32::from(input[i]) + input_offset);
         }
-        output[out] = requantization.apply(accumulator, channels[out]);
+        output[out] = requantization.apply(accumulator, constants);
     }
 }
 
-/// f32 3x3 'same' convolution + bias + ReLU, full resolution.
-pub fn conv3x3_same_relu_f32<const H: usize, const W: usize, const IC: usize, const OC: usize>(
-    input: &Tensor<f32, H, W, IC>,
+/// f32 convolution + bias + activation at full resolution; `filters` in
+/// `[out][ky][kx][in]` order, `output` of `out` shape.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_f32(
+    input: &[f32],
+    shape: Shape,
+    kernel: usize,
+    pad: usize,
     filters: &[f32],
-    bias: &[f32; OC],
-    output: &mut Tensor<f32, H, W, OC>,
+    bias: &[f32],
+    activation: Activation,
+    output: &mut [f32],
 ) {
-    assert_eq!(filters.len(), OC * KERNEL_TAPS * IC);
-    for y in 0..H {
-        for x in 0..W {
-            for oc in 0..OC {
+    let Shape {
+        height,
+        width,
+        channels,
+    } = shape;
+    let out_height = height + 2 * pad + 1 - kernel;
+    let out_width = width + 2 * pad + 1 - kernel;
+    let filters_count = bias.len();
+    assert_eq!(input.len(), shape.values());
+    assert_eq!(filters.len(), filters_count * kernel * kernel * channels);
+    assert_eq!(output.len(), out_height * out_width * filters_count);
+    for y in 0..out_height {
+        for x in 0..out_width {
+            for oc in 0..filters_count {
                 let mut sum = bias[oc];
-                for ky in 0..3 {
-                    for kx in 0..3 {
-                        let in_y = y as isize + ky as isize - 1;
-                        let in_x = x as isize + kx as isize - 1;
-                        if in_y < 0 || in_x < 0 || in_y >= H as isize || in_x >= W as isize {
+                for ky in 0..kernel {
+                    for kx in 0..kernel {
+                        let in_y = y as isize + ky as isize - pad as isize;
+                        let in_x = x as isize + kx as isize - pad as isize;
+                        if in_y < 0 || in_x < 0 || in_y >= height as isize || in_x >= width as isize
+                        {
                             continue;
                         }
-                        for ic in 0..IC {
-                            sum += input[in_y as usize][in_x as usize][ic]
-                                * filters[((oc * 3 + ky) * 3 + kx) * IC + ic];
+                        for ic in 0..channels {
+                            sum += input[(in_y as usize * width + in_x as usize) * channels + ic]
+                                * filters[((oc * kernel + ky) * kernel + kx) * channels + ic];
                         }
                     }
                 }
-                output[y][x][oc] = sum.max(0.0);
+                output[(y * out_width + x) * filters_count + oc] = match activation {
+                    Activation::Relu => sum.max(0.0),
+                    Activation::None => sum,
+                };
             }
         }
     }
 }
 
-/// f32 dense over a flattened tensor.
-pub fn dense_f32<const H: usize, const W: usize, const C: usize, const OUT: usize>(
-    input: &Tensor<f32, H, W, C>,
+/// f32 dense over a vector.
+pub fn dense_f32(
+    input: &[f32],
     rows: &[f32],
-    bias: &[f32; OUT],
-    relu: bool,
-    output: &mut [f32; OUT],
+    bias: &[f32],
+    activation: Activation,
+    output: &mut [f32],
 ) {
-    let inputs = H * W * C;
-    assert_eq!(rows.len(), OUT * inputs);
-    for out in 0..OUT {
+    let inputs = input.len();
+    assert_eq!(rows.len(), bias.len() * inputs);
+    assert_eq!(output.len(), bias.len());
+    for out in 0..bias.len() {
         let mut sum = bias[out];
-        for y in 0..H {
-            for x in 0..W {
-                for c in 0..C {
-                    sum += rows[out * inputs + (y * W + x) * C + c] * input[y][x][c];
-                }
-            }
+        for i in 0..inputs {
+            sum += rows[out * inputs + i] * input[i];
         }
-        output[out] = if relu { sum.max(0.0) } else { sum };
+        output[out] = match activation {
+            Activation::Relu => sum.max(0.0),
+            Activation::None => sum,
+        };
     }
 }
 
 /// 2x2 max-pool, stride 2, output rounded down.
-pub fn max_pool2<
-    T: Copy + PartialOrd,
-    const H: usize,
-    const W: usize,
-    const C: usize,
-    const PH: usize,
-    const PW: usize,
->(
-    input: &Tensor<T, H, W, C>,
-    output: &mut Tensor<T, PH, PW, C>,
-) {
-    assert!(PH == H / 2 && PW == W / 2);
-    for y in 0..PH {
-        for x in 0..PW {
-            for c in 0..C {
-                let mut best = input[2 * y][2 * x][c];
+pub fn max_pool2<T: Copy + PartialOrd>(input: &[T], shape: Shape, output: &mut [T]) {
+    let Shape {
+        height,
+        width,
+        channels,
+    } = shape;
+    let (out_height, out_width) = (height / 2, width / 2);
+    assert_eq!(input.len(), shape.values());
+    assert_eq!(output.len(), out_height * out_width * channels);
+    let at = |y: usize, x: usize, c: usize| input[(y * width + x) * channels + c];
+    for y in 0..out_height {
+        for x in 0..out_width {
+            for c in 0..channels {
+                let mut best = at(2 * y, 2 * x, c);
                 for (dy, dx) in [(0, 1), (1, 0), (1, 1)] {
-                    let value = input[2 * y + dy][2 * x + dx][c];
+                    let value = at(2 * y + dy, 2 * x + dx, c);
                     if value > best {
                         best = value;
                     }
                 }
-                output[y][x][c] = best;
+                output[(y * out_width + x) * channels + c] = best;
             }
         }
     }
-}
-
-/// The first `N` items of an iterator as an array (the reference kernels
-/// index their per-channel constants).
-fn collect<T: Copy + Default, const N: usize>(items: impl Iterator<Item = T>) -> [T; N] {
-    let mut array = [T::default(); N];
-    for (slot, item) in array.iter_mut().zip(items) {
-        *slot = item;
-    }
-    array
 }

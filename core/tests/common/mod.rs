@@ -1,25 +1,37 @@
-//! Deterministic model records for the format tests.
+//! Deterministic model records for the format and network tests, for any
+//! description. `golden_encoder.py` computes the same tensors.
 #![allow(dead_code)] // Each test binary uses part of this module.
 
-use tinycnn::arch::Layer;
-use tinycnn::format::{
-    Architecture, F32LayerRecord, F32Record, Int8LayerRecord, Int8Record, QuantParams,
-};
+use tinycnn::arch::{Architecture, Shape};
+use tinycnn::format::{F32LayerRecord, F32Record, Int8LayerRecord, Int8Record, QuantParams};
 
-/// Owned tensors of an int8 model, from which records borrow.
+/// A network unlike the reference: colour input, 5x5 'valid' and 1x1
+/// convolutions, a stand-alone pool, a linear dense layer, five classes.
+pub const OTHER: &str =
+    "input:12x12x3 conv5x5:4:valid pool conv1x1:3:linear pool flatten dense:6:linear dense:5";
+
+pub fn other() -> Architecture {
+    tinycnn::text::parse(OTHER, Shape::new(1, 1, 1)).unwrap()
+}
+
+/// Owned tensors of an int8 model, from which records borrow: per layer
+/// with weights, `[weight_scales, weights, bias, multipliers, shifts]`.
 #[derive(Debug)]
 pub struct Int8Tensors {
+    pub architecture: Architecture,
     pub layers: Vec<[Vec<u8>; 5]>,
     pub outputs: Vec<QuantParams>,
 }
 
-/// A valid int8 model whose values follow simple patterns of `seed`.
-pub fn int8_tensors(seed: u32) -> Int8Tensors {
+/// A valid int8 model of `architecture` whose values follow simple patterns
+/// of `seed`.
+pub fn int8_tensors_of(architecture: Architecture, seed: u32) -> Int8Tensors {
     let mut layers = Vec::new();
     let mut outputs = Vec::new();
-    for (index, layer) in Layer::ALL.into_iter().enumerate() {
-        let n = layer.outputs();
-        let weights = (0..layer.weight_count())
+    let weighted = architecture.iter().filter(|info| info.weighted.is_some());
+    for (index, info) in weighted.enumerate() {
+        let n = info.outputs();
+        let weights = (0..info.weights())
             .map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 255) as i32 - 127)
             .map(|w| w as i8 as u8)
             .collect();
@@ -34,90 +46,154 @@ pub fn int8_tensors(seed: u32) -> Int8Tensors {
             .collect();
         let shifts = (0..n).map(|c| (-8 - (c % 5) as i8) as u8).collect();
         layers.push([scales, weights, bias, multipliers, shifts]);
+        let relu = info.activation() == tinycnn::arch::Activation::Relu;
         outputs.push(QuantParams {
             scale: (5 + index) as f32 / 128.0,
-            zero_point: if layer.has_relu() { -128 } else { 3 },
+            zero_point: if relu { -128 } else { 3 },
         });
     }
-    Int8Tensors { layers, outputs }
+    Int8Tensors {
+        architecture,
+        layers,
+        outputs,
+    }
+}
+
+/// [`int8_tensors_of`] the reference network.
+pub fn int8_tensors(seed: u32) -> Int8Tensors {
+    int8_tensors_of(Architecture::REFERENCE, seed)
 }
 
 impl Int8Tensors {
-    pub fn record(&self) -> Int8Record<'_> {
-        let layers: [Int8LayerRecord<'_>; 7] = core::array::from_fn(|i| {
-            let [scales, weights, bias, multipliers, shifts] = &self.layers[i];
-            Int8LayerRecord {
-                output: self.outputs[i],
-                weight_scales: scales,
-                weights,
-                bias,
-                multipliers,
-                shifts,
-            }
-        });
-        Int8Record {
-            architecture: Architecture::REFERENCE,
+    pub fn layer_records(&self) -> Vec<Int8LayerRecord<'_>> {
+        self.layers
+            .iter()
+            .zip(&self.outputs)
+            .map(
+                |([scales, weights, bias, multipliers, shifts], &output)| Int8LayerRecord {
+                    output,
+                    weight_scales: scales,
+                    weights,
+                    bias,
+                    multipliers,
+                    shifts,
+                },
+            )
+            .collect()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let layers = self.layer_records();
+        encode_int8(&Int8Record {
+            architecture: self.architecture,
             input: QuantParams::INPUT,
-            layers,
+            layers: &layers,
+        })
+    }
+
+    /// The same model as a version 1 file (the reference network only).
+    pub fn encode_v1(&self) -> Vec<u8> {
+        let mut payload = V1_ARCHITECTURE.to_vec();
+        payload.extend(postcard::to_allocvec(&QuantParams::INPUT).unwrap());
+        for layer in self.layer_records() {
+            payload.extend(postcard::to_allocvec(&layer).unwrap());
         }
+        v1_file(2, &payload)
     }
 }
 
-/// Owned tensors of an f32 model.
+/// Owned tensors of an f32 model: per layer with weights, `[weights, bias]`.
 #[derive(Debug)]
 pub struct F32Tensors {
+    pub architecture: Architecture,
     pub layers: Vec<[Vec<u8>; 2]>,
 }
 
-pub fn f32_tensors(seed: u32) -> F32Tensors {
-    let layers = Layer::ALL
-        .into_iter()
-        .map(|layer| {
-            let weights = (0..layer.weight_count())
+pub fn f32_tensors_of(architecture: Architecture, seed: u32) -> F32Tensors {
+    let layers = architecture
+        .iter()
+        .filter(|info| info.weighted.is_some())
+        .map(|info| {
+            let weights = (0..info.weights())
                 .flat_map(|i| ((((i as u32 ^ seed) % 1000) as f32 - 500.0) / 8192.0).to_le_bytes())
                 .collect();
-            let bias = (0..layer.outputs())
+            let bias = (0..info.outputs())
                 .flat_map(|c| (c as f32 / 1024.0).to_le_bytes())
                 .collect();
             [weights, bias]
         })
         .collect();
-    F32Tensors { layers }
-}
-
-impl F32Tensors {
-    pub fn record(&self) -> F32Record<'_> {
-        let layers = core::array::from_fn(|i| {
-            let [weights, bias] = &self.layers[i];
-            F32LayerRecord { weights, bias }
-        });
-        F32Record {
-            architecture: Architecture::REFERENCE,
-            layers,
-        }
+    F32Tensors {
+        architecture,
+        layers,
     }
 }
 
-pub fn encode_int8(record: &Int8Record<'_>) -> Vec<u8> {
+pub fn f32_tensors(seed: u32) -> F32Tensors {
+    f32_tensors_of(Architecture::REFERENCE, seed)
+}
+
+impl F32Tensors {
+    pub fn layer_records(&self) -> Vec<F32LayerRecord<'_>> {
+        self.layers
+            .iter()
+            .map(|[weights, bias]| F32LayerRecord { weights, bias })
+            .collect()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let layers = self.layer_records();
+        encode_f32(&F32Record {
+            architecture: self.architecture,
+            layers: &layers,
+        })
+    }
+
+    pub fn encode_v1(&self) -> Vec<u8> {
+        let mut payload = V1_ARCHITECTURE.to_vec();
+        for layer in self.layer_records() {
+            payload.extend(postcard::to_allocvec(&layer).unwrap());
+        }
+        v1_file(1, &payload)
+    }
+}
+
+/// Version 1's description of the reference network (`FORMAT.md`).
+pub const V1_ARCHITECTURE: [u8; 13] = [
+    0x1c, 0x1c, 0x01, 0x40, 0x80, 0x01, 0x80, 0x02, 0x80, 0x01, 0x40, 0x20, 0x0a,
+];
+
+fn v1_file(flavour: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = b"TCNN".to_vec();
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&[flavour, 0]);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&tinycnn::format::crc32(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+pub fn encode_int8(record: &Int8Record<'_, '_>) -> Vec<u8> {
     let mut out = vec![0; record.encoded_len().unwrap()];
     let n = record.encode(&mut out).unwrap();
     assert_eq!(n, out.len());
     out
 }
 
-pub fn encode_f32(record: &F32Record<'_>) -> Vec<u8> {
+pub fn encode_f32(record: &F32Record<'_, '_>) -> Vec<u8> {
     let mut out = vec![0; record.encoded_len().unwrap()];
     let n = record.encode(&mut out).unwrap();
     assert_eq!(n, out.len());
     out
 }
 
-/// Replaces a file's payload and fixes the header's length and CRC, so that
-/// a test reaches the checks behind the checksum.
+/// Replaces a version 2 file's payload and fixes the header's length and
+/// CRC, so that a test reaches the checks behind the checksum.
 pub fn with_payload(file: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut out = file[..16].to_vec();
     out[8..12].copy_from_slice(&(payload.len() as u32).to_le_bytes());
-    out[12..16].copy_from_slice(&tinycnn::format::crc32(payload).to_le_bytes());
+    let crc = tinycnn::format::crc32_of(&[&out[..12], payload]);
+    out[12..16].copy_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(payload);
     out
 }

@@ -1,28 +1,37 @@
 //! Classifies the embedded test vectors with the int8 network and this
-//! target's fastest kernels, checks every digit's logits against the host's,
+//! target's fastest kernels, checks every image's logits against the host's,
 //! reports instructions (QEMU) or cycles (board) per inference and per layer,
 //! and the memory use; exits with status 0 only if every output matched.
 
 #![no_std]
 #![no_main]
 
-use tinycnn::arch::MACS;
 use tinycnn::kernels::int8::Backend;
 use tinycnn_firmware::{self as firmware, ExitCode, profile};
+
+/// Host logits shown when an image's logits differ.
+const SHOWN: usize = 64;
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
     let board = firmware::init();
     let model = firmware::load_model();
-    let vectors = firmware::load_test_vectors();
+    let vectors = firmware::load_test_vectors(&model);
     let scratch = firmware::scratch();
     let backend = Backend::FASTEST;
+    let architecture = model.architecture();
     defmt::info!(
-        "model: {=usize} B at {=usize:#010x}; {=usize} test vectors; {=usize} MACs per inference; {=str} kernels",
+        "model: {=usize} B at {=usize:#010x}, {=usize} classes, input {=usize}x{=usize}x{=usize}; \
+         {=usize} test vectors; {=usize} MACs per inference; {=usize} B of scratch; {=str} kernels",
         firmware::MODEL.len(),
         firmware::MODEL.as_ptr() as usize,
+        architecture.classes(),
+        architecture.input().height,
+        architecture.input().width,
+        architecture.input().channels,
         vectors.len(),
-        MACS,
+        architecture.macs(),
+        firmware::SCRATCH_BYTES,
         backend.name()
     );
 
@@ -35,45 +44,61 @@ fn main() -> ! {
             vector.image,
             scratch,
             &board.counter,
-            |_, _| {},
+            |_| {},
         );
+        let prediction = match prediction {
+            Ok(prediction) => prediction,
+            Err(error) => {
+                defmt::error!("image {=usize}: cannot classify: {}", index, error);
+                firmware::exit(ExitCode::BadBlob)
+            }
+        };
         totals.add(&counts);
 
-        let mut expected = vector.logits;
-        if cfg!(feature = "wrong-expected") && index == 3 {
-            expected[0] ^= 1;
-        }
-        if prediction.logits == expected {
+        let injected_fault = cfg!(feature = "wrong-expected") && index == 3;
+        if vector.matches(prediction.logits) && !injected_fault {
             // The host-side parity test (tests/tests/firmware.rs) parses these
             // lines and compares the logits with its own computation.
             defmt::info!(
-                "digit {=usize}: predicted {=u8} (label {=u8}), logits {}, {=u32} counts",
+                "image {=usize}: predicted {=usize} (label {=u16}), logits {}, {=u32} counts",
                 index,
-                prediction.digit,
+                prediction.class,
                 vector.label,
                 prediction.logits,
                 counts.total
             );
         } else {
             mismatches += 1;
+            // The host's logits for the log (the first SHOWN of them).
+            let mut expected = [0i8; SHOWN];
+            let shown = expected
+                .iter_mut()
+                .zip(vector.logits())
+                .map(|(slot, logit)| *slot = logit)
+                .count();
             defmt::error!(
-                "digit {=usize}: logits {} differ from the host's {}",
+                "image {=usize}: logits {} differ from the host's {}{=str}",
                 index,
                 prediction.logits,
-                expected
+                expected.get(..shown).unwrap_or(&[]),
+                if injected_fault {
+                    " (a fault injected by the wrong-expected feature)"
+                } else {
+                    ""
+                }
             );
         }
     }
 
-    totals.log(backend);
+    totals.log(&model, backend);
     firmware::memory::log(&firmware::memory::report());
 
     if mismatches == 0 {
-        defmt::info!("all {=usize} digits match the host", vectors.len());
+        defmt::info!("all {=usize} images match the host", vectors.len());
         firmware::exit(ExitCode::Success);
     }
     defmt::error!(
-        "{=usize} of {=usize} digits differ from the host",
+        "{=usize} of {=usize} images differ from the host",
         mismatches,
         vectors.len()
     );

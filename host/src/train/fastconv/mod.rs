@@ -30,7 +30,8 @@ use burn::tensor::{Device, Distribution, Int, Tensor};
 
 use kernels::ConvShape;
 
-/// `dropout.forward(pool.forward(relu.forward(conv.forward(x))))`, through the fused op when it
+/// `dropout.forward(pool.forward(relu.forward(conv.forward(x))))` (no dropout when `None`),
+/// through the fused op when it
 /// applies: on a Flex device (with or without autodiff), a 2x2/2 pool, and a convolution with
 /// stride 1, no dilation, one group, a bias and the same zero padding on all sides. Dropout
 /// follows burn's rule (active only in training mode on an autodiff device) and draws its mask
@@ -39,23 +40,28 @@ pub fn conv_relu_pool_dropout(
     conv: &Conv2d,
     relu: &Relu,
     pool: &MaxPool2d,
-    dropout: &Dropout,
+    dropout: Option<&Dropout>,
     x: Tensor<4>,
 ) -> Tensor<4> {
     let device = x.device();
     let fused_padding = fused_padding(conv)
         .filter(|&pad| is_flex(&device) && is_plain_2x2_pool(pool) && fits_kernels(conv, &x, pad));
     let (Some(pad), Some(bias)) = (fused_padding, conv.bias.as_ref()) else {
-        return dropout.forward(pool.forward(relu.forward(conv.forward(x))));
+        let pooled = pool.forward(relu.forward(conv.forward(x)));
+        return match dropout {
+            Some(dropout) => dropout.forward(pooled),
+            None => pooled,
+        };
     };
     // Read the weights before drawing the dropout seed: a freshly initialised parameter is
     // materialised on first read, from the same generator, and burn's own path reads it first.
     let (weight, bias) = (conv.weight.val(), bias.val());
-    let active = dropout.training.is_enabled() && device.is_autodiff() && dropout.prob > 0.0;
-    let (prob, seed) = if active {
-        (dropout.prob, dropout_seed(&device))
-    } else {
-        (0.0, 0)
+    let active = dropout.filter(|dropout| {
+        dropout.training.is_enabled() && device.is_autodiff() && dropout.prob > 0.0
+    });
+    let (prob, seed) = match active {
+        Some(dropout) => (dropout.prob, dropout_seed(&device)),
+        None => (0.0, 0),
     };
     ext::conv_relu_pool(x, weight, bias, pad, prob, seed)
 }

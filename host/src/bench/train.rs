@@ -1,5 +1,5 @@
-//! `host bench train`: how long a training step of the reference network takes, and where the
-//! time goes, operation by operation.
+//! `host bench train`: how long a training step of a network (the tutorial's by default) takes,
+//! and where the time goes, operation by operation.
 //!
 //! For each path measured (the fused convolution blocks `host train` uses, and with
 //! `compare_burn` burn's own ops, in the same process one after the other), on the real MNIST
@@ -7,9 +7,9 @@
 //! 1. warm-up steps, not measured;
 //! 2. timed steps, exactly as `host train` runs them (the same epoch loop, batches prepared on
 //!    a second thread): wall and CPU time per step, batches per second;
-//! 3. as many profiled steps, run through a [`StageObserver`] that waits for each forward
+//! 3. as many profiled steps, run through a `StepObserver` that waits for each forward
 //!    stage and each other phase to finish and times it (wall and process CPU time), and
-//!    splits the backward pass by stage with `probe` ops (see [`crate::fastconv::ext`]), whose
+//!    splits the backward pass by stage with `probe` ops (see [`crate::train::fastconv::ext`]), whose
 //!    backward records when the gradient reached the stage's input.
 //!
 //! Both paths start from the same weights and see the same batches; the Adagrad steps are the
@@ -25,13 +25,13 @@ use burn::optim::ModuleOptimizer;
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
-use crate::adagrad::KerasAdagrad;
-use crate::fastconv::ext::{self, PROBE_STAMPS, ProbeStamp};
-use crate::mnist::Mnist;
-use crate::model::{ConvBlocks, InitScheme, Net, StageObserver};
-use crate::progress::QuietReporter;
-use crate::train::{self, DEFAULT_ADAGRAD_EPSILON, EpochContext, StepContext};
-use crate::usage;
+use crate::bench::usage;
+use crate::data::mnist::Mnist;
+use crate::train::adagrad::KerasAdagrad;
+use crate::train::fastconv::ext::{self, PROBE_STAMPS, ProbeStamp};
+use crate::train::model::{ConvBlocks, InitScheme, Net, Values};
+use crate::train::progress::QuietReporter;
+use crate::train::{self, DEFAULT_ADAGRAD_EPSILON, EpochContext, StepContext, StepObserver};
 
 /// Steps timed (and as many profiled) per path by default.
 pub const DEFAULT_BATCHES: usize = 20;
@@ -41,6 +41,8 @@ pub const DEFAULT_WARMUP: usize = 3;
 /// What `host bench train` measures.
 #[derive(Clone, Debug)]
 pub struct TrainBenchOptions {
+    /// The network.
+    pub architecture: tinycnn::Architecture,
     /// Steps timed, and again profiled, per path.
     pub batches: usize,
     /// Steps run first, unmeasured.
@@ -73,7 +75,7 @@ pub enum Pass {
 #[derive(Clone, Debug, Serialize)]
 pub struct ProfileRow {
     /// Operation (stage or phase) name.
-    pub operation: &'static str,
+    pub operation: String,
     /// Part of the step.
     pub pass: Pass,
     /// Mean wall time per step, in milliseconds.
@@ -205,7 +207,7 @@ fn bench_path(
     let (path, description) = path_name(blocks);
     let device = Device::flex().autodiff();
     device.seed(options.seed);
-    let mut model = Net::with_init(&device, options.init);
+    let mut model = Net::with_init(&options.architecture, &device, options.init);
     let mut optimizer = KerasAdagrad::new(DEFAULT_ADAGRAD_EPSILON).init();
     let loss_fn = CrossEntropyLoss::new(None, &device);
     let step = || StepContext {
@@ -281,20 +283,20 @@ fn bench_path(
 }
 
 /// Wall and CPU time accumulated by one operation over the profiled steps.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Totals {
-    operation: &'static str,
+    operation: String,
     pass: Pass,
     wall: Duration,
     cpu: Option<Duration>,
 }
 
-/// A [`StageObserver`] that times every stage and phase of a step, synchronising the device
+/// A [`StepObserver`] that times every stage and phase of a step, synchronising the device
 /// after each, and splits the backward pass by forward stage through `probe` stamps.
 struct Profiler {
     device: Device,
     /// Forward stages of the current step, in order; a stage's index is its probe id.
-    stages: Vec<&'static str>,
+    stages: Vec<String>,
     /// Rows in the order of the current step.
     step_rows: Vec<Totals>,
     /// Sums over all steps, by row position (every step runs the same operations).
@@ -374,7 +376,7 @@ impl Profiler {
         self.steps += 1;
     }
 
-    fn record(&mut self, operation: &'static str, pass: Pass, from: Moment, to: Moment) {
+    fn record(&mut self, operation: String, pass: Pass, from: Moment, to: Moment) {
         let (wall, cpu) = from.until(to);
         self.step_rows.push(Totals {
             operation,
@@ -405,7 +407,7 @@ impl Profiler {
         for id in (0..self.stages.len()).rev() {
             let from = reached.get(id + 1).copied().flatten().unwrap_or(start);
             let to = reached[id].unwrap_or(end);
-            self.record(self.stages[id], Pass::Backward, from, to);
+            self.record(self.stages[id].clone(), Pass::Backward, from, to);
         }
     }
 
@@ -417,7 +419,7 @@ impl Profiler {
         self.totals
             .iter()
             .map(|total| ProfileRow {
-                operation: total.operation,
+                operation: total.operation.clone(),
                 pass: total.pass,
                 ms: total.wall.as_secs_f64() * 1e3 / steps,
                 share: total.wall.as_secs_f64() / step_total.max(1e-12),
@@ -435,19 +437,43 @@ fn take_probe_stamps() -> Vec<ProbeStamp> {
     )
 }
 
-impl StageObserver for Profiler {
-    fn forward_stage<const A: usize, const B: usize>(
+impl Profiler {
+    /// Inserts the probe of the next forward stage, named `name`, into the graph at `x`.
+    fn enter_stage(&mut self, name: &str, x: Values) -> Values {
+        let id = self.stages.len();
+        self.stages.push(name.to_string());
+        match x {
+            Values::Map(map) => Values::Map(ext::probe(map, id)),
+            Values::Vector(vector) => Values::Vector(ext::probe(vector, id)),
+        }
+    }
+}
+
+impl StepObserver for Profiler {
+    fn forward(&mut self, model: &Net, images: Tensor<4>, blocks: ConvBlocks) -> Tensor<2> {
+        let mut x = Values::Map(images);
+        for stage in model.stages(blocks) {
+            let probed = self.enter_stage(&stage.name, x);
+            let start = Moment::now();
+            x = model.run_stage(&stage, probed);
+            self.wait();
+            self.record(stage.name, Pass::Forward, start, Moment::now());
+        }
+        x.into_vector()
+    }
+
+    fn forward_phase<const A: usize, const B: usize>(
         &mut self,
         name: &'static str,
         x: Tensor<A>,
-        stage: impl FnOnce(Tensor<A>) -> Tensor<B>,
+        phase: impl FnOnce(Tensor<A>) -> Tensor<B>,
     ) -> Tensor<B> {
         let x = ext::probe(x, self.stages.len());
-        self.stages.push(name);
+        self.stages.push(name.to_string());
         let start = Moment::now();
-        let y = stage(x);
+        let y = phase(x);
         self.wait();
-        self.record(name, Pass::Forward, start, Moment::now());
+        self.record(name.to_string(), Pass::Forward, start, Moment::now());
         y
     }
 
@@ -459,7 +485,7 @@ impl StageObserver for Profiler {
         // Probes fire only in a backward pass: a phase that collected stamps was one.
         let stamps = take_probe_stamps();
         if stamps.is_empty() {
-            self.record(name, Pass::Step, start, end);
+            self.record(name.to_string(), Pass::Step, start, end);
         } else {
             self.record_backward(start, end, &stamps);
         }

@@ -4,10 +4,11 @@
 //! biases, and Q31 multipliers with shifts. All the float work happens here so
 //! that `tinycnn` only executes integers.
 
+use super::floats;
 use anyhow::{Context, bail};
-use tinycnn::arch::{CLASSES, Image, Layer};
-use tinycnn::format::{Architecture, F32Model, Int8LayerRecord, Int8Record, QuantParams};
-use tinycnn::{F32Scratch, quant};
+use tinycnn::arch::Architecture;
+use tinycnn::format::{F32Model, Int8LayerRecord, Int8Record, QuantParams};
+use tinycnn::quant;
 
 /// Splits a positive real multiplier into a Q31 `multiplier` in
 /// `[2^30, 2^31)` and a power-of-two `shift` such that
@@ -83,39 +84,47 @@ pub fn quantize_weights(weights: &[f32], outputs: usize) -> (Vec<i8>, Vec<f32>) 
     (quantized, scales)
 }
 
-/// Running minimum and maximum of each layer's output over the calibration
-/// images.
+/// Running minimum and maximum of each layer with weights' output (after its
+/// activation and any fused pool) over the calibration images.
 #[derive(Clone, Debug)]
 pub struct Calibration {
-    ranges: [(f32, f32); 7],
+    ranges: Vec<(f32, f32)>,
     images: usize,
 }
 
 impl Calibration {
     /// Runs `model` over `images` and records every layer's output range.
-    pub fn measure<'i>(model: &F32Model<'_>, images: impl IntoIterator<Item = &'i Image>) -> Self {
-        let mut ranges = [(f32::INFINITY, f32::NEG_INFINITY); 7];
-        let mut scratch = Box::new(F32Scratch::new());
+    pub fn measure<'i>(
+        model: &F32Model<'_>,
+        images: impl IntoIterator<Item = &'i [u8]>,
+    ) -> anyhow::Result<Self> {
+        let layers = model.architecture().weighted_layers();
+        let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); layers];
+        let mut scratch = vec![0f32; model.scratch_len()];
         let mut count = 0;
         for image in images {
-            model.classify_observed(image, &mut scratch, |layer, values| {
-                let range = &mut ranges[layer_index(layer)];
-                for &v in values {
-                    range.0 = range.0.min(v);
-                    range.1 = range.1.max(v);
-                }
-            });
+            model
+                .classify_observed(image, &mut scratch, |observed| {
+                    let weighted = observed.step.layer.weighted;
+                    if let Some(range) = weighted.and_then(|index| ranges.get_mut(index)) {
+                        for &v in observed.output {
+                            range.0 = range.0.min(v);
+                            range.1 = range.1.max(v);
+                        }
+                    }
+                })
+                .context("calibrating the int8 ranges")?;
             count += 1;
         }
-        Self {
+        Ok(Self {
             ranges,
             images: count,
-        }
+        })
     }
 
-    /// Output range of `layer`.
-    pub fn range(&self, layer: Layer) -> (f32, f32) {
-        self.ranges[layer_index(layer)]
+    /// Output range of the layer with weights number `index` (0-based).
+    pub fn range(&self, index: usize) -> (f32, f32) {
+        self.ranges.get(index).copied().unwrap_or((0.0, 0.0))
     }
 
     /// Number of images measured.
@@ -124,18 +133,13 @@ impl Calibration {
     }
 }
 
-fn layer_index(layer: Layer) -> usize {
-    Layer::ALL
-        .iter()
-        .position(|&l| l == layer)
-        .unwrap_or_default()
-}
-
-/// The int8 tensors of a quantised model, owned; [`Int8Tensors::record`]
-/// borrows them for encoding.
+/// The int8 tensors of a quantised model, owned; [`Int8Tensors::to_file`]
+/// encodes them.
 #[derive(Clone, Debug)]
 pub struct Int8Tensors {
-    outputs: [QuantParams; 7],
+    architecture: Architecture,
+    outputs: Vec<QuantParams>,
+    /// Per layer with weights: weight scales, weights, bias, multipliers, shifts.
     layers: Vec<[Vec<u8>; 5]>,
 }
 
@@ -146,18 +150,18 @@ impl Int8Tensors {
             bail!("no calibration images: int8 activation ranges cannot be measured");
         }
         let mut input = tinycnn::format::QuantParams::INPUT;
-        let mut outputs = [input; 7];
+        let mut outputs = Vec::new();
         let mut layers = Vec::new();
-        for (index, (layer, stored)) in Layer::ALL
-            .into_iter()
-            .zip(&model.record().layers)
-            .enumerate()
-        {
+        let weighted = model
+            .architecture()
+            .iter()
+            .filter(|info| info.weighted.is_some());
+        for (index, (info, stored)) in weighted.zip(model.layers()).enumerate() {
             let weights = floats(stored.weights);
             let bias = floats(stored.bias);
-            let (min, max) = calibration.range(layer);
+            let (min, max) = calibration.range(index);
             let output = activation_quantization(min, max);
-            let (weights_q, weight_scales) = quantize_weights(&weights, layer.outputs());
+            let (weights_q, weight_scales) = quantize_weights(&weights, info.outputs());
             let mut bias_q = Vec::new();
             let mut multipliers = Vec::new();
             let mut shifts = Vec::new();
@@ -178,50 +182,44 @@ impl Int8Tensors {
                 multipliers,
                 shifts,
             ]);
-            outputs[index] = output;
+            outputs.push(output);
             input = output;
         }
-        Ok(Self { outputs, layers })
+        Ok(Self {
+            architecture: *model.architecture(),
+            outputs,
+            layers,
+        })
     }
 
-    /// The model record, borrowing these tensors.
-    pub fn record(&self) -> Int8Record<'_> {
-        let layers = std::array::from_fn(|i| {
-            let [weight_scales, weights, bias, multipliers, shifts] = &self.layers[i];
-            Int8LayerRecord {
-                output: self.outputs[i],
-                weight_scales,
-                weights,
-                bias,
-                multipliers,
-                shifts,
-            }
-        });
-        Int8Record {
-            architecture: Architecture::REFERENCE,
-            input: QuantParams::INPUT,
-            layers,
-        }
+    /// The layer records, borrowing these tensors.
+    pub fn layer_records(&self) -> Vec<Int8LayerRecord<'_>> {
+        self.layers
+            .iter()
+            .zip(&self.outputs)
+            .map(
+                |([weight_scales, weights, bias, multipliers, shifts], &output)| Int8LayerRecord {
+                    output,
+                    weight_scales,
+                    weights,
+                    bias,
+                    multipliers,
+                    shifts,
+                },
+            )
+            .collect()
     }
 
     /// The encoded int8 model file.
     pub fn to_file(&self) -> anyhow::Result<Vec<u8>> {
-        self.record().to_vec().context("encoding the int8 model")
+        let layers = self.layer_records();
+        let record = Int8Record {
+            architecture: self.architecture,
+            input: QuantParams::INPUT,
+            layers: &layers,
+        };
+        record.to_vec().context("encoding the int8 model")
     }
-}
-
-fn floats(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .as_chunks::<4>()
-        .0
-        .iter()
-        .map(|&b| f32::from_le_bytes(b))
-        .collect()
-}
-
-/// Logits as probabilities, for display.
-pub fn probabilities(logits: &[f32; CLASSES]) -> [f32; CLASSES] {
-    tinycnn::kernels::f32::softmax(logits)
 }
 
 #[cfg(test)]

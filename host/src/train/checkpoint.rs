@@ -19,28 +19,31 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 
-use crate::adagrad::KerasAdagrad;
+use crate::train::adagrad::KerasAdagrad;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
 use sha2::{Digest, Sha256};
 
+use tinycnn::Architecture;
+
 use crate::atomic;
-use crate::model::Net;
-use crate::state::TrainState;
+use crate::train::model::Net;
+use crate::train::state::TrainState;
 
 /// File name of the checkpoint in a run's output directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
-/// File name of the latest weights alone, a burnpack record (`Net::new(&dev).load_file(..)`).
+/// File name of the latest weights alone, a burnpack record of the [`Net`]
+/// (`Net::new(&architecture, &device).load_file(..)`).
 pub const MODEL_FILE: &str = "model.bpk";
 
 const MAGIC: &[u8; 8] = b"TCNNCKPT";
-const VERSION: u32 = 1;
+/// 2: the network is a description (recorded in the state), the model record's keys
+/// `convs.N.*`, `dense.N.*`.
+const VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 3 * 8;
 const DIGEST_LEN: usize = 32;
 /// A checkpoint of this network is about 5.5 MB; anything far larger is not one.
 const MAX_FILE_BYTES: u64 = 256 << 20;
-/// Trainable tensors of [`Net`] (weight and bias of 7 layers); the optimizer keeps one state each.
-const PARAMETER_TENSORS: usize = 14;
 
 /// A decoded checkpoint.
 #[derive(Clone, Debug)]
@@ -74,7 +77,10 @@ pub enum CheckpointErrorKind {
     #[error("not a tinycnn training checkpoint (wrong magic bytes)")]
     NotACheckpoint,
     /// A checkpoint of another format version.
-    #[error("checkpoint format version {0}; this host reads version {VERSION}")]
+    #[error(
+        "checkpoint format version {0}; this host reads version {VERSION} (a checkpoint written \
+         before networks were descriptions cannot be continued or exported: train again)"
+    )]
     Version(u32),
     /// Cut short or with a wrong digest: damaged after it was written.
     #[error("damaged: {0}")]
@@ -196,13 +202,30 @@ impl Checkpoint {
         Self::decode(&bytes).map_err(fail)
     }
 
-    /// The model, on `device`.
-    pub fn model(&self, device: &Device) -> Result<Net, CheckpointErrorKind> {
-        load_model_record(&self.model, device)
+    /// The network the checkpoint trains.
+    pub fn architecture(&self) -> Result<Architecture, CheckpointErrorKind> {
+        self.state
+            .settings
+            .architecture()
+            .map_err(|error| CheckpointErrorKind::State(error.to_string()))
     }
 
-    /// An Adagrad optimizer configured by `config` with this checkpoint's state.
-    pub fn optimizer(&self, config: &KerasAdagrad) -> Result<ModuleOptimizer, CheckpointErrorKind> {
+    /// The model, a network of `architecture`, on `device`.
+    pub fn model(
+        &self,
+        architecture: &Architecture,
+        device: &Device,
+    ) -> Result<Net, CheckpointErrorKind> {
+        load_model_record(&self.model, architecture, device)
+    }
+
+    /// An Adagrad optimizer configured by `config` with this checkpoint's state for a network
+    /// of `architecture`.
+    pub fn optimizer(
+        &self,
+        config: &KerasAdagrad,
+        architecture: &Architecture,
+    ) -> Result<ModuleOptimizer, CheckpointErrorKind> {
         let record_error = |message: String| CheckpointErrorKind::Record {
             part: "optimizer",
             message,
@@ -213,35 +236,46 @@ impl Checkpoint {
             .map_err(|error| record_error(error.to_string()))?;
         // burn skips parameter states it cannot rebuild instead of failing; a resumed run must
         // not silently restart Adagrad's accumulators.
+        // One weight and one bias per layer with weights.
+        let expected = 2 * architecture.weighted_layers();
         let states = optimizer.to_record().len();
-        if states != PARAMETER_TENSORS {
+        if states != expected {
             return Err(record_error(format!(
-                "state for {states} parameter tensors, expected {PARAMETER_TENSORS} \
-                 (a checkpoint from an earlier development build, which used burn's own \
-                 Adagrad, cannot be continued by the Keras-formula optimizer: start a new run)"
+                "state for {states} parameter tensors, the network has {expected}"
             )));
         }
         Ok(optimizer)
     }
 }
 
-/// A [`Net`] on `device` from the bytes of a burnpack record ([`MODEL_FILE`] or a checkpoint's).
-pub fn load_model_record(bytes: &[u8], device: &Device) -> Result<Net, CheckpointErrorKind> {
+/// A [`Net`] of `architecture` on `device` from the bytes of a burnpack record ([`MODEL_FILE`]
+/// or a checkpoint's).
+pub fn load_model_record(
+    bytes: &[u8],
+    architecture: &Architecture,
+    device: &Device,
+) -> Result<Net, CheckpointErrorKind> {
     let record_error = |error: burn::store::RecordError| CheckpointErrorKind::Record {
         part: "model",
         message: error.to_string(),
     };
     let record =
         ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).map_err(record_error)?;
-    Net::new(device)
+    Net::new(architecture, device)
         .try_load_record(record)
         .map_err(record_error)
 }
 
 /// The trained model of a run directory or checkpoint file, for export and evaluation.
 ///
-/// `path` may be a checkpoint file, a [`MODEL_FILE`], or a run directory holding either.
-pub fn load_trained_model(path: &Path, device: &Device) -> Result<Net, CheckpointError> {
+/// `path` may be a checkpoint file, a [`MODEL_FILE`], or a run directory holding either. A
+/// checkpoint records its network; a bare [`MODEL_FILE`] is taken as a network of
+/// `architecture`.
+pub fn load_trained_model(
+    path: &Path,
+    architecture: &Architecture,
+    device: &Device,
+) -> Result<Net, CheckpointError> {
     let path = if path.is_dir() {
         let checkpoint = path.join(CHECKPOINT_FILE);
         if checkpoint.is_file() {
@@ -262,21 +296,22 @@ pub fn load_trained_model(path: &Path, device: &Device) -> Result<Net, Checkpoin
         .map_err(|error| fail(CheckpointErrorKind::Io(error)))?;
     if bytes.starts_with(MAGIC) {
         Checkpoint::decode(&bytes)
-            .and_then(|checkpoint| checkpoint.model(device))
+            .and_then(|checkpoint| checkpoint.model(&checkpoint.architecture()?, device))
             .map_err(fail)
     } else {
-        load_model_record(&bytes, device).map_err(fail)
+        load_model_record(&bytes, architecture, device).map_err(fail)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::TrainSettings;
+    use crate::train::state::TrainSettings;
 
     fn state() -> TrainState {
         TrainState::new(
             TrainSettings {
+                architecture: Architecture::REFERENCE.to_string(),
                 epochs: 3,
                 batch_size: 128,
                 learning_rate: 0.01,
@@ -332,10 +367,10 @@ mod tests {
             Err(CheckpointErrorKind::NotACheckpoint)
         ));
         let mut bytes = sample().encode();
-        bytes[8] = 2;
+        bytes[8] = 1;
         assert!(matches!(
             Checkpoint::decode(&bytes),
-            Err(CheckpointErrorKind::Version(2))
+            Err(CheckpointErrorKind::Version(1))
         ));
     }
 
@@ -354,17 +389,19 @@ mod tests {
 
     #[test]
     fn model_and_optimizer_survive_a_save_and_load() {
-        use crate::model::{PARAMETER_COUNT, infer_logits};
+        use crate::train::model::infer_logits;
+        let architecture = Architecture::REFERENCE;
         use burn::optim::GradientsParams;
 
         let _turn = crate::seeded_turn();
         let device = Device::flex().autodiff();
         device.seed(3);
-        let model = Net::new(&device);
+        let model = Net::new(&architecture, &device);
         let config = KerasAdagrad::new(1e-7);
         let mut optimizer = config.init();
         // One step so that the optimizer has state to save.
-        let input = crate::model::input_tensor(vec![0.5; 2 * 784], &device);
+        let input =
+            crate::train::model::input_tensor(vec![0.5; 2 * 784], architecture.input(), &device);
         let loss = model.forward(input).sum();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let model = optimizer.step(0.01, model, grads);
@@ -374,8 +411,8 @@ mod tests {
         let path = dir.path().join(CHECKPOINT_FILE);
         checkpoint.save(&path).unwrap();
         let loaded = Checkpoint::load(&path).unwrap();
-        let restored = loaded.model(&device).unwrap();
-        assert_eq!(restored.num_params(), PARAMETER_COUNT);
+        let restored = loaded.model(&architecture, &device).unwrap();
+        assert_eq!(restored.num_params(), architecture.parameters());
         assert_eq!(restored.weights(), model.weights());
         let pixels: Vec<u8> = (0..784).map(|i| (i % 256) as u8).collect();
         let plain = Device::flex();
@@ -385,11 +422,15 @@ mod tests {
         );
         // The optimizer state is restored if one more identical step gives identical weights
         // (a fresh Adagrad would move every weight by about the full learning rate instead).
-        let mut restored_optimizer = loaded.optimizer(&config).unwrap();
+        let mut restored_optimizer = loaded.optimizer(&config, &architecture).unwrap();
         let step = |model: Net, optimizer: &mut ModuleOptimizer| {
             // Same dropout masks for every step compared.
             device.seed(11);
-            let input = crate::model::input_tensor(vec![0.25; 2 * 784], &device);
+            let input = crate::train::model::input_tensor(
+                vec![0.25; 2 * 784],
+                architecture.input(),
+                &device,
+            );
             let loss = model.forward(input).sum();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             optimizer.step(0.01, model, grads)
@@ -398,10 +439,15 @@ mod tests {
         let resumed = step(restored, &mut restored_optimizer);
         assert_eq!(resumed.weights(), continued.weights());
         let mut fresh_optimizer = config.init();
-        let restarted = step(loaded.model(&device).unwrap(), &mut fresh_optimizer);
+        let restarted = step(
+            loaded.model(&architecture, &device).unwrap(),
+            &mut fresh_optimizer,
+        );
         assert_ne!(restarted.weights(), continued.weights());
         assert_eq!(
-            load_trained_model(dir.path(), &plain).unwrap().weights(),
+            load_trained_model(dir.path(), &architecture, &plain)
+                .unwrap()
+                .weights(),
             model.weights()
         );
     }
@@ -409,11 +455,11 @@ mod tests {
     #[test]
     fn an_empty_optimizer_record_is_refused() {
         let device = Device::flex().autodiff();
-        let model = Net::new(&device);
+        let model = Net::new(&Architecture::REFERENCE, &device);
         let fresh = KerasAdagrad::new(1e-7).init();
         let checkpoint = Checkpoint::capture(state(), &model, &fresh).unwrap();
         assert!(matches!(
-            checkpoint.optimizer(&KerasAdagrad::new(1e-7)),
+            checkpoint.optimizer(&KerasAdagrad::new(1e-7), &Architecture::REFERENCE),
             Err(CheckpointErrorKind::Record { .. })
         ));
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::state::EpochMetrics;
+use crate::train::state::EpochMetrics;
 
 /// Receives the events of a training run, in order.
 pub trait Reporter {
@@ -175,7 +175,7 @@ impl Reporter for JsonReporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::BackendKind;
+    use crate::train::backend::BackendKind;
 
     #[test]
     fn summary_line_has_the_keras_figures() {

@@ -6,11 +6,15 @@ use std::fmt::Write as _;
 use std::thread;
 use std::time::Instant;
 
-use plotters::prelude::*;
-use tinycnn::arch::{CLASSES, INPUT_PIXELS};
-use tinycnn::{F32Model, F32Scratch, Flavour, Int8Model, Int8Scratch, Model};
+use std::path::{Path, PathBuf};
 
-use crate::export::as_image;
+use anyhow::{Context, ensure};
+use plotters::prelude::*;
+use tinycnn::arch::Architecture;
+use tinycnn::{F32Model, Flavour, Int8Model, Model};
+
+use crate::atomic;
+use crate::data::mnist::{IMAGE_PIXELS, IMAGE_SIDE, Mnist};
 use crate::plot::{FONT, PlotError, encode_png, ensure_font, plot_error};
 
 /// Threads to spread images over: every core the process may use.
@@ -18,18 +22,16 @@ pub fn available_threads() -> usize {
     thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Runs `classify` on every 784-pixel image of `pixels`, on `threads` threads
-/// (each with its own scratch), keeping the order.
+/// Runs `classify` on every image (`image_len` values) of `pixels`, on
+/// `threads` threads (each with its own scratch), keeping the order.
 fn map_images<T: Send, S>(
     pixels: &[u8],
+    image_len: usize,
     threads: usize,
     scratch: impl Fn() -> S + Sync,
-    classify: impl Fn(&tinycnn::arch::Image, &mut S) -> T + Sync,
+    classify: impl Fn(&[u8], &mut S) -> T + Sync,
 ) -> Vec<T> {
-    let images: Vec<&tinycnn::arch::Image> = pixels
-        .chunks_exact(INPUT_PIXELS)
-        .filter_map(as_image)
-        .collect();
+    let images: Vec<&[u8]> = pixels.chunks_exact(image_len.max(1)).collect();
     let per_thread = images.len().div_ceil(threads.max(1)).max(1);
     thread::scope(|scope| {
         let handles: Vec<_> = images
@@ -52,40 +54,54 @@ fn map_images<T: Send, S>(
     })
 }
 
-/// int8 logits of every image, computed by the core.
-pub fn int8_logits(model: &Int8Model<'_>, pixels: &[u8], threads: usize) -> Vec<[i8; CLASSES]> {
+/// int8 logits of every image, computed by the core. `pixels` holds whole
+/// images of the model's input shape.
+pub fn int8_logits(model: &Int8Model<'_>, pixels: &[u8], threads: usize) -> Vec<Vec<i8>> {
     map_images(
         pixels,
+        model.input_shape().values(),
         threads,
-        || Box::new(Int8Scratch::new()),
-        |image, scratch| model.classify(image, scratch).logits,
+        || vec![0i8; model.scratch_bytes()],
+        |image, scratch| {
+            model
+                .classify(image, scratch)
+                .map_or_else(|_| Vec::new(), |p| p.logits.to_vec())
+        },
     )
 }
 
 /// f32 logits of every image, computed by the core.
-pub fn f32_logits(model: &F32Model<'_>, pixels: &[u8], threads: usize) -> Vec<[f32; CLASSES]> {
+pub fn f32_logits(model: &F32Model<'_>, pixels: &[u8], threads: usize) -> Vec<Vec<f32>> {
     map_images(
         pixels,
+        model.input_shape().values(),
         threads,
-        || Box::new(F32Scratch::new()),
-        |image, scratch| model.classify(image, scratch).logits,
+        || vec![0f32; model.scratch_len()],
+        |image, scratch| {
+            model
+                .classify(image, scratch)
+                .map_or_else(|_| Vec::new(), |p| p.logits.to_vec())
+        },
     )
 }
 
-/// Predicted digits of every image, with either flavour.
-pub fn predict_all(model: &Model<'_>, pixels: &[u8], threads: usize) -> Vec<u8> {
+/// Predicted classes of every image, with either flavour.
+pub fn predict_all(model: &Model<'_>, pixels: &[u8], threads: usize) -> Vec<usize> {
+    let image_len = model.architecture().input().values();
     match model {
         Model::Int8(m) => map_images(
             pixels,
+            image_len,
             threads,
-            || Box::new(Int8Scratch::new()),
-            |image, s| m.classify(image, s).digit,
+            || vec![0i8; m.scratch_bytes()],
+            |image, s| m.classify(image, s).map_or(usize::MAX, |p| p.class),
         ),
         Model::F32(m) => map_images(
             pixels,
+            image_len,
             threads,
-            || Box::new(F32Scratch::new()),
-            |image, s| m.classify(image, s).digit,
+            || vec![0f32; m.scratch_len()],
+            |image, s| m.classify(image, s).map_or(usize::MAX, |p| p.class),
         ),
     }
 }
@@ -96,7 +112,7 @@ pub struct Evaluation {
     /// Flavour of the model evaluated.
     pub flavour: Flavour,
     /// `confusion[label][predicted]`: how many images of each label got each prediction.
-    pub confusion: [[u32; CLASSES]; CLASSES],
+    pub confusion: Vec<Vec<u32>>,
     /// Wall-clock seconds of the classification.
     pub seconds: f64,
     /// Threads used.
@@ -104,16 +120,17 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
-    /// Classifies `pixels` (n x 784) and compares with `labels`.
+    /// Classifies `pixels` (whole images of the model's input) and compares with `labels`.
     pub fn run(model: &Model<'_>, pixels: &[u8], labels: &[u8], threads: usize) -> Self {
         let start = Instant::now();
         let predicted = predict_all(model, pixels, threads);
         let seconds = start.elapsed().as_secs_f64();
-        let mut confusion = [[0u32; CLASSES]; CLASSES];
-        for (&label, &digit) in labels.iter().zip(&predicted) {
+        let classes = model.architecture().classes();
+        let mut confusion = vec![vec![0u32; classes]; classes];
+        for (&label, &class) in labels.iter().zip(&predicted) {
             if let Some(cell) = confusion
                 .get_mut(usize::from(label))
-                .and_then(|row| row.get_mut(usize::from(digit)))
+                .and_then(|row| row.get_mut(class))
             {
                 *cell += 1;
             }
@@ -126,6 +143,11 @@ impl Evaluation {
         }
     }
 
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.confusion.len()
+    }
+
     /// Images classified.
     pub fn images(&self) -> u32 {
         self.confusion.iter().flatten().sum()
@@ -133,7 +155,7 @@ impl Evaluation {
 
     /// Images classified correctly.
     pub fn correct(&self) -> u32 {
-        (0..CLASSES).map(|c| self.confusion[c][c]).sum()
+        (0..self.classes()).map(|c| self.confusion[c][c]).sum()
     }
 
     /// Fraction classified correctly.
@@ -171,7 +193,7 @@ impl Evaluation {
             self.seconds * 1000.0 * self.threads as f64 / f64::from(self.images().max(1))
         );
         let _ = writeln!(out, "\nper class:");
-        for class in 0..CLASSES {
+        for class in 0..self.classes() {
             let _ = writeln!(
                 out,
                 "  {class}: {:6.2}% of {}",
@@ -181,11 +203,11 @@ impl Evaluation {
         }
         let _ = writeln!(
             out,
-            "\nconfusion matrix (rows: true label, columns: predicted digit):"
+            "\nconfusion matrix (rows: true label, columns: predicted class):"
         );
         let _ = write!(out, "      ");
-        for digit in 0..CLASSES {
-            let _ = write!(out, "{digit:>6}");
+        for class in 0..self.classes() {
+            let _ = write!(out, "{class:>6}");
         }
         let _ = writeln!(out);
         for (label, row) in self.confusion.iter().enumerate() {
@@ -201,11 +223,13 @@ impl Evaluation {
     /// The confusion matrix as a PNG heat map: the diagonal in green, errors
     /// in red, shaded by the share of the row, each cell with its count.
     pub fn confusion_png(&self, title: &str) -> Result<Vec<u8>, PlotError> {
-        const CELL: i32 = 56;
         const LEFT: i32 = 90;
         const TOP: i32 = 110;
-        let side = (LEFT + CELL * CLASSES as i32 + 30) as u32;
-        let height = (TOP + CELL * CLASSES as i32 + 30) as u32;
+        let classes = self.classes().max(1) as i32;
+        // 56-pixel cells for ten classes, smaller for more, at least 14.
+        let cell = (560 / classes).clamp(14, 56);
+        let side = (LEFT + cell * classes + 30) as u32;
+        let height = (TOP + cell * classes + 30) as u32;
         ensure_font()?;
         let mut pixels = vec![0u8; (side * height * 3) as usize];
         {
@@ -215,50 +239,54 @@ impl Evaluation {
                 Text::new(s.to_string(), at, (FONT, size).into_font())
             };
             root.draw(&text(title, (16, 14), 20)).map_err(plot_error)?;
-            root.draw(&text("predicted digit", (LEFT + CELL * 4, TOP - 50), 16))
+            root.draw(&text(
+                "predicted class",
+                (LEFT + cell * classes / 2 - 50, TOP - 50),
+                16,
+            ))
+            .map_err(plot_error)?;
+            root.draw(&text("true", (16, TOP + cell * classes / 2 - 20), 16))
                 .map_err(plot_error)?;
-            root.draw(&text("true", (16, TOP + CELL * 4), 16))
-                .map_err(plot_error)?;
-            root.draw(&text("label", (16, TOP + CELL * 4 + 20), 16))
+            root.draw(&text("label", (16, TOP + cell * classes / 2), 16))
                 .map_err(plot_error)?;
             for (label, row) in self.confusion.iter().enumerate() {
                 let total = f64::from(row.iter().sum::<u32>().max(1));
-                let y = TOP + CELL * label as i32;
-                root.draw(&text(&label.to_string(), (LEFT - 24, y + CELL / 2 - 8), 16))
+                let y = TOP + cell * label as i32;
+                root.draw(&text(&label.to_string(), (LEFT - 24, y + cell / 2 - 8), 16))
                     .map_err(plot_error)?;
-                for (digit, &count) in row.iter().enumerate() {
-                    let x = LEFT + CELL * digit as i32;
+                for (class, &count) in row.iter().enumerate() {
+                    let x = LEFT + cell * class as i32;
                     if label == 0 {
-                        root.draw(&text(&digit.to_string(), (x + CELL / 2 - 5, TOP - 24), 16))
+                        root.draw(&text(&class.to_string(), (x + cell / 2 - 5, TOP - 24), 16))
                             .map_err(plot_error)?;
                     }
                     let share = f64::from(count) / total;
                     // Errors are rare: a square-root scale keeps a few visible.
-                    let strength = if label == digit {
+                    let strength = if label == class {
                         share
                     } else {
                         share.sqrt().min(1.0)
                     };
                     let shade = |full: u8| (255.0 - (255.0 - f64::from(full)) * strength) as u8;
-                    let colour = if label == digit {
+                    let colour = if label == class {
                         RGBColor(shade(46), shade(160), shade(67))
                     } else {
                         RGBColor(shade(214), shade(39), shade(40))
                     };
                     root.draw(&Rectangle::new(
-                        [(x, y), (x + CELL, y + CELL)],
+                        [(x, y), (x + cell, y + cell)],
                         colour.filled(),
                     ))
                     .map_err(plot_error)?;
                     root.draw(&Rectangle::new(
-                        [(x, y), (x + CELL, y + CELL)],
+                        [(x, y), (x + cell, y + cell)],
                         BLACK.mix(0.15),
                     ))
                     .map_err(plot_error)?;
-                    if count > 0 {
+                    if count > 0 && cell >= 28 {
                         let label_colour = if strength > 0.6 { WHITE } else { BLACK };
                         let s = count.to_string();
-                        let at = (x + CELL / 2 - 4 * s.len() as i32, y + CELL / 2 - 8);
+                        let at = (x + cell / 2 - 4 * s.len() as i32, y + cell / 2 - 8);
                         root.draw(&Text::new(
                             s,
                             at,
@@ -274,15 +302,114 @@ impl Evaluation {
     }
 }
 
+/// Refuses a data set whose images or classes do not fit `architecture`.
+pub fn check_data_fits(architecture: &Architecture, data: &Mnist) -> anyhow::Result<()> {
+    let input = architecture.input();
+    ensure!(
+        input.values() == IMAGE_PIXELS && input.channels == 1,
+        "the model's input is {input}, the data set's images are {IMAGE_SIDE}x{IMAGE_SIDE}x1"
+    );
+    let labels = data.classes();
+    ensure!(
+        architecture.classes() >= labels,
+        "the model gives {} classes, the data set's labels go up to {}",
+        architecture.classes(),
+        labels.saturating_sub(1)
+    );
+    Ok(())
+}
+
+/// What `host eval` evaluates.
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    /// The model file.
+    pub model: PathBuf,
+    /// The data set's directory.
+    pub data_dir: PathBuf,
+    /// Evaluate the first N test images only.
+    pub limit: Option<usize>,
+    /// Where to write the confusion matrix image.
+    pub confusion_png: Option<PathBuf>,
+    /// Threads to classify on.
+    pub threads: usize,
+}
+
+/// What `host eval` found, and where it put the picture.
+#[derive(Clone, Debug)]
+pub struct EvalReport {
+    /// The numbers.
+    pub evaluation: Evaluation,
+    /// The confusion matrix PNG written.
+    pub confusion_png: PathBuf,
+}
+
+impl EvalReport {
+    /// The report as one JSON object.
+    pub fn to_json(&self, model: &Path) -> serde_json::Value {
+        let evaluation = &self.evaluation;
+        let per_class: Vec<f64> = (0..evaluation.classes())
+            .map(|c| evaluation.class_accuracy(c))
+            .collect();
+        serde_json::json!({
+            "model": model,
+            "flavour": evaluation.flavour.name(),
+            "images": evaluation.images(),
+            "correct": evaluation.correct(),
+            "accuracy": evaluation.accuracy(),
+            "class_accuracy": per_class,
+            "confusion": evaluation.confusion,
+            "seconds": evaluation.seconds,
+            "threads": evaluation.threads,
+            "images_per_second": evaluation.images_per_second(),
+            "confusion_png": self.confusion_png,
+        })
+    }
+}
+
+/// `host eval`: the test set through the core, and the confusion matrix PNG.
+pub fn run(options: &EvalOptions) -> anyhow::Result<EvalReport> {
+    let bytes = super::read_model(&options.model)?;
+    let model = Model::from_bytes(&bytes)?;
+    let data = Mnist::load(&options.data_dir)?;
+    check_data_fits(model.architecture(), &data)?;
+    let test = match options.limit {
+        Some(limit) => data.test.head(limit),
+        None => data.test,
+    };
+    let evaluation = Evaluation::run(&model, &test.pixels, &test.labels, options.threads);
+    let png_path = options.confusion_png.clone().unwrap_or_else(|| {
+        let mut name = options.model.clone().into_os_string();
+        name.push(".confusion.png");
+        PathBuf::from(name)
+    });
+    let title = format!(
+        "{} ({}): {:.2}% of {} test images",
+        options
+            .model
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        evaluation.flavour.name(),
+        evaluation.accuracy() * 100.0,
+        evaluation.images()
+    );
+    let png = evaluation.confusion_png(&title)?;
+    atomic::write(&png_path, &png)
+        .with_context(|| format!("{}: cannot write", png_path.display()))?;
+    Ok(EvalReport {
+        evaluation,
+        confusion_png: png_path,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn evaluation() -> Evaluation {
-        let mut confusion = [[0u32; CLASSES]; CLASSES];
+        let mut confusion = vec![vec![0u32; 10]; 10];
         for (c, row) in confusion.iter_mut().enumerate() {
             row[c] = 98;
-            row[(c + 1) % CLASSES] = 2;
+            row[(c + 1) % 10] = 2;
         }
         Evaluation {
             flavour: Flavour::Int8,

@@ -29,7 +29,7 @@ use burn::backend::{Backend, Bytes, DType, Dispatch, Flex, TensorMetadata, backe
 use burn::tensor::{Shape, Tensor};
 
 use super::kernels::{self, BackwardAlgo, BackwardInputs, ConvShape, DropoutMask};
-use crate::usage;
+use crate::bench::usage;
 
 /// Kernels the autodiff wrapper needs from the inner backend. Not routed through `Dispatch`:
 /// only `Autodiff<B, C>` calls them, with `B` already concrete.

@@ -4,7 +4,7 @@
 //! inside the square root as Keras computes it, 1e-6 by default: see [`DEFAULT_ADAGRAD_EPSILON`]),
 //! batches of 128 shuffled anew each epoch, cross-entropy on the logits, evaluation on the test
 //! set after every epoch. Each epoch's shuffle and dropout masks derive from (seed, epoch) alone
-//! (see [`crate::state::RNG_SCHEME`]), so an epoch run after `--resume` is the epoch an
+//! (see [`crate::train::state::RNG_SCHEME`]), so an epoch run after `--resume` is the epoch an
 //! uninterrupted run would have run.
 
 use std::path::{Path, PathBuf};
@@ -22,15 +22,25 @@ use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::adagrad::KerasAdagrad;
+pub mod adagrad;
+pub mod backend;
+pub mod checkpoint;
+pub mod fastconv;
+pub mod model;
+pub mod progress;
+pub mod state;
+
+use tinycnn::Architecture;
+
 use crate::atomic;
-use crate::backend::BackendKind;
-use crate::checkpoint::{CHECKPOINT_FILE, Checkpoint, MODEL_FILE};
-use crate::mnist::{IMAGE_PIXELS, Mnist, Split};
-use crate::model::{self, ConvBlocks, InitScheme, Net, PARAMETER_COUNT, StageObserver, Unobserved};
+use crate::data::mnist::{IMAGE_PIXELS, Mnist, Split};
 use crate::plot::{self, PLOT_FILE};
-use crate::progress::Reporter;
-use crate::state::{EpochMetrics, MetricsFile, RNG_SCHEME, TrainSettings, TrainState};
+use adagrad::KerasAdagrad;
+use backend::BackendKind;
+use checkpoint::{CHECKPOINT_FILE, Checkpoint, MODEL_FILE};
+use model::{ConvBlocks, InitScheme, Net};
+use progress::Reporter;
+use state::{EpochMetrics, MetricsFile, RNG_SCHEME, TrainSettings, TrainState};
 
 /// Epochs trained by default; the tutorial's network passes 99.3% test accuracy by then.
 pub const DEFAULT_EPOCHS: usize = 20;
@@ -42,7 +52,7 @@ pub const DEFAULT_LEARNING_RATE: f64 = 0.01;
 pub const DEFAULT_SEED: u64 = 42;
 /// Adagrad epsilon by default (added inside the square root, see [`KerasAdagrad`]).
 ///
-/// Keras's default is 1e-7 ([`crate::adagrad::KERAS_EPSILON`]); 1e-6 learns faster in the first
+/// Keras's default is 1e-7 ([`crate::train::adagrad::KERAS_EPSILON`]); 1e-6 learns faster in the first
 /// epoch. Test accuracy after one epoch of `host train --epochs 1` (%, same code otherwise):
 ///
 /// | epsilon          | seeds   | min   | mean  | max   |
@@ -80,6 +90,8 @@ const WRITE_PROBE_BYTES: usize = 16 << 20;
 /// resuming.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SettingsArgs {
+    /// `--arch`: the network.
+    pub architecture: Option<Architecture>,
     /// `--epochs`.
     pub epochs: Option<usize>,
     /// `--batch-size`.
@@ -102,6 +114,10 @@ impl SettingsArgs {
     /// Settings of a new run.
     pub fn fresh(&self) -> anyhow::Result<TrainSettings> {
         let settings = TrainSettings {
+            architecture: self
+                .architecture
+                .unwrap_or(Architecture::REFERENCE)
+                .to_string(),
             epochs: self.epochs.unwrap_or(DEFAULT_EPOCHS),
             batch_size: self.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
             learning_rate: self.learning_rate.unwrap_or(DEFAULT_LEARNING_RATE),
@@ -130,6 +146,15 @@ impl SettingsArgs {
                 ),
                 _ => Ok(()),
             }
+        }
+        if let Some(given) = self.architecture
+            && given != saved.architecture()?
+        {
+            bail!(
+                "--arch `{given}` differs from the network the checkpoint trains, `{}`; a \
+                 resumed run keeps its network",
+                saved.architecture
+            );
         }
         agree(self.batch_size, saved.batch_size, "--batch-size")?;
         agree(self.learning_rate, saved.learning_rate, "--lr")?;
@@ -270,16 +295,22 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
     if let Some(checkpoint) = &checkpoint {
         check_same_data(&checkpoint.state, &data, &checkpoint_path)?;
     }
+    let architecture = settings.architecture()?;
+    check_network_fits_data(&architecture, &data)?;
 
     let adagrad = KerasAdagrad::new(settings.adagrad_epsilon);
     let (mut model, mut optimizer, mut state) = match checkpoint {
         Some(checkpoint) => {
-            let fail = |kind| crate::checkpoint::CheckpointError {
+            let fail = |kind| crate::train::checkpoint::CheckpointError {
                 path: checkpoint_path.clone(),
                 kind,
             };
-            let model = checkpoint.model(&train_device).map_err(fail)?;
-            let optimizer = checkpoint.optimizer(&adagrad).map_err(fail)?;
+            let model = checkpoint
+                .model(&architecture, &train_device)
+                .map_err(fail)?;
+            let optimizer = checkpoint
+                .optimizer(&adagrad, &architecture)
+                .map_err(fail)?;
             let mut state = checkpoint.state;
             state.settings = settings.clone();
             state.commands.push(options.command.clone());
@@ -298,7 +329,7 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
                 data.files.clone(),
                 options.command.clone(),
             );
-            let model = Net::with_init(&train_device, settings.init);
+            let model = Net::with_init(&architecture, &train_device, settings.init);
             (model, adagrad.init(), state)
         }
     };
@@ -421,6 +452,25 @@ fn remove_if_present(path: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// Refuses a network whose input or classes are not the data set's.
+fn check_network_fits_data(architecture: &Architecture, data: &Mnist) -> anyhow::Result<()> {
+    let input = architecture.input();
+    ensure!(
+        input.values() == IMAGE_PIXELS && input.channels == 1,
+        "the network's input is {input}, but the data set's images are 28x28x1: start the \
+         description with input:28x28x1 or leave the input out"
+    );
+    ensure!(
+        architecture.classes() == data.classes(),
+        "the network's last layer gives {} classes, but the data set has {}: end the \
+         description with dense:{}",
+        architecture.classes(),
+        data.classes(),
+        data.classes()
+    );
+    Ok(())
+}
+
 fn check_same_data(state: &TrainState, data: &Mnist, checkpoint: &Path) -> anyhow::Result<()> {
     for (saved, now) in state.data.iter().zip(&data.files) {
         ensure!(
@@ -438,7 +488,8 @@ fn check_same_data(state: &TrainState, data: &Mnist, checkpoint: &Path) -> anyho
 
 /// Write `metrics.json` and the plot for `state`, each atomically.
 pub fn write_reports(out: &Path, state: &TrainState) -> anyhow::Result<()> {
-    let metrics = MetricsFile::from_state(state, PARAMETER_COUNT);
+    let parameters = state.settings.architecture()?.parameters();
+    let metrics = MetricsFile::from_state(state, parameters);
     let json = serde_json::to_vec_pretty(&metrics).context("cannot serialise the metrics")?;
     let metrics_path = out.join(METRICS_FILE);
     atomic::write(&metrics_path, &json)
@@ -512,23 +563,59 @@ pub(crate) struct StepResult {
     pub(crate) correct: usize,
 }
 
-/// One Adagrad step on `batch`, each of its stages and phases run through `observer`.
+/// Sees each phase of a training step (uploading the batch, the forward pass, the loss, the
+/// backward pass, the optimizer step) and may run the forward pass its own way. The profiler
+/// of `host bench train` times them, stage by stage; [`Unobserved`] just runs them. The model's
+/// forward pass itself has no hooks.
+pub(crate) trait StepObserver {
+    /// Runs the forward pass of `model` on `images`.
+    fn forward(&mut self, model: &Net, images: Tensor<4>, blocks: ConvBlocks) -> Tensor<2> {
+        model.forward_with(images, blocks)
+    }
+
+    /// Runs `phase` named `name`, which computes `x`'s successor in the graph (the loss from
+    /// the logits), as part of the forward pass.
+    fn forward_phase<const A: usize, const B: usize>(
+        &mut self,
+        name: &'static str,
+        x: Tensor<A>,
+        phase: impl FnOnce(Tensor<A>) -> Tensor<B>,
+    ) -> Tensor<B> {
+        let _ = name;
+        phase(x)
+    }
+
+    /// Runs the phase `name`, one outside the forward pass.
+    fn phase<T>(&mut self, name: &'static str, run: impl FnOnce() -> T) -> T {
+        let _ = name;
+        run()
+    }
+}
+
+/// A [`StepObserver`] that only runs the phases.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Unobserved;
+
+impl StepObserver for Unobserved {}
+
+/// One Adagrad step on `batch`, each of its phases run through `observer`.
 pub(crate) fn train_step(
     context: &StepContext<'_>,
     model: Net,
     optimizer: &mut ModuleOptimizer,
     batch: Batch,
-    observer: &mut impl StageObserver,
+    observer: &mut impl StepObserver,
 ) -> (Net, StepResult) {
     let count = batch.labels.len();
+    let shape = model.architecture().input();
     let (images, targets) = observer.phase("batch upload", || {
         (
-            model::input_tensor(batch.pixels, context.device),
+            model::input_tensor(batch.pixels, shape, context.device),
             Tensor::<1, Int>::from_data(TensorData::new(batch.labels, [count]), context.device),
         )
     });
-    let logits = model.forward_with(images, context.blocks, observer);
-    let loss = observer.forward_stage("loss", logits.clone(), |logits| {
+    let logits = observer.forward(&model, images, context.blocks);
+    let loss = observer.forward_phase("loss", logits.clone(), |logits| {
         context.loss_fn.forward(logits, targets.clone())
     });
     let (loss_value, correct) = observer.phase("loss and accuracy readback", || {
@@ -647,7 +734,8 @@ pub fn evaluate(
     for chunk in indices.chunks(EVAL_BATCH) {
         let batch = assemble(data, chunk);
         let count = chunk.len();
-        let logits = model.forward(model::input_tensor(batch.pixels, device));
+        let shape = model.architecture().input();
+        let logits = model.forward(model::input_tensor(batch.pixels, shape, device));
         let targets = Tensor::<1, Int>::from_data(TensorData::new(batch.labels, [count]), device);
         correct += logits
             .clone()
@@ -727,6 +815,23 @@ mod tests {
             let message = conflicting.resumed(&saved).unwrap_err().to_string();
             assert!(message.contains("differs from the checkpoint"), "{message}");
         }
+        // The network, given again, must be the checkpoint's.
+        let same = SettingsArgs {
+            architecture: Some(Architecture::REFERENCE),
+            ..SettingsArgs::default()
+        };
+        assert!(same.resumed(&saved).is_ok());
+        let other = SettingsArgs {
+            architecture: Some(
+                tinycnn::text::parse("flatten dense:10", Architecture::REFERENCE.input()).unwrap(),
+            ),
+            ..SettingsArgs::default()
+        };
+        let message = other.resumed(&saved).unwrap_err().to_string();
+        assert!(
+            message.contains("--arch `input:28x28x1 flatten dense:10` differs from the network"),
+            "{message}"
+        );
     }
 
     #[test]

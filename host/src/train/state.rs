@@ -3,9 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::BackendKind;
-use crate::mnist::FileInfo;
-use crate::model::InitScheme;
+use crate::data::mnist::FileInfo;
+use crate::train::backend::BackendKind;
+use crate::train::model::InitScheme;
+use tinycnn::Architecture;
 
 /// burn version this crate is pinned to (`=` in Cargo.toml; a test keeps the two in step).
 pub const BURN_VERSION: &str = "0.22.1";
@@ -20,13 +21,16 @@ pub const RNG_SCHEME: &str =
 /// Hyper-parameters of a run; fixed when it starts, kept when it resumes (except `epochs`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainSettings {
+    /// The network, in the text form (`tinycnn::text`), input included.
+    #[serde(default = "network_before_it_was_recorded")]
+    pub architecture: String,
     /// Total epochs to train.
     pub epochs: usize,
     /// Images per batch.
     pub batch_size: usize,
     /// Adagrad learning rate.
     pub learning_rate: f64,
-    /// Adagrad epsilon, added inside the square root ([`crate::adagrad::KerasAdagrad`]).
+    /// Adagrad epsilon, added inside the square root ([`crate::train::adagrad::KerasAdagrad`]).
     pub adagrad_epsilon: f32,
     /// Seed of initialisation, shuffling and dropout.
     pub seed: u64,
@@ -37,6 +41,11 @@ pub struct TrainSettings {
     pub limit: Option<usize>,
     /// Evaluate on the first N test images only.
     pub test_limit: Option<usize>,
+}
+
+/// Runs recorded before networks were descriptions all trained the tutorial's network.
+fn network_before_it_was_recorded() -> String {
+    Architecture::REFERENCE.to_string()
 }
 
 /// Runs recorded before `init` was a setting were all initialised Glorot-uniform.
@@ -89,6 +98,18 @@ pub struct TrainState {
     pub rng_scheme: String,
     /// Each command line that started or resumed the run.
     pub commands: Vec<String>,
+}
+
+impl TrainSettings {
+    /// The network these settings train.
+    pub fn architecture(&self) -> anyhow::Result<Architecture> {
+        tinycnn::text::parse(&self.architecture, Architecture::REFERENCE.input()).map_err(|error| {
+            anyhow::anyhow!(
+                "the recorded network `{}` is not a valid description: {error}",
+                self.architecture
+            )
+        })
+    }
 }
 
 impl TrainState {
@@ -176,11 +197,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn settings_written_before_init_was_recorded_read_as_glorot() {
+    fn settings_written_before_init_and_the_network_were_recorded_read_as_the_tutorials() {
         let json = r#"{"epochs":12,"batch_size":128,"learning_rate":0.01,
             "adagrad_epsilon":1e-7,"seed":42,"limit":null,"test_limit":null}"#;
         let settings: TrainSettings = serde_json::from_str(json).unwrap();
         assert_eq!(settings.init, InitScheme::GlorotUniform);
+        assert_eq!(settings.architecture().unwrap(), Architecture::REFERENCE);
         let recorded = TrainSettings {
             init: InitScheme::HeNormal,
             ..settings

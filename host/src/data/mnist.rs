@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::idx::{self, IdxError};
+use crate::data::idx::{self, IdxError};
 
 /// Side of an image the network accepts.
 pub const IMAGE_SIDE: usize = 28;
@@ -125,6 +125,11 @@ pub struct Mnist {
 }
 
 impl Mnist {
+    /// Number of classes an MNIST-format set has (labels `0..10`).
+    pub fn classes(&self) -> usize {
+        crate::data::idx::NUM_CLASSES
+    }
+
     /// Whether all four files are those of the canonical MNIST distribution.
     pub fn is_canonical_mnist(&self) -> bool {
         self.files.iter().all(|file| file.canonical)
@@ -293,8 +298,8 @@ fn locate_files(dir: &Path) -> Result<[PathBuf; 4], DataError> {
 pub enum DataError {
     /// No data set where one was expected; nothing is downloaded, so the user must point to one.
     #[error(
-        "no MNIST data in {dir} ({problem}); nothing can be downloaded here: point --data or \
-         MNIST_DIR at a local copy of the four IDX files, e.g. --data ../shared/data/mnist"
+        "no MNIST data in {dir} ({problem}); nothing is downloaded: point --data or MNIST_DIR \
+         at a directory holding the four IDX files, e.g. --data ~/datasets/mnist"
     )]
     NoData {
         /// The directory.

@@ -1,11 +1,11 @@
-//! `host bench infer`: how fast one digit is classified on the desktop, by the `tinycnn` core
+//! `host bench infer`: how fast one image is classified on the desktop, by the `tinycnn` core
 //! (what a device runs) and by burn (what training runs), on the same test images.
 //!
 //! The core is timed on one thread, image by image, because that is how a microcontroller runs
 //! it and how a regression in a kernel shows most clearly. burn is timed twice: one image per
 //! call (its latency, with whatever threads its backend uses) and the whole set as one batch
 //! (its throughput, where its parallel kernels pay off). Every path classifies the same images;
-//! the report also counts how often the core's f32 digit equals burn's, so a benchmark that
+//! the report also counts how often the core's f32 class equals burn's, so a benchmark that
 //! measures a broken path cannot go unnoticed.
 
 use std::hint::black_box;
@@ -14,12 +14,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use burn::tensor::Device;
 use serde::Serialize;
-use tinycnn::arch::{CLASSES, INPUT_PIXELS};
-use tinycnn::{F32Model, F32Scratch, Int8Model, Int8Scratch};
+use tinycnn::{F32Model, Int8Model};
 
-use crate::export::{as_image, burn_weights};
-use crate::model::{Net, infer_logits};
-use crate::usage;
+use crate::bench::usage;
+use crate::export::burn_weights;
+use crate::train::model::{Net, infer_logits};
 
 /// Test images classified per path by default.
 pub const DEFAULT_IMAGES: usize = 200;
@@ -52,10 +51,10 @@ pub struct PathTiming {
 pub struct InferBenchReport {
     /// One entry per path, core first.
     pub paths: Vec<PathTiming>,
-    /// Images whose core f32 digit equals burn's.
-    pub f32_digits_agreeing_with_burn: usize,
-    /// Images whose core int8 digit equals the core f32 one.
-    pub int8_digits_agreeing_with_f32: usize,
+    /// Images whose core f32 class equals burn's.
+    pub f32_classes_agreeing_with_burn: usize,
+    /// Images whose core int8 class equals the core f32 one.
+    pub int8_classes_agreeing_with_f32: usize,
     /// Images compared.
     pub images: usize,
     /// Load average before and after (1, 5, 15 minutes).
@@ -75,37 +74,38 @@ pub fn run_infer_bench(
 ) -> anyhow::Result<InferBenchReport> {
     let f32_model = F32Model::from_bytes(f32_file).context("reading the f32 model")?;
     let int8_model = Int8Model::from_bytes(int8_file).context("reading the int8 model")?;
-    let inputs: Vec<&tinycnn::arch::Image> = pixels
-        .chunks_exact(INPUT_PIXELS)
-        .take(images)
-        .filter_map(as_image)
-        .collect();
+    ensure!(
+        f32_model.architecture() == int8_model.architecture(),
+        "the f32 and int8 models are of different networks"
+    );
+    let image_len = f32_model.input_shape().values();
+    let inputs: Vec<&[u8]> = pixels.chunks_exact(image_len).take(images).collect();
     ensure!(!inputs.is_empty(), "no test images to classify");
     let load_before = usage::load_average();
 
-    let mut int8_scratch = Box::new(Int8Scratch::new());
-    let mut int8_digits = Vec::with_capacity(inputs.len());
+    let mut int8_scratch = vec![0i8; int8_model.scratch_bytes()];
+    let mut int8_classes = Vec::with_capacity(inputs.len());
     let int8 = time_each("tinycnn int8 (core)", &inputs, warmup, |image| {
         let prediction = int8_model.classify(black_box(image), &mut int8_scratch);
-        int8_digits.push(prediction.digit);
+        int8_classes.push(prediction.map_or(usize::MAX, |p| p.class));
     });
-    let mut f32_scratch = Box::new(F32Scratch::new());
-    let mut f32_digits = Vec::with_capacity(inputs.len());
+    let mut f32_scratch = vec![0f32; f32_model.scratch_len()];
+    let mut f32_classes = Vec::with_capacity(inputs.len());
     let f32 = time_each("tinycnn f32 (core)", &inputs, warmup, |image| {
         let prediction = f32_model.classify(black_box(image), &mut f32_scratch);
-        f32_digits.push(prediction.digit);
+        f32_classes.push(prediction.map_or(usize::MAX, |p| p.class));
     });
     // The closures ran the warm-up images too; keep only the timed ones, in order.
-    let timed = |digits: Vec<u8>| digits[digits.len() - inputs.len()..].to_vec();
-    let (int8_digits, f32_digits) = (timed(int8_digits), timed(f32_digits));
+    let timed = |classes: Vec<usize>| classes[classes.len() - inputs.len()..].to_vec();
+    let (int8_classes, f32_classes) = (timed(int8_classes), timed(f32_classes));
 
     let device = Device::default();
-    let net = Net::new(&device)
-        .with_weights(&burn_weights(f32_model.record()), &device)
+    let net = Net::new(f32_model.architecture(), &device)
+        .with_weights(&burn_weights(&f32_model), &device)
         .context("loading the f32 model into burn")?;
-    let burn_threads = format!("{} (burn's pool)", crate::eval::available_threads());
+    let burn_threads = format!("{} (burn's pool)", crate::deploy::eval::available_threads());
     let mut burn_single = time_each("burn f32, one image per call", &inputs, warmup, |image| {
-        black_box(infer_logits(&net, &image[..], &device));
+        black_box(infer_logits(&net, image, &device));
     });
     burn_single.threads.clone_from(&burn_threads);
 
@@ -118,9 +118,9 @@ pub fn run_infer_bench(
     let started = Instant::now();
     let logits = infer_logits(&net, black_box(&batch), &device);
     let wall = started.elapsed();
-    let burn_digits: Vec<u8> = logits
-        .chunks_exact(CLASSES)
-        .map(|row| u8::try_from(tinycnn::kernels::argmax(row)).unwrap_or(u8::MAX))
+    let burn_classes: Vec<usize> = logits
+        .chunks_exact(f32_model.architecture().classes())
+        .map(tinycnn::kernels::argmax)
         .collect();
     let burn_batch = PathTiming {
         path: "burn f32, all images as one batch",
@@ -133,10 +133,10 @@ pub fn run_infer_bench(
         cores_busy: cores(cpu_before, wall),
     };
 
-    let agree = |a: &[u8], b: &[u8]| a.iter().zip(b).filter(|(x, y)| x == y).count();
+    let agree = |a: &[usize], b: &[usize]| a.iter().zip(b).filter(|(x, y)| x == y).count();
     Ok(InferBenchReport {
-        f32_digits_agreeing_with_burn: agree(&f32_digits, &burn_digits),
-        int8_digits_agreeing_with_f32: agree(&int8_digits, &f32_digits),
+        f32_classes_agreeing_with_burn: agree(&f32_classes, &burn_classes),
+        int8_classes_agreeing_with_f32: agree(&int8_classes, &f32_classes),
         images: inputs.len(),
         paths: vec![int8, f32, burn_single, burn_batch],
         load_before,
@@ -148,9 +148,9 @@ pub fn run_infer_bench(
 /// `inputs` on this thread.
 fn time_each(
     path: &'static str,
-    inputs: &[&tinycnn::arch::Image],
+    inputs: &[&[u8]],
     warmup: usize,
-    mut classify: impl FnMut(&tinycnn::arch::Image),
+    mut classify: impl FnMut(&[u8]),
 ) -> PathTiming {
     for image in inputs.iter().cycle().take(warmup) {
         classify(image);
@@ -224,10 +224,10 @@ impl InferBenchReport {
             ));
         }
         text.push_str(&format!(
-            "same digit: core f32 and burn {}/{}, core int8 and core f32 {}/{}; load average after {}\n",
-            self.f32_digits_agreeing_with_burn,
+            "same class: core f32 and burn {}/{}, core int8 and core f32 {}/{}; load average after {}\n",
+            self.f32_classes_agreeing_with_burn,
             self.images,
-            self.int8_digits_agreeing_with_f32,
+            self.int8_classes_agreeing_with_f32,
             self.images,
             usage::load_average_text(self.load_after)
         ));
@@ -245,26 +245,25 @@ mod tests {
         let _turn = crate::seeded_turn();
         let device = Device::default();
         device.seed(7);
-        let net = Net::new(&device);
-        let weights = CoreWeights::from_burn(&net.weights()).expect("weights");
+        let architecture = tinycnn::Architecture::REFERENCE;
+        let net = Net::new(&architecture, &device);
+        let weights = CoreWeights::from_burn(&architecture, &net.weights()).expect("weights");
         let f32_file = weights.to_file().expect("f32 file");
-        let pixels: Vec<u8> = (0..INPUT_PIXELS * 6)
+        let pixels: Vec<u8> = (0..784 * 6)
             .map(|i| u8::try_from((i * 37) % 256).expect("byte"))
             .collect();
         let f32_model = F32Model::from_bytes(&f32_file).expect("f32 model");
-        let images: Vec<_> = pixels
-            .chunks_exact(INPUT_PIXELS)
-            .filter_map(as_image)
-            .collect();
-        let calibration = crate::quantize::Calibration::measure(&f32_model, images);
-        let int8_file = crate::quantize::Int8Tensors::quantize(&f32_model, &calibration)
+        let calibration =
+            crate::export::quantize::Calibration::measure(&f32_model, pixels.chunks_exact(784))
+                .expect("calibration");
+        let int8_file = crate::export::quantize::Int8Tensors::quantize(&f32_model, &calibration)
             .expect("quantized")
             .to_file()
             .expect("int8 file");
         let report = run_infer_bench(&f32_file, &int8_file, &pixels, 4, 2).expect("bench");
         assert_eq!(report.images, 4);
         assert_eq!(report.paths.len(), 4);
-        assert_eq!(report.f32_digits_agreeing_with_burn, 4);
+        assert_eq!(report.f32_classes_agreeing_with_burn, 4);
         assert!(
             report
                 .paths

@@ -1,0 +1,7 @@
+//! Speed: `host bench train` ([`train`]: a training step, operation by operation) and
+//! `host bench infer` ([`infer`]: single images through the core and burn). [`usage`] supplies
+//! CPU time, peak memory and load.
+
+pub mod infer;
+pub mod train;
+pub mod usage;

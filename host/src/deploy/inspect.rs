@@ -1,0 +1,389 @@
+//! `host inspect MODEL`: Keras's `model.summary()` and what the model needs of a board: a row
+//! per layer (output shape, parameters, multiply-accumulates, weight bytes, and for int8 the
+//! quantisation), the totals, the scratch RAM with each family of kernels, and the flash and
+//! RAM the firmware of this repository needs with it, against common boards.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+use tinycnn::arch::LayerInfo;
+use tinycnn::format::Int8LayerRecord;
+use tinycnn::{Flavour, Model, plan};
+
+/// Flash the firmware (`firmware/`, release build for the Cortex-M4 with the Arm DSP kernels)
+/// takes besides the model and the test vectors: its code and its other constants, rounded up
+/// to a KiB. `tests/tests/firmware.rs` fails if the firmware outgrows it.
+pub const FIRMWARE_CODE_BYTES: usize = 32 * 1024;
+/// RAM the firmware uses besides the scratch: its deepest stack and its other statics, as the
+/// firmware reports them in QEMU, rounded up. Checked by the same test.
+pub const FIRMWARE_RAM_BYTES: usize = 2_560;
+/// Test vectors the firmware embeds by default (`host fixture`).
+pub const FIRMWARE_VECTORS: usize = super::fixture::DEFAULT_COUNT;
+
+/// A board and the memory its part has.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Board {
+    /// Name.
+    pub name: &'static str,
+    /// Core.
+    pub core: &'static str,
+    /// Whether the core has the DSP extension the fast int8 kernels use.
+    pub dsp: bool,
+    /// Flash bytes.
+    pub flash: usize,
+    /// RAM bytes.
+    pub ram: usize,
+}
+
+/// Boards people own, by the memory of their part.
+pub const BOARDS: [Board; 6] = [
+    Board {
+        name: "STM32F4-Discovery (STM32F407)",
+        core: "Cortex-M4F",
+        dsp: true,
+        flash: 1024 << 10,
+        ram: 128 << 10,
+    },
+    Board {
+        name: "Nucleo-F446RE (STM32F446)",
+        core: "Cortex-M4F",
+        dsp: true,
+        flash: 512 << 10,
+        ram: 128 << 10,
+    },
+    Board {
+        name: "nRF52840-DK",
+        core: "Cortex-M4F",
+        dsp: true,
+        flash: 1024 << 10,
+        ram: 256 << 10,
+    },
+    Board {
+        name: "BBC micro:bit v2 (nRF52833)",
+        core: "Cortex-M4F",
+        dsp: true,
+        flash: 512 << 10,
+        ram: 128 << 10,
+    },
+    Board {
+        name: "BBC micro:bit v1 (nRF51822)",
+        core: "Cortex-M0",
+        dsp: false,
+        flash: 256 << 10,
+        ram: 16 << 10,
+    },
+    Board {
+        name: "Raspberry Pi Pico (RP2040)",
+        core: "Cortex-M0+",
+        dsp: false,
+        flash: 2048 << 10,
+        ram: 264 << 10,
+    },
+];
+
+/// Quantisation of one int8 layer.
+#[derive(Clone, Debug, Serialize)]
+pub struct Quantisation {
+    /// Output scale.
+    pub output_scale: f32,
+    /// Output zero point.
+    pub output_zero_point: i8,
+    /// Smallest and largest per-channel weight scale.
+    pub weight_scales: [f32; 2],
+    /// Smallest and largest requantisation shift.
+    pub shifts: [i8; 2],
+}
+
+/// One row of the summary.
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerRow {
+    /// Name (`conv1`, `pool1`, ...).
+    pub name: String,
+    /// The layer in the text form.
+    pub layer: String,
+    /// Output shape, height x width x channels.
+    pub output: [usize; 3],
+    /// Weights and biases.
+    pub parameters: usize,
+    /// Multiply-accumulates per image.
+    pub macs: usize,
+    /// Bytes of its tensors in the file.
+    pub weight_bytes: usize,
+    /// For int8 models.
+    pub quantisation: Option<Quantisation>,
+}
+
+/// Whether the firmware with this model fits a board.
+#[derive(Clone, Debug, Serialize)]
+pub struct Fit {
+    /// The board.
+    pub board: Board,
+    /// Flash the firmware needs: code, model, test vectors.
+    pub flash: usize,
+    /// RAM at peak: scratch (for the board's kernels), stack and statics.
+    pub ram: usize,
+    /// Both fit.
+    pub fits: bool,
+}
+
+/// What `host inspect` found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Inspection {
+    /// The file.
+    pub model: String,
+    /// "f32" or "int8".
+    pub flavour: &'static str,
+    /// Format version of the file.
+    pub format_version: u16,
+    /// The description in the text form.
+    pub architecture: String,
+    /// One per layer.
+    pub layers: Vec<LayerRow>,
+    /// Parameters of the whole network.
+    pub parameters: usize,
+    /// Multiply-accumulates per image.
+    pub macs: usize,
+    /// Bytes of the model file.
+    pub file_bytes: usize,
+    /// Scratch bytes with the portable kernels (Cortex-M0/M3, desktop).
+    pub scratch_portable: usize,
+    /// Scratch bytes with the Arm DSP kernels (Cortex-M4/M7/M33); the same as the portable
+    /// figure for f32.
+    pub scratch_dsp: usize,
+    /// For int8 models: the firmware on each board.
+    pub boards: Vec<Fit>,
+}
+
+fn quantisation(record: &Int8LayerRecord<'_>) -> Quantisation {
+    let scales: Vec<f32> = record
+        .weight_scales
+        .as_chunks::<4>()
+        .0
+        .iter()
+        .map(|&b| f32::from_le_bytes(b))
+        .collect();
+    let shifts: Vec<i8> = record.shifts.iter().map(|&s| s as i8).collect();
+    Quantisation {
+        output_scale: record.output.scale,
+        output_zero_point: record.output.zero_point,
+        weight_scales: [
+            scales.iter().copied().fold(f32::INFINITY, f32::min),
+            scales.iter().copied().fold(0.0, f32::max),
+        ],
+        shifts: [
+            shifts.iter().copied().min().unwrap_or(0),
+            shifts.iter().copied().max().unwrap_or(0),
+        ],
+    }
+}
+
+fn layer_text(info: &LayerInfo, last: bool) -> String {
+    let mut text = String::new();
+    let _ = tinycnn::text::write_layer(&mut text, &info.layer, last);
+    text
+}
+
+/// `host inspect`.
+pub fn run(path: &Path) -> anyhow::Result<Inspection> {
+    let bytes = super::read_model(path)?;
+    let model = Model::from_bytes(&bytes)?;
+    let architecture = *model.architecture();
+    let int8_records: Vec<Int8LayerRecord<'_>> = match &model {
+        Model::Int8(m) => m.layers().collect(),
+        Model::F32(_) => Vec::new(),
+    };
+    let (weight_bytes_per_value, bias_bytes) = match model.flavour() {
+        // int8 weights; bias, multiplier, weight scale (4 bytes each) and shift per output.
+        Flavour::Int8 => (1, 13),
+        Flavour::F32 => (4, 4),
+    };
+    let last = architecture.layers().len().saturating_sub(1);
+    let layers: Vec<LayerRow> = architecture
+        .iter()
+        .map(|info| LayerRow {
+            name: info.name.to_string(),
+            layer: layer_text(&info, info.index == last),
+            output: [info.output.height, info.output.width, info.output.channels],
+            parameters: info.parameters(),
+            macs: info.macs(),
+            weight_bytes: info.weights() * weight_bytes_per_value + info.outputs() * bias_bytes,
+            quantisation: info
+                .weighted
+                .and_then(|index| int8_records.get(index))
+                .map(quantisation),
+        })
+        .collect();
+    let (scratch_portable, scratch_dsp) = match model.flavour() {
+        Flavour::Int8 => (
+            plan::int8_scratch_bytes_for(&architecture, false),
+            plan::int8_scratch_bytes_for(&architecture, true),
+        ),
+        Flavour::F32 => {
+            let bytes = plan::f32_scratch_len(&architecture) * 4;
+            (bytes, bytes)
+        }
+    };
+    let vectors =
+        28 + FIRMWARE_VECTORS * (2 + architecture.input().values() + architecture.classes());
+    let boards = if model.flavour() == Flavour::Int8 {
+        BOARDS
+            .iter()
+            .map(|&board| {
+                let flash = FIRMWARE_CODE_BYTES + bytes.len() + vectors;
+                let scratch = if board.dsp {
+                    scratch_dsp
+                } else {
+                    scratch_portable
+                };
+                let ram = scratch + FIRMWARE_RAM_BYTES;
+                Fit {
+                    board,
+                    flash,
+                    ram,
+                    fits: flash <= board.flash && ram <= board.ram,
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Inspection {
+        model: path.display().to_string(),
+        flavour: model.flavour().name(),
+        format_version: model.header().version,
+        architecture: architecture.to_string(),
+        parameters: architecture.parameters(),
+        macs: architecture.macs(),
+        layers,
+        file_bytes: bytes.len(),
+        scratch_portable,
+        scratch_dsp,
+        boards,
+    })
+}
+
+fn thousands(value: usize) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+impl Inspection {
+    /// The summary as a table.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{}: {} model, format version {}, {} bytes",
+            self.model,
+            self.flavour,
+            self.format_version,
+            thousands(self.file_bytes)
+        );
+        let _ = writeln!(out, "{}\n", self.architecture);
+        let int8 = self.flavour == "int8";
+        let _ = write!(
+            out,
+            "{:<9} {:<20} {:>13} {:>11} {:>12} {:>12}",
+            "layer", "", "output", "parameters", "MACs", "bytes"
+        );
+        if int8 {
+            let _ = write!(
+                out,
+                "  {:<22} {:<21} shifts",
+                "output scale, zero pt", "weight scales"
+            );
+        }
+        let _ = writeln!(out);
+        for row in &self.layers {
+            let [h, w, c] = row.output;
+            let _ = write!(
+                out,
+                "{:<9} {:<20} {:>13} {:>11} {:>12} {:>12}",
+                row.name,
+                row.layer,
+                format!("{h}x{w}x{c}"),
+                thousands(row.parameters),
+                thousands(row.macs),
+                thousands(row.weight_bytes)
+            );
+            if let Some(q) = &row.quantisation {
+                let _ = write!(
+                    out,
+                    "  {:<22} {:<21} {}..{}",
+                    format!("{:.5}, {}", q.output_scale, q.output_zero_point),
+                    format!("{:.2e}..{:.2e}", q.weight_scales[0], q.weight_scales[1]),
+                    q.shifts[0],
+                    q.shifts[1]
+                );
+            }
+            let _ = writeln!(out);
+        }
+        let _ = writeln!(
+            out,
+            "{:<9} {:<20} {:>13} {:>11} {:>12}",
+            "total",
+            "",
+            "",
+            thousands(self.parameters),
+            thousands(self.macs)
+        );
+        if self.scratch_dsp == self.scratch_portable {
+            let _ = writeln!(out, "\nscratch RAM: {} B", thousands(self.scratch_portable));
+        } else {
+            let _ = writeln!(
+                out,
+                "\nscratch RAM: {} B with the Arm DSP kernels (Cortex-M4/M7/M33), {} B with the \
+                 portable ones (Cortex-M0/M3, desktop)",
+                thousands(self.scratch_dsp),
+                thousands(self.scratch_portable)
+            );
+        }
+        if !self.boards.is_empty() {
+            let _ = writeln!(
+                out,
+                "the firmware with this model: flash = code and constants {} + model {} + {} test \
+                 vectors; RAM \
+                 at peak = scratch + {} (stack and statics, measured on the Cortex-M4)",
+                thousands(FIRMWARE_CODE_BYTES),
+                thousands(self.file_bytes),
+                FIRMWARE_VECTORS,
+                thousands(FIRMWARE_RAM_BYTES)
+            );
+            for fit in &self.boards {
+                let _ = writeln!(
+                    out,
+                    "  {:<30} {:<11} flash {:>9} of {:>9}, RAM {:>7} of {:>7}: {}",
+                    fit.board.name,
+                    fit.board.core,
+                    thousands(fit.flash),
+                    thousands(fit.board.flash),
+                    thousands(fit.ram),
+                    thousands(fit.board.ram),
+                    if fit.fits { "fits" } else { "does not fit" }
+                );
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separates_groups() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(29_658_432), "29,658,432");
+    }
+}

@@ -1,0 +1,445 @@
+//! Export of a trained network to the `tinycnn` model files: `model-f32.tcnn`
+//! (the weights in the core's channels-last layouts) and `model-int8.tcnn`
+//! (quantised per TensorFlow Lite's int8 specification, activation ranges
+//! calibrated on training images; see [`quantize`]).
+//!
+//! burn is channels-first and the core channels-last, so three layouts change,
+//! each following the description:
+//! - convolution kernels `[out][in][kh][kw]` become `[out][kh][kw][in]`;
+//! - dense kernels `[in][out]` become `[out][in]` (a row per output);
+//! - the first dense layer after `flatten` reads burn's channel-major flatten
+//!   `c*H*W + y*W + x` of the `H x W x C` map; the core flattens the same map
+//!   as `(y*W + x)*C + c`, so that layer's columns are permuted
+//!   ([`burn_flatten_index`]).
+
+pub mod quantize;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, ensure};
+use tinycnn::F32Model;
+use tinycnn::arch::{Architecture, Layer, Shape};
+use tinycnn::format::{F32LayerRecord, F32Record};
+
+use crate::atomic;
+use crate::data::mnist::Split;
+use crate::export::quantize::{Calibration, Int8Tensors};
+use crate::train::TrainedRun;
+use crate::train::model::{ConvWeights, DenseWeights, NetWeights};
+
+/// File name of the f32 model in an output directory.
+pub const F32_FILE: &str = "model-f32.tcnn";
+/// File name of the int8 model in an output directory.
+pub const INT8_FILE: &str = "model-int8.tcnn";
+/// Training images whose activations set the int8 ranges, unless told otherwise.
+pub const DEFAULT_CALIBRATION_IMAGES: usize = 2000;
+
+/// burn's flatten index of the core's input `j = (y*W + x)*C + c` to the
+/// dense layer after the flatten of a `map` (`H x W x C`): `c*H*W + y*W + x`.
+pub fn burn_flatten_index(map: Shape, j: usize) -> usize {
+    let channels = map.channels.max(1);
+    let (position, channel) = (j / channels, j % channels);
+    channel * map.height * map.width + position
+}
+
+/// How each dense layer's inputs are laid out relative to burn's: the map
+/// shape flattened right before it (the first dense layer after `flatten`),
+/// or `None` (its inputs are a vector in the same order on both sides).
+fn dense_input_maps(architecture: &Architecture) -> Vec<Option<Shape>> {
+    let mut flattened = None;
+    let mut maps = Vec::new();
+    for info in architecture.iter() {
+        match info.layer {
+            Layer::Flatten => flattened = Some(info.input),
+            Layer::Dense(_) => maps.push(flattened.take()),
+            _ => {}
+        }
+    }
+    maps
+}
+
+/// Convolution kernel, OIHW -> OHWI.
+fn conv_to_core(conv: &ConvWeights) -> Vec<f32> {
+    let (outputs, inputs) = (conv.out_channels, conv.in_channels);
+    let [kh, kw] = conv.kernel;
+    let mut core = Vec::with_capacity(conv.weight.len());
+    for o in 0..outputs {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                for i in 0..inputs {
+                    core.push(conv.weight[((o * inputs + i) * kh + ky) * kw + kx]);
+                }
+            }
+        }
+    }
+    core
+}
+
+/// Dense kernel `[in][out]` -> `[out][in]`; `burn_input(j)` maps the core's
+/// input index to burn's.
+fn dense_to_core(dense: &DenseWeights, burn_input: impl Fn(usize) -> usize) -> Vec<f32> {
+    let (inputs, outputs) = (dense.inputs, dense.outputs);
+    let mut core = Vec::with_capacity(dense.weight.len());
+    for o in 0..outputs {
+        for j in 0..inputs {
+            core.push(dense.weight[burn_input(j) * outputs + o]);
+        }
+    }
+    core
+}
+
+fn bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Little-endian f32 values, as a model file stores them.
+pub(crate) fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .as_chunks::<4>()
+        .0
+        .iter()
+        .map(|&b| f32::from_le_bytes(b))
+        .collect()
+}
+
+/// A network's weights in the core's layouts, as little-endian bytes.
+#[derive(Clone, Debug)]
+pub struct CoreWeights {
+    architecture: Architecture,
+    /// Per layer with weights: `[weights, bias]`.
+    layers: Vec<[Vec<u8>; 2]>,
+}
+
+impl CoreWeights {
+    /// Reorders burn's weights of a network of `architecture`, checking every
+    /// shape against the description.
+    pub fn from_burn(architecture: &Architecture, weights: &NetWeights) -> anyhow::Result<Self> {
+        let mut convs = weights.convs.iter();
+        let mut dense = weights.dense.iter().zip(dense_input_maps(architecture));
+        let mut layers = Vec::new();
+        for info in architecture.iter() {
+            match info.layer {
+                Layer::Conv(conv) => {
+                    let stored = convs
+                        .next()
+                        .with_context(|| format!("{}: no weights given", info.name))?;
+                    let side = conv.side();
+                    ensure!(
+                        (stored.out_channels, stored.in_channels, stored.kernel)
+                            == (info.outputs(), info.input.channels, [side, side]),
+                        "{}: weights of {}x{} channels with a {:?} kernel, the description has \
+                         {}x{} with {side}x{side}",
+                        info.name,
+                        stored.in_channels,
+                        stored.out_channels,
+                        stored.kernel,
+                        info.input.channels,
+                        info.outputs()
+                    );
+                    ensure!(
+                        stored.weight.len() == info.weights()
+                            && stored.bias.len() == info.outputs(),
+                        "{}: the weights have the wrong length",
+                        info.name
+                    );
+                    layers.push([bytes(&conv_to_core(stored)), bytes(&stored.bias)]);
+                }
+                Layer::Dense(_) => {
+                    let (stored, map) = dense
+                        .next()
+                        .with_context(|| format!("{}: no weights given", info.name))?;
+                    ensure!(
+                        (stored.inputs, stored.outputs) == (info.input.values(), info.outputs())
+                            && stored.weight.len() == info.weights()
+                            && stored.bias.len() == info.outputs(),
+                        "{}: {} -> {}, the description has {} -> {}",
+                        info.name,
+                        stored.inputs,
+                        stored.outputs,
+                        info.input.values(),
+                        info.outputs()
+                    );
+                    let core = match map {
+                        Some(map) => dense_to_core(stored, |j| burn_flatten_index(map, j)),
+                        None => dense_to_core(stored, |j| j),
+                    };
+                    layers.push([bytes(&core), bytes(&stored.bias)]);
+                }
+                _ => {}
+            }
+        }
+        ensure!(
+            convs.next().is_none() && dense.next().is_none(),
+            "more layers with weights given than the description has"
+        );
+        Ok(Self {
+            architecture: *architecture,
+            layers,
+        })
+    }
+
+    /// The layer records, borrowing these bytes.
+    pub fn layer_records(&self) -> Vec<F32LayerRecord<'_>> {
+        self.layers
+            .iter()
+            .map(|[weights, bias]| F32LayerRecord { weights, bias })
+            .collect()
+    }
+
+    /// The encoded f32 model file.
+    pub fn to_file(&self) -> anyhow::Result<Vec<u8>> {
+        let layers = self.layer_records();
+        let record = F32Record {
+            architecture: self.architecture,
+            layers: &layers,
+        };
+        record.to_vec().context("encoding the f32 model")
+    }
+}
+
+/// The inverse of [`CoreWeights::from_burn`]: burn's layouts of an f32 model
+/// file's weights, to run a model file in burn.
+pub fn burn_weights(model: &F32Model<'_>) -> NetWeights {
+    let architecture = model.architecture();
+    let mut records = model.layers();
+    let mut maps = dense_input_maps(architecture).into_iter();
+    let mut weights = NetWeights {
+        convs: Vec::new(),
+        dense: Vec::new(),
+    };
+    for info in architecture.iter().filter(|info| info.weighted.is_some()) {
+        let Some(stored) = records.next() else {
+            break;
+        };
+        let (core, bias) = (floats(stored.weights), floats(stored.bias));
+        match info.layer {
+            Layer::Conv(conv) => {
+                let (outputs, inputs, side) = (info.outputs(), info.input.channels, conv.side());
+                let mut weight = vec![0.0; core.len()];
+                for o in 0..outputs {
+                    for ky in 0..side {
+                        for kx in 0..side {
+                            for i in 0..inputs {
+                                weight[((o * inputs + i) * side + ky) * side + kx] =
+                                    core[((o * side + ky) * side + kx) * inputs + i];
+                            }
+                        }
+                    }
+                }
+                weights.convs.push(ConvWeights {
+                    out_channels: outputs,
+                    in_channels: inputs,
+                    kernel: [side, side],
+                    weight,
+                    bias,
+                });
+            }
+            _ => {
+                let map = maps.next().flatten();
+                let (inputs, outputs) = (info.input.values(), info.outputs());
+                let mut weight = vec![0.0; core.len()];
+                for o in 0..outputs {
+                    for j in 0..inputs {
+                        let burn_input = map.map_or(j, |map| burn_flatten_index(map, j));
+                        weight[burn_input * outputs + o] = core[o * inputs + j];
+                    }
+                }
+                weights.dense.push(DenseWeights {
+                    inputs,
+                    outputs,
+                    weight,
+                    bias,
+                });
+            }
+        }
+    }
+    weights
+}
+
+/// Both model files of a network, encoded, and how the int8 one was calibrated.
+#[derive(Debug)]
+pub struct Exported {
+    /// The f32 model file.
+    pub f32_file: Vec<u8>,
+    /// The int8 model file.
+    pub int8_file: Vec<u8>,
+    /// Activation ranges measured on the calibration images.
+    pub calibration: Calibration,
+}
+
+/// Encodes `weights` of a network of `architecture` as f32 and int8 model
+/// files, calibrating the int8 activation ranges on the first
+/// `calibration_images` images of `train`.
+pub fn export(
+    architecture: &Architecture,
+    weights: &NetWeights,
+    train: &Split,
+    calibration_images: usize,
+) -> anyhow::Result<Exported> {
+    ensure!(
+        calibration_images > 0,
+        "--calibration must be at least 1 image"
+    );
+    let images = (0..calibration_images.min(train.len())).filter_map(|i| train.image(i));
+    export_calibrated(architecture, weights, images)
+}
+
+/// [`export`], calibrating on `images` (whole images of the network's input, channels-last).
+pub fn export_calibrated<'i>(
+    architecture: &Architecture,
+    weights: &NetWeights,
+    images: impl IntoIterator<Item = &'i [u8]>,
+) -> anyhow::Result<Exported> {
+    let f32_file = CoreWeights::from_burn(architecture, weights)?.to_file()?;
+    let model =
+        F32Model::from_bytes(&f32_file).context("the exported f32 model does not load back")?;
+    let calibration = Calibration::measure(&model, images)?;
+    let int8_file = Int8Tensors::quantize(&model, &calibration)?.to_file()?;
+    tinycnn::Int8Model::from_bytes(&int8_file)
+        .context("the exported int8 model does not load back")?;
+    Ok(Exported {
+        f32_file,
+        int8_file,
+        calibration,
+    })
+}
+
+/// Writes `model-f32.tcnn` and `model-int8.tcnn` into `dir`, each atomically.
+pub fn write_files(dir: &Path, exported: &Exported) -> anyhow::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    for (name, bytes) in [
+        (F32_FILE, &exported.f32_file),
+        (INT8_FILE, &exported.int8_file),
+    ] {
+        let path = dir.join(name);
+        atomic::write(&path, bytes).with_context(|| format!("{}: cannot write", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Writes the model files of a finished run into its output directory and
+/// returns their paths; called by `host train` once every epoch is done.
+pub fn export_trained_model(
+    run: &TrainedRun,
+    calibration_images: usize,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let exported = export(
+        run.model.architecture(),
+        &run.model.weights(),
+        &run.data.train,
+        calibration_images,
+    )?;
+    write_files(&run.out_dir, &exported)
+}
+
+/// What `host export` reads and writes.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    /// A run directory, its checkpoint, or a bare burn record.
+    pub checkpoint: PathBuf,
+    /// The network of a bare burn record (a checkpoint records its own).
+    pub architecture: Architecture,
+    /// The data set, for calibration.
+    pub data_dir: PathBuf,
+    /// Where to write the model files [default: the checkpoint's directory].
+    pub out: Option<PathBuf>,
+    /// Training images that set the int8 ranges.
+    pub calibration_images: usize,
+}
+
+/// `host export`: the model files of a trained checkpoint; returns their paths.
+pub fn run(options: &ExportOptions) -> anyhow::Result<Vec<PathBuf>> {
+    let device = crate::train::backend::BackendKind::Flex.device()?;
+    let model = crate::train::checkpoint::load_trained_model(
+        &options.checkpoint,
+        &options.architecture,
+        &device,
+    )?;
+    let data = crate::data::Mnist::load(&options.data_dir)?;
+    crate::deploy::eval::check_data_fits(model.architecture(), &data)?;
+    let out = match &options.out {
+        Some(dir) => dir.clone(),
+        None if options.checkpoint.is_dir() => options.checkpoint.clone(),
+        None => options
+            .checkpoint
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default(),
+    };
+    atomic::check_writable(&out, 4 << 20)
+        .with_context(|| format!("{}: cannot write the model files there", out.display()))?;
+    let exported = export(
+        model.architecture(),
+        &model.weights(),
+        &data.train,
+        options.calibration_images,
+    )?;
+    write_files(&out, &exported)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flatten_permutation_maps_channels_last_to_channels_first() {
+        let map = Shape::new(3, 3, 256);
+        // Core input (y=0, x=0, c=0) is burn's 0; (y=0, x=0, c=1) is burn's 9;
+        // (y=0, x=1, c=0) is burn's 1; the last of each is the last.
+        assert_eq!(burn_flatten_index(map, 0), 0);
+        assert_eq!(burn_flatten_index(map, 1), 9);
+        assert_eq!(burn_flatten_index(map, 256), 1);
+        assert_eq!(burn_flatten_index(map, 2 * 256 + 5), 5 * 9 + 2);
+        assert_eq!(burn_flatten_index(map, 2303), 2303);
+        let mut seen = vec![false; 2304];
+        for j in 0..2304 {
+            seen[burn_flatten_index(map, j)] = true;
+        }
+        assert!(seen.iter().all(|&s| s), "a permutation");
+        // A non-square map: 2x3x4, (y=1, x=2, c=3) -> 3*6 + 1*3 + 2.
+        assert_eq!(burn_flatten_index(Shape::new(2, 3, 4), (3 + 2) * 4 + 3), 23);
+    }
+
+    #[test]
+    fn only_the_first_dense_layer_after_flatten_is_permuted() {
+        let architecture = tinycnn::text::parse(
+            "conv3x3:4 pool flatten drop:0.5 dense:8 dense:6 dense:10",
+            Shape::new(28, 28, 1),
+        )
+        .unwrap();
+        assert_eq!(
+            dense_input_maps(&architecture),
+            [Some(Shape::new(14, 14, 4)), None, None]
+        );
+        assert_eq!(
+            dense_input_maps(&Architecture::REFERENCE),
+            [Some(Shape::new(3, 3, 256)), None, None, None]
+        );
+    }
+
+    #[test]
+    fn conv_layout_moves_input_channels_last() {
+        let conv = ConvWeights {
+            out_channels: 1,
+            in_channels: 2,
+            kernel: [3, 3],
+            weight: (0..18).map(|v| v as f32).collect(),
+            bias: vec![0.0],
+        };
+        // OIHW: channel 0 holds 0..9, channel 1 holds 9..18; OHWI interleaves them.
+        let core = conv_to_core(&conv);
+        assert_eq!(&core[..6], &[0.0, 9.0, 1.0, 10.0, 2.0, 11.0]);
+    }
+
+    #[test]
+    fn dense_layout_transposes() {
+        let dense = DenseWeights {
+            inputs: 2,
+            outputs: 3,
+            weight: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            bias: vec![0.0; 3],
+        };
+        assert_eq!(dense_to_core(&dense, |j| j), [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    }
+}
