@@ -9,10 +9,13 @@
 # It installs what is missing: the thumb targets, qemu-system-arm (apt, as
 # root), flip-link and defmt-print (cargo install), cargo-fuzz and nightly for
 # the fuzz run. MNIST must be at ../shared/data/mnist beside the checkout or
-# in $MNIST_DIR (nothing is downloaded).
+# in $MNIST_DIR (nothing is downloaded: TINYCNN_NO_DOWNLOAD=1 below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# The checks never reach the internet: `host` does not download data sets here (its download
+# tests serve the files themselves on 127.0.0.1 and say so explicitly).
+export TINYCNN_NO_DOWNLOAD=1
 
 fuzz_seconds=20
 while [[ $# -gt 0 ]]; do

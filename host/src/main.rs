@@ -10,8 +10,12 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tinycnn::Architecture;
 
+use std::time::Duration;
 use tinycnn_host::bench::{infer as bench_infer, train as bench_train};
+
+use tinycnn_host::data::download::{BarProgress, FetchOptions, Silent};
 use tinycnn_host::data::mnist::{self, Mnist};
+use tinycnn_host::data::{self, Dataset};
 use tinycnn_host::deploy::{self, eval, fixture, inspect, predict};
 use tinycnn_host::export;
 use tinycnn_host::train::backend::BackendKind;
@@ -79,8 +83,10 @@ fn indented_lines(words: &str) -> String {
                   one you describe with --arch) with burn on the CPU, export them as tinycnn \
                   model files (f32 and TensorFlow Lite int8) for microcontrollers, evaluate, \
                   inspect and use them.\n\n\
-                  Nothing is downloaded: the data is read from a local directory of MNIST-format \
-                  IDX files (--data or MNIST_DIR)."
+                  The data is read from a directory of MNIST-format IDX files (--data or \
+                  MNIST_DIR, default data/mnist); what it lacks is downloaded first and verified \
+                  (MNIST, or Fashion-MNIST with --dataset fashion-mnist; --no-download for \
+                  offline machines)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -289,20 +295,76 @@ struct InspectArgs {
 struct DataDir {
     /// Directory of the four MNIST-format IDX files (train-images-idx3-ubyte,
     /// train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each raw or
-    /// .gz). Nothing is downloaded: point this at a local copy. Fashion-MNIST works too.
+    /// .gz). Files it lacks are downloaded into it, verified, from the --dataset's mirrors
+    /// [default: data/mnist, or data/fashion-mnist with --dataset fashion-mnist].
+    #[arg(long = "data", value_name = "DIR", env = mnist::DATA_DIR_ENV)]
+    dir: Option<PathBuf>,
+    /// The data set to download when the data directory lacks it.
+    #[arg(long, value_enum, value_name = "NAME", default_value_t = Dataset::Mnist)]
+    dataset: Dataset,
+    /// A mirror to download from instead of the built-in ones: a base URL the file names
+    /// (NAME.gz) are appended to. Repeat for several, tried in order; the environment variable
+    /// takes a comma-separated list.
     #[arg(
-        long = "data",
-        value_name = "DIR",
-        env = mnist::DATA_DIR_ENV,
-        default_value = mnist::DEFAULT_DATA_DIR
+        long = "mirror",
+        value_name = "URL",
+        env = "TINYCNN_MIRRORS",
+        value_delimiter = ','
     )]
-    dir: PathBuf,
+    mirrors: Vec<String>,
+    /// Never download: fail when the data directory lacks the data set (for offline machines
+    /// and CI; the environment variable does the same when set to anything but 0 or false).
+    #[arg(long, env = "TINYCNN_NO_DOWNLOAD", value_parser = clap::builder::FalseyValueParser::new())]
+    no_download: bool,
+    /// Seconds a download may wait for the next bytes before it is abandoned and tried again.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    stall_timeout: u64,
+}
+
+impl DataDir {
+    /// The data directory, as given or by default.
+    fn path(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(self.dataset.default_dir()))
+    }
+
+    /// The data directory, holding the data set: what it lacked is downloaded first (with a
+    /// progress bar unless `quiet`).
+    fn ready(&self, quiet: bool) -> anyhow::Result<PathBuf> {
+        let dir = self.path();
+        let mut fetch = FetchOptions::for_dataset(self.dataset);
+        if !self.mirrors.is_empty() {
+            fetch.mirrors.clone_from(&self.mirrors);
+        }
+        fetch.stall_timeout = Duration::from_secs(self.stall_timeout);
+        let fetch = (!self.no_download).then_some(&fetch);
+        let downloaded = if quiet {
+            data::ensure(&dir, self.dataset, fetch, &mut Silent)?
+        } else {
+            data::ensure(&dir, self.dataset, fetch, &mut BarProgress::default())?
+        };
+        if !downloaded.is_empty() && !quiet {
+            eprintln!(
+                "{}: {} of the {} files downloaded and verified",
+                dir.display(),
+                downloaded.len(),
+                self.dataset
+            );
+        }
+        Ok(dir)
+    }
 }
 
 #[derive(Debug, Args)]
 struct DataArgs {
     #[command(flatten)]
     data: DataDir,
+    /// Only make sure the data set is there (download and verify what the directory lacks),
+    /// then say what it holds.
+    #[arg(long)]
+    download: bool,
     /// Training image to print (0-based).
     #[arg(long, value_name = "N", default_value_t = 0)]
     index: usize,
@@ -410,7 +472,7 @@ fn main() -> ExitCode {
     tinycnn_host::allocator::tune_for_training();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Data(args) => print_report(tinycnn_host::data::show(&args.data.dir, args.index)),
+        Command::Data(args) => data_command(&args),
         Command::Train(args) => train_command(args),
         Command::Export(args) => export_command(&args).map(|()| ExitCode::SUCCESS),
         Command::Eval(args) => eval_command(&args).map(|()| ExitCode::SUCCESS),
@@ -478,7 +540,7 @@ fn train_command(args: TrainArgs) -> anyhow::Result<ExitCode> {
             test_limit: args.test_limit.map(to_usize),
         },
         backend: args.backend,
-        data_dir: args.data.dir,
+        data_dir: args.data.ready(args.quiet || args.json)?,
         out_dir: args.out,
         resume: args.resume,
         overwrite: args.overwrite,
@@ -520,12 +582,21 @@ fn train_command(args: TrainArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn data_command(args: &DataArgs) -> anyhow::Result<ExitCode> {
+    let dir = args.data.ready(false)?;
+    if args.download {
+        emit(format!("{}\n", Mnist::load(&dir)?.describe()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    print_report(data::show(&dir, args.index))
+}
+
 fn export_command(args: &ExportArgs) -> anyhow::Result<()> {
     let architecture = args.arch.architecture.unwrap_or(Architecture::REFERENCE);
     let written = export::run(&export::ExportOptions {
         checkpoint: args.checkpoint.clone(),
         architecture,
-        data_dir: args.data.dir.clone(),
+        data_dir: args.data.ready(false)?,
         out: args.out.clone(),
         calibration_images: args.calibration.images,
     })?;
@@ -538,7 +609,7 @@ fn export_command(args: &ExportArgs) -> anyhow::Result<()> {
 fn eval_command(args: &EvalArgs) -> anyhow::Result<()> {
     let report = eval::run(&eval::EvalOptions {
         model: args.model.model.clone(),
-        data_dir: args.data.dir.clone(),
+        data_dir: args.data.ready(args.json)?,
         limit: args.limit,
         confusion_png: args.confusion_png.clone(),
         threads: args.threads.unwrap_or_else(eval::available_threads),
@@ -561,7 +632,12 @@ fn predict_command(args: &PredictArgs) -> anyhow::Result<()> {
         pictures: args.images.clone(),
         invert: args.invert,
         indices: args.indices.clone(),
-        data_dir: args.data.dir.clone(),
+        // Only test-set images need the data set.
+        data_dir: if args.indices.is_empty() {
+            args.data.path()
+        } else {
+            args.data.ready(false)?
+        },
     })?;
     for warning in warnings {
         eprintln!("warning: {warning}");
@@ -586,7 +662,7 @@ fn predict_command(args: &PredictArgs) -> anyhow::Result<()> {
 fn fixture_command(args: &FixtureArgs) -> anyhow::Result<()> {
     let report = fixture::run(&fixture::FixtureOptions {
         model: args.model.clone(),
-        data_dir: args.data.dir.clone(),
+        data_dir: args.data.ready(false)?,
         count: args.count,
         out: args.out.clone(),
     })?;
@@ -612,7 +688,7 @@ fn inspect_command(args: &InspectArgs) -> anyhow::Result<()> {
 }
 
 fn bench_train_command(args: &BenchTrainArgs) -> anyhow::Result<()> {
-    let data = Mnist::load(&args.data.dir)?;
+    let data = Mnist::load(&args.data.ready(args.json)?)?;
     let options = bench_train::TrainBenchOptions {
         architecture: args.arch.architecture.unwrap_or(Architecture::REFERENCE),
         batches: args.batches,
@@ -635,7 +711,7 @@ fn bench_train_command(args: &BenchTrainArgs) -> anyhow::Result<()> {
 fn bench_infer_command(args: &BenchInferArgs) -> anyhow::Result<()> {
     let f32_file = deploy::read_model(&args.f32_model)?;
     let int8_file = deploy::read_model(&args.int8_model)?;
-    let data = Mnist::load(&args.data.dir)?;
+    let data = Mnist::load(&args.data.ready(args.json)?)?;
     let report = bench_infer::run_infer_bench(
         &f32_file,
         &int8_file,

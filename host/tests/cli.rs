@@ -1,5 +1,6 @@
 //! The `host` binary end to end: error paths, `host data`, and short training runs on the real
-//! MNIST at ../shared/data/mnist (which CI provides; its absence is a failure, not a skip).
+//! MNIST in `$MNIST_DIR`, or at ../shared/data/mnist beside the checkout, where CI provides it
+//! (its absence is a failure, not a skip).
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -19,7 +20,10 @@ static TRAINING: Mutex<()> = Mutex::new(());
 const TEST_LIMIT: &str = "500";
 
 fn mnist_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist");
+    let dir = std::env::var_os("MNIST_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist"),
+        PathBuf::from,
+    );
     assert!(
         dir.join("train-images-idx3-ubyte.gz").is_file(),
         "MNIST is expected at {} (the shared data folder beside the checkout)",
@@ -28,9 +32,14 @@ fn mnist_dir() -> PathBuf {
     dir
 }
 
+/// The binary, never downloading: a missing data directory must fail here, not fetch from the
+/// internet (`tests/download.rs` tests the download against a server on loopback).
 fn host() -> Command {
     let mut command = Command::cargo_bin("host").expect("the host binary is built");
-    command.env_remove("MNIST_DIR");
+    command
+        .env_remove("MNIST_DIR")
+        .env_remove("TINYCNN_MIRRORS")
+        .env("TINYCNN_NO_DOWNLOAD", "1");
     command
 }
 
@@ -79,6 +88,8 @@ fn missing_data_directory_fails_fast_and_says_how_to_point_at_data() {
             "{line}"
         );
         assert!(line.contains("four IDX files"), "{line}");
+        assert!(line.contains("--no-download"), "{line}");
+        assert!(!absent.exists(), "a refused run leaves no directory");
     }
 }
 
@@ -100,7 +111,22 @@ fn default_data_directory_is_data_mnist_in_the_current_directory() {
     let dir = tempfile::tempdir().unwrap();
     let output = host().arg("data").current_dir(dir.path()).output().unwrap();
     let line = one_line_error(&output);
-    assert!(line.contains("no MNIST data in data/mnist"), "{line}");
+    assert!(
+        line.contains("no MNIST-format data in data/mnist"),
+        "{line}"
+    );
+}
+
+#[test]
+fn fashion_mnist_has_its_own_default_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = host()
+        .args(["data", "--dataset", "fashion-mnist"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let line = one_line_error(&output);
+    assert!(line.contains("data in data/fashion-mnist"), "{line}");
 }
 
 #[test]
@@ -558,7 +584,7 @@ fn overwrite_keeps_the_old_run_when_the_new_one_cannot_start() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(one_line_error(&output).contains("no MNIST data"));
+    assert!(one_line_error(&output).contains("no MNIST-format data"));
     assert_eq!(std::fs::read(&path).unwrap(), before);
 
     // --resume of a run whose optimizer state is missing is refused, not restarted silently.

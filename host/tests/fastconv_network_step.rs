@@ -31,7 +31,10 @@ fn generator_turn() -> MutexGuard<'static, ()> {
 
 /// MNIST in the shared data folder beside the checkout, as CI provides it.
 fn mnist() -> Mnist {
-    let dir: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist");
+    let dir: PathBuf = std::env::var_os("MNIST_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist"),
+        PathBuf::from,
+    );
     Mnist::load(&dir).unwrap_or_else(|error| panic!("MNIST is needed here: {error:#}"))
 }
 

@@ -24,7 +24,10 @@ const SETTINGS: [&str; 8] = [
 ];
 
 fn mnist_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist")
+    std::env::var_os("MNIST_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/mnist"),
+        PathBuf::from,
+    )
 }
 
 fn start(out: &Path, resume: bool) -> Child {

@@ -1,20 +1,18 @@
-//! An MNIST-format data set: the four IDX files of a directory, checked against each other and,
-//! for the canonical MNIST, against its published SHA-256 sums.
+//! An MNIST-format data set: the four IDX files of a directory, checked against each other and
+//! recognised, when they are MNIST or Fashion-MNIST, by their SHA-256 sums.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::download::Dataset;
 use crate::data::idx::{self, IdxError};
 
 /// Side of an image the network accepts.
 pub const IMAGE_SIDE: usize = 28;
 /// Pixels per image.
 pub const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
-/// Directory used when neither `--data` nor `MNIST_DIR` is given (relative to the current
-/// directory, gitignored in the project).
-pub const DEFAULT_DATA_DIR: &str = "data/mnist";
 /// Environment variable naming the data directory.
 pub const DATA_DIR_ENV: &str = "MNIST_DIR";
 
@@ -48,16 +46,6 @@ impl Role {
             Role::TrainLabels => "train-labels-idx1-ubyte",
             Role::TestImages => "t10k-images-idx3-ubyte",
             Role::TestLabels => "t10k-labels-idx1-ubyte",
-        }
-    }
-
-    /// SHA-256 of the decompressed file of the canonical MNIST distribution.
-    pub fn canonical_sha256(self) -> &'static str {
-        match self {
-            Role::TrainImages => "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-            Role::TrainLabels => "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-            Role::TestImages => "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-            Role::TestLabels => "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
         }
     }
 }
@@ -135,16 +123,26 @@ impl Mnist {
         self.files.iter().all(|file| file.canonical)
     }
 
+    /// The known data set all four files belong to, if they do.
+    pub fn known_dataset(&self) -> Option<Dataset> {
+        Dataset::ALL.into_iter().find(|dataset| {
+            self.files
+                .iter()
+                .all(|file| dataset.sha256(file.role) == file.sha256)
+        })
+    }
+
     /// One line that says what was loaded.
     pub fn describe(&self) -> String {
-        let origin = if self.is_canonical_mnist() {
-            "canonical MNIST, SHA-256 verified".to_string()
-        } else {
-            let unknown = self.files.iter().filter(|file| !file.canonical).count();
-            format!(
-                "not the canonical MNIST: {unknown} of 4 files have other SHA-256 sums \
-                 (another MNIST-format set, e.g. Fashion-MNIST, or a modified copy)"
-            )
+        let origin = match self.known_dataset() {
+            Some(dataset) => format!("canonical {dataset}, SHA-256 verified"),
+            None => {
+                let unknown = self.files.iter().filter(|file| !file.canonical).count();
+                format!(
+                    "not the canonical MNIST or Fashion-MNIST: {unknown} of 4 files have other \
+                     SHA-256 sums than MNIST's (another MNIST-format set, or a modified copy)"
+                )
+            }
         };
         format!(
             "{}: {} training and {} test images ({origin})",
@@ -184,21 +182,23 @@ impl Mnist {
         let mut files = Vec::with_capacity(4);
         for ((role, path), sha256) in Role::ALL.into_iter().zip(paths).zip(hashes) {
             let sha256 = idx::hex(&sha256);
-            // A canonical file in the wrong place (test set as training set, images swapped
+            // A known file in the wrong place (test set as training set, images swapped
             // with each other) would train and evaluate on the wrong data without any error.
-            if let Some(other) = Role::ALL
+            let elsewhere = Role::ALL
                 .into_iter()
-                .find(|other| *other != role && other.canonical_sha256() == sha256)
-            {
+                .filter(|other| *other != role)
+                .find_map(|other| Dataset::recognise(other, &sha256).map(|known| (known, other)));
+            if let Some((dataset, actually)) = elsewhere {
                 return Err(DataError::Misplaced {
                     path,
                     role,
-                    actually: other,
+                    dataset,
+                    actually,
                 });
             }
             files.push(FileInfo {
                 role,
-                canonical: role.canonical_sha256() == sha256,
+                canonical: Dataset::Mnist.sha256(role) == sha256,
                 path,
                 sha256,
             });
@@ -296,10 +296,11 @@ fn locate_files(dir: &Path) -> Result<[PathBuf; 4], DataError> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DataError {
-    /// No data set where one was expected; nothing is downloaded, so the user must point to one.
+    /// No data set where one was expected, and downloading is off: the user must point to one.
     #[error(
-        "no MNIST data in {dir} ({problem}); nothing is downloaded: point --data or MNIST_DIR \
-         at a directory holding the four IDX files, e.g. --data ~/datasets/mnist"
+        "no MNIST-format data in {dir} ({problem}), and downloading is off (--no-download, or \
+         TINYCNN_NO_DOWNLOAD is set): point --data or MNIST_DIR at a directory holding the four \
+         IDX files, e.g. --data ~/datasets/mnist"
     )]
     NoData {
         /// The directory.
@@ -342,13 +343,15 @@ pub enum DataError {
         /// Labels in it.
         label_count: usize,
     },
-    /// A canonical MNIST file under another file's name.
-    #[error("{path}: this is MNIST's {}, not its {}", .actually, .role)]
+    /// A known data set's file under another file's name.
+    #[error("{path}: this is {dataset}'s {actually}, not its {role}")]
     Misplaced {
         /// The file.
         path: PathBuf,
         /// The role its name gives it.
         role: Role,
+        /// The data set it belongs to.
+        dataset: Dataset,
         /// The role its content has.
         actually: Role,
     },
