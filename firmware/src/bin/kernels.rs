@@ -232,7 +232,34 @@ struct Buffers {
     work: Work,
 }
 
+/// The buffers of one case: input and outputs cut to its lengths.
+struct Views<'b> {
+    layer: &'b mut LayerBuffers,
+    input: &'b mut [i8],
+    portable: &'b mut [i8],
+    fast: &'b mut [i8],
+    work: &'b mut Work,
+}
+
 impl Buffers {
+    /// `None` if a case needs more than the buffers hold.
+    fn views(&mut self, inputs: usize, outputs: usize) -> Option<Views<'_>> {
+        let Buffers {
+            layer,
+            input,
+            portable,
+            fast,
+            work,
+        } = self;
+        Some(Views {
+            layer,
+            input: input.get_mut(..inputs)?,
+            portable: portable.get_mut(..outputs)?,
+            fast: fast.get_mut(..outputs)?,
+            work,
+        })
+    }
+
     const fn new() -> Self {
         Buffers {
             layer: LayerBuffers::new(),
@@ -402,18 +429,14 @@ fn conv_cases(rng: &mut Rng, buffers: &mut Buffers, check: &mut Check, geometry:
         let quant = buffers
             .layer
             .randomize(rng, case, geometry.filters, geometry.fan_in());
-        let Buffers {
+        let Some(Views {
             layer,
             input,
             portable,
             fast,
             work,
-        } = &mut *buffers;
-        let (Some(input), Some(portable), Some(fast)) = (
-            input.get_mut(..inputs),
-            portable.get_mut(..outputs),
-            fast.get_mut(..outputs),
-        ) else {
+        }) = buffers.views(inputs, outputs)
+        else {
             defmt::panic!("conv case: test buffers too small");
         };
         random_inputs(rng, input, quant.extreme_inputs);
@@ -458,18 +481,14 @@ fn dense_cases(
     };
     for case in 0..CASES {
         let quant = buffers.layer.randomize(rng, case, outputs, inputs);
-        let Buffers {
+        let Some(Views {
             layer,
             input,
             portable,
             fast,
             work,
-        } = &mut *buffers;
-        let (Some(input), Some(portable), Some(fast)) = (
-            input.get_mut(..inputs),
-            portable.get_mut(..outputs),
-            fast.get_mut(..outputs),
-        ) else {
+        }) = buffers.views(inputs, outputs)
+        else {
             defmt::panic!("dense {} -> {}: test buffers too small", inputs, outputs);
         };
         random_inputs(rng, input, quant.extreme_inputs);
@@ -511,19 +530,17 @@ fn work_edge_cases(rng: &mut Rng, buffers: &mut Buffers, check: &mut Check) {
     .enumerate()
     {
         let quant = buffers.layer.randomize(rng, 0, OUT, IN);
-        let Buffers {
+        let Some(Views {
             layer,
             input,
             portable,
             fast,
             work,
-        } = &mut *buffers;
-        let (Some(input), Some(portable), Some(fast), Some(area)) = (
-            input.get_mut(..IN),
-            portable.get_mut(..OUT),
-            fast.get_mut(..OUT),
-            work.0.get_mut(offset..offset + length),
-        ) else {
+        }) = buffers.views(IN, OUT)
+        else {
+            defmt::panic!("work edge case {}: test buffers too small", case);
+        };
+        let Some(area) = work.0.get_mut(offset..offset + length) else {
             defmt::panic!("work edge case {}: test buffers too small", case);
         };
         random_inputs(rng, input, false);
