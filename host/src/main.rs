@@ -97,13 +97,13 @@ struct Cli {
 enum Command {
     /// Print the shapes of the data set, one training image as 28x28 values 0-255, and its label.
     Data(DataArgs),
-    /// Train a network, checkpointing after every epoch (metrics.json, plot, model in --out),
-    /// then export model-f32.tcnn and model-int8.tcnn.
+    /// Train a network, checkpointing after every epoch and on Ctrl-C (metrics.json, plot,
+    /// model in --out), then export model-f32.tcnn and model-int8.tcnn.
     Train(TrainArgs),
     /// Write model-f32.tcnn and model-int8.tcnn from a trained checkpoint.
     Export(ExportArgs),
     /// Classify the test set with the tinycnn core (what a device computes): accuracy, per-class
-    /// accuracy, confusion matrix (printed and as a PNG), images per second.
+    /// accuracy, confusion matrix, images per second; the matrix as a PNG when asked.
     Eval(EvalArgs),
     /// Classify pictures (PNG, JPEG, PGM) or test-set images; print the class and the
     /// probabilities.
@@ -161,7 +161,7 @@ struct BenchInferArgs {
     int8_model: PathBuf,
     /// Test images timed per path.
     #[arg(long, value_name = "N", default_value_t = bench_infer::DEFAULT_IMAGES,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+          value_parser = whole_number(1, 10_000))]
     images: usize,
     /// Images classified first, unmeasured.
     #[arg(long, value_name = "N", default_value_t = bench_infer::DEFAULT_WARMUP)]
@@ -179,7 +179,7 @@ struct BenchTrainArgs {
     arch: ArchArg,
     /// Steps timed, and as many profiled, per path.
     #[arg(long, value_name = "N", default_value_t = bench_train::DEFAULT_BATCHES,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+          value_parser = whole_number(1, usize::MAX))]
     batches: usize,
     /// Steps run first and not measured (the first steps allocate and fault in memory).
     #[arg(long, value_name = "N", default_value_t = bench_train::DEFAULT_WARMUP)]
@@ -197,7 +197,7 @@ struct BenchTrainArgs {
 struct CalibrationArg {
     /// Training images whose activations set the int8 ranges (the first N of the training set).
     #[arg(long = "calibration", value_name = "N", default_value_t = export::DEFAULT_CALIBRATION_IMAGES,
-          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+          value_parser = whole_number(1, usize::MAX))]
     images: usize,
 }
 
@@ -211,11 +211,16 @@ struct ExportArgs {
     /// Directory for model-f32.tcnn and model-int8.tcnn [default: the checkpoint's directory].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// The network of a bare model.bpk [default: the tutorial's]; a checkpoint records its own.
+    /// The network of a bare model.bpk [default: the Keras MNIST tutorial's]; a checkpoint
+    /// records its own.
     #[command(flatten)]
     arch: ArchArg,
     #[command(flatten)]
     calibration: CalibrationArg,
+    /// Replace model files already in the output directory (by default they are never
+    /// replaced).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Debug, Args)]
@@ -232,13 +237,21 @@ struct EvalArgs {
     #[command(flatten)]
     model: ModelArg,
     /// Evaluate the first N test images only [default: all].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = whole_number(1, usize::MAX))]
     limit: Option<usize>,
-    /// Where to write the confusion matrix image [default: the model file name with .confusion.png appended].
+    /// Also draw the confusion matrix as a PNG heat map into FILE (the report is printed first;
+    /// by default nothing is written).
     #[arg(long, value_name = "FILE")]
     confusion_png: Option<PathBuf>,
+    /// Also write the report as eval.json, and the confusion matrix as confusion.png unless
+    /// --confusion-png puts it elsewhere, into DIR (created if missing).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Replace those files if they exist (by default an existing file is never replaced).
+    #[arg(long)]
+    overwrite: bool,
     /// Threads to classify on [default: all cores]; 1 measures single-thread speed.
-    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, value_name = "N", value_parser = whole_number(1, usize::MAX))]
     threads: Option<usize>,
     /// Print one JSON object instead of the report.
     #[arg(long)]
@@ -273,12 +286,16 @@ struct FixtureArgs {
     #[arg(long, value_name = "FILE", default_value = "data/model-int8.tcnn")]
     model: PathBuf,
     /// Number of test images, taken from the start of the test set.
-    #[arg(long, value_name = "N", default_value_t = fixture::DEFAULT_COUNT)]
+    #[arg(long, value_name = "N", default_value_t = fixture::DEFAULT_COUNT,
+          value_parser = whole_number(1, usize::MAX))]
     count: usize,
     /// Output file (TCTV test vectors, see core/FORMAT.md) [default: the model's path with the
     /// extension .tctv, where the firmware looks for it].
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Replace the output file if it exists (by default it is never replaced).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 #[derive(Debug, Args)]
@@ -318,8 +335,8 @@ struct DataDir {
     no_download: bool,
     /// Seconds a download may wait for the next bytes before it is abandoned and tried again.
     #[arg(long, value_name = "SECONDS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    stall_timeout: u64,
+          value_parser = whole_number(1, 3600))]
+    stall_timeout: usize,
 }
 
 impl DataDir {
@@ -338,7 +355,7 @@ impl DataDir {
         if !self.mirrors.is_empty() {
             fetch.mirrors.clone_from(&self.mirrors);
         }
-        fetch.stall_timeout = Duration::from_secs(self.stall_timeout);
+        fetch.stall_timeout = Duration::from_secs(self.stall_timeout as u64);
         let fetch = (!self.no_download).then_some(&fetch);
         let downloaded = if quiet {
             data::ensure(&dir, self.dataset, fetch, &mut Silent)?
@@ -379,13 +396,13 @@ struct TrainArgs {
     arch: ArchArg,
     /// Total number of epochs [default: 20; with --resume: the checkpoint's, and a larger value
     /// trains further].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    epochs: Option<u32>,
+    #[arg(long, value_name = "N", value_parser = whole_number(1, usize::MAX))]
+    epochs: Option<usize>,
     /// Images per batch [default: 128].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    batch_size: Option<u32>,
-    /// Adagrad learning rate [default: 0.01, accumulators starting at 0, as in the tutorial's
-    /// Keras].
+    #[arg(long, value_name = "N", value_parser = whole_number(1, usize::MAX))]
+    batch_size: Option<usize>,
+    /// Adagrad learning rate [default: 0.01, accumulators starting at 0, as the Keras MNIST
+    /// tutorial's Keras sets them].
     #[arg(long, value_name = "RATE")]
     lr: Option<f64>,
     /// Adagrad epsilon, added inside the square root as Keras does [default: 1e-6, which reaches
@@ -401,27 +418,36 @@ struct TrainArgs {
     #[arg(long, value_enum, value_name = "SCHEME", hide_default_value = true)]
     init: Option<InitScheme>,
     /// Train on the first N training images only, for quick runs [default: all].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    limit: Option<u32>,
+    #[arg(long, value_name = "N", value_parser = whole_number(1, usize::MAX))]
+    limit: Option<usize>,
     /// Evaluate on the first N test images only, for quick runs [default: all].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    test_limit: Option<u32>,
+    #[arg(long, value_name = "N", value_parser = whole_number(1, usize::MAX))]
+    test_limit: Option<usize>,
     /// Output directory: checkpoint.bin (weights, optimizer state, progress), model.bpk (burn
     /// record of the weights), metrics.json and training.png, all rewritten atomically after
-    /// every epoch. Checked for writing before training starts.
+    /// every epoch and on Ctrl-C; model-f32.tcnn and model-int8.tcnn once the last epoch is
+    /// done. Checked for writing before training starts.
     #[arg(long, value_name = "DIR", default_value = "runs/latest")]
     out: PathBuf,
-    /// Continue the run in --out from its last completed epoch, with its settings and optimizer
-    /// state; the result is the same as a run that was never interrupted.
+    /// Continue the run in --out from the batch its checkpoint was taken after, with the data
+    /// directory, settings and optimizer state it records (options given must agree; only
+    /// --epochs may grow); the result is bit for bit that of a run never interrupted.
     #[arg(long, conflicts_with = "overwrite")]
     resume: bool,
-    /// Replace a run already in --out (by default a run is never overwritten).
+    /// Replace the run or any file of one in --out, removing all of the earlier run's files
+    /// (by default nothing is ever replaced).
     #[arg(long)]
     overwrite: bool,
-    /// burn CPU backend. flex runs the convolution blocks as fused ops (about 0.06 s per batch of
-    /// 128 on 2 cores, half a minute per epoch for the tutorial's network). ndarray is deprecated
-    /// in burn 0.22 and runs burn's own ops, the fused ones being Flex-only: about 10 s per
-    /// batch, over an hour per epoch; it needs the `ndarray` cargo feature (on by default).
+    /// Also checkpoint part-way through an epoch when this many minutes have passed since the
+    /// last checkpoint, so that a crash or a kill loses at most that much training (0: only
+    /// after each epoch and on Ctrl-C).
+    #[arg(long, value_name = "MINUTES", default_value_t = 10.0, value_parser = minutes)]
+    checkpoint_minutes: f64,
+    /// burn CPU backend. flex runs the convolution blocks as fused ops (about 35 ms per batch
+    /// of 128 on 2 cores, 21 s per epoch for the Keras MNIST tutorial's network). ndarray is
+    /// deprecated in burn 0.22 and runs burn's own ops, the fused ones being Flex-only: about
+    /// 10 s per batch, over an hour per epoch; it needs the `ndarray` cargo feature (on by
+    /// default).
     #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
     backend: BackendKind,
     /// Print nothing but errors.
@@ -466,6 +492,35 @@ fn parse_arch(value: &str) -> Result<Architecture, String> {
             "^".repeat(text[start..end].chars().count().max(1))
         )
     })
+}
+
+/// A value parser for a whole number from `min` to `max`, whose errors say what is accepted
+/// (clap prints them after the option: "invalid value '0' for '--limit <N>': must be at least
+/// 1").
+fn whole_number(
+    min: usize,
+    max: usize,
+) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let expected = if max == usize::MAX {
+            format!("must be at least {min}")
+        } else {
+            format!("must be from {min} to {max}")
+        };
+        match text.trim().parse::<usize>() {
+            Ok(value) if (min..=max).contains(&value) => Ok(value),
+            Ok(_) => Err(expected),
+            Err(_) => Err(format!("{expected}, a whole number")),
+        }
+    }
+}
+
+/// `--checkpoint-minutes`: minutes between timed checkpoints, 0 for none.
+fn minutes(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        _ => Err("must be a number of minutes, 0 or more (0: no timed checkpoints)".into()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -513,37 +568,50 @@ fn emit(text: impl std::fmt::Display) {
 }
 
 fn train_command(args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let quiet = args.quiet || args.json;
+    let bar = BarReporter::default();
+    let notices = bar.notices();
     let stop = Arc::new(AtomicBool::new(false));
     let handler_stop = Arc::clone(&stop);
     ctrlc::set_handler(move || {
         if handler_stop.swap(true, Ordering::SeqCst) {
-            eprintln!("\nsecond Ctrl-C: exiting now; the last checkpoint is intact");
+            notices.print("second Ctrl-C: exiting now; the last checkpoint is intact");
             std::process::exit(i32::from(INTERRUPTED));
         }
-        eprintln!(
-            "\nCtrl-C: abandoning the epoch in training (one being evaluated is still saved); \
-             press Ctrl-C again to exit at once"
-        );
+        if !quiet {
+            notices.print(
+                "Ctrl-C: finishing the batch in training, then saving a checkpoint (Ctrl-C again \
+                 exits at once)",
+            );
+        }
     })
     .context("cannot install the Ctrl-C handler")?;
 
+    // A resumed run reads the data directory its checkpoint records unless told otherwise.
+    let data_dir = if args.resume && args.data.dir.is_none() {
+        None
+    } else {
+        Some(args.data.ready(quiet)?)
+    };
     let options = TrainOptions {
         settings: SettingsArgs {
             architecture: args.arch.architecture,
-            epochs: args.epochs.map(to_usize),
-            batch_size: args.batch_size.map(to_usize),
+            epochs: args.epochs,
+            batch_size: args.batch_size,
             learning_rate: args.lr,
             seed: args.seed,
             init: args.init,
             adagrad_epsilon: args.adagrad_epsilon,
-            limit: args.limit.map(to_usize),
-            test_limit: args.test_limit.map(to_usize),
+            limit: args.limit,
+            test_limit: args.test_limit,
         },
         backend: args.backend,
-        data_dir: args.data.ready(args.quiet || args.json)?,
+        data_dir,
         out_dir: args.out,
         resume: args.resume,
         overwrite: args.overwrite,
+        checkpoint_interval: (args.checkpoint_minutes > 0.0)
+            .then(|| Duration::from_secs_f64(args.checkpoint_minutes * 60.0)),
         command: command_line(),
         stop,
     };
@@ -552,7 +620,7 @@ fn train_command(args: TrainArgs) -> anyhow::Result<ExitCode> {
     } else if args.json {
         Box::new(JsonReporter::default())
     } else {
-        Box::new(BarReporter::default())
+        Box::new(bar)
     };
 
     match train::run(&options, reporter.as_mut())? {
@@ -566,16 +634,25 @@ fn train_command(args: TrainArgs) -> anyhow::Result<ExitCode> {
         }
         TrainOutcome::Interrupted {
             completed_epochs,
+            epoch_in_progress,
             checkpoint,
         } => {
-            match checkpoint {
-                Some(checkpoint) => eprintln!(
-                    "interrupted: the epoch in progress was abandoned; {} holds epoch \
-                     {completed_epochs}, intact; continue with --resume --out {}",
+            let out = options.out_dir.display();
+            match (checkpoint, epoch_in_progress) {
+                (Some(checkpoint), Some(progress)) => eprintln!(
+                    "interrupted: {} holds epoch {} after {} of its batches ({} images); \
+                     continue with: host train --resume --out {out}",
                     checkpoint.display(),
-                    options.out_dir.display()
+                    progress.epoch,
+                    progress.batches,
+                    progress.images
                 ),
-                None => eprintln!("interrupted before the first epoch completed; nothing saved"),
+                (Some(checkpoint), None) => eprintln!(
+                    "interrupted: {} holds the run after epoch {completed_epochs}; continue \
+                     with: host train --resume --out {out}",
+                    checkpoint.display()
+                ),
+                (None, _) => eprintln!("interrupted before any batch was trained; nothing to save"),
             }
             Ok(ExitCode::from(INTERRUPTED))
         }
@@ -599,6 +676,7 @@ fn export_command(args: &ExportArgs) -> anyhow::Result<()> {
         data_dir: args.data.ready(false)?,
         out: args.out.clone(),
         calibration_images: args.calibration.images,
+        overwrite: args.overwrite,
     })?;
     for path in written {
         emit(format!("wrote {}\n", path.display()));
@@ -612,16 +690,22 @@ fn eval_command(args: &EvalArgs) -> anyhow::Result<()> {
         data_dir: args.data.ready(args.json)?,
         limit: args.limit,
         confusion_png: args.confusion_png.clone(),
+        out: args.out.clone(),
+        overwrite: args.overwrite,
         threads: args.threads.unwrap_or_else(eval::available_threads),
     })?;
+    // The report comes first, so that a file that cannot be written loses nothing of it.
     if args.json {
-        emit(format!("{}\n", report.to_json(&args.model.model)));
+        emit(format!("{}\n", report.to_json()));
     } else {
         emit(report.evaluation.report());
-        emit(format!(
-            "\nconfusion matrix image: {}\n",
-            report.confusion_png.display()
-        ));
+    }
+    for path in report.write_files()? {
+        if args.json {
+            eprintln!("wrote {}", path.display());
+        } else {
+            emit(format!("wrote {}\n", path.display()));
+        }
     }
     Ok(())
 }
@@ -665,6 +749,7 @@ fn fixture_command(args: &FixtureArgs) -> anyhow::Result<()> {
         data_dir: args.data.ready(false)?,
         count: args.count,
         out: args.out.clone(),
+        overwrite: args.overwrite,
     })?;
     emit(format!(
         "wrote {}: {} test vectors ({} bytes), {} classified correctly by {}\n",
@@ -725,10 +810,6 @@ fn bench_infer_command(args: &BenchInferArgs) -> anyhow::Result<()> {
         emit(report.to_text());
     }
     Ok(())
-}
-
-fn to_usize(value: u32) -> usize {
-    usize::try_from(value).unwrap_or(usize::MAX)
 }
 
 /// The command line as typed, for the metrics: program name without its directory.

@@ -466,29 +466,165 @@ fn assert_outputs_whole(out: &Path) -> usize {
     completed
 }
 
+/// Sends SIGINT, as Ctrl-C in a terminal does.
 #[cfg(unix)]
-#[test]
-fn ctrl_c_abandons_the_epoch_and_keeps_the_last_checkpoint() {
-    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|poison| poison.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
-    let mut child = spawn_train(&out, &["--limit", "1280", "--epochs", "5"]);
-    wait_for_epochs(&out, 1, &mut child);
-    // Well inside epoch 2, whose 10 batches take several seconds.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+fn interrupt(child: &std::process::Child) {
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
+}
+
+/// Waits for the `progress` event of `epoch` in the JSON lines of a `host train --json`.
+fn wait_for_progress(lines: &mut impl Iterator<Item = std::io::Result<String>>, epoch: u64) {
+    for line in lines {
+        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if event["event"] == "progress" && event["epoch"] == epoch {
+            return;
+        }
+    }
+    panic!("host train ended before a progress event of epoch {epoch}");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_in_the_first_epoch_checkpoints_its_batches_and_resume_alone_continues_them() {
+    use std::io::BufRead as _;
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|poison| poison.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let settings = ["--limit", "2560", "--batch-size", "64", "--epochs", "2"];
+    let straight = dir.path().join("straight");
+    let output = train(&straight, &settings);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let out = dir.path().join("run");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("host"))
+        .env_remove("MNIST_DIR")
+        .arg("train")
+        .arg("--data")
+        .arg(mnist_dir())
+        .arg("--out")
+        .arg(&out)
+        .args(["--test-limit", TEST_LIMIT, "--json"])
+        .args(settings)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    wait_for_progress(&mut lines, 1);
+    interrupt(&child);
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+    assert!(
+        rest.iter()
+            .any(|line| line.contains(r#""event":"interrupted""#)),
+        "{rest:?}"
+    );
     let text = stderr(&output);
-    assert!(text.contains("interrupted"), "{text}");
-    assert!(text.contains("--resume"), "{text}");
-    let completed = assert_outputs_whole(&out);
-    assert!((1..5).contains(&completed), "{completed} epochs");
-    assert_eq!(metrics(&out)["finished"], false);
+    let hint = format!("continue with: host train --resume --out {}", out.display());
+    assert!(
+        text.contains("interrupted: ") && text.contains(&hint),
+        "{text}"
+    );
+
+    // The checkpoint holds the batches trained, part-way through epoch 1.
+    let checkpoint = Checkpoint::load(&out.join(CHECKPOINT_FILE)).unwrap();
+    assert_eq!(checkpoint.state.completed_epochs, 0);
+    let progress = checkpoint
+        .state
+        .epoch_in_progress
+        .clone()
+        .expect("epoch 1 in progress");
+    assert_eq!(progress.epoch, 1);
+    assert!((1..40).contains(&progress.batches), "{progress:?}");
+    assert_eq!(progress.images, progress.batches * 64);
+    assert!(
+        metrics(&out)["epoch_in_progress"]["batches"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+
+    // --resume --out alone: the data directory and settings come from the checkpoint, and the
+    // run ends bit for bit where the uninterrupted one did.
+    let output = host()
+        .args(["train", "--resume", "--json", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let device = burn::tensor::Device::flex();
+    assert_eq!(
+        load_trained_model(&straight, &tinycnn::Architecture::REFERENCE, &device)
+            .unwrap()
+            .weights(),
+        load_trained_model(&out, &tinycnn::Architecture::REFERENCE, &device)
+            .unwrap()
+            .weights(),
+        "interrupted in epoch 1 and resumed, the run must equal the uninterrupted one"
+    );
+    for field in ["train_loss", "train_accuracy", "test_loss", "test_accuracy"] {
+        for epoch in 0..2 {
+            assert_eq!(
+                metrics(&straight)["epochs"][epoch][field],
+                metrics(&out)["epochs"][epoch][field],
+                "epoch {} {field}",
+                epoch + 1
+            );
+        }
+    }
+    assert!(metrics(&out).get("epoch_in_progress").is_none());
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_before_the_first_batch_leaves_no_directory_behind() {
+    use std::io::BufRead as _;
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|poison| poison.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("new/run");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("host"))
+        .env_remove("MNIST_DIR")
+        .arg("train")
+        .arg("--data")
+        .arg(mnist_dir())
+        .arg("--out")
+        .arg(&out)
+        .args(["--limit", "256", "--epochs", "1", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first line says the data is loaded; the network is not even built yet.
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains(r#""event":"info""#), "{first}");
+    interrupt(&child);
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let output = child.wait_with_output().unwrap();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(130), "{text}");
+    if text.contains("nothing to save") {
+        assert!(!dir.path().join("new").exists(), "{text}");
+    } else {
+        // A fast machine trained a batch before the signal arrived: it is checkpointed.
+        assert!(
+            rest.iter().any(|line| line.contains("progress"))
+                || out.join(CHECKPOINT_FILE).is_file(),
+            "{text}"
+        );
+        let (_, batches) = {
+            let c = Checkpoint::load(&out.join(CHECKPOINT_FILE)).unwrap();
+            (
+                c.state.completed_epochs,
+                c.state.epoch_in_progress.map_or(0, |p| p.batches),
+            )
+        };
+        assert!(batches >= 1, "{text}");
+    }
 }
 
 #[cfg(unix)]
@@ -608,17 +744,29 @@ fn shipped_model(name: &str) -> PathBuf {
         .join(name)
 }
 
-#[test]
-fn eval_prints_accuracy_and_writes_the_confusion_matrix() {
-    let dir = tempfile::tempdir().unwrap();
-    let png = dir.path().join("confusion.png");
-    let output = host()
-        .args(["eval", "--limit", "300", "--json", "--model"])
+fn eval(args: &[&str]) -> Output {
+    host()
+        .args(["eval", "--limit", "300", "--model"])
         .arg(shipped_model("model-int8.tcnn"))
         .arg("--data")
         .arg(mnist_dir())
-        .arg("--confusion-png")
-        .arg(&png)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn eval_prints_accuracy_and_writes_the_confusion_matrix_only_where_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    // A copy of the model alone in a folder: eval must add nothing beside it.
+    let model = dir.path().join("models/model-int8.tcnn");
+    std::fs::create_dir(dir.path().join("models")).unwrap();
+    std::fs::copy(shipped_model("model-int8.tcnn"), &model).unwrap();
+    let output = host()
+        .args(["eval", "--limit", "300", "--json", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(mnist_dir())
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
@@ -634,7 +782,203 @@ fn eval_prints_accuracy_and_writes_the_confusion_matrix() {
         .sum();
     assert_eq!(confusion, 300);
     assert!(report["accuracy"].as_f64().unwrap() > 0.9, "{report}");
+    assert_eq!(report["confusion_png"], Value::Null);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("models"))
+            .unwrap()
+            .count(),
+        1
+    );
+
+    // Asked for: a PNG where --confusion-png says, its directory created.
+    let png = dir.path().join("plots/confusion.png");
+    let output = eval(&["--confusion-png", png.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("accuracy"));
     assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
+    // Not replaced without --overwrite, named in the refusal; replaced with it.
+    let line = one_line_error(&eval(&["--confusion-png", png.to_str().unwrap()]));
+    assert!(line.contains("confusion.png already exists") && line.contains("--overwrite"));
+    let output = eval(&["--confusion-png", png.to_str().unwrap(), "--overwrite"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // --out DIR: the report as JSON and the picture.
+    let out = dir.path().join("report");
+    let output = eval(&["--out", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(out.join("eval.json")).unwrap()).unwrap();
+    assert_eq!(saved["images"], 300);
+    assert!(out.join("confusion.png").is_file());
+}
+
+#[test]
+fn eval_prints_its_report_even_when_the_picture_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    // The picture's directory would have to be inside a regular file: the write fails.
+    let png = file.join("confusion.png");
+    let output = eval(&["--confusion-png", png.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).contains("int8 model: accuracy"),
+        "the report comes first: {}",
+        stdout(&output)
+    );
+    assert!(
+        stderr(&output).contains("confusion.png"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn range_errors_name_the_option_and_the_range() {
+    let output = host().args(["eval", "--limit", "0"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(
+        text.contains("'--limit <N>'") && text.contains("must be at least 1"),
+        "{text}"
+    );
+    let output = host().args(["train", "--epochs", "0"]).output().unwrap();
+    assert!(
+        stderr(&output).contains("must be at least 1"),
+        "{}",
+        stderr(&output)
+    );
+    let output = host()
+        .args(["bench", "infer", "--images", "20000"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&output).contains("must be from 1 to 10000"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn outputs_never_replace_what_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A device node where the picture would go: refused even with --overwrite, still a device.
+    let line = one_line_error(&eval(&["--confusion-png", "/dev/null", "--overwrite"]));
+    assert!(line.contains("/dev/null: a device"), "{line}");
+    assert!(std::os::unix::fs::FileTypeExt::is_char_device(
+        &std::fs::metadata("/dev/null").unwrap().file_type()
+    ));
+    // A symbolic link where the metrics would go.
+    let out = dir.path().join("run");
+    std::fs::create_dir(&out).unwrap();
+    let precious = dir.path().join("precious.json");
+    std::fs::write(&precious, b"keep").unwrap();
+    std::os::unix::fs::symlink(&precious, out.join(METRICS_FILE)).unwrap();
+    let output = train(&out, &["--limit", "128", "--epochs", "1", "--overwrite"]);
+    let line = one_line_error(&output);
+    assert!(line.contains("a symbolic link"), "{line}");
+    assert_eq!(std::fs::read(&precious).unwrap(), b"keep");
+}
+
+#[test]
+fn no_output_file_is_replaced_without_overwrite() {
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|poison| poison.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    // A folder holding only the models of an earlier run (like the shipped data/).
+    let out = dir.path().join("data");
+    std::fs::create_dir(&out).unwrap();
+    let shipped = std::fs::read(shipped_model("model-int8.tcnn")).unwrap();
+    std::fs::write(out.join("model-int8.tcnn"), &shipped).unwrap();
+    std::fs::write(out.join("training.png"), b"an old plot").unwrap();
+    let stale = out.join("model-int8.tcnn.confusion.png");
+    std::fs::write(&stale, b"the old model's confusion matrix").unwrap();
+    let line = one_line_error(&train(&out, &["--limit", "256", "--epochs", "1"]));
+    assert!(
+        line.contains("model-int8.tcnn")
+            && line.contains("training.png")
+            && line.contains("--overwrite"),
+        "{line}"
+    );
+    assert_eq!(std::fs::read(out.join("model-int8.tcnn")).unwrap(), shipped);
+
+    // With --overwrite the earlier run's files are replaced by this run's.
+    let output = train(&out, &["--limit", "256", "--epochs", "1", "--overwrite"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_ne!(std::fs::read(out.join("model-int8.tcnn")).unwrap(), shipped);
+    assert_eq!(
+        &std::fs::read(out.join("training.png")).unwrap()[..4],
+        b"\x89PNG"
+    );
+    assert!(
+        !stale.exists(),
+        "--overwrite removes what described the old run's models"
+    );
+
+    // export and fixture refuse too, naming the file.
+    let line = one_line_error(
+        &host()
+            .args(["export", "--checkpoint"])
+            .arg(&out)
+            .arg("--data")
+            .arg(mnist_dir())
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        line.contains("model-f32.tcnn") && line.contains("already exist"),
+        "{line}"
+    );
+    let output = host()
+        .args(["export", "--overwrite", "--checkpoint"])
+        .arg(&out)
+        .arg("--data")
+        .arg(mnist_dir())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let vectors = out.join("model-int8.tctv");
+    std::fs::write(&vectors, b"old vectors").unwrap();
+    let fixture = |extra: &[&str]| {
+        host()
+            .args(["fixture", "--count", "3", "--model"])
+            .arg(out.join("model-int8.tcnn"))
+            .arg("--data")
+            .arg(mnist_dir())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let line = one_line_error(&fixture(&[]));
+    assert!(line.contains("model-int8.tctv already exists"), "{line}");
+    assert_eq!(std::fs::read(&vectors).unwrap(), b"old vectors");
+    assert!(fixture(&["--overwrite"]).status.success());
+    assert_ne!(std::fs::read(&vectors).unwrap(), b"old vectors");
+}
+
+#[test]
+fn a_run_that_fails_leaves_no_empty_output_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("a/b/run");
+    // The network does not fit the data: found after the output directory was checked.
+    let output = train(
+        &out,
+        &["--arch", "input:32x32x1 flatten dense:10", "--epochs", "1"],
+    );
+    assert!(one_line_error(&output).contains("32x32x1"));
+    assert!(!dir.path().join("a").exists());
+    // An export whose checkpoint is missing.
+    let output = host()
+        .args(["export", "--checkpoint"])
+        .arg(dir.path().join("nothing/checkpoint.bin"))
+        .arg("--out")
+        .arg(dir.path().join("x/y"))
+        .arg("--data")
+        .arg(mnist_dir())
+        .output()
+        .unwrap();
+    one_line_error(&output);
+    assert!(!dir.path().join("x").exists());
 }
 
 #[test]

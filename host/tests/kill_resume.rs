@@ -1,8 +1,13 @@
-//! `host train` killed with SIGKILL at random moments, several times per run,
-//! some of them while a checkpoint is being written, then resumed until it
-//! finishes: every file left behind must be valid, no completed epoch may be
-//! lost, and the finished run must equal, bit for bit, a run that was never
-//! interrupted. Ten trials.
+//! `host train` stopped and resumed until it finishes, ten trials each way: the
+//! finished run must equal, bit for bit, a run that was never interrupted.
+//!
+//! - SIGKILL at random moments, several times per run, some of them while a
+//!   checkpoint is being written, half the trials with timed checkpoints every
+//!   few batches: every file left behind must be valid, and no checkpointed
+//!   work may be lost.
+//! - Ctrl-C (SIGINT) in the middle of epoch 1 and again in the middle of
+//!   epoch 2: each must checkpoint the batches trained, and `--resume`
+//!   continue from the next one.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +17,9 @@ use tinycnn_host::train::METRICS_FILE;
 use tinycnn_host::train::checkpoint::{CHECKPOINT_FILE, Checkpoint};
 
 const EPOCHS: &str = "3";
+/// The kill times are drawn from the length of an uninterrupted run: the tests run one at a
+/// time so that both have the cores to themselves throughout.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 const SETTINGS: [&str; 8] = [
     "--limit",
     "1024",
@@ -31,6 +39,10 @@ fn mnist_dir() -> PathBuf {
 }
 
 fn start(out: &Path, resume: bool) -> Child {
+    start_with(out, resume, &[])
+}
+
+fn start_with(out: &Path, resume: bool, extra: &[&str]) -> Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
     command
         .arg("train")
@@ -39,6 +51,7 @@ fn start(out: &Path, resume: bool) -> Child {
         .arg("--out")
         .arg(out)
         .args(SETTINGS)
+        .args(extra)
         .arg("--quiet");
     if resume {
         command.arg("--resume");
@@ -108,6 +121,9 @@ fn kill_at(child: &mut Child, out: &Path, deadline: Instant, during_write: bool)
 
 #[test]
 fn sigkill_at_random_moments_then_resume_loses_nothing() {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
     let dir = tempfile::tempdir().unwrap();
     // The uninterrupted run, and how long it takes.
     let reference = dir.path().join("reference");
@@ -137,7 +153,14 @@ fn sigkill_at_random_moments_then_resume_loses_nothing() {
         let mut completed = 0;
         for attempt in 0.. {
             assert!(attempt < 50, "trial {trial}: no progress after 50 restarts");
-            let mut child = start(&out, resume);
+            // Odd trials checkpoint every 60 ms as well, so kills often land after a timed
+            // checkpoint in the middle of an epoch.
+            let timed: &[&str] = if trial % 2 == 1 {
+                &["--checkpoint-minutes", "0.001"]
+            } else {
+                &[]
+            };
+            let mut child = start_with(&out, resume, timed);
             // Kill at a random moment within the run, or (every third attempt)
             // as soon as a file is being written, for the first few attempts.
             let during_write = attempt < 4 && random() % 3 == 0;
@@ -196,4 +219,126 @@ fn sigkill_at_random_moments_then_resume_loses_nothing() {
         "10 of 10 trials finished after {kills} SIGKILLs ({kills_while_writing} aimed at a file being written)"
     );
     assert!(kills >= 10);
+}
+
+/// Progress recorded in a valid checkpoint: (completed epochs, batches of the next).
+fn position(out: &Path) -> (usize, usize) {
+    let checkpoint = Checkpoint::load(&out.join(CHECKPOINT_FILE)).expect("a whole checkpoint");
+    let batches = checkpoint
+        .state
+        .epoch_in_progress
+        .as_ref()
+        .map_or(0, |progress| progress.batches);
+    (checkpoint.state.completed_epochs, batches)
+}
+
+/// Runs `host train --json` (resumed if `resume`) until its `progress` event number `nth` of
+/// epoch `epoch`, then sends SIGINT and waits for it to exit.
+#[cfg(unix)]
+fn interrupt_in_epoch(out: &Path, resume: bool, epoch: u64, nth: usize) {
+    use std::io::BufRead as _;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
+    command
+        .arg("train")
+        .arg("--out")
+        .arg(out)
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if resume {
+        command.arg("--resume");
+    } else {
+        command.arg("--data").arg(mnist_dir()).args(SETTINGS);
+    }
+    let mut child = command.spawn().expect("host starts");
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = 0;
+    // Read to the end: the lines after the interrupt are the batch it finishes.
+    for line in lines {
+        let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if event["event"] == "progress" && event["epoch"] == epoch {
+            seen += 1;
+            if seen == nth {
+                let status = Command::new("kill")
+                    .args(["-INT", &child.id().to_string()])
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            }
+        }
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_in_the_middle_of_epochs_one_and_two_then_resume_loses_nothing() {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let reference = dir.path().join("reference");
+    let status = start(&reference, false).wait_with_output().unwrap();
+    assert!(status.status.success());
+    let expected = Checkpoint::load(&reference.join(CHECKPOINT_FILE)).unwrap();
+    let device = burn::tensor::Device::flex();
+    let weights = |c: &Checkpoint| {
+        c.model(&tinycnn::Architecture::REFERENCE, &device)
+            .unwrap()
+            .weights()
+    };
+
+    // 1024 images in batches of 128: progress events after batches 1 to 7 of 8.
+    for trial in 0..10 {
+        let out = dir.path().join(format!("trial-{trial}"));
+        let first = 1 + trial % 6;
+        let second = 1 + (trial * 5 + 2) % 6;
+        interrupt_in_epoch(&out, false, 1, first);
+        let (epochs, batches) = position(&out);
+        assert_eq!(
+            epochs, 0,
+            "trial {trial}: the first interrupt is in epoch 1"
+        );
+        assert!(
+            (1..8).contains(&batches),
+            "trial {trial}: {batches} batches of epoch 1"
+        );
+        interrupt_in_epoch(&out, true, 2, second);
+        let (epochs, batches) = position(&out);
+        assert_eq!(
+            epochs, 1,
+            "trial {trial}: the second interrupt is in epoch 2"
+        );
+        assert!(
+            (1..8).contains(&batches),
+            "trial {trial}: {batches} batches of epoch 2"
+        );
+        let output = start(&out, true).wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "trial {trial}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let finished = Checkpoint::load(&out.join(CHECKPOINT_FILE)).unwrap();
+        assert_eq!(finished.state.completed_epochs, 3);
+        assert!(
+            weights(&finished) == weights(&expected),
+            "trial {trial}: the resumed run differs from the uninterrupted one"
+        );
+        let numbers = |c: &Checkpoint| -> Vec<[f64; 3]> {
+            c.state
+                .history
+                .iter()
+                .map(|m| [m.train_loss, m.train_accuracy, m.test_accuracy])
+                .collect()
+        };
+        assert_eq!(numbers(&finished), numbers(&expected), "trial {trial}");
+    }
+    println!("10 of 10 trials interrupted in epochs 1 and 2 ended bit-identical");
 }

@@ -232,9 +232,11 @@ fn bench_path(
             batch_size: options.batch_size,
             step: step(),
             stop: &never_stop,
+            pause_at: None,
         };
-        let (model, stats) = train::train_epoch(&context, model, optimizer, &mut QuietReporter);
-        let stats = stats.unwrap_or_else(|| unreachable!("nothing sets never_stop"));
+        let mut stats = train::EpochStats::default();
+        let (model, _) =
+            train::train_epoch(&context, model, optimizer, &mut stats, &mut QuietReporter);
         (model, stats)
     };
 

@@ -476,19 +476,23 @@ pub fn is_dataset_file(dataset: Dataset, role: Role, dir: &Path) -> bool {
 #[derive(Debug, Default)]
 pub struct BarProgress {
     bar: Option<indicatif::ProgressBar>,
+    /// Where bars draw; stderr when `None`.
+    pub(crate) target: Option<fn() -> indicatif::ProgressDrawTarget>,
 }
+
+/// The bar's layout: the bar takes what the text leaves, so that the longest file name and
+/// sizes fit 80 columns.
+const BAR_TEMPLATE: &str = "{msg} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
 
 impl FetchProgress for BarProgress {
     fn start(&mut self, name: &str, url: &str, total: Option<u64>) {
-        let bar = indicatif::ProgressBar::with_draw_target(
-            total,
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        let style = indicatif::ProgressStyle::with_template(
-            "{msg:28} [{bar:24}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12}  ETA {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> ");
+        let target = self
+            .target
+            .map_or_else(indicatif::ProgressDrawTarget::stderr, |make| make());
+        let bar = indicatif::ProgressBar::with_draw_target(total, target);
+        let style = indicatif::ProgressStyle::with_template(BAR_TEMPLATE)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(name.to_string());
         bar.println(format!("downloading {url}"));

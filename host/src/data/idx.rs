@@ -103,7 +103,10 @@ pub enum IdxErrorKind {
     #[error("{0} bytes after the data its header declares")]
     TrailingData(String),
     /// A label outside `0..NUM_CLASSES`.
-    #[error("label {label} at index {index} is not a digit class 0-9")]
+    #[error(
+        "label {label} at index {index} is not one of the classes 0-9 an MNIST-format label \
+         file holds"
+    )]
     LabelOutOfRange {
         /// Position of the label in the file.
         index: usize,

@@ -319,7 +319,7 @@ pub fn check_data_fits(architecture: &Architecture, data: &Mnist) -> anyhow::Res
     Ok(())
 }
 
-/// What `host eval` evaluates.
+/// What `host eval` evaluates, and where it writes what it found.
 #[derive(Clone, Debug)]
 pub struct EvalOptions {
     /// The model file.
@@ -328,30 +328,57 @@ pub struct EvalOptions {
     pub data_dir: PathBuf,
     /// Evaluate the first N test images only.
     pub limit: Option<usize>,
-    /// Where to write the confusion matrix image.
+    /// Where to write the confusion matrix image, if anywhere.
     pub confusion_png: Option<PathBuf>,
+    /// A directory for the report as JSON and the confusion matrix image, if any.
+    pub out: Option<PathBuf>,
+    /// Replace those files if they exist.
+    pub overwrite: bool,
     /// Threads to classify on.
     pub threads: usize,
 }
 
-/// What `host eval` found, and where it put the picture.
+/// File name of the confusion matrix image in `host eval --out DIR`.
+pub const CONFUSION_FILE: &str = "confusion.png";
+/// File name of the report in `host eval --out DIR`.
+pub const REPORT_FILE: &str = "eval.json";
+
+impl EvalOptions {
+    /// The confusion matrix image to write, if one was asked for.
+    pub fn confusion_path(&self) -> Option<PathBuf> {
+        self.confusion_png
+            .clone()
+            .or_else(|| self.out.as_ref().map(|dir| dir.join(CONFUSION_FILE)))
+    }
+
+    /// The JSON report to write, if an output directory was given.
+    pub fn report_path(&self) -> Option<PathBuf> {
+        self.out.as_ref().map(|dir| dir.join(REPORT_FILE))
+    }
+}
+
+/// What `host eval` found.
 #[derive(Clone, Debug)]
 pub struct EvalReport {
     /// The numbers.
     pub evaluation: Evaluation,
-    /// The confusion matrix PNG written.
-    pub confusion_png: PathBuf,
+    /// The model file evaluated.
+    pub model: PathBuf,
+    /// The confusion matrix image to write, if asked for.
+    pub confusion_png: Option<PathBuf>,
+    /// The JSON report to write, if asked for.
+    pub report_json: Option<PathBuf>,
 }
 
 impl EvalReport {
     /// The report as one JSON object.
-    pub fn to_json(&self, model: &Path) -> serde_json::Value {
+    pub fn to_json(&self) -> serde_json::Value {
         let evaluation = &self.evaluation;
         let per_class: Vec<f64> = (0..evaluation.classes())
             .map(|c| evaluation.class_accuracy(c))
             .collect();
         serde_json::json!({
-            "model": model,
+            "model": self.model,
             "flavour": evaluation.flavour.name(),
             "images": evaluation.images(),
             "correct": evaluation.correct(),
@@ -364,40 +391,72 @@ impl EvalReport {
             "confusion_png": self.confusion_png,
         })
     }
+
+    /// Writes the files asked for (each atomically), creating their directory; returns them.
+    pub fn write_files(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let mut written = Vec::new();
+        if let Some(path) = &self.confusion_png {
+            let title = format!(
+                "{} ({}): {:.2}% of {} test images",
+                self.model
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                self.evaluation.flavour.name(),
+                self.evaluation.accuracy() * 100.0,
+                self.evaluation.images()
+            );
+            let png = self.evaluation.confusion_png(&title)?;
+            write_creating_dir(path, &png)?;
+            written.push(path.clone());
+        }
+        if let Some(path) = &self.report_json {
+            let mut json = serde_json::to_vec_pretty(&self.to_json())?;
+            json.push(b'\n');
+            write_creating_dir(path, &json)?;
+            written.push(path.clone());
+        }
+        Ok(written)
+    }
 }
 
-/// `host eval`: the test set through the core, and the confusion matrix PNG.
+/// Writes `bytes` to `path` atomically, creating its directory (and removing the directory
+/// again if the write fails).
+fn write_creating_dir(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let created = dir
+        .map(atomic::CreatedDirs::create)
+        .transpose()
+        .with_context(|| format!("{}: cannot create its directory", path.display()))?;
+    atomic::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()))?;
+    if let Some(created) = created {
+        created.keep();
+    }
+    Ok(())
+}
+
+/// `host eval`: the test set through the core. Refuses, before classifying anything, output
+/// files that exist (without `overwrite`); writes nothing itself ([`EvalReport::write_files`]
+/// does, once the report is out).
 pub fn run(options: &EvalOptions) -> anyhow::Result<EvalReport> {
+    let confusion_png = options.confusion_path();
+    let report_json = options.report_path();
+    let outputs: Vec<PathBuf> = confusion_png.iter().chain(&report_json).cloned().collect();
+    atomic::refuse_existing(&outputs, options.overwrite)?;
     let bytes = super::read_model(&options.model)?;
     let model = Model::from_bytes(&bytes)?;
     let data = Mnist::load(&options.data_dir)?;
     check_data_fits(model.architecture(), &data)?;
+    ensure!(options.limit != Some(0), "--limit must be at least 1");
     let test = match options.limit {
         Some(limit) => data.test.head(limit),
         None => data.test,
     };
     let evaluation = Evaluation::run(&model, &test.pixels, &test.labels, options.threads);
-    let png_path = options.confusion_png.clone().unwrap_or_else(|| {
-        let mut name = options.model.clone().into_os_string();
-        name.push(".confusion.png");
-        PathBuf::from(name)
-    });
-    let title = format!(
-        "{} ({}): {:.2}% of {} test images",
-        options
-            .model
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-        evaluation.flavour.name(),
-        evaluation.accuracy() * 100.0,
-        evaluation.images()
-    );
-    let png = evaluation.confusion_png(&title)?;
-    atomic::write(&png_path, &png)
-        .with_context(|| format!("{}: cannot write", png_path.display()))?;
     Ok(EvalReport {
         evaluation,
-        confusion_png: png_path,
+        model: options.model.clone(),
+        confusion_png,
+        report_json,
     })
 }
 

@@ -31,6 +31,8 @@ pub struct FixtureOptions {
     pub count: usize,
     /// The output file [default: [`default_path`]].
     pub out: Option<PathBuf>,
+    /// Replace the output file if it exists.
+    pub overwrite: bool,
 }
 
 /// What `host fixture` wrote.
@@ -55,6 +57,11 @@ pub fn run(options: &FixtureOptions) -> anyhow::Result<FixtureReport> {
             options.model.display()
         )
     })?;
+    let path = options
+        .out
+        .clone()
+        .unwrap_or_else(|| default_path(&options.model));
+    atomic::refuse_existing(std::slice::from_ref(&path), options.overwrite)?;
     let data = Mnist::load(&options.data_dir)?;
     check_data_fits(model.architecture(), &data)?;
     ensure!(
@@ -79,10 +86,6 @@ pub fn run(options: &FixtureOptions) -> anyhow::Result<FixtureReport> {
         model.architecture().classes(),
         &records,
     )?;
-    let path = options
-        .out
-        .clone()
-        .unwrap_or_else(|| default_path(&options.model));
     atomic::write(&path, &file).with_context(|| format!("{}: cannot write", path.display()))?;
     let correct = logits
         .iter()

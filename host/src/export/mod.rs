@@ -346,18 +346,12 @@ pub struct ExportOptions {
     pub out: Option<PathBuf>,
     /// Training images that set the int8 ranges.
     pub calibration_images: usize,
+    /// Replace model files already in the output directory.
+    pub overwrite: bool,
 }
 
 /// `host export`: the model files of a trained checkpoint; returns their paths.
 pub fn run(options: &ExportOptions) -> anyhow::Result<Vec<PathBuf>> {
-    let device = crate::train::backend::BackendKind::Flex.device()?;
-    let model = crate::train::checkpoint::load_trained_model(
-        &options.checkpoint,
-        &options.architecture,
-        &device,
-    )?;
-    let data = crate::data::Mnist::load(&options.data_dir)?;
-    crate::deploy::eval::check_data_fits(model.architecture(), &data)?;
     let out = match &options.out {
         Some(dir) => dir.clone(),
         None if options.checkpoint.is_dir() => options.checkpoint.clone(),
@@ -367,7 +361,19 @@ pub fn run(options: &ExportOptions) -> anyhow::Result<Vec<PathBuf>> {
             .map(PathBuf::from)
             .unwrap_or_default(),
     };
-    atomic::check_writable(&out, 4 << 20)
+    atomic::refuse_existing(
+        &[out.join(F32_FILE), out.join(INT8_FILE)],
+        options.overwrite,
+    )?;
+    let device = crate::train::backend::BackendKind::Flex.device()?;
+    let model = crate::train::checkpoint::load_trained_model(
+        &options.checkpoint,
+        &options.architecture,
+        &device,
+    )?;
+    let data = crate::data::Mnist::load(&options.data_dir)?;
+    crate::deploy::eval::check_data_fits(model.architecture(), &data)?;
+    let created_dirs = atomic::check_writable(&out, 4 << 20)
         .with_context(|| format!("{}: cannot write the model files there", out.display()))?;
     let exported = export(
         model.architecture(),
@@ -375,7 +381,9 @@ pub fn run(options: &ExportOptions) -> anyhow::Result<Vec<PathBuf>> {
         &data.train,
         options.calibration_images,
     )?;
-    write_files(&out, &exported)
+    let written = write_files(&out, &exported)?;
+    created_dirs.keep();
+    Ok(written)
 }
 
 #[cfg(test)]

@@ -38,8 +38,12 @@ pub const MODEL_FILE: &str = "model.bpk";
 
 const MAGIC: &[u8; 8] = b"TCNNCKPT";
 /// 2: the network is a description (recorded in the state), the model record's keys
-/// `convs.N.*`, `dense.N.*`.
-const VERSION: u32 = 2;
+/// `convs.N.*`, `dense.N.*`. 3: the state may hold an epoch in progress; a host that reads
+/// only version 2 would ignore it and resume from the epoch's start with mid-epoch weights,
+/// so it must refuse the file. Version 2 files are read as checkpoints at an epoch's end.
+const VERSION: u32 = 3;
+/// The oldest version this host reads.
+const OLDEST_VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 3 * 8;
 const DIGEST_LEN: usize = 32;
 /// A checkpoint of this network is about 5.5 MB; anything far larger is not one.
@@ -78,8 +82,9 @@ pub enum CheckpointErrorKind {
     NotACheckpoint,
     /// A checkpoint of another format version.
     #[error(
-        "checkpoint format version {0}; this host reads version {VERSION} (a checkpoint written \
-         before networks were descriptions cannot be continued or exported: train again)"
+        "checkpoint format version {0}; this host reads versions {OLDEST_VERSION} to {VERSION} \
+         (version 1, written before networks were descriptions, cannot be continued or \
+         exported: train again; a later version needs a later host)"
     )]
     Version(u32),
     /// Cut short or with a wrong digest: damaged after it was written.
@@ -144,7 +149,7 @@ impl Checkpoint {
             )));
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
-        if version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
             return Err(CheckpointErrorKind::Version(version));
         }
         let length =

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::sync_channel;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use burn::module::Module;
@@ -40,7 +40,7 @@ use backend::BackendKind;
 use checkpoint::{CHECKPOINT_FILE, Checkpoint, MODEL_FILE};
 use model::{ConvBlocks, InitScheme, Net};
 use progress::Reporter;
-use state::{EpochMetrics, MetricsFile, RNG_SCHEME, TrainSettings, TrainState};
+use state::{EpochMetrics, EpochProgress, MetricsFile, RNG_SCHEME, TrainSettings, TrainState};
 
 /// Epochs trained by default; the tutorial's network passes 99.3% test accuracy by then.
 pub const DEFAULT_EPOCHS: usize = 20;
@@ -131,21 +131,36 @@ impl SettingsArgs {
         Ok(settings)
     }
 
-    /// Settings of a resumed run: the saved ones, with a new epoch count if given. Any other
-    /// option given must agree with the checkpoint, since the epochs already trained used it.
-    pub fn resumed(&self, saved: &TrainSettings) -> anyhow::Result<TrainSettings> {
-        fn agree<T: PartialEq + std::fmt::Debug>(
+    /// Settings of a resumed run that has completed `completed_epochs`: the saved ones, with a
+    /// new epoch count if given. Any other option given must agree with the checkpoint, since
+    /// the epochs already trained used it.
+    pub fn resumed(
+        &self,
+        saved: &TrainSettings,
+        completed_epochs: usize,
+    ) -> anyhow::Result<TrainSettings> {
+        fn agree<T: PartialEq>(
             given: Option<T>,
             saved: T,
             option: &str,
+            show: impl Fn(&T) -> String,
         ) -> anyhow::Result<()> {
             match given {
                 Some(given) if given != saved => bail!(
-                    "{option} {given:?} differs from the checkpoint's {saved:?}; a resumed run \
-                     keeps its settings (only --epochs may change)"
+                    "{option} {} differs from the checkpoint's {}; a resumed run keeps its \
+                     settings (only --epochs may change): leave {option} out",
+                    show(&given),
+                    show(&saved)
                 ),
                 _ => Ok(()),
             }
+        }
+        fn images(limit: &Option<usize>) -> String {
+            limit.map_or_else(|| "(none: every image)".to_string(), |n| n.to_string())
+        }
+        fn init_name(init: &InitScheme) -> String {
+            clap::ValueEnum::to_possible_value(init)
+                .map_or_else(|| format!("{init:?}"), |value| value.get_name().to_string())
         }
         if let Some(given) = self.architecture
             && given != saved.architecture()?
@@ -156,17 +171,40 @@ impl SettingsArgs {
                 saved.architecture
             );
         }
-        agree(self.batch_size, saved.batch_size, "--batch-size")?;
-        agree(self.learning_rate, saved.learning_rate, "--lr")?;
-        agree(self.seed, saved.seed, "--seed")?;
-        agree(self.init, saved.init, "--init")?;
+        agree(
+            self.batch_size,
+            saved.batch_size,
+            "--batch-size",
+            ToString::to_string,
+        )?;
+        agree(
+            self.learning_rate,
+            saved.learning_rate,
+            "--lr",
+            ToString::to_string,
+        )?;
+        agree(self.seed, saved.seed, "--seed", ToString::to_string)?;
+        agree(self.init, saved.init, "--init", init_name)?;
         agree(
             self.adagrad_epsilon,
             saved.adagrad_epsilon,
             "--adagrad-epsilon",
+            ToString::to_string,
         )?;
-        agree(self.limit.map(Some), saved.limit, "--limit")?;
-        agree(self.test_limit.map(Some), saved.test_limit, "--test-limit")?;
+        agree(self.limit.map(Some), saved.limit, "--limit", images)?;
+        agree(
+            self.test_limit.map(Some),
+            saved.test_limit,
+            "--test-limit",
+            images,
+        )?;
+        if let Some(epochs) = self.epochs {
+            ensure!(
+                epochs >= completed_epochs,
+                "--epochs {epochs} is fewer than the {completed_epochs} epochs this run has \
+                 already trained; give at least {completed_epochs}"
+            );
+        }
         let settings = TrainSettings {
             epochs: self.epochs.unwrap_or(saved.epochs),
             ..saved.clone()
@@ -205,17 +243,20 @@ pub struct TrainOptions {
     pub settings: SettingsArgs,
     /// Backend to train on.
     pub backend: BackendKind,
-    /// Directory of the data set.
-    pub data_dir: PathBuf,
+    /// Directory of the data set; `None` when resuming takes the one the checkpoint records.
+    pub data_dir: Option<PathBuf>,
     /// Output directory.
     pub out_dir: PathBuf,
     /// Continue the run in `out_dir`.
     pub resume: bool,
     /// Replace a run already in `out_dir`.
     pub overwrite: bool,
+    /// Also checkpoint part-way through an epoch once this long has passed since the last
+    /// checkpoint, so that a SIGKILL or a power cut loses at most this much work.
+    pub checkpoint_interval: Option<Duration>,
     /// The command line, recorded in the metrics.
     pub command: String,
-    /// Set (by Ctrl-C) to abandon the current epoch.
+    /// Set (by Ctrl-C) to stop after the current batch, checkpointing it.
     pub stop: Arc<AtomicBool>,
 }
 
@@ -239,33 +280,58 @@ pub struct TrainedRun {
 pub enum TrainOutcome {
     /// All epochs done (now or by an earlier run).
     Finished(Box<TrainedRun>),
-    /// Stopped by Ctrl-C; the last completed epoch's checkpoint, if any, is intact.
+    /// Stopped by Ctrl-C after checkpointing the last batch trained, if any was.
     Interrupted {
-        /// Epochs completed and checkpointed.
+        /// Epochs completed.
         completed_epochs: usize,
-        /// The checkpoint file, if an epoch completed.
+        /// How far the epoch after them had gone, if it had started.
+        epoch_in_progress: Option<EpochProgress>,
+        /// The checkpoint file, if there is one.
         checkpoint: Option<PathBuf>,
     },
+}
+
+/// Every file a run writes in its output directory, the exported models included.
+pub fn output_files() -> [&'static str; 6] {
+    [
+        CHECKPOINT_FILE,
+        MODEL_FILE,
+        METRICS_FILE,
+        PLOT_FILE,
+        crate::export::F32_FILE,
+        crate::export::INT8_FILE,
+    ]
+}
+
+/// Files beside a run's outputs that describe its models and would describe the wrong ones once
+/// `--overwrite` replaces them: the confusion matrices `host eval` used to draw beside a model.
+const STALE_FILES: [&str; 2] = [
+    "model-f32.tcnn.confusion.png",
+    "model-int8.tcnn.confusion.png",
+];
+
+/// The data directory a checkpoint's run trained on.
+pub fn recorded_data_dir(state: &TrainState) -> Option<PathBuf> {
+    state.data_dir.clone().or_else(|| {
+        state
+            .data
+            .first()
+            .and_then(|file| file.path.parent())
+            .map(Path::to_path_buf)
+    })
 }
 
 /// Train (or resume) a run as `options` say, reporting to `reporter`.
 pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Result<TrainOutcome> {
     let out = &options.out_dir;
-    atomic::check_writable(out, WRITE_PROBE_BYTES)
-        .with_context(|| format!("cannot write to the output directory {}", out.display()))?;
-    atomic::remove_stale_temps(out)
-        .with_context(|| format!("cannot clean the output directory {}", out.display()))?;
     let checkpoint_path = out.join(CHECKPOINT_FILE);
-
-    let checkpoint = if options.resume {
-        if !checkpoint_path.exists() {
-            bail!(
-                "{}: no checkpoint to resume (start without --resume)",
-                checkpoint_path.display()
-            );
-        }
-        Some(Checkpoint::load(&checkpoint_path)?)
-    } else {
+    if options.resume && !checkpoint_path.exists() {
+        bail!(
+            "{}: no checkpoint to resume (start without --resume)",
+            checkpoint_path.display()
+        );
+    }
+    if !options.resume {
         if checkpoint_path.exists() && !options.overwrite {
             bail!(
                 "{} already holds a training run; continue it with --resume, replace it with \
@@ -273,10 +339,25 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
                 out.display()
             );
         }
+        let outputs = output_files().map(|name| out.join(name));
+        atomic::refuse_existing(&outputs, options.overwrite)
+            .context("a new run would replace another run's files")?;
+    }
+    let created_dirs = atomic::check_writable(out, WRITE_PROBE_BYTES)
+        .with_context(|| format!("cannot write to the output directory {}", out.display()))?;
+    atomic::remove_stale_temps(out)
+        .with_context(|| format!("cannot clean the output directory {}", out.display()))?;
+
+    let checkpoint = if options.resume {
+        Some(Checkpoint::load(&checkpoint_path)?)
+    } else {
         None
     };
     let settings = match &checkpoint {
-        Some(checkpoint) => options.settings.resumed(&checkpoint.state.settings)?,
+        Some(checkpoint) => options.settings.resumed(
+            &checkpoint.state.settings,
+            checkpoint.state.completed_epochs,
+        )?,
         None => options.settings.fresh()?,
     };
     if let Some(checkpoint) = &checkpoint {
@@ -288,9 +369,29 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
         );
     }
 
+    let data_dir = match (&options.data_dir, &checkpoint) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(checkpoint)) => recorded_data_dir(&checkpoint.state).with_context(|| {
+            format!(
+                "{}: records no data directory; give --data DIR",
+                checkpoint_path.display()
+            )
+        })?,
+        (None, None) => bail!("no data directory given"),
+    };
     let device = options.backend.device()?;
     let train_device = device.clone().autodiff();
-    let data = Mnist::load(&options.data_dir)?;
+    let data = Mnist::load(&data_dir).with_context(|| {
+        if options.data_dir.is_none() {
+            format!(
+                "the data directory the checkpoint records, {}, cannot be read; give the data \
+                 set's directory with --data DIR",
+                data_dir.display()
+            )
+        } else {
+            format!("cannot read the data set in {}", data_dir.display())
+        }
+    })?;
     reporter.info(&data.describe());
     if let Some(checkpoint) = &checkpoint {
         check_same_data(&checkpoint.state, &data, &checkpoint_path)?;
@@ -314,12 +415,21 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
             let mut state = checkpoint.state;
             state.settings = settings.clone();
             state.commands.push(options.command.clone());
-            reporter.info(&format!(
-                "resuming {} after epoch {} of {}",
-                checkpoint_path.display(),
-                state.completed_epochs,
-                settings.epochs
-            ));
+            reporter.info(&match &state.epoch_in_progress {
+                Some(progress) => format!(
+                    "resuming {} in epoch {} of {}, after its batch {}",
+                    checkpoint_path.display(),
+                    progress.epoch,
+                    settings.epochs,
+                    progress.batches
+                ),
+                None => format!(
+                    "resuming {} after epoch {} of {}",
+                    checkpoint_path.display(),
+                    state.completed_epochs,
+                    settings.epochs
+                ),
+            });
             (model, optimizer, state)
         }
         None => {
@@ -333,16 +443,21 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
             (model, adagrad.init(), state)
         }
     };
+    if state.data_dir.is_none() || options.data_dir.is_some() {
+        state.data_dir = Some(std::path::absolute(&data_dir).unwrap_or(data_dir));
+    }
     if options.resume {
         // A run killed between its checkpoint and its reports gets them back here.
         write_reports(out, &state)?;
     } else {
         // Only now that data and settings are known to be good does --overwrite discard the
-        // previous run.
-        for name in [CHECKPOINT_FILE, MODEL_FILE, METRICS_FILE, PLOT_FILE] {
-            remove_if_present(&out.join(name))?;
+        // previous run, stale files (an old run's exported models, the confusion matrices an
+        // earlier `host eval` drew beside them) included.
+        for name in output_files().iter().chain(&STALE_FILES) {
+            atomic::remove_if_present(&out.join(name))?;
         }
     }
+    let mut saved_anything = options.resume;
 
     let train_len = settings.limit.unwrap_or(usize::MAX).min(data.train.len());
     let test_len = settings
@@ -351,15 +466,41 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
         .min(data.test.len());
     let loss_fn = CrossEntropyLoss::new(None, &train_device);
     let eval_loss_fn = CrossEntropyLoss::new(None, &device);
+    // Cleared once its epoch continues, so that the next checkpoint records the new position.
+    let mut resumed_progress = state.epoch_in_progress.take();
 
     for epoch in state.completed_epochs + 1..=settings.epochs {
-        if options.stop.load(Ordering::SeqCst) {
-            return Ok(interrupted(&state, &checkpoint_path));
-        }
-        reporter.epoch_started(epoch, settings.epochs, train_len);
         let order = epoch_order(settings.seed, epoch, train_len);
         train_device.seed(dropout_seed(settings.seed, epoch));
-        let context = EpochContext {
+        let mut stats = EpochStats::default();
+        if let Some(progress) = resumed_progress.take() {
+            ensure!(
+                progress.epoch == epoch && progress.batches * settings.batch_size < train_len,
+                "{}: the epoch in progress ({}, {} batches) does not follow the {} epochs \
+                 completed",
+                checkpoint_path.display(),
+                progress.epoch,
+                progress.batches,
+                state.completed_epochs
+            );
+            // The draws of the batches already trained, so that the next batch gets the
+            // dropout masks it gets in an uninterrupted run.
+            replay_dropout_draws(&model, &train_device, settings.batch_size, progress.batches);
+            stats = EpochStats::from(&progress);
+        }
+        if options.stop.load(Ordering::SeqCst) {
+            state.epoch_in_progress = (stats.batches > 0).then(|| stats.progress(epoch));
+            return Ok(interrupted(&state, &checkpoint_path, saved_anything));
+        }
+        reporter.epoch_started(epoch, settings.epochs, train_len);
+        if stats.images > 0 {
+            reporter.batch_finished(
+                stats.images,
+                stats.loss_sum / stats.images as f64,
+                stats.correct as f64 / stats.images as f64,
+            );
+        }
+        let mut context = EpochContext {
             data: &data.train,
             order: &order,
             batch_size: settings.batch_size,
@@ -370,13 +511,34 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
                 blocks: ConvBlocks::Fused,
             },
             stop: &options.stop,
+            pause_at: None,
         };
-        let (trained, stats) = train_epoch(&context, model, &mut optimizer, reporter);
-        model = trained;
-        let Some(stats) = stats else {
-            reporter.epoch_abandoned();
-            return Ok(interrupted(&state, &checkpoint_path));
-        };
+        loop {
+            context.pause_at = options
+                .checkpoint_interval
+                .map(|interval| Instant::now() + interval);
+            let batches_before = stats.batches;
+            let (trained, end) = train_epoch(&context, model, &mut optimizer, &mut stats, reporter);
+            model = trained;
+            if end == EpochEnd::Finished {
+                break;
+            }
+            if end == EpochEnd::Stopped && stats.batches == 0 && state.completed_epochs == 0 {
+                // Nothing trained yet: a checkpoint would only hold the initial weights.
+                reporter.epoch_interrupted();
+                return Ok(interrupted(&state, &checkpoint_path, false));
+            }
+            if stats.batches > batches_before {
+                state.epoch_in_progress = Some(stats.progress(epoch));
+                save_checkpoint(out, &state, &model, &optimizer, &checkpoint_path)?;
+                saved_anything = true;
+            }
+            if end == EpochEnd::Stopped {
+                reporter.epoch_interrupted();
+                state.epoch_in_progress = (stats.batches > 0).then(|| stats.progress(epoch));
+                return Ok(interrupted(&state, &checkpoint_path, saved_anything));
+            }
+        }
 
         reporter.evaluation_started(test_len);
         let started = Instant::now();
@@ -400,22 +562,17 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
         };
         state.history.push(metrics.clone());
         state.completed_epochs = epoch;
-        let checkpoint = Checkpoint::capture(state.clone(), &model, &optimizer)
-            .context("cannot serialise the model or optimizer state")?;
-        checkpoint
-            .save(&checkpoint_path)
-            .with_context(|| format!("cannot write {}", checkpoint_path.display()))?;
-        let model_path = out.join(MODEL_FILE);
-        atomic::write(&model_path, &checkpoint.model)
-            .with_context(|| format!("cannot write {}", model_path.display()))?;
-        write_reports(out, &state)?;
+        state.epoch_in_progress = None;
+        save_checkpoint(out, &state, &model, &optimizer, &checkpoint_path)?;
+        saved_anything = true;
         reporter.epoch_finished(&metrics, settings.epochs);
 
         // Ctrl-C during the evaluation: the epoch was worth finishing, and it is now saved.
         if options.stop.load(Ordering::SeqCst) && epoch < settings.epochs {
-            return Ok(interrupted(&state, &checkpoint_path));
+            return Ok(interrupted(&state, &checkpoint_path, true));
         }
     }
+    created_dirs.keep();
     let final_accuracy = state.history.last().map_or_else(
         || "no epoch run".to_string(),
         |last| format!("test accuracy {:.2}%", last.test_accuracy * 100.0),
@@ -436,19 +593,43 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
     })))
 }
 
-fn interrupted(state: &TrainState, checkpoint: &Path) -> TrainOutcome {
-    TrainOutcome::Interrupted {
-        completed_epochs: state.completed_epochs,
-        checkpoint: (state.completed_epochs > 0).then(|| checkpoint.to_path_buf()),
+/// Writes the checkpoint, then the latest weights alone and the reports, each atomically.
+fn save_checkpoint(
+    out: &Path,
+    state: &TrainState,
+    model: &Net,
+    optimizer: &ModuleOptimizer,
+    checkpoint_path: &Path,
+) -> anyhow::Result<()> {
+    let checkpoint = Checkpoint::capture(state.clone(), model, optimizer)
+        .context("cannot serialise the model or optimizer state")?;
+    checkpoint
+        .save(checkpoint_path)
+        .with_context(|| format!("cannot write {}", checkpoint_path.display()))?;
+    let model_path = out.join(MODEL_FILE);
+    atomic::write(&model_path, &checkpoint.model)
+        .with_context(|| format!("cannot write {}", model_path.display()))?;
+    write_reports(out, state)
+}
+
+/// Draws from the device's generator what `batches` training steps of `batch_size` images
+/// draw (the dropout masks), by running their forward passes on blank images: the draws depend
+/// on the shapes alone, and running the real forward pass keeps them the same whichever path
+/// (fused or not) each layer takes.
+fn replay_dropout_draws(model: &Net, device: &Device, batch_size: usize, batches: usize) {
+    let shape = model.architecture().input();
+    for _ in 0..batches {
+        let blank = vec![0f32; batch_size * shape.values()];
+        let images = model::input_tensor(blank, shape, device);
+        drop(model.forward_with(images, ConvBlocks::Fused));
     }
 }
 
-fn remove_if_present(path: &Path) -> anyhow::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            Err(error).with_context(|| format!("cannot remove {}", path.display()))
-        }
-        _ => Ok(()),
+fn interrupted(state: &TrainState, checkpoint: &Path, saved: bool) -> TrainOutcome {
+    TrainOutcome::Interrupted {
+        completed_epochs: state.completed_epochs,
+        epoch_in_progress: state.epoch_in_progress.clone(),
+        checkpoint: saved.then(|| checkpoint.to_path_buf()),
     }
 }
 
@@ -650,41 +831,78 @@ pub(crate) struct EpochContext<'a> {
     pub(crate) order: &'a [usize],
     pub(crate) batch_size: usize,
     pub(crate) step: StepContext<'a>,
-    /// Set to abandon the epoch.
+    /// Set to stop after the batch in progress.
     pub(crate) stop: &'a AtomicBool,
+    /// When to pause after the batch in progress, for a timed checkpoint.
+    pub(crate) pause_at: Option<Instant>,
 }
 
-/// Totals of an epoch's training steps.
+/// Totals of an epoch's training steps so far.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct EpochStats {
     pub(crate) loss_sum: f64,
     pub(crate) correct: usize,
     pub(crate) images: usize,
+    /// Batches of the epoch's order trained: where the epoch continues.
     pub(crate) batches: usize,
     /// Wall time of the steps.
     pub(crate) seconds: f64,
 }
 
-/// One pass over `context.order`; `None` when stopped before the end.
+impl EpochStats {
+    /// The totals as a checkpoint records them, for epoch `epoch`.
+    fn progress(&self, epoch: usize) -> EpochProgress {
+        EpochProgress {
+            epoch,
+            batches: self.batches,
+            images: self.images,
+            loss_sum: self.loss_sum,
+            correct: self.correct,
+            seconds: self.seconds,
+        }
+    }
+}
+
+impl From<&EpochProgress> for EpochStats {
+    fn from(progress: &EpochProgress) -> Self {
+        Self {
+            loss_sum: progress.loss_sum,
+            correct: progress.correct,
+            images: progress.images,
+            batches: progress.batches,
+            seconds: progress.seconds,
+        }
+    }
+}
+
+/// Why [`train_epoch`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EpochEnd {
+    /// Every batch of the order is trained.
+    Finished,
+    /// `stop` was set.
+    Stopped,
+    /// `pause_at` passed.
+    Paused,
+}
+
+/// Trains the batches of `context.order` from `stats.batches` on, adding to `stats`, until the
+/// order ends, `stop` is set or `pause_at` passes; the batch in progress always completes.
 pub(crate) fn train_epoch(
     context: &EpochContext<'_>,
     model: Net,
     optimizer: &mut ModuleOptimizer,
+    stats: &mut EpochStats,
     reporter: &mut dyn Reporter,
-) -> (Net, Option<EpochStats>) {
+) -> (Net, EpochEnd) {
     let started = Instant::now();
-    let mut stats = EpochStats {
-        loss_sum: 0.0,
-        correct: 0,
-        images: 0,
-        batches: 0,
-        seconds: 0.0,
-    };
-    let mut stopped = false;
+    let mut end = EpochEnd::Finished;
+    let first_batch = stats.batches;
     let model = std::thread::scope(|scope| {
         // Batches are gathered and normalised on another thread while the previous one trains.
         let (sender, receiver) = sync_channel::<Batch>(PREFETCH_BATCHES);
         scope.spawn(move || {
-            for indices in context.order.chunks(context.batch_size) {
+            for indices in context.order.chunks(context.batch_size).skip(first_batch) {
                 if sender.send(assemble(context.data, indices)).is_err() {
                     break;
                 }
@@ -693,7 +911,11 @@ pub(crate) fn train_epoch(
         let mut model = model;
         for batch in &receiver {
             if context.stop.load(Ordering::SeqCst) {
-                stopped = true;
+                end = EpochEnd::Stopped;
+                break;
+            }
+            if context.pause_at.is_some_and(|at| Instant::now() >= at) {
+                end = EpochEnd::Paused;
                 break;
             }
             let count = batch.labels.len();
@@ -715,8 +937,8 @@ pub(crate) fn train_epoch(
         drop(receiver);
         model
     });
-    stats.seconds = started.elapsed().as_secs_f64();
-    (model, (!stopped).then_some(stats))
+    stats.seconds += started.elapsed().as_secs_f64();
+    (model, end)
 }
 
 /// Mean cross-entropy and accuracy of `model` (in inference mode, on `device`) on the first
@@ -793,7 +1015,7 @@ mod tests {
             batch_size: Some(DEFAULT_BATCH_SIZE),
             ..SettingsArgs::default()
         };
-        assert_eq!(more.resumed(&saved).unwrap().epochs, 20);
+        assert_eq!(more.resumed(&saved, 0).unwrap().epochs, 20);
         for conflicting in [
             SettingsArgs {
                 learning_rate: Some(0.1),
@@ -812,7 +1034,7 @@ mod tests {
                 ..SettingsArgs::default()
             },
         ] {
-            let message = conflicting.resumed(&saved).unwrap_err().to_string();
+            let message = conflicting.resumed(&saved, 0).unwrap_err().to_string();
             assert!(message.contains("differs from the checkpoint"), "{message}");
         }
         // The network, given again, must be the checkpoint's.
@@ -820,18 +1042,59 @@ mod tests {
             architecture: Some(Architecture::REFERENCE),
             ..SettingsArgs::default()
         };
-        assert!(same.resumed(&saved).is_ok());
+        assert!(same.resumed(&saved, 0).is_ok());
         let other = SettingsArgs {
             architecture: Some(
                 tinycnn::text::parse("flatten dense:10", Architecture::REFERENCE.input()).unwrap(),
             ),
             ..SettingsArgs::default()
         };
-        let message = other.resumed(&saved).unwrap_err().to_string();
+        let message = other.resumed(&saved, 0).unwrap_err().to_string();
         assert!(
             message.contains("--arch `input:28x28x1 flatten dense:10` differs from the network"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn conflicts_on_resume_read_as_the_options_were_typed() {
+        let saved = SettingsArgs::default().fresh().unwrap();
+        let message = |args: SettingsArgs| args.resumed(&saved, 3).unwrap_err().to_string();
+        let limit = message(SettingsArgs {
+            limit: Some(4000),
+            ..SettingsArgs::default()
+        });
+        assert!(
+            limit.starts_with("--limit 4000 differs from the checkpoint's (none: every image)"),
+            "{limit}"
+        );
+        let init = message(SettingsArgs {
+            init: Some(InitScheme::HeNormal),
+            ..SettingsArgs::default()
+        });
+        assert!(
+            init.starts_with("--init he-normal differs from the checkpoint's glorot-uniform"),
+            "{init}"
+        );
+        for text in [&limit, &init] {
+            assert!(
+                !text.contains("Some(") && !text.contains("HeNormal"),
+                "{text}"
+            );
+        }
+        let fewer = message(SettingsArgs {
+            epochs: Some(2),
+            ..SettingsArgs::default()
+        });
+        assert!(
+            fewer.contains("--epochs 2 is fewer than the 3 epochs this run has already trained"),
+            "{fewer}"
+        );
+        let same = SettingsArgs {
+            epochs: Some(3),
+            ..SettingsArgs::default()
+        };
+        assert_eq!(same.resumed(&saved, 3).unwrap().epochs, 3);
     }
 
     #[test]

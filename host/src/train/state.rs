@@ -1,6 +1,8 @@
 //! What a training run records: its settings, the numbers of every epoch and where its data came
 //! from. Stored in the checkpoint (to resume) and in `metrics.json` (to read).
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use crate::data::mnist::FileInfo;
@@ -98,6 +100,31 @@ pub struct TrainState {
     pub rng_scheme: String,
     /// Each command line that started or resumed the run.
     pub commands: Vec<String>,
+    /// The epoch after `completed_epochs` when the checkpoint was taken part-way through it
+    /// (Ctrl-C, or a timed checkpoint); `--resume` continues it from the next batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_in_progress: Option<EpochProgress>,
+    /// The data directory, absolute, so that `--resume` finds it without `--data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// How far an epoch had gone when it was checkpointed part-way: the batches trained, and the
+/// running sums its summary line and metrics are made of.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochProgress {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Batches of the epoch's order trained so far.
+    pub batches: usize,
+    /// Training images seen so far this epoch.
+    pub images: usize,
+    /// Sum over those images of the cross-entropy (dropout active).
+    pub loss_sum: f64,
+    /// Those images classified correctly.
+    pub correct: usize,
+    /// Wall time of those batches.
+    pub seconds: f64,
 }
 
 impl TrainSettings {
@@ -122,6 +149,8 @@ impl TrainState {
             data,
             rng_scheme: RNG_SCHEME.to_string(),
             commands: vec![command],
+            epoch_in_progress: None,
+            data_dir: None,
         }
     }
 }
@@ -168,6 +197,9 @@ pub struct MetricsFile {
     pub versions: Versions,
     /// Command lines that started or resumed the run.
     pub commands: Vec<String>,
+    /// The epoch the checkpoint stopped part-way through, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_in_progress: Option<EpochProgress>,
 }
 
 impl MetricsFile {
@@ -188,6 +220,7 @@ impl MetricsFile {
             data: state.data.clone(),
             versions: Versions::current(),
             commands: state.commands.clone(),
+            epoch_in_progress: state.epoch_in_progress.clone(),
         }
     }
 }
