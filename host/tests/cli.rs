@@ -1022,66 +1022,216 @@ fn bad_model_files_get_one_line_errors() {
     }
 }
 
+/// `host predict` with the shipped int8 model.
+fn predict() -> Command {
+    let mut command = host();
+    command
+        .args(["predict", "--model"])
+        .arg(shipped_model("model-int8.tcnn"));
+    command
+}
+
+/// Test image 0 of MNIST (a 7), `scale` times larger, dark on light.
+fn seven(scale: u32) -> image::GrayImage {
+    let data = tinycnn_host::data::mnist::Mnist::load(&mnist_dir()).unwrap();
+    let pixels = data.test.image(0).unwrap().to_vec();
+    image::GrayImage::from_fn(28 * scale, 28 * scale, |x, y| {
+        image::Luma([255 - pixels[(y / scale * 28 + x / scale) as usize]])
+    })
+}
+
 #[test]
 fn predict_classifies_pictures_and_test_images() {
     let dir = tempfile::tempdir().unwrap();
-    let data = tinycnn_host::data::mnist::Mnist::load(&mnist_dir()).unwrap();
-    // Test image 0 (a 7) as a 56x56 dark-on-light PNG: --invert restores MNIST's polarity.
-    let pixels = data.test.image(0).unwrap();
-    let picture = image::GrayImage::from_fn(56, 56, |x, y| {
-        image::Luma([255 - pixels[(y / 2 * 28 + x / 2) as usize]])
-    });
+    // Dark on light: inverted because its border is light, with or without --invert.
     let png = dir.path().join("seven.png");
-    picture.save(&png).unwrap();
-    let output = host()
-        .args(["predict", "--invert", "--index", "0", "--model"])
-        .arg(shipped_model("model-int8.tcnn"))
-        .arg("--data")
-        .arg(mnist_dir())
-        .arg(&png)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
-    let text = stdout(&output);
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 2, "{text}");
-    assert!(
-        lines[0].starts_with(&format!("{}: 7 ", png.display())),
-        "{text}"
-    );
-    assert!(lines[1].starts_with("test image 0 (label 7): 7 "), "{text}");
-    assert!(
-        lines[0].contains("7: 0.9") || lines[0].contains("7: 1.0"),
-        "{text}"
-    );
+    seven(2).save(&png).unwrap();
+    for flag in [None, Some("--invert")] {
+        let output = predict()
+            .args(flag)
+            .args(["--index", "0", "--data"])
+            .arg(mnist_dir())
+            .arg(&png)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(stderr(&output), "", "no warning");
+        let text = stdout(&output);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let probability = lines[0]
+            .strip_prefix(&format!("{}: class 7, probability ", png.display()))
+            .and_then(|rest| rest.split(' ').next()?.parse::<f32>().ok());
+        assert!(probability.is_some_and(|p| p > 0.9), "{text}");
+        assert!(
+            lines[1].starts_with("test image 0 (label 7): class 7, probability "),
+            "{text}"
+        );
+        assert!(lines[1].ends_with(", 9: 0.000)"), "{text}");
+        // Classes, not digits (a Fashion-MNIST model has no digits), and no gaps.
+        assert!(!text.contains("digit") && !text.contains("  "), "{text}");
+    }
 
-    // Without --invert the same picture draws a warning.
-    let output = host()
-        .args(["predict", "--model"])
-        .arg(shipped_model("model-int8.tcnn"))
-        .arg(&png)
-        .output()
-        .unwrap();
-    assert!(stderr(&output).contains("--invert"), "{}", stderr(&output));
+    // --invert on a light-on-dark picture: the warning says what --invert did.
+    let light = dir.path().join("light.png");
+    let mut picture = seven(2);
+    image::imageops::invert(&mut picture);
+    picture.save(&light).unwrap();
+    let output = predict().arg("--invert").arg(&light).output().unwrap();
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "warning: {}: its border is dark, yet --invert takes it as dark ink on light paper\n",
+            light.display()
+        )
+    );
+    // --raw takes the picture as it is: the light background draws a warning.
+    let output = predict().arg("--raw").arg(&png).output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "warning: {}: its background is light, and the network expects light ink on a dark \
+             background: try --invert, or leave out --raw\n",
+            png.display()
+        )
+    );
+    let output = predict().arg("--raw").arg(&light).output().unwrap();
+    assert_eq!(stderr(&output), "");
+    assert!(stdout(&output).contains(": class 7, "));
 
-    // Not a picture, an empty file: one-line errors naming the file.
+    // Not a picture, an empty file, a blank picture: one-line errors naming the file.
     let text_file = dir.path().join("notes.png");
     std::fs::write(&text_file, "not an image").unwrap();
     let empty = dir.path().join("empty.jpg");
     std::fs::write(&empty, "").unwrap();
-    for (path, problem) in [(&text_file, "not a PNG, JPEG or PGM"), (&empty, "empty")] {
-        let output = host()
-            .args(["predict", "--model"])
-            .arg(shipped_model("model-int8.tcnn"))
-            .arg(path)
-            .output()
-            .unwrap();
+    let blank = dir.path().join("blank.png");
+    image::GrayImage::from_pixel(50, 40, image::Luma([230]))
+        .save(&blank)
+        .unwrap();
+    for (path, problem) in [
+        (&text_file, "not a PNG, JPEG or PGM"),
+        (&empty, "empty"),
+        (&blank, "the picture is blank"),
+    ] {
+        let output = predict().arg(path).output().unwrap();
         let line = one_line_error(&output);
         assert!(
             line.contains(&path.display().to_string()) && line.contains(problem),
             "{line}"
         );
     }
+}
+
+#[test]
+fn predict_reports_every_file_and_fails_when_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("a.png");
+    seven(3).save(&good).unwrap();
+    let bad = dir.path().join("bad.png");
+    std::fs::write(&bad, "not an image").unwrap();
+    let also_good = dir.path().join("b.png");
+    std::fs::copy(&good, &also_good).unwrap();
+    let output = predict()
+        .arg(&good)
+        .arg(&bad)
+        .arg(&also_good)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with(&format!("{}: class 7, ", good.display())));
+    assert!(lines[1].starts_with(&format!("{}: class 7, ", also_good.display())));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "error: {}: not a PNG, JPEG or PGM/PPM picture\n",
+            bad.display()
+        )
+    );
+
+    // --json: one object a line, the failed file with its error; a test image past the end too.
+    let output = predict()
+        .args(["--json", "--index", "0", "--index", "10000", "--data"])
+        .arg(mnist_dir())
+        .arg(&good)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let objects: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(objects.len(), 4, "{}", stdout(&output));
+    assert_eq!(objects[0]["file"], good.display().to_string());
+    assert_eq!(objects[0]["class"], 7);
+    assert!(objects[0]["probability"].as_f64().unwrap() > 0.9);
+    let probabilities = objects[0]["probabilities"].as_array().unwrap();
+    assert_eq!(probabilities.len(), 10);
+    assert_eq!(objects[0]["warnings"], serde_json::json!([]));
+    assert_eq!(objects[1]["file"], bad.display().to_string());
+    assert!(objects[1]["error"].as_str().unwrap().contains("not a PNG"));
+    assert!(objects[1].get("class").is_none());
+    assert_eq!(objects[2]["test_image"], 0);
+    assert_eq!(objects[2]["label"], 7);
+    assert_eq!(objects[2]["class"], 7);
+    assert_eq!(objects[3]["test_image"], 10000);
+    assert!(
+        objects[3]["error"]
+            .as_str()
+            .unwrap()
+            .contains("past the last test image (9999)")
+    );
+    let errors = stderr(&output);
+    assert_eq!(errors.lines().count(), 2, "{errors}");
+}
+
+#[test]
+fn predict_reads_pictures_of_any_size_and_interlaced_ones() {
+    // A 16000 x 16000 grey PNG, the 7 in it 11200 pixels high and off centre, written row by row:
+    // 256 MB of pixels, which predict reduces while decoding (its peak memory is in the README).
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.png");
+    let seven = seven(1);
+    let (side, scale, left, top) = (16_000u32, 400u32, 4_000u32, 600u32);
+    let mut encoder = png::Encoder::new(
+        std::io::BufWriter::new(std::fs::File::create(&huge).unwrap()),
+        side,
+        side,
+    );
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_compression(png::Compression::Fast);
+    let mut writer = encoder.write_header().unwrap();
+    let mut stream = writer.stream_writer().unwrap();
+    let mut row = vec![255u8; side as usize];
+    for y in 0..side {
+        for (x, pixel) in (0..side).zip(row.iter_mut()) {
+            let inside =
+                (left..left + 28 * scale).contains(&x) && (top..top + 28 * scale).contains(&y);
+            *pixel = if inside {
+                seven.get_pixel((x - left) / scale, (y - top) / scale).0[0]
+            } else {
+                255
+            };
+        }
+        std::io::Write::write_all(&mut stream, &row).unwrap();
+    }
+    stream.finish().unwrap();
+    writer.finish().unwrap();
+    let interlaced = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/pictures/interlaced/dark-on-light-dejavu-sans-200x200-0.png");
+    let output = predict().arg(&huge).arg(&interlaced).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("{}: class 7, ", huge.display())),
+        "{text}"
+    );
+    assert!(lines[1].contains(": class 0, "), "{text}");
 }
 
 #[test]
