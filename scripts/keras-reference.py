@@ -42,13 +42,14 @@ TensorFlow's multithreaded CPU kernels do not add in a fixed order, so two runs
 with the same seed may still differ in the last digits.
 
 Normally run through scripts/keras-reference.sh, which sets up a virtual
-environment with the pinned TensorFlow first.
+environment with the pinned TensorFlow first, and quietens TensorFlow's
+start-up messages (TF_CPP_MIN_LOG_LEVEL=3; TensorFlow 2.21 reads it only from
+the environment it starts in, so this script cannot set it for itself).
 """
 
 import argparse
 import gzip
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -274,9 +275,6 @@ def main(argv=None) -> int:
         flush=True,
     )
 
-    # TensorFlow's start-up messages (oneDNN, CPU features) hide the figures. TensorFlow 2.21
-    # prints them at every level below 3, so 3 it is; TF_CPP_MIN_LOG_LEVEL=0 shows them again.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
     import keras
 

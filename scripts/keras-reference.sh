@@ -92,4 +92,7 @@ if ! have_requirements; then
     fi
 fi
 
+# TensorFlow's start-up messages (oneDNN, CPU features) hide the figures, and TensorFlow 2.21
+# prints them at every level below 3. TF_CPP_MIN_LOG_LEVEL=0 in the environment shows them.
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 exec "$venv/bin/python" "$script" "$@"

@@ -13,8 +13,10 @@
 //!   (what a model needs of a board).
 //! - [`bench`](mod@bench): `host bench train` and `host bench infer`.
 //!
-//! [`atomic`] writes files so that an interruption never leaves a partial one; [`plot`] draws
-//! the PNGs; [`allocator`] tunes glibc's malloc for training.
+//! [`atomic`] writes files so that an interruption never leaves a partial one, and holds the
+//! rules every command's outputs follow (nothing replaced without `--overwrite`, only regular
+//! files replaced, no empty directory left by a failure); [`plot`] draws the PNGs;
+//! [`allocator`] tunes glibc's malloc for training.
 
 #![deny(missing_docs)]
 
