@@ -2,13 +2,14 @@
 # Every check of the project, cheapest first, run the same way by people and by
 # CI (.ci/run calls exactly this):
 #
-#   tools -> fmt -> clippy (host, no_std targets) -> no_std builds -> tests
-#   (core, host, parity incl. firmware-vs-host in QEMU) -> firmware checks in
-#   QEMU -> docs -> a short fuzz run (--fuzz SECONDS, default 20; 0 skips)
+#   tools -> fmt -> clippy (host, no_std targets) -> no_std builds -> aarch64
+#   (core tests under qemu-aarch64, host checked) -> tests (core, host, parity
+#   incl. firmware-vs-host in QEMU) -> firmware checks in QEMU -> docs -> a
+#   short fuzz run (--fuzz SECONDS, default 20; 0 skips)
 #
-# It installs what is missing: the thumb targets, qemu-system-arm (apt, as
-# root), flip-link and defmt-print (cargo install), cargo-fuzz and nightly for
-# the fuzz run. MNIST must be at ../shared/data/mnist beside the checkout or
+# It installs what is missing: the thumb and aarch64 targets, qemu-system-arm,
+# qemu-user and an aarch64 C cross-compiler (apt, as root), flip-link and
+# defmt-print (cargo install), cargo-fuzz and nightly for the fuzz run. MNIST must be at ../shared/data/mnist beside the checkout or
 # in $MNIST_DIR (nothing is downloaded: TINYCNN_NO_DOWNLOAD=1 below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,7 @@ fuzz_seconds=20
 while [[ $# -gt 0 ]]; do
     case $1 in
         --fuzz) fuzz_seconds=$2; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "check.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -46,14 +47,18 @@ summary() {
 }
 
 step "tools"
-rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi
+rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi aarch64-unknown-linux-gnu
 rustup component add rustfmt clippy llvm-tools
-if ! command -v qemu-system-arm >/dev/null; then
+packages=()
+command -v qemu-system-arm >/dev/null || packages+=(qemu-system-arm)
+command -v qemu-aarch64 >/dev/null || packages+=(qemu-user)
+command -v aarch64-linux-gnu-gcc >/dev/null || packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+if [[ ${#packages[@]} -gt 0 ]]; then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
     else
-        echo "check.sh: qemu-system-arm is missing: install it (Debian/Ubuntu: sudo apt-get install qemu-system-arm)" >&2
+        echo "check.sh: ${packages[*]} missing: install them (Debian/Ubuntu: sudo apt-get install ${packages[*]})" >&2
         exit 1
     fi
 fi
@@ -83,6 +88,12 @@ cargo clippy -p tinycnn --target thumbv6m-none-eabi --locked -- -D warnings
 step "no_std builds (thumbv6m-none-eabi, thumbv7em-none-eabihf)"
 cargo build -p tinycnn --target thumbv6m-none-eabi --release --locked
 cargo build -p tinycnn --target thumbv7em-none-eabihf --release --locked --features defmt
+
+step "aarch64: the core's tests under qemu-aarch64 (wide kernels built for NEON), host checked"
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
+cargo test -p tinycnn --target aarch64-unknown-linux-gnu --release --locked
+cargo clippy -p tinycnn -p tinycnn-host --target aarch64-unknown-linux-gnu --all-targets --locked -- -D warnings
 
 step "tests (core, host, parity; the parity tests run the firmware in QEMU)"
 MNIST_DIR=$mnist cargo test --workspace --locked

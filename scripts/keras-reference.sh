@@ -30,7 +30,8 @@ for arg in "$@"; do
 done
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-script="$root/scripts/keras-reference.py"
+# scripts/tflite-reference.sh runs its own script in the same environment.
+script=${KERAS_REFERENCE_SCRIPT:-$root/scripts/keras-reference.py}
 venv=${KERAS_REFERENCE_VENV:-$HOME/.cache/tinycnn/keras-venv}
 python=${KERAS_REFERENCE_PYTHON:-python3}
 
@@ -92,7 +93,4 @@ if ! have_requirements; then
     fi
 fi
 
-# TensorFlow's start-up messages (oneDNN, CPU features) hide the figures, and TensorFlow 2.21
-# prints them at every level below 3. TF_CPP_MIN_LOG_LEVEL=0 in the environment shows them.
-export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 exec "$venv/bin/python" "$script" "$@"

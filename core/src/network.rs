@@ -7,7 +7,9 @@ use crate::format::{F32LayerRecord, F32Model, Int8LayerRecord, Int8Model};
 #[cfg(tinycnn_arm_dsp)]
 use crate::kernels::dsp;
 use crate::kernels::int8::Backend;
-use crate::kernels::{ConvGeometry, argmax, f32 as kf32, int8 as ki8, max_pool2};
+use crate::kernels::{
+    ConvGeometry, F32Kernels, Int8Kernels, argmax, f32 as kf32, int8 as ki8, max_pool2,
+};
 use crate::plan::{self, Operation, Step};
 
 /// A classification: the class and the logits it was chosen from.
@@ -182,6 +184,14 @@ fn int8_dense_layer<'r>(
     ki8::DenseLayer::new(step.input.values(), record.weights, requantization)
 }
 
+/// Who runs an int8 model's convolutions and dense layers.
+enum Int8Runner<'k> {
+    /// The core's own kernels.
+    Builtin(Backend),
+    /// The caller's.
+    Caller(&'k mut dyn Int8Kernels),
+}
+
 impl Int8Model<'_> {
     /// Bytes of scratch [`classify`](Self::classify) needs (plus up to 3 if
     /// the slice does not start on a word boundary).
@@ -226,6 +236,29 @@ impl Int8Model<'_> {
         scratch: &'s mut [i8],
         observe: impl FnMut(&Observation<'_, i8>),
     ) -> Result<Prediction<'s, i8>, Error> {
+        self.run(Int8Runner::Builtin(backend), image, scratch, observe)
+    }
+
+    /// [`Int8Model::classify_observed`] with convolutions and dense layers run by `kernels`
+    /// (the host's SIMD builds of [`crate::kernels::wide`]); pools, argmax and the scratch layout
+    /// stay the core's, and [`scratch_bytes`](Self::scratch_bytes) is enough.
+    pub fn classify_with_kernels<'s>(
+        &self,
+        kernels: &mut dyn Int8Kernels,
+        image: &[u8],
+        scratch: &'s mut [i8],
+        observe: impl FnMut(&Observation<'_, i8>),
+    ) -> Result<Prediction<'s, i8>, Error> {
+        self.run(Int8Runner::Caller(kernels), image, scratch, observe)
+    }
+
+    fn run<'s>(
+        &self,
+        mut runner: Int8Runner<'_>,
+        image: &[u8],
+        scratch: &'s mut [i8],
+        observe: impl FnMut(&Observation<'_, i8>),
+    ) -> Result<Prediction<'s, i8>, Error> {
         let architecture = self.architecture();
         let expected = architecture.input().values();
         if image.len() != expected {
@@ -234,6 +267,10 @@ impl Int8Model<'_> {
                 found: image.len(),
             });
         }
+        let backend = match runner {
+            Int8Runner::Builtin(backend) => backend,
+            Int8Runner::Caller(_) => Backend::Caller,
+        };
         let needed = plan::int8_scratch_bytes_with(architecture, backend);
         let arena = arena(scratch, needed)?;
         // Scale 1/255 and zero point -128 make quantisation exact: p -> p - 128.
@@ -244,7 +281,7 @@ impl Int8Model<'_> {
         let mut zero_point = self.input_quantization().zero_point;
         let run = |step: &Step, input: &[i8], output: &mut [i8], _work: &mut [i8]| {
             #[cfg_attr(not(tinycnn_arm_dsp), allow(unused_mut))]
-            let mut kernels = Backend::Portable;
+            let mut kernels = backend;
             let ran = match step.operation {
                 Operation::Conv { conv, pooled } => {
                     let record = records.next().ok_or(Error::Malformed)?;
@@ -252,12 +289,13 @@ impl Int8Model<'_> {
                     let layer = int8_conv_layer(geometry, &record, zero_point, step)
                         .ok_or(Error::Malformed)?;
                     zero_point = record.output.zero_point;
-                    match backend {
-                        Backend::Portable => ki8::conv(input, &layer, output),
+                    match &mut runner {
+                        Int8Runner::Caller(caller) => caller.conv(input, &layer, output),
                         #[cfg(tinycnn_arm_dsp)]
-                        Backend::ArmDsp => {
+                        Int8Runner::Builtin(Backend::ArmDsp) => {
                             dsp::conv(input, &layer, output, _work).map(|used| kernels = used)
                         }
+                        Int8Runner::Builtin(_) => ki8::conv(input, &layer, output),
                     }
                 }
                 Operation::Pool => max_pool2(input, step.input, output),
@@ -266,12 +304,13 @@ impl Int8Model<'_> {
                     let layer =
                         int8_dense_layer(&record, zero_point, step).ok_or(Error::Malformed)?;
                     zero_point = record.output.zero_point;
-                    match backend {
-                        Backend::Portable => ki8::dense(input, &layer, output),
+                    match &mut runner {
+                        Int8Runner::Caller(caller) => caller.dense(input, &layer, output),
                         #[cfg(tinycnn_arm_dsp)]
-                        Backend::ArmDsp => {
+                        Int8Runner::Builtin(Backend::ArmDsp) => {
                             dsp::dense(input, &layer, output, _work).map(|used| kernels = used)
                         }
+                        Int8Runner::Builtin(_) => ki8::dense(input, &layer, output),
                     }
                 }
             };
@@ -336,6 +375,33 @@ impl F32Model<'_> {
         scratch: &'s mut [f32],
         observe: impl FnMut(&Observation<'_, f32>),
     ) -> Result<Prediction<'s, f32>, Error> {
+        self.run(None, image, scratch, observe)
+    }
+
+    /// [`F32Model::classify_observed`] with convolutions and dense layers run by `kernels`
+    /// (the host's SIMD builds of [`crate::kernels::wide`]): the same outputs up to rounding.
+    pub fn classify_with_kernels<'s>(
+        &self,
+        kernels: &mut dyn F32Kernels,
+        image: &[u8],
+        scratch: &'s mut [f32],
+        observe: impl FnMut(&Observation<'_, f32>),
+    ) -> Result<Prediction<'s, f32>, Error> {
+        self.run(Some(kernels), image, scratch, observe)
+    }
+
+    fn run<'s>(
+        &self,
+        mut caller: Option<&mut dyn F32Kernels>,
+        image: &[u8],
+        scratch: &'s mut [f32],
+        observe: impl FnMut(&Observation<'_, f32>),
+    ) -> Result<Prediction<'s, f32>, Error> {
+        let backend = if caller.is_some() {
+            Backend::Caller
+        } else {
+            Backend::Portable
+        };
         let architecture = self.architecture();
         let expected = architecture.input().values();
         if image.len() != expected {
@@ -356,7 +422,10 @@ impl F32Model<'_> {
                     let record = records.next().ok_or(Error::Malformed)?;
                     let geometry = ConvGeometry::new(&conv, step.input, pooled);
                     let layer = f32_conv_layer(geometry, &record, step).ok_or(Error::Malformed)?;
-                    kf32::conv(input, &layer, output)
+                    match &mut caller {
+                        Some(caller) => caller.conv(input, &layer, output),
+                        None => kf32::conv(input, &layer, output),
+                    }
                 }
                 Operation::Pool => max_pool2(input, step.input, output),
                 Operation::Dense => {
@@ -368,10 +437,13 @@ impl F32Model<'_> {
                         step.layer.activation(),
                     )
                     .ok_or(Error::Malformed)?;
-                    kf32::dense(input, &layer, output)
+                    match &mut caller {
+                        Some(caller) => caller.dense(input, &layer, output),
+                        None => kf32::dense(input, &layer, output),
+                    }
                 }
             };
-            ran.map(|()| Backend::Portable).ok_or(Error::Malformed)
+            ran.map(|()| backend).ok_or(Error::Malformed)
         };
         run_steps(architecture, arena, run, observe)
     }

@@ -271,7 +271,7 @@ pub const fn regions(index: usize, input: usize, output: usize, arena: usize) ->
 
 /// Bytes of int8 scratch that `architecture` needs with `backend`'s kernels.
 pub const fn int8_scratch_bytes_with(architecture: &Architecture, backend: Backend) -> usize {
-    let dsp = !matches!(backend, Backend::Portable);
+    let dsp = !matches!(backend, Backend::Portable | Backend::Caller);
     int8_scratch_bytes_for(architecture, dsp)
 }
 

@@ -133,12 +133,14 @@ enum BenchCommand {
     #[command(verbatim_doc_comment)]
     Train(BenchTrainArgs),
     /// Time the classification of single test images by the tinycnn core (int8 and f32, one
-    /// thread, image by image, as a device runs it) next to burn's inference of the same model.
+    /// thread, image by image, as a device runs it) next to burn's inference of the same model
+    /// and, when scripts/tflite-reference.sh has timed it, TensorFlow Lite's.
     ///
-    /// burn is timed one image per call (latency) and with all images as one batch
-    /// (throughput), on as many threads as its backend uses. Prints mean, median and 99th
-    /// percentile milliseconds per image, images per second and cores busy, and how many
-    /// classes agree between the paths.
+    /// The core runs twice: with the kernels built for this processor (AVX2 where it has it)
+    /// and with the portable ones a Cortex-M0 or M3 runs. burn is timed one image per call
+    /// (latency) and with all images as one batch (throughput), on as many threads as its
+    /// backend uses. Prints mean, median and 99th percentile milliseconds per image, images
+    /// per second and cores busy, and how many results agree between the paths.
     #[command(verbatim_doc_comment)]
     Infer(BenchInferArgs),
 }
@@ -166,6 +168,10 @@ struct BenchInferArgs {
     /// Images classified first, unmeasured.
     #[arg(long, value_name = "N", default_value_t = bench_infer::DEFAULT_WARMUP)]
     warmup: usize,
+    /// TensorFlow Lite's figures for the same network, shown beside the core's: what
+    /// `bash scripts/tflite-reference.sh` writes (skipped when the file is missing).
+    #[arg(long, value_name = "FILE", default_value = bench_infer::TFLITE_FIGURES)]
+    tflite: PathBuf,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -253,6 +259,10 @@ struct EvalArgs {
     /// Threads to classify on [default: all cores]; 1 measures single-thread speed.
     #[arg(long, value_name = "N", value_parser = whole_number(1, usize::MAX))]
     threads: Option<usize>,
+    /// Classify with the core's portable kernels, as a Cortex-M0 or M3 runs them, instead of
+    /// the ones built for this processor (AVX2 where it has it; the same int8 results).
+    #[arg(long)]
+    portable: bool,
     /// Print one JSON object instead of the report.
     #[arg(long)]
     json: bool,
@@ -510,8 +520,8 @@ fn parse_arch(value: &str) -> Result<Architecture, String> {
 }
 
 /// A value parser for a whole number from `min` to `max`, whose errors say what is accepted
-/// (clap prints them after the option: "invalid value '0' for '--limit <N>': must be at least
-/// 1").
+/// (clap prints them after the option: `invalid value '0' for '--limit <N>': must be at least
+/// 1`).
 fn whole_number(
     min: usize,
     max: usize,
@@ -708,6 +718,11 @@ fn eval_command(args: &EvalArgs) -> anyhow::Result<()> {
         out: args.out.clone(),
         overwrite: args.overwrite,
         threads: args.threads.unwrap_or_else(eval::available_threads),
+        kernels: if args.portable {
+            eval::Kernels::Portable
+        } else {
+            eval::Kernels::Fast
+        },
     })?;
     // The report comes first, so that a file that cannot be written loses nothing of it.
     if args.json {
@@ -825,13 +840,15 @@ fn bench_infer_command(args: &BenchInferArgs) -> anyhow::Result<()> {
     let f32_file = deploy::read_model(&args.f32_model)?;
     let int8_file = deploy::read_model(&args.int8_model)?;
     let data = Mnist::load(&args.data.ready(args.json)?)?;
-    let report = bench_infer::run_infer_bench(
+    let tflite = bench_infer::TfliteFigures::read(&args.tflite)?;
+    let mut report = bench_infer::run_infer_bench(
         &f32_file,
         &int8_file,
         &data.test.pixels,
         args.images,
         args.warmup,
     )?;
+    report.tflite = tflite;
     if args.json {
         emit(format!("{}\n", serde_json::to_string(&report)?));
     } else {

@@ -9,6 +9,9 @@
 //!
 //! For each: burn f32 == core f32 within [`TOLERANCE`] and the same class for every image;
 //! core int8 == the independent int8 reference (`tinycnn_parity::int8_reference`) bit for bit.
+//! The core runs here as the host runs it, with the kernels built for this processor (AVX2 on
+//! most x86-64 machines); one test holds them to the portable kernels a Cortex-M0 or M3 runs:
+//! the same int8 bytes, f32 within [`TOLERANCE`].
 //!
 //! Data: `MNIST_DIR`, or `../shared/data/mnist` beside the checkout (as in CI).
 
@@ -22,7 +25,9 @@ use tinycnn::arch::{Architecture, Layer, Shape};
 use tinycnn::kernels::argmax;
 use tinycnn::{F32Model, Int8Model};
 use tinycnn_host::data::mnist::Mnist;
-use tinycnn_host::deploy::eval::{available_threads, f32_logits, int8_logits};
+use tinycnn_host::deploy::eval::{
+    Kernels, available_threads, f32_logits, f32_logits_with, int8_logits, int8_logits_with,
+};
 use tinycnn_host::export::{self, CoreWeights};
 use tinycnn_host::train::model::{Net, NetWeights, infer_logits};
 use tinycnn_parity::int8_reference::Reference;
@@ -314,6 +319,64 @@ fn int8_core_equals_the_independent_reference_bit_for_bit() {
     let model = Int8Model::from_bytes(&file).unwrap();
     let core = int8_logits(&model, &images, available_threads());
     int8_parity(&model, &images, &core, "colour network, random weights");
+}
+
+#[test]
+fn fast_kernels_compute_what_the_portable_ones_do() {
+    let colour = parse(COLOUR);
+    let colour_images = synthetic_images(colour.input(), 200, 3);
+    let colour_int8 = random_int8(&colour, 11, &colour_images);
+    let colour_f32 = {
+        let net = seeded_net(&colour, 11, &device());
+        CoreWeights::from_burn(&colour, &net.weights())
+            .unwrap()
+            .to_file()
+            .unwrap()
+    };
+    // Name, int8 file, f32 file, images.
+    type Case<'a> = (&'a str, &'a [u8], &'a [u8], &'a [u8]);
+    let cases: [Case<'_>; 3] = [
+        (
+            "reference",
+            &REFERENCE.int8_file,
+            &REFERENCE.f32_file,
+            &MNIST.test.pixels,
+        ),
+        (
+            "small",
+            &SMALL.int8_file,
+            &SMALL.f32_file,
+            &MNIST.test.pixels,
+        ),
+        (
+            "colour, random weights",
+            &colour_int8,
+            &colour_f32,
+            &colour_images,
+        ),
+    ];
+    for (name, int8_file, f32_file, pixels) in cases {
+        let int8 = Int8Model::from_bytes(int8_file).unwrap();
+        let threads = available_threads();
+        let fast = int8_logits_with(&int8, pixels, threads, Kernels::Fast);
+        let portable = int8_logits_with(&int8, pixels, threads, Kernels::Portable);
+        let identical = fast.iter().zip(&portable).filter(|(a, b)| a == b).count();
+        println!(
+            "{name}: int8 logits of the {} and portable kernels identical for {identical} of {} \
+             images",
+            Kernels::Fast.name(),
+            portable.len()
+        );
+        assert_eq!(identical, portable.len(), "{name}");
+        let f32_model = F32Model::from_bytes(f32_file).unwrap();
+        let fast = f32_logits_with(&f32_model, pixels, threads, Kernels::Fast);
+        let portable = f32_logits_with(&f32_model, pixels, threads, Kernels::Portable);
+        compare_f32(
+            &portable,
+            &fast,
+            &format!("{name}: f32, fast vs portable kernels"),
+        );
+    }
 }
 
 #[test]

@@ -17,7 +17,7 @@ fn floats(bytes: &[u8]) -> Option<&[[u8; 4]]> {
     rest.is_empty().then_some(floats)
 }
 
-fn activate(sum: f32, activation: Activation) -> f32 {
+pub(crate) fn activate(sum: f32, activation: Activation) -> f32 {
     match activation {
         Activation::Relu => sum.max(0.0),
         Activation::None => sum,
@@ -60,7 +60,13 @@ impl<'a> ConvLayer<'a> {
         &self.geometry
     }
 
-    fn channels(&self) -> impl Iterator<Item = (&'a [[u8; 4]], f32)> + 'a {
+    /// The layer's activation.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Each filter's weights with its bias, in order.
+    pub(crate) fn channels(&self) -> impl Iterator<Item = (&'a [[u8; 4]], f32)> + 'a {
         self.filters
             .chunks_exact(self.geometry.fan_in().max(1))
             .zip(self.bias.iter().map(|&b| f32::from_le_bytes(b)))
@@ -99,7 +105,18 @@ impl<'a> DenseLayer<'a> {
         self.bias.len()
     }
 
-    fn channels(&self) -> impl Iterator<Item = (&'a [[u8; 4]], f32)> + 'a {
+    /// Inputs per output.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// The layer's activation.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Each row of weights with its bias, in order.
+    pub(crate) fn channels(&self) -> impl Iterator<Item = (&'a [[u8; 4]], f32)> + 'a {
         self.rows
             .chunks_exact(self.inputs.max(1))
             .zip(self.bias.iter().map(|&b| f32::from_le_bytes(b)))

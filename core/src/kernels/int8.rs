@@ -28,6 +28,9 @@ pub enum Backend {
     /// bit-identical to the portable ones.
     #[cfg(tinycnn_arm_dsp)]
     ArmDsp,
+    /// Kernels the caller supplied ([`crate::Int8Model::classify_with_kernels`],
+    /// [`crate::F32Model::classify_with_kernels`]), bit-identical to the portable ones (int8).
+    Caller,
 }
 
 impl Backend {
@@ -44,6 +47,7 @@ impl Backend {
             Backend::Portable => "portable",
             #[cfg(tinycnn_arm_dsp)]
             Backend::ArmDsp => "arm-dsp",
+            Backend::Caller => "caller's",
         }
     }
 }

@@ -21,8 +21,46 @@ pub mod int8;
 pub mod reference;
 #[cfg(test)]
 mod tests;
+pub mod wide;
 
 use crate::arch::{Conv, Shape};
+
+/// int8 convolution and dense kernels a caller plugs into the runner
+/// ([`Int8Model::classify_with_kernels`](crate::Int8Model::classify_with_kernels)), with the
+/// contracts of [`int8::conv`] and [`int8::dense`]: the same output bytes, `None` when the slices
+/// do not fit. The host passes the [`wide`] kernels compiled for the processor it runs on, with
+/// the buffers they need.
+pub trait Int8Kernels {
+    /// A name for reports, such as `"avx2"`.
+    fn name(&self) -> &'static str;
+    /// [`int8::conv`].
+    fn conv(&mut self, input: &[i8], layer: &int8::ConvLayer<'_>, output: &mut [i8]) -> Option<()>;
+    /// [`int8::dense`].
+    fn dense(
+        &mut self,
+        input: &[i8],
+        layer: &int8::DenseLayer<'_>,
+        output: &mut [i8],
+    ) -> Option<()>;
+}
+
+/// f32 convolution and dense kernels a caller plugs into the runner
+/// ([`F32Model::classify_with_kernels`](crate::F32Model::classify_with_kernels)), with the
+/// contracts of [`f32::conv`] and [`f32::dense`] up to rounding.
+pub trait F32Kernels {
+    /// A name for reports, such as `"avx2"`.
+    fn name(&self) -> &'static str;
+    /// [`f32::conv`].
+    fn conv(&mut self, input: &[f32], layer: &f32::ConvLayer<'_>, output: &mut [f32])
+    -> Option<()>;
+    /// [`f32::dense`].
+    fn dense(
+        &mut self,
+        input: &[f32],
+        layer: &f32::DenseLayer<'_>,
+        output: &mut [f32],
+    ) -> Option<()>;
+}
 
 /// Largest kernel side the kernels take (an [`Architecture`](crate::arch::Architecture)
 /// allows 1, 3 and 5).

@@ -1,9 +1,11 @@
 //! Fast kernels against the plain references, on random values and random
 //! shapes (every kernel side, both paddings, pooled or not, both
-//! activations), plus small cases computed by hand.
+//! activations), plus small cases computed by hand. The [`wide`] kernels must
+//! give the portable int8 kernels' bytes exactly, and the reference's f32
+//! values up to rounding.
 
 use super::reference;
-use super::{ConvGeometry, f32 as fast_f32, int8, max_pool2};
+use super::{ConvGeometry, f32 as fast_f32, int8, max_pool2, wide};
 use crate::arch::{Activation, Conv, Padding, Shape};
 use proptest::prelude::*;
 use proptest::test_runner::TestRng;
@@ -119,6 +121,7 @@ fn check_int8_conv(seed: u64, extreme: bool) {
 
         let mut fast = std::vec![0i8; geometry.output().values()];
         int8::conv(&input, &layer, &mut fast).unwrap();
+        assert_eq!(wide_conv(&input, &layer), fast, "{geometry:?} seed={seed}");
 
         let mut full = std::vec![0i8; geometry.conv_output().values()];
         reference::conv_i8(&input, &layer, &mut full);
@@ -159,6 +162,31 @@ fn check_int8_dense(seed: u64, activation: Activation) {
     let mut plain = std::vec![0i8; outputs];
     reference::dense_i8(&input, &layer, &mut plain);
     assert_eq!(fast, plain);
+    let mut widened = std::vec![0i16; inputs];
+    wide::widen(
+        &input,
+        layer.requantization().input_zero_point(),
+        &mut widened,
+    )
+    .unwrap();
+    let mut wide_out = std::vec![0i8; outputs];
+    wide::dense(&widened, &layer, &mut wide_out).unwrap();
+    assert_eq!(wide_out, plain);
+}
+
+/// [`wide::conv`] of `input`, widened as the host widens it.
+fn wide_conv(input: &[i8], layer: &int8::ConvLayer<'_>) -> Vec<i8> {
+    let mut widened = std::vec![0i16; input.len()];
+    wide::widen(
+        input,
+        layer.requantization().input_zero_point(),
+        &mut widened,
+    )
+    .unwrap();
+    let mut output = std::vec![0i8; layer.geometry().output().values()];
+    let mut patches = std::vec![0i16; wide::patches_len(layer.geometry())];
+    wide::conv(&widened, &mut patches, layer, &mut output).unwrap();
+    output
 }
 
 /// |a - b| within `1e-5` of `magnitude`: the two sides add the same products
@@ -185,6 +213,9 @@ fn check_f32_conv(seed: u64) {
             .unwrap();
         let mut fast = std::vec![0f32; geometry.output().values()];
         fast_f32::conv(&input, &layer, &mut fast).unwrap();
+        let mut wide_out = std::vec![0f32; geometry.output().values()];
+        let mut patches = std::vec![0f32; wide::patches_len(&geometry)];
+        wide::conv_f32(&input, &mut patches, &layer, &mut wide_out).unwrap();
 
         let full_shape = geometry.conv_output();
         let mut full = std::vec![0f32; full_shape.values()];
@@ -209,6 +240,9 @@ fn check_f32_conv(seed: u64) {
         for (a, b) in fast.iter().zip(&expected) {
             assert!(close(*a, *b, magnitude), "{a} vs {b} ({geometry:?})");
         }
+        for (a, b) in wide_out.iter().zip(&expected) {
+            assert!(close(*a, *b, magnitude), "wide {a} vs {b} ({geometry:?})");
+        }
     }
 }
 
@@ -223,9 +257,11 @@ fn check_f32_dense(seed: u64, activation: Activation) {
     let layer = fast_f32::DenseLayer::new(inputs, &row_bytes, &bias_bytes, activation).unwrap();
     let mut fast = std::vec![0f32; outputs];
     fast_f32::dense(&input, &layer, &mut fast).unwrap();
+    let mut wide_out = std::vec![0f32; outputs];
+    wide::dense_f32(&input, &layer, &mut wide_out).unwrap();
     let mut plain = std::vec![0f32; outputs];
     reference::dense_f32(&input, &rows, &bias, activation, &mut plain);
-    for (a, b) in fast.iter().zip(&plain) {
+    for (a, b) in fast.iter().chain(&wide_out).zip(plain.iter().cycle()) {
         assert!(close(*a, *b, inputs as f32 + 1.0), "{a} vs {b}");
     }
 }
@@ -296,6 +332,11 @@ fn int8_conv_on_the_reference_shapes() {
         let mut pooled = std::vec![0i8; fast.len()];
         reference::max_pool2(&full, geometry.conv_output(), &mut pooled);
         assert_eq!(fast, pooled, "{side}x{side}x{channels} -> {filters}");
+        assert_eq!(
+            wide_conv(&input, &layer),
+            pooled,
+            "wide, {side}x{side}x{channels}"
+        );
         assert_eq!(geometry.output(), Shape::new(side / 2, side / 2, filters));
     }
 }

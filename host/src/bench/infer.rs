@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use burn::tensor::Device;
 use serde::Serialize;
+use tinycnn::kernels::Int8Kernels;
 use tinycnn::{F32Model, Int8Model};
 
 use crate::bench::usage;
+use crate::deploy::kernels::{FastF32, FastInt8};
 use crate::export::burn_weights;
 use crate::train::model::{Net, infer_logits};
 
@@ -29,7 +31,7 @@ pub const DEFAULT_WARMUP: usize = 10;
 #[derive(Clone, Debug, Serialize)]
 pub struct PathTiming {
     /// What was timed.
-    pub path: &'static str,
+    pub path: String,
     /// Threads the path may use (burn's backend decides for itself; see the report).
     pub threads: String,
     /// Images classified in the timed part.
@@ -55,12 +57,52 @@ pub struct InferBenchReport {
     pub f32_classes_agreeing_with_burn: usize,
     /// Images whose core int8 class equals the core f32 one.
     pub int8_classes_agreeing_with_f32: usize,
+    /// The instruction set of the core's fast kernels (`avx2`, `sse2`, `neon`).
+    pub fast_kernels: &'static str,
+    /// Images whose int8 logits from the fast kernels equal the portable kernels' exactly.
+    pub int8_fast_logits_identical: usize,
+    /// Images whose f32 class from the fast kernels equals the portable kernels' one.
+    pub f32_fast_classes_agreeing: usize,
     /// Images compared.
     pub images: usize,
     /// Load average before and after (1, 5, 15 minutes).
     pub load_before: Option<[f64; 3]>,
     /// Load average after the last path.
     pub load_after: Option<[f64; 3]>,
+    /// TensorFlow Lite's figures for the same network, if the peer script has produced them.
+    pub tflite: Option<TfliteFigures>,
+}
+
+/// What `scripts/tflite-reference.sh` measured: TensorFlow Lite's interpreter on one image at a
+/// time, one thread, the tutorial's network (the median of its calls).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, Serialize)]
+pub struct TfliteFigures {
+    /// Median microseconds per image, int8 model.
+    pub tflite_int8_us_per_image: f64,
+    /// Median microseconds per image, f32 model.
+    pub tflite_f32_us_per_image: f64,
+    /// TensorFlow's version.
+    pub tensorflow: String,
+}
+
+/// Where `scripts/tflite-reference.sh` writes its figures, relative to the repository.
+pub const TFLITE_FIGURES: &str = "runs/tflite-reference.json";
+
+impl TfliteFigures {
+    /// The figures in `path`: `Ok(None)` when there is no such file, an error when it is not
+    /// the peer script's.
+    pub fn read(path: &std::path::Path) -> anyhow::Result<Option<Self>> {
+        match std::fs::read(path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error).with_context(|| format!("{}: cannot read", path.display())),
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).with_context(|| {
+                format!(
+                    "{}: not the figures of scripts/tflite-reference.sh",
+                    path.display()
+                )
+            }),
+        }
+    }
 }
 
 /// Times the core (int8 and f32) and burn on the first `images` of `pixels`, after `warmup`
@@ -83,21 +125,64 @@ pub fn run_infer_bench(
     ensure!(!inputs.is_empty(), "no test images to classify");
     let load_before = usage::load_average();
 
+    let mut int8_fast = FastInt8::new();
+    let fast_kernels = Int8Kernels::name(&int8_fast);
     let mut int8_scratch = vec![0i8; int8_model.scratch_bytes()];
-    let mut int8_classes = Vec::with_capacity(inputs.len());
-    let int8 = time_each("tinycnn int8 (core)", &inputs, warmup, |image| {
+    let mut int8_fast_logits = Vec::with_capacity(inputs.len());
+    let int8_fast_timing = time_each(
+        format!("tinycnn int8 (core, {fast_kernels})"),
+        &inputs,
+        warmup,
+        |image| {
+            let prediction = int8_model.classify_with_kernels(
+                &mut int8_fast,
+                black_box(image),
+                &mut int8_scratch,
+                |_| {},
+            );
+            int8_fast_logits.push(prediction.map_or_else(|_| Vec::new(), |p| p.logits.to_vec()));
+        },
+    );
+    let mut int8_logits = Vec::with_capacity(inputs.len());
+    let int8 = time_each("tinycnn int8 (core, portable)", &inputs, warmup, |image| {
         let prediction = int8_model.classify(black_box(image), &mut int8_scratch);
-        int8_classes.push(prediction.map_or(usize::MAX, |p| p.class));
+        int8_logits.push(prediction.map_or_else(|_| Vec::new(), |p| p.logits.to_vec()));
     });
+    let mut f32_fast = FastF32::new();
     let mut f32_scratch = vec![0f32; f32_model.scratch_len()];
+    let mut f32_fast_classes = Vec::with_capacity(inputs.len());
+    let f32_fast_timing = time_each(
+        format!("tinycnn f32 (core, {fast_kernels})"),
+        &inputs,
+        warmup,
+        |image| {
+            let prediction = f32_model.classify_with_kernels(
+                &mut f32_fast,
+                black_box(image),
+                &mut f32_scratch,
+                |_| {},
+            );
+            f32_fast_classes.push(prediction.map_or(usize::MAX, |p| p.class));
+        },
+    );
     let mut f32_classes = Vec::with_capacity(inputs.len());
-    let f32 = time_each("tinycnn f32 (core)", &inputs, warmup, |image| {
+    let f32 = time_each("tinycnn f32 (core, portable)", &inputs, warmup, |image| {
         let prediction = f32_model.classify(black_box(image), &mut f32_scratch);
         f32_classes.push(prediction.map_or(usize::MAX, |p| p.class));
     });
     // The closures ran the warm-up images too; keep only the timed ones, in order.
-    let timed = |classes: Vec<usize>| classes[classes.len() - inputs.len()..].to_vec();
-    let (int8_classes, f32_classes) = (timed(int8_classes), timed(f32_classes));
+    fn timed<T>(mut values: Vec<T>, count: usize) -> Vec<T> {
+        values.split_off(values.len() - count)
+    }
+    let count = inputs.len();
+    let (int8_logits, int8_fast_logits) =
+        (timed(int8_logits, count), timed(int8_fast_logits, count));
+    let (f32_classes, f32_fast_classes) =
+        (timed(f32_classes, count), timed(f32_fast_classes, count));
+    let int8_classes: Vec<usize> = int8_logits
+        .iter()
+        .map(|logits| tinycnn::kernels::argmax(logits))
+        .collect();
 
     let device = Device::default();
     let net = Net::new(f32_model.architecture(), &device)
@@ -123,7 +208,7 @@ pub fn run_infer_bench(
         .map(tinycnn::kernels::argmax)
         .collect();
     let burn_batch = PathTiming {
-        path: "burn f32, all images as one batch",
+        path: "burn f32, all images as one batch".into(),
         threads: burn_threads,
         images: inputs.len(),
         mean_ms: ms(wall) / inputs.len() as f64,
@@ -133,21 +218,34 @@ pub fn run_infer_bench(
         cores_busy: cores(cpu_before, wall),
     };
 
-    let agree = |a: &[usize], b: &[usize]| a.iter().zip(b).filter(|(x, y)| x == y).count();
+    fn agree<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+        a.iter().zip(b).filter(|(x, y)| x == y).count()
+    }
     Ok(InferBenchReport {
         f32_classes_agreeing_with_burn: agree(&f32_classes, &burn_classes),
         int8_classes_agreeing_with_f32: agree(&int8_classes, &f32_classes),
+        fast_kernels,
+        int8_fast_logits_identical: agree(&int8_fast_logits, &int8_logits),
+        f32_fast_classes_agreeing: agree(&f32_fast_classes, &f32_classes),
         images: inputs.len(),
-        paths: vec![int8, f32, burn_single, burn_batch],
+        paths: vec![
+            int8_fast_timing,
+            f32_fast_timing,
+            int8,
+            f32,
+            burn_single,
+            burn_batch,
+        ],
         load_before,
         load_after: usage::load_average(),
+        tflite: None,
     })
 }
 
 /// Runs `classify` on `warmup` images (cycling through `inputs`), then times it on each of
 /// `inputs` on this thread.
 fn time_each(
-    path: &'static str,
+    path: impl Into<String>,
     inputs: &[&[u8]],
     warmup: usize,
     mut classify: impl FnMut(&[u8]),
@@ -169,7 +267,7 @@ fn time_each(
     each.sort_by(f64::total_cmp);
     let percentile = |p: f64| each[((each.len() - 1) as f64 * p).round() as usize];
     PathTiming {
-        path,
+        path: path.into(),
         threads: "1".into(),
         images: inputs.len(),
         mean_ms: ms(wall) / inputs.len() as f64,
@@ -214,17 +312,61 @@ impl InferBenchReport {
                 usage::cores_text(path.cores_busy)
             ));
         }
-        if let [int8, f32, burn_single, burn_batch] = &self.paths[..] {
+        if let [int8_fast, f32_fast, int8, f32, burn_single, burn_batch] = &self.paths[..] {
             text.push_str(&format!(
-                "core int8 is {:.2}x the speed of core f32; core f32 on one thread is {:.2}x burn \
-                 one image per call and {:.2}x burn's batch throughput\n",
-                int8.images_per_second / f32.images_per_second,
-                f32.images_per_second / burn_single.images_per_second,
-                f32.images_per_second / burn_batch.images_per_second,
+                "the {} kernels are {:.2}x the portable ones' speed in int8, {:.2}x in f32; core \
+                 f32 ({}) on one thread is {:.2}x burn one image per call and {:.2}x burn's batch \
+                 throughput\n",
+                self.fast_kernels,
+                int8_fast.images_per_second / int8.images_per_second,
+                f32_fast.images_per_second / f32.images_per_second,
+                self.fast_kernels,
+                f32_fast.images_per_second / burn_single.images_per_second,
+                f32_fast.images_per_second / burn_batch.images_per_second,
             ));
         }
+        match (&self.tflite, &self.paths[..]) {
+            (Some(tflite), [int8_fast, f32_fast, ..]) => {
+                let median = |path: &PathTiming| path.median_ms.unwrap_or(path.mean_ms);
+                let (int8_ms, f32_ms) = (
+                    tflite.tflite_int8_us_per_image / 1e3,
+                    tflite.tflite_f32_us_per_image / 1e3,
+                );
+                text.push_str(&format!(
+                    "{:<36} {:>16} {:>9} {:>9.3}\n{:<36} {:>16} {:>9} {:>9.3}\n",
+                    format!("TensorFlow Lite {} int8", tflite.tensorflow),
+                    "1",
+                    "-",
+                    int8_ms,
+                    format!("TensorFlow Lite {} f32", tflite.tensorflow),
+                    "1",
+                    "-",
+                    f32_ms
+                ));
+                text.push_str(&format!(
+                    "median time per image against TensorFlow Lite's: core int8 ({}) {:.2}x, core \
+                     f32 ({}) {:.2}x (below 1: faster; TensorFlow Lite's figures are from \
+                     scripts/tflite-reference.sh, measure both in the same session)\n",
+                    self.fast_kernels,
+                    median(int8_fast) / int8_ms,
+                    self.fast_kernels,
+                    median(f32_fast) / f32_ms,
+                ));
+            }
+            _ => text.push_str(&format!(
+                "TensorFlow Lite: no figures in {TFLITE_FIGURES}; `bash scripts/tflite-reference.sh` \
+                 times it on this machine (then run this again)\n"
+            )),
+        }
         text.push_str(&format!(
-            "same class: core f32 and burn {}/{}, core int8 and core f32 {}/{}; load average after {}\n",
+            "same result: int8 logits of the {} and portable kernels {}/{}, f32 class {}/{}; \
+             class of core f32 and burn {}/{}, core int8 and core f32 {}/{}; load average after \
+             {}\n",
+            self.fast_kernels,
+            self.int8_fast_logits_identical,
+            self.images,
+            self.f32_fast_classes_agreeing,
+            self.images,
             self.f32_classes_agreeing_with_burn,
             self.images,
             self.int8_classes_agreeing_with_f32,
@@ -262,8 +404,10 @@ mod tests {
             .expect("int8 file");
         let report = run_infer_bench(&f32_file, &int8_file, &pixels, 4, 2).expect("bench");
         assert_eq!(report.images, 4);
-        assert_eq!(report.paths.len(), 4);
+        assert_eq!(report.paths.len(), 6);
         assert_eq!(report.f32_classes_agreeing_with_burn, 4);
+        assert_eq!(report.int8_fast_logits_identical, 4);
+        assert_eq!(report.f32_fast_classes_agreeing, 4);
         assert!(
             report
                 .paths

@@ -15,6 +15,7 @@ use tinycnn::{F32Model, Flavour, Int8Model, Model};
 
 use crate::atomic;
 use crate::data::mnist::{IMAGE_PIXELS, IMAGE_SIDE, Mnist};
+use crate::deploy::kernels::{FastF32, FastInt8};
 use crate::plot::{FONT, PlotError, encode_png, ensure_font, plot_error};
 
 /// Threads to spread images over: every core the process may use.
@@ -54,54 +55,130 @@ fn map_images<T: Send, S>(
     })
 }
 
-/// int8 logits of every image, computed by the core. `pixels` holds whole
-/// images of the model's input shape.
+/// Which of the core's kernels classify on the host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Kernels {
+    /// The wide kernels built for this processor ([`crate::deploy::kernels`]): the same int8
+    /// bytes as the portable ones, several times faster.
+    #[default]
+    Fast,
+    /// The portable kernels, as a Cortex-M0 or M3 runs them.
+    Portable,
+}
+
+impl Kernels {
+    /// What ran, for reports: the instruction set of the fast kernels, or `portable`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::Fast => crate::deploy::kernels::Isa::detect().name(),
+            Kernels::Portable => "portable",
+        }
+    }
+}
+
+/// Classifies one int8 image with `kernels`.
+fn classify_int8<'s>(
+    model: &Int8Model<'_>,
+    kernels: Kernels,
+    fast: &mut FastInt8,
+    image: &[u8],
+    scratch: &'s mut [i8],
+) -> Result<tinycnn::Prediction<'s, i8>, tinycnn::Error> {
+    match kernels {
+        Kernels::Fast => model.classify_with_kernels(fast, image, scratch, |_| {}),
+        Kernels::Portable => model.classify(image, scratch),
+    }
+}
+
+/// Classifies one f32 image with `kernels`.
+fn classify_f32<'s>(
+    model: &F32Model<'_>,
+    kernels: Kernels,
+    fast: &mut FastF32,
+    image: &[u8],
+    scratch: &'s mut [f32],
+) -> Result<tinycnn::Prediction<'s, f32>, tinycnn::Error> {
+    match kernels {
+        Kernels::Fast => model.classify_with_kernels(fast, image, scratch, |_| {}),
+        Kernels::Portable => model.classify(image, scratch),
+    }
+}
+
+/// int8 logits of every image, computed by the core's fast kernels (the same bytes as the
+/// portable ones). `pixels` holds whole images of the model's input shape.
 pub fn int8_logits(model: &Int8Model<'_>, pixels: &[u8], threads: usize) -> Vec<Vec<i8>> {
+    int8_logits_with(model, pixels, threads, Kernels::Fast)
+}
+
+/// [`int8_logits`] with the given kernels.
+pub fn int8_logits_with(
+    model: &Int8Model<'_>,
+    pixels: &[u8],
+    threads: usize,
+    kernels: Kernels,
+) -> Vec<Vec<i8>> {
     map_images(
         pixels,
         model.input_shape().values(),
         threads,
-        || vec![0i8; model.scratch_bytes()],
-        |image, scratch| {
-            model
-                .classify(image, scratch)
+        || (vec![0i8; model.scratch_bytes()], FastInt8::new()),
+        |image, (scratch, fast)| {
+            classify_int8(model, kernels, fast, image, scratch)
                 .map_or_else(|_| Vec::new(), |p| p.logits.to_vec())
         },
     )
 }
 
-/// f32 logits of every image, computed by the core.
+/// f32 logits of every image, computed by the core's fast kernels.
 pub fn f32_logits(model: &F32Model<'_>, pixels: &[u8], threads: usize) -> Vec<Vec<f32>> {
+    f32_logits_with(model, pixels, threads, Kernels::Fast)
+}
+
+/// [`f32_logits`] with the given kernels.
+pub fn f32_logits_with(
+    model: &F32Model<'_>,
+    pixels: &[u8],
+    threads: usize,
+    kernels: Kernels,
+) -> Vec<Vec<f32>> {
     map_images(
         pixels,
         model.input_shape().values(),
         threads,
-        || vec![0f32; model.scratch_len()],
-        |image, scratch| {
-            model
-                .classify(image, scratch)
+        || (vec![0f32; model.scratch_len()], FastF32::new()),
+        |image, (scratch, fast)| {
+            classify_f32(model, kernels, fast, image, scratch)
                 .map_or_else(|_| Vec::new(), |p| p.logits.to_vec())
         },
     )
 }
 
-/// Predicted classes of every image, with either flavour.
-pub fn predict_all(model: &Model<'_>, pixels: &[u8], threads: usize) -> Vec<usize> {
+/// Predicted classes of every image, with either flavour and the given kernels.
+pub fn predict_all(
+    model: &Model<'_>,
+    pixels: &[u8],
+    threads: usize,
+    kernels: Kernels,
+) -> Vec<usize> {
     let image_len = model.architecture().input().values();
     match model {
         Model::Int8(m) => map_images(
             pixels,
             image_len,
             threads,
-            || vec![0i8; m.scratch_bytes()],
-            |image, s| m.classify(image, s).map_or(usize::MAX, |p| p.class),
+            || (vec![0i8; m.scratch_bytes()], FastInt8::new()),
+            |image, (scratch, fast)| {
+                classify_int8(m, kernels, fast, image, scratch).map_or(usize::MAX, |p| p.class)
+            },
         ),
         Model::F32(m) => map_images(
             pixels,
             image_len,
             threads,
-            || vec![0f32; m.scratch_len()],
-            |image, s| m.classify(image, s).map_or(usize::MAX, |p| p.class),
+            || (vec![0f32; m.scratch_len()], FastF32::new()),
+            |image, (scratch, fast)| {
+                classify_f32(m, kernels, fast, image, scratch).map_or(usize::MAX, |p| p.class)
+            },
         ),
     }
 }
@@ -117,13 +194,21 @@ pub struct Evaluation {
     pub seconds: f64,
     /// Threads used.
     pub threads: usize,
+    /// The kernels that ran: an instruction set (`avx2`, `sse2`, `neon`) or `portable`.
+    pub kernels: &'static str,
 }
 
 impl Evaluation {
     /// Classifies `pixels` (whole images of the model's input) and compares with `labels`.
-    pub fn run(model: &Model<'_>, pixels: &[u8], labels: &[u8], threads: usize) -> Self {
+    pub fn run(
+        model: &Model<'_>,
+        pixels: &[u8],
+        labels: &[u8],
+        threads: usize,
+        kernels: Kernels,
+    ) -> Self {
         let start = Instant::now();
-        let predicted = predict_all(model, pixels, threads);
+        let predicted = predict_all(model, pixels, threads, kernels);
         let seconds = start.elapsed().as_secs_f64();
         let classes = model.architecture().classes();
         let mut confusion = vec![vec![0u32; classes]; classes];
@@ -140,6 +225,7 @@ impl Evaluation {
             confusion,
             seconds,
             threads,
+            kernels: kernels.name(),
         }
     }
 
@@ -187,10 +273,11 @@ impl Evaluation {
         );
         let _ = writeln!(
             out,
-            "speed: {:.0} images/s on {} thread(s), {:.2} ms per image per thread",
+            "speed: {:.0} images/s on {} thread(s), {:.2} ms per image per thread, {} kernels",
             self.images_per_second(),
             self.threads,
-            self.seconds * 1000.0 * self.threads as f64 / f64::from(self.images().max(1))
+            self.seconds * 1000.0 * self.threads as f64 / f64::from(self.images().max(1)),
+            self.kernels
         );
         let _ = writeln!(out, "\nper class:");
         for class in 0..self.classes() {
@@ -336,6 +423,8 @@ pub struct EvalOptions {
     pub overwrite: bool,
     /// Threads to classify on.
     pub threads: usize,
+    /// The kernels to classify with.
+    pub kernels: Kernels,
 }
 
 /// File name of the confusion matrix image in `host eval --out DIR`.
@@ -387,6 +476,7 @@ impl EvalReport {
             "confusion": evaluation.confusion,
             "seconds": evaluation.seconds,
             "threads": evaluation.threads,
+            "kernels": evaluation.kernels,
             "images_per_second": evaluation.images_per_second(),
             "confusion_png": self.confusion_png,
         })
@@ -451,7 +541,13 @@ pub fn run(options: &EvalOptions) -> anyhow::Result<EvalReport> {
         Some(limit) => data.test.head(limit),
         None => data.test,
     };
-    let evaluation = Evaluation::run(&model, &test.pixels, &test.labels, options.threads);
+    let evaluation = Evaluation::run(
+        &model,
+        &test.pixels,
+        &test.labels,
+        options.threads,
+        options.kernels,
+    );
     Ok(EvalReport {
         evaluation,
         model: options.model.clone(),
@@ -475,6 +571,7 @@ mod tests {
             confusion,
             seconds: 0.5,
             threads: 2,
+            kernels: "portable",
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod eval;
 pub mod fixture;
 pub mod inspect;
+pub mod kernels;
 pub mod predict;
 
 use std::path::Path;

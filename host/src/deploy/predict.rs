@@ -705,13 +705,15 @@ pub fn run(options: &PredictOptions) -> anyhow::Result<Vec<Prediction>> {
         let class = match &model {
             Model::Int8(m) => {
                 let mut scratch = vec![0i8; m.scratch_bytes()];
-                let p = m.classify(input, &mut scratch)?;
+                let mut kernels = super::kernels::FastInt8::new();
+                let p = m.classify_with_kernels(&mut kernels, input, &mut scratch, |_| {})?;
                 m.probabilities(p.logits, &mut probabilities);
                 p.class
             }
             Model::F32(m) => {
                 let mut scratch = vec![0f32; m.scratch_len()];
-                let p = m.classify(input, &mut scratch)?;
+                let mut kernels = super::kernels::FastF32::new();
+                let p = m.classify_with_kernels(&mut kernels, input, &mut scratch, |_| {})?;
                 m.probabilities(p.logits, &mut probabilities);
                 p.class
             }

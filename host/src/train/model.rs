@@ -55,7 +55,7 @@ use crate::train::fastconv;
 #[serde(rename_all = "kebab-case")]
 pub enum InitScheme {
     /// Glorot (Xavier) uniform for every layer: limit sqrt(6 / (fan_in + fan_out)), Keras's
-    /// default and the tutorial's.
+    /// default and the Keras MNIST tutorial's.
     #[default]
     GlorotUniform,
     /// He (Kaiming) uniform for the layers followed by a ReLU (limit sqrt(6 / fan_in), Keras's
