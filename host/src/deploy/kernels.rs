@@ -1,9 +1,10 @@
 //! The core's [`wide`] kernels built for the processor `host` runs on, for every command that
 //! classifies (`eval`, `predict`, `fixture`, `bench infer`, the parity tests).
 //!
-//! On x86-64 they are compiled twice: for AVX2 and FMA, taken when the processor has them
-//! (checked at run time, once), and for the x86-64 baseline (SSE2) otherwise; on aarch64 once,
-//! for NEON, which every aarch64 processor has. The int8 ones give the core's portable kernels'
+//! On x86-64 they are compiled three times: for AVX-512 with VNNI (the 512-bit registers and
+//! the 16-bit dot-product instruction `vpdpwssd`), for AVX2 and FMA, and for the x86-64
+//! baseline (SSE2); the best one the processor has is taken, checked at run time. On aarch64
+//! they are compiled once, for NEON, which every aarch64 processor has. The int8 ones give the core's portable kernels'
 //! bytes exactly, the f32 ones its values up to rounding; the core's tests hold them to that.
 //!
 //! [`wide`]: tinycnn::kernels::wide
@@ -13,6 +14,10 @@ use tinycnn::kernels::{F32Kernels, Int8Kernels, f32 as kf32, int8 as ki8, wide};
 /// An instruction set the kernels are built for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Isa {
+    /// x86-64 with AVX-512 (F and BW) and its VNNI extension, with AVX2 and FMA (Ice Lake and
+    /// later, Zen 4 and later).
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
     /// x86-64 with AVX2 and FMA (Haswell and later, Zen).
     #[cfg(target_arch = "x86_64")]
     Avx2,
@@ -24,16 +29,35 @@ impl Isa {
     /// The best instruction set this processor has.
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            return Isa::Avx2;
+        for isa in [Isa::Avx512, Isa::Avx2] {
+            if isa.runs_here() {
+                return isa;
+            }
         }
         Isa::Baseline
+    }
+
+    /// Whether this processor runs code built for `self`: the one check that makes calling
+    /// that code sound.
+    pub fn runs_here(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        use std::arch::is_x86_feature_detected as has;
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                has!("avx512f") && has!("avx512bw") && has!("avx512vnni") && Isa::Avx2.runs_here()
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => has!("avx2") && has!("fma"),
+            Isa::Baseline => true,
+        }
     }
 
     /// Its name in reports.
     pub fn name(self) -> &'static str {
         match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => "avx512-vnni",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => "avx2",
             Isa::Baseline if cfg!(target_arch = "aarch64") => "neon",
@@ -106,14 +130,10 @@ impl Default for FastF32 {
     }
 }
 
-/// `isa` if this processor runs it, else the baseline: the one place that makes calling the
-/// instruction set's functions sound.
+/// `isa` if this processor runs it, else the best it runs: what makes calling the instruction
+/// set's functions sound.
 fn checked(isa: Isa) -> Isa {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 if Isa::detect() != Isa::Avx2 => Isa::Baseline,
-        other => other,
-    }
+    if isa.runs_here() { isa } else { Isa::detect() }
 }
 
 /// The four kernels compiled for one instruction set: `wide`'s functions are
@@ -174,130 +194,159 @@ macro_rules! kernels_for {
 
 kernels_for!(baseline, wide::PlainDots);
 #[cfg(target_arch = "x86_64")]
-kernels_for!(avx2, super::avx2_dots::Avx2Dots::inside_avx2(), "avx2,fma");
-
-/// The dot products of the wide convolutions in AVX2 and FMA intrinsics. The compiler does not
-/// find the best instructions for them by itself: it widens every int8 product to 32 bits
-/// instead of using `vpmaddwd`, which multiplies 16 pairs of 16-bit values and adds adjacent
-/// products, and does not fuse f32 multiplies and adds (that changes rounding). One weight
-/// register serves the four positions of a pooling window.
+kernels_for!(avx2, super::avx2_dots::Avx2Dots::inside(), "avx2,fma");
 #[cfg(target_arch = "x86_64")]
-mod avx2_dots {
-    use std::arch::x86_64::{
-        __m128i, __m256, __m256i, _mm_loadu_si128, _mm256_add_epi32, _mm256_cvtepi8_epi16,
-        _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_setzero_ps,
-        _mm256_setzero_si256, _mm256_storeu_ps, _mm256_storeu_si256,
+kernels_for!(
+    avx512,
+    super::avx512_dots::Avx512Dots::inside(),
+    "avx512f,avx512bw,avx512vnni,avx2,fma"
+);
+
+/// A module of dot products for the wide convolutions in one instruction set's intrinsics: a
+/// proof type that the processor runs it, and `Dots` written with `$mac` (int8 weights widened
+/// to `i16`, `$block` at a time) and `$fma` (f32, `$f32_block` at a time). One weight register
+/// serves the four positions of a pooling window.
+macro_rules! dots_for {
+    (
+        $module:ident, $proof:ident, $features:literal,
+        int8: $block:literal, $packed:ty, $load_packed:path, $widen:path,
+        $vector:ty, $load:path, $zero:path, $mac:expr, $sum:expr,
+        f32: $f32_block:literal, $load_f32:path, $zero_f32:path, $fma:path, $sum_f32:expr $(,)?
+    ) => {
+        #[cfg(target_arch = "x86_64")]
+        mod $module {
+            #[allow(unused_imports)]
+            use std::arch::x86_64::*;
+
+            use tinycnn::kernels::wide::{Dots, PlainDots};
+
+            /// Proof that the code holding it runs on a processor with the module's features.
+            #[derive(Clone, Copy, Debug)]
+            pub(super) struct $proof(());
+
+            impl $proof {
+                /// Only callable where the features are enabled, which the `Isa` that selects
+                /// this module guarantees.
+                #[target_feature(enable = $features)]
+                pub(super) fn inside() -> Self {
+                    $proof(())
+                }
+            }
+
+            impl Dots for $proof {
+                #[inline(always)]
+                fn dot4(&self, activations: [&[i16]; 4], weights: &[u8]) -> [i32; 4] {
+                    // SAFETY: a proof exists only once `inside` ran, which needs the features
+                    // `dot4` is compiled with.
+                    unsafe { dot4(activations, weights) }
+                }
+
+                #[inline(always)]
+                fn dot4_f32(&self, activations: [&[f32]; 4], weights: &[[u8; 4]]) -> [f32; 4] {
+                    // SAFETY: as in `dot4`.
+                    unsafe { dot4_f32(activations, weights) }
+                }
+            }
+
+            /// The shortest of the runs and the weights: what the sums cover.
+            fn common_len<T>(activations: &[&[T]; 4], weights: usize) -> usize {
+                activations
+                    .iter()
+                    .map(|run| run.len())
+                    .fold(weights, usize::min)
+            }
+
+            /// [`PlainDots::dot4`], `$block` weights at a time; the rest in plain Rust.
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn dot4(activations: [&[i16]; 4], weights: &[u8]) -> [i32; 4] {
+                let len = common_len(&activations, weights.len());
+                let blocks = len / $block;
+                let mut lanes = [$zero(); 4];
+                for block in 0..blocks {
+                    let start = block * $block;
+                    let from = weights.as_ptr().wrapping_add(start).cast::<$packed>();
+                    // SAFETY: `start + $block <= len <= weights.len()`: `$block` readable
+                    // bytes; the load is unaligned.
+                    let w = $widen(unsafe { $load_packed(from) });
+                    for (lane, run) in lanes.iter_mut().zip(activations) {
+                        // SAFETY: `start + $block <= len <= run.len()`: `$block` readable `i16`s;
+                        // unaligned.
+                        let x = unsafe { $load(run.as_ptr().add(start).cast::<$vector>()) };
+                        *lane = $mac(*lane, x, w);
+                    }
+                }
+                let done = blocks * $block;
+                let tail = weights.get(done..len).unwrap_or(&[]);
+                let mut sums = [0i32; 4];
+                for ((sum, lane), run) in sums.iter_mut().zip(lanes).zip(activations) {
+                    let rest = PlainDots.dot4([run.get(done..len).unwrap_or(&[]); 4], tail)[0];
+                    *sum = $sum(lane) + rest;
+                }
+                sums
+            }
+
+            /// [`PlainDots::dot4_f32`] with fused multiply-adds, `$f32_block` weights at a time.
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn dot4_f32(activations: [&[f32]; 4], weights: &[[u8; 4]]) -> [f32; 4] {
+                let len = common_len(&activations, weights.len());
+                let blocks = len / $f32_block;
+                let mut lanes = [$zero_f32(); 4];
+                for block in 0..blocks {
+                    let start = block * $f32_block;
+                    // SAFETY: `start + $f32_block <= len <= weights.len()`: that many
+                    // little-endian `f32`s (x86 is little-endian) of 4 bytes; unaligned.
+                    let w = unsafe { $load_f32(weights.as_ptr().add(start).cast::<f32>()) };
+                    for (lane, run) in lanes.iter_mut().zip(activations) {
+                        // SAFETY: `start + $f32_block <= len <= run.len()`; unaligned.
+                        let x = unsafe { $load_f32(run.as_ptr().add(start)) };
+                        *lane = $fma(x, w, *lane);
+                    }
+                }
+                let done = blocks * $f32_block;
+                let tail = weights.get(done..len).unwrap_or(&[]);
+                let mut sums = [0f32; 4];
+                for ((sum, lane), run) in sums.iter_mut().zip(lanes).zip(activations) {
+                    let rest = PlainDots.dot4_f32([run.get(done..len).unwrap_or(&[]); 4], tail)[0];
+                    *sum = $sum_f32(lane) + rest;
+                }
+                sums
+            }
+        }
     };
+}
 
-    use tinycnn::kernels::wide::{Dots, PlainDots};
-
-    /// Proof that the code holding it runs on a processor with AVX2 and FMA.
-    #[derive(Clone, Copy, Debug)]
-    pub(super) struct Avx2Dots(());
-
-    impl Avx2Dots {
-        /// Only callable where AVX2 and FMA are enabled, which `Isa::Avx2` guarantees.
-        #[target_feature(enable = "avx2,fma")]
-        pub(super) fn inside_avx2() -> Self {
-            Avx2Dots(())
-        }
-    }
-
-    impl Dots for Avx2Dots {
-        #[inline(always)]
-        fn dot4(&self, activations: [&[i16]; 4], weights: &[u8]) -> [i32; 4] {
-            // SAFETY: an `Avx2Dots` exists only once `inside_avx2` ran, which needs AVX2 and
-            // FMA.
-            unsafe { dot4(activations, weights) }
-        }
-
-        #[inline(always)]
-        fn dot4_f32(&self, activations: [&[f32]; 4], weights: &[[u8; 4]]) -> [f32; 4] {
-            // SAFETY: as in `dot4`.
-            unsafe { dot4_f32(activations, weights) }
-        }
-    }
-
-    /// Sum of the eight lanes.
-    #[target_feature(enable = "avx2")]
-    fn sum_i32(lanes: __m256i) -> i32 {
-        let mut values = [0i32; 8];
-        // SAFETY: `values` is 32 writable bytes; the store is unaligned.
-        unsafe { _mm256_storeu_si256(values.as_mut_ptr().cast::<__m256i>(), lanes) };
-        values.iter().sum()
-    }
-
-    #[target_feature(enable = "avx2")]
-    fn sum_f32(lanes: __m256) -> f32 {
+// The compiler does not find these instructions by itself: it widens every int8 product to 32
+// bits instead of using the 16-bit multiply-add (`vpmaddwd`: 16 or 32 pairs, adjacent products
+// added), and may not fuse f32 multiplies and adds (that changes rounding).
+dots_for!(
+    avx2_dots, Avx2Dots, "avx2,fma",
+    int8: 16, __m128i, _mm_loadu_si128, _mm256_cvtepi8_epi16,
+    __m256i, _mm256_loadu_si256, _mm256_setzero_si256,
+    |acc, x, w| _mm256_add_epi32(acc, _mm256_madd_epi16(x, w)),
+    |lanes: __m256i| {
+        let halves = _mm_add_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256::<1>(lanes));
+        let pairs = _mm_add_epi32(halves, _mm_unpackhi_epi64(halves, halves));
+        _mm_cvtsi128_si32(_mm_add_epi32(pairs, _mm_shuffle_epi32::<0b01>(pairs)))
+    },
+    f32: 8, _mm256_loadu_ps, _mm256_setzero_ps, _mm256_fmadd_ps,
+    |lanes: __m256| {
         let mut values = [0f32; 8];
         // SAFETY: `values` is 32 writable bytes; the store is unaligned.
         unsafe { _mm256_storeu_ps(values.as_mut_ptr(), lanes) };
-        values.iter().sum()
-    }
-
-    /// [`PlainDots::dot4`], 16 weights at a time; the rest (fewer than 16) in plain Rust.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn dot4(activations: [&[i16]; 4], weights: &[u8]) -> [i32; 4] {
-        let len = activations
-            .iter()
-            .map(|run| run.len())
-            .fold(weights.len(), usize::min);
-        let blocks = len / 16;
-        let mut lanes = [_mm256_setzero_si256(); 4];
-        for block in 0..blocks {
-            let start = block * 16;
-            // SAFETY: `start + 16 <= len <= weights.len()`: 16 readable bytes; the load is
-            // unaligned.
-            let packed = unsafe { _mm_loadu_si128(weights.as_ptr().add(start).cast::<__m128i>()) };
-            let w = _mm256_cvtepi8_epi16(packed);
-            for (lane, run) in lanes.iter_mut().zip(activations) {
-                // SAFETY: `start + 16 <= len <= run.len()`: 16 readable `i16`s; unaligned.
-                let x = unsafe { _mm256_loadu_si256(run.as_ptr().add(start).cast::<__m256i>()) };
-                *lane = _mm256_add_epi32(*lane, _mm256_madd_epi16(x, w));
-            }
-        }
-        let done = blocks * 16;
-        let tail = weights.get(done..len).unwrap_or(&[]);
-        let mut sums = [0i32; 4];
-        for ((sum, lane), run) in sums.iter_mut().zip(lanes).zip(activations) {
-            let rest = PlainDots.dot4([run.get(done..len).unwrap_or(&[]); 4], tail)[0];
-            *sum = sum_i32(lane) + rest;
-        }
-        sums
-    }
-
-    /// [`PlainDots::dot4_f32`] with fused multiply-adds, 8 weights at a time.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn dot4_f32(activations: [&[f32]; 4], weights: &[[u8; 4]]) -> [f32; 4] {
-        let len = activations
-            .iter()
-            .map(|run| run.len())
-            .fold(weights.len(), usize::min);
-        let blocks = len / 8;
-        let mut lanes = [_mm256_setzero_ps(); 4];
-        for block in 0..blocks {
-            let start = block * 8;
-            // SAFETY: `start + 8 <= len <= weights.len()`: 8 little-endian `f32`s (x86 is
-            // little-endian) of 4 bytes each; the load is unaligned.
-            let w = unsafe { _mm256_loadu_ps(weights.as_ptr().add(start).cast::<f32>()) };
-            for (lane, run) in lanes.iter_mut().zip(activations) {
-                // SAFETY: `start + 8 <= len <= run.len()`: 8 readable `f32`s; unaligned.
-                let x = unsafe { _mm256_loadu_ps(run.as_ptr().add(start)) };
-                *lane = _mm256_fmadd_ps(x, w, *lane);
-            }
-        }
-        let done = blocks * 8;
-        let tail = weights.get(done..len).unwrap_or(&[]);
-        let mut sums = [0f32; 4];
-        for ((sum, lane), run) in sums.iter_mut().zip(lanes).zip(activations) {
-            let rest = PlainDots.dot4_f32([run.get(done..len).unwrap_or(&[]); 4], tail)[0];
-            *sum = sum_f32(lane) + rest;
-        }
-        sums
-    }
-}
+        values.iter().sum::<f32>()
+    },
+);
+// AVX-512 with VNNI: `vpdpwssd` does the 16-bit multiply-add and the addition in one
+// instruction, on 32 pairs.
+dots_for!(
+    avx512_dots, Avx512Dots, "avx512f,avx512bw,avx512vnni,avx2,fma",
+    int8: 32, __m256i, _mm256_loadu_si256, _mm512_cvtepi8_epi16,
+    __m512i, _mm512_loadu_si512, _mm512_setzero_si512, _mm512_dpwssd_epi32,
+    _mm512_reduce_add_epi32,
+    f32: 16, _mm512_loadu_ps, _mm512_setzero_ps, _mm512_fmadd_ps, _mm512_reduce_add_ps,
+);
 
 impl Int8Kernels for FastInt8 {
     fn name(&self) -> &'static str {
@@ -313,6 +362,10 @@ impl Int8Kernels for FastInt8 {
             // has AVX2 and FMA, the features `avx2::conv` is compiled with.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { avx2::conv(input, &mut self.buffers, layer, output) },
+            // SAFETY: as for AVX2: `Isa::Avx512` is held only where `runs_here` saw AVX-512 F,
+            // BW and VNNI, AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { avx512::conv(input, &mut self.buffers, layer, output) },
             Isa::Baseline => baseline::conv(input, &mut self.buffers, layer, output),
         }
     }
@@ -328,6 +381,9 @@ impl Int8Kernels for FastInt8 {
             // SAFETY: as in `conv`: `Isa::Avx2` is held only on a processor with AVX2 and FMA.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { avx2::dense(input, &mut self.buffers, layer, output) },
+            // SAFETY: as in `conv`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { avx512::dense(input, &mut self.buffers, layer, output) },
             Isa::Baseline => baseline::dense(input, &mut self.buffers, layer, output),
         }
     }
@@ -351,6 +407,9 @@ impl F32Kernels for FastF32 {
             // has AVX2 and FMA, the features `avx2::conv_f32` is compiled with.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { avx2::conv_f32(input, &mut self.patches, layer, output) },
+            // SAFETY: as for AVX2, with the features `runs_here` checks for `Isa::Avx512`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { avx512::conv_f32(input, &mut self.patches, layer, output) },
             Isa::Baseline => baseline::conv_f32(input, &mut self.patches, layer, output),
         }
     }
@@ -365,7 +424,90 @@ impl F32Kernels for FastF32 {
             // SAFETY: as in `conv`: `Isa::Avx2` is held only on a processor with AVX2 and FMA.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { avx2::dense_f32(input, layer, output) },
+            // SAFETY: as in `conv`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { avx512::dense_f32(input, layer, output) },
             Isa::Baseline => baseline::dense_f32(input, layer, output),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tinycnn::{F32Model, Int8Model};
+
+    /// Every instruction set this processor runs, the baseline included.
+    fn instruction_sets() -> Vec<Isa> {
+        let all = [
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2,
+            Isa::Baseline,
+        ];
+        all.into_iter().filter(|isa| isa.runs_here()).collect()
+    }
+
+    /// Images unlike one another: gradients, stripes, noise.
+    fn images(count: usize) -> Vec<[u8; 784]> {
+        (0..count)
+            .map(|n| std::array::from_fn(|i| ((i * (n + 3) + n * 97 + (i / 28) * n) % 256) as u8))
+            .collect()
+    }
+
+    fn shipped(path: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/../data/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn every_instruction_set_computes_the_portable_kernels_results() {
+        for dir in ["", "small/"] {
+            let int8_file = shipped(&format!("{dir}model-int8.tcnn"));
+            let f32_file = shipped(&format!("{dir}model-f32.tcnn"));
+            let int8 = Int8Model::from_bytes(&int8_file).unwrap();
+            let f32_model = F32Model::from_bytes(&f32_file).unwrap();
+            let mut scratch = vec![0i8; int8.scratch_bytes()];
+            let mut f32_scratch = vec![0f32; f32_model.scratch_len()];
+            for isa in instruction_sets() {
+                let (mut fast, mut fast_f32) = (FastInt8::with_isa(isa), FastF32::with_isa(isa));
+                for image in images(24) {
+                    let portable = int8.classify(&image, &mut scratch).unwrap().logits.to_vec();
+                    let got = int8
+                        .classify_with_kernels(&mut fast, &image, &mut scratch, |_| {})
+                        .unwrap()
+                        .logits
+                        .to_vec();
+                    assert_eq!(got, portable, "{} int8, data/{dir}", isa.name());
+                    let portable = f32_model
+                        .classify(&image, &mut f32_scratch)
+                        .unwrap()
+                        .logits
+                        .to_vec();
+                    let got = f32_model
+                        .classify_with_kernels(&mut fast_f32, &image, &mut f32_scratch, |_| {})
+                        .unwrap()
+                        .logits
+                        .to_vec();
+                    let range = portable.iter().fold(1f32, |m, v| m.max(v.abs()));
+                    for (a, b) in got.iter().zip(&portable) {
+                        assert!(
+                            (a - b).abs() <= 1e-5 * range,
+                            "{} f32: {a} vs {b}",
+                            isa.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_instruction_set_the_processor_lacks_is_never_used() {
+        for isa in instruction_sets() {
+            assert_eq!(FastInt8::with_isa(isa).isa, isa);
+        }
+        assert!(Isa::detect().runs_here());
+        assert!(Isa::Baseline.runs_here());
     }
 }

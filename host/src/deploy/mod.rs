@@ -1,7 +1,8 @@
 //! What runs an exported model: `host eval` ([`eval`]: the test set through the core kernels,
 //! as a device computes it), `host predict` ([`predict`]: pictures and test images),
 //! `host fixture` ([`fixture`]: test vectors the firmware checks itself against) and
-//! `host inspect` ([`inspect`]: a model's layers and what it needs of a board).
+//! `host inspect` ([`inspect`]: a model's layers and what it needs of a board). They classify
+//! with the core's kernels built for the processor they run on ([`kernels`]).
 
 pub mod eval;
 pub mod fixture;
