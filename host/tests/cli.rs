@@ -466,6 +466,29 @@ fn assert_outputs_whole(out: &Path) -> usize {
     completed
 }
 
+/// The event lines of a `host train --json` in the background.
+type EventLines = std::io::Lines<std::io::BufReader<std::process::ChildStdout>>;
+
+/// Start `host train --json` in the background, its event lines to be read as it goes.
+fn spawn_train_json(out: &Path, extra: &[&str]) -> (std::process::Child, EventLines) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("host"))
+        .env_remove("MNIST_DIR")
+        .arg("train")
+        .arg("--data")
+        .arg(mnist_dir())
+        .arg("--out")
+        .arg(out)
+        .args(["--test-limit", TEST_LIMIT, "--json"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    (child, lines)
+}
+
 /// Sends SIGINT, as Ctrl-C in a terminal does.
 #[cfg(unix)]
 fn interrupt(child: &std::process::Child) {
@@ -490,7 +513,6 @@ fn wait_for_progress(lines: &mut impl Iterator<Item = std::io::Result<String>>, 
 #[cfg(unix)]
 #[test]
 fn ctrl_c_in_the_first_epoch_checkpoints_its_batches_and_resume_alone_continues_them() {
-    use std::io::BufRead as _;
     let _one_at_a_time = TRAINING.lock().unwrap_or_else(|poison| poison.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let settings = ["--limit", "2560", "--batch-size", "64", "--epochs", "2"];
@@ -499,20 +521,7 @@ fn ctrl_c_in_the_first_epoch_checkpoints_its_batches_and_resume_alone_continues_
     assert!(output.status.success(), "{}", stderr(&output));
 
     let out = dir.path().join("run");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("host"))
-        .env_remove("MNIST_DIR")
-        .arg("train")
-        .arg("--data")
-        .arg(mnist_dir())
-        .arg("--out")
-        .arg(&out)
-        .args(["--test-limit", TEST_LIMIT, "--json"])
-        .args(settings)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (child, mut lines) = spawn_train_json(&out, &settings);
     wait_for_progress(&mut lines, 1);
     interrupt(&child);
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
@@ -582,24 +591,11 @@ fn ctrl_c_in_the_first_epoch_checkpoints_its_batches_and_resume_alone_continues_
 #[cfg(unix)]
 #[test]
 fn ctrl_c_before_the_first_batch_leaves_no_directory_behind() {
-    use std::io::BufRead as _;
     let _one_at_a_time = TRAINING.lock().unwrap_or_else(|poison| poison.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("new/run");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("host"))
-        .env_remove("MNIST_DIR")
-        .arg("train")
-        .arg("--data")
-        .arg(mnist_dir())
-        .arg("--out")
-        .arg(&out)
-        .args(["--limit", "256", "--epochs", "1", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (child, mut lines) = spawn_train_json(&out, &["--limit", "256", "--epochs", "1"]);
     // The first line says the data is loaded; the network is not even built yet.
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.contains(r#""event":"info""#), "{first}");
     interrupt(&child);

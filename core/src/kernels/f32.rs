@@ -125,7 +125,7 @@ impl<'a> DenseLayer<'a> {
 
 /// Dot product in [`LANES`] partial sums.
 #[inline(always)]
-fn dot(activations: &[f32], weights: &[[u8; 4]]) -> f32 {
+pub(crate) fn dot(activations: &[f32], weights: &[[u8; 4]]) -> f32 {
     let mut lanes = [0.0f32; LANES];
     let (activation_blocks, activation_tail) = activations.as_chunks::<LANES>();
     let (weight_blocks, weight_tail) = weights.as_chunks::<LANES>();

@@ -435,25 +435,8 @@ fn position(geometry: &ConvGeometry, index: usize) -> (usize, usize) {
     (index / width, index % width)
 }
 
-/// `f32` dot product in [`LANES`] partial sums.
-#[inline(always)]
-fn dot_f32(activations: &[f32], weights: &[[u8; 4]]) -> f32 {
-    let mut lanes = [0.0f32; LANES];
-    let (activation_blocks, activation_tail) = activations.as_chunks::<LANES>();
-    let (weight_blocks, weight_tail) = weights.as_chunks::<LANES>();
-    for (xs, ws) in activation_blocks.iter().zip(weight_blocks) {
-        for ((lane, &x), &w) in lanes.iter_mut().zip(xs).zip(ws) {
-            *lane += x * f32::from_le_bytes(w);
-        }
-    }
-    let mut sum = lanes.iter().sum::<f32>();
-    for (&x, &w) in activation_tail.iter().zip(weight_tail) {
-        sum += x * f32::from_le_bytes(w);
-    }
-    sum
-}
-
-/// [`dot_f32`] of one run of weights with the runs of four positions.
+/// The f32 dot product of one run of weights with the runs of four positions, in [`LANES`]
+/// partial sums each.
 #[inline(always)]
 fn dot4_f32(activations: [&[f32]; 4], weights: &[[u8; 4]]) -> [f32; 4] {
     let mut lanes = [[0.0f32; LANES]; 4];
@@ -485,7 +468,7 @@ fn window_sum_f32(input: &[f32], filter: &[[u8; 4]], window: &Window) -> Option<
     for &(input_start, filter_start) in window.rows() {
         let activations = input.get(input_start..input_start + window.run)?;
         let weights = filter.get(filter_start..filter_start + window.run)?;
-        sum += dot_f32(activations, weights);
+        sum += kf32::dot(activations, weights);
     }
     Some(sum)
 }
@@ -585,7 +568,7 @@ pub fn dense_f32(input: &[f32], layer: &kf32::DenseLayer<'_>, output: &mut [f32]
         return None;
     }
     for (out, (row, bias)) in output.iter_mut().zip(layer.channels()) {
-        *out = kf32::activate(dot_f32(input, row) + bias, layer.activation());
+        *out = kf32::activate(kf32::dot(input, row) + bias, layer.activation());
     }
     Some(())
 }
