@@ -406,8 +406,14 @@ fn resumed_run_equals_an_uninterrupted_one() {
     assert_eq!(b["commands"].as_array().unwrap().len(), 2);
 }
 
-/// Start `host train` in the background.
-fn spawn_train(out: &Path, extra: &[&str]) -> std::process::Child {
+/// `host train` into `out` in the background, evaluating `TEST_LIMIT` images, printing as
+/// `output` says (`--quiet` or `--json`) to `stdout`, with `extra` options.
+fn background_train(
+    out: &Path,
+    output: &str,
+    extra: &[&str],
+    stdout: std::process::Stdio,
+) -> std::process::Child {
     std::process::Command::new(assert_cmd::cargo::cargo_bin("host"))
         .env_remove("MNIST_DIR")
         .arg("train")
@@ -415,12 +421,17 @@ fn spawn_train(out: &Path, extra: &[&str]) -> std::process::Child {
         .arg(mnist_dir())
         .arg("--out")
         .arg(out)
-        .args(["--test-limit", TEST_LIMIT, "--quiet"])
+        .args(["--test-limit", TEST_LIMIT, output])
         .args(extra)
-        .stdout(std::process::Stdio::null())
+        .stdout(stdout)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// Start `host train` in the background.
+fn spawn_train(out: &Path, extra: &[&str]) -> std::process::Child {
+    background_train(out, "--quiet", extra, std::process::Stdio::null())
 }
 
 fn wait_for_epochs(out: &Path, epochs: u64, child: &mut std::process::Child) {
@@ -472,19 +483,7 @@ type EventLines = std::io::Lines<std::io::BufReader<std::process::ChildStdout>>;
 /// Start `host train --json` in the background, its event lines to be read as it goes.
 fn spawn_train_json(out: &Path, extra: &[&str]) -> (std::process::Child, EventLines) {
     use std::io::BufRead as _;
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("host"))
-        .env_remove("MNIST_DIR")
-        .arg("train")
-        .arg("--data")
-        .arg(mnist_dir())
-        .arg("--out")
-        .arg(out)
-        .args(["--test-limit", TEST_LIMIT, "--json"])
-        .args(extra)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = background_train(out, "--json", extra, std::process::Stdio::piped());
     let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     (child, lines)
 }
