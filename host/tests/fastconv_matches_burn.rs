@@ -152,6 +152,15 @@ fn no_padding_and_larger_kernel() {
     check(2, 3, 11, 9, 5, 5, 2);
 }
 
+/// A "same" kernel wider than the map (5x5 on 2x2, 7x7 on 3x2): most kernel rows and columns
+/// fall entirely in the padding, and their im2col rows must be all zeros.
+#[test]
+fn kernel_larger_than_the_map() {
+    check(3, 1, 2, 2, 2, 5, 2);
+    check(2, 3, 3, 2, 4, 7, 3);
+    check(2, 2, 2, 4, 3, 5, 2);
+}
+
 #[test]
 fn batch_not_divisible_by_thread_count_or_gemm_group() {
     check(7, 4, 7, 7, 6, 3, 1);

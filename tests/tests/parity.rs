@@ -647,14 +647,30 @@ proptest! {
     /// are skipped: validation has its own tests.)
     #[test]
     fn random_descriptions_agree(text in descriptions(), seed in 0u64..1000) {
-        let Ok(architecture) = tinycnn::text::parse(&text, Shape::new(1, 1, 1)) else {
-            return Ok(());
-        };
-        let images = synthetic_images(architecture.input(), 40, seed);
-        f32_parity(&architecture, seed, &images, &text);
-        let file = random_int8(&architecture, seed, &images);
-        let model = Int8Model::from_bytes(&file).unwrap();
-        let core = int8_logits(&model, &images, 1);
-        int8_parity(&model, &images, &core, &text);
+        if let Ok(architecture) = tinycnn::text::parse(&text, Shape::new(1, 1, 1)) {
+            description_agrees(&architecture, seed, &text);
+        }
+    }
+}
+
+/// Burn f32 == core f32 and core int8 == the independent reference, for one description.
+fn description_agrees(architecture: &Architecture, seed: u64, text: &str) {
+    let images = synthetic_images(architecture.input(), 40, seed);
+    f32_parity(architecture, seed, &images, text);
+    let file = random_int8(architecture, seed, &images);
+    let model = Int8Model::from_bytes(&file).unwrap();
+    let core = int8_logits(&model, &images, 1);
+    int8_parity(&model, &images, &core, text);
+}
+
+/// A "same" kernel larger than the map it slides over reads mostly padding; the training
+/// kernels once indexed past the map there.
+#[test]
+fn kernels_larger_than_their_map_agree() {
+    for text in [
+        "input:4x4x1 conv1x1:1 pool conv5x5:1 pool flatten dense:2",
+        "input:6x5x3 conv3x3:4 pool conv5x5:3 conv5x5:2 pool flatten dense:3",
+    ] {
+        description_agrees(&parse(text), 0, text);
     }
 }

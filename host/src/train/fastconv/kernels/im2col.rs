@@ -4,9 +4,11 @@
 use super::ConvShape;
 
 /// Valid output-column range for kernel column `kx`: `ix = ox + kx - pad` stays inside `[0, w)`.
+/// Empty (and inside `[0, wo]`) when the column lies wholly in the padding, as it can for a
+/// kernel wider than the map.
 #[inline(always)]
 fn valid_cols(s: &ConvShape, kx: usize) -> (usize, usize) {
-    let start = s.pad.saturating_sub(kx);
+    let start = s.pad.saturating_sub(kx).min(s.wo());
     let end = (s.w + s.pad).saturating_sub(kx).min(s.wo());
     (start, end.max(start))
 }
@@ -34,8 +36,20 @@ impl Shift {
         let oy1 = (h + s.pad).saturating_sub(ky).min(h).max(oy0);
         let (ox0, ox1) = valid_cols(s, kx);
         let off = (ky as isize - s.pad as isize) * w as isize + (kx as isize - s.pad as isize);
-        let lo = ((oy0 * w) as isize).max(-off) as usize;
-        let hi = (((oy1 * w) as isize).min((h * w) as isize - off)).max(lo as isize) as usize;
+        let lo = ((oy0 * w) as isize).max(-off);
+        let hi = ((oy1 * w) as isize).min((h * w) as isize - off);
+        if hi <= lo {
+            // The kernel position reads nothing but padding (a kernel larger than the map):
+            // an empty range at the start, so that no offset points outside the plane.
+            return Self {
+                off: 0,
+                lo: 0,
+                hi: 0,
+                ox0,
+                ox1,
+            };
+        }
+        let (lo, hi) = (lo as usize, hi as usize);
         Self {
             off,
             lo,
