@@ -18,6 +18,7 @@ const V8M_CPUS_WITH_DSP: [&str; 4] = ["cortex-m33", "cortex-m35p", "cortex-m55",
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(tinycnn_arm_dsp)");
+    println!("cargo::rustc-check-cfg=cfg(tinycnn_arm_v8m)");
     println!("cargo::rerun-if-changed=build.rs");
     let target = env::var("TARGET").unwrap_or_default();
     let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
@@ -25,6 +26,9 @@ fn main() {
         || (target.starts_with("thumbv8m.main") && flags_enable_dsp(&flags));
     if dsp {
         println!("cargo::rustc-cfg=tinycnn_arm_dsp");
+    }
+    if dsp && target.starts_with("thumbv8m") {
+        println!("cargo::rustc-cfg=tinycnn_arm_v8m");
     }
 }
 

@@ -1,10 +1,16 @@
-//! Puts `memory.x` on the linker search path (knurling app-template style) and
-//! copies the int8 model and its test vectors into `OUT_DIR`, where the
-//! library embeds them:
+//! Picks the machine the firmware is built for, writes its `memory.x` and its
+//! description (`machine.rs`, included by `src/machine.rs`) into `OUT_DIR`,
+//! and copies the int8 model and its test vectors there, where the library
+//! embeds them.
 //!
-//! - the model: `TINYCNN_MODEL` if set, else the shipped
-//!   `data/model-int8.tcnn` at the repository root (`host train` or `host
-//!   export` writes one);
+//! The machine is the one machine feature enabled (`netduinoplus2` when none
+//! is named: the default feature). [`MACHINES`] is the only place where a
+//! machine's memory layout, core and counter are written down.
+//!
+//! The embedded files:
+//! - the model: `TINYCNN_MODEL` if set, else the machine's default, the
+//!   shipped reference model `data/model-int8.tcnn`, or the small network
+//!   `data/small/model-int8.tcnn` on parts too small for the reference one;
 //! - its test vectors: `TINYCNN_VECTORS` if set, else the model's path with
 //!   the extension `.tctv` (what `host fixture` writes by default).
 //!
@@ -17,10 +23,223 @@
 //! flipped on the way, so CI can check that a damaged blob is reported and
 //! fails the run.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::{env, fs, process};
 
-const DEFAULT_MODEL: &str = "../data/model-int8.tcnn";
+const REFERENCE_MODEL: &str = "../data/model-int8.tcnn";
+const SMALL_MODEL: &str = "../data/small/model-int8.tcnn";
+
+/// How a machine counts instructions or cycles (`src/counter.rs`).
+#[derive(Clone, Copy)]
+enum CounterKind {
+    /// STM32 TIM2, which QEMU clocks at 1 GHz: one count per instruction
+    /// under `-icount shift=0`.
+    Tim2,
+    /// The SysTick on the core clock, extended past 24 bits by its
+    /// interrupt. Under QEMU each tick is `ns_per_tick` instructions (the
+    /// core clock's period in ns, as a fraction `numerator >> shift`); on a
+    /// board each tick is a cycle.
+    SysTick {
+        ns_per_tick: u32,
+        shift: u32,
+        clock: &'static str,
+    },
+    /// The DWT cycle counter of a real M3/M4/M7/M33.
+    Dwt,
+}
+
+struct Machine {
+    /// The cargo feature that selects it.
+    feature: &'static str,
+    /// For logs and the README.
+    name: &'static str,
+    core: &'static str,
+    /// The target triple it must be built for.
+    target: &'static str,
+    /// `Some(machine)`: QEMU's `-machine`; `None`: a real board (defmt over RTT).
+    qemu: Option<&'static str>,
+    /// Where code and constants go, and how much there is.
+    flash: (u32, u32),
+    /// Where RAM starts, and how much there is.
+    ram: (u32, u32),
+    /// Memory ahead of `FLASH` that the boot ROM reads (RP2040's second-stage
+    /// boot loader), placed by an extra section.
+    boot_stage: Option<(u32, u32)>,
+    counter: CounterKind,
+    /// The model embedded unless `TINYCNN_MODEL` says otherwise.
+    default_model: &'static str,
+    /// Whether the core has the DSP extension (and the core's DSP kernels run).
+    dsp: bool,
+}
+
+const KIB: u32 = 1024;
+const MIB: u32 = 1024 * 1024;
+
+/// QEMU's MPS2 FPGA images clock the core (and its SysTick) at 25 MHz.
+const MPS2_SYSTICK: CounterKind = CounterKind::SysTick {
+    ns_per_tick: 40,
+    shift: 0,
+    clock: "25 MHz",
+};
+
+const MACHINES: &[Machine] = &[
+    Machine {
+        feature: "netduinoplus2",
+        name: "QEMU netduinoplus2 (STM32F405)",
+        core: "Cortex-M4F",
+        target: "thumbv7em-none-eabihf",
+        qemu: Some("netduinoplus2"),
+        // The STM32F405/407's 1 MiB of flash and 128 KiB of contiguous SRAM
+        // (SRAM1 + SRAM2; the 64 KiB CCM is left out). QEMU gives more RAM;
+        // the chip's sizes make the linker refuse what would not fit it.
+        flash: (0x0800_0000, MIB),
+        ram: (0x2000_0000, 128 * KIB),
+        boot_stage: None,
+        counter: CounterKind::Tim2,
+        default_model: REFERENCE_MODEL,
+        dsp: true,
+    },
+    Machine {
+        feature: "mps2-an385",
+        name: "QEMU mps2-an385",
+        core: "Cortex-M3",
+        target: "thumbv7m-none-eabi",
+        qemu: Some("mps2-an385"),
+        // The FPGA image's 4 MiB ZBT SSRAM1 holds the code, SSRAM2/3 the data.
+        flash: (0x0000_0000, 4 * MIB),
+        ram: (0x2000_0000, 4 * MIB),
+        boot_stage: None,
+        counter: MPS2_SYSTICK,
+        default_model: REFERENCE_MODEL,
+        dsp: false,
+    },
+    Machine {
+        feature: "mps2-an386",
+        name: "QEMU mps2-an386",
+        core: "Cortex-M4",
+        target: "thumbv7em-none-eabihf",
+        qemu: Some("mps2-an386"),
+        flash: (0x0000_0000, 4 * MIB),
+        ram: (0x2000_0000, 4 * MIB),
+        boot_stage: None,
+        counter: MPS2_SYSTICK,
+        default_model: REFERENCE_MODEL,
+        dsp: true,
+    },
+    Machine {
+        feature: "mps2-an500",
+        name: "QEMU mps2-an500",
+        core: "Cortex-M7",
+        target: "thumbv7em-none-eabihf",
+        qemu: Some("mps2-an500"),
+        flash: (0x0000_0000, 4 * MIB),
+        ram: (0x2000_0000, 4 * MIB),
+        boot_stage: None,
+        counter: MPS2_SYSTICK,
+        default_model: REFERENCE_MODEL,
+        dsp: true,
+    },
+    Machine {
+        feature: "mps2-an505",
+        name: "QEMU mps2-an505",
+        core: "Cortex-M33",
+        target: "thumbv8m.main-none-eabihf",
+        qemu: Some("mps2-an505"),
+        // The core boots in the secure state: the secure aliases of SSRAM1
+        // (code, 4 MiB) and SSRAM2 (data, 2 MiB).
+        flash: (0x1000_0000, 4 * MIB),
+        ram: (0x3800_0000, 2 * MIB),
+        boot_stage: None,
+        // The AN505 image clocks the core at 20 MHz.
+        counter: CounterKind::SysTick {
+            ns_per_tick: 50,
+            shift: 0,
+            clock: "20 MHz",
+        },
+        default_model: REFERENCE_MODEL,
+        dsp: true,
+    },
+    Machine {
+        feature: "microbit",
+        name: "QEMU microbit (nRF51822)",
+        core: "Cortex-M0",
+        target: "thumbv6m-none-eabi",
+        qemu: Some("microbit"),
+        // The nRF51822 of the micro:bit v1: 256 KiB of flash, 16 KiB of RAM.
+        flash: (0x0000_0000, 256 * KIB),
+        ram: (0x2000_0000, 16 * KIB),
+        boot_stage: None,
+        // 16 MHz: 62.5 ns per tick.
+        counter: CounterKind::SysTick {
+            ns_per_tick: 125,
+            shift: 1,
+            clock: "16 MHz",
+        },
+        default_model: SMALL_MODEL,
+        dsp: false,
+    },
+    Machine {
+        feature: "stm32f4-discovery",
+        name: "STM32F4-Discovery (STM32F407VG)",
+        core: "Cortex-M4F",
+        target: "thumbv7em-none-eabihf",
+        qemu: None,
+        flash: (0x0800_0000, MIB),
+        ram: (0x2000_0000, 128 * KIB),
+        boot_stage: None,
+        counter: CounterKind::Dwt,
+        default_model: REFERENCE_MODEL,
+        dsp: true,
+    },
+    Machine {
+        feature: "nucleo-f446re",
+        name: "Nucleo-F446RE (STM32F446RE)",
+        core: "Cortex-M4F",
+        target: "thumbv7em-none-eabihf",
+        qemu: None,
+        // 512 KiB of flash: the reference model (684 KB) does not fit.
+        flash: (0x0800_0000, 512 * KIB),
+        ram: (0x2000_0000, 128 * KIB),
+        boot_stage: None,
+        counter: CounterKind::Dwt,
+        default_model: SMALL_MODEL,
+        dsp: true,
+    },
+    Machine {
+        feature: "nrf52840-dk",
+        name: "nRF52840-DK (nRF52840)",
+        core: "Cortex-M4F",
+        target: "thumbv7em-none-eabihf",
+        qemu: None,
+        flash: (0x0000_0000, MIB),
+        ram: (0x2000_0000, 256 * KIB),
+        boot_stage: None,
+        counter: CounterKind::Dwt,
+        default_model: REFERENCE_MODEL,
+        dsp: true,
+    },
+    Machine {
+        feature: "rpi-pico",
+        name: "Raspberry Pi Pico (RP2040)",
+        core: "Cortex-M0+",
+        target: "thumbv6m-none-eabi",
+        qemu: None,
+        // 2 MiB of QSPI flash, executed in place after the boot ROM has run
+        // the 256-byte second stage at its start; 264 KiB of SRAM (the four
+        // striped banks and the two 4 KiB ones above them, contiguous).
+        flash: (0x1000_0100, 2 * MIB - 0x100),
+        ram: (0x2000_0000, 264 * KIB),
+        boot_stage: Some((0x1000_0000, 0x100)),
+        counter: CounterKind::SysTick {
+            ns_per_tick: 1,
+            shift: 0,
+            clock: "the core clock",
+        },
+        default_model: REFERENCE_MODEL,
+        dsp: false,
+    },
+];
 
 fn main() {
     if let Err(message) = run() {
@@ -32,16 +251,40 @@ fn main() {
 fn run() -> Result<(), String> {
     let out_dir = env::var_os("OUT_DIR").ok_or("OUT_DIR is not set (not run by cargo?)")?;
     let out_dir = Path::new(&out_dir);
-
-    write(&out_dir.join("memory.x"), include_bytes!("memory.x"))?;
-    println!("cargo:rustc-link-search={}", out_dir.display());
-    println!("cargo:rerun-if-changed=memory.x");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=TINYCNN_MODEL");
     println!("cargo:rerun-if-env-changed=TINYCNN_VECTORS");
+    println!("cargo::rustc-check-cfg=cfg(counter, values(\"tim2\", \"systick\", \"dwt\"))");
 
-    let model_path =
-        env::var_os("TINYCNN_MODEL").map_or_else(|| PathBuf::from(DEFAULT_MODEL), PathBuf::from);
+    let machine = selected_machine()?;
+    let target = env::var("TARGET").unwrap_or_default();
+    if target != machine.target {
+        return Err(format!(
+            "{} ({}) is built for {}, not {target}: use its cargo alias \
+             (`cargo {}`, see firmware/README.md) or --target {}",
+            machine.feature, machine.name, machine.target, machine.feature, machine.target
+        ));
+    }
+    if env::var_os("CARGO_FEATURE_DSP").is_some() != machine.dsp {
+        return Err(format!(
+            "the `dsp` feature is for the machines whose core has the DSP extension; {} ({}) {}",
+            machine.feature,
+            machine.core,
+            if machine.dsp { "has it" } else { "has not" }
+        ));
+    }
+    write(&out_dir.join("memory.x"), memory_x(machine).as_bytes())?;
+    write(&out_dir.join("machine.rs"), machine_rs(machine).as_bytes())?;
+    println!("cargo:rustc-link-search={}", out_dir.display());
+    let counter = match machine.counter {
+        CounterKind::Tim2 => "tim2",
+        CounterKind::SysTick { .. } => "systick",
+        CounterKind::Dwt => "dwt",
+    };
+    println!("cargo:rustc-cfg=counter=\"{counter}\"");
+
+    let model_path = env::var_os("TINYCNN_MODEL")
+        .map_or_else(|| PathBuf::from(machine.default_model), PathBuf::from);
     let vectors_path = env::var_os("TINYCNN_VECTORS")
         .map_or_else(|| model_path.with_extension("tctv"), PathBuf::from);
     // Also reruns when a missing file appears.
@@ -65,6 +308,114 @@ fn run() -> Result<(), String> {
         "its test vectors: write them with `host fixture --model MODEL` (or set TINYCNN_VECTORS)",
     )?;
     write(&out_dir.join("vectors.tctv"), &vectors)
+}
+
+/// The one machine whose feature is enabled.
+fn selected_machine() -> Result<&'static Machine, String> {
+    let enabled = |m: &&Machine| {
+        let variable = format!(
+            "CARGO_FEATURE_{}",
+            m.feature.to_uppercase().replace('-', "_")
+        );
+        env::var_os(variable).is_some()
+    };
+    let selected: Vec<&Machine> = MACHINES.iter().filter(enabled).collect();
+    let names = || {
+        MACHINES
+            .iter()
+            .map(|m| m.feature)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match selected.as_slice() {
+        [one] => Ok(one),
+        [] => Err(format!(
+            "no machine selected: enable one of the features {}",
+            names()
+        )),
+        several => Err(format!(
+            "features {} select different machines; enable exactly one \
+             (with --no-default-features for any but netduinoplus2)",
+            several
+                .iter()
+                .map(|m| m.feature)
+                .collect::<Vec<_>>()
+                .join(" and ")
+        )),
+    }
+}
+
+fn memory_x(m: &Machine) -> String {
+    let mut text = format!(
+        "/* {}: written by build.rs from its machine table. flip-link rewrites\n \
+         * the RAM line at link time to put the statics at the top of RAM and the\n \
+         * stack below them, so it stays on one line. */\nMEMORY\n{{\n",
+        m.name
+    );
+    if let Some((origin, length)) = m.boot_stage {
+        let _ = writeln!(
+            text,
+            "  BOOT2 : ORIGIN = {origin:#010x}, LENGTH = {length:#x}"
+        );
+    }
+    let _ = writeln!(
+        text,
+        "  FLASH : ORIGIN = {:#010x}, LENGTH = {:#x}\n  RAM : ORIGIN = {:#010x}, LENGTH = {:#x}\n}}",
+        m.flash.0, m.flash.1, m.ram.0, m.ram.1
+    );
+    // Absolute symbols, read back by size-report.sh from the ELF.
+    let _ = writeln!(
+        text,
+        "\n/* The part's sizes, for size-report.sh. */\n_tinycnn_flash_bytes = {:#x};\n_tinycnn_ram_bytes = {:#x};",
+        m.flash.1, m.ram.1
+    );
+    if m.boot_stage.is_some() {
+        text.push_str(
+            "\n/* The boot ROM copies these 256 bytes to SRAM, checks their CRC and\n \
+             * runs them; they set up the flash for execute-in-place. */\n\
+             SECTIONS {\n  .boot2 ORIGIN(BOOT2) : { KEEP(*(.boot2)); } > BOOT2\n} INSERT BEFORE .text;\n",
+        );
+    }
+    text
+}
+
+fn machine_rs(m: &Machine) -> String {
+    let (unit, instructions_per_tick, shift) = match m.counter {
+        CounterKind::Tim2 => ("instructions (QEMU icount, TIM2 at 1 GHz)".to_owned(), 1, 0),
+        CounterKind::SysTick {
+            ns_per_tick,
+            shift,
+            clock,
+        } if m.qemu.is_some() => (
+            format!("instructions (QEMU icount, SysTick at {clock})"),
+            ns_per_tick,
+            shift,
+        ),
+        CounterKind::SysTick { .. } => ("cycles (SysTick)".to_owned(), 1, 0),
+        CounterKind::Dwt => ("cycles (DWT)".to_owned(), 1, 0),
+    };
+    format!(
+        "/// The machine this firmware was built for (build.rs's table).\n\
+         pub const MACHINE: Machine = Machine {{\n\
+         \x20   feature: {:?},\n\
+         \x20   name: {:?},\n\
+         \x20   core: {:?},\n\
+         \x20   qemu: {},\n\
+         \x20   flash_bytes: {},\n\
+         \x20   ram_bytes: {},\n\
+         \x20   counter_unit: {unit:?},\n\
+         \x20   instructions_per_tick: {instructions_per_tick},\n\
+         \x20   tick_shift: {shift},\n\
+         \x20   dsp: {},\n\
+         }};\n",
+        m.feature,
+        m.name,
+        m.core,
+        m.qemu.is_some(),
+        m.flash.1,
+        m.ram.1,
+        m.dsp,
+    )
 }
 
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The firmware's CI check, run the same way by people and by .ci/run:
-# installs the missing Rust tools, then (cheapest first) fmt, clippy for both
-# the QEMU and board builds, docs, links the board build, and in QEMU: runs
-# `classify` with the reference network and with the small one (every test
-# image's logits must equal the host's), runs `kernels` (the Arm DSP kernels
-# must be bit-identical to the portable ones, on random layers and on the whole
-# network), proves that a wrong expected value fails the run (status 2), that a
-# corrupted model and the test vectors of another model are reported and fail
-# it (status 3), and prints the size report.
+# installs the missing Rust tools, then (cheapest first) fmt, clippy for a
+# QEMU build of every core and for the board builds, docs, builds the four
+# board configurations, and on each of the six QEMU machines: runs `classify`
+# (every test image's logits must equal the host's), runs `kernels` where the
+# core has the DSP extension (the Arm DSP kernels must be bit-identical to the
+# portable ones, on random layers and on the whole network), and proves that a
+# wrong expected value fails the run (status 2) and a corrupted model is
+# reported and fails it (status 3). On netduinoplus2 also the small network
+# (TINYCNN_MODEL), the test vectors of another model (status 3), and the size
+# report.
 #
 # It needs data/model-int8.tcnn, data/small/model-int8.tcnn and their test
 # vectors (.tctv beside each) at the repository root (`host train`, `host
@@ -21,10 +23,30 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# QEMU machines: name (also its cargo alias in .cargo/config.toml), target,
+# and whether the core has the DSP extension.
+qemu_machines=(
+    netduinoplus2:thumbv7em-none-eabihf:dsp
+    mps2-an385:thumbv7m-none-eabi:-
+    mps2-an386:thumbv7em-none-eabihf:dsp
+    mps2-an500:thumbv7em-none-eabihf:dsp
+    mps2-an505:thumbv8m.main-none-eabihf:dsp
+    microbit:thumbv6m-none-eabi:-
+)
+# Real boards: feature and target.
+boards=(
+    stm32f4-discovery:thumbv7em-none-eabihf
+    nucleo-f446re:thumbv7em-none-eabihf
+    nrf52840-dk:thumbv7em-none-eabihf
+    rpi-pico:thumbv6m-none-eabi
+)
+
 step "tools"
-if ! rustup target list --installed | grep -qx thumbv7em-none-eabihf; then
-    rustup target add thumbv7em-none-eabihf
-fi
+for target in thumbv7em-none-eabihf thumbv7m-none-eabi thumbv6m-none-eabi thumbv8m.main-none-eabihf; do
+    if ! rustup target list --installed | grep -qx "$target"; then
+        rustup target add "$target"
+    fi
+done
 if ! command -v flip-link >/dev/null; then
     cargo install flip-link --locked --version '^0.1'
 fi
@@ -41,16 +63,24 @@ echo "$(qemu-system-arm --version | head -n 1); $(defmt-print --version | head -
 step "cargo fmt --check"
 cargo fmt --check
 
-step "clippy (QEMU build)"
-cargo clippy --release --all-targets -- -D warnings
-step "clippy (board build: rtt)"
-cargo clippy --release --all-targets --no-default-features --features rtt -- -D warnings
+step "clippy (-D warnings): each QEMU machine and each board"
+for entry in "${qemu_machines[@]}" "${boards[@]}"; do
+    IFS=: read -r feature target _ <<<"$entry"
+    echo "-- $feature ($target)"
+    cargo clippy --release --all-targets --no-default-features --features "$feature" \
+        --target "$target" -- -D warnings
+done
 
 step "docs (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 
-step "board build links (rtt)"
-cargo build --release --no-default-features --features rtt
+step "board builds (probe-rs, defmt over RTT): build-checked, not run"
+for board in "${boards[@]}"; do
+    IFS=: read -r feature target <<<"$board"
+    echo "-- $feature ($target)"
+    cargo build --release --no-default-features --features "$feature" --target "$target"
+    ./size-report.sh "target/$target/release/classify"
+done
 
 # expect_failure STATUS PATTERN WHAT COMMAND...: runs COMMAND, which must exit
 # with STATUS and log a line matching PATTERN (grep -E); WHAT names the fault
@@ -78,33 +108,52 @@ expect_failure() {
     echo "ok: $what was caught (exit status $expected)"
 }
 
-step "run in QEMU: every image's logits must equal the host's (classify, reference network)"
-cargo run --release
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+for entry in "${qemu_machines[@]}"; do
+    IFS=: read -r machine _ dsp <<<"$entry"
+    step "$machine: every image's logits must equal the host's (classify)"
+    cargo "$machine" 2>&1 | tee "$logs/$machine.log"
+    # tee's status is 0: the firmware's is the pipeline's first.
+    [[ ${PIPESTATUS[0]} -eq 0 ]] || exit 1
+    if [[ $dsp == dsp ]]; then
+        step "$machine: the DSP kernels must equal the portable ones bit for bit (kernels)"
+        cargo "$machine" --bin kernels
+    fi
+    step "$machine: a wrong expected value must fail the run (expected: exit status 2)"
+    expect_failure 2 "image 3: logits .* differ from the host's" \
+        "a deliberately wrong expected logit on $machine" \
+        cargo "$machine" --features wrong-expected
+    step "$machine: a corrupted model blob must be reported and fail the run (expected: exit status 3)"
+    expect_failure 3 "model blob rejected: ChecksumMismatch" \
+        "a model blob with one flipped byte on $machine" \
+        cargo "$machine" --features corrupt-model
+done
 
-step "run in QEMU: the same with the small network (TINYCNN_MODEL)"
-TINYCNN_MODEL=../data/small/model-int8.tcnn cargo run --release
+step "netduinoplus2: the small network too (TINYCNN_MODEL)"
+TINYCNN_MODEL=../data/small/model-int8.tcnn cargo netduinoplus2
 
-step "run in QEMU: the DSP kernels must equal the portable ones bit for bit (kernels)"
-cargo run --release --bin kernels
-
-step "a wrong expected value must fail the run (expected: exit status 2)"
-expect_failure 2 "image 3: logits .* differ from the host's" \
-    "a deliberately wrong expected logit" \
-    cargo run --release --features wrong-expected
-
-step "a corrupted model blob must be reported and fail the run (expected: exit status 3)"
-expect_failure 3 "model blob rejected: ChecksumMismatch" \
-    "a model blob with one flipped byte" \
-    cargo run --release --features corrupt-model
-
-step "test vectors of another model must be refused (expected: exit status 3)"
+step "netduinoplus2: test vectors of another model must be refused (expected: exit status 3)"
 expect_failure 3 "test vectors were written for another model" \
     "the test vectors of the small network beside the reference model" \
-    env TINYCNN_VECTORS=../data/small/model-int8.tctv cargo run --release
+    env TINYCNN_VECTORS=../data/small/model-int8.tctv cargo netduinoplus2
 
-step "size report"
+step "size report (netduinoplus2)"
 cargo build --release
 ./size-report.sh
+
+step "summary: the reference network on each QEMU machine (the small one on the micro:bit)"
+printf '%-14s %-11s %-9s %13s %9s %9s %9s\n' machine core kernels instructions "per MAC" flash "RAM peak"
+for entry in "${qemu_machines[@]}"; do
+    IFS=: read -r machine _ _ <<<"$entry"
+    log=$logs/$machine.log
+    core=$(sed -n 's/.*INFO  machine: .*, \(Cortex-[^ ]*\)$/\1/p' "$log")
+    read -r kernels instructions <<<"$(sed -n 's/.*INFO  \([a-z-]*\): \([0-9]*\) instructions .* per inference.*/\1 \2/p' "$log")"
+    per_mac=$(sed -n 's/.* per inference (.*), \([0-9.]*\) per MAC.*/\1/p' "$log" | head -n 1)
+    flash=$(sed -n 's/.*INFO  flash: \([0-9]*\) B.*/\1/p' "$log")
+    ram=$(sed -n 's/.*INFO  RAM: \([0-9]*\) B at peak.*/\1/p' "$log")
+    printf '%-14s %-11s %-9s %13s %9.4f %9s %9s\n' "$machine" "$core" "$kernels" "$instructions" "$per_mac" "$flash" "$ram"
+done
 
 echo
 echo "ci.sh: firmware OK"

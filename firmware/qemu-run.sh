@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Cargo runner for QEMU (see .cargo/config.toml): boots ELF on netduinoplus2
-# (an STM32F405), decodes the defmt frames the firmware writes to stdout over
-# semihosting with defmt-print, and exits with the firmware's own exit status
-# (0 = every check passed), or 124 if it did not finish within QEMU_TIMEOUT
-# seconds (default 300).
+# Cargo runner for QEMU (see .cargo/config.toml): boots ELF on QEMU's MACHINE
+# (netduinoplus2, mps2-an385, mps2-an386, mps2-an500, mps2-an505 or microbit),
+# decodes the defmt frames the firmware writes to stdout over semihosting with
+# defmt-print, and exits with the firmware's own exit status (0 = every check
+# passed), or 124 if it did not finish within QEMU_TIMEOUT seconds (default
+# 300).
 #
 # -icount shift=0 makes every guest instruction take exactly 1 ns of virtual
-# time; TIM2, clocked at 1 GHz by QEMU, then counts instructions exactly.
+# time; the firmware's counter (TIM2 at 1 GHz, or the SysTick) then counts
+# instructions.
 set -euo pipefail
 
-if [[ $# -ne 1 ]]; then
-    echo "usage: $0 ELF (normally run by cargo as the runner)" >&2
+if [[ $# -ne 2 ]]; then
+    echo "usage: $0 MACHINE ELF (normally run by cargo as the runner)" >&2
     exit 2
 fi
-elf=$1
+machine=$1
+elf=$2
 timeout_s=${QEMU_TIMEOUT:-300}
 
 if [[ ! $timeout_s =~ ^[0-9]+([.][0-9]+)?$ ]]; then
@@ -38,7 +41,7 @@ fi
 set +e
 timeout --foreground --kill-after=10 "$timeout_s" \
     qemu-system-arm \
-    -machine netduinoplus2 \
+    -machine "$machine" \
     -nographic -serial none -monitor none \
     -semihosting-config enable=on,target=native \
     -icount shift=0 \

@@ -7,30 +7,45 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-FLASH_BYTES=$((1024 * 1024)) # memory.x: STM32F405/407
-RAM_BYTES=$((128 * 1024))
-
 elf=${1:-${CARGO_TARGET_DIR:-target}/thumbv7em-none-eabihf/release/classify}
 if [[ ! -f $elf ]]; then
     echo "$0: $elf: no such ELF; build it first with: cargo build --release" >&2
     exit 2
 fi
 
-# llvm-size from rustup's llvm-tools component first (matches rustc's LLVM),
-# then any llvm-size or arm-none-eabi-size on PATH.
-size_tool=
-if sysroot=$(rustc --print sysroot 2>/dev/null); then
-    host=$(rustc -vV | sed -n 's/^host: //p')
-    candidate=$sysroot/lib/rustlib/$host/bin/llvm-size
-    [[ -x $candidate ]] && size_tool=$candidate
-fi
-if [[ -z $size_tool ]]; then
-    size_tool=$(command -v llvm-size || command -v arm-none-eabi-size || true)
-fi
-if [[ -z $size_tool ]]; then
-    echo "$0: no llvm-size found; install it with: rustup component add llvm-tools" >&2
+# llvm-size and llvm-nm from rustup's llvm-tools component first (matching
+# rustc's LLVM), then any on PATH.
+tool() {
+    local name=$1 sysroot host
+    if sysroot=$(rustc --print sysroot 2>/dev/null); then
+        host=$(rustc -vV | sed -n 's/^host: //p')
+        if [[ -x $sysroot/lib/rustlib/$host/bin/$name ]]; then
+            echo "$sysroot/lib/rustlib/$host/bin/$name"
+            return
+        fi
+    fi
+    if command -v "$name" >/dev/null; then
+        command -v "$name"
+        return
+    fi
+    echo "$0: no $name found; install it with: rustup component add llvm-tools" >&2
     exit 2
-fi
+}
+size_tool=$(tool llvm-size)
+nm_tool=$(tool llvm-nm)
+
+# The part's flash and RAM, which build.rs wrote into memory.x as symbols.
+part_size() {
+    local value
+    value=$("$nm_tool" "$elf" | awk -v name="$1" '$3 == name { print $1 }')
+    if [[ -z $value ]]; then
+        echo "$0: $elf has no symbol $1: build it with this firmware's build.rs" >&2
+        exit 2
+    fi
+    echo $((16#$value))
+}
+FLASH_BYTES=$(part_size _tinycnn_flash_bytes)
+RAM_BYTES=$(part_size _tinycnn_ram_bytes)
 
 # `-A -d`: one line per section, "name size address", sizes in decimal.
 "$size_tool" -A -d "$elf" | awk \

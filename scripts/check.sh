@@ -47,7 +47,8 @@ summary() {
 }
 
 step "tools"
-rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi aarch64-unknown-linux-gnu
+rustup target add thumbv7em-none-eabihf thumbv7m-none-eabi thumbv6m-none-eabi thumbv8m.main-none-eabihf \
+    aarch64-unknown-linux-gnu
 rustup component add rustfmt clippy llvm-tools
 packages=()
 command -v qemu-system-arm >/dev/null || packages+=(qemu-system-arm)
@@ -81,8 +82,11 @@ cargo fmt --all --check
 step "clippy -D warnings (workspace)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "clippy -D warnings (tinycnn for thumbv7em with DSP kernels, and thumbv6m)"
+step "clippy -D warnings (tinycnn for thumbv7em and thumbv8m.main with DSP kernels, and thumbv6m)"
 cargo clippy -p tinycnn --target thumbv7em-none-eabihf --features defmt --locked -- -D warnings
+# The Cortex-M33's DSP extension is optional: naming the core enables it.
+CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS="-C target-cpu=cortex-m33" \
+    cargo clippy -p tinycnn --target thumbv8m.main-none-eabihf --features defmt --locked -- -D warnings
 cargo clippy -p tinycnn --target thumbv6m-none-eabi --locked -- -D warnings
 
 step "no_std builds (thumbv6m-none-eabi, thumbv7em-none-eabihf)"
@@ -98,7 +102,7 @@ cargo clippy -p tinycnn -p tinycnn-host --target aarch64-unknown-linux-gnu --all
 step "tests (core, host, parity; the parity tests run the firmware in QEMU)"
 MNIST_DIR=$mnist cargo test --workspace --locked
 
-step "firmware in QEMU (classify, DSP kernels vs portable, injected faults)"
+step "firmware in QEMU on six machines (classify, DSP kernels vs portable, injected faults), board builds"
 bash firmware/ci.sh
 
 step "docs (-D warnings)"

@@ -1,14 +1,18 @@
-//! Shared firmware plumbing for `tinycnn` on a Cortex-M4F: logger selection,
+//! Shared firmware plumbing for `tinycnn` on Cortex-M: logger selection,
 //! panic and fault handling, [`exit`] with a status, an instruction/cycle
 //! [`Counter`], the memory report, and the model and its test vectors
 //! embedded in flash ([`load_model`], [`load_test_vectors`]) with scratch of
 //! exactly the size the model needs ([`SCRATCH_BYTES`], computed while
 //! compiling). The binaries in `src/bin/` stay thin.
 //!
-//! Exactly one of two features picks where the firmware runs:
-//! - `qemu` (default): QEMU's `netduinoplus2`; defmt frames go out over
-//!   semihosting to the host's stdout and [`exit`] ends QEMU with the status.
-//! - `rtt`: a real STM32F405/407 under `probe-rs run`; defmt over RTT,
+//! One machine feature picks the machine ([`machine::MACHINE`]; `build.rs`
+//! holds their table), and with it where the firmware runs:
+//! - a QEMU machine (`netduinoplus2`, the default, `mps2-an385`,
+//!   `mps2-an386`, `mps2-an500`, `mps2-an505`, `microbit`): defmt frames go
+//!   out over semihosting to the host's stdout and [`exit`] ends QEMU with
+//!   the status;
+//! - a real board under `probe-rs run` (`stm32f4-discovery`,
+//!   `nucleo-f446re`, `nrf52840-dk`, `rpi-pico`): defmt over RTT,
 //!   panic-probe, and [`exit`] stops at a breakpoint (success) or faults
 //!   (failure), which `probe-rs run` turns into its own exit status.
 
@@ -16,13 +20,12 @@
 
 #[cfg(all(feature = "qemu", feature = "rtt"))]
 compile_error!(
-    "features `qemu` and `rtt` are mutually exclusive: for a board build with \
-     `--no-default-features --features rtt` (or `cargo board`)"
+    "a QEMU machine and a board are selected together: enable one machine feature, \
+     with --no-default-features for any but netduinoplus2 (see firmware/README.md)"
 );
-#[cfg(not(any(feature = "qemu", feature = "rtt")))]
-compile_error!("enable one of the features `qemu` (QEMU, the default) or `rtt` (a real board)");
 
 pub mod counter;
+pub mod machine;
 pub mod memory;
 pub mod profile;
 
@@ -40,6 +43,7 @@ use panic_probe as _;
 
 /// The device peripherals (the `stm32f407` PAC also fits the STM32F405 that
 /// QEMU emulates: same addresses for everything used here).
+#[cfg(counter = "tim2")]
 pub use stm32f4::stm32f407 as pac;
 
 /// Why the firmware stopped; under QEMU this is the process exit status.
@@ -71,14 +75,21 @@ pub struct Board {
 /// Takes the peripherals, starts the counter, checks it on a loop of known
 /// length and logs the method. Call once, first thing in `main`.
 pub fn init() -> Board {
-    #[cfg(feature = "qemu")]
+    #[cfg(counter = "tim2")]
     let counter = {
         let Some(device) = pac::Peripherals::take() else {
             defmt::panic!("init() called twice");
         };
         Counter::new(&device.RCC, device.TIM2)
     };
-    #[cfg(feature = "rtt")]
+    #[cfg(counter = "systick")]
+    let counter = {
+        let Some(core) = cortex_m::Peripherals::take() else {
+            defmt::panic!("init() called twice");
+        };
+        Counter::new(core.SYST)
+    };
+    #[cfg(counter = "dwt")]
     let counter = {
         let Some(mut core) = cortex_m::Peripherals::take() else {
             defmt::panic!("init() called twice");
@@ -86,6 +97,11 @@ pub fn init() -> Board {
         Counter::new(&mut core.DCB, &mut core.DWT)
     };
 
+    defmt::info!(
+        "machine: {=str}, {=str}",
+        machine::MACHINE.name,
+        machine::MACHINE.core
+    );
     let check = counter.self_check();
     defmt::info!(
         "counter: {=str}; known loop of {=u32} instructions took {=u32} counts{=str}",
@@ -233,8 +249,11 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     static PANICKING: AtomicBool = AtomicBool::new(false);
     // A panic inside the logger must not recurse into it. The location, not
     // the message: formatting the message would link `core::fmt`, 3 KB of
-    // flash for a path the inference never takes.
-    if !PANICKING.swap(true, Ordering::Relaxed) {
+    // flash for a path the inference never takes. A load and a store, not a
+    // swap: the Cortex-M0 has no atomic read-modify-write, and a nested panic
+    // can only come after the store.
+    if !PANICKING.load(Ordering::Relaxed) {
+        PANICKING.store(true, Ordering::Relaxed);
         match info.location() {
             Some(location) => defmt::error!(
                 "panicked at {=str}:{=u32}",

@@ -101,15 +101,17 @@ pub fn stack_peak() -> usize {
 /// Logs the report in the form the README shows.
 pub fn log(report: &MemoryReport) {
     defmt::info!(
-        "flash: {=usize} B (text {=usize} + rodata {=usize} + data {=usize}) of 1 MiB",
+        "flash: {=usize} B (text {=usize} + rodata {=usize} + data {=usize}) of {=usize} B",
         report.flash(),
         report.text,
         report.rodata,
-        report.data
+        report.data,
+        crate::machine::MACHINE.flash_bytes
     );
     defmt::info!(
-        "RAM: {=usize} B at peak = static {=usize} (data {=usize} + bss {=usize} + uninit {=usize}) + peak stack {=usize} of {=usize} B stack",
+        "RAM: {=usize} B at peak of {=usize} B = static {=usize} (data {=usize} + bss {=usize} + uninit {=usize}) + peak stack {=usize} of {=usize} B stack",
         report.ram_peak(),
+        crate::machine::MACHINE.ram_bytes,
         report.static_ram(),
         report.data,
         report.bss,

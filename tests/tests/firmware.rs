@@ -3,6 +3,9 @@
 //! shipped model (the reference network, and the small one through `TINYCNN_MODEL`). The memory
 //! the firmware reports must also stay within what `host inspect` tells users to plan for.
 //!
+//! It runs the default build, QEMU's netduinoplus2 (a Cortex-M4F); `firmware/ci.sh` runs the
+//! other machines, whose firmware compares the logits with the embedded host ones itself.
+//!
 //! Needs what `.ci/run` installs: the thumbv7em-none-eabihf target, flip-link, defmt-print and
 //! qemu-system-arm.
 
@@ -152,9 +155,9 @@ fn log_lines_parse() {
         Some((12, vec![-128, 3, 0, 127, -5, 6, 7, 8, 9, -10]))
     );
     assert_eq!(parse("INFO  all 100 images match the host"), None);
-    let ram = "INFO  RAM: 25760 B at peak = static 23452 (data 0 + bss 23452 + uninit 0) + peak stack 2308 of 107616 B stack";
+    let ram = "INFO  RAM: 25760 B at peak of 131072 B = static 23452 (data 0 + bss 23452 + uninit 0) + peak stack 2308 of 107620 B stack";
     assert_eq!(number_after(ram, "static"), Some(23452));
     assert_eq!(number_after(ram, "peak stack"), Some(2308));
-    let flash = "INFO  flash: 792232 B (text 26208 + rodata 766024 + data 0) of 1 MiB";
+    let flash = "INFO  flash: 792232 B (text 26208 + rodata 766024 + data 0) of 1048576 B";
     assert_eq!(number_after(flash, "(text"), Some(26208));
 }

@@ -70,6 +70,24 @@
 
 use core::arch::{asm, naked_asm};
 
+/// First line of every naked function's assembly. Naked functions are
+/// assembled as module-level assembly, for the target's base architecture
+/// and not for `-C target-cpu`: on Armv8-M Mainline, whose DSP extension is
+/// optional, the assembler needs the core named again (any core of the
+/// profile with the extension; the instructions are the same).
+#[cfg(tinycnn_arm_v8m)]
+macro_rules! naked_prelude {
+    () => {
+        ".cpu cortex-m33"
+    };
+}
+#[cfg(not(tinycnn_arm_v8m))]
+macro_rules! naked_prelude {
+    () => {
+        ""
+    };
+}
+
 use super::ConvGeometry;
 use super::int8::{Backend, ConvLayer, DenseLayer, Requantization};
 
@@ -826,6 +844,7 @@ unsafe extern "C" fn requantize_clamped(
     constants: *const Constants,
 ) {
     naked_asm!(
+        naked_prelude!(),
         "push {{r4-r11, lr}}",
         "ldm r3, {{r4-r8}}",
         // Two outputs per round (r3 counts rounds), then the odd one.
@@ -944,6 +963,7 @@ macro_rules! conv_tile_routine {
             out: *mut i32,
         ) {
             naked_asm!(
+                naked_prelude!(),
                 "push {{r4-r11, lr}}",
                 // The fifth argument sits above the nine saved registers.
                 "ldr lr, [sp, #36]",
@@ -1047,6 +1067,7 @@ macro_rules! conv_single_tile_routine {
             out: *mut i32,
         ) {
             naked_asm!(
+                naked_prelude!(),
                 "push {{r4-r11, lr}}",
                 "2:",
                 "mov lr, r0",
@@ -1110,6 +1131,7 @@ unsafe extern "C" fn dense_quad(
     sums: *mut i32,
 ) {
     naked_asm!(
+        naked_prelude!(),
         "push {{r4-r11, lr}}",
         "ldr r4, [sp, #36]",
         "mov.w r9, #0",
