@@ -8,8 +8,11 @@
 #   short fuzz run (--fuzz SECONDS, default 20; 0 skips)
 #
 # It installs what is missing: the thumb and aarch64 targets, qemu-system-arm,
-# qemu-user and an aarch64 C cross-compiler (apt, as root), flip-link and
-# defmt-print (cargo install), cargo-fuzz and nightly for the fuzz run. MNIST must be at ../shared/data/mnist beside the checkout or
+# qemu-user, an aarch64 C cross-compiler and python3-venv (apt, as root),
+# flip-link and defmt-print (cargo install), TensorFlow Lite's interpreter
+# (ai-edge-litert from PyPI, in a virtual environment in
+# ~/.cache/tinycnn/litert-venv or $TINYCNN_LITERT_VENV), cargo-fuzz and
+# nightly for the fuzz run. MNIST must be at ../shared/data/mnist beside the checkout or
 # in $MNIST_DIR (nothing is downloaded: TINYCNN_NO_DOWNLOAD=1 below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +57,8 @@ packages=()
 command -v qemu-system-arm >/dev/null || packages+=(qemu-system-arm)
 command -v qemu-aarch64 >/dev/null || packages+=(qemu-user)
 command -v aarch64-linux-gnu-gcc >/dev/null || packages+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+# Python's venv, for TensorFlow Lite's interpreter (below).
+python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
 if [[ ${#packages[@]} -gt 0 ]]; then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         apt-get update -qq
@@ -65,6 +70,15 @@ if [[ ${#packages[@]} -gt 0 ]]; then
 fi
 command -v flip-link >/dev/null || cargo install flip-link --locked --version '^0.1'
 command -v defmt-print >/dev/null || cargo install defmt-print --locked --version '^1'
+# TensorFlow Lite's interpreter (ai-edge-litert, pinned), which tests/tests/tflite_models.rs runs
+# on tinycnn's .tflite exports; a virtual environment of its own, made once.
+litert_venv=${TINYCNN_LITERT_VENV:-$HOME/.cache/tinycnn/litert-venv}
+if ! "$litert_venv/bin/python" -c 'import ai_edge_litert, numpy' 2>/dev/null; then
+    python3 -m venv "$litert_venv"
+    "$litert_venv/bin/python" -m pip install --disable-pip-version-check --quiet \
+        "ai-edge-litert==2.3.0" "numpy==2.4.6"
+fi
+export TINYCNN_TFLITE_PYTHON=$litert_venv/bin/python TINYCNN_REQUIRE_TFLITE=1
 mnist=${MNIST_DIR:-../shared/data/mnist}
 if [[ ! -f $mnist/t10k-images-idx3-ubyte.gz && ! -f $mnist/t10k-images-idx3-ubyte ]]; then
     echo "check.sh: MNIST not found in $mnist: put the four IDX files there or set MNIST_DIR" >&2

@@ -8,10 +8,13 @@
 //! `m = multiplier / 2^31 * 2^shift`. The host computes the pair; the core only
 //! executes [`multiply_by_quantized_multiplier`].
 //!
-//! The rounding is gemmlowp's "double rounding": first a rounding doubling
-//! high multiply (ties toward positive infinity, a quirk of its nudge that
-//! TFLite and CMSIS-NN reproduce), then a rounding right shift (ties away
-//! from zero). The results must match TFLite bit for bit, so the order of
+//! TensorFlow Lite rounds two ways ([`Rounding`]), and its reference kernels
+//! use both: a convolution rounds twice, as gemmlowp does (a rounding doubling
+//! high multiply with ties toward positive infinity, a quirk of its nudge that
+//! CMSIS-NN reproduces, then a rounding right shift with ties away from zero);
+//! a fully connected layer rounds once (`x * multiplier / 2^(31 - shift)` to
+//! the nearest, ties toward positive infinity). The two differ on about one
+//! output in 2,000. The results must match TFLite bit for bit, so the order of
 //! operations and these tie rules are part of the contract.
 
 /// Smallest accepted shift: a right shift by 31.
@@ -71,11 +74,55 @@ pub const fn multiply_by_quantized_multiplier(x: i32, multiplier: i32, shift: i3
     )
 }
 
+/// How [`requantize`] rounds `x * multiplier / 2^31 * 2^shift`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Rounding {
+    /// [`multiply_by_quantized_multiplier`]: TensorFlow Lite's convolutions.
+    Double,
+    /// [`multiply_by_quantized_multiplier_single_rounding`]: TensorFlow Lite's
+    /// fully connected layers.
+    Single,
+}
+
+/// `x * multiplier / 2^(31 - shift)` rounded once, to the nearest with ties
+/// toward positive infinity (`floor(x * multiplier / 2^(31 - shift) + 1/2)`),
+/// as TensorFlow Lite's reference `FULLY_CONNECTED` computes it. A result
+/// outside `i32` (only possible with a large positive shift) saturates, where
+/// TFLite's C++ would wrap; a shift outside `MIN_SHIFT..=MAX_SHIFT` is treated
+/// as the nearest bound.
+#[inline(always)]
+pub const fn multiply_by_quantized_multiplier_single_rounding(
+    x: i32,
+    multiplier: i32,
+    shift: i32,
+) -> i32 {
+    let shift = if shift < MIN_SHIFT {
+        MIN_SHIFT
+    } else if shift > MAX_SHIFT {
+        MAX_SHIFT
+    } else {
+        shift
+    };
+    // 1..=62: the product (below 2^62 in magnitude) plus the half cannot
+    // overflow an i64.
+    let total = (31 - shift) as u32;
+    let rounded = (x as i64 * multiplier as i64 + (1i64 << (total - 1))) >> total;
+    if rounded > i32::MAX as i64 {
+        i32::MAX
+    } else if rounded < i32::MIN as i64 {
+        i32::MIN
+    } else {
+        rounded as i32
+    }
+}
+
 /// Requantises an int32 accumulator to int8: scale, add the output zero
 /// point, clamp to `[activation_min, 127]`.
 ///
 /// `activation_min` is `-128` for a layer without activation and the output
 /// zero point for a layer with a fused ReLU (real 0 maps to the zero point).
+/// Rounds twice, as a convolution does; [`requantize_with`] chooses.
 #[inline(always)]
 pub const fn requantize(
     accumulator: i32,
@@ -84,7 +131,32 @@ pub const fn requantize(
     output_zero_point: i32,
     activation_min: i32,
 ) -> i8 {
-    let scaled = multiply_by_quantized_multiplier(accumulator, multiplier, shift);
+    requantize_with(
+        Rounding::Double,
+        accumulator,
+        multiplier,
+        shift,
+        output_zero_point,
+        activation_min,
+    )
+}
+
+/// [`requantize`] with the given rounding.
+#[inline(always)]
+pub const fn requantize_with(
+    rounding: Rounding,
+    accumulator: i32,
+    multiplier: i32,
+    shift: i32,
+    output_zero_point: i32,
+    activation_min: i32,
+) -> i8 {
+    let scaled = match rounding {
+        Rounding::Double => multiply_by_quantized_multiplier(accumulator, multiplier, shift),
+        Rounding::Single => {
+            multiply_by_quantized_multiplier_single_rounding(accumulator, multiplier, shift)
+        }
+    };
     let shifted = scaled.saturating_add(output_zero_point);
     let low = if shifted < activation_min {
         activation_min
@@ -102,6 +174,36 @@ pub const fn requantize(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The definition of the single rounding, `floor(x * m / 2^(31 - shift) + 1/2)`
+    /// saturated, with 128-bit arithmetic.
+    fn single_wide(x: i32, m: i32, shift: i32) -> i32 {
+        let total = 31 - shift;
+        let result = ((x as i128) * (m as i128) * 2 + (1i128 << total)) >> (total + 1);
+        result.clamp(i32::MIN as i128, i32::MAX as i128) as i32
+    }
+
+    proptest! {
+        #[test]
+        fn single_rounding_is_its_definition(x in any::<i32>(), m in 0..=i32::MAX, shift in MIN_SHIFT..=MAX_SHIFT) {
+            prop_assert_eq!(multiply_by_quantized_multiplier_single_rounding(x, m, shift), single_wide(x, m, shift));
+        }
+    }
+
+    #[test]
+    fn single_and_double_rounding_differ_on_ties() {
+        let half = 1 << 30;
+        assert_eq!(multiply_by_quantized_multiplier(65, half, -1), 17);
+        assert_eq!(
+            multiply_by_quantized_multiplier_single_rounding(65, half, -1),
+            16
+        );
+        assert_eq!(
+            multiply_by_quantized_multiplier_single_rounding(-66, half, -1),
+            -16
+        );
+        assert_eq!(requantize_with(Rounding::Single, 65, half, -1, 0, -128), 16);
+    }
 
     /// The definition, `floor(a * b / 2^31 + 1/2)` saturated, with 128-bit
     /// arithmetic (an arithmetic shift right is a floor).

@@ -12,6 +12,7 @@
 //!   as a device computes), `host fixture` (test vectors for the firmware) and `host inspect`
 //!   (what a model needs of a board).
 //! - [`bench`](mod@bench): `host bench train` and `host bench infer`.
+//! - [`tflite`]: TensorFlow Lite models in (`host import`) and out (`host export --tflite`).
 //!
 //! [`atomic`] writes files so that an interruption never leaves a partial one, and holds the
 //! rules every command's outputs follow (nothing replaced without `--overwrite`, only regular
@@ -27,6 +28,7 @@ pub mod data;
 pub mod deploy;
 pub mod export;
 pub mod plot;
+pub mod tflite;
 pub mod train;
 
 /// Serialises the tests that seed burn's random generator: it is shared by the whole process,

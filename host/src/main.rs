@@ -18,6 +18,7 @@ use tinycnn_host::data::mnist::{self, Mnist};
 use tinycnn_host::data::{self, Dataset};
 use tinycnn_host::deploy::{self, eval, fixture, inspect, predict};
 use tinycnn_host::export;
+use tinycnn_host::tflite;
 use tinycnn_host::train::backend::BackendKind;
 use tinycnn_host::train::model::InitScheme;
 use tinycnn_host::train::progress::{BarReporter, JsonReporter, QuietReporter, Reporter};
@@ -82,7 +83,7 @@ fn indented_lines(words: &str) -> String {
     long_about = "Train small convolutional networks (the Keras MNIST tutorial's by default, or \
                   one you describe with --arch) with burn on the CPU, export them as tinycnn \
                   model files (f32 and TensorFlow Lite int8) for microcontrollers, evaluate, \
-                  inspect and use them.\n\n\
+                  inspect and use them; import TensorFlow Lite models and export to them.\n\n\
                   The data is read from a directory of MNIST-format IDX files (--data or \
                   MNIST_DIR, default data/mnist); what it lacks is downloaded first and verified \
                   (MNIST, or Fashion-MNIST with --dataset fashion-mnist; --no-download for \
@@ -114,6 +115,9 @@ enum Command {
     /// Show a model file's layers (output shape, parameters, MACs, bytes, quantisation), the
     /// scratch RAM it needs, and whether the firmware with it fits common boards.
     Inspect(InspectArgs),
+    /// Turn a fully-integer TensorFlow Lite model (.tflite) into a tinycnn int8 model that
+    /// computes the same bytes.
+    Import(ImportArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -208,12 +212,32 @@ struct CalibrationArg {
 }
 
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    host export --checkpoint runs/latest            model-f32.tcnn, model-int8.tcnn\n  \
+    host export --checkpoint runs/latest --tflite   ... and model-int8.tflite\n  \
+    host export --tflite --model data/model-int8.tcnn   data/model-int8.tflite, from the int8 \
+    model file alone")]
 struct ExportArgs {
+    /// Also write the int8 model as a TensorFlow Lite flatbuffer (model-int8.tflite) that
+    /// TensorFlow Lite and TFLite Micro run: int8 input (a pixel p is p - 128), the int8 logits
+    /// as the output, the same bytes as tinycnn computes.
+    #[arg(long)]
+    tflite: bool,
+    /// With --tflite: convert this int8 model file instead of exporting a checkpoint (writes
+    /// FILE's name with .tflite into --out, or beside FILE).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tflite",
+        conflicts_with = "checkpoint"
+    )]
+    model: Option<PathBuf>,
     #[command(flatten)]
     data: DataDir,
-    /// Trained model: a run directory of `host train`, its checkpoint.bin, or a model.bpk.
-    #[arg(long, value_name = "PATH", default_value = "runs/latest")]
-    checkpoint: PathBuf,
+    /// Trained model: a run directory of `host train`, its checkpoint.bin, or a model.bpk
+    /// [default: runs/latest].
+    #[arg(long, value_name = "PATH")]
+    checkpoint: Option<PathBuf>,
     /// Directory for model-f32.tcnn and model-int8.tcnn [default: the checkpoint's directory].
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -318,6 +342,31 @@ struct FixtureArgs {
     /// extension .tctv, where the firmware looks for it].
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Replace the output file if it exists (by default it is never replaced).
+    #[arg(long)]
+    overwrite: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "What it reads: one graph that is a chain of CONV_2D (1x1, 3x3 or 5x5, \
+    stride 1, SAME or VALID, fused ReLU or none), MAX_POOL_2D (2x2, stride 2), RESHAPE (the \
+    flatten), FULLY_CONNECTED (fused ReLU or none) and a final SOFTMAX, with the QUANTIZE and \
+    DEQUANTIZE a converter puts at the edges; int8 activations, symmetric int8 weights (per \
+    channel or per tensor), int32 biases, and the input quantised as pixels/255 (scale 1/255, \
+    zero point -128), what TensorFlow's converter writes for a Keras model fed images in [0, 1] \
+    with a representative dataset and full-integer quantisation. Anything else is refused, \
+    naming the operator and why. The final SOFTMAX and the float edges are left out: the \
+    tinycnn model outputs the logits (the SOFTMAX's input), whose largest is the class.\n\n\
+    Example:\n  host import keras-mnist.tflite -o keras-mnist.tcnn"
+)]
+struct ImportArgs {
+    /// A TensorFlow Lite model file (.tflite).
+    #[arg(value_name = "MODEL.tflite")]
+    input: PathBuf,
+    /// Where to write the tinycnn int8 model [default: the input's name with .tcnn].
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
     /// Replace the output file if it exists (by default it is never replaced).
     #[arg(long)]
     overwrite: bool,
@@ -559,6 +608,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => predict_command(&args),
         Command::Fixture(args) => fixture_command(&args).map(|()| ExitCode::SUCCESS),
         Command::Inspect(args) => inspect_command(&args).map(|()| ExitCode::SUCCESS),
+        Command::Import(args) => import_command(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Train(args)) => {
             bench_train_command(&args).map(|()| ExitCode::SUCCESS)
         }
@@ -694,18 +744,48 @@ fn data_command(args: &DataArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn export_command(args: &ExportArgs) -> anyhow::Result<()> {
+    if let Some(model) = &args.model {
+        let written = tflite::export_file(model, args.out.as_deref(), args.overwrite)?;
+        emit(format!("wrote {}\n", written.display()));
+        return Ok(());
+    }
     let architecture = args.arch.architecture.unwrap_or(Architecture::REFERENCE);
     let written = export::run(&export::ExportOptions {
-        checkpoint: args.checkpoint.clone(),
+        checkpoint: args
+            .checkpoint
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("runs/latest")),
         architecture,
         data_dir: args.data.ready(false)?,
         out: args.out.clone(),
         calibration_images: args.calibration.images,
         overwrite: args.overwrite,
+        tflite: args.tflite,
     })?;
     for path in written {
         emit(format!("wrote {}\n", path.display()));
     }
+    Ok(())
+}
+
+fn import_command(args: &ImportArgs) -> anyhow::Result<()> {
+    let report = tflite::import_file(&args.input, args.output.as_deref(), args.overwrite)?;
+    let imported = &report.imported;
+    let mut text = format!("{}: {}\n", args.input.display(), imported.architecture);
+    if !imported.left_out.is_empty() {
+        text.push_str(&format!(
+            "left out: {} (the model outputs the logits, tensor {})\n",
+            imported.left_out.join(", "),
+            imported.logits_tensor
+        ));
+    }
+    text.push_str(&format!(
+        "wrote {} ({} bytes; the .tflite has {})\n",
+        report.written.display(),
+        report.bytes,
+        report.tflite_bytes
+    ));
+    emit(text);
     Ok(())
 }
 

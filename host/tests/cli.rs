@@ -1280,3 +1280,64 @@ fn export_needs_a_checkpoint() {
     let line = one_line_error(&output);
     assert!(line.contains("nothing"), "{line}");
 }
+
+fn workspace_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+#[test]
+fn import_and_export_tflite_round_trip_and_refuse_what_they_cannot_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // The shipped small model out to .tflite and back in: the same layers.
+    let exported = host()
+        .args(["export", "--tflite", "--model"])
+        .arg(workspace_file("data/small/model-int8.tcnn"))
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let tflite = dir.path().join("model-int8.tflite");
+    assert!(stdout(&exported).contains("model-int8.tflite"));
+    let imported = host().arg("import").arg(&tflite).output().unwrap();
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let report = stdout(&imported);
+    assert!(
+        report
+            .contains("conv3x3:16 pool conv3x3:32 pool conv3x3:64 pool flatten dense:64 dense:10"),
+        "{report}"
+    );
+    assert!(dir.path().join("model-int8.tcnn").is_file());
+
+    // Nothing replaced without --overwrite.
+    let again = host().arg("import").arg(&tflite).output().unwrap();
+    assert!(one_line_error(&again).contains("already exists"));
+
+    // A file that is not a .tflite, and one that is missing: one line each.
+    let not_tflite = host()
+        .arg("import")
+        .arg(workspace_file("data/small/model-int8.tcnn"))
+        .arg("-o")
+        .arg(dir.path().join("x.tcnn"))
+        .output()
+        .unwrap();
+    assert!(one_line_error(&not_tflite).contains("not a TensorFlow Lite model"));
+    let missing = host()
+        .arg("import")
+        .arg(dir.path().join("missing.tflite"))
+        .output()
+        .unwrap();
+    assert!(one_line_error(&missing).contains("cannot read"));
+    // --model needs --tflite.
+    let no_flag = host()
+        .args(["export", "--model"])
+        .arg(workspace_file("data/small/model-int8.tcnn"))
+        .output()
+        .unwrap();
+    assert!(!no_flag.status.success());
+    assert!(
+        stderr(&no_flag).contains("--tflite"),
+        "{}",
+        stderr(&no_flag)
+    );
+}

@@ -49,10 +49,23 @@ impl Layer {
         self.bias.len()
     }
 
-    /// Bias, requantisation, zero point and clamp of output `o`'s accumulator.
+    /// Bias, requantisation (a convolution's, rounding twice), zero point and
+    /// clamp of output `o`'s accumulator.
     fn finish(&self, o: usize, accumulator: i64, relu: bool) -> i32 {
         let low = if relu { self.output_zero_point } else { -128 };
         requantize(
+            accumulator + self.bias[o],
+            self.multipliers[o],
+            self.shifts[o],
+            self.output_zero_point,
+            low,
+        ) as i32
+    }
+
+    /// The same for a dense layer, rounding once.
+    fn finish_dense(&self, o: usize, accumulator: i64, relu: bool) -> i32 {
+        let low = if relu { self.output_zero_point } else { -128 };
+        requantize_once(
             accumulator + self.bias[o],
             self.multipliers[o],
             self.shifts[o],
@@ -86,6 +99,26 @@ fn requantize(accumulator: i64, multiplier: i64, shift: i64, zero_point: i64, lo
     let divisor = 1i128 << right;
     let magnitude = floor_div(2 * high.abs() + divisor, 2 * divisor);
     let rounded = if high < 0 { -magnitude } else { magnitude };
+    let with_zero_point = clamp32(rounded + i128::from(zero_point));
+    (with_zero_point as i64).clamp(low, 127)
+}
+
+/// TFLite's requantisation in a fully connected layer, from its definition:
+/// `floor(x * m / 2^(31 - shift) + 1/2)`, then the zero point and the clamp.
+fn requantize_once(
+    accumulator: i64,
+    multiplier: i64,
+    shift: i64,
+    zero_point: i64,
+    low: i64,
+) -> i64 {
+    let clamp32 = |v: i128| v.clamp(i128::from(i32::MIN), i128::from(i32::MAX));
+    let accumulator = clamp32(i128::from(accumulator));
+    let divisor = 1i128 << (31 - shift);
+    let rounded = clamp32(floor_div(
+        2 * accumulator * i128::from(multiplier) + divisor,
+        2 * divisor,
+    ));
     let with_zero_point = clamp32(rounded + i128::from(zero_point));
     (with_zero_point as i64).clamp(low, 127)
 }
@@ -180,7 +213,7 @@ fn dense(input: &[i32], zero_point: i32, layer: &Layer, relu: bool) -> Vec<i32> 
     (0..layer.outputs())
         .map(|o| {
             let row = &layer.weights[o * input.len()..(o + 1) * input.len()];
-            layer.finish(o, dot(input, zero_point, row), relu)
+            layer.finish_dense(o, dot(input, zero_point, row), relu)
         })
         .collect()
 }
@@ -283,6 +316,20 @@ mod tests {
             1
         );
         assert_eq!(requantize(3, half, 2, 0, -128), 6);
+    }
+
+    #[test]
+    fn dense_requantisation_rounds_once() {
+        let half = 1 << 30;
+        // 65 * 0.5 / 2 = 16.25: 16 (rounding twice gives 17: 32.5 -> 33 -> 16.5 -> 17).
+        assert_eq!(requantize_once(65, half, -1, 0, -128), 16);
+        assert_eq!(requantize(65, half, -1, 0, -128), 17);
+        // -67 * 0.25 = -16.75: -17; 66 * 0.25 = 16.5: ties up, 17; -66 * 0.25 = -16.5: -16.
+        assert_eq!(requantize_once(-67, half, -1, 0, -128), -17);
+        assert_eq!(requantize_once(66, half, -1, 0, -128), 17);
+        assert_eq!(requantize_once(-66, half, -1, 0, -128), -16);
+        assert_eq!(requantize_once(3, half, 2, 0, -128), 6);
+        assert_eq!(requantize_once(1000, half, 0, 0, -128), 127);
     }
 
     #[test]

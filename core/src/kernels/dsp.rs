@@ -51,11 +51,14 @@
 //!
 //! # Requantisation
 //!
-//! Where a layer's constants allow it (output clamped at its zero point, as
-//! after a ReLU; right shifts only; no accumulator near `2^30`), an exact
-//! shortcut in assembly (`requantize_clamped`, see `Requantizer`) takes
+//! Where a convolution's constants allow it (output clamped at its zero
+//! point, as after a ReLU; right shifts only; no accumulator near `2^30`), an
+//! exact shortcut in assembly (`requantize_clamped`, see `Requantizer`) takes
 //! about 13 instructions per output instead of the portable
-//! [`Requantization::apply`]'s 50 or so; otherwise `apply` runs.
+//! [`Requantization::apply`]'s 50 or so; otherwise `apply` runs. Dense layers
+//! always take `apply`: they round once, as TensorFlow Lite's
+//! `FULLY_CONNECTED` does, where the shortcut rounds twice like its `CONV_2D`
+//! (and they requantise one value per row of products, so the cost is small).
 //!
 //! The assembly reads weights (and dense rows) with unaligned `LDR`s, as
 //! blobs do not align tensors: the core must not trap unaligned accesses
@@ -260,7 +263,10 @@ impl<'r, 'a> Requantizer<'r, 'a> {
         // |x - zero_point| <= 255 and |w| <= 128 (the loader allows 127).
         let largest_sum = fan_in.saturating_mul(255 * 128);
         let (bias, multipliers, shifts) = requantization.raw();
-        let fast = requantization.activation_min() == requantization.output_zero_point()
+        // The shortcut is TFLite's double rounding (convolutions); a dense
+        // layer rounds once and takes the portable path.
+        let fast = requantization.rounding() == crate::quant::Rounding::Double
+            && requantization.activation_min() == requantization.output_zero_point()
             && largest_sum < 1 << 29
             && bias
                 .iter()

@@ -142,7 +142,7 @@ fn conv_narrow(widened: &[i16], layer: &ki8::ConvLayer<'_>, output: &mut [i8]) -
                 |conv_row, sums| row_sums(widened, weight, mac, geometry, conv_row, sums),
                 |x, best| {
                     let at = (out_row * out.width + x) * out.channels + f;
-                    *output.get_mut(at)? = requantization.apply(best, channel);
+                    *output.get_mut(at)? = requantization.apply_conv(best, channel);
                     Some(())
                 },
             )?;
@@ -388,7 +388,7 @@ pub fn conv_with(
                 .zip(requantization.channels())
             {
                 let best = dots.dot4(patches, filter).into_iter().max()?;
-                *out = requantization.apply(best, channel);
+                *out = requantization.apply_conv(best, channel);
             }
             continue;
         }
@@ -407,7 +407,7 @@ pub fn conv_with(
                     best
                 }
             };
-            *out = requantization.apply(best, channel);
+            *out = requantization.apply_conv(best, channel);
         }
     }
     Some(())

@@ -31,6 +31,8 @@ use crate::train::model::{ConvWeights, DenseWeights, NetWeights};
 pub const F32_FILE: &str = "model-f32.tcnn";
 /// File name of the int8 model in an output directory.
 pub const INT8_FILE: &str = "model-int8.tcnn";
+/// The int8 model as TensorFlow Lite writes it (`host export --tflite`).
+pub const TFLITE_FILE: &str = "model-int8.tflite";
 /// Training images whose activations set the int8 ranges, unless told otherwise.
 pub const DEFAULT_CALIBRATION_IMAGES: usize = 2000;
 
@@ -348,6 +350,8 @@ pub struct ExportOptions {
     pub calibration_images: usize,
     /// Replace model files already in the output directory.
     pub overwrite: bool,
+    /// Also write the int8 model as `model-int8.tflite`.
+    pub tflite: bool,
 }
 
 /// `host export`: the model files of a trained checkpoint; returns their paths.
@@ -361,10 +365,11 @@ pub fn run(options: &ExportOptions) -> anyhow::Result<Vec<PathBuf>> {
             .map(PathBuf::from)
             .unwrap_or_default(),
     };
-    atomic::refuse_existing(
-        &[out.join(F32_FILE), out.join(INT8_FILE)],
-        options.overwrite,
-    )?;
+    let mut outputs = vec![out.join(F32_FILE), out.join(INT8_FILE)];
+    if options.tflite {
+        outputs.push(out.join(TFLITE_FILE));
+    }
+    atomic::refuse_existing(&outputs, options.overwrite)?;
     let device = crate::train::backend::BackendKind::Flex.device()?;
     let model = crate::train::checkpoint::load_trained_model(
         &options.checkpoint,
@@ -381,7 +386,15 @@ pub fn run(options: &ExportOptions) -> anyhow::Result<Vec<PathBuf>> {
         &data.train,
         options.calibration_images,
     )?;
-    let written = write_files(&out, &exported)?;
+    let mut written = write_files(&out, &exported)?;
+    if options.tflite {
+        let model = tinycnn::Int8Model::from_bytes(&exported.int8_file)
+            .map_err(|e| anyhow::anyhow!("the int8 model just written does not load: {e}"))?;
+        let path = out.join(TFLITE_FILE);
+        atomic::write(&path, &crate::tflite::export(&model)?)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        written.push(path);
+    }
     created_dirs.keep();
     Ok(written)
 }
