@@ -27,7 +27,6 @@ environment of scripts/keras-reference.sh.
 """
 
 import argparse
-import gzip
 import json
 import os
 import pathlib
@@ -36,6 +35,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+from mnist_idx import read_idx  # noqa: E402 (beside this script)
 
 # The networks of the shipped fixtures (data/keras/README.md): the tutorial's,
 # the small one of data/small/, and one with the other kinds of layers (5x5
@@ -48,24 +49,6 @@ NETWORKS = {
     "mixed": "conv5x5:12:valid pool conv1x1:16:linear conv3x3:24 pool flatten dense:40:linear "
     "dense:10",
 }
-
-
-def read_idx(directory, name, magic):
-    import numpy as np
-
-    for path, opener in ((directory / (name + ".gz"), gzip.open), (directory / name, open)):
-        if path.is_file():
-            with opener(path, "rb") as f:
-                data = f.read()
-            break
-    else:
-        sys.exit(f"keras-tflite: {directory}: no {name} or {name}.gz (give --data DIR)")
-    found = int.from_bytes(data[:4], "big")
-    if found != magic:
-        sys.exit(f"keras-tflite: {path}: magic {found:#x}, expected {magic:#x}")
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(magic & 0xFF)]
-    start = 4 + 4 * len(dims)
-    return np.frombuffer(data, dtype=np.uint8, offset=start).reshape(dims)
 
 
 def build(keras, description, classes):
@@ -112,10 +95,10 @@ def main():
     import tensorflow as tf
     import keras
 
-    x_train = read_idx(args.data, "train-images-idx3-ubyte", 0x803)
-    y_train = read_idx(args.data, "train-labels-idx1-ubyte", 0x801)
-    x_test = read_idx(args.data, "t10k-images-idx3-ubyte", 0x803)
-    y_test = read_idx(args.data, "t10k-labels-idx1-ubyte", 0x801)
+    x_train = read_idx(args.data, "x_train", "keras-tflite")
+    y_train = read_idx(args.data, "y_train", "keras-tflite")
+    x_test = read_idx(args.data, "x_test", "keras-tflite")
+    y_test = read_idx(args.data, "y_test", "keras-tflite")
     x_train_f = (x_train.astype(np.float32) / 255.0)[..., None]
     args.out.mkdir(parents=True, exist_ok=True)
 

@@ -23,7 +23,6 @@ virtual environment as scripts/keras-reference.sh.
 """
 
 import argparse
-import gzip
 import json
 import os
 import pathlib
@@ -34,38 +33,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-FILES = {
-    "x_train": "train-images-idx3-ubyte",
-    "y_train": "train-labels-idx1-ubyte",
-    "x_test": "t10k-images-idx3-ubyte",
-    "y_test": "t10k-labels-idx1-ubyte",
-}
 
-
-def read_idx(directory, name, magic):
-    """One IDX file of `directory`, raw or .gz, as a numpy array."""
-    import numpy as np
-
-    for path, opener in ((directory / (name + ".gz"), gzip.open), (directory / name, open)):
-        if path.is_file():
-            with opener(path, "rb") as f:
-                data = f.read()
-            break
-    else:
-        sys.exit(f"tflite-reference: {directory}: no {name} or {name}.gz (give --data DIR)")
-    found = int.from_bytes(data[:4], "big")
-    if found != magic:
-        sys.exit(f"tflite-reference: {path}: magic {found:#x}, expected {magic:#x}")
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(magic & 0xFF)]
-    start = 4 + 4 * len(dims)
-    count = 1
-    for d in dims:
-        count *= d
-    if len(data) - start != count:
-        sys.exit(f"tflite-reference: {path}: {len(data) - start} bytes of values, the header says {count}")
-    return np.frombuffer(data, dtype=np.uint8, offset=start).reshape(dims)
-
-
+from mnist_idx import read_idx  # noqa: E402 (beside this script)
 def network(keras):
     layers = [keras.Input((28, 28, 1))]
     for filters in (64, 128, 256):
@@ -98,10 +67,10 @@ def main():
     import tensorflow as tf
     import keras
 
-    x_train = read_idx(args.data, FILES["x_train"], 0x803)[..., None].astype(np.float32) / 255.0
-    y_train = read_idx(args.data, FILES["y_train"], 0x801)
-    x_test = read_idx(args.data, FILES["x_test"], 0x803)[..., None].astype(np.float32) / 255.0
-    y_test = read_idx(args.data, FILES["y_test"], 0x801)
+    x_train = read_idx(args.data, "x_train", "tflite-reference")[..., None].astype(np.float32) / 255.0
+    y_train = read_idx(args.data, "y_train", "tflite-reference")
+    x_test = read_idx(args.data, "x_test", "tflite-reference")[..., None].astype(np.float32) / 255.0
+    y_test = read_idx(args.data, "y_test", "tflite-reference")
 
     keras.utils.set_random_seed(42)
     model = network(keras)

@@ -14,9 +14,10 @@ default optimised kernels may round differently).
 """
 
 import argparse
-import gzip
 import pathlib
 import sys
+
+from mnist_idx import read_idx  # beside this script
 
 
 def interpreter_class():
@@ -32,23 +33,6 @@ def interpreter_class():
         return tf.lite.Interpreter, tf.lite.experimental.OpResolverType
     except ImportError:
         sys.exit("tflite-run: neither ai-edge-litert nor tensorflow is installed (pip install ai-edge-litert)")
-
-
-def test_images(directory):
-    import numpy as np
-
-    name = "t10k-images-idx3-ubyte"
-    for path, opener in ((directory / (name + ".gz"), gzip.open), (directory / name, open)):
-        if path.is_file():
-            with opener(path, "rb") as f:
-                data = f.read()
-            break
-    else:
-        sys.exit(f"tflite-run: {directory}: no {name} or {name}.gz")
-    if int.from_bytes(data[:4], "big") != 0x803:
-        sys.exit(f"tflite-run: {path}: not an IDX file of images")
-    count, rows, columns = (int.from_bytes(data[4 * i : 4 * i + 4], "big") for i in (1, 2, 3))
-    return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(count, rows, columns, 1)
 
 
 def main():
@@ -70,7 +54,7 @@ def main():
     sink = interpreter.get_output_details()[0]
     if source["dtype"] != np.int8 or sink["dtype"] != np.int8:
         sys.exit(f"tflite-run: {args.model}: input {source['dtype']}, output {sink['dtype']}: int8 expected")
-    images = test_images(args.data)[: args.limit]
+    images = read_idx(args.data, "x_test", "tflite-run")[..., None][: args.limit]
     outputs = np.empty((len(images), int(np.prod(sink["shape"]))), dtype=np.int8)
     for i, image in enumerate(images):
         interpreter.set_tensor(source["index"], (image.astype(np.int16) - 128).astype(np.int8)[None])

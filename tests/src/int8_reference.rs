@@ -49,23 +49,18 @@ impl Layer {
         self.bias.len()
     }
 
-    /// Bias, requantisation (a convolution's, rounding twice), zero point and
-    /// clamp of output `o`'s accumulator.
-    fn finish(&self, o: usize, accumulator: i64, relu: bool) -> i32 {
+    /// Bias, requantisation, zero point and clamp of output `o`'s accumulator,
+    /// with `requantize` (a convolution's, rounding twice) or
+    /// `requantize_once` (a dense layer's).
+    fn finish(
+        &self,
+        o: usize,
+        accumulator: i64,
+        relu: bool,
+        rounding: fn(i64, i64, i64, i64, i64) -> i64,
+    ) -> i32 {
         let low = if relu { self.output_zero_point } else { -128 };
-        requantize(
-            accumulator + self.bias[o],
-            self.multipliers[o],
-            self.shifts[o],
-            self.output_zero_point,
-            low,
-        ) as i32
-    }
-
-    /// The same for a dense layer, rounding once.
-    fn finish_dense(&self, o: usize, accumulator: i64, relu: bool) -> i32 {
-        let low = if relu { self.output_zero_point } else { -128 };
-        requantize_once(
+        rounding(
             accumulator + self.bias[o],
             self.multipliers[o],
             self.shifts[o],
@@ -170,7 +165,8 @@ fn convolution(
                         );
                     }
                 }
-                values[(y * out_width + x) * outputs + o] = layer.finish(o, accumulator, relu);
+                values[(y * out_width + x) * outputs + o] =
+                    layer.finish(o, accumulator, relu, requantize);
             }
         }
     }
@@ -213,7 +209,7 @@ fn dense(input: &[i32], zero_point: i32, layer: &Layer, relu: bool) -> Vec<i32> 
     (0..layer.outputs())
         .map(|o| {
             let row = &layer.weights[o * input.len()..(o + 1) * input.len()];
-            layer.finish_dense(o, dot(input, zero_point, row), relu)
+            layer.finish(o, dot(input, zero_point, row), relu, requantize_once)
         })
         .collect()
 }

@@ -163,14 +163,7 @@ impl<'a> Requantization<'a> {
     #[inline(always)]
     pub fn apply(&self, accumulator: i32, channel: ChannelRequant) -> i8 {
         match self.rounding {
-            Rounding::Double => requantize_with(
-                Rounding::Double,
-                accumulator.saturating_add(channel.bias),
-                channel.multiplier,
-                channel.shift,
-                self.output_zero_point,
-                self.activation_min,
-            ),
+            Rounding::Double => self.requantize(Rounding::Double, accumulator, channel),
             Rounding::Single => self.apply_once(accumulator, channel),
         }
     }
@@ -182,14 +175,7 @@ impl<'a> Requantization<'a> {
     #[inline(always)]
     pub(crate) fn apply_conv(&self, accumulator: i32, channel: ChannelRequant) -> i8 {
         debug_assert!(self.rounding == Rounding::Double);
-        requantize_with(
-            Rounding::Double,
-            accumulator.saturating_add(channel.bias),
-            channel.multiplier,
-            channel.shift,
-            self.output_zero_point,
-            self.activation_min,
-        )
+        self.requantize(Rounding::Double, accumulator, channel)
     }
 
     /// [`Requantization::apply`] for a dense layer. Out of line: a dense layer
@@ -197,8 +183,13 @@ impl<'a> Requantization<'a> {
     /// inlining the 64-bit rounding into every kernel costs flash.
     #[inline(never)]
     fn apply_once(&self, accumulator: i32, channel: ChannelRequant) -> i8 {
+        self.requantize(Rounding::Single, accumulator, channel)
+    }
+
+    #[inline(always)]
+    fn requantize(&self, rounding: Rounding, accumulator: i32, channel: ChannelRequant) -> i8 {
         requantize_with(
-            Rounding::Single,
+            rounding,
             accumulator.saturating_add(channel.bias),
             channel.multiplier,
             channel.shift,
