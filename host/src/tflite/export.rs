@@ -6,6 +6,7 @@ use tinycnn::arch::{Activation, Layer, Padding, Shape};
 use tinycnn::format::QuantParams;
 
 use super::{FILE_IDENTIFIER, op, option, tensor_type, tflite};
+use crate::export::floats;
 
 /// Writes `model` as a TensorFlow Lite flatbuffer that computes the same int8 bytes: int8
 /// input `[1, height, width, channels]` (scale 1/255, zero point -128: a pixel `p` is
@@ -184,6 +185,16 @@ impl GraphBuilder {
         }
     }
 
+    /// Symmetric quantisation with one scale per output channel (dimension 0).
+    fn per_channel(scales: Vec<f32>) -> tflite::QuantizationParameters {
+        tflite::QuantizationParameters {
+            zero_point: Some(vec![0; scales.len()]),
+            scale: Some(scales),
+            quantized_dimension: 0,
+            ..Default::default()
+        }
+    }
+
     fn activation(&mut self, name: &str, shape: Shape, quantization: QuantParams) -> i32 {
         self.tensor(
             name,
@@ -206,19 +217,12 @@ impl GraphBuilder {
 
     /// Symmetric int8 weights, one scale per output channel (dimension 0).
     fn weights(&mut self, name: &str, shape: Vec<usize>, weights: &[u8], scales: &[u8]) -> i32 {
-        let scales = floats(scales);
-        let zero_points = vec![0; scales.len()];
         self.tensor(
             name,
             shape,
             tensor_type::INT8,
             Some(weights.to_vec()),
-            Some(tflite::QuantizationParameters {
-                scale: Some(scales),
-                zero_point: Some(zero_points),
-                quantized_dimension: 0,
-                ..Default::default()
-            }),
+            Some(Self::per_channel(floats(scales))),
         )
     }
 
@@ -229,18 +233,12 @@ impl GraphBuilder {
             .iter()
             .map(|w| input.scale * w)
             .collect();
-        let zero_points = vec![0; scales.len()];
         self.tensor(
             &format!("{layer}/bias"),
             vec![scales.len()],
             tensor_type::INT32,
             Some(bias.to_vec()),
-            Some(tflite::QuantizationParameters {
-                scale: Some(scales),
-                zero_point: Some(zero_points),
-                quantized_dimension: 0,
-                ..Default::default()
-            }),
+            Some(Self::per_channel(scales)),
         )
     }
 
@@ -326,11 +324,4 @@ pub(super) fn identifier_after_root_offset(bytes: &mut [u8]) {
     let offset = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) + 4;
     bytes[0..4].copy_from_slice(&offset.to_le_bytes());
     bytes[4..8].copy_from_slice(FILE_IDENTIFIER);
-}
-
-fn floats(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
 }

@@ -393,6 +393,14 @@ impl<'a> Graph<'a> {
                 let input = self.tensor(inputs[0])?;
                 let output = self.tensor(outputs[0])?;
                 let options = || operator.builtin_options().map_err(invalid);
+                // The first layer's input is the network's input.
+                let layer = matches!(
+                    code,
+                    op::CONV_2D | op::MAX_POOL_2D | op::RESHAPE | op::FULLY_CONNECTED
+                );
+                if layer && builder.started.is_none() {
+                    builder.start(&input)?;
+                }
                 match code {
                     op::QUANTIZE => {
                         ensure!(
@@ -432,7 +440,7 @@ impl<'a> Graph<'a> {
                         else {
                             bail!("it has no Conv2DOptions");
                         };
-                        builder.conv(self, &inputs, &input, &output, options)?;
+                        builder.conv(self, &inputs, &output, options)?;
                     }
                     op::MAX_POOL_2D => {
                         let Some(tflite::BuiltinOptionsRef::Pool2DOptions(options)) = options()?
@@ -448,7 +456,7 @@ impl<'a> Graph<'a> {
                         else {
                             bail!("it has no FullyConnectedOptions");
                         };
-                        builder.dense(self, &inputs, &input, &output, options)?;
+                        builder.dense(self, &inputs, &output, options)?;
                         logits_tensor = None;
                     }
                     other => bail!(
@@ -546,13 +554,9 @@ impl Builder {
         &mut self,
         graph: &Graph<'_>,
         inputs: &[i32],
-        input: &Tensor<'_>,
         output: &Tensor<'_>,
         options: tflite::Conv2DOptionsRef<'_>,
     ) -> Result<()> {
-        if self.started.is_none() {
-            self.start(input)?;
-        }
         let Some(map) = self.map else {
             bail!("a convolution after the flatten");
         };
@@ -624,9 +628,6 @@ impl Builder {
         output: &Tensor<'_>,
         options: tflite::Pool2DOptionsRef<'_>,
     ) -> Result<()> {
-        if self.started.is_none() {
-            self.start(input)?;
-        }
         let Some(map) = self.map else {
             bail!("a pool after the flatten");
         };
@@ -680,9 +681,6 @@ impl Builder {
     }
 
     fn reshape(&mut self, input: &Tensor<'_>, output: &Tensor<'_>) -> Result<()> {
-        if self.started.is_none() {
-            self.start(input)?;
-        }
         let values = input.values();
         ensure!(
             output.values() == values && output.shape.iter().filter(|&&d| d != 1).count() <= 1,
@@ -704,13 +702,9 @@ impl Builder {
         &mut self,
         graph: &Graph<'_>,
         inputs: &[i32],
-        input: &Tensor<'_>,
         output: &Tensor<'_>,
         options: tflite::FullyConnectedOptionsRef<'_>,
     ) -> Result<()> {
-        if self.started.is_none() {
-            self.start(input)?;
-        }
         // A FULLY_CONNECTED on a map flattens it in the same order as a RESHAPE.
         if let Some(map) = self.map.take() {
             self.layers.push(Layer::Flatten);
