@@ -914,6 +914,12 @@ impl<'a> F32Model<'a> {
         self.header
     }
 
+    /// The bytes every layer's tensors borrow from: a kernel that keeps data derived from
+    /// the weights between calls (packed copies) may key it by a tensor's place in them.
+    pub fn record_bytes(&self) -> &'a [u8] {
+        self.records
+    }
+
     /// One record per layer with weights, in order, borrowing from the blob.
     pub fn layers(&self) -> impl Iterator<Item = F32LayerRecord<'a>> + 'a {
         Records {
@@ -972,6 +978,11 @@ impl<'a> Int8Model<'a> {
     /// Quantisation of the input ([`QuantParams::INPUT`]).
     pub fn input_quantization(&self) -> QuantParams {
         self.input
+    }
+
+    /// The bytes every layer's tensors borrow from; see [`F32Model::record_bytes`].
+    pub fn record_bytes(&self) -> &'a [u8] {
+        self.records
     }
 
     /// One record per layer with weights, in order, borrowing from the blob.

@@ -140,11 +140,12 @@ enum BenchCommand {
     /// thread, image by image, as a device runs it) next to burn's inference of the same model
     /// and, when scripts/tflite-reference.sh has timed it, TensorFlow Lite's.
     ///
-    /// The core runs twice: with the kernels built for this processor (AVX2 where it has it)
-    /// and with the portable ones a Cortex-M0 or M3 runs. burn is timed one image per call
-    /// (latency) and with all images as one batch (throughput), on as many threads as its
-    /// backend uses. Prints mean, median and 99th percentile milliseconds per image, images
-    /// per second and cores busy, and how many results agree between the paths.
+    /// The core runs twice: with the kernels built for this processor (AVX-512 with VNNI, or
+    /// AVX2, where it has them) and with the portable ones a Cortex-M0 or M3 runs. burn is
+    /// timed one image per call (latency) and with all images as one batch (throughput), on as
+    /// many threads as its backend uses. Prints mean, median and 99th percentile milliseconds
+    /// per image, images per second and cores busy, and how many results agree between the
+    /// paths.
     #[command(verbatim_doc_comment)]
     Infer(BenchInferArgs),
 }
@@ -284,7 +285,8 @@ struct EvalArgs {
     #[arg(long, value_name = "N", value_parser = whole_number(1, usize::MAX))]
     threads: Option<usize>,
     /// Classify with the core's portable kernels, as a Cortex-M0 or M3 runs them, instead of
-    /// the ones built for this processor (AVX2 where it has it; the same int8 results).
+    /// the ones built for this processor (AVX-512 with VNNI, or AVX2, where it has them; the
+    /// same int8 results).
     #[arg(long)]
     portable: bool,
     /// Print one JSON object instead of the report.

@@ -65,6 +65,16 @@ impl<'a> ConvLayer<'a> {
         self.activation
     }
 
+    /// The weights, little-endian `f32`s in the layout `[out][ky][kx][in]`.
+    pub fn filters(&self) -> &'a [[u8; 4]] {
+        self.filters
+    }
+
+    /// One little-endian `f32` bias per filter.
+    pub fn biases(&self) -> &'a [[u8; 4]] {
+        self.bias
+    }
+
     /// Each filter's weights with its bias, in order.
     pub(crate) fn channels(&self) -> impl Iterator<Item = (&'a [[u8; 4]], f32)> + 'a {
         self.filters

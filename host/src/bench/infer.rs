@@ -125,7 +125,7 @@ pub fn run_infer_bench(
     ensure!(!inputs.is_empty(), "no test images to classify");
     let load_before = usage::load_average();
 
-    let mut int8_fast = FastInt8::new();
+    let mut int8_fast = FastInt8::for_model(int8_model.record_bytes());
     let fast_kernels = Int8Kernels::name(&int8_fast);
     let mut int8_scratch = vec![0i8; int8_model.scratch_bytes()];
     let mut int8_fast_logits = Vec::with_capacity(inputs.len());
@@ -148,7 +148,7 @@ pub fn run_infer_bench(
         let prediction = int8_model.classify(black_box(image), &mut int8_scratch);
         int8_logits.push(prediction.map_or_else(|_| Vec::new(), |p| p.logits.to_vec()));
     });
-    let mut f32_fast = FastF32::new();
+    let mut f32_fast = FastF32::for_model(f32_model.record_bytes());
     let mut f32_scratch = vec![0f32; f32_model.scratch_len()];
     let mut f32_fast_classes = Vec::with_capacity(inputs.len());
     let f32_fast_timing = time_each(

@@ -80,7 +80,7 @@ impl Kernels {
 fn classify_int8<'s>(
     model: &Int8Model<'_>,
     kernels: Kernels,
-    fast: &mut FastInt8,
+    fast: &mut FastInt8<'_>,
     image: &[u8],
     scratch: &'s mut [i8],
 ) -> Result<tinycnn::Prediction<'s, i8>, tinycnn::Error> {
@@ -94,7 +94,7 @@ fn classify_int8<'s>(
 fn classify_f32<'s>(
     model: &F32Model<'_>,
     kernels: Kernels,
-    fast: &mut FastF32,
+    fast: &mut FastF32<'_>,
     image: &[u8],
     scratch: &'s mut [f32],
 ) -> Result<tinycnn::Prediction<'s, f32>, tinycnn::Error> {
@@ -121,7 +121,12 @@ pub fn int8_logits_with(
         pixels,
         model.input_shape().values(),
         threads,
-        || (vec![0i8; model.scratch_bytes()], FastInt8::new()),
+        || {
+            (
+                vec![0i8; model.scratch_bytes()],
+                FastInt8::for_model(model.record_bytes()),
+            )
+        },
         |image, (scratch, fast)| {
             classify_int8(model, kernels, fast, image, scratch)
                 .map_or_else(|_| Vec::new(), |p| p.logits.to_vec())
@@ -145,7 +150,12 @@ pub fn f32_logits_with(
         pixels,
         model.input_shape().values(),
         threads,
-        || (vec![0f32; model.scratch_len()], FastF32::new()),
+        || {
+            (
+                vec![0f32; model.scratch_len()],
+                FastF32::for_model(model.record_bytes()),
+            )
+        },
         |image, (scratch, fast)| {
             classify_f32(model, kernels, fast, image, scratch)
                 .map_or_else(|_| Vec::new(), |p| p.logits.to_vec())
@@ -166,7 +176,12 @@ pub fn predict_all(
             pixels,
             image_len,
             threads,
-            || (vec![0i8; m.scratch_bytes()], FastInt8::new()),
+            || {
+                (
+                    vec![0i8; m.scratch_bytes()],
+                    FastInt8::for_model(m.record_bytes()),
+                )
+            },
             |image, (scratch, fast)| {
                 classify_int8(m, kernels, fast, image, scratch).map_or(usize::MAX, |p| p.class)
             },
@@ -175,7 +190,12 @@ pub fn predict_all(
             pixels,
             image_len,
             threads,
-            || (vec![0f32; m.scratch_len()], FastF32::new()),
+            || {
+                (
+                    vec![0f32; m.scratch_len()],
+                    FastF32::for_model(m.record_bytes()),
+                )
+            },
             |image, (scratch, fast)| {
                 classify_f32(m, kernels, fast, image, scratch).map_or(usize::MAX, |p| p.class)
             },

@@ -1,11 +1,15 @@
-//! The core's [`wide`] kernels built for the processor `host` runs on, for every command that
+//! The core's kernels built for the processor `host` runs on, for every command that
 //! classifies (`eval`, `predict`, `fixture`, `bench infer`, the parity tests).
 //!
-//! On x86-64 they are compiled three times: for AVX-512 with VNNI (the 512-bit registers and
-//! the 16-bit dot-product instruction `vpdpwssd`), for AVX2 and FMA, and for the x86-64
-//! baseline (SSE2); the best one the processor has is taken, checked at run time. On aarch64
-//! they are compiled once, for NEON, which every aarch64 processor has. The int8 ones give the core's portable kernels'
-//! bytes exactly, the f32 ones its values up to rounding; the core's tests hold them to that.
+//! On x86-64 the core's [`wide`] kernels are compiled three times: for AVX-512 with VNNI (the
+//! 512-bit registers and the 16-bit dot-product instruction `vpdpwssd`), for AVX2 and FMA, and
+//! for the x86-64 baseline (SSE2); the best one the processor has is taken, checked at run
+//! time. With AVX-512 the convolutions run on register-blocked kernels of this crate instead
+//! (`deploy/blocked.rs`), whose packed weights [`FastInt8::for_model`] and
+//! [`FastF32::for_model`] keep between calls. On aarch64 the wide kernels are compiled once,
+//! for NEON, which every aarch64 processor has. The int8 kernels give the core's portable
+//! kernels' bytes exactly, the f32 ones its values up to rounding; the core's tests and this
+//! crate's hold them to that.
 //!
 //! [`wide`]: tinycnn::kernels::wide
 
@@ -45,7 +49,11 @@ impl Isa {
         match self {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
-                has!("avx512f") && has!("avx512bw") && has!("avx512vnni") && Isa::Avx2.runs_here()
+                has!("avx512f")
+                    && has!("avx512bw")
+                    && has!("avx512vl")
+                    && has!("avx512vnni")
+                    && Isa::Avx2.runs_here()
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => has!("avx2") && has!("fma"),
@@ -67,66 +75,161 @@ impl Isa {
     }
 }
 
-/// The int8 kernels for one thread: the instruction set, and their buffers.
+/// The int8 kernels for one thread: the instruction set, their buffers, and the weights of
+/// the model's layers packed for the AVX-512 convolutions, kept between calls.
 #[derive(Debug)]
-pub struct FastInt8 {
+pub struct FastInt8<'m> {
     isa: Isa,
     buffers: Int8Buffers,
+    // Only the AVX-512 convolutions pack their weights.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    packed: Packed<'m, PackedInt8>,
 }
 
-/// What the int8 kernels work in: the input widened to `i16`, and a pooled position's windows.
+/// What the int8 kernels work in: the input widened to `i16`, a pooled position's windows, and
+/// the AVX-512 convolutions' padded input.
 #[derive(Debug, Default)]
 struct Int8Buffers {
     widened: Vec<i16>,
     patches: Vec<i16>,
+    #[cfg(target_arch = "x86_64")]
+    blocked: blocked::Work<u8>,
+    #[cfg(target_arch = "x86_64")]
+    requant: Vec<blocked::SlabRequant>,
 }
 
-impl FastInt8 {
-    /// Kernels for this processor.
+impl FastInt8<'static> {
+    /// Kernels for this processor. They pack a layer's weights on every call; those of
+    /// [`FastInt8::for_model`] keep them, which is faster.
     pub fn new() -> Self {
         Self::with_isa(Isa::detect())
     }
 
     /// Kernels for `isa`; [`Isa::detect`] says which this processor runs.
     pub fn with_isa(isa: Isa) -> Self {
+        FastInt8::for_model_with_isa(&[], isa)
+    }
+}
+
+impl<'m> FastInt8<'m> {
+    /// Kernels for this processor that keep the packed weights of the layers of the model
+    /// whose [`record_bytes`](tinycnn::Int8Model::record_bytes) are `weights`.
+    pub fn for_model(weights: &'m [u8]) -> Self {
+        Self::for_model_with_isa(weights, Isa::detect())
+    }
+
+    /// [`FastInt8::for_model`] for `isa`.
+    pub fn for_model_with_isa(weights: &'m [u8], isa: Isa) -> Self {
         Self {
             isa: checked(isa),
             buffers: Int8Buffers::default(),
+            packed: Packed::new(weights),
         }
     }
 }
 
-impl Default for FastInt8 {
+impl Default for FastInt8<'static> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-/// The f32 kernels for one thread, and the buffer of a pooled position's windows.
+/// The f32 kernels for one thread, the buffer of a pooled position's windows, and the packed
+/// weights of the model's layers, as [`FastInt8`].
 #[derive(Debug)]
-pub struct FastF32 {
+pub struct FastF32<'m> {
     isa: Isa,
     patches: Vec<f32>,
+    #[cfg(target_arch = "x86_64")]
+    blocked: blocked::Work<f32>,
+    // Only the AVX-512 convolutions pack their weights.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    packed: Packed<'m, PackedF32>,
 }
 
-impl FastF32 {
-    /// Kernels for this processor.
+impl FastF32<'static> {
+    /// Kernels for this processor, packing a layer's weights on every call.
     pub fn new() -> Self {
         Self::with_isa(Isa::detect())
     }
 
     /// Kernels for `isa`; [`Isa::detect`] says which this processor runs.
     pub fn with_isa(isa: Isa) -> Self {
+        FastF32::for_model_with_isa(&[], isa)
+    }
+}
+
+impl<'m> FastF32<'m> {
+    /// Kernels that keep the packed weights of the model whose
+    /// [`record_bytes`](tinycnn::F32Model::record_bytes) are `weights`.
+    pub fn for_model(weights: &'m [u8]) -> Self {
+        Self::for_model_with_isa(weights, Isa::detect())
+    }
+
+    /// [`FastF32::for_model`] for `isa`.
+    pub fn for_model_with_isa(weights: &'m [u8], isa: Isa) -> Self {
         Self {
             isa: checked(isa),
             patches: Vec::new(),
+            #[cfg(target_arch = "x86_64")]
+            blocked: blocked::Work::default(),
+            packed: Packed::new(weights),
         }
     }
 }
 
-impl Default for FastF32 {
+impl Default for FastF32<'static> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+use super::blocked::{self, PackedF32, PackedInt8};
+/// Nothing is packed off x86-64.
+#[cfg(not(target_arch = "x86_64"))]
+type PackedInt8 = ();
+#[cfg(not(target_arch = "x86_64"))]
+type PackedF32 = ();
+
+/// Layers' weights packed once and kept, keyed by where the layer's weights lie in the
+/// model's bytes. Only weights inside those bytes are kept: they are borrowed for `'m`, so the
+/// same place holds the same weights for as long as the kernels live. Any other layer is
+/// packed for the call and dropped.
+#[derive(Debug)]
+struct Packed<'m, T> {
+    weights: &'m [u8],
+    layers: Vec<(usize, usize, T)>,
+}
+
+impl<'m, T> Packed<'m, T> {
+    fn new(weights: &'m [u8]) -> Self {
+        Packed {
+            weights,
+            layers: Vec::new(),
+        }
+    }
+
+    /// The packed form of the layer whose weights are `tensor`, made by `pack` the first
+    /// time, and given to `run`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn with<R>(&mut self, tensor: &[u8], pack: impl FnOnce() -> T, run: impl FnOnce(&T) -> R) -> R {
+        let start = (tensor.as_ptr() as usize).wrapping_sub(self.weights.as_ptr() as usize);
+        let inside = start
+            .checked_add(tensor.len())
+            .is_some_and(|end| end <= self.weights.len());
+        if !inside {
+            return run(&pack());
+        }
+        let key = (start, tensor.len());
+        let index = match self.layers.iter().position(|(s, l, _)| (*s, *l) == key) {
+            Some(index) => index,
+            None => {
+                self.layers.push((key.0, key.1, pack()));
+                self.layers.len() - 1
+            }
+        };
+        run(&self.layers[index].2)
     }
 }
 
@@ -348,12 +451,31 @@ dots_for!(
     f32: 16, _mm512_loadu_ps, _mm512_setzero_ps, _mm512_fmadd_ps, _mm512_reduce_add_ps,
 );
 
-impl Int8Kernels for FastInt8 {
+impl Int8Kernels for FastInt8<'_> {
     fn name(&self) -> &'static str {
         self.isa.name()
     }
 
     fn conv(&mut self, input: &[i8], layer: &ki8::ConvLayer<'_>, output: &mut [i8]) -> Option<()> {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 {
+            let buffers = &mut self.buffers;
+            let pack = || PackedInt8::new(layer);
+            return self.packed.with(layer.filters(), pack, |packed| {
+                // SAFETY: `Isa::Avx512` is held only where `runs_here` saw the features the
+                // blocked kernels are compiled with.
+                unsafe {
+                    blocked::conv_int8(
+                        packed,
+                        &mut buffers.blocked,
+                        &mut buffers.requant,
+                        input,
+                        layer,
+                        output,
+                    )
+                }
+            });
+        }
         self.buffers.widened.resize(input.len(), 0);
         let patches = wide::patches_len(layer.geometry());
         self.buffers.patches.resize(patches, 0);
@@ -389,7 +511,7 @@ impl Int8Kernels for FastInt8 {
     }
 }
 
-impl F32Kernels for FastF32 {
+impl F32Kernels for FastF32<'_> {
     fn name(&self) -> &'static str {
         self.isa.name()
     }
@@ -400,6 +522,18 @@ impl F32Kernels for FastF32 {
         layer: &kf32::ConvLayer<'_>,
         output: &mut [f32],
     ) -> Option<()> {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 {
+            let work = &mut self.blocked;
+            let pack = || PackedF32::new(layer);
+            return self
+                .packed
+                .with(layer.filters().as_flattened(), pack, |packed| {
+                    // SAFETY: as for the int8 convolution: `Isa::Avx512` is held only where the
+                    // processor has the blocked kernels' features.
+                    unsafe { blocked::conv_f32(packed, work, input, layer, output) }
+                });
+        }
         self.patches
             .resize(wide::patches_len(layer.geometry()), 0.0);
         match self.isa {
@@ -471,6 +605,9 @@ mod tests {
             let mut f32_scratch = vec![0f32; f32_model.scratch_len()];
             for isa in instruction_sets() {
                 let (mut fast, mut fast_f32) = (FastInt8::with_isa(isa), FastF32::with_isa(isa));
+                // And the kernels that keep the packed weights, from the second image on.
+                let mut kept = FastInt8::for_model_with_isa(int8.record_bytes(), isa);
+                let mut kept_f32 = FastF32::for_model_with_isa(f32_model.record_bytes(), isa);
                 for image in images(24) {
                     let portable = int8.classify(&image, &mut scratch).unwrap().logits.to_vec();
                     let got = int8
@@ -479,6 +616,17 @@ mod tests {
                         .logits
                         .to_vec();
                     assert_eq!(got, portable, "{} int8, data/{dir}", isa.name());
+                    let got = int8
+                        .classify_with_kernels(&mut kept, &image, &mut scratch, |_| {})
+                        .unwrap()
+                        .logits
+                        .to_vec();
+                    assert_eq!(got, portable, "{} int8 kept, data/{dir}", isa.name());
+                    let kept_f32 = f32_model
+                        .classify_with_kernels(&mut kept_f32, &image, &mut f32_scratch, |_| {})
+                        .unwrap()
+                        .logits
+                        .to_vec();
                     let portable = f32_model
                         .classify(&image, &mut f32_scratch)
                         .unwrap()
@@ -490,7 +638,7 @@ mod tests {
                         .logits
                         .to_vec();
                     let range = portable.iter().fold(1f32, |m, v| m.max(v.abs()));
-                    for (a, b) in got.iter().zip(&portable) {
+                    for (a, b) in got.iter().chain(&kept_f32).zip(portable.iter().cycle()) {
                         assert!(
                             (a - b).abs() <= 1e-5 * range,
                             "{} f32: {a} vs {b}",
@@ -500,6 +648,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn only_weights_inside_the_model_bytes_are_kept() {
+        let model = vec![7u8; 64];
+        let other = vec![7u8; 16];
+        let mut packed = Packed::new(&model);
+        let mut packs = 0;
+        for _ in 0..3 {
+            for tensor in [&model[8..24], &model[8..16], &model[48..64]] {
+                packed.with(tensor, || packs += 1, |()| ());
+            }
+        }
+        assert_eq!(packs, 3, "three places inside, each packed once");
+        for _ in 0..3 {
+            packed.with(&other, || packs += 1, |()| ());
+            packed.with(&model[60..], || packs += 1, |()| ());
+        }
+        assert_eq!(packs, 3 + 3 + 1, "outside: every call; inside: once");
+        assert_eq!(packed.layers.len(), 4);
     }
 
     #[test]

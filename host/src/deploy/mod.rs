@@ -4,6 +4,8 @@
 //! `host inspect` ([`inspect`]: a model's layers and what it needs of a board). They classify
 //! with the core's kernels built for the processor they run on ([`kernels`]).
 
+#[cfg(target_arch = "x86_64")]
+mod blocked;
 pub mod eval;
 pub mod fixture;
 pub mod inspect;

@@ -705,14 +705,14 @@ pub fn run(options: &PredictOptions) -> anyhow::Result<Vec<Prediction>> {
         let class = match &model {
             Model::Int8(m) => {
                 let mut scratch = vec![0i8; m.scratch_bytes()];
-                let mut kernels = super::kernels::FastInt8::new();
+                let mut kernels = super::kernels::FastInt8::for_model(m.record_bytes());
                 let p = m.classify_with_kernels(&mut kernels, input, &mut scratch, |_| {})?;
                 m.probabilities(p.logits, &mut probabilities);
                 p.class
             }
             Model::F32(m) => {
                 let mut scratch = vec![0f32; m.scratch_len()];
-                let mut kernels = super::kernels::FastF32::new();
+                let mut kernels = super::kernels::FastF32::for_model(m.record_bytes());
                 let p = m.classify_with_kernels(&mut kernels, input, &mut scratch, |_| {})?;
                 m.probabilities(p.logits, &mut probabilities);
                 p.class

@@ -1,0 +1,892 @@
+//! Register-blocked convolutions for x86-64 with AVX-512: int8 with VNNI's `vpdpbusd` (four
+//! unsigned-by-signed byte products added into each of 16 lanes at once) and f32 with fused
+//! multiply-adds. Each call of the inner kernel computes a block of output positions against
+//! 32 filters, so that every weight loaded serves several positions and every input value
+//! loaded serves 16 filters, with the sums in registers until the block is done.
+//!
+//! The weights are packed once per layer ([`PackedInt8`], [`PackedF32`]) into the order the
+//! kernel reads them: slabs of 16 filters, one filter per lane. The input is copied once per
+//! call into a padded map ([`Work`]), so that no position needs a test at the border: the
+//! padding holds the input's zero point (int8) or 0 (f32).
+//!
+//! int8: `vpdpbusd` multiplies unsigned bytes by signed ones, so the kernel reads each
+//! activation `x` as `u = x + 128` (a flipped top bit) and subtracts `(zero_point + 128) *
+//! sum(weights)` per filter afterwards, which also makes the padding, `u = zero_point + 128`,
+//! add nothing. A kernel row's bytes are taken four at a time; where its length is not a
+//! multiple of four the last group reads up to three bytes more, against zero weights. The
+//! sums are exact: core/FORMAT.md bounds every accumulator below 2^31, and `u * w` is within
+//! the same bound. A pooled convolution takes the maximum of its four positions' sums before
+//! requantising, which the format allows (the multipliers are non-negative, so requantisation
+//! is monotonic). The requantisation is TensorFlow Lite's, lane by lane, with the core's
+//! saturation rules ([`tinycnn::quant`]), so the bytes equal the portable kernels'.
+
+use std::arch::x86_64::*;
+
+use tinycnn::arch::Activation;
+use tinycnn::kernels::{ConvGeometry, f32 as kf32, int8 as ki8};
+
+/// Filters per slab: the lanes of a 512-bit register of `i32` or `f32`.
+const LANES: usize = 16;
+/// Slabs the inner kernel takes at once (32 filters).
+const SLABS: usize = 2;
+/// Positions per block: for a pooled convolution, those of `POSITIONS / 4` pooled outputs.
+/// With [`SLABS`], 24 of the 32 vector registers hold sums.
+const POSITIONS: usize = 12;
+/// Pooled outputs per block.
+const POOLED: usize = POSITIONS / 4;
+const _: () = assert!(POSITIONS.is_multiple_of(4));
+
+// Every function with intrinsics is compiled for "avx512f,avx512bw,avx512vl,avx512vnni"
+// (AVX-512 F, BW and VL with VNNI). Calling them is sound only on a processor that has them
+// all, which `Isa::Avx512` guarantees.
+
+/// How the inner kernel walks one position's window in the padded input: `kernel` rows,
+/// `row_stride` elements apart, each `run` elements long (`kernel * channels`).
+#[derive(Clone, Copy, Debug)]
+struct Walk {
+    kernel: usize,
+    row_stride: usize,
+    run: usize,
+}
+
+impl Walk {
+    /// The walk of `geometry` over its padded input.
+    fn of(geometry: &ConvGeometry) -> Self {
+        let channels = geometry.input.channels;
+        Walk {
+            kernel: geometry.kernel,
+            row_stride: padded_width(geometry) * channels,
+            run: geometry.kernel * channels,
+        }
+    }
+
+    /// One past the last element a window at `base` reads, reading `step` elements at a time.
+    fn end(&self, base: usize, step: usize) -> usize {
+        base + (self.kernel - 1) * self.row_stride + self.run.div_ceil(step) * step
+    }
+}
+
+fn padded_width(geometry: &ConvGeometry) -> usize {
+    geometry.input.width + 2 * geometry.pad
+}
+
+fn padded_height(geometry: &ConvGeometry) -> usize {
+    geometry.input.height + 2 * geometry.pad
+}
+
+/// Per-call buffers: the padded input and the first element of every position's window.
+#[derive(Debug, Default)]
+pub(super) struct Work<T> {
+    padded: Vec<T>,
+    bases: Vec<usize>,
+}
+
+impl<T: Copy> Work<T> {
+    /// Copies `input` (a `height x width x channels` map) into the middle of a map padded by
+    /// `geometry.pad` on every side with `border`, each value through `convert`, with `slack`
+    /// values after it for reads past the last window's end.
+    fn pad<S: Copy>(
+        &mut self,
+        geometry: &ConvGeometry,
+        input: &[S],
+        border: T,
+        convert: impl Fn(S) -> T,
+    ) {
+        let channels = geometry.input.channels;
+        let row = geometry.input.width * channels;
+        let padded_row = padded_width(geometry) * channels;
+        let slack = 64;
+        self.padded.clear();
+        self.padded
+            .resize(padded_height(geometry) * padded_row + slack, border);
+        for (y, source) in input.chunks_exact(row).enumerate() {
+            let start = (y + geometry.pad) * padded_row + geometry.pad * channels;
+            for (to, &from) in self.padded[start..start + row].iter_mut().zip(source) {
+                *to = convert(from);
+            }
+        }
+    }
+
+    /// The windows' first elements in the padded input, in the order the blocks take them: for
+    /// a pooled convolution the four positions of each pooled output, else every position; the
+    /// last block is filled up by repeating its last entry (its last four when pooled). Returns
+    /// the number of outputs.
+    fn positions(&mut self, geometry: &ConvGeometry) -> usize {
+        let channels = geometry.input.channels;
+        let width = padded_width(geometry);
+        let base = |y: usize, x: usize| (y * width + x) * channels;
+        let out = geometry.output();
+        self.bases.clear();
+        if geometry.pooled {
+            for y in 0..out.height {
+                for x in 0..out.width {
+                    for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        self.bases.push(base(2 * y + dy, 2 * x + dx));
+                    }
+                }
+            }
+        } else {
+            for y in 0..out.height {
+                for x in 0..out.width {
+                    self.bases.push(base(y, x));
+                }
+            }
+        }
+        let filled = self.bases.len().div_ceil(POSITIONS) * POSITIONS;
+        let repeat = if geometry.pooled { 4 } else { 1 };
+        while self.bases.len() < filled {
+            let from = self.bases.len() - repeat;
+            self.bases.push(self.bases[from]);
+        }
+        out.height * out.width
+    }
+
+    /// Whether every window of every block lies inside the padded input.
+    fn windows_inside(&self, walk: &Walk, step: usize) -> bool {
+        let last = self.bases.iter().copied().max().unwrap_or(0);
+        walk.end(last, step) <= self.padded.len()
+    }
+}
+
+/// An int8 convolution's weights in the order of [`conv_int8`]: per slab of 16 filters, per
+/// kernel row, per group of four bytes of the row, the 16 filters' four bytes (64 bytes, a
+/// register); zero past a row's end and for the filters that fill up the last slab.
+#[derive(Debug)]
+pub(super) struct PackedInt8 {
+    geometry: ConvGeometry,
+    groups: usize,
+    weights: Vec<u8>,
+    /// Each filter's weights added up (zero for the fill-up filters).
+    sums: Vec<i32>,
+}
+
+impl PackedInt8 {
+    /// Packs `layer`'s weights.
+    pub(super) fn new(layer: &ki8::ConvLayer<'_>) -> Self {
+        let geometry = *layer.geometry();
+        let walk = Walk::of(&geometry);
+        let groups = walk.run.div_ceil(4);
+        let slabs = geometry.filters.div_ceil(LANES);
+        let slab_bytes = geometry.kernel * groups * 4 * LANES;
+        let mut weights = vec![0u8; slabs * slab_bytes];
+        let mut sums = vec![0i32; slabs * LANES];
+        let fan_in = geometry.fan_in();
+        for (filter, own) in layer.filters().chunks_exact(fan_in).enumerate() {
+            let (slab, lane) = (filter / LANES, filter % LANES);
+            sums[filter] = own.iter().map(|&byte| i32::from(byte as i8)).sum();
+            for (ky, row) in own.chunks_exact(walk.run).enumerate() {
+                for (j, &byte) in row.iter().enumerate() {
+                    let group = ky * groups + j / 4;
+                    weights[slab * slab_bytes + group * 4 * LANES + lane * 4 + j % 4] = byte;
+                }
+            }
+        }
+        PackedInt8 {
+            geometry,
+            groups,
+            weights,
+            sums,
+        }
+    }
+
+    fn slab_bytes(&self) -> usize {
+        self.geometry.kernel * self.groups * 4 * LANES
+    }
+}
+
+/// A slab's requantisation constants, one per lane.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct SlabRequant {
+    /// `(input zero point + 128) * sum(weights)`: what the unsigned activations added.
+    offset: __m512i,
+    bias: __m512i,
+    multiplier: __m512i,
+    /// The shift's positive part (a left shift before the multiply).
+    left: __m512i,
+    /// Its negative part (a rounding right shift after it).
+    right: __m512i,
+}
+
+/// `a + b` for every lane, saturating as `i32::saturating_add` does.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn saturating_add(a: __m512i, b: __m512i) -> __m512i {
+    let sum = _mm512_add_epi32(a, b);
+    // Overflow where a and b have one sign and the sum the other.
+    let overflow = _mm512_cmplt_epi32_mask(
+        _mm512_and_si512(_mm512_xor_si512(a, sum), _mm512_xor_si512(b, sum)),
+        _mm512_setzero_si512(),
+    );
+    let bound = _mm512_xor_si512(_mm512_srai_epi32::<31>(a), _mm512_set1_epi32(i32::MAX));
+    _mm512_mask_blend_epi32(overflow, sum, bound)
+}
+
+/// [`tinycnn::quant::requantize`] of 16 accumulators (before the bias), each lane with its
+/// filter's constants, as bytes.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn requantize(sums: __m512i, slab: &SlabRequant, zero_point: __m512i, low: __m512i) -> __m128i {
+    let x = saturating_add(_mm512_sub_epi32(sums, slab.offset), slab.bias);
+    // x * 2^left, saturating.
+    let shifted = _mm512_sllv_epi32(x, slab.left);
+    let lost = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(shifted, slab.left), x);
+    let bound = _mm512_xor_si512(_mm512_srai_epi32::<31>(x), _mm512_set1_epi32(i32::MAX));
+    let x = _mm512_mask_blend_epi32(lost, shifted, bound);
+    // The rounding doubling high multiply: (x * m + 2^30) >> 31 with a floor, which is what
+    // TensorFlow Lite's nudge and truncating division give for both signs. The multiplier is
+    // non-negative, so the one saturating case (both i32::MIN) cannot occur. Even lanes, then
+    // odd ones moved down.
+    let half = _mm512_set1_epi64(1 << 30);
+    let even =
+        _mm512_srai_epi64::<31>(_mm512_add_epi64(_mm512_mul_epi32(x, slab.multiplier), half));
+    let odd = _mm512_srai_epi64::<31>(_mm512_add_epi64(
+        _mm512_mul_epi32(
+            _mm512_srli_epi64::<32>(x),
+            _mm512_srli_epi64::<32>(slab.multiplier),
+        ),
+        half,
+    ));
+    let high = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64::<32>(odd));
+    // The rounding divide by 2^right, ties away from zero.
+    let mask = _mm512_sub_epi32(
+        _mm512_sllv_epi32(_mm512_set1_epi32(1), slab.right),
+        _mm512_set1_epi32(1),
+    );
+    let remainder = _mm512_and_si512(high, mask);
+    let threshold = _mm512_sub_epi32(_mm512_srli_epi32::<1>(mask), _mm512_srai_epi32::<31>(high));
+    let up = _mm512_cmpgt_epi32_mask(remainder, threshold);
+    let quotient = _mm512_srav_epi32(high, slab.right);
+    let scaled = _mm512_mask_add_epi32(quotient, up, quotient, _mm512_set1_epi32(1));
+    // Adding the zero point saturates in the core; a value this far out ends at a bound
+    // either way, so clamping it first to +-1024 is the same.
+    let limit = _mm512_set1_epi32(1024);
+    let scaled = _mm512_max_epi32(
+        _mm512_min_epi32(scaled, limit),
+        _mm512_sub_epi32(_mm512_setzero_si512(), limit),
+    );
+    let out = _mm512_add_epi32(scaled, zero_point);
+    let out = _mm512_min_epi32(_mm512_max_epi32(out, low), _mm512_set1_epi32(127));
+    _mm512_cvtsepi32_epi8(out)
+}
+
+/// The `M x S` sums of `M` windows (starting at `bases`) against `S` slabs of `weights`
+/// (starting at the first), `None` if a window or a slab is not all inside its slice.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+fn dot_int8<const M: usize, const S: usize>(
+    input: &[u8],
+    bases: &[usize; M],
+    walk: &Walk,
+    groups: usize,
+    weights: &[u8],
+) -> Option<[[__m512i; S]; M]> {
+    let slab_bytes = walk.kernel * groups * 4 * LANES;
+    let inside = bases.iter().all(|&base| walk.end(base, 4) <= input.len());
+    if !inside || S * slab_bytes > weights.len() || walk.run > 4 * groups {
+        return None;
+    }
+    let mut sums = [[_mm512_setzero_si512(); S]; M];
+    let mut packed = weights.as_ptr();
+    let activations = input.as_ptr();
+    for ky in 0..walk.kernel {
+        let row = ky * walk.row_stride;
+        for group in 0..groups {
+            let offset = row + 4 * group;
+            let mut w = [_mm512_setzero_si512(); S];
+            for (s, w) in w.iter_mut().enumerate() {
+                // SAFETY: `packed` is `(ky * groups + group) * 64` bytes into the first slab,
+                // and `S` slabs fit in `weights`: 64 readable bytes `s` slabs on. Unaligned.
+                *w = unsafe { _mm512_loadu_si512(packed.add(s * slab_bytes).cast()) };
+            }
+            for (sum, &base) in sums.iter_mut().zip(bases) {
+                // SAFETY: `base + offset + 4 <= walk.end(base, 4) <= input.len()` (checked
+                // above): four readable bytes. Unaligned.
+                let word = unsafe {
+                    activations
+                        .add(base + offset)
+                        .cast::<i32>()
+                        .read_unaligned()
+                };
+                let x = _mm512_set1_epi32(word);
+                for (sum, &w) in sum.iter_mut().zip(&w) {
+                    *sum = _mm512_dpbusd_epi32(*sum, x, w);
+                }
+            }
+            // SAFETY: stays within the first slab (or one past its end after the last group).
+            packed = unsafe { packed.add(4 * LANES) };
+        }
+    }
+    Some(sums)
+}
+
+/// Writes 16 output bytes (or the first `count`) at `start` of `output`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn store_bytes(output: &mut [i8], start: usize, count: usize, bytes: __m128i) -> Option<()> {
+    let mut lanes = [0i8; LANES];
+    // SAFETY: `lanes` is 16 writable bytes; the store is unaligned.
+    unsafe { _mm_storeu_si128(lanes.as_mut_ptr().cast(), bytes) };
+    output
+        .get_mut(start..start + count)?
+        .copy_from_slice(&lanes[..count]);
+    Some(())
+}
+
+/// The largest of four registers, lane by lane.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn max4_epi32(v: [__m512i; 4]) -> __m512i {
+    _mm512_max_epi32(_mm512_max_epi32(v[0], v[1]), _mm512_max_epi32(v[2], v[3]))
+}
+
+/// The requantisation constants of every slab of `packed`'s layer.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn requant_slabs(
+    packed: &PackedInt8,
+    requantization: &ki8::Requantization<'_>,
+    slabs: &mut Vec<SlabRequant>,
+) {
+    let offset = requantization.input_zero_point() + 128;
+    let mut channels = requantization.channels();
+    slabs.clear();
+    for sums in packed.sums.chunks_exact(LANES) {
+        let mut lanes = [[0i32; LANES]; 4];
+        for (lane, &sum) in sums.iter().enumerate() {
+            // The lanes that fill up the last slab keep zeros; their results are not stored.
+            let Some(channel) = channels.next() else {
+                break;
+            };
+            lanes[0][lane] = offset * sum;
+            lanes[1][lane] = channel.bias;
+            lanes[2][lane] = channel.multiplier;
+            lanes[3][lane] = channel.shift;
+        }
+        let [offset, bias, multiplier, shift] = lanes;
+        slabs.push(SlabRequant::new(offset, bias, multiplier, shift));
+    }
+}
+
+impl SlabRequant {
+    /// The constants of 16 filters: what their unsigned activations add, their biases,
+    /// multipliers and shifts.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn new(
+        offset: [i32; LANES],
+        bias: [i32; LANES],
+        multiplier: [i32; LANES],
+        shift: [i32; LANES],
+    ) -> Self {
+        let shift = shift.map(|s| s.clamp(tinycnn::quant::MIN_SHIFT, tinycnn::quant::MAX_SHIFT));
+        SlabRequant {
+            offset: load_lanes(offset),
+            bias: load_lanes(bias),
+            multiplier: load_lanes(multiplier),
+            left: load_lanes(shift.map(|s| s.max(0))),
+            right: load_lanes(shift.map(|s| (-s).max(0))),
+        }
+    }
+}
+
+/// Sixteen `i32`s as a register.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn load_lanes(values: [i32; LANES]) -> __m512i {
+    // SAFETY: `values` is 64 readable bytes; the load is unaligned.
+    unsafe { _mm512_loadu_si512(values.as_ptr().cast()) }
+}
+
+/// The layer-wide part of an int8 convolution call.
+struct Int8Call<'a> {
+    packed: &'a PackedInt8,
+    walk: Walk,
+    padded: &'a [u8],
+    bases: &'a [usize],
+    slabs: &'a [SlabRequant],
+    outputs: usize,
+    zero_point: __m512i,
+    low: __m512i,
+}
+
+/// [`tinycnn::kernels::int8::conv`], bit for bit, with `packed` made from the same layer.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn conv_int8(
+    packed: &PackedInt8,
+    work: &mut Work<u8>,
+    requant: &mut Vec<SlabRequant>,
+    input: &[i8],
+    layer: &ki8::ConvLayer<'_>,
+    output: &mut [i8],
+) -> Option<()> {
+    let geometry = *layer.geometry();
+    if packed.geometry != geometry
+        || input.len() != geometry.input.values()
+        || output.len() != geometry.output().values()
+    {
+        return None;
+    }
+    let requantization = layer.requantization();
+    let border = (requantization.input_zero_point() + 128) as u8;
+    // `x as u8 ^ 0x80` is `x + 128`.
+    work.pad(&geometry, input, border, |x| x as u8 ^ 0x80);
+    let outputs = work.positions(&geometry);
+    let walk = Walk::of(&geometry);
+    if !work.windows_inside(&walk, 4) {
+        return None;
+    }
+    requant_slabs(packed, requantization, requant);
+    let call = Int8Call {
+        packed,
+        walk,
+        padded: &work.padded,
+        bases: &work.bases,
+        slabs: requant,
+        outputs,
+        zero_point: _mm512_set1_epi32(requantization.output_zero_point()),
+        low: _mm512_set1_epi32(requantization.activation_min()),
+    };
+    let mut slab = 0;
+    while slab + SLABS <= requant.len() {
+        slabs_int8::<SLABS>(&call, slab, output)?;
+        slab += SLABS;
+    }
+    while slab < requant.len() {
+        slabs_int8::<1>(&call, slab, output)?;
+        slab += 1;
+    }
+    Some(())
+}
+
+/// Every output of `S` slabs from `slab` on.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn slabs_int8<const S: usize>(call: &Int8Call<'_>, slab: usize, output: &mut [i8]) -> Option<()> {
+    let geometry = &call.packed.geometry;
+    let filters = geometry.filters;
+    let weights = call.packed.weights.get(slab * call.packed.slab_bytes()..)?;
+    for (index, bases) in call.bases.chunks_exact(POSITIONS).enumerate() {
+        let bases: &[usize; POSITIONS] = bases.try_into().ok()?;
+        let sums =
+            dot_int8::<POSITIONS, S>(call.padded, bases, &call.walk, call.packed.groups, weights)?;
+        let mut finish = |out_index: usize, s: usize, sums: __m512i| -> Option<()> {
+            let first_filter = (slab + s) * LANES;
+            let bytes = requantize(sums, call.slabs.get(slab + s)?, call.zero_point, call.low);
+            let count = LANES.min(filters - first_filter);
+            store_bytes(output, out_index * filters + first_filter, count, bytes)
+        };
+        if geometry.pooled {
+            for (pooled, four) in sums.as_chunks::<4>().0.iter().enumerate() {
+                let out_index = index * POOLED + pooled;
+                if out_index >= call.outputs {
+                    break;
+                }
+                for s in 0..S {
+                    finish(out_index, s, max4_epi32(four.map(|sums| sums[s])))?;
+                }
+            }
+        } else {
+            for (position, sums) in sums.iter().enumerate() {
+                let out_index = index * POSITIONS + position;
+                if out_index >= call.outputs {
+                    break;
+                }
+                for (s, &sums) in sums.iter().enumerate() {
+                    finish(out_index, s, sums)?;
+                }
+            }
+        }
+    }
+    Some(())
+}
+
+/// An f32 convolution's weights in the order of [`conv_f32`]: per slab of 16 filters, per
+/// kernel row, per value of the row, the 16 filters' weights (a register); zero for the filters
+/// that fill up the last slab.
+#[derive(Debug)]
+pub(super) struct PackedF32 {
+    geometry: ConvGeometry,
+    weights: Vec<f32>,
+    biases: Vec<f32>,
+    activation: Activation,
+}
+
+impl PackedF32 {
+    /// Packs `layer`'s weights.
+    pub(super) fn new(layer: &kf32::ConvLayer<'_>) -> Self {
+        let geometry = *layer.geometry();
+        let walk = Walk::of(&geometry);
+        let slabs = geometry.filters.div_ceil(LANES);
+        let slab_len = geometry.kernel * walk.run * LANES;
+        let mut weights = vec![0f32; slabs * slab_len];
+        let mut biases = vec![0f32; slabs * LANES];
+        let fan_in = geometry.fan_in();
+        for (filter, own) in layer.filters().chunks_exact(fan_in).enumerate() {
+            let (slab, lane) = (filter / LANES, filter % LANES);
+            for (j, &bytes) in own.iter().enumerate() {
+                weights[slab * slab_len + j * LANES + lane] = f32::from_le_bytes(bytes);
+            }
+        }
+        for (bias, &bytes) in biases.iter_mut().zip(layer.biases()) {
+            *bias = f32::from_le_bytes(bytes);
+        }
+        PackedF32 {
+            geometry,
+            weights,
+            biases,
+            activation: layer.activation(),
+        }
+    }
+
+    fn slab_len(&self) -> usize {
+        self.geometry.kernel * self.geometry.kernel * self.geometry.input.channels * LANES
+    }
+}
+
+/// The `M x S` sums of `M` windows against `S` slabs of f32 `weights`, as [`dot_int8`].
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+fn dot_f32<const M: usize, const S: usize>(
+    input: &[f32],
+    bases: &[usize; M],
+    walk: &Walk,
+    weights: &[f32],
+) -> Option<[[__m512; S]; M]> {
+    let slab_len = walk.kernel * walk.run * LANES;
+    let inside = bases.iter().all(|&base| walk.end(base, 1) <= input.len());
+    if !inside || S * slab_len > weights.len() {
+        return None;
+    }
+    let mut sums = [[_mm512_setzero_ps(); S]; M];
+    let mut packed = weights.as_ptr();
+    let activations = input.as_ptr();
+    for ky in 0..walk.kernel {
+        let row = ky * walk.row_stride;
+        for j in 0..walk.run {
+            let offset = row + j;
+            let mut w = [_mm512_setzero_ps(); S];
+            for (s, w) in w.iter_mut().enumerate() {
+                // SAFETY: `packed` is `(ky * run + j) * 16` values into the first slab, and `S`
+                // slabs fit in `weights`: 16 readable values `s` slabs on. Unaligned.
+                *w = unsafe { _mm512_loadu_ps(packed.add(s * slab_len)) };
+            }
+            for (sum, &base) in sums.iter_mut().zip(bases) {
+                // SAFETY: `base + offset < walk.end(base, 1) <= input.len()` (checked above).
+                let x = _mm512_set1_ps(unsafe { *activations.add(base + offset) });
+                for (sum, &w) in sum.iter_mut().zip(&w) {
+                    *sum = _mm512_fmadd_ps(x, w, *sum);
+                }
+            }
+            // SAFETY: stays within the first slab (or one past its end after the last value).
+            packed = unsafe { packed.add(LANES) };
+        }
+    }
+    Some(sums)
+}
+
+/// [`tinycnn::kernels::f32::conv`] up to rounding, with `packed` made from the same layer.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn conv_f32(
+    packed: &PackedF32,
+    work: &mut Work<f32>,
+    input: &[f32],
+    layer: &kf32::ConvLayer<'_>,
+    output: &mut [f32],
+) -> Option<()> {
+    let geometry = *layer.geometry();
+    if packed.geometry != geometry
+        || input.len() != geometry.input.values()
+        || output.len() != geometry.output().values()
+    {
+        return None;
+    }
+    work.pad(&geometry, input, 0.0, |x| x);
+    let outputs = work.positions(&geometry);
+    let walk = Walk::of(&geometry);
+    if !work.windows_inside(&walk, 1) {
+        return None;
+    }
+    let slabs = geometry.filters.div_ceil(LANES);
+    let mut slab = 0;
+    while slab + SLABS <= slabs {
+        slabs_f32::<SLABS>(packed, work, walk, outputs, slab, output)?;
+        slab += SLABS;
+    }
+    while slab < slabs {
+        slabs_f32::<1>(packed, work, walk, outputs, slab, output)?;
+        slab += 1;
+    }
+    Some(())
+}
+
+/// Every output of `S` slabs from `slab` on.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn slabs_f32<const S: usize>(
+    packed: &PackedF32,
+    work: &Work<f32>,
+    walk: Walk,
+    outputs: usize,
+    slab: usize,
+    output: &mut [f32],
+) -> Option<()> {
+    let geometry = &packed.geometry;
+    let filters = geometry.filters;
+    let weights = packed.weights.get(slab * packed.slab_len()..)?;
+    let relu = packed.activation == Activation::Relu;
+    for (index, bases) in work.bases.chunks_exact(POSITIONS).enumerate() {
+        let bases: &[usize; POSITIONS] = bases.try_into().ok()?;
+        let sums = dot_f32::<POSITIONS, S>(&work.padded, bases, &walk, weights)?;
+        let mut finish = |out_index: usize, s: usize, sums: __m512| -> Option<()> {
+            let first_filter = (slab + s) * LANES;
+            let biases = packed.biases.get(first_filter..first_filter + LANES)?;
+            // SAFETY: `biases` is 16 readable values; unaligned.
+            let mut value = _mm512_add_ps(sums, unsafe { _mm512_loadu_ps(biases.as_ptr()) });
+            if relu {
+                value = _mm512_max_ps(value, _mm512_setzero_ps());
+            }
+            let mut lanes = [0f32; LANES];
+            // SAFETY: `lanes` is 16 writable values; unaligned.
+            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), value) };
+            let count = LANES.min(filters - first_filter);
+            let start = out_index * filters + first_filter;
+            output
+                .get_mut(start..start + count)?
+                .copy_from_slice(&lanes[..count]);
+            Some(())
+        };
+        if geometry.pooled {
+            for (pooled, four) in sums.as_chunks::<4>().0.iter().enumerate() {
+                let out_index = index * POOLED + pooled;
+                if out_index >= outputs {
+                    break;
+                }
+                for s in 0..S {
+                    let [a, b, c, d] = four.map(|sums| sums[s]);
+                    finish(
+                        out_index,
+                        s,
+                        _mm512_max_ps(_mm512_max_ps(a, b), _mm512_max_ps(c, d)),
+                    )?;
+                }
+            }
+        } else {
+            for (position, sums) in sums.iter().enumerate() {
+                let out_index = index * POSITIONS + position;
+                if out_index >= outputs {
+                    break;
+                }
+                for (s, &sums) in sums.iter().enumerate() {
+                    finish(out_index, s, sums)?;
+                }
+            }
+        }
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The blocked kernels against the core's portable ones on random layers: every kernel
+    //! side, both paddings, pooled or not, both activations, channel counts that do and do not
+    //! fill a group of four, filter counts that do and do not fill a slab, the extreme
+    //! multipliers and shifts; and the vector requantisation against the core's on random and
+    //! extreme accumulators. Skipped (with a line saying so) on a processor without AVX-512.
+
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::{RngAlgorithm, TestRng};
+    use tinycnn::arch::{Conv, Padding, Shape};
+    use tinycnn::quant;
+
+    fn avx512() -> bool {
+        let here = crate::deploy::kernels::Isa::Avx512.runs_here();
+        if !here {
+            eprintln!("this processor lacks AVX-512 with VNNI: the blocked kernels are not tested");
+        }
+        here
+    }
+
+    fn rng(seed: u64) -> TestRng {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
+    }
+
+    /// A random geometry validation accepts, up to 40 filters and 20 channels.
+    fn random_geometry(rng: &mut TestRng) -> (Conv, ConvGeometry) {
+        let pooled = rng.random_bool(0.5);
+        let kernel: u8 = [1, 3, 5][rng.random_range(0..3usize)];
+        let padding = if rng.random_bool(0.5) {
+            Padding::Same
+        } else {
+            Padding::Valid
+        };
+        let activation = if rng.random_bool(0.5) {
+            Activation::Relu
+        } else {
+            Activation::None
+        };
+        let conv = Conv {
+            kernel,
+            padding,
+            filters: [1, 5, 16, 17, 32, 40][rng.random_range(0..6usize)],
+            activation,
+        };
+        let smallest = if padding == Padding::Valid {
+            usize::from(kernel)
+        } else {
+            1
+        } + usize::from(pooled);
+        let input = Shape::new(
+            rng.random_range(smallest..=smallest + 9),
+            rng.random_range(smallest..=smallest + 9),
+            [1, 2, 3, 4, 5, 8, 20][rng.random_range(0..7usize)],
+        );
+        (conv, ConvGeometry::new(&conv, input, pooled))
+    }
+
+    fn int8_case(seed: u64) {
+        let mut rng = rng(seed);
+        let (conv, geometry) = random_geometry(&mut rng);
+        let filters = geometry.filters;
+        let extreme = rng.random_bool(0.3);
+        let input: Vec<i8> = (0..geometry.input.values()).map(|_| rng.random()).collect();
+        let weights: Vec<u8> = (0..filters * geometry.fan_in())
+            .map(|_| rng.random_range(-127i8..=127) as u8)
+            .collect();
+        let (mut bias, mut multipliers, mut shifts) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..filters {
+            let (multiplier, shift): (i32, i8) = if extreme {
+                (rng.random_range(0..=i32::MAX), rng.random_range(-31..=30))
+            } else {
+                (
+                    rng.random_range(1 << 30..=i32::MAX),
+                    rng.random_range(-14..=-4),
+                )
+            };
+            let range = if extreme { i32::MAX } else { 20_000 };
+            bias.extend(rng.random_range(-range..=range).to_le_bytes());
+            multipliers.extend(multiplier.to_le_bytes());
+            shifts.push(shift as u8);
+        }
+        let requantization = ki8::Requantization::new(
+            filters,
+            &bias,
+            &multipliers,
+            &shifts,
+            rng.random(),
+            rng.random(),
+            conv.activation,
+        )
+        .unwrap();
+        let layer = ki8::ConvLayer::new(geometry, &weights, requantization).unwrap();
+        let mut expected = vec![0i8; geometry.output().values()];
+        ki8::conv(&input, &layer, &mut expected).unwrap();
+        let packed = PackedInt8::new(&layer);
+        let (mut work, mut slabs) = (Work::default(), Vec::new());
+        let mut got = vec![0i8; expected.len()];
+        // SAFETY: `avx512()` saw the features the kernel is compiled with.
+        unsafe { conv_int8(&packed, &mut work, &mut slabs, &input, &layer, &mut got) }.unwrap();
+        assert_eq!(got, expected, "{geometry:?} extreme={extreme} seed={seed}");
+    }
+
+    fn f32_case(seed: u64) {
+        let mut rng = rng(seed);
+        let (conv, geometry) = random_geometry(&mut rng);
+        let floats = |n: usize, rng: &mut TestRng| -> Vec<u8> {
+            (0..n)
+                .flat_map(|_| rng.random_range(-1f32..1f32).to_le_bytes())
+                .collect()
+        };
+        let input: Vec<f32> = (0..geometry.input.values())
+            .map(|_| rng.random_range(0f32..1f32))
+            .collect();
+        let weights = floats(geometry.filters * geometry.fan_in(), &mut rng);
+        let bias = floats(geometry.filters, &mut rng);
+        let layer = kf32::ConvLayer::new(geometry, &weights, &bias, conv.activation).unwrap();
+        let mut expected = vec![0f32; geometry.output().values()];
+        kf32::conv(&input, &layer, &mut expected).unwrap();
+        let packed = PackedF32::new(&layer);
+        let mut work = Work::default();
+        let mut got = vec![0f32; expected.len()];
+        // SAFETY: `avx512()` saw the features the kernel is compiled with.
+        unsafe { conv_f32(&packed, &mut work, &input, &layer, &mut got) }.unwrap();
+        // Sums of up to 500 products of magnitude below 1, in another order.
+        let tolerance = 1e-5 * (geometry.fan_in() as f32).sqrt();
+        for (index, (a, b)) in got.iter().zip(&expected).enumerate() {
+            assert!(
+                (a - b).abs() <= tolerance,
+                "{geometry:?} seed={seed} output {index}: {a} vs {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn int8_convolutions_give_the_portable_kernels_bytes() {
+        if avx512() {
+            (0..400).for_each(int8_case);
+        }
+    }
+
+    #[test]
+    fn f32_convolutions_give_the_portable_kernels_values() {
+        if avx512() {
+            (0..200).for_each(f32_case);
+        }
+    }
+
+    /// The vector requantisation of 16 accumulators, lane by lane, against the core's.
+    fn requantize_lanes(
+        sums: [i32; LANES],
+        bias: [i32; LANES],
+        multiplier: [i32; LANES],
+        shift: [i32; LANES],
+        zero_point: i32,
+        low: i32,
+    ) -> [i8; LANES] {
+        let mut out = [0i8; LANES];
+        // SAFETY: called only after `avx512()` saw the features these are compiled with.
+        unsafe {
+            let slab = SlabRequant::new([0; LANES], bias, multiplier, shift);
+            let bytes = requantize(
+                load_lanes(sums),
+                &slab,
+                _mm512_set1_epi32(zero_point),
+                _mm512_set1_epi32(low),
+            );
+            _mm_storeu_si128(out.as_mut_ptr().cast(), bytes);
+        }
+        out
+    }
+
+    fn lanes() -> impl Strategy<Value = [i32; LANES]> {
+        let value = prop_oneof![
+            any::<i32>(),
+            -70_000i32..70_000,
+            Just(i32::MIN),
+            Just(i32::MAX),
+            Just(0),
+        ];
+        proptest::array::uniform16(value)
+    }
+
+    proptest! {
+        #[test]
+        fn vector_requantisation_is_the_cores(
+            sums in lanes(),
+            bias in lanes(),
+            multiplier in proptest::array::uniform16(prop_oneof![0..=i32::MAX, Just(i32::MAX), Just(0), Just(1 << 30), (1 << 30)..=i32::MAX]),
+            shift in proptest::array::uniform16(quant::MIN_SHIFT..=quant::MAX_SHIFT),
+            zero_point in -128i32..=127,
+            relu in any::<bool>(),
+        ) {
+            if !avx512() {
+                return Ok(());
+            }
+            let low = if relu { zero_point } else { -128 };
+            let got = requantize_lanes(sums, bias, multiplier, shift, zero_point, low);
+            for lane in 0..LANES {
+                let expected = quant::requantize(
+                    sums[lane].saturating_add(bias[lane]),
+                    multiplier[lane],
+                    shift[lane],
+                    zero_point,
+                    low,
+                );
+                prop_assert_eq!(got[lane], expected, "lane {}", lane);
+            }
+        }
+    }
+}
