@@ -9,6 +9,9 @@
 //!   enabled, so only when the build enables it: `-C target-feature=+dsp`, or
 //!   `-C target-cpu=` one of those cores, in `RUSTFLAGS` or the target's
 //!   `rustflags`.
+//!
+//! It also sets `tinycnn_armv6m` on `thumbv6m-*` (Cortex-M0, M0+), whose
+//! portable kernels take one tap per loop iteration.
 
 use std::env;
 
@@ -19,6 +22,7 @@ const V8M_CPUS_WITH_DSP: [&str; 4] = ["cortex-m33", "cortex-m35p", "cortex-m55",
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(tinycnn_arm_dsp)");
     println!("cargo::rustc-check-cfg=cfg(tinycnn_arm_v8m)");
+    println!("cargo::rustc-check-cfg=cfg(tinycnn_armv6m)");
     println!("cargo::rerun-if-changed=build.rs");
     let target = env::var("TARGET").unwrap_or_default();
     let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
@@ -29,6 +33,11 @@ fn main() {
     }
     if dsp && target.starts_with("thumbv8m") {
         println!("cargo::rustc-cfg=tinycnn_arm_v8m");
+    }
+    // Armv6-M (Cortex-M0, M0+): Thumb-1 code reaches eight registers, which changes what
+    // the portable kernels' loops should look like.
+    if target.starts_with("thumbv6m") {
+        println!("cargo::rustc-cfg=tinycnn_armv6m");
     }
 }
 

@@ -347,16 +347,89 @@ fn accumulate_block(
             f2.get(run.clone())?,
             f3.get(run)?,
         );
-        let taps = activations.iter().zip(w0).zip(w1).zip(w2).zip(w3);
-        for ((((&x, &a), &b), &c), &d) in taps {
-            let value = i32::from(i16::from(x) - zero_point);
-            sums[0] += value * i32::from(a as i8);
-            sums[1] += value * i32::from(b as i8);
-            sums[2] += value * i32::from(c as i8);
-            sums[3] += value * i32::from(d as i8);
-        }
+        multiply_accumulate_four(&mut sums, activations, [w0, w1, w2, w3], zero_point);
     }
     Some(sums)
+}
+
+/// `sums[f] += sum((x - zero_point) * weights[f][i])` over equally long slices, one tap per
+/// loop iteration.
+///
+/// On a Cortex-M3 or M4 the five pointers of this loop do not all fit in registers beside the
+/// four sums; there the kernels take four taps per iteration instead
+/// (`multiply_accumulate_four_by_four`), which reloads
+/// them, and pays for the loop's own instructions, once instead of four times. A Cortex-M0's
+/// eight registers spill either way and the longer loop costs more than it saves, and
+/// elsewhere the compiler vectorises this one, so those run this loop
+/// (firmware/README.md has the counts).
+#[inline(always)]
+fn multiply_accumulate_four_by_one(
+    sums: &mut [i32; CHANNEL_BLOCK],
+    activations: &[i8],
+    weights: [&[u8]; CHANNEL_BLOCK],
+    zero_point: i16,
+) {
+    let [w0, w1, w2, w3] = weights;
+    for ((((&x, &a), &b), &c), &d) in activations.iter().zip(w0).zip(w1).zip(w2).zip(w3) {
+        tap(sums, x, [a, b, c, d], zero_point);
+    }
+}
+
+/// `sums[f] += (x - zero_point) * weights[f]`.
+#[inline(always)]
+fn tap(sums: &mut [i32; CHANNEL_BLOCK], x: i8, weights: [u8; CHANNEL_BLOCK], zero_point: i16) {
+    let value = i32::from(i16::from(x) - zero_point);
+    let [a, b, c, d] = weights;
+    sums[0] += value * i32::from(a as i8);
+    sums[1] += value * i32::from(b as i8);
+    sums[2] += value * i32::from(c as i8);
+    sums[3] += value * i32::from(d as i8);
+}
+
+#[cfg(all(target_arch = "arm", not(tinycnn_armv6m)))]
+use multiply_accumulate_four_by_four as multiply_accumulate_four;
+#[cfg(not(all(target_arch = "arm", not(tinycnn_armv6m))))]
+use multiply_accumulate_four_by_one as multiply_accumulate_four;
+
+/// [`multiply_accumulate_four_by_one`] four taps per loop iteration, for the Cortex-M3, M4 and
+/// other Thumb-2 cores (and the tests elsewhere).
+#[cfg(any(test, all(target_arch = "arm", not(tinycnn_armv6m))))]
+#[inline(always)]
+fn multiply_accumulate_four_by_four(
+    sums: &mut [i32; CHANNEL_BLOCK],
+    activations: &[i8],
+    weights: [&[u8]; CHANNEL_BLOCK],
+    zero_point: i16,
+) {
+    const TAPS: usize = 4;
+    if activations.len() < TAPS {
+        // A single-channel convolution's rows (3 or 5 taps): the blocks would only cost.
+        return multiply_accumulate_four_by_one(sums, activations, weights, zero_point);
+    }
+    let [w0, w1, w2, w3] = weights;
+    let (x_blocks, x_rest) = activations.as_chunks::<TAPS>();
+    let (a_blocks, a_rest) = w0.as_chunks::<TAPS>();
+    let (b_blocks, b_rest) = w1.as_chunks::<TAPS>();
+    let (c_blocks, c_rest) = w2.as_chunks::<TAPS>();
+    let (d_blocks, d_rest) = w3.as_chunks::<TAPS>();
+    let blocks = x_blocks
+        .iter()
+        .zip(a_blocks)
+        .zip(b_blocks)
+        .zip(c_blocks)
+        .zip(d_blocks);
+    for ((((x, a), b), c), d) in blocks {
+        // Over arrays of a constant length: unrolled into one iteration's body. The four sums
+        // as a loop rather than `tap`'s four statements: the compiler keeps them in registers
+        // better this way on these cores (on the Cortex-M0 it is the other way round).
+        for ((((&x, &a), &b), &c), &d) in x.iter().zip(a).zip(b).zip(c).zip(d) {
+            let value = i32::from(i16::from(x) - zero_point);
+            for (sum, w) in sums.iter_mut().zip([a, b, c, d]) {
+                *sum += value * i32::from(w as i8);
+            }
+        }
+    }
+    multiply_accumulate_four_by_one(sums, x_rest, [a_rest, b_rest, c_rest, d_rest], zero_point);
 }
 
 /// Convolution + bias + activation, and with [`ConvGeometry::pooled`] the 2x2
@@ -429,15 +502,9 @@ pub fn dense(input: &[i8], layer: &DenseLayer<'_>, output: &mut [i8]) -> Option<
     let mut constants = layer.requantization.channels();
     let (blocks, rest) = output.as_chunks_mut::<CHANNEL_BLOCK>();
     for block in blocks {
-        let (r0, r1, r2, r3) = (rows.next()?, rows.next()?, rows.next()?, rows.next()?);
+        let four = [rows.next()?, rows.next()?, rows.next()?, rows.next()?];
         let mut sums = [0i32; CHANNEL_BLOCK];
-        for ((((&x, &a), &b), &c), &d) in input.iter().zip(r0).zip(r1).zip(r2).zip(r3) {
-            let value = i32::from(i16::from(x) - zero_point);
-            sums[0] += value * i32::from(a as i8);
-            sums[1] += value * i32::from(b as i8);
-            sums[2] += value * i32::from(c as i8);
-            sums[3] += value * i32::from(d as i8);
-        }
+        multiply_accumulate_four(&mut sums, input, four, zero_point);
         for (out, sum) in block.iter_mut().zip(sums) {
             *out = layer.requantization.apply(sum, constants.next()?);
         }
@@ -449,4 +516,33 @@ pub fn dense(input: &[i8], layer: &DenseLayer<'_>, output: &mut [i8]) -> Option<
             .apply(dot(input, row, zero_point), constants.next()?);
     }
     Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    proptest! {
+        /// The Thumb-2 cores' four-taps-an-iteration loop, which only runs there, against the
+        /// one-tap loop, on every length around its blocks and tail.
+        #[test]
+        fn four_taps_an_iteration_sum_what_one_tap_does(
+            taps in proptest::collection::vec((any::<i8>(), any::<[i8; 4]>()), 0..40),
+            zero_point in any::<i8>(),
+            start in any::<[i32; 4]>().prop_map(|s| s.map(|v| v / 4)),
+        ) {
+            let activations: Vec<i8> = taps.iter().map(|(x, _)| *x).collect();
+            let rows: Vec<Vec<u8>> = (0..4)
+                .map(|f| taps.iter().map(|(_, w)| w[f] as u8).collect())
+                .collect();
+            let weights = [&rows[0][..], &rows[1][..], &rows[2][..], &rows[3][..]];
+            let zero_point = i16::from(zero_point);
+            let (mut one, mut four) = (start, start);
+            multiply_accumulate_four_by_one(&mut one, &activations, weights, zero_point);
+            multiply_accumulate_four_by_four(&mut four, &activations, weights, zero_point);
+            prop_assert_eq!(one, four);
+        }
+    }
 }
