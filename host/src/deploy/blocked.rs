@@ -146,6 +146,79 @@ impl<T: Copy> Work<T> {
         let last = self.bases.iter().copied().max().unwrap_or(0);
         walk.end(last, step) <= self.padded.len()
     }
+
+    /// Everything a call needs before the blocks: `None` unless the layer's geometry is the
+    /// one its weights were packed for and the slices have its lengths; then the padded input
+    /// ([`Work::pad`]), the windows ([`Work::positions`], each checked to lie inside it when
+    /// read `step` values at a time), the number of outputs and the walk.
+    #[allow(clippy::too_many_arguments)]
+    fn prepare<S: Copy>(
+        &mut self,
+        geometry: &ConvGeometry,
+        packed_for: &ConvGeometry,
+        input: &[S],
+        output_len: usize,
+        border: T,
+        convert: impl Fn(S) -> T,
+        step: usize,
+    ) -> Option<(usize, Walk)> {
+        if packed_for != geometry
+            || input.len() != geometry.input.values()
+            || output_len != geometry.output().values()
+        {
+            return None;
+        }
+        self.pad(geometry, input, border, convert);
+        let outputs = self.positions(geometry);
+        let walk = Walk::of(geometry);
+        self.windows_inside(&walk, step).then_some((outputs, walk))
+    }
+}
+
+/// The slab groups of a layer with `slabs` slabs, in order: the first slab and how many the
+/// group has, [`SLABS`] while that many are left, then one.
+fn slab_groups(slabs: usize) -> impl Iterator<Item = (usize, usize)> {
+    let full = slabs / SLABS;
+    (0..full)
+        .map(|group| (group * SLABS, SLABS))
+        .chain((full * SLABS..slabs).map(|slab| (slab, 1)))
+}
+
+/// Hands each output of block `index` to `finish`: its index, the slab within the group, and
+/// the sums of its position, or for a pooled convolution the largest (by `max`) of its four
+/// positions' sums. Outputs past `outputs` (the last block's filling) are left out.
+#[inline(always)]
+fn each_output<V: Copy, const S: usize>(
+    sums: &[[V; S]; POSITIONS],
+    pooled: bool,
+    index: usize,
+    outputs: usize,
+    max: impl Fn(V, V) -> V,
+    mut finish: impl FnMut(usize, usize, V) -> Option<()>,
+) -> Option<()> {
+    if pooled {
+        for (pooled, four) in sums.as_chunks::<4>().0.iter().enumerate() {
+            let out_index = index * POOLED + pooled;
+            if out_index >= outputs {
+                break;
+            }
+            for s in 0..S {
+                let [a, b, c, d] = four.map(|sums| sums[s]);
+                finish(out_index, s, max(max(a, b), max(c, d)))?;
+            }
+        }
+    } else {
+        for (position, sums) in sums.iter().enumerate() {
+            let out_index = index * POSITIONS + position;
+            if out_index >= outputs {
+                break;
+            }
+            for (s, &sums) in sums.iter().enumerate() {
+                finish(out_index, s, sums)?;
+            }
+        }
+    }
+    Some(())
 }
 
 /// An int8 convolution's weights in the order of [`conv_int8`]: per slab of 16 filters, per
@@ -329,12 +402,6 @@ fn store_bytes(output: &mut [i8], start: usize, count: usize, bytes: __m128i) ->
     Some(())
 }
 
-/// The largest of four registers, lane by lane.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn max4_epi32(v: [__m512i; 4]) -> __m512i {
-    _mm512_max_epi32(_mm512_max_epi32(v[0], v[1]), _mm512_max_epi32(v[2], v[3]))
-}
-
 /// The requantisation constants of every slab of `packed`'s layer.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 fn requant_slabs(
@@ -412,22 +479,13 @@ pub(super) fn conv_int8(
     layer: &ki8::ConvLayer<'_>,
     output: &mut [i8],
 ) -> Option<()> {
-    let geometry = *layer.geometry();
-    if packed.geometry != geometry
-        || input.len() != geometry.input.values()
-        || output.len() != geometry.output().values()
-    {
-        return None;
-    }
     let requantization = layer.requantization();
     let border = (requantization.input_zero_point() + 128) as u8;
     // `x as u8 ^ 0x80` is `x + 128`.
-    work.pad(&geometry, input, border, |x| x as u8 ^ 0x80);
-    let outputs = work.positions(&geometry);
-    let walk = Walk::of(&geometry);
-    if !work.windows_inside(&walk, 4) {
-        return None;
-    }
+    let flip = |x: i8| x as u8 ^ 0x80;
+    let (geometry, packed_for) = (layer.geometry(), &packed.geometry);
+    let (outputs, walk) =
+        work.prepare(geometry, packed_for, input, output.len(), border, flip, 4)?;
     requant_slabs(packed, requantization, requant);
     let call = Int8Call {
         packed,
@@ -439,14 +497,12 @@ pub(super) fn conv_int8(
         zero_point: _mm512_set1_epi32(requantization.output_zero_point()),
         low: _mm512_set1_epi32(requantization.activation_min()),
     };
-    let mut slab = 0;
-    while slab + SLABS <= requant.len() {
-        slabs_int8::<SLABS>(&call, slab, output)?;
-        slab += SLABS;
-    }
-    while slab < requant.len() {
-        slabs_int8::<1>(&call, slab, output)?;
-        slab += 1;
+    for (slab, count) in slab_groups(requant.len()) {
+        if count == SLABS {
+            slabs_int8::<SLABS>(&call, slab, output)?;
+        } else {
+            slabs_int8::<1>(&call, slab, output)?;
+        }
     }
     Some(())
 }
@@ -461,33 +517,14 @@ fn slabs_int8<const S: usize>(call: &Int8Call<'_>, slab: usize, output: &mut [i8
         let bases: &[usize; POSITIONS] = bases.try_into().ok()?;
         let sums =
             dot_int8::<POSITIONS, S>(call.padded, bases, &call.walk, call.packed.groups, weights)?;
-        let mut finish = |out_index: usize, s: usize, sums: __m512i| -> Option<()> {
+        let finish = |out_index: usize, s: usize, sums: __m512i| -> Option<()> {
             let first_filter = (slab + s) * LANES;
             let bytes = requantize(sums, call.slabs.get(slab + s)?, call.zero_point, call.low);
             let count = LANES.min(filters - first_filter);
             store_bytes(output, out_index * filters + first_filter, count, bytes)
         };
-        if geometry.pooled {
-            for (pooled, four) in sums.as_chunks::<4>().0.iter().enumerate() {
-                let out_index = index * POOLED + pooled;
-                if out_index >= call.outputs {
-                    break;
-                }
-                for s in 0..S {
-                    finish(out_index, s, max4_epi32(four.map(|sums| sums[s])))?;
-                }
-            }
-        } else {
-            for (position, sums) in sums.iter().enumerate() {
-                let out_index = index * POSITIONS + position;
-                if out_index >= call.outputs {
-                    break;
-                }
-                for (s, &sums) in sums.iter().enumerate() {
-                    finish(out_index, s, sums)?;
-                }
-            }
-        }
+        let max = |a, b| _mm512_max_epi32(a, b);
+        each_output(&sums, geometry.pooled, index, call.outputs, max, finish)?;
     }
     Some(())
 }
@@ -585,28 +622,22 @@ pub(super) fn conv_f32(
     layer: &kf32::ConvLayer<'_>,
     output: &mut [f32],
 ) -> Option<()> {
-    let geometry = *layer.geometry();
-    if packed.geometry != geometry
-        || input.len() != geometry.input.values()
-        || output.len() != geometry.output().values()
-    {
-        return None;
-    }
-    work.pad(&geometry, input, 0.0, |x| x);
-    let outputs = work.positions(&geometry);
-    let walk = Walk::of(&geometry);
-    if !work.windows_inside(&walk, 1) {
-        return None;
-    }
-    let slabs = geometry.filters.div_ceil(LANES);
-    let mut slab = 0;
-    while slab + SLABS <= slabs {
-        slabs_f32::<SLABS>(packed, work, walk, outputs, slab, output)?;
-        slab += SLABS;
-    }
-    while slab < slabs {
-        slabs_f32::<1>(packed, work, walk, outputs, slab, output)?;
-        slab += 1;
+    let geometry = layer.geometry();
+    let (outputs, walk) = work.prepare(
+        geometry,
+        &packed.geometry,
+        input,
+        output.len(),
+        0.0,
+        |x| x,
+        1,
+    )?;
+    for (slab, count) in slab_groups(geometry.filters.div_ceil(LANES)) {
+        if count == SLABS {
+            slabs_f32::<SLABS>(packed, work, walk, outputs, slab, output)?;
+        } else {
+            slabs_f32::<1>(packed, work, walk, outputs, slab, output)?;
+        }
     }
     Some(())
 }
@@ -628,7 +659,7 @@ fn slabs_f32<const S: usize>(
     for (index, bases) in work.bases.chunks_exact(POSITIONS).enumerate() {
         let bases: &[usize; POSITIONS] = bases.try_into().ok()?;
         let sums = dot_f32::<POSITIONS, S>(&work.padded, bases, &walk, weights)?;
-        let mut finish = |out_index: usize, s: usize, sums: __m512| -> Option<()> {
+        let finish = |out_index: usize, s: usize, sums: __m512| -> Option<()> {
             let first_filter = (slab + s) * LANES;
             let biases = packed.biases.get(first_filter..first_filter + LANES)?;
             // SAFETY: `biases` is 16 readable values; unaligned.
@@ -646,32 +677,8 @@ fn slabs_f32<const S: usize>(
                 .copy_from_slice(&lanes[..count]);
             Some(())
         };
-        if geometry.pooled {
-            for (pooled, four) in sums.as_chunks::<4>().0.iter().enumerate() {
-                let out_index = index * POOLED + pooled;
-                if out_index >= outputs {
-                    break;
-                }
-                for s in 0..S {
-                    let [a, b, c, d] = four.map(|sums| sums[s]);
-                    finish(
-                        out_index,
-                        s,
-                        _mm512_max_ps(_mm512_max_ps(a, b), _mm512_max_ps(c, d)),
-                    )?;
-                }
-            }
-        } else {
-            for (position, sums) in sums.iter().enumerate() {
-                let out_index = index * POSITIONS + position;
-                if out_index >= outputs {
-                    break;
-                }
-                for (s, &sums) in sums.iter().enumerate() {
-                    finish(out_index, s, sums)?;
-                }
-            }
-        }
+        let max = |a, b| _mm512_max_ps(a, b);
+        each_output(&sums, geometry.pooled, index, outputs, max, finish)?;
     }
     Some(())
 }
