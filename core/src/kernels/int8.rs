@@ -357,11 +357,10 @@ fn accumulate_block(
 ///
 /// On a Cortex-M3 or M4 the five pointers of this loop do not all fit in registers beside the
 /// four sums; there the kernels take four taps per iteration instead
-/// (`multiply_accumulate_four_by_four`), which reloads
-/// them, and pays for the loop's own instructions, once instead of four times. A Cortex-M0's
-/// eight registers spill either way and the longer loop costs more than it saves, and
-/// elsewhere the compiler vectorises this one, so those run this loop
-/// (firmware/README.md has the counts).
+/// (`multiply_accumulate_four_by_four`), which reloads them, and pays for the loop's own
+/// instructions, once instead of four times. A Cortex-M0's eight registers spill either way
+/// and the longer loop costs more than it saves, and elsewhere the compiler vectorises this
+/// one, so those run this loop (firmware/README.md has the counts).
 #[inline(always)]
 fn multiply_accumulate_four_by_one(
     sums: &mut [i32; CHANNEL_BLOCK],
