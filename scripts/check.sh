@@ -9,8 +9,8 @@
 #
 # It installs what is missing: the thumb and aarch64 targets, qemu-system-arm,
 # qemu-user, an aarch64 C cross-compiler and python3-venv (apt, as root),
-# flip-link and defmt-print (cargo install), TensorFlow Lite's interpreter
-# (ai-edge-litert from PyPI, in a virtual environment in
+# flip-link and defmt-print (cargo install), TensorFlow Lite's interpreters
+# (ai-edge-litert and tflite-micro from PyPI, in a virtual environment in
 # ~/.cache/tinycnn/litert-venv or $TINYCNN_LITERT_VENV), cargo-fuzz and
 # nightly for the fuzz run. MNIST must be at ../shared/data/mnist beside the checkout or
 # in $MNIST_DIR (nothing is downloaded: TINYCNN_NO_DOWNLOAD=1 below).
@@ -70,13 +70,15 @@ if [[ ${#packages[@]} -gt 0 ]]; then
 fi
 command -v flip-link >/dev/null || cargo install flip-link --locked --version '^0.1'
 command -v defmt-print >/dev/null || cargo install defmt-print --locked --version '^1'
-# TensorFlow Lite's interpreter (ai-edge-litert, pinned), which tests/tests/tflite_models.rs runs
-# on tinycnn's .tflite exports; a virtual environment of its own, made once.
+# TensorFlow Lite's interpreters, which tests/tests/tflite_models.rs runs on tinycnn's .tflite
+# exports: desktop TensorFlow Lite (ai-edge-litert) and TensorFlow Lite Micro (tflite-micro,
+# which PyPI has as nightly builds only), pinned; a virtual environment of their own, made once.
 litert_venv=${TINYCNN_LITERT_VENV:-$HOME/.cache/tinycnn/litert-venv}
-if ! "$litert_venv/bin/python" -c 'import ai_edge_litert, numpy' 2>/dev/null; then
+if ! "$litert_venv/bin/python" -c 'import ai_edge_litert, numpy
+from tflite_micro.python.tflite_micro import runtime' 2>/dev/null; then
     python3 -m venv "$litert_venv"
     "$litert_venv/bin/python" -m pip install --disable-pip-version-check --quiet \
-        "ai-edge-litert==2.3.0" "numpy==2.4.6"
+        "ai-edge-litert==2.3.0" "numpy==2.4.6" "tflite-micro==0.dev20261023182759"
 fi
 export TINYCNN_TFLITE_PYTHON=$litert_venv/bin/python TINYCNN_REQUIRE_TFLITE=1
 mnist=${MNIST_DIR:-../shared/data/mnist}

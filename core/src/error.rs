@@ -149,10 +149,17 @@ pub enum Error {
         /// The shift.
         shift: i8,
     },
-    /// The int8 input is not quantised as scale 1/255, zero point -128 (the
-    /// only input quantisation the runner implements: it maps a pixel `p` to
-    /// `p - 128` exactly).
+    /// A version 1 or 2 int8 file whose input is not quantised as scale
+    /// 1/255, zero point -128 (the only input quantisation those versions
+    /// have; version 3 takes any).
     UnsupportedInputQuantization,
+    /// A version 1 or 2 file whose description holds what only version 3
+    /// has (new layers or options, an input of other than 1 or 3 channels, an
+    /// output of values): the older versions never said it.
+    NotInVersion {
+        /// The file's version.
+        version: u16,
+    },
     /// Running: the image does not have the model's input size.
     InputLength {
         /// Bytes the model's input has (height x width x channels).
@@ -229,6 +236,7 @@ impl Error {
                 [error.index.and_then(size), None, None],
             ),
             Error::NotReferenceNetwork => ("NotReferenceNetwork", None, NONE),
+            Error::NotInVersion { version } => ("NotInVersion", None, [n(version), None, None]),
             Error::Malformed => ("Malformed", None, NONE),
             Error::TensorLength {
                 layer,
@@ -414,7 +422,13 @@ impl fmt::Display for Error {
             ),
             Error::UnsupportedInputQuantization => write!(
                 f,
-                "int8 input must be quantised with scale 1/255 and zero point -128"
+                "a version 1 or 2 int8 model's input must be quantised with scale 1/255 and \
+                 zero point -128"
+            ),
+            Error::NotInVersion { version } => write!(
+                f,
+                "the description holds layers or options that format version {version} does \
+                 not have (they need version 3)"
             ),
             Error::InputLength { expected, found } => write!(
                 f,

@@ -22,7 +22,8 @@
 //! returns [`Error`] otherwise; it never panics, whatever the bytes.
 
 use crate::arch::{
-    Activation, Architecture, Conv, Dense, Layer, LayerInfo, LayerName, MAX_LAYERS, Padding, Shape,
+    Activation, Architecture, Conv, Dense, Depthwise, Layer, LayerInfo, LayerName, MAX_LAYERS,
+    OutputKind, Padding, Pool, PoolKind, Shape, Shortcut, Window,
 };
 use crate::error::{Error, TensorKind};
 use crate::quant::{MAX_SHIFT, MIN_SHIFT};
@@ -30,8 +31,15 @@ use serde::{Deserialize, Serialize};
 
 /// First four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"TCNN";
-/// The format version this build writes (and the newest it reads).
-pub const VERSION: u16 = 2;
+/// The newest format version this build reads and writes. Versions 1 and 2
+/// are still read; a description that version 2 can hold (the tutorial's
+/// vocabulary, pixel input) is still written as version 2, whose dense
+/// layers round once as TensorFlow Lite's desktop `FULLY_CONNECTED` does;
+/// in version 3 they round twice, as TensorFlow Lite Micro's does.
+pub const VERSION: u16 = 3;
+/// The version that introduced the new vocabulary, any input quantisation,
+/// and dense layers that round twice.
+pub const VERSION_3: u16 = 3;
 /// Size of the fixed header before the payload.
 pub const HEADER_LEN: usize = 16;
 
@@ -83,7 +91,7 @@ impl Flavour {
 /// A model file's header, checked for structure (not yet for its CRC).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
-    /// Format version, 1 or 2.
+    /// Format version, 1 to 3.
     pub version: u16,
     /// Flavour.
     pub flavour: Flavour,
@@ -103,9 +111,9 @@ pub struct QuantParams {
 }
 
 impl QuantParams {
-    /// The int8 input quantisation every int8 model uses: pixels `0..=255`
-    /// scaled to `[0, 1]` and quantised with scale 1/255, zero point -128,
-    /// which maps a pixel `p` to exactly `p - 128`.
+    /// The int8 input quantisation of pictures: pixels `0..=255` scaled to
+    /// `[0, 1]` and quantised with scale 1/255, zero point -128, which maps a
+    /// pixel `p` to exactly `p - 128`. Versions 1 and 2 have only this one.
     pub const INPUT: QuantParams = QuantParams {
         scale: 1.0 / 255.0,
         zero_point: -128,
@@ -159,7 +167,7 @@ pub struct Int8LayerRecord<'a> {
 pub struct F32Record<'r, 'a> {
     /// The network.
     pub architecture: Architecture,
-    /// One record per layer with weights, in order.
+    /// One record per layer that has one ([`Layer::has_record`]), in order.
     pub layers: &'r [F32LayerRecord<'a>],
 }
 
@@ -168,9 +176,9 @@ pub struct F32Record<'r, 'a> {
 pub struct Int8Record<'r, 'a> {
     /// The network.
     pub architecture: Architecture,
-    /// Input quantisation; must be [`QuantParams::INPUT`].
+    /// Input quantisation ([`QuantParams::INPUT`] for pixels `p` read as `p / 255`).
     pub input: QuantParams,
-    /// One record per layer with weights, in order.
+    /// One record per layer that has one ([`Layer::has_record`]), in order.
     pub layers: &'r [Int8LayerRecord<'a>],
 }
 
@@ -210,7 +218,7 @@ pub const fn parse_header(bytes: &[u8]) -> Result<(Header, &[u8]), Error> {
         });
     }
     let version = u16::from_le_bytes([v0, v1]);
-    if version != 1 && version != VERSION {
+    if version == 0 || version > VERSION {
         return Err(Error::UnsupportedVersion {
             found: version,
             newest: VERSION,
@@ -303,16 +311,64 @@ const fn take_varint(bytes: &[u8], max: u32) -> Option<(u32, &[u8])> {
     None
 }
 
-const fn take_activation(bytes: &[u8]) -> Option<(Activation, &[u8])> {
-    match take_varint(bytes, 1) {
+/// An activation: 0 none, 1 ReLU, and from version 3 on, 2 ReLU6.
+const fn take_activation(bytes: &[u8], version: u16) -> Option<(Activation, &[u8])> {
+    let max = if version >= VERSION_3 { 2 } else { 1 };
+    match take_varint(bytes, max) {
         Some((0, rest)) => Some((Activation::None, rest)),
-        Some((_, rest)) => Some((Activation::Relu, rest)),
+        Some((1, rest)) => Some((Activation::Relu, rest)),
+        Some((_, rest)) => Some((Activation::Relu6, rest)),
         None => None,
     }
 }
 
+/// A version 3 window: height, width, stride height, stride width, padding
+/// (0 'same', 1 'valid').
+const fn take_window(bytes: &[u8]) -> Option<(Window, &[u8])> {
+    let Some((height, rest)) = take_varint(bytes, u8::MAX as u32) else {
+        return None;
+    };
+    let Some((width, rest)) = take_varint(rest, u8::MAX as u32) else {
+        return None;
+    };
+    let Some((stride_height, rest)) = take_varint(rest, u8::MAX as u32) else {
+        return None;
+    };
+    let Some((stride_width, rest)) = take_varint(rest, u8::MAX as u32) else {
+        return None;
+    };
+    let Some((padding, rest)) = take_padding(rest) else {
+        return None;
+    };
+    let window = Window {
+        height: height as u8,
+        width: width as u8,
+        stride_height: stride_height as u8,
+        stride_width: stride_width as u8,
+        padding,
+    };
+    Some((window, rest))
+}
+
+const fn take_padding(bytes: &[u8]) -> Option<(Padding, &[u8])> {
+    match take_varint(bytes, 1) {
+        Some((0, rest)) => Some((Padding::Same, rest)),
+        Some((_, rest)) => Some((Padding::Valid, rest)),
+        None => None,
+    }
+}
+
+const fn take_layer(bytes: &[u8], version: u16) -> Option<(Layer, &[u8])> {
+    if version >= VERSION_3 {
+        take_layer_v3(bytes)
+    } else {
+        take_layer_v2(bytes, version)
+    }
+}
+
+/// A layer of the version 2 vocabulary (tags 0 to 4); its activations as `version` reads them.
 #[inline(never)]
-const fn take_layer(bytes: &[u8]) -> Option<(Layer, &[u8])> {
+const fn take_layer_v2(bytes: &[u8], version: u16) -> Option<(Layer, &[u8])> {
     let Some((tag, rest)) = take_varint(bytes, TAG_DENSE) else {
         return None;
     };
@@ -321,25 +377,16 @@ const fn take_layer(bytes: &[u8]) -> Option<(Layer, &[u8])> {
             let Some((&kernel, rest)) = rest.split_first() else {
                 return None;
             };
-            let Some((padding, rest)) = take_varint(rest, 1) else {
+            let Some((padding, rest)) = take_padding(rest) else {
                 return None;
             };
             let Some((filters, rest)) = take_varint(rest, u16::MAX as u32) else {
                 return None;
             };
-            let Some((activation, rest)) = take_activation(rest) else {
+            let Some((activation, rest)) = take_activation(rest, version) else {
                 return None;
             };
-            let conv = Conv {
-                kernel,
-                padding: if padding == 0 {
-                    Padding::Same
-                } else {
-                    Padding::Valid
-                },
-                filters: filters as u16,
-                activation,
-            };
+            let conv = Conv::square(kernel, padding, filters as u16, activation);
             Some((Layer::Conv(conv), rest))
         }
         TAG_POOL => Some((Layer::MaxPool, rest)),
@@ -352,7 +399,7 @@ const fn take_layer(bytes: &[u8]) -> Option<(Layer, &[u8])> {
             let Some((units, rest)) = take_varint(rest, u16::MAX as u32) else {
                 return None;
             };
-            let Some((activation, rest)) = take_activation(rest) else {
+            let Some((activation, rest)) = take_activation(rest, version) else {
                 return None;
             };
             let dense = Dense {
@@ -361,6 +408,98 @@ const fn take_layer(bytes: &[u8]) -> Option<(Layer, &[u8])> {
             };
             Some((Layer::Dense(dense), rest))
         }
+    }
+}
+
+/// Layer tags of the version 3 description (0 to 4 as in version 2, but a
+/// convolution stores its whole window).
+const TAG_DEPTHWISE: u32 = 5;
+const TAG_MAX_POOL: u32 = 6;
+const TAG_AVERAGE_POOL: u32 = 7;
+const TAG_GLOBAL_AVERAGE_POOL: u32 = 8;
+const TAG_RESIDUAL: u32 = 9;
+const TAG_ADD: u32 = 10;
+const TAG_SOFTMAX: u32 = 11;
+
+#[inline(never)]
+const fn take_layer_v3(bytes: &[u8]) -> Option<(Layer, &[u8])> {
+    let Some((tag, rest)) = take_varint(bytes, TAG_SOFTMAX) else {
+        return None;
+    };
+    match tag {
+        TAG_CONV => {
+            let Some((window, rest)) = take_window(rest) else {
+                return None;
+            };
+            let Some((filters, rest)) = take_varint(rest, u16::MAX as u32) else {
+                return None;
+            };
+            let Some((activation, rest)) = take_activation(rest, VERSION_3) else {
+                return None;
+            };
+            let conv = Conv {
+                window,
+                filters: filters as u16,
+                activation,
+            };
+            Some((Layer::Conv(conv), rest))
+        }
+        TAG_DEPTHWISE => {
+            let Some((window, rest)) = take_window(rest) else {
+                return None;
+            };
+            let Some((multiplier, rest)) = take_varint(rest, u8::MAX as u32) else {
+                return None;
+            };
+            let Some((activation, rest)) = take_activation(rest, VERSION_3) else {
+                return None;
+            };
+            let depthwise = Depthwise {
+                window,
+                multiplier: multiplier as u8,
+                activation,
+            };
+            Some((Layer::Depthwise(depthwise), rest))
+        }
+        TAG_MAX_POOL | TAG_AVERAGE_POOL => {
+            let Some((window, rest)) = take_window(rest) else {
+                return None;
+            };
+            let kind = if tag == TAG_MAX_POOL {
+                PoolKind::Max
+            } else {
+                PoolKind::Average
+            };
+            Some((Layer::Pool(Pool { kind, window }), rest))
+        }
+        TAG_GLOBAL_AVERAGE_POOL => Some((Layer::GlobalAveragePool, rest)),
+        TAG_RESIDUAL => {
+            let Some((filters, rest)) = take_varint(rest, u16::MAX as u32) else {
+                return None;
+            };
+            let Some((stride, rest)) = take_varint(rest, u8::MAX as u32) else {
+                return None;
+            };
+            let shortcut = if filters == 0 {
+                if stride != 1 {
+                    return None;
+                }
+                Shortcut::Identity
+            } else {
+                Shortcut::Projection {
+                    filters: filters as u16,
+                    stride: stride as u8,
+                }
+            };
+            Some((Layer::Residual(shortcut), rest))
+        }
+        TAG_ADD => match take_activation(rest, VERSION_3) {
+            Some((activation, rest)) => Some((Layer::Add(activation), rest)),
+            None => None,
+        },
+        TAG_SOFTMAX => Some((Layer::Softmax, rest)),
+        // Tags 1 to 4 read as in version 2, with version 3's activations.
+        _ => take_layer_v2(bytes, VERSION_3),
     }
 }
 
@@ -420,7 +559,7 @@ pub const fn decode_architecture(
         let [slot, slots_tail @ ..] = slots else {
             return Err(Error::Malformed);
         };
-        match take_layer(rest) {
+        match take_layer(rest, version) {
             Some((layer, tail)) => {
                 *slot = layer;
                 rest = tail;
@@ -430,13 +569,31 @@ pub const fn decode_architecture(
         slots = slots_tail;
         filled += 1;
     }
+    // Version 3 ends the description with what the output is.
+    let mut output_kind = OutputKind::Classes;
+    if version >= VERSION_3 {
+        match take_varint(rest, 1) {
+            Some((kind, tail)) => {
+                if kind == 1 {
+                    output_kind = OutputKind::Values;
+                }
+                rest = tail;
+            }
+            None => return Err(offset(payload, rest)),
+        }
+    }
     let input = Shape::new(height as usize, width as usize, channels as usize);
     let layers = match layers.split_at_checked(count) {
         Some((layers, _)) => layers,
         None => return Err(Error::Malformed),
     };
-    match Architecture::new(input, layers) {
-        Ok(architecture) => Ok((architecture, rest)),
+    match Architecture::with_output(input, layers, output_kind) {
+        Ok(architecture) => {
+            if version < VERSION_3 && architecture.needs_version_3() {
+                return Err(Error::NotInVersion { version });
+            }
+            Ok((architecture, rest))
+        }
         Err(error) => Err(Error::Architecture(error)),
     }
 }
@@ -491,24 +648,45 @@ impl Sink<'_> {
         self.varint(match activation {
             Activation::None => 0,
             Activation::Relu => 1,
+            Activation::Relu6 => 2,
         })
     }
 
-    fn architecture(&mut self, architecture: &Architecture) -> Result<(), Error> {
+    fn padding(&mut self, padding: Padding) -> Result<(), Error> {
+        self.varint(match padding {
+            Padding::Same => 0,
+            Padding::Valid => 1,
+        })
+    }
+
+    fn window(&mut self, window: &Window) -> Result<(), Error> {
+        self.varint(usize::from(window.height))?;
+        self.varint(usize::from(window.width))?;
+        self.varint(usize::from(window.stride_height))?;
+        self.varint(usize::from(window.stride_width))?;
+        self.padding(window.padding)
+    }
+
+    /// The description in `version`'s form (2 or 3; see [`Architecture::needs_version_3`]).
+    fn architecture(&mut self, architecture: &Architecture, version: u16) -> Result<(), Error> {
         let input = architecture.input();
         self.varint(input.height)?;
         self.varint(input.width)?;
         self.varint(input.channels)?;
         self.varint(architecture.layers().len())?;
+        let v3 = version >= VERSION_3;
         for layer in architecture.layers() {
             match *layer {
+                Layer::Conv(conv) if v3 => {
+                    self.varint(TAG_CONV as usize)?;
+                    self.window(&conv.window)?;
+                    self.varint(usize::from(conv.filters))?;
+                    self.activation(conv.activation)?;
+                }
                 Layer::Conv(conv) => {
                     self.varint(TAG_CONV as usize)?;
-                    self.push(&[conv.kernel])?;
-                    self.varint(match conv.padding {
-                        Padding::Same => 0,
-                        Padding::Valid => 1,
-                    })?;
+                    self.push(&[conv.window.height])?;
+                    self.padding(conv.window.padding)?;
                     self.varint(usize::from(conv.filters))?;
                     self.activation(conv.activation)?;
                 }
@@ -523,7 +701,41 @@ impl Sink<'_> {
                     self.varint(usize::from(dense.units))?;
                     self.activation(dense.activation)?;
                 }
+                Layer::Depthwise(depthwise) => {
+                    self.varint(TAG_DEPTHWISE as usize)?;
+                    self.window(&depthwise.window)?;
+                    self.varint(usize::from(depthwise.multiplier))?;
+                    self.activation(depthwise.activation)?;
+                }
+                Layer::Pool(pool) => {
+                    self.varint(match pool.kind {
+                        PoolKind::Max => TAG_MAX_POOL,
+                        PoolKind::Average => TAG_AVERAGE_POOL,
+                    } as usize)?;
+                    self.window(&pool.window)?;
+                }
+                Layer::GlobalAveragePool => self.varint(TAG_GLOBAL_AVERAGE_POOL as usize)?,
+                Layer::Residual(shortcut) => {
+                    self.varint(TAG_RESIDUAL as usize)?;
+                    let (filters, stride) = match shortcut {
+                        Shortcut::Identity => (0, 1),
+                        Shortcut::Projection { filters, stride } => (filters, stride),
+                    };
+                    self.varint(usize::from(filters))?;
+                    self.varint(usize::from(stride))?;
+                }
+                Layer::Add(activation) => {
+                    self.varint(TAG_ADD as usize)?;
+                    self.activation(activation)?;
+                }
+                Layer::Softmax => self.varint(TAG_SOFTMAX as usize)?,
             }
+        }
+        if v3 {
+            self.varint(match architecture.output_kind() {
+                OutputKind::Classes => 0,
+                OutputKind::Values => 1,
+            })?;
         }
         Ok(())
     }
@@ -557,6 +769,7 @@ fn postcard_len<T: Serialize>(record: &T) -> Result<usize, Error> {
 /// them); returns the file's length.
 fn encode_file(
     flavour: Flavour,
+    version: u16,
     out: Option<&mut [u8]>,
     payload: impl Fn(&mut Sink<'_>) -> Result<(), Error>,
 ) -> Result<usize, Error> {
@@ -584,7 +797,7 @@ fn encode_file(
     };
     payload(&mut sink)?;
     let length = u32::try_from(payload_len).map_err(|_| Error::TooLarge)?;
-    let [v0, v1] = VERSION.to_le_bytes();
+    let [v0, v1] = version.to_le_bytes();
     let [l0, l1, l2, l3] = length.to_le_bytes();
     let [m0, m1, m2, m3] = MAGIC;
     let head = [m0, m1, m2, m3, v0, v1, flavour as u8, 0, l0, l1, l2, l3];
@@ -640,24 +853,71 @@ record_encoding!(F32Record);
 record_encoding!(Int8Record);
 
 impl F32Record<'_, '_> {
+    /// The version the file is written in: 2 when the description fits it, else 3.
+    pub const fn version(&self) -> u16 {
+        if self.architecture.needs_version_3() {
+            VERSION_3
+        } else {
+            2
+        }
+    }
+
     fn encode_into(&self, out: Option<&mut [u8]>) -> Result<usize, Error> {
-        if self.layers.len() != self.architecture.weighted_layers() {
+        if self.layers.len() != self.architecture.record_layers() {
             return Err(Error::TooLarge);
         }
-        encode_file(Flavour::F32, out, |sink| {
-            sink.architecture(&self.architecture)?;
+        let version = self.version();
+        encode_file(Flavour::F32, version, out, |sink| {
+            sink.architecture(&self.architecture, version)?;
             self.layers.iter().try_for_each(|layer| sink.record(layer))
         })
     }
 }
 
 impl Int8Record<'_, '_> {
+    /// The version the file is written in: 2 when the description and the
+    /// input quantisation fit it, else 3.
+    pub fn version(&self) -> u16 {
+        if self.architecture.needs_version_3() || self.input != QuantParams::INPUT {
+            VERSION_3
+        } else {
+            2
+        }
+    }
+
+    /// [`Int8Record::encode`] in format `version`: 3 for a description that version 2 could
+    /// hold gives its dense layers TensorFlow Lite Micro's rounding (twice) instead of the
+    /// desktop's. A version below [`Int8Record::version`], or above [`VERSION`], is refused
+    /// ([`Error::UnsupportedVersion`]).
+    pub fn encode_as(&self, version: u16, out: &mut [u8]) -> Result<usize, Error> {
+        self.encode_version(version, Some(out))
+    }
+
+    /// [`Int8Record::encode_as`] into a new `Vec`.
+    #[cfg(feature = "std")]
+    pub fn to_vec_as(&self, version: u16) -> Result<std::vec::Vec<u8>, Error> {
+        let mut out = std::vec![0; self.encode_version(version, None)?];
+        let written = self.encode_as(version, &mut out)?;
+        out.truncate(written);
+        Ok(out)
+    }
+
     fn encode_into(&self, out: Option<&mut [u8]>) -> Result<usize, Error> {
-        if self.layers.len() != self.architecture.weighted_layers() {
+        self.encode_version(self.version(), out)
+    }
+
+    fn encode_version(&self, version: u16, out: Option<&mut [u8]>) -> Result<usize, Error> {
+        if self.layers.len() != self.architecture.record_layers() {
             return Err(Error::TooLarge);
         }
-        encode_file(Flavour::Int8, out, |sink| {
-            sink.architecture(&self.architecture)?;
+        if version < self.version() || version > VERSION {
+            return Err(Error::UnsupportedVersion {
+                found: version,
+                newest: VERSION,
+            });
+        }
+        encode_file(Flavour::Int8, version, out, |sink| {
+            sink.architecture(&self.architecture, version)?;
             sink.record(&self.input)?;
             self.layers.iter().try_for_each(|layer| sink.record(layer))
         })
@@ -796,7 +1056,107 @@ fn check_f32_layer(info: &LayerInfo, stored: &F32LayerRecord<'_>) -> Result<(), 
     check_finite_f32(name, TensorKind::Bias, stored.bias)
 }
 
+/// The quantisation every int8 softmax writes: scale 1/256, zero point -128.
+pub const SOFTMAX_OUTPUT: QuantParams = QuantParams {
+    scale: 1.0 / 256.0,
+    zero_point: -128,
+};
+
+/// Multipliers (and shifts) of an int8 addition's record: the block's
+/// output, the shortcut, the sum.
+pub const ADD_MULTIPLIERS: usize = 3;
+
 fn check_int8_layer(info: &LayerInfo, stored: &Int8LayerRecord<'_>) -> Result<(), Error> {
+    match info.layer {
+        Layer::Add(_) => check_int8_add(info, stored),
+        Layer::Softmax => check_int8_softmax(info, stored),
+        _ => check_int8_weighted(info, stored),
+    }
+}
+
+fn check_empty(name: LayerName, stored: &Int8LayerRecord<'_>) -> Result<(), Error> {
+    check_len(name, TensorKind::Weights, stored.weights, 0)?;
+    check_len(name, TensorKind::WeightScales, stored.weight_scales, 0)
+}
+
+fn check_multipliers(
+    name: LayerName,
+    stored: &Int8LayerRecord<'_>,
+    shifts: core::ops::RangeInclusive<i32>,
+) -> Result<(), Error> {
+    let multipliers = stored.multipliers.as_chunks::<4>().0.iter();
+    for (channel, (&multiplier, &shift)) in multipliers.zip(stored.shifts).enumerate() {
+        let multiplier = i32::from_le_bytes(multiplier);
+        let shift = shift as i8;
+        if multiplier < 0 {
+            return Err(Error::BadMultiplier {
+                layer: name,
+                channel,
+                multiplier,
+            });
+        }
+        if !shifts.contains(&i32::from(shift)) {
+            return Err(Error::BadShift {
+                layer: name,
+                channel,
+                shift,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// An addition: multipliers and shifts of its two inputs and its sum, no
+/// weights, no bias.
+fn check_int8_add(info: &LayerInfo, stored: &Int8LayerRecord<'_>) -> Result<(), Error> {
+    let name = info.name;
+    check_empty(name, stored)?;
+    check_len(name, TensorKind::Bias, stored.bias, 0)?;
+    check_len(
+        name,
+        TensorKind::Multipliers,
+        stored.multipliers,
+        4 * ADD_MULTIPLIERS,
+    )?;
+    check_len(name, TensorKind::Shifts, stored.shifts, ADD_MULTIPLIERS)?;
+    if !valid_scale(stored.output.scale) {
+        return Err(Error::BadScale {
+            layer: Some(name),
+            tensor: None,
+        });
+    }
+    check_multipliers(name, stored, MIN_SHIFT..=MAX_SHIFT)
+}
+
+/// A softmax: the input multiplier and left shift, and the smallest
+/// difference from the maximum that counts (`diff_min`, in the bias, at most 0).
+fn check_int8_softmax(info: &LayerInfo, stored: &Int8LayerRecord<'_>) -> Result<(), Error> {
+    let name = info.name;
+    check_empty(name, stored)?;
+    check_len(name, TensorKind::Bias, stored.bias, 4)?;
+    check_len(name, TensorKind::Multipliers, stored.multipliers, 4)?;
+    check_len(name, TensorKind::Shifts, stored.shifts, 1)?;
+    if stored.output != SOFTMAX_OUTPUT {
+        return Err(Error::BadScale {
+            layer: Some(name),
+            tensor: None,
+        });
+    }
+    let diff_min = stored
+        .bias
+        .first_chunk::<4>()
+        .map_or(0, |bytes| i32::from_le_bytes(*bytes));
+    if diff_min > 0 {
+        return Err(Error::BadMultiplier {
+            layer: name,
+            channel: 0,
+            multiplier: diff_min,
+        });
+    }
+    check_multipliers(name, stored, 0..=31)
+}
+
+fn check_int8_weighted(info: &LayerInfo, stored: &Int8LayerRecord<'_>) -> Result<(), Error> {
     let (name, outputs) = (info.name, info.outputs());
     check_len(name, TensorKind::Weights, stored.weights, info.weights())?;
     check_len(
@@ -829,26 +1189,7 @@ fn check_int8_layer(info: &LayerInfo, stored: &Int8LayerRecord<'_>) -> Result<()
     if stored.weights.contains(&(i8::MIN as u8)) {
         return Err(Error::WeightOutOfRange { layer: name });
     }
-    let multipliers = stored.multipliers.as_chunks::<4>().0.iter();
-    for (channel, (&multiplier, &shift)) in multipliers.zip(stored.shifts).enumerate() {
-        let multiplier = i32::from_le_bytes(multiplier);
-        let shift = shift as i8;
-        if multiplier < 0 {
-            return Err(Error::BadMultiplier {
-                layer: name,
-                channel,
-                multiplier,
-            });
-        }
-        if !(MIN_SHIFT..=MAX_SHIFT).contains(&i32::from(shift)) {
-            return Err(Error::BadShift {
-                layer: name,
-                channel,
-                shift,
-            });
-        }
-    }
-    Ok(())
+    check_multipliers(name, stored, MIN_SHIFT..=MAX_SHIFT)
 }
 
 /// Checks one record per layer with weights, each with `check`, and that no
@@ -859,7 +1200,7 @@ fn check_records<'a, T: Deserialize<'a> + Canonical>(
     check: impl Fn(&LayerInfo, &T) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let mut rest = records;
-    for info in architecture.iter().filter(|info| info.weighted.is_some()) {
+    for info in architecture.iter().filter(|info| info.record.is_some()) {
         let (record, tail) = take_record::<T>(rest)?;
         check(&info, &record)?;
         rest = tail;
@@ -920,7 +1261,8 @@ impl<'a> F32Model<'a> {
         self.records
     }
 
-    /// One record per layer with weights, in order, borrowing from the blob.
+    /// One record per layer that has one ([`Layer::has_record`]; empty for
+    /// additions and softmax), in order, borrowing from the blob.
     pub fn layers(&self) -> impl Iterator<Item = F32LayerRecord<'a>> + 'a {
         Records {
             rest: self.records,
@@ -953,8 +1295,15 @@ impl<'a> Int8Model<'a> {
     fn from_payload(header: Header, payload: &'a [u8]) -> Result<Self, Error> {
         let (architecture, rest) = decode_architecture(header.version, payload)?;
         let (input, records) = take_record::<QuantParams>(rest)?;
-        if input != QuantParams::INPUT {
+        // Versions 1 and 2 take pixels only; version 3 any valid quantisation.
+        if header.version < VERSION_3 && input != QuantParams::INPUT {
             return Err(Error::UnsupportedInputQuantization);
+        }
+        if !valid_scale(input.scale) {
+            return Err(Error::BadScale {
+                layer: None,
+                tensor: None,
+            });
         }
         check_records(&architecture, records, check_int8_layer)?;
         Ok(Self {
@@ -975,7 +1324,7 @@ impl<'a> Int8Model<'a> {
         self.header
     }
 
-    /// Quantisation of the input ([`QuantParams::INPUT`]).
+    /// Quantisation of the input ([`QuantParams::INPUT`] in versions 1 and 2).
     pub fn input_quantization(&self) -> QuantParams {
         self.input
     }
@@ -985,7 +1334,8 @@ impl<'a> Int8Model<'a> {
         self.records
     }
 
-    /// One record per layer with weights, in order, borrowing from the blob.
+    /// One record per layer that has one ([`Layer::has_record`]), in order,
+    /// borrowing from the blob.
     pub fn layers(&self) -> impl Iterator<Item = Int8LayerRecord<'a>> + 'a {
         Records {
             rest: self.records,
@@ -993,11 +1343,10 @@ impl<'a> Int8Model<'a> {
         }
     }
 
-    /// Quantisation of the logits (the last layer's output).
+    /// Quantisation of the output (the last record's output: pools keep
+    /// their input's quantisation).
     pub fn logits_quantization(&self) -> QuantParams {
-        self.layers()
-            .last()
-            .map_or(QuantParams::INPUT, |last| last.output)
+        self.layers().last().map_or(self.input, |last| last.output)
     }
 }
 

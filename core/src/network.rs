@@ -1,16 +1,18 @@
 //! Runs a whole network on one image, int8 or f32, in caller-provided
 //! scratch memory laid out by [`crate::plan`].
 
-use crate::arch::{Architecture, Shape};
+use crate::arch::{Activation, Architecture, Layer, Padding, PoolKind, Shape, Window};
 use crate::error::Error;
-use crate::format::{F32LayerRecord, F32Model, Int8LayerRecord, Int8Model};
+use crate::format::{self, F32LayerRecord, F32Model, Int8LayerRecord, Int8Model, QuantParams};
 #[cfg(tinycnn_arm_dsp)]
 use crate::kernels::dsp;
+use crate::kernels::general::{self, AddParams, SoftmaxParams, WindowGeometry};
 use crate::kernels::int8::Backend;
 use crate::kernels::{
     ConvGeometry, F32Kernels, Int8Kernels, argmax, f32 as kf32, int8 as ki8, max_pool2,
 };
 use crate::plan::{self, Operation, Step};
+use crate::quant::{self, Rounding};
 
 /// A classification: the class and the logits it was chosen from.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -18,7 +20,8 @@ pub struct Prediction<'s, T> {
     /// The predicted class: the index of the largest logit (the lowest index
     /// on ties; for f32, NaN never wins).
     pub class: usize,
-    /// The last layer's outputs before softmax, borrowed from the scratch.
+    /// The last layer's outputs (the logits, or the probabilities of a
+    /// network that ends in softmax, or its values), borrowed from the scratch.
     pub logits: &'s [T],
 }
 
@@ -60,22 +63,56 @@ impl<const N: usize> Default for Scratch<N> {
     }
 }
 
-/// The input, output and work area of step `index` inside `arena`.
-fn split<T>(
-    arena: &mut [T],
-    index: usize,
-    input: usize,
-    output: usize,
-) -> Option<(&[T], &mut [T], &mut [T])> {
-    let regions = plan::regions(index, input, output, arena.len());
-    if regions.input < regions.output {
-        let (low, high) = arena.split_at_mut(regions.output);
-        let (input_area, work) = low.split_at_mut(regions.work.min(low.len()));
-        Some((input_area.get(..input)?, high.get_mut(..output)?, work))
+/// A step's slices of the arena: what it reads, what it writes, its work
+/// area, and the shortcut area (the block's shortcut, for an addition).
+struct Slices<'a, T> {
+    input: &'a [T],
+    output: &'a mut [T],
+    work: &'a mut [T],
+    shortcut: &'a [T],
+}
+
+/// The slices of `step` inside `arena`, whose first `shortcut_len` units are
+/// the shortcut area.
+fn split<'a, T>(arena: &'a mut [T], step: &Step, shortcut_len: usize) -> Option<Slices<'a, T>> {
+    let (input_len, output_len) = (step.input.values(), step.output.values());
+    let regions = plan::regions(step, shortcut_len, arena.len());
+    let (shortcut_area, swapping) = arena.split_at_mut_checked(shortcut_len)?;
+    if !step.swaps_ends() {
+        let input = swapping
+            .get(regions.input.checked_sub(shortcut_len)?..)?
+            .get(..input_len)?;
+        return Some(Slices {
+            input,
+            output: shortcut_area.get_mut(..output_len)?,
+            work: &mut [],
+            shortcut: &[],
+        });
+    }
+    let (input_at, output_at, work_at) = (
+        regions.input.checked_sub(shortcut_len)?,
+        regions.output.checked_sub(shortcut_len)?,
+        regions.work.checked_sub(shortcut_len)?,
+    );
+    let shortcut: &[T] = shortcut_area;
+    if input_at < output_at {
+        let (low, high) = swapping.split_at_mut_checked(output_at)?;
+        let (input_area, work) = low.split_at_mut(work_at.min(low.len()));
+        Some(Slices {
+            input: input_area.get(input_at..)?.get(..input_len)?,
+            output: high.get_mut(..output_len)?,
+            work,
+            shortcut,
+        })
     } else {
-        let (low, high) = arena.split_at_mut(regions.input);
-        let (output_area, work) = low.split_at_mut(regions.work.min(low.len()));
-        Some((high.get(..input)?, output_area.get_mut(..output)?, work))
+        let (low, high) = swapping.split_at_mut_checked(input_at)?;
+        let (output_area, work) = low.split_at_mut(work_at.min(low.len()));
+        Some(Slices {
+            input: high.get(..input_len)?,
+            output: output_area.get_mut(output_at..)?.get_mut(..output_len)?,
+            work,
+            shortcut,
+        })
     }
 }
 
@@ -109,37 +146,39 @@ impl Output {
     }
 }
 
-/// Runs every step of `architecture` over `arena`, whose start holds the
-/// input: `run` computes one step from its input into its output, with the
-/// arena's free part as its work area, and says which kernels ran it;
-/// `observe` then sees the output. The int8 and f32 runners differ only in
-/// `run`.
+/// Runs every step of `architecture` over `arena`, whose swapping part
+/// starts with the input: `run` computes one step from its slices and says
+/// which kernels ran it; `observe` then sees the output. The int8 and f32
+/// runners differ only in `run`.
 fn run_steps<'s, T: Copy + PartialOrd>(
     architecture: &Architecture,
     arena: &'s mut [T],
-    mut run: impl FnMut(&Step, &[T], &mut [T], &mut [T]) -> Result<Backend, Error>,
+    mut run: impl FnMut(&Step, Slices<'_, T>) -> Result<Backend, Error>,
     mut observe: impl FnMut(&Observation<'_, T>),
 ) -> Result<Prediction<'s, T>, Error> {
     let needed = arena.len();
+    let shortcut_len = plan::shortcut_len(architecture);
     let mut last = Output {
-        offset: 0,
+        offset: shortcut_len,
         len: architecture.input().values(),
     };
     for (index, step) in plan::steps(architecture).enumerate() {
-        let (input_len, output_len) = (step.input.values(), step.output.values());
-        let (input, output, work) =
-            split(arena, index, input_len, output_len).ok_or(Error::Malformed)?;
-        let kernels = run(&step, input, output, work)?;
+        let slices = split(arena, &step, shortcut_len).ok_or(Error::Malformed)?;
+        let kernels = run(&step, slices)?;
+        let regions = plan::regions(&step, shortcut_len, needed);
+        let written = Output {
+            offset: regions.output,
+            len: step.output.values(),
+        };
         observe(&Observation {
             index,
             step: &step,
             kernels,
-            output,
+            output: written.of(arena).ok_or(Error::Malformed)?,
         });
-        last = Output {
-            offset: plan::regions(index, input_len, output_len, needed).output,
-            len: output_len,
-        };
+        if step.swaps_ends() {
+            last = written;
+        }
     }
     let arena: &'s [T] = arena;
     let logits = last.of(arena).ok_or(Error::Malformed)?;
@@ -149,19 +188,113 @@ fn run_steps<'s, T: Copy + PartialOrd>(
     })
 }
 
+/// The resolved geometry of a window on `input` with `channels` outputs.
+fn window_geometry(window: &Window, input: Shape, channels: usize) -> Option<WindowGeometry> {
+    WindowGeometry::resolve(
+        input,
+        usize::from(window.height),
+        usize::from(window.width),
+        usize::from(window.stride_height),
+        usize::from(window.stride_width),
+        matches!(window.padding, Padding::Same),
+        channels,
+    )
+}
+
+/// A global average pool as an average pool whose window is the whole map.
+fn global_geometry(input: Shape) -> Option<WindowGeometry> {
+    WindowGeometry::resolve(
+        input,
+        input.height,
+        input.width,
+        1,
+        1,
+        false,
+        input.channels,
+    )
+}
+
+/// The int8 range an activation keeps on an output quantised with `output`,
+/// as TensorFlow Lite computes it.
+fn activation_range(activation: Activation, output: &QuantParams) -> (i32, i32) {
+    match activation {
+        Activation::None => (i32::from(i8::MIN), i32::from(i8::MAX)),
+        Activation::Relu => quant::relu_range(output.scale, output.zero_point, false),
+        Activation::Relu6 => quant::relu_range(output.scale, output.zero_point, true),
+    }
+}
+
+fn i32_at(bytes: &[u8], index: usize) -> Option<i32> {
+    let (words, _) = bytes.as_chunks::<4>();
+    words.get(index).map(|word| i32::from_le_bytes(*word))
+}
+
+fn shift_at(shifts: &[u8], index: usize) -> Option<i32> {
+    shifts.get(index).map(|&shift| i32::from(shift as i8))
+}
+
+/// The requantisation of a layer record, with its activation's range.
+fn requantization<'r>(
+    record: &Int8LayerRecord<'r>,
+    outputs: usize,
+    input_zero_point: i8,
+    activation: Activation,
+) -> Option<ki8::Requantization<'r>> {
+    let (min, max) = activation_range(activation, &record.output);
+    ki8::Requantization::new(
+        outputs,
+        record.bias,
+        record.multipliers,
+        record.shifts,
+        input_zero_point,
+        record.output.zero_point,
+        activation,
+    )
+    .map(|requantization| requantization.with_activation_range(min, max))
+}
+
+/// The parameters of an int8 addition of the main line (zero point `main`)
+/// and the shortcut (`shortcut`).
+fn add_params(
+    record: &Int8LayerRecord<'_>,
+    main: i8,
+    shortcut: i8,
+    activation: Activation,
+) -> Option<AddParams> {
+    let (min, max) = activation_range(activation, &record.output);
+    Some(AddParams {
+        input_zero_points: [i32::from(main), i32::from(shortcut)],
+        input_multipliers: [
+            i32_at(record.multipliers, 0)?,
+            i32_at(record.multipliers, 1)?,
+        ],
+        input_shifts: [shift_at(record.shifts, 0)?, shift_at(record.shifts, 1)?],
+        output_multiplier: i32_at(record.multipliers, 2)?,
+        output_shift: shift_at(record.shifts, 2)?,
+        output_zero_point: i32::from(record.output.zero_point),
+        activation_min: min,
+        activation_max: max,
+    })
+}
+
+fn softmax_params(record: &Int8LayerRecord<'_>) -> Option<SoftmaxParams> {
+    Some(SoftmaxParams {
+        input_multiplier: i32_at(record.multipliers, 0)?,
+        input_left_shift: shift_at(record.shifts, 0)?,
+        diff_min: i32_at(record.bias, 0)?,
+    })
+}
+
 fn int8_conv_layer<'r>(
     geometry: ConvGeometry,
     record: &Int8LayerRecord<'r>,
     input_zero_point: i8,
     step: &Step,
 ) -> Option<ki8::ConvLayer<'r>> {
-    let requantization = ki8::Requantization::new(
+    let requantization = requantization(
+        record,
         geometry.filters,
-        record.bias,
-        record.multipliers,
-        record.shifts,
         input_zero_point,
-        record.output.zero_point,
         step.layer.activation(),
     )?;
     ki8::ConvLayer::new(geometry, record.weights, requantization)
@@ -171,17 +304,16 @@ fn int8_dense_layer<'r>(
     record: &Int8LayerRecord<'r>,
     input_zero_point: i8,
     step: &Step,
+    rounding: Rounding,
 ) -> Option<ki8::DenseLayer<'r>> {
-    let requantization = ki8::Requantization::new(
+    let requantization = requantization(
+        record,
         step.output.values(),
-        record.bias,
-        record.multipliers,
-        record.shifts,
         input_zero_point,
-        record.output.zero_point,
         step.layer.activation(),
     )?;
     ki8::DenseLayer::new(step.input.values(), record.weights, requantization)
+        .map(|layer| layer.with_rounding(rounding))
 }
 
 /// Who runs an int8 model's convolutions and dense layers.
@@ -190,6 +322,31 @@ enum Int8Runner<'k> {
     Builtin(Backend),
     /// The caller's.
     Caller(&'k mut dyn Int8Kernels),
+}
+
+/// What an int8 model is given: pixels, quantised with the model's input
+/// quantisation, or values already quantised.
+#[derive(Clone, Copy)]
+enum Int8Input<'i> {
+    Pixels(&'i [u8]),
+    Quantized(&'i [i8]),
+}
+
+impl Int8Input<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Int8Input::Pixels(pixels) => pixels.len(),
+            Int8Input::Quantized(values) => values.len(),
+        }
+    }
+}
+
+/// `p / 255` quantised with `input`, TensorFlow Lite's rounding (half away
+/// from zero) and clamp.
+fn quantize_pixel(pixel: u8, input: &QuantParams) -> i8 {
+    let real = f32::from(pixel) / 255.0;
+    let steps = libm::roundf(real / input.scale) + f32::from(input.zero_point);
+    steps.clamp(-128.0, 127.0) as i8
 }
 
 impl Int8Model<'_> {
@@ -207,6 +364,8 @@ impl Int8Model<'_> {
 
     /// Classifies an image of 0-255 values (channels-last; 0 = background for
     /// MNIST), with the fastest kernels of this target ([`Backend::FASTEST`]).
+    /// Each pixel `p` is the real value `p / 255`, quantised with the model's
+    /// input quantisation (`p - 128` exactly for [`QuantParams::INPUT`]).
     pub fn classify<'s>(
         &self,
         image: &[u8],
@@ -236,12 +395,37 @@ impl Int8Model<'_> {
         scratch: &'s mut [i8],
         observe: impl FnMut(&Observation<'_, i8>),
     ) -> Result<Prediction<'s, i8>, Error> {
-        self.run(Int8Runner::Builtin(backend), image, scratch, observe)
+        self.run(
+            Int8Runner::Builtin(backend),
+            Int8Input::Pixels(image),
+            scratch,
+            observe,
+        )
+    }
+
+    /// Runs the model on an input already quantised with its
+    /// [`input_quantization`](Self::input_quantization) (features such as
+    /// MFCCs, or any tensor), with the given kernels. For a network whose
+    /// output is values rather than classes, [`Prediction::class`] is merely
+    /// the index of the largest value.
+    pub fn run_quantized<'s>(
+        &self,
+        backend: Backend,
+        input: &[i8],
+        scratch: &'s mut [i8],
+        observe: impl FnMut(&Observation<'_, i8>),
+    ) -> Result<Prediction<'s, i8>, Error> {
+        self.run(
+            Int8Runner::Builtin(backend),
+            Int8Input::Quantized(input),
+            scratch,
+            observe,
+        )
     }
 
     /// [`Int8Model::classify_observed`] with convolutions and dense layers run by `kernels`
-    /// (the host's SIMD builds of [`crate::kernels::wide`]); pools, argmax and the scratch layout
-    /// stay the core's, and [`scratch_bytes`](Self::scratch_bytes) is enough.
+    /// (the host's SIMD builds of [`crate::kernels::wide`]); the other layers, argmax and the
+    /// scratch layout stay the core's, and [`scratch_bytes`](Self::scratch_bytes) is enough.
     pub fn classify_with_kernels<'s>(
         &self,
         kernels: &mut dyn Int8Kernels,
@@ -249,22 +433,43 @@ impl Int8Model<'_> {
         scratch: &'s mut [i8],
         observe: impl FnMut(&Observation<'_, i8>),
     ) -> Result<Prediction<'s, i8>, Error> {
-        self.run(Int8Runner::Caller(kernels), image, scratch, observe)
+        self.run(
+            Int8Runner::Caller(kernels),
+            Int8Input::Pixels(image),
+            scratch,
+            observe,
+        )
+    }
+
+    /// [`Int8Model::run_quantized`] with convolutions and dense layers run by `kernels`.
+    pub fn run_quantized_with_kernels<'s>(
+        &self,
+        kernels: &mut dyn Int8Kernels,
+        input: &[i8],
+        scratch: &'s mut [i8],
+        observe: impl FnMut(&Observation<'_, i8>),
+    ) -> Result<Prediction<'s, i8>, Error> {
+        self.run(
+            Int8Runner::Caller(kernels),
+            Int8Input::Quantized(input),
+            scratch,
+            observe,
+        )
     }
 
     fn run<'s>(
         &self,
         mut runner: Int8Runner<'_>,
-        image: &[u8],
+        input: Int8Input<'_>,
         scratch: &'s mut [i8],
         observe: impl FnMut(&Observation<'_, i8>),
     ) -> Result<Prediction<'s, i8>, Error> {
         let architecture = self.architecture();
         let expected = architecture.input().values();
-        if image.len() != expected {
+        if input.len() != expected {
             return Err(Error::InputLength {
                 expected,
-                found: image.len(),
+                found: input.len(),
             });
         }
         let backend = match runner {
@@ -273,15 +478,47 @@ impl Int8Model<'_> {
         };
         let needed = plan::int8_scratch_bytes_with(architecture, backend);
         let arena = arena(scratch, needed)?;
-        // Scale 1/255 and zero point -128 make quantisation exact: p -> p - 128.
-        for (slot, &pixel) in arena.iter_mut().zip(image) {
-            *slot = (pixel ^ 0x80) as i8;
+        let quantization = self.input_quantization();
+        let start = plan::shortcut_len(architecture);
+        let first = arena.get_mut(start..).ok_or(Error::Malformed)?.iter_mut();
+        match input {
+            // Scale 1/255 and zero point -128 make quantisation exact: p -> p - 128.
+            Int8Input::Pixels(image) if quantization == QuantParams::INPUT => {
+                for (slot, &pixel) in first.zip(image) {
+                    *slot = (pixel ^ 0x80) as i8;
+                }
+            }
+            Int8Input::Pixels(image) => {
+                for (slot, &pixel) in first.zip(image) {
+                    *slot = quantize_pixel(pixel, &quantization);
+                }
+            }
+            Int8Input::Quantized(values) => {
+                for (slot, &value) in first.zip(values) {
+                    *slot = value;
+                }
+            }
         }
+        // Version 3 follows TensorFlow Lite Micro, whose dense layers round
+        // twice; versions 1 and 2 the desktop's, which rounds once.
+        let dense_rounding = if self.header().version >= format::VERSION_3 {
+            Rounding::Double
+        } else {
+            Rounding::Single
+        };
         let mut records = self.layers();
-        let mut zero_point = self.input_quantization().zero_point;
-        let run = |step: &Step, input: &[i8], output: &mut [i8], _work: &mut [i8]| {
+        let mut zero_point = quantization.zero_point;
+        let mut shortcut_zero_point = zero_point;
+        let run = |step: &Step, slices: Slices<'_, i8>| {
+            let Slices {
+                input,
+                output,
+                work: _work,
+                shortcut,
+            } = slices;
             #[cfg_attr(not(tinycnn_arm_dsp), allow(unused_mut))]
             let mut kernels = backend;
+            let activation = step.layer.activation();
             let ran = match step.operation {
                 Operation::Conv { conv, pooled } => {
                     let record = records.next().ok_or(Error::Malformed)?;
@@ -290,6 +527,11 @@ impl Int8Model<'_> {
                         .ok_or(Error::Malformed)?;
                     zero_point = record.output.zero_point;
                     match &mut runner {
+                        // ReLU6 lowers the maximum, which the fast kernels do not clamp to.
+                        _ if activation == Activation::Relu6 => {
+                            kernels = Backend::Portable;
+                            ki8::conv(input, &layer, output)
+                        }
                         Int8Runner::Caller(caller) => caller.conv(input, &layer, output),
                         #[cfg(tinycnn_arm_dsp)]
                         Int8Runner::Builtin(Backend::ArmDsp) => {
@@ -298,13 +540,58 @@ impl Int8Model<'_> {
                         Int8Runner::Builtin(_) => ki8::conv(input, &layer, output),
                     }
                 }
+                Operation::WindowConv { conv } => {
+                    kernels = Backend::Portable;
+                    let record = records.next().ok_or(Error::Malformed)?;
+                    let geometry = window_geometry(&conv.window, step.input, step.output.channels)
+                        .ok_or(Error::Malformed)?;
+                    let requantization =
+                        requantization(&record, geometry.output.channels, zero_point, activation)
+                            .ok_or(Error::Malformed)?;
+                    zero_point = record.output.zero_point;
+                    general::conv(input, &geometry, record.weights, &requantization, output)
+                }
+                Operation::Depthwise { depthwise } => {
+                    kernels = Backend::Portable;
+                    let record = records.next().ok_or(Error::Malformed)?;
+                    let geometry =
+                        window_geometry(&depthwise.window, step.input, step.output.channels)
+                            .ok_or(Error::Malformed)?;
+                    let requantization =
+                        requantization(&record, geometry.output.channels, zero_point, activation)
+                            .ok_or(Error::Malformed)?;
+                    zero_point = record.output.zero_point;
+                    general::depthwise(input, &geometry, record.weights, &requantization, output)
+                }
                 Operation::Pool => max_pool2(input, step.input, output),
+                Operation::WindowPool { pool } => {
+                    kernels = Backend::Portable;
+                    let geometry = window_geometry(&pool.window, step.input, step.input.channels)
+                        .ok_or(Error::Malformed)?;
+                    let (min, max) = (i32::from(i8::MIN), i32::from(i8::MAX));
+                    match pool.kind {
+                        PoolKind::Max => general::max_pool(input, &geometry, min, max, output),
+                        PoolKind::Average => {
+                            general::average_pool(input, &geometry, min, max, output)
+                        }
+                    }
+                }
+                Operation::GlobalAveragePool => {
+                    kernels = Backend::Portable;
+                    let geometry = global_geometry(step.input).ok_or(Error::Malformed)?;
+                    let (min, max) = (i32::from(i8::MIN), i32::from(i8::MAX));
+                    general::average_pool(input, &geometry, min, max, output)
+                }
                 Operation::Dense => {
                     let record = records.next().ok_or(Error::Malformed)?;
-                    let layer =
-                        int8_dense_layer(&record, zero_point, step).ok_or(Error::Malformed)?;
+                    let layer = int8_dense_layer(&record, zero_point, step, dense_rounding)
+                        .ok_or(Error::Malformed)?;
                     zero_point = record.output.zero_point;
                     match &mut runner {
+                        _ if activation == Activation::Relu6 => {
+                            kernels = Backend::Portable;
+                            ki8::dense(input, &layer, output)
+                        }
                         Int8Runner::Caller(caller) => caller.dense(input, &layer, output),
                         #[cfg(tinycnn_arm_dsp)]
                         Int8Runner::Builtin(Backend::ArmDsp) => {
@@ -313,14 +600,56 @@ impl Int8Model<'_> {
                         Int8Runner::Builtin(_) => ki8::dense(input, &layer, output),
                     }
                 }
+                Operation::Shortcut { shortcut } => {
+                    kernels = Backend::Portable;
+                    match shortcut.projection() {
+                        None => {
+                            shortcut_zero_point = zero_point;
+                            output.copy_from_slice(input);
+                            Some(())
+                        }
+                        Some(conv) => {
+                            let record = records.next().ok_or(Error::Malformed)?;
+                            let geometry =
+                                window_geometry(&conv.window, step.input, step.output.channels)
+                                    .ok_or(Error::Malformed)?;
+                            let requantization = requantization(
+                                &record,
+                                geometry.output.channels,
+                                zero_point,
+                                Activation::None,
+                            )
+                            .ok_or(Error::Malformed)?;
+                            shortcut_zero_point = record.output.zero_point;
+                            general::conv(input, &geometry, record.weights, &requantization, output)
+                        }
+                    }
+                }
+                Operation::Add { activation } => {
+                    kernels = Backend::Portable;
+                    let record = records.next().ok_or(Error::Malformed)?;
+                    let params = add_params(&record, zero_point, shortcut_zero_point, activation)
+                        .ok_or(Error::Malformed)?;
+                    zero_point = record.output.zero_point;
+                    let kept = shortcut.get(..input.len()).ok_or(Error::Malformed)?;
+                    general::add(input, kept, &params, output)
+                }
+                Operation::Softmax => {
+                    kernels = Backend::Portable;
+                    let record = records.next().ok_or(Error::Malformed)?;
+                    let params = softmax_params(&record).ok_or(Error::Malformed)?;
+                    zero_point = record.output.zero_point;
+                    general::softmax(input, &params, output)
+                }
             };
             ran.map(|()| kernels).ok_or(Error::Malformed)
         };
         run_steps(architecture, arena, run, observe)
     }
 
-    /// Softmax probabilities of int8 logits (dequantised first), into
-    /// `probabilities` (one per class).
+    /// Softmax probabilities of int8 outputs (dequantised first), into
+    /// `probabilities` (one per class). A model that ends in softmax gives
+    /// them dequantised as they are.
     pub fn probabilities(&self, logits: &[i8], probabilities: &mut [f32]) {
         let quantization = self.logits_quantization();
         let used = probabilities.len().min(logits.len());
@@ -328,7 +657,9 @@ impl Int8Model<'_> {
         for (p, &q) in probabilities.iter_mut().zip(logits) {
             *p = quantization.dequantize(q);
         }
-        kf32::softmax(probabilities);
+        if !self.architecture().ends_in_softmax() {
+            kf32::softmax(probabilities);
+        }
     }
 }
 
@@ -343,6 +674,22 @@ fn f32_conv_layer<'r>(
         record.bias,
         step.layer.activation(),
     )
+}
+
+/// What an f32 model is given: pixels, read as `p / 255`, or values.
+#[derive(Clone, Copy)]
+enum F32Input<'i> {
+    Pixels(&'i [u8]),
+    Values(&'i [f32]),
+}
+
+impl F32Input<'_> {
+    fn len(&self) -> usize {
+        match self {
+            F32Input::Pixels(pixels) => pixels.len(),
+            F32Input::Values(values) => values.len(),
+        }
+    }
 }
 
 impl F32Model<'_> {
@@ -375,7 +722,17 @@ impl F32Model<'_> {
         scratch: &'s mut [f32],
         observe: impl FnMut(&Observation<'_, f32>),
     ) -> Result<Prediction<'s, f32>, Error> {
-        self.run(None, image, scratch, observe)
+        self.run(None, F32Input::Pixels(image), scratch, observe)
+    }
+
+    /// Runs the model on input values as they are (features, any tensor).
+    pub fn run_values<'s>(
+        &self,
+        input: &[f32],
+        scratch: &'s mut [f32],
+        observe: impl FnMut(&Observation<'_, f32>),
+    ) -> Result<Prediction<'s, f32>, Error> {
+        self.run(None, F32Input::Values(input), scratch, observe)
     }
 
     /// [`F32Model::classify_observed`] with convolutions and dense layers run by `kernels`
@@ -387,13 +744,13 @@ impl F32Model<'_> {
         scratch: &'s mut [f32],
         observe: impl FnMut(&Observation<'_, f32>),
     ) -> Result<Prediction<'s, f32>, Error> {
-        self.run(Some(kernels), image, scratch, observe)
+        self.run(Some(kernels), F32Input::Pixels(image), scratch, observe)
     }
 
     fn run<'s>(
         &self,
         mut caller: Option<&mut dyn F32Kernels>,
-        image: &[u8],
+        input: F32Input<'_>,
         scratch: &'s mut [f32],
         observe: impl FnMut(&Observation<'_, f32>),
     ) -> Result<Prediction<'s, f32>, Error> {
@@ -404,30 +761,106 @@ impl F32Model<'_> {
         };
         let architecture = self.architecture();
         let expected = architecture.input().values();
-        if image.len() != expected {
+        if input.len() != expected {
             return Err(Error::InputLength {
                 expected,
-                found: image.len(),
+                found: input.len(),
             });
         }
         let needed = plan::f32_scratch_len(architecture);
         let arena = arena(scratch, needed)?;
-        for (slot, &pixel) in arena.iter_mut().zip(image) {
-            *slot = f32::from(pixel) / 255.0;
+        let start = plan::shortcut_len(architecture);
+        let first = arena.get_mut(start..).ok_or(Error::Malformed)?.iter_mut();
+        match input {
+            F32Input::Pixels(image) => {
+                for (slot, &pixel) in first.zip(image) {
+                    *slot = f32::from(pixel) / 255.0;
+                }
+            }
+            F32Input::Values(values) => {
+                for (slot, &value) in first.zip(values) {
+                    *slot = value;
+                }
+            }
         }
         let mut records = self.layers();
-        let run = |step: &Step, input: &[f32], output: &mut [f32], _work: &mut [f32]| {
+        let run = |step: &Step, slices: Slices<'_, f32>| {
+            let Slices {
+                input,
+                output,
+                shortcut,
+                ..
+            } = slices;
+            let mut kernels = backend;
+            let (min, max) = step.layer.activation().real_range();
             let ran = match step.operation {
                 Operation::Conv { conv, pooled } => {
                     let record = records.next().ok_or(Error::Malformed)?;
                     let geometry = ConvGeometry::new(&conv, step.input, pooled);
                     let layer = f32_conv_layer(geometry, &record, step).ok_or(Error::Malformed)?;
                     match &mut caller {
-                        Some(caller) => caller.conv(input, &layer, output),
-                        None => kf32::conv(input, &layer, output),
+                        Some(caller) if step.layer.activation() != Activation::Relu6 => {
+                            caller.conv(input, &layer, output)
+                        }
+                        _ => {
+                            kernels = Backend::Portable;
+                            kf32::conv(input, &layer, output)
+                        }
                     }
                 }
+                Operation::WindowConv { .. } => {
+                    kernels = Backend::Portable;
+                    let record = records.next().ok_or(Error::Malformed)?;
+                    let Layer::Conv(conv) = step.layer.layer else {
+                        return Err(Error::Malformed);
+                    };
+                    let geometry = window_geometry(&conv.window, step.input, step.output.channels)
+                        .ok_or(Error::Malformed)?;
+                    general::conv_f32(
+                        input,
+                        &geometry,
+                        record.weights,
+                        record.bias,
+                        min,
+                        max,
+                        output,
+                    )
+                }
+                Operation::Depthwise { depthwise } => {
+                    kernels = Backend::Portable;
+                    let record = records.next().ok_or(Error::Malformed)?;
+                    let geometry =
+                        window_geometry(&depthwise.window, step.input, step.output.channels)
+                            .ok_or(Error::Malformed)?;
+                    general::depthwise_f32(
+                        input,
+                        &geometry,
+                        record.weights,
+                        record.bias,
+                        min,
+                        max,
+                        output,
+                    )
+                }
                 Operation::Pool => max_pool2(input, step.input, output),
+                Operation::WindowPool { pool } => {
+                    kernels = Backend::Portable;
+                    let geometry = window_geometry(&pool.window, step.input, step.input.channels)
+                        .ok_or(Error::Malformed)?;
+                    let (min, max) = (f32::NEG_INFINITY, f32::INFINITY);
+                    match pool.kind {
+                        PoolKind::Max => general::max_pool_f32(input, &geometry, min, max, output),
+                        PoolKind::Average => {
+                            general::average_pool_f32(input, &geometry, min, max, output)
+                        }
+                    }
+                }
+                Operation::GlobalAveragePool => {
+                    kernels = Backend::Portable;
+                    let geometry = global_geometry(step.input).ok_or(Error::Malformed)?;
+                    let (min, max) = (f32::NEG_INFINITY, f32::INFINITY);
+                    general::average_pool_f32(input, &geometry, min, max, output)
+                }
                 Operation::Dense => {
                     let record = records.next().ok_or(Error::Malformed)?;
                     let layer = kf32::DenseLayer::new(
@@ -438,21 +871,67 @@ impl F32Model<'_> {
                     )
                     .ok_or(Error::Malformed)?;
                     match &mut caller {
-                        Some(caller) => caller.dense(input, &layer, output),
-                        None => kf32::dense(input, &layer, output),
+                        Some(caller) if step.layer.activation() != Activation::Relu6 => {
+                            caller.dense(input, &layer, output)
+                        }
+                        _ => {
+                            kernels = Backend::Portable;
+                            kf32::dense(input, &layer, output)
+                        }
                     }
                 }
+                Operation::Shortcut { shortcut } => {
+                    kernels = Backend::Portable;
+                    match shortcut.projection() {
+                        None => {
+                            output.copy_from_slice(input);
+                            Some(())
+                        }
+                        Some(conv) => {
+                            let record = records.next().ok_or(Error::Malformed)?;
+                            let geometry =
+                                window_geometry(&conv.window, step.input, step.output.channels)
+                                    .ok_or(Error::Malformed)?;
+                            let (min, max) = Activation::None.real_range();
+                            general::conv_f32(
+                                input,
+                                &geometry,
+                                record.weights,
+                                record.bias,
+                                min,
+                                max,
+                                output,
+                            )
+                        }
+                    }
+                }
+                Operation::Add { .. } => {
+                    kernels = Backend::Portable;
+                    records.next().ok_or(Error::Malformed)?;
+                    let kept = shortcut.get(..input.len()).ok_or(Error::Malformed)?;
+                    general::add_f32(input, kept, min, max, output)
+                }
+                Operation::Softmax => {
+                    kernels = Backend::Portable;
+                    records.next().ok_or(Error::Malformed)?;
+                    output.copy_from_slice(input);
+                    kf32::softmax(output);
+                    Some(())
+                }
             };
-            ran.map(|()| backend).ok_or(Error::Malformed)
+            ran.map(|()| kernels).ok_or(Error::Malformed)
         };
         run_steps(architecture, arena, run, observe)
     }
 
-    /// Softmax probabilities of f32 logits, into `probabilities`.
+    /// Softmax probabilities of f32 outputs, into `probabilities` (as they
+    /// are when the model ends in softmax).
     pub fn probabilities(&self, logits: &[f32], probabilities: &mut [f32]) {
         let used = probabilities.len().min(logits.len());
         let probabilities = probabilities.get_mut(..used).unwrap_or(&mut []);
         probabilities.copy_from_slice(logits.get(..used).unwrap_or(&[]));
-        kf32::softmax(probabilities);
+        if !self.architecture().ends_in_softmax() {
+            kf32::softmax(probabilities);
+        }
     }
 }

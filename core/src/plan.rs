@@ -14,10 +14,12 @@
 //! # Steps
 //!
 //! Dropout and flatten cost nothing at inference (activations are already
-//! channels-last, the order flatten defines), and a convolution followed by
-//! a max-pool (with only dropout between them) runs as one fused step that
-//! never holds the full-resolution map. What remains is one step per
-//! convolution, stand-alone pool and dense layer.
+//! channels-last, the order flatten defines), and a square stride-1
+//! convolution followed by the 2x2 max-pool (with only dropout between them)
+//! runs as one fused step that never holds the full-resolution map. Every
+//! other layer is one step: convolutions of other shapes, depthwise
+//! convolutions, pools, dense layers, softmax, and for a residual block its
+//! shortcut (at its start) and its addition (at its end).
 //!
 //! # Scratch
 //!
@@ -27,8 +29,17 @@
 //! `input + output + work` of any step (each rounded up to 4 bytes, so the
 //! work area is word-aligned). For the reference network that is conv2's
 //! 12,544 + 6,272 (+ 4,608 of DSP work) bytes.
+//!
+//! A network with residual blocks keeps each block's shortcut alive while
+//! the block runs: the arena then starts with a shortcut area as large as
+//! the largest shortcut, and the two ends above swap in the rest. The
+//! block's first step ([`Operation::Shortcut`]) computes or copies the
+//! shortcut there without moving the main line; [`Operation::Add`] reads it
+//! back.
 
-use crate::arch::{Architecture, Conv, Layer, LayerInfo, Shape, Walk};
+use crate::arch::{
+    Activation, Architecture, Conv, Depthwise, Layer, LayerInfo, Pool, Shape, Shortcut, Walk,
+};
 use crate::error::Error;
 use crate::format;
 use crate::kernels::ConvGeometry;
@@ -37,17 +48,50 @@ use crate::kernels::int8::Backend;
 /// What one step computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
-    /// A convolution, with the 2x2 max-pool after it fused in or not.
+    /// A square, stride-1 convolution ([`crate::arch::Window::is_square_stride_one`]),
+    /// with the 2x2 max-pool after it fused in or not: what the portable, Arm
+    /// DSP and wide kernels of [`ConvGeometry`] run.
     Conv {
         /// The convolution.
         conv: Conv,
         /// Whether the step also pools.
         pooled: bool,
     },
-    /// A max-pool that does not follow a convolution.
+    /// Any other convolution (strided, rectangular, larger): the portable
+    /// kernel of [`crate::kernels::general`].
+    WindowConv {
+        /// The convolution.
+        conv: Conv,
+    },
+    /// A depthwise convolution.
+    Depthwise {
+        /// The layer.
+        depthwise: Depthwise,
+    },
+    /// A 2x2 max-pool that does not follow a convolution.
     Pool,
+    /// A max or average pool of any window.
+    WindowPool {
+        /// The layer.
+        pool: Pool,
+    },
+    /// The mean of each channel.
+    GlobalAveragePool,
     /// A dense layer.
     Dense,
+    /// A residual block's start: its shortcut, written to the shortcut area
+    /// (its input stays where it is, for the block's first layer).
+    Shortcut {
+        /// Identity (a copy) or a 1x1 projection.
+        shortcut: Shortcut,
+    },
+    /// A residual block's end: the block's output plus the shortcut.
+    Add {
+        /// The activation after the sum.
+        activation: Activation,
+    },
+    /// Softmax over the output vector.
+    Softmax,
 }
 
 /// One kernel call of an inference.
@@ -59,17 +103,27 @@ pub struct Step {
     pub layer: LayerInfo,
     /// Shape it reads.
     pub input: Shape,
-    /// Shape it writes (after the fused pool, if any).
+    /// Shape it writes (after the fused pool, if any; the shortcut for
+    /// [`Operation::Shortcut`]).
     pub output: Shape,
+    /// Whether its input lies at the low end of the arena's swapping part
+    /// (its output then goes to the high end), or the other way round.
+    pub reads_low_end: bool,
 }
 
 impl Step {
-    /// The convolution's geometry, for a convolution step.
+    /// The convolution's geometry, for a square stride-1 convolution step.
     pub const fn geometry(&self) -> Option<ConvGeometry> {
         match self.operation {
             Operation::Conv { conv, pooled } => Some(ConvGeometry::new(&conv, self.input, pooled)),
             _ => None,
         }
+    }
+
+    /// Whether the step moves the main line to the arena's other end (all
+    /// but [`Operation::Shortcut`]).
+    pub const fn swaps_ends(&self) -> bool {
+        !matches!(self.operation, Operation::Shortcut { .. })
     }
 }
 
@@ -77,6 +131,7 @@ impl Step {
 #[derive(Clone, Copy, Debug)]
 pub struct Cursor {
     walk: Walk,
+    swaps: usize,
 }
 
 impl Cursor {
@@ -84,16 +139,33 @@ impl Cursor {
     pub const fn new(architecture: &Architecture) -> Self {
         Cursor {
             walk: architecture.start(),
+            swaps: 0,
         }
     }
 
     /// The next step of `architecture`, `None` after the last.
     pub const fn next(&mut self, architecture: &Architecture) -> Option<Step> {
+        let reads_low_end = self.swaps.is_multiple_of(2);
         while let Some(Ok(info)) = architecture.advance(&mut self.walk) {
+            let mut output = info.output;
             let operation = match info.layer {
                 Layer::Dropout(_) | Layer::Flatten => continue,
                 Layer::MaxPool => Operation::Pool,
                 Layer::Dense(_) => Operation::Dense,
+                Layer::Depthwise(depthwise) => Operation::Depthwise { depthwise },
+                Layer::Pool(pool) => Operation::WindowPool { pool },
+                Layer::GlobalAveragePool => Operation::GlobalAveragePool,
+                Layer::Add(activation) => Operation::Add { activation },
+                Layer::Softmax => Operation::Softmax,
+                Layer::Residual(shortcut) => {
+                    if let Some(kept) = info.shortcut {
+                        output = kept;
+                    }
+                    Operation::Shortcut { shortcut }
+                }
+                Layer::Conv(conv) if !conv.window.is_square_stride_one() => {
+                    Operation::WindowConv { conv }
+                }
                 Layer::Conv(conv) => {
                     // A pool after it, past any dropout, is fused in.
                     let mut ahead = self.walk;
@@ -102,11 +174,13 @@ impl Cursor {
                             Layer::Dropout(_) => {}
                             Layer::MaxPool => {
                                 self.walk = ahead;
+                                self.swaps += 1;
                                 let step = Step {
                                     operation: Operation::Conv { conv, pooled: true },
                                     layer: info,
                                     input: info.input,
                                     output: after.output,
+                                    reads_low_end,
                                 };
                                 return Some(step);
                             }
@@ -119,12 +193,17 @@ impl Cursor {
                     }
                 }
             };
-            return Some(Step {
+            let step = Step {
                 operation,
                 layer: info,
                 input: info.input,
-                output: info.output,
-            });
+                output,
+                reads_low_end,
+            };
+            if step.swaps_ends() {
+                self.swaps += 1;
+            }
+            return Some(step);
         }
         None
     }
@@ -231,9 +310,10 @@ pub const fn work_bytes(step: &Step, dsp: bool) -> usize {
     }
 }
 
-/// Where a step's input, output and work area lie in the arena: byte
-/// offsets and lengths. Even steps read from the start of the arena and write
-/// at its end, odd steps the other way round.
+/// Where a step's input, output and work area lie in the arena: offsets
+/// and lengths in units (bytes for int8, values for f32). Above the shortcut
+/// area, a step that reads the low end writes at the high end, and the other
+/// way round; a shortcut step writes to the shortcut area at offset 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Regions {
     /// Input offset.
@@ -242,31 +322,88 @@ pub struct Regions {
     pub output: usize,
     /// Work offset (a multiple of 4).
     pub work: usize,
-    /// Work bytes available.
+    /// Work units available.
     pub work_len: usize,
+    /// Offset of the shortcut area (always 0; its length is
+    /// [`shortcut_len`]).
+    pub shortcut: usize,
 }
 
-/// The regions of step number `index` that reads `input` and writes
-/// `output` units (bytes for int8, values for f32) in an arena of `arena`
-/// units.
-pub const fn regions(index: usize, input: usize, output: usize, arena: usize) -> Regions {
-    if index.is_multiple_of(2) {
-        let work = round_up4(input);
+/// The regions of `step` in an arena of `arena` units whose first
+/// `shortcut` units are the shortcut area.
+pub const fn regions(step: &Step, shortcut: usize, arena: usize) -> Regions {
+    let (input, output) = (step.input.values(), step.output.values());
+    if let Operation::Shortcut { .. } = step.operation {
+        // The main line stays where it is; the shortcut goes to the bottom.
+        let input_at = if step.reads_low_end {
+            shortcut
+        } else {
+            arena.saturating_sub(input)
+        };
+        return Regions {
+            input: input_at,
+            output: 0,
+            work: 0,
+            work_len: 0,
+            shortcut: 0,
+        };
+    }
+    if step.reads_low_end {
+        let work = shortcut + round_up4(input);
         Regions {
-            input: 0,
-            output: arena - output,
+            input: shortcut,
+            output: arena.saturating_sub(output),
             work,
-            work_len: (arena - output).saturating_sub(work),
+            work_len: arena.saturating_sub(output).saturating_sub(work),
+            shortcut: 0,
         }
     } else {
-        let work = round_up4(output);
+        let work = shortcut + round_up4(output);
         Regions {
-            input: arena - input,
-            output: 0,
+            input: arena.saturating_sub(input),
+            output: shortcut,
             work,
-            work_len: (arena - input).saturating_sub(work),
+            work_len: arena.saturating_sub(input).saturating_sub(work),
+            shortcut: 0,
         }
     }
+}
+
+/// Units of the shortcut area: the largest shortcut of any residual block,
+/// rounded up to 4; 0 without residual blocks.
+pub const fn shortcut_len(architecture: &Architecture) -> usize {
+    let mut largest = 0;
+    let mut cursor = Cursor::new(architecture);
+    while let Some(step) = cursor.next(architecture) {
+        if let Operation::Shortcut { .. } = step.operation {
+            let units = round_up4(step.output.values());
+            if units > largest {
+                largest = units;
+            }
+        }
+    }
+    largest
+}
+
+/// Units of the swapping part: the largest `input + output (+ work)` of a
+/// step that swaps ends. A shortcut step needs its input where it is and
+/// nothing above it, which the step before it already provided.
+const fn swapping_len(architecture: &Architecture, dsp: bool) -> usize {
+    let mut largest = 0;
+    let mut cursor = Cursor::new(architecture);
+    while let Some(step) = cursor.next(architecture) {
+        let units = if step.swaps_ends() {
+            round_up4(step.input.values())
+                + round_up4(step.output.values())
+                + work_bytes(&step, dsp)
+        } else {
+            round_up4(step.input.values())
+        };
+        if units > largest {
+            largest = units;
+        }
+    }
+    largest
 }
 
 /// Bytes of int8 scratch that `architecture` needs with `backend`'s kernels.
@@ -279,17 +416,7 @@ pub const fn int8_scratch_bytes_with(architecture: &Architecture, backend: Backe
 /// (`dsp`, Cortex-M4/M7/M33) or the portable ones, whatever this build's
 /// target: for tools that size a device's memory.
 pub const fn int8_scratch_bytes_for(architecture: &Architecture, dsp: bool) -> usize {
-    let mut largest = 0;
-    let mut cursor = Cursor::new(architecture);
-    while let Some(step) = cursor.next(architecture) {
-        let bytes = round_up4(step.input.values())
-            + round_up4(step.output.values())
-            + work_bytes(&step, dsp);
-        if bytes > largest {
-            largest = bytes;
-        }
-    }
-    largest
+    shortcut_len(architecture) + swapping_len(architecture, dsp)
 }
 
 /// Bytes of int8 scratch that `architecture` needs with this target's fastest
@@ -298,18 +425,10 @@ pub const fn int8_scratch_bytes(architecture: &Architecture) -> usize {
     int8_scratch_bytes_with(architecture, Backend::FASTEST)
 }
 
-/// `f32` values of scratch that `architecture` needs.
+/// `f32` values of scratch that `architecture` needs (laid out like the
+/// int8 arena, without work areas).
 pub const fn f32_scratch_len(architecture: &Architecture) -> usize {
-    let mut largest = 0;
-    let mut cursor = Cursor::new(architecture);
-    while let Some(step) = cursor.next(architecture) {
-        // Rounded like the int8 arena so both share `regions`.
-        let values = round_up4(step.input.values()) + round_up4(step.output.values());
-        if values > largest {
-            largest = values;
-        }
-    }
-    largest
+    shortcut_len(architecture) + swapping_len(architecture, false)
 }
 
 /// The int8 scratch bytes a model file needs with this target's fastest
@@ -395,16 +514,64 @@ mod tests {
 
     #[test]
     fn regions_alternate_ends_and_never_overlap() {
-        let first = regions(0, 784, 12_544, 20_000);
+        let reference = Architecture::REFERENCE;
+        let all: std::vec::Vec<_> = steps(&reference).collect();
+        let first = regions(&all[0], 0, 20_000);
+        assert!(all[0].reads_low_end);
+        // conv1 + pool writes 14x14x64 at the high end.
         assert_eq!((first.input, first.output, first.work), (0, 7_456, 784));
         assert_eq!(first.work_len, 7_456 - 784);
-        let second = regions(1, 12_544, 6_272, 20_000);
+        let second = regions(&all[1], 0, 20_000);
+        assert!(!all[1].reads_low_end);
         assert_eq!(
             (second.input, second.output, second.work),
             (7_456, 0, 6_272)
         );
         assert_eq!(second.work_len, 7_456 - 6_272);
-        // An odd length: the work area still starts on a word.
-        assert_eq!(regions(0, 3, 8, 16).work, 4);
+        // With a shortcut area, everything moves up by its length.
+        let shifted = regions(&all[0], 64, 20_000);
+        assert_eq!((shifted.input, shifted.work), (64, 64 + 784));
+    }
+
+    #[test]
+    fn residual_blocks_keep_their_shortcut_below_the_swapping_part() {
+        let resnet = crate::text::parse(
+            "input:8x8x2 conv3x3:4 residual:8:s2 conv3x3:8:s2 conv3x3:8:linear add \
+             residual conv3x3:8 conv3x3:8:linear add gap dense:3",
+            Shape::new(8, 8, 2),
+        )
+        .unwrap();
+        let all: std::vec::Vec<_> = steps(&resnet).collect();
+        let kinds: std::vec::Vec<_> = all.iter().map(|s| s.operation).collect();
+        assert!(matches!(kinds[1], Operation::Shortcut { .. }));
+        // The shortcut step leaves the main line where it was.
+        assert_eq!(all[1].reads_low_end, all[2].reads_low_end);
+        assert_eq!(all[1].output, Shape::new(4, 4, 8));
+        assert!(matches!(kinds[4], Operation::Add { .. }));
+        // The largest shortcut: the projection's 4x4x8 or the identity's 4x4x8.
+        assert_eq!(shortcut_len(&resnet), 128);
+        // conv1's 128 + 256 is the largest swapping step.
+        assert_eq!(
+            int8_scratch_bytes_with(&resnet, Backend::Portable),
+            128 + 128 + 256
+        );
+        let arena = int8_scratch_bytes_with(&resnet, Backend::Portable);
+        for step in &all {
+            let r = regions(step, shortcut_len(&resnet), arena);
+            let (input, output) = (step.input.values(), step.output.values());
+            if step.swaps_ends() {
+                assert!(r.input >= 128 && r.output >= 128, "{step:?}");
+                let (low, high) = if r.input < r.output {
+                    (r.input + input, r.output)
+                } else {
+                    (r.output + output, r.input)
+                };
+                assert!(low <= high, "{step:?} overlaps");
+                assert!(r.input + input <= arena && r.output + output <= arena);
+            } else {
+                assert_eq!(r.output, 0);
+                assert!(output <= 128);
+            }
+        }
     }
 }

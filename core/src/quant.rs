@@ -5,8 +5,11 @@
 //! A real multiplier `m` (for a convolution `input_scale * weight_scale /
 //! output_scale`) is represented by a Q31 integer `multiplier` in
 //! `[2^30, 2^31)` and a power-of-two exponent `shift`, so that
-//! `m = multiplier / 2^31 * 2^shift`. The host computes the pair; the core only
-//! executes [`multiply_by_quantized_multiplier`].
+//! `m = multiplier / 2^31 * 2^shift`. [`quantize_multiplier`] computes the
+//! pair from the real scales (on the host, once per model; [`add_params`],
+//! [`softmax_params`] and [`relu_range`] derive the other layers' constants as
+//! TFLite Micro's `Prepare` functions do); the kernels only execute integers,
+//! [`multiply_by_quantized_multiplier`] above all.
 //!
 //! TensorFlow Lite rounds two ways ([`Rounding`]), and its reference kernels
 //! use both: a convolution rounds twice, as gemmlowp does (a rounding doubling
@@ -16,6 +19,8 @@
 //! the nearest, ties toward positive infinity). The two differ on about one
 //! output in 2,000. The results must match TFLite bit for bit, so the order of
 //! operations and these tie rules are part of the contract.
+
+use crate::kernels::general::{AddParams, SoftmaxParams};
 
 /// Smallest accepted shift: a right shift by 31.
 pub const MIN_SHIFT: i32 = -31;
@@ -168,6 +173,140 @@ pub const fn requantize_with(
     } else {
         low
     }) as i8
+}
+
+const TWO_POW_31: f64 = (1u64 << 31) as f64;
+
+/// A positive real multiplier `real = q / 2^31 * 2^shift` with `q` in
+/// `[2^30, 2^31)` (TFLite's `QuantizeMultiplier` before its range checks):
+/// `frexp`, then `q` rounded half away from zero (`TfLiteRound`, C's `round`)
+/// to 31 fractional bits, renormalised when it rounds up to `2^31`. `None`
+/// for zero, negative or non-finite reals.
+fn split_multiplier(real: f64) -> Option<(i32, i32)> {
+    if !(real.is_finite() && real > 0.0) {
+        return None;
+    }
+    let (fraction, mut shift) = libm::frexp(real);
+    let mut q = libm::round(fraction * TWO_POW_31) as i64;
+    if q == 1 << 31 {
+        q /= 2;
+        shift += 1;
+    }
+    i32::try_from(q).ok().map(|q| (q, shift))
+}
+
+/// Splits a real multiplier into a Q31 `multiplier` in `[2^30, 2^31)` and a
+/// power-of-two `shift` with `real ~= multiplier / 2^31 * 2^shift`, as
+/// TFLite's `QuantizeMultiplier` does (in `double`, rounding half away from
+/// zero).
+///
+/// Multipliers below about `2^-32` (a shift under [`MIN_SHIFT`]) flush to
+/// `(0, 0)`, as in TFLite. A shift above [`MAX_SHIFT`] saturates to
+/// `(i32::MAX, 30)` (TFLite does so when it rounds once; when it rounds
+/// twice it keeps the shift, which would overflow its kernels' left shift).
+/// Zero, negative and non-finite reals give `(0, 0)`: requantisation scales
+/// are positive.
+pub fn quantize_multiplier(real: f64) -> (i32, i32) {
+    match split_multiplier(real) {
+        Some((_, shift)) if shift < MIN_SHIFT => (0, 0),
+        Some((_, shift)) if shift > MAX_SHIFT => (i32::MAX, MAX_SHIFT),
+        Some(pair) => pair,
+        None => (0, 0),
+    }
+}
+
+/// The int8 output range `(min, max)` of a fused ReLU (`six == false`) or
+/// ReLU6 on an output of the given scale and zero point, as TFLite's
+/// `CalculateActivationRangeQuantized`: real 0 and 6 quantised in `f32`
+/// (`zero_point + round(6 / scale)`, halves away from zero) and kept inside
+/// `[-128, 127]`. Without an activation the range is `(-128, 127)`.
+pub fn relu_range(scale: f32, zero_point: i8, six: bool) -> (i32, i32) {
+    let quantize = |real: f32| {
+        // `as` saturates where TFLite's `Prepare` would fail (a scale so small
+        // that the bound leaves `i32`).
+        i32::from(zero_point).saturating_add(libm::roundf(real / scale) as i32)
+    };
+    let min = quantize(0.0).max(i32::from(i8::MIN));
+    let max = if six {
+        quantize(6.0).min(i32::from(i8::MAX))
+    } else {
+        i32::from(i8::MAX)
+    };
+    (min, max)
+}
+
+/// The integer constants of an int8 `ADD`, as TFLite Micro's `Prepare`
+/// computes them (`CalculateOpDataAdd`): both inputs are brought to twice
+/// the larger input scale, with 20 bits of headroom, and the sum to the
+/// output scale.
+///
+/// In `double`, from the `f32` scales: `twice_max = 2 * max(s1, s2)`, input
+/// `i`'s multiplier `s_i / twice_max` (at most 1/2) and the output's
+/// `twice_max / (2^20 * output_scale)`, each split by [`quantize_multiplier`]
+/// (TFLite's `QuantizeMultiplierSmallerThanOneExp`, which requires them below
+/// 1, as they are for any sensible scales). The activation range is the
+/// whole int8 range; set the fields from [`relu_range`] for a fused
+/// activation.
+pub fn add_params(
+    input_scales: [f32; 2],
+    input_zero_points: [i8; 2],
+    output_scale: f32,
+    output_zero_point: i8,
+) -> AddParams {
+    let [first, second] = input_scales;
+    let twice_max = 2.0 * f64::from(if first < second { second } else { first });
+    let input = input_scales.map(|scale| quantize_multiplier(f64::from(scale) / twice_max));
+    let headroom = f64::from(1u32 << AddParams::LEFT_SHIFT);
+    let (output_multiplier, output_shift) =
+        quantize_multiplier(twice_max / (headroom * f64::from(output_scale)));
+    AddParams {
+        input_zero_points: input_zero_points.map(i32::from),
+        input_multipliers: input.map(|(multiplier, _)| multiplier),
+        input_shifts: input.map(|(_, shift)| shift),
+        output_multiplier,
+        output_shift,
+        output_zero_point: i32::from(output_zero_point),
+        activation_min: i32::from(i8::MIN),
+        activation_max: i32::from(i8::MAX),
+    }
+}
+
+/// The integer constants of an int8 `SOFTMAX` with int8 output (scale
+/// 1/256, zero point -128), as TFLite Micro's `Prepare` computes them
+/// (`CalculateSoftmaxParams`, `PreprocessSoftmaxScaling`,
+/// `CalculateInputRadius`).
+///
+/// Input differences are scaled to Q5.26 by `beta * input_scale * 2^26`
+/// (in `double`, capped at `2^31 - 1`), split into a multiplier and a left
+/// shift. `diff_min` is `-floor(31 * 2^26 / 2^shift)`: differences below it
+/// would leave Q5.26 once scaled (their exponential is negligible), and the
+/// kernel counts them as 0. Unlike [`quantize_multiplier`], the shift may be
+/// 31 here (from `beta * input_scale >= 16`), as in TFLite; only a
+/// difference of 0 then counts. TFLite rejects a scaled multiplier of at
+/// most 1 (`beta * input_scale <= 2^-26`); this function returns its
+/// constants anyway.
+pub fn softmax_params(input_scale: f32, beta: f32) -> SoftmaxParams {
+    const SCALED_DIFF_INTEGER_BITS: i32 = SoftmaxParams::SCALED_DIFF_INTEGER_BITS;
+    let scaled_diff_one = f64::from(1u32 << (31 - SCALED_DIFF_INTEGER_BITS));
+    let real = f64::from(beta) * f64::from(input_scale) * scaled_diff_one;
+    let capped = if real > TWO_POW_31 - 1.0 {
+        TWO_POW_31 - 1.0
+    } else {
+        real
+    };
+    let (input_multiplier, input_left_shift) = match split_multiplier(capped) {
+        Some((_, shift)) if shift < MIN_SHIFT => (0, 0),
+        Some(pair) => pair,
+        None => (0, 0),
+    };
+    // 31 * 2^26 / 2^shift is exact in binary, so its floor is TFLite's.
+    let largest = f64::from((1u32 << SCALED_DIFF_INTEGER_BITS) - 1) * scaled_diff_one;
+    let radius = libm::floor(libm::ldexp(largest, -input_left_shift)) as i32;
+    SoftmaxParams {
+        input_multiplier,
+        input_left_shift,
+        diff_min: -radius,
+    }
 }
 
 #[cfg(test)]

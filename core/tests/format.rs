@@ -46,7 +46,8 @@ fn int8_round_trip_borrows_in_place() {
                 found: Flavour::Int8
             }
         );
-        assert_eq!(model.header().version, VERSION);
+        // The tutorial's vocabulary and pixel input are still written as version 2.
+        assert_eq!(model.header().version, 2);
         assert_eq!(
             model.header().crc,
             u32::from_le_bytes(bytes[12..16].try_into().unwrap())
@@ -230,11 +231,11 @@ fn header_errors() {
         Error::BadMagic { found: *b"XCNN" }
     );
     let mut bad = bytes.clone();
-    bad[4] = 3;
+    bad[4] = 4;
     assert_eq!(
         Model::from_bytes(&bad).unwrap_err(),
         Error::UnsupportedVersion {
-            found: 3,
+            found: 4,
             newest: VERSION
         }
     );
@@ -361,6 +362,8 @@ fn descriptions_are_checked() {
     };
     // An unknown layer tag.
     assert_eq!(check(&|d| d[4] = 9), Error::BadDescription { offset: 4 });
+    // A 7x7 kernel decodes and is a valid network, but version 2 never had it.
+    assert_eq!(check(&|d| d[5] = 7), Error::NotInVersion { version: 2 });
     // An overlong varint (4 filters as 0x84 0x00) and an activation of 2:
     // the error names the layer's first byte.
     assert_eq!(
@@ -385,9 +388,9 @@ fn descriptions_are_checked() {
     ));
     // A layer count above the limit.
     assert!(matches!(
-        check(&|d| d[3] = 40),
+        check(&|d| d[3] = 60),
         Error::Architecture(ArchError {
-            problem: Problem::TooManyLayers { count: 40 },
+            problem: Problem::TooManyLayers { count: 60 },
             ..
         })
     ));
@@ -414,15 +417,30 @@ fn semantic_errors_behind_a_valid_checksum() {
         Int8Model::from_bytes(&encode_int8(&record)).map(|_| ())
     }
     assert_eq!(edit(&tensors, |_, _| ()), Ok(()));
+    // Another input quantisation makes a version 3 file; version 2 refuses it.
+    let other_input = QuantParams {
+        scale: 1.0 / 256.0,
+        zero_point: -128,
+    };
+    assert_eq!(edit(&tensors, |_, input| *input = other_input), Ok(()));
+    let v2 = tensors.encode();
+    let mut payload = v2[16..].to_vec();
+    // The reference network's description is 47 bytes; the input's scale follows.
+    assert_eq!(&payload[47..52], &[0x81, 0x80, 0x80, 0x3b, 0x80]);
+    payload[47..51].copy_from_slice(&other_input.scale.to_le_bytes());
     assert_eq!(
-        edit(&tensors, |_, input| {
-            *input = QuantParams {
-                scale: 1.0 / 256.0,
-                zero_point: -128,
-            }
-        }),
-        Err(Error::UnsupportedInputQuantization)
+        Int8Model::from_bytes(&with_payload(&v2, &payload)).unwrap_err(),
+        Error::UnsupportedInputQuantization
     );
+    for scale in [0.0, -1.0, f32::NAN] {
+        assert_eq!(
+            edit(&tensors, |_, input| input.scale = scale),
+            Err(Error::BadScale {
+                layer: None,
+                tensor: None
+            })
+        );
+    }
     let short = [0u8; 3];
     assert_eq!(
         edit(&tensors, |layers, _| layers[2].weights = &short),
@@ -656,4 +674,134 @@ proptest! {
             prop_assert!(prediction.class < model.architecture().classes());
         }
     }
+}
+
+/// Descriptions only version 3 holds: every new layer and option once.
+const VERSION_3_DESCRIPTIONS: [&str; 4] = [
+    "input:20x10x1 conv10x4:8:s2 dw3x3:m2 conv1x1:8:relu6 dw3x3:s2x1:valid:linear \
+     avgpool3x2:s1:same maxpool2x3 flatten dense:6:relu6 dense:3 softmax",
+    "input:12x12x3 conv3x3:4 residual conv3x3:4 conv3x3:4:linear add residual:8:s2 \
+     conv3x3:8:s2 conv3x3:8:linear add:linear gap dense:4",
+    "input:24 dense:8 dense:3:relu6 dense:24:linear output:values",
+    "input:6x6x2 conv3x3:3 pool flatten dense:4 softmax",
+];
+
+#[test]
+fn version_3_descriptions_round_trip_in_both_flavours() {
+    for (index, text) in VERSION_3_DESCRIPTIONS.iter().enumerate() {
+        let architecture = tinycnn::text::parse(text, Shape::new(1, 1, 1)).unwrap();
+        assert!(architecture.needs_version_3(), "{text}");
+        let tensors = int8_tensors_of(architecture, index as u32);
+        let bytes = tensors.encode();
+        let model = Int8Model::from_bytes(&bytes).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(model.header().version, 3);
+        assert_eq!(model.architecture(), &architecture);
+        assert_eq!(model.layers().collect::<Vec<_>>(), tensors.layer_records());
+        assert_eq!(
+            format::peek_architecture(&bytes),
+            Ok((Flavour::Int8, architecture))
+        );
+        let f32s = f32_tensors_of(architecture, index as u32);
+        let bytes = f32s.encode();
+        let model = F32Model::from_bytes(&bytes).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(model.architecture(), &architecture);
+        assert_eq!(model.layers().collect::<Vec<_>>(), f32s.layer_records());
+        // Every cut is refused.
+        for length in 0..bytes.len() {
+            assert!(F32Model::from_bytes(&bytes[..length]).is_err());
+        }
+    }
+}
+
+#[test]
+fn version_3_records_of_additions_and_softmax_are_checked() {
+    let architecture =
+        tinycnn::text::parse(VERSION_3_DESCRIPTIONS[0], Shape::new(1, 1, 1)).unwrap();
+    let tensors = int8_tensors_of(architecture, 5);
+    let edit = |change: &dyn Fn(&mut Vec<tinycnn::format::Int8LayerRecord<'_>>)| {
+        let mut layers = tensors.layer_records();
+        change(&mut layers);
+        let record = Int8Record {
+            architecture,
+            input: QuantParams::INPUT,
+            layers: &layers,
+        };
+        Int8Model::from_bytes(&encode_int8(&record)).map(|_| ())
+    };
+    assert_eq!(edit(&|_| ()), Ok(()));
+    let softmax = architecture.record_layers() - 1;
+    let softmax_name = LayerName {
+        kind: LayerKind::Softmax,
+        number: 1,
+    };
+    // The softmax writes scale 1/256, zero point -128, and nothing else.
+    assert_eq!(
+        edit(&|layers| layers[softmax].output.zero_point = 0),
+        Err(Error::BadScale {
+            layer: Some(softmax_name),
+            tensor: None
+        })
+    );
+    // diff_min, in the bias, is at most 0.
+    assert!(matches!(
+        edit(&|layers| layers[softmax].bias = &[5, 0, 0, 0]),
+        Err(Error::BadMultiplier { .. })
+    ));
+    assert!(matches!(
+        edit(&|layers| layers[softmax].shifts = &[0, 0]),
+        Err(Error::TensorLength {
+            tensor: TensorKind::Shifts,
+            ..
+        })
+    ));
+    // A residual network's addition holds three multipliers and shifts.
+    let residual = tinycnn::text::parse(VERSION_3_DESCRIPTIONS[1], Shape::new(1, 1, 1)).unwrap();
+    let tensors = int8_tensors_of(residual, 6);
+    let add = residual
+        .iter()
+        .find(|info| matches!(info.layer, tinycnn::arch::Layer::Add(_)))
+        .and_then(|info| info.record)
+        .unwrap();
+    let mut layers = tensors.layer_records();
+    let four = [0u8; 16];
+    layers[add].multipliers = &four;
+    let record = Int8Record {
+        architecture: residual,
+        input: QuantParams::INPUT,
+        layers: &layers,
+    };
+    assert!(matches!(
+        Int8Model::from_bytes(&encode_int8(&record)),
+        Err(Error::TensorLength {
+            tensor: TensorKind::Multipliers,
+            expected: 12,
+            found: 16,
+            ..
+        })
+    ));
+    // A version 2 description may be written as version 3 on request, not the reverse.
+    let tutorial = int8_tensors(2);
+    let layers = tutorial.layer_records();
+    let record = Int8Record {
+        architecture: Architecture::REFERENCE,
+        input: QuantParams::INPUT,
+        layers: &layers,
+    };
+    let mut v3 = vec![0; record.encoded_len().unwrap() + 64];
+    let written = record.encode_as(3, &mut v3).unwrap();
+    v3.truncate(written);
+    assert_eq!(Int8Model::from_bytes(&v3).unwrap().header().version, 3);
+    let layers = tensors.layer_records();
+    let record = Int8Record {
+        architecture: residual,
+        input: QuantParams::INPUT,
+        layers: &layers,
+    };
+    assert_eq!(
+        record.encode_as(2, &mut v3).unwrap_err(),
+        Error::UnsupportedVersion {
+            found: 2,
+            newest: VERSION
+        }
+    );
 }

@@ -35,7 +35,7 @@ fn int8_reference(tensors: &Int8Tensors, pixels: &[u8]) -> Vec<i8> {
     let mut values: Vec<i8> = pixels.iter().map(|&p| (i32::from(p) - 128) as i8).collect();
     let mut zero_point = -128i8;
     for info in tensors.architecture.iter() {
-        let record = info.weighted.map(|index| &records[index]);
+        let record = info.record.map(|index| &records[index]);
         fn requant<'r>(
             info: &tinycnn::arch::LayerInfo,
             record: &tinycnn::format::Int8LayerRecord<'r>,
@@ -86,6 +86,7 @@ fn int8_reference(tensors: &Int8Tensors, pixels: &[u8]) -> Vec<i8> {
                 zero_point = record.output.zero_point;
             }
             Layer::Dropout(_) | Layer::Flatten => {}
+            other => panic!("the reference kernels run the tutorial's vocabulary, not {other:?}"),
         }
     }
     values
@@ -129,7 +130,7 @@ fn floats(bytes: &[u8]) -> Vec<f32> {
 fn f32_reference(tensors: &F32Tensors, pixels: &[u8]) -> Vec<f32> {
     let mut values: Vec<f32> = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
     for info in tensors.architecture.iter() {
-        let weights = info.weighted.map(|index| &tensors.layers[index]);
+        let weights = info.record.map(|index| &tensors.layers[index]);
         let mut out = vec![0f32; info.output.values()];
         match info.layer {
             Layer::Conv(conv) => {
@@ -151,6 +152,7 @@ fn f32_reference(tensors: &F32Tensors, pixels: &[u8]) -> Vec<f32> {
                 reference::dense_f32(&values, &floats(w), &floats(b), dense.activation, &mut out);
             }
             Layer::Dropout(_) | Layer::Flatten => out = values.clone(),
+            other => panic!("the reference kernels run the tutorial's vocabulary, not {other:?}"),
         }
         values = out;
     }

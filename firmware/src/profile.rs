@@ -55,7 +55,7 @@ pub fn classify<'s>(
 }
 
 /// Sums of [`Profile`]s, for averages.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Totals {
     /// Inferences added.
     pub inferences: u64,
@@ -67,6 +67,19 @@ pub struct Totals {
     pub fewest: u32,
     /// Largest [`Profile::total`].
     pub most: u32,
+}
+
+// Arrays implement `Default` only up to 32 elements.
+impl Default for Totals {
+    fn default() -> Self {
+        Totals {
+            inferences: 0,
+            total: 0,
+            steps: [0; MAX_LAYERS],
+            fewest: 0,
+            most: 0,
+        }
+    }
 }
 
 impl Totals {

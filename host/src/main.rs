@@ -30,16 +30,31 @@ const INTERRUPTED: u8 = 130;
 /// What `--arch` accepts, for `--help`; [`arch_help`] adds the default.
 const ARCH_GRAMMAR: &str = "\
 The network, one word per layer (or @FILE: the words from a file, # starts a comment):
-  input:HxWxC          first, optional: the input (default: the data's, 28x28x1)
-  convKxK:F            K x K convolution (K = 1, 3, 5), F filters, stride 1;
-                       options :same (default) or :valid, :relu (default) or :linear
-  pool                 2x2 max-pool, stride 2 (an odd side drops its last row or column)
+  input:HxWxC          first, optional: the input (default: the data's, 28x28x1);
+                       input:N for a vector of N values
+  convHxW:F            H x W convolution (sides 1 to 16), F filters; options in any
+                       order: :same (default) or :valid, :relu (default), :relu6 or
+                       :linear, :s2 or :s2x1 (stride 2 on both axes, or per axis)
+  dwHxW                depthwise convolution, options as conv, and :m2 (2 outputs per
+                       input channel)
+  pool                 2x2 max-pool, stride 2 (an odd side drops its last row/column)
+  maxpoolHxW           max-pool of any window; stride = window and :valid unless told
+  avgpoolHxW           average pool (the mean of the taps inside the input), as maxpool
+  gap                  global average pool: H x W x C -> C
+  residual             starts a residual block: the layers up to `add` run on its
+  residual:F:s2        input; its shortcut is the input, or a 1x1 convolution of F
+                       filters (here with stride 2)
+  add                  ends the block: its output plus the shortcut, then ReLU
+                       (:relu6, :linear)
   drop:R               dropout with rate R, during training only
   flatten              map -> vector (before the first dense layer)
-  dense:U              U units, ReLU unless :linear; the last dense layer gives the
-                       logits (no activation) and must have as many units as classes
-Words are separated by spaces, commas or newlines. The default is the Keras MNIST
-tutorial's network:";
+  dense:U              U units, ReLU unless :linear (:relu6); the last dense layer
+                       gives the logits (no activation), one unit per class
+  softmax              last, optional: probabilities instead of logits
+  output:values        last, optional: the network gives values, not classes
+Words are separated by spaces, commas or newlines. `host train` trains square
+convolutions (1x1, 3x3, 5x5) with stride 1, pool, drop, flatten and dense layers;
+`host import` runs every layer above. The default is the Keras MNIST tutorial's network:";
 
 /// The small network shipped in `data/small/`, as an example for `--help`.
 const SMALL_EXAMPLE: &str = "conv3x3:16 pool conv3x3:32 pool conv3x3:64 pool drop:0.25 \
@@ -135,7 +150,7 @@ enum BenchCommand {
     /// backend, starting from freshly initialised weights; the load average is printed with the
     /// figures, since other work on the machine changes them.
     #[command(verbatim_doc_comment)]
-    Train(BenchTrainArgs),
+    Train(Box<BenchTrainArgs>),
     /// Time the classification of single test images by the tinycnn core (int8 and f32, one
     /// thread, image by image, as a device runs it) next to burn's inference of the same model
     /// and, when scripts/tflite-reference.sh has timed it, TensorFlow Lite's.
@@ -351,15 +366,16 @@ struct FixtureArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "What it reads: one graph that is a chain of CONV_2D (1x1, 3x3 or 5x5, \
-    stride 1, SAME or VALID, fused ReLU or none), MAX_POOL_2D (2x2, stride 2), RESHAPE (the \
-    flatten), FULLY_CONNECTED (fused ReLU or none) and a final SOFTMAX, with the QUANTIZE and \
-    DEQUANTIZE a converter puts at the edges; int8 activations, symmetric int8 weights (per \
-    channel or per tensor), int32 biases, and the input quantised as pixels/255 (scale 1/255, \
-    zero point -128), what TensorFlow's converter writes for a Keras model fed images in [0, 1] \
-    with a representative dataset and full-integer quantisation. Anything else is refused, \
-    naming the operator and why. The final SOFTMAX and the float edges are left out: the \
-    tinycnn model outputs the logits (the SOFTMAX's input), whose largest is the class.\n\n\
+    after_help = "What it reads: one graph from input to output made of CONV_2D (kernels up \
+    to 16x16, stride 1 or 2, SAME or VALID, fused ReLU, ReLU6 or none), DEPTHWISE_CONV_2D (the \
+    same options, any depth multiplier up to 8), MAX_POOL_2D and AVERAGE_POOL_2D (any window \
+    and stride), ADD closing a residual block (a tensor read by two branches that meet at the \
+    ADD: one branch the tensor itself or a 1x1 CONV_2D of it), RESHAPE (the flatten), \
+    FULLY_CONNECTED and a final SOFTMAX, with the QUANTIZE and DEQUANTIZE a converter puts at \
+    the edges; int8 activations with any quantisation, symmetric int8 weights (per channel or \
+    per tensor), int32 biases: what TensorFlow's converter writes with full-integer \
+    quantisation. Anything else is refused, naming the operator and why. The model computes \
+    TensorFlow Lite Micro's bytes (format version 3), softmax included.\n\n\
     Example:\n  host import keras-mnist.tflite -o keras-mnist.tcnn"
 )]
 struct ImportArgs {
@@ -372,6 +388,11 @@ struct ImportArgs {
     /// Replace the output file if it exists (by default it is never replaced).
     #[arg(long)]
     overwrite: bool,
+    /// The model's output is values (an autoencoder's reconstruction, a regression), not class
+    /// scores. Without it, a graph that ends in a dense layer without activation (and maybe a
+    /// softmax) is read as a classifier, any other as values.
+    #[arg(long)]
+    values: bool,
 }
 
 #[derive(Debug, Args)]
@@ -664,6 +685,10 @@ fn train_command(args: TrainArgs) -> anyhow::Result<ExitCode> {
     })
     .context("cannot install the Ctrl-C handler")?;
 
+    // Before any download: a network the trainer cannot build is refused at once.
+    if let Some(architecture) = &args.arch.architecture {
+        tinycnn_host::train::model::check_trainable(architecture)?;
+    }
     // A resumed run reads the data directory its checkpoint records unless told otherwise.
     let data_dir = if args.resume && args.data.dir.is_none() {
         None
@@ -771,14 +796,20 @@ fn export_command(args: &ExportArgs) -> anyhow::Result<()> {
 }
 
 fn import_command(args: &ImportArgs) -> anyhow::Result<()> {
-    let report = tflite::import_file(&args.input, args.output.as_deref(), args.overwrite)?;
+    let output_kind = args.values.then_some(tinycnn::arch::OutputKind::Values);
+    let report = tflite::import_file(
+        &args.input,
+        args.output.as_deref(),
+        args.overwrite,
+        output_kind,
+    )?;
     let imported = &report.imported;
     let mut text = format!("{}: {}\n", args.input.display(), imported.architecture);
     if !imported.left_out.is_empty() {
         text.push_str(&format!(
-            "left out: {} (the model outputs the logits, tensor {})\n",
+            "left out: {} (the model outputs tensor {})\n",
             imported.left_out.join(", "),
-            imported.logits_tensor
+            imported.output_tensor
         ));
     }
     text.push_str(&format!(

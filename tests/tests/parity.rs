@@ -446,7 +446,7 @@ fn check_layouts(architecture: &Architecture, weights: &NetWeights, model: &F32M
             Layer::Flatten => flattened = Some(info.input),
             Layer::Conv(conv) => {
                 let burn = convs.next().unwrap();
-                let record = &records[info.weighted.unwrap()];
+                let record = &records[info.record.unwrap()];
                 let core = floats(record.weights);
                 let (outputs, inputs, k) = (burn.out_channels, burn.in_channels, conv.side());
                 for o in 0..outputs {
@@ -468,7 +468,7 @@ fn check_layouts(architecture: &Architecture, weights: &NetWeights, model: &F32M
             }
             Layer::Dense(_) => {
                 let burn = dense.next().unwrap();
-                let record = &records[info.weighted.unwrap()];
+                let record = &records[info.record.unwrap()];
                 let core = floats(record.weights);
                 let map = flattened.take();
                 for o in 0..burn.outputs {

@@ -95,12 +95,7 @@ fn check_conv(case: &Value) -> usize {
         Activation::Relu,
     )
     .unwrap();
-    let conv = Conv {
-        kernel: 3,
-        padding: Padding::Same,
-        filters: outputs as u16,
-        activation: Activation::Relu,
-    };
+    let conv = Conv::square(3, Padding::Same, outputs as u16, Activation::Relu);
     let shape = Shape::new(height, width, in_channels);
     let pooled = ConvGeometry::new(&conv, shape, true);
     let full = ConvGeometry::new(&conv, shape, false);

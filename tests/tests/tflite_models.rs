@@ -1,18 +1,21 @@
-//! tinycnn against TensorFlow Lite's own interpreter with its reference kernels
-//! (`OpResolverType.BUILTIN_REF`), whole networks, all 10,000 MNIST test images, both ways:
+//! tinycnn against TensorFlow Lite Micro (the interpreter that runs on microcontrollers, PyPI
+//! `tflite-micro`, reference kernels) and desktop TensorFlow Lite (`ai-edge-litert` with
+//! `OpResolverType.BUILTIN_REF`), whole networks, both ways:
 //!
-//! - **in**: the `.tflite` files TensorFlow converted from Keras models (`data/keras/`, made by
-//!   `scripts/keras-tflite.sh`: the tutorial's network, the small one and a third with 5x5, 1x1,
-//!   'valid' and linear layers), imported with `host import`'s code, compute on the core exactly
-//!   the logits TensorFlow Lite computed for each image (`NAME.logits`, written by the same
-//!   script);
-//! - **out**: tinycnn's `.tflite` export of the shipped reference and small models and of the
-//!   imported third network, run by TensorFlow Lite's interpreter (`scripts/tflite-run.py`),
-//!   outputs exactly the core's logits for each image.
+//! - **in**: `.tflite` files TensorFlow converted from Keras models, imported with `host
+//!   import`'s code, compute on the core exactly TensorFlow Lite Micro's outputs, as recorded
+//!   by `scripts/mlperf-tiny.sh`: the four MLPerf Tiny architectures (`data/mlperf/`) on 1,000
+//!   random inputs each, and the three MNIST networks of `data/keras/` (the tutorial's, a
+//!   small one, one with 5x5, 1x1, 'valid' and linear layers) on all 10,000 test images;
+//! - **out**: tinycnn's `.tflite` export of those imported networks, run live by TensorFlow
+//!   Lite Micro (`scripts/tflm-run.py`), computes the core's bytes; and the export of the
+//!   shipped reference and small models (format version 2, whose dense layers round as the
+//!   desktop's do), run by desktop TensorFlow Lite (`scripts/tflite-run.py`), the core's
+//!   logits on all 10,000 test images.
 //!
-//! The second needs a Python with `ai-edge-litert` (or `tensorflow`): `TINYCNN_TFLITE_PYTHON`
-//! names its interpreter (`scripts/check.sh` installs one). Without it the test says so and
-//! checks nothing, unless `TINYCNN_REQUIRE_TFLITE=1` (as in the check script), which makes it
+//! The second needs a Python with `ai-edge-litert` and `tflite-micro`: `TINYCNN_TFLITE_PYTHON`
+//! names its interpreter (`scripts/check.sh` installs one). Without it the tests say so and
+//! check nothing, unless `TINYCNN_REQUIRE_TFLITE=1` (as in the check script), which makes them
 //! fail instead.
 //!
 //! Data: `MNIST_DIR`, or `../shared/data/mnist` beside the checkout (as in CI).
@@ -22,6 +25,8 @@ use std::process::Command;
 use std::sync::LazyLock;
 
 use tinycnn::Int8Model;
+use tinycnn::arch::OutputKind;
+use tinycnn::kernels::int8::Backend;
 use tinycnn_host::data::mnist::Mnist;
 use tinycnn_host::deploy::eval::{available_threads, int8_logits};
 use tinycnn_host::tflite;
@@ -70,11 +75,12 @@ fn differing(core: &[Vec<i8>], expected: &[u8], classes: usize) -> Vec<usize> {
 }
 
 #[test]
-fn keras_models_converted_by_tensorflow_import_to_the_same_bytes() {
+fn keras_models_import_to_tensorflow_lite_micros_bytes() {
     for name in KERAS {
         let tflite_bytes = keras_file(name, "tflite");
-        let expected = keras_file(name, "logits");
-        let imported = tflite::import(&tflite_bytes).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let expected = keras_file(name, "tflm");
+        let imported =
+            tflite::import(&tflite_bytes, None).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert!(
             imported.file.len() <= tflite_bytes.len(),
             "{name}: the tinycnn model ({} B) is larger than the .tflite ({} B)",
@@ -82,23 +88,118 @@ fn keras_models_converted_by_tensorflow_import_to_the_same_bytes() {
             tflite_bytes.len()
         );
         let model = Int8Model::from_bytes(&imported.file).unwrap();
+        assert!(model.architecture().ends_in_softmax(), "{name}");
         let classes = model.architecture().classes();
         let core = int8_logits(&model, &MNIST.test.pixels, available_threads());
         let wrong = differing(&core, &expected, classes);
         assert!(
             wrong.is_empty(),
-            "{name}: {} of {} images differ from TensorFlow Lite's logits, the first {:?}",
+            "{name}: {} of {} images differ from TensorFlow Lite Micro's softmax outputs, the \
+             first {:?}",
             wrong.len(),
             core.len(),
             &wrong[..wrong.len().min(10)]
         );
         println!(
-            "{name}: {} of {} images byte-identical to TensorFlow Lite (reference kernels); \
+            "{name}: {} of {} images byte-identical to TensorFlow Lite Micro (softmax output); \
              {} B as tinycnn, {} B as .tflite; {}",
             core.len(),
             core.len(),
             imported.file.len(),
             tflite_bytes.len(),
+            model.architecture()
+        );
+    }
+}
+
+/// The MLPerf Tiny networks of `data/mlperf/`, made by `scripts/mlperf-tiny.sh`.
+const MLPERF: [(&str, u64); 4] = [
+    ("kws", 0x4B5753),
+    ("vww", 0x565757),
+    ("resnet8", 0x524E38),
+    ("autoencoder", 0x4145),
+];
+
+/// The fixtures' inputs: one splitmix64 call per int8 byte, its top 8 bits
+/// (`data/mlperf/README.md`).
+fn splitmix_bytes(seed: u64, count: usize) -> Vec<i8> {
+    let mut state = seed;
+    (0..count)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 56) as u8 as i8
+        })
+        .collect()
+}
+
+#[test]
+fn the_splitmix_stream_is_the_documented_one() {
+    assert_eq!(splitmix_bytes(0, 1), [0xE2u8 as i8]);
+    assert_eq!(
+        splitmix_bytes(0x4B5753, 16),
+        [
+            10, 0, -63, 16, -76, -35, 23, -95, -41, 5, 12, -120, 38, -3, 10, 72
+        ]
+    );
+}
+
+fn mlperf_file(name: &str, extension: &str) -> Vec<u8> {
+    read(
+        &workspace()
+            .join("data/mlperf")
+            .join(format!("{name}.{extension}")),
+    )
+}
+
+#[test]
+fn mlperf_tiny_models_import_to_tensorflow_lite_micros_bytes() {
+    for (name, seed) in MLPERF {
+        let tflite_bytes = mlperf_file(name, "tflite");
+        let expected = mlperf_file(name, "tflm");
+        let output_kind = (name == "autoencoder").then_some(OutputKind::Values);
+        let imported =
+            tflite::import(&tflite_bytes, output_kind).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert!(
+            imported.file.len() <= tflite_bytes.len(),
+            "{name}: the tinycnn model ({} B) is larger than the .tflite ({} B)",
+            imported.file.len(),
+            tflite_bytes.len()
+        );
+        let model = Int8Model::from_bytes(&imported.file).unwrap();
+        let input_len = model.input_shape().values();
+        let output_len = model.architecture().output().values();
+        let count = expected.len() / output_len;
+        assert_eq!(count, 1000, "{name}: 1,000 inputs");
+        let inputs = splitmix_bytes(seed, count * input_len);
+        let mut scratch = vec![0i8; model.scratch_bytes()];
+        let mut wrong = Vec::new();
+        for (index, (input, theirs)) in inputs
+            .chunks_exact(input_len)
+            .zip(expected.chunks_exact(output_len))
+            .enumerate()
+        {
+            let ours = model
+                .run_quantized(Backend::FASTEST, input, &mut scratch, |_| {})
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            if ours.logits.iter().zip(theirs).any(|(&a, &b)| a as u8 != b) {
+                wrong.push(index);
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{name}: {} of {count} outputs differ from TensorFlow Lite Micro's, the first {:?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(10)]
+        );
+        println!(
+            "{name}: {count} of {count} outputs byte-identical to TensorFlow Lite Micro; {} B as \
+             tinycnn, {} B as .tflite; {} MACs; {}",
+            imported.file.len(),
+            tflite_bytes.len(),
+            model.architecture().macs(),
             model.architecture()
         );
     }
@@ -112,11 +213,12 @@ fn tflite_python() -> Option<PathBuf> {
         assert!(
             !required,
             "TINYCNN_REQUIRE_TFLITE=1 but TINYCNN_TFLITE_PYTHON is not set: name a Python that \
-             has ai-edge-litert (pip install ai-edge-litert)"
+             has ai-edge-litert and tflite-micro (pip install ai-edge-litert; pip install --pre \
+             tflite-micro)"
         );
         eprintln!(
-            "skipped: TINYCNN_TFLITE_PYTHON is not set (a Python with ai-edge-litert); \
-             scripts/check.sh sets it"
+            "skipped: TINYCNN_TFLITE_PYTHON is not set (a Python with ai-edge-litert and \
+             tflite-micro); scripts/check.sh sets it"
         );
     }
     python
@@ -127,7 +229,6 @@ fn exported_models_compute_the_same_bytes_in_tensorflow_lite() {
     let Some(python) = tflite_python() else {
         return;
     };
-    let mixed = tflite::import(&keras_file("mixed", "tflite")).unwrap().file;
     let models: Vec<(&str, Vec<u8>)> = vec![
         (
             "reference (data/)",
@@ -137,7 +238,6 @@ fn exported_models_compute_the_same_bytes_in_tensorflow_lite() {
             "small (data/small/)",
             read(&workspace().join("data/small/model-int8.tcnn")),
         ),
-        ("mixed (imported from data/keras/)", mixed),
     ];
     let dir = tempfile_dir();
     // The interpreter runs each model in its own process, side by side.
@@ -186,6 +286,118 @@ fn exported_models_compute_the_same_bytes_in_tensorflow_lite() {
                  logits on {} of {} images",
                 core.len(),
                 core.len()
+            );
+        }
+    });
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Runs `scripts/tflm-run.py` (TensorFlow Lite Micro) on `tflite` with `inputs` (int8 tensors
+/// one after another); returns its outputs.
+fn tensorflow_lite_micro(
+    python: &Path,
+    dir: &Path,
+    name: &str,
+    tflite: &[u8],
+    inputs: &[i8],
+) -> Vec<u8> {
+    let model = dir.join(format!("{name}.tflite"));
+    let input_file = dir.join(format!("{name}.in"));
+    let out = dir.join(format!("{name}.out"));
+    std::fs::write(&model, tflite).unwrap();
+    std::fs::write(
+        &input_file,
+        inputs.iter().map(|&v| v as u8).collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let status = Command::new(python)
+        .arg(workspace().join("scripts/tflm-run.py"))
+        .arg(&model)
+        .arg("--inputs")
+        .arg(&input_file)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
+    assert!(status.success(), "{name}: tflm-run.py failed ({status})");
+    read(&out)
+}
+
+/// tinycnn's `.tflite` export of the imported networks, run live by TensorFlow Lite Micro:
+/// the four MLPerf Tiny networks on their 1,000 fixture inputs, the three Keras networks on
+/// MNIST test images (all 10,000 for the two small ones, the first 2,000 for the tutorial's,
+/// whose 30 M MACs per image TensorFlow Lite Micro's reference kernels take 15 ms for).
+#[test]
+fn exported_models_compute_the_same_bytes_in_tensorflow_lite_micro() {
+    let Some(python) = tflite_python() else {
+        return;
+    };
+    let mut cases: Vec<(String, Vec<u8>, Vec<i8>)> = Vec::new();
+    for (name, seed) in MLPERF {
+        let output_kind = (name == "autoencoder").then_some(OutputKind::Values);
+        let file = tflite::import(&mlperf_file(name, "tflite"), output_kind)
+            .unwrap()
+            .file;
+        let model = Int8Model::from_bytes(&file).unwrap();
+        let inputs = splitmix_bytes(seed, 1000 * model.input_shape().values());
+        cases.push((name.to_string(), file, inputs));
+    }
+    for (name, images) in [("reference", 2_000), ("small", 10_000), ("mixed", 10_000)] {
+        let file = tflite::import(&keras_file(name, "tflite"), None)
+            .unwrap()
+            .file;
+        let pixels = &MNIST.test.pixels[..images * 784];
+        let inputs = pixels.iter().map(|&p| (p ^ 0x80) as i8).collect();
+        cases.push((format!("keras {name}"), file, inputs));
+    }
+    let dir = tempfile_dir();
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = cases
+            .iter()
+            .map(|(name, file, inputs)| {
+                let (python, dir) = (&python, &dir);
+                scope.spawn(move || {
+                    let model = Int8Model::from_bytes(file).unwrap();
+                    let exported =
+                        tflite::export(&model).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                    let slug = name.replace(' ', "-");
+                    let theirs = tensorflow_lite_micro(python, dir, &slug, &exported, inputs);
+                    (name, model, inputs, theirs)
+                })
+            })
+            .collect();
+        for run in runs {
+            let (name, model, inputs, theirs) = run.join().unwrap();
+            let input_len = model.input_shape().values();
+            let output_len = model.architecture().output().values();
+            let mut scratch = vec![0i8; model.scratch_bytes()];
+            let count = inputs.len() / input_len;
+            assert_eq!(
+                theirs.len(),
+                count * output_len,
+                "{name}: one output per input"
+            );
+            let wrong = inputs
+                .chunks_exact(input_len)
+                .zip(theirs.chunks_exact(output_len))
+                .filter(|(input, theirs)| {
+                    let ours = model
+                        .run_quantized(Backend::FASTEST, input, &mut scratch, |_| {})
+                        .unwrap();
+                    ours.logits
+                        .iter()
+                        .zip(theirs.iter())
+                        .any(|(&a, &b)| a as u8 != b)
+                })
+                .count();
+            assert_eq!(
+                wrong, 0,
+                "{name}: TensorFlow Lite Micro's output differs from the core's on {wrong} of \
+                 {count} inputs"
+            );
+            println!(
+                "{name}: exported, TensorFlow Lite Micro computed the core's bytes on {count} of \
+                 {count} inputs"
             );
         }
     });

@@ -267,6 +267,7 @@ impl<'r, 'a> Requantizer<'r, 'a> {
         // layer rounds once and takes the portable path.
         let fast = requantization.rounding() == crate::quant::Rounding::Double
             && requantization.activation_min() == requantization.output_zero_point()
+            && requantization.activation_max() == i32::from(i8::MAX)
             && largest_sum < 1 << 29
             && bias
                 .iter()

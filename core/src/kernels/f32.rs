@@ -20,6 +20,7 @@ fn floats(bytes: &[u8]) -> Option<&[[u8; 4]]> {
 pub(crate) fn activate(sum: f32, activation: Activation) -> f32 {
     match activation {
         Activation::Relu => sum.max(0.0),
+        Activation::Relu6 => sum.clamp(0.0, 6.0),
         Activation::None => sum,
     }
 }

@@ -75,6 +75,7 @@ pub struct Requantization<'a> {
     input_zero_point: i32,
     output_zero_point: i32,
     activation_min: i32,
+    activation_max: i32,
     rounding: Rounding,
 }
 
@@ -108,11 +109,35 @@ impl<'a> Requantization<'a> {
             input_zero_point: i32::from(input_zero_point),
             output_zero_point: i32::from(output_zero_point),
             activation_min: match activation {
-                Activation::Relu => i32::from(output_zero_point),
+                // ReLU6's upper bound needs the output scale: the caller sets it
+                // with `with_activation_range`.
+                Activation::Relu | Activation::Relu6 => i32::from(output_zero_point),
                 Activation::None => i32::from(i8::MIN),
             },
+            activation_max: i32::from(i8::MAX),
             rounding: Rounding::Double,
         })
+    }
+
+    /// The same requantisation clamping its outputs to `[min, max]` instead
+    /// of what [`Requantization::new`] derived from the activation, for
+    /// TensorFlow Lite's other fused activations (ReLU6:
+    /// [`crate::quant::relu_range`]). Both bounds are taken into the int8
+    /// range; with `max < min` every output is `max`, as TFLite's
+    /// `max`-then-`min` clamp gives.
+    ///
+    /// [`Requantization::apply`] and the [`super::general`] kernels honour
+    /// the maximum. Kernels that requantise by themselves (the host's
+    /// AVX-512 convolution) clamp at 127 and ignore it, so the network
+    /// runner sends layers with ReLU6 to the portable kernels; the Arm DSP
+    /// kernels take their fast path only when the maximum is 127.
+    pub fn with_activation_range(self, min: i32, max: i32) -> Self {
+        let int8 = |value: i32| value.clamp(i32::from(i8::MIN), i32::from(i8::MAX));
+        Self {
+            activation_min: int8(min),
+            activation_max: int8(max),
+            ..self
+        }
     }
 
     /// How [`Requantization::apply`] rounds: twice (a convolution's, the
@@ -139,6 +164,12 @@ impl<'a> Requantization<'a> {
     /// Lowest output value: `-128`, or the output zero point after a ReLU.
     pub fn activation_min(&self) -> i32 {
         self.activation_min
+    }
+
+    /// Highest output value: `127` unless
+    /// [`with_activation_range`](Self::with_activation_range) lowered it.
+    pub fn activation_max(&self) -> i32 {
+        self.activation_max
     }
 
     /// The constants of every output channel, in order.
@@ -188,14 +219,21 @@ impl<'a> Requantization<'a> {
 
     #[inline(always)]
     fn requantize(&self, rounding: Rounding, accumulator: i32, channel: ChannelRequant) -> i8 {
-        requantize_with(
+        let value = requantize_with(
             rounding,
             accumulator.saturating_add(channel.bias),
             channel.multiplier,
             channel.shift,
             self.output_zero_point,
             self.activation_min,
-        )
+        );
+        // `requantize_with` clamped to [activation_min, 127]; the maximum is
+        // within the int8 range, so this is TFLite's clamp to [min, max].
+        if i32::from(value) > self.activation_max {
+            self.activation_max as i8
+        } else {
+            value
+        }
     }
 }
 
@@ -266,6 +304,19 @@ impl<'a> DenseLayer<'a> {
             rows,
             requantization,
         })
+    }
+
+    /// The layer with its requantisation rounding as given: twice
+    /// ([`Rounding::Double`]) for TensorFlow Lite Micro's `FULLY_CONNECTED`,
+    /// which model format version 3 follows.
+    pub fn with_rounding(self, rounding: Rounding) -> Self {
+        Self {
+            requantization: Requantization {
+                rounding,
+                ..self.requantization
+            },
+            ..self
+        }
     }
 
     /// Inputs per output.

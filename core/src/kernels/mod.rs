@@ -13,10 +13,15 @@
 //!
 //! Every fast kernel has a plain, unfused counterpart in [`reference`](mod@reference) that
 //! the tests compare it with.
+//!
+//! [`general`] holds portable kernels for layers the MNIST network does not
+//! have (any kernel size and stride, depthwise convolution, average pool,
+//! addition, int8 softmax), with TensorFlow Lite Micro's int8 semantics.
 
 #[cfg(tinycnn_arm_dsp)]
 pub mod dsp;
 pub mod f32;
+pub mod general;
 pub mod int8;
 pub mod reference;
 #[cfg(test)]
@@ -308,12 +313,7 @@ mod small_tests {
     }
 
     fn geometry(kernel: u8, padding: Padding, side: usize, pooled: bool) -> ConvGeometry {
-        let conv = Conv {
-            kernel,
-            padding,
-            filters: 2,
-            activation: Activation::Relu,
-        };
+        let conv = Conv::square(kernel, padding, 2, Activation::Relu);
         ConvGeometry::new(&conv, Shape::new(side, side, 3), pooled)
     }
 

@@ -121,6 +121,7 @@ pub fn conv_f32(
                 }
                 output[(y * out_width + x) * filters_count + oc] = match activation {
                     Activation::Relu => sum.max(0.0),
+                    Activation::Relu6 => sum.clamp(0.0, 6.0),
                     Activation::None => sum,
                 };
             }
@@ -146,6 +147,7 @@ pub fn dense_f32(
         }
         output[out] = match activation {
             Activation::Relu => sum.max(0.0),
+            Activation::Relu6 => sum.clamp(0.0, 6.0),
             Activation::None => sum,
         };
     }

@@ -73,12 +73,7 @@ fn random_geometry(rng: &mut TestRng, pooled: bool) -> (Conv, Shape) {
     } else {
         Activation::None
     };
-    let conv = Conv {
-        kernel,
-        padding,
-        filters: rng.random_range(1..=9u16),
-        activation,
-    };
+    let conv = Conv::square(kernel, padding, rng.random_range(1..=9u16), activation);
     let smallest = if padding == Padding::Valid {
         usize::from(kernel)
     } else {
@@ -303,12 +298,7 @@ proptest! {
 fn int8_conv_on_the_reference_shapes() {
     let mut rng = rng(7);
     for (side, channels, filters) in [(28, 1, 64), (14, 64, 16), (7, 128, 8)] {
-        let conv = Conv {
-            kernel: 3,
-            padding: Padding::Same,
-            filters: filters as u16,
-            activation: Activation::Relu,
-        };
+        let conv = Conv::square(3, Padding::Same, filters as u16, Activation::Relu);
         let shape = Shape::new(side, side, channels);
         let geometry = ConvGeometry::new(&conv, shape, true);
         let input = random_i8(&mut rng, shape.values(), -128, 127);
@@ -342,12 +332,7 @@ fn int8_conv_on_the_reference_shapes() {
 }
 
 fn one_channel(kernel: u8, padding: Padding, side: usize, pooled: bool) -> ConvGeometry {
-    let conv = Conv {
-        kernel,
-        padding,
-        filters: 1,
-        activation: Activation::Relu,
-    };
+    let conv = Conv::square(kernel, padding, 1, Activation::Relu);
     ConvGeometry::new(&conv, Shape::new(side, side, 1), pooled)
 }
 
@@ -436,12 +421,7 @@ fn f32_conv_by_hand() {
     assert_eq!(full, [0.0, 1.0, 2.0, 3.0, 6.0, 9.0, 6.0, 15.0, 18.0]);
     let (filter_bytes, bias_bytes) = (float_bytes(&filter), float_bytes(&bias));
     let geometry = ConvGeometry::new(
-        &Conv {
-            kernel: 3,
-            padding: Padding::Same,
-            filters: 1,
-            activation: Activation::Relu,
-        },
+        &Conv::square(3, Padding::Same, 1, Activation::Relu),
         shape,
         true,
     );
@@ -506,12 +486,7 @@ fn layer_constructors_reject_wrong_lengths() {
     assert!(int8::Requantization::new(2, &four, &four, &[0], 0, 0, relu).is_none());
     assert!(int8::Requantization::new(1, &[0u8; 5], &four, &[0], 0, 0, relu).is_none());
     let requant = int8::Requantization::new(1, &four, &four, &[0], 0, 0, relu).unwrap();
-    let conv = Conv {
-        kernel: 3,
-        padding: Padding::Same,
-        filters: 1,
-        activation: relu,
-    };
+    let conv = Conv::square(3, Padding::Same, 1, relu);
     let two_channels = ConvGeometry::new(&conv, Shape::new(4, 4, 2), true);
     assert!(int8::ConvLayer::new(two_channels, &[0u8; 18], requant).is_some());
     assert!(int8::ConvLayer::new(two_channels, &[0u8; 17], requant).is_none());

@@ -2,7 +2,7 @@
 //! description. `golden_encoder.py` computes the same tensors.
 #![allow(dead_code)] // Each test binary uses part of this module.
 
-use tinycnn::arch::{Architecture, Shape};
+use tinycnn::arch::{Activation, Architecture, Layer, Shape, Shortcut};
 use tinycnn::format::{F32LayerRecord, F32Record, Int8LayerRecord, Int8Record, QuantParams};
 
 /// A network unlike the reference: colour input, 5x5 'valid' and 1x1
@@ -24,12 +24,79 @@ pub struct Int8Tensors {
 }
 
 /// A valid int8 model of `architecture` whose values follow simple patterns
-/// of `seed`.
+/// of `seed`. Additions and softmax get the parameters TensorFlow Lite would
+/// compute from the scales around them.
 pub fn int8_tensors_of(architecture: Architecture, seed: u32) -> Int8Tensors {
     let mut layers = Vec::new();
     let mut outputs = Vec::new();
-    let weighted = architecture.iter().filter(|info| info.weighted.is_some());
-    for (index, info) in weighted.enumerate() {
+    // The scales of the main line and of the open block's shortcut.
+    let mut main = QuantParams::INPUT;
+    let mut shortcut = QuantParams::INPUT;
+    let le = |values: &[i32]| {
+        values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>()
+    };
+    for info in architecture.iter() {
+        let index = outputs.len();
+        match info.layer {
+            Layer::Residual(Shortcut::Identity) => {
+                shortcut = main;
+                continue;
+            }
+            Layer::Add(activation) => {
+                let output = QuantParams {
+                    scale: (9 + index) as f32 / 128.0,
+                    zero_point: if activation == Activation::None {
+                        3
+                    } else {
+                        -128
+                    },
+                };
+                let params = tinycnn::quant::add_params(
+                    [main.scale, shortcut.scale],
+                    [main.zero_point, shortcut.zero_point],
+                    output.scale,
+                    output.zero_point,
+                );
+                let multipliers = [
+                    params.input_multipliers[0],
+                    params.input_multipliers[1],
+                    params.output_multiplier,
+                ];
+                let shifts = [
+                    params.input_shifts[0],
+                    params.input_shifts[1],
+                    params.output_shift,
+                ];
+                layers.push([
+                    vec![],
+                    vec![],
+                    vec![],
+                    le(&multipliers),
+                    shifts.iter().map(|&s| s as i8 as u8).collect(),
+                ]);
+                outputs.push(output);
+                main = output;
+                continue;
+            }
+            Layer::Softmax => {
+                let params = tinycnn::quant::softmax_params(main.scale, 1.0);
+                layers.push([
+                    vec![],
+                    vec![],
+                    le(&[params.diff_min]),
+                    le(&[params.input_multiplier]),
+                    vec![params.input_left_shift as i8 as u8],
+                ]);
+                outputs.push(tinycnn::format::SOFTMAX_OUTPUT);
+                main = tinycnn::format::SOFTMAX_OUTPUT;
+                continue;
+            }
+            _ if info.record.is_none() => continue,
+            _ => {}
+        }
         let n = info.outputs();
         let weights = (0..info.weights())
             .map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 255) as i32 - 127)
@@ -46,11 +113,17 @@ pub fn int8_tensors_of(architecture: Architecture, seed: u32) -> Int8Tensors {
             .collect();
         let shifts = (0..n).map(|c| (-8 - (c % 5) as i8) as u8).collect();
         layers.push([scales, weights, bias, multipliers, shifts]);
-        let relu = info.activation() == tinycnn::arch::Activation::Relu;
-        outputs.push(QuantParams {
+        let relu = info.activation() != Activation::None;
+        let output = QuantParams {
             scale: (5 + index) as f32 / 128.0,
             zero_point: if relu { -128 } else { 3 },
-        });
+        };
+        outputs.push(output);
+        if let Layer::Residual(_) = info.layer {
+            shortcut = output;
+        } else {
+            main = output;
+        }
     }
     Int8Tensors {
         architecture,
@@ -112,7 +185,7 @@ pub struct F32Tensors {
 pub fn f32_tensors_of(architecture: Architecture, seed: u32) -> F32Tensors {
     let layers = architecture
         .iter()
-        .filter(|info| info.weighted.is_some())
+        .filter(|info| info.record.is_some())
         .map(|info| {
             let weights = (0..info.weights())
                 .flat_map(|i| ((((i as u32 ^ seed) % 1000) as f32 - 500.0) / 8192.0).to_le_bytes())

@@ -110,12 +110,7 @@ fn main() -> ! {
 
     for case in &CONV_CASES {
         let (height, width, channels) = case.input;
-        let conv = Conv {
-            kernel: case.kernel,
-            padding: case.padding,
-            filters: case.filters,
-            activation: Activation::Relu,
-        };
+        let conv = Conv::square(case.kernel, case.padding, case.filters, Activation::Relu);
         let geometry = ConvGeometry::new(&conv, Shape::new(height, width, channels), case.pooled);
         conv_cases(&mut rng, buffers, &mut check, &geometry);
     }
@@ -172,12 +167,7 @@ fn random_geometry(rng: &mut Rng) -> ConvGeometry {
             1
         } + usize::from(pooled);
         let input = Shape::new(smallest + rng.below(12), smallest + rng.below(12), channels);
-        let conv = Conv {
-            kernel,
-            padding,
-            filters: 1 + rng.below(40) as u16,
-            activation: Activation::Relu,
-        };
+        let conv = Conv::square(kernel, padding, 1 + rng.below(40) as u16, Activation::Relu);
         let geometry = ConvGeometry::new(&conv, input, pooled);
         let fits = geometry.is_consistent()
             && input.values() <= MAX_VALUES

@@ -725,12 +725,12 @@ mod tests {
         } else {
             Activation::None
         };
-        let conv = Conv {
+        let conv = Conv::square(
             kernel,
             padding,
-            filters: [1, 5, 16, 17, 32, 40][rng.random_range(0..6usize)],
+            [1, 5, 16, 17, 32, 40][rng.random_range(0..6usize)],
             activation,
-        };
+        );
         let smallest = if padding == Padding::Valid {
             usize::from(kernel)
         } else {

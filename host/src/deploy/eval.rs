@@ -411,6 +411,13 @@ impl Evaluation {
 
 /// Refuses a data set whose images or classes do not fit `architecture`.
 pub fn check_data_fits(architecture: &Architecture, data: &Mnist) -> anyhow::Result<()> {
+    ensure!(
+        architecture.is_classifier(),
+        "the model's output is {} values, not class scores (output:values): there is no class \
+         to compare with the labels. Its outputs for given inputs are what `host fixture` \
+         records and the firmware checks",
+        architecture.output().values()
+    );
     let input = architecture.input();
     ensure!(
         input.values() == IMAGE_PIXELS && input.channels == 1,

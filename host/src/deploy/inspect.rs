@@ -171,7 +171,7 @@ fn quantisation(record: &Int8LayerRecord<'_>) -> Quantisation {
         output_scale: record.output.scale,
         output_zero_point: record.output.zero_point,
         weight_scales: [
-            scales.iter().copied().fold(f32::INFINITY, f32::min),
+            scales.iter().copied().reduce(f32::min).unwrap_or(0.0),
             scales.iter().copied().fold(0.0, f32::max),
         ],
         shifts: [
@@ -181,9 +181,9 @@ fn quantisation(record: &Int8LayerRecord<'_>) -> Quantisation {
     }
 }
 
-fn layer_text(info: &LayerInfo, last: bool) -> String {
+fn layer_text(info: &LayerInfo, logits: bool) -> String {
     let mut text = String::new();
-    let _ = tinycnn::text::write_layer(&mut text, &info.layer, last);
+    let _ = tinycnn::text::write_layer(&mut text, &info.layer, logits);
     text
 }
 
@@ -201,18 +201,29 @@ pub fn run(path: &Path) -> anyhow::Result<Inspection> {
         Flavour::Int8 => (1, 13),
         Flavour::F32 => (4, 4),
     };
-    let last = architecture.layers().len().saturating_sub(1);
+    // A classifier's logits: its last layer, or the one before a final softmax.
+    let layer_count = architecture.layers().len();
+    let logits = match (architecture.is_classifier(), architecture.ends_in_softmax()) {
+        (false, _) => None,
+        (true, true) => layer_count.checked_sub(2),
+        (true, false) => layer_count.checked_sub(1),
+    };
     let layers: Vec<LayerRow> = architecture
         .iter()
-        .map(|info| LayerRow {
+        .map(|info| {
+            // A residual block's start shows the shortcut it keeps.
+            let shown = info.shortcut.unwrap_or(info.output);
+            (info, shown)
+        })
+        .map(|(info, shown)| LayerRow {
             name: info.name.to_string(),
-            layer: layer_text(&info, info.index == last),
-            output: [info.output.height, info.output.width, info.output.channels],
+            layer: layer_text(&info, Some(info.index) == logits),
+            output: [shown.height, shown.width, shown.channels],
             parameters: info.parameters(),
             macs: info.macs(),
             weight_bytes: info.weights() * weight_bytes_per_value + info.outputs() * bias_bytes,
             quantisation: info
-                .weighted
+                .record
                 .and_then(|index| int8_records.get(index))
                 .map(quantisation),
         })
@@ -318,11 +329,17 @@ impl Inspection {
                 thousands(row.weight_bytes)
             );
             if let Some(q) = &row.quantisation {
+                // Additions and softmax have no weights: their record holds multipliers only.
+                let weight_scales = if q.weight_scales[1] > 0.0 {
+                    format!("{:.2e}..{:.2e}", q.weight_scales[0], q.weight_scales[1])
+                } else {
+                    "-".to_string()
+                };
                 let _ = write!(
                     out,
                     "  {:<22} {:<21} {}..{}",
                     format!("{:.5}, {}", q.output_scale, q.output_zero_point),
-                    format!("{:.2e}..{:.2e}", q.weight_scales[0], q.weight_scales[1]),
+                    weight_scales,
                     q.shifts[0],
                     q.shifts[1]
                 );

@@ -699,6 +699,13 @@ pub fn run(options: &PredictOptions) -> anyhow::Result<Vec<Prediction>> {
     }
     let bytes = super::read_model(&options.model)?;
     let model = Model::from_bytes(&bytes)?;
+    anyhow::ensure!(
+        model.architecture().is_classifier(),
+        "{}: the model's output is {} values, not class scores (output:values): predict \
+         names classes",
+        options.model.display(),
+        model.architecture().output().values()
+    );
     let shape = model.architecture().input();
     let classify = |input: &[u8]| -> anyhow::Result<Classified> {
         let mut probabilities = vec![0f32; model.architecture().classes()];

@@ -209,7 +209,7 @@ pub fn burn_weights(model: &F32Model<'_>) -> NetWeights {
         convs: Vec::new(),
         dense: Vec::new(),
     };
-    for info in architecture.iter().filter(|info| info.weighted.is_some()) {
+    for info in architecture.iter().filter(|info| info.record.is_some()) {
         let Some(stored) = records.next() else {
             break;
         };

@@ -105,7 +105,7 @@ impl Calibration {
         for image in images {
             model
                 .classify_observed(image, &mut scratch, |observed| {
-                    let weighted = observed.step.layer.weighted;
+                    let weighted = observed.step.layer.record;
                     if let Some(range) = weighted.and_then(|index| ranges.get_mut(index)) {
                         for &v in observed.output {
                             range.0 = range.0.min(v);
@@ -155,7 +155,7 @@ impl Int8Tensors {
         let weighted = model
             .architecture()
             .iter()
-            .filter(|info| info.weighted.is_some());
+            .filter(|info| info.record.is_some());
         for (index, (info, stored)) in weighted.zip(model.layers()).enumerate() {
             let weights = floats(stored.weights);
             let bias = floats(stored.bias);

@@ -1159,246 +1159,10 @@ mod root {
             const VECTOR_NAME: &'static str = "[BuiltinOptionsRef]";
         }
 
-        /// The table `DepthwiseConv2DOptions` in the namespace `tflite`
-        ///
-        /// Generated from these locations:
-        /// * Table `DepthwiseConv2DOptions` in the file `schema.fbs:40`
-        #[derive(
-            Clone,
-            Debug,
-            PartialEq,
-            PartialOrd,
-            Eq,
-            Ord,
-            Hash,
-            ::serde::Serialize,
-            ::serde::Deserialize,
-        )]
-        pub struct DepthwiseConv2DOptions {}
-
-        #[allow(clippy::derivable_impls)]
-        impl ::core::default::Default for DepthwiseConv2DOptions {
-            fn default() -> Self {
-                Self {}
-            }
-        }
-
-        impl DepthwiseConv2DOptions {
-            /// Creates a [DepthwiseConv2DOptionsBuilder] for serializing an instance of this table.
-            #[inline]
-            pub fn builder() -> DepthwiseConv2DOptionsBuilder<()> {
-                DepthwiseConv2DOptionsBuilder(())
-            }
-
-            #[allow(clippy::too_many_arguments)]
-            pub fn create(builder: &mut ::planus::Builder) -> ::planus::Offset<Self> {
-                let table_writer: ::planus::table_writer::TableWriter<4> =
-                    ::core::default::Default::default();
-                unsafe {
-                    table_writer.finish(builder, |_table_writer| {});
-                }
-                builder.current_offset()
-            }
-        }
-
-        impl ::planus::WriteAs<::planus::Offset<DepthwiseConv2DOptions>> for DepthwiseConv2DOptions {
-            type Prepared = ::planus::Offset<Self>;
-
-            #[inline]
-            fn prepare(
-                &self,
-                builder: &mut ::planus::Builder,
-            ) -> ::planus::Offset<DepthwiseConv2DOptions> {
-                ::planus::WriteAsOffset::prepare(self, builder)
-            }
-        }
-
-        impl ::planus::WriteAsOptional<::planus::Offset<DepthwiseConv2DOptions>>
-            for DepthwiseConv2DOptions
-        {
-            type Prepared = ::planus::Offset<Self>;
-
-            #[inline]
-            fn prepare(
-                &self,
-                builder: &mut ::planus::Builder,
-            ) -> ::core::option::Option<::planus::Offset<DepthwiseConv2DOptions>> {
-                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
-            }
-        }
-
-        impl ::planus::WriteAsOffset<DepthwiseConv2DOptions> for DepthwiseConv2DOptions {
-            #[inline]
-            fn prepare(
-                &self,
-                builder: &mut ::planus::Builder,
-            ) -> ::planus::Offset<DepthwiseConv2DOptions> {
-                DepthwiseConv2DOptions::create(builder)
-            }
-        }
-
-        /// Builder for serializing an instance of the [DepthwiseConv2DOptions] type.
-        ///
-        /// Can be created using the [DepthwiseConv2DOptions::builder] method.
-        #[derive(Debug)]
-        #[must_use]
-        pub struct DepthwiseConv2DOptionsBuilder<State>(State);
-
-        impl DepthwiseConv2DOptionsBuilder<()> {
-            /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [DepthwiseConv2DOptions].
-            #[inline]
-            pub fn finish(
-                self,
-                builder: &mut ::planus::Builder,
-            ) -> ::planus::Offset<DepthwiseConv2DOptions>
-            where
-                Self: ::planus::WriteAsOffset<DepthwiseConv2DOptions>,
-            {
-                ::planus::WriteAsOffset::prepare(&self, builder)
-            }
-        }
-
-        impl ::planus::WriteAs<::planus::Offset<DepthwiseConv2DOptions>>
-            for DepthwiseConv2DOptionsBuilder<()>
-        {
-            type Prepared = ::planus::Offset<DepthwiseConv2DOptions>;
-
-            #[inline]
-            fn prepare(
-                &self,
-                builder: &mut ::planus::Builder,
-            ) -> ::planus::Offset<DepthwiseConv2DOptions> {
-                ::planus::WriteAsOffset::prepare(self, builder)
-            }
-        }
-
-        impl ::planus::WriteAsOptional<::planus::Offset<DepthwiseConv2DOptions>>
-            for DepthwiseConv2DOptionsBuilder<()>
-        {
-            type Prepared = ::planus::Offset<DepthwiseConv2DOptions>;
-
-            #[inline]
-            fn prepare(
-                &self,
-                builder: &mut ::planus::Builder,
-            ) -> ::core::option::Option<::planus::Offset<DepthwiseConv2DOptions>> {
-                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
-            }
-        }
-
-        impl ::planus::WriteAsOffset<DepthwiseConv2DOptions> for DepthwiseConv2DOptionsBuilder<()> {
-            #[inline]
-            fn prepare(
-                &self,
-                builder: &mut ::planus::Builder,
-            ) -> ::planus::Offset<DepthwiseConv2DOptions> {
-                DepthwiseConv2DOptions::create(builder)
-            }
-        }
-
-        /// Reference to a deserialized [DepthwiseConv2DOptions].
-        #[derive(Copy, Clone)]
-        pub struct DepthwiseConv2DOptionsRef<'a>(
-            #[allow(dead_code)] ::planus::table_reader::Table<'a>,
-        );
-
-        impl<'a> DepthwiseConv2DOptionsRef<'a> {}
-
-        impl<'a> ::core::fmt::Debug for DepthwiseConv2DOptionsRef<'a> {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                let mut f = f.debug_struct("DepthwiseConv2DOptionsRef");
-
-                f.finish()
-            }
-        }
-
-        impl<'a> ::core::convert::TryFrom<DepthwiseConv2DOptionsRef<'a>> for DepthwiseConv2DOptions {
-            type Error = ::planus::Error;
-
-            fn try_from(_value: DepthwiseConv2DOptionsRef<'a>) -> ::planus::Result<Self> {
-                ::core::result::Result::Ok(Self {})
-            }
-        }
-
-        impl<'a> ::planus::TableRead<'a> for DepthwiseConv2DOptionsRef<'a> {
-            #[inline]
-            fn from_buffer(
-                buffer: ::planus::SliceWithStartOffset<'a>,
-                offset: usize,
-            ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
-                ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
-                    buffer, offset,
-                )?))
-            }
-        }
-
-        impl<'a> ::planus::VectorReadInner<'a> for DepthwiseConv2DOptionsRef<'a> {
-            type Error = ::planus::Error;
-            const STRIDE: usize = 4;
-
-            unsafe fn from_buffer(
-                buffer: ::planus::SliceWithStartOffset<'a>,
-                offset: usize,
-            ) -> ::planus::Result<Self> {
-                ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
-                    error_kind.with_error_location(
-                        "[DepthwiseConv2DOptionsRef]",
-                        "get",
-                        buffer.offset_from_start,
-                    )
-                })
-            }
-        }
-
-        /// # Safety
-        /// The planus compiler generates implementations that initialize
-        /// the bytes in `write_values`.
-        unsafe impl ::planus::VectorWrite<::planus::Offset<DepthwiseConv2DOptions>>
-            for DepthwiseConv2DOptions
-        {
-            type Value = ::planus::Offset<DepthwiseConv2DOptions>;
-            const STRIDE: usize = 4;
-            #[inline]
-            fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
-                ::planus::WriteAs::prepare(self, builder)
-            }
-
-            #[inline]
-            unsafe fn write_values(
-                values: &[::planus::Offset<DepthwiseConv2DOptions>],
-                bytes: *mut ::core::mem::MaybeUninit<u8>,
-                buffer_position: u32,
-            ) {
-                let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
-                for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
-                    ::planus::WriteAsPrimitive::write(
-                        v,
-                        ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
-                        buffer_position - (Self::STRIDE * i) as u32,
-                    );
-                }
-            }
-        }
-
-        impl<'a> ::planus::ReadAsRoot<'a> for DepthwiseConv2DOptionsRef<'a> {
-            fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
-                ::planus::TableRead::from_buffer(
-                    ::planus::SliceWithStartOffset {
-                        buffer: slice,
-                        offset_from_start: 0,
-                    },
-                    0,
-                )
-                .map_err(|error_kind| {
-                    error_kind.with_error_location("[DepthwiseConv2DOptionsRef]", "read_as_root", 0)
-                })
-            }
-        }
-
         /// The table `ConcatEmbeddingsOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ConcatEmbeddingsOptions` in the file `schema.fbs:41`
+        /// * Table `ConcatEmbeddingsOptions` in the file `schema.fbs:40`
         #[derive(
             Clone,
             Debug,
@@ -1638,7 +1402,7 @@ mod root {
         /// The table `LSHProjectionOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `LSHProjectionOptions` in the file `schema.fbs:42`
+        /// * Table `LSHProjectionOptions` in the file `schema.fbs:41`
         #[derive(
             Clone,
             Debug,
@@ -1868,7 +1632,7 @@ mod root {
         /// The table `SVDFOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SVDFOptions` in the file `schema.fbs:43`
+        /// * Table `SVDFOptions` in the file `schema.fbs:42`
         #[derive(
             Clone,
             Debug,
@@ -2079,7 +1843,7 @@ mod root {
         /// The table `RNNOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `RNNOptions` in the file `schema.fbs:44`
+        /// * Table `RNNOptions` in the file `schema.fbs:43`
         #[derive(
             Clone,
             Debug,
@@ -2290,7 +2054,7 @@ mod root {
         /// The table `ConcatenationOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ConcatenationOptions` in the file `schema.fbs:45`
+        /// * Table `ConcatenationOptions` in the file `schema.fbs:44`
         #[derive(
             Clone,
             Debug,
@@ -2517,221 +2281,10 @@ mod root {
             }
         }
 
-        /// The table `AddOptions` in the namespace `tflite`
-        ///
-        /// Generated from these locations:
-        /// * Table `AddOptions` in the file `schema.fbs:46`
-        #[derive(
-            Clone,
-            Debug,
-            PartialEq,
-            PartialOrd,
-            Eq,
-            Ord,
-            Hash,
-            ::serde::Serialize,
-            ::serde::Deserialize,
-        )]
-        pub struct AddOptions {}
-
-        #[allow(clippy::derivable_impls)]
-        impl ::core::default::Default for AddOptions {
-            fn default() -> Self {
-                Self {}
-            }
-        }
-
-        impl AddOptions {
-            /// Creates a [AddOptionsBuilder] for serializing an instance of this table.
-            #[inline]
-            pub fn builder() -> AddOptionsBuilder<()> {
-                AddOptionsBuilder(())
-            }
-
-            #[allow(clippy::too_many_arguments)]
-            pub fn create(builder: &mut ::planus::Builder) -> ::planus::Offset<Self> {
-                let table_writer: ::planus::table_writer::TableWriter<4> =
-                    ::core::default::Default::default();
-                unsafe {
-                    table_writer.finish(builder, |_table_writer| {});
-                }
-                builder.current_offset()
-            }
-        }
-
-        impl ::planus::WriteAs<::planus::Offset<AddOptions>> for AddOptions {
-            type Prepared = ::planus::Offset<Self>;
-
-            #[inline]
-            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<AddOptions> {
-                ::planus::WriteAsOffset::prepare(self, builder)
-            }
-        }
-
-        impl ::planus::WriteAsOptional<::planus::Offset<AddOptions>> for AddOptions {
-            type Prepared = ::planus::Offset<Self>;
-
-            #[inline]
-            fn prepare(
-                &self,
-                builder: &mut ::planus::Builder,
-            ) -> ::core::option::Option<::planus::Offset<AddOptions>> {
-                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
-            }
-        }
-
-        impl ::planus::WriteAsOffset<AddOptions> for AddOptions {
-            #[inline]
-            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<AddOptions> {
-                AddOptions::create(builder)
-            }
-        }
-
-        /// Builder for serializing an instance of the [AddOptions] type.
-        ///
-        /// Can be created using the [AddOptions::builder] method.
-        #[derive(Debug)]
-        #[must_use]
-        pub struct AddOptionsBuilder<State>(State);
-
-        impl AddOptionsBuilder<()> {
-            /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [AddOptions].
-            #[inline]
-            pub fn finish(self, builder: &mut ::planus::Builder) -> ::planus::Offset<AddOptions>
-            where
-                Self: ::planus::WriteAsOffset<AddOptions>,
-            {
-                ::planus::WriteAsOffset::prepare(&self, builder)
-            }
-        }
-
-        impl ::planus::WriteAs<::planus::Offset<AddOptions>> for AddOptionsBuilder<()> {
-            type Prepared = ::planus::Offset<AddOptions>;
-
-            #[inline]
-            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<AddOptions> {
-                ::planus::WriteAsOffset::prepare(self, builder)
-            }
-        }
-
-        impl ::planus::WriteAsOptional<::planus::Offset<AddOptions>> for AddOptionsBuilder<()> {
-            type Prepared = ::planus::Offset<AddOptions>;
-
-            #[inline]
-            fn prepare(
-                &self,
-                builder: &mut ::planus::Builder,
-            ) -> ::core::option::Option<::planus::Offset<AddOptions>> {
-                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
-            }
-        }
-
-        impl ::planus::WriteAsOffset<AddOptions> for AddOptionsBuilder<()> {
-            #[inline]
-            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<AddOptions> {
-                AddOptions::create(builder)
-            }
-        }
-
-        /// Reference to a deserialized [AddOptions].
-        #[derive(Copy, Clone)]
-        pub struct AddOptionsRef<'a>(#[allow(dead_code)] ::planus::table_reader::Table<'a>);
-
-        impl<'a> AddOptionsRef<'a> {}
-
-        impl<'a> ::core::fmt::Debug for AddOptionsRef<'a> {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                let mut f = f.debug_struct("AddOptionsRef");
-
-                f.finish()
-            }
-        }
-
-        impl<'a> ::core::convert::TryFrom<AddOptionsRef<'a>> for AddOptions {
-            type Error = ::planus::Error;
-
-            fn try_from(_value: AddOptionsRef<'a>) -> ::planus::Result<Self> {
-                ::core::result::Result::Ok(Self {})
-            }
-        }
-
-        impl<'a> ::planus::TableRead<'a> for AddOptionsRef<'a> {
-            #[inline]
-            fn from_buffer(
-                buffer: ::planus::SliceWithStartOffset<'a>,
-                offset: usize,
-            ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
-                ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
-                    buffer, offset,
-                )?))
-            }
-        }
-
-        impl<'a> ::planus::VectorReadInner<'a> for AddOptionsRef<'a> {
-            type Error = ::planus::Error;
-            const STRIDE: usize = 4;
-
-            unsafe fn from_buffer(
-                buffer: ::planus::SliceWithStartOffset<'a>,
-                offset: usize,
-            ) -> ::planus::Result<Self> {
-                ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
-                    error_kind.with_error_location(
-                        "[AddOptionsRef]",
-                        "get",
-                        buffer.offset_from_start,
-                    )
-                })
-            }
-        }
-
-        /// # Safety
-        /// The planus compiler generates implementations that initialize
-        /// the bytes in `write_values`.
-        unsafe impl ::planus::VectorWrite<::planus::Offset<AddOptions>> for AddOptions {
-            type Value = ::planus::Offset<AddOptions>;
-            const STRIDE: usize = 4;
-            #[inline]
-            fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
-                ::planus::WriteAs::prepare(self, builder)
-            }
-
-            #[inline]
-            unsafe fn write_values(
-                values: &[::planus::Offset<AddOptions>],
-                bytes: *mut ::core::mem::MaybeUninit<u8>,
-                buffer_position: u32,
-            ) {
-                let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
-                for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
-                    ::planus::WriteAsPrimitive::write(
-                        v,
-                        ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
-                        buffer_position - (Self::STRIDE * i) as u32,
-                    );
-                }
-            }
-        }
-
-        impl<'a> ::planus::ReadAsRoot<'a> for AddOptionsRef<'a> {
-            fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
-                ::planus::TableRead::from_buffer(
-                    ::planus::SliceWithStartOffset {
-                        buffer: slice,
-                        offset_from_start: 0,
-                    },
-                    0,
-                )
-                .map_err(|error_kind| {
-                    error_kind.with_error_location("[AddOptionsRef]", "read_as_root", 0)
-                })
-            }
-        }
-
         /// The table `L2NormOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `L2NormOptions` in the file `schema.fbs:47`
+        /// * Table `L2NormOptions` in the file `schema.fbs:45`
         #[derive(
             Clone,
             Debug,
@@ -2942,7 +2495,7 @@ mod root {
         /// The table `LocalResponseNormalizationOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `LocalResponseNormalizationOptions` in the file `schema.fbs:48`
+        /// * Table `LocalResponseNormalizationOptions` in the file `schema.fbs:46`
         #[derive(
             Clone,
             Debug,
@@ -3194,7 +2747,7 @@ mod root {
         /// The table `LSTMOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `LSTMOptions` in the file `schema.fbs:49`
+        /// * Table `LSTMOptions` in the file `schema.fbs:47`
         #[derive(
             Clone,
             Debug,
@@ -3405,7 +2958,7 @@ mod root {
         /// The table `ResizeBilinearOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ResizeBilinearOptions` in the file `schema.fbs:50`
+        /// * Table `ResizeBilinearOptions` in the file `schema.fbs:48`
         #[derive(
             Clone,
             Debug,
@@ -3639,7 +3192,7 @@ mod root {
         /// The table `CallOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `CallOptions` in the file `schema.fbs:51`
+        /// * Table `CallOptions` in the file `schema.fbs:49`
         #[derive(
             Clone,
             Debug,
@@ -3850,7 +3403,7 @@ mod root {
         /// The table `Conv2DOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Conv2DOptions` in the file `schema.fbs:57`
+        /// * Table `Conv2DOptions` in the file `schema.fbs:55`
         #[derive(
             Clone,
             Debug,
@@ -4386,10 +3939,969 @@ mod root {
             }
         }
 
+        /// The table `DepthwiseConv2DOptions` in the namespace `tflite`
+        ///
+        /// Generated from these locations:
+        /// * Table `DepthwiseConv2DOptions` in the file `schema.fbs:64`
+        #[derive(
+            Clone,
+            Debug,
+            PartialEq,
+            PartialOrd,
+            Eq,
+            Ord,
+            Hash,
+            ::serde::Serialize,
+            ::serde::Deserialize,
+        )]
+        pub struct DepthwiseConv2DOptions {
+            /// The field `padding` in the table `DepthwiseConv2DOptions`
+            pub padding: i8,
+            /// The field `stride_w` in the table `DepthwiseConv2DOptions`
+            pub stride_w: i32,
+            /// The field `stride_h` in the table `DepthwiseConv2DOptions`
+            pub stride_h: i32,
+            /// The field `depth_multiplier` in the table `DepthwiseConv2DOptions`
+            pub depth_multiplier: i32,
+            /// The field `fused_activation_function` in the table `DepthwiseConv2DOptions`
+            pub fused_activation_function: i8,
+            /// The field `dilation_w_factor` in the table `DepthwiseConv2DOptions`
+            pub dilation_w_factor: i32,
+            /// The field `dilation_h_factor` in the table `DepthwiseConv2DOptions`
+            pub dilation_h_factor: i32,
+        }
+
+        #[allow(clippy::derivable_impls)]
+        impl ::core::default::Default for DepthwiseConv2DOptions {
+            fn default() -> Self {
+                Self {
+                    padding: 0,
+                    stride_w: 0,
+                    stride_h: 0,
+                    depth_multiplier: 0,
+                    fused_activation_function: 0,
+                    dilation_w_factor: 1,
+                    dilation_h_factor: 1,
+                }
+            }
+        }
+
+        impl DepthwiseConv2DOptions {
+            /// Creates a [DepthwiseConv2DOptionsBuilder] for serializing an instance of this table.
+            #[inline]
+            pub fn builder() -> DepthwiseConv2DOptionsBuilder<()> {
+                DepthwiseConv2DOptionsBuilder(())
+            }
+
+            #[allow(clippy::too_many_arguments)]
+            pub fn create(
+                builder: &mut ::planus::Builder,
+                field_padding: impl ::planus::WriteAsDefault<i8, i8>,
+                field_stride_w: impl ::planus::WriteAsDefault<i32, i32>,
+                field_stride_h: impl ::planus::WriteAsDefault<i32, i32>,
+                field_depth_multiplier: impl ::planus::WriteAsDefault<i32, i32>,
+                field_fused_activation_function: impl ::planus::WriteAsDefault<i8, i8>,
+                field_dilation_w_factor: impl ::planus::WriteAsDefault<i32, i32>,
+                field_dilation_h_factor: impl ::planus::WriteAsDefault<i32, i32>,
+            ) -> ::planus::Offset<Self> {
+                let prepared_padding = field_padding.prepare(builder, &0);
+                let prepared_stride_w = field_stride_w.prepare(builder, &0);
+                let prepared_stride_h = field_stride_h.prepare(builder, &0);
+                let prepared_depth_multiplier = field_depth_multiplier.prepare(builder, &0);
+                let prepared_fused_activation_function =
+                    field_fused_activation_function.prepare(builder, &0);
+                let prepared_dilation_w_factor = field_dilation_w_factor.prepare(builder, &1);
+                let prepared_dilation_h_factor = field_dilation_h_factor.prepare(builder, &1);
+
+                let mut table_writer: ::planus::table_writer::TableWriter<18> =
+                    ::core::default::Default::default();
+                if prepared_stride_w.is_some() {
+                    table_writer.write_entry::<i32>(1);
+                }
+                if prepared_stride_h.is_some() {
+                    table_writer.write_entry::<i32>(2);
+                }
+                if prepared_depth_multiplier.is_some() {
+                    table_writer.write_entry::<i32>(3);
+                }
+                if prepared_dilation_w_factor.is_some() {
+                    table_writer.write_entry::<i32>(5);
+                }
+                if prepared_dilation_h_factor.is_some() {
+                    table_writer.write_entry::<i32>(6);
+                }
+                if prepared_padding.is_some() {
+                    table_writer.write_entry::<i8>(0);
+                }
+                if prepared_fused_activation_function.is_some() {
+                    table_writer.write_entry::<i8>(4);
+                }
+
+                unsafe {
+                    table_writer.finish(builder, |object_writer| {
+                        if let ::core::option::Option::Some(prepared_stride_w) = prepared_stride_w {
+                            object_writer.write::<_, _, 4>(&prepared_stride_w);
+                        }
+                        if let ::core::option::Option::Some(prepared_stride_h) = prepared_stride_h {
+                            object_writer.write::<_, _, 4>(&prepared_stride_h);
+                        }
+                        if let ::core::option::Option::Some(prepared_depth_multiplier) =
+                            prepared_depth_multiplier
+                        {
+                            object_writer.write::<_, _, 4>(&prepared_depth_multiplier);
+                        }
+                        if let ::core::option::Option::Some(prepared_dilation_w_factor) =
+                            prepared_dilation_w_factor
+                        {
+                            object_writer.write::<_, _, 4>(&prepared_dilation_w_factor);
+                        }
+                        if let ::core::option::Option::Some(prepared_dilation_h_factor) =
+                            prepared_dilation_h_factor
+                        {
+                            object_writer.write::<_, _, 4>(&prepared_dilation_h_factor);
+                        }
+                        if let ::core::option::Option::Some(prepared_padding) = prepared_padding {
+                            object_writer.write::<_, _, 1>(&prepared_padding);
+                        }
+                        if let ::core::option::Option::Some(prepared_fused_activation_function) =
+                            prepared_fused_activation_function
+                        {
+                            object_writer.write::<_, _, 1>(&prepared_fused_activation_function);
+                        }
+                    });
+                }
+                builder.current_offset()
+            }
+        }
+
+        impl ::planus::WriteAs<::planus::Offset<DepthwiseConv2DOptions>> for DepthwiseConv2DOptions {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::Offset<DepthwiseConv2DOptions> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl ::planus::WriteAsOptional<::planus::Offset<DepthwiseConv2DOptions>>
+            for DepthwiseConv2DOptions
+        {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<DepthwiseConv2DOptions>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl ::planus::WriteAsOffset<DepthwiseConv2DOptions> for DepthwiseConv2DOptions {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::Offset<DepthwiseConv2DOptions> {
+                DepthwiseConv2DOptions::create(
+                    builder,
+                    self.padding,
+                    self.stride_w,
+                    self.stride_h,
+                    self.depth_multiplier,
+                    self.fused_activation_function,
+                    self.dilation_w_factor,
+                    self.dilation_h_factor,
+                )
+            }
+        }
+
+        /// Builder for serializing an instance of the [DepthwiseConv2DOptions] type.
+        ///
+        /// Can be created using the [DepthwiseConv2DOptions::builder] method.
+        #[derive(Debug)]
+        #[must_use]
+        pub struct DepthwiseConv2DOptionsBuilder<State>(State);
+
+        impl DepthwiseConv2DOptionsBuilder<()> {
+            /// Setter for the [`padding` field](DepthwiseConv2DOptions#structfield.padding).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn padding<T0>(self, value: T0) -> DepthwiseConv2DOptionsBuilder<(T0,)>
+            where
+                T0: ::planus::WriteAsDefault<i8, i8>,
+            {
+                DepthwiseConv2DOptionsBuilder((value,))
+            }
+
+            /// Sets the [`padding` field](DepthwiseConv2DOptions#structfield.padding) to the default value.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn padding_as_default(
+                self,
+            ) -> DepthwiseConv2DOptionsBuilder<(::planus::DefaultValue,)> {
+                self.padding(::planus::DefaultValue)
+            }
+        }
+
+        impl<T0> DepthwiseConv2DOptionsBuilder<(T0,)> {
+            /// Setter for the [`stride_w` field](DepthwiseConv2DOptions#structfield.stride_w).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn stride_w<T1>(self, value: T1) -> DepthwiseConv2DOptionsBuilder<(T0, T1)>
+            where
+                T1: ::planus::WriteAsDefault<i32, i32>,
+            {
+                let (v0,) = self.0;
+                DepthwiseConv2DOptionsBuilder((v0, value))
+            }
+
+            /// Sets the [`stride_w` field](DepthwiseConv2DOptions#structfield.stride_w) to the default value.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn stride_w_as_default(
+                self,
+            ) -> DepthwiseConv2DOptionsBuilder<(T0, ::planus::DefaultValue)> {
+                self.stride_w(::planus::DefaultValue)
+            }
+        }
+
+        impl<T0, T1> DepthwiseConv2DOptionsBuilder<(T0, T1)> {
+            /// Setter for the [`stride_h` field](DepthwiseConv2DOptions#structfield.stride_h).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn stride_h<T2>(self, value: T2) -> DepthwiseConv2DOptionsBuilder<(T0, T1, T2)>
+            where
+                T2: ::planus::WriteAsDefault<i32, i32>,
+            {
+                let (v0, v1) = self.0;
+                DepthwiseConv2DOptionsBuilder((v0, v1, value))
+            }
+
+            /// Sets the [`stride_h` field](DepthwiseConv2DOptions#structfield.stride_h) to the default value.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn stride_h_as_default(
+                self,
+            ) -> DepthwiseConv2DOptionsBuilder<(T0, T1, ::planus::DefaultValue)> {
+                self.stride_h(::planus::DefaultValue)
+            }
+        }
+
+        impl<T0, T1, T2> DepthwiseConv2DOptionsBuilder<(T0, T1, T2)> {
+            /// Setter for the [`depth_multiplier` field](DepthwiseConv2DOptions#structfield.depth_multiplier).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn depth_multiplier<T3>(
+                self,
+                value: T3,
+            ) -> DepthwiseConv2DOptionsBuilder<(T0, T1, T2, T3)>
+            where
+                T3: ::planus::WriteAsDefault<i32, i32>,
+            {
+                let (v0, v1, v2) = self.0;
+                DepthwiseConv2DOptionsBuilder((v0, v1, v2, value))
+            }
+
+            /// Sets the [`depth_multiplier` field](DepthwiseConv2DOptions#structfield.depth_multiplier) to the default value.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn depth_multiplier_as_default(
+                self,
+            ) -> DepthwiseConv2DOptionsBuilder<(T0, T1, T2, ::planus::DefaultValue)> {
+                self.depth_multiplier(::planus::DefaultValue)
+            }
+        }
+
+        impl<T0, T1, T2, T3> DepthwiseConv2DOptionsBuilder<(T0, T1, T2, T3)> {
+            /// Setter for the [`fused_activation_function` field](DepthwiseConv2DOptions#structfield.fused_activation_function).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn fused_activation_function<T4>(
+                self,
+                value: T4,
+            ) -> DepthwiseConv2DOptionsBuilder<(T0, T1, T2, T3, T4)>
+            where
+                T4: ::planus::WriteAsDefault<i8, i8>,
+            {
+                let (v0, v1, v2, v3) = self.0;
+                DepthwiseConv2DOptionsBuilder((v0, v1, v2, v3, value))
+            }
+
+            /// Sets the [`fused_activation_function` field](DepthwiseConv2DOptions#structfield.fused_activation_function) to the default value.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn fused_activation_function_as_default(
+                self,
+            ) -> DepthwiseConv2DOptionsBuilder<(T0, T1, T2, T3, ::planus::DefaultValue)>
+            {
+                self.fused_activation_function(::planus::DefaultValue)
+            }
+        }
+
+        impl<T0, T1, T2, T3, T4> DepthwiseConv2DOptionsBuilder<(T0, T1, T2, T3, T4)> {
+            /// Setter for the [`dilation_w_factor` field](DepthwiseConv2DOptions#structfield.dilation_w_factor).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn dilation_w_factor<T5>(
+                self,
+                value: T5,
+            ) -> DepthwiseConv2DOptionsBuilder<(T0, T1, T2, T3, T4, T5)>
+            where
+                T5: ::planus::WriteAsDefault<i32, i32>,
+            {
+                let (v0, v1, v2, v3, v4) = self.0;
+                DepthwiseConv2DOptionsBuilder((v0, v1, v2, v3, v4, value))
+            }
+
+            /// Sets the [`dilation_w_factor` field](DepthwiseConv2DOptions#structfield.dilation_w_factor) to the default value.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn dilation_w_factor_as_default(
+                self,
+            ) -> DepthwiseConv2DOptionsBuilder<(T0, T1, T2, T3, T4, ::planus::DefaultValue)>
+            {
+                self.dilation_w_factor(::planus::DefaultValue)
+            }
+        }
+
+        impl<T0, T1, T2, T3, T4, T5> DepthwiseConv2DOptionsBuilder<(T0, T1, T2, T3, T4, T5)> {
+            /// Setter for the [`dilation_h_factor` field](DepthwiseConv2DOptions#structfield.dilation_h_factor).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn dilation_h_factor<T6>(
+                self,
+                value: T6,
+            ) -> DepthwiseConv2DOptionsBuilder<(T0, T1, T2, T3, T4, T5, T6)>
+            where
+                T6: ::planus::WriteAsDefault<i32, i32>,
+            {
+                let (v0, v1, v2, v3, v4, v5) = self.0;
+                DepthwiseConv2DOptionsBuilder((v0, v1, v2, v3, v4, v5, value))
+            }
+
+            /// Sets the [`dilation_h_factor` field](DepthwiseConv2DOptions#structfield.dilation_h_factor) to the default value.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn dilation_h_factor_as_default(
+                self,
+            ) -> DepthwiseConv2DOptionsBuilder<(T0, T1, T2, T3, T4, T5, ::planus::DefaultValue)>
+            {
+                self.dilation_h_factor(::planus::DefaultValue)
+            }
+        }
+
+        impl<T0, T1, T2, T3, T4, T5, T6> DepthwiseConv2DOptionsBuilder<(T0, T1, T2, T3, T4, T5, T6)> {
+            /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [DepthwiseConv2DOptions].
+            #[inline]
+            pub fn finish(
+                self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::Offset<DepthwiseConv2DOptions>
+            where
+                Self: ::planus::WriteAsOffset<DepthwiseConv2DOptions>,
+            {
+                ::planus::WriteAsOffset::prepare(&self, builder)
+            }
+        }
+
+        impl<
+                T0: ::planus::WriteAsDefault<i8, i8>,
+                T1: ::planus::WriteAsDefault<i32, i32>,
+                T2: ::planus::WriteAsDefault<i32, i32>,
+                T3: ::planus::WriteAsDefault<i32, i32>,
+                T4: ::planus::WriteAsDefault<i8, i8>,
+                T5: ::planus::WriteAsDefault<i32, i32>,
+                T6: ::planus::WriteAsDefault<i32, i32>,
+            > ::planus::WriteAs<::planus::Offset<DepthwiseConv2DOptions>>
+            for DepthwiseConv2DOptionsBuilder<(T0, T1, T2, T3, T4, T5, T6)>
+        {
+            type Prepared = ::planus::Offset<DepthwiseConv2DOptions>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::Offset<DepthwiseConv2DOptions> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl<
+                T0: ::planus::WriteAsDefault<i8, i8>,
+                T1: ::planus::WriteAsDefault<i32, i32>,
+                T2: ::planus::WriteAsDefault<i32, i32>,
+                T3: ::planus::WriteAsDefault<i32, i32>,
+                T4: ::planus::WriteAsDefault<i8, i8>,
+                T5: ::planus::WriteAsDefault<i32, i32>,
+                T6: ::planus::WriteAsDefault<i32, i32>,
+            > ::planus::WriteAsOptional<::planus::Offset<DepthwiseConv2DOptions>>
+            for DepthwiseConv2DOptionsBuilder<(T0, T1, T2, T3, T4, T5, T6)>
+        {
+            type Prepared = ::planus::Offset<DepthwiseConv2DOptions>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<DepthwiseConv2DOptions>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl<
+                T0: ::planus::WriteAsDefault<i8, i8>,
+                T1: ::planus::WriteAsDefault<i32, i32>,
+                T2: ::planus::WriteAsDefault<i32, i32>,
+                T3: ::planus::WriteAsDefault<i32, i32>,
+                T4: ::planus::WriteAsDefault<i8, i8>,
+                T5: ::planus::WriteAsDefault<i32, i32>,
+                T6: ::planus::WriteAsDefault<i32, i32>,
+            > ::planus::WriteAsOffset<DepthwiseConv2DOptions>
+            for DepthwiseConv2DOptionsBuilder<(T0, T1, T2, T3, T4, T5, T6)>
+        {
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::planus::Offset<DepthwiseConv2DOptions> {
+                let (v0, v1, v2, v3, v4, v5, v6) = &self.0;
+                DepthwiseConv2DOptions::create(builder, v0, v1, v2, v3, v4, v5, v6)
+            }
+        }
+
+        /// Reference to a deserialized [DepthwiseConv2DOptions].
+        #[derive(Copy, Clone)]
+        pub struct DepthwiseConv2DOptionsRef<'a>(
+            #[allow(dead_code)] ::planus::table_reader::Table<'a>,
+        );
+
+        impl<'a> DepthwiseConv2DOptionsRef<'a> {
+            /// Getter for the [`padding` field](DepthwiseConv2DOptions#structfield.padding).
+            #[inline]
+            pub fn padding(&self) -> ::planus::Result<i8> {
+                ::core::result::Result::Ok(
+                    self.0
+                        .access(0, "DepthwiseConv2DOptions", "padding")?
+                        .unwrap_or(0),
+                )
+            }
+
+            /// Getter for the [`stride_w` field](DepthwiseConv2DOptions#structfield.stride_w).
+            #[inline]
+            pub fn stride_w(&self) -> ::planus::Result<i32> {
+                ::core::result::Result::Ok(
+                    self.0
+                        .access(1, "DepthwiseConv2DOptions", "stride_w")?
+                        .unwrap_or(0),
+                )
+            }
+
+            /// Getter for the [`stride_h` field](DepthwiseConv2DOptions#structfield.stride_h).
+            #[inline]
+            pub fn stride_h(&self) -> ::planus::Result<i32> {
+                ::core::result::Result::Ok(
+                    self.0
+                        .access(2, "DepthwiseConv2DOptions", "stride_h")?
+                        .unwrap_or(0),
+                )
+            }
+
+            /// Getter for the [`depth_multiplier` field](DepthwiseConv2DOptions#structfield.depth_multiplier).
+            #[inline]
+            pub fn depth_multiplier(&self) -> ::planus::Result<i32> {
+                ::core::result::Result::Ok(
+                    self.0
+                        .access(3, "DepthwiseConv2DOptions", "depth_multiplier")?
+                        .unwrap_or(0),
+                )
+            }
+
+            /// Getter for the [`fused_activation_function` field](DepthwiseConv2DOptions#structfield.fused_activation_function).
+            #[inline]
+            pub fn fused_activation_function(&self) -> ::planus::Result<i8> {
+                ::core::result::Result::Ok(
+                    self.0
+                        .access(4, "DepthwiseConv2DOptions", "fused_activation_function")?
+                        .unwrap_or(0),
+                )
+            }
+
+            /// Getter for the [`dilation_w_factor` field](DepthwiseConv2DOptions#structfield.dilation_w_factor).
+            #[inline]
+            pub fn dilation_w_factor(&self) -> ::planus::Result<i32> {
+                ::core::result::Result::Ok(
+                    self.0
+                        .access(5, "DepthwiseConv2DOptions", "dilation_w_factor")?
+                        .unwrap_or(1),
+                )
+            }
+
+            /// Getter for the [`dilation_h_factor` field](DepthwiseConv2DOptions#structfield.dilation_h_factor).
+            #[inline]
+            pub fn dilation_h_factor(&self) -> ::planus::Result<i32> {
+                ::core::result::Result::Ok(
+                    self.0
+                        .access(6, "DepthwiseConv2DOptions", "dilation_h_factor")?
+                        .unwrap_or(1),
+                )
+            }
+        }
+
+        impl<'a> ::core::fmt::Debug for DepthwiseConv2DOptionsRef<'a> {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                let mut f = f.debug_struct("DepthwiseConv2DOptionsRef");
+                f.field("padding", &self.padding());
+                f.field("stride_w", &self.stride_w());
+                f.field("stride_h", &self.stride_h());
+                f.field("depth_multiplier", &self.depth_multiplier());
+                f.field(
+                    "fused_activation_function",
+                    &self.fused_activation_function(),
+                );
+                f.field("dilation_w_factor", &self.dilation_w_factor());
+                f.field("dilation_h_factor", &self.dilation_h_factor());
+                f.finish()
+            }
+        }
+
+        impl<'a> ::core::convert::TryFrom<DepthwiseConv2DOptionsRef<'a>> for DepthwiseConv2DOptions {
+            type Error = ::planus::Error;
+
+            #[allow(unreachable_code)]
+            fn try_from(value: DepthwiseConv2DOptionsRef<'a>) -> ::planus::Result<Self> {
+                ::core::result::Result::Ok(Self {
+                    padding: ::core::convert::TryInto::try_into(value.padding()?)?,
+                    stride_w: ::core::convert::TryInto::try_into(value.stride_w()?)?,
+                    stride_h: ::core::convert::TryInto::try_into(value.stride_h()?)?,
+                    depth_multiplier: ::core::convert::TryInto::try_into(
+                        value.depth_multiplier()?,
+                    )?,
+                    fused_activation_function: ::core::convert::TryInto::try_into(
+                        value.fused_activation_function()?,
+                    )?,
+                    dilation_w_factor: ::core::convert::TryInto::try_into(
+                        value.dilation_w_factor()?,
+                    )?,
+                    dilation_h_factor: ::core::convert::TryInto::try_into(
+                        value.dilation_h_factor()?,
+                    )?,
+                })
+            }
+        }
+
+        impl<'a> ::planus::TableRead<'a> for DepthwiseConv2DOptionsRef<'a> {
+            #[inline]
+            fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                    buffer, offset,
+                )?))
+            }
+        }
+
+        impl<'a> ::planus::VectorReadInner<'a> for DepthwiseConv2DOptionsRef<'a> {
+            type Error = ::planus::Error;
+            const STRIDE: usize = 4;
+
+            unsafe fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                    error_kind.with_error_location(
+                        "[DepthwiseConv2DOptionsRef]",
+                        "get",
+                        buffer.offset_from_start,
+                    )
+                })
+            }
+        }
+
+        /// # Safety
+        /// The planus compiler generates implementations that initialize
+        /// the bytes in `write_values`.
+        unsafe impl ::planus::VectorWrite<::planus::Offset<DepthwiseConv2DOptions>>
+            for DepthwiseConv2DOptions
+        {
+            type Value = ::planus::Offset<DepthwiseConv2DOptions>;
+            const STRIDE: usize = 4;
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                ::planus::WriteAs::prepare(self, builder)
+            }
+
+            #[inline]
+            unsafe fn write_values(
+                values: &[::planus::Offset<DepthwiseConv2DOptions>],
+                bytes: *mut ::core::mem::MaybeUninit<u8>,
+                buffer_position: u32,
+            ) {
+                let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                    ::planus::WriteAsPrimitive::write(
+                        v,
+                        ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                        buffer_position - (Self::STRIDE * i) as u32,
+                    );
+                }
+            }
+        }
+
+        impl<'a> ::planus::ReadAsRoot<'a> for DepthwiseConv2DOptionsRef<'a> {
+            fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(
+                    ::planus::SliceWithStartOffset {
+                        buffer: slice,
+                        offset_from_start: 0,
+                    },
+                    0,
+                )
+                .map_err(|error_kind| {
+                    error_kind.with_error_location("[DepthwiseConv2DOptionsRef]", "read_as_root", 0)
+                })
+            }
+        }
+
+        /// The table `AddOptions` in the namespace `tflite`
+        ///
+        /// Generated from these locations:
+        /// * Table `AddOptions` in the file `schema.fbs:75`
+        #[derive(
+            Clone,
+            Debug,
+            PartialEq,
+            PartialOrd,
+            Eq,
+            Ord,
+            Hash,
+            ::serde::Serialize,
+            ::serde::Deserialize,
+        )]
+        pub struct AddOptions {
+            /// The field `fused_activation_function` in the table `AddOptions`
+            pub fused_activation_function: i8,
+            /// The field `pot_scale_int16` in the table `AddOptions`
+            pub pot_scale_int16: bool,
+        }
+
+        #[allow(clippy::derivable_impls)]
+        impl ::core::default::Default for AddOptions {
+            fn default() -> Self {
+                Self {
+                    fused_activation_function: 0,
+                    pot_scale_int16: true,
+                }
+            }
+        }
+
+        impl AddOptions {
+            /// Creates a [AddOptionsBuilder] for serializing an instance of this table.
+            #[inline]
+            pub fn builder() -> AddOptionsBuilder<()> {
+                AddOptionsBuilder(())
+            }
+
+            #[allow(clippy::too_many_arguments)]
+            pub fn create(
+                builder: &mut ::planus::Builder,
+                field_fused_activation_function: impl ::planus::WriteAsDefault<i8, i8>,
+                field_pot_scale_int16: impl ::planus::WriteAsDefault<bool, bool>,
+            ) -> ::planus::Offset<Self> {
+                let prepared_fused_activation_function =
+                    field_fused_activation_function.prepare(builder, &0);
+                let prepared_pot_scale_int16 = field_pot_scale_int16.prepare(builder, &true);
+
+                let mut table_writer: ::planus::table_writer::TableWriter<8> =
+                    ::core::default::Default::default();
+                if prepared_fused_activation_function.is_some() {
+                    table_writer.write_entry::<i8>(0);
+                }
+                if prepared_pot_scale_int16.is_some() {
+                    table_writer.write_entry::<bool>(1);
+                }
+
+                unsafe {
+                    table_writer.finish(builder, |object_writer| {
+                        if let ::core::option::Option::Some(prepared_fused_activation_function) =
+                            prepared_fused_activation_function
+                        {
+                            object_writer.write::<_, _, 1>(&prepared_fused_activation_function);
+                        }
+                        if let ::core::option::Option::Some(prepared_pot_scale_int16) =
+                            prepared_pot_scale_int16
+                        {
+                            object_writer.write::<_, _, 1>(&prepared_pot_scale_int16);
+                        }
+                    });
+                }
+                builder.current_offset()
+            }
+        }
+
+        impl ::planus::WriteAs<::planus::Offset<AddOptions>> for AddOptions {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<AddOptions> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl ::planus::WriteAsOptional<::planus::Offset<AddOptions>> for AddOptions {
+            type Prepared = ::planus::Offset<Self>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<AddOptions>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl ::planus::WriteAsOffset<AddOptions> for AddOptions {
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<AddOptions> {
+                AddOptions::create(
+                    builder,
+                    self.fused_activation_function,
+                    self.pot_scale_int16,
+                )
+            }
+        }
+
+        /// Builder for serializing an instance of the [AddOptions] type.
+        ///
+        /// Can be created using the [AddOptions::builder] method.
+        #[derive(Debug)]
+        #[must_use]
+        pub struct AddOptionsBuilder<State>(State);
+
+        impl AddOptionsBuilder<()> {
+            /// Setter for the [`fused_activation_function` field](AddOptions#structfield.fused_activation_function).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn fused_activation_function<T0>(self, value: T0) -> AddOptionsBuilder<(T0,)>
+            where
+                T0: ::planus::WriteAsDefault<i8, i8>,
+            {
+                AddOptionsBuilder((value,))
+            }
+
+            /// Sets the [`fused_activation_function` field](AddOptions#structfield.fused_activation_function) to the default value.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn fused_activation_function_as_default(
+                self,
+            ) -> AddOptionsBuilder<(::planus::DefaultValue,)> {
+                self.fused_activation_function(::planus::DefaultValue)
+            }
+        }
+
+        impl<T0> AddOptionsBuilder<(T0,)> {
+            /// Setter for the [`pot_scale_int16` field](AddOptions#structfield.pot_scale_int16).
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn pot_scale_int16<T1>(self, value: T1) -> AddOptionsBuilder<(T0, T1)>
+            where
+                T1: ::planus::WriteAsDefault<bool, bool>,
+            {
+                let (v0,) = self.0;
+                AddOptionsBuilder((v0, value))
+            }
+
+            /// Sets the [`pot_scale_int16` field](AddOptions#structfield.pot_scale_int16) to the default value.
+            #[inline]
+            #[allow(clippy::type_complexity)]
+            pub fn pot_scale_int16_as_default(
+                self,
+            ) -> AddOptionsBuilder<(T0, ::planus::DefaultValue)> {
+                self.pot_scale_int16(::planus::DefaultValue)
+            }
+        }
+
+        impl<T0, T1> AddOptionsBuilder<(T0, T1)> {
+            /// Finish writing the builder to get an [Offset](::planus::Offset) to a serialized [AddOptions].
+            #[inline]
+            pub fn finish(self, builder: &mut ::planus::Builder) -> ::planus::Offset<AddOptions>
+            where
+                Self: ::planus::WriteAsOffset<AddOptions>,
+            {
+                ::planus::WriteAsOffset::prepare(&self, builder)
+            }
+        }
+
+        impl<T0: ::planus::WriteAsDefault<i8, i8>, T1: ::planus::WriteAsDefault<bool, bool>>
+            ::planus::WriteAs<::planus::Offset<AddOptions>> for AddOptionsBuilder<(T0, T1)>
+        {
+            type Prepared = ::planus::Offset<AddOptions>;
+
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<AddOptions> {
+                ::planus::WriteAsOffset::prepare(self, builder)
+            }
+        }
+
+        impl<T0: ::planus::WriteAsDefault<i8, i8>, T1: ::planus::WriteAsDefault<bool, bool>>
+            ::planus::WriteAsOptional<::planus::Offset<AddOptions>>
+            for AddOptionsBuilder<(T0, T1)>
+        {
+            type Prepared = ::planus::Offset<AddOptions>;
+
+            #[inline]
+            fn prepare(
+                &self,
+                builder: &mut ::planus::Builder,
+            ) -> ::core::option::Option<::planus::Offset<AddOptions>> {
+                ::core::option::Option::Some(::planus::WriteAsOffset::prepare(self, builder))
+            }
+        }
+
+        impl<T0: ::planus::WriteAsDefault<i8, i8>, T1: ::planus::WriteAsDefault<bool, bool>>
+            ::planus::WriteAsOffset<AddOptions> for AddOptionsBuilder<(T0, T1)>
+        {
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> ::planus::Offset<AddOptions> {
+                let (v0, v1) = &self.0;
+                AddOptions::create(builder, v0, v1)
+            }
+        }
+
+        /// Reference to a deserialized [AddOptions].
+        #[derive(Copy, Clone)]
+        pub struct AddOptionsRef<'a>(#[allow(dead_code)] ::planus::table_reader::Table<'a>);
+
+        impl<'a> AddOptionsRef<'a> {
+            /// Getter for the [`fused_activation_function` field](AddOptions#structfield.fused_activation_function).
+            #[inline]
+            pub fn fused_activation_function(&self) -> ::planus::Result<i8> {
+                ::core::result::Result::Ok(
+                    self.0
+                        .access(0, "AddOptions", "fused_activation_function")?
+                        .unwrap_or(0),
+                )
+            }
+
+            /// Getter for the [`pot_scale_int16` field](AddOptions#structfield.pot_scale_int16).
+            #[inline]
+            pub fn pot_scale_int16(&self) -> ::planus::Result<bool> {
+                ::core::result::Result::Ok(
+                    self.0
+                        .access(1, "AddOptions", "pot_scale_int16")?
+                        .unwrap_or(true),
+                )
+            }
+        }
+
+        impl<'a> ::core::fmt::Debug for AddOptionsRef<'a> {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                let mut f = f.debug_struct("AddOptionsRef");
+                f.field(
+                    "fused_activation_function",
+                    &self.fused_activation_function(),
+                );
+                f.field("pot_scale_int16", &self.pot_scale_int16());
+                f.finish()
+            }
+        }
+
+        impl<'a> ::core::convert::TryFrom<AddOptionsRef<'a>> for AddOptions {
+            type Error = ::planus::Error;
+
+            #[allow(unreachable_code)]
+            fn try_from(value: AddOptionsRef<'a>) -> ::planus::Result<Self> {
+                ::core::result::Result::Ok(Self {
+                    fused_activation_function: ::core::convert::TryInto::try_into(
+                        value.fused_activation_function()?,
+                    )?,
+                    pot_scale_int16: ::core::convert::TryInto::try_into(value.pot_scale_int16()?)?,
+                })
+            }
+        }
+
+        impl<'a> ::planus::TableRead<'a> for AddOptionsRef<'a> {
+            #[inline]
+            fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::core::result::Result<Self, ::planus::errors::ErrorKind> {
+                ::core::result::Result::Ok(Self(::planus::table_reader::Table::from_buffer(
+                    buffer, offset,
+                )?))
+            }
+        }
+
+        impl<'a> ::planus::VectorReadInner<'a> for AddOptionsRef<'a> {
+            type Error = ::planus::Error;
+            const STRIDE: usize = 4;
+
+            unsafe fn from_buffer(
+                buffer: ::planus::SliceWithStartOffset<'a>,
+                offset: usize,
+            ) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(buffer, offset).map_err(|error_kind| {
+                    error_kind.with_error_location(
+                        "[AddOptionsRef]",
+                        "get",
+                        buffer.offset_from_start,
+                    )
+                })
+            }
+        }
+
+        /// # Safety
+        /// The planus compiler generates implementations that initialize
+        /// the bytes in `write_values`.
+        unsafe impl ::planus::VectorWrite<::planus::Offset<AddOptions>> for AddOptions {
+            type Value = ::planus::Offset<AddOptions>;
+            const STRIDE: usize = 4;
+            #[inline]
+            fn prepare(&self, builder: &mut ::planus::Builder) -> Self::Value {
+                ::planus::WriteAs::prepare(self, builder)
+            }
+
+            #[inline]
+            unsafe fn write_values(
+                values: &[::planus::Offset<AddOptions>],
+                bytes: *mut ::core::mem::MaybeUninit<u8>,
+                buffer_position: u32,
+            ) {
+                let bytes = bytes as *mut [::core::mem::MaybeUninit<u8>; 4];
+                for (i, v) in ::core::iter::Iterator::enumerate(values.iter()) {
+                    ::planus::WriteAsPrimitive::write(
+                        v,
+                        ::planus::Cursor::new(unsafe { &mut *bytes.add(i) }),
+                        buffer_position - (Self::STRIDE * i) as u32,
+                    );
+                }
+            }
+        }
+
+        impl<'a> ::planus::ReadAsRoot<'a> for AddOptionsRef<'a> {
+            fn read_as_root(slice: &'a [u8]) -> ::planus::Result<Self> {
+                ::planus::TableRead::from_buffer(
+                    ::planus::SliceWithStartOffset {
+                        buffer: slice,
+                        offset_from_start: 0,
+                    },
+                    0,
+                )
+                .map_err(|error_kind| {
+                    error_kind.with_error_location("[AddOptionsRef]", "read_as_root", 0)
+                })
+            }
+        }
+
         /// The table `Pool2DOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Pool2DOptions` in the file `schema.fbs:66`
+        /// * Table `Pool2DOptions` in the file `schema.fbs:81`
         #[derive(
             Clone,
             Debug,
@@ -4918,7 +5430,7 @@ mod root {
         /// The table `FullyConnectedOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `FullyConnectedOptions` in the file `schema.fbs:75`
+        /// * Table `FullyConnectedOptions` in the file `schema.fbs:90`
         #[derive(
             Clone,
             Debug,
@@ -5389,7 +5901,7 @@ mod root {
         /// The table `SoftmaxOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SoftmaxOptions` in the file `schema.fbs:83`
+        /// * Table `SoftmaxOptions` in the file `schema.fbs:98`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub struct SoftmaxOptions {
             /// The field `beta` in the table `SoftmaxOptions`
@@ -5644,7 +6156,7 @@ mod root {
         /// The table `ReshapeOptions` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `ReshapeOptions` in the file `schema.fbs:87`
+        /// * Table `ReshapeOptions` in the file `schema.fbs:102`
         #[derive(
             Clone,
             Debug,
@@ -5919,7 +6431,7 @@ mod root {
         /// The table `QuantizationParameters` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `QuantizationParameters` in the file `schema.fbs:91`
+        /// * Table `QuantizationParameters` in the file `schema.fbs:106`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub struct QuantizationParameters {
             /// The field `min` in the table `QuantizationParameters`
@@ -6430,7 +6942,7 @@ mod root {
         /// The table `Tensor` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Tensor` in the file `schema.fbs:104`
+        /// * Table `Tensor` in the file `schema.fbs:119`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub struct Tensor {
             /// The field `shape` in the table `Tensor`
@@ -7001,7 +7513,7 @@ mod root {
         /// The table `OperatorCode` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `OperatorCode` in the file `schema.fbs:117`
+        /// * Table `OperatorCode` in the file `schema.fbs:132`
         #[derive(
             Clone,
             Debug,
@@ -7435,7 +7947,7 @@ mod root {
         /// The table `Operator` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Operator` in the file `schema.fbs:124`
+        /// * Table `Operator` in the file `schema.fbs:139`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub struct Operator {
             /// The field `opcode_index` in the table `Operator`
@@ -7972,7 +8484,7 @@ mod root {
         /// The table `SubGraph` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `SubGraph` in the file `schema.fbs:133`
+        /// * Table `SubGraph` in the file `schema.fbs:148`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub struct SubGraph {
             /// The field `tensors` in the table `SubGraph`
@@ -8452,7 +8964,7 @@ mod root {
         /// The table `Buffer` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Buffer` in the file `schema.fbs:143`
+        /// * Table `Buffer` in the file `schema.fbs:158`
         #[derive(
             Clone,
             Debug,
@@ -8801,7 +9313,7 @@ mod root {
         /// The table `Model` in the namespace `tflite`
         ///
         /// Generated from these locations:
-        /// * Table `Model` in the file `schema.fbs:149`
+        /// * Table `Model` in the file `schema.fbs:164`
         #[derive(Clone, Debug, PartialEq, PartialOrd, ::serde::Serialize, ::serde::Deserialize)]
         pub struct Model {
             /// The field `version` in the table `Model`

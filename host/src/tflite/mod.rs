@@ -1,19 +1,22 @@
 //! TensorFlow Lite models in and out.
 //!
 //! - [`import()`]: a fully-integer `.tflite` (int8 activations, per-channel symmetric int8
-//!   weights, int32 biases) whose graph is a chain of the operators tinycnn has (`CONV_2D` with
-//!   a fused ReLU or none, `MAX_POOL_2D` 2x2, `RESHAPE` as the flatten, `FULLY_CONNECTED`, a
-//!   final `SOFTMAX`, and the `QUANTIZE`/`DEQUANTIZE` a converter adds at the edges) becomes a
-//!   tinycnn int8 model that computes the same bytes. Anything else is refused with the
-//!   operator and the reason.
+//!   weights, int32 biases) whose graph is made of the operators tinycnn has (`CONV_2D` and
+//!   `DEPTHWISE_CONV_2D` of any kernel up to 16x16 and stride 1 or 2, `MAX_POOL_2D` and
+//!   `AVERAGE_POOL_2D`, `ADD` closing a residual block, `RESHAPE` as the flatten,
+//!   `FULLY_CONNECTED`, a final `SOFTMAX`, fused ReLU or ReLU6, and the `QUANTIZE`/`DEQUANTIZE`
+//!   a converter adds at the edges) becomes a tinycnn int8 model (format version 3) that
+//!   computes TensorFlow Lite Micro's bytes. Anything else is refused with the operator and
+//!   the reason.
 //! - [`export()`]: a tinycnn int8 model as a `.tflite` that TensorFlow Lite runs.
 //!
 //! The flatbuffer is read and written with `planus` and the code it generated from
 //! `schema.fbs` (the part of TensorFlow Lite's schema tinycnn uses). TensorFlow Lite's layouts
-//! are tinycnn's: convolution weights OHWI (output channel, row, column, input channel), dense
-//! weights `[units, inputs]`, and a `RESHAPE` flattens an NHWC map in height, width, channel
-//! order. What tinycnn drops on import is what does not change the predicted class: the final
-//! `SOFTMAX` (the model's logits are its input) and the float edges.
+//! are tinycnn's: convolution weights OHWI (output channel, row, column, input channel),
+//! depthwise weights `[1, rows, columns, output channels]`, dense weights `[units, inputs]`,
+//! and a `RESHAPE` flattens an NHWC map in height, width, channel order. A residual block is
+//! found as a tensor that two branches read and that meet again at an `ADD`, one of them the
+//! tensor itself or a 1x1 `CONV_2D` of it.
 
 mod export;
 // Generated code (`scripts/tflite-schema.sh`): planus's own `unsafe` writes flatbuffer bytes
@@ -42,7 +45,10 @@ pub const FILE_IDENTIFIER: &[u8; 4] = b"TFL3";
 
 /// Builtin operator codes of the schema that tinycnn reads or writes.
 mod op {
+    pub const ADD: i32 = 0;
+    pub const AVERAGE_POOL_2D: i32 = 1;
     pub const CONV_2D: i32 = 3;
+    pub const DEPTHWISE_CONV_2D: i32 = 4;
     pub const DEQUANTIZE: i32 = 6;
     pub const FULLY_CONNECTED: i32 = 9;
     pub const MAX_POOL_2D: i32 = 17;
@@ -67,6 +73,7 @@ mod option {
     pub const PADDING_VALID: i8 = 1;
     pub const ACTIVATION_NONE: i8 = 0;
     pub const ACTIVATION_RELU: i8 = 1;
+    pub const ACTIVATION_RELU6: i8 = 3;
 }
 
 /// The name TensorFlow Lite gives a builtin operator code, for messages.
@@ -193,6 +200,7 @@ pub fn import_file(
     input: &std::path::Path,
     output: Option<&std::path::Path>,
     overwrite: bool,
+    output_kind: Option<tinycnn::arch::OutputKind>,
 ) -> Result<ImportReport> {
     use anyhow::Context as _;
     let output = output.map_or_else(
@@ -206,7 +214,7 @@ pub fn import_file(
     );
     crate::atomic::refuse_existing(std::slice::from_ref(&output), overwrite)?;
     let bytes = read_limited(input)?;
-    let imported = import(&bytes).with_context(|| format!("{}", input.display()))?;
+    let imported = import(&bytes, output_kind).with_context(|| format!("{}", input.display()))?;
     let dir = output
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

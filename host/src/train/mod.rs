@@ -215,6 +215,7 @@ impl SettingsArgs {
 }
 
 fn validate(settings: &TrainSettings) -> anyhow::Result<()> {
+    model::check_trainable(&settings.architecture()?)?;
     ensure!(settings.epochs >= 1, "--epochs must be at least 1");
     ensure!(settings.batch_size >= 1, "--batch-size must be at least 1");
     ensure!(
@@ -635,6 +636,7 @@ fn interrupted(state: &TrainState, checkpoint: &Path, saved: bool) -> TrainOutco
 
 /// Refuses a network whose input or classes are not the data set's.
 fn check_network_fits_data(architecture: &Architecture, data: &Mnist) -> anyhow::Result<()> {
+    model::check_trainable(architecture)?;
     let input = architecture.input();
     ensure!(
         input.values() == IMAGE_PIXELS && input.channels == 1,

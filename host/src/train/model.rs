@@ -178,6 +178,39 @@ enum Operation {
     },
 }
 
+/// Refuses a description with layers this trainer does not build yet (`host import` runs
+/// networks trained elsewhere with any layer of the vocabulary): square convolutions of side
+/// 1, 3 or 5 with stride 1, 2x2 max-pools, dropout, flatten and dense layers, with ReLU or no
+/// activation, ending in class logits.
+pub fn check_trainable(architecture: &Architecture) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        architecture.is_classifier(),
+        "host train trains classifiers; this network's output is values (output:values)"
+    );
+    for info in architecture.iter() {
+        let mut text = String::new();
+        tinycnn::text::write_layer(&mut text, &info.layer, false)?;
+        let trainable = match info.layer {
+            Layer::Conv(conv) => {
+                conv.window.is_square_stride_one() && conv.activation != Activation::Relu6
+            }
+            Layer::Dense(dense) => dense.activation != Activation::Relu6,
+            Layer::MaxPool | Layer::Dropout(_) | Layer::Flatten => true,
+            _ => false,
+        };
+        anyhow::ensure!(
+            trainable,
+            "layer {} ({}, `{text}`): host train does not train this layer yet; it trains \
+             square 1x1, 3x3 and 5x5 convolutions with stride 1, pool, drop, flatten and dense \
+             layers, with ReLU or no activation (`host import` runs networks with any layer, \
+             trained elsewhere)",
+            info.index + 1,
+            info.name
+        );
+    }
+    Ok(())
+}
+
 impl Net {
     /// A freshly initialised network of `architecture` on `device`, with
     /// [`InitScheme::default`] (Glorot uniform: see there for the measurements behind the
@@ -198,7 +231,7 @@ impl Net {
             match info.layer {
                 Layer::Conv(conv) => {
                     let side = conv.side();
-                    let padding = match conv.padding {
+                    let padding = match conv.window.padding {
                         Padding::Same => PaddingConfig2d::Same,
                         Padding::Valid => PaddingConfig2d::Valid,
                     };
@@ -221,6 +254,9 @@ impl Net {
                     dropouts.push(DropoutConfig::new(f64::from(thousandths) / 1000.0).init());
                 }
                 Layer::MaxPool | Layer::Flatten => {}
+                other => {
+                    unreachable!("{other:?}: `check_trainable` refuses it before a Net is built")
+                }
             }
         }
         let net = Self {
@@ -322,6 +358,9 @@ impl Net {
                             relu,
                         },
                     )
+                }
+                other => {
+                    unreachable!("{other:?}: `check_trainable` refuses it before a Net is built")
                 }
             };
             stages.push(Stage { name, operation });
