@@ -133,6 +133,19 @@ done
 step "netduinoplus2: the small network too (TINYCNN_MODEL)"
 TINYCNN_MODEL=../data/small/model-int8.tcnn cargo netduinoplus2
 
+# The MLPerf Tiny networks imported from TensorFlow Lite (data/mlperf/, made by `host import`
+# and `host fixture --random`) on the Cortex-M3 with the portable kernels; the parity tests
+# (tests/tests/firmware.rs) run them on the Cortex-M4 with the DSP kernels. None fits the
+# micro:bit's 16 KiB of RAM or 256 KiB of flash.
+mlperf=(kws vww resnet8 autoencoder)
+for name in "${mlperf[@]}"; do
+    for machine in mps2-an385; do
+        step "$machine: the MLPerf Tiny network $name (TINYCNN_MODEL)"
+        TINYCNN_MODEL=../data/mlperf/$name.tcnn cargo "$machine" 2>&1 | tee "$logs/$name-$machine.log"
+        [[ ${PIPESTATUS[0]} -eq 0 ]] || exit 1
+    done
+done
+
 step "netduinoplus2: test vectors of another model must be refused (expected: exit status 3)"
 expect_failure 3 "test vectors were written for another model" \
     "the test vectors of the small network beside the reference model" \
@@ -153,6 +166,20 @@ for entry in "${qemu_machines[@]}"; do
     flash=$(sed -n 's/.*INFO  flash: \([0-9]*\) B.*/\1/p' "$log")
     ram=$(sed -n 's/.*INFO  RAM: \([0-9]*\) B at peak.*/\1/p' "$log")
     printf '%-14s %-11s %-9s %13s %9.4f %9s %9s\n' "$machine" "$core" "$kernels" "$instructions" "$per_mac" "$flash" "$ram"
+done
+
+
+step "summary: the MLPerf Tiny networks"
+printf '%-12s %-14s %-9s %13s %9s %9s %9s\n' network machine kernels instructions "per MAC" flash "RAM peak"
+for name in "${mlperf[@]}"; do
+    for machine in mps2-an385; do
+        log=$logs/$name-$machine.log
+        read -r kernels instructions <<<"$(sed -n 's/.*INFO  \([a-z-]*\): \([0-9]*\) instructions .* per inference.*/\1 \2/p' "$log")"
+        per_mac=$(sed -n 's/.* per inference (.*), \([0-9.]*\) per MAC.*/\1/p' "$log" | head -n 1)
+        flash=$(sed -n 's/.*INFO  flash: \([0-9]*\) B.*/\1/p' "$log")
+        ram=$(sed -n 's/.*INFO  RAM: \([0-9]*\) B at peak.*/\1/p' "$log")
+        printf '%-12s %-14s %-9s %13s %9.4f %9s %9s\n' "$name" "$machine" "$kernels" "$instructions" "$per_mac" "$flash" "$ram"
+    done
 done
 
 echo

@@ -40,7 +40,7 @@
 use core::fmt;
 
 /// Most layers a description may hold.
-pub const MAX_LAYERS: usize = 40;
+pub const MAX_LAYERS: usize = 32;
 /// Largest input height or width, in pixels.
 pub const MAX_SIDE: usize = 256;
 /// Largest side of a convolution's or depthwise convolution's kernel.
@@ -157,9 +157,14 @@ pub enum Padding {
 
 /// The window of a convolution, depthwise convolution or pool: its size, its
 /// stride and its padding.
+// `repr(C)`, the padding first, and `Conv`'s layout below let a `Layer` take 8 bytes: a
+// description is copied by value on a microcontroller's stack (see the assertion at the end).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(C)]
 pub struct Window {
+    /// Border handling.
+    pub padding: Padding,
     /// Rows the window covers.
     pub height: u8,
     /// Columns the window covers.
@@ -168,8 +173,6 @@ pub struct Window {
     pub stride_height: u8,
     /// Columns between two windows.
     pub stride_width: u8,
-    /// Border handling.
-    pub padding: Padding,
 }
 
 impl Window {
@@ -280,13 +283,14 @@ impl Window {
 /// A 2-D convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(C)]
 pub struct Conv {
     /// Kernel size, stride and padding.
     pub window: Window,
-    /// Output channels, 1 to [`MAX_FILTERS`].
-    pub filters: u16,
     /// Activation after the sum.
     pub activation: Activation,
+    /// Output channels, 1 to [`MAX_FILTERS`].
+    pub filters: u16,
 }
 
 impl Conv {
@@ -986,12 +990,19 @@ pub struct LayerInfo {
     /// Shape it writes. A [`Layer::Residual`] leaves the main line as it is:
     /// its output is its input (the shortcut is [`LayerInfo::shortcut`]).
     pub output: Shape,
-    /// For a [`Layer::Residual`], the shortcut it keeps; for a
-    /// [`Layer::Add`], the shortcut it adds.
-    pub shortcut: Option<Shape>,
 }
 
 impl LayerInfo {
+    /// For a [`Layer::Residual`], the shortcut it keeps; for a [`Layer::Add`],
+    /// the shortcut it adds (its output's shape); `None` otherwise.
+    pub const fn shortcut(&self) -> Option<Shape> {
+        match self.layer {
+            Layer::Residual(shortcut) => Some(shortcut.output(self.input)),
+            Layer::Add(_) => Some(self.output),
+            _ => None,
+        }
+    }
+
     /// Inputs one output sees: `KH x KW x input channels` for a convolution,
     /// `KH x KW` for a depthwise convolution, the input channels for a
     /// residual projection, the input length for a dense layer, 0 otherwise.
@@ -1039,7 +1050,7 @@ impl LayerInfo {
             Layer::Conv(_) | Layer::Depthwise(_) => {
                 self.output.height * self.output.width * self.weights()
             }
-            Layer::Residual(Shortcut::Projection { .. }) => match self.shortcut {
+            Layer::Residual(Shortcut::Projection { .. }) => match self.shortcut() {
                 Some(shortcut) => shortcut.height * shortcut.width * self.weights(),
                 None => 0,
             },
@@ -1140,6 +1151,56 @@ impl Architecture {
         layers: &[Layer],
         output_kind: OutputKind,
     ) -> Result<Self, ArchError> {
+        if layers.len() > MAX_LAYERS {
+            return Err(fail_whole(Problem::TooManyLayers {
+                count: layers.len(),
+            }));
+        }
+        let mut architecture = Architecture::empty(input, output_kind);
+        let mut rest = layers;
+        while let [layer, tail @ ..] = rest {
+            architecture.push(*layer);
+            rest = tail;
+        }
+        match architecture.check() {
+            Ok(()) => Ok(architecture),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// A description without layers, to be filled in place by [`Architecture::push`] and
+    /// then checked ([`Architecture::check`]): the model-file decoder builds one so, without
+    /// copying the layers from one array into another (a description takes hundreds of bytes
+    /// of a microcontroller's stack).
+    pub(crate) const fn empty(input: Shape, output_kind: OutputKind) -> Self {
+        Architecture {
+            input,
+            layers: [Layer::Flatten; MAX_LAYERS],
+            len: 0,
+            output_kind,
+        }
+    }
+
+    /// Appends `layer` (in its canonical form); `false` when the description is full.
+    pub(crate) const fn push(&mut self, layer: Layer) -> bool {
+        match self.layers.split_at_mut_checked(self.len) {
+            Some((_, [slot, ..])) => {
+                *slot = canonical(layer);
+                self.len += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sets what the output means (the decoder reads it after the layers).
+    pub(crate) const fn set_output_kind(&mut self, output_kind: OutputKind) {
+        self.output_kind = output_kind;
+    }
+
+    /// Checks every rule of a description; [`Architecture::new`] and the decoder call it.
+    pub(crate) const fn check(&self) -> Result<(), ArchError> {
+        let input = self.input;
         if input.height == 0
             || input.width == 0
             || input.height > MAX_SIDE
@@ -1155,28 +1216,11 @@ impl Architecture {
                 channels: input.channels,
             }));
         }
-        if layers.is_empty() {
+        if self.len == 0 {
             return Err(fail_whole(Problem::NoLayers));
         }
-        if layers.len() > MAX_LAYERS {
-            return Err(fail_whole(Problem::TooManyLayers {
-                count: layers.len(),
-            }));
-        }
-        let mut stored = [Layer::Flatten; MAX_LAYERS];
-        let mut slots: &mut [Layer] = &mut stored;
-        let mut rest = layers;
-        while let ([slot, slots_tail @ ..], [layer, rest_tail @ ..]) = (slots, rest) {
-            *slot = canonical(*layer);
-            slots = slots_tail;
-            rest = rest_tail;
-        }
-        let architecture = Architecture {
-            input,
-            layers: stored,
-            len: layers.len(),
-            output_kind,
-        };
+        let architecture = self;
+        let output_kind = self.output_kind;
         // Walk every layer once: each check needs the shape the layers before
         // it produced.
         let mut walk = architecture.start();
@@ -1204,7 +1248,7 @@ impl Architecture {
             return Err(fail(last.index, last.name, Problem::LastIsDropout));
         }
         if let OutputKind::Values = output_kind {
-            return Ok(architecture);
+            return Ok(());
         }
         // A classifier: dense logits, then an optional softmax.
         let logits = match (last.layer, before_last) {
@@ -1225,7 +1269,7 @@ impl Architecture {
                         },
                     ));
                 }
-                Ok(architecture)
+                Ok(())
             }
             _ => Err(fail(logits.index, logits.name, Problem::LastNotDense)),
         }
@@ -1586,7 +1630,6 @@ impl Architecture {
             record,
             input,
             output,
-            shortcut,
         };
         if info.fan_in() > MAX_FAN_IN {
             return Some(Err(fail(
@@ -1616,7 +1659,7 @@ const _: () = {
     assert!(Architecture::REFERENCE.record_layers() == 7);
     assert!(!Architecture::REFERENCE.needs_version_3());
     // Descriptions are copied by value on a microcontroller's stack.
-    assert!(core::mem::size_of::<Layer>() <= 10);
+    assert!(core::mem::size_of::<Layer>() <= 8);
 };
 
 #[cfg(test)]
@@ -1974,7 +2017,7 @@ mod tests {
         );
         assert_eq!((resnet.macs(), resnet.parameters()), (12_501_632, 77_706));
         let shortcut = resnet.layer(5).unwrap();
-        assert_eq!(shortcut.shortcut, Some(Shape::new(16, 16, 32)));
+        assert_eq!(shortcut.shortcut(), Some(Shape::new(16, 16, 32)));
         assert_eq!(shortcut.output, Shape::new(32, 32, 16));
         let autoencoder = parse(
             "input:640 dense:128 dense:128 dense:128 dense:128 dense:8 dense:128 dense:128 \

@@ -160,6 +160,9 @@ pub enum Error {
         /// The file's version.
         version: u16,
     },
+    /// Running: the model has a layer whose kernel this program left out
+    /// ([`crate::Int8Model::classify_with_tutorial_layers`]).
+    NotLinked,
     /// Running: the image does not have the model's input size.
     InputLength {
         /// Bytes the model's input has (height x width x channels).
@@ -237,6 +240,7 @@ impl Error {
             ),
             Error::NotReferenceNetwork => ("NotReferenceNetwork", None, NONE),
             Error::NotInVersion { version } => ("NotInVersion", None, [n(version), None, None]),
+            Error::NotLinked => ("NotLinked", None, NONE),
             Error::Malformed => ("Malformed", None, NONE),
             Error::TensorLength {
                 layer,
@@ -424,6 +428,10 @@ impl fmt::Display for Error {
                 f,
                 "a version 1 or 2 int8 model's input must be quantised with scale 1/255 and \
                  zero point -128"
+            ),
+            Error::NotLinked => write!(
+                f,
+                "the model has layers whose kernels this program was built without"
             ),
             Error::NotInVersion { version } => write!(
                 f,

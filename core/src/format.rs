@@ -509,6 +509,19 @@ pub const fn decode_architecture(
     version: u16,
     payload: &[u8],
 ) -> Result<(Architecture, &[u8]), Error> {
+    let mut architecture = Architecture::empty(Shape::new(0, 0, 0), OutputKind::Classes);
+    match decode_architecture_into(version, payload, &mut architecture) {
+        Ok(rest) => Ok((architecture, rest)),
+        Err(error) => Err(error),
+    }
+}
+
+/// [`decode_architecture`] into `architecture`, in place; returns the bytes after it.
+const fn decode_architecture_into<'p>(
+    version: u16,
+    payload: &'p [u8],
+    architecture: &mut Architecture,
+) -> Result<&'p [u8], Error> {
     if version == 1 {
         return match payload.split_first_chunk::<13>() {
             Some((prefix, rest)) => {
@@ -520,7 +533,8 @@ pub const fn decode_architecture(
                     found = found_tail;
                     expected = expected_tail;
                 }
-                Ok((Architecture::REFERENCE, rest))
+                *architecture = Architecture::REFERENCE;
+                Ok(rest)
             }
             None => Err(Error::Malformed),
         };
@@ -552,50 +566,40 @@ pub const fn decode_architecture(
             problem: crate::arch::Problem::TooManyLayers { count },
         }));
     }
-    let mut layers = [Layer::Flatten; MAX_LAYERS];
-    let mut slots: &mut [Layer] = &mut layers;
+    let input = Shape::new(height as usize, width as usize, channels as usize);
+    *architecture = Architecture::empty(input, OutputKind::Classes);
     let mut filled = 0;
     while filled < count {
-        let [slot, slots_tail @ ..] = slots else {
-            return Err(Error::Malformed);
-        };
         match take_layer(rest, version) {
             Some((layer, tail)) => {
-                *slot = layer;
+                if !architecture.push(layer) {
+                    return Err(Error::Malformed);
+                }
                 rest = tail;
             }
             None => return Err(offset(payload, rest)),
         }
-        slots = slots_tail;
         filled += 1;
     }
     // Version 3 ends the description with what the output is.
-    let mut output_kind = OutputKind::Classes;
     if version >= VERSION_3 {
         match take_varint(rest, 1) {
             Some((kind, tail)) => {
                 if kind == 1 {
-                    output_kind = OutputKind::Values;
+                    architecture.set_output_kind(OutputKind::Values);
                 }
                 rest = tail;
             }
             None => return Err(offset(payload, rest)),
         }
     }
-    let input = Shape::new(height as usize, width as usize, channels as usize);
-    let layers = match layers.split_at_checked(count) {
-        Some((layers, _)) => layers,
-        None => return Err(Error::Malformed),
-    };
-    match Architecture::with_output(input, layers, output_kind) {
-        Ok(architecture) => {
-            if version < VERSION_3 && architecture.needs_version_3() {
-                return Err(Error::NotInVersion { version });
-            }
-            Ok((architecture, rest))
-        }
-        Err(error) => Err(Error::Architecture(error)),
+    if let Err(error) = architecture.check() {
+        return Err(Error::Architecture(error));
     }
+    if version < VERSION_3 && architecture.needs_version_3() {
+        return Err(Error::NotInVersion { version });
+    }
+    Ok(rest)
 }
 
 /// The flavour and description of a model file, from its header and the
@@ -1283,17 +1287,30 @@ pub struct Int8Model<'a> {
 impl<'a> Int8Model<'a> {
     /// Loads an int8 model file; any other file is an [`Error`].
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
-        match Model::from_bytes(bytes)? {
-            Model::Int8(model) => Ok(model),
-            Model::F32(_) => Err(Error::WrongFlavour {
-                expected: Flavour::Int8,
-                found: Flavour::F32,
-            }),
+        // Not through `Model`: on a microcontroller every copy of a description takes a few
+        // hundred bytes of stack.
+        let (header, payload) = split_header(bytes)?;
+        match header.flavour {
+            Flavour::Int8 => Self::from_payload(header, payload),
+            Flavour::F32 => {
+                // The payload must still be a valid f32 model for this error.
+                F32Model::from_payload(header, payload)?;
+                Err(Error::WrongFlavour {
+                    expected: Flavour::Int8,
+                    found: Flavour::F32,
+                })
+            }
         }
     }
 
     fn from_payload(header: Header, payload: &'a [u8]) -> Result<Self, Error> {
-        let (architecture, rest) = decode_architecture(header.version, payload)?;
+        let mut model = Self {
+            header,
+            architecture: Architecture::empty(Shape::new(0, 0, 0), OutputKind::Classes),
+            input: QuantParams::INPUT,
+            records: &[],
+        };
+        let rest = decode_architecture_into(header.version, payload, &mut model.architecture)?;
         let (input, records) = take_record::<QuantParams>(rest)?;
         // Versions 1 and 2 take pixels only; version 3 any valid quantisation.
         if header.version < VERSION_3 && input != QuantParams::INPUT {
@@ -1305,13 +1322,10 @@ impl<'a> Int8Model<'a> {
                 tensor: None,
             });
         }
-        check_records(&architecture, records, check_int8_layer)?;
-        Ok(Self {
-            header,
-            architecture,
-            input,
-            records,
-        })
+        check_records(&model.architecture, records, check_int8_layer)?;
+        model.input = input;
+        model.records = records;
+        Ok(model)
     }
 
     /// The network.

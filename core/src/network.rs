@@ -349,6 +349,108 @@ fn quantize_pixel(pixel: u8, input: &QuantParams) -> i8 {
     steps.clamp(-128.0, 127.0) as i8
 }
 
+/// The zero points an int8 inference tracks: the main line's and the open residual block's
+/// shortcut's.
+struct ZeroPoints<'z> {
+    main: &'z mut i8,
+    shortcut: &'z mut i8,
+}
+
+/// One int8 step of a layer the portable kernels of [`general`] run (all but square stride-1
+/// convolutions, the 2x2 max-pool and dense layers). Out of line: inlined into the runner,
+/// its many temporaries would widen the frame every inference keeps on a microcontroller's
+/// stack.
+#[inline(never)]
+fn int8_general_step<'r>(
+    step: &Step,
+    records: &mut impl Iterator<Item = Int8LayerRecord<'r>>,
+    zero_points: ZeroPoints<'_>,
+    input: &[i8],
+    shortcut: &[i8],
+    output: &mut [i8],
+) -> Result<Option<()>, Error> {
+    let ZeroPoints {
+        main: zero_point,
+        shortcut: shortcut_zero_point,
+    } = zero_points;
+    let activation = step.layer.activation();
+    let mut record = || records.next().ok_or(Error::Malformed);
+    let ran = match step.operation {
+        Operation::WindowConv { conv } => {
+            let record = record()?;
+            let geometry = window_geometry(&conv.window, step.input, step.output.channels)
+                .ok_or(Error::Malformed)?;
+            let requantization =
+                requantization(&record, geometry.output.channels, *zero_point, activation)
+                    .ok_or(Error::Malformed)?;
+            *zero_point = record.output.zero_point;
+            general::conv(input, &geometry, record.weights, &requantization, output)
+        }
+        Operation::Depthwise { depthwise } => {
+            let record = record()?;
+            let geometry = window_geometry(&depthwise.window, step.input, step.output.channels)
+                .ok_or(Error::Malformed)?;
+            let requantization =
+                requantization(&record, geometry.output.channels, *zero_point, activation)
+                    .ok_or(Error::Malformed)?;
+            *zero_point = record.output.zero_point;
+            general::depthwise(input, &geometry, record.weights, &requantization, output)
+        }
+        Operation::WindowPool { pool } => {
+            let geometry = window_geometry(&pool.window, step.input, step.input.channels)
+                .ok_or(Error::Malformed)?;
+            let (min, max) = (i32::from(i8::MIN), i32::from(i8::MAX));
+            match pool.kind {
+                PoolKind::Max => general::max_pool(input, &geometry, min, max, output),
+                PoolKind::Average => general::average_pool(input, &geometry, min, max, output),
+            }
+        }
+        Operation::GlobalAveragePool => {
+            let geometry = global_geometry(step.input).ok_or(Error::Malformed)?;
+            let (min, max) = (i32::from(i8::MIN), i32::from(i8::MAX));
+            general::average_pool(input, &geometry, min, max, output)
+        }
+        Operation::Shortcut { shortcut } => match shortcut.projection() {
+            None => {
+                *shortcut_zero_point = *zero_point;
+                output.copy_from_slice(input);
+                Some(())
+            }
+            Some(conv) => {
+                let record = record()?;
+                let geometry = window_geometry(&conv.window, step.input, step.output.channels)
+                    .ok_or(Error::Malformed)?;
+                let requantization = requantization(
+                    &record,
+                    geometry.output.channels,
+                    *zero_point,
+                    Activation::None,
+                )
+                .ok_or(Error::Malformed)?;
+                *shortcut_zero_point = record.output.zero_point;
+                general::conv(input, &geometry, record.weights, &requantization, output)
+            }
+        },
+        Operation::Add { activation } => {
+            let record = record()?;
+            let params = add_params(&record, *zero_point, *shortcut_zero_point, activation)
+                .ok_or(Error::Malformed)?;
+            *zero_point = record.output.zero_point;
+            let kept = shortcut.get(..input.len()).ok_or(Error::Malformed)?;
+            general::add(input, kept, &params, output)
+        }
+        Operation::Softmax => {
+            let record = record()?;
+            let params = softmax_params(&record).ok_or(Error::Malformed)?;
+            *zero_point = record.output.zero_point;
+            general::softmax(input, &params, output)
+        }
+        // The runner runs these itself.
+        Operation::Conv { .. } | Operation::Pool | Operation::Dense => None,
+    };
+    Ok(ran)
+}
+
 impl Int8Model<'_> {
     /// Bytes of scratch [`classify`](Self::classify) needs (plus up to 3 if
     /// the slice does not start on a word boundary).
@@ -395,7 +497,27 @@ impl Int8Model<'_> {
         scratch: &'s mut [i8],
         observe: impl FnMut(&Observation<'_, i8>),
     ) -> Result<Prediction<'s, i8>, Error> {
-        self.run(
+        self.run::<true>(
+            Int8Runner::Builtin(backend),
+            Int8Input::Pixels(image),
+            scratch,
+            observe,
+        )
+    }
+
+    /// [`Int8Model::classify_with`] for a model of the tutorial's layers only (square
+    /// stride-1 convolutions, 2x2 max-pools, dense layers: [`plan::uses_general_kernels`] is
+    /// false): the kernels of [`crate::kernels::general`] are then left out of the program,
+    /// which saves firmware that embeds such a model about 16 KB of flash. Any other layer is
+    /// [`Error::NotLinked`].
+    pub fn classify_with_tutorial_layers<'s>(
+        &self,
+        backend: Backend,
+        image: &[u8],
+        scratch: &'s mut [i8],
+        observe: impl FnMut(&Observation<'_, i8>),
+    ) -> Result<Prediction<'s, i8>, Error> {
+        self.run::<false>(
             Int8Runner::Builtin(backend),
             Int8Input::Pixels(image),
             scratch,
@@ -415,7 +537,7 @@ impl Int8Model<'_> {
         scratch: &'s mut [i8],
         observe: impl FnMut(&Observation<'_, i8>),
     ) -> Result<Prediction<'s, i8>, Error> {
-        self.run(
+        self.run::<true>(
             Int8Runner::Builtin(backend),
             Int8Input::Quantized(input),
             scratch,
@@ -433,7 +555,7 @@ impl Int8Model<'_> {
         scratch: &'s mut [i8],
         observe: impl FnMut(&Observation<'_, i8>),
     ) -> Result<Prediction<'s, i8>, Error> {
-        self.run(
+        self.run::<true>(
             Int8Runner::Caller(kernels),
             Int8Input::Pixels(image),
             scratch,
@@ -449,7 +571,7 @@ impl Int8Model<'_> {
         scratch: &'s mut [i8],
         observe: impl FnMut(&Observation<'_, i8>),
     ) -> Result<Prediction<'s, i8>, Error> {
-        self.run(
+        self.run::<true>(
             Int8Runner::Caller(kernels),
             Int8Input::Quantized(input),
             scratch,
@@ -457,7 +579,9 @@ impl Int8Model<'_> {
         )
     }
 
-    fn run<'s>(
+    /// Runs the model; with `GENERAL` false, the kernels of [`general`] are not called, so
+    /// not linked in, and a layer that needs them is an error.
+    fn run<'s, const GENERAL: bool>(
         &self,
         mut runner: Int8Runner<'_>,
         input: Int8Input<'_>,
@@ -540,48 +664,7 @@ impl Int8Model<'_> {
                         Int8Runner::Builtin(_) => ki8::conv(input, &layer, output),
                     }
                 }
-                Operation::WindowConv { conv } => {
-                    kernels = Backend::Portable;
-                    let record = records.next().ok_or(Error::Malformed)?;
-                    let geometry = window_geometry(&conv.window, step.input, step.output.channels)
-                        .ok_or(Error::Malformed)?;
-                    let requantization =
-                        requantization(&record, geometry.output.channels, zero_point, activation)
-                            .ok_or(Error::Malformed)?;
-                    zero_point = record.output.zero_point;
-                    general::conv(input, &geometry, record.weights, &requantization, output)
-                }
-                Operation::Depthwise { depthwise } => {
-                    kernels = Backend::Portable;
-                    let record = records.next().ok_or(Error::Malformed)?;
-                    let geometry =
-                        window_geometry(&depthwise.window, step.input, step.output.channels)
-                            .ok_or(Error::Malformed)?;
-                    let requantization =
-                        requantization(&record, geometry.output.channels, zero_point, activation)
-                            .ok_or(Error::Malformed)?;
-                    zero_point = record.output.zero_point;
-                    general::depthwise(input, &geometry, record.weights, &requantization, output)
-                }
                 Operation::Pool => max_pool2(input, step.input, output),
-                Operation::WindowPool { pool } => {
-                    kernels = Backend::Portable;
-                    let geometry = window_geometry(&pool.window, step.input, step.input.channels)
-                        .ok_or(Error::Malformed)?;
-                    let (min, max) = (i32::from(i8::MIN), i32::from(i8::MAX));
-                    match pool.kind {
-                        PoolKind::Max => general::max_pool(input, &geometry, min, max, output),
-                        PoolKind::Average => {
-                            general::average_pool(input, &geometry, min, max, output)
-                        }
-                    }
-                }
-                Operation::GlobalAveragePool => {
-                    kernels = Backend::Portable;
-                    let geometry = global_geometry(step.input).ok_or(Error::Malformed)?;
-                    let (min, max) = (i32::from(i8::MIN), i32::from(i8::MAX));
-                    general::average_pool(input, &geometry, min, max, output)
-                }
                 Operation::Dense => {
                     let record = records.next().ok_or(Error::Malformed)?;
                     let layer = int8_dense_layer(&record, zero_point, step, dense_rounding)
@@ -600,46 +683,14 @@ impl Int8Model<'_> {
                         Int8Runner::Builtin(_) => ki8::dense(input, &layer, output),
                     }
                 }
-                Operation::Shortcut { shortcut } => {
+                _ if !GENERAL => return Err(Error::NotLinked),
+                _ => {
                     kernels = Backend::Portable;
-                    match shortcut.projection() {
-                        None => {
-                            shortcut_zero_point = zero_point;
-                            output.copy_from_slice(input);
-                            Some(())
-                        }
-                        Some(conv) => {
-                            let record = records.next().ok_or(Error::Malformed)?;
-                            let geometry =
-                                window_geometry(&conv.window, step.input, step.output.channels)
-                                    .ok_or(Error::Malformed)?;
-                            let requantization = requantization(
-                                &record,
-                                geometry.output.channels,
-                                zero_point,
-                                Activation::None,
-                            )
-                            .ok_or(Error::Malformed)?;
-                            shortcut_zero_point = record.output.zero_point;
-                            general::conv(input, &geometry, record.weights, &requantization, output)
-                        }
-                    }
-                }
-                Operation::Add { activation } => {
-                    kernels = Backend::Portable;
-                    let record = records.next().ok_or(Error::Malformed)?;
-                    let params = add_params(&record, zero_point, shortcut_zero_point, activation)
-                        .ok_or(Error::Malformed)?;
-                    zero_point = record.output.zero_point;
-                    let kept = shortcut.get(..input.len()).ok_or(Error::Malformed)?;
-                    general::add(input, kept, &params, output)
-                }
-                Operation::Softmax => {
-                    kernels = Backend::Portable;
-                    let record = records.next().ok_or(Error::Malformed)?;
-                    let params = softmax_params(&record).ok_or(Error::Malformed)?;
-                    zero_point = record.output.zero_point;
-                    general::softmax(input, &params, output)
+                    let zero_points = ZeroPoints {
+                        main: &mut zero_point,
+                        shortcut: &mut shortcut_zero_point,
+                    };
+                    int8_general_step(step, &mut records, zero_points, input, shortcut, output)?
                 }
             };
             ran.map(|()| kernels).ok_or(Error::Malformed)

@@ -158,7 +158,7 @@ impl Cursor {
                 Layer::Add(activation) => Operation::Add { activation },
                 Layer::Softmax => Operation::Softmax,
                 Layer::Residual(shortcut) => {
-                    if let Some(kept) = info.shortcut {
+                    if let Some(kept) = info.shortcut() {
                         output = kept;
                     }
                     Operation::Shortcut { shortcut }
@@ -307,6 +307,36 @@ pub const fn work_bytes(step: &Step, dsp: bool) -> usize {
             Operation::Dense => dsp_dense_work_bytes(step.input.values()),
             _ => 0,
         },
+    }
+}
+
+/// Whether `architecture` has layers that the kernels of [`crate::kernels::general`] run
+/// (all but square stride-1 convolutions without ReLU6, the 2x2 max-pool and dense layers
+/// without ReLU6): firmware that embeds a model without them can leave those kernels out
+/// ([`crate::Int8Model::classify_with_tutorial_layers`]).
+pub const fn uses_general_kernels(architecture: &Architecture) -> bool {
+    let mut cursor = Cursor::new(architecture);
+    while let Some(step) = cursor.next(architecture) {
+        let general = match step.operation {
+            Operation::Conv { .. } | Operation::Dense => {
+                matches!(step.layer.activation(), Activation::Relu6)
+            }
+            Operation::Pool => false,
+            _ => true,
+        };
+        if general {
+            return true;
+        }
+    }
+    false
+}
+
+/// [`uses_general_kernels`] of a model file's description; `true` when it cannot be read
+/// (the runner then reports what is wrong).
+pub const fn model_uses_general_kernels(model: &[u8]) -> bool {
+    match format::peek_architecture(model) {
+        Ok((_, architecture)) => uses_general_kernels(&architecture),
+        Err(_) => true,
     }
 }
 

@@ -178,6 +178,13 @@ pub const SCRATCH_BYTES: usize = tinycnn::plan::int8_scratch_bytes_or_panic(incl
     concat!(env!("OUT_DIR"), "/model.tcnn")
 ));
 
+/// Whether [`MODEL`] has layers the kernels of `tinycnn::kernels::general` run, read from
+/// its description while compiling: without them, those kernels are left out of the
+/// firmware ([`profile::classify`]).
+pub const GENERAL_KERNELS: bool = tinycnn::plan::model_uses_general_kernels(include_bytes!(
+    concat!(env!("OUT_DIR"), "/model.tcnn")
+));
+
 /// Validates [`MODEL`]; on a bad blob logs why and exits with
 /// [`ExitCode::BadBlob`].
 pub fn load_model() -> Int8Model<'static> {

@@ -14,7 +14,7 @@ use std::process::Command;
 
 use tinycnn::Int8Model;
 use tinycnn::testvec::TestVectors;
-use tinycnn_host::deploy::inspect::{FIRMWARE_CODE_BYTES, FIRMWARE_RAM_BYTES};
+use tinycnn_host::deploy::inspect::{FIRMWARE_RAM_BYTES, firmware_code_bytes};
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -44,11 +44,12 @@ fn number_after(line: &str, key: &str) -> Option<usize> {
     digits.parse().ok()
 }
 
-/// Runs the firmware with the model in `data/<dir>/model-int8.tcnn` and checks its log.
-fn check_model_in_qemu(dir: &str) {
+/// Runs the firmware with the model `<dir>/<name>.tcnn` and its test vectors `<name>.tctv` and
+/// checks its log.
+fn check_model_in_qemu(dir: &str, name: &str) {
     let data = workspace().join(dir);
-    let model_path = data.join("model-int8.tcnn");
-    let vectors_path = data.join("model-int8.tctv");
+    let model_path = data.join(format!("{name}.tcnn"));
+    let vectors_path = data.join(format!("{name}.tctv"));
     let model_bytes = std::fs::read(&model_path).expect("the shipped int8 model");
     let vector_bytes = std::fs::read(&vectors_path).expect("its test vectors");
     let model = Int8Model::from_bytes(&model_bytes).unwrap();
@@ -118,10 +119,11 @@ fn check_model_in_qemu(dir: &str) {
     let text = number_after(flash, "(text").expect("text size");
     let besides_blobs =
         number_after(flash, "flash:").expect("flash size") - model_bytes.len() - vector_bytes.len();
+    let code_bytes = firmware_code_bytes(model.architecture());
     assert!(
-        besides_blobs <= FIRMWARE_CODE_BYTES,
-        "{dir}: the firmware takes {besides_blobs} B of flash beside the model and the test \
-         vectors, host inspect assumes {FIRMWARE_CODE_BYTES}"
+        besides_blobs <= code_bytes,
+        "{dir}/{name}: the firmware takes {besides_blobs} B of flash beside the model and the \
+         test vectors, host inspect assumes {code_bytes}"
     );
     let ram = log.lines().find(|l| l.contains("RAM:")).expect("RAM line");
     let statics = number_after(ram, "static").expect("static RAM");
@@ -130,11 +132,11 @@ fn check_model_in_qemu(dir: &str) {
         statics - tinycnn::plan::int8_scratch_bytes_for(model.architecture(), true) + stack;
     assert!(
         besides_scratch <= FIRMWARE_RAM_BYTES,
-        "{dir}: the firmware needs {besides_scratch} B of RAM beside the scratch, host inspect \
-         assumes {FIRMWARE_RAM_BYTES}"
+        "{dir}/{name}: the firmware needs {besides_scratch} B of RAM beside the scratch, host \
+         inspect assumes {FIRMWARE_RAM_BYTES}"
     );
     println!(
-        "firmware in QEMU with {dir}/model-int8.tcnn: {} images, logits identical to the host \
+        "firmware in QEMU with {dir}/{name}.tcnn: {} images, logits identical to the host \
          core's; code {text} B, flash beside the model and the vectors {besides_blobs} B, RAM beside \
          the scratch {besides_scratch} B",
         printed.len()
@@ -143,8 +145,17 @@ fn check_model_in_qemu(dir: &str) {
 
 #[test]
 fn firmware_logits_in_qemu_equal_the_host_core() {
-    check_model_in_qemu("data");
-    check_model_in_qemu("data/small");
+    check_model_in_qemu("data", "model-int8");
+    check_model_in_qemu("data/small", "model-int8");
+}
+
+/// The MLPerf Tiny networks imported from TensorFlow Lite, on the Cortex-M4 with the DSP
+/// kernels (`firmware/ci.sh` runs them on the Cortex-M3).
+#[test]
+fn firmware_runs_the_mlperf_tiny_networks_as_the_host_core_does() {
+    for name in ["kws", "vww", "resnet8", "autoencoder"] {
+        check_model_in_qemu("data/mlperf", name);
+    }
 }
 
 #[test]

@@ -27,6 +27,7 @@ use std::sync::LazyLock;
 use tinycnn::Int8Model;
 use tinycnn::arch::OutputKind;
 use tinycnn::kernels::int8::Backend;
+use tinycnn::testvec::TestVectors;
 use tinycnn_host::data::mnist::Mnist;
 use tinycnn_host::deploy::eval::{available_threads, int8_logits};
 use tinycnn_host::tflite;
@@ -168,7 +169,23 @@ fn mlperf_tiny_models_import_to_tensorflow_lite_micros_bytes() {
             imported.file.len(),
             tflite_bytes.len()
         );
+        // The firmware's checks run the committed import and its test vectors: both current.
+        assert!(
+            imported.file == mlperf_file(name, "tcnn"),
+            "data/mlperf/{name}.tcnn is not the import of {name}.tflite: run `host import`"
+        );
         let model = Int8Model::from_bytes(&imported.file).unwrap();
+        let vectors_file = mlperf_file(name, "tctv");
+        let vectors = TestVectors::from_bytes(&vectors_file).unwrap();
+        vectors.check_model(&model).unwrap();
+        let mut scratch = vec![0i8; model.scratch_bytes()];
+        for (index, vector) in vectors.iter().enumerate() {
+            let ours = model.classify(vector.image, &mut scratch).unwrap();
+            assert!(
+                vector.matches(ours.logits),
+                "data/mlperf/{name}.tctv is stale at vector {index}: run `host fixture --random`"
+            );
+        }
         let input_len = model.input_shape().values();
         let output_len = model.architecture().output().values();
         let count = expected.len() / output_len;

@@ -305,6 +305,8 @@ fn product(x: i8, w: u8, zero_point: i32) -> i32 {
 /// requantisation from [`Requantization::new`]), the output zero point added
 /// and clamped. The sum wraps on `i32` overflow, which takes more than 65,536
 /// products per output (TFLite's C++ overflows there too).
+// Out of line: inlined into the runner, every kernel would widen its stack frame.
+#[inline(never)]
 pub fn conv(
     input: &[i8],
     geometry: &WindowGeometry,
@@ -349,6 +351,8 @@ pub fn conv(
 /// `oc` filters input channel `oc / multiplier`. `weights` are `i8`s in
 /// TFLite's layout `[ky][kx][output channel]`; the rest is as [`conv`].
 /// `None` unless the output channels are a multiple of the input channels.
+// Out of line: inlined into the runner, every kernel would widen its stack frame.
+#[inline(never)]
 pub fn depthwise(
     input: &[i8],
     geometry: &WindowGeometry,
@@ -366,19 +370,42 @@ pub fn depthwise(
     }
     let multiplier = outputs / channels;
     let zero_point = requantization.input_zero_point();
+    // Output channels in blocks of accumulators, the taps outside and the channels inside:
+    // each tap adds a contiguous run of channels (input and weights alike).
+    const BLOCK: usize = 16;
     for (pixel, window) in output.chunks_exact_mut(outputs).zip(geometry.windows()) {
-        let constants = requantization.channels();
-        for (oc, (out, constants)) in pixel.iter_mut().zip(constants).enumerate() {
-            let mut accumulator = 0i32;
-            let values = window.values(input, channels, oc / multiplier);
-            let taps = window.runs().flat_map(|run| {
-                let first = weights.get(run.tap * outputs + oc..).unwrap_or(&[]);
-                first.iter().step_by(outputs).take(run.len)
-            });
-            for (x, &w) in values.zip(taps) {
-                accumulator = accumulator.wrapping_add(product(x, w, zero_point));
+        let mut constants = requantization.channels();
+        for (block, out_block) in pixel.chunks_mut(BLOCK).enumerate() {
+            let base = block * BLOCK;
+            let len = out_block.len();
+            let mut accumulators = [0i32; BLOCK];
+            for run in window.runs() {
+                for step in 0..run.len {
+                    let at = (run.pixel + step) * channels;
+                    let values = input.get(at..at + channels)?;
+                    let taps = weights
+                        .get((run.tap + step) * outputs + base..)?
+                        .get(..len)?;
+                    if multiplier == 1 {
+                        let values = values.get(base..base + len)?;
+                        for ((sum, &x), &w) in accumulators.iter_mut().zip(values).zip(taps) {
+                            *sum = sum.wrapping_add(product(x, w, zero_point));
+                        }
+                    } else {
+                        for (offset, (sum, &w)) in accumulators.iter_mut().zip(taps).enumerate() {
+                            let x = *values.get((base + offset) / multiplier)?;
+                            *sum = sum.wrapping_add(product(x, w, zero_point));
+                        }
+                    }
+                }
             }
-            *out = requantization.apply(accumulator, constants);
+            for ((out, sum), constants) in out_block
+                .iter_mut()
+                .zip(accumulators)
+                .zip(constants.by_ref())
+            {
+                *out = requantization.apply(sum, constants);
+            }
         }
     }
     Some(())
@@ -394,6 +421,8 @@ fn pool_fits<T>(input: &[T], geometry: &WindowGeometry, output: &[T]) -> bool {
 /// window's values inside the input (taps in the padding are not counted),
 /// rounded half away from zero, clamped to `[activation_min,
 /// activation_max]`. Input and output share their quantisation.
+// Out of line: inlined into the runner, every kernel would widen its stack frame.
+#[inline(never)]
 pub fn average_pool(
     input: &[i8],
     geometry: &WindowGeometry,
@@ -425,6 +454,8 @@ pub fn average_pool(
 
 /// int8 max pool, TFLite Micro's `MAX_POOL_2D`: the largest of the window's
 /// values inside the input, clamped to `[activation_min, activation_max]`.
+// Out of line: inlined into the runner, every kernel would widen its stack frame.
+#[inline(never)]
 pub fn max_pool(
     input: &[i8],
     geometry: &WindowGeometry,
@@ -509,6 +540,8 @@ impl AddParams {
 
 /// int8 element-wise addition of equally long `a` and `b`, TFLite Micro's
 /// `ADD` without broadcasting.
+// Out of line: inlined into the runner, every kernel would widen its stack frame.
+#[inline(never)]
 pub fn add(a: &[i8], b: &[i8], params: &AddParams, output: &mut [i8]) -> Option<()> {
     if a.len() != output.len() || b.len() != output.len() {
         return None;
@@ -574,6 +607,8 @@ impl SoftmaxParams {
 /// 512 (512 values equal to the maximum, say): the final shift would then
 /// exceed 31, and TFLite's reference stops on a failed check. An empty
 /// vector gives an empty output.
+// Out of line: inlined into the runner, every kernel would widen its stack frame.
+#[inline(never)]
 pub fn softmax(input: &[i8], params: &SoftmaxParams, output: &mut [i8]) -> Option<()> {
     if input.len() != output.len() {
         return None;
@@ -741,6 +776,8 @@ fn clamp_f32(value: f32, min: f32, max: f32) -> f32 {
 ///
 /// `weights` are little-endian `f32` bytes in the layout `[output
 /// channel][ky][kx][input channel]`, `bias` one per output channel.
+// Out of line: inlined into the runner, every kernel would widen its stack frame.
+#[inline(never)]
 pub fn conv_f32(
     input: &[f32],
     geometry: &WindowGeometry,
@@ -785,6 +822,8 @@ pub fn conv_f32(
 /// / multiplier` with weights in TFLite's layout `[ky][kx][output channel]`
 /// (little-endian `f32` bytes), summed over the taps inside the input in
 /// kernel row then column order, plus the bias, clamped as in [`conv_f32`].
+// Out of line: inlined into the runner, every kernel would widen its stack frame.
+#[inline(never)]
 pub fn depthwise_f32(
     input: &[f32],
     geometry: &WindowGeometry,
@@ -828,6 +867,8 @@ pub fn depthwise_f32(
 /// f32 average pool: the sum of the window's values inside the input (row by
 /// row), divided by their count, clamped to `[activation_min,
 /// activation_max]`.
+// Out of line: inlined into the runner, every kernel would widen its stack frame.
+#[inline(never)]
 pub fn average_pool_f32(
     input: &[f32],
     geometry: &WindowGeometry,
@@ -857,6 +898,8 @@ pub fn average_pool_f32(
 
 /// f32 max pool: the largest of the window's values inside the input (NaNs
 /// are passed over), clamped to `[activation_min, activation_max]`.
+// Out of line: inlined into the runner, every kernel would widen its stack frame.
+#[inline(never)]
 pub fn max_pool_f32(
     input: &[f32],
     geometry: &WindowGeometry,
@@ -881,6 +924,8 @@ pub fn max_pool_f32(
 
 /// f32 element-wise addition of equally long `a` and `b`, clamped to
 /// `[activation_min, activation_max]`.
+// Out of line: inlined into the runner, every kernel would widen its stack frame.
+#[inline(never)]
 pub fn add_f32(
     a: &[f32],
     b: &[f32],

@@ -25,8 +25,8 @@ pub fn default_path(model: &Path) -> PathBuf {
 pub struct FixtureOptions {
     /// The int8 model.
     pub model: PathBuf,
-    /// The data set's directory.
-    pub data_dir: PathBuf,
+    /// The data set's directory; `None` for random pictures.
+    pub data_dir: Option<PathBuf>,
     /// Test images to include.
     pub count: usize,
     /// The output file [default: [`default_path`]].
@@ -44,8 +44,26 @@ pub struct FixtureReport {
     pub vectors: usize,
     /// File size.
     pub bytes: usize,
-    /// Vectors whose logits pick the label.
-    pub correct: usize,
+    /// Vectors whose logits pick the label; `None` for a network whose output is values.
+    pub correct: Option<usize>,
+}
+
+/// Seed of [`random_pixels`].
+pub const RANDOM_SEED: u64 = 0x7463_6e6e;
+
+/// `count` pixels, each the top byte of one splitmix64 output seeded with [`RANDOM_SEED`]:
+/// pictures of any shape for networks that MNIST does not fit, the same on every machine.
+pub fn random_pixels(count: usize) -> Vec<u8> {
+    let mut state = RANDOM_SEED;
+    (0..count)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 56) as u8
+        })
+        .collect()
 }
 
 /// `host fixture`.
@@ -62,21 +80,44 @@ pub fn run(options: &FixtureOptions) -> anyhow::Result<FixtureReport> {
         .clone()
         .unwrap_or_else(|| default_path(&options.model));
     atomic::refuse_existing(std::slice::from_ref(&path), options.overwrite)?;
-    let data = Mnist::load(&options.data_dir)?;
-    check_data_fits(model.architecture(), &data)?;
-    ensure!(
-        (1..=data.test.len()).contains(&options.count),
-        "--count must be between 1 and {} (the test images)",
-        data.test.len()
-    );
-    let test = data.test.head(options.count);
-    let logits = int8_logits(&model, &test.pixels, 1);
+    let (pixels, labels) = match &options.data_dir {
+        Some(dir) => {
+            let data = Mnist::load(dir)?;
+            check_data_fits(model.architecture(), &data)?;
+            ensure!(
+                (1..=data.test.len()).contains(&options.count),
+                "--count must be between 1 and {} (the test images)",
+                data.test.len()
+            );
+            let test = data.test.head(options.count);
+            (test.pixels, Some(test.labels))
+        }
+        None => (
+            random_pixels(options.count * model.input_shape().values()),
+            None,
+        ),
+    };
+    let logits = int8_logits(&model, &pixels, 1);
+    // Random pictures have no labels: each records the class the host computed (0 for a
+    // network whose output is values).
+    let labels: Vec<u8> = labels.unwrap_or_else(|| {
+        logits
+            .iter()
+            .map(|l| {
+                if model.architecture().is_classifier() {
+                    u8::try_from(tinycnn::kernels::argmax(l)).unwrap_or(u8::MAX)
+                } else {
+                    0
+                }
+            })
+            .collect()
+    });
     let mut records = Vec::new();
     let image_len = model.input_shape().values();
     for ((logits, image), &label) in logits
         .iter()
-        .zip(test.pixels.chunks_exact(image_len))
-        .zip(&test.labels)
+        .zip(pixels.chunks_exact(image_len))
+        .zip(&labels)
     {
         tinycnn::testvec::push_record(&mut records, u16::from(label), image, logits);
     }
@@ -89,13 +130,13 @@ pub fn run(options: &FixtureOptions) -> anyhow::Result<FixtureReport> {
     atomic::write(&path, &file).with_context(|| format!("{}: cannot write", path.display()))?;
     let correct = logits
         .iter()
-        .zip(&test.labels)
+        .zip(&labels)
         .filter(|&(l, &label)| tinycnn::kernels::argmax(l) == usize::from(label))
         .count();
     Ok(FixtureReport {
         path,
         vectors: logits.len(),
         bytes: file.len(),
-        correct,
+        correct: model.architecture().is_classifier().then_some(correct),
     })
 }

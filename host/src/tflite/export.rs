@@ -158,7 +158,7 @@ pub fn export(model: &Int8Model<'_>) -> Result<Vec<u8>> {
                 None => shortcut = (current, quantization),
                 Some(conv) => {
                     let record = needs_record()?;
-                    let kept = info.shortcut.unwrap_or(info.output);
+                    let kept = info.shortcut().unwrap_or(info.output);
                     let weights = graph.weights(
                         &format!("{name}/weights"),
                         vec![info.outputs(), 1, 1, info.input.channels],
