@@ -156,6 +156,30 @@ pub const fn requantize_with(
     output_zero_point: i32,
     activation_min: i32,
 ) -> i8 {
+    requantize_clamped(
+        rounding,
+        accumulator,
+        multiplier,
+        shift,
+        output_zero_point,
+        activation_min,
+        i8::MAX as i32,
+    )
+}
+
+/// [`requantize_with`] clamped to `[activation_min, activation_max]` (both
+/// within the int8 range; with `activation_max < activation_min` the result is
+/// `activation_max`, as TensorFlow Lite's `max`-then-`min` gives).
+#[inline(always)]
+pub const fn requantize_clamped(
+    rounding: Rounding,
+    accumulator: i32,
+    multiplier: i32,
+    shift: i32,
+    output_zero_point: i32,
+    activation_min: i32,
+    activation_max: i32,
+) -> i8 {
     let scaled = match rounding {
         Rounding::Double => multiply_by_quantized_multiplier(accumulator, multiplier, shift),
         Rounding::Single => {
@@ -168,8 +192,8 @@ pub const fn requantize_with(
     } else {
         shifted
     };
-    (if low > i8::MAX as i32 {
-        i8::MAX as i32
+    (if low > activation_max {
+        activation_max
     } else {
         low
     }) as i8

@@ -15,7 +15,7 @@
 
 use super::{ConvGeometry, Window};
 use crate::arch::Activation;
-use crate::quant::{Rounding, requantize_with};
+use crate::quant::{Rounding, requantize_clamped};
 
 /// Which implementation of the int8 kernels runs a network (see
 /// [`crate::Int8Model::classify_with`]), or ran a kernel.
@@ -219,21 +219,15 @@ impl<'a> Requantization<'a> {
 
     #[inline(always)]
     fn requantize(&self, rounding: Rounding, accumulator: i32, channel: ChannelRequant) -> i8 {
-        let value = requantize_with(
+        requantize_clamped(
             rounding,
             accumulator.saturating_add(channel.bias),
             channel.multiplier,
             channel.shift,
             self.output_zero_point,
             self.activation_min,
-        );
-        // `requantize_with` clamped to [activation_min, 127]; the maximum is
-        // within the int8 range, so this is TFLite's clamp to [min, max].
-        if i32::from(value) > self.activation_max {
-            self.activation_max as i8
-        } else {
-            value
-        }
+            self.activation_max,
+        )
     }
 }
 
