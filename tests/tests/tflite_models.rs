@@ -30,6 +30,7 @@ use tinycnn::kernels::int8::Backend;
 use tinycnn::testvec::TestVectors;
 use tinycnn_host::data::mnist::Mnist;
 use tinycnn_host::deploy::eval::{available_threads, int8_logits};
+use tinycnn_host::deploy::fixture;
 use tinycnn_host::tflite;
 
 /// The Keras networks of `data/keras/`.
@@ -124,15 +125,9 @@ const MLPERF: [(&str, u64); 4] = [
 /// The fixtures' inputs: one splitmix64 call per int8 byte, its top 8 bits
 /// (`data/mlperf/README.md`).
 fn splitmix_bytes(seed: u64, count: usize) -> Vec<i8> {
-    let mut state = seed;
-    (0..count)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 56) as u8 as i8
-        })
+    fixture::splitmix_bytes(seed, count)
+        .into_iter()
+        .map(|b| b as i8)
         .collect()
 }
 

@@ -241,13 +241,12 @@ impl Network {
                         part.output.scale,
                         part.output.zero_point,
                     );
-                    let [m0, m1] = params.input_multipliers;
-                    let [s0, s1] = params.input_shifts;
+                    let (multipliers, shifts) = params.record_multipliers();
                     records.push(Owned::constants(
                         part.output,
                         Vec::new(),
-                        &[m0, m1, params.output_multiplier],
-                        &[s0, s1, params.output_shift],
+                        &multipliers,
+                        &shifts,
                     ));
                     current = part.output;
                 }

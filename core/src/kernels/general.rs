@@ -512,6 +512,23 @@ impl AddParams {
     /// for int8).
     pub const LEFT_SHIFT: u32 = 20;
 
+    /// The multipliers and shifts as a model file's addition record holds
+    /// them: the first input's, the second's, the sum's.
+    pub const fn record_multipliers(&self) -> ([i32; 3], [i32; 3]) {
+        (
+            [
+                self.input_multipliers[0],
+                self.input_multipliers[1],
+                self.output_multiplier,
+            ],
+            [
+                self.input_shifts[0],
+                self.input_shifts[1],
+                self.output_shift,
+            ],
+        )
+    }
+
     /// One output value (TFLite's `AddFunc`).
     fn add(&self, a: i8, b: i8) -> i8 {
         let [zero_a, zero_b] = self.input_zero_points;

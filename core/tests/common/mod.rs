@@ -60,16 +60,7 @@ pub fn int8_tensors_of(architecture: Architecture, seed: u32) -> Int8Tensors {
                     output.scale,
                     output.zero_point,
                 );
-                let multipliers = [
-                    params.input_multipliers[0],
-                    params.input_multipliers[1],
-                    params.output_multiplier,
-                ];
-                let shifts = [
-                    params.input_shifts[0],
-                    params.input_shifts[1],
-                    params.output_shift,
-                ];
+                let (multipliers, shifts) = params.record_multipliers();
                 layers.push([
                     vec![],
                     vec![],

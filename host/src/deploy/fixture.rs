@@ -51,10 +51,11 @@ pub struct FixtureReport {
 /// Seed of [`random_pixels`].
 pub const RANDOM_SEED: u64 = 0x7463_6e6e;
 
-/// `count` pixels, each the top byte of one splitmix64 output seeded with [`RANDOM_SEED`]:
-/// pictures of any shape for networks that MNIST does not fit, the same on every machine.
-pub fn random_pixels(count: usize) -> Vec<u8> {
-    let mut state = RANDOM_SEED;
+/// `count` bytes, each the top byte of one splitmix64 output of a stream seeded with `seed`
+/// (one call per byte): the same on every machine, and simple to write again in any language
+/// (`data/mlperf/README.md` spells it out).
+pub fn splitmix_bytes(seed: u64, count: usize) -> Vec<u8> {
+    let mut state = seed;
     (0..count)
         .map(|_| {
             state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -64,6 +65,12 @@ pub fn random_pixels(count: usize) -> Vec<u8> {
             ((z ^ (z >> 31)) >> 56) as u8
         })
         .collect()
+}
+
+/// `count` pixels of [`splitmix_bytes`] seeded with [`RANDOM_SEED`]: pictures of any shape
+/// for networks that MNIST does not fit.
+pub fn random_pixels(count: usize) -> Vec<u8> {
+    splitmix_bytes(RANDOM_SEED, count)
 }
 
 /// `host fixture`.

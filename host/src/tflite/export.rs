@@ -193,12 +193,8 @@ pub fn export(model: &Int8Model<'_>) -> Result<Vec<u8>> {
                     let shift = record.shifts.get(index).map(|&s| i32::from(s as i8));
                     (multiplier, shift)
                 };
-                let expected = [
-                    (derived.input_multipliers[0], derived.input_shifts[0]),
-                    (derived.input_multipliers[1], derived.input_shifts[1]),
-                    (derived.output_multiplier, derived.output_shift),
-                ];
-                if (0..3).any(|i| stored(i) != (Some(expected[i].0), Some(expected[i].1))) {
+                let (multipliers, shifts) = derived.record_multipliers();
+                if (0..3).any(|i| stored(i) != (Some(multipliers[i]), Some(shifts[i]))) {
                     bail!(
                         "{name}: the addition's multipliers are not the ones TensorFlow Lite \
                          derives from its scales"

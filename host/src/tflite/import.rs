@@ -1321,16 +1321,7 @@ impl Builder {
                         output.scale,
                         output.zero_point,
                     );
-                    let multipliers = [
-                        params.input_multipliers[0],
-                        params.input_multipliers[1],
-                        params.output_multiplier,
-                    ];
-                    let shifts = [
-                        params.input_shifts[0],
-                        params.input_shifts[1],
-                        params.output_shift,
-                    ];
+                    let (multipliers, shifts) = params.record_multipliers();
                     (
                         *output,
                         Vec::new(),
