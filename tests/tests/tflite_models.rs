@@ -337,8 +337,9 @@ fn tensorflow_lite_micro(
 
 /// tinycnn's `.tflite` export of the imported networks, run live by TensorFlow Lite Micro:
 /// the four MLPerf Tiny networks on their 1,000 fixture inputs, the three Keras networks on
-/// MNIST test images (all 10,000 for the two small ones, the first 2,000 for the tutorial's,
-/// whose 30 M MACs per image TensorFlow Lite Micro's reference kernels take 15 ms for).
+/// the first MNIST test images (2,000 for the two small ones, 500 for the tutorial's, whose
+/// 30 M MACs per image TensorFlow Lite Micro's reference kernels take 15 ms for; the import
+/// test above covers all 10,000).
 #[test]
 fn exported_models_compute_the_same_bytes_in_tensorflow_lite_micro() {
     let Some(python) = tflite_python() else {
@@ -354,7 +355,7 @@ fn exported_models_compute_the_same_bytes_in_tensorflow_lite_micro() {
         let inputs = splitmix_bytes(seed, 1000 * model.input_shape().values());
         cases.push((name.to_string(), file, inputs));
     }
-    for (name, images) in [("reference", 2_000), ("small", 10_000), ("mixed", 10_000)] {
+    for (name, images) in [("reference", 500), ("small", 2_000), ("mixed", 2_000)] {
         let file = tflite::import(&keras_file(name, "tflite"), None)
             .unwrap()
             .file;
