@@ -251,7 +251,7 @@ fn exported_models_compute_the_same_bytes_in_tensorflow_lite() {
             read(&workspace().join("data/small/model-int8.tcnn")),
         ),
     ];
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("litert");
     // The interpreter runs each model in its own process, side by side.
     std::thread::scope(|scope| {
         let runs: Vec<_> = models
@@ -363,7 +363,7 @@ fn exported_models_compute_the_same_bytes_in_tensorflow_lite_micro() {
         let inputs = pixels.iter().map(|&p| (p ^ 0x80) as i8).collect();
         cases.push((format!("keras {name}"), file, inputs));
     }
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("tflm");
     std::thread::scope(|scope| {
         let runs: Vec<_> = cases
             .iter()
@@ -417,8 +417,10 @@ fn exported_models_compute_the_same_bytes_in_tensorflow_lite_micro() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-fn tempfile_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tinycnn-tflite-{}", std::process::id()));
+/// A directory of this process's own for the test `name` (the tests run side by side, and each
+/// removes its directory when done).
+fn tempfile_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tinycnn-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
