@@ -54,6 +54,10 @@ pub const MAX_FILTERS: usize = 1024;
 /// Most units of a dense layer (and so most classes, and most input values
 /// of a vector input).
 pub const MAX_UNITS: usize = 4096;
+/// Most values a softmax takes: the int8 softmax sums the exponentials of the
+/// values' differences from their largest (each at most 1) in fixed point with
+/// 9 integer bits, so 511 of them always fit.
+pub const MAX_SOFTMAX_VALUES: usize = 511;
 /// Fewest classes: the last dense layer's units.
 pub const MIN_CLASSES: usize = 2;
 /// Most values in one activation tensor: a layer's own output, counted
@@ -734,6 +738,11 @@ pub enum Problem {
     SoftmaxNotLast,
     /// A softmax on a map instead of a vector.
     SoftmaxOnMap,
+    /// A softmax over more than [`MAX_SOFTMAX_VALUES`] values.
+    SoftmaxTooWide {
+        /// Values it would take.
+        values: usize,
+    },
     /// A classifier whose last layer (before an optional softmax) is not a
     /// dense layer.
     LastNotDense,
@@ -874,6 +883,11 @@ impl fmt::Display for Problem {
             Problem::SoftmaxOnMap => {
                 write!(f, "softmax works on a vector: put it after a dense layer")
             }
+            Problem::SoftmaxTooWide { values } => write!(
+                f,
+                "softmax over {values} values: the int8 softmax takes at most \
+                 {MAX_SOFTMAX_VALUES}"
+            ),
             Problem::LastNotDense => write!(
                 f,
                 "the last layer of a classifier must be a dense layer (softmax may follow it): \
@@ -1586,6 +1600,11 @@ impl Architecture {
                 if !input.is_vector() {
                     return Err(Problem::SoftmaxOnMap);
                 }
+                if input.channels > MAX_SOFTMAX_VALUES {
+                    return Err(Problem::SoftmaxTooWide {
+                        values: input.channels,
+                    });
+                }
                 input
             }
         };
@@ -1885,6 +1904,10 @@ mod tests {
         assert_eq!(
             parse_problem("conv3x3:4 softmax"),
             (Some(1), Problem::SoftmaxOnMap)
+        );
+        assert_eq!(
+            parse_problem("flatten dense:512 softmax"),
+            (Some(2), Problem::SoftmaxTooWide { values: 512 })
         );
         assert_eq!(
             parse_problem("gap conv3x3:4"),
