@@ -72,11 +72,15 @@ struct Slices<'a, T> {
     shortcut: &'a [T],
 }
 
-/// The slices of `step` inside `arena`, whose first `shortcut_len` units are
-/// the shortcut area.
-fn split<'a, T>(arena: &'a mut [T], step: &Step, shortcut_len: usize) -> Option<Slices<'a, T>> {
+/// The slices of `step` inside `arena` at `regions` (the step's
+/// [`plan::regions`]), whose first `shortcut_len` units are the shortcut area.
+fn split<'a, T>(
+    arena: &'a mut [T],
+    step: &Step,
+    regions: plan::Regions,
+    shortcut_len: usize,
+) -> Option<Slices<'a, T>> {
     let (input_len, output_len) = (step.input.values(), step.output.values());
-    let regions = plan::regions(step, shortcut_len, arena.len());
     let (shortcut_area, swapping) = arena.split_at_mut_checked(shortcut_len)?;
     if !step.swaps_ends() {
         let input = swapping
@@ -163,9 +167,9 @@ fn run_steps<'s, T: Copy + PartialOrd>(
         len: architecture.input().values(),
     };
     for (index, step) in plan::steps(architecture).enumerate() {
-        let slices = split(arena, &step, shortcut_len).ok_or(Error::Malformed)?;
-        let kernels = run(&step, slices)?;
         let regions = plan::regions(&step, shortcut_len, needed);
+        let slices = split(arena, &step, regions, shortcut_len).ok_or(Error::Malformed)?;
+        let kernels = run(&step, slices)?;
         let written = Output {
             offset: regions.output,
             len: step.output.values(),
