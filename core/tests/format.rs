@@ -185,6 +185,76 @@ fn golden_bytes() {
     );
 }
 
+/// Pins version 3's layout: lengths and checksums computed by the same
+/// independent encoder (`tests/golden_encoder.py`) from `FORMAT.md`, for
+/// models that use every kind of layer version 3 added, a vector input, an
+/// output of values and an input quantisation other than pixels.
+#[test]
+fn golden_bytes_of_version_3() {
+    let int8 = int8_tensors_with_input(ds_cnn(), DS_CNN_INPUT, 0);
+    let bytes = int8.encode();
+    assert_eq!(&bytes[4..8], &[3, 0, 2, 0]);
+    // 10 x 6 x 1, 16 layers; conv1: tag 0, window 4 x 2, strides 2 x 2,
+    // 'same' (0), 8 filters, ReLU (1); dw1: tag 5, 3 x 3, 1 x 1, 'same',
+    // multiplier 1, ReLU; conv2: 1 x 1, 8 filters, ReLU6 (2); residual1: tag
+    // 9, a projection of 12 (0x0c) filters, stride 2; ...
+    let description = [
+        0x0a, 0x06, 0x01, 0x10, 0x00, 0x04, 0x02, 0x02, 0x02, 0x00, 0x08, 0x01, 0x05, 0x03, 0x03,
+        0x01, 0x01, 0x00, 0x01, 0x01, 0x00, 0x01, 0x01, 0x01, 0x01, 0x00, 0x08, 0x02, 0x09, 0x0c,
+        0x02, 0x05, 0x03, 0x03, 0x02, 0x02, 0x00, 0x02, 0x02, 0x00, 0x01, 0x01, 0x01, 0x01, 0x00,
+        0x0c, 0x00, 0x0a, 0x01, 0x09, 0x00, 0x01, 0x05, 0x03, 0x03, 0x01, 0x01, 0x00, 0x01, 0x00,
+        0x0a, 0x02, 0x07, 0x03, 0x02, 0x02, 0x02, 0x00, 0x06, 0x02, 0x01, 0x01, 0x01, 0x00, 0x08,
+        0x03, 0x04, 0x05, 0x00, 0x0b, 0x00,
+    ];
+    // ... add1 ReLU (0a 01), residual2 identity (09 00 01), add2 ReLU6 (0a
+    // 02), avgpool1 (tag 7), pool1 (tag 6), gap1 (8), flatten, dense 5
+    // linear, softmax (0b), output kind classes (00).
+    let end = 16 + description.len();
+    assert_eq!(&bytes[16..end], &description);
+    // The input quantisation: 1/64 (0x3c800000), zero point -20 (0xec).
+    assert_eq!(&bytes[end..end + 5], &[0x00, 0x00, 0x80, 0x3c, 0xec]);
+    assert_eq!((bytes.len(), format::crc32(&bytes)), (2_106, 0x7d77_1d77));
+    let model = Int8Model::from_bytes(&bytes).unwrap();
+    assert_eq!(model.architecture(), &ds_cnn());
+    assert_eq!(model.input_quantization(), DS_CNN_INPUT);
+    assert_eq!(model.layers().collect::<Vec<_>>(), int8.layer_records());
+
+    let f32s = f32_tensors_of(ds_cnn(), 0);
+    let f32_bytes = f32s.encode();
+    assert_eq!(&f32_bytes[4..8], &[3, 0, 1, 0]);
+    assert_eq!(&f32_bytes[16..end], &description);
+    assert_eq!(
+        (f32_bytes.len(), format::crc32(&f32_bytes)),
+        (3_651, 0x2ca4_b8c5)
+    );
+    let model = F32Model::from_bytes(&f32_bytes).unwrap();
+    assert_eq!(model.architecture(), &ds_cnn());
+    assert_eq!(model.layers().collect::<Vec<_>>(), f32s.layer_records());
+
+    // A vector of 20 values is a 1 x 1 x 20 input; 3 dense layers; the
+    // output kind is values (01).
+    let values_description = [
+        0x01, 0x01, 0x14, 0x03, 0x04, 0x08, 0x02, 0x04, 0x06, 0x01, 0x04, 0x04, 0x00, 0x01,
+    ];
+    let int8 = int8_tensors_of(values(), 0);
+    let bytes = int8.encode();
+    assert_eq!(&bytes[4..8], &[3, 0, 2, 0]);
+    assert_eq!(&bytes[16..30], &values_description);
+    assert_eq!(&bytes[30..35], &[0x81, 0x80, 0x80, 0x3b, 0x80]);
+    assert_eq!((bytes.len(), format::crc32(&bytes)), (532, 0xf61f_40fa));
+    let model = Int8Model::from_bytes(&bytes).unwrap();
+    assert_eq!(model.architecture(), &values());
+    assert_eq!(model.layers().collect::<Vec<_>>(), int8.layer_records());
+    let f32s = f32_tensors_of(values(), 0);
+    let bytes = f32s.encode();
+    assert_eq!(&bytes[4..8], &[3, 0, 1, 0]);
+    assert_eq!(&bytes[16..30], &values_description);
+    assert_eq!((bytes.len(), format::crc32(&bytes)), (1_038, 0xecd7_96a6));
+    let model = F32Model::from_bytes(&bytes).unwrap();
+    assert_eq!(model.architecture(), &values());
+    assert_eq!(model.layers().collect::<Vec<_>>(), f32s.layer_records());
+}
+
 #[test]
 fn the_description_is_readable_without_the_tensors() {
     let bytes = int8_tensors_of(other(), 4).encode();

@@ -14,24 +14,65 @@ pub fn other() -> Architecture {
     tinycnn::text::parse(OTHER, Shape::new(1, 1, 1)).unwrap()
 }
 
+/// A small keyword-spotting network in the manner of MLPerf Tiny's DS-CNN,
+/// which only version 3 can hold: a rectangular strided convolution,
+/// depthwise convolutions (one with a multiplier), ReLU6, a residual block
+/// with a strided projection and one with an identity shortcut, an average
+/// and a max pool of rectangular windows, a global average pool and softmax.
+/// Its int8 model reads its input with [`DS_CNN_INPUT`].
+pub const DS_CNN: &str = "input:10x6x1 conv4x2:8:s2 dw3x3 conv1x1:8:relu6 \
+     residual:12:s2 dw3x3:s2:m2:relu6 conv1x1:12:linear add \
+     residual dw3x3:linear add:relu6 \
+     avgpool3x2:s2:same maxpool2x1:s1:same gap flatten dense:5 softmax";
+
+/// [`DS_CNN`]'s input quantisation: not pixels, which only version 3 can
+/// hold.
+pub const DS_CNN_INPUT: QuantParams = QuantParams {
+    scale: 1.0 / 64.0,
+    zero_point: -20,
+};
+
+pub fn ds_cnn() -> Architecture {
+    tinycnn::text::parse(DS_CNN, Shape::new(1, 1, 1)).unwrap()
+}
+
+/// A dense-only network on a vector input whose output is values, not
+/// classes (version 3 only).
+pub const VALUES: &str = "input:20 dense:8:relu6 dense:6 dense:4:linear output:values";
+
+pub fn values() -> Architecture {
+    tinycnn::text::parse(VALUES, Shape::new(1, 1, 1)).unwrap()
+}
+
 /// Owned tensors of an int8 model, from which records borrow: per layer
 /// with weights, `[weight_scales, weights, bias, multipliers, shifts]`.
 #[derive(Debug)]
 pub struct Int8Tensors {
     pub architecture: Architecture,
+    pub input: QuantParams,
     pub layers: Vec<[Vec<u8>; 5]>,
     pub outputs: Vec<QuantParams>,
 }
 
 /// A valid int8 model of `architecture` whose values follow simple patterns
 /// of `seed`. Additions and softmax get the parameters TensorFlow Lite would
-/// compute from the scales around them.
+/// compute from the scales around them. The input is pixels.
 pub fn int8_tensors_of(architecture: Architecture, seed: u32) -> Int8Tensors {
+    int8_tensors_with_input(architecture, QuantParams::INPUT, seed)
+}
+
+/// [`int8_tensors_of`] with another input quantisation (which makes the
+/// file version 3).
+pub fn int8_tensors_with_input(
+    architecture: Architecture,
+    input: QuantParams,
+    seed: u32,
+) -> Int8Tensors {
     let mut layers = Vec::new();
     let mut outputs = Vec::new();
     // The scales of the main line and of the open block's shortcut.
-    let mut main = QuantParams::INPUT;
-    let mut shortcut = QuantParams::INPUT;
+    let mut main = input;
+    let mut shortcut = input;
     let le = |values: &[i32]| {
         values
             .iter()
@@ -118,6 +159,7 @@ pub fn int8_tensors_of(architecture: Architecture, seed: u32) -> Int8Tensors {
     }
     Int8Tensors {
         architecture,
+        input,
         layers,
         outputs,
     }
@@ -150,7 +192,7 @@ impl Int8Tensors {
         let layers = self.layer_records();
         encode_int8(&Int8Record {
             architecture: self.architecture,
-            input: QuantParams::INPUT,
+            input: self.input,
             layers: &layers,
         })
     }
