@@ -1,5 +1,7 @@
-//! Test vectors: images with the label and the int8 logits the host computed
-//! for them, so a device can prove it computes exactly what the host did.
+//! Test vectors: images with the label and the outputs the host computed for
+//! them, so a device (or another implementation of the format) can prove it
+//! computes what the host did: int8 outputs byte for byte, f32 outputs by
+//! value within [`F32_TOLERANCE`].
 //!
 //! `host fixture` writes a file; the firmware embeds it next to the model.
 //! The file names its model by the model file's CRC, so vectors of another
@@ -9,25 +11,42 @@
 //! | offset | size | field |
 //! | --- | --- | --- |
 //! | 0 | 4 | magic `TCTV` |
-//! | 4 | 2 | version `2` |
-//! | 6 | 2 | reserved, 0 |
+//! | 4 | 2 | version: `2` (int8 outputs only) or `3` |
+//! | 6 | 2 | version 3: the outputs' encoding, `1` f32 or `2` int8; version 2: reserved, 0 |
 //! | 8 | 4 | number of records `n` |
 //! | 12 | 4 | the model file's CRC-32 (its header's bytes 12..16) |
 //! | 16 | 4 | image bytes per record `i` (height x width x channels) |
-//! | 20 | 2 | logits per record `c` (the classes) |
+//! | 20 | 2 | outputs per record `c` |
 //! | 22 | 2 | reserved, 0 |
 //! | 24 | 4 | CRC-32 of bytes 0..24 and of the records |
-//! | 28 | `n x (2 + i + c)` | records: label `u16`, image `u8`s, logits `i8`s |
+//! | 28 | `n x (2 + i + c x w)` | records: label `u16`, image `u8`s, outputs (`w` = 1 for int8, 4 for f32) |
+//!
+//! int8 vectors are written as version 2, which every earlier reader reads;
+//! f32 vectors need version 3.
 
 use crate::error::Error;
-use crate::format::{Int8Model, crc32_of};
+use crate::format::{F32Model, Flavour, Int8Model, crc32_of};
 
 /// First four bytes of a test-vector file.
 pub const MAGIC: [u8; 4] = *b"TCTV";
-/// The test-vector format version.
-pub const VERSION: u16 = 2;
+/// The newest test-vector format version, the one f32 vectors are written in.
+pub const VERSION: u16 = 3;
+/// The version int8 vectors are written in: version 2 holds them the same way.
+pub const INT8_VERSION: u16 = 2;
 /// Bytes before the first record.
 pub const HEADER_LEN: usize = 28;
+/// How far an f32 output may lie from the recorded one, relative to the
+/// image's largest recorded output magnitude (at least 1): f32 sums are not
+/// bit-exact across kernels (see `FORMAT.md`, "f32").
+pub const F32_TOLERANCE: f32 = 1e-4;
+
+/// Bytes one output takes in a record of `flavour`.
+const fn output_width(flavour: Flavour) -> usize {
+    match flavour {
+        Flavour::F32 => 4,
+        Flavour::Int8 => 1,
+    }
+}
 
 /// One test vector, borrowed from the file.
 #[derive(Clone, Copy, Debug)]
@@ -36,19 +55,87 @@ pub struct TestVector<'a> {
     pub label: u16,
     /// The image, 0-255 values, channels-last.
     pub image: &'a [u8],
-    logits: &'a [u8],
+    flavour: Flavour,
+    outputs: &'a [u8],
 }
 
 impl<'a> TestVector<'a> {
-    /// The int8 logits the host computed.
-    pub fn logits(&self) -> impl Iterator<Item = i8> + 'a {
-        self.logits.iter().map(|&byte| byte as i8)
+    /// Whether the recorded outputs are int8 or f32.
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
     }
 
-    /// Whether `logits` are exactly the host's.
-    pub fn matches(&self, logits: &[i8]) -> bool {
-        logits.len() == self.logits.len() && self.logits().eq(logits.iter().copied())
+    /// The int8 outputs the host computed (none for f32 vectors).
+    pub fn logits(&self) -> impl Iterator<Item = i8> + 'a {
+        let int8 = match self.flavour {
+            Flavour::Int8 => self.outputs,
+            Flavour::F32 => &[],
+        };
+        int8.iter().map(|&byte| byte as i8)
     }
+
+    /// The f32 outputs the host computed (none for int8 vectors).
+    pub fn f32_outputs(&self) -> impl Iterator<Item = f32> + 'a {
+        let f32s = match self.flavour {
+            Flavour::F32 => self.outputs,
+            Flavour::Int8 => &[],
+        };
+        f32s.chunks_exact(4).map(|bytes| match *bytes {
+            [a, b, c, d] => f32::from_le_bytes([a, b, c, d]),
+            _ => f32::NAN,
+        })
+    }
+
+    /// Whether `logits` are exactly the host's int8 outputs (false for f32
+    /// vectors).
+    pub fn matches(&self, logits: &[i8]) -> bool {
+        self.flavour == Flavour::Int8
+            && logits.len() == self.outputs.len()
+            && self.logits().eq(logits.iter().copied())
+    }
+
+    /// Whether `outputs` match the host's f32 outputs (false for int8
+    /// vectors): each within [`F32_TOLERANCE`] `x max(1, largest |recorded
+    /// output|)` of the recorded one, a NaN only where a NaN was recorded,
+    /// and the same predicted class.
+    pub fn matches_f32(&self, outputs: &[f32]) -> bool {
+        if self.flavour != Flavour::F32 || outputs.len() * 4 != self.outputs.len() {
+            return false;
+        }
+        let largest = self
+            .f32_outputs()
+            .filter(|value| value.is_finite())
+            .fold(1.0f32, |largest, value| largest.max(value.abs()));
+        let bound = F32_TOLERANCE * largest;
+        let close = self
+            .f32_outputs()
+            .zip(outputs)
+            .all(|(recorded, &computed)| {
+                if recorded.is_nan() || computed.is_nan() {
+                    recorded.is_nan() && computed.is_nan()
+                } else if recorded.is_infinite() || computed.is_infinite() {
+                    recorded == computed
+                } else {
+                    (recorded - computed).abs() <= bound
+                }
+            });
+        close && argmax_f32(self.f32_outputs()) == argmax_f32(outputs.iter().copied())
+    }
+}
+
+/// The predicted class as `FORMAT.md` defines it for f32: the first largest
+/// value, NaNs never winning.
+fn argmax_f32(values: impl Iterator<Item = f32>) -> usize {
+    let mut best: Option<(usize, f32)> = None;
+    for (index, value) in values.enumerate() {
+        if value.is_nan() {
+            continue;
+        }
+        if best.is_none_or(|(_, top)| value > top) {
+            best = Some((index, value));
+        }
+    }
+    best.map_or(0, |(index, _)| index)
 }
 
 /// A validated test-vector file.
@@ -56,7 +143,8 @@ impl<'a> TestVector<'a> {
 pub struct TestVectors<'a> {
     model_crc: u32,
     image_len: usize,
-    classes: usize,
+    outputs: usize,
+    flavour: Flavour,
     records: &'a [u8],
 }
 
@@ -77,7 +165,8 @@ fn u16_at(header: &[u8; HEADER_LEN], at: usize) -> u16 {
 }
 
 impl<'a> TestVectors<'a> {
-    /// Validates magic, version, lengths and checksum.
+    /// Validates magic, version, the outputs' encoding, lengths and
+    /// checksum, in that order (see `FORMAT.md`).
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, Error> {
         let Some((header, body)) = bytes.split_first_chunk::<HEADER_LEN>() else {
             return Err(Error::Truncated {
@@ -90,22 +179,43 @@ impl<'a> TestVectors<'a> {
             return Err(Error::BadMagic { found: magic });
         }
         let version = u16_at(header, 4);
-        if version != VERSION {
+        if version != INT8_VERSION && version != VERSION {
             return Err(Error::UnsupportedVersion {
                 found: version,
                 newest: VERSION,
             });
         }
-        let reserved = u16_at(header, 6) | u16_at(header, 22);
+        // Version 2 reserved the field that version 3 uses for the outputs'
+        // encoding.
+        let reserved = if version == INT8_VERSION {
+            u16_at(header, 6) | u16_at(header, 22)
+        } else {
+            u16_at(header, 22)
+        };
         if reserved != 0 {
             return Err(Error::ReservedByteSet {
                 found: (reserved | reserved >> 8) as u8,
             });
         }
+        let flavour = if version == INT8_VERSION {
+            Flavour::Int8
+        } else {
+            match u16_at(header, 6) {
+                1 => Flavour::F32,
+                2 => Flavour::Int8,
+                other => {
+                    return Err(Error::UnknownFlavour {
+                        found: u8::try_from(other).unwrap_or(u8::MAX),
+                    });
+                }
+            }
+        };
         let count = u32_at(header, 8) as usize;
         let image_len = u32_at(header, 16) as usize;
-        let classes = usize::from(u16_at(header, 20));
-        let record = 2usize.saturating_add(image_len).saturating_add(classes);
+        let outputs = usize::from(u16_at(header, 20));
+        let record = 2usize
+            .saturating_add(image_len)
+            .saturating_add(outputs.saturating_mul(output_width(flavour)));
         let expected = count.saturating_mul(record);
         if body.len() < expected {
             return Err(Error::Truncated {
@@ -126,7 +236,8 @@ impl<'a> TestVectors<'a> {
         Ok(Self {
             model_crc: u32_at(header, 12),
             image_len,
-            classes,
+            outputs,
+            flavour,
             records: body,
         })
     }
@@ -136,14 +247,37 @@ impl<'a> TestVectors<'a> {
         self.model_crc
     }
 
-    /// Checks that the vectors were written for `model`: its CRC, input size
-    /// and class count.
+    /// Whether the recorded outputs are int8 or f32.
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
+    }
+
+    /// Checks that the vectors are int8 ones written for `model`: its CRC,
+    /// input size and output count.
     pub fn check_model(&self, model: &Int8Model<'_>) -> Result<(), Error> {
-        let architecture = model.architecture();
-        let model_crc = model.header().crc;
+        self.check(Flavour::Int8, model.header().crc, model.architecture())
+    }
+
+    /// Checks that the vectors are f32 ones written for `model`.
+    pub fn check_f32_model(&self, model: &F32Model<'_>) -> Result<(), Error> {
+        self.check(Flavour::F32, model.header().crc, model.architecture())
+    }
+
+    fn check(
+        &self,
+        flavour: Flavour,
+        model_crc: u32,
+        architecture: &crate::arch::Architecture,
+    ) -> Result<(), Error> {
+        if self.flavour != flavour {
+            return Err(Error::WrongFlavour {
+                expected: flavour,
+                found: self.flavour,
+            });
+        }
         if self.model_crc != model_crc
             || self.image_len != architecture.input().values()
-            || self.classes != architecture.classes()
+            || self.outputs != architecture.classes()
         {
             return Err(Error::VectorsForAnotherModel {
                 vectors_model: self.model_crc,
@@ -153,11 +287,15 @@ impl<'a> TestVectors<'a> {
         Ok(())
     }
 
+    fn record_len(&self) -> usize {
+        2 + self.image_len + self.outputs * output_width(self.flavour)
+    }
+
     /// Number of vectors.
     pub fn len(&self) -> usize {
         self.records
             .len()
-            .checked_div(2 + self.image_len + self.classes)
+            .checked_div(self.record_len())
             .unwrap_or(0)
     }
 
@@ -168,12 +306,12 @@ impl<'a> TestVectors<'a> {
 
     /// The vectors in file order.
     pub fn iter(&self) -> impl Iterator<Item = TestVector<'a>> + 'a {
-        let (image_len, classes) = (self.image_len, self.classes);
+        let (image_len, flavour) = (self.image_len, self.flavour);
         self.records
-            .chunks_exact(2 + image_len + classes)
+            .chunks_exact(self.record_len())
             .map(move |record| {
                 let (label, rest) = record.split_at(2.min(record.len()));
-                let (image, logits) = rest.split_at(image_len.min(rest.len()));
+                let (image, outputs) = rest.split_at(image_len.min(rest.len()));
                 let label = match *label {
                     [low, high] => u16::from_le_bytes([low, high]),
                     _ => 0,
@@ -181,13 +319,14 @@ impl<'a> TestVectors<'a> {
                 TestVector {
                     label,
                     image,
-                    logits,
+                    flavour,
+                    outputs,
                 }
             })
     }
 }
 
-/// Appends one record to `out` (host side).
+/// Appends one record of int8 outputs to `out` (host side).
 #[cfg(any(feature = "std", test))]
 pub fn push_record(out: &mut std::vec::Vec<u8>, label: u16, image: &[u8], logits: &[i8]) {
     out.extend_from_slice(&label.to_le_bytes());
@@ -195,30 +334,56 @@ pub fn push_record(out: &mut std::vec::Vec<u8>, label: u16, image: &[u8], logits
     out.extend(logits.iter().map(|&l| l as u8));
 }
 
-/// Builds a whole file from records made with [`push_record`] (host side)
-/// for the model whose CRC is `model_crc`.
+/// Appends one record of f32 outputs to `out` (host side).
+#[cfg(any(feature = "std", test))]
+pub fn push_f32_record(out: &mut std::vec::Vec<u8>, label: u16, image: &[u8], outputs: &[f32]) {
+    out.extend_from_slice(&label.to_le_bytes());
+    out.extend_from_slice(image);
+    out.extend(outputs.iter().flat_map(|value| value.to_le_bytes()));
+}
+
+/// Builds a whole file of int8 vectors (version 2) from records made with
+/// [`push_record`] (host side) for the model whose CRC is `model_crc`.
 #[cfg(any(feature = "std", test))]
 pub fn encode(
     model_crc: u32,
     image_len: usize,
-    classes: usize,
+    outputs: usize,
     records: &[u8],
 ) -> Result<std::vec::Vec<u8>, Error> {
-    let record = 2 + image_len + classes;
+    encode_as(Flavour::Int8, model_crc, image_len, outputs, records)
+}
+
+/// Builds a whole file of `flavour` vectors from records made with
+/// [`push_record`] or [`push_f32_record`]: int8 ones as version 2, f32 ones
+/// as version 3.
+#[cfg(any(feature = "std", test))]
+pub fn encode_as(
+    flavour: Flavour,
+    model_crc: u32,
+    image_len: usize,
+    outputs: usize,
+    records: &[u8],
+) -> Result<std::vec::Vec<u8>, Error> {
+    let record = 2 + image_len + outputs * output_width(flavour);
     if !records.len().is_multiple_of(record) {
         return Err(Error::Malformed);
     }
     let count = u32::try_from(records.len() / record).map_err(|_| Error::TooLarge)?;
     let image_len = u32::try_from(image_len).map_err(|_| Error::TooLarge)?;
-    let classes = u16::try_from(classes).map_err(|_| Error::TooLarge)?;
+    let outputs = u16::try_from(outputs).map_err(|_| Error::TooLarge)?;
+    let (version, encoding): (u16, u16) = match flavour {
+        Flavour::Int8 => (INT8_VERSION, 0),
+        Flavour::F32 => (VERSION, 1),
+    };
     let mut out = std::vec::Vec::with_capacity(HEADER_LEN + records.len());
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&encoding.to_le_bytes());
     out.extend_from_slice(&count.to_le_bytes());
     out.extend_from_slice(&model_crc.to_le_bytes());
     out.extend_from_slice(&image_len.to_le_bytes());
-    out.extend_from_slice(&classes.to_le_bytes());
+    out.extend_from_slice(&outputs.to_le_bytes());
     out.extend_from_slice(&[0, 0]);
     let crc = crc32_of(&[&out, records]);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -314,5 +479,87 @@ mod tests {
             TestVectors::from_bytes(&huge),
             Err(Error::Truncated { .. })
         ));
+    }
+
+    fn f32_file(outputs: &[[f32; CLASSES]]) -> Vec<u8> {
+        let mut records = Vec::new();
+        for (i, values) in outputs.iter().enumerate() {
+            push_f32_record(&mut records, i as u16, &[i as u8; IMAGE], values);
+        }
+        encode_as(Flavour::F32, 0x1234_5678, IMAGE, CLASSES, &records).unwrap()
+    }
+
+    #[test]
+    fn f32_vectors_are_version_3_and_match_by_value() {
+        let bytes = f32_file(&[[0.5, -2.0, 1.5], [1000.0, 3.0, -1.0]]);
+        // Version 3, outputs encoded as f32 (1), records of 2 + 12 + 3 x 4.
+        assert_eq!(&bytes[4..8], &[3, 0, 1, 0]);
+        assert_eq!(bytes.len(), HEADER_LEN + 2 * (2 + IMAGE + 12));
+        let vectors = TestVectors::from_bytes(&bytes).unwrap();
+        assert_eq!((vectors.len(), vectors.flavour()), (2, Flavour::F32));
+        let [first, second] = [0, 1].map(|i| vectors.iter().nth(i).unwrap());
+        assert_eq!(first.f32_outputs().collect::<Vec<_>>(), [0.5, -2.0, 1.5]);
+        assert_eq!(first.logits().count(), 0);
+        assert!(!first.matches(&[0, 0, 0]));
+        // Within 1e-4 of the recorded value (the largest magnitude is below 1).
+        assert!(first.matches_f32(&[0.50009, -2.0, 1.5]));
+        assert!(!first.matches_f32(&[0.5, -2.0, 1.5003]));
+        assert!(!first.matches_f32(&[0.5, -2.0]));
+        assert!(!first.matches_f32(&[0.5, f32::NAN, 1.5]));
+        // Relative to the largest output: 1000 allows 0.1.
+        assert!(second.matches_f32(&[1000.05, 3.09, -1.0]));
+        assert!(!second.matches_f32(&[1000.0, 3.2, -1.0]));
+        // Close values that change the predicted class do not match.
+        let tie = f32_file(&[[1.0, 0.99995, 0.0]]);
+        let tie = TestVectors::from_bytes(&tie).unwrap();
+        let tie = tie.iter().next().unwrap();
+        assert!(tie.matches_f32(&[1.0, 0.99996, 0.0]));
+        assert!(!tie.matches_f32(&[0.99995, 1.0, 0.0]));
+    }
+
+    #[test]
+    fn int8_vectors_stay_version_2_and_version_3_reads_them_too() {
+        let v2 = file(2);
+        assert_eq!(&v2[4..8], &[2, 0, 0, 0]);
+        // The same records as version 3 with the int8 encoding (2).
+        let mut v3 = v2.clone();
+        v3[4] = 3;
+        v3[6] = 2;
+        let crc = crc32_of(&[&v3[..24], &v3[28..]]);
+        v3[24..28].copy_from_slice(&crc.to_le_bytes());
+        let (old, new) = (
+            TestVectors::from_bytes(&v2).unwrap(),
+            TestVectors::from_bytes(&v3).unwrap(),
+        );
+        assert_eq!(new.flavour(), Flavour::Int8);
+        assert!(
+            old.iter()
+                .zip(new.iter())
+                .all(|(a, b)| a.logits().eq(b.logits()))
+        );
+        // An unknown encoding in version 3, and the field set in version 2.
+        for (version, encoding, error) in [
+            (3, 0, Error::UnknownFlavour { found: 0 }),
+            (3, 7, Error::UnknownFlavour { found: 7 }),
+            (2, 1, Error::ReservedByteSet { found: 1 }),
+        ] {
+            let mut bad = v2.clone();
+            bad[4] = version;
+            bad[6] = encoding;
+            assert_eq!(TestVectors::from_bytes(&bad).unwrap_err(), error);
+        }
+    }
+
+    #[test]
+    fn damaged_f32_vectors_are_rejected() {
+        let bytes = f32_file(&[[0.5, -2.0, 1.5]]);
+        for len in 0..bytes.len() {
+            assert!(TestVectors::from_bytes(&bytes[..len]).is_err());
+        }
+        for bit in 0..bytes.len() * 8 {
+            let mut bad = bytes.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(TestVectors::from_bytes(&bad).is_err(), "bit {bit}");
+        }
     }
 }

@@ -212,14 +212,24 @@ pub fn load_test_vectors(model: &Int8Model<'_>) -> TestVectors<'static> {
             exit(ExitCode::BadBlob)
         }
     };
-    if vectors.check_model(model).is_err() {
-        defmt::error!(
-            "test vectors were written for another model (CRC {=u32:#010x}, this model {=u32:#010x}, \
-             or another input size or class count): write them with `host fixture --model` for this one",
-            vectors.model_crc(),
-            model.header().crc
-        );
-        exit(ExitCode::BadBlob)
+    match vectors.check_model(model) {
+        Ok(()) => {}
+        Err(tinycnn::Error::WrongFlavour { .. }) => {
+            defmt::error!(
+                "the test vectors record f32 outputs: the firmware runs the int8 model, write its \
+                 vectors with `host fixture --model` for the int8 model"
+            );
+            exit(ExitCode::BadBlob)
+        }
+        Err(_) => {
+            defmt::error!(
+                "test vectors were written for another model (CRC {=u32:#010x}, this model {=u32:#010x}, \
+                 or another input size or class count): write them with `host fixture --model` for this one",
+                vectors.model_crc(),
+                model.header().crc
+            );
+            exit(ExitCode::BadBlob)
+        }
     }
     vectors
 }

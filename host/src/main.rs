@@ -348,7 +348,8 @@ struct PredictArgs {
 struct FixtureArgs {
     #[command(flatten)]
     data: DataDir,
-    /// The int8 model whose logits the vectors record.
+    /// The model whose outputs the vectors record: int8 (checked byte for byte, as the
+    /// firmware does) or f32 (checked by value, within 1e-4 of the largest output).
     #[arg(long, value_name = "FILE", default_value = "data/model-int8.tcnn")]
     model: PathBuf,
     /// Number of test images, taken from the start of the test set.

@@ -10,7 +10,14 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(vectors.iter().count(), vectors.len());
         let sizes: Vec<(usize, usize)> = vectors
             .iter()
-            .map(|vector| (vector.image.len(), vector.logits().count()))
+            .map(|vector| {
+                let outputs = vector.logits().count() + vector.f32_outputs().count();
+                // Matching the recorded outputs against themselves never panics.
+                let int8: Vec<i8> = vector.logits().collect();
+                let f32s: Vec<f32> = vector.f32_outputs().collect();
+                let _ = (vector.matches(&int8), vector.matches_f32(&f32s));
+                (vector.image.len(), outputs)
+            })
             .collect();
         assert!(sizes.windows(2).all(|pair| pair[0] == pair[1]));
     }

@@ -95,10 +95,13 @@ use super::ConvGeometry;
 use super::int8::{Backend, ConvLayer, DenseLayer, Requantization};
 
 /// Output channels whose accumulators one assembly call of a pooled tile
-/// leaves on the stack before they are requantised.
-const CHUNK: usize = 32;
+/// leaves on the stack before they are requantised: 256 bytes, and a
+/// 64-filter layer (the tutorial's first) needs one call per tile, which
+/// saves a call and a requantisation set-up per tile against 32.
+const CHUNK: usize = 64;
 /// The same for a tile of four output pixels, which leaves four accumulators
-/// per channel: a quarter as many channels keeps the stack the same.
+/// per channel in rows `CHUNK_EACH` words apart: the tile routines' store
+/// offsets (32, 64 and 96 bytes) are written for 8.
 const CHUNK_EACH: usize = 8;
 /// Convolution positions computed at once.
 const POSITIONS: usize = 4;
@@ -646,28 +649,18 @@ fn conv_single_channel(
     let mut sums = [0i32; CHUNK];
     let (pooled, width) = (geometry.pooled, geometry.output().width.max(1));
     let pixels = geometry.output().height * width;
+    let Ok(columns) = <&mut [u32; SINGLE_PAIRS * POSITIONS]>::try_from(columns) else {
+        return false;
+    };
     for tile in 0..tile_count(geometry) {
         // Pair-major: word `j * 4 + position` holds taps 2j, 2j+1.
-        for position in 0..POSITIONS {
-            let at = tile_position(pooled, width, pixels, tile, position);
-            let pairs = match at {
-                Some((y, x)) => {
-                    let top = y * stride + x;
-                    let row = |r: usize| padded.get(top + r * stride..top + r * stride + 3);
-                    let (Some(&[t0, t1, t2]), Some(&[t3, t4, t5]), Some(&[t6, t7, t8])) =
-                        (row(0), row(1), row(2))
-                    else {
-                        return false;
-                    };
-                    [[t0, t1], [t2, t3], [t4, t5], [t6, t7], [t8, 0]]
-                }
-                None => [[0; 2]; SINGLE_PAIRS],
-            };
-            for (slots, [low, high]) in columns.chunks_exact_mut(POSITIONS).zip(pairs) {
-                if let Some(slot) = slots.get_mut(position) {
-                    *slot = u32::from(low) | (u32::from(high) << 16);
-                }
-            }
+        let filled = if pooled {
+            fill_single_pooled(padded, stride, tile / width, tile % width, columns)
+        } else {
+            fill_single_each(padded, stride, width, pixels, tile, columns)
+        };
+        if !filled {
+            return false;
         }
         let chunks = table.chunks(chunk * SINGLE_PAIRS);
         for (index, table_chunk) in chunks.enumerate() {
@@ -705,6 +698,105 @@ fn conv_single_channel(
         }
     }
     true
+}
+
+/// The five tap pairs of a 3x3 window whose rows are `rows` (three taps
+/// each), packed as `SMLAD` operands: `(t0,t1) (t2,t3) (t4,t5) (t6,t7) (t8,0)`.
+#[inline(always)]
+fn single_pairs(rows: [&[u16; 3]; 3]) -> [u32; SINGLE_PAIRS] {
+    let pair = |low: u16, high: u16| u32::from(low) | (u32::from(high) << 16);
+    let [[t0, t1, t2], [t3, t4, t5], [t6, t7, t8]] = rows.map(|row| *row);
+    [
+        pair(t0, t1),
+        pair(t2, t3),
+        pair(t4, t5),
+        pair(t6, t7),
+        pair(t8, 0),
+    ]
+}
+
+/// Fills the columns of pooled tile `(tile_y, tile_x)`: its four windows lie
+/// in one 4x4 block of the padded input, read once. False if the block is
+/// not inside `padded`.
+#[inline(always)]
+fn fill_single_pooled(
+    padded: &[u16],
+    stride: usize,
+    tile_y: usize,
+    tile_x: usize,
+    columns: &mut [u32; SINGLE_PAIRS * POSITIONS],
+) -> bool {
+    let top = 2 * tile_y * stride + 2 * tile_x;
+    let row = |r: usize| {
+        let start = top + r * stride;
+        padded
+            .get(start..start + 4)
+            .and_then(|taps| <&[u16; 4]>::try_from(taps).ok())
+    };
+    let (Some(r0), Some(r1), Some(r2), Some(r3)) = (row(0), row(1), row(2), row(3)) else {
+        return false;
+    };
+    let left = |r: &[u16; 4]| [r[0], r[1], r[2]];
+    let right = |r: &[u16; 4]| [r[1], r[2], r[3]];
+    // Positions in `tile_position`'s order: (0,0), (0,1), (1,0), (1,1).
+    let windows = [
+        [left(r0), left(r1), left(r2)],
+        [right(r0), right(r1), right(r2)],
+        [left(r1), left(r2), left(r3)],
+        [right(r1), right(r2), right(r3)],
+    ];
+    for (position, [a, b, c]) in windows.iter().enumerate() {
+        put_pairs(columns, position, single_pairs([a, b, c]));
+    }
+    true
+}
+
+/// Fills the columns of a tile of four consecutive output pixels (zeros
+/// past the last pixel). False if a window is not inside `padded`.
+#[inline(always)]
+fn fill_single_each(
+    padded: &[u16],
+    stride: usize,
+    width: usize,
+    pixels: usize,
+    tile: usize,
+    columns: &mut [u32; SINGLE_PAIRS * POSITIONS],
+) -> bool {
+    for position in 0..POSITIONS {
+        let pairs = match tile_position(false, width, pixels, tile, position) {
+            Some((y, x)) => {
+                let top = y * stride + x;
+                let row = |r: usize| {
+                    let start = top + r * stride;
+                    padded
+                        .get(start..start + 3)
+                        .and_then(|taps| <&[u16; 3]>::try_from(taps).ok())
+                };
+                let (Some(a), Some(b), Some(c)) = (row(0), row(1), row(2)) else {
+                    return false;
+                };
+                single_pairs([a, b, c])
+            }
+            None => [0; SINGLE_PAIRS],
+        };
+        put_pairs(columns, position, pairs);
+    }
+    true
+}
+
+/// Writes one position's five pairs into the pair-major columns: pair `j`
+/// at word `j * POSITIONS + position`.
+#[inline(always)]
+fn put_pairs(
+    columns: &mut [u32; SINGLE_PAIRS * POSITIONS],
+    position: usize,
+    pairs: [u32; SINGLE_PAIRS],
+) {
+    for (slots, pair) in columns.chunks_exact_mut(POSITIONS).zip(pairs) {
+        if let Some(slot) = slots.get_mut(position) {
+            *slot = pair;
+        }
+    }
 }
 
 fn dense_rows(

@@ -1,15 +1,16 @@
-//! `host fixture`: test vectors for the firmware: the first test images, their labels and the
-//! int8 logits the core computes for them, in a file that names the model it belongs to
-//! (`TCTV`, see `core/FORMAT.md`).
+//! `host fixture`: test vectors for the firmware and for other implementations of the format:
+//! the first test images, their labels and the outputs the core computes for them (int8 bytes,
+//! or f32 values for an f32 model), in a file that names the model it belongs to (`TCTV`, see
+//! `core/FORMAT.md`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, ensure};
-use tinycnn::Int8Model;
+use tinycnn::{Flavour, Model};
 
 use crate::atomic;
 use crate::data::mnist::Mnist;
-use crate::deploy::eval::{check_data_fits, int8_logits};
+use crate::deploy::eval::{check_data_fits, f32_logits, int8_logits};
 
 /// Test images written by default.
 pub const DEFAULT_COUNT: usize = 100;
@@ -23,7 +24,7 @@ pub fn default_path(model: &Path) -> PathBuf {
 /// What `host fixture` writes.
 #[derive(Clone, Debug)]
 pub struct FixtureOptions {
-    /// The int8 model.
+    /// The model, int8 (outputs recorded byte for byte) or f32 (by value).
     pub model: PathBuf,
     /// The data set's directory; `None` for random pictures.
     pub data_dir: Option<PathBuf>,
@@ -73,24 +74,45 @@ pub fn random_pixels(count: usize) -> Vec<u8> {
     splitmix_bytes(RANDOM_SEED, count)
 }
 
+/// The outputs of one flavour, image by image.
+enum Outputs {
+    Int8(Vec<Vec<i8>>),
+    F32(Vec<Vec<f32>>),
+}
+
+impl Outputs {
+    fn len(&self) -> usize {
+        match self {
+            Outputs::Int8(outputs) => outputs.len(),
+            Outputs::F32(outputs) => outputs.len(),
+        }
+    }
+
+    /// The predicted class of image `index`.
+    fn class(&self, index: usize) -> usize {
+        match self {
+            Outputs::Int8(outputs) => tinycnn::kernels::argmax(&outputs[index]),
+            Outputs::F32(outputs) => tinycnn::kernels::argmax(&outputs[index]),
+        }
+    }
+}
+
 /// `host fixture`.
 pub fn run(options: &FixtureOptions) -> anyhow::Result<FixtureReport> {
     let bytes = super::read_model(&options.model)?;
-    let model = Int8Model::from_bytes(&bytes).with_context(|| {
-        format!(
-            "{}: test vectors need an int8 model",
-            options.model.display()
-        )
-    })?;
+    let model = Model::from_bytes(&bytes)
+        .with_context(|| format!("{}: not a valid model", options.model.display()))?;
+    let architecture = *model.architecture();
     let path = options
         .out
         .clone()
         .unwrap_or_else(|| default_path(&options.model));
     atomic::refuse_existing(std::slice::from_ref(&path), options.overwrite)?;
+    let image_len = architecture.input().values();
     let (pixels, labels) = match &options.data_dir {
         Some(dir) => {
             let data = Mnist::load(dir)?;
-            check_data_fits(model.architecture(), &data)?;
+            check_data_fits(&architecture, &data)?;
             ensure!(
                 (1..=data.test.len()).contains(&options.count),
                 "--count must be between 1 and {} (the test images)",
@@ -99,20 +121,19 @@ pub fn run(options: &FixtureOptions) -> anyhow::Result<FixtureReport> {
             let test = data.test.head(options.count);
             (test.pixels, Some(test.labels))
         }
-        None => (
-            random_pixels(options.count * model.input_shape().values()),
-            None,
-        ),
+        None => (random_pixels(options.count * image_len), None),
     };
-    let logits = int8_logits(&model, &pixels, 1);
+    let outputs = match &model {
+        Model::Int8(model) => Outputs::Int8(int8_logits(model, &pixels, 1)),
+        Model::F32(model) => Outputs::F32(f32_logits(model, &pixels, 1)),
+    };
     // Random pictures have no labels: each records the class the host computed (0 for a
     // network whose output is values).
     let labels: Vec<u8> = labels.unwrap_or_else(|| {
-        logits
-            .iter()
-            .map(|l| {
-                if model.architecture().is_classifier() {
-                    u8::try_from(tinycnn::kernels::argmax(l)).unwrap_or(u8::MAX)
+        (0..outputs.len())
+            .map(|index| {
+                if architecture.is_classifier() {
+                    u8::try_from(outputs.class(index)).unwrap_or(u8::MAX)
                 } else {
                     0
                 }
@@ -120,30 +141,38 @@ pub fn run(options: &FixtureOptions) -> anyhow::Result<FixtureReport> {
             .collect()
     });
     let mut records = Vec::new();
-    let image_len = model.input_shape().values();
-    for ((logits, image), &label) in logits
-        .iter()
-        .zip(pixels.chunks_exact(image_len))
-        .zip(&labels)
-    {
-        tinycnn::testvec::push_record(&mut records, u16::from(label), image, logits);
+    let images = pixels.chunks_exact(image_len).zip(&labels);
+    match &outputs {
+        Outputs::Int8(logits) => {
+            for (logits, (image, &label)) in logits.iter().zip(images) {
+                tinycnn::testvec::push_record(&mut records, u16::from(label), image, logits);
+            }
+        }
+        Outputs::F32(values) => {
+            for (values, (image, &label)) in values.iter().zip(images) {
+                tinycnn::testvec::push_f32_record(&mut records, u16::from(label), image, values);
+            }
+        }
     }
-    let file = tinycnn::testvec::encode(
+    let flavour = match outputs {
+        Outputs::Int8(_) => Flavour::Int8,
+        Outputs::F32(_) => Flavour::F32,
+    };
+    let file = tinycnn::testvec::encode_as(
+        flavour,
         model.header().crc,
         image_len,
-        model.architecture().classes(),
+        architecture.classes(),
         &records,
     )?;
     atomic::write(&path, &file).with_context(|| format!("{}: cannot write", path.display()))?;
-    let correct = logits
-        .iter()
-        .zip(&labels)
-        .filter(|&(l, &label)| tinycnn::kernels::argmax(l) == usize::from(label))
+    let correct = (0..outputs.len())
+        .filter(|&index| labels.get(index).map(|&l| usize::from(l)) == Some(outputs.class(index)))
         .count();
     Ok(FixtureReport {
         path,
-        vectors: logits.len(),
+        vectors: outputs.len(),
         bytes: file.len(),
-        correct: model.architecture().is_classifier().then_some(correct),
+        correct: architecture.is_classifier().then_some(correct),
     })
 }
