@@ -2,11 +2,12 @@
 """Runs a fully-integer .tflite with TensorFlow Lite's reference kernels on MNIST
 test images and writes what it outputs, for tests/tests/tflite_models.rs.
 
-  tflite-run.py MODEL.tflite --data DIR --out FILE [--limit N]
+  tflite-run.py MODEL.tflite --data DIR --out FILE [--skip K] [--limit N]
 
 Each test image (28x28 bytes) is fed as int8 p - 128 (the input quantisation
 of tinycnn's int8 models: scale 1/255, zero point -128), one at a time; FILE
-receives the graph's int8 output for every image, image after image. The
+receives the graph's int8 output for every image, image after image (from
+test image K on, N of them: runs of one model can share the work). The
 interpreter is ai-edge-litert's (the TensorFlow Lite runtime on PyPI) or, if
 that is not installed, TensorFlow's, always with OpResolverType.BUILTIN_REF:
 the reference kernels, whose arithmetic tinycnn matches bit for bit (the
@@ -40,6 +41,7 @@ def main():
     parser.add_argument("model", type=pathlib.Path)
     parser.add_argument("--data", type=pathlib.Path, required=True)
     parser.add_argument("--out", type=pathlib.Path, required=True)
+    parser.add_argument("--skip", type=int, default=0)
     parser.add_argument("--limit", type=int)
     args = parser.parse_args()
 
@@ -54,7 +56,8 @@ def main():
     sink = interpreter.get_output_details()[0]
     if source["dtype"] != np.int8 or sink["dtype"] != np.int8:
         sys.exit(f"tflite-run: {args.model}: input {source['dtype']}, output {sink['dtype']}: int8 expected")
-    images = read_idx(args.data, "x_test", "tflite-run")[..., None][: args.limit]
+    images = read_idx(args.data, "x_test", "tflite-run")[..., None][args.skip :]
+    images = images[: args.limit]
     outputs = np.empty((len(images), int(np.prod(sink["shape"]))), dtype=np.int8)
     for i, image in enumerate(images):
         interpreter.set_tensor(source["index"], (image.astype(np.int16) - 128).astype(np.int8)[None])

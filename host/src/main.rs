@@ -414,8 +414,10 @@ struct InspectArgs {
 struct DataDir {
     /// Directory of the four MNIST-format IDX files (train-images-idx3-ubyte,
     /// train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each raw or
-    /// .gz). Files it lacks are downloaded into it, verified, from the --dataset's mirrors
-    /// [default: data/mnist, or data/fashion-mnist with --dataset fashion-mnist].
+    /// .gz). Any set in that format works: its classes are its labels, at least ten, up to 256
+    /// (EMNIST's letters: 27), and the network's last layer must give as many. Files it lacks
+    /// are downloaded into it, verified, from the --dataset's mirrors [default: data/mnist, or
+    /// data/fashion-mnist with --dataset fashion-mnist].
     #[arg(long = "data", value_name = "DIR", env = mnist::DATA_DIR_ENV)]
     dir: Option<PathBuf>,
     /// The data set to download when the data directory lacks it.

@@ -224,6 +224,7 @@ fn data_prints_shapes_the_first_image_and_its_label() {
         text.contains("test images: 10000x28x28, test labels: 10000"),
         "{text}"
     );
+    assert!(text.contains("classes: 10 "), "{text}");
     let rows: Vec<Vec<u8>> = text
         .lines()
         .skip_while(|line| !line.starts_with("training image 0"))
@@ -1282,4 +1283,94 @@ fn import_and_export_tflite_round_trip_and_refuse_what_they_cannot_read() {
         "{}",
         stderr(&no_flag)
     );
+}
+
+/// An MNIST-format set in `dir` whose labels run `0..classes`, image `i` of class `i % classes`
+/// with a bar of ink at a height of its class, so that a network can tell them apart.
+fn write_idx_set(dir: &Path, classes: u8, train: usize, test: usize) {
+    let write = |name: &str, count: usize| {
+        let mut images = 0x0803u32.to_be_bytes().to_vec();
+        for dimension in [count as u32, 28, 28] {
+            images.extend_from_slice(&dimension.to_be_bytes());
+        }
+        let mut labels = 0x0801u32.to_be_bytes().to_vec();
+        labels.extend_from_slice(&(count as u32).to_be_bytes());
+        for i in 0..count {
+            let class = (i % usize::from(classes)) as u8;
+            let row = 1 + usize::from(class) * 26 / usize::from(classes);
+            images.extend((0..784).map(|p| {
+                if p / 28 == row {
+                    255
+                } else {
+                    (p * i % 7) as u8
+                }
+            }));
+            labels.push(class);
+        }
+        std::fs::write(dir.join(format!("{name}-images-idx3-ubyte")), images).unwrap();
+        std::fs::write(dir.join(format!("{name}-labels-idx1-ubyte")), labels).unwrap();
+    };
+    write("train", train);
+    write("t10k", test);
+}
+
+#[test]
+fn idx_sets_of_more_than_ten_classes_train_and_evaluate() {
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|poison| poison.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("letters");
+    std::fs::create_dir(&data).unwrap();
+    write_idx_set(&data, 13, 390, 130);
+    let output = host()
+        .arg("data")
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&output).contains("classes: 13 "),
+        "{}",
+        stdout(&output)
+    );
+    let train_on = |out: &Path, network: &str| {
+        host()
+            .args(["train", "--epochs", "1", "--arch", network, "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    // The description's last layer must give the set's 13 classes, and the error says so.
+    let line = one_line_error(&train_on(
+        &dir.path().join("ten"),
+        "conv3x3:4 pool flatten dense:10",
+    ));
+    assert!(line.contains("13") && line.contains("dense:13"), "{line}");
+
+    let out = dir.path().join("thirteen");
+    let output = train_on(&out, "conv3x3:4 pool flatten dense:13");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(metrics(&out)["finished"], true);
+    let model = out.join(tinycnn_host::export::INT8_FILE);
+    let output = host()
+        .args(["eval", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    // The report has a row for class 12; the shipped ten-class model is refused on this set.
+    assert!(stdout(&output).contains("\n  12: "), "{}", stdout(&output));
+    let line = one_line_error(
+        &host()
+            .args(["eval", "--model"])
+            .arg(shipped_model("model-int8.tcnn"))
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap(),
+    );
+    assert!(line.contains("10 classes") && line.contains("12"), "{line}");
 }

@@ -19,8 +19,10 @@ use sha2::{Digest, Sha256};
 pub const IMAGES_MAGIC: u32 = 0x0000_0803;
 /// Magic number of an IDX file of unsigned bytes with one dimension (labels).
 pub const LABELS_MAGIC: u32 = 0x0000_0801;
-/// Number of classes an MNIST-format label file may name (labels `0..NUM_CLASSES`).
-pub const NUM_CLASSES: usize = 10;
+/// Classes an MNIST-format set has at least: its labels name digits `0..10`, and a set whose
+/// labels stop below 9 (a small sample) still has ten. A label above 9 makes more classes (one
+/// byte holds up to 256): EMNIST's letters and balanced sets use 27 and 47.
+pub const MIN_CLASSES: usize = 10;
 /// Largest element payload accepted (256 MiB): five times MNIST's training images, enough for
 /// EMNIST digits, and small enough that a damaged header cannot exhaust memory.
 pub const MAX_DATA_BYTES: u64 = 256 << 20;
@@ -55,7 +57,7 @@ impl IdxImages {
     }
 }
 
-/// Labels of an IDX file, each in `0..NUM_CLASSES`.
+/// Labels of an IDX file, one byte each: any class `0..=255`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdxLabels {
     /// One label per image.
@@ -102,17 +104,6 @@ pub enum IdxErrorKind {
     /// The file holds more bytes than its header declares.
     #[error("{0} bytes after the data its header declares")]
     TrailingData(String),
-    /// A label outside `0..NUM_CLASSES`.
-    #[error(
-        "label {label} at index {index} is not one of the classes 0-9 an MNIST-format label \
-         file holds"
-    )]
-    LabelOutOfRange {
-        /// Position of the label in the file.
-        index: usize,
-        /// The label value.
-        label: u8,
-    },
 }
 
 impl fmt::Display for IdxError {
@@ -162,8 +153,7 @@ pub fn read_images(path: &Path) -> Result<IdxImages, IdxError> {
     })
 }
 
-/// Read an IDX label file (magic 2049: unsigned bytes, one dimension) whose labels are all digit
-/// classes `0..NUM_CLASSES`.
+/// Read an IDX label file (magic 2049: unsigned bytes, one dimension); each byte is a class.
 pub fn read_labels(path: &Path) -> Result<IdxLabels, IdxError> {
     let fail = |kind| IdxError {
         path: path.to_path_buf(),
@@ -181,13 +171,6 @@ pub fn read_labels(path: &Path) -> Result<IdxLabels, IdxError> {
         .read_data(u64::from(count), &format!("{count} labels"))
         .map_err(fail)?;
     let sha256 = reader.finish().map_err(fail)?;
-    if let Some((index, &label)) = labels
-        .iter()
-        .enumerate()
-        .find(|&(_, &label)| usize::from(label) >= NUM_CLASSES)
-    {
-        return Err(fail(IdxErrorKind::LabelOutOfRange { index, label }));
-    }
     Ok(IdxLabels { labels, sha256 })
 }
 
@@ -479,13 +462,13 @@ mod tests {
     }
 
     #[test]
-    fn label_above_nine_is_refused_with_its_index() {
+    fn labels_above_nine_are_classes_too() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write(&dir, "l", &labels_bytes(&[1, 9, 0, 10, 2]));
-        match kind_of(read_labels(&path), &path) {
-            IdxErrorKind::LabelOutOfRange { index, label } => assert_eq!((index, label), (3, 10)),
-            other => panic!("{other:?}"),
-        }
+        let path = write(&dir, "l", &labels_bytes(&[1, 9, 0, 10, 46, 255, 2]));
+        assert_eq!(
+            read_labels(&path).unwrap().labels,
+            [1, 9, 0, 10, 46, 255, 2]
+        );
     }
 
     #[test]

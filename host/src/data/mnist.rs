@@ -68,7 +68,7 @@ pub struct FileInfo {
 pub struct Split {
     /// `len() * IMAGE_PIXELS` pixels, 0-255.
     pub pixels: Vec<u8>,
-    /// One label 0-9 per image.
+    /// One label per image, its class.
     pub labels: Vec<u8>,
 }
 
@@ -113,9 +113,13 @@ pub struct Mnist {
 }
 
 impl Mnist {
-    /// Number of classes an MNIST-format set has (labels `0..10`).
+    /// Number of classes: one more than the largest label of either split, and at least
+    /// [`idx::MIN_CLASSES`](crate::data::idx::MIN_CLASSES) (ten, the digits).
     pub fn classes(&self) -> usize {
-        crate::data::idx::NUM_CLASSES
+        let largest = self.train.labels.iter().chain(&self.test.labels).max();
+        largest
+            .map_or(0, |&label| usize::from(label) + 1)
+            .max(crate::data::idx::MIN_CLASSES)
     }
 
     /// Whether all four files are those of the canonical MNIST distribution.

@@ -52,6 +52,12 @@ pub fn show(dir: &std::path::Path, index: usize) -> anyhow::Result<String> {
             side = mnist::IMAGE_SIDE
         );
     }
+    let _ = writeln!(
+        out,
+        "classes: {} (a network for this set ends in dense:{})",
+        data.classes(),
+        data.classes()
+    );
     let Some(image) = data.train.image(index) else {
         anyhow::bail!(
             "--index {index} is past the last training image ({})",
