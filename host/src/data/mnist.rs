@@ -114,7 +114,7 @@ pub struct Mnist {
 
 impl Mnist {
     /// Number of classes: one more than the largest label of either split, and at least
-    /// [`idx::MIN_CLASSES`](crate::data::idx::MIN_CLASSES) (ten, the digits).
+    /// [`idx::MIN_CLASSES`] (ten, the digits).
     pub fn classes(&self) -> usize {
         let largest = self.train.labels.iter().chain(&self.test.labels).max();
         largest
