@@ -26,6 +26,7 @@
 
 use crate::error::Error;
 use crate::format::{F32Model, Flavour, Int8Model, crc32_of};
+use crate::kernels::argmax_of;
 
 /// First four bytes of a test-vector file.
 pub const MAGIC: [u8; 4] = *b"TCTV";
@@ -119,23 +120,8 @@ impl<'a> TestVector<'a> {
                     (recorded - computed).abs() <= bound
                 }
             });
-        close && argmax_f32(self.f32_outputs()) == argmax_f32(outputs.iter().copied())
+        close && argmax_of(self.f32_outputs()) == argmax_of(outputs.iter().copied())
     }
-}
-
-/// The predicted class as `FORMAT.md` defines it for f32: the first largest
-/// value, NaNs never winning.
-fn argmax_f32(values: impl Iterator<Item = f32>) -> usize {
-    let mut best: Option<(usize, f32)> = None;
-    for (index, value) in values.enumerate() {
-        if value.is_nan() {
-            continue;
-        }
-        if best.is_none_or(|(_, top)| value > top) {
-            best = Some((index, value));
-        }
-    }
-    best.map_or(0, |(index, _)| index)
 }
 
 /// A validated test-vector file.

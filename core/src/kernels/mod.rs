@@ -74,9 +74,14 @@ pub const MAX_KERNEL: usize = 5;
 /// Index of the largest value; the first one on ties, `0` for an empty or
 /// all-NaN input (NaN never compares greater).
 pub fn argmax<T: PartialOrd + Copy>(values: &[T]) -> usize {
+    argmax_of(values.iter().copied())
+}
+
+/// [`argmax`] of values as they come (test vectors decode theirs from bytes).
+pub fn argmax_of<T: PartialOrd + Copy>(values: impl IntoIterator<Item = T>) -> usize {
     let mut best = 0;
     let mut best_value = None;
-    for (index, &value) in values.iter().enumerate() {
+    for (index, value) in values.into_iter().enumerate() {
         let better = match best_value {
             None => value.partial_cmp(&value).is_some(), // false only for NaN
             Some(current) => value > current,

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, ensure};
-use tinycnn::{Flavour, Model};
+use tinycnn::Model;
 
 use crate::atomic;
 use crate::data::mnist::Mnist;
@@ -154,12 +154,8 @@ pub fn run(options: &FixtureOptions) -> anyhow::Result<FixtureReport> {
             }
         }
     }
-    let flavour = match outputs {
-        Outputs::Int8(_) => Flavour::Int8,
-        Outputs::F32(_) => Flavour::F32,
-    };
     let file = tinycnn::testvec::encode_as(
-        flavour,
+        model.flavour(),
         model.header().crc,
         image_len,
         architecture.classes(),
