@@ -1,0 +1,277 @@
+//! What several commands share: their common options, value parsers and output.
+
+pub(crate) mod bench;
+pub(crate) mod data;
+pub(crate) mod eval;
+pub(crate) mod export;
+pub(crate) mod fixture;
+pub(crate) mod import;
+pub(crate) mod inspect;
+pub(crate) mod predict;
+pub(crate) mod train;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use tinycnn::Architecture;
+use tinycnn_host::data::download::{BarProgress, FetchOptions, Silent};
+use tinycnn_host::data::{Dataset, mnist};
+
+/// What `--arch` accepts, for `--help`; [`arch_help`] adds the default.
+const ARCH_GRAMMAR: &str = "\
+The network, one word per layer (or @FILE: the words from a file, # starts a comment):
+  input:HxWxC          first, optional: the input (default: the data's, 28x28x1);
+                       input:N for a vector of N values
+  convHxW:F            H x W convolution (sides 1 to 16), F filters; options in any
+                       order: :same (default) or :valid, :relu (default), :relu6 or
+                       :linear, :s2 or :s2x1 (stride 2 on both axes, or per axis)
+  dwHxW                depthwise convolution, options as conv, and :m2 (2 outputs per
+                       input channel)
+  pool                 2x2 max-pool, stride 2 (an odd side drops its last row/column)
+  maxpoolHxW           max-pool of any window; stride = window and :valid unless told
+  avgpoolHxW           average pool (the mean of the taps inside the input), as maxpool
+  gap                  global average pool: H x W x C -> C
+  residual             starts a residual block: the layers up to `add` run on its
+  residual:F:s2        input; its shortcut is the input, or a 1x1 convolution of F
+                       filters (here with stride 2)
+  add                  ends the block: its output plus the shortcut, then ReLU
+                       (:relu6, :linear)
+  drop:R               dropout with rate R, during training only
+  flatten              map -> vector (before the first dense layer)
+  dense:U              U units, ReLU unless :linear (:relu6); the last dense layer
+                       gives the logits (no activation), one unit per class
+  softmax              last, optional: probabilities instead of logits
+  output:values        last, optional: the network gives values, not classes
+Words are separated by spaces, commas or newlines. `host train` trains square
+convolutions (1x1, 3x3, 5x5) with stride 1, pool, drop, flatten and dense layers;
+`host import` runs every layer above. The default is the Keras MNIST tutorial's network:";
+
+/// The small network shipped in `data/small/`, as an example for `--help`.
+const SMALL_EXAMPLE: &str = "conv3x3:16 pool conv3x3:32 pool conv3x3:64 pool drop:0.25 \
+                             flatten dense:64 drop:0.25 dense:10";
+
+/// `--arch`'s help: the grammar, the default written from the core's description of it, and
+/// an example.
+pub(crate) fn arch_help() -> String {
+    let reference = Architecture::REFERENCE.to_string();
+    let layers = reference
+        .split_once(' ')
+        .map_or(&*reference, |(_, layers)| layers);
+    format!(
+        "{ARCH_GRAMMAR}\n{}\nA small one for 256 KB boards:\n{}",
+        indented_lines(layers),
+        indented_lines(SMALL_EXAMPLE)
+    )
+}
+
+/// `words` in lines of at most 90 columns, each indented by two spaces.
+fn indented_lines(words: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for word in words.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if line.len() + 1 + word.len() <= 90 => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(format!("  {word}")),
+        }
+    }
+    lines.join("\n")
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ArchArg {
+    #[arg(long = "arch", value_name = "LAYERS", long_help = arch_help(), value_parser = parse_arch)]
+    pub(crate) architecture: Option<Architecture>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CalibrationArg {
+    /// Training images whose activations set the int8 ranges (the first N of the training set).
+    #[arg(long = "calibration", value_name = "N", default_value_t = tinycnn_host::export::DEFAULT_CALIBRATION_IMAGES,
+          value_parser = whole_number(1, usize::MAX))]
+    pub(crate) images: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ModelArg {
+    /// A tinycnn model file, f32 or int8 (`host train` and `host export` write both).
+    #[arg(long, value_name = "FILE", default_value = "data/model-int8.tcnn")]
+    pub(crate) model: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DataDir {
+    /// Directory of the four MNIST-format IDX files (train-images-idx3-ubyte,
+    /// train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each raw or
+    /// .gz). Any set in that format works: its classes are its labels, at least ten, up to 256
+    /// (EMNIST's letters: 27), and the network's last layer must give as many. Files it lacks
+    /// are downloaded into it, verified, from the --dataset's mirrors [default: data/mnist, or
+    /// data/fashion-mnist with --dataset fashion-mnist].
+    #[arg(long = "data", value_name = "DIR", env = mnist::DATA_DIR_ENV)]
+    pub(crate) dir: Option<PathBuf>,
+    /// The data set to download when the data directory lacks it.
+    #[arg(long, value_enum, value_name = "NAME", default_value_t = Dataset::Mnist)]
+    pub(crate) dataset: Dataset,
+    /// A mirror to download from instead of the built-in ones: a base URL the file names
+    /// (NAME.gz) are appended to. Repeat for several, tried in order; the environment variable
+    /// takes a comma-separated list.
+    #[arg(
+        long = "mirror",
+        value_name = "URL",
+        env = "TINYCNN_MIRRORS",
+        value_delimiter = ','
+    )]
+    pub(crate) mirrors: Vec<String>,
+    /// Never download: fail when the data directory lacks the data set (for offline machines
+    /// and CI; the environment variable does the same when set to anything but 0 or false).
+    #[arg(long, env = "TINYCNN_NO_DOWNLOAD", value_parser = clap::builder::FalseyValueParser::new())]
+    pub(crate) no_download: bool,
+    /// Seconds a download may wait for the next bytes before it is abandoned and tried again.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30,
+          value_parser = whole_number(1, 3600))]
+    pub(crate) stall_timeout: usize,
+}
+
+impl DataDir {
+    /// The data directory, as given or by default.
+    pub(crate) fn path(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(self.dataset.default_dir()))
+    }
+
+    /// The data directory, holding the data set: what it lacked is downloaded first (with a
+    /// progress bar unless `quiet`).
+    pub(crate) fn ready(&self, quiet: bool) -> anyhow::Result<PathBuf> {
+        let dir = self.path();
+        let mut fetch = FetchOptions::for_dataset(self.dataset);
+        if !self.mirrors.is_empty() {
+            fetch.mirrors.clone_from(&self.mirrors);
+        }
+        fetch.stall_timeout = Duration::from_secs(self.stall_timeout as u64);
+        let fetch = (!self.no_download).then_some(&fetch);
+        let downloaded = if quiet {
+            tinycnn_host::data::ensure(&dir, self.dataset, fetch, &mut Silent)?
+        } else {
+            tinycnn_host::data::ensure(&dir, self.dataset, fetch, &mut BarProgress::default())?
+        };
+        if !downloaded.is_empty() && !quiet {
+            eprintln!(
+                "{}: {} of the {} files downloaded and verified",
+                dir.display(),
+                downloaded.len(),
+                self.dataset
+            );
+        }
+        Ok(dir)
+    }
+}
+
+/// `--arch`: the text form, or `@FILE`; an error shows the word at fault.
+pub(crate) fn parse_arch(value: &str) -> Result<Architecture, String> {
+    let (text, source) = match value.strip_prefix('@') {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .map_err(|error| format!("{path}: cannot read: {error}"))?,
+            Some(path),
+        ),
+        None => (value.to_string(), None),
+    };
+    let default_input = Architecture::REFERENCE.input();
+    tinycnn::text::parse(&text, default_input).map_err(|error| {
+        let Some((start, end)) = error.span else {
+            return error.to_string();
+        };
+        // The line holding the word, with a caret under it.
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+        let line_number = text[..start].matches('\n').count() + 1;
+        let place = match source {
+            Some(path) => format!("{path}:{line_number}: "),
+            None => String::new(),
+        };
+        let indent = text[line_start..start].chars().count();
+        format!(
+            "{place}`{}`: {error}\n  {}\n  {}{}",
+            &text[start..end],
+            &text[line_start..line_end],
+            " ".repeat(indent),
+            "^".repeat(text[start..end].chars().count().max(1))
+        )
+    })
+}
+
+/// A value parser for a whole number from `min` to `max`, whose errors say what is accepted
+/// (clap prints them after the option: `invalid value '0' for '--limit <N>': must be at least
+/// 1`).
+pub(crate) fn whole_number(
+    min: usize,
+    max: usize,
+) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        let expected = if max == usize::MAX {
+            format!("must be at least {min}")
+        } else {
+            format!("must be from {min} to {max}")
+        };
+        match text.trim().parse::<usize>() {
+            Ok(value) if (min..=max).contains(&value) => Ok(value),
+            Ok(_) => Err(expected),
+            Err(_) => Err(format!("{expected}, a whole number")),
+        }
+    }
+}
+
+/// `--checkpoint-minutes`: minutes between timed checkpoints, 0 for none.
+pub(crate) fn minutes(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        _ => Err("must be a number of minutes, 0 or more (0: no timed checkpoints)".into()),
+    }
+}
+
+/// Prints a text report.
+pub(crate) fn print_report(report: anyhow::Result<String>) -> anyhow::Result<ExitCode> {
+    emit(report?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `text` to standard output. A closed pipe (`host eval | head -1`) ends the program
+/// quietly, as it does other command-line tools, instead of with a panic.
+pub(crate) fn emit(text: impl std::fmt::Display) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = write!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the output: {error}");
+        std::process::exit(1);
+    }
+}
+
+/// The command line as typed, for the metrics: program name without its directory.
+pub(crate) fn command_line() -> String {
+    let mut args = std::env::args();
+    let program = args
+        .next()
+        .map(|path| {
+            Path::new(&path)
+                .file_name()
+                .map_or(path.clone(), |name| name.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "host".into());
+    std::iter::once(program)
+        .chain(args.map(|arg| {
+            if arg.is_empty() || arg.contains(char::is_whitespace) {
+                format!("'{arg}'")
+            } else {
+                arg
+            }
+        }))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
