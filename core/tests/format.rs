@@ -1428,3 +1428,57 @@ fn every_cut_and_bit_flip_of_a_version_4_file_is_refused_or_another_model() {
         assert!(valid > 0);
     }
 }
+
+/// An empty int8 test-vector file (`TCTV` version 2, `FORMAT.md`) for the
+/// model whose CRC is `model_crc`.
+fn empty_vectors(model_crc: u32, image: usize, outputs: usize) -> Vec<u8> {
+    let mut out = b"TCTV".to_vec();
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&model_crc.to_le_bytes());
+    out.extend_from_slice(&(image as u32).to_le_bytes());
+    out.extend_from_slice(&(outputs as u16).to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    let crc = format::crc32(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Test vectors name their model by its CRC: names make another file, whose
+/// vectors are not the unnamed file's, and the other way round.
+#[test]
+fn test_vectors_tell_a_named_file_from_an_unnamed_one() {
+    let tensors = int8_tensors_of(other(), 2);
+    let unnamed = tensors.encode_as(3, &[]).unwrap();
+    let named = tensors.encode_with_names(&OTHER_NAMES);
+    let unnamed = Int8Model::from_bytes(&unnamed).unwrap();
+    let named = Int8Model::from_bytes(&named).unwrap();
+    let vectors_of = |model: &Int8Model<'_>| {
+        let architecture = model.architecture();
+        empty_vectors(
+            model.header().crc,
+            architecture.input().values(),
+            architecture.classes(),
+        )
+    };
+    let (for_unnamed, for_named) = (vectors_of(&unnamed), vectors_of(&named));
+    let for_unnamed = tinycnn::testvec::TestVectors::from_bytes(&for_unnamed).unwrap();
+    let for_named = tinycnn::testvec::TestVectors::from_bytes(&for_named).unwrap();
+    assert_eq!(for_unnamed.check_model(&unnamed), Ok(()));
+    assert_eq!(for_named.check_model(&named), Ok(()));
+    assert_eq!(
+        for_unnamed.check_model(&named),
+        Err(Error::VectorsForAnotherModel {
+            vectors_model: unnamed.header().crc,
+            model: named.header().crc
+        })
+    );
+    assert_eq!(
+        for_named.check_model(&unnamed),
+        Err(Error::VectorsForAnotherModel {
+            vectors_model: named.header().crc,
+            model: unnamed.header().crc
+        })
+    );
+}
