@@ -9,9 +9,12 @@ mkdir -p "$here/corpus/model_bytes" "$here/corpus/model_payload" "$here/corpus/t
 for model in "$data"/model-*.tcnn "$data"/small/model-*.tcnn; do
     name=$(basename "$(dirname "$model")")-$(basename "$model" .tcnn)
     cp "$model" "$here/corpus/model_bytes/$name"
-    # Flavour selector: even -> f32 (1), odd -> int8 (2); the header's byte 6 says which.
+    # Selector: bit 0 the flavour (0 f32, 1 int8: the header's byte 6 minus 1), bits 1 and 2
+    # the version minus 1 (the header's byte 4).
     flavour=$(od -An -tu1 -j6 -N1 "$model" | tr -d ' ')
-    { printf "\\x$(printf %02x "$((flavour - 1))")"; tail -c +17 "$model"; } > "$here/corpus/model_payload/$name"
+    version=$(od -An -tu1 -j4 -N1 "$model" | tr -d ' ')
+    selector=$(( (flavour - 1) | ((version - 1) << 1) ))
+    { printf "\\x$(printf %02x "$selector")"; tail -c +17 "$model"; } > "$here/corpus/model_payload/$name"
 done
 for vectors in "$data"/model-int8.tctv "$data"/small/model-int8.tctv; do
     cp "$vectors" "$here/corpus/test_vectors/$(basename "$(dirname "$vectors")")-vectors"

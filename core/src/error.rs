@@ -31,9 +31,44 @@ impl TensorKind {
     }
 }
 
+/// What is wrong with a version 4 file's class names ([`Error::BadClassNames`]),
+/// in the order the loader checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ClassNameProblem {
+    /// Names on a network whose output is values, not classes.
+    NotClassifier,
+    /// The file names another number of classes than the network has.
+    Count {
+        /// Names in the file.
+        names: usize,
+        /// Classes of the network (its output's values).
+        classes: usize,
+    },
+    /// A name of 0 bytes.
+    Empty,
+    /// A name longer than [`crate::format::MAX_CLASS_NAME`] bytes.
+    TooLong {
+        /// The name's length in bytes.
+        length: usize,
+    },
+    /// A name that is not valid UTF-8.
+    NotUtf8,
+    /// A name holding an ASCII control character (a byte below `0x20`, or `0x7f`).
+    ControlCharacter {
+        /// The first such byte.
+        byte: u8,
+    },
+    /// A name equal to an earlier one.
+    Duplicate {
+        /// The earlier name's index.
+        first: usize,
+    },
+}
+
 /// Why a blob was rejected (in the order the loader checks: header,
-/// checksum, description, then each layer's tensors), or a model could not
-/// run.
+/// checksum, description, then each layer's tensors, then a version 4 file's
+/// class names), or a model could not run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Error {
@@ -97,8 +132,9 @@ pub enum Error {
     /// A version 1 file that does not hold the reference network (the only
     /// network version 1 describes).
     NotReferenceNetwork,
-    /// The layer records are not a valid encoding: cut short, with bytes left
-    /// over, or not in their shortest (canonical) form.
+    /// The layer records (or a version 4 file's class names section) are not
+    /// a valid encoding: cut short, with bytes left over, or not in their
+    /// shortest (canonical) form.
     Malformed,
     /// A tensor has the wrong number of bytes.
     TensorLength {
@@ -159,6 +195,15 @@ pub enum Error {
     NotInVersion {
         /// The file's version.
         version: u16,
+    },
+    /// A version 4 file's class names are not valid: the section as a whole
+    /// (`index` `None`: names on a network without classes, or not one per
+    /// class) or the name at `index` (0-based).
+    BadClassNames {
+        /// The name's 0-based index, `None` for the count.
+        index: Option<usize>,
+        /// What is wrong.
+        problem: ClassNameProblem,
     },
     /// Running: the model has a layer whose kernel this program left out
     /// ([`crate::Int8Model::classify_with_tutorial_layers`]).
@@ -240,6 +285,32 @@ impl Error {
             ),
             Error::NotReferenceNetwork => ("NotReferenceNetwork", None, NONE),
             Error::NotInVersion { version } => ("NotInVersion", None, [n(version), None, None]),
+            Error::BadClassNames { index, problem } => {
+                let index = index.and_then(size);
+                match problem {
+                    ClassNameProblem::NotClassifier => ("BadClassNames NotClassifier", None, NONE),
+                    ClassNameProblem::Count { names, classes } => (
+                        "BadClassNames Count",
+                        None,
+                        [size(names), size(classes), None],
+                    ),
+                    ClassNameProblem::Empty => ("BadClassNames Empty", None, [index, None, None]),
+                    ClassNameProblem::TooLong { length } => {
+                        ("BadClassNames TooLong", None, [index, size(length), None])
+                    }
+                    ClassNameProblem::NotUtf8 => {
+                        ("BadClassNames NotUtf8", None, [index, None, None])
+                    }
+                    ClassNameProblem::ControlCharacter { byte } => (
+                        "BadClassNames ControlCharacter",
+                        None,
+                        [index, n(byte), None],
+                    ),
+                    ClassNameProblem::Duplicate { first } => {
+                        ("BadClassNames Duplicate", None, [index, size(first), None])
+                    }
+                }
+            }
             Error::NotLinked => ("NotLinked", None, NONE),
             Error::Malformed => ("Malformed", None, NONE),
             Error::TensorLength {
@@ -429,6 +500,34 @@ impl fmt::Display for Error {
                 "a version 1 or 2 int8 model's input must be quantised with scale 1/255 and \
                  zero point -128"
             ),
+            Error::BadClassNames { index, problem } => {
+                let index = index.unwrap_or(0);
+                match problem {
+                    ClassNameProblem::NotClassifier => f.write_str(
+                        "the file names classes, but the network's output is values, not classes",
+                    ),
+                    ClassNameProblem::Count { names, classes } => write!(
+                        f,
+                        "the file names {names} classes, but the network has {classes}"
+                    ),
+                    ClassNameProblem::Empty => write!(f, "class name {index} is empty"),
+                    ClassNameProblem::TooLong { length } => write!(
+                        f,
+                        "class name {index} has {length} bytes, at most {} are allowed",
+                        crate::format::MAX_CLASS_NAME
+                    ),
+                    ClassNameProblem::NotUtf8 => {
+                        write!(f, "class name {index} is not valid UTF-8")
+                    }
+                    ClassNameProblem::ControlCharacter { byte } => write!(
+                        f,
+                        "class name {index} holds the control character 0x{byte:02x}"
+                    ),
+                    ClassNameProblem::Duplicate { first } => {
+                        write!(f, "class name {index} repeats class name {first}")
+                    }
+                }
+            }
             Error::NotLinked => write!(
                 f,
                 "the model has layers whose kernels this program was built without"

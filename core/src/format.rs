@@ -7,12 +7,12 @@
 //! | offset | size | field |
 //! | --- | --- | --- |
 //! | 0 | 4 | magic `TCNN` |
-//! | 4 | 2 | format version, `u16` little-endian ([`VERSION`]; 1 is still read) |
+//! | 4 | 2 | format version, `u16` little-endian ([`VERSION`]; 1 to 3 are still read) |
 //! | 6 | 1 | flavour: 1 = f32, 2 = int8 ([`Flavour`]) |
 //! | 7 | 1 | reserved, 0 |
 //! | 8 | 4 | payload length in bytes, `u32` little-endian |
 //! | 12 | 4 | CRC-32 (ISO-HDLC, as zlib/PNG), `u32` little-endian: of bytes 0..12 and the payload (version 1: of the payload) |
-//! | 16 | n | payload: the description, (int8) the input quantisation, then one [postcard] record per layer with weights |
+//! | 16 | n | payload: the description, (int8) the input quantisation, one [postcard] record per layer that has one, then (version 4) the class names |
 //!
 //! Tensors inside the records are byte strings that the loader borrows
 //! (`&'a [u8]`), so [`Model::from_bytes`] on a `&'static [u8]` in flash copies
@@ -25,21 +25,27 @@ use crate::arch::{
     Activation, Architecture, Conv, Dense, Depthwise, Layer, LayerInfo, LayerName, MAX_LAYERS,
     OutputKind, Padding, Pool, PoolKind, Shape, Shortcut, Window,
 };
-use crate::error::{Error, TensorKind};
+use crate::error::{ClassNameProblem, Error, TensorKind};
 use crate::quant::{MAX_SHIFT, MIN_SHIFT};
 use serde::{Deserialize, Serialize};
 
 /// First four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"TCNN";
-/// The newest format version this build reads and writes. Versions 1 and 2
+/// The newest format version this build reads and writes. Versions 1 to 3
 /// are still read; a description that version 2 can hold (the tutorial's
 /// vocabulary, pixel input) is still written as version 2, whose dense
 /// layers round once as TensorFlow Lite's desktop `FULLY_CONNECTED` does;
-/// in version 3 they round twice, as TensorFlow Lite Micro's does.
-pub const VERSION: u16 = 3;
+/// in version 3 they round twice, as TensorFlow Lite Micro's does. Only a
+/// model with class names is written as version 4.
+pub const VERSION: u16 = 4;
 /// The version that introduced the new vocabulary, any input quantisation,
 /// and dense layers that round twice.
 pub const VERSION_3: u16 = 3;
+/// The version that added class names: version 3's payload followed by the
+/// class names section ([`ClassNames`]).
+pub const VERSION_4: u16 = 4;
+/// The longest class name, in bytes (UTF-8).
+pub const MAX_CLASS_NAME: usize = 64;
 /// Size of the fixed header before the payload.
 pub const HEADER_LEN: usize = 16;
 
@@ -91,7 +97,7 @@ impl Flavour {
 /// A model file's header, checked for structure (not yet for its CRC).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
-    /// Format version, 1 to 3.
+    /// Format version, 1 to 4.
     pub version: u16,
     /// Flavour.
     pub flavour: Flavour,
@@ -169,6 +175,10 @@ pub struct F32Record<'r, 'a> {
     pub architecture: Architecture,
     /// One record per layer that has one ([`Layer::has_record`]), in order.
     pub layers: &'r [F32LayerRecord<'a>],
+    /// The classes' names, one per class in class order, or none (`&[]`).
+    /// With names the file is version 4 ([`F32Record::version`]); they must
+    /// pass the checks the loader makes ([`Error::BadClassNames`]).
+    pub class_names: &'r [&'r str],
 }
 
 /// What the host encodes as an int8 model file.
@@ -180,6 +190,231 @@ pub struct Int8Record<'r, 'a> {
     pub input: QuantParams,
     /// One record per layer that has one ([`Layer::has_record`]), in order.
     pub layers: &'r [Int8LayerRecord<'a>],
+    /// The classes' names, one per class in class order, or none (`&[]`).
+    /// With names the file is version 4 ([`Int8Record::version`]); they must
+    /// pass the checks the loader makes ([`Error::BadClassNames`]).
+    pub class_names: &'r [&'r str],
+}
+
+// ---------------------------------------------------------------------------
+// Class names
+
+/// The class names of a model file, validated at load time and read in
+/// place: empty for files before version 4 and for a version 4 file that
+/// names no classes, else one name per class, in class order (see
+/// `FORMAT.md`, "The class names section").
+///
+/// A cheap `Copy` view over the file's bytes: [`ClassNames::get`] walks the
+/// names before the one asked for.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassNames<'a> {
+    /// The names as byte strings (varint length, then the bytes), after the count.
+    bytes: &'a [u8],
+    len: usize,
+}
+
+impl<'a> ClassNames<'a> {
+    /// No names.
+    pub const NONE: ClassNames<'static> = ClassNames { bytes: &[], len: 0 };
+
+    /// Number of names: 0, or the network's classes.
+    pub const fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the file names no classes.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The name of class `index`; `None` past the last (or without names).
+    pub fn get(&self, index: usize) -> Option<&'a str> {
+        self.iter().nth(index)
+    }
+
+    /// The names in class order.
+    pub fn iter(&self) -> ClassNamesIter<'a> {
+        ClassNamesIter {
+            raw: RawNames {
+                rest: self.bytes,
+                remaining: self.len,
+            },
+        }
+    }
+}
+
+impl<'a> IntoIterator for ClassNames<'a> {
+    type Item = &'a str;
+    type IntoIter = ClassNamesIter<'a>;
+    fn into_iter(self) -> ClassNamesIter<'a> {
+        self.iter()
+    }
+}
+
+impl core::fmt::Debug for ClassNames<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The names of [`ClassNames`], in class order.
+#[derive(Clone, Debug)]
+pub struct ClassNamesIter<'a> {
+    raw: RawNames<'a>,
+}
+
+impl<'a> Iterator for ClassNamesIter<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        // Validated at load time: the conversion cannot fail.
+        core::str::from_utf8(self.raw.next()?).ok()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.raw.size_hint()
+    }
+}
+
+impl ExactSizeIterator for ClassNamesIter<'_> {}
+impl core::iter::FusedIterator for ClassNamesIter<'_> {}
+
+/// `remaining` byte strings at the start of `rest`, as bytes; stops early at one cut short.
+#[derive(Clone, Debug)]
+struct RawNames<'a> {
+    rest: &'a [u8],
+    remaining: usize,
+}
+
+impl<'a> Iterator for RawNames<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let Some((name, rest)) = take_byte_string(self.rest) else {
+            self.remaining = 0;
+            return None;
+        };
+        self.rest = rest;
+        self.remaining -= 1;
+        Some(name)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+/// A byte string (varint length up to 32 bits, in its shortest form, then
+/// the bytes); `None` if cut short or overlong.
+fn take_byte_string(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (length, rest) = take_varint(bytes, u32::MAX)?;
+    rest.split_at_checked(usize::try_from(length).ok()?)
+}
+
+/// The checks of the class names section's count (`FORMAT.md`): 0, or the
+/// number of classes of a classifier.
+fn check_class_count(architecture: &Architecture, names: usize) -> Result<(), Error> {
+    let problem = if names == 0 {
+        return Ok(());
+    } else if !architecture.is_classifier() {
+        ClassNameProblem::NotClassifier
+    } else if names != architecture.classes() {
+        ClassNameProblem::Count {
+            names,
+            classes: architecture.classes(),
+        }
+    } else {
+        return Ok(());
+    };
+    Err(Error::BadClassNames {
+        index: None,
+        problem,
+    })
+}
+
+/// The checks of name `index` (`FORMAT.md`), in order: not empty, at most
+/// [`MAX_CLASS_NAME`] bytes, UTF-8, no ASCII control character, none of the
+/// `earlier` names (the names before it, in order).
+fn check_class_name<'n>(
+    index: usize,
+    name: &[u8],
+    earlier: impl Iterator<Item = &'n [u8]>,
+) -> Result<(), Error> {
+    let control = |byte: &u8| *byte < 0x20 || *byte == 0x7f;
+    let problem = if name.is_empty() {
+        ClassNameProblem::Empty
+    } else if name.len() > MAX_CLASS_NAME {
+        ClassNameProblem::TooLong { length: name.len() }
+    } else if core::str::from_utf8(name).is_err() {
+        ClassNameProblem::NotUtf8
+    } else if let Some(&byte) = name.iter().find(|byte| control(byte)) {
+        ClassNameProblem::ControlCharacter { byte }
+    } else if let Some(first) = earlier.take(index).position(|other| other == name) {
+        ClassNameProblem::Duplicate { first }
+    } else {
+        return Ok(());
+    };
+    Err(Error::BadClassNames {
+        index: Some(index),
+        problem,
+    })
+}
+
+/// Reads and checks the class names section at the start of `bytes` (a
+/// version 4 payload's end); returns the names and the bytes after them.
+/// Without allocation, each name is compared with every earlier one: at most
+/// 4,096 x 4,095 / 2 comparisons of short strings, most ending at the first
+/// byte; for tens of classes, nothing.
+fn take_class_names<'a>(
+    architecture: &Architecture,
+    bytes: &'a [u8],
+) -> Result<(ClassNames<'a>, &'a [u8]), Error> {
+    let (count, names) = take_varint(bytes, u32::MAX).ok_or(Error::Malformed)?;
+    let count = usize::try_from(count).map_err(|_| Error::Malformed)?;
+    check_class_count(architecture, count)?;
+    let mut rest = names;
+    for index in 0..count {
+        let (name, tail) = take_byte_string(rest).ok_or(Error::Malformed)?;
+        let earlier = RawNames {
+            rest: names,
+            remaining: index,
+        };
+        check_class_name(index, name, earlier)?;
+        rest = tail;
+    }
+    let section = names
+        .get(..names.len() - rest.len())
+        .ok_or(Error::Malformed)?;
+    let names = ClassNames {
+        bytes: section,
+        len: count,
+    };
+    Ok((names, rest))
+}
+
+/// What follows the records: nothing before version 4; in version 4 the
+/// class names section, then nothing. `records` runs from the first record to
+/// the payload's end, `rest` from the end of the last record; returns the
+/// records alone and the names.
+fn take_tail<'a>(
+    version: u16,
+    architecture: &Architecture,
+    records: &'a [u8],
+    rest: &'a [u8],
+) -> Result<(&'a [u8], ClassNames<'a>), Error> {
+    let (names, tail) = if version >= VERSION_4 {
+        take_class_names(architecture, rest)?
+    } else {
+        (ClassNames::NONE, rest)
+    };
+    if !tail.is_empty() {
+        return Err(Error::Malformed);
+    }
+    let records = records
+        .get(..records.len() - rest.len())
+        .ok_or(Error::Malformed)?;
+    Ok((records, names))
 }
 
 // ---------------------------------------------------------------------------
@@ -744,6 +979,16 @@ impl Sink<'_> {
         Ok(())
     }
 
+    /// The class names section: the count, then each name as a byte string.
+    fn class_names(&mut self, names: &[&str]) -> Result<(), Error> {
+        self.varint(names.len())?;
+        for name in names {
+            self.varint(name.len())?;
+            self.push(name.as_bytes())?;
+        }
+        Ok(())
+    }
+
     fn record<T: Serialize>(&mut self, record: &T) -> Result<(), Error> {
         let start = self.len;
         match self.out.as_deref_mut() {
@@ -836,8 +1081,8 @@ macro_rules! record_encoding {
                 self.encode_into(None)
             }
 
-            /// Encodes header + payload into `out` (as version [`VERSION`]);
-            /// returns the bytes written.
+            /// Encodes header + payload into `out` (in the version `version()`
+            /// gives); returns the bytes written.
             pub fn encode(&self, out: &mut [u8]) -> Result<usize, Error> {
                 self.encode_into(Some(out))
             }
@@ -856,10 +1101,23 @@ macro_rules! record_encoding {
 record_encoding!(F32Record);
 record_encoding!(Int8Record);
 
+/// The checks the loader makes of class names to be written.
+fn check_class_names_to_write(architecture: &Architecture, names: &[&str]) -> Result<(), Error> {
+    check_class_count(architecture, names.len())?;
+    for (index, name) in names.iter().enumerate() {
+        let earlier = names.iter().map(|name| name.as_bytes());
+        check_class_name(index, name.as_bytes(), earlier)?;
+    }
+    Ok(())
+}
+
 impl F32Record<'_, '_> {
-    /// The version the file is written in: 2 when the description fits it, else 3.
+    /// The version the file is written in: 4 with class names; without, 2
+    /// when the description fits it, else 3.
     pub const fn version(&self) -> u16 {
-        if self.architecture.needs_version_3() {
+        if !self.class_names.is_empty() {
+            VERSION_4
+        } else if self.architecture.needs_version_3() {
             VERSION_3
         } else {
             2
@@ -870,19 +1128,28 @@ impl F32Record<'_, '_> {
         if self.layers.len() != self.architecture.record_layers() {
             return Err(Error::TooLarge);
         }
+        check_class_names_to_write(&self.architecture, self.class_names)?;
         let version = self.version();
         encode_file(Flavour::F32, version, out, |sink| {
             sink.architecture(&self.architecture, version)?;
-            self.layers.iter().try_for_each(|layer| sink.record(layer))
+            self.layers
+                .iter()
+                .try_for_each(|layer| sink.record(layer))?;
+            if version >= VERSION_4 {
+                sink.class_names(self.class_names)?;
+            }
+            Ok(())
         })
     }
 }
 
 impl Int8Record<'_, '_> {
-    /// The version the file is written in: 2 when the description and the
-    /// input quantisation fit it, else 3.
+    /// The version the file is written in: 4 with class names; without, 2
+    /// when the description and the input quantisation fit it, else 3.
     pub fn version(&self) -> u16 {
-        if self.architecture.needs_version_3() || self.input != QuantParams::INPUT {
+        if !self.class_names.is_empty() {
+            VERSION_4
+        } else if self.architecture.needs_version_3() || self.input != QuantParams::INPUT {
             VERSION_3
         } else {
             2
@@ -891,8 +1158,9 @@ impl Int8Record<'_, '_> {
 
     /// [`Int8Record::encode`] in format `version`: 3 for a description that version 2 could
     /// hold gives its dense layers TensorFlow Lite Micro's rounding (twice) instead of the
-    /// desktop's. A version below [`Int8Record::version`], or above [`VERSION`], is refused
-    /// ([`Error::UnsupportedVersion`]).
+    /// desktop's; 4 without class names writes an empty class names section. A version
+    /// below [`Int8Record::version`] (below 4 for a model with class names), or above
+    /// [`VERSION`], is refused ([`Error::UnsupportedVersion`]).
     pub fn encode_as(&self, version: u16, out: &mut [u8]) -> Result<usize, Error> {
         self.encode_version(version, Some(out))
     }
@@ -920,10 +1188,17 @@ impl Int8Record<'_, '_> {
                 newest: VERSION,
             });
         }
+        check_class_names_to_write(&self.architecture, self.class_names)?;
         encode_file(Flavour::Int8, version, out, |sink| {
             sink.architecture(&self.architecture, version)?;
             sink.record(&self.input)?;
-            self.layers.iter().try_for_each(|layer| sink.record(layer))
+            self.layers
+                .iter()
+                .try_for_each(|layer| sink.record(layer))?;
+            if version >= VERSION_4 {
+                sink.class_names(self.class_names)?;
+            }
+            Ok(())
         })
     }
 }
@@ -1196,24 +1471,22 @@ fn check_int8_weighted(info: &LayerInfo, stored: &Int8LayerRecord<'_>) -> Result
     check_multipliers(name, stored, MIN_SHIFT..=MAX_SHIFT)
 }
 
-/// Checks one record per layer with weights, each with `check`, and that no
-/// byte follows the last one.
+/// Checks one record per layer that has one, each with `check`, then what
+/// follows the last ([`take_tail`]); returns the records alone and the class
+/// names.
 fn check_records<'a, T: Deserialize<'a> + Canonical>(
+    version: u16,
     architecture: &Architecture,
     records: &'a [u8],
     check: impl Fn(&LayerInfo, &T) -> Result<(), Error>,
-) -> Result<(), Error> {
+) -> Result<(&'a [u8], ClassNames<'a>), Error> {
     let mut rest = records;
     for info in architecture.iter().filter(|info| info.record.is_some()) {
         let (record, tail) = take_record::<T>(rest)?;
         check(&info, &record)?;
         rest = tail;
     }
-    if rest.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::Malformed)
-    }
+    take_tail(version, architecture, records, rest)
 }
 
 // ---------------------------------------------------------------------------
@@ -1225,6 +1498,7 @@ pub struct F32Model<'a> {
     header: Header,
     architecture: Architecture,
     records: &'a [u8],
+    class_names: ClassNames<'a>,
 }
 
 impl<'a> F32Model<'a> {
@@ -1241,11 +1515,13 @@ impl<'a> F32Model<'a> {
 
     fn from_payload(header: Header, payload: &'a [u8]) -> Result<Self, Error> {
         let (architecture, records) = decode_architecture(header.version, payload)?;
-        check_records(&architecture, records, check_f32_layer)?;
+        let (records, class_names) =
+            check_records(header.version, &architecture, records, check_f32_layer)?;
         Ok(Self {
             header,
             architecture,
             records,
+            class_names,
         })
     }
 
@@ -1265,6 +1541,12 @@ impl<'a> F32Model<'a> {
         self.records
     }
 
+    /// The classes' names (version 4; empty if the file names none), borrowing
+    /// from the blob.
+    pub fn class_names(&self) -> ClassNames<'a> {
+        self.class_names
+    }
+
     /// One record per layer that has one ([`Layer::has_record`]; empty for
     /// additions and softmax), in order, borrowing from the blob.
     pub fn layers(&self) -> impl Iterator<Item = F32LayerRecord<'a>> + 'a {
@@ -1282,6 +1564,7 @@ pub struct Int8Model<'a> {
     architecture: Architecture,
     input: QuantParams,
     records: &'a [u8],
+    class_names: ClassNames<'a>,
 }
 
 impl<'a> Int8Model<'a> {
@@ -1309,6 +1592,7 @@ impl<'a> Int8Model<'a> {
             architecture: Architecture::empty(Shape::new(0, 0, 0), OutputKind::Classes),
             input: QuantParams::INPUT,
             records: &[],
+            class_names: ClassNames::NONE,
         };
         let rest = decode_architecture_into(header.version, payload, &mut model.architecture)?;
         let (input, records) = take_record::<QuantParams>(rest)?;
@@ -1322,9 +1606,15 @@ impl<'a> Int8Model<'a> {
                 tensor: None,
             });
         }
-        check_records(&model.architecture, records, check_int8_layer)?;
+        let (records, class_names) = check_records(
+            header.version,
+            &model.architecture,
+            records,
+            check_int8_layer,
+        )?;
         model.input = input;
         model.records = records;
+        model.class_names = class_names;
         Ok(model)
     }
 
@@ -1341,6 +1631,12 @@ impl<'a> Int8Model<'a> {
     /// Quantisation of the input ([`QuantParams::INPUT`] in versions 1 and 2).
     pub fn input_quantization(&self) -> QuantParams {
         self.input
+    }
+
+    /// The classes' names (version 4; empty if the file names none), borrowing
+    /// from the blob: `model.class_names().get(prediction.class)`.
+    pub fn class_names(&self) -> ClassNames<'a> {
+        self.class_names
     }
 
     /// The bytes every layer's tensors borrow from; see [`F32Model::record_bytes`].
@@ -1415,6 +1711,14 @@ impl<'a> Model<'a> {
         match self {
             Model::F32(model) => model.header(),
             Model::Int8(model) => model.header(),
+        }
+    }
+
+    /// The classes' names (version 4; empty if the file names none).
+    pub fn class_names(&self) -> ClassNames<'a> {
+        match self {
+            Model::F32(model) => model.class_names(),
+            Model::Int8(model) => model.class_names(),
         }
     }
 }

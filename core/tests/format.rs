@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use std::sync::LazyLock;
 use tinycnn::arch::{ArchError, Architecture, LayerKind, LayerName, Problem, Shape};
 use tinycnn::format::{self, Flavour, HEADER_LEN, Int8Record, MAGIC, QuantParams, VERSION};
-use tinycnn::{Error, F32Model, Int8Model, Model, TensorKind};
+use tinycnn::{ClassNameProblem, Error, F32Model, Int8Model, Model, TensorKind};
 
 fn name(kind: LayerKind, number: u8) -> LayerName {
     LayerName { kind, number }
@@ -301,14 +301,15 @@ fn header_errors() {
         Error::BadMagic { found: *b"XCNN" }
     );
     let mut bad = bytes.clone();
-    bad[4] = 4;
+    bad[4] = 5;
     assert_eq!(
         Model::from_bytes(&bad).unwrap_err(),
         Error::UnsupportedVersion {
-            found: 4,
+            found: 5,
             newest: VERSION
         }
     );
+    assert_eq!(VERSION, 4);
     let mut bad = bytes.clone();
     bad[6] = 3;
     assert_eq!(
@@ -363,7 +364,12 @@ fn header_errors() {
 
 #[test]
 fn every_truncation_is_rejected() {
-    for bytes in [int8_tensors(4).encode(), f32_tensors(4).encode()] {
+    for bytes in [
+        int8_tensors(4).encode(),
+        f32_tensors(4).encode(),
+        int8_tensors_of(other(), 4).encode_with_names(&OTHER_NAMES),
+        f32_tensors_of(other(), 4).encode_with_names(&OTHER_NAMES),
+    ] {
         for len in 0..bytes.len() {
             let error = Model::from_bytes(&bytes[..len]).unwrap_err();
             assert!(
@@ -376,7 +382,11 @@ fn every_truncation_is_rejected() {
 
 #[test]
 fn every_header_bit_flip_is_rejected() {
-    for bytes in [int8_tensors(5).encode(), int8_tensors(5).encode_v1()] {
+    for bytes in [
+        int8_tensors(5).encode(),
+        int8_tensors(5).encode_v1(),
+        int8_tensors_of(other(), 5).encode_with_names(&OTHER_NAMES),
+    ] {
         for bit in 0..HEADER_LEN * 8 {
             let mut bad = bytes.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
@@ -483,6 +493,7 @@ fn semantic_errors_behind_a_valid_checksum() {
             architecture: Architecture::REFERENCE,
             input,
             layers: &layers,
+            class_names: &[],
         };
         Int8Model::from_bytes(&encode_int8(&record)).map(|_| ())
     }
@@ -600,6 +611,7 @@ fn semantic_errors_behind_a_valid_checksum() {
     let record = tinycnn::format::F32Record {
         architecture: Architecture::REFERENCE,
         layers: &layers,
+        class_names: &[],
     };
     assert_eq!(
         F32Model::from_bytes(&encode_f32(&record)).unwrap_err(),
@@ -649,6 +661,7 @@ fn encode_reports_small_buffers_and_mismatched_records() {
         architecture: Architecture::REFERENCE,
         input: QuantParams::INPUT,
         layers: &layers,
+        class_names: &[],
     };
     let needed = record.encoded_len().unwrap();
     for size in [0, 10, 16, needed - 1] {
@@ -700,6 +713,8 @@ fn errors_read_well() {
 static INT8_TEMPLATE: LazyLock<Vec<u8>> = LazyLock::new(|| int8_tensors(1).encode());
 static F32_TEMPLATE: LazyLock<Vec<u8>> = LazyLock::new(|| f32_tensors(1).encode());
 static OTHER_TEMPLATE: LazyLock<Vec<u8>> = LazyLock::new(|| int8_tensors_of(other(), 1).encode());
+static NAMED_TEMPLATE: LazyLock<Vec<u8>> =
+    LazyLock::new(|| int8_tensors_of(other(), 1).encode_with_names(&OTHER_NAMES));
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
@@ -728,9 +743,9 @@ proptest! {
     #[test]
     fn mutated_payloads_never_panic(
         edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
-        small: bool,
+        template in 0..3usize,
     ) {
-        let template = if small { &*OTHER_TEMPLATE } else { &*INT8_TEMPLATE };
+        let template = [&*OTHER_TEMPLATE, &*INT8_TEMPLATE, &*NAMED_TEMPLATE][template];
         let mut payload = template[HEADER_LEN..].to_vec();
         for (index, value) in &edits {
             let i = index.index(payload.len());
@@ -742,6 +757,9 @@ proptest! {
             let image = vec![200u8; model.input_shape().values()];
             let prediction = model.classify(&image, &mut scratch).unwrap();
             prop_assert!(prediction.class < model.architecture().classes());
+            let names = model.class_names();
+            prop_assert!(names.is_empty() || names.len() == model.architecture().classes());
+            prop_assert_eq!(names.iter().count(), names.len());
         }
     }
 }
@@ -795,6 +813,7 @@ fn version_3_records_of_additions_and_softmax_are_checked() {
             architecture,
             input: QuantParams::INPUT,
             layers: &layers,
+            class_names: &[],
         };
         Int8Model::from_bytes(&encode_int8(&record)).map(|_| ())
     };
@@ -839,6 +858,7 @@ fn version_3_records_of_additions_and_softmax_are_checked() {
         architecture: residual,
         input: QuantParams::INPUT,
         layers: &layers,
+        class_names: &[],
     };
     assert!(matches!(
         Int8Model::from_bytes(&encode_int8(&record)),
@@ -856,6 +876,7 @@ fn version_3_records_of_additions_and_softmax_are_checked() {
         architecture: Architecture::REFERENCE,
         input: QuantParams::INPUT,
         layers: &layers,
+        class_names: &[],
     };
     let mut v3 = vec![0; record.encoded_len().unwrap() + 64];
     let written = record.encode_as(3, &mut v3).unwrap();
@@ -866,6 +887,7 @@ fn version_3_records_of_additions_and_softmax_are_checked() {
         architecture: residual,
         input: QuantParams::INPUT,
         layers: &layers,
+        class_names: &[],
     };
     assert_eq!(
         record.encode_as(2, &mut v3).unwrap_err(),
@@ -873,5 +895,590 @@ fn version_3_records_of_additions_and_softmax_are_checked() {
             found: 2,
             newest: VERSION
         }
+    );
+}
+
+/// The class names of `other()`'s five classes in the golden files: ASCII, a
+/// two-byte and a four-byte character.
+const OTHER_NAMES: [&str; 5] = ["cat", "dog", "café", "7", "🐦 bird"];
+
+/// Their class names section, as `golden_encoder.py` prints it.
+const OTHER_NAMES_SECTION: [u8; 27] = [
+    0x05, 0x03, 0x63, 0x61, 0x74, 0x03, 0x64, 0x6f, 0x67, 0x05, 0x63, 0x61, 0x66, 0xc3, 0xa9, 0x01,
+    0x37, 0x09, 0xf0, 0x9f, 0x90, 0xa6, 0x20, 0x62, 0x69, 0x72, 0x64,
+];
+
+/// Pins version 4's layout: a model with class names is version 3's payload
+/// followed by the names, lengths and checksums computed by the independent
+/// encoder (`tests/golden_encoder.py`) from `FORMAT.md`.
+#[test]
+fn golden_bytes_of_version_4() {
+    let int8 = int8_tensors_of(other(), 0);
+    let bytes = int8.encode_with_names(&OTHER_NAMES);
+    assert_eq!(&bytes[4..8], &[4, 0, 2, 0]);
+    // The description in version 3's form: conv 5 x 5, strides 1 x 1,
+    // 'valid' (1), 4 filters, ReLU; pool; conv 1 x 1, 'same', 3, none; pool;
+    // flatten; dense 6 and 5, none; output kind classes (00).
+    let description = [
+        0x0c, 0x0c, 0x03, 0x07, 0x00, 0x05, 0x05, 0x01, 0x01, 0x01, 0x04, 0x01, 0x01, 0x00, 0x01,
+        0x01, 0x01, 0x01, 0x00, 0x03, 0x00, 0x01, 0x03, 0x04, 0x06, 0x00, 0x04, 0x05, 0x00, 0x00,
+    ];
+    assert_eq!(&bytes[16..46], &description);
+    // The names end the file, after version 3's payload.
+    assert!(bytes.ends_with(&OTHER_NAMES_SECTION));
+    let v3 = int8.encode_as(3, &[]).unwrap();
+    assert_eq!(
+        &bytes[HEADER_LEN..bytes.len() - OTHER_NAMES_SECTION.len()],
+        &v3[HEADER_LEN..]
+    );
+    assert_eq!((bytes.len(), format::crc32(&bytes)), (767, 0xf30d_60a8));
+    let model = Int8Model::from_bytes(&bytes).unwrap();
+    assert_eq!(model.header().version, 4);
+    assert_eq!(model.architecture(), &other());
+    assert_eq!(model.layers().collect::<Vec<_>>(), int8.layer_records());
+    assert_eq!(model.class_names().iter().collect::<Vec<_>>(), OTHER_NAMES);
+
+    let f32s = f32_tensors_of(other(), 0);
+    let f32_bytes = f32s.encode_with_names(&OTHER_NAMES);
+    assert_eq!(&f32_bytes[4..8], &[4, 0, 1, 0]);
+    assert_eq!(&f32_bytes[16..46], &description);
+    assert!(f32_bytes.ends_with(&OTHER_NAMES_SECTION));
+    assert_eq!(
+        (f32_bytes.len(), format::crc32(&f32_bytes)),
+        (1_811, 0xbe29_0813)
+    );
+    let model = F32Model::from_bytes(&f32_bytes).unwrap();
+    assert_eq!(model.layers().collect::<Vec<_>>(), f32s.layer_records());
+    assert_eq!(model.class_names().iter().collect::<Vec<_>>(), OTHER_NAMES);
+
+    // Version 4 without names, on request: a count of 0 ends the file.
+    let unnamed = int8.encode_as(4, &[]).unwrap();
+    assert_eq!(&unnamed[4..8], &[4, 0, 2, 0]);
+    assert_eq!(unnamed[HEADER_LEN..unnamed.len() - 1], v3[HEADER_LEN..]);
+    assert_eq!(unnamed.last(), Some(&0));
+    assert_eq!((unnamed.len(), format::crc32(&unnamed)), (741, 0x41ca_4ba8));
+    let model = Int8Model::from_bytes(&unnamed).unwrap();
+    assert_eq!(model.header().version, 4);
+    assert!(model.class_names().is_empty());
+    assert_eq!(model.layers().collect::<Vec<_>>(), int8.layer_records());
+}
+
+const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+const KEYWORDS: [&str; 5] = ["yes", "no", "up", "down", "_silence_"];
+
+#[test]
+fn class_names_round_trip_in_both_flavours() {
+    let cases: [(Architecture, &[&str]); 3] = [
+        (other(), &OTHER_NAMES),
+        (ds_cnn(), &KEYWORDS),
+        (Architecture::REFERENCE, &DIGITS),
+    ];
+    for (seed, (architecture, names)) in cases.into_iter().enumerate() {
+        let image: Vec<u8> = (0..architecture.input().values())
+            .map(|i| (i * 13 % 256) as u8)
+            .collect();
+
+        let int8 = int8_tensors_of(architecture, seed as u32);
+        let layers = int8.layer_records();
+        let record = Int8Record {
+            architecture,
+            input: int8.input,
+            layers: &layers,
+            class_names: names,
+        };
+        assert_eq!(record.version(), 4);
+        let bytes = encode_int8(&record);
+        let model = Int8Model::from_bytes(&bytes).unwrap();
+        assert_eq!(model.header().version, 4);
+        assert_eq!(model.architecture(), &architecture);
+        assert_eq!(model.layers().collect::<Vec<_>>(), layers);
+        let class_names = model.class_names();
+        assert_eq!(class_names.len(), names.len());
+        assert!(!class_names.is_empty());
+        assert_eq!(class_names.iter().len(), names.len());
+        assert_eq!(class_names.into_iter().collect::<Vec<_>>(), names);
+        for (index, name) in names.iter().enumerate() {
+            assert_eq!(class_names.get(index), Some(*name));
+        }
+        assert_eq!(class_names.get(names.len()), None);
+        assert_eq!(class_names.get(usize::MAX), None);
+        assert_eq!(
+            Model::from_bytes(&bytes).unwrap().class_names(),
+            class_names
+        );
+        // Every name borrows from the file.
+        let range = bytes.as_ptr_range();
+        assert!(
+            class_names
+                .iter()
+                .all(|name| range.contains(&name.as_ptr()))
+        );
+        // The names change nothing else: the same outputs as version 3.
+        let v3 = int8.encode_as(3, &[]).unwrap();
+        let unnamed = Int8Model::from_bytes(&v3).unwrap();
+        assert!(unnamed.class_names().is_empty());
+        let (mut a, mut b) = (
+            vec![0i8; model.scratch_bytes()],
+            vec![0i8; unnamed.scratch_bytes()],
+        );
+        let named_prediction = model.classify(&image, &mut a).unwrap();
+        let prediction = unnamed.classify(&image, &mut b).unwrap();
+        assert_eq!(named_prediction.logits, prediction.logits);
+        assert!(class_names.get(named_prediction.class).is_some());
+
+        let f32s = f32_tensors_of(architecture, seed as u32);
+        let layers = f32s.layer_records();
+        let record = format::F32Record {
+            architecture,
+            layers: &layers,
+            class_names: names,
+        };
+        assert_eq!(record.version(), 4);
+        let bytes = encode_f32(&record);
+        let model = F32Model::from_bytes(&bytes).unwrap();
+        assert_eq!(model.header().version, 4);
+        assert_eq!(model.layers().collect::<Vec<_>>(), layers);
+        assert_eq!(model.class_names().iter().collect::<Vec<_>>(), names);
+        let unnamed_bytes = f32s.encode();
+        let unnamed = F32Model::from_bytes(&unnamed_bytes).unwrap();
+        assert!(unnamed.class_names().is_empty());
+        let (mut a, mut b) = (
+            vec![0f32; model.scratch_len()],
+            vec![0f32; unnamed.scratch_len()],
+        );
+        assert_eq!(
+            model.classify(&image, &mut a).unwrap().logits,
+            unnamed.classify(&image, &mut b).unwrap().logits
+        );
+    }
+    let bytes = int8_tensors_of(other(), 0).encode_with_names(&OTHER_NAMES);
+    let names = Int8Model::from_bytes(&bytes).unwrap().class_names();
+    assert_eq!(
+        format!("{names:?}"),
+        r#"["cat", "dog", "café", "7", "🐦 bird"]"#
+    );
+    assert_eq!(format!("{:?}", tinycnn::ClassNames::NONE), "[]");
+}
+
+/// Without names, every writer writes the version and the bytes it wrote
+/// before version 4 (the golden tests pin those bytes), and readers see no names.
+#[test]
+fn files_without_names_are_unchanged() {
+    let reference = int8_tensors(0);
+    let layers = reference.layer_records();
+    let record = Int8Record {
+        architecture: Architecture::REFERENCE,
+        input: QuantParams::INPUT,
+        layers: &layers,
+        class_names: &[],
+    };
+    assert_eq!(record.version(), 2);
+    let named = Int8Record {
+        class_names: &DIGITS,
+        ..record
+    };
+    assert_eq!(named.version(), 4);
+    for (architecture, version) in [(other(), 2), (ds_cnn(), 3), (values(), 3)] {
+        let bytes = int8_tensors_of(architecture, 0).encode();
+        assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), version);
+        let model = Model::from_bytes(&bytes).unwrap();
+        assert!(model.class_names().is_empty());
+        assert_eq!(model.class_names().iter().next(), None);
+        assert_eq!(model.class_names().get(0), None);
+        let bytes = f32_tensors_of(architecture, 0).encode();
+        assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), version);
+        assert!(Model::from_bytes(&bytes).unwrap().class_names().is_empty());
+    }
+    // Version 1 files have none either.
+    let v1 = reference.encode_v1();
+    assert!(Int8Model::from_bytes(&v1).unwrap().class_names().is_empty());
+}
+
+/// Each rule of the class names section, on the reading side (a version 3
+/// payload followed by a section, behind a valid version 4 header) and on
+/// the writing side.
+#[test]
+fn class_names_are_checked() {
+    let tensors = int8_tensors_of(other(), 3);
+    let v3 = tensors.encode_as(3, &[]).unwrap();
+    let v4 = tensors.encode_as(4, &[]).unwrap();
+    let read = |section: &[u8]| {
+        let mut payload = v3[HEADER_LEN..].to_vec();
+        payload.extend_from_slice(section);
+        Model::from_bytes(&with_payload(&v4, &payload)).map(|model| {
+            model
+                .class_names()
+                .iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+    };
+    let write = |names: &[&str]| tensors.encode_as(4, names).map(|_| ());
+    fn bad<T>(index: Option<usize>, problem: ClassNameProblem) -> Result<T, Error> {
+        Err(Error::BadClassNames { index, problem })
+    }
+    use ClassNameProblem::*;
+
+    let abcde: [&[u8]; 5] = [b"a", b"b", b"c", b"d", b"e"];
+    assert_eq!(
+        read(&names_section(&abcde)),
+        Ok(["a", "b", "c", "d", "e"].map(String::from).to_vec())
+    );
+    assert_eq!(read(&[0]), Ok(vec![]));
+    assert_eq!(write(&["a", "b", "c", "d", "e"]), Ok(()));
+
+    // One name per class: 5.
+    let count = |names| Count { names, classes: 5 };
+    assert_eq!(read(&names_section(&abcde[..4])), bad(None, count(4)));
+    assert_eq!(write(&["a", "b", "c", "d"]), bad(None, count(4)));
+    let six: [&[u8]; 6] = [b"a", b"b", b"c", b"d", b"e", b"f"];
+    assert_eq!(read(&names_section(&six)), bad(None, count(6)));
+    assert_eq!(write(&["a", "b", "c", "d", "e", "f"]), bad(None, count(6)));
+    // The count is checked before any name is read.
+    assert_eq!(read(&varint(1000)), bad(None, count(1000)));
+    assert_eq!(read(&[0x01, 0x00]), bad(None, count(1)));
+
+    // Names only on a classifier: `values()` outputs 4 values, not classes.
+    let values = int8_tensors_of(values(), 3);
+    let values_v3 = values.encode_as(3, &[]).unwrap();
+    let values_v4 = values.encode_as(4, &[]).unwrap();
+    assert!(Model::from_bytes(&values_v4).is_ok());
+    let mut payload = values_v3[HEADER_LEN..].to_vec();
+    payload.extend(names_section(&abcde[..4]));
+    assert_eq!(
+        Model::from_bytes(&with_payload(&values_v4, &payload)).unwrap_err(),
+        Error::BadClassNames {
+            index: None,
+            problem: NotClassifier
+        }
+    );
+    assert_eq!(
+        values.encode_as(4, &["a", "b", "c", "d"]).unwrap_err(),
+        Error::BadClassNames {
+            index: None,
+            problem: NotClassifier
+        }
+    );
+
+    // Each name's rules, at index 2.
+    let with = |name: &[u8]| {
+        let mut names = abcde;
+        names[2] = name;
+        read(&names_section(&names))
+    };
+    let write_with = |name: &str| write(&["a", "b", name, "d", "e"]);
+    assert_eq!(with(b""), bad(Some(2), Empty));
+    assert_eq!(write_with(""), bad(Some(2), Empty));
+    let long = "x".repeat(65);
+    assert_eq!(with(long.as_bytes()), bad(Some(2), TooLong { length: 65 }));
+    assert_eq!(write_with(&long), bad(Some(2), TooLong { length: 65 }));
+    // 64 bytes are allowed, also as 16 four-byte characters; 65 bytes are
+    // too long even when 65 is not a number of characters.
+    assert!(with("x".repeat(64).as_bytes()).is_ok());
+    assert!(with("🐦".repeat(16).as_bytes()).is_ok());
+    let emoji = "🐦".repeat(16) + "x";
+    assert_eq!(with(emoji.as_bytes()), bad(Some(2), TooLong { length: 65 }));
+    // Not UTF-8: a lone continuation, a cut sequence, an overlong form, a
+    // surrogate, above U+10FFFF, 0xff. (A `&str` is always UTF-8: the writer
+    // cannot be given these.)
+    for name in [
+        &[0x80][..],
+        &[0x61, 0xc3],
+        &[0xc0, 0xaf],
+        &[0xed, 0xa0, 0x80],
+        &[0xf4, 0x90, 0x80, 0x80],
+        &[0xff],
+    ] {
+        assert_eq!(with(name), bad(Some(2), NotUtf8), "{name:x?}");
+    }
+    // Too long is checked before UTF-8.
+    assert_eq!(with(&[0xff; 70]), bad(Some(2), TooLong { length: 70 }));
+    // ASCII control characters, the first one reported.
+    for (name, byte) in [
+        ("\0", 0x00),
+        ("tab\there", 0x09),
+        ("line\n", 0x0a),
+        ("\x1f", 0x1f),
+        ("del\x7f", 0x7f),
+        ("a\r\n", 0x0d),
+    ] {
+        let problem = ControlCharacter { byte };
+        assert_eq!(with(name.as_bytes()), bad(Some(2), problem), "{name:?}");
+        assert_eq!(write_with(name), bad(Some(2), problem), "{name:?}");
+    }
+    // The space, a C1 control (U+0085) and any other character are accepted.
+    for name in [" ", " spaced out ", "\u{85}", "~", "日本語", "e\u{301}"] {
+        assert!(with(name.as_bytes()).is_ok(), "{name:?}");
+        assert_eq!(write_with(name), Ok(()), "{name:?}");
+    }
+    // Duplicates, compared byte for byte.
+    assert_eq!(with(b"a"), bad(Some(2), Duplicate { first: 0 }));
+    assert_eq!(write_with("b"), bad(Some(2), Duplicate { first: 1 }));
+    assert_eq!(
+        write(&["x", "y", "z", "x", "x"]),
+        bad(Some(3), Duplicate { first: 0 })
+    );
+    assert_eq!(write_with("A"), Ok(()));
+    assert_eq!(write(&["é", "e\u{301}", "c", "d", "e"]), Ok(()));
+    // The first bad name is reported, whatever follows it.
+    assert_eq!(
+        read(&names_section(&[b"a", b"", b"a", b"\n", &[0xff]])),
+        bad(Some(1), Empty)
+    );
+
+    // The encoding: cut short, overlong, or followed by bytes.
+    let valid = names_section(&abcde);
+    for length in 0..valid.len() {
+        assert_eq!(read(&valid[..length]), Err(Error::Malformed), "{length}");
+    }
+    let mut extra = valid.clone();
+    extra.push(0);
+    assert_eq!(read(&extra), Err(Error::Malformed));
+    assert_eq!(read(&[0, 0]), Err(Error::Malformed));
+    // A count of 5 as 0x85 0x00, a name's length of 1 as 0x81 0x00.
+    let mut overlong = valid.clone();
+    overlong.splice(0..1, [0x85, 0x00]);
+    assert_eq!(read(&overlong), Err(Error::Malformed));
+    let mut overlong = valid.clone();
+    overlong.splice(1..2, [0x81, 0x00]);
+    assert_eq!(read(&overlong), Err(Error::Malformed));
+    // Counts and lengths above 32 bits.
+    assert_eq!(read(&[0x80, 0x80, 0x80, 0x80, 0x10]), Err(Error::Malformed));
+    let mut huge = vec![0x05];
+    huge.extend([0xff, 0xff, 0xff, 0xff, 0x1f]);
+    assert_eq!(read(&huge), Err(Error::Malformed));
+    // A name longer than what is left.
+    assert_eq!(read(&[0x05, 0x03, b'a']), Err(Error::Malformed));
+    // A version 4 payload without its section.
+    assert_eq!(read(&[]), Err(Error::Malformed));
+    // A version 3 file with a section: bytes after the last record.
+    let mut payload = v3[HEADER_LEN..].to_vec();
+    payload.extend(&valid);
+    assert_eq!(
+        Model::from_bytes(&with_payload(&v3, &payload)).unwrap_err(),
+        Error::Malformed
+    );
+
+    // Names need version 4: `encode_as` refuses any older version.
+    for version in [2, 3] {
+        assert_eq!(
+            tensors.encode_as(version, &OTHER_NAMES).unwrap_err(),
+            Error::UnsupportedVersion {
+                found: version,
+                newest: VERSION
+            }
+        );
+    }
+    assert_eq!(
+        tensors.encode_as(5, &OTHER_NAMES).unwrap_err(),
+        Error::UnsupportedVersion {
+            found: 5,
+            newest: VERSION
+        }
+    );
+    assert!(tensors.encode_as(4, &OTHER_NAMES).is_ok());
+    // The writer checks the names before anything else is written.
+    let layers = tensors.layer_records();
+    let record = Int8Record {
+        architecture: other(),
+        input: QuantParams::INPUT,
+        layers: &layers,
+        class_names: &["a", "a", "c", "d", "e"],
+    };
+    assert_eq!(record.encoded_len(), bad(Some(1), Duplicate { first: 0 }));
+    assert_eq!(
+        record.encode(&mut [0; 4096]),
+        bad(Some(1), Duplicate { first: 0 })
+    );
+    let f32s = f32_tensors_of(other(), 3);
+    let layers = f32s.layer_records();
+    let record = format::F32Record {
+        architecture: other(),
+        layers: &layers,
+        class_names: &["a", "b"],
+    };
+    assert_eq!(record.encoded_len(), bad(None, count(2)));
+}
+
+#[test]
+fn class_name_errors_read_well() {
+    let message = |index, problem| Error::BadClassNames { index, problem }.to_string();
+    assert_eq!(
+        message(
+            None,
+            ClassNameProblem::Count {
+                names: 4,
+                classes: 5
+            }
+        ),
+        "the file names 4 classes, but the network has 5"
+    );
+    assert_eq!(
+        message(None, ClassNameProblem::NotClassifier),
+        "the file names classes, but the network's output is values, not classes"
+    );
+    assert_eq!(
+        message(Some(2), ClassNameProblem::Empty),
+        "class name 2 is empty"
+    );
+    assert_eq!(
+        message(Some(0), ClassNameProblem::TooLong { length: 65 }),
+        "class name 0 has 65 bytes, at most 64 are allowed"
+    );
+    assert_eq!(
+        message(Some(1), ClassNameProblem::NotUtf8),
+        "class name 1 is not valid UTF-8"
+    );
+    assert_eq!(
+        message(Some(3), ClassNameProblem::ControlCharacter { byte: 9 }),
+        "class name 3 holds the control character 0x09"
+    );
+    assert_eq!(
+        message(Some(4), ClassNameProblem::Duplicate { first: 1 }),
+        "class name 4 repeats class name 1"
+    );
+}
+
+/// What a model holds, to tell two models apart.
+fn contents(model: &Model<'_>) -> (Architecture, Vec<Vec<u8>>, Vec<String>) {
+    let (records, input) = match model {
+        Model::Int8(model) => (
+            model
+                .layers()
+                .map(|layer| postcard::to_allocvec(&layer).unwrap())
+                .collect::<Vec<_>>(),
+            postcard::to_allocvec(&model.input_quantization()).unwrap(),
+        ),
+        Model::F32(model) => (
+            model
+                .layers()
+                .map(|layer| postcard::to_allocvec(&layer).unwrap())
+                .collect(),
+            Vec::new(),
+        ),
+    };
+    let names = model.class_names().iter().map(String::from).collect();
+    (
+        *model.architecture(),
+        [vec![input], records].concat(),
+        names,
+    )
+}
+
+/// Every cut of a version 4 file and every single-bit flip of it is refused,
+/// or (behind a checksum made valid again) is another valid model, which
+/// classifies; never a panic.
+#[test]
+fn every_cut_and_bit_flip_of_a_version_4_file_is_refused_or_another_model() {
+    for bytes in [
+        int8_tensors_of(other(), 6).encode_with_names(&OTHER_NAMES),
+        f32_tensors_of(other(), 6).encode_with_names(&OTHER_NAMES),
+    ] {
+        let original = contents(&Model::from_bytes(&bytes).unwrap());
+        let payload = &bytes[HEADER_LEN..];
+        let section = payload.len() - OTHER_NAMES_SECTION.len();
+        for length in 0..bytes.len() {
+            let error = Model::from_bytes(&bytes[..length]).unwrap_err();
+            assert!(
+                matches!(error, Error::Truncated { .. }),
+                "{length}: {error}"
+            );
+        }
+        // Cut behind a valid header and checksum: the records or the names
+        // are missing.
+        for length in 0..payload.len() {
+            let error = Model::from_bytes(&with_payload(&bytes, &payload[..length])).unwrap_err();
+            if length >= section {
+                assert_eq!(error, Error::Malformed, "{length}");
+            }
+        }
+        for bit in 0..bytes.len() * 8 {
+            let mut bad = bytes.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(Model::from_bytes(&bad).is_err(), "bit {bit}");
+        }
+        let mut valid = 0;
+        for bit in 0..payload.len() * 8 {
+            let mut flipped = payload.to_vec();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            let file = with_payload(&bytes, &flipped);
+            let Ok(model) = Model::from_bytes(&file) else {
+                continue;
+            };
+            valid += 1;
+            assert_ne!(contents(&model), original, "bit {bit}");
+            let names = model.class_names();
+            let classes = model.architecture().classes();
+            assert!(names.is_empty() || names.len() == classes, "bit {bit}");
+            assert!(names.iter().all(|name| (1..=64).contains(&name.len())));
+            let image = vec![100u8; model.architecture().input().values()];
+            let class = match model {
+                Model::Int8(model) => {
+                    let mut scratch = vec![0i8; model.scratch_bytes()];
+                    model.classify(&image, &mut scratch).unwrap().class
+                }
+                Model::F32(model) => {
+                    let mut scratch = vec![0f32; model.scratch_len()];
+                    model.classify(&image, &mut scratch).unwrap().class
+                }
+            };
+            assert!(class < classes);
+        }
+        // Flipped weights, biases and name bytes give valid models.
+        assert!(valid > 0);
+    }
+}
+
+/// An empty int8 test-vector file (`TCTV` version 2, `FORMAT.md`) for the
+/// model whose CRC is `model_crc`.
+fn empty_vectors(model_crc: u32, image: usize, outputs: usize) -> Vec<u8> {
+    let mut out = b"TCTV".to_vec();
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&model_crc.to_le_bytes());
+    out.extend_from_slice(&(image as u32).to_le_bytes());
+    out.extend_from_slice(&(outputs as u16).to_le_bytes());
+    out.extend_from_slice(&[0, 0]);
+    let crc = format::crc32(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Test vectors name their model by its CRC: names make another file, whose
+/// vectors are not the unnamed file's, and the other way round.
+#[test]
+fn test_vectors_tell_a_named_file_from_an_unnamed_one() {
+    let tensors = int8_tensors_of(other(), 2);
+    let unnamed = tensors.encode_as(3, &[]).unwrap();
+    let named = tensors.encode_with_names(&OTHER_NAMES);
+    let unnamed = Int8Model::from_bytes(&unnamed).unwrap();
+    let named = Int8Model::from_bytes(&named).unwrap();
+    let vectors_of = |model: &Int8Model<'_>| {
+        let architecture = model.architecture();
+        empty_vectors(
+            model.header().crc,
+            architecture.input().values(),
+            architecture.classes(),
+        )
+    };
+    let (for_unnamed, for_named) = (vectors_of(&unnamed), vectors_of(&named));
+    let for_unnamed = tinycnn::testvec::TestVectors::from_bytes(&for_unnamed).unwrap();
+    let for_named = tinycnn::testvec::TestVectors::from_bytes(&for_named).unwrap();
+    assert_eq!(for_unnamed.check_model(&unnamed), Ok(()));
+    assert_eq!(for_named.check_model(&named), Ok(()));
+    assert_eq!(
+        for_unnamed.check_model(&named),
+        Err(Error::VectorsForAnotherModel {
+            vectors_model: unnamed.header().crc,
+            model: named.header().crc
+        })
+    );
+    assert_eq!(
+        for_named.check_model(&unnamed),
+        Err(Error::VectorsForAnotherModel {
+            vectors_model: named.header().crc,
+            model: unnamed.header().crc
+        })
     );
 }

@@ -2,11 +2,12 @@
 # (Python standard library only): it shares no code with the core, so where
 # the page is ambiguous or wrong, the bytes differ. It produces the
 # deterministic models of core/tests/common/mod.rs, in format versions 1 and 2
-# (the reference network, OTHER) and 3 (DS_CNN, VALUES: strided, rectangular
+# (the reference network, OTHER), 3 (DS_CNN, VALUES: strided, rectangular
 # and depthwise convolutions, ReLU6, pools of any window, global average pool,
 # residual blocks with identity and projection shortcuts, softmax, a vector
-# input, an output of values, a non-pixel input quantisation), and prints
-# their lengths and CRC-32s, which core/tests/format.rs pins as golden values.
+# input, an output of values, a non-pixel input quantisation) and 4 (OTHER
+# with class names, and without), and prints their lengths and CRC-32s, which
+# core/tests/format.rs pins as golden values.
 # The tensors follow the same patterns as the Rust helpers; an addition's and a
 # softmax's integers are derived from the scales around them as the page's
 # "Records" section describes (TensorFlow Lite Micro's Prepare).
@@ -240,15 +241,18 @@ EXAMPLE = ((8, 8, 2), [('conv', (3, 2, 2, 2, False), 4, RELU), ('residual', 0, 1
 assert describe_v3(EXAMPLE) == bytes.fromhex(
     '08080207 0003020202000401 090001 0003030101000400 0a01 08 040300 0b 00')
 assert [r[0] for r in records_v3(EXAMPLE)] == ['weighted', 'identity', 'weighted', 'add', 'weighted', 'softmax']
-REFERENCE_V3 = (REFERENCE[0], [
-    ('conv', (l[1], l[1], 1, 1, l[2]), l[3], int(l[4])) if l[0] == 'conv'
-    else ('dense', l[1], int(l[2])) if l[0] == 'dense' else l for l in REFERENCE[1]], 0)
+def v2_to_v3(net):
+    """A version 2 net in version 3's terms: square stride-1 windows, a classifier."""
+    return (net[0], [
+        ('conv', (l[1], l[1], 1, 1, l[2]), l[3], int(l[4])) if l[0] == 'conv'
+        else ('dense', l[1], int(l[2])) if l[0] == 'dense' else l for l in net[1]], 0)
+REFERENCE_V3 = v2_to_v3(REFERENCE)
 assert len(describe_v3(REFERENCE_V3)) == 57
 assert describe_v3(REFERENCE_V3)[4:12] == bytes.fromhex('0003030101004001')
 
 SOFTMAX_OUTPUT = (1 / 256, -128)
 
-def int8_model_v3(net, seed, input_quant=PIXELS):
+def int8_model_v3(net, seed, input_quant=PIXELS, version=3, names=()):
     p = describe_v3(net) + quant(*input_quant)
     # The scales and zero points of the main line and of the open block's
     # shortcut ("Quantisation flow"), from which additions and softmax take
@@ -279,14 +283,51 @@ def int8_model_v3(net, seed, input_quant=PIXELS):
             main = SOFTMAX_OUTPUT
         p += data
         index += 1
-    return file(3, 2, p)
+    if version >= 4: p += names_section(net, names)
+    return file(version, 2, p)
 
-def f32_model_v3(net, seed):
+def f32_model_v3(net, seed, version=3, names=()):
     p = describe_v3(net)
     for record in records_v3(net):
         if record[0] == 'weighted': p += f32_record(record[1], record[2], seed)
         elif record[0] != 'identity': p += bstr(b'') + bstr(b'')  # add, softmax: empty
-    return file(3, 1, p)
+    if version >= 4: p += names_section(net, names)
+    return file(version, 1, p)
+
+# Version 4: version 3's payload followed by the class names section: a varint
+# count, then each name as a byte string of its UTF-8 bytes, in class order.
+def output_values(net):
+    """The number of values the net outputs (its classes for a classifier)."""
+    (h, w, c), layers, _ = net
+    for layer in layers:
+        kind = layer[0]
+        if kind == 'conv': (h, w), c = window_output(layer[1], h, w), layer[2]
+        elif kind == 'dw': (h, w), c = window_output(layer[1], h, w), c * layer[2]
+        elif kind == 'pool': h, w = h // 2, w // 2
+        elif kind in ('maxpool', 'avgpool'): h, w = window_output(layer[1], h, w)
+        elif kind == 'gap': h, w = 1, 1
+        elif kind == 'flatten': h, w, c = 1, 1, h * w * c
+        elif kind == 'dense': h, w, c = 1, 1, layer[1]
+    return h * w * c
+
+def names_section(net, names):
+    """The section, after the page's checks: none, or one valid name per class."""
+    encoded = [name.encode('utf-8') for name in names]
+    if encoded:
+        assert net[2] == 0, 'names need an output of classes'
+        assert len(encoded) == output_values(net), 'one name per class'
+        for i, name in enumerate(encoded):
+            assert 1 <= len(name) <= 64, 'a name has 1 to 64 bytes'
+            assert all(b >= 0x20 and b != 0x7f for b in name), 'no ASCII control character'
+            assert name not in encoded[:i], 'no two names alike'
+    return varint(len(encoded)) + b''.join(bstr(name) for name in encoded)
+
+# The page's worked section: the version 3 example's three classes.
+assert names_section(EXAMPLE, ['cat', 'dog', 'caf\u00e9']) == bytes.fromhex('03 03636174 03646f67 05636166c3a9')
+assert names_section(EXAMPLE, []) == b'\x00'
+OTHER_V3 = v2_to_v3(OTHER)
+# One ASCII name, one with a two-byte character, one with a four-byte one.
+OTHER_NAMES = ['cat', 'dog', 'caf\u00e9', '7', '\U0001F426 bird']
 
 for name, model in [
     ('int8 reference v2', int8_model(REFERENCE, 0)),
@@ -299,9 +340,14 @@ for name, model in [
     ('f32 ds-cnn v3', f32_model_v3(DS_CNN, 0)),
     ('int8 values v3', int8_model_v3(VALUES, 0)),
     ('f32 values v3', f32_model_v3(VALUES, 0)),
+    ('int8 other v4 names', int8_model_v3(OTHER_V3, 0, version=4, names=OTHER_NAMES)),
+    ('f32 other v4 names', f32_model_v3(OTHER_V3, 0, version=4, names=OTHER_NAMES)),
+    ('int8 other v4 no names', int8_model_v3(OTHER_V3, 0, version=4)),
 ]:
     print(f'{name}: {len(model)} bytes, crc32 {zlib.crc32(model):#010x}, header {model[:16].hex()}')
 print('reference description:', describe(REFERENCE).hex())
 print('other description:', describe(OTHER).hex())
 print('ds-cnn description:', describe_v3(DS_CNN).hex())
 print('values description:', describe_v3(VALUES).hex())
+print('other v4 description:', describe_v3(OTHER_V3).hex())
+print('other v4 names section:', names_section(OTHER_V3, OTHER_NAMES).hex())

@@ -20,11 +20,13 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `image 3: predicted 7 (label 7), logits [-12, ...], 223980 counts` -> (3, [-12, ...]).
+/// `image 3: predicted 7 (label 7), logits [-12, ...], 223980 counts` -> (3, [-12, ...]);
+/// with class names, `image 3: predicted 7 "seven" (label 7 "seven"), logits [...], ...`
+/// (the logits are the last list on the line, whatever the names hold).
 fn parse(line: &str) -> Option<(usize, Vec<i8>)> {
     let rest = &line[line.find("image ")? + 6..];
     let index = rest[..rest.find(':')?].parse().ok()?;
-    let list = &rest[rest.find("logits [")? + 8..];
+    let list = &rest[rest.rfind("logits [")? + 8..];
     let values: Vec<i8> = list[..list.find(']')?]
         .split(',')
         .map(|v| v.trim().parse())
@@ -165,6 +167,8 @@ fn log_lines_parse() {
         parse(line),
         Some((12, vec![-128, 3, 0, 127, -5, 6, 7, 8, 9, -10]))
     );
+    let named = "INFO  image 4: predicted 2 \"logits [1]\" (label 2 \"logits [1]\"), logits [-128, 127], 99 counts";
+    assert_eq!(parse(named), Some((4, vec![-128, 127])));
     assert_eq!(parse("INFO  all 100 images match the host"), None);
     let ram = "INFO  RAM: 25760 B at peak of 131072 B = static 23452 (data 0 + bss 23452 + uninit 0) + peak stack 2308 of 107620 B stack";
     assert_eq!(number_after(ram, "static"), Some(23452));

@@ -212,6 +212,7 @@ impl Network {
             architecture: self.architecture,
             input,
             layers: &layers,
+            class_names: &[],
         }
         .to_vec()
         .unwrap()

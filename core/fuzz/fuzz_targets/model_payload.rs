@@ -1,9 +1,10 @@
 //! The payload checks behind the checksum: the input (minus its first byte,
-//! which picks the flavour) becomes the payload of a version 2 file with a
-//! correct header and CRC, so every mutation reaches the description decoder,
-//! postcard decoding and the tensor validation. Seed the corpus with real
-//! payloads (`core/fuzz/seed-corpus.sh`) so the fuzzer also explores valid
-//! models, which must then classify without panicking.
+//! which picks the flavour and the format version) becomes the payload of a
+//! file with a correct header and CRC, so every mutation reaches the
+//! description decoder, postcard decoding, the tensor validation and (version
+//! 4) the class names. Seed the corpus with real payloads
+//! (`core/fuzz/seed-corpus.sh`) so the fuzzer also explores valid models,
+//! which must then classify without panicking.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,11 +17,17 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut file = Vec::with_capacity(HEADER_LEN + payload.len());
     file.extend_from_slice(&MAGIC);
-    file.extend_from_slice(&VERSION.to_le_bytes());
+    // Bit 0: the flavour; bits 1 and 2: the version, 1 to 4 (the newest).
+    let version = 1 + u16::from((selector >> 1) & 3) % VERSION;
+    file.extend_from_slice(&version.to_le_bytes());
     file.push(if selector & 1 == 0 { 1 } else { 2 });
     file.push(0);
     file.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    let crc = crc32_of(&[&file[..12], payload]);
+    let crc = if version == 1 {
+        crc32_of(&[payload])
+    } else {
+        crc32_of(&[&file[..12], payload])
+    };
     file.extend_from_slice(&crc.to_le_bytes());
     file.extend_from_slice(payload);
     let _ = tinycnn::format::peek_architecture(&file);

@@ -3,7 +3,8 @@
 use tinycnn::Model;
 
 /// Classifies an image made of `data`'s bytes, reversed and padded with zeros; the class
-/// must be one of the model's, and a valid model must classify.
+/// must be one of the model's, and a valid model must classify and have readable class
+/// names.
 pub fn classify(model: &Model<'_>, data: &[u8]) {
     let architecture = model.architecture();
     let image: Vec<u8> = data
@@ -28,4 +29,10 @@ pub fn classify(model: &Model<'_>, data: &[u8]) {
         }
     };
     assert!(class < architecture.classes());
+    // Class names (version 4) were checked at load time: none, or one per class, each
+    // readable.
+    let names = model.class_names();
+    assert!(names.is_empty() || names.len() == architecture.classes());
+    assert_eq!(names.iter().count(), names.len());
+    assert!((0..names.len()).all(|index| names.get(index).is_some()));
 }

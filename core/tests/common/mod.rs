@@ -2,6 +2,7 @@
 //! description. `golden_encoder.py` computes the same tensors.
 #![allow(dead_code)] // Each test binary uses part of this module.
 
+use tinycnn::Error;
 use tinycnn::arch::{Activation, Architecture, Layer, Shape, Shortcut};
 use tinycnn::format::{F32LayerRecord, F32Record, Int8LayerRecord, Int8Record, QuantParams};
 
@@ -189,12 +190,35 @@ impl Int8Tensors {
     }
 
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_with_names(&[])
+    }
+
+    /// The file with these class names (version 4 unless there are none).
+    pub fn encode_with_names(&self, class_names: &[&str]) -> Vec<u8> {
         let layers = self.layer_records();
         encode_int8(&Int8Record {
             architecture: self.architecture,
             input: self.input,
             layers: &layers,
+            class_names,
         })
+    }
+
+    /// The file in format `version` ([`Int8Record::encode_as`]), with these class names.
+    pub fn encode_as(&self, version: u16, class_names: &[&str]) -> Result<Vec<u8>, Error> {
+        let layers = self.layer_records();
+        let record = Int8Record {
+            architecture: self.architecture,
+            input: self.input,
+            layers: &layers,
+            class_names,
+        };
+        // A version above `version()` adds a few bytes at most (a longer description, an
+        // empty names section).
+        let mut out = vec![0; record.encoded_len()? + 1024];
+        let written = record.encode_as(version, &mut out)?;
+        out.truncate(written);
+        Ok(out)
     }
 
     /// The same model as a version 1 file (the reference network only).
@@ -248,10 +272,16 @@ impl F32Tensors {
     }
 
     pub fn encode(&self) -> Vec<u8> {
+        self.encode_with_names(&[])
+    }
+
+    /// The file with these class names (version 4 unless there are none).
+    pub fn encode_with_names(&self, class_names: &[&str]) -> Vec<u8> {
         let layers = self.layer_records();
         encode_f32(&F32Record {
             architecture: self.architecture,
             layers: &layers,
+            class_names,
         })
     }
 
@@ -291,6 +321,31 @@ pub fn encode_f32(record: &F32Record<'_, '_>) -> Vec<u8> {
     let n = record.encode(&mut out).unwrap();
     assert_eq!(n, out.len());
     out
+}
+
+/// The class names section of `names` (`FORMAT.md`): the count, then each
+/// name as a byte string, none checked.
+pub fn names_section(names: &[&[u8]]) -> Vec<u8> {
+    let mut out = varint(names.len());
+    for name in names {
+        out.extend(varint(name.len()));
+        out.extend_from_slice(name);
+    }
+    out
+}
+
+/// An unsigned LEB128 varint.
+pub fn varint(mut value: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
 }
 
 /// Replaces a version 2 file's payload and fixes the header's length and

@@ -20,6 +20,7 @@ fn main() -> ! {
     let scratch = firmware::scratch();
     let backend = Backend::FASTEST;
     let architecture = model.architecture();
+    let class_names = model.class_names();
     defmt::info!(
         "model: {=usize} B at {=usize:#010x}, {=usize} classes, input {=usize}x{=usize}x{=usize}; \
          {=usize} test vectors; {=usize} MACs per inference; {=usize} B of scratch; {=str} kernels",
@@ -58,15 +59,30 @@ fn main() -> ! {
         let injected_fault = cfg!(feature = "wrong-expected") && index == 3;
         if vector.matches(prediction.logits) && !injected_fault {
             // The host-side parity test (tests/tests/firmware.rs) parses these
-            // lines and compares the logits with its own computation.
-            defmt::info!(
-                "image {=usize}: predicted {=usize} (label {=u16}), logits {}, {=u32} counts",
-                index,
-                prediction.class,
-                vector.label,
-                prediction.logits,
-                counts.total
-            );
+            // lines and compares the logits with its own computation. A model
+            // file of version 4 may name its classes: then the names follow
+            // the numbers (a label outside the classes has none: "?").
+            match class_names.get(prediction.class) {
+                Some(name) => defmt::info!(
+                    "image {=usize}: predicted {=usize} \"{=str}\" (label {=u16} \"{=str}\"), \
+                     logits {}, {=u32} counts",
+                    index,
+                    prediction.class,
+                    name,
+                    vector.label,
+                    class_names.get(usize::from(vector.label)).unwrap_or("?"),
+                    prediction.logits,
+                    counts.total
+                ),
+                None => defmt::info!(
+                    "image {=usize}: predicted {=usize} (label {=u16}), logits {}, {=u32} counts",
+                    index,
+                    prediction.class,
+                    vector.label,
+                    prediction.logits,
+                    counts.total
+                ),
+            }
         } else {
             mismatches += 1;
             // The host's logits for the log (the first SHOWN of them).

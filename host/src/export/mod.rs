@@ -194,6 +194,7 @@ impl CoreWeights {
         let record = F32Record {
             architecture: self.architecture,
             layers: &layers,
+            class_names: &[],
         };
         record.to_vec().context("encoding the f32 model")
     }

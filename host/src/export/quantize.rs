@@ -217,6 +217,7 @@ impl Int8Tensors {
             architecture: self.architecture,
             input: QuantParams::INPUT,
             layers: &layers,
+            class_names: &[],
         };
         record.to_vec().context("encoding the int8 model")
     }

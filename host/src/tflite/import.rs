@@ -1363,6 +1363,7 @@ impl Builder {
             architecture,
             input: input_quantization,
             layers: &records,
+            class_names: &[],
         }
         .to_vec_as(VERSION_3)
         .context("encoding the int8 model")?;
