@@ -612,9 +612,17 @@ fn overwrite_keeps_the_old_run_when_the_new_one_cannot_start() {
         init: Default::default(),
         limit: None,
         test_limit: None,
+        fit: Default::default(),
+        skip_damaged: false,
     };
     let device = burn::tensor::Device::flex().autodiff();
-    let state = TrainState::new(settings, Vec::new(), "host train".into());
+    let empty = tinycnn_host::data::Split {
+        shape: tinycnn::Architecture::REFERENCE.input(),
+        pixels: Vec::new(),
+        labels: Vec::new(),
+    };
+    let data = tinycnn_host::data::DataSet::in_memory(empty.clone(), empty, Vec::new());
+    let state = TrainState::new(settings, &data, "host train".into());
     let checkpoint = Checkpoint::capture(
         state,
         &Net::new(&tinycnn::Architecture::REFERENCE, &device),
@@ -1024,7 +1032,7 @@ fn predict_classifies_pictures_and_test_images() {
         .save(&blank)
         .unwrap();
     for (path, problem) in [
-        (&text_file, "not a PNG, JPEG or PGM"),
+        (&text_file, "not a PNG, JPEG, BMP, GIF, TIFF, WebP or PGM"),
         (&empty, "empty"),
         (&blank, "the picture is blank"),
     ] {
@@ -1061,7 +1069,7 @@ fn predict_reports_every_file_and_fails_when_one_does() {
     assert_eq!(
         stderr(&output),
         format!(
-            "error: {}: not a PNG, JPEG or PGM/PPM picture\n",
+            "error: {}: not a PNG, JPEG, BMP, GIF, TIFF, WebP or PGM/PPM picture\n",
             bad.display()
         )
     );

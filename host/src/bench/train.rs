@@ -26,7 +26,7 @@ use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
 use crate::bench::usage;
-use crate::data::mnist::Mnist;
+use crate::data::DataSet;
 use crate::train::adagrad::KerasAdagrad;
 use crate::train::fastconv::ext::{self, PROBE_STAMPS, ProbeStamp};
 use crate::train::model::{ConvBlocks, InitScheme, Net, Values};
@@ -154,7 +154,7 @@ pub struct TrainBenchReport {
 /// Runs the benchmark on the training images of `data`; `progress` hears what is running.
 pub fn run_train_bench(
     options: &TrainBenchOptions,
-    data: &Mnist,
+    data: &DataSet,
     progress: &mut dyn FnMut(&str),
 ) -> anyhow::Result<TrainBenchReport> {
     ensure!(options.batches >= 1, "--batches must be at least 1");
@@ -200,7 +200,7 @@ fn path_name(blocks: ConvBlocks) -> (&'static str, &'static str) {
 
 fn bench_path(
     options: &TrainBenchOptions,
-    data: &Mnist,
+    data: &DataSet,
     blocks: ConvBlocks,
     progress: &mut dyn FnMut(&str),
 ) -> PathReport {

@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 use tinycnn::Architecture;
 use tinycnn_host::bench::{infer as bench_infer, train as bench_train};
 use tinycnn_host::data::mnist::Mnist;
+use tinycnn_host::data::{DataSet, FolderOptions};
 use tinycnn_host::deploy;
 use tinycnn_host::train::{self, model::InitScheme};
 
@@ -95,9 +96,17 @@ pub(crate) struct BenchInferArgs {
 }
 
 pub(crate) fn run_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
-    let data = Mnist::load(&args.data.ready(args.json)?)?;
+    let data = DataSet::load(
+        &args.data.ready(args.json)?,
+        &FolderOptions {
+            shape: args.arch.network().map(|network| network.input()),
+            fit: args.data.fit.unwrap_or_default(),
+            skip_damaged: args.data.skip_damaged,
+            progress: !args.json,
+        },
+    )?;
     let options = bench_train::TrainBenchOptions {
-        architecture: args.arch.architecture.unwrap_or(Architecture::REFERENCE),
+        architecture: args.arch.network().unwrap_or(Architecture::REFERENCE),
         batches: args.batches,
         warmup: args.warmup,
         batch_size: train::DEFAULT_BATCH_SIZE,

@@ -54,6 +54,8 @@ pub(crate) fn run(args: &EvalArgs) -> anyhow::Result<()> {
         } else {
             eval::Kernels::Fast
         },
+        fit: args.data.fit.unwrap_or_default(),
+        skip_damaged: args.data.skip_damaged,
     })?;
     // The report comes first, so that a file that cannot be written loses nothing of it.
     if args.json {

@@ -56,7 +56,7 @@ pub(crate) fn run(args: &ExportArgs) -> anyhow::Result<()> {
         emit(format!("wrote {}\n", written.display()));
         return Ok(());
     }
-    let architecture = args.arch.architecture.unwrap_or(Architecture::REFERENCE);
+    let architecture = args.arch.network().unwrap_or(Architecture::REFERENCE);
     let written = export::run(&export::ExportOptions {
         checkpoint: args
             .checkpoint
@@ -68,6 +68,8 @@ pub(crate) fn run(args: &ExportArgs) -> anyhow::Result<()> {
         calibration_images: args.calibration.images,
         overwrite: args.overwrite,
         tflite: args.tflite,
+        fit: args.data.fit,
+        skip_damaged: args.data.skip_damaged,
     })?;
     for path in written {
         emit(format!("wrote {}\n", path.display()));

@@ -17,7 +17,7 @@ use std::time::Duration;
 use clap::Args;
 use tinycnn::Architecture;
 use tinycnn_host::data::download::{BarProgress, FetchOptions, Silent};
-use tinycnn_host::data::{Dataset, mnist};
+use tinycnn_host::data::{Dataset, Fit, mnist};
 
 /// What `--arch` accepts, for `--help`; [`arch_help`] adds the default.
 const ARCH_GRAMMAR: &str = "\
@@ -84,7 +84,24 @@ fn indented_lines(words: &str) -> String {
 #[derive(Debug, Args)]
 pub(crate) struct ArchArg {
     #[arg(long = "arch", value_name = "LAYERS", long_help = arch_help(), value_parser = parse_arch)]
-    pub(crate) architecture: Option<Architecture>,
+    pub(crate) architecture: Option<GivenArch>,
+}
+
+impl ArchArg {
+    /// The network given, if any.
+    pub(crate) fn network(&self) -> Option<Architecture> {
+        self.architecture.as_ref().map(|given| given.architecture)
+    }
+}
+
+/// A network as `--arch` gave it: its text (a file's content for `@FILE`), and the network it
+/// describes with the tutorial's input when it names none.
+#[derive(Clone, Debug)]
+pub(crate) struct GivenArch {
+    /// The text.
+    pub(crate) text: String,
+    /// The network.
+    pub(crate) architecture: Architecture,
 }
 
 #[derive(Debug, Args)]
@@ -104,12 +121,17 @@ pub(crate) struct ModelArg {
 
 #[derive(Debug, Args)]
 pub(crate) struct DataDir {
-    /// Directory of the four MNIST-format IDX files (train-images-idx3-ubyte,
+    /// The data set's directory [default: data/mnist, or data/fashion-mnist with --dataset
+    /// fashion-mnist]. Either the four MNIST-format IDX files (train-images-idx3-ubyte,
     /// train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each raw or
-    /// .gz). Any set in that format works: its classes are its labels, at least ten, up to 256
-    /// (EMNIST's letters: 27), and the network's last layer must give as many. Files it lacks
-    /// are downloaded into it, verified, from the --dataset's mirrors [default: data/mnist, or
-    /// data/fashion-mnist with --dataset fashion-mnist].
+    /// .gz: its classes are its labels, at least ten, up to 256; files it lacks are downloaded
+    /// into it, verified, from the --dataset's mirrors), or folders of pictures: one sub-folder
+    /// per class (DIR/cat/*.jpg, DIR/dog/*.jpg; a fifth of each class's pictures is held out as
+    /// the test set), or train/ and test/ each holding such sub-folders. Class names are the
+    /// folder names, sorted; pictures may be PNG, JPEG, BMP, GIF, TIFF, WebP or PGM/PPM, of any
+    /// size, grey or colour, and are converted to the network's input (see --fit); other files
+    /// are ignored and counted. The network's last layer must give as many classes as the
+    /// set has.
     #[arg(long = "data", value_name = "DIR", env = mnist::DATA_DIR_ENV)]
     pub(crate) dir: Option<PathBuf>,
     /// The data set to download when the data directory lacks it.
@@ -133,6 +155,17 @@ pub(crate) struct DataDir {
     #[arg(long, value_name = "SECONDS", default_value_t = 30,
           value_parser = whole_number(1, 3600))]
     pub(crate) stall_timeout: usize,
+    /// How pictures of another size than the network's input are brought to it (folders of
+    /// pictures): stretch scales each side on its own; crop keeps the largest centred part of
+    /// the input's aspect; pad scales the whole picture to fit and fills the rest with black.
+    /// All resample bilinearly, averaging every source pixel when shrinking [default: stretch;
+    /// with train --resume: the checkpoint's].
+    #[arg(long, value_enum, value_name = "HOW", hide_default_value = true)]
+    pub(crate) fit: Option<Fit>,
+    /// Leave out pictures that cannot be decoded (damaged, cut short, not pictures after all),
+    /// counting them, instead of stopping at the first with an error naming it.
+    #[arg(long)]
+    pub(crate) skip_damaged: bool,
 }
 
 impl DataDir {
@@ -171,7 +204,7 @@ impl DataDir {
 }
 
 /// `--arch`: the text form, or `@FILE`; an error shows the word at fault.
-pub(crate) fn parse_arch(value: &str) -> Result<Architecture, String> {
+pub(crate) fn parse_arch(value: &str) -> Result<GivenArch, String> {
     let (text, source) = match value.strip_prefix('@') {
         Some(path) => (
             std::fs::read_to_string(path)
@@ -181,7 +214,7 @@ pub(crate) fn parse_arch(value: &str) -> Result<Architecture, String> {
         None => (value.to_string(), None),
     };
     let default_input = Architecture::REFERENCE.input();
-    tinycnn::text::parse(&text, default_input).map_err(|error| {
+    let parsed = tinycnn::text::parse(&text, default_input).map_err(|error| {
         let Some((start, end)) = error.span else {
             return error.to_string();
         };
@@ -201,6 +234,10 @@ pub(crate) fn parse_arch(value: &str) -> Result<Architecture, String> {
             " ".repeat(indent),
             "^".repeat(text[start..end].chars().count().max(1))
         )
+    })?;
+    Ok(GivenArch {
+        text,
+        architecture: parsed,
     })
 }
 

@@ -23,7 +23,9 @@ const INTERRUPTED: u8 = 130;
 pub(crate) struct TrainArgs {
     #[command(flatten)]
     data: DataDir,
-    /// The network [default: the Keras MNIST tutorial's; with --resume: the checkpoint's].
+    /// The network [default: the Keras MNIST tutorial's, taking the data's pictures and ending in
+    /// as many classes as the data has; with --resume: the checkpoint's]. A description that
+    /// does not start with input: takes the data's picture size and channels.
     #[command(flatten)]
     arch: ArchArg,
     /// Total number of epochs [default: 20; with --resume: the checkpoint's, and a larger value
@@ -113,8 +115,8 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     .context("cannot install the Ctrl-C handler")?;
 
     // Before any download: a network the trainer cannot build is refused at once.
-    if let Some(architecture) = &args.arch.architecture {
-        tinycnn_host::train::model::check_trainable(architecture)?;
+    if let Some(architecture) = args.arch.network() {
+        tinycnn_host::train::model::check_trainable(&architecture)?;
     }
     // A resumed run reads the data directory its checkpoint records unless told otherwise.
     let data_dir = if args.resume && args.data.dir.is_none() {
@@ -124,7 +126,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     };
     let options = TrainOptions {
         settings: SettingsArgs {
-            architecture: args.arch.architecture,
+            architecture: args.arch.architecture.map(|given| given.text),
             epochs: args.epochs,
             batch_size: args.batch_size,
             learning_rate: args.lr,
@@ -133,6 +135,8 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             adagrad_epsilon: args.adagrad_epsilon,
             limit: args.limit,
             test_limit: args.test_limit,
+            fit: args.data.fit,
+            skip_damaged: args.data.skip_damaged,
         },
         backend: args.backend,
         data_dir,
@@ -143,6 +147,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             .then(|| Duration::from_secs_f64(args.checkpoint_minutes * 60.0)),
         command: command_line(),
         stop,
+        progress_bars: !quiet,
     };
     let mut reporter: Box<dyn Reporter> = if args.quiet {
         Box::new(QuietReporter)

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::download::Dataset;
 use crate::data::idx::{self, IdxError};
+pub use crate::data::set::Split;
+use tinycnn::arch::Shape;
 
 /// Side of an image the network accepts.
 pub const IMAGE_SIDE: usize = 28;
@@ -61,42 +63,6 @@ pub struct FileInfo {
     pub sha256: String,
     /// Whether that is the canonical MNIST file's hash.
     pub canonical: bool,
-}
-
-/// Images and labels of one split.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Split {
-    /// `len() * IMAGE_PIXELS` pixels, 0-255.
-    pub pixels: Vec<u8>,
-    /// One label per image, its class.
-    pub labels: Vec<u8>,
-}
-
-impl Split {
-    /// Number of images.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// Whether the split holds no images.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Pixels of image `index` (28x28, row-major), or `None` past the end.
-    pub fn image(&self, index: usize) -> Option<&[u8]> {
-        let start = index.checked_mul(IMAGE_PIXELS)?;
-        self.pixels.get(start..start.checked_add(IMAGE_PIXELS)?)
-    }
-
-    /// The first `count` images (all of them if there are fewer).
-    pub fn head(&self, count: usize) -> Split {
-        let count = count.min(self.len());
-        Split {
-            pixels: self.pixels[..count * IMAGE_PIXELS].to_vec(),
-            labels: self.labels[..count].to_vec(),
-        }
-    }
 }
 
 /// A loaded, validated data set.
@@ -210,6 +176,15 @@ impl Mnist {
 
         let train = split(&files[0], train_images, &files[1], train_labels)?;
         let test = split(&files[2], test_images, &files[3], test_labels)?;
+        if test.shape != train.shape {
+            return Err(DataError::ImageSize {
+                path: files[2].path.clone(),
+                rows: test.shape.height,
+                cols: test.shape.width,
+                train_rows: train.shape.height,
+                train_cols: train.shape.width,
+            });
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
             train,
@@ -231,13 +206,6 @@ fn split(
     labels_file: &FileInfo,
     labels: idx::IdxLabels,
 ) -> Result<Split, DataError> {
-    if (images.rows, images.cols) != (IMAGE_SIDE, IMAGE_SIDE) {
-        return Err(DataError::ImageSize {
-            path: images_file.path.clone(),
-            rows: images.rows,
-            cols: images.cols,
-        });
-    }
     if images.count != labels.labels.len() {
         return Err(DataError::CountMismatch {
             images: images_file.path.clone(),
@@ -247,8 +215,9 @@ fn split(
         });
     }
     Ok(Split {
+        shape: Shape::new(images.rows, images.cols, 1),
         pixels: images.pixels,
-        labels: labels.labels,
+        labels: labels.labels.into_iter().map(u16::from).collect(),
     })
 }
 
@@ -304,7 +273,7 @@ pub enum DataError {
     #[error(
         "no MNIST-format data in {dir} ({problem}), and downloading is off (--no-download, or \
          TINYCNN_NO_DOWNLOAD is set): point --data or MNIST_DIR at a directory holding the four \
-         IDX files, e.g. --data ~/datasets/mnist"
+         IDX files, e.g. --data ~/datasets/mnist, or folders of pictures, one per class"
     )]
     NoData {
         /// The directory.
@@ -325,15 +294,24 @@ pub enum DataError {
     /// A file could not be read or is damaged.
     #[error(transparent)]
     Idx(#[from] IdxError),
-    /// Images are not 28x28.
-    #[error("{path}: images are {rows}x{cols} pixels; the network takes 28x28")]
+    /// Folders of pictures that cannot be used.
+    #[error(transparent)]
+    Folders(#[from] crate::data::folders::FolderError),
+    /// Test images of another size than the training images.
+    #[error(
+        "{path}: images are {rows}x{cols} pixels, the training images {train_rows}x{train_cols}"
+    )]
     ImageSize {
-        /// The image file.
+        /// The test image file.
         path: PathBuf,
         /// Rows.
         rows: usize,
         /// Columns.
         cols: usize,
+        /// Rows of the training images.
+        train_rows: usize,
+        /// Columns of the training images.
+        train_cols: usize,
     },
     /// Image and label files disagree on the number of records.
     #[error("{images} holds {image_count} images but {labels} holds {label_count} labels")]
@@ -367,10 +345,11 @@ impl fmt::Display for Role {
     }
 }
 
-/// Render an image as rows of right-aligned 0-255 values, as NumPy prints an MNIST array.
-pub fn format_image(pixels: &[u8]) -> String {
+/// Render a one-channel image `width` values wide as rows of right-aligned 0-255 values, as NumPy
+/// prints an MNIST array.
+pub fn format_image(pixels: &[u8], width: usize) -> String {
     let mut text = String::with_capacity(pixels.len() * 4);
-    for row in pixels.chunks(IMAGE_SIDE) {
+    for row in pixels.chunks(width.max(1)) {
         let cells: Vec<String> = row.iter().map(|value| format!("{value:>3}")).collect();
         text.push_str(&cells.join(" "));
         text.push('\n');
@@ -512,7 +491,7 @@ mod tests {
     #[test]
     fn image_formatting_has_28_rows_of_28_values() {
         let pixels: Vec<u8> = (0..IMAGE_PIXELS).map(|i| (i % 256) as u8).collect();
-        let text = format_image(&pixels);
+        let text = format_image(&pixels, IMAGE_SIDE);
         let rows: Vec<&str> = text.lines().collect();
         assert_eq!(rows.len(), 28);
         assert!(rows.iter().all(|row| row.split_whitespace().count() == 28));

@@ -1,14 +1,19 @@
-//! The data sets: IDX files ([`idx`]), a directory of the four MNIST-format files ([`mnist`]),
-//! and fetching a known set into a directory that lacks it ([`download`]).
+//! The data sets: one [`DataSet`] whatever its source ([`set`]), read from IDX files ([`idx`]) in
+//! a directory of the four MNIST-format files ([`mnist`]) or from folders of pictures
+//! ([`folders`]), and fetching a known set into a directory that lacks it ([`download`]).
 
 pub mod download;
+pub mod folders;
 pub mod idx;
 pub mod mnist;
+pub mod set;
 
 use std::path::{Path, PathBuf};
 
 pub use download::Dataset;
-pub use mnist::{DataError, Mnist, Split};
+pub use folders::{Fit, FolderOptions};
+pub use mnist::{DataError, Mnist};
+pub use set::{DataSet, Split};
 
 use download::{FetchOptions, FetchProgress};
 
@@ -23,7 +28,7 @@ pub fn ensure(
     progress: &mut dyn FetchProgress,
 ) -> Result<Vec<PathBuf>, download::FetchError> {
     let missing = download::missing(dir);
-    let Some(options) = fetch.filter(|_| !missing.is_empty()) else {
+    let Some(options) = fetch.filter(|_| !missing.is_empty() && !holds_folders(dir)) else {
         return Ok(Vec::new());
     };
     let present_are_the_datasets = mnist::Role::ALL
@@ -36,20 +41,33 @@ pub fn ensure(
     download::fetch(dataset, dir, &missing, options, progress)
 }
 
-/// `host data`: the data set's shapes and training image `index` as 28x28 values with its
-/// label, as text.
-pub fn show(dir: &std::path::Path, index: usize) -> anyhow::Result<String> {
+/// Whether `dir` holds no IDX file but some folder: a set of folders of pictures, never
+/// completed with downloaded files.
+fn holds_folders(dir: &Path) -> bool {
+    !folders::looks_like_idx(dir) && folders::has_folders(dir)
+}
+
+/// `host data`: what the data set holds (pictures per split and class, their shape, what was
+/// ignored) and training picture `index`: as 0-255 values when it has one channel, with its
+/// class.
+pub fn show(data: &DataSet, index: usize) -> anyhow::Result<String> {
     use std::fmt::Write as _;
-    let data = Mnist::load(dir)?;
     let mut out = String::new();
     let _ = writeln!(out, "{}", data.describe());
+    let shape = data.shape();
     for (name, split) in [("train", &data.train), ("test", &data.test)] {
         let _ = writeln!(
             out,
-            "{name} images: {}x{side}x{side}, {name} labels: {}",
+            "{name} images: {}x{}x{}{}, {name} labels: {}",
             split.len(),
+            shape.height,
+            shape.width,
+            if shape.channels == 1 {
+                String::new()
+            } else {
+                format!("x{}", shape.channels)
+            },
             split.labels.len(),
-            side = mnist::IMAGE_SIDE
         );
     }
     let _ = writeln!(
@@ -58,14 +76,110 @@ pub fn show(dir: &std::path::Path, index: usize) -> anyhow::Result<String> {
         data.classes(),
         data.classes()
     );
+    if let set::Origin::Folders(report) = &data.origin {
+        let (train, test) = (
+            data.train.counts(data.classes()),
+            data.test.counts(data.classes()),
+        );
+        let width = data
+            .class_names
+            .iter()
+            .map(String::len)
+            .max()
+            .unwrap_or(0)
+            .max(5);
+        let _ = writeln!(
+            out,
+            "  {:>5}  {:<width$}  {:>7}  {:>7}",
+            "class", "name", "train", "test"
+        );
+        for (class, name) in data.class_names.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  {class:>5}  {name:<width$}  {:>7}  {:>7}",
+                train[class], test[class]
+            );
+        }
+        for path in &report.ignored_examples {
+            let _ = writeln!(out, "ignored (not a picture): {}", path.display());
+        }
+        if report.ignored > report.ignored_examples.len() {
+            let _ = writeln!(
+                out,
+                "... and {} more ignored",
+                report.ignored - report.ignored_examples.len()
+            );
+        }
+        for (path, problem) in &report.skipped {
+            let _ = writeln!(out, "left out (damaged): {}: {problem}", path.display());
+        }
+    }
     let Some(image) = data.train.image(index) else {
         anyhow::bail!(
             "--index {index} is past the last training image ({})",
-            data.train.len() - 1
+            data.train.len().saturating_sub(1)
         );
     };
-    let _ = writeln!(out, "training image {index}:");
-    out.push_str(&mnist::format_image(image));
-    let _ = writeln!(out, "label: {}", data.train.labels[index]);
+    let label = usize::from(data.train.labels[index]);
+    let name = data.class_names.get(label).map_or("", String::as_str);
+    if shape.channels == 1 {
+        let _ = writeln!(out, "training image {index}:");
+        out.push_str(&mnist::format_image(image, shape.width));
+    }
+    if name == label.to_string() {
+        let _ = writeln!(out, "label: {label}");
+    } else {
+        let _ = writeln!(out, "label: {label} ({name})");
+    }
     Ok(out)
+}
+
+/// Pictures per class on a contact sheet.
+pub const SHEET_COLUMNS: usize = 10;
+/// Classes on a contact sheet, at most.
+pub const SHEET_ROWS: usize = 20;
+
+/// A PNG of the first [`SHEET_COLUMNS`] training pictures of each of the first [`SHEET_ROWS`]
+/// classes, a class a row, each picture enlarged to at least 56 pixels a side, on grey.
+pub fn contact_sheet(data: &DataSet) -> anyhow::Result<Vec<u8>> {
+    let shape = data.shape();
+    let scale = (56 / shape.height.max(shape.width)).max(1) as u32;
+    let (cell_w, cell_h) = (shape.width as u32 * scale, shape.height as u32 * scale);
+    let gap = 4;
+    let rows = data.classes().min(SHEET_ROWS) as u32;
+    let mut sheet = image::RgbImage::from_pixel(
+        SHEET_COLUMNS as u32 * (cell_w + gap) + gap,
+        rows * (cell_h + gap) + gap,
+        image::Rgb([128, 128, 128]),
+    );
+    let mut placed = vec![0u32; rows as usize];
+    for (index, &label) in data.train.labels.iter().enumerate() {
+        let row = u32::from(label);
+        let Some(column) = placed.get_mut(row as usize) else {
+            continue;
+        };
+        if *column as usize >= SHEET_COLUMNS {
+            continue;
+        }
+        let Some(image) = data.train.image(index) else {
+            continue;
+        };
+        let (left, top) = (gap + *column * (cell_w + gap), gap + row * (cell_h + gap));
+        for y in 0..cell_h {
+            for x in 0..cell_w {
+                let at =
+                    ((y / scale) as usize * shape.width + (x / scale) as usize) * shape.channels;
+                let pixel = if shape.channels >= 3 {
+                    [image[at], image[at + 1], image[at + 2]]
+                } else {
+                    [image[at]; 3]
+                };
+                sheet.put_pixel(left + x, top + y, image::Rgb(pixel));
+            }
+        }
+        *column += 1;
+    }
+    let mut png = Vec::new();
+    sheet.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    Ok(png)
 }

@@ -14,7 +14,7 @@ use tinycnn::arch::Architecture;
 use tinycnn::{F32Model, Flavour, Int8Model, Model};
 
 use crate::atomic;
-use crate::data::mnist::{IMAGE_PIXELS, IMAGE_SIDE, Mnist};
+use crate::data::{DataSet, Fit, FolderOptions};
 use crate::deploy::kernels::{FastF32, FastInt8};
 use crate::plot::{FONT, PlotError, encode_png, ensure_font, plot_error};
 
@@ -216,6 +216,8 @@ pub struct Evaluation {
     pub threads: usize,
     /// The kernels that ran: an instruction set (`avx2`, `sse2`, `neon`) or `portable`.
     pub kernels: &'static str,
+    /// One name per class.
+    pub class_names: Vec<String>,
 }
 
 impl Evaluation {
@@ -223,7 +225,7 @@ impl Evaluation {
     pub fn run(
         model: &Model<'_>,
         pixels: &[u8],
-        labels: &[u8],
+        labels: &[u16],
         threads: usize,
         kernels: Kernels,
     ) -> Self {
@@ -246,7 +248,16 @@ impl Evaluation {
             seconds,
             threads,
             kernels: kernels.name(),
+            class_names: (0..classes).map(|class| class.to_string()).collect(),
         }
+    }
+
+    /// The name of `class`, if it has one other than its number.
+    fn name_of(&self, class: usize) -> Option<&str> {
+        self.class_names
+            .get(class)
+            .map(String::as_str)
+            .filter(|name| *name != class.to_string())
     }
 
     /// Number of classes.
@@ -301,9 +312,12 @@ impl Evaluation {
         );
         let _ = writeln!(out, "\nper class:");
         for class in 0..self.classes() {
+            let name = self
+                .name_of(class)
+                .map_or_else(String::new, |name| format!(" {name}"));
             let _ = writeln!(
                 out,
-                "  {class}: {:6.2}% of {}",
+                "  {class}{name}: {:6.2}% of {}",
                 self.class_accuracy(class) * 100.0,
                 self.confusion[class].iter().sum::<u32>()
             );
@@ -410,7 +424,7 @@ impl Evaluation {
 }
 
 /// Refuses a data set whose images or classes do not fit `architecture`.
-pub fn check_data_fits(architecture: &Architecture, data: &Mnist) -> anyhow::Result<()> {
+pub fn check_data_fits(architecture: &Architecture, data: &DataSet) -> anyhow::Result<()> {
     ensure!(
         architecture.is_classifier(),
         "the model's output is {} values, not class scores (output:values): there is no class \
@@ -419,9 +433,10 @@ pub fn check_data_fits(architecture: &Architecture, data: &Mnist) -> anyhow::Res
         architecture.output().values()
     );
     let input = architecture.input();
+    let shape = data.shape();
     ensure!(
-        input.values() == IMAGE_PIXELS && input.channels == 1,
-        "the model's input is {input}, the data set's images are {IMAGE_SIDE}x{IMAGE_SIDE}x1"
+        input == shape,
+        "the model's input is {input}, the data set's pictures are {shape}"
     );
     let labels = data.classes();
     ensure!(
@@ -452,6 +467,10 @@ pub struct EvalOptions {
     pub threads: usize,
     /// The kernels to classify with.
     pub kernels: Kernels,
+    /// How pictures of another size are fitted to the model's input (folder sets).
+    pub fit: Fit,
+    /// Leave out damaged pictures instead of failing (folder sets).
+    pub skip_damaged: bool,
 }
 
 /// File name of the confusion matrix image in `host eval --out DIR`.
@@ -505,6 +524,7 @@ impl EvalReport {
             "threads": evaluation.threads,
             "kernels": evaluation.kernels,
             "images_per_second": evaluation.images_per_second(),
+            "class_names": evaluation.class_names,
             "confusion_png": self.confusion_png,
         })
     }
@@ -561,20 +581,28 @@ pub fn run(options: &EvalOptions) -> anyhow::Result<EvalReport> {
     atomic::refuse_existing(&outputs, options.overwrite)?;
     let bytes = super::read_model(&options.model)?;
     let model = Model::from_bytes(&bytes)?;
-    let data = Mnist::load(&options.data_dir)?;
+    let folder_options = FolderOptions {
+        shape: Some(model.architecture().input()),
+        fit: options.fit,
+        skip_damaged: options.skip_damaged,
+        progress: false,
+    };
+    let data = DataSet::load(&options.data_dir, &folder_options)?;
     check_data_fits(model.architecture(), &data)?;
+    let class_names = super::class_names(&model, &data)?;
     ensure!(options.limit != Some(0), "--limit must be at least 1");
     let test = match options.limit {
         Some(limit) => data.test.head(limit),
         None => data.test,
     };
-    let evaluation = Evaluation::run(
+    let mut evaluation = Evaluation::run(
         &model,
         &test.pixels,
         &test.labels,
         options.threads,
         options.kernels,
     );
+    evaluation.class_names = class_names;
     Ok(EvalReport {
         evaluation,
         model: options.model.clone(),
@@ -599,7 +627,20 @@ mod tests {
             seconds: 0.5,
             threads: 2,
             kernels: "portable",
+            class_names: (0..10).map(|class| class.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn the_report_names_classes_that_have_names() {
+        let mut named = evaluation();
+        assert!(named.report().contains("  3:  98.00% of 100"));
+        named.class_names[3] = "cat".into();
+        assert!(
+            named.report().contains("  3 cat:  98.00% of 100"),
+            "{}",
+            named.report()
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use anyhow::{Context, ensure};
 use tinycnn::Model;
 
 use crate::atomic;
-use crate::data::mnist::Mnist;
+use crate::data::{DataSet, FolderOptions};
 use crate::deploy::eval::{check_data_fits, f32_logits, int8_logits};
 
 /// Test images written by default.
@@ -111,8 +111,13 @@ pub fn run(options: &FixtureOptions) -> anyhow::Result<FixtureReport> {
     let image_len = architecture.input().values();
     let (pixels, labels) = match &options.data_dir {
         Some(dir) => {
-            let data = Mnist::load(dir)?;
+            let folder_options = FolderOptions {
+                shape: Some(architecture.input()),
+                ..FolderOptions::default()
+            };
+            let data = DataSet::load(dir, &folder_options)?;
             check_data_fits(&architecture, &data)?;
+            super::class_names(&model, &data)?;
             ensure!(
                 (1..=data.test.len()).contains(&options.count),
                 "--count must be between 1 and {} (the test images)",
@@ -129,11 +134,11 @@ pub fn run(options: &FixtureOptions) -> anyhow::Result<FixtureReport> {
     };
     // Random pictures have no labels: each records the class the host computed (0 for a
     // network whose output is values).
-    let labels: Vec<u8> = labels.unwrap_or_else(|| {
+    let labels: Vec<u16> = labels.unwrap_or_else(|| {
         (0..outputs.len())
             .map(|index| {
                 if architecture.is_classifier() {
-                    u8::try_from(outputs.class(index)).unwrap_or(u8::MAX)
+                    u16::try_from(outputs.class(index)).unwrap_or(u16::MAX)
                 } else {
                     0
                 }
@@ -145,12 +150,12 @@ pub fn run(options: &FixtureOptions) -> anyhow::Result<FixtureReport> {
     match &outputs {
         Outputs::Int8(logits) => {
             for (logits, (image, &label)) in logits.iter().zip(images) {
-                tinycnn::testvec::push_record(&mut records, u16::from(label), image, logits);
+                tinycnn::testvec::push_record(&mut records, label, image, logits);
             }
         }
         Outputs::F32(values) => {
             for (values, (image, &label)) in values.iter().zip(images) {
-                tinycnn::testvec::push_f32_record(&mut records, u16::from(label), image, values);
+                tinycnn::testvec::push_f32_record(&mut records, label, image, values);
             }
         }
     }

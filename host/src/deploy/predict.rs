@@ -35,7 +35,7 @@ use image::{
 use tinycnn::Model;
 use tinycnn::arch::Shape;
 
-use crate::data::mnist::Mnist;
+use crate::data::{DataSet, FolderOptions};
 
 /// Largest accepted width or height, in pixels.
 pub const MAX_SIDE: u32 = 16_384;
@@ -64,7 +64,8 @@ pub type Picture = image::Rgba32FImage;
 /// Grey values 0 to 1.
 type Grey = ImageBuffer<Luma<f32>, Vec<f32>>;
 
-/// Reads and decodes a PNG, JPEG or PGM/PPM/PBM file into a [`Picture`] of at most
+/// Reads and decodes a PNG, JPEG, BMP, GIF (its first frame), TIFF, WebP or PGM/PPM/PBM file
+/// (whatever its name says: its first bytes decide) into a [`Picture`] of at most
 /// [`WORKING_SIDE`] pixels a side, refusing empty, oversized or unreadable files with a message
 /// that names the file.
 pub fn decode(path: &Path) -> anyhow::Result<Picture> {
@@ -84,8 +85,24 @@ pub fn decode(path: &Path) -> anyhow::Result<Picture> {
         .with_guessed_format()
         .with_context(|| format!("{name}: cannot read"))?;
     match reader.format() {
-        None => bail!("{name}: not a PNG, JPEG or PGM/PPM picture"),
+        None => bail!("{name}: not a PNG, JPEG, BMP, GIF, TIFF, WebP or PGM/PPM picture"),
         Some(ImageFormat::Png) => decode_png(reader.into_inner()),
+        Some(ImageFormat::Jpeg) => {
+            // A JPEG decoder fills a scan cut short with grey and reports nothing.
+            let mut bytes = Vec::with_capacity(size as usize);
+            let mut file = reader.into_inner();
+            file.rewind()
+                .with_context(|| format!("{name}: cannot read"))?;
+            std::io::Read::read_to_end(&mut file, &mut bytes)
+                .with_context(|| format!("{name}: cannot read"))?;
+            if !crate::data::folders::jpeg_is_complete(&bytes) {
+                bail!("{name}: the JPEG is cut short (no end-of-image marker after its last scan)");
+            }
+            decode_whole(ImageReader::with_format(
+                std::io::Cursor::new(bytes),
+                ImageFormat::Jpeg,
+            ))
+        }
         Some(_) => decode_whole(reader),
     }
     .with_context(|| name.to_string())
@@ -596,7 +613,7 @@ pub enum Source {
         /// Its index in the test set.
         index: usize,
         /// Its label.
-        label: Option<u8>,
+        label: Option<u16>,
     },
 }
 
@@ -753,7 +770,11 @@ pub fn run(options: &PredictOptions) -> anyhow::Result<Vec<Prediction>> {
         });
     }
     if !options.indices.is_empty() {
-        let data = Mnist::load(&options.data_dir)?;
+        let folder_options = FolderOptions {
+            shape: Some(model.architecture().input()),
+            ..FolderOptions::default()
+        };
+        let data = DataSet::load(&options.data_dir, &folder_options)?;
         super::eval::check_data_fits(model.architecture(), &data)?;
         for &index in &options.indices {
             let label = data.test.labels.get(index).copied();
@@ -1044,7 +1065,7 @@ mod tests {
         assert!(message(&write("empty.png", b"")).contains("empty.png: the file is empty"));
         assert!(
             message(&write("notes.png", b"this is not a picture at all"))
-                .contains("notes.png: not a PNG, JPEG or PGM/PPM picture")
+                .contains("notes.png: not a PNG, JPEG, BMP, GIF, TIFF, WebP or PGM/PPM picture")
         );
         let good = dir.path().join("good.png");
         DynamicImage::ImageLuma8(GrayImage::new(8, 8))

@@ -22,7 +22,7 @@ use tinycnn::arch::{Architecture, Layer, Shape};
 use tinycnn::format::{F32LayerRecord, F32Record};
 
 use crate::atomic;
-use crate::data::mnist::Split;
+use crate::data::Split;
 use crate::export::quantize::{Calibration, Int8Tensors};
 use crate::train::TrainedRun;
 use crate::train::model::{ConvWeights, DenseWeights, NetWeights};
@@ -188,13 +188,18 @@ impl CoreWeights {
             .collect()
     }
 
-    /// The encoded f32 model file.
+    /// The encoded f32 model file, without class names.
     pub fn to_file(&self) -> anyhow::Result<Vec<u8>> {
+        self.to_file_named(&[])
+    }
+
+    /// The encoded f32 model file, naming its classes (none: `&[]`).
+    pub fn to_file_named(&self, class_names: &[&str]) -> anyhow::Result<Vec<u8>> {
         let layers = self.layer_records();
         let record = F32Record {
             architecture: self.architecture,
             layers: &layers,
-            class_names: &[],
+            class_names,
         };
         record.to_vec().context("encoding the f32 model")
     }
@@ -278,13 +283,29 @@ pub fn export(
     weights: &NetWeights,
     train: &Split,
     calibration_images: usize,
+    class_names: &[String],
 ) -> anyhow::Result<Exported> {
     ensure!(
         calibration_images > 0,
         "--calibration must be at least 1 image"
     );
     let images = (0..calibration_images.min(train.len())).filter_map(|i| train.image(i));
-    export_calibrated(architecture, weights, images)
+    export_named(architecture, weights, images, class_names)
+}
+
+/// The names a model file records for `class_names`: none when they are only the classes'
+/// numbers (an MNIST-format set's), which is what a model without names shows; a model
+/// without names is written in the version it always was.
+pub fn names_to_record(class_names: &[String]) -> Vec<&str> {
+    let numbered = class_names
+        .iter()
+        .enumerate()
+        .all(|(class, name)| *name == class.to_string());
+    if numbered {
+        Vec::new()
+    } else {
+        class_names.iter().map(String::as_str).collect()
+    }
 }
 
 /// [`export`], calibrating on `images` (whole images of the network's input, channels-last).
@@ -293,11 +314,30 @@ pub fn export_calibrated<'i>(
     weights: &NetWeights,
     images: impl IntoIterator<Item = &'i [u8]>,
 ) -> anyhow::Result<Exported> {
-    let f32_file = CoreWeights::from_burn(architecture, weights)?.to_file()?;
+    export_named(architecture, weights, images, &[])
+}
+
+/// [`export_calibrated`], recording `class_names` (see [`names_to_record`]) in both files.
+pub fn export_named<'i>(
+    architecture: &Architecture,
+    weights: &NetWeights,
+    images: impl IntoIterator<Item = &'i [u8]>,
+    class_names: &[String],
+) -> anyhow::Result<Exported> {
+    let names = names_to_record(class_names);
+    if !names.is_empty() {
+        ensure!(
+            names.len() == architecture.classes(),
+            "the network gives {} classes but the data set names {}",
+            architecture.classes(),
+            names.len()
+        );
+    }
+    let f32_file = CoreWeights::from_burn(architecture, weights)?.to_file_named(&names)?;
     let model =
         F32Model::from_bytes(&f32_file).context("the exported f32 model does not load back")?;
     let calibration = Calibration::measure(&model, images)?;
-    let int8_file = Int8Tensors::quantize(&model, &calibration)?.to_file()?;
+    let int8_file = Int8Tensors::quantize(&model, &calibration)?.to_file_named(&names)?;
     tinycnn::Int8Model::from_bytes(&int8_file)
         .context("the exported int8 model does not load back")?;
     Ok(Exported {
@@ -332,6 +372,7 @@ pub fn export_trained_model(
         &run.model.weights(),
         &run.data.train,
         calibration_images,
+        &run.data.class_names,
     )?;
     write_files(&run.out_dir, &exported)
 }
@@ -353,6 +394,11 @@ pub struct ExportOptions {
     pub overwrite: bool,
     /// Also write the int8 model as `model-int8.tflite`.
     pub tflite: bool,
+    /// How pictures of another size are fitted to the input (folder sets) [default: the
+    /// checkpoint's].
+    pub fit: Option<crate::data::Fit>,
+    /// Leave out damaged pictures instead of failing (folder sets).
+    pub skip_damaged: bool,
 }
 
 /// `host export`: the model files of a trained checkpoint; returns their paths.
@@ -372,12 +418,21 @@ pub fn run(options: &ExportOptions) -> anyhow::Result<Vec<PathBuf>> {
     }
     atomic::refuse_existing(&outputs, options.overwrite)?;
     let device = crate::train::backend::BackendKind::Flex.device()?;
-    let model = crate::train::checkpoint::load_trained_model(
+    let (model, state) = crate::train::checkpoint::load_trained(
         &options.checkpoint,
         &options.architecture,
         &device,
     )?;
-    let data = crate::data::Mnist::load(&options.data_dir)?;
+    let folder_options = crate::data::FolderOptions {
+        shape: Some(model.architecture().input()),
+        fit: options
+            .fit
+            .or(state.as_ref().map(|state| state.settings.fit))
+            .unwrap_or_default(),
+        skip_damaged: options.skip_damaged,
+        progress: false,
+    };
+    let data = crate::data::DataSet::load(&options.data_dir, &folder_options)?;
     crate::deploy::eval::check_data_fits(model.architecture(), &data)?;
     let created_dirs = atomic::check_writable(&out, 4 << 20)
         .with_context(|| format!("{}: cannot write the model files there", out.display()))?;
@@ -386,6 +441,7 @@ pub fn run(options: &ExportOptions) -> anyhow::Result<Vec<PathBuf>> {
         &model.weights(),
         &data.train,
         options.calibration_images,
+        &state.map_or_else(|| data.class_names.clone(), |state| state.class_names),
     )?;
     let mut written = write_files(&out, &exported)?;
     if options.tflite {

@@ -210,14 +210,19 @@ impl Int8Tensors {
             .collect()
     }
 
-    /// The encoded int8 model file.
+    /// The encoded int8 model file, without class names.
     pub fn to_file(&self) -> anyhow::Result<Vec<u8>> {
+        self.to_file_named(&[])
+    }
+
+    /// The encoded int8 model file, naming its classes (none: `&[]`).
+    pub fn to_file_named(&self, class_names: &[&str]) -> anyhow::Result<Vec<u8>> {
         let layers = self.layer_records();
         let record = Int8Record {
             architecture: self.architecture,
             input: QuantParams::INPUT,
             layers: &layers,
-            class_names: &[],
+            class_names,
         };
         record.to_vec().context("encoding the int8 model")
     }

@@ -281,6 +281,15 @@ pub fn load_trained_model(
     architecture: &Architecture,
     device: &Device,
 ) -> Result<Net, CheckpointError> {
+    load_trained(path, architecture, device).map(|(net, _)| net)
+}
+
+/// [`load_trained_model`], with the run's state when `path` is (or holds) a checkpoint.
+pub fn load_trained(
+    path: &Path,
+    architecture: &Architecture,
+    device: &Device,
+) -> Result<(Net, Option<TrainState>), CheckpointError> {
     let path = if path.is_dir() {
         let checkpoint = path.join(CHECKPOINT_FILE);
         if checkpoint.is_file() {
@@ -301,10 +310,15 @@ pub fn load_trained_model(
         .map_err(|error| fail(CheckpointErrorKind::Io(error)))?;
     if bytes.starts_with(MAGIC) {
         Checkpoint::decode(&bytes)
-            .and_then(|checkpoint| checkpoint.model(&checkpoint.architecture()?, device))
+            .and_then(|checkpoint| {
+                let net = checkpoint.model(&checkpoint.architecture()?, device)?;
+                Ok((net, Some(checkpoint.state)))
+            })
             .map_err(fail)
     } else {
-        load_model_record(&bytes, architecture, device).map_err(fail)
+        load_model_record(&bytes, architecture, device)
+            .map(|net| (net, None))
+            .map_err(fail)
     }
 }
 
@@ -343,8 +357,22 @@ mod tests {
                 init: Default::default(),
                 limit: None,
                 test_limit: None,
+                fit: Default::default(),
+                skip_damaged: false,
             },
-            Vec::new(),
+            &crate::data::DataSet::in_memory(
+                crate::data::Split {
+                    shape: Architecture::REFERENCE.input(),
+                    pixels: Vec::new(),
+                    labels: Vec::new(),
+                },
+                crate::data::Split {
+                    shape: Architecture::REFERENCE.input(),
+                    pixels: Vec::new(),
+                    labels: Vec::new(),
+                },
+                Vec::new(),
+            ),
             "host train".into(),
         )
     }

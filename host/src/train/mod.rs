@@ -33,7 +33,8 @@ pub mod state;
 use tinycnn::Architecture;
 
 use crate::atomic;
-use crate::data::mnist::{IMAGE_PIXELS, Mnist, Split};
+use crate::data::folders::{Fit, FolderOptions};
+use crate::data::{DataSet, Split};
 use crate::plot::{self, PLOT_FILE};
 use adagrad::KerasAdagrad;
 use backend::BackendKind;
@@ -90,8 +91,9 @@ const WRITE_PROBE_BYTES: usize = 16 << 20;
 /// resuming.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SettingsArgs {
-    /// `--arch`: the network.
-    pub architecture: Option<Architecture>,
+    /// `--arch`: the network's text form, as given (its input, when it names none, is the
+    /// data's).
+    pub architecture: Option<String>,
     /// `--epochs`.
     pub epochs: Option<usize>,
     /// `--batch-size`.
@@ -108,16 +110,55 @@ pub struct SettingsArgs {
     pub init: Option<InitScheme>,
     /// `--adagrad-epsilon`.
     pub adagrad_epsilon: Option<f32>,
+    /// `--fit`.
+    pub fit: Option<Fit>,
+    /// `--skip-damaged`.
+    pub skip_damaged: bool,
+}
+
+/// Whether a description's text names its input (`input:` is its first word, when it has one).
+pub fn names_input(text: &str) -> bool {
+    text.split_whitespace()
+        .next()
+        .is_some_and(|word| word.starts_with("input:"))
+}
+
+/// The tutorial's network for pictures of `input` in `classes` classes: its layers, with the
+/// input and the last dense layer's units of the data.
+pub fn tutorial_network(
+    input: tinycnn::arch::Shape,
+    classes: usize,
+) -> anyhow::Result<Architecture> {
+    let mut layers = Architecture::REFERENCE.layers().to_vec();
+    if let Some(tinycnn::arch::Layer::Dense(dense)) = layers.last_mut() {
+        dense.units = u16::try_from(classes).context("too many classes")?;
+    }
+    Architecture::new(input, &layers).map_err(|error| {
+        anyhow::anyhow!(
+            "the tutorial's network cannot take pictures of {input} in {classes} classes:              {error}; give the network with --arch"
+        )
+    })
 }
 
 impl SettingsArgs {
-    /// Settings of a new run.
-    pub fn fresh(&self) -> anyhow::Result<TrainSettings> {
+    /// The input `--arch` names, if it names one.
+    pub fn named_input(&self) -> anyhow::Result<Option<tinycnn::arch::Shape>> {
+        match &self.architecture {
+            Some(text) if names_input(text) => Ok(Some(
+                parse_network(text, Architecture::REFERENCE.input())?.input(),
+            )),
+            _ => Ok(None),
+        }
+    }
+
+    /// Settings of a new run on `data`.
+    pub fn fresh(&self, data: &DataSet) -> anyhow::Result<TrainSettings> {
+        let architecture = match &self.architecture {
+            Some(text) => parse_network(text, data.shape())?,
+            None => tutorial_network(data.shape(), data.classes())?,
+        };
         let settings = TrainSettings {
-            architecture: self
-                .architecture
-                .unwrap_or(Architecture::REFERENCE)
-                .to_string(),
+            architecture: architecture.to_string(),
             epochs: self.epochs.unwrap_or(DEFAULT_EPOCHS),
             batch_size: self.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
             learning_rate: self.learning_rate.unwrap_or(DEFAULT_LEARNING_RATE),
@@ -126,6 +167,8 @@ impl SettingsArgs {
             init: self.init.unwrap_or_default(),
             limit: self.limit,
             test_limit: self.test_limit,
+            fit: self.fit.unwrap_or_default(),
+            skip_damaged: self.skip_damaged,
         };
         validate(&settings)?;
         Ok(settings)
@@ -162,15 +205,25 @@ impl SettingsArgs {
             clap::ValueEnum::to_possible_value(init)
                 .map_or_else(|| format!("{init:?}"), |value| value.get_name().to_string())
         }
-        if let Some(given) = self.architecture
-            && given != saved.architecture()?
-        {
-            bail!(
+        if let Some(given) = &self.architecture {
+            let saved_network = saved.architecture()?;
+            let given = parse_network(given, saved_network.input())?;
+            ensure!(
+                given == saved_network,
                 "--arch `{given}` differs from the network the checkpoint trains, `{}`; a \
                  resumed run keeps its network",
                 saved.architecture
             );
         }
+        agree(self.fit, saved.fit, "--fit", |fit| {
+            clap::ValueEnum::to_possible_value(fit)
+                .map_or_else(|| format!("{fit:?}"), |value| value.get_name().to_string())
+        })?;
+        ensure!(
+            !self.skip_damaged || saved.skip_damaged,
+            "--skip-damaged differs from the checkpoint's run, which failed on damaged pictures; \
+             a resumed run keeps its settings: leave --skip-damaged out"
+        );
         agree(
             self.batch_size,
             saved.batch_size,
@@ -212,6 +265,12 @@ impl SettingsArgs {
         validate(&settings)?;
         Ok(settings)
     }
+}
+
+/// Parses a description's text, `default_input` being its input when it names none.
+fn parse_network(text: &str, default_input: tinycnn::arch::Shape) -> anyhow::Result<Architecture> {
+    tinycnn::text::parse(text, default_input)
+        .map_err(|error| anyhow::anyhow!("--arch `{text}`: {error}"))
 }
 
 fn validate(settings: &TrainSettings) -> anyhow::Result<()> {
@@ -259,6 +318,8 @@ pub struct TrainOptions {
     pub command: String,
     /// Set (by Ctrl-C) to stop after the current batch, checkpointing it.
     pub stop: Arc<AtomicBool>,
+    /// Show a progress bar while pictures are decoded.
+    pub progress_bars: bool,
 }
 
 /// A run that completed all its epochs.
@@ -271,7 +332,7 @@ pub struct TrainedRun {
     /// Settings, history, data files.
     pub state: TrainState,
     /// The data trained on (the export calibrates on its training images).
-    pub data: Mnist,
+    pub data: DataSet,
     /// The output directory.
     pub out_dir: PathBuf,
 }
@@ -354,13 +415,6 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
     } else {
         None
     };
-    let settings = match &checkpoint {
-        Some(checkpoint) => options.settings.resumed(
-            &checkpoint.state.settings,
-            checkpoint.state.completed_epochs,
-        )?,
-        None => options.settings.fresh()?,
-    };
     if let Some(checkpoint) = &checkpoint {
         ensure!(
             checkpoint.state.rng_scheme == RNG_SCHEME,
@@ -382,7 +436,24 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
     };
     let device = options.backend.device()?;
     let train_device = device.clone().autodiff();
-    let data = Mnist::load(&data_dir).with_context(|| {
+    let folder_options = match &checkpoint {
+        Some(checkpoint) => {
+            let saved = &checkpoint.state.settings;
+            FolderOptions {
+                shape: Some(saved.architecture()?.input()),
+                fit: options.settings.fit.unwrap_or(saved.fit),
+                skip_damaged: options.settings.skip_damaged || saved.skip_damaged,
+                progress: options.progress_bars,
+            }
+        }
+        None => FolderOptions {
+            shape: options.settings.named_input()?,
+            fit: options.settings.fit.unwrap_or_default(),
+            skip_damaged: options.settings.skip_damaged,
+            progress: options.progress_bars,
+        },
+    };
+    let data = DataSet::load(&data_dir, &folder_options).with_context(|| {
         if options.data_dir.is_none() {
             format!(
                 "the data directory the checkpoint records, {}, cannot be read; give the data \
@@ -394,6 +465,13 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
         }
     })?;
     reporter.info(&data.describe());
+    let settings = match &checkpoint {
+        Some(checkpoint) => options.settings.resumed(
+            &checkpoint.state.settings,
+            checkpoint.state.completed_epochs,
+        )?,
+        None => options.settings.fresh(&data)?,
+    };
     if let Some(checkpoint) = &checkpoint {
         check_same_data(&checkpoint.state, &data, &checkpoint_path)?;
     }
@@ -435,11 +513,7 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
         }
         None => {
             train_device.seed(settings.seed);
-            let state = TrainState::new(
-                settings.clone(),
-                data.files.clone(),
-                options.command.clone(),
-            );
+            let state = TrainState::new(settings.clone(), &data, options.command.clone());
             let model = Net::with_init(&architecture, &train_device, settings.init);
             (model, adagrad.init(), state)
         }
@@ -635,13 +709,14 @@ fn interrupted(state: &TrainState, checkpoint: &Path, saved: bool) -> TrainOutco
 }
 
 /// Refuses a network whose input or classes are not the data set's.
-fn check_network_fits_data(architecture: &Architecture, data: &Mnist) -> anyhow::Result<()> {
+fn check_network_fits_data(architecture: &Architecture, data: &DataSet) -> anyhow::Result<()> {
     model::check_trainable(architecture)?;
     let input = architecture.input();
+    let shape = data.shape();
     ensure!(
-        input.values() == IMAGE_PIXELS && input.channels == 1,
-        "the network's input is {input}, but the data set's images are 28x28x1: start the \
-         description with input:28x28x1 or leave the input out"
+        input == shape,
+        "the network's input is {input}, but the data set's pictures are {shape}: start the \
+         description with input:{shape} or leave the input out"
     );
     ensure!(
         architecture.classes() == data.classes(),
@@ -654,8 +729,17 @@ fn check_network_fits_data(architecture: &Architecture, data: &Mnist) -> anyhow:
     Ok(())
 }
 
-fn check_same_data(state: &TrainState, data: &Mnist, checkpoint: &Path) -> anyhow::Result<()> {
-    for (saved, now) in state.data.iter().zip(&data.files) {
+fn check_same_data(state: &TrainState, data: &DataSet, checkpoint: &Path) -> anyhow::Result<()> {
+    if let Some(saved) = &state.data_fingerprint {
+        ensure!(
+            *saved == data.fingerprint(),
+            "{}: its pictures, classes or labels differ from those the checkpoint {} was \
+             trained with; a resumed run must see the same data",
+            data.dir.display(),
+            checkpoint.display()
+        );
+    }
+    for (saved, now) in state.data.iter().zip(data.idx_files()) {
         ensure!(
             saved.sha256 == now.sha256,
             "{}: differs from the {} the checkpoint {} was trained with (SHA-256 {} instead of {})",
@@ -681,6 +765,8 @@ pub fn write_reports(out: &Path, state: &TrainState) -> anyhow::Result<()> {
         "tinycnn on {} - batch {}, Adagrad lr {}, seed {}",
         if metrics.canonical_mnist {
             "MNIST"
+        } else if state.data.is_empty() {
+            "folders of pictures"
         } else {
             "an MNIST-format set"
         },
@@ -718,12 +804,15 @@ pub(crate) struct Batch {
 }
 
 /// Gathers and normalises the images `indices` of `data`, with their labels.
+/// Images are channels-last in `data` and channels-first in the batch, as burn's convolutions
+/// take them.
 pub(crate) fn assemble(data: &Split, indices: &[usize]) -> Batch {
-    let mut pixels = Vec::with_capacity(indices.len() * IMAGE_PIXELS);
+    let size = data.shape.values();
+    let mut pixels = Vec::with_capacity(indices.len() * size);
     let mut labels = Vec::with_capacity(indices.len());
     for &index in indices {
-        let image = &data.pixels[index * IMAGE_PIXELS..(index + 1) * IMAGE_PIXELS];
-        pixels.extend(image.iter().map(|&pixel| f32::from(pixel) / 255.0));
+        let image = &data.pixels[index * size..(index + 1) * size];
+        pixels.extend(model::normalise(image, data.shape));
         labels.push(i64::from(data.labels[index]));
     }
     Batch { pixels, labels }
@@ -994,7 +1083,9 @@ mod tests {
 
     #[test]
     fn batches_are_normalised_in_order() {
+        const IMAGE_PIXELS: usize = 784;
         let split = Split {
+            shape: tinycnn::arch::Shape::new(28, 28, 1),
             pixels: (0..3 * IMAGE_PIXELS)
                 .map(|i| (i / IMAGE_PIXELS * 100) as u8)
                 .collect(),
@@ -1007,9 +1098,68 @@ mod tests {
         assert_eq!(batch.pixels[IMAGE_PIXELS], 0.0);
     }
 
+    /// An empty set of MNIST's shape and classes.
+    fn mnist_shaped() -> DataSet {
+        let split = Split {
+            shape: Architecture::REFERENCE.input(),
+            pixels: Vec::new(),
+            labels: Vec::new(),
+        };
+        let names = (0..10).map(|class| class.to_string()).collect();
+        DataSet::in_memory(split.clone(), split, names)
+    }
+
+    #[test]
+    fn without_arch_the_tutorials_network_takes_the_datas_shape_and_classes() {
+        assert_eq!(
+            SettingsArgs::default()
+                .fresh(&mnist_shaped())
+                .unwrap()
+                .architecture()
+                .unwrap(),
+            Architecture::REFERENCE
+        );
+        let colour = Split {
+            shape: tinycnn::arch::Shape::new(32, 32, 3),
+            pixels: Vec::new(),
+            labels: Vec::new(),
+        };
+        let names = (0..13).map(|class| format!("c{class}")).collect();
+        let data = DataSet::in_memory(colour.clone(), colour, names);
+        let network = SettingsArgs::default()
+            .fresh(&data)
+            .unwrap()
+            .architecture()
+            .unwrap();
+        assert_eq!(network.input(), tinycnn::arch::Shape::new(32, 32, 3));
+        assert_eq!(network.classes(), 13);
+        assert_eq!(
+            network.layers().len(),
+            Architecture::REFERENCE.layers().len()
+        );
+        // A description without input takes the data's; one with an input keeps it.
+        let given = SettingsArgs {
+            architecture: Some("conv3x3:8 pool flatten dense:13".into()),
+            ..SettingsArgs::default()
+        };
+        assert_eq!(
+            given.fresh(&data).unwrap().architecture().unwrap().input(),
+            tinycnn::arch::Shape::new(32, 32, 3)
+        );
+        assert_eq!(given.named_input().unwrap(), None);
+        let named = SettingsArgs {
+            architecture: Some("input:28x28x1 conv3x3:8 pool flatten dense:13".into()),
+            ..SettingsArgs::default()
+        };
+        assert_eq!(
+            named.named_input().unwrap(),
+            Some(tinycnn::arch::Shape::new(28, 28, 1))
+        );
+    }
+
     #[test]
     fn resumed_settings_keep_the_checkpoint_and_refuse_conflicts() {
-        let saved = SettingsArgs::default().fresh().unwrap();
+        let saved = SettingsArgs::default().fresh(&mnist_shaped()).unwrap();
         assert_eq!(saved.epochs, DEFAULT_EPOCHS);
         assert_eq!(saved.adagrad_epsilon, DEFAULT_ADAGRAD_EPSILON);
         let more = SettingsArgs {
@@ -1041,14 +1191,12 @@ mod tests {
         }
         // The network, given again, must be the checkpoint's.
         let same = SettingsArgs {
-            architecture: Some(Architecture::REFERENCE),
+            architecture: Some(Architecture::REFERENCE.to_string()),
             ..SettingsArgs::default()
         };
         assert!(same.resumed(&saved, 0).is_ok());
         let other = SettingsArgs {
-            architecture: Some(
-                tinycnn::text::parse("flatten dense:10", Architecture::REFERENCE.input()).unwrap(),
-            ),
+            architecture: Some("flatten dense:10".into()),
             ..SettingsArgs::default()
         };
         let message = other.resumed(&saved, 0).unwrap_err().to_string();
@@ -1060,7 +1208,7 @@ mod tests {
 
     #[test]
     fn conflicts_on_resume_read_as_the_options_were_typed() {
-        let saved = SettingsArgs::default().fresh().unwrap();
+        let saved = SettingsArgs::default().fresh(&mnist_shaped()).unwrap();
         let message = |args: SettingsArgs| args.resumed(&saved, 3).unwrap_err().to_string();
         let limit = message(SettingsArgs {
             limit: Some(4000),
@@ -1127,7 +1275,7 @@ mod tests {
                 ..SettingsArgs::default()
             },
         ] {
-            assert!(args.fresh().is_err(), "{args:?}");
+            assert!(args.fresh(&mnist_shaped()).is_err(), "{args:?}");
         }
     }
 }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::DataSet;
+use crate::data::folders::Fit;
 use crate::data::mnist::FileInfo;
 use crate::train::backend::BackendKind;
 use crate::train::model::InitScheme;
@@ -43,6 +45,12 @@ pub struct TrainSettings {
     pub limit: Option<usize>,
     /// Evaluate on the first N test images only.
     pub test_limit: Option<usize>,
+    /// How pictures of another size than the input's were fitted to it (folder sets).
+    #[serde(default)]
+    pub fit: Fit,
+    /// Whether damaged pictures were left out instead of failing (folder sets).
+    #[serde(default)]
+    pub skip_damaged: bool,
 }
 
 /// Runs recorded before networks were descriptions all trained the tutorial's network.
@@ -107,6 +115,13 @@ pub struct TrainState {
     /// The data directory, absolute, so that `--resume` finds it without `--data`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// [`DataSet::fingerprint`] of the data as loaded (runs recorded before it was kept are
+    /// checked by their IDX files' sums alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_fingerprint: Option<String>,
+    /// The classes' names, in class order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub class_names: Vec<String>,
 }
 
 /// How far an epoch had gone when it was checkpointed part-way: the batches trained, and the
@@ -141,17 +156,24 @@ impl TrainSettings {
 
 impl TrainState {
     /// The state of a run that has not completed an epoch yet.
-    pub fn new(settings: TrainSettings, data: Vec<FileInfo>, command: String) -> Self {
+    pub fn new(settings: TrainSettings, data: &DataSet, command: String) -> Self {
         Self {
             settings,
             completed_epochs: 0,
             history: Vec::new(),
-            data,
+            data: data.idx_files().to_vec(),
             rng_scheme: RNG_SCHEME.to_string(),
             commands: vec![command],
             epoch_in_progress: None,
             data_dir: None,
+            data_fingerprint: Some(data.fingerprint()),
+            class_names: data.class_names.clone(),
         }
+    }
+
+    /// Whether the run trains on canonical MNIST.
+    pub fn is_canonical_mnist(&self) -> bool {
+        !self.data.is_empty() && self.data.iter().all(|file| file.canonical)
     }
 }
 
@@ -189,8 +211,11 @@ pub struct MetricsFile {
     pub epochs: Vec<EpochMetrics>,
     /// Sum of the epochs' training and evaluation time.
     pub total_seconds: f64,
-    /// Data files and whether they are the canonical MNIST.
+    /// Data files and whether they are the canonical MNIST (none for folders of pictures).
     pub data: Vec<FileInfo>,
+    /// The classes' names, in class order.
+    #[serde(default)]
+    pub class_names: Vec<String>,
     /// Whether all four data files are the canonical MNIST.
     pub canonical_mnist: bool,
     /// Crate versions of the build that wrote the file.
@@ -216,8 +241,9 @@ impl MetricsFile {
                 .iter()
                 .map(|epoch| epoch.train_seconds + epoch.eval_seconds)
                 .sum(),
-            canonical_mnist: state.data.iter().all(|file| file.canonical),
+            canonical_mnist: state.is_canonical_mnist(),
             data: state.data.clone(),
+            class_names: state.class_names.clone(),
             versions: Versions::current(),
             commands: state.commands.clone(),
             epoch_in_progress: state.epoch_in_progress.clone(),

@@ -1,0 +1,208 @@
+//! One data set whatever its source: pictures of one shape with a class each, a training and a
+//! test split, and the classes' names. Training, evaluation, export (calibration) and the test
+//! vectors take a [`DataSet`]; the readers of each source ([`crate::data::mnist`] for IDX files,
+//! [`crate::data::folders`] for folders of pictures) build one.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use tinycnn::arch::Shape;
+
+use crate::data::folders::{self, FolderOptions, FolderReport};
+use crate::data::mnist::{DataError, FileInfo, Mnist};
+
+/// Pictures of one shape, channels last (row after row, each pixel's channels together, as the
+/// core's input is laid out), one byte per value, with one class per picture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// Every picture's shape.
+    pub shape: Shape,
+    /// `len() * shape.values()` values, 0-255.
+    pub pixels: Vec<u8>,
+    /// One class per picture.
+    pub labels: Vec<u16>,
+}
+
+impl Split {
+    /// Number of pictures.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the split holds no pictures.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Values of picture `index`, or `None` past the end.
+    pub fn image(&self, index: usize) -> Option<&[u8]> {
+        let size = self.shape.values();
+        let start = index.checked_mul(size)?;
+        self.pixels.get(start..start.checked_add(size)?)
+    }
+
+    /// The first `count` pictures (all of them if there are fewer).
+    pub fn head(&self, count: usize) -> Split {
+        let count = count.min(self.len());
+        Split {
+            shape: self.shape,
+            pixels: self.pixels[..count * self.shape.values()].to_vec(),
+            labels: self.labels[..count].to_vec(),
+        }
+    }
+
+    /// Pictures per class, for `classes` classes.
+    pub fn counts(&self, classes: usize) -> Vec<usize> {
+        let mut counts = vec![0; classes];
+        for &label in &self.labels {
+            if let Some(count) = counts.get_mut(usize::from(label)) {
+                *count += 1;
+            }
+        }
+        counts
+    }
+
+    fn hash_into(&self, hasher: &mut Sha256) {
+        for side in [
+            self.shape.height,
+            self.shape.width,
+            self.shape.channels,
+            self.len(),
+        ] {
+            hasher.update((side as u64).to_le_bytes());
+        }
+        hasher.update(&self.pixels);
+        for label in &self.labels {
+            hasher.update(label.to_le_bytes());
+        }
+    }
+}
+
+/// Where a data set's pictures came from.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    /// The four IDX files of an MNIST-format directory.
+    Idx(Mnist),
+    /// Folders of pictures, one per class.
+    Folders(FolderReport),
+    /// Pictures a program made ([`DataSet::in_memory`]).
+    Memory,
+}
+
+/// A loaded data set.
+#[derive(Clone, Debug)]
+pub struct DataSet {
+    /// The directory it was read from.
+    pub dir: PathBuf,
+    /// Pictures to train on.
+    pub train: Split,
+    /// Pictures to report the accuracy on.
+    pub test: Split,
+    /// One name per class, in class order.
+    pub class_names: Vec<String>,
+    /// Where the pictures came from.
+    pub origin: Origin,
+}
+
+impl DataSet {
+    /// Reads the data set in `dir`: an MNIST-format directory when it holds IDX files (or no
+    /// folder), else folders of pictures (converted as `options` say).
+    pub fn load(dir: &Path, options: &FolderOptions) -> Result<Self, DataError> {
+        // A directory without folders is read as IDX files, whose errors say what it lacks.
+        if folders::looks_like_idx(dir) || !folders::has_folders(dir) {
+            Ok(Self::from_idx(Mnist::load(dir)?))
+        } else {
+            let loaded = folders::load(dir, options)?;
+            Ok(DataSet {
+                dir: dir.to_path_buf(),
+                train: loaded.train,
+                test: loaded.test,
+                class_names: loaded.class_names,
+                origin: Origin::Folders(loaded.report),
+            })
+        }
+    }
+
+    /// The set of an MNIST-format directory; its classes are named by their numbers.
+    pub fn from_idx(mnist: Mnist) -> Self {
+        let classes = mnist.classes();
+        DataSet {
+            dir: mnist.dir.clone(),
+            train: mnist.train.clone(),
+            test: mnist.test.clone(),
+            class_names: (0..classes).map(|class| class.to_string()).collect(),
+            origin: Origin::Idx(mnist),
+        }
+    }
+
+    /// A set of pictures a program made, with `class_names` (as many as the labels need).
+    pub fn in_memory(train: Split, test: Split, class_names: Vec<String>) -> Self {
+        DataSet {
+            dir: PathBuf::new(),
+            train,
+            test,
+            class_names,
+            origin: Origin::Memory,
+        }
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.class_names.len()
+    }
+
+    /// Every picture's shape.
+    pub fn shape(&self) -> Shape {
+        self.train.shape
+    }
+
+    /// The IDX files read, if the set is an MNIST-format directory.
+    pub fn idx_files(&self) -> &[FileInfo] {
+        match &self.origin {
+            Origin::Idx(mnist) => &mnist.files,
+            Origin::Folders(_) | Origin::Memory => &[],
+        }
+    }
+
+    /// Whether the pictures are canonical MNIST's.
+    pub fn is_canonical_mnist(&self) -> bool {
+        matches!(&self.origin, Origin::Idx(mnist) if mnist.is_canonical_mnist())
+    }
+
+    /// SHA-256 of the pictures, labels and class names as loaded: equal for two loads exactly
+    /// when training would see the same data.
+    pub fn fingerprint(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update((self.class_names.len() as u64).to_le_bytes());
+        for name in &self.class_names {
+            hasher.update((name.len() as u64).to_le_bytes());
+            hasher.update(name.as_bytes());
+        }
+        self.train.hash_into(&mut hasher);
+        self.test.hash_into(&mut hasher);
+        crate::data::idx::hex(&hasher.finalize())
+    }
+
+    /// One line that says what was loaded.
+    pub fn describe(&self) -> String {
+        match &self.origin {
+            Origin::Idx(mnist) => mnist.describe(),
+            Origin::Folders(report) => format!(
+                "{}: {} training and {} test pictures of {} classes, converted to {} ({})",
+                self.dir.display(),
+                self.train.len(),
+                self.test.len(),
+                self.classes(),
+                self.shape(),
+                report.summary()
+            ),
+            Origin::Memory => format!(
+                "{} training and {} test pictures of {} classes, {}",
+                self.train.len(),
+                self.test.len(),
+                self.classes(),
+                self.shape()
+            ),
+        }
+    }
+}
