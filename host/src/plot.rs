@@ -68,11 +68,14 @@ pub fn render_png(
         let (loss_caption, accuracy_caption) = match history.last() {
             Some(last) => (
                 format!(
-                    "Loss (cross-entropy): test {:.4} after epoch {}",
-                    last.test_loss, last.epoch
+                    "Loss (cross-entropy): {} {:.4} after epoch {}",
+                    last.evaluated_on.name(),
+                    last.test_loss,
+                    last.epoch
                 ),
                 format!(
-                    "Accuracy (%): test {:.2}% after epoch {}",
+                    "Accuracy (%): {} {:.2}% after epoch {}",
+                    last.evaluated_on.name(),
                     last.test_accuracy * 100.0,
                     last.epoch
                 ),
@@ -159,9 +162,12 @@ fn draw_panel(
         .draw()
         .map_err(plot_error)?;
 
+    let evaluated = history
+        .last()
+        .map_or("test", |last| last.evaluated_on.name());
     for (name, colour, pick) in [
         ("train", TRAIN_COLOUR, 0usize),
-        ("test", TEST_COLOUR, 1usize),
+        (evaluated, TEST_COLOUR, 1usize),
     ] {
         let points: Vec<(f64, f64)> = history
             .iter()
@@ -211,6 +217,7 @@ mod tests {
             test_accuracy: test,
             train_images: 60_000,
             test_images: 10_000,
+            evaluated_on: Default::default(),
             train_seconds: 150.0,
             eval_seconds: 5.0,
             images_per_second: 400.0,

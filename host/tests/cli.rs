@@ -614,6 +614,8 @@ fn overwrite_keeps_the_old_run_when_the_new_one_cannot_start() {
         test_limit: None,
         fit: Default::default(),
         skip_damaged: false,
+        validation_split: None,
+        keep: Default::default(),
     };
     let device = burn::tensor::Device::flex().autodiff();
     let empty = tinycnn_host::data::Split {
@@ -1381,4 +1383,240 @@ fn idx_sets_of_more_than_ten_classes_train_and_evaluate() {
             .unwrap(),
     );
     assert!(line.contains("10 classes") && line.contains("12"), "{line}");
+}
+
+/// MNIST test images of digits 0, 1 and 7 as a folder set of three named classes, with what a
+/// user's folders hold besides: colour and other-sized copies, a note, a hidden file.
+fn digit_folders(root: &Path, per_class: usize) {
+    let mnist = tinycnn_host::data::Mnist::load(&mnist_dir()).unwrap();
+    let names = [(0u16, "zero"), (1, "one"), (7, "seven")];
+    for (label, name) in names {
+        let indices = (0..mnist.test.len())
+            .filter(|&i| mnist.test.labels[i] == label)
+            .take(per_class);
+        for (n, index) in indices.enumerate() {
+            let split = if n % 5 == 4 { "test" } else { "train" };
+            let dir = root.join(split).join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let grey =
+                image::GrayImage::from_raw(28, 28, mnist.test.image(index).unwrap().to_vec())
+                    .unwrap();
+            let picture = image::DynamicImage::ImageLuma8(grey);
+            let path = dir.join(format!("{index:05}.png"));
+            match n % 7 {
+                // Colour, and larger: both converted to the input.
+                3 => picture.into_rgb8().save(path).unwrap(),
+                5 => picture
+                    .resize_exact(56, 56, image::imageops::FilterType::Triangle)
+                    .save(path)
+                    .unwrap(),
+                _ => picture.save(path).unwrap(),
+            }
+        }
+    }
+    std::fs::write(root.join("train/zero/notes.txt"), "not a picture").unwrap();
+    std::fs::write(root.join("train/.hidden.png"), "hidden").unwrap();
+}
+
+#[test]
+fn folder_sets_train_with_validation_and_names_from_start_to_predict() {
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|poison| poison.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("digits");
+    digit_folders(&data, 250);
+    // A JPEG cut short is an error naming it, and what to do.
+    let whole = data.join("whole.jpg");
+    image::RgbImage::from_fn(40, 40, |x, y| image::Rgb([x as u8 * 6, y as u8 * 6, 9]))
+        .save(&whole)
+        .unwrap();
+    let bytes = std::fs::read(&whole).unwrap();
+    std::fs::remove_file(&whole).unwrap();
+    std::fs::write(data.join("train/one/cut.jpg"), &bytes[..bytes.len() / 2]).unwrap();
+
+    let network = "input:28x28x1 conv3x3:8 pool conv3x3:16 pool flatten dense:3";
+    let out = dir.path().join("run");
+    let train_with = |extra: &[&str]| {
+        host()
+            .args(["train", "--epochs", "2", "--arch", network, "--data"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .args(["--validation-split", "0.2", "--keep", "best"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let line = one_line_error(&train_with(&[]));
+    assert!(
+        line.contains("cut.jpg") && line.contains("cut short") && line.contains("--skip-damaged"),
+        "{line}"
+    );
+    let output = train_with(&["--skip-damaged"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("1 damaged picture left out"), "{text}");
+    assert!(text.contains("2 files not pictures, ignored"), "{text}");
+    assert!(text.contains("| validation loss"), "{text}");
+    let metrics = metrics(&out);
+    assert_eq!(
+        metrics["class_names"],
+        serde_json::json!(["one", "seven", "zero"])
+    );
+    assert_eq!(metrics["epochs"][0]["evaluated_on"], "validation");
+    let best = metrics["best_epoch"].as_u64().unwrap();
+    assert_eq!(metrics["final_test"]["epoch"].as_u64(), Some(best));
+    assert_eq!(metrics["final_test"]["images"], 150);
+    assert!(out.join(tinycnn_host::train::BEST_MODEL_FILE).is_file());
+
+    let model = out.join(tinycnn_host::export::INT8_FILE);
+    let inspect = stdout(&host().arg("inspect").arg(&model).output().unwrap());
+    assert!(inspect.contains("format version 4"), "{inspect}");
+    assert!(inspect.contains("input:28x28x1 "), "{inspect}");
+    assert!(
+        inspect.contains("\nclasses: one, seven, zero\n"),
+        "{inspect}"
+    );
+
+    let output = host()
+        .args(["eval", "--skip-damaged", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = stdout(&output);
+    let accuracy: f64 = report
+        .split("accuracy ")
+        .nth(1)
+        .and_then(|rest| rest.split('%').next())
+        .and_then(|number| number.parse().ok())
+        .unwrap();
+    assert!(accuracy >= 90.0, "{report}");
+    assert!(report.contains("\n  2 zero: "), "{report}");
+
+    // A picture classified by name; the JSON names the class too.
+    let seven = std::fs::read_dir(data.join("test/seven"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let output = host()
+        .args(["predict", "--raw", "--json", "--model"])
+        .arg(&model)
+        .arg(&seven)
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    let class = json["class"].as_u64().unwrap() as usize;
+    assert_eq!(json["class_name"], ["one", "seven", "zero"][class]);
+
+    // The model is evaluated only on pictures of its own classes.
+    std::fs::rename(data.join("train/zero"), data.join("train/nought")).unwrap();
+    std::fs::rename(data.join("test/zero"), data.join("test/nought")).unwrap();
+    let line = one_line_error(
+        &host()
+            .args(["eval", "--skip-damaged", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        line.contains("the model's classes are one, seven, zero"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_colour_folder_set_without_train_and_test_trains_a_colour_network() {
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|poison| poison.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("colours");
+    // Red, green and blue pictures of varied shade and size: only the colour tells them apart.
+    for (class, name) in ["red", "green", "blue"].into_iter().enumerate() {
+        std::fs::create_dir_all(data.join(name)).unwrap();
+        for n in 0..40u32 {
+            let (width, height) = if n % 4 == 0 { (24, 18) } else { (16, 16) };
+            let picture = image::RgbImage::from_fn(width, height, |x, y| {
+                let mut rgb = [((x * 7 + y * 3 + n) % 60) as u8; 3];
+                rgb[class] = 150 + (n * 2) as u8;
+                image::Rgb(rgb)
+            });
+            picture
+                .save(data.join(name).join(format!("{n:02}.png")))
+                .unwrap();
+        }
+    }
+    let sheet = dir.path().join("sheet.png");
+    let output = host()
+        .args(["data", "--input", "16x16x3", "--data"])
+        .arg(&data)
+        .arg("--sheet")
+        .arg(&sheet)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("96 training and 24 test pictures of 3 classes"),
+        "{text}"
+    );
+    assert!(text.contains("30 stretched"), "{text}");
+    // Ten 48-pixel cells a row (16 x 3) and three rows, 4-pixel gaps.
+    assert_eq!(
+        image_size(&std::fs::read(&sheet).unwrap()),
+        (10 * 52 + 4, 3 * 52 + 4)
+    );
+    // Without an input size, pictures of two sizes are an error that says how to give one.
+    let line = one_line_error(
+        &host()
+            .arg("data")
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        line.contains("different sizes") && line.contains("input:"),
+        "{line}"
+    );
+
+    let out = dir.path().join("run");
+    let output = host()
+        .args([
+            "train",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "8",
+            "--lr",
+            "0.05",
+            "--arch",
+        ])
+        .arg("input:16x16x3 conv3x3:8 pool flatten dense:3")
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let accuracy = metrics(&out)["epochs"][2]["test_accuracy"]
+        .as_f64()
+        .unwrap();
+    assert!(accuracy >= 0.9, "{accuracy}");
+    let inspect = stdout(
+        &host()
+            .arg("inspect")
+            .arg(out.join(tinycnn_host::export::INT8_FILE))
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        inspect.contains("\nclasses: blue, green, red\n"),
+        "{inspect}"
+    );
 }

@@ -57,6 +57,17 @@ pub(crate) struct TrainArgs {
     /// Evaluate on the first N test images only, for quick runs [default: all].
     #[arg(long, value_name = "N", value_parser = whole_number(1, usize::MAX))]
     test_limit: Option<usize>,
+    /// Hold out this fraction of the training pictures (drawn with --seed) as a validation set:
+    /// each epoch is then evaluated on it, and the test set only once, after the last epoch,
+    /// for the final report. A folder set's val/ folder is its validation set without this
+    /// option [default: none; with --resume: the checkpoint's].
+    #[arg(long, value_name = "FRACTION")]
+    validation_split: Option<f64>,
+    /// Which epoch's weights become the model files: last, or best (the epoch with the best
+    /// validation accuracy, the earliest of equals; needs a validation set; its weights are
+    /// kept in model-best.bpk) [default: last; with --resume: the checkpoint's].
+    #[arg(long, value_enum, value_name = "WHICH", hide_default_value = true)]
+    keep: Option<tinycnn_host::train::state::Keep>,
     /// Output directory: checkpoint.bin (weights, optimizer state, progress), model.bpk (burn
     /// record of the weights), metrics.json and training.png, all rewritten atomically after
     /// every epoch and on Ctrl-C; model-f32.tcnn and model-int8.tcnn once the last epoch is
@@ -137,6 +148,8 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             test_limit: args.test_limit,
             fit: args.data.fit,
             skip_damaged: args.data.skip_damaged,
+            validation_split: args.validation_split,
+            keep: args.keep,
         },
         backend: args.backend,
         data_dir,

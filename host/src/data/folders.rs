@@ -8,7 +8,8 @@
 //! DIR/test/dog/*.jpg
 //! ```
 //!
-//! With `train/` and `test/`, the pictures under `test/` are the test set. Without them, every
+//! With `train/` and `test/`, the pictures under `test/` are the test set, and those under an
+//! optional `val/` (of the same classes) the validation set. Without them, every
 //! fifth picture of each class (in file-name order: the 5th, 10th, ...) is held out as the test
 //! set, a fifth of the pictures, the same ones on every run. A class folder may hold
 //! sub-folders; every picture below it belongs to the class. Each split lists its pictures in
@@ -182,6 +183,8 @@ pub struct LoadedFolders {
     pub train: Split,
     /// Test pictures.
     pub test: Split,
+    /// Validation pictures, from a `val/` folder beside `train/` and `test/`.
+    pub validation: Option<Split>,
     /// Class names, in class order.
     pub class_names: Vec<String>,
     /// What else the load found.
@@ -232,7 +235,7 @@ pub enum FolderError {
         /// The folder.
         path: PathBuf,
     },
-    /// A class of the test set has no training pictures.
+    /// A class of the test (or validation) set has no training pictures.
     #[error(
         "{path}: class `{name}` has test pictures but no folder of training pictures; a \
              network cannot learn a class it never sees (add {name}/ to the training folders, \
@@ -377,10 +380,21 @@ pub fn load(dir: &Path, options: &FolderOptions) -> Result<LoadedFolders, Folder
         fit: options.fit,
         ..FolderReport::default()
     };
+    let val_dir = dir.join("val");
+    let mut val_entries = None;
     let (class_names, mut train_entries, mut test_entries) = if split_folders {
         let train = list(&train_dir)?;
         let test = list(&test_dir)?;
-        for (name, folder, _) in &test.classes {
+        let val = if val_dir.is_dir() {
+            Some(list(&val_dir)?)
+        } else {
+            None
+        };
+        for (name, folder, _) in test
+            .classes
+            .iter()
+            .chain(val.iter().flat_map(|val| &val.classes))
+        {
             if !train.classes.iter().any(|(known, _, _)| known == name) {
                 return Err(FolderError::TestOnlyClass {
                     path: folder.clone(),
@@ -408,7 +422,11 @@ pub fn load(dir: &Path, options: &FolderOptions) -> Result<LoadedFolders, Folder
                 .collect()
         };
         let (train_entries, test_entries) = (entries(&train), entries(&test));
+        val_entries = val.as_ref().map(&entries);
         note_ignored(&mut report, train.ignored.into_iter().chain(test.ignored));
+        if let Some(val) = val {
+            note_ignored(&mut report, val.ignored);
+        }
         (names, train_entries, test_entries)
     } else {
         let listing = list(dir)?;
@@ -437,7 +455,10 @@ pub fn load(dir: &Path, options: &FolderOptions) -> Result<LoadedFolders, Folder
     // File-name order across classes mixes the classes when names are numbers or hashes, and
     // makes folders written from IDX files by their indices (scripts/idx-to-folders.py) train
     // exactly as the IDX files do.
-    for entries in [&mut train_entries, &mut test_entries] {
+    for entries in [&mut train_entries, &mut test_entries]
+        .into_iter()
+        .chain(val_entries.as_mut())
+    {
         entries.sort_by(|a, b| {
             let name = |entry: &Entry| {
                 entry
@@ -486,7 +507,7 @@ pub fn load(dir: &Path, options: &FolderOptions) -> Result<LoadedFolders, Folder
         None => shape_of_pictures(dir, train_entries.iter().chain(&test_entries), options)?,
     };
 
-    let total = train_entries.len() + test_entries.len();
+    let total = train_entries.len() + test_entries.len() + val_entries.as_ref().map_or(0, Vec::len);
     let bar = (options.progress && total > 0).then(|| {
         let bar = indicatif::ProgressBar::new(total as u64);
         bar.set_style(
@@ -508,6 +529,10 @@ pub fn load(dir: &Path, options: &FolderOptions) -> Result<LoadedFolders, Folder
     };
     let train = decode_all(&train_entries, shape, options, &mut report, &tick)?;
     let test = decode_all(&test_entries, shape, options, &mut report, &tick)?;
+    let validation = match &val_entries {
+        Some(entries) => Some(decode_all(entries, shape, options, &mut report, &tick)?),
+        None => None,
+    };
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -530,6 +555,7 @@ pub fn load(dir: &Path, options: &FolderOptions) -> Result<LoadedFolders, Folder
     Ok(LoadedFolders {
         train,
         test,
+        validation,
         class_names,
         report,
     })
@@ -660,13 +686,14 @@ fn shape_of_pictures<'a>(
     Ok(Shape::new(first.0 as usize, first.1 as usize, channels))
 }
 
-/// (width, height) and whether the picture is colour, from its header.
+/// (width, height) and whether the picture is colour, from its header (a damaged picture is
+/// refused here as [`decode`] refuses it).
 fn header(path: &Path) -> Result<((u32, u32), bool), String> {
-    let reader = ImageReader::open(path)
-        .map_err(|error| error.to_string())?
-        .with_guessed_format()
-        .map_err(|error| error.to_string())?;
-    let decoder = reader.into_decoder().map_err(|error| error.to_string())?;
+    let bytes = std::fs::read(path).map_err(|error| error.to_string())?;
+    let reader = checked_reader(&bytes)?;
+    let decoder = reader
+        .into_decoder()
+        .map_err(|error| error.to_string().trim().to_string())?;
     let colour = decoder.color_type().has_color();
     Ok((decoder.dimensions(), colour))
 }
@@ -764,6 +791,14 @@ fn read_picture(path: &Path, shape: Shape, fit: Fit, out: &mut [u8]) -> Result<S
 
 /// Decodes a whole picture from its bytes; a picture that is damaged or cut short is an error.
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage, String> {
+    checked_reader(bytes)?
+        .decode()
+        .map_err(|error| error.to_string().trim().to_string())
+}
+
+/// A reader of the picture in `bytes`, its format known, a JPEG cut short refused, and its size
+/// limited to [`MAX_PICTURE_SIDE`].
+fn checked_reader(bytes: &[u8]) -> Result<ImageReader<std::io::Cursor<&[u8]>>, String> {
     let format = image::guess_format(bytes).map_err(|_| {
         "not a picture in a known format (PNG, JPEG, BMP, GIF, TIFF, WebP, PGM/PPM)".to_string()
     })?;
@@ -775,7 +810,7 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage, String> {
     limits.max_image_width = Some(MAX_PICTURE_SIDE);
     limits.max_image_height = Some(MAX_PICTURE_SIDE);
     reader.limits(limits);
-    reader.decode().map_err(|error| error.to_string())
+    Ok(reader)
 }
 
 /// Whether a JPEG's last scan is followed by the end-of-image marker. JPEG decoders fill a

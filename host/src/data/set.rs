@@ -51,6 +51,20 @@ impl Split {
         }
     }
 
+    /// The pictures at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> Split {
+        let size = self.shape.values();
+        let mut pixels = Vec::with_capacity(indices.len() * size);
+        for &index in indices {
+            pixels.extend_from_slice(&self.pixels[index * size..(index + 1) * size]);
+        }
+        Split {
+            shape: self.shape,
+            pixels,
+            labels: indices.iter().map(|&index| self.labels[index]).collect(),
+        }
+    }
+
     /// Pictures per class, for `classes` classes.
     pub fn counts(&self, classes: usize) -> Vec<usize> {
         let mut counts = vec![0; classes];
@@ -98,6 +112,8 @@ pub struct DataSet {
     pub train: Split,
     /// Pictures to report the accuracy on.
     pub test: Split,
+    /// Pictures to choose between epochs with, when the set has its own (a `val/` folder).
+    pub validation: Option<Split>,
     /// One name per class, in class order.
     pub class_names: Vec<String>,
     /// Where the pictures came from.
@@ -117,6 +133,7 @@ impl DataSet {
                 dir: dir.to_path_buf(),
                 train: loaded.train,
                 test: loaded.test,
+                validation: loaded.validation,
                 class_names: loaded.class_names,
                 origin: Origin::Folders(loaded.report),
             })
@@ -130,6 +147,7 @@ impl DataSet {
             dir: mnist.dir.clone(),
             train: mnist.train.clone(),
             test: mnist.test.clone(),
+            validation: None,
             class_names: (0..classes).map(|class| class.to_string()).collect(),
             origin: Origin::Idx(mnist),
         }
@@ -141,6 +159,7 @@ impl DataSet {
             dir: PathBuf::new(),
             train,
             test,
+            validation: None,
             class_names,
             origin: Origin::Memory,
         }
@@ -180,6 +199,10 @@ impl DataSet {
         }
         self.train.hash_into(&mut hasher);
         self.test.hash_into(&mut hasher);
+        // Sets without validation pictures hash as they did before there could be any.
+        if let Some(validation) = &self.validation {
+            validation.hash_into(&mut hasher);
+        }
         crate::data::idx::hex(&hasher.finalize())
     }
 

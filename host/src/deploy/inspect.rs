@@ -155,6 +155,8 @@ pub struct Inspection {
     pub format_version: u16,
     /// The description in the text form.
     pub architecture: String,
+    /// The classes' names, when the model names them.
+    pub class_names: Vec<String>,
     /// One per layer.
     pub layers: Vec<LayerRow>,
     /// Parameters of the whole network.
@@ -283,6 +285,7 @@ pub fn run(path: &Path) -> anyhow::Result<Inspection> {
         flavour: model.flavour().name(),
         format_version: model.header().version,
         architecture: architecture.to_string(),
+        class_names: super::model_class_names(&model),
         parameters: architecture.parameters(),
         macs: architecture.macs(),
         layers,
@@ -318,7 +321,11 @@ impl Inspection {
             self.format_version,
             thousands(self.file_bytes)
         );
-        let _ = writeln!(out, "{}\n", self.architecture);
+        let _ = writeln!(out, "{}", self.architecture);
+        if !self.class_names.is_empty() {
+            let _ = writeln!(out, "classes: {}", self.class_names.join(", "));
+        }
+        let _ = writeln!(out);
         let int8 = self.flavour == "int8";
         let _ = write!(
             out,

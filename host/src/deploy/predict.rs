@@ -624,6 +624,9 @@ pub struct Classified {
     pub class: usize,
     /// Softmax probability of each class.
     pub probabilities: Vec<f32>,
+    /// The predicted class's name, when the model names its classes (other than by their
+    /// numbers).
+    pub name: Option<String>,
 }
 
 /// One input's result: its class, or why it could not be classified.
@@ -659,8 +662,12 @@ impl Prediction {
             .enumerate()
             .map(|(class, p)| format!("{class}: {p:.3}"))
             .collect();
+        let named = classified
+            .name
+            .as_ref()
+            .map_or_else(String::new, |name| format!(" ({name})"));
         Some(format!(
-            "{}: class {}, probability {:.3} ({})",
+            "{}: class {}{named}, probability {:.3} ({})",
             self.name(),
             classified.class,
             classified.probabilities[classified.class],
@@ -686,6 +693,9 @@ impl Prediction {
         match &self.outcome {
             Ok(classified) => {
                 object.insert("class".into(), classified.class.into());
+                if let Some(name) = &classified.name {
+                    object.insert("class_name".into(), name.clone().into());
+                }
                 let probabilities: Vec<f64> = classified
                     .probabilities
                     .iter()
@@ -745,6 +755,11 @@ pub fn run(options: &PredictOptions) -> anyhow::Result<Vec<Prediction>> {
         Ok(Classified {
             class,
             probabilities,
+            name: model
+                .class_names()
+                .get(class)
+                .filter(|name| *name != class.to_string())
+                .map(str::to_string),
         })
     };
     let mut predictions = Vec::new();

@@ -418,11 +418,28 @@ pub fn run(options: &ExportOptions) -> anyhow::Result<Vec<PathBuf>> {
     }
     atomic::refuse_existing(&outputs, options.overwrite)?;
     let device = crate::train::backend::BackendKind::Flex.device()?;
-    let (model, state) = crate::train::checkpoint::load_trained(
+    let (mut model, state) = crate::train::checkpoint::load_trained(
         &options.checkpoint,
         &options.architecture,
         &device,
     )?;
+    // A run that keeps its best epoch exports those weights, as `host train` did.
+    if let Some(state) = &state
+        && state.settings.keep == crate::train::state::Keep::Best
+        && state.best_epoch.is_some()
+    {
+        let run_dir = if options.checkpoint.is_dir() {
+            options.checkpoint.clone()
+        } else {
+            options
+                .checkpoint
+                .parent()
+                .map(PathBuf::from)
+                .unwrap_or_default()
+        };
+        let best = run_dir.join(crate::train::BEST_MODEL_FILE);
+        model = crate::train::checkpoint::load_trained_model(&best, model.architecture(), &device)?;
+    }
     let folder_options = crate::data::FolderOptions {
         shape: Some(model.architecture().input()),
         fit: options

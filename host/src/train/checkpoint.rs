@@ -359,6 +359,8 @@ mod tests {
                 test_limit: None,
                 fit: Default::default(),
                 skip_damaged: false,
+                validation_split: None,
+                keep: Default::default(),
             },
             &crate::data::DataSet::in_memory(
                 crate::data::Split {

@@ -41,7 +41,10 @@ use backend::BackendKind;
 use checkpoint::{CHECKPOINT_FILE, Checkpoint, MODEL_FILE};
 use model::{ConvBlocks, InitScheme, Net};
 use progress::Reporter;
-use state::{EpochMetrics, EpochProgress, MetricsFile, RNG_SCHEME, TrainSettings, TrainState};
+use state::{
+    EpochMetrics, EpochProgress, EvaluatedOn, FinalTest, Keep, MetricsFile, RNG_SCHEME,
+    TrainSettings, TrainState,
+};
 
 /// Epochs trained by default; the tutorial's network passes 99.3% test accuracy by then.
 pub const DEFAULT_EPOCHS: usize = 20;
@@ -77,6 +80,8 @@ pub const DEFAULT_SEED: u64 = 42;
 pub const DEFAULT_ADAGRAD_EPSILON: f32 = 1e-6;
 /// File name of the metrics in a run's output directory.
 pub const METRICS_FILE: &str = "metrics.json";
+/// File name of the weights of the epoch with the best validation accuracy (`--keep best`).
+pub const BEST_MODEL_FILE: &str = "model-best.bpk";
 
 /// Test images per evaluation batch: large enough for efficient GEMMs, small enough that the
 /// first convolution's output (64 x 28 x 28 floats per image) stays near 100 MB.
@@ -114,6 +119,10 @@ pub struct SettingsArgs {
     pub fit: Option<Fit>,
     /// `--skip-damaged`.
     pub skip_damaged: bool,
+    /// `--validation-split`.
+    pub validation_split: Option<f64>,
+    /// `--keep`.
+    pub keep: Option<Keep>,
 }
 
 /// Whether a description's text names its input (`input:` is its first word, when it has one).
@@ -169,8 +178,23 @@ impl SettingsArgs {
             test_limit: self.test_limit,
             fit: self.fit.unwrap_or_default(),
             skip_damaged: self.skip_damaged,
+            validation_split: self.validation_split,
+            keep: self.keep.unwrap_or_default(),
         };
         validate(&settings)?;
+        ensure!(
+            settings.validation_split.is_none() || data.validation.is_none(),
+            "{}: has a val/ folder, its validation set; --validation-split would hold out a \
+             second one: leave it out",
+            data.dir.display()
+        );
+        ensure!(
+            settings.keep == Keep::Last
+                || settings.validation_split.is_some()
+                || data.validation.is_some(),
+            "--keep best picks the epoch with the best validation accuracy, and this run has no \
+             validation set: give --validation-split (e.g. 0.1) or a val/ folder"
+        );
         Ok(settings)
     }
 
@@ -215,6 +239,16 @@ impl SettingsArgs {
                 saved.architecture
             );
         }
+        agree(
+            self.validation_split.map(Some),
+            saved.validation_split,
+            "--validation-split",
+            |split| split.map_or_else(|| "(none)".to_string(), |split| split.to_string()),
+        )?;
+        agree(self.keep, saved.keep, "--keep", |keep| {
+            clap::ValueEnum::to_possible_value(keep)
+                .map_or_else(|| format!("{keep:?}"), |value| value.get_name().to_string())
+        })?;
         agree(self.fit, saved.fit, "--fit", |fit| {
             clap::ValueEnum::to_possible_value(fit)
                 .map_or_else(|| format!("{fit:?}"), |value| value.get_name().to_string())
@@ -289,6 +323,12 @@ fn validate(settings: &TrainSettings) -> anyhow::Result<()> {
         settings.adagrad_epsilon
     );
     ensure!(settings.limit != Some(0), "--limit must be at least 1");
+    if let Some(split) = settings.validation_split {
+        ensure!(
+            split > 0.0 && split < 1.0,
+            "--validation-split must be a fraction between 0 and 1 (e.g. 0.1), not {split}"
+        );
+    }
     ensure!(
         settings.test_limit != Some(0),
         "--test-limit must be at least 1"
@@ -354,10 +394,11 @@ pub enum TrainOutcome {
 }
 
 /// Every file a run writes in its output directory, the exported models included.
-pub fn output_files() -> [&'static str; 6] {
+pub fn output_files() -> [&'static str; 7] {
     [
         CHECKPOINT_FILE,
         MODEL_FILE,
+        BEST_MODEL_FILE,
         METRICS_FILE,
         PLOT_FILE,
         crate::export::F32_FILE,
@@ -534,11 +575,39 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
     }
     let mut saved_anything = options.resume;
 
-    let train_len = settings.limit.unwrap_or(usize::MAX).min(data.train.len());
+    let (train_split, validation) = training_and_validation(&data, &settings)?;
+    if let Some(validation) = &validation {
+        reporter.info(&format!(
+            "{} training pictures, {} validation pictures{}; the test set is evaluated once, \
+             after the last epoch",
+            train_split.len(),
+            validation.len(),
+            if data.validation.is_some() {
+                " (from val/)"
+            } else {
+                " (held out with the seed)"
+            }
+        ));
+    }
+    let train_len = settings.limit.unwrap_or(usize::MAX).min(train_split.len());
     let test_len = settings
         .test_limit
         .unwrap_or(usize::MAX)
         .min(data.test.len());
+    let (evaluated, evaluated_on): (&Split, _) = match &validation {
+        Some(validation) => (validation, EvaluatedOn::Validation),
+        None => (&data.test, EvaluatedOn::Test),
+    };
+    let evaluated_len = match evaluated_on {
+        EvaluatedOn::Test => test_len,
+        EvaluatedOn::Validation => evaluated.len(),
+    };
+    ensure!(train_len > 0, "the training set is empty");
+    ensure!(
+        evaluated_len > 0,
+        "the {} set is empty",
+        evaluated_on.name()
+    );
     let loss_fn = CrossEntropyLoss::new(None, &train_device);
     let eval_loss_fn = CrossEntropyLoss::new(None, &device);
     // Cleared once its epoch continues, so that the next checkpoint records the new position.
@@ -576,7 +645,7 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
             );
         }
         let mut context = EpochContext {
-            data: &data.train,
+            data: &train_split,
             order: &order,
             batch_size: settings.batch_size,
             step: StepContext {
@@ -615,10 +684,15 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
             }
         }
 
-        reporter.evaluation_started(test_len);
+        reporter.evaluation_started(evaluated_len);
         let started = Instant::now();
-        let (test_loss, test_accuracy) =
-            evaluate(&model.valid(), &data.test, test_len, &device, &eval_loss_fn);
+        let (test_loss, test_accuracy) = evaluate(
+            &model.valid(),
+            evaluated,
+            evaluated_len,
+            &device,
+            &eval_loss_fn,
+        );
         let eval_seconds = started.elapsed().as_secs_f64();
 
         let metrics = EpochMetrics {
@@ -628,17 +702,35 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
             test_loss,
             test_accuracy,
             train_images: stats.images,
-            test_images: test_len,
+            test_images: evaluated_len,
+            evaluated_on,
             train_seconds: stats.seconds,
             eval_seconds,
             images_per_second: stats.images as f64 / stats.seconds,
             batches_per_second: stats.batches as f64 / stats.seconds,
             backend: options.backend,
         };
+        let best_so_far = state
+            .best_epoch
+            .and_then(|best| state.history.get(best - 1))
+            .map(|best| best.test_accuracy);
+        let is_best = evaluated_on == EvaluatedOn::Validation
+            && best_so_far.is_none_or(|best| test_accuracy > best);
         state.history.push(metrics.clone());
         state.completed_epochs = epoch;
         state.epoch_in_progress = None;
-        save_checkpoint(out, &state, &model, &optimizer, &checkpoint_path)?;
+        if is_best {
+            state.best_epoch = Some(epoch);
+        }
+        let best_file = (is_best && settings.keep == Keep::Best).then(|| out.join(BEST_MODEL_FILE));
+        save_checkpoint_keeping(
+            out,
+            &state,
+            &model,
+            &optimizer,
+            &checkpoint_path,
+            best_file.as_deref(),
+        )?;
         saved_anything = true;
         reporter.epoch_finished(&metrics, settings.epochs);
 
@@ -647,11 +739,50 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
             return Ok(interrupted(&state, &checkpoint_path, true));
         }
     }
+    let mut model = model.valid();
+    if settings.keep == Keep::Best
+        && let Some(best) = state.best_epoch
+    {
+        let path = out.join(BEST_MODEL_FILE);
+        model = checkpoint::load_trained_model(&path, &architecture, &device)
+            .with_context(|| format!("cannot read the best epoch's ({best}) weights"))?;
+    }
+    if evaluated_on == EvaluatedOn::Validation {
+        let epoch = match settings.keep {
+            Keep::Best => state.best_epoch.unwrap_or(state.completed_epochs),
+            Keep::Last => state.completed_epochs,
+        };
+        if state
+            .final_test
+            .as_ref()
+            .is_none_or(|done| done.epoch != epoch)
+        {
+            reporter.evaluation_started(test_len);
+            let (loss, accuracy) = evaluate(&model, &data.test, test_len, &device, &eval_loss_fn);
+            state.final_test = Some(FinalTest {
+                epoch,
+                loss,
+                accuracy,
+                images: test_len,
+            });
+            write_reports(out, &state)?;
+        }
+    }
     created_dirs.keep();
-    let final_accuracy = state.history.last().map_or_else(
-        || "no epoch run".to_string(),
-        |last| format!("test accuracy {:.2}%", last.test_accuracy * 100.0),
-    );
+    let final_accuracy = match (&state.final_test, state.history.last()) {
+        (Some(test), _) => format!(
+            "test accuracy {:.2}% with epoch {}'s weights ({})",
+            test.accuracy * 100.0,
+            test.epoch,
+            if settings.keep == Keep::Best {
+                "the best validation accuracy"
+            } else {
+                "the last"
+            }
+        ),
+        (None, Some(last)) => format!("test accuracy {:.2}%", last.test_accuracy * 100.0),
+        (None, None) => "no epoch run".to_string(),
+    };
     reporter.info(&format!(
         "{} of {} epochs trained, {final_accuracy} (f32, burn); outputs in {}",
         state.completed_epochs,
@@ -660,7 +791,7 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
     ));
 
     Ok(TrainOutcome::Finished(Box::new(TrainedRun {
-        model: model.valid(),
+        model,
         device,
         state,
         data,
@@ -676,8 +807,26 @@ fn save_checkpoint(
     optimizer: &ModuleOptimizer,
     checkpoint_path: &Path,
 ) -> anyhow::Result<()> {
+    save_checkpoint_keeping(out, state, model, optimizer, checkpoint_path, None)
+}
+
+/// [`save_checkpoint`], first writing the weights alone to `best` too when given: before the
+/// checkpoint that names their epoch the best, so that a checkpoint never names weights that
+/// were not written.
+fn save_checkpoint_keeping(
+    out: &Path,
+    state: &TrainState,
+    model: &Net,
+    optimizer: &ModuleOptimizer,
+    checkpoint_path: &Path,
+    best: Option<&Path>,
+) -> anyhow::Result<()> {
     let checkpoint = Checkpoint::capture(state.clone(), model, optimizer)
         .context("cannot serialise the model or optimizer state")?;
+    if let Some(best) = best {
+        atomic::write(best, &checkpoint.model)
+            .with_context(|| format!("cannot write {}", best.display()))?;
+    }
     checkpoint
         .save(checkpoint_path)
         .with_context(|| format!("cannot write {}", checkpoint_path.display()))?;
@@ -706,6 +855,44 @@ fn interrupted(state: &TrainState, checkpoint: &Path, saved: bool) -> TrainOutco
         epoch_in_progress: state.epoch_in_progress.clone(),
         checkpoint: saved.then(|| checkpoint.to_path_buf()),
     }
+}
+
+/// The pictures to train on and those to validate on: the data set's validation set (its
+/// `val/` folder), or the `--validation-split` fraction of the training pictures drawn with the
+/// seed, or none.
+fn training_and_validation<'d>(
+    data: &'d DataSet,
+    settings: &TrainSettings,
+) -> anyhow::Result<(
+    std::borrow::Cow<'d, Split>,
+    Option<std::borrow::Cow<'d, Split>>,
+)> {
+    use std::borrow::Cow;
+    if let Some(validation) = &data.validation {
+        return Ok((Cow::Borrowed(&data.train), Some(Cow::Borrowed(validation))));
+    }
+    let Some(fraction) = settings.validation_split else {
+        return Ok((Cow::Borrowed(&data.train), None));
+    };
+    let len = data.train.len();
+    let held_out = ((len as f64 * fraction).round() as usize).clamp(1, len.saturating_sub(1));
+    ensure!(
+        len >= 2,
+        "--validation-split needs at least two training pictures, the set has {len}"
+    );
+    // Stream 0 of the seed's generator: the epochs use streams 2 and up.
+    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
+    rng.set_stream(0);
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut rng);
+    let (validation, train) = order.split_at(held_out);
+    // Each part keeps the set's order, so that the split alone decides what is held out.
+    let pick = |indices: &[usize]| {
+        let mut indices = indices.to_vec();
+        indices.sort_unstable();
+        data.train.select(&indices)
+    };
+    Ok((Cow::Owned(pick(train)), Some(Cow::Owned(pick(validation)))))
 }
 
 /// Refuses a network whose input or classes are not the data set's.

@@ -29,11 +29,12 @@ pub trait Reporter {
 /// One summary line per epoch, in the manner of Keras.
 pub fn summary_line(metrics: &EpochMetrics, epochs: usize) -> String {
     format!(
-        "epoch {}/{epochs}: train loss {:.4} acc {:.2}% | test loss {:.4} acc {:.2}% | \
+        "epoch {}/{epochs}: train loss {:.4} acc {:.2}% | {} loss {:.4} acc {:.2}% | \
          {:.1} s ({:.1} s training, {:.0} img/s, {:.2} batches/s)",
         metrics.epoch,
         metrics.train_loss,
         metrics.train_accuracy * 100.0,
+        metrics.evaluated_on.name(),
         metrics.test_loss,
         metrics.test_accuracy * 100.0,
         metrics.train_seconds + metrics.eval_seconds,
@@ -358,6 +359,7 @@ mod tests {
             test_accuracy: 0.9857,
             train_images: 60_000,
             test_images: 10_000,
+            evaluated_on: Default::default(),
             train_seconds: 150.0,
             eval_seconds: 6.5,
             images_per_second: 400.0,

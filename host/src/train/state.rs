@@ -51,6 +51,13 @@ pub struct TrainSettings {
     /// Whether damaged pictures were left out instead of failing (folder sets).
     #[serde(default)]
     pub skip_damaged: bool,
+    /// The fraction of the training pictures held out as the validation set, drawn with the
+    /// seed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_split: Option<f64>,
+    /// Which epoch's weights the run exports.
+    #[serde(default)]
+    pub keep: Keep,
 }
 
 /// Runs recorded before networks were descriptions all trained the tutorial's network.
@@ -63,6 +70,52 @@ fn init_before_it_was_recorded() -> InitScheme {
     InitScheme::GlorotUniform
 }
 
+/// The pictures an epoch is evaluated on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvaluatedOn {
+    /// The test set (a run without a validation set).
+    #[default]
+    Test,
+    /// The validation set; the test set is kept for the final report.
+    Validation,
+}
+
+impl EvaluatedOn {
+    /// The set's name, as the reports print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            EvaluatedOn::Test => "test",
+            EvaluatedOn::Validation => "validation",
+        }
+    }
+}
+
+/// Which epoch's weights a run exports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Keep {
+    /// The last epoch's.
+    #[default]
+    Last,
+    /// Those of the epoch with the best validation accuracy (the earliest of equals).
+    Best,
+}
+
+/// The test set's numbers for the weights a run exports, measured once after its last epoch
+/// when the epochs were evaluated on a validation set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FinalTest {
+    /// The epoch whose weights were tested.
+    pub epoch: usize,
+    /// Mean cross-entropy on the test pictures.
+    pub loss: f64,
+    /// Fraction classified correctly.
+    pub accuracy: f64,
+    /// Test pictures.
+    pub images: usize,
+}
+
 /// Numbers of one completed epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
@@ -72,14 +125,18 @@ pub struct EpochMetrics {
     pub train_loss: f64,
     /// Fraction of training images classified correctly during the epoch (dropout active).
     pub train_accuracy: f64,
-    /// Mean cross-entropy on the test images after the epoch (inference mode).
+    /// Mean cross-entropy on the evaluated images (`evaluated_on`: the test set, or the
+    /// validation set when the run has one) after the epoch (inference mode).
     pub test_loss: f64,
-    /// Fraction of test images classified correctly after the epoch (inference mode).
+    /// Fraction of the evaluated images classified correctly after the epoch (inference mode).
     pub test_accuracy: f64,
     /// Training images seen.
     pub train_images: usize,
-    /// Test images evaluated.
+    /// Images evaluated.
     pub test_images: usize,
+    /// Which set `test_loss`, `test_accuracy` and `test_images` are of.
+    #[serde(default)]
+    pub evaluated_on: EvaluatedOn,
     /// Wall time of the training batches.
     pub train_seconds: f64,
     /// Wall time of the evaluation.
@@ -122,6 +179,13 @@ pub struct TrainState {
     /// The classes' names, in class order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub class_names: Vec<String>,
+    /// The epoch with the best validation accuracy so far, whose weights `--keep best` keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_epoch: Option<usize>,
+    /// The test set's numbers for the exported weights, once the run is done (runs with a
+    /// validation set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_test: Option<FinalTest>,
 }
 
 /// How far an epoch had gone when it was checkpointed part-way: the batches trained, and the
@@ -168,6 +232,8 @@ impl TrainState {
             data_dir: None,
             data_fingerprint: Some(data.fingerprint()),
             class_names: data.class_names.clone(),
+            best_epoch: None,
+            final_test: None,
         }
     }
 
@@ -216,6 +282,12 @@ pub struct MetricsFile {
     /// The classes' names, in class order.
     #[serde(default)]
     pub class_names: Vec<String>,
+    /// The epoch with the best validation accuracy, if the run has a validation set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_epoch: Option<usize>,
+    /// The test set's numbers for the exported weights (runs with a validation set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_test: Option<FinalTest>,
     /// Whether all four data files are the canonical MNIST.
     pub canonical_mnist: bool,
     /// Crate versions of the build that wrote the file.
@@ -244,6 +316,8 @@ impl MetricsFile {
             canonical_mnist: state.is_canonical_mnist(),
             data: state.data.clone(),
             class_names: state.class_names.clone(),
+            best_epoch: state.best_epoch,
+            final_test: state.final_test.clone(),
             versions: Versions::current(),
             commands: state.commands.clone(),
             epoch_in_progress: state.epoch_in_progress.clone(),
