@@ -158,8 +158,8 @@ pub(crate) struct DataDir {
     /// How pictures of another size than the network's input are brought to it (folders of
     /// pictures): stretch scales each side on its own; crop keeps the largest centred part of
     /// the input's aspect; pad scales the whole picture to fit and fills the rest with black.
-    /// All resample bilinearly, averaging every source pixel when shrinking [default: stretch;
-    /// with train --resume: the checkpoint's].
+    /// Shrinking averages the source pixels each output pixel covers; enlarging interpolates
+    /// bilinearly [default: stretch; with train --resume: the checkpoint's].
     #[arg(long, value_enum, value_name = "HOW", hide_default_value = true)]
     pub(crate) fit: Option<Fit>,
     /// Leave out pictures that cannot be decoded (damaged, cut short, not pictures after all),

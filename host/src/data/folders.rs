@@ -57,9 +57,10 @@ pub const TEST_EVERY: usize = 5;
 /// Largest picture side decoded; a larger picture is an error rather than gigabytes of memory.
 pub const MAX_PICTURE_SIDE: u32 = 16_384;
 
-/// How a picture whose size is not the input's is brought to it. All three resample with a
-/// bilinear filter that widens when it shrinks (so every source pixel counts, as in an
-/// anti-aliased resize); a picture already of the input's size is taken as it is.
+/// How a picture whose size is not the input's is brought to it. All three shrink by averaging
+/// the source pixels each output pixel covers (every source pixel counts, as in an anti-aliased
+/// resize) and enlarge by bilinear interpolation; a picture already of the input's size is
+/// taken as it is.
 #[derive(
     Clone,
     Copy,
@@ -842,6 +843,22 @@ pub fn convert(picture: DynamicImage, shape: Shape, fit: Fit, out: &mut [u8]) {
     }
 }
 
+/// `picture` scaled to `width` x `height`: shrinking averages the source pixels each output
+/// pixel covers (a box filter: every source pixel counts once, and it is several times faster
+/// than a wider filter); enlarging interpolates bilinearly.
+fn scale<I, P>(picture: &I, width: u32, height: u32) -> image::ImageBuffer<P, Vec<u8>>
+where
+    I: image::GenericImageView<Pixel = P>,
+    P: image::Pixel<Subpixel = u8> + 'static,
+{
+    let (source_width, source_height) = picture.dimensions();
+    if width <= source_width && height <= source_height {
+        image::imageops::thumbnail(picture, width, height)
+    } else {
+        image::imageops::resize(picture, width, height, FilterType::Triangle)
+    }
+}
+
 fn fit_to<P>(
     picture: image::ImageBuffer<P, Vec<u8>>,
     width: u32,
@@ -855,9 +872,8 @@ where
     if (source_width, source_height) == (width, height) {
         return picture;
     }
-    let filter = FilterType::Triangle;
     match fit {
-        Fit::Stretch => image::imageops::resize(&picture, width, height, filter),
+        Fit::Stretch => scale(&picture, width, height),
         Fit::Crop => {
             // The largest centred window of the target's aspect: compare w/h ratios crosswise.
             let (crop_width, crop_height) = if u64::from(source_width) * u64::from(height)
@@ -874,7 +890,7 @@ where
             let left = (source_width - crop_width) / 2;
             let top = (source_height - crop_height) / 2;
             let window = image::imageops::crop_imm(&picture, left, top, crop_width, crop_height);
-            image::imageops::resize(&*window, width, height, filter)
+            scale(&*window, width, height)
         }
         Fit::Pad => {
             let (inner_width, inner_height) = if u64::from(source_width) * u64::from(height)
@@ -890,7 +906,7 @@ where
                 .clamp(1, u64::from(width)) as u32;
                 (inner_width, height)
             };
-            let inner = image::imageops::resize(&picture, inner_width, inner_height, filter);
+            let inner = scale(&picture, inner_width, inner_height);
             let mut canvas = image::ImageBuffer::<P, Vec<u8>>::new(width, height);
             image::imageops::replace(
                 &mut canvas,
