@@ -29,9 +29,10 @@ use commands::train::TrainArgs;
                   model files (f32 and TensorFlow Lite int8) for microcontrollers, evaluate, \
                   inspect and use them; import TensorFlow Lite models and export to them.\n\n\
                   The data is read from a directory of MNIST-format IDX files (--data or \
-                  MNIST_DIR, default data/mnist); what it lacks is downloaded first and verified \
-                  (MNIST, or Fashion-MNIST with --dataset fashion-mnist; --no-download for \
-                  offline machines)."
+                  MNIST_DIR, default data/mnist), CIFAR-10's binary batches or folders of \
+                  pictures; what it lacks is downloaded first and verified (MNIST, or \
+                  Fashion-MNIST with --dataset fashion-mnist, or CIFAR-10 with --dataset \
+                  cifar10; --no-download for offline machines)."
 )]
 struct Cli {
     #[command(subcommand)]

@@ -121,11 +121,14 @@ pub(crate) struct ModelArg {
 
 #[derive(Debug, Args)]
 pub(crate) struct DataDir {
-    /// The data set's directory [default: data/mnist, or data/fashion-mnist with --dataset
-    /// fashion-mnist]. Either the four MNIST-format IDX files (train-images-idx3-ubyte,
-    /// train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each raw or
-    /// .gz: its classes are its labels, at least ten, up to 256; files it lacks are downloaded
-    /// into it, verified, from the --dataset's mirrors), or folders of pictures: one sub-folder
+    /// The data set's directory [default: data/mnist, or data/fashion-mnist or data/cifar10
+    /// with --dataset fashion-mnist or cifar10]. Either the four MNIST-format IDX files
+    /// (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
+    /// t10k-labels-idx1-ubyte, each raw or .gz: its classes are its labels, at least ten, up to
+    /// 256; files it lacks are downloaded into it, verified, from the --dataset's mirrors), or
+    /// CIFAR-10's binary batches (cifar-10-batches-bin/ with data_batch_1.bin to
+    /// data_batch_5.bin, test_batch.bin and batches.meta.txt, as its tarball unpacks; 32x32x3
+    /// pictures of ten classes), or folders of pictures: one sub-folder
     /// per class (DIR/cat/*.jpg, DIR/dog/*.jpg; a fifth of each class's pictures is held out as
     /// the test set), or train/ and test/ each holding such sub-folders. Class names are the
     /// folder names, sorted; pictures may be PNG, JPEG, BMP, GIF, TIFF, WebP or PGM/PPM, of any
@@ -134,11 +137,14 @@ pub(crate) struct DataDir {
     /// set has.
     #[arg(long = "data", value_name = "DIR", env = mnist::DATA_DIR_ENV)]
     pub(crate) dir: Option<PathBuf>,
-    /// The data set to download when the data directory lacks it.
+    /// The data set to download when the data directory lacks it: MNIST's digits, Zalando's
+    /// Fashion-MNIST (both 28x28 grey, four IDX files checked by SHA-256), or CIFAR-10 (32x32
+    /// colour, ten classes: its 170 MB binary tarball from the University of Toronto, checked by
+    /// MD5 and SHA-256, then extracted into DIR/cifar-10-batches-bin/).
     #[arg(long, value_enum, value_name = "NAME", default_value_t = Dataset::Mnist)]
     pub(crate) dataset: Dataset,
     /// A mirror to download from instead of the built-in ones: a base URL the file names
-    /// (NAME.gz) are appended to. Repeat for several, tried in order; the environment variable
+    /// (NAME.gz, or cifar-10-binary.tar.gz) are appended to. Repeat for several, tried in order; the environment variable
     /// takes a comma-separated list.
     #[arg(
         long = "mirror",
@@ -192,12 +198,21 @@ impl DataDir {
             tinycnn_host::data::ensure(&dir, self.dataset, fetch, &mut BarProgress::default())?
         };
         if !downloaded.is_empty() && !quiet {
-            eprintln!(
-                "{}: {} of the {} files downloaded and verified",
-                dir.display(),
-                downloaded.len(),
-                self.dataset
-            );
+            if self.dataset.is_idx() {
+                eprintln!(
+                    "{}: {} of the {} files downloaded and verified",
+                    dir.display(),
+                    downloaded.len(),
+                    self.dataset
+                );
+            } else {
+                eprintln!(
+                    "{}: {}'s archive downloaded and verified, {} files extracted",
+                    dir.display(),
+                    self.dataset,
+                    downloaded.len()
+                );
+            }
         }
         Ok(dir)
     }

@@ -1,6 +1,7 @@
 //! Fetching a known data set into an empty data directory: from an ordered list of public
-//! mirrors, each file verified by the SHA-256 of its decompressed content before it is renamed
-//! into place, so an interrupted or damaged download never leaves a file that looks valid.
+//! mirrors, each file verified before it is renamed into place (an IDX file by the SHA-256 of
+//! its decompressed content, CIFAR-10's archive by its MD5 and SHA-256 before it is extracted),
+//! so an interrupted or damaged download never leaves a file that looks valid.
 
 use std::fmt;
 use std::fs::File;
@@ -9,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use flate2::read::GzDecoder;
+use md5::Md5;
 use sha2::{Digest, Sha256};
 
+use crate::data::cifar::{self, ExtractError};
 use crate::data::idx;
 use crate::data::mnist::Role;
 
@@ -22,17 +25,20 @@ pub enum Dataset {
     Mnist,
     /// Zalando's Fashion-MNIST: clothing in the same format.
     FashionMnist,
+    /// CIFAR-10 (A. Krizhevsky): 32x32 colour pictures of ten classes, from its binary tarball.
+    Cifar10,
 }
 
 impl Dataset {
     /// Every known data set.
-    pub const ALL: [Dataset; 2] = [Dataset::Mnist, Dataset::FashionMnist];
+    pub const ALL: [Dataset; 3] = [Dataset::Mnist, Dataset::FashionMnist, Dataset::Cifar10];
 
     /// The name people know it by.
     pub fn title(self) -> &'static str {
         match self {
             Dataset::Mnist => "MNIST",
             Dataset::FashionMnist => "Fashion-MNIST",
+            Dataset::Cifar10 => "CIFAR-10",
         }
     }
 
@@ -42,11 +48,28 @@ impl Dataset {
         match self {
             Dataset::Mnist => "data/mnist",
             Dataset::FashionMnist => "data/fashion-mnist",
+            Dataset::Cifar10 => "data/cifar10",
         }
     }
 
-    /// Public mirrors, tried in order: the ones torchvision, TensorFlow Datasets and Keras use,
-    /// then the data set's original home. Each serves `NAME.gz` for the four file names.
+    /// Whether the set is four MNIST-format IDX files (else CIFAR-10's archive).
+    pub fn is_idx(self) -> bool {
+        !matches!(self, Dataset::Cifar10)
+    }
+
+    /// What a user copies into the data directory instead of downloading.
+    pub fn local_copy(self) -> &'static str {
+        if self.is_idx() {
+            "the four IDX files"
+        } else {
+            "the folder cifar-10-batches-bin of CIFAR-10's binary tarball"
+        }
+    }
+
+    /// Public mirrors, tried in order: for MNIST and Fashion-MNIST the ones torchvision,
+    /// TensorFlow Datasets and Keras use, then the data set's original home, each serving
+    /// `NAME.gz` for the four file names; for CIFAR-10 its home, which every library downloads
+    /// from (no mirror of it is known to be kept), serving `cifar-10-binary.tar.gz`.
     pub fn mirrors(self) -> &'static [&'static str] {
         match self {
             Dataset::Mnist => &[
@@ -58,13 +81,15 @@ impl Dataset {
                 "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
                 "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
             ],
+            Dataset::Cifar10 => &["https://www.cs.toronto.edu/~kriz/"],
         }
     }
 
-    /// SHA-256 of a file's decompressed content. The decompressed bytes are what every mirror
-    /// shares; the gzip wrappers around them differ between mirrors and repackagings.
-    pub fn sha256(self, role: Role) -> &'static str {
-        match (self, role) {
+    /// SHA-256 of an IDX file's decompressed content (none for CIFAR-10, which is no IDX set).
+    /// The decompressed bytes are what every mirror shares; the gzip wrappers around them
+    /// differ between mirrors and repackagings.
+    pub fn sha256(self, role: Role) -> Option<&'static str> {
+        let sum = match (self, role) {
             (Dataset::Mnist, Role::TrainImages) => {
                 "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"
             }
@@ -89,14 +114,16 @@ impl Dataset {
             (Dataset::FashionMnist, Role::TestLabels) => {
                 "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
             }
-        }
+            (Dataset::Cifar10, _) => return None,
+        };
+        Some(sum)
     }
 
     /// The known data set whose `role` file has decompressed hash `sha256`, if any.
     pub fn recognise(role: Role, sha256: &str) -> Option<Dataset> {
         Dataset::ALL
             .into_iter()
-            .find(|dataset| dataset.sha256(role) == sha256)
+            .find(|dataset| dataset.sha256(role) == Some(sha256))
     }
 }
 
@@ -119,6 +146,18 @@ pub struct FetchOptions {
     /// Tries per mirror when a transfer breaks off (a refused connection or a wrong file is
     /// not retried on the same mirror).
     pub attempts: usize,
+    /// The sums CIFAR-10's archive must have, when not the published ones: for tests, which
+    /// serve archives of their own making.
+    pub archive_sums: Option<ArchiveSums>,
+}
+
+/// An archive's MD5 and SHA-256, in lower-case hex.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArchiveSums {
+    /// MD5.
+    pub md5: String,
+    /// SHA-256.
+    pub sha256: String,
 }
 
 impl FetchOptions {
@@ -129,6 +168,7 @@ impl FetchOptions {
             connect_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(30),
             attempts: 2,
+            archive_sums: None,
         }
     }
 }
@@ -167,7 +207,7 @@ pub struct Failure {
 #[non_exhaustive]
 pub enum FetchError {
     /// Every mirror failed for one file.
-    #[error("{}", all_failed_message(.name, .dir, .failures))]
+    #[error("{}", all_failed_message(.name, .dir, .failures, .local_copy))]
     AllMirrorsFailed {
         /// The file.
         name: String,
@@ -175,11 +215,23 @@ pub enum FetchError {
         dir: PathBuf,
         /// Each try, in order.
         failures: Vec<Failure>,
+        /// What to copy there instead ([`Dataset::local_copy`]).
+        local_copy: &'static str,
+    },
+    /// A verified archive that could not be extracted.
+    #[error("cannot extract {name} into {dir}: {source}")]
+    Extract {
+        /// The archive.
+        name: String,
+        /// Where it was to go.
+        dir: PathBuf,
+        /// Why.
+        source: ExtractError,
     },
     /// The data directory cannot be created or written.
     #[error(
         "cannot download into {dir}: {source}; point --data at a writable directory, or at a \
-         copy of the four IDX files"
+         local copy of the data set"
     )]
     Directory {
         /// The directory.
@@ -192,13 +244,13 @@ pub enum FetchError {
     NoMirrors,
 }
 
-fn all_failed_message(name: &str, dir: &Path, failures: &[Failure]) -> String {
+fn all_failed_message(name: &str, dir: &Path, failures: &[Failure], local_copy: &str) -> String {
     let tries: Vec<String> = failures
         .iter()
         .map(|failure| format!("{}: {}", failure.url, failure.reason))
         .collect();
     format!(
-        "cannot download {name} into {dir}: {}. Without internet, copy the four IDX files into \
+        "cannot download {name} into {dir}: {}. Without internet, copy {local_copy} into \
          {dir} or point --data at a local copy; --mirror URL downloads from another mirror",
         tries.join("; "),
         dir = dir.display()
@@ -216,7 +268,8 @@ pub fn missing(dir: &Path) -> Vec<Role> {
         .collect()
 }
 
-/// Fetches each of `roles` of `dataset` into `dir` (created if needed) as `NAME.gz`, verified.
+/// Fetches each of `roles` of `dataset` into `dir` (created if needed) as `NAME.gz`, verified;
+/// for CIFAR-10, which has no roles, fetches and extracts its archive ([`fetch_cifar10`]).
 /// Returns the files written.
 pub fn fetch(
     dataset: Dataset,
@@ -225,18 +278,23 @@ pub fn fetch(
     options: &FetchOptions,
     progress: &mut dyn FetchProgress,
 ) -> Result<Vec<PathBuf>, FetchError> {
+    if !dataset.is_idx() {
+        return fetch_cifar10(dir, options, progress);
+    }
     if options.mirrors.is_empty() {
         return Err(FetchError::NoMirrors);
     }
-    let created = !dir.exists();
-    std::fs::create_dir_all(dir).map_err(|source| FetchError::Directory {
-        dir: dir.to_path_buf(),
-        source,
-    })?;
+    let created = create_dir(dir)?;
     let agent = agent(options);
     let mut written = Vec::with_capacity(roles.len());
     for &role in roles {
-        match fetch_file(&agent, dataset, role, dir, options, progress) {
+        let name = format!("{}.gz", role.file_name());
+        let check = Check::Gzip {
+            sha256: dataset.sha256(role).unwrap_or_default(),
+        };
+        let fetched = fetch_file(&agent, &name, check, dataset, dir, options, progress)
+            .and_then(|file| persist(file, &dir.join(&name), dir));
+        match fetched {
             Ok(path) => written.push(path),
             Err(error) => {
                 // A directory made for nothing is not left behind; one holding the files
@@ -251,6 +309,75 @@ pub fn fetch(
     Ok(written)
 }
 
+/// Fetches CIFAR-10's binary tarball into a temporary file of `dir` (created if needed),
+/// verifies its MD5 and SHA-256 ([`cifar::ARCHIVE_MD5`], [`cifar::ARCHIVE_SHA256`], or
+/// `options.archive_sums`), and extracts it ([`cifar::extract`]); the archive itself is not
+/// kept. Returns the files written.
+pub fn fetch_cifar10(
+    dir: &Path,
+    options: &FetchOptions,
+    progress: &mut dyn FetchProgress,
+) -> Result<Vec<PathBuf>, FetchError> {
+    if options.mirrors.is_empty() {
+        return Err(FetchError::NoMirrors);
+    }
+    let created = create_dir(dir)?;
+    let (md5, sha256) = options
+        .archive_sums
+        .as_ref()
+        .map_or((cifar::ARCHIVE_MD5, cifar::ARCHIVE_SHA256), |sums| {
+            (sums.md5.as_str(), sums.sha256.as_str())
+        });
+    let name = cifar::ARCHIVE.to_string();
+    let check = Check::Archive { md5, sha256 };
+    let agent = agent(options);
+    let extracted = fetch_file(
+        &agent,
+        &name,
+        check,
+        Dataset::Cifar10,
+        dir,
+        options,
+        progress,
+    )
+    .and_then(|archive| {
+        cifar::extract(archive.path(), dir, (md5, sha256)).map_err(|source| FetchError::Extract {
+            name: name.clone(),
+            dir: dir.to_path_buf(),
+            source,
+        })
+    });
+    if extracted.is_err() && created {
+        let _ = std::fs::remove_dir(dir);
+    }
+    extracted
+}
+
+/// Creates `dir` if needed; whether it was created.
+fn create_dir(dir: &Path) -> Result<bool, FetchError> {
+    let created = !dir.exists();
+    std::fs::create_dir_all(dir).map_err(|source| FetchError::Directory {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(created)
+}
+
+/// Renames a verified download into place, readable by all.
+fn persist(
+    file: tempfile::NamedTempFile,
+    target: &Path,
+    dir: &Path,
+) -> Result<PathBuf, FetchError> {
+    readable_by_all(file.as_file());
+    file.persist(target)
+        .map_err(|error| FetchError::Directory {
+            dir: dir.to_path_buf(),
+            source: error.error,
+        })?;
+    Ok(target.to_path_buf())
+}
+
 fn agent(options: &FetchOptions) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_resolve(Some(options.connect_timeout))
@@ -260,6 +387,48 @@ fn agent(options: &FetchOptions) -> ureq::Agent {
         .user_agent(concat!("tinycnn-host/", env!("CARGO_PKG_VERSION")))
         .build()
         .into()
+}
+
+/// What a downloaded file must be.
+#[derive(Clone, Copy, Debug)]
+enum Check<'a> {
+    /// A gzip file whose content has this SHA-256.
+    Gzip { sha256: &'a str },
+    /// A file with these sums, as downloaded.
+    Archive { md5: &'a str, sha256: &'a str },
+}
+
+impl Check<'_> {
+    /// The most bytes accepted: for IDX files the largest, the training images, is 9.9 MB
+    /// compressed and 47 MB raw; CIFAR-10's archive is 170 MB. A mirror that sends more is not
+    /// serving the data set.
+    fn max_bytes(self) -> u64 {
+        match self {
+            Check::Gzip { .. } => 100 << 20,
+            Check::Archive { .. } => cifar::MAX_ARCHIVE_BYTES,
+        }
+    }
+
+    /// `Ok` if the file at `path` is the one expected, else why not.
+    fn verify(self, path: &Path) -> Result<(), String> {
+        match self {
+            Check::Gzip { sha256 } => match decompressed_sha256(path) {
+                Ok(found) if found == sha256 => Ok(()),
+                Ok(found) => Err(format!(
+                    "wrong content (SHA-256 {found} after decompression)"
+                )),
+                Err(error) => Err(format!("not a valid gzip file ({error})")),
+            },
+            Check::Archive { md5, sha256 } => match file_sums(path) {
+                Ok(found) if found.md5 == md5 && found.sha256 == sha256 => Ok(()),
+                Ok(found) => Err(format!(
+                    "wrong content (MD5 {}, SHA-256 {}; expected MD5 {md5})",
+                    found.md5, found.sha256
+                )),
+                Err(error) => Err(format!("cannot read the download back ({error})")),
+            },
+        }
+    }
 }
 
 /// How a try ended.
@@ -272,16 +441,17 @@ enum Try {
     Final(String),
 }
 
+/// Fetches `name` from the first mirror that serves it as `check` requires; the verified file
+/// is returned under its temporary name in `dir`.
 fn fetch_file(
     agent: &ureq::Agent,
+    name: &str,
+    check: Check<'_>,
     dataset: Dataset,
-    role: Role,
     dir: &Path,
     options: &FetchOptions,
     progress: &mut dyn FetchProgress,
-) -> Result<PathBuf, FetchError> {
-    let name = format!("{}.gz", role.file_name());
-    let target = dir.join(&name);
+) -> Result<tempfile::NamedTempFile, FetchError> {
     let mut failures = Vec::new();
     for mirror in &options.mirrors {
         let url = format!("{}/{name}", mirror.trim_end_matches('/'));
@@ -289,22 +459,14 @@ fn fetch_file(
             let outcome = try_once(
                 agent,
                 &url,
-                &name,
+                name,
                 dir,
-                dataset.sha256(role),
+                check,
                 options.stall_timeout,
                 progress,
             )?;
             let reason = match outcome {
-                Try::Verified(file) => {
-                    readable_by_all(file.as_file());
-                    file.persist(&target)
-                        .map_err(|error| FetchError::Directory {
-                            dir: dir.to_path_buf(),
-                            source: error.error,
-                        })?;
-                    return Ok(target);
-                }
+                Try::Verified(file) => return Ok(file),
                 Try::Transient(reason) => {
                     failures.push(Failure {
                         url: url.clone(),
@@ -322,23 +484,20 @@ fn fetch_file(
         }
     }
     Err(FetchError::AllMirrorsFailed {
-        name,
+        name: name.to_string(),
         dir: dir.to_path_buf(),
         failures,
+        local_copy: dataset.local_copy(),
     })
 }
 
-/// The most bytes accepted for one file: the largest, the training images, is 9.9 MB
-/// compressed and 47 MB raw. A mirror that sends more is not serving the data set.
-const MAX_FILE_BYTES: u64 = 100 << 20;
-
-/// One GET of `url` into a temporary file beside the target, then the hash check.
+/// One GET of `url` into a temporary file beside the target, then the check.
 fn try_once(
     agent: &ureq::Agent,
     url: &str,
     name: &str,
     dir: &Path,
-    sha256: &str,
+    check: Check<'_>,
     stall: Duration,
     progress: &mut dyn FetchProgress,
 ) -> Result<Try, FetchError> {
@@ -364,6 +523,7 @@ fn try_once(
     let mut body = response.into_body().into_reader();
     let mut buffer = vec![0u8; 64 * 1024];
     let mut received = 0u64;
+    let max_bytes = check.max_bytes();
     loop {
         let count = match body.read(&mut buffer) {
             Ok(0) => break,
@@ -382,8 +542,8 @@ fn try_once(
             })?;
         received += count as u64;
         progress.advance(count as u64);
-        if received > MAX_FILE_BYTES {
-            let reason = format!("more than {MAX_FILE_BYTES} bytes: not the data set's file");
+        if received > max_bytes {
+            let reason = format!("more than {max_bytes} bytes: not the data set's file");
             progress.finish(Err(&reason));
             return Ok(Try::Final(reason));
         }
@@ -397,18 +557,12 @@ fn try_once(
         dir: dir.to_path_buf(),
         source,
     })?;
-    match decompressed_sha256(file.path()) {
-        Ok(found) if found == sha256 => {
+    match check.verify(file.path()) {
+        Ok(()) => {
             progress.finish(Ok(()));
             Ok(Try::Verified(file))
         }
-        Ok(found) => {
-            let reason = format!("wrong content (SHA-256 {found} after decompression)");
-            progress.finish(Err(&reason));
-            Ok(Try::Final(reason))
-        }
-        Err(error) => {
-            let reason = format!("not a valid gzip file ({error})");
+        Err(reason) => {
             progress.finish(Err(&reason));
             Ok(Try::Final(reason))
         }
@@ -459,6 +613,27 @@ fn sha256_of(mut content: impl Read) -> io::Result<String> {
     Ok(idx::hex(&hasher.finalize()))
 }
 
+/// The MD5 and SHA-256 of the file at `path`, read once.
+pub fn file_sums(path: &Path) -> io::Result<ArchiveSums> {
+    let mut file = io::BufReader::new(File::open(path)?);
+    let (mut md5, mut sha256) = (Md5::new(), Sha256::new());
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let count = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(count) => count,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        md5.update(&buffer[..count]);
+        sha256.update(&buffer[..count]);
+    }
+    Ok(ArchiveSums {
+        md5: idx::hex(&md5.finalize()),
+        sha256: idx::hex(&sha256.finalize()),
+    })
+}
+
 /// Whether the file of `role` in `dir` (`NAME` or `NAME.gz`) is `dataset`'s.
 pub fn is_dataset_file(dataset: Dataset, role: Role, dir: &Path) -> bool {
     let name = role.file_name();
@@ -468,7 +643,7 @@ pub fn is_dataset_file(dataset: Dataset, role: Role, dir: &Path) -> bool {
     } else {
         File::open(dir.join(name)).and_then(|file| sha256_of(io::BufReader::new(file)))
     };
-    found.is_ok_and(|sha256| sha256 == dataset.sha256(role))
+    found.is_ok_and(|sha256| Some(sha256.as_str()) == dataset.sha256(role))
 }
 
 /// A progress bar per file on the terminal's standard error (hidden when it is not a
@@ -510,7 +685,7 @@ impl FetchProgress for BarProgress {
             bar.finish_and_clear();
             match outcome {
                 Ok(()) => eprintln!(
-                    "{}: {} bytes, SHA-256 verified",
+                    "{}: {} bytes, checksums verified",
                     bar.message(),
                     bar.position()
                 ),

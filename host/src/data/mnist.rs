@@ -98,7 +98,7 @@ impl Mnist {
         Dataset::ALL.into_iter().find(|dataset| {
             self.files
                 .iter()
-                .all(|file| dataset.sha256(file.role) == file.sha256)
+                .all(|file| dataset.sha256(file.role) == Some(file.sha256.as_str()))
         })
     }
 
@@ -168,7 +168,7 @@ impl Mnist {
             }
             files.push(FileInfo {
                 role,
-                canonical: Dataset::Mnist.sha256(role) == sha256,
+                canonical: Dataset::Mnist.sha256(role) == Some(sha256.as_str()),
                 path,
                 sha256,
             });
@@ -297,6 +297,9 @@ pub enum DataError {
     /// Folders of pictures that cannot be used.
     #[error(transparent)]
     Folders(#[from] crate::data::folders::FolderError),
+    /// A CIFAR-10-format directory that cannot be used.
+    #[error(transparent)]
+    Cifar(#[from] crate::data::cifar::CifarError),
     /// Test images of another size than the training images.
     #[error(
         "{path}: images are {rows}x{cols} pixels, the training images {train_rows}x{train_cols}"

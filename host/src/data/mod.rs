@@ -1,7 +1,10 @@
 //! The data sets: one [`DataSet`] whatever its source ([`set`]), read from IDX files ([`idx`]) in
-//! a directory of the four MNIST-format files ([`mnist`]) or from folders of pictures
-//! ([`folders`]), and fetching a known set into a directory that lacks it ([`download`]).
+//! a directory of the four MNIST-format files ([`mnist`]), from CIFAR-10's binary batch files
+//! ([`cifar`]) or from folders of pictures ([`folders`]), and fetching a known set into a
+//! directory that lacks it ([`download`]: MNIST and Fashion-MNIST file by file, CIFAR-10 as its
+//! tarball, extracted).
 
+pub mod cifar;
 pub mod download;
 pub mod folders;
 pub mod idx;
@@ -19,16 +22,29 @@ use download::{FetchOptions, FetchProgress};
 
 /// Makes sure `dir` holds `dataset`: downloads the files it lacks when `fetch` is given,
 /// unless a file it does hold belongs to another data set (a user's own MNIST-format set is
-/// never completed with another set's files). Returns the files downloaded; a directory that
-/// still lacks files is reported by [`Mnist::load`].
+/// never completed with another set's files, nor is any other kind of set given downloaded
+/// files beside it). Returns the files downloaded; a directory that still lacks files is
+/// reported by [`DataSet::load`].
 pub fn ensure(
     dir: &Path,
     dataset: Dataset,
     fetch: Option<&FetchOptions>,
     progress: &mut dyn FetchProgress,
 ) -> Result<Vec<PathBuf>, download::FetchError> {
+    if !dataset.is_idx() {
+        // A CIFAR-10 directory is either there (its problems are the loader's to report) or
+        // absent; extraction is all or nothing, so there is no part of one to complete.
+        let other_data = folders::looks_like_idx(dir) || folders::has_folders(dir);
+        return match fetch {
+            Some(options) if !cifar::looks_like_cifar(dir) && !other_data => {
+                download::fetch_cifar10(dir, options, progress)
+            }
+            _ => Ok(Vec::new()),
+        };
+    }
     let missing = download::missing(dir);
-    let Some(options) = fetch.filter(|_| !missing.is_empty() && !holds_folders(dir)) else {
+    let other_data = holds_folders(dir) || cifar::looks_like_cifar(dir);
+    let Some(options) = fetch.filter(|_| !missing.is_empty() && !other_data) else {
         return Ok(Vec::new());
     };
     let present_are_the_datasets = mnist::Role::ALL

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use tinycnn::arch::Shape;
 
+use crate::data::cifar::{self, CifarInfo};
 use crate::data::folders::{self, FolderOptions, FolderReport};
 use crate::data::mnist::{DataError, FileInfo, Mnist};
 
@@ -99,6 +100,8 @@ pub enum Origin {
     Idx(Mnist),
     /// Folders of pictures, one per class.
     Folders(FolderReport),
+    /// CIFAR-10's binary batch files.
+    Cifar10(CifarInfo),
     /// Pictures a program made ([`DataSet::in_memory`]).
     Memory,
 }
@@ -121,9 +124,22 @@ pub struct DataSet {
 }
 
 impl DataSet {
-    /// Reads the data set in `dir`: an MNIST-format directory when it holds IDX files (or no
-    /// folder), else folders of pictures (converted as `options` say).
+    /// Reads the data set in `dir`: CIFAR-10 when it holds CIFAR-10's batch files (directly or
+    /// in `cifar-10-batches-bin/`), an MNIST-format directory when it holds IDX files (or no
+    /// folder), else folders of pictures (converted as `options` say). CIFAR-10 and IDX files
+    /// are read as they are: `options` apply to folders only.
     pub fn load(dir: &Path, options: &FolderOptions) -> Result<Self, DataError> {
+        // Before the folder test: CIFAR-10's batches are in a folder of their own.
+        if cifar::looks_like_cifar(dir) {
+            let loaded = cifar::load(dir)?;
+            return Ok(DataSet {
+                dir: dir.to_path_buf(),
+                train: loaded.train,
+                test: loaded.test,
+                class_names: loaded.class_names,
+                origin: Origin::Cifar10(loaded.info),
+            });
+        }
         // A directory without folders is read as IDX files, whose errors say what it lacks.
         if folders::looks_like_idx(dir) || !folders::has_folders(dir) {
             Ok(Self::from_idx(Mnist::load(dir)?))
@@ -179,7 +195,7 @@ impl DataSet {
     pub fn idx_files(&self) -> &[FileInfo] {
         match &self.origin {
             Origin::Idx(mnist) => &mnist.files,
-            Origin::Folders(_) | Origin::Memory => &[],
+            Origin::Folders(_) | Origin::Cifar10(_) | Origin::Memory => &[],
         }
     }
 
@@ -218,6 +234,20 @@ impl DataSet {
                 self.classes(),
                 self.shape(),
                 report.summary()
+            ),
+            Origin::Cifar10(info) => format!(
+                "{}: {} training and {} test pictures of {} classes, {} ({}{})",
+                info.batches.display(),
+                self.train.len(),
+                self.test.len(),
+                self.classes(),
+                self.shape(),
+                info.summary(),
+                if info.named_by_meta {
+                    ""
+                } else {
+                    "; no batches.meta.txt, classes named as CIFAR-10's"
+                }
             ),
             Origin::Memory => format!(
                 "{} training and {} test pictures of {} classes, {}",

@@ -33,7 +33,7 @@ pub fn model_class_names(model: &tinycnn::Model<'_>) -> Vec<String> {
 }
 
 /// The names of the classes `model` predicts on `data`: the model's own, which a folder set's
-/// must equal (the same names in the same order: a model trained on other folders would be
+/// (or CIFAR-10's) must equal (the same names in the same order: a model trained on other folders would be
 /// scored against the wrong labels); else the data set's, numbers for IDX sets.
 pub fn class_names(model: &tinycnn::Model<'_>, data: &DataSet) -> anyhow::Result<Vec<String>> {
     let classes = model.architecture().classes();
@@ -44,9 +44,10 @@ pub fn class_names(model: &tinycnn::Model<'_>, data: &DataSet) -> anyhow::Result
         names.truncate(classes);
         return Ok(names);
     }
-    if matches!(data.origin, crate::data::set::Origin::Folders(_)) && own != data.class_names {
+    use crate::data::set::Origin;
+    if matches!(data.origin, Origin::Folders(_) | Origin::Cifar10(_)) && own != data.class_names {
         anyhow::bail!(
-            "the model's classes are {}, the data set's folders are {}: a model is evaluated on \
+            "the model's classes are {}, the data set's are {}: a model is evaluated on \
              pictures of its own classes",
             list_names(&own),
             list_names(&data.class_names)
