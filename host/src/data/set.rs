@@ -136,6 +136,7 @@ impl DataSet {
                 dir: dir.to_path_buf(),
                 train: loaded.train,
                 test: loaded.test,
+                validation: None,
                 class_names: loaded.class_names,
                 origin: Origin::Cifar10(loaded.info),
             });
