@@ -23,6 +23,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub mod adagrad;
+pub mod augment;
 pub mod backend;
 pub mod checkpoint;
 pub mod fastconv;
