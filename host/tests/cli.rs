@@ -616,6 +616,7 @@ fn overwrite_keeps_the_old_run_when_the_new_one_cannot_start() {
         skip_damaged: false,
         validation_split: None,
         keep: Default::default(),
+        augment: Default::default(),
     };
     let device = burn::tensor::Device::flex().autodiff();
     let empty = tinycnn_host::data::Split {

@@ -233,6 +233,7 @@ fn bench_path(
             step: step(),
             stop: &never_stop,
             pause_at: None,
+            augment: None,
         };
         let mut stats = train::EpochStats::default();
         let (model, _) =

@@ -68,6 +68,16 @@ pub(crate) struct TrainArgs {
     /// kept in model-best.bpk) [default: last; with --resume: the checkpoint's].
     #[arg(long, value_enum, value_name = "WHICH", hide_default_value = true)]
     keep: Option<tinycnn_host::train::state::Keep>,
+    /// Vary each training picture each time it is seen, as Keras's RandomTranslation,
+    /// RandomRotation, RandomZoom and RandomFlip layers do: any of shift=PIXELS (a whole
+    /// number of pixels each way, up to 64), rotate=DEGREES (up to 180), zoom=FRACTION (scaled
+    /// by 1 - FRACTION to 1 + FRACTION) and flip (mirrored left to right half the time; wrong
+    /// for digits), comma-separated, e.g. shift=2,rotate=10,zoom=0.1. One affine map about the
+    /// centre, sampled bilinearly, black outside the picture. Drawn from the seed, so a resumed
+    /// run varies each picture as an uninterrupted one; validation and test pictures are never
+    /// varied [default: none; with --resume: the checkpoint's].
+    #[arg(long, value_name = "WORDS")]
+    augment: Option<tinycnn_host::train::augment::Augment>,
     /// Output directory: checkpoint.bin (weights, optimizer state, progress), model.bpk (burn
     /// record of the weights), metrics.json and training.png, all rewritten atomically after
     /// every epoch and on Ctrl-C; model-f32.tcnn and model-int8.tcnn once the last epoch is
@@ -150,6 +160,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             skip_damaged: args.data.skip_damaged,
             validation_split: args.validation_split,
             keep: args.keep,
+            augment: args.augment,
         },
         backend: args.backend,
         data_dir,

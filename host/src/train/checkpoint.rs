@@ -361,6 +361,7 @@ mod tests {
                 skip_damaged: false,
                 validation_split: None,
                 keep: Default::default(),
+                augment: Default::default(),
             },
             &crate::data::DataSet::in_memory(
                 crate::data::Split {

@@ -38,6 +38,7 @@ use crate::data::folders::{Fit, FolderOptions};
 use crate::data::{DataSet, Split};
 use crate::plot::{self, PLOT_FILE};
 use adagrad::KerasAdagrad;
+use augment::Augment;
 use backend::BackendKind;
 use checkpoint::{CHECKPOINT_FILE, Checkpoint, MODEL_FILE};
 use model::{ConvBlocks, InitScheme, Net};
@@ -124,6 +125,8 @@ pub struct SettingsArgs {
     pub validation_split: Option<f64>,
     /// `--keep`.
     pub keep: Option<Keep>,
+    /// `--augment`.
+    pub augment: Option<Augment>,
 }
 
 /// Whether a description's text names its input (`input:` is its first word, when it has one).
@@ -181,6 +184,7 @@ impl SettingsArgs {
             skip_damaged: self.skip_damaged,
             validation_split: self.validation_split,
             keep: self.keep.unwrap_or_default(),
+            augment: self.augment.unwrap_or_default(),
         };
         validate(&settings)?;
         ensure!(
@@ -245,6 +249,12 @@ impl SettingsArgs {
             saved.validation_split,
             "--validation-split",
             |split| split.map_or_else(|| "(none)".to_string(), |split| split.to_string()),
+        )?;
+        agree(
+            self.augment,
+            saved.augment,
+            "--augment",
+            ToString::to_string,
         )?;
         agree(self.keep, saved.keep, "--keep", |keep| {
             clap::ValueEnum::to_possible_value(keep)
@@ -657,6 +667,8 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
             },
             stop: &options.stop,
             pause_at: None,
+            augment: (!settings.augment.is_none())
+                .then(|| (settings.augment, augment_rng(settings.seed, epoch))),
         };
         loop {
             context.pause_at = options
@@ -992,6 +1004,37 @@ pub(crate) struct Batch {
 }
 
 /// Gathers and normalises the images `indices` of `data`, with their labels.
+/// [`assemble`], each picture varied as `augment` says with draws from `rng`.
+fn assemble_augmented(
+    data: &Split,
+    indices: &[usize],
+    augment: &Augment,
+    rng: &mut ChaCha8Rng,
+) -> Batch {
+    let size = data.shape.values();
+    let mut pixels = Vec::with_capacity(indices.len() * size);
+    let mut labels = Vec::with_capacity(indices.len());
+    for &index in indices {
+        let image = &data.pixels[index * size..(index + 1) * size];
+        augment::augment_into(image, data.shape, augment, rng, &mut pixels);
+        labels.push(i64::from(data.labels[index]));
+    }
+    Batch { pixels, labels }
+}
+
+/// ChaCha's position, counted in 32-bit words, after `words` 64-bit draws.
+fn u32_words(words: usize) -> u128 {
+    2 * words as u128
+}
+
+/// The generator of epoch `epoch`'s augmentation draws: stream `u64::MAX - epoch` of the seed's
+/// generator, far from the streams [`RNG_SCHEME`] gives shuffling and dropout.
+pub fn augment_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(u64::MAX - epoch as u64);
+    rng
+}
+
 /// Images are channels-last in `data` and channels-first in the batch, as burn's convolutions
 /// take them.
 pub(crate) fn assemble(data: &Split, indices: &[usize]) -> Batch {
@@ -1114,6 +1157,8 @@ pub(crate) struct EpochContext<'a> {
     pub(crate) stop: &'a AtomicBool,
     /// When to pause after the batch in progress, for a timed checkpoint.
     pub(crate) pause_at: Option<Instant>,
+    /// How training pictures are varied, and the epoch's generator for it.
+    pub(crate) augment: Option<(Augment, ChaCha8Rng)>,
 }
 
 /// Totals of an epoch's training steps so far.
@@ -1181,8 +1226,24 @@ pub(crate) fn train_epoch(
         // Batches are gathered and normalised on another thread while the previous one trains.
         let (sender, receiver) = sync_channel::<Batch>(PREFETCH_BATCHES);
         scope.spawn(move || {
-            for indices in context.order.chunks(context.batch_size).skip(first_batch) {
-                if sender.send(assemble(context.data, indices)).is_err() {
+            for (batch, indices) in context
+                .order
+                .chunks(context.batch_size)
+                .enumerate()
+                .skip(first_batch)
+            {
+                let assembled = match &context.augment {
+                    None => assemble(context.data, indices),
+                    Some((augment, epoch_rng)) => {
+                        // Picture k of the epoch's order takes the generator's 64-bit words
+                        // from k * WORDS_PER_PICTURE on, so a resumed epoch draws what it drew.
+                        let mut rng = epoch_rng.clone();
+                        let first = batch * context.batch_size * augment::WORDS_PER_PICTURE;
+                        rng.set_word_pos(u32_words(first));
+                        assemble_augmented(context.data, indices, augment, &mut rng)
+                    }
+                };
+                if sender.send(assembled).is_err() {
                     break;
                 }
             }
@@ -1295,6 +1356,36 @@ mod tests {
         };
         let names = (0..10).map(|class| class.to_string()).collect();
         DataSet::in_memory(split.clone(), split, names)
+    }
+
+    #[test]
+    fn an_augmented_batch_is_the_same_whether_its_epoch_was_resumed_or_not() {
+        let shape = tinycnn::arch::Shape::new(6, 6, 1);
+        let split = Split {
+            shape,
+            pixels: (0..12 * 36).map(|i| (i * 37 % 256) as u8).collect(),
+            labels: (0..12).collect(),
+        };
+        let augment: Augment = "shift=2,rotate=30,zoom=0.2,flip".parse().unwrap();
+        let (first, second): (Vec<usize>, Vec<usize>) = ((0..6).collect(), (6..12).collect());
+        // Uninterrupted: both batches from one generator.
+        let mut rng = augment_rng(7, 3);
+        let _ = assemble_augmented(&split, &first, &augment, &mut rng);
+        let straight = assemble_augmented(&split, &second, &augment, &mut rng);
+        // Resumed after the first batch: the generator moved to the second batch's words.
+        let mut resumed_rng = augment_rng(7, 3);
+        resumed_rng.set_word_pos(u32_words(6 * augment::WORDS_PER_PICTURE));
+        let resumed = assemble_augmented(&split, &second, &augment, &mut resumed_rng);
+        assert_eq!(straight.pixels, resumed.pixels);
+        assert_eq!(straight.labels, resumed.labels);
+        // The pictures were varied, and another epoch varies them otherwise.
+        assert_ne!(straight.pixels, assemble(&split, &second).pixels);
+        let mut other_epoch = augment_rng(7, 4);
+        other_epoch.set_word_pos(u32_words(6 * augment::WORDS_PER_PICTURE));
+        assert_ne!(
+            straight.pixels,
+            assemble_augmented(&split, &second, &augment, &mut other_epoch).pixels
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::DataSet;
 use crate::data::folders::Fit;
 use crate::data::mnist::FileInfo;
+use crate::train::augment::Augment;
 use crate::train::backend::BackendKind;
 use crate::train::model::InitScheme;
 use tinycnn::Architecture;
@@ -58,6 +59,12 @@ pub struct TrainSettings {
     /// Which epoch's weights the run exports.
     #[serde(default)]
     pub keep: Keep,
+    /// How training pictures are varied each time they are seen (never validation or test
+    /// pictures): epoch `e`'s draws come from stream `u64::MAX - e` of the seed's generator,
+    /// picture `k` of its order from word `k * WORDS_PER_PICTURE` on
+    /// ([`crate::train::augment_rng`]).
+    #[serde(default, skip_serializing_if = "Augment::is_none")]
+    pub augment: Augment,
 }
 
 /// Runs recorded before networks were descriptions all trained the tutorial's network.
