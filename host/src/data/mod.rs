@@ -71,7 +71,15 @@ pub fn show(data: &DataSet, index: usize) -> anyhow::Result<String> {
     let mut out = String::new();
     let _ = writeln!(out, "{}", data.describe());
     let shape = data.shape();
-    for (name, split) in [("train", &data.train), ("test", &data.test)] {
+    let splits = [
+        ("train", Some(&data.train)),
+        ("test", Some(&data.test)),
+        ("val", data.validation.as_ref()),
+    ];
+    for (name, split) in splits
+        .into_iter()
+        .filter_map(|(name, split)| Some((name, split?)))
+    {
         let _ = writeln!(
             out,
             "{name} images: {}x{}x{}{}, {name} labels: {}",
@@ -116,6 +124,15 @@ pub fn show(data: &DataSet, index: usize) -> anyhow::Result<String> {
                 train[class], test[class]
             );
         }
+        let pictures =
+            data.train.len() + data.test.len() + data.validation.as_ref().map_or(0, Split::len);
+        let _ = writeln!(
+            out,
+            "listed, decoded and converted {pictures} pictures in {:.2} s ({:.0} a second, {} threads)",
+            report.seconds,
+            pictures as f64 / report.seconds.max(1e-9),
+            rayon::current_num_threads()
+        );
         for path in &report.ignored_examples {
             let _ = writeln!(out, "ignored (not a picture): {}", path.display());
         }
