@@ -14,6 +14,9 @@
 //! - [`bench`](mod@bench): `host bench train` and `host bench infer`.
 //! - [`tflite`]: TensorFlow Lite models in (`host import`) and out (`host export --tflite`).
 //!
+//! [`model_files`] holds what those modules share about model files (names, f32 tensors, fixed
+//! point multipliers).
+//!
 //! [`atomic`] writes files so that an interruption never leaves a partial one, and holds the
 //! rules every command's outputs follow (nothing replaced without `--overwrite`, only regular
 //! files replaced, no empty directory left by a failure); [`plot`] draws the PNGs;
@@ -27,6 +30,7 @@ pub mod bench;
 pub mod data;
 pub mod deploy;
 pub mod export;
+pub mod model_files;
 pub mod plot;
 pub mod tflite;
 pub mod train;

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use tinycnn::arch::Shape;
 
 use crate::data::idx;
-use crate::data::set::Split;
+use crate::data::split::Split;
 
 /// The folder the tarball unpacks to, and that a CIFAR-10 data directory holds.
 pub const BATCH_DIR: &str = "cifar-10-batches-bin";

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::cifar::{self, ExtractError};
 use crate::data::idx;
-use crate::data::mnist::Role;
+use crate::data::idx::Role;
 
 /// The data sets `host` knows by name: their files' hashes and where to fetch them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -42,8 +42,8 @@ use image::{DynamicImage, GenericImageView, ImageDecoder, ImageReader};
 use rayon::prelude::*;
 use tinycnn::arch::Shape;
 
-use crate::data::mnist::Role;
-use crate::data::set::Split;
+use crate::data::idx::Role;
+use crate::data::split::Split;
 
 /// Extensions (lower case) of the files read as pictures; any other file is ignored.
 pub const PICTURE_EXTENSIONS: [&str; 15] = [

@@ -13,6 +13,7 @@ use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Magic number of an IDX file of unsigned bytes with three dimensions (images).
@@ -32,6 +33,46 @@ pub const MAX_IMAGE_SIDE: u32 = 4096;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Memory reserved up front is capped: a truncated file may claim far more than it holds.
 const MAX_INITIAL_RESERVE: usize = 16 << 20;
+
+/// The four files of a set, by role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Training images.
+    TrainImages,
+    /// Training labels.
+    TrainLabels,
+    /// Test images.
+    TestImages,
+    /// Test labels.
+    TestLabels,
+}
+
+impl Role {
+    /// All roles, in the order MNIST lists its files.
+    pub const ALL: [Role; 4] = [
+        Role::TrainImages,
+        Role::TrainLabels,
+        Role::TestImages,
+        Role::TestLabels,
+    ];
+
+    /// File name without the optional `.gz`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Role::TrainImages => "train-images-idx3-ubyte",
+            Role::TrainLabels => "train-labels-idx1-ubyte",
+            Role::TestImages => "t10k-images-idx3-ubyte",
+            Role::TestLabels => "t10k-labels-idx1-ubyte",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.file_name())
+    }
+}
 
 /// Images of an IDX file, row-major, one byte per pixel (0 = background, 255 = ink in MNIST).
 #[derive(Clone, Debug, PartialEq, Eq)]

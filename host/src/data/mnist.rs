@@ -1,14 +1,14 @@
 //! An MNIST-format data set: the four IDX files of a directory, checked against each other and
 //! recognised, when they are MNIST or Fashion-MNIST, by their SHA-256 sums.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::data::download::Dataset;
+pub use crate::data::idx::Role;
 use crate::data::idx::{self, IdxError};
-pub use crate::data::set::Split;
+pub use crate::data::split::Split;
 use tinycnn::arch::Shape;
 
 /// Side of an image the network accepts.
@@ -17,40 +17,6 @@ pub const IMAGE_SIDE: usize = 28;
 pub const IMAGE_PIXELS: usize = IMAGE_SIDE * IMAGE_SIDE;
 /// Environment variable naming the data directory.
 pub const DATA_DIR_ENV: &str = "MNIST_DIR";
-
-/// The four files of a set, by role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    /// Training images.
-    TrainImages,
-    /// Training labels.
-    TrainLabels,
-    /// Test images.
-    TestImages,
-    /// Test labels.
-    TestLabels,
-}
-
-impl Role {
-    /// All roles, in the order MNIST lists its files.
-    pub const ALL: [Role; 4] = [
-        Role::TrainImages,
-        Role::TrainLabels,
-        Role::TestImages,
-        Role::TestLabels,
-    ];
-
-    /// File name without the optional `.gz`.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Role::TrainImages => "train-images-idx3-ubyte",
-            Role::TrainLabels => "train-labels-idx1-ubyte",
-            Role::TestImages => "t10k-images-idx3-ubyte",
-            Role::TestLabels => "t10k-labels-idx1-ubyte",
-        }
-    }
-}
 
 /// Where a file came from and what it hashes to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,7 +91,7 @@ impl Mnist {
     /// Load and validate the four files of `dir`, each as `NAME` or `NAME.gz`.
     ///
     /// The four files are decompressed in parallel.
-    pub fn load(dir: &Path) -> Result<Self, DataError> {
+    pub fn load(dir: &Path) -> Result<Self, MnistError> {
         let paths = locate_files(dir)?;
         let [train_images, train_labels, test_images, test_labels] = &paths;
         let (train_images, train_labels, test_images, test_labels) = std::thread::scope(|scope| {
@@ -159,7 +125,7 @@ impl Mnist {
                 .filter(|other| *other != role)
                 .find_map(|other| Dataset::recognise(other, &sha256).map(|known| (known, other)));
             if let Some((dataset, actually)) = elsewhere {
-                return Err(DataError::Misplaced {
+                return Err(MnistError::Misplaced {
                     path,
                     role,
                     dataset,
@@ -177,7 +143,7 @@ impl Mnist {
         let train = split(&files[0], train_images, &files[1], train_labels)?;
         let test = split(&files[2], test_images, &files[3], test_labels)?;
         if test.shape != train.shape {
-            return Err(DataError::ImageSize {
+            return Err(MnistError::ImageSize {
                 path: files[2].path.clone(),
                 rows: test.shape.height,
                 cols: test.shape.width,
@@ -205,9 +171,9 @@ fn split(
     images: idx::IdxImages,
     labels_file: &FileInfo,
     labels: idx::IdxLabels,
-) -> Result<Split, DataError> {
+) -> Result<Split, MnistError> {
     if images.count != labels.labels.len() {
-        return Err(DataError::CountMismatch {
+        return Err(MnistError::CountMismatch {
             images: images_file.path.clone(),
             image_count: images.count,
             labels: labels_file.path.clone(),
@@ -222,23 +188,23 @@ fn split(
 }
 
 /// Find the four files, or explain in one line how to provide them.
-fn locate_files(dir: &Path) -> Result<[PathBuf; 4], DataError> {
+fn locate_files(dir: &Path) -> Result<[PathBuf; 4], MnistError> {
     let readable = std::fs::read_dir(dir).map(|mut entries| entries.next().is_some());
     match readable {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            return Err(DataError::NoData {
+            return Err(MnistError::NoData {
                 dir: dir.to_path_buf(),
                 problem: "directory does not exist".into(),
             });
         }
         Err(error) => {
-            return Err(DataError::NoData {
+            return Err(MnistError::NoData {
                 dir: dir.to_path_buf(),
                 problem: format!("cannot list the directory: {error}"),
             });
         }
         Ok(false) => {
-            return Err(DataError::NoData {
+            return Err(MnistError::NoData {
                 dir: dir.to_path_buf(),
                 problem: "directory is empty".into(),
             });
@@ -254,7 +220,7 @@ fn locate_files(dir: &Path) -> Result<[PathBuf; 4], DataError> {
         } else if plain.is_file() {
             found.push(plain);
         } else {
-            return Err(DataError::MissingFile {
+            return Err(MnistError::MissingFile {
                 dir: dir.to_path_buf(),
                 name: role.file_name(),
             });
@@ -265,10 +231,10 @@ fn locate_files(dir: &Path) -> Result<[PathBuf; 4], DataError> {
         .unwrap_or_else(|_| unreachable!("one path per role")))
 }
 
-/// A data directory that cannot be used.
+/// An MNIST-format directory that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum DataError {
+pub enum MnistError {
     /// No data set where one was expected, and downloading is off: the user must point to one.
     #[error(
         "no MNIST-format data in {dir} ({problem}), and downloading is off (--no-download, or \
@@ -294,12 +260,6 @@ pub enum DataError {
     /// A file could not be read or is damaged.
     #[error(transparent)]
     Idx(#[from] IdxError),
-    /// Folders of pictures that cannot be used.
-    #[error(transparent)]
-    Folders(#[from] crate::data::folders::FolderError),
-    /// A CIFAR-10-format directory that cannot be used.
-    #[error(transparent)]
-    Cifar(#[from] crate::data::cifar::CifarError),
     /// Test images of another size than the training images.
     #[error(
         "{path}: images are {rows}x{cols} pixels, the training images {train_rows}x{train_cols}"
@@ -340,12 +300,6 @@ pub enum DataError {
         /// The role its content has.
         actually: Role,
     },
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.file_name())
-    }
 }
 
 /// Render a one-channel image `width` values wide as rows of right-aligned 0-255 values, as NumPy
@@ -458,7 +412,7 @@ mod tests {
         let dir = set(&files);
         let error = Mnist::load(dir.path()).unwrap_err();
         assert!(
-            matches!(error, DataError::CountMismatch { .. }),
+            matches!(error, MnistError::CountMismatch { .. }),
             "{error:?}"
         );
         let message = error.to_string();
@@ -484,7 +438,7 @@ mod tests {
         let dir = set(&files);
         let error = Mnist::load(dir.path()).unwrap_err();
         let message = error.to_string();
-        assert!(matches!(error, DataError::Idx(_)), "{error:?}");
+        assert!(matches!(error, MnistError::Idx(_)), "{error:?}");
         assert!(
             message.contains("train-images-idx3-ubyte.gz: truncated"),
             "{message}"

@@ -10,13 +10,14 @@ pub mod folders;
 pub mod idx;
 pub mod mnist;
 pub mod set;
+pub mod split;
 
 use std::path::{Path, PathBuf};
 
 pub use download::Dataset;
 pub use folders::{Fit, FolderOptions};
-pub use mnist::{DataError, Mnist};
-pub use set::{DataSet, Split};
+pub use mnist::{Mnist, MnistError};
+pub use set::{DataError, DataSet, Split};
 
 use download::{FetchOptions, FetchProgress};
 

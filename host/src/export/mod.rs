@@ -27,12 +27,8 @@ use crate::export::quantize::{Calibration, Int8Tensors};
 use crate::train::TrainedRun;
 use crate::train::model::{ConvWeights, DenseWeights, NetWeights};
 
-/// File name of the f32 model in an output directory.
-pub const F32_FILE: &str = "model-f32.tcnn";
-/// File name of the int8 model in an output directory.
-pub const INT8_FILE: &str = "model-int8.tcnn";
-/// The int8 model as TensorFlow Lite writes it (`host export --tflite`).
-pub const TFLITE_FILE: &str = "model-int8.tflite";
+use crate::model_files::floats;
+pub use crate::model_files::{F32_FILE, INT8_FILE, TFLITE_FILE};
 /// Training images whose activations set the int8 ranges, unless told otherwise.
 pub const DEFAULT_CALIBRATION_IMAGES: usize = 2000;
 
@@ -92,16 +88,6 @@ fn dense_to_core(dense: &DenseWeights, burn_input: impl Fn(usize) -> usize) -> V
 
 fn bytes(values: &[f32]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
-
-/// Little-endian f32 values, as a model file stores them.
-pub(crate) fn floats(bytes: &[u8]) -> Vec<f32> {
-    bytes
-        .as_chunks::<4>()
-        .0
-        .iter()
-        .map(|&b| f32::from_le_bytes(b))
-        .collect()
 }
 
 /// A network's weights in the core's layouts, as little-endian bytes.

@@ -4,46 +4,11 @@
 //! biases, and Q31 multipliers with shifts. All the float work happens here so
 //! that `tinycnn` only executes integers.
 
-use super::floats;
+use crate::model_files::floats;
+pub use crate::model_files::quantize_multiplier;
 use anyhow::{Context, bail};
 use tinycnn::arch::Architecture;
 use tinycnn::format::{F32Model, Int8LayerRecord, Int8Record, QuantParams};
-use tinycnn::quant;
-
-/// Splits a positive real multiplier into a Q31 `multiplier` in
-/// `[2^30, 2^31)` and a power-of-two `shift` such that
-/// `real ~= multiplier / 2^31 * 2^shift` (TFLite's `QuantizeMultiplier`).
-///
-/// Multipliers too small for a right shift of 31 become `(0, 0)`; too large
-/// ones saturate at the largest left shift.
-pub fn quantize_multiplier(real: f64) -> (i32, i32) {
-    if !(real.is_finite() && real > 0.0) {
-        return (0, 0);
-    }
-    // real = fraction * 2^exponent with fraction in [0.5, 1).
-    let mut exponent = real.log2().floor() as i32 + 1;
-    let mut fraction = real / 2f64.powi(exponent);
-    while fraction >= 1.0 {
-        fraction /= 2.0;
-        exponent += 1;
-    }
-    while fraction < 0.5 {
-        fraction *= 2.0;
-        exponent -= 1;
-    }
-    let mut q31 = (fraction * (1u64 << 31) as f64).round() as i64;
-    if q31 == 1 << 31 {
-        q31 /= 2;
-        exponent += 1;
-    }
-    if exponent < quant::MIN_SHIFT {
-        return (0, 0);
-    }
-    if exponent > quant::MAX_SHIFT {
-        return (i32::MAX, quant::MAX_SHIFT);
-    }
-    (q31 as i32, exponent)
-}
 
 /// Affine int8 quantisation of an activation range, widened to include 0 so
 /// that real 0 (ReLU's floor, the padding) is exactly representable.
@@ -231,6 +196,7 @@ impl Int8Tensors {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tinycnn::quant;
 
     #[test]
     fn multiplier_round_trips_the_real_value() {

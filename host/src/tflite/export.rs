@@ -7,7 +7,7 @@ use tinycnn::format::QuantParams;
 use tinycnn::quant;
 
 use super::{FILE_IDENTIFIER, op, option, tensor_type, tflite};
-use crate::export::floats;
+use crate::model_files::floats;
 
 /// Writes `model` as a TensorFlow Lite flatbuffer that computes the same int8 bytes: an int8
 /// input `[1, height, width, channels]` (or `[1, n]` for a vector that a dense layer reads)

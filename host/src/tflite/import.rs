@@ -11,7 +11,7 @@ use tinycnn::format::{Int8LayerRecord, Int8Record, QuantParams, SOFTMAX_OUTPUT, 
 use tinycnn::quant;
 
 use super::{FILE_IDENTIFIER, describe_operator, op, option, tensor_type, tflite, type_name};
-use crate::export::quantize::quantize_multiplier;
+use crate::model_files::quantize_multiplier;
 
 /// The largest `.tflite` file [`import`] reads: far above any network tinycnn can run (its
 /// tensors are limited to 16 M values each), and small enough to read into memory.

@@ -412,8 +412,8 @@ pub fn output_files() -> [&'static str; 7] {
         BEST_MODEL_FILE,
         METRICS_FILE,
         PLOT_FILE,
-        crate::export::F32_FILE,
-        crate::export::INT8_FILE,
+        crate::model_files::F32_FILE,
+        crate::model_files::INT8_FILE,
     ]
 }
 
