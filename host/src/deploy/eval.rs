@@ -344,12 +344,25 @@ impl Evaluation {
     /// The confusion matrix as a PNG heat map: the diagonal in green, errors
     /// in red, shaded by the share of the row, each cell with its count.
     pub fn confusion_png(&self, title: &str) -> Result<Vec<u8>, PlotError> {
-        const LEFT: i32 = 90;
         const TOP: i32 = 110;
+        // Rows read "3 cat" when classes have names (columns keep the numbers, for width).
+        let row_labels: Vec<String> = (0..self.classes())
+            .map(|class| match self.name_of(class) {
+                Some(name) => format!("{class} {}", name.chars().take(16).collect::<String>()),
+                None => class.to_string(),
+            })
+            .collect();
+        let widest = row_labels
+            .iter()
+            .map(|label| label.chars().count())
+            .max()
+            .unwrap_or(1);
+        // Past the "true label" caption at the left edge.
+        let left = (70 + 9 * widest as i32).max(90);
         let classes = self.classes().max(1) as i32;
         // 56-pixel cells for ten classes, smaller for more, at least 14.
         let cell = (560 / classes).clamp(14, 56);
-        let side = (LEFT + cell * classes + 30) as u32;
+        let side = (left + cell * classes + 30) as u32;
         let height = (TOP + cell * classes + 30) as u32;
         ensure_font()?;
         let mut pixels = vec![0u8; (side * height * 3) as usize];
@@ -362,7 +375,7 @@ impl Evaluation {
             root.draw(&text(title, (16, 14), 20)).map_err(plot_error)?;
             root.draw(&text(
                 "predicted class",
-                (LEFT + cell * classes / 2 - 50, TOP - 50),
+                (left + cell * classes / 2 - 50, TOP - 50),
                 16,
             ))
             .map_err(plot_error)?;
@@ -373,10 +386,12 @@ impl Evaluation {
             for (label, row) in self.confusion.iter().enumerate() {
                 let total = f64::from(row.iter().sum::<u32>().max(1));
                 let y = TOP + cell * label as i32;
-                root.draw(&text(&label.to_string(), (LEFT - 24, y + cell / 2 - 8), 16))
+                let row_label = &row_labels[label];
+                let width = 9 * row_label.chars().count() as i32;
+                root.draw(&text(row_label, (left - 8 - width, y + cell / 2 - 8), 16))
                     .map_err(plot_error)?;
                 for (class, &count) in row.iter().enumerate() {
-                    let x = LEFT + cell * class as i32;
+                    let x = left + cell * class as i32;
                     if label == 0 {
                         root.draw(&text(&class.to_string(), (x + cell / 2 - 5, TOP - 24), 16))
                             .map_err(plot_error)?;
@@ -662,5 +677,16 @@ mod tests {
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         let image = image::load_from_memory(&png).unwrap();
         assert!(image.width() > 500 && image.height() > 500);
+    }
+
+    #[test]
+    fn confusion_png_rows_make_room_for_names() {
+        let plain = image::load_from_memory(&evaluation().confusion_png("t").unwrap()).unwrap();
+        let mut named = evaluation();
+        named.class_names[4] = "a-rather-long-class-name".into();
+        let named = image::load_from_memory(&named.confusion_png("t").unwrap()).unwrap();
+        // 16 characters of the name kept, and the number before it.
+        assert_eq!(named.width(), plain.width() + (70 + 9 * 18 - 90));
+        assert_eq!(named.height(), plain.height());
     }
 }
