@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use tinycnn::Architecture;
 use tinycnn_host::bench::{infer as bench_infer, train as bench_train};
+use tinycnn_host::data::DataSet;
 use tinycnn_host::data::mnist::Mnist;
-use tinycnn_host::data::{DataSet, FolderOptions};
 use tinycnn_host::deploy;
 use tinycnn_host::train::{self, model::InitScheme};
 
@@ -98,12 +98,10 @@ pub(crate) struct BenchInferArgs {
 pub(crate) fn run_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
     let data = DataSet::load(
         &args.data.ready(args.json)?,
-        &FolderOptions {
-            shape: args.arch.network().map(|network| network.input()),
-            fit: args.data.fit.unwrap_or_default(),
-            skip_damaged: args.data.skip_damaged,
-            progress: !args.json,
-        },
+        &args.data.folder_options(
+            args.arch.network().map(|network| network.input()),
+            !args.json,
+        ),
     )?;
     let options = bench_train::TrainBenchOptions {
         architecture: args.arch.network().unwrap_or(Architecture::REFERENCE),

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use tinycnn::arch::Shape;
 use tinycnn_host::atomic;
-use tinycnn_host::data::{self, DataSet, FolderOptions};
+use tinycnn_host::data::{self, DataSet};
 
 use super::{DataDir, emit, print_report};
 
@@ -49,13 +49,7 @@ fn parse_shape(text: &str) -> Result<Shape, String> {
 
 pub(crate) fn run(args: &DataArgs) -> anyhow::Result<ExitCode> {
     let dir = args.data.ready(false)?;
-    let options = FolderOptions {
-        shape: args.input,
-        fit: args.data.fit.unwrap_or_default(),
-        skip_damaged: args.data.skip_damaged,
-        progress: true,
-    };
-    let data = DataSet::load(&dir, &options)?;
+    let data = DataSet::load(&dir, &args.data.folder_options(args.input, true))?;
     if args.download {
         emit(format!("{}\n", data.describe()));
         return Ok(ExitCode::SUCCESS);

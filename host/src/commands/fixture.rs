@@ -42,6 +42,8 @@ pub(crate) fn run(args: &FixtureArgs) -> anyhow::Result<()> {
         },
         count: args.count,
         out: args.out.clone(),
+        fit: args.data.fit.unwrap_or_default(),
+        skip_damaged: args.data.skip_damaged,
         overwrite: args.overwrite,
     })?;
     let checked = match report.correct {

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use clap::Args;
 use tinycnn::Architecture;
+use tinycnn::arch::Shape;
 use tinycnn_host::data::download::{BarProgress, FetchOptions, Silent};
-use tinycnn_host::data::{Dataset, Fit, mnist};
+use tinycnn_host::data::{Dataset, Fit, FolderOptions, mnist};
 
 /// What `--arch` accepts, for `--help`; [`arch_help`] adds the default.
 const ARCH_GRAMMAR: &str = "\
@@ -175,6 +176,17 @@ pub(crate) struct DataDir {
 }
 
 impl DataDir {
+    /// How folder sets are read: converted to `shape` (the pictures' own when `None`) as
+    /// --fit says.
+    pub(crate) fn folder_options(&self, shape: Option<Shape>, progress: bool) -> FolderOptions {
+        FolderOptions {
+            shape,
+            fit: self.fit.unwrap_or_default(),
+            skip_damaged: self.skip_damaged,
+            progress,
+        }
+    }
+
     /// The data directory, as given or by default.
     pub(crate) fn path(&self) -> PathBuf {
         self.dir

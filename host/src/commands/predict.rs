@@ -66,6 +66,8 @@ pub(crate) fn run(args: &PredictArgs) -> anyhow::Result<ExitCode> {
         } else {
             args.data.ready(args.json)?
         },
+        fit: args.data.fit.unwrap_or_default(),
+        skip_damaged: args.data.skip_damaged,
     })?;
     let mut failed = false;
     for prediction in &predictions {

@@ -110,6 +110,19 @@ pub struct FolderOptions {
     pub progress: bool,
 }
 
+impl FolderOptions {
+    /// How a model whose input is `shape` reads a folder set: each picture converted to that
+    /// input as `fit` says, without a progress bar.
+    pub fn for_input(shape: Shape, fit: Fit, skip_damaged: bool) -> Self {
+        FolderOptions {
+            shape: Some(shape),
+            fit,
+            skip_damaged,
+            progress: false,
+        }
+    }
+}
+
 /// What a load found besides the pictures.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FolderReport {
@@ -461,16 +474,15 @@ pub fn load(dir: &Path, options: &FolderOptions) -> Result<LoadedFolders, Folder
         .chain(val_entries.as_mut())
     {
         entries.sort_by(|a, b| {
-            let name = |entry: &Entry| {
+            fn name(entry: &Entry) -> &[u8] {
                 entry
                     .path
                     .file_name()
                     .map(OsStr::as_encoded_bytes)
                     .unwrap_or_default()
-                    .to_vec()
-            };
+            }
             name(a)
-                .cmp(&name(b))
+                .cmp(name(b))
                 .then(a.label.cmp(&b.label))
                 .then(a.path.cmp(&b.path))
         });

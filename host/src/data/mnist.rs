@@ -56,36 +56,17 @@ impl Mnist {
 
     /// Whether all four files are those of the canonical MNIST distribution.
     pub fn is_canonical_mnist(&self) -> bool {
-        self.files.iter().all(|file| file.canonical)
+        is_canonical_mnist(&self.files)
     }
 
     /// The known data set all four files belong to, if they do.
     pub fn known_dataset(&self) -> Option<Dataset> {
-        Dataset::ALL.into_iter().find(|dataset| {
-            self.files
-                .iter()
-                .all(|file| dataset.sha256(file.role) == Some(file.sha256.as_str()))
-        })
+        known_dataset(&self.files)
     }
 
     /// One line that says what was loaded.
     pub fn describe(&self) -> String {
-        let origin = match self.known_dataset() {
-            Some(dataset) => format!("canonical {dataset}, SHA-256 verified"),
-            None => {
-                let unknown = self.files.iter().filter(|file| !file.canonical).count();
-                format!(
-                    "not the canonical MNIST or Fashion-MNIST: {unknown} of 4 files have other \
-                     SHA-256 sums than MNIST's (another MNIST-format set, or a modified copy)"
-                )
-            }
-        };
-        format!(
-            "{}: {} training and {} test images ({origin})",
-            self.dir.display(),
-            self.train.len(),
-            self.test.len()
-        )
+        describe(&self.dir, &self.train, &self.test, &self.files)
     }
 
     /// Load and validate the four files of `dir`, each as `NAME` or `NAME.gz`.
@@ -158,6 +139,41 @@ impl Mnist {
             files,
         })
     }
+}
+
+/// Whether `files` are the four files of the canonical MNIST distribution.
+pub fn is_canonical_mnist(files: &[FileInfo]) -> bool {
+    !files.is_empty() && files.iter().all(|file| file.canonical)
+}
+
+/// The known data set all of `files` belong to, if they do.
+pub fn known_dataset(files: &[FileInfo]) -> Option<Dataset> {
+    Dataset::ALL.into_iter().find(|dataset| {
+        files
+            .iter()
+            .all(|file| dataset.sha256(file.role) == Some(file.sha256.as_str()))
+    })
+}
+
+/// One line that says what the IDX `files` of `dir` held: the splits' sizes, and whether they
+/// are a known set's.
+pub fn describe(dir: &Path, train: &Split, test: &Split, files: &[FileInfo]) -> String {
+    let origin = match known_dataset(files) {
+        Some(dataset) => format!("canonical {dataset}, SHA-256 verified"),
+        None => {
+            let unknown = files.iter().filter(|file| !file.canonical).count();
+            format!(
+                "not the canonical MNIST or Fashion-MNIST: {unknown} of 4 files have other \
+                 SHA-256 sums than MNIST's (another MNIST-format set, or a modified copy)"
+            )
+        }
+    };
+    format!(
+        "{}: {} training and {} test images ({origin})",
+        dir.display(),
+        train.len(),
+        test.len()
+    )
 }
 
 fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {

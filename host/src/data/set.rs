@@ -12,8 +12,14 @@ use crate::data::cifar::CifarError;
 use crate::data::cifar::{self, CifarInfo};
 use crate::data::folders::FolderError;
 use crate::data::folders::{self, FolderOptions, FolderReport};
-use crate::data::mnist::{FileInfo, Mnist, MnistError};
+use crate::data::mnist::{self, FileInfo, Mnist, MnistError};
 pub use crate::data::split::Split;
+
+/// Whether `name` is only `class`'s number: what a set without names (IDX files) calls its
+/// classes, and what is shown for a model that names none.
+pub fn is_number_name(class: usize, name: &str) -> bool {
+    name == class.to_string()
+}
 
 /// A data directory that cannot be used, whatever it holds.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +40,7 @@ pub enum DataError {
 #[derive(Clone, Debug)]
 pub enum Origin {
     /// The four IDX files of an MNIST-format directory.
-    Idx(Mnist),
+    Idx(Vec<FileInfo>),
     /// Folders of pictures, one per class.
     Folders(FolderReport),
     /// CIFAR-10's binary batch files.
@@ -97,13 +103,19 @@ impl DataSet {
     /// The set of an MNIST-format directory; its classes are named by their numbers.
     pub fn from_idx(mnist: Mnist) -> Self {
         let classes = mnist.classes();
+        let Mnist {
+            dir,
+            train,
+            test,
+            files,
+        } = mnist;
         DataSet {
-            dir: mnist.dir.clone(),
-            train: mnist.train.clone(),
-            test: mnist.test.clone(),
+            dir,
+            train,
+            test,
             validation: None,
             class_names: (0..classes).map(|class| class.to_string()).collect(),
-            origin: Origin::Idx(mnist),
+            origin: Origin::Idx(files),
         }
     }
 
@@ -132,14 +144,14 @@ impl DataSet {
     /// The IDX files read, if the set is an MNIST-format directory.
     pub fn idx_files(&self) -> &[FileInfo] {
         match &self.origin {
-            Origin::Idx(mnist) => &mnist.files,
+            Origin::Idx(files) => files,
             Origin::Folders(_) | Origin::Cifar10(_) | Origin::Memory => &[],
         }
     }
 
     /// Whether the pictures are canonical MNIST's.
     pub fn is_canonical_mnist(&self) -> bool {
-        matches!(&self.origin, Origin::Idx(mnist) if mnist.is_canonical_mnist())
+        mnist::is_canonical_mnist(self.idx_files())
     }
 
     /// SHA-256 of the pictures, labels and class names as loaded: equal for two loads exactly
@@ -163,7 +175,7 @@ impl DataSet {
     /// One line that says what was loaded.
     pub fn describe(&self) -> String {
         match &self.origin {
-            Origin::Idx(mnist) => mnist.describe(),
+            Origin::Idx(files) => mnist::describe(&self.dir, &self.train, &self.test, files),
             Origin::Folders(report) => format!(
                 "{}: {} training and {} test pictures of {} classes, converted to {} ({})",
                 self.dir.display(),

@@ -257,7 +257,7 @@ impl Evaluation {
         self.class_names
             .get(class)
             .map(String::as_str)
-            .filter(|name| *name != class.to_string())
+            .filter(|name| !crate::data::set::is_number_name(class, name))
     }
 
     /// Number of classes.
@@ -596,12 +596,11 @@ pub fn run(options: &EvalOptions) -> anyhow::Result<EvalReport> {
     atomic::refuse_existing(&outputs, options.overwrite)?;
     let bytes = super::read_model(&options.model)?;
     let model = Model::from_bytes(&bytes)?;
-    let folder_options = FolderOptions {
-        shape: Some(model.architecture().input()),
-        fit: options.fit,
-        skip_damaged: options.skip_damaged,
-        progress: false,
-    };
+    let folder_options = FolderOptions::for_input(
+        model.architecture().input(),
+        options.fit,
+        options.skip_damaged,
+    );
     let data = DataSet::load(&options.data_dir, &folder_options)?;
     check_data_fits(model.architecture(), &data)?;
     let class_names = super::class_names(&model, &data)?;

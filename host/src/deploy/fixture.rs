@@ -9,7 +9,7 @@ use anyhow::{Context, ensure};
 use tinycnn::Model;
 
 use crate::atomic;
-use crate::data::{DataSet, FolderOptions};
+use crate::data::{DataSet, Fit, FolderOptions};
 use crate::deploy::eval::{check_data_fits, f32_logits, int8_logits};
 
 /// Test images written by default.
@@ -34,6 +34,10 @@ pub struct FixtureOptions {
     pub out: Option<PathBuf>,
     /// Replace the output file if it exists.
     pub overwrite: bool,
+    /// How pictures of another size are fitted to the model's input (folder sets).
+    pub fit: Fit,
+    /// Leave out damaged pictures instead of failing (folder sets).
+    pub skip_damaged: bool,
 }
 
 /// What `host fixture` wrote.
@@ -111,10 +115,8 @@ pub fn run(options: &FixtureOptions) -> anyhow::Result<FixtureReport> {
     let image_len = architecture.input().values();
     let (pixels, labels) = match &options.data_dir {
         Some(dir) => {
-            let folder_options = FolderOptions {
-                shape: Some(architecture.input()),
-                ..FolderOptions::default()
-            };
+            let folder_options =
+                FolderOptions::for_input(architecture.input(), options.fit, options.skip_damaged);
             let data = DataSet::load(dir, &folder_options)?;
             check_data_fits(&architecture, &data)?;
             super::class_names(&model, &data)?;

@@ -35,7 +35,7 @@ use image::{
 use tinycnn::Model;
 use tinycnn::arch::Shape;
 
-use crate::data::{DataSet, FolderOptions};
+use crate::data::{DataSet, Fit, FolderOptions};
 
 /// Largest accepted width or height, in pixels.
 pub const MAX_SIDE: u32 = 16_384;
@@ -601,6 +601,11 @@ pub struct PredictOptions {
     pub indices: Vec<usize>,
     /// Where the data set is (for `indices`).
     pub data_dir: PathBuf,
+    /// How the data set's pictures of another size are fitted to the model's input (folder
+    /// sets).
+    pub fit: Fit,
+    /// Leave out the data set's damaged pictures instead of failing (folder sets).
+    pub skip_damaged: bool,
 }
 
 /// What was classified.
@@ -758,7 +763,7 @@ pub fn run(options: &PredictOptions) -> anyhow::Result<Vec<Prediction>> {
             name: model
                 .class_names()
                 .get(class)
-                .filter(|name| *name != class.to_string())
+                .filter(|name| !crate::data::set::is_number_name(class, name))
                 .map(str::to_string),
         })
     };
@@ -785,10 +790,11 @@ pub fn run(options: &PredictOptions) -> anyhow::Result<Vec<Prediction>> {
         });
     }
     if !options.indices.is_empty() {
-        let folder_options = FolderOptions {
-            shape: Some(model.architecture().input()),
-            ..FolderOptions::default()
-        };
+        let folder_options = FolderOptions::for_input(
+            model.architecture().input(),
+            options.fit,
+            options.skip_damaged,
+        );
         let data = DataSet::load(&options.data_dir, &folder_options)?;
         super::eval::check_data_fits(model.architecture(), &data)?;
         for &index in &options.indices {

@@ -286,7 +286,7 @@ pub fn names_to_record(class_names: &[String]) -> Vec<&str> {
     let numbered = class_names
         .iter()
         .enumerate()
-        .all(|(class, name)| *name == class.to_string());
+        .all(|(class, name)| crate::data::set::is_number_name(class, name));
     if numbered {
         Vec::new()
     } else {
@@ -311,14 +311,6 @@ pub fn export_named<'i>(
     class_names: &[String],
 ) -> anyhow::Result<Exported> {
     let names = names_to_record(class_names);
-    if !names.is_empty() {
-        ensure!(
-            names.len() == architecture.classes(),
-            "the network gives {} classes but the data set names {}",
-            architecture.classes(),
-            names.len()
-        );
-    }
     let f32_file = CoreWeights::from_burn(architecture, weights)?.to_file_named(&names)?;
     let model =
         F32Model::from_bytes(&f32_file).context("the exported f32 model does not load back")?;
@@ -426,15 +418,14 @@ pub fn run(options: &ExportOptions) -> anyhow::Result<Vec<PathBuf>> {
         let best = run_dir.join(crate::train::BEST_MODEL_FILE);
         model = crate::train::checkpoint::load_trained_model(&best, model.architecture(), &device)?;
     }
-    let folder_options = crate::data::FolderOptions {
-        shape: Some(model.architecture().input()),
-        fit: options
-            .fit
-            .or(state.as_ref().map(|state| state.settings.fit))
-            .unwrap_or_default(),
-        skip_damaged: options.skip_damaged,
-        progress: false,
-    };
+    let fit = options
+        .fit
+        .or(state.as_ref().map(|state| state.settings.fit));
+    let folder_options = crate::data::FolderOptions::for_input(
+        model.architecture().input(),
+        fit.unwrap_or_default(),
+        options.skip_damaged,
+    );
     let data = crate::data::DataSet::load(&options.data_dir, &folder_options)?;
     crate::deploy::eval::check_data_fits(model.architecture(), &data)?;
     let created_dirs = atomic::check_writable(&out, 4 << 20)

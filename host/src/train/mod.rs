@@ -148,7 +148,8 @@ pub fn tutorial_network(
     }
     Architecture::new(input, &layers).map_err(|error| {
         anyhow::anyhow!(
-            "the tutorial's network cannot take pictures of {input} in {classes} classes:              {error}; give the network with --arch"
+            "the tutorial's network cannot take pictures of {input} in {classes} classes: \
+             {error}; give the network with --arch"
         )
     })
 }
@@ -230,9 +231,11 @@ impl SettingsArgs {
         fn images(limit: &Option<usize>) -> String {
             limit.map_or_else(|| "(none: every image)".to_string(), |n| n.to_string())
         }
-        fn init_name(init: &InitScheme) -> String {
-            clap::ValueEnum::to_possible_value(init)
-                .map_or_else(|| format!("{init:?}"), |value| value.get_name().to_string())
+        /// The word the command line takes for `value`.
+        fn word<T: clap::ValueEnum + std::fmt::Debug>(value: &T) -> String {
+            value
+                .to_possible_value()
+                .map_or_else(|| format!("{value:?}"), |word| word.get_name().to_string())
         }
         if let Some(given) = &self.architecture {
             let saved_network = saved.architecture()?;
@@ -256,14 +259,8 @@ impl SettingsArgs {
             "--augment",
             ToString::to_string,
         )?;
-        agree(self.keep, saved.keep, "--keep", |keep| {
-            clap::ValueEnum::to_possible_value(keep)
-                .map_or_else(|| format!("{keep:?}"), |value| value.get_name().to_string())
-        })?;
-        agree(self.fit, saved.fit, "--fit", |fit| {
-            clap::ValueEnum::to_possible_value(fit)
-                .map_or_else(|| format!("{fit:?}"), |value| value.get_name().to_string())
-        })?;
+        agree(self.keep, saved.keep, "--keep", word)?;
+        agree(self.fit, saved.fit, "--fit", word)?;
         ensure!(
             !self.skip_damaged || saved.skip_damaged,
             "--skip-damaged differs from the checkpoint's run, which failed on damaged pictures; \
@@ -282,7 +279,7 @@ impl SettingsArgs {
             ToString::to_string,
         )?;
         agree(self.seed, saved.seed, "--seed", ToString::to_string)?;
-        agree(self.init, saved.init, "--init", init_name)?;
+        agree(self.init, saved.init, "--init", word)?;
         agree(
             self.adagrad_epsilon,
             saved.adagrad_epsilon,
@@ -1003,7 +1000,6 @@ pub(crate) struct Batch {
     labels: Vec<i64>,
 }
 
-/// Gathers and normalises the images `indices` of `data`, with their labels.
 /// [`assemble`], each picture varied as `augment` says with draws from `rng`.
 fn assemble_augmented(
     data: &Split,
@@ -1011,20 +1007,18 @@ fn assemble_augmented(
     augment: &Augment,
     rng: &mut ChaCha8Rng,
 ) -> Batch {
-    let size = data.shape.values();
-    let mut pixels = Vec::with_capacity(indices.len() * size);
-    let mut labels = Vec::with_capacity(indices.len());
-    for &index in indices {
-        let image = &data.pixels[index * size..(index + 1) * size];
-        augment::augment_into(image, data.shape, augment, rng, &mut pixels);
-        labels.push(i64::from(data.labels[index]));
-    }
-    Batch { pixels, labels }
+    assemble_with(data, indices, |image, pixels| {
+        augment::augment_into(image, data.shape, augment, rng, pixels);
+    })
 }
 
-/// ChaCha's position, counted in 32-bit words, after `words` 64-bit draws.
-fn u32_words(words: usize) -> u128 {
-    2 * words as u128
+/// The epoch's augmentation generator moved to the draws of picture `picture` of its order:
+/// each picture takes [`augment::WORDS_PER_PICTURE`] 64-bit words (two of ChaCha's 32-bit
+/// positions each), so a resumed epoch draws what it drew.
+fn augment_rng_at(epoch_rng: &ChaCha8Rng, picture: usize) -> ChaCha8Rng {
+    let mut rng = epoch_rng.clone();
+    rng.set_word_pos(2 * (picture * augment::WORDS_PER_PICTURE) as u128);
+    rng
 }
 
 /// The generator of epoch `epoch`'s augmentation draws: stream `u64::MAX - epoch` of the seed's
@@ -1035,15 +1029,25 @@ pub fn augment_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
     rng
 }
 
-/// Images are channels-last in `data` and channels-first in the batch, as burn's convolutions
-/// take them.
+/// Gathers and normalises the images `indices` of `data`, with their labels. Images are
+/// channels-last in `data` and channels-first in the batch, as burn's convolutions take them.
 pub(crate) fn assemble(data: &Split, indices: &[usize]) -> Batch {
+    assemble_with(data, indices, |image, pixels| {
+        pixels.extend(model::normalise(image, data.shape));
+    })
+}
+
+/// The batch of the images `indices` of `data`, each appended to the batch's values by `put`.
+fn assemble_with(
+    data: &Split,
+    indices: &[usize],
+    mut put: impl FnMut(&[u8], &mut Vec<f32>),
+) -> Batch {
     let size = data.shape.values();
     let mut pixels = Vec::with_capacity(indices.len() * size);
     let mut labels = Vec::with_capacity(indices.len());
     for &index in indices {
-        let image = &data.pixels[index * size..(index + 1) * size];
-        pixels.extend(model::normalise(image, data.shape));
+        put(&data.pixels[index * size..(index + 1) * size], &mut pixels);
         labels.push(i64::from(data.labels[index]));
     }
     Batch { pixels, labels }
@@ -1235,11 +1239,7 @@ pub(crate) fn train_epoch(
                 let assembled = match &context.augment {
                     None => assemble(context.data, indices),
                     Some((augment, epoch_rng)) => {
-                        // Picture k of the epoch's order takes the generator's 64-bit words
-                        // from k * WORDS_PER_PICTURE on, so a resumed epoch draws what it drew.
-                        let mut rng = epoch_rng.clone();
-                        let first = batch * context.batch_size * augment::WORDS_PER_PICTURE;
-                        rng.set_word_pos(u32_words(first));
+                        let mut rng = augment_rng_at(epoch_rng, batch * context.batch_size);
                         assemble_augmented(context.data, indices, augment, &mut rng)
                     }
                 };
@@ -1373,15 +1373,13 @@ mod tests {
         let _ = assemble_augmented(&split, &first, &augment, &mut rng);
         let straight = assemble_augmented(&split, &second, &augment, &mut rng);
         // Resumed after the first batch: the generator moved to the second batch's words.
-        let mut resumed_rng = augment_rng(7, 3);
-        resumed_rng.set_word_pos(u32_words(6 * augment::WORDS_PER_PICTURE));
+        let mut resumed_rng = augment_rng_at(&augment_rng(7, 3), 6);
         let resumed = assemble_augmented(&split, &second, &augment, &mut resumed_rng);
         assert_eq!(straight.pixels, resumed.pixels);
         assert_eq!(straight.labels, resumed.labels);
         // The pictures were varied, and another epoch varies them otherwise.
         assert_ne!(straight.pixels, assemble(&split, &second).pixels);
-        let mut other_epoch = augment_rng(7, 4);
-        other_epoch.set_word_pos(u32_words(6 * augment::WORDS_PER_PICTURE));
+        let mut other_epoch = augment_rng_at(&augment_rng(7, 4), 6);
         assert_ne!(
             straight.pixels,
             assemble_augmented(&split, &second, &augment, &mut other_epoch).pixels

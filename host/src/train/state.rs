@@ -246,7 +246,7 @@ impl TrainState {
 
     /// Whether the run trains on canonical MNIST.
     pub fn is_canonical_mnist(&self) -> bool {
-        !self.data.is_empty() && self.data.iter().all(|file| file.canonical)
+        crate::data::mnist::is_canonical_mnist(&self.data)
     }
 }
 
