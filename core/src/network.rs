@@ -369,10 +369,17 @@ fn int8_general_step<'r>(
     step: &Step,
     records: &mut impl Iterator<Item = Int8LayerRecord<'r>>,
     zero_points: ZeroPoints<'_>,
-    input: &[i8],
-    shortcut: &[i8],
-    output: &mut [i8],
-) -> Result<Option<()>, Error> {
+    slices: Slices<'_, i8>,
+    dsp: bool,
+) -> Result<Option<Backend>, Error> {
+    let Slices {
+        input,
+        output,
+        work,
+        shortcut,
+    } = slices;
+    #[cfg(not(tinycnn_arm_dsp))]
+    let _ = (work, dsp);
     let ZeroPoints {
         main: zero_point,
         shortcut: shortcut_zero_point,
@@ -388,6 +395,17 @@ fn int8_general_step<'r>(
                 requantization(&record, geometry.output.channels, *zero_point, activation)
                     .ok_or(Error::Malformed)?;
             *zero_point = record.output.zero_point;
+            #[cfg(tinycnn_arm_dsp)]
+            if dsp {
+                return Ok(dsp::window_conv(
+                    input,
+                    &geometry,
+                    record.weights,
+                    &requantization,
+                    output,
+                    work,
+                ));
+            }
             general::conv(input, &geometry, record.weights, &requantization, output)
         }
         Operation::Depthwise { depthwise } => {
@@ -398,6 +416,17 @@ fn int8_general_step<'r>(
                 requantization(&record, geometry.output.channels, *zero_point, activation)
                     .ok_or(Error::Malformed)?;
             *zero_point = record.output.zero_point;
+            #[cfg(tinycnn_arm_dsp)]
+            if dsp {
+                return Ok(dsp::depthwise(
+                    input,
+                    &geometry,
+                    record.weights,
+                    &requantization,
+                    output,
+                    work,
+                ));
+            }
             general::depthwise(input, &geometry, record.weights, &requantization, output)
         }
         Operation::WindowPool { pool } => {
@@ -452,7 +481,7 @@ fn int8_general_step<'r>(
         // The runner runs these itself.
         Operation::Conv { .. } | Operation::Pool | Operation::Dense => None,
     };
-    Ok(ran)
+    Ok(ran.map(|()| Backend::Portable))
 }
 
 impl Int8Model<'_> {
@@ -689,12 +718,22 @@ impl Int8Model<'_> {
                 }
                 _ if !GENERAL => return Err(Error::NotLinked),
                 _ => {
-                    kernels = Backend::Portable;
                     let zero_points = ZeroPoints {
                         main: &mut zero_point,
                         shortcut: &mut shortcut_zero_point,
                     };
-                    int8_general_step(step, &mut records, zero_points, input, shortcut, output)?
+                    let slices = Slices {
+                        input,
+                        output,
+                        work: _work,
+                        shortcut,
+                    };
+                    #[cfg(tinycnn_arm_dsp)]
+                    let dsp = matches!(runner, Int8Runner::Builtin(Backend::ArmDsp));
+                    #[cfg(not(tinycnn_arm_dsp))]
+                    let dsp = false;
+                    int8_general_step(step, &mut records, zero_points, slices, dsp)?
+                        .map(|used| kernels = used)
                 }
             };
             ran.map(|()| kernels).ok_or(Error::Malformed)

@@ -38,11 +38,13 @@
 //! back.
 
 use crate::arch::{
-    Activation, Architecture, Conv, Depthwise, Layer, LayerInfo, Pool, Shape, Shortcut, Walk,
+    Activation, Architecture, Conv, Depthwise, Layer, LayerInfo, Padding, Pool, Shape, Shortcut,
+    Walk,
 };
 use crate::error::Error;
 use crate::format;
 use crate::kernels::ConvGeometry;
+use crate::kernels::general::WindowGeometry;
 use crate::kernels::int8::Backend;
 
 /// What one step computes.
@@ -118,6 +120,31 @@ impl Step {
             Operation::Conv { conv, pooled } => Some(ConvGeometry::new(&conv, self.input, pooled)),
             _ => None,
         }
+    }
+
+    /// The resolved window of a windowed step: a convolution of any window
+    /// ([`Operation::WindowConv`], a projection shortcut), a depthwise
+    /// convolution or a pool of any window; `None` for other steps.
+    pub const fn window(&self) -> Option<WindowGeometry> {
+        let (window, channels) = match self.operation {
+            Operation::WindowConv { conv } => (conv.window, self.output.channels),
+            Operation::Depthwise { depthwise } => (depthwise.window, self.output.channels),
+            Operation::WindowPool { pool } => (pool.window, self.input.channels),
+            Operation::Shortcut { shortcut } => match shortcut.projection() {
+                Some(conv) => (conv.window, self.output.channels),
+                None => return None,
+            },
+            _ => return None,
+        };
+        WindowGeometry::resolve(
+            self.input,
+            window.height as usize,
+            window.width as usize,
+            window.stride_height as usize,
+            window.stride_width as usize,
+            matches!(window.padding, Padding::Same),
+            channels,
+        )
     }
 
     /// Whether the step moves the main line to the arena's other end (all
@@ -237,6 +264,9 @@ pub(crate) enum DspConv {
     MultiChannel,
     /// One input channel, 3x3.
     SingleChannel,
+    /// Other channel counts without a fused pool: the kernel of any window
+    /// (`window_conv`).
+    Window,
     /// The portable kernel.
     Portable,
 }
@@ -252,6 +282,8 @@ pub(crate) const fn dsp_conv(geometry: &ConvGeometry) -> DspConv {
         DspConv::SingleChannel
     } else if channels > 0 && channels.is_multiple_of(4) {
         DspConv::MultiChannel
+    } else if !geometry.pooled && channels > 0 {
+        DspConv::Window
     } else {
         DspConv::Portable
     }
@@ -281,7 +313,80 @@ pub const fn dsp_conv_work_bytes(geometry: &ConvGeometry) -> usize {
         }
         // Four positions x K x K x C values x 2 bytes.
         DspConv::MultiChannel => DSP_POSITIONS * geometry.fan_in() * 2,
+        DspConv::Window => dsp_window_conv_work_bytes(&geometry.window_geometry()),
         DspConv::Portable => 0,
+    }
+}
+
+/// Where the Arm DSP kernels' `window_conv` keeps what it unrolls: the four positions' groups,
+/// a byte window to gather into when the input channels are not a multiple
+/// of 4, and filters padded to whole groups when their length is not.
+#[cfg_attr(not(tinycnn_arm_dsp), allow(dead_code))]
+pub(crate) struct DspWindowConvWork {
+    pub(crate) fan_in: usize,
+    pub(crate) groups: usize,
+    pub(crate) staging_words: usize,
+    pub(crate) filter_words: usize,
+    pub(crate) bytes: usize,
+}
+
+impl DspWindowConvWork {
+    pub(crate) const fn of(geometry: &WindowGeometry) -> Self {
+        let fan_in = geometry.kernel_height * geometry.kernel_width * geometry.input.channels;
+        let groups = fan_in.div_ceil(4);
+        let staging_words = if geometry.input.channels.is_multiple_of(4) {
+            0
+        } else {
+            groups
+        };
+        let filter_words = if fan_in.is_multiple_of(4) {
+            0
+        } else {
+            groups * geometry.output.channels
+        };
+        let bytes = 4 * (groups * 2 * DSP_POSITIONS + staging_words + filter_words);
+        DspWindowConvWork {
+            fan_in,
+            groups,
+            staging_words,
+            filter_words,
+            bytes,
+        }
+    }
+}
+
+/// Bytes of work area, 4-byte aligned, the Arm DSP kernels need for a convolution of any
+/// window ([`Operation::WindowConv`], a projection shortcut) of `geometry`.
+pub const fn dsp_window_conv_work_bytes(geometry: &WindowGeometry) -> usize {
+    DspWindowConvWork::of(geometry).bytes
+}
+
+/// Words per group of four channels in the Arm DSP depthwise kernel's table:
+/// four starting sums, then two int16 pairs per tap of a 3x3 window.
+pub(crate) const DEPTHWISE_QUAD_WORDS: usize = 4 + 2 * 9;
+
+/// Whether the Arm DSP kernels run a depthwise convolution of `geometry`
+/// themselves: a 3x3 window (any stride and padding), one output channel per
+/// input channel, a multiple of 4 channels.
+pub const fn dsp_runs_depthwise(geometry: &WindowGeometry) -> bool {
+    let channels = geometry.input.channels;
+    geometry.kernel_height == 3
+        && geometry.kernel_width == 3
+        && channels > 0
+        && channels.is_multiple_of(4)
+        && geometry.output.channels == channels
+}
+
+/// Bytes of work area, 4-byte aligned, the Arm DSP kernels need for a
+/// depthwise convolution of `geometry`: the widened weights, and a row of the
+/// input zero point that taps outside the input read; 0 when the portable
+/// kernel runs it.
+pub const fn dsp_depthwise_work_bytes(geometry: &WindowGeometry) -> usize {
+    if dsp_runs_depthwise(geometry) {
+        let quads = geometry.input.channels / 4;
+        4 * quads * (DEPTHWISE_QUAD_WORDS + 1)
+    } else {
+        0
     }
 }
 
@@ -301,12 +406,14 @@ pub const fn work_bytes(step: &Step, dsp: bool) -> usize {
     if !dsp {
         return 0;
     }
-    match step.geometry() {
-        Some(geometry) => dsp_conv_work_bytes(&geometry),
-        None => match step.operation {
-            Operation::Dense => dsp_dense_work_bytes(step.input.values()),
-            _ => 0,
-        },
+    if let Some(geometry) = step.geometry() {
+        return dsp_conv_work_bytes(&geometry);
+    }
+    match (step.operation, step.window()) {
+        (Operation::Dense, _) => dsp_dense_work_bytes(step.input.values()),
+        (Operation::WindowConv { .. }, Some(window)) => dsp_window_conv_work_bytes(&window),
+        (Operation::Depthwise { .. }, Some(window)) => dsp_depthwise_work_bytes(&window),
+        _ => 0,
     }
 }
 

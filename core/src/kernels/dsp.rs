@@ -92,6 +92,7 @@ macro_rules! naked_prelude {
 }
 
 use super::ConvGeometry;
+use super::general::{self, WindowGeometry};
 use super::int8::{Backend, ConvLayer, DenseLayer, Requantization};
 
 /// Output channels whose accumulators one assembly call of a pooled tile
@@ -106,9 +107,13 @@ const CHUNK_EACH: usize = 8;
 /// Convolution positions computed at once.
 const POSITIONS: usize = 4;
 
-use crate::plan::{DspConv, SINGLE_PAIRS, dsp_conv as conv_path};
+use crate::plan::{
+    DEPTHWISE_QUAD_WORDS, DspConv, DspWindowConvWork, SINGLE_PAIRS, dsp_conv as conv_path,
+};
 pub use crate::plan::{
     dsp_conv_work_bytes as conv_work_bytes, dsp_dense_work_bytes as dense_work_bytes,
+    dsp_depthwise_work_bytes as depthwise_work_bytes,
+    dsp_window_conv_work_bytes as window_conv_work_bytes,
 };
 
 /// [`super::int8::conv`] with the DSP extension: same arguments, plus `work`
@@ -129,10 +134,17 @@ pub fn conv(
     if input.len() != geometry.input.values() || output.len() != geometry.output().values() {
         return None;
     }
-    let words = aligned_words(work);
     let ran = match conv_path(geometry) {
-        DspConv::SingleChannel => conv_single_channel(input, layer, output, words),
-        DspConv::MultiChannel => conv_multi_channel(input, layer, output, words),
+        DspConv::SingleChannel => conv_single_channel(input, layer, output, aligned_words(work)),
+        DspConv::MultiChannel => conv_multi_channel(input, layer, output, aligned_words(work)),
+        DspConv::Window => window_conv_groups(
+            input,
+            &geometry.window_geometry(),
+            layer.filters(),
+            layer.requantization(),
+            output,
+            work,
+        ),
         DspConv::Portable => false,
     };
     if ran {
@@ -256,30 +268,72 @@ static ROUNDING: [i32; 32] = {
 /// otherwise, which the clamp maps to the zero point either way.
 struct Requantizer<'r, 'a> {
     requantization: &'r Requantization<'a>,
-    fast: bool,
+    path: RequantPath,
+    /// What the assembly reads, from the layer's first channel.
+    constants: Constants,
+}
+
+/// How [`Requantizer`] turns a layer's accumulators into outputs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RequantPath {
+    /// [`requantize_clamped`]: clamped at the zero point, maximum 127.
+    Clamped,
+    /// [`requantize_bounded`]'s shortcut: clamped at the zero point (a ReLU
+    /// or ReLU6), any maximum.
+    ClampedBelowMax,
+    /// [`requantize_bounded`]'s exact rounding: any range (no activation),
+    /// right shifts of at least 1.
+    Exact,
+    /// The portable [`Requantization::apply`].
+    Portable,
 }
 
 impl<'r, 'a> Requantizer<'r, 'a> {
-    /// Decides once per layer whether the shortcut is exact for all of its
-    /// channels, given `fan_in` products per accumulator.
+    /// Decides once per layer which path is exact for all of its channels,
+    /// given `fan_in` products per accumulator.
     fn new(requantization: &'r Requantization<'a>, fan_in: usize) -> Self {
         // |x - zero_point| <= 255 and |w| <= 128 (the loader allows 127).
         let largest_sum = fan_in.saturating_mul(255 * 128);
         let (bias, multipliers, shifts) = requantization.raw();
-        // The shortcut is TFLite's double rounding (convolutions); a dense
-        // layer rounds once and takes the portable path.
-        let fast = requantization.rounding() == crate::quant::Rounding::Double
-            && requantization.activation_min() == requantization.output_zero_point()
-            && requantization.activation_max() == i32::from(i8::MAX)
+        let (min, max) = (
+            requantization.activation_min(),
+            requantization.activation_max(),
+        );
+        // The assembly rounds twice, as TFLite's convolutions do; a dense
+        // layer of format versions 1-2 rounds once and takes the portable path.
+        let in_range = requantization.rounding() == crate::quant::Rounding::Double
             && largest_sum < 1 << 29
             && bias
                 .iter()
                 .all(|&b| i32::from_le_bytes(b).unsigned_abs() as usize + largest_sum < 1 << 30)
-            && multipliers.iter().all(|&m| i32::from_le_bytes(m) >= 0)
-            && shifts.iter().all(|&s| (-31..=0).contains(&(s as i8)));
+            && multipliers.iter().all(|&m| i32::from_le_bytes(m) >= 0);
+        let right_shifts = |lowest: i8| shifts.iter().all(|&s| (-31..=lowest).contains(&(s as i8)));
+        let clamped = min == requantization.output_zero_point() && min <= max;
+        let path = if !in_range {
+            RequantPath::Portable
+        } else if clamped && max == i32::from(i8::MAX) && right_shifts(0) {
+            RequantPath::Clamped
+        } else if clamped && right_shifts(0) {
+            RequantPath::ClampedBelowMax
+        } else if min <= max && right_shifts(-1) {
+            RequantPath::Exact
+        } else {
+            RequantPath::Portable
+        };
+        let constants = Constants {
+            bias: bias.as_ptr().cast(),
+            multipliers: multipliers.as_ptr().cast(),
+            shifts: shifts.as_ptr(),
+            zero_point: requantization.output_zero_point(),
+            rounding: ROUNDING.as_ptr(),
+            min,
+            max,
+            exact: u32::from(path == RequantPath::Exact),
+        };
         Requantizer {
             requantization,
-            fast,
+            path,
+            constants,
         }
     }
 
@@ -288,31 +342,29 @@ impl<'r, 'a> Requantizer<'r, 'a> {
     #[inline(always)]
     fn finish(&self, first: usize, accumulators: &[i32], outputs: &mut [i8]) {
         let count = outputs.len().min(accumulators.len());
-        let (bias, multipliers, shifts) = self.requantization.raw();
-        let channels = first..first + count;
-        if let (true, Some(bias), Some(multipliers), Some(shifts)) = (
-            self.fast && count > 0,
-            bias.get(channels.clone()),
-            multipliers.get(channels.clone()),
-            shifts.get(channels),
-        ) {
-            let constants = Constants {
-                bias: bias.as_ptr().cast(),
-                multipliers: multipliers.as_ptr().cast(),
-                shifts: shifts.as_ptr(),
-                zero_point: self.requantization.output_zero_point(),
-                rounding: ROUNDING.as_ptr(),
-            };
-            // SAFETY: `count >= 1` accumulators, outputs and constants are
-            // in bounds (sliced above); `Requantizer::new` checked the shifts
-            // (-31..=0, so `rounding` is indexed in bounds), the multipliers
-            // (>= 0) and the biases (no overflow) that the routine assumes.
+        if self.path != RequantPath::Portable
+            && count > 0
+            && first + count <= self.requantization.outputs()
+        {
+            // SAFETY: `count >= 1` accumulators and outputs (the shorter
+            // slice's length), and channels `first..first + count` of the
+            // layer's constants (checked just above) are in bounds;
+            // `Requantizer::new` checked the shifts (-31..=0, or -31..=-1 for
+            // the exact path, so `rounding` is indexed in bounds), the
+            // multipliers (>= 0), the biases (no overflow) and the activation
+            // range that the routines assume.
             unsafe {
-                requantize_clamped(
+                let routine = if self.path == RequantPath::Clamped {
+                    requantize_clamped
+                } else {
+                    requantize_bounded
+                };
+                routine(
                     accumulators.as_ptr(),
                     outputs.as_mut_ptr(),
                     count as u32,
-                    &constants,
+                    &self.constants,
+                    first as u32,
                 );
             }
             return;
@@ -339,6 +391,11 @@ struct Constants {
     shifts: *const u8,
     zero_point: i32,
     rounding: *const i32,
+    /// The activation range, for [`requantize_bounded`].
+    min: i32,
+    max: i32,
+    /// Non-zero for [`requantize_bounded`]'s exact rounding.
+    exact: u32,
 }
 
 /// Convolution position `p` (0..4, in the convolution's output) of tile
@@ -541,6 +598,421 @@ fn conv_multi_channel(
                 &sums,
                 output,
             );
+        }
+    }
+    true
+}
+
+/// [`general::conv`] with the DSP extension, for any window, stride and
+/// padding: same arguments, plus `work` of at least
+/// [`window_conv_work_bytes`] bytes from a 4-byte boundary. Returns the
+/// backend that ran, as [`conv`] does.
+///
+/// Windows are unrolled four output pixels at a time into the groups
+/// [`conv_tile_each`] multiplies (see the module's documentation). With a
+/// multiple of 4 input channels each kernel row's taps inside the input are
+/// widened in one run; with other channel counts (a first layer on 1 or 3
+/// channels) a position's window is first gathered as bytes, the taps in the
+/// padding set to the input zero point (so they add 0), padded to whole
+/// groups, then widened. Filters whose length is not a multiple of 4 are
+/// copied once into the work area, each padded with zeros to whole groups.
+#[inline(never)]
+pub fn window_conv(
+    input: &[i8],
+    geometry: &WindowGeometry,
+    weights: &[u8],
+    requantization: &Requantization<'_>,
+    output: &mut [i8],
+    work: &mut [i8],
+) -> Option<Backend> {
+    if input.len() != geometry.input.values() || output.len() != geometry.output.values() {
+        return None;
+    }
+    if window_conv_groups(input, geometry, weights, requantization, output, work) {
+        Some(Backend::ArmDsp)
+    } else {
+        general::conv(input, geometry, weights, requantization, output).map(|()| Backend::Portable)
+    }
+}
+
+fn window_conv_groups(
+    input: &[i8],
+    geometry: &WindowGeometry,
+    weights: &[u8],
+    requantization: &Requantization<'_>,
+    output: &mut [i8],
+    work: &mut [i8],
+) -> bool {
+    let layout = DspWindowConvWork::of(geometry);
+    let filters = geometry.output.channels;
+    let fan_in = layout.fan_in;
+    let groups = layout.groups;
+    let words = aligned_words(work);
+    if fan_in == 0
+        || weights.len() != fan_in * filters
+        || requantization.outputs() != filters
+        || words.len() * 4 < layout.bytes
+    {
+        return false;
+    }
+    let (columns, rest) = words.split_at_mut(groups * 2 * POSITIONS);
+    let (staging, rest) = rest.split_at_mut(layout.staging_words);
+    let (padded_filters, _) = rest.split_at_mut(layout.filter_words);
+    let Ok(group_count) = u32::try_from(groups) else {
+        return false;
+    };
+    // SAFETY: reinterprets aligned words as four times as many bytes; every
+    // bit pattern is valid for both.
+    let (_, staging, _) = unsafe { staging.align_to_mut::<i8>() };
+    // SAFETY: as above.
+    let (_, padded_filters, _) = unsafe { padded_filters.align_to_mut::<u8>() };
+    // Filters of a whole number of groups: as stored, or padded with zeros.
+    let filters_bytes: &[u8] = if layout.filter_words == 0 {
+        weights
+    } else {
+        for (padded, filter) in padded_filters
+            .chunks_exact_mut(groups * 4)
+            .zip(weights.chunks_exact(fan_in))
+        {
+            let (head, tail) = padded.split_at_mut(fan_in.min(padded.len()));
+            head.copy_from_slice(filter.get(..head.len()).unwrap_or(&[]));
+            tail.fill(0);
+        }
+        padded_filters
+    };
+    let requantizer = Requantizer::new(requantization, fan_in);
+    let zero_point = requantization.input_zero_point();
+    let offset = halves(-zero_point);
+    let mut sums = [0i32; CHUNK];
+    let width = geometry.output.width.max(1);
+    let pixels = geometry.output.height * width;
+    for tile in 0..pixels.div_ceil(POSITIONS) {
+        for position in 0..POSITIONS {
+            let pixel = tile * POSITIONS + position;
+            let at = (pixel < pixels).then(|| (pixel / width, pixel % width));
+            let Some(slots) = columns.get_mut(2 * position..) else {
+                return false;
+            };
+            let filled = if layout.staging_words == 0 {
+                fill_window_position(input, geometry, at, slots, offset)
+            } else {
+                gather_window_position(input, geometry, at, zero_point as i8, staging)
+                    && widen_staged(staging, groups, slots, offset)
+            };
+            if !filled {
+                return false;
+            }
+        }
+        let filter_chunks = filters_bytes.chunks(CHUNK_EACH * groups * 4);
+        for (index, filter_chunk) in filter_chunks.enumerate() {
+            let count = filter_chunk.len() / (groups * 4);
+            if count == 0 || count > CHUNK_EACH {
+                continue;
+            }
+            // SAFETY: `columns` holds `groups` groups of 8 words and
+            // `filter_chunk` `count` filters of `groups * 4` bytes, all that
+            // `conv_tile_each` reads; it writes four rows of `count <=
+            // CHUNK_EACH` words, `CHUNK_EACH` apart, inside `sums`. `count >=
+            // 1` and `groups >= 1`.
+            unsafe {
+                conv_tile_each(
+                    columns.as_ptr(),
+                    filter_chunk.as_ptr(),
+                    group_count,
+                    count as u32,
+                    sums.as_mut_ptr(),
+                );
+            }
+            let first = index * CHUNK_EACH;
+            for position in 0..POSITIONS {
+                let start = (tile * POSITIONS + position) * filters + first;
+                let (Some(out), Some(row)) = (
+                    output.get_mut(start..start + count),
+                    sums.get(position * CHUNK_EACH..position * CHUNK_EACH + count),
+                ) else {
+                    continue;
+                };
+                requantizer.finish(first, row, out);
+            }
+        }
+    }
+    true
+}
+
+/// The input span of output coordinate `at` along one axis: the first tap
+/// inside the input, the tap after the last one, and the input coordinate of
+/// the first.
+#[inline(always)]
+fn axis_span(
+    at: usize,
+    stride: usize,
+    pad: usize,
+    kernel: usize,
+    side: usize,
+) -> (usize, usize, usize) {
+    let origin = at * stride;
+    let first = pad.saturating_sub(origin).min(kernel);
+    let end = (side + pad).saturating_sub(origin).min(kernel).max(first);
+    (first, end, (origin + first).saturating_sub(pad))
+}
+
+/// [`fill_position`] for any window geometry with a multiple of 4 input
+/// channels.
+#[inline(always)]
+fn fill_window_position(
+    input: &[i8],
+    geometry: &WindowGeometry,
+    at: Option<(usize, usize)>,
+    slots: &mut [u32],
+    offset: u32,
+) -> bool {
+    let shape = geometry.input;
+    let (kernel_height, kernel_width) = (geometry.kernel_height, geometry.kernel_width);
+    let quads = shape.channels / 4;
+    let row_words = kernel_width * quads * 2 * POSITIONS;
+    let Some((y, x)) = at else {
+        zero_groups(slots, kernel_height * kernel_width * quads);
+        return true;
+    };
+    let (top, bottom, input_y) = axis_span(
+        y,
+        geometry.stride_height,
+        geometry.pad_top,
+        kernel_height,
+        shape.height,
+    );
+    let (first, end, input_x) = axis_span(
+        x,
+        geometry.stride_width,
+        geometry.pad_left,
+        kernel_width,
+        shape.width,
+    );
+    for (ky, row) in slots.chunks_mut(row_words).take(kernel_height).enumerate() {
+        if ky < top || ky >= bottom || end <= first {
+            zero_groups(row, kernel_width * quads);
+            continue;
+        }
+        let (before, rest) = row.split_at_mut((first * quads * 2 * POSITIONS).min(row.len()));
+        zero_groups(before, first * quads);
+        let run = (end - first) * quads;
+        let start = ((input_y + ky - top) * shape.width + input_x) * shape.channels;
+        let (Some(values), Ok(count)) = (input.get(start..start + 4 * run), u32::try_from(run))
+        else {
+            return false;
+        };
+        if rest.len() < 8 * (run - 1) + 2 {
+            return false;
+        }
+        // SAFETY: `values` holds `run` words (any alignment); `rest` holds
+        // this position's two words of each of the `run` groups of eight,
+        // 32 bytes apart (both checked just above); `run >= 1`.
+        unsafe { widen_into_columns(values.as_ptr(), rest.as_mut_ptr(), count, offset) };
+        if let Some(after) = rest.get_mut(run * 2 * POSITIONS..) {
+            zero_groups(after, (kernel_width - end) * quads);
+        }
+    }
+    true
+}
+
+/// Gathers the window of output pixel `at` as bytes into `staging` (`[ky][kx][c]`, then
+/// padding to a whole group), with `zero_point` for taps outside the input and past the
+/// window, so that they add nothing. `None` for `at`: all zero points.
+#[inline(always)]
+fn gather_window_position(
+    input: &[i8],
+    geometry: &WindowGeometry,
+    at: Option<(usize, usize)>,
+    zero_point: i8,
+    staging: &mut [i8],
+) -> bool {
+    staging.fill(zero_point);
+    let Some((y, x)) = at else {
+        return true;
+    };
+    let shape = geometry.input;
+    let channels = shape.channels;
+    let (kernel_height, kernel_width) = (geometry.kernel_height, geometry.kernel_width);
+    let (top, bottom, input_y) = axis_span(
+        y,
+        geometry.stride_height,
+        geometry.pad_top,
+        kernel_height,
+        shape.height,
+    );
+    let (first, end, input_x) = axis_span(
+        x,
+        geometry.stride_width,
+        geometry.pad_left,
+        kernel_width,
+        shape.width,
+    );
+    let run = (end - first) * channels;
+    for ky in top..bottom {
+        let from = ((input_y + ky - top) * shape.width + input_x) * channels;
+        let to = (ky * kernel_width + first) * channels;
+        let (Some(source), Some(target)) =
+            (input.get(from..from + run), staging.get_mut(to..to + run))
+        else {
+            return false;
+        };
+        target.copy_from_slice(source);
+    }
+    true
+}
+
+/// Widens the `groups` groups of four bytes in `staging` into a position's
+/// slots, as [`fill_window_position`] does from the input.
+#[inline(always)]
+fn widen_staged(staging: &[i8], groups: usize, slots: &mut [u32], offset: u32) -> bool {
+    let (Some(values), Ok(count)) = (staging.get(..4 * groups), u32::try_from(groups)) else {
+        return false;
+    };
+    if groups == 0 || slots.len() < 8 * (groups - 1) + 2 {
+        return false;
+    }
+    // SAFETY: `values` holds `groups` words; `slots` this position's two
+    // words of each of `groups` groups of eight (checked above); `groups >= 1`.
+    unsafe { widen_into_columns(values.as_ptr(), slots.as_mut_ptr(), count, offset) };
+    true
+}
+
+/// Taps of the depthwise windows the DSP kernel runs (3x3).
+const DEPTHWISE_TAPS: usize = 9;
+
+/// [`general::depthwise`] with the DSP extension: same arguments, plus `work`
+/// of at least [`depthwise_work_bytes`] bytes from a 4-byte boundary. Runs
+/// 3x3 windows of any stride and padding with one output channel per input
+/// channel and a multiple of 4 channels; other layers run the portable kernel.
+///
+/// The weights are widened once per call into a table, per group of four
+/// channels: `-input_zero_point` times each channel's weights' sum, the
+/// accumulators' starting values, then each tap's weights as two int16 pairs. The
+/// input is read as it is, without its offset; a tap outside the input
+/// reads a row of the input zero point instead, so every window has all
+/// nine taps, and `sum(x * w) - zero_point * sum(w) = sum((x - zero_point)
+/// * w)` over the taps inside the input, exactly what TFLite computes.
+/// Per output pixel, [`depthwise_pixel`] sums four channels at a time (per
+/// tap: `LDR` the tap's address, `LDR` four values, two `SXTB16`, `LDRD`
+/// the weights, four `SMLAxy`), then [`Requantizer`] requantises them.
+#[inline(never)]
+pub fn depthwise(
+    input: &[i8],
+    geometry: &WindowGeometry,
+    weights: &[u8],
+    requantization: &Requantization<'_>,
+    output: &mut [i8],
+    work: &mut [i8],
+) -> Option<Backend> {
+    if input.len() != geometry.input.values() || output.len() != geometry.output.values() {
+        return None;
+    }
+    if depthwise_quads(input, geometry, weights, requantization, output, work) {
+        Some(Backend::ArmDsp)
+    } else {
+        general::depthwise(input, geometry, weights, requantization, output)
+            .map(|()| Backend::Portable)
+    }
+}
+
+fn depthwise_quads(
+    input: &[i8],
+    geometry: &WindowGeometry,
+    weights: &[u8],
+    requantization: &Requantization<'_>,
+    output: &mut [i8],
+    work: &mut [i8],
+) -> bool {
+    let channels = geometry.input.channels;
+    let quads = channels / 4;
+    let table_words = quads * DEPTHWISE_QUAD_WORDS;
+    let words = aligned_words(work);
+    if !crate::plan::dsp_runs_depthwise(geometry)
+        || weights.len() != DEPTHWISE_TAPS * channels
+        || requantization.outputs() != channels
+        || words.len() < table_words + quads
+    {
+        return false;
+    }
+    let (table, rest) = words.split_at_mut(table_words);
+    let Some(padding) = rest.get_mut(..quads) else {
+        return false;
+    };
+    let zero_point = requantization.input_zero_point();
+    padding.fill(u32::from_ne_bytes([zero_point as u8; 4]));
+    // The table: per quad, the zero point's share of the sums, then each
+    // tap's weight pairs.
+    for (quad, entry) in table.chunks_exact_mut(DEPTHWISE_QUAD_WORDS).enumerate() {
+        let (bias_words, pairs) = entry.split_at_mut(4);
+        for (lane, bias_word) in bias_words.iter_mut().enumerate() {
+            let channel = 4 * quad + lane;
+            let sum: i32 = weights
+                .iter()
+                .skip(channel)
+                .step_by(channels)
+                .map(|&w| i32::from(w as i8))
+                .sum();
+            // The bias itself is added when requantising.
+            *bias_word = zero_point.wrapping_mul(sum).wrapping_neg() as u32;
+        }
+        for (tap, pair) in pairs.as_chunks_mut::<2>().0.iter_mut().enumerate() {
+            let start = tap * channels + 4 * quad;
+            let Some(quad_weights) = weights
+                .get(start..start + 4)
+                .and_then(|bytes| <[u8; 4]>::try_from(bytes).ok())
+            else {
+                return false;
+            };
+            let raw = u32::from_le_bytes(quad_weights);
+            *pair = [sxtab16(0, raw), sxtab16_odd(0, raw)];
+        }
+    }
+    let requantizer = Requantizer::new(requantization, DEPTHWISE_TAPS);
+    let padding_row = padding.as_ptr().cast::<i8>();
+    let shape = geometry.input;
+    let row_bytes = shape.width * channels;
+    let mut sums = [0i32; CHUNK];
+    let pixels = output.chunks_exact_mut(channels);
+    for (pixel, out) in pixels.enumerate() {
+        let (y, x) = (
+            pixel / geometry.output.width.max(1),
+            pixel % geometry.output.width.max(1),
+        );
+        let top = (y * geometry.stride_height) as isize - geometry.pad_top as isize;
+        let left = (x * geometry.stride_width) as isize - geometry.pad_left as isize;
+        let mut taps = [padding_row; DEPTHWISE_TAPS];
+        for (tap, address) in taps.iter_mut().enumerate() {
+            let (row, column) = (top + (tap / 3) as isize, left + (tap % 3) as isize);
+            if (0..shape.height as isize).contains(&row)
+                && (0..shape.width as isize).contains(&column)
+            {
+                let offset = row as usize * row_bytes + column as usize * channels;
+                *address = input.as_ptr().wrapping_add(offset);
+            }
+        }
+        for (chunk, (out_chunk, table_chunk)) in out
+            .chunks_mut(CHUNK)
+            .zip(table.chunks(CHUNK / 4 * DEPTHWISE_QUAD_WORDS))
+            .enumerate()
+        {
+            let chunk_quads = out_chunk.len() / 4;
+            // SAFETY: every address in `taps` is a whole input pixel (`row`
+            // and `column` inside the map, so `offset + channels <=
+            // input.len()`) or `padding` (`channels` bytes), and the routine
+            // reads `4 * chunk_quads` bytes from channel `chunk * CHUNK` on
+            // of each; `table_chunk` holds `chunk_quads` entries (it is as
+            // long as `out_chunk`'s quads); it writes `4 * chunk_quads <=
+            // CHUNK` words to `sums`. `chunk_quads >= 1`.
+            unsafe {
+                depthwise_pixel(
+                    taps.as_ptr(),
+                    table_chunk.as_ptr(),
+                    chunk_quads as u32,
+                    sums.as_mut_ptr(),
+                    (chunk * CHUNK) as u32,
+                );
+            }
+            requantizer.finish(chunk * CHUNK, &sums, out_chunk);
         }
     }
     true
@@ -903,6 +1375,37 @@ macro_rules! requantize_low {
     };
 }
 
+/// Moves the constants' pointers (r4 biases, r5 multipliers, r6 shifts) to
+/// channel `first`, the fifth argument (above the nine saved registers);
+/// uses r10.
+macro_rules! from_channel {
+    () => {
+        concat!(
+            "ldr r10, [sp, #36]\n",
+            "add r4, r4, r10, lsl #2\n",
+            "add r5, r5, r10, lsl #2\n",
+            "add r6, r6, r10",
+        )
+    };
+}
+
+/// The scaled value in r9 plus the zero point (r7), clamped to `[r3, lr]`,
+/// stored.
+macro_rules! requantize_bounds {
+    () => {
+        concat!(
+            "add r9, r9, r7\n",
+            "cmp r9, r3\n",
+            "it lt\n",
+            "movlt r9, r3\n",
+            "cmp r9, lr\n",
+            "it gt\n",
+            "movgt r9, lr\n",
+            "strb r9, [r1], #1",
+        )
+    };
+}
+
 /// The accumulator plus its bias, scaled by the channel's multiplier and
 /// shift with TFLite's rounding (see [`Requantizer`]), into r9.
 macro_rules! requantize_scaled {
@@ -922,8 +1425,9 @@ macro_rules! requantize_scaled {
     };
 }
 
-/// Requantises `count` accumulators (see [`Requantizer`] for the shortcut it
-/// takes) into `outputs`, clamped to `[zero_point, 127]`.
+/// Requantises `count` accumulators of the channels from `first` on (see
+/// [`Requantizer`] for the shortcut it takes) into `outputs`, clamped to
+/// `[zero_point, 127]`.
 ///
 /// Registers: r0 accumulators, r1 outputs, r2 count, r3 then r4 biases, r5
 /// multipliers, r6 shifts, r7 zero point, r8 rounding table, r9-r12 scratch.
@@ -931,8 +1435,8 @@ macro_rules! requantize_scaled {
 /// # Safety
 ///
 /// `accumulators` must be valid for reading `count` words, `outputs` for
-/// writing `count` bytes, the constants' pointers for `count` entries each
-/// (biases and multipliers in any alignment); every shift in -31..=0, every
+/// writing `count` bytes, the constants' pointers for entries `first..first +
+/// count` (biases and multipliers in any alignment); every shift in -31..=0, every
 /// multiplier non-negative, every `|accumulator + bias| < 2^30`; `count` at
 /// least 1.
 #[unsafe(naked)]
@@ -941,11 +1445,13 @@ unsafe extern "C" fn requantize_clamped(
     outputs: *mut i8,
     count: u32,
     constants: *const Constants,
+    first: u32,
 ) {
     naked_asm!(
         naked_prelude!(),
         "push {{r4-r11, lr}}",
         "ldm r3, {{r4-r8}}",
+        from_channel!(),
         // Two outputs per round (r3 counts rounds), then the odd one.
         "lsrs r3, r2, #1",
         // Zero point -128 (every ReLU output of a TFLite-quantised
@@ -976,6 +1482,119 @@ unsafe extern "C" fn requantize_clamped(
         "beq 6f",
         requantize_low!(),
         "6:",
+        "pop {{r4-r11, pc}}",
+    )
+}
+
+/// Requantises `count` accumulators of the channels from `first` on into
+/// `outputs`, clamped to `[min, max]` (see [`Constants`]).
+///
+/// With `exact` zero it takes [`requantize_clamped`]'s shortcut, which the
+/// caller may use only when `min` is the output zero point. With `exact`
+/// set it rounds as TFLite does for any sign: `SMMULR(2x, m)` is exactly
+/// gemmlowp's `SaturatingRoundingDoublingHighMul(x, m)` for `|x| < 2^30`
+/// (its nudge toward zero for negative products and its truncating division
+/// together floor `(x * m + 2^30) / 2^31`, as `SMMULR` does), and for a right
+/// shift `e >= 1`, `RoundingDivideByPOT(v, e)` (half away from zero) is `(v +
+/// 2^(e-1) - (v < 0)) >> e`.
+///
+/// Registers: r0 accumulators, r1 outputs, r2 count, r3 minimum, r4 biases,
+/// r5 multipliers, r6 shifts, r7 zero point, r8 rounding table, lr maximum,
+/// r9-r12 scratch.
+///
+/// # Safety
+///
+/// As [`requantize_clamped`], with `min <= max`, both in the int8 range, and
+/// for `exact` every shift in -31..=-1.
+#[unsafe(naked)]
+unsafe extern "C" fn requantize_bounded(
+    accumulators: *const i32,
+    outputs: *mut i8,
+    count: u32,
+    constants: *const Constants,
+    first: u32,
+) {
+    naked_asm!(
+        naked_prelude!(),
+        "push {{r4-r11, lr}}",
+        "ldr r9, [r3, #28]",
+        "ldr lr, [r3, #24]",
+        "ldr r12, [r3, #20]",
+        "ldm r3, {{r4-r8}}",
+        from_channel!(),
+        "mov r3, r12",
+        "cmp r9, #0",
+        "bne 5f",
+        "2:",
+        requantize_scaled!(),
+        requantize_bounds!(),
+        "subs r2, r2, #1",
+        "bne 2b",
+        "pop {{r4-r11, pc}}",
+        "5:",
+        "ldr r9, [r0], #4",
+        "ldr r10, [r4], #4",
+        "add r9, r9, r10",
+        "lsl r9, r9, #1",
+        "ldr r10, [r5], #4",
+        "ldrsb r11, [r6], #1",
+        "rsb r11, r11, #0",
+        "ldr r12, [r8, r11, lsl #2]",
+        "smmulr r9, r9, r10",
+        "add r9, r9, r9, asr #31",
+        "add r9, r9, r12",
+        "asr r9, r9, r11",
+        requantize_bounds!(),
+        "subs r2, r2, #1",
+        "bne 5b",
+        "pop {{r4-r11, pc}}",
+    )
+}
+
+/// One output pixel of a 3x3 depthwise convolution, `quads` groups of four
+/// channels from byte `first` of each tap: `sums[c]` = table bias + the
+/// nine taps' `x * w` (see [`depthwise`]).
+///
+/// Registers: r0 the taps' addresses, r12 walking them, r1 table (advancing),
+/// r2 quads left, r3 `sums` (advancing), r4-r7 accumulators, r8/r9 values,
+/// r10/r11 weight pairs, lr the channel's byte offset.
+///
+/// # Safety
+///
+/// `taps` must hold nine addresses, each valid for reading `first + 4 *
+/// quads` bytes (any alignment); `table` valid for reading `quads *
+/// DEPTHWISE_QUAD_WORDS` words, `sums` for writing `4 * quads` words;
+/// `quads` at least 1.
+#[unsafe(naked)]
+unsafe extern "C" fn depthwise_pixel(
+    taps: *const *const i8,
+    table: *const u32,
+    quads: u32,
+    sums: *mut i32,
+    first: u32,
+) {
+    naked_asm!(
+        naked_prelude!(),
+        "push {{r4-r11, lr}}",
+        "ldr lr, [sp, #36]",
+        "2:",
+        "ldm r1!, {{r4-r7}}",
+        "mov r12, r0",
+        ".rept 9",
+        "ldr r8, [r12], #4",
+        "ldr r8, [r8, lr]",
+        "sxtb16 r9, r8, ror #8",
+        "sxtb16 r8, r8",
+        "ldrd r10, r11, [r1], #8",
+        "smlabb r4, r8, r10, r4",
+        "smlatt r6, r8, r10, r6",
+        "smlabb r5, r9, r11, r5",
+        "smlatt r7, r9, r11, r7",
+        ".endr",
+        "stm r3!, {{r4-r7}}",
+        "add lr, lr, #4",
+        "subs r2, r2, #1",
+        "bne 2b",
         "pop {{r4-r11, pc}}",
     )
 }

@@ -128,6 +128,20 @@ impl ConvGeometry {
         self.kernel * self.kernel * self.input.channels
     }
 
+    /// The convolution (before any pool) as a window of the general kernels.
+    pub const fn window_geometry(&self) -> general::WindowGeometry {
+        general::WindowGeometry {
+            input: self.input,
+            output: self.conv_output(),
+            kernel_height: self.kernel,
+            kernel_width: self.kernel,
+            stride_height: 1,
+            stride_width: 1,
+            pad_top: self.pad,
+            pad_left: self.pad,
+        }
+    }
+
     /// The convolution's own output, before any pool.
     pub const fn conv_output(&self) -> Shape {
         Shape::new(
