@@ -83,13 +83,20 @@ fn split<'a, T>(
     let (input_len, output_len) = (step.input.values(), step.output.values());
     let (shortcut_area, swapping) = arena.split_at_mut_checked(shortcut_len)?;
     if !step.swaps_ends() {
-        let input = swapping
-            .get(regions.input.checked_sub(shortcut_len)?..)?
-            .get(..input_len)?;
+        // The work area lies above or below the main line.
+        let input_at = regions.input.checked_sub(shortcut_len)?;
+        let work_at = regions.work.checked_sub(shortcut_len)?;
+        let (input, work) = if input_at < work_at {
+            let (low, high) = swapping.split_at_mut_checked(work_at)?;
+            (&*low.get_mut(input_at..)?, high)
+        } else {
+            let (low, high) = swapping.split_at_mut_checked(input_at)?;
+            (&*high, low.get_mut(work_at..)?)
+        };
         return Some(Slices {
-            input,
+            input: input.get(..input_len)?,
             output: shortcut_area.get_mut(..output_len)?,
-            work: &mut [],
+            work: work.get_mut(..regions.work_len.min(work.len()))?,
             shortcut: &[],
         });
     }
@@ -461,6 +468,17 @@ fn int8_general_step<'r>(
                 )
                 .ok_or(Error::Malformed)?;
                 *shortcut_zero_point = record.output.zero_point;
+                #[cfg(tinycnn_arm_dsp)]
+                if dsp {
+                    return Ok(dsp::window_conv(
+                        input,
+                        &geometry,
+                        record.weights,
+                        &requantization,
+                        output,
+                        work,
+                    ));
+                }
                 general::conv(input, &geometry, record.weights, &requantization, output)
             }
         },
@@ -470,6 +488,10 @@ fn int8_general_step<'r>(
                 .ok_or(Error::Malformed)?;
             *zero_point = record.output.zero_point;
             let kept = shortcut.get(..input.len()).ok_or(Error::Malformed)?;
+            #[cfg(tinycnn_arm_dsp)]
+            if dsp {
+                return Ok(dsp::add(input, kept, &params, output, work));
+            }
             general::add(input, kept, &params, output)
         }
         Operation::Softmax => {

@@ -390,6 +390,10 @@ pub const fn dsp_depthwise_work_bytes(geometry: &WindowGeometry) -> usize {
     }
 }
 
+/// Bytes of work area the Arm DSP kernels need for an addition: a table of
+/// 256 words per input.
+pub const DSP_ADD_WORK_BYTES: usize = 2 * 256 * 4;
+
 /// Bytes of work area the Arm DSP kernels need for a dense layer of `inputs`
 /// inputs; 0 when the portable kernel runs (`inputs` not a multiple of 4).
 pub const fn dsp_dense_work_bytes(inputs: usize) -> usize {
@@ -411,8 +415,11 @@ pub const fn work_bytes(step: &Step, dsp: bool) -> usize {
     }
     match (step.operation, step.window()) {
         (Operation::Dense, _) => dsp_dense_work_bytes(step.input.values()),
-        (Operation::WindowConv { .. }, Some(window)) => dsp_window_conv_work_bytes(&window),
+        (Operation::WindowConv { .. } | Operation::Shortcut { .. }, Some(window)) => {
+            dsp_window_conv_work_bytes(&window)
+        }
         (Operation::Depthwise { .. }, Some(window)) => dsp_depthwise_work_bytes(&window),
+        (Operation::Add { .. }, _) => DSP_ADD_WORK_BYTES,
         _ => 0,
     }
 }
@@ -471,17 +478,19 @@ pub struct Regions {
 pub const fn regions(step: &Step, shortcut: usize, arena: usize) -> Regions {
     let (input, output) = (step.input.values(), step.output.values());
     if let Operation::Shortcut { .. } = step.operation {
-        // The main line stays where it is; the shortcut goes to the bottom.
-        let input_at = if step.reads_low_end {
-            shortcut
+        // The main line stays where it is; the shortcut goes to the bottom,
+        // and the rest of the swapping part is the work area.
+        let (input_at, work, work_end) = if step.reads_low_end {
+            (shortcut, shortcut + round_up4(input), arena)
         } else {
-            arena.saturating_sub(input)
+            let input_at = arena.saturating_sub(input);
+            (input_at, shortcut, input_at)
         };
         return Regions {
             input: input_at,
             output: 0,
-            work: 0,
-            work_len: 0,
+            work,
+            work_len: work_end.saturating_sub(work),
             shortcut: 0,
         };
     }
@@ -534,7 +543,7 @@ const fn swapping_len(architecture: &Architecture, dsp: bool) -> usize {
                 + round_up4(step.output.values())
                 + work_bytes(&step, dsp)
         } else {
-            round_up4(step.input.values())
+            round_up4(step.input.values()) + work_bytes(&step, dsp)
         };
         if units > largest {
             largest = units;

@@ -92,7 +92,7 @@ macro_rules! naked_prelude {
 }
 
 use super::ConvGeometry;
-use super::general::{self, WindowGeometry};
+use super::general::{self, AddParams, WindowGeometry};
 use super::int8::{Backend, ConvLayer, DenseLayer, Requantization};
 
 /// Output channels whose accumulators one assembly call of a pooled tile
@@ -1018,6 +1018,87 @@ fn depthwise_quads(
     true
 }
 
+/// [`general::add`] with the DSP extension: same arguments, plus `work` of
+/// at least [`ADD_WORK_BYTES`] bytes from a 4-byte boundary.
+///
+/// Each input's scaled value depends only on its byte, so two tables of 256
+/// words hold them (doubled, ready for `SMMULR`: see [`requantize_bounded`]);
+/// per element [`add_scaled`] looks both up, adds them and requantises the sum
+/// with the output's multiplier and right shift. Outputs whose shift is not a
+/// right shift of at least 1 run the portable kernel.
+#[inline(never)]
+pub fn add(
+    a: &[i8],
+    b: &[i8],
+    params: &AddParams,
+    output: &mut [i8],
+    work: &mut [i8],
+) -> Option<Backend> {
+    if a.len() != output.len() || b.len() != output.len() {
+        return None;
+    }
+    if add_tables(a, b, params, output, work) {
+        Some(Backend::ArmDsp)
+    } else {
+        general::add(a, b, params, output).map(|()| Backend::Portable)
+    }
+}
+
+fn add_tables(a: &[i8], b: &[i8], params: &AddParams, output: &mut [i8], work: &mut [i8]) -> bool {
+    let words = aligned_words(work);
+    let exponent = -params.output_shift;
+    let (Some(tables), Ok(count)) = (words.get_mut(..512), u32::try_from(output.len())) else {
+        return false;
+    };
+    if !(1..=31).contains(&exponent)
+        || params.output_multiplier < 0
+        || output.is_empty()
+        || params.activation_min > params.activation_max
+    {
+        return false;
+    }
+    let (table_a, table_b) = tables.split_at_mut(256);
+    for (input, table) in [table_a, table_b].into_iter().enumerate() {
+        // Entry `x + 128` for byte `x`; `|scaled| < 2^28`, so doubling stays in range.
+        for (entry, x) in table.iter_mut().zip(i8::MIN..=i8::MAX) {
+            *entry = params.scaled_input(input, x).wrapping_mul(2) as u32;
+        }
+    }
+    let constants = AddConstants {
+        table_a: table_a_middle(tables),
+        multiplier: params.output_multiplier,
+        exponent,
+        rounding: 1 << (exponent - 1),
+        zero_point: params.output_zero_point,
+        min: params.activation_min,
+        max: params.activation_max,
+    };
+    // SAFETY: `a`, `b` and `output` hold `count >= 1` bytes each (checked
+    // above); the tables hold 256 words each, entry 128 + x for every int8
+    // x, all that the routine reads; the exponent is in 1..=31 and the
+    // multiplier non-negative, as `add_scaled` assumes, and min <= max.
+    unsafe { add_scaled(a.as_ptr(), b.as_ptr(), output.as_mut_ptr(), count, &constants) };
+    true
+}
+
+/// Entry 128 (value 0) of the first of two consecutive 256-word tables.
+fn table_a_middle(tables: &[u32]) -> *const u32 {
+    tables.as_ptr().wrapping_add(128)
+}
+
+/// What [`add_scaled`] reads besides the inputs.
+#[repr(C)]
+struct AddConstants {
+    /// Entry 128 of the first input's table; the second's follows 256 words on.
+    table_a: *const u32,
+    multiplier: i32,
+    exponent: i32,
+    rounding: i32,
+    zero_point: i32,
+    min: i32,
+    max: i32,
+}
+
 /// Widens `quads` groups of four int8 values at `values` to int16 pairs with
 /// `offset` added (`(x0, x2)` then `(x1, x3)`, the order `SXTB16` gives the
 /// weights) into two words at `columns`, the next group's 32 bytes on.
@@ -1594,6 +1675,58 @@ unsafe extern "C" fn depthwise_pixel(
         "stm r3!, {{r4-r7}}",
         "add lr, lr, #4",
         "subs r2, r2, #1",
+        "bne 2b",
+        "pop {{r4-r11, pc}}",
+    )
+}
+
+/// `count` sums of two int8 inputs through their tables, requantised with
+/// the output's multiplier and right shift (the exact rounding of
+/// [`requantize_bounded`]), plus the zero point, clamped (see [`add`]).
+///
+/// Registers: r0/r1 inputs, r2 outputs, r3 count, r4/r5 the tables' middles,
+/// r6 multiplier, r7 exponent, r8 rounding, r9 zero point, r10 minimum, r11
+/// maximum, r12/lr scratch.
+///
+/// # Safety
+///
+/// `a`, `b` valid for reading and `out` for writing `count` bytes; `constants`
+/// as [`AddConstants`] describes, with two tables of 256 words from 128 words
+/// before `table_a`; exponent in 1..=31, multiplier >= 0, min <= max; `count`
+/// at least 1.
+#[unsafe(naked)]
+unsafe extern "C" fn add_scaled(
+    a: *const i8,
+    b: *const i8,
+    out: *mut i8,
+    count: u32,
+    constants: *const AddConstants,
+) {
+    naked_asm!(
+        naked_prelude!(),
+        "push {{r4-r11, lr}}",
+        "ldr lr, [sp, #36]",
+        "ldm lr, {{r4, r6-r11}}",
+        "add r5, r4, #1024",
+        "2:",
+        "ldrsb r12, [r0], #1",
+        "ldrsb lr, [r1], #1",
+        "ldr r12, [r4, r12, lsl #2]",
+        "ldr lr, [r5, lr, lsl #2]",
+        "add r12, r12, lr",
+        "smmulr r12, r12, r6",
+        "add r12, r12, r12, asr #31",
+        "add r12, r12, r8",
+        "asr r12, r12, r7",
+        "add r12, r12, r9",
+        "cmp r12, r10",
+        "it lt",
+        "movlt r12, r10",
+        "cmp r12, r11",
+        "it gt",
+        "movgt r12, r11",
+        "strb r12, [r2], #1",
+        "subs r3, r3, #1",
         "bne 2b",
         "pop {{r4-r11, pc}}",
     )

@@ -434,19 +434,31 @@ pub fn average_pool(
         return None;
     }
     let channels = geometry.input.channels;
+    // Channels in blocks of sums, the window's pixels outside and the channels inside:
+    // each pixel adds a contiguous run of channels.
+    const BLOCK: usize = 32;
     for (pixel, window) in output.chunks_exact_mut(channels).zip(geometry.windows()) {
-        for (channel, out) in pixel.iter_mut().enumerate() {
-            let (mut sum, mut count) = (0i32, 0i32);
-            for value in window.values(input, channels, channel) {
-                sum = sum.wrapping_add(i32::from(value));
-                count = count.wrapping_add(1);
+        let count = i32::try_from(window.rows.len() * window.columns.len()).ok()?;
+        for (block, out_block) in pixel.chunks_mut(BLOCK).enumerate() {
+            let base = block * BLOCK;
+            let mut sums = [0i32; BLOCK];
+            for run in window.runs() {
+                for step in 0..run.len {
+                    let at = (run.pixel + step) * channels + base;
+                    let values = input.get(at..at + out_block.len())?;
+                    for (sum, &x) in sums.iter_mut().zip(values) {
+                        *sum = sum.wrapping_add(i32::from(x));
+                    }
+                }
             }
-            // C's division truncates toward zero, as Rust's does: adding half
-            // the count away from zero first rounds halves away from zero.
-            let half = count / 2;
-            let numerator = if sum > 0 { sum + half } else { sum - half };
-            let mean = numerator.checked_div(count)?;
-            *out = clamp_i8(mean, activation_min, activation_max);
+            for (out, &sum) in out_block.iter_mut().zip(&sums) {
+                // C's division truncates toward zero, as Rust's does: adding half
+                // the count away from zero first rounds halves away from zero.
+                let half = count / 2;
+                let numerator = if sum > 0 { sum + half } else { sum - half };
+                let mean = numerator.checked_div(count)?;
+                *out = clamp_i8(mean, activation_min, activation_max);
+            }
         }
     }
     Some(())
@@ -529,25 +541,46 @@ impl AddParams {
         )
     }
 
+    /// The same addition without saturation checks, when every shift is a right shift (as
+    /// TFLite's converter gives: input multipliers below 1, the output's too for the scales
+    /// it picks) and no zero point lies outside the int8 range.
+    fn right_shifts_only(&self) -> Option<RightShiftAdd> {
+        let in_range = |zero_point: i32| (-128..=127).contains(&zero_point);
+        if !self.input_zero_points.iter().all(|&z| in_range(z)) {
+            return None;
+        }
+        Some(RightShiftAdd {
+            zero_points: self.input_zero_points,
+            inputs: [
+                RightShiftScaling::new(self.input_multipliers[0], self.input_shifts[0])?,
+                RightShiftScaling::new(self.input_multipliers[1], self.input_shifts[1])?,
+            ],
+            output: RightShiftScaling::new(self.output_multiplier, self.output_shift)?,
+            output_zero_point: self.output_zero_point,
+            activation_min: self.activation_min,
+            activation_max: self.activation_max,
+        })
+    }
+
+    /// Input `input` (0 or 1) of value `x` shifted left and scaled, as `AddFunc` scales it
+    /// before the sum.
+    pub(crate) fn scaled_input(&self, input: usize, x: i8) -> i32 {
+        let zero_point = self.input_zero_points.get(input).copied().unwrap_or(0);
+        let multiplier = self.input_multipliers.get(input).copied().unwrap_or(0);
+        let shift = self.input_shifts.get(input).copied().unwrap_or(0);
+        let shifted = i32::from(x)
+            .wrapping_sub(zero_point)
+            .saturating_mul(1 << Self::LEFT_SHIFT);
+        // With a shift of at most 0, TFLite's
+        // MultiplyByQuantizedMultiplierSmallerThanOneExp.
+        multiply_by_quantized_multiplier(shifted, multiplier, shift)
+    }
+
     /// One output value (TFLite's `AddFunc`).
     fn add(&self, a: i8, b: i8) -> i8 {
-        let [zero_a, zero_b] = self.input_zero_points;
-        let [multiplier_a, multiplier_b] = self.input_multipliers;
-        let [shift_a, shift_b] = self.input_shifts;
-        let scaled = |x: i8, zero_point: i32, multiplier: i32, shift: i32| {
-            let shifted = i32::from(x)
-                .wrapping_sub(zero_point)
-                .saturating_mul(1 << Self::LEFT_SHIFT);
-            // With a shift of at most 0, TFLite's
-            // MultiplyByQuantizedMultiplierSmallerThanOneExp.
-            multiply_by_quantized_multiplier(shifted, multiplier, shift)
-        };
-        let sum = scaled(a, zero_a, multiplier_a, shift_a).saturating_add(scaled(
-            b,
-            zero_b,
-            multiplier_b,
-            shift_b,
-        ));
+        let sum = self
+            .scaled_input(0, a)
+            .saturating_add(self.scaled_input(1, b));
         let value =
             multiply_by_quantized_multiplier(sum, self.output_multiplier, self.output_shift)
                 .saturating_add(self.output_zero_point);
@@ -563,10 +596,80 @@ pub fn add(a: &[i8], b: &[i8], params: &AddParams, output: &mut [i8]) -> Option<
     if a.len() != output.len() || b.len() != output.len() {
         return None;
     }
-    for ((out, &a), &b) in output.iter_mut().zip(a).zip(b) {
-        *out = params.add(a, b);
+    if let Some(scalings) = params.right_shifts_only() {
+        for ((out, &a), &b) in output.iter_mut().zip(a).zip(b) {
+            *out = scalings.add(a, b);
+        }
+    } else {
+        for ((out, &a), &b) in output.iter_mut().zip(a).zip(b) {
+            *out = params.add(a, b);
+        }
     }
     Some(())
+}
+
+/// A multiplication by `multiplier / 2^31` then a division by `2^exponent`,
+/// TFLite's rounding, for values whose double fits in `i32`: then
+/// `SaturatingRoundingDoublingHighMul` never saturates and is `floor((x * m +
+/// 2^30) / 2^31)` (its nudge toward zero for negative products and its
+/// truncating division give the same), and `RoundingDivideByPOT` is `(v +
+/// 2^(e-1) - (v < 0)) >> e` for `e >= 1`.
+#[derive(Clone, Copy, Debug)]
+struct RightShiftScaling {
+    multiplier: i64,
+    exponent: u32,
+    rounding: i32,
+    /// `-1` when `exponent >= 1` (the correction for negative values applies), else 0.
+    negative_mask: i32,
+}
+
+impl RightShiftScaling {
+    /// `None` unless `shift` is a right shift (at most 0) and `multiplier` non-negative.
+    const fn new(multiplier: i32, shift: i32) -> Option<Self> {
+        if shift > 0 || shift < -31 || multiplier < 0 {
+            return None;
+        }
+        let exponent = (-shift) as u32;
+        Some(RightShiftScaling {
+            multiplier: multiplier as i64,
+            exponent,
+            rounding: if exponent == 0 { 0 } else { 1 << (exponent - 1) },
+            negative_mask: if exponent == 0 { 0 } else { -1 },
+        })
+    }
+
+    /// [`multiply_by_quantized_multiplier`] for `|x| < 2^30`.
+    #[inline(always)]
+    fn apply(&self, x: i32) -> i32 {
+        let high = ((x as i64 * self.multiplier + (1 << 30)) >> 31) as i32;
+        (high + self.rounding + ((high >> 31) & self.negative_mask)) >> self.exponent
+    }
+}
+
+/// [`AddParams`] whose scalings are all right shifts: every intermediate
+/// value then stays below `2^30` in magnitude (`|x - zero_point| <= 255`,
+/// shifted left by 20, and scaled down), and [`RightShiftScaling`] computes
+/// TFLite's `AddFunc` exactly, without its saturation checks.
+#[derive(Clone, Copy, Debug)]
+struct RightShiftAdd {
+    zero_points: [i32; 2],
+    inputs: [RightShiftScaling; 2],
+    output: RightShiftScaling,
+    output_zero_point: i32,
+    activation_min: i32,
+    activation_max: i32,
+}
+
+impl RightShiftAdd {
+    #[inline(always)]
+    fn add(&self, a: i8, b: i8) -> i8 {
+        let [zero_a, zero_b] = self.zero_points;
+        let [scale_a, scale_b] = &self.inputs;
+        let a = scale_a.apply((i32::from(a) - zero_a) << AddParams::LEFT_SHIFT);
+        let b = scale_b.apply((i32::from(b) - zero_b) << AddParams::LEFT_SHIFT);
+        let value = self.output.apply(a + b) + self.output_zero_point;
+        clamp_i8(value, self.activation_min, self.activation_max)
+    }
 }
 
 /// The integer constants of an int8 softmax with int8 output
