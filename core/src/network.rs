@@ -360,6 +360,24 @@ fn quantize_pixel(pixel: u8, input: &QuantParams) -> i8 {
     steps.clamp(-128.0, 127.0) as i8
 }
 
+/// Quantises `image` into `slots` through a table of the 256 pixel values: each costs a
+/// float division and rounding, and a colour picture has thousands of pixels. Out of line,
+/// so that the table leaves the stack before the layers run.
+#[inline(never)]
+fn quantize_pixels<'a>(
+    image: &[u8],
+    quantization: &QuantParams,
+    slots: impl Iterator<Item = &'a mut i8>,
+) {
+    let mut table = [0i8; 256];
+    for (entry, pixel) in table.iter_mut().zip(0..=u8::MAX) {
+        *entry = quantize_pixel(pixel, quantization);
+    }
+    for (slot, &pixel) in slots.zip(image) {
+        *slot = table.get(usize::from(pixel)).copied().unwrap_or(0);
+    }
+}
+
 /// The zero points an int8 inference tracks: the main line's and the open residual block's
 /// shortcut's.
 struct ZeroPoints<'z> {
@@ -667,11 +685,7 @@ impl Int8Model<'_> {
                     *slot = (pixel ^ 0x80) as i8;
                 }
             }
-            Int8Input::Pixels(image) => {
-                for (slot, &pixel) in first.zip(image) {
-                    *slot = quantize_pixel(pixel, &quantization);
-                }
-            }
+            Int8Input::Pixels(image) => quantize_pixels(image, &quantization, first),
             Int8Input::Quantized(values) => {
                 for (slot, &value) in first.zip(values) {
                     *slot = value;

@@ -318,37 +318,62 @@ pub const fn dsp_conv_work_bytes(geometry: &ConvGeometry) -> usize {
     }
 }
 
-/// Where the Arm DSP kernels' `window_conv` keeps what it unrolls: the four positions' groups,
-/// a byte window to gather into when the input channels are not a multiple
-/// of 4, and filters padded to whole groups when their length is not.
+/// Where the Arm DSP kernels' `window_conv` keeps what it unrolls: the four
+/// positions' groups; when the input channels are not a multiple of 4, also
+/// two bands of input rows (each kernel row's window then starts a run of
+/// whole groups, padded with zero weights) and the filters padded that way.
 #[cfg_attr(not(tinycnn_arm_dsp), allow(dead_code))]
 pub(crate) struct DspWindowConvWork {
+    /// Products per output: kernel taps times input channels.
     pub(crate) fan_in: usize,
+    /// Groups of four values per window as unrolled (padded per kernel row
+    /// when banded).
     pub(crate) groups: usize,
-    pub(crate) staging_words: usize,
+    /// Groups per kernel row when banded, else 0.
+    pub(crate) row_groups: usize,
+    /// Words of one kernel row of a band (its input columns as bytes, the
+    /// padding as the zero point, and slack for the last group's read).
+    pub(crate) band_row_words: usize,
+    /// Words of the two bands (0 unless banded).
+    pub(crate) band_words: usize,
+    /// Words of the padded filters (0 unless banded).
     pub(crate) filter_words: usize,
+    /// All of it, in bytes.
     pub(crate) bytes: usize,
 }
 
 impl DspWindowConvWork {
     pub(crate) const fn of(geometry: &WindowGeometry) -> Self {
-        let fan_in = geometry.kernel_height * geometry.kernel_width * geometry.input.channels;
-        let groups = fan_in.div_ceil(4);
-        let staging_words = if geometry.input.channels.is_multiple_of(4) {
-            0
+        let channels = geometry.input.channels;
+        let fan_in = geometry.kernel_height * geometry.kernel_width * channels;
+        let banded = !channels.is_multiple_of(4);
+        let (row_groups, band_row_words) = if banded {
+            let row_bytes = geometry.kernel_width * channels;
+            // Input columns the output row's windows span.
+            let columns = geometry.output.width.saturating_sub(1) * geometry.stride_width
+                + geometry.kernel_width;
+            (row_bytes.div_ceil(4), (columns * channels + 3).div_ceil(4))
         } else {
-            groups
+            (0, 0)
         };
-        let filter_words = if fan_in.is_multiple_of(4) {
-            0
+        let groups = if banded {
+            geometry.kernel_height * row_groups
         } else {
+            fan_in.div_ceil(4)
+        };
+        let band_words = 2 * geometry.kernel_height * band_row_words;
+        let filter_words = if banded {
             groups * geometry.output.channels
+        } else {
+            0
         };
-        let bytes = 4 * (groups * 2 * DSP_POSITIONS + staging_words + filter_words);
+        let bytes = 4 * (groups * 2 * DSP_POSITIONS + band_words + filter_words);
         DspWindowConvWork {
             fan_in,
             groups,
-            staging_words,
+            row_groups,
+            band_row_words,
+            band_words,
             filter_words,
             bytes,
         }

@@ -337,6 +337,63 @@ impl<'r, 'a> Requantizer<'r, 'a> {
         }
     }
 
+    /// Whether [`conv_tile_fused`] can requantise this layer's outputs.
+    fn fuses(&self) -> bool {
+        self.path == RequantPath::Clamped && self.requantization.output_zero_point() == -128
+    }
+
+    /// Runs [`conv_tile_fused`] on a tile of four whole output pixels from
+    /// pixel `first_pixel` on: every one of `filters` channels of them.
+    /// False (nothing written) if the layer does not fuse or the pixels are
+    /// not inside `output`.
+    fn run_fused(
+        &self,
+        columns: &[u32],
+        filters: &[u8],
+        groups: u32,
+        first_pixel: usize,
+        output: &mut [i8],
+    ) -> bool {
+        let count = self.requantization.outputs();
+        let start = first_pixel * count;
+        let (true, Some(pixels), Ok(channels)) = (
+            self.fuses() && count > 0 && groups > 0,
+            output.get_mut(start..start + POSITIONS * count),
+            u32::try_from(count),
+        ) else {
+            return false;
+        };
+        if columns.len() < groups as usize * 2 * POSITIONS
+            || filters.len() < count * groups as usize * 4
+        {
+            return false;
+        }
+        let mut target = FusedOutput {
+            out: pixels.as_mut_ptr(),
+            stride: channels,
+            bias: self.constants.bias,
+            multipliers: self.constants.multipliers,
+            shifts: self.constants.shifts,
+            rounding: self.constants.rounding,
+        };
+        // SAFETY: `columns` holds `groups` groups of 8 words and `filters`
+        // `count` filters of `groups * 4` bytes (checked above); the routine
+        // writes each channel of the four pixels `pixels` holds (`stride` =
+        // `count` bytes apart) and reads `count` entries of the layer's
+        // constants, whose ranges `Requantizer::new` checked for the clamped
+        // path (`fuses`); `count >= 1`, `groups >= 1`.
+        unsafe {
+            conv_tile_fused(
+                columns.as_ptr(),
+                filters.as_ptr(),
+                groups,
+                channels,
+                (&raw mut target).cast(),
+            );
+        }
+        true
+    }
+
     /// Requantises `accumulators` of the channels from `first` on into
     /// `outputs`.
     #[inline(always)]
@@ -562,6 +619,18 @@ fn conv_multi_channel(
                 return false;
             }
         }
+        let whole = !pooled && (tile + 1) * POSITIONS <= pixels;
+        if whole
+            && requantizer.run_fused(
+                columns,
+                layer.filters(),
+                group_count,
+                tile * POSITIONS,
+                output,
+            )
+        {
+            continue;
+        }
         let filter_chunks = layer.filters().chunks(chunk * fan_in);
         for (index, filter_chunk) in filter_chunks.enumerate() {
             let count = filter_chunk.len() / fan_in;
@@ -656,29 +725,29 @@ fn window_conv_groups(
         return false;
     }
     let (columns, rest) = words.split_at_mut(groups * 2 * POSITIONS);
-    let (staging, rest) = rest.split_at_mut(layout.staging_words);
+    let (bands, rest) = rest.split_at_mut(layout.band_words);
     let (padded_filters, _) = rest.split_at_mut(layout.filter_words);
     let Ok(group_count) = u32::try_from(groups) else {
         return false;
     };
     // SAFETY: reinterprets aligned words as four times as many bytes; every
     // bit pattern is valid for both.
-    let (_, staging, _) = unsafe { staging.align_to_mut::<i8>() };
+    let (_, bands, _) = unsafe { bands.align_to_mut::<i8>() };
     // SAFETY: as above.
     let (_, padded_filters, _) = unsafe { padded_filters.align_to_mut::<u8>() };
-    // Filters of a whole number of groups: as stored, or padded with zeros.
-    let filters_bytes: &[u8] = if layout.filter_words == 0 {
-        weights
-    } else {
-        for (padded, filter) in padded_filters
-            .chunks_exact_mut(groups * 4)
-            .zip(weights.chunks_exact(fan_in))
-        {
-            let (head, tail) = padded.split_at_mut(fan_in.min(padded.len()));
-            head.copy_from_slice(filter.get(..head.len()).unwrap_or(&[]));
+    let banded = layout.band_words > 0;
+    let row_bytes = geometry.kernel_width * geometry.input.channels;
+    // Banded, each kernel row of a filter padded with zeros to whole groups.
+    let filters_bytes: &[u8] = if banded {
+        let padded_rows = padded_filters.chunks_exact_mut(layout.row_groups * 4);
+        for (padded, row) in padded_rows.zip(weights.chunks_exact(row_bytes.max(1))) {
+            let (head, tail) = padded.split_at_mut(row_bytes.min(padded.len()));
+            head.copy_from_slice(row.get(..head.len()).unwrap_or(&[]));
             tail.fill(0);
         }
         padded_filters
+    } else {
+        weights
     };
     let requantizer = Requantizer::new(requantization, fan_in);
     let zero_point = requantization.input_zero_point();
@@ -686,6 +755,9 @@ fn window_conv_groups(
     let mut sums = [0i32; CHUNK];
     let width = geometry.output.width.max(1);
     let pixels = geometry.output.height * width;
+    let band_bytes = geometry.kernel_height * layout.band_row_words * 4;
+    // The output row each band holds.
+    let mut band_rows = [usize::MAX; 2];
     for tile in 0..pixels.div_ceil(POSITIONS) {
         for position in 0..POSITIONS {
             let pixel = tile * POSITIONS + position;
@@ -693,15 +765,48 @@ fn window_conv_groups(
             let Some(slots) = columns.get_mut(2 * position..) else {
                 return false;
             };
-            let filled = if layout.staging_words == 0 {
-                fill_window_position(input, geometry, at, slots, offset)
-            } else {
-                gather_window_position(input, geometry, at, zero_point as i8, staging)
-                    && widen_staged(staging, groups, slots, offset)
+            let filled = match at {
+                Some((y, x)) if banded => {
+                    let Some(band) = bands.get_mut((y % 2) * band_bytes..(y % 2 + 1) * band_bytes)
+                    else {
+                        return false;
+                    };
+                    if let Some(held) = band_rows.get_mut(y % 2)
+                        && *held != y
+                    {
+                        fill_band(
+                            input,
+                            geometry,
+                            y,
+                            zero_point as i8,
+                            layout.band_row_words * 4,
+                            band,
+                        );
+                        *held = y;
+                    }
+                    widen_band_position(band, geometry, &layout, x, slots, offset)
+                }
+                None if banded => {
+                    zero_groups(slots, groups);
+                    true
+                }
+                _ => fill_window_position(input, geometry, at, slots, offset),
             };
             if !filled {
                 return false;
             }
+        }
+        let whole = (tile + 1) * POSITIONS <= pixels;
+        if whole
+            && requantizer.run_fused(
+                columns,
+                filters_bytes,
+                group_count,
+                tile * POSITIONS,
+                output,
+            )
+        {
+            continue;
         }
         let filter_chunks = filters_bytes.chunks(CHUNK_EACH * groups * 4);
         for (index, filter_chunk) in filter_chunks.enumerate() {
@@ -815,65 +920,81 @@ fn fill_window_position(
     true
 }
 
-/// Gathers the window of output pixel `at` as bytes into `staging` (`[ky][kx][c]`, then
-/// padding to a whole group), with `zero_point` for taps outside the input and past the
-/// window, so that they add nothing. `None` for `at`: all zero points.
+/// Fills `band` with the input rows output row `y` reads (kernel row `ky`
+/// at `ky * row_len`), from the first window's first column to the last
+/// window's last, as bytes; columns and rows outside the input, and the slack
+/// after each row, hold `zero_point`.
 #[inline(always)]
-fn gather_window_position(
+fn fill_band(
     input: &[i8],
     geometry: &WindowGeometry,
-    at: Option<(usize, usize)>,
+    y: usize,
     zero_point: i8,
-    staging: &mut [i8],
-) -> bool {
-    staging.fill(zero_point);
-    let Some((y, x)) = at else {
-        return true;
-    };
+    row_len: usize,
+    band: &mut [i8],
+) {
     let shape = geometry.input;
     let channels = shape.channels;
-    let (kernel_height, kernel_width) = (geometry.kernel_height, geometry.kernel_width);
+    band.fill(zero_point);
     let (top, bottom, input_y) = axis_span(
         y,
         geometry.stride_height,
         geometry.pad_top,
-        kernel_height,
+        geometry.kernel_height,
         shape.height,
     );
-    let (first, end, input_x) = axis_span(
-        x,
-        geometry.stride_width,
-        geometry.pad_left,
-        kernel_width,
-        shape.width,
-    );
-    let run = (end - first) * channels;
+    // Input columns inside the map: from `pad_left` on in the band.
+    let skip = geometry.pad_left.min(row_len / channels.max(1));
+    let inside = shape
+        .width
+        .min((row_len / channels.max(1)).saturating_sub(skip));
     for ky in top..bottom {
-        let from = ((input_y + ky - top) * shape.width + input_x) * channels;
-        let to = (ky * kernel_width + first) * channels;
-        let (Some(source), Some(target)) =
-            (input.get(from..from + run), staging.get_mut(to..to + run))
-        else {
-            return false;
-        };
-        target.copy_from_slice(source);
+        let from = (input_y + ky - top) * shape.width * channels;
+        let to = ky * row_len + skip * channels;
+        if let (Some(source), Some(target)) = (
+            input.get(from..from + inside * channels),
+            band.get_mut(to..to + inside * channels),
+        ) {
+            target.copy_from_slice(source);
+        }
     }
-    true
 }
 
-/// Widens the `groups` groups of four bytes in `staging` into a position's
-/// slots, as [`fill_window_position`] does from the input.
+/// Widens the window of output column `x` from `band` into a position's
+/// slots: each kernel row's bytes, from the window's first column on, as
+/// `row_groups` whole groups (the bytes past the row meet zero weights).
 #[inline(always)]
-fn widen_staged(staging: &[i8], groups: usize, slots: &mut [u32], offset: u32) -> bool {
-    let (Some(values), Ok(count)) = (staging.get(..4 * groups), u32::try_from(groups)) else {
+fn widen_band_position(
+    band: &[i8],
+    geometry: &WindowGeometry,
+    layout: &DspWindowConvWork,
+    x: usize,
+    slots: &mut [u32],
+    offset: u32,
+) -> bool {
+    let row_len = layout.band_row_words * 4;
+    let start = x * geometry.stride_width * geometry.input.channels;
+    let run = layout.row_groups;
+    let Ok(count) = u32::try_from(run) else {
         return false;
     };
-    if groups == 0 || slots.len() < 8 * (groups - 1) + 2 {
-        return false;
+    for (ky, row_slots) in slots
+        .chunks_mut(run * 2 * POSITIONS)
+        .take(geometry.kernel_height)
+        .enumerate()
+    {
+        let from = ky * row_len + start;
+        let Some(values) = band.get(from..from + 4 * run) else {
+            return false;
+        };
+        if run == 0 || row_slots.len() < 8 * (run - 1) + 2 {
+            return false;
+        }
+        // SAFETY: `values` holds `run` words (any alignment); `row_slots`
+        // this position's two words of each of the `run` groups of eight of
+        // kernel row `ky` (checked above); `run >= 1`.
+        unsafe { widen_into_columns(values.as_ptr(), row_slots.as_mut_ptr(), count, offset) };
     }
-    // SAFETY: `values` holds `groups` words; `slots` this position's two
-    // words of each of `groups` groups of eight (checked above); `groups >= 1`.
-    unsafe { widen_into_columns(values.as_ptr(), slots.as_mut_ptr(), count, offset) };
     true
 }
 
@@ -1077,7 +1198,15 @@ fn add_tables(a: &[i8], b: &[i8], params: &AddParams, output: &mut [i8], work: &
     // above); the tables hold 256 words each, entry 128 + x for every int8
     // x, all that the routine reads; the exponent is in 1..=31 and the
     // multiplier non-negative, as `add_scaled` assumes, and min <= max.
-    unsafe { add_scaled(a.as_ptr(), b.as_ptr(), output.as_mut_ptr(), count, &constants) };
+    unsafe {
+        add_scaled(
+            a.as_ptr(),
+            b.as_ptr(),
+            output.as_mut_ptr(),
+            count,
+            &constants,
+        )
+    };
     true
 }
 
@@ -1893,6 +2022,47 @@ conv_tile_routine!(
     unroll 4,
     shift 2,
     "str r10, [lr, #32]\nstr r11, [lr, #64]\nstr r12, [lr, #96]\nstr r9, [lr], #4"
+);
+
+/// Where [`conv_tile_fused`] writes and what it requantises with: the output
+/// of the tile's first position and channel (the next positions `stride`
+/// bytes on), and the constants of that channel; the routine advances all of
+/// them channel by channel.
+#[repr(C)]
+struct FusedOutput {
+    out: *mut i8,
+    stride: u32,
+    bias: *const i32,
+    multipliers: *const i32,
+    shifts: *const u8,
+    rounding: *const i32,
+}
+
+conv_tile_routine!(
+    /// The tile of four output pixels requantised in place, for outputs
+    /// clamped at zero point -128 with maximum 127 ([`RequantPath::Clamped`]):
+    /// each channel's four accumulators get its bias, `SMMLAR` and shift (see
+    /// [`Requantizer`]), `USAT` and the flipped top bit, and go straight to the
+    /// four pixels' outputs, with no call and no accumulators left in memory.
+    /// `out` is a [`FusedOutput`].
+    conv_tile_fused,
+    unroll 4,
+    shift 2,
+    "ldm lr, {{r2-r7}}\n\
+     ldr r8, [r4], #4\n\
+     ldr r0, [r5], #4\n\
+     add r9, r9, r8\nadd r10, r10, r8\nadd r11, r11, r8\nadd r12, r12, r8\n\
+     ldrsb r8, [r6], #1\n\
+     add r2, r2, #1\n\
+     stm lr, {{r2-r6}}\n\
+     sub r2, r2, #1\n\
+     rsb r8, r8, #0\n\
+     ldr r7, [r7, r8, lsl #2]\n\
+     lsl r9, r9, #1\nsmmlar r9, r9, r0, r7\nasr r9, r9, r8\nusat r9, #8, r9\neor r9, r9, #128\n\
+     lsl r10, r10, #1\nsmmlar r10, r10, r0, r7\nasr r10, r10, r8\nusat r10, #8, r10\neor r10, r10, #128\n\
+     lsl r11, r11, #1\nsmmlar r11, r11, r0, r7\nasr r11, r11, r8\nusat r11, #8, r11\neor r11, r11, #128\n\
+     lsl r12, r12, #1\nsmmlar r12, r12, r0, r7\nasr r12, r12, r8\nusat r12, #8, r12\neor r12, r12, #128\n\
+     strb r9, [r2]\nstrb r10, [r2, r3]\nadd r4, r2, r3, lsl #1\nstrb r11, [r4]\nstrb r12, [r4, r3]"
 );
 
 /// The single-channel 3x3 inner loop: per channel, five weight pairs against

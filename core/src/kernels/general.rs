@@ -633,7 +633,11 @@ impl RightShiftScaling {
         Some(RightShiftScaling {
             multiplier: multiplier as i64,
             exponent,
-            rounding: if exponent == 0 { 0 } else { 1 << (exponent - 1) },
+            rounding: if exponent == 0 {
+                0
+            } else {
+                1 << (exponent - 1)
+            },
             negative_mask: if exponent == 0 { 0 } else { -1 },
         })
     }
