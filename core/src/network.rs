@@ -460,12 +460,20 @@ fn int8_general_step<'r>(
             let (min, max) = (i32::from(i8::MIN), i32::from(i8::MAX));
             match pool.kind {
                 PoolKind::Max => general::max_pool(input, &geometry, min, max, output),
+                #[cfg(tinycnn_arm_dsp)]
+                PoolKind::Average if dsp => {
+                    return Ok(dsp::average_pool(input, &geometry, min, max, output));
+                }
                 PoolKind::Average => general::average_pool(input, &geometry, min, max, output),
             }
         }
         Operation::GlobalAveragePool => {
             let geometry = global_geometry(step.input).ok_or(Error::Malformed)?;
             let (min, max) = (i32::from(i8::MIN), i32::from(i8::MAX));
+            #[cfg(tinycnn_arm_dsp)]
+            if dsp {
+                return Ok(dsp::average_pool(input, &geometry, min, max, output));
+            }
             general::average_pool(input, &geometry, min, max, output)
         }
         Operation::Shortcut { shortcut } => match shortcut.projection() {

@@ -362,7 +362,9 @@ impl DspWindowConvWork {
             fan_in.div_ceil(4)
         };
         let band_words = 2 * geometry.kernel_height * band_row_words;
-        let filter_words = if banded {
+        // Rows of whole groups are the filters' own layout.
+        let padded = banded && !(geometry.kernel_width * channels).is_multiple_of(4);
+        let filter_words = if padded {
             groups * geometry.output.channels
         } else {
             0
@@ -387,8 +389,9 @@ pub const fn dsp_window_conv_work_bytes(geometry: &WindowGeometry) -> usize {
 }
 
 /// Words per group of four channels in the Arm DSP depthwise kernel's table:
-/// four starting sums, then two int16 pairs per tap of a 3x3 window.
-pub(crate) const DEPTHWISE_QUAD_WORDS: usize = 4 + 2 * 9;
+/// four starting sums, two int16 pairs per tap of a 3x3 window, and each
+/// channel's multiplier and shift.
+pub(crate) const DEPTHWISE_QUAD_WORDS: usize = 4 + 2 * 9 + 2 * 4;
 
 /// Whether the Arm DSP kernels run a depthwise convolution of `geometry`
 /// themselves: a 3x3 window (any stride and padding), one output channel per

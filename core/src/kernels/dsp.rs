@@ -383,7 +383,12 @@ impl<'r, 'a> Requantizer<'r, 'a> {
         // constants, whose ranges `Requantizer::new` checked for the clamped
         // path (`fuses`); `count >= 1`, `groups >= 1`.
         unsafe {
-            conv_tile_fused(
+            let routine = if groups < 16 {
+                conv_tile_fused_short
+            } else {
+                conv_tile_fused
+            };
+            routine(
                 columns.as_ptr(),
                 filters.as_ptr(),
                 groups,
@@ -738,7 +743,7 @@ fn window_conv_groups(
     let banded = layout.band_words > 0;
     let row_bytes = geometry.kernel_width * geometry.input.channels;
     // Banded, each kernel row of a filter padded with zeros to whole groups.
-    let filters_bytes: &[u8] = if banded {
+    let filters_bytes: &[u8] = if banded && !row_bytes.is_multiple_of(4) {
         let padded_rows = padded_filters.chunks_exact_mut(layout.row_groups * 4);
         for (padded, row) in padded_rows.zip(weights.chunks_exact(row_bytes.max(1))) {
             let (head, tail) = padded.split_at_mut(row_bytes.min(padded.len()));
@@ -1061,11 +1066,21 @@ fn depthwise_quads(
     };
     let zero_point = requantization.input_zero_point();
     padding.fill(u32::from_ne_bytes([zero_point as u8; 4]));
-    // The table: per quad, the zero point's share of the sums, then each
-    // tap's weight pairs.
+    let requantizer = Requantizer::new(requantization, DEPTHWISE_TAPS);
+    let (_, _, shifts) = requantization.raw();
+    let fused = requantizer.fuses() && shifts.iter().all(|&s| (s as i8) <= -1);
+    // The table: per quad, the starting sums (the zero point's share, and the
+    // biases when requantising in place), each tap's weight pairs, then each
+    // channel's multiplier and right shift less one.
+    let mut constants = requantization.channels();
     for (quad, entry) in table.chunks_exact_mut(DEPTHWISE_QUAD_WORDS).enumerate() {
-        let (bias_words, pairs) = entry.split_at_mut(4);
-        for (lane, bias_word) in bias_words.iter_mut().enumerate() {
+        let (starts, rest) = entry.split_at_mut(4);
+        let (pairs, scalings) = rest.split_at_mut(2 * DEPTHWISE_TAPS);
+        for ((lane, start), scaling) in starts
+            .iter_mut()
+            .enumerate()
+            .zip(scalings.as_chunks_mut::<2>().0)
+        {
             let channel = 4 * quad + lane;
             let sum: i32 = weights
                 .iter()
@@ -1073,8 +1088,10 @@ fn depthwise_quads(
                 .step_by(channels)
                 .map(|&w| i32::from(w as i8))
                 .sum();
-            // The bias itself is added when requantising.
-            *bias_word = zero_point.wrapping_mul(sum).wrapping_neg() as u32;
+            let constant = constants.next().unwrap_or_default();
+            let bias = if fused { constant.bias } else { 0 };
+            *start = bias.wrapping_sub(zero_point.wrapping_mul(sum)) as u32;
+            *scaling = [constant.multiplier as u32, (-constant.shift - 1) as u32];
         }
         for (tap, pair) in pairs.as_chunks_mut::<2>().0.iter_mut().enumerate() {
             let start = tap * channels + 4 * quad;
@@ -1088,28 +1105,67 @@ fn depthwise_quads(
             *pair = [sxtab16(0, raw), sxtab16_odd(0, raw)];
         }
     }
-    let requantizer = Requantizer::new(requantization, DEPTHWISE_TAPS);
     let padding_row = padding.as_ptr().cast::<i8>();
     let shape = geometry.input;
     let row_bytes = shape.width * channels;
     let mut sums = [0i32; CHUNK];
+    let width = geometry.output.width.max(1);
+    let mut tap_offsets = [0usize; DEPTHWISE_TAPS];
+    for (tap, offset) in tap_offsets.iter_mut().enumerate() {
+        *offset = (tap / 3) * row_bytes + (tap % 3) * channels;
+    }
     let pixels = output.chunks_exact_mut(channels);
     for (pixel, out) in pixels.enumerate() {
-        let (y, x) = (
-            pixel / geometry.output.width.max(1),
-            pixel % geometry.output.width.max(1),
-        );
+        let (y, x) = (pixel / width, pixel % width);
         let top = (y * geometry.stride_height) as isize - geometry.pad_top as isize;
         let left = (x * geometry.stride_width) as isize - geometry.pad_left as isize;
         let mut taps = [padding_row; DEPTHWISE_TAPS];
-        for (tap, address) in taps.iter_mut().enumerate() {
-            let (row, column) = (top + (tap / 3) as isize, left + (tap % 3) as isize);
-            if (0..shape.height as isize).contains(&row)
-                && (0..shape.width as isize).contains(&column)
-            {
-                let offset = row as usize * row_bytes + column as usize * channels;
-                *address = input.as_ptr().wrapping_add(offset);
+        let inside = |at: isize, side: usize| (0..side as isize).contains(&at);
+        if inside(top, shape.height)
+            && inside(top + 2, shape.height)
+            && inside(left, shape.width)
+            && inside(left + 2, shape.width)
+        {
+            // The whole window inside the map (most pixels): fixed offsets.
+            let corner = input
+                .as_ptr()
+                .wrapping_add(top as usize * row_bytes + left as usize * channels);
+            for (address, &offset) in taps.iter_mut().zip(&tap_offsets) {
+                *address = corner.wrapping_add(offset);
             }
+        } else {
+            for (ky, row_taps) in taps.chunks_exact_mut(3).enumerate() {
+                let row = top + ky as isize;
+                if !inside(row, shape.height) {
+                    continue;
+                }
+                for (kx, address) in row_taps.iter_mut().enumerate() {
+                    let column = left + kx as isize;
+                    if inside(column, shape.width) {
+                        let offset = row as usize * row_bytes + column as usize * channels;
+                        *address = input.as_ptr().wrapping_add(offset);
+                    }
+                }
+            }
+        }
+        if fused {
+            // SAFETY: every address in `taps` is a whole input pixel (`row`
+            // and `column` inside the map, so `offset + channels <=
+            // input.len()`) or `padding` (`channels` bytes), of which the
+            // routine reads `4 * quads = channels` bytes; `table` holds
+            // `quads` entries; `out` is this pixel's `channels` bytes; the
+            // constants suit the routine (`fuses`, shifts of at least 1).
+            // `quads >= 1`.
+            unsafe {
+                depthwise_pixel_fused(
+                    taps.as_ptr(),
+                    table.as_ptr(),
+                    quads as u32,
+                    out.as_mut_ptr(),
+                    0,
+                );
+            }
+            continue;
         }
         for (chunk, (out_chunk, table_chunk)) in out
             .chunks_mut(CHUNK)
@@ -1117,13 +1173,11 @@ fn depthwise_quads(
             .enumerate()
         {
             let chunk_quads = out_chunk.len() / 4;
-            // SAFETY: every address in `taps` is a whole input pixel (`row`
-            // and `column` inside the map, so `offset + channels <=
-            // input.len()`) or `padding` (`channels` bytes), and the routine
-            // reads `4 * chunk_quads` bytes from channel `chunk * CHUNK` on
-            // of each; `table_chunk` holds `chunk_quads` entries (it is as
-            // long as `out_chunk`'s quads); it writes `4 * chunk_quads <=
-            // CHUNK` words to `sums`. `chunk_quads >= 1`.
+            // SAFETY: as above for `taps`, reading `4 * chunk_quads` bytes
+            // from channel `chunk * CHUNK` on; `table_chunk` holds
+            // `chunk_quads` entries (it is as long as `out_chunk`'s quads);
+            // the routine writes `4 * chunk_quads <= CHUNK` words to `sums`.
+            // `chunk_quads >= 1`.
             unsafe {
                 depthwise_pixel(
                     taps.as_ptr(),
@@ -1226,6 +1280,90 @@ struct AddConstants {
     zero_point: i32,
     min: i32,
     max: i32,
+}
+
+/// [`general::average_pool`] with the DSP extension, for a multiple of 4
+/// channels and windows of at most 256 taps: four channels' sums at a time
+/// in the halves of two words (`SXTAB16` adds two bytes to two int16 sums;
+/// 256 values of at most 128 in magnitude fit), then the portable kernel's
+/// rounding division. Other shapes run the portable kernel.
+#[inline(never)]
+pub fn average_pool(
+    input: &[i8],
+    geometry: &WindowGeometry,
+    activation_min: i32,
+    activation_max: i32,
+    output: &mut [i8],
+) -> Option<Backend> {
+    let channels = geometry.input.channels;
+    let fits = input.len() == geometry.input.values()
+        && output.len() == geometry.output.values()
+        && geometry.output.channels == channels
+        && geometry.is_consistent();
+    if !fits {
+        return None;
+    }
+    let small = geometry.kernel_height * geometry.kernel_width <= 256;
+    if !(small && channels.is_multiple_of(4)) {
+        return general::average_pool(input, geometry, activation_min, activation_max, output)
+            .map(|()| Backend::Portable);
+    }
+    let shape = geometry.input;
+    let width = geometry.output.width.max(1);
+    for (pixel, out) in output.chunks_exact_mut(channels).enumerate() {
+        let (y, x) = (pixel / width, pixel % width);
+        let (top, bottom, input_y) = axis_span(
+            y,
+            geometry.stride_height,
+            geometry.pad_top,
+            geometry.kernel_height,
+            shape.height,
+        );
+        let (first, end, input_x) = axis_span(
+            x,
+            geometry.stride_width,
+            geometry.pad_left,
+            geometry.kernel_width,
+            shape.width,
+        );
+        let (rows, columns) = (bottom - top, end - first);
+        let count = i32::try_from(rows * columns).ok()?;
+        if count == 0 {
+            return None;
+        }
+        // Blocks of 64 channels: each window pixel adds its contiguous run of them.
+        for (block, out_block) in out.chunks_mut(CHUNK).enumerate() {
+            let mut sums = [[0u32; 2]; CHUNK / 4];
+            for row in input_y..input_y + rows {
+                let start = (row * shape.width + input_x) * channels + block * CHUNK;
+                for column in 0..columns {
+                    let at = start + column * channels;
+                    let values = input.get(at..at + out_block.len())?;
+                    for (pair, quad) in sums.iter_mut().zip(values.as_chunks::<4>().0) {
+                        let raw = word(quad);
+                        *pair = [sxtab16(pair[0], raw), sxtab16_odd(pair[1], raw)];
+                    }
+                }
+            }
+            let quads = out_block.as_chunks_mut::<4>().0.iter_mut().zip(&sums);
+            for (out_quad, &[even, odd]) in quads {
+                let lanes = [even, odd, even >> 16, odd >> 16];
+                for (out, lane) in out_quad.iter_mut().zip(lanes) {
+                    let sum = i32::from(lane as u16 as i16);
+                    // C's division truncates toward zero: adding half the
+                    // count away from zero first rounds halves away from zero.
+                    let half = count / 2;
+                    let numerator = if sum > 0 { sum + half } else { sum - half };
+                    let mean = numerator / count;
+                    *out = mean
+                        .max(activation_min)
+                        .min(activation_max)
+                        .clamp(-128, 127) as i8;
+                }
+            }
+        }
+    }
+    Some(Backend::ArmDsp)
 }
 
 /// Widens `quads` groups of four int8 values at `values` to int16 pairs with
@@ -1761,9 +1899,31 @@ unsafe extern "C" fn requantize_bounded(
     )
 }
 
+/// The nine taps of [`depthwise_pixel`]: r4-r7 start from the table's four
+/// values and gain each tap's products.
+macro_rules! depthwise_taps {
+    () => {
+        concat!(
+            "ldm r1!, {{r4-r7}}\n",
+            "mov r12, r0\n",
+            ".rept 9\n",
+            "ldr r8, [r12], #4\n",
+            "ldr r8, [r8, lr]\n",
+            "sxtb16 r9, r8, ror #8\n",
+            "sxtb16 r8, r8\n",
+            "ldrd r10, r11, [r1], #8\n",
+            "smlabb r4, r8, r10, r4\n",
+            "smlatt r6, r8, r10, r6\n",
+            "smlabb r5, r9, r11, r5\n",
+            "smlatt r7, r9, r11, r7\n",
+            ".endr",
+        )
+    };
+}
+
 /// One output pixel of a 3x3 depthwise convolution, `quads` groups of four
-/// channels from byte `first` of each tap: `sums[c]` = table bias + the
-/// nine taps' `x * w` (see [`depthwise`]).
+/// channels from byte `first` of each tap: `sums[c]` = the table's starting
+/// value + the nine taps' `x * w` (see [`depthwise`]).
 ///
 /// Registers: r0 the taps' addresses, r12 walking them, r1 table (advancing),
 /// r2 quads left, r3 `sums` (advancing), r4-r7 accumulators, r8/r9 values,
@@ -1788,20 +1948,93 @@ unsafe extern "C" fn depthwise_pixel(
         "push {{r4-r11, lr}}",
         "ldr lr, [sp, #36]",
         "2:",
-        "ldm r1!, {{r4-r7}}",
-        "mov r12, r0",
-        ".rept 9",
-        "ldr r8, [r12], #4",
-        "ldr r8, [r8, lr]",
-        "sxtb16 r9, r8, ror #8",
-        "sxtb16 r8, r8",
-        "ldrd r10, r11, [r1], #8",
-        "smlabb r4, r8, r10, r4",
-        "smlatt r6, r8, r10, r6",
-        "smlabb r5, r9, r11, r5",
-        "smlatt r7, r9, r11, r7",
-        ".endr",
+        depthwise_taps!(),
         "stm r3!, {{r4-r7}}",
+        // Past the quad's requantisation constants.
+        "add r1, r1, #32",
+        "add lr, lr, #4",
+        "subs r2, r2, #1",
+        "bne 2b",
+        "pop {{r4-r11, pc}}",
+    )
+}
+
+/// One channel of [`depthwise_pixel_fused`]: the sum in `$sum`, the
+/// channel's multiplier and `e - 1` next in the table.
+macro_rules! depthwise_requantize {
+    ($sum:literal) => {
+        concat!(
+            "ldrd r8, r9, [r1], #8\n",
+            "lsl ",
+            $sum,
+            ", ",
+            $sum,
+            ", #1\n",
+            "smmulr ",
+            $sum,
+            ", ",
+            $sum,
+            ", r8\n",
+            "asr ",
+            $sum,
+            ", ",
+            $sum,
+            ", r9\n",
+            "add ",
+            $sum,
+            ", ",
+            $sum,
+            ", #1\n",
+            "asr ",
+            $sum,
+            ", ",
+            $sum,
+            ", #1\n",
+            "usat ",
+            $sum,
+            ", #8, ",
+            $sum,
+            "\n",
+            "eor ",
+            $sum,
+            ", ",
+            $sum,
+            ", #128\n",
+            "strb ",
+            $sum,
+            ", [r3], #1\n",
+        )
+    };
+}
+
+/// The same pixel requantised in place, for outputs clamped at zero point
+/// -128 with maximum 127 and right shifts `e` of at least 1: the table's
+/// starting values include the biases, and each quad's entry ends with each
+/// channel's multiplier and `e - 1`; `(v >> (e - 1)) + 1) >> 1` rounds as
+/// `SMMLAR` does in [`requantize_clamped`]. Writes `4 * quads` bytes to
+/// `out`.
+///
+/// # Safety
+///
+/// As [`depthwise_pixel`], with `out` valid for writing `4 * quads` bytes.
+#[unsafe(naked)]
+unsafe extern "C" fn depthwise_pixel_fused(
+    taps: *const *const i8,
+    table: *const u32,
+    quads: u32,
+    out: *mut i8,
+    first: u32,
+) {
+    naked_asm!(
+        naked_prelude!(),
+        "push {{r4-r11, lr}}",
+        "ldr lr, [sp, #36]",
+        "2:",
+        depthwise_taps!(),
+        depthwise_requantize!("r4"),
+        depthwise_requantize!("r5"),
+        depthwise_requantize!("r6"),
+        depthwise_requantize!("r7"),
         "add lr, lr, #4",
         "subs r2, r2, #1",
         "bne 2b",
@@ -2046,6 +2279,29 @@ conv_tile_routine!(
     /// four pixels' outputs, with no call and no accumulators left in memory.
     /// `out` is a [`FusedOutput`].
     conv_tile_fused,
+    unroll 16,
+    shift 4,
+    "ldm lr, {{r2-r7}}\n\
+     ldr r8, [r4], #4\n\
+     ldr r0, [r5], #4\n\
+     add r9, r9, r8\nadd r10, r10, r8\nadd r11, r11, r8\nadd r12, r12, r8\n\
+     ldrsb r8, [r6], #1\n\
+     add r2, r2, #1\n\
+     stm lr, {{r2-r6}}\n\
+     sub r2, r2, #1\n\
+     rsb r8, r8, #0\n\
+     ldr r7, [r7, r8, lsl #2]\n\
+     lsl r9, r9, #1\nsmmlar r9, r9, r0, r7\nasr r9, r9, r8\nusat r9, #8, r9\neor r9, r9, #128\n\
+     lsl r10, r10, #1\nsmmlar r10, r10, r0, r7\nasr r10, r10, r8\nusat r10, #8, r10\neor r10, r10, #128\n\
+     lsl r11, r11, #1\nsmmlar r11, r11, r0, r7\nasr r11, r11, r8\nusat r11, #8, r11\neor r11, r11, #128\n\
+     lsl r12, r12, #1\nsmmlar r12, r12, r0, r7\nasr r12, r12, r8\nusat r12, #8, r12\neor r12, r12, #128\n\
+     strb r9, [r2]\nstrb r10, [r2, r3]\nadd r4, r2, r3, lsl #1\nstrb r11, [r4]\nstrb r12, [r4, r3]"
+);
+
+conv_tile_routine!(
+    /// [`conv_tile_fused`] unrolled 4 times, for windows of fewer than 16
+    /// groups (a group at a time costs two more instructions than unrolled).
+    conv_tile_fused_short,
     unroll 4,
     shift 2,
     "ldm lr, {{r2-r7}}\n\
