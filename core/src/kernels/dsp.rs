@@ -342,6 +342,13 @@ impl<'r, 'a> Requantizer<'r, 'a> {
         self.path == RequantPath::Clamped && self.requantization.output_zero_point() == -128
     }
 
+    /// Whether [`conv_tile_fused_exact`] can: exact rounding, no activation.
+    fn fuses_exact(&self) -> bool {
+        self.path == RequantPath::Exact
+            && self.requantization.activation_min() == i32::from(i8::MIN)
+            && self.requantization.activation_max() == i32::from(i8::MAX)
+    }
+
     /// Runs [`conv_tile_fused`] on a tile of four whole output pixels from
     /// pixel `first_pixel` on: every one of `filters` channels of them.
     /// False (nothing written) if the layer does not fuse or the pixels are
@@ -357,7 +364,7 @@ impl<'r, 'a> Requantizer<'r, 'a> {
         let count = self.requantization.outputs();
         let start = first_pixel * count;
         let (true, Some(pixels), Ok(channels)) = (
-            self.fuses() && count > 0 && groups > 0,
+            (self.fuses() || self.fuses_exact()) && count > 0 && groups > 0,
             output.get_mut(start..start + POSITIONS * count),
             u32::try_from(count),
         ) else {
@@ -375,15 +382,18 @@ impl<'r, 'a> Requantizer<'r, 'a> {
             multipliers: self.constants.multipliers,
             shifts: self.constants.shifts,
             rounding: self.constants.rounding,
+            zero_point: self.constants.zero_point,
         };
         // SAFETY: `columns` holds `groups` groups of 8 words and `filters`
         // `count` filters of `groups * 4` bytes (checked above); the routine
         // writes each channel of the four pixels `pixels` holds (`stride` =
         // `count` bytes apart) and reads `count` entries of the layer's
         // constants, whose ranges `Requantizer::new` checked for the clamped
-        // path (`fuses`); `count >= 1`, `groups >= 1`.
+        // and exact paths (`fuses`, `fuses_exact`); `count >= 1`, `groups >= 1`.
         unsafe {
-            let routine = if groups < 16 {
+            let routine = if self.fuses_exact() {
+                conv_tile_fused_exact
+            } else if groups < 16 {
                 conv_tile_fused_short
             } else {
                 conv_tile_fused
@@ -613,13 +623,32 @@ fn conv_multi_channel(
     let mut sums = [0i32; CHUNK];
     let (pooled, width) = (geometry.pooled, geometry.output().width.max(1));
     let pixels = geometry.output().height * width;
+    let pointwise = geometry.kernel == 1 && !pooled;
     for tile in 0..tile_count(geometry) {
         for position in 0..POSITIONS {
-            let at = tile_position(pooled, width, pixels, tile, position);
             // This position's two words in the first group of eight.
             let Some(slots) = columns.get_mut(2 * position..) else {
                 return false;
             };
+            let pixel = tile * POSITIONS + position;
+            if pointwise && pixel < pixels {
+                // A 1x1 window is the pixel's own channels.
+                let start = pixel * channels;
+                let (Some(values), Ok(count)) =
+                    (input.get(start..start + channels), u32::try_from(groups))
+                else {
+                    return false;
+                };
+                if slots.len() < 8 * (groups - 1) + 2 {
+                    return false;
+                }
+                // SAFETY: `values` holds `groups` words (any alignment);
+                // `slots` this position's two words of each of the `groups`
+                // groups of eight (checked just above); `groups >= 1`.
+                unsafe { widen_into_columns(values.as_ptr(), slots.as_mut_ptr(), count, offset) };
+                continue;
+            }
+            let at = tile_position(pooled, width, pixels, tile, position);
             if !fill_position(input, geometry, at, slots, offset) {
                 return false;
             }
@@ -2269,6 +2298,8 @@ struct FusedOutput {
     multipliers: *const i32,
     shifts: *const u8,
     rounding: *const i32,
+    /// The output zero point, for [`conv_tile_fused_exact`].
+    zero_point: i32,
 }
 
 conv_tile_routine!(
@@ -2318,6 +2349,31 @@ conv_tile_routine!(
      lsl r10, r10, #1\nsmmlar r10, r10, r0, r7\nasr r10, r10, r8\nusat r10, #8, r10\neor r10, r10, #128\n\
      lsl r11, r11, #1\nsmmlar r11, r11, r0, r7\nasr r11, r11, r8\nusat r11, #8, r11\neor r11, r11, #128\n\
      lsl r12, r12, #1\nsmmlar r12, r12, r0, r7\nasr r12, r12, r8\nusat r12, #8, r12\neor r12, r12, #128\n\
+     strb r9, [r2]\nstrb r10, [r2, r3]\nadd r4, r2, r3, lsl #1\nstrb r11, [r4]\nstrb r12, [r4, r3]"
+);
+
+conv_tile_routine!(
+    /// [`conv_tile_fused`] for outputs without an activation
+    /// ([`RequantPath::Exact`], range -128..=127): the exact rounding of
+    /// [`requantize_bounded`], the zero point added, `SSAT`.
+    conv_tile_fused_exact,
+    unroll 16,
+    shift 4,
+    "ldm lr, {{r2-r7}}\n\
+     ldr r8, [r4], #4\n\
+     ldr r0, [r5], #4\n\
+     add r9, r9, r8\nadd r10, r10, r8\nadd r11, r11, r8\nadd r12, r12, r8\n\
+     ldrsb r8, [r6], #1\n\
+     add r2, r2, #1\n\
+     stm lr, {{r2-r6}}\n\
+     sub r2, r2, #1\n\
+     rsb r8, r8, #0\n\
+     ldr r7, [r7, r8, lsl #2]\n\
+     ldr r5, [lr, #24]\n\
+     lsl r9, r9, #1\nsmmulr r9, r9, r0\nadd r9, r9, r9, asr #31\nadd r9, r9, r7\nasr r9, r9, r8\nadd r9, r9, r5\nssat r9, #8, r9\n\
+     lsl r10, r10, #1\nsmmulr r10, r10, r0\nadd r10, r10, r10, asr #31\nadd r10, r10, r7\nasr r10, r10, r8\nadd r10, r10, r5\nssat r10, #8, r10\n\
+     lsl r11, r11, #1\nsmmulr r11, r11, r0\nadd r11, r11, r11, asr #31\nadd r11, r11, r7\nasr r11, r11, r8\nadd r11, r11, r5\nssat r11, #8, r11\n\
+     lsl r12, r12, #1\nsmmulr r12, r12, r0\nadd r12, r12, r12, asr #31\nadd r12, r12, r7\nasr r12, r12, r8\nadd r12, r12, r5\nssat r12, #8, r12\n\
      strb r9, [r2]\nstrb r10, [r2, r3]\nadd r4, r2, r3, lsl #1\nstrb r11, [r4]\nstrb r12, [r4, r3]"
 );
 
