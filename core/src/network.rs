@@ -364,17 +364,20 @@ fn quantize_pixel(pixel: u8, input: &QuantParams) -> i8 {
 /// float division and rounding, and a colour picture has thousands of pixels. Out of line,
 /// so that the table leaves the stack before the layers run.
 #[inline(never)]
-fn quantize_pixels<'a>(
-    image: &[u8],
-    quantization: &QuantParams,
-    slots: impl Iterator<Item = &'a mut i8>,
-) {
+fn quantize_pixels(image: &[u8], quantization: &QuantParams, slots: &mut [i8]) {
     let mut table = [0i8; 256];
     for (entry, pixel) in table.iter_mut().zip(0..=u8::MAX) {
         *entry = quantize_pixel(pixel, quantization);
     }
-    for (slot, &pixel) in slots.zip(image) {
-        *slot = table.get(usize::from(pixel)).copied().unwrap_or(0);
+    // A `u8` index into 256 entries: the compiler drops the check.
+    let quantized = |pixel: u8| table.get(usize::from(pixel)).copied().unwrap_or(0);
+    let (slot_quads, slot_rest) = slots.as_chunks_mut::<4>();
+    let (pixel_quads, pixel_rest) = image.as_chunks::<4>();
+    for (slot, pixels) in slot_quads.iter_mut().zip(pixel_quads) {
+        *slot = pixels.map(quantized);
+    }
+    for (slot, &pixel) in slot_rest.iter_mut().zip(pixel_rest) {
+        *slot = quantized(pixel);
     }
 }
 
@@ -693,7 +696,10 @@ impl Int8Model<'_> {
                     *slot = (pixel ^ 0x80) as i8;
                 }
             }
-            Int8Input::Pixels(image) => quantize_pixels(image, &quantization, first),
+            Int8Input::Pixels(image) => {
+                let slots = arena.get_mut(start..start + image.len());
+                quantize_pixels(image, &quantization, slots.ok_or(Error::Malformed)?);
+            }
             Int8Input::Quantized(values) => {
                 for (slot, &value) in first.zip(values) {
                     *slot = value;

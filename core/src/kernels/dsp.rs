@@ -342,6 +342,20 @@ impl<'r, 'a> Requantizer<'r, 'a> {
         self.path == RequantPath::Clamped && self.requantization.output_zero_point() == -128
     }
 
+    /// The first of the four pixels tile `tile` of an unpooled convolution
+    /// with `pixels` output pixels computes: a partial last tile moves back
+    /// to end at the last pixel (it computes some pixels twice, the same
+    /// bytes, rather than take the unfused path) when the layer fuses.
+    fn tile_start(&self, tile: usize, pixels: usize) -> usize {
+        let start = tile * POSITIONS;
+        if start + POSITIONS > pixels && pixels >= POSITIONS && (self.fuses() || self.fuses_exact())
+        {
+            pixels - POSITIONS
+        } else {
+            start
+        }
+    }
+
     /// Whether [`conv_tile_fused_exact`] can: exact rounding, no activation.
     fn fuses_exact(&self) -> bool {
         self.path == RequantPath::Exact
@@ -625,12 +639,17 @@ fn conv_multi_channel(
     let pixels = geometry.output().height * width;
     let pointwise = geometry.kernel == 1 && !pooled;
     for tile in 0..tile_count(geometry) {
+        let start = if pooled {
+            tile
+        } else {
+            requantizer.tile_start(tile, pixels)
+        };
         for position in 0..POSITIONS {
             // This position's two words in the first group of eight.
             let Some(slots) = columns.get_mut(2 * position..) else {
                 return false;
             };
-            let pixel = tile * POSITIONS + position;
+            let pixel = start + position;
             if pointwise && pixel < pixels {
                 // A 1x1 window is the pixel's own channels.
                 let start = pixel * channels;
@@ -648,21 +667,17 @@ fn conv_multi_channel(
                 unsafe { widen_into_columns(values.as_ptr(), slots.as_mut_ptr(), count, offset) };
                 continue;
             }
-            let at = tile_position(pooled, width, pixels, tile, position);
+            let at = if pooled {
+                tile_position(pooled, width, pixels, tile, position)
+            } else {
+                (pixel < pixels).then(|| (pixel / width, pixel % width))
+            };
             if !fill_position(input, geometry, at, slots, offset) {
                 return false;
             }
         }
-        let whole = !pooled && (tile + 1) * POSITIONS <= pixels;
-        if whole
-            && requantizer.run_fused(
-                columns,
-                layer.filters(),
-                group_count,
-                tile * POSITIONS,
-                output,
-            )
-        {
+        let whole = !pooled && start + POSITIONS <= pixels;
+        if whole && requantizer.run_fused(columns, layer.filters(), group_count, start, output) {
             continue;
         }
         let filter_chunks = layer.filters().chunks(chunk * fan_in);
@@ -793,8 +808,9 @@ fn window_conv_groups(
     // The output row each band holds.
     let mut band_rows = [usize::MAX; 2];
     for tile in 0..pixels.div_ceil(POSITIONS) {
+        let start = requantizer.tile_start(tile, pixels);
         for position in 0..POSITIONS {
-            let pixel = tile * POSITIONS + position;
+            let pixel = start + position;
             let at = (pixel < pixels).then(|| (pixel / width, pixel % width));
             let Some(slots) = columns.get_mut(2 * position..) else {
                 return false;
@@ -830,16 +846,8 @@ fn window_conv_groups(
                 return false;
             }
         }
-        let whole = (tile + 1) * POSITIONS <= pixels;
-        if whole
-            && requantizer.run_fused(
-                columns,
-                filters_bytes,
-                group_count,
-                tile * POSITIONS,
-                output,
-            )
-        {
+        let whole = start + POSITIONS <= pixels;
+        if whole && requantizer.run_fused(columns, filters_bytes, group_count, start, output) {
             continue;
         }
         let filter_chunks = filters_bytes.chunks(CHUNK_EACH * groups * 4);
@@ -1008,26 +1016,33 @@ fn widen_band_position(
 ) -> bool {
     let row_len = layout.band_row_words * 4;
     let start = x * geometry.stride_width * geometry.input.channels;
-    let run = layout.row_groups;
-    let Ok(count) = u32::try_from(run) else {
+    let (rows, run) = (geometry.kernel_height, layout.row_groups);
+    let (Ok(row_count), Ok(quads), Ok(stride)) = (
+        u32::try_from(rows),
+        u32::try_from(run),
+        u32::try_from(row_len),
+    ) else {
         return false;
     };
-    for (ky, row_slots) in slots
-        .chunks_mut(run * 2 * POSITIONS)
-        .take(geometry.kernel_height)
-        .enumerate()
-    {
-        let from = ky * row_len + start;
-        let Some(values) = band.get(from..from + 4 * run) else {
-            return false;
-        };
-        if run == 0 || row_slots.len() < 8 * (run - 1) + 2 {
-            return false;
-        }
-        // SAFETY: `values` holds `run` words (any alignment); `row_slots`
-        // this position's two words of each of the `run` groups of eight of
-        // kernel row `ky` (checked above); `run >= 1`.
-        unsafe { widen_into_columns(values.as_ptr(), row_slots.as_mut_ptr(), count, offset) };
+    let last = (rows.saturating_sub(1)) * row_len + start + 4 * run;
+    let groups = rows * run;
+    if rows == 0 || run == 0 || band.len() < last || slots.len() < 8 * (groups - 1) + 2 {
+        return false;
+    }
+    // SAFETY: the routine reads `run` words from `start + ky * row_len` for
+    // each of the `rows` kernel rows, the last ending at `last <= band.len()`;
+    // it writes this position's two words of each of the `rows * run`
+    // groups of eight, which `slots` holds (both checked above); `rows` and
+    // `run` at least 1.
+    unsafe {
+        widen_rows(
+            band.as_ptr().wrapping_add(start),
+            slots.as_mut_ptr(),
+            row_count,
+            quads,
+            stride,
+            offset,
+        );
     }
     true
 }
@@ -2120,6 +2135,50 @@ unsafe extern "C" fn add_scaled(
         "subs r3, r3, #1",
         "bne 2b",
         "pop {{r4-r11, pc}}",
+    )
+}
+
+/// [`widen_into_columns`] for `rows` runs of `quads` groups, `row_len` bytes
+/// apart in the input, into consecutive groups: a position's window from a
+/// band of input rows, in one call.
+///
+/// Registers: r0 rows (advancing by `row_len`), r1 slots (advancing), r2
+/// rows left, r3 quads, r4 `row_len`, r5 offset, r6 walking a row, r7 quads
+/// left, r8 four values, r12/lr the pairs.
+///
+/// # Safety
+///
+/// `values` must be valid for reading `quads` words (any alignment) from each
+/// of `values + k * row_len`, `k < rows`; `slots` for writing two words at each
+/// of `rows * quads` places 32 bytes apart; `rows` and `quads` at least 1.
+#[unsafe(naked)]
+unsafe extern "C" fn widen_rows(
+    values: *const i8,
+    slots: *mut u32,
+    rows: u32,
+    quads: u32,
+    row_len: u32,
+    offset: u32,
+) {
+    naked_asm!(
+        naked_prelude!(),
+        "push {{r4-r8, lr}}",
+        "ldr r4, [sp, #24]",
+        "ldr r5, [sp, #28]",
+        "2:",
+        "mov r6, r0",
+        "mov r7, r3",
+        "3:",
+        "ldr r8, [r6], #4",
+        "sxtab16 r12, r5, r8",
+        "sxtab16 lr, r5, r8, ror #8",
+        "strd r12, lr, [r1], #32",
+        "subs r7, r7, #1",
+        "bne 3b",
+        "add r0, r0, r4",
+        "subs r2, r2, #1",
+        "bne 2b",
+        "pop {{r4-r8, pc}}",
     )
 }
 
