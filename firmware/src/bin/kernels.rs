@@ -122,6 +122,10 @@ fn main() -> ! {
         dense_cases(&mut rng, buffers, &mut check, inputs, outputs);
     }
     work_edge_cases(&mut rng, buffers, &mut check);
+    general_cases::window_convs(&mut rng, buffers, &mut check);
+    general_cases::depthwise(&mut rng, buffers, &mut check);
+    general_cases::average_pools(&mut rng, buffers, &mut check);
+    general_cases::additions(&mut rng, buffers, &mut check);
     defmt::info!(
         "random kernels: {=u32} cases, {=u32} differ, {=u32} took the wrong backend",
         check.cases,
@@ -144,10 +148,12 @@ fn main() -> ! {
 }
 
 /// The kernels the DSP module should run for `geometry`: its own for a
-/// multiple of 4 input channels or one channel with a 3x3 kernel.
+/// multiple of 4 input channels, one channel with a 3x3 kernel, or any
+/// convolution without a fused pool.
 fn expected_backend(geometry: &ConvGeometry) -> Backend {
     let channels = geometry.input.channels;
-    if channels.is_multiple_of(4) || (channels == 1 && geometry.kernel == 3) {
+    // Other channel counts run the kernel of any window, unless pooled.
+    if channels.is_multiple_of(4) || (channels == 1 && geometry.kernel == 3) || !geometry.pooled {
         Backend::ArmDsp
     } else {
         Backend::Portable
@@ -656,5 +662,284 @@ impl Rng {
         (i64::from(low)
             + (u64::from(self.next()) << 32 | u64::from(self.next())).rem_euclid(span) as i64)
             as i32
+    }
+}
+
+/// Random layers of the kernels beyond the tutorial's: convolutions of any window and
+/// stride, depthwise convolutions, average pools and additions, each against the portable
+/// kernel of `tinycnn::kernels::general`.
+mod general_cases {
+    use super::{Buffers, CASES, Check, Quant, Rng, Views, WORK_BYTES, random_inputs};
+    use tinycnn::arch::Shape;
+    use tinycnn::kernels::dsp;
+    use tinycnn::kernels::general::{self, AddParams, WindowGeometry};
+    use tinycnn::kernels::int8::{Backend, Requantization};
+
+    /// Random shapes per kernel.
+    const SHAPES: u32 = 24;
+
+    /// A random window on a random input of `channels` channels, `None` if it does not
+    /// resolve; `side` bounds the kernel's sides.
+    fn random_window(
+        rng: &mut Rng,
+        channels: usize,
+        side: usize,
+        outputs: usize,
+    ) -> Option<WindowGeometry> {
+        let input = Shape::new(1 + rng.below(12), 1 + rng.below(12), channels);
+        WindowGeometry::resolve(
+            input,
+            1 + rng.below(side),
+            1 + rng.below(side),
+            1 + rng.below(2),
+            1 + rng.below(2),
+            rng.next() & 1 == 0,
+            outputs,
+        )
+    }
+
+    /// The requantisation of a random layer, sometimes with a ReLU6-like maximum.
+    fn requantization<'l>(
+        rng: &mut Rng,
+        layer: &'l super::LayerBuffers,
+        outputs: usize,
+        quant: &Quant,
+    ) -> Option<Requantization<'l>> {
+        let requantization = layer.requantization(outputs, quant)?;
+        Some(if rng.next().is_multiple_of(4) {
+            let min = requantization.activation_min();
+            requantization.with_activation_range(min, rng.range(min, 127))
+        } else {
+            requantization
+        })
+    }
+
+    pub fn window_convs(rng: &mut Rng, buffers: &mut Buffers, check: &mut Check) {
+        let before = check.cases;
+        for shape in 0..SHAPES {
+            let channels = [1, 2, 3, 4, 8, 12][rng.below(6)];
+            let filters = 1 + rng.below(20);
+            // The keyword-spotting network's first layer: 10x4 on one channel.
+            let geometry = if shape == 0 {
+                WindowGeometry::resolve(Shape::new(49, 10, 1), 10, 4, 2, 2, true, 16)
+            } else {
+                random_window(rng, channels, 5, filters)
+            };
+            let Some(geometry) = geometry else { continue };
+            let fan_in = geometry.kernel_height * geometry.kernel_width * geometry.input.channels;
+            if dsp::window_conv_work_bytes(&geometry) > WORK_BYTES {
+                continue;
+            }
+            for case in 0..CASES {
+                let quant = buffers
+                    .layer
+                    .randomize(rng, case, geometry.output.channels, fan_in);
+                let (inputs, outputs) = (geometry.input.values(), geometry.output.values());
+                let Some(Views {
+                    layer,
+                    input,
+                    portable,
+                    fast,
+                    work,
+                }) = buffers.views(inputs, outputs)
+                else {
+                    continue;
+                };
+                random_inputs(rng, input, quant.extreme_inputs);
+                let Some(weights) = layer.weights.get(..fan_in * geometry.output.channels) else {
+                    continue;
+                };
+                let Some(requantization) =
+                    requantization(rng, layer, geometry.output.channels, &quant)
+                else {
+                    continue;
+                };
+                let same_length =
+                    general::conv(input, &geometry, weights, &requantization, portable).is_some();
+                fast.fill(0x55);
+                let ran = dsp::window_conv(
+                    input,
+                    &geometry,
+                    weights,
+                    &requantization,
+                    fast,
+                    &mut work.0,
+                )
+                .unwrap_or(Backend::Portable);
+                check.record(
+                    "window conv",
+                    shape * CASES + case,
+                    same_length && portable == fast,
+                    ran,
+                    Backend::ArmDsp,
+                );
+            }
+        }
+        defmt::info!("window convolutions: {=u32} cases", check.cases - before);
+    }
+
+    pub fn depthwise(rng: &mut Rng, buffers: &mut Buffers, check: &mut Check) {
+        let before = check.cases;
+        for shape in 0..SHAPES {
+            let channels = [4, 8, 12, 16, 32, 3, 64][rng.below(7)];
+            let side = if shape % 6 == 5 { 5 } else { 3 };
+            let input = Shape::new(1 + rng.below(10), 1 + rng.below(10), channels);
+            let (stride_height, stride_width) = (1 + rng.below(2), 1 + rng.below(2));
+            let same = rng.next() & 1 == 0;
+            let Some(geometry) = WindowGeometry::resolve(
+                input,
+                side,
+                side,
+                stride_height,
+                stride_width,
+                same,
+                channels,
+            ) else {
+                continue;
+            };
+            let expected = if tinycnn::plan::dsp_runs_depthwise(&geometry) {
+                Backend::ArmDsp
+            } else {
+                Backend::Portable
+            };
+            for case in 0..CASES {
+                let quant = buffers.layer.randomize(rng, case, channels, side * side);
+                let (inputs, outputs) = (geometry.input.values(), geometry.output.values());
+                let Some(Views {
+                    layer,
+                    input,
+                    portable,
+                    fast,
+                    work,
+                }) = buffers.views(inputs, outputs)
+                else {
+                    continue;
+                };
+                random_inputs(rng, input, quant.extreme_inputs);
+                let Some(weights) = layer.weights.get(..side * side * channels) else {
+                    continue;
+                };
+                let Some(requantization) = requantization(rng, layer, channels, &quant) else {
+                    continue;
+                };
+                let same_length =
+                    general::depthwise(input, &geometry, weights, &requantization, portable)
+                        .is_some();
+                fast.fill(0x55);
+                let ran = dsp::depthwise(
+                    input,
+                    &geometry,
+                    weights,
+                    &requantization,
+                    fast,
+                    &mut work.0,
+                )
+                .unwrap_or(Backend::Portable);
+                check.record(
+                    "depthwise",
+                    shape * CASES + case,
+                    same_length && portable == fast,
+                    ran,
+                    expected,
+                );
+            }
+        }
+        defmt::info!("depthwise convolutions: {=u32} cases", check.cases - before);
+    }
+
+    pub fn average_pools(rng: &mut Rng, buffers: &mut Buffers, check: &mut Check) {
+        let before = check.cases;
+        for shape in 0..SHAPES {
+            let channels = [4, 8, 64, 3, 12][rng.below(5)];
+            let Some(geometry) = random_window(rng, channels, 8, channels) else {
+                continue;
+            };
+            let expected = if channels.is_multiple_of(4) {
+                Backend::ArmDsp
+            } else {
+                Backend::Portable
+            };
+            for case in 0..CASES {
+                let (inputs, outputs) = (geometry.input.values(), geometry.output.values());
+                let Some(Views {
+                    input,
+                    portable,
+                    fast,
+                    ..
+                }) = buffers.views(inputs, outputs)
+                else {
+                    continue;
+                };
+                random_inputs(rng, input, case % 5 == 2);
+                let min = rng.range(-128, 0);
+                let max = rng.range(min, 127);
+                let same_length =
+                    general::average_pool(input, &geometry, min, max, portable).is_some();
+                fast.fill(0x55);
+                let ran = dsp::average_pool(input, &geometry, min, max, fast)
+                    .unwrap_or(Backend::Portable);
+                check.record(
+                    "average pool",
+                    shape * CASES + case,
+                    same_length && portable == fast,
+                    ran,
+                    expected,
+                );
+            }
+        }
+        defmt::info!("average pools: {=u32} cases", check.cases - before);
+    }
+
+    pub fn additions(rng: &mut Rng, buffers: &mut Buffers, check: &mut Check) {
+        for case in 0..SHAPES * CASES / 4 {
+            let len = 1 + rng.below(600);
+            let zero_point = |rng: &mut Rng| rng.range(-128, 127);
+            let min = rng.range(-128, 0);
+            // Mostly what TensorFlow's converter writes (right shifts), sometimes a
+            // left shift or an unshifted output, which take the portable kernel.
+            let output_shift = match case % 8 {
+                0 => 0,
+                1 => 1,
+                _ => rng.range(-25, -1),
+            };
+            let params = AddParams {
+                input_zero_points: [zero_point(rng), zero_point(rng)],
+                input_multipliers: [rng.range(1 << 30, i32::MAX), rng.range(1 << 30, i32::MAX)],
+                input_shifts: [rng.range(-8, 0), rng.range(-8, 0)],
+                output_multiplier: rng.range(1 << 30, i32::MAX),
+                output_shift,
+                output_zero_point: zero_point(rng),
+                activation_min: min,
+                activation_max: rng.range(min, 127),
+            };
+            let expected = if output_shift <= -1 {
+                Backend::ArmDsp
+            } else {
+                Backend::Portable
+            };
+            let Some(Views {
+                input,
+                portable,
+                fast,
+                work,
+                ..
+            }) = buffers.views(2 * len, len)
+            else {
+                continue;
+            };
+            random_inputs(rng, input, case % 5 == 2);
+            let (a, b) = input.split_at(len);
+            let same_length = general::add(a, b, &params, portable).is_some();
+            fast.fill(0x55);
+            let ran = dsp::add(a, b, &params, fast, &mut work.0).unwrap_or(Backend::Portable);
+            check.record(
+                "addition",
+                case,
+                same_length && portable == fast,
+                ran,
+                expected,
+            );
+        }
+        defmt::info!("additions: {=u32} cases", SHAPES * CASES / 4);
     }
 }
