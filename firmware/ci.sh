@@ -133,6 +133,12 @@ done
 step "netduinoplus2: the small network too (TINYCNN_MODEL)"
 TINYCNN_MODEL=../data/small/model-int8.tcnn cargo netduinoplus2
 
+# The DS-CNN's layers (a 10x4 stride-2 first layer on one channel, depthwise and 1x1
+# convolutions, an average pool) through both backends, step by step; the random cases of
+# `kernels` above cover every DSP kernel, this covers them on a whole network.
+step "netduinoplus2: the DSP kernels on the MLPerf Tiny DS-CNN, step by step (kernels, TINYCNN_MODEL)"
+TINYCNN_MODEL=../data/mlperf/kws.tcnn cargo netduinoplus2 --bin kernels
+
 # The MLPerf Tiny networks imported from TensorFlow Lite (data/mlperf/, made by `host import`
 # and `host fixture --random`) on the Cortex-M3 with the portable kernels; the parity tests
 # (tests/tests/firmware.rs) run them on the Cortex-M4 with the DSP kernels. None fits the
