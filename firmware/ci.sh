@@ -134,9 +134,9 @@ step "netduinoplus2: the small network too (TINYCNN_MODEL)"
 TINYCNN_MODEL=../data/small/model-int8.tcnn cargo netduinoplus2
 
 # About 3 s: the plugin (cc), the firmware crate rebuilt for the absolute model path, and 190
-# million instructions under the plugin.
+# million instructions under the plugin, with its cycles computed twice (verify=1) and compared.
 step "netduinoplus2: estimated cycles (QEMU plugin cycles/cycles.c): the known loop's cycles, and the plugin's instructions equal to the firmware's in every interval"
-./cycles.sh ../data/small/model-int8.tcnn
+CYCLES_PLUGIN_ARGS=verify=1 ./cycles.sh ../data/small/model-int8.tcnn
 
 # The MLPerf Tiny networks imported from TensorFlow Lite (data/mlperf/, made by `host import`
 # and `host fixture --random`) on the Cortex-M3 with the portable kernels; the parity tests

@@ -16,7 +16,8 @@
  *   qemu-system-arm ... -icount shift=0 -plugin libcycles.so,out=intervals.txt
  * Arguments (all optional but out): refill=P (pipeline refill, default 2),
  * div=N (cycles of SDIV/UDIV, default 12), addr=A (the counter register,
- * default 0x40000024).
+ * default 0x40000024), verify=1 (computes the same model a second, slower
+ * way, instruction by instruction, and reports intervals that disagree).
  *
  * The cost model (N = registers transferred, P = pipeline refill):
  *
@@ -139,6 +140,7 @@ static uint64_t taken_branches;
 struct reading {
     uint64_t instructions;
     uint64_t cycles;
+    uint64_t verify_cycles;
     uint32_t pc;
 };
 static struct reading *readings;
@@ -170,6 +172,17 @@ struct block {
     uint32_t last_dest;
 };
 static const struct block *previous_block;
+
+/* verify=1: the same model computed a second, slower way, instruction by
+ * instruction in a callback that sees the instruction executed before it,
+ * with no reliance on translation blocks; every interval must agree. */
+static bool verify;
+static uint64_t verify_cycles;
+struct executed {
+    uint32_t vaddr, next;
+    struct decoded d;
+};
+static const struct executed *previous_executed;
 
 #define REG(n) (1u << (n))
 
@@ -349,12 +362,21 @@ static struct decoded decode32(uint32_t hw1, uint32_t hw2)
     return d;
 }
 
-static struct decoded decode(const struct qemu_plugin_insn *insn)
+/* The instruction's length in bytes, from its first halfword: 32-bit Thumb
+ * instructions start with 0b11101, 0b11110 or 0b11111. Not from
+ * qemu_plugin_insn_size: QEMU 7.2 adds to the last instruction of a block
+ * the halfword it read to see whether the next instruction crosses a page. */
+static uint32_t thumb_size(uint32_t hw1)
+{
+    return (hw1 >> 11) >= 0x1D ? 4 : 2;
+}
+
+static struct decoded decode(const struct qemu_plugin_insn *insn, uint32_t *size)
 {
     const uint8_t *bytes = qemu_plugin_insn_data(insn);
-    size_t size = qemu_plugin_insn_size(insn);
     uint32_t hw1 = bytes[0] | (uint32_t)bytes[1] << 8;
-    if (size >= 4) {
+    *size = thumb_size(hw1);
+    if (*size == 4 && qemu_plugin_insn_size(insn) >= 4) {
         return decode32(hw1, bytes[2] | (uint32_t)bytes[3] << 8);
     }
     return decode16(hw1);
@@ -387,6 +409,22 @@ static void block_start(unsigned int vcpu_index, void *userdata)
     previous_block = block;
 }
 
+static void executed(unsigned int vcpu_index, void *userdata)
+{
+    const struct executed *now = userdata, *before = previous_executed;
+    uint64_t cost = now->d.cost;
+    (void)vcpu_index;
+    if (before) {
+        if (before->d.kind & BRANCH) {
+            cost += now->vaddr != before->next ? refill : 0;
+        } else if (now->vaddr == before->next && pipelines(before->d.kind, before->d.dest, &now->d)) {
+            cost -= 1;
+        }
+    }
+    verify_cycles += cost;
+    previous_executed = now;
+}
+
 static void word_load(unsigned int vcpu_index, qemu_plugin_meminfo_t info, uint64_t vaddr, void *userdata)
 {
     (void)vcpu_index;
@@ -402,10 +440,11 @@ static void word_load(unsigned int vcpu_index, qemu_plugin_meminfo_t info, uint6
             abort();
         }
     }
-    readings[n_readings++] = (struct reading){instructions, cycles, (uint32_t)(uintptr_t)userdata};
+    readings[n_readings++] = (struct reading){instructions, cycles, verify_cycles, (uint32_t)(uintptr_t)userdata};
     /* An I/O access ends QEMU's block early and resumes in a new one: the
      * next block's first instruction did not follow a block's last. */
     previous_block = NULL;
+    previous_executed = NULL;
 }
 
 static void translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
@@ -425,7 +464,8 @@ static void translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     }
     for (size_t i = 0; i < n; i++) {
         struct qemu_plugin_insn *insn = qemu_plugin_tb_get_insn(tb, i);
-        struct decoded d = decode(insn);
+        uint32_t size;
+        struct decoded d = decode(insn, &size);
         uint64_t cost = d.cost;
         uint32_t vaddr = (uint32_t)qemu_plugin_insn_vaddr(insn);
         if (i == 0) {
@@ -437,7 +477,7 @@ static void translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
             cost -= 1;
         }
         if (i == n - 1) {
-            block->next = vaddr + (uint32_t)qemu_plugin_insn_size(insn);
+            block->next = vaddr + size;
             block->last_kind = d.kind;
             block->last_dest = d.dest;
         }
@@ -446,6 +486,15 @@ static void translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
          * counted once, as -icount counts it. */
         qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &instructions, 1);
         qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &cycles, cost);
+        if (verify) {
+            struct executed *e = malloc(sizeof *e);
+            if (!e) {
+                fputs("cycles: out of memory\n", stderr);
+                abort();
+            }
+            *e = (struct executed){vaddr, vaddr + size, d};
+            qemu_plugin_register_vcpu_insn_exec_cb(insn, executed, QEMU_PLUGIN_CB_NO_REGS, e);
+        }
         if (d.kind & WORD_LOAD) {
             /* Reads and writes: QEMU 7.2 calls no callback registered for
              * reads alone (QEMU_PLUGIN_MEM_R). These instructions only read. */
@@ -474,11 +523,21 @@ static void finish(qemu_plugin_id_t id, void *userdata)
                  " cycles, %" PRIu64 " taken branches\n",
             n_readings, counter_addr, instructions, cycles, taken_branches);
     fprintf(out, "# one line per interval between consecutive reads: instructions cycles pc-of-the-read\n");
+    size_t disagreements = 0;
     for (size_t i = 1; i < n_readings; i++) {
+        uint64_t c = readings[i].cycles - readings[i - 1].cycles;
         fprintf(out, "%" PRIu64 " %" PRIu64 " 0x%08" PRIx32 "\n", readings[i].instructions - readings[i - 1].instructions,
-                readings[i].cycles - readings[i - 1].cycles, readings[i].pc);
+                c, readings[i].pc);
+        disagreements += verify && c != readings[i].verify_cycles - readings[i - 1].verify_cycles;
+    }
+    if (verify) {
+        fprintf(out, "# verify: %zu intervals disagree with the instruction-by-instruction computation\n", disagreements);
     }
     fclose(out);
+    if (disagreements) {
+        snprintf(line, sizeof line, "cycles: %zu intervals disagree with verify=1's computation\n", disagreements);
+        fputs(line, stderr);
+    }
     snprintf(line, sizeof line, "cycles: %zu intervals, %" PRIu64 " instructions, %" PRIu64 " cycles in all, written to %s\n",
              n_readings ? n_readings - 1 : 0, instructions, cycles, out_path);
     fputs(line, stderr);
@@ -507,13 +566,15 @@ EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int
             ok = parse_number(arg + 7, &refill) && refill <= 3;
         } else if (strncmp(arg, "div=", 4) == 0) {
             ok = parse_number(arg + 4, &divide) && divide >= 2 && divide <= 12;
+        } else if (strcmp(arg, "verify=1") == 0) {
+            verify = ok = true;
         } else if (strncmp(arg, "addr=", 5) == 0) {
             ok = parse_number(arg + 5, &counter_addr);
         } else {
             ok = false;
         }
         if (!ok) {
-            fprintf(stderr, "cycles: bad argument '%s' (out=PATH, refill=0..3, div=2..12, addr=ADDRESS)\n", arg);
+            fprintf(stderr, "cycles: bad argument '%s' (out=PATH, refill=0..3, div=2..12, addr=ADDRESS, verify=1)\n", arg);
             return -1;
         }
     }

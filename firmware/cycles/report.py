@@ -28,6 +28,7 @@ STEP = re.compile(r"INFO\s+([a-z0-9-]+) (\S+): (\d+) per inference, [0-9.e+-]+ p
 LOOP = re.compile(r"known loop of (\d+) instructions took (\d+) counts")
 MODEL = re.compile(r"INFO\s+model: (\d+) B at")
 MACHINE = re.compile(r"INFO\s+machine: (.*)$")
+VERIFY = re.compile(r"# verify: (\d+) intervals disagree")
 HEADER = re.compile(r"# Cortex-M4 cycle estimate \(cycles.c: refill (\d+), divide (\d+)\)")
 
 
@@ -71,6 +72,10 @@ def read_intervals(path):
             if line.startswith("#"):
                 if m := HEADER.match(line):
                     refill, divide = int(m[1]), int(m[2])
+                elif m := VERIFY.match(line):
+                    if int(m[1]):
+                        fail(f"{path}: {m[1]} intervals disagree with the plugin's verify=1 computation")
+                    print("verify=1: every interval's cycles equal the instruction-by-instruction computation's")
                 continue
             instructions, cycles, pc = line.split()
             intervals.append((int(instructions), int(cycles), pc))
