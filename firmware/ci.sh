@@ -8,8 +8,8 @@
 # portable ones, on random layers and on the whole network), and proves that a
 # wrong expected value fails the run (status 2) and a corrupted model is
 # reported and fails it (status 3). On netduinoplus2 also the small network
-# (TINYCNN_MODEL), the test vectors of another model (status 3), and the size
-# report.
+# (TINYCNN_MODEL), the test vectors of another model (status 3), the size
+# report, and the cycle estimate's checks (cycles.sh: needs cc and python3).
 #
 # It needs data/model-int8.tcnn, data/small/model-int8.tcnn and their test
 # vectors (.tctv beside each) at the repository root (`host train`, `host
@@ -138,6 +138,11 @@ TINYCNN_MODEL=../data/small/model-int8.tcnn cargo netduinoplus2
 # `kernels` above cover every DSP kernel, this covers them on a whole network.
 step "netduinoplus2: the DSP kernels on the MLPerf Tiny DS-CNN, step by step (kernels, TINYCNN_MODEL)"
 TINYCNN_MODEL=../data/mlperf/kws.tcnn cargo netduinoplus2 --bin kernels
+
+# About 3 s: the plugin (cc), the firmware crate rebuilt for the absolute model path, and 190
+# million instructions under the plugin, with its cycles computed twice (verify=1) and compared.
+step "netduinoplus2: estimated cycles (QEMU plugin cycles/cycles.c): the known loop's cycles, and the plugin's instructions equal to the firmware's in every interval"
+CYCLES_PLUGIN_ARGS=verify=1 ./cycles.sh ../data/small/model-int8.tcnn
 
 # The MLPerf Tiny networks imported from TensorFlow Lite (data/mlperf/, made by `host import`
 # and `host fixture --random`) on the Cortex-M3 with the portable kernels; the parity tests

@@ -9,6 +9,9 @@
 # -icount shift=0 makes every guest instruction take exactly 1 ns of virtual
 # time; the firmware's counter (TIM2 at 1 GHz, or the SysTick) then counts
 # instructions.
+#
+# QEMU_PLUGIN=LIB[,ARG=VALUE...] adds -plugin LIB[,...] (cycles.sh sets it to
+# the cycle-estimating plugin, cycles/cycles.c).
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -36,6 +39,11 @@ if ! command -v defmt-print >/dev/null; then
     exit 2
 fi
 
+plugin=()
+if [[ -n ${QEMU_PLUGIN:-} ]]; then
+    plugin=(-plugin "$QEMU_PLUGIN")
+fi
+
 # -serial none -monitor none: with -nographic these would share stdout with
 # the defmt stream and read the terminal; only semihosting may write there.
 set +e
@@ -45,6 +53,7 @@ timeout --foreground --kill-after=10 "$timeout_s" \
     -nographic -serial none -monitor none \
     -semihosting-config enable=on,target=native \
     -icount shift=0 \
+    "${plugin[@]}" \
     -kernel "$elf" </dev/null |
     defmt-print --show-skipped-frames -e "$elf"
 statuses=("${PIPESTATUS[@]}")
