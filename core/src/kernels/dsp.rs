@@ -1,5 +1,6 @@
 //! int8 kernels for Arm cores with the DSP extension (Cortex-M4, M7, M33),
-//! bit-identical to the portable kernels of [`super::int8`].
+//! bit-identical to the portable kernels of [`super::int8`] and
+//! [`super::general`].
 //!
 //! This is the only module of the crate with `unsafe` code: a few routines in
 //! inline assembly (`naked_asm!`, `asm!`), because the DSP intrinsics are not
@@ -8,7 +9,7 @@
 //! the assembly on slices it has sized itself, and returns the [`Backend`]
 //! that ran (the portable one for shapes it does not handle, so it is never
 //! wrong). The firmware's `kernels` binary checks every kernel against the
-//! portable one on random shapes and values, and the whole network, in QEMU.
+//! portable one on random shapes and values, and whole networks, in QEMU.
 //!
 //! # Convolution (input channels a multiple of 4)
 //!
@@ -39,8 +40,42 @@
 //! positions' windows to 5 pairs per position, pair-major. Per channel
 //! (`conv_single_tile`): 5 x (`LDR` weights, `LDM` four positions, 4 `SMLAD`).
 //!
-//! Other shapes (1, 2 or 3 input channels with other kernels; 3 input
-//! channels with any kernel) run the portable kernel.
+//! # Convolutions of any window and stride
+//!
+//! [`window_conv`] (strided, rectangular and 1x1 convolutions, projection
+//! shortcuts, and square ones on 2 or 3 channels without a pool) unrolls
+//! four consecutive output pixels into the same groups and runs the same
+//! tile. With a multiple of 4 input channels each kernel row's taps inside
+//! the input are widened in one run. With other channel counts (a first
+//! layer on 1 or 3 channels) the input rows an output row reads are first
+//! copied into a band (bytes, the padding as the input zero point, so it
+//! adds nothing), and each kernel row of a window is widened from there as
+//! whole groups: a 3x3 window on 3 channels takes 3 x 3 groups (its 9 bytes
+//! per row and 3 that meet zero weights, in a padded copy of the filters).
+//!
+//! Where the requantisation allows (below), the tile requantises in
+//! assembly and writes the four pixels' outputs itself (`conv_tile_fused`):
+//! per channel, its bias, multiplier and shift are loaded once for the four
+//! accumulators. A partial last tile moves back to end at the last pixel.
+//!
+//! # Depthwise convolution (3x3, one output per input channel)
+//!
+//! [`depthwise`] widens the weights once into a table: per group of four
+//! channels, the starting sums, each tap's weights as two int16 pairs, and
+//! each channel's multiplier and shift. The input is read as it is; a tap
+//! outside the map reads a row of the input zero point, and the starting
+//! sums hold `-zero_point * sum(w)`, so every window has nine taps. Per tap
+//! and four channels: `LDR` the tap's address, `LDR` four values, two
+//! `SXTB16`, `LDRD` the weights, four `SMLAxy` (one product per channel, as
+//! the channels do not add up).
+//!
+//! # Addition and average pool
+//!
+//! An addition's inputs are scaled separately before their sum, so each
+//! input's 256 possible scaled values are tabulated once per call; per
+//! element two table loads, one add and the output's requantisation
+//! ([`add`]). An average pool sums four channels at a time in the halves of
+//! two words (`SXTAB16`), for windows of up to 256 taps ([`average_pool`]).
 //!
 //! # Dense
 //!
@@ -51,14 +86,17 @@
 //!
 //! # Requantisation
 //!
-//! Where a convolution's constants allow it (output clamped at its zero
-//! point, as after a ReLU; right shifts only; no accumulator near `2^30`), an
-//! exact shortcut in assembly (`requantize_clamped`, see `Requantizer`) takes
-//! about 13 instructions per output instead of the portable
-//! [`Requantization::apply`]'s 50 or so; otherwise `apply` runs. Dense layers
-//! always take `apply`: they round once, as TensorFlow Lite's
-//! `FULLY_CONNECTED` does, where the shortcut rounds twice like its `CONV_2D`
-//! (and they requantise one value per row of products, so the cost is small).
+//! Where a layer's constants allow it (right shifts only; no accumulator
+//! near `2^30`), requantisation runs in assembly (`Requantizer` decides
+//! once per layer): for outputs clamped at their zero point (a ReLU or ReLU6)
+//! a shortcut, `SMMLAR` then a shift, exact because the results it rounds
+//! differently are clamped anyway; for outputs without an activation the
+//! exact rounding (`SMMULR`, then the rounding division with its correction
+//! for negative values). About 13 instructions per output in a separate
+//! routine, 6 to 8 inside a fused tile, instead of the portable
+//! [`Requantization::apply`]'s 50 or so, which runs otherwise. Dense layers
+//! of format versions 1 and 2 round once, as the desktop's `FULLY_CONNECTED`
+//! does, and take `apply`.
 //!
 //! The assembly reads weights (and dense rows) with unaligned `LDR`s, as
 //! blobs do not align tensors: the core must not trap unaligned accesses
@@ -727,7 +765,7 @@ fn conv_multi_channel(
 /// backend that ran, as [`conv`] does.
 ///
 /// Windows are unrolled four output pixels at a time into the groups
-/// [`conv_tile_each`] multiplies (see the module's documentation). With a
+/// `conv_tile_each` multiplies (see the module's documentation). With a
 /// multiple of 4 input channels each kernel row's taps inside the input are
 /// widened in one run; with other channel counts (a first layer on 1 or 3
 /// channels) a position's window is first gathered as bytes, the taps in the
@@ -1056,15 +1094,16 @@ const DEPTHWISE_TAPS: usize = 9;
 /// channel and a multiple of 4 channels; other layers run the portable kernel.
 ///
 /// The weights are widened once per call into a table, per group of four
-/// channels: `-input_zero_point` times each channel's weights' sum, the
-/// accumulators' starting values, then each tap's weights as two int16 pairs. The
-/// input is read as it is, without its offset; a tap outside the input
-/// reads a row of the input zero point instead, so every window has all
-/// nine taps, and `sum(x * w) - zero_point * sum(w) = sum((x - zero_point)
-/// * w)` over the taps inside the input, exactly what TFLite computes.
-/// Per output pixel, [`depthwise_pixel`] sums four channels at a time (per
-/// tap: `LDR` the tap's address, `LDR` four values, two `SXTB16`, `LDRD`
-/// the weights, four `SMLAxy`), then [`Requantizer`] requantises them.
+/// channels: the accumulators' starting values (`-input_zero_point` times
+/// each channel's weights' sum, plus the bias when the requantisation is
+/// done in assembly), each tap's weights as two int16 pairs, and each
+/// channel's multiplier and shift. The input is read as it is, without its
+/// offset; a tap outside the input reads a row of the input zero point
+/// instead, so every window has all nine taps, and `sum(x * w) - zero_point
+/// * sum(w) = sum((x - zero_point) * w)` over the taps inside the input,
+/// exactly what TFLite computes. Per output pixel, `depthwise_pixel_fused`
+/// sums and requantises four channels at a time, or `depthwise_pixel` sums
+/// them for the portable requantisation.
 #[inline(never)]
 pub fn depthwise(
     input: &[i8],
@@ -1238,11 +1277,11 @@ fn depthwise_quads(
 }
 
 /// [`general::add`] with the DSP extension: same arguments, plus `work` of
-/// at least [`ADD_WORK_BYTES`] bytes from a 4-byte boundary.
+/// at least [`ADD_WORK_BYTES`](crate::plan::DSP_ADD_WORK_BYTES) bytes from a 4-byte boundary.
 ///
 /// Each input's scaled value depends only on its byte, so two tables of 256
-/// words hold them (doubled, ready for `SMMULR`: see [`requantize_bounded`]);
-/// per element [`add_scaled`] looks both up, adds them and requantises the sum
+/// words hold them (doubled, ready for `SMMULR`: see `requantize_bounded`);
+/// per element `add_scaled` looks both up, adds them and requantises the sum
 /// with the output's multiplier and right shift. Outputs whose shift is not a
 /// right shift of at least 1 run the portable kernel.
 #[inline(never)]
