@@ -1204,15 +1204,35 @@ fn depthwise_quads(
         let left = (x * geometry.stride_width) as isize - geometry.pad_left as isize;
         let mut taps = [padding_row; DEPTHWISE_TAPS];
         let inside = |at: isize, side: usize| (0..side as isize).contains(&at);
-        if inside(top, shape.height)
+        let interior = inside(top, shape.height)
             && inside(top + 2, shape.height)
             && inside(left, shape.width)
-            && inside(left + 2, shape.width)
-        {
-            // The whole window inside the map (most pixels): fixed offsets.
-            let corner = input
-                .as_ptr()
-                .wrapping_add(top as usize * row_bytes + left as usize * channels);
+            && inside(left + 2, shape.width);
+        if interior {
+            // The whole window inside the map (most pixels).
+            let corner = top as usize * row_bytes + left as usize * channels;
+            let last = corner + 2 * row_bytes + 3 * channels;
+            if fused && last <= input.len() {
+                // SAFETY: the window's nine pixels lie inside the map: the
+                // routine reads `channels = 4 * quads` bytes from `corner +
+                // ky * row_bytes + kx * channels`, `ky, kx < 3`, the last
+                // ending at `last <= input.len()`; `table` holds `quads`
+                // entries; `out` is this pixel's `channels` bytes; the
+                // constants suit the routine (`fuses`, shifts of at least 1);
+                // `quads >= 1`.
+                unsafe {
+                    depthwise_inner_pixel_fused(
+                        input.as_ptr().wrapping_add(corner),
+                        table.as_ptr(),
+                        quads as u32,
+                        out.as_mut_ptr(),
+                        channels as u32,
+                        row_bytes as u32,
+                    );
+                }
+                continue;
+            }
+            let corner = input.as_ptr().wrapping_add(corner);
             for (address, &offset) in taps.iter_mut().zip(&tap_offsets) {
                 *address = corner.wrapping_add(offset);
             }
@@ -2218,6 +2238,79 @@ unsafe extern "C" fn widen_rows(
         "subs r2, r2, #1",
         "bne 2b",
         "pop {{r4-r8, pc}}",
+    )
+}
+
+/// One tap of [`depthwise_inner_pixel_fused`]: four channels' values at
+/// `$address`, widened, times the tap's weight pairs from the table.
+macro_rules! depthwise_inner_tap {
+    ($address:literal) => {
+        concat!(
+            "ldr r8, ",
+            $address,
+            "\n",
+            "sxtb16 r9, r8, ror #8\n",
+            "sxtb16 r8, r8\n",
+            "ldrd r10, r11, [r1], #8\n",
+            "smlabb r4, r8, r10, r4\n",
+            "smlatt r6, r8, r10, r6\n",
+            "smlabb r5, r9, r11, r5\n",
+            "smlatt r7, r9, r11, r7\n",
+        )
+    };
+}
+
+/// [`depthwise_pixel_fused`] for a window inside the map: the taps are
+/// found from its top-left pixel `corner`, `channels` and `row_bytes`
+/// (register offsets, no list of addresses to load), which saves a load per
+/// tap.
+///
+/// Registers: r0 the corner at the quad's channels (advancing), r12 a kernel
+/// row, lr `channels`, r1 table, r2 quads left, r3 `out`, r4-r7
+/// accumulators, r8-r11 as in [`depthwise_pixel`]; `row_bytes` on the stack.
+///
+/// # Safety
+///
+/// `corner + ky * row_bytes + kx * channels` for `ky, kx < 3` must each be
+/// valid for reading `4 * quads` bytes; the rest as
+/// [`depthwise_pixel_fused`].
+#[unsafe(naked)]
+unsafe extern "C" fn depthwise_inner_pixel_fused(
+    corner: *const i8,
+    table: *const u32,
+    quads: u32,
+    out: *mut i8,
+    channels: u32,
+    row_bytes: u32,
+) {
+    naked_asm!(
+        naked_prelude!(),
+        "push {{r4-r11, lr}}",
+        "ldr lr, [sp, #36]",
+        "2:",
+        "ldm r1!, {{r4-r7}}",
+        "mov r12, r0",
+        depthwise_inner_tap!("[r12]"),
+        depthwise_inner_tap!("[r12, lr]"),
+        depthwise_inner_tap!("[r12, lr, lsl #1]"),
+        "ldr r8, [sp, #40]",
+        "add r12, r12, r8",
+        depthwise_inner_tap!("[r12]"),
+        depthwise_inner_tap!("[r12, lr]"),
+        depthwise_inner_tap!("[r12, lr, lsl #1]"),
+        "ldr r8, [sp, #40]",
+        "add r12, r12, r8",
+        depthwise_inner_tap!("[r12]"),
+        depthwise_inner_tap!("[r12, lr]"),
+        depthwise_inner_tap!("[r12, lr, lsl #1]"),
+        depthwise_requantize!("r4"),
+        depthwise_requantize!("r5"),
+        depthwise_requantize!("r6"),
+        depthwise_requantize!("r7"),
+        "add r0, r0, #4",
+        "subs r2, r2, #1",
+        "bne 2b",
+        "pop {{r4-r11, pc}}",
     )
 }
 
