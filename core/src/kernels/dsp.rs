@@ -1099,9 +1099,9 @@ const DEPTHWISE_TAPS: usize = 9;
 /// done in assembly), each tap's weights as two int16 pairs, and each
 /// channel's multiplier and shift. The input is read as it is, without its
 /// offset; a tap outside the input reads a row of the input zero point
-/// instead, so every window has all nine taps, and `sum(x * w) - zero_point
-/// * sum(w) = sum((x - zero_point) * w)` over the taps inside the input,
-/// exactly what TFLite computes. Per output pixel, `depthwise_pixel_fused`
+/// instead, so every window has all nine taps, and
+/// `sum(x * w) - zero_point * sum(w) = sum((x - zero_point) * w)` over the
+/// taps inside the input, exactly what TFLite computes. Per output pixel, `depthwise_pixel_fused`
 /// sums and requantises four channels at a time, or `depthwise_pixel` sums
 /// them for the portable requantisation.
 #[inline(never)]
