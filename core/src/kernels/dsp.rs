@@ -1113,10 +1113,45 @@ pub fn depthwise(
     output: &mut [i8],
     work: &mut [i8],
 ) -> Option<Backend> {
+    depthwise_band(
+        input,
+        geometry,
+        weights,
+        requantization,
+        output,
+        work,
+        false,
+    )
+}
+
+/// [`depthwise`] for one band of a layer's output rows (the runner's
+/// [`crate::plan::Mode::Bands`]): with `prepared`, `work` still holds the
+/// table that the call for an earlier band of the same layer built (it ran
+/// the DSP kernel, on the same weights, requantisation and work area), and
+/// the table is used as it is instead of being built again. A wrong
+/// `prepared` gives wrong outputs, nothing worse.
+#[inline(never)]
+pub fn depthwise_band(
+    input: &[i8],
+    geometry: &WindowGeometry,
+    weights: &[u8],
+    requantization: &Requantization<'_>,
+    output: &mut [i8],
+    work: &mut [i8],
+    prepared: bool,
+) -> Option<Backend> {
     if input.len() != geometry.input.values() || output.len() != geometry.output.values() {
         return None;
     }
-    if depthwise_quads(input, geometry, weights, requantization, output, work) {
+    if depthwise_quads(
+        input,
+        geometry,
+        weights,
+        requantization,
+        output,
+        work,
+        prepared,
+    ) {
         Some(Backend::ArmDsp)
     } else {
         general::depthwise(input, geometry, weights, requantization, output)
@@ -1131,6 +1166,7 @@ fn depthwise_quads(
     requantization: &Requantization<'_>,
     output: &mut [i8],
     work: &mut [i8],
+    prepared: bool,
 ) -> bool {
     let channels = geometry.input.channels;
     let quads = channels / 4;
@@ -1148,15 +1184,22 @@ fn depthwise_quads(
         return false;
     };
     let zero_point = requantization.input_zero_point();
-    padding.fill(u32::from_ne_bytes([zero_point as u8; 4]));
     let requantizer = Requantizer::new(requantization, DEPTHWISE_TAPS);
     let (_, _, shifts) = requantization.raw();
     let fused = requantizer.fuses() && shifts.iter().all(|&s| (s as i8) <= -1);
     // The table: per quad, the starting sums (the zero point's share, and the
     // biases when requantising in place), each tap's weight pairs, then each
-    // channel's multiplier and right shift less one.
+    // channel's multiplier and right shift less one. An earlier band built it.
+    if !prepared {
+        padding.fill(u32::from_ne_bytes([zero_point as u8; 4]));
+    }
     let mut constants = requantization.channels();
-    for (quad, entry) in table.chunks_exact_mut(DEPTHWISE_QUAD_WORDS).enumerate() {
+    let entries = if prepared { 0 } else { quads };
+    for (quad, entry) in table
+        .chunks_exact_mut(DEPTHWISE_QUAD_WORDS)
+        .take(entries)
+        .enumerate()
+    {
         let (starts, rest) = entry.split_at_mut(4);
         let (pairs, scalings) = rest.split_at_mut(2 * DEPTHWISE_TAPS);
         for ((lane, start), scaling) in starts
@@ -1312,17 +1355,41 @@ pub fn add(
     output: &mut [i8],
     work: &mut [i8],
 ) -> Option<Backend> {
+    add_band(a, b, params, output, work, false)
+}
+
+/// [`add`] for one band of an addition (the runner's
+/// [`crate::plan::Mode::Bands`]): with `prepared`, `work` still holds the
+/// tables that the call for an earlier band built (it ran the DSP kernel,
+/// with the same parameters and work area), and they are used as they are. A
+/// wrong `prepared` gives wrong outputs, nothing worse.
+#[inline(never)]
+pub fn add_band(
+    a: &[i8],
+    b: &[i8],
+    params: &AddParams,
+    output: &mut [i8],
+    work: &mut [i8],
+    prepared: bool,
+) -> Option<Backend> {
     if a.len() != output.len() || b.len() != output.len() {
         return None;
     }
-    if add_tables(a, b, params, output, work) {
+    if add_tables(a, b, params, output, work, prepared) {
         Some(Backend::ArmDsp)
     } else {
         general::add(a, b, params, output).map(|()| Backend::Portable)
     }
 }
 
-fn add_tables(a: &[i8], b: &[i8], params: &AddParams, output: &mut [i8], work: &mut [i8]) -> bool {
+fn add_tables(
+    a: &[i8],
+    b: &[i8],
+    params: &AddParams,
+    output: &mut [i8],
+    work: &mut [i8],
+    prepared: bool,
+) -> bool {
     let words = aligned_words(work);
     let exponent = -params.output_shift;
     let (Some(tables), Ok(count)) = (words.get_mut(..512), u32::try_from(output.len())) else {
@@ -1336,7 +1403,9 @@ fn add_tables(a: &[i8], b: &[i8], params: &AddParams, output: &mut [i8], work: &
         return false;
     }
     let (table_a, table_b) = tables.split_at_mut(256);
-    for (input, table) in [table_a, table_b].into_iter().enumerate() {
+    // An earlier band built them.
+    let built = if prepared { 0 } else { 2 };
+    for (input, table) in [table_a, table_b].into_iter().enumerate().take(built) {
         // Entry `x + 128` for byte `x`; `|scaled| < 2^28`, so doubling stays in range.
         for (entry, x) in table.iter_mut().zip(i8::MIN..=i8::MAX) {
             *entry = params.scaled_input(input, x).wrapping_mul(2) as u32;
