@@ -1565,6 +1565,9 @@ pub struct Int8Model<'a> {
     input: QuantParams,
     records: &'a [u8],
     class_names: ClassNames<'a>,
+    /// The arena's layout for this target's fastest kernels, worked out once when loading
+    /// (a search over the steps: too slow to repeat every inference on a microcontroller).
+    layout: crate::plan::Layout,
 }
 
 impl<'a> Int8Model<'a> {
@@ -1593,6 +1596,7 @@ impl<'a> Int8Model<'a> {
             input: QuantParams::INPUT,
             records: &[],
             class_names: ClassNames::NONE,
+            layout: crate::plan::Layout::EMPTY,
         };
         let rest = decode_architecture_into(header.version, payload, &mut model.architecture)?;
         let (input, records) = take_record::<QuantParams>(rest)?;
@@ -1615,6 +1619,7 @@ impl<'a> Int8Model<'a> {
         model.input = input;
         model.records = records;
         model.class_names = class_names;
+        model.layout = crate::plan::layout(&model.architecture, crate::plan::FASTEST_DSP);
         Ok(model)
     }
 
@@ -1626,6 +1631,24 @@ impl<'a> Int8Model<'a> {
     /// The header (version, flavour, the CRC that identifies the file).
     pub fn header(&self) -> Header {
         self.header
+    }
+
+    /// The arena's layout for `backend`'s kernels ([`crate::plan::layout`]): the one worked
+    /// out when the model was loaded for this target's fastest kernels, or worked out now.
+    /// Never larger than the fastest kernels' ([`Int8Model::scratch_bytes`]): the portable
+    /// kernels run in the Arm DSP kernels' layout (leaving its work areas alone) when theirs
+    /// would be larger.
+    pub fn layout(&self, backend: crate::kernels::int8::Backend) -> crate::plan::Layout {
+        let dsp = crate::plan::backend_uses_dsp(backend);
+        if dsp == self.layout.dsp {
+            return self.layout;
+        }
+        let layout = crate::plan::layout(&self.architecture, dsp);
+        if !dsp && layout.arena() > self.layout.arena() {
+            self.layout
+        } else {
+            layout
+        }
     }
 
     /// Quantisation of the input ([`QuantParams::INPUT`] in versions 1 and 2).
@@ -1646,7 +1669,7 @@ impl<'a> Int8Model<'a> {
 
     /// One record per layer that has one ([`Layer::has_record`]), in order,
     /// borrowing from the blob.
-    pub fn layers(&self) -> impl Iterator<Item = Int8LayerRecord<'a>> + 'a {
+    pub fn layers(&self) -> impl Iterator<Item = Int8LayerRecord<'a>> + Clone + 'a {
         Records {
             rest: self.records,
             _record: core::marker::PhantomData,

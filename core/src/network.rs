@@ -63,68 +63,136 @@ impl<const N: usize> Default for Scratch<N> {
     }
 }
 
-/// A step's slices of the arena: what it reads, what it writes, its work
-/// area, and the shortcut area (the block's shortcut, for an addition).
+/// What a step (or one band of it) reads: a slice of the arena, or a band's input rows
+/// copied to the band buffer whose padding is still to be filled ([`plan::Staging`]).
+enum Input<'a, T> {
+    Ready(&'a [T]),
+    Staged {
+        copy: &'a mut [T],
+        staging: plan::Staging,
+    },
+}
+
+impl<'a, T: Copy> Input<'a, T> {
+    /// The input, a staged copy's padding filled with `pad` (the input zero point for int8:
+    /// the real value 0, which TensorFlow Lite's skipped taps amount to).
+    fn ready(self, pad: T) -> &'a [T] {
+        match self {
+            Input::Ready(input) => input,
+            Input::Staged { copy, staging } => {
+                let plan::Staging {
+                    top,
+                    data,
+                    row,
+                    edge,
+                    ..
+                } = staging;
+                let (above, rest) = copy.split_at_mut(top * row);
+                above.fill(pad);
+                let (rows, below) = rest.split_at_mut((data * row).min(rest.len()));
+                below.fill(pad);
+                if edge > 0 {
+                    for line in rows.chunks_exact_mut(row) {
+                        let (left, rest) = line.split_at_mut(edge.min(line.len()));
+                        left.fill(pad);
+                        let right = rest.len().saturating_sub(edge);
+                        rest.get_mut(right..).unwrap_or(&mut []).fill(pad);
+                    }
+                }
+                copy
+            }
+        }
+    }
+}
+
+/// A step's slices of the arena (or of one band of it): what it reads, what it writes, its
+/// work area, and the shortcut (the block's shortcut, for an addition).
 struct Slices<'a, T> {
-    input: &'a [T],
+    input: Input<'a, T>,
     output: &'a mut [T],
     work: &'a mut [T],
     shortcut: &'a [T],
+    /// A later band of a banded step: it runs with the record and zero points its first
+    /// band started from.
+    again: bool,
+    /// A later band whose first band ran the Arm DSP kernels: the work area holds the tables
+    /// they built, which a depthwise convolution or an addition takes as they are.
+    prepared: bool,
 }
 
-/// The slices of `step` inside `arena` at `regions` (the step's
-/// [`plan::regions`]), whose first `shortcut_len` units are the shortcut area.
-fn split<'a, T>(
-    arena: &'a mut [T],
-    step: &Step,
-    regions: plan::Regions,
-    shortcut_len: usize,
-) -> Option<Slices<'a, T>> {
-    let (input_len, output_len) = (step.input.values(), step.output.values());
-    let (shortcut_area, swapping) = arena.split_at_mut_checked(shortcut_len)?;
-    if !step.swaps_ends() {
-        // The work area lies above or below the main line.
-        let input_at = regions.input.checked_sub(shortcut_len)?;
-        let work_at = regions.work.checked_sub(shortcut_len)?;
-        let (input, work) = if input_at < work_at {
-            let (low, high) = swapping.split_at_mut_checked(work_at)?;
-            (&*low.get_mut(input_at..)?, high)
-        } else {
-            let (low, high) = swapping.split_at_mut_checked(input_at)?;
-            (&*high, low.get_mut(work_at..)?)
-        };
-        return Some(Slices {
-            input: input.get(..input_len)?,
-            output: shortcut_area.get_mut(..output_len)?,
-            work: work.get_mut(..regions.work_len.min(work.len()))?,
-            shortcut: &[],
-        });
+/// Units `start .. start + len` of the arena.
+#[derive(Clone, Copy)]
+struct Span {
+    start: usize,
+    len: usize,
+}
+
+impl Span {
+    const fn end(self) -> usize {
+        self.start + self.len
     }
-    let (input_at, output_at, work_at) = (
-        regions.input.checked_sub(shortcut_len)?,
-        regions.output.checked_sub(shortcut_len)?,
-        regions.work.checked_sub(shortcut_len)?,
-    );
-    let shortcut: &[T] = shortcut_area;
-    if input_at < output_at {
-        let (low, high) = swapping.split_at_mut_checked(output_at)?;
-        let (input_area, work) = low.split_at_mut(work_at.min(low.len()));
-        Some(Slices {
-            input: input_area.get(input_at..)?.get(..input_len)?,
-            output: high.get_mut(..output_len)?,
-            work,
-            shortcut,
-        })
+}
+
+/// The piece of `pieces` (each an offset in the arena and its units) that holds all of
+/// `span`.
+fn within<T>(pieces: [(usize, &[T]); 3], span: Span) -> Option<&[T]> {
+    if span.len == 0 {
+        return Some(&[]);
+    }
+    pieces.into_iter().find_map(|(start, piece)| {
+        let from = span.start.checked_sub(start)?;
+        piece.get(from..from.checked_add(span.len)?)
+    })
+}
+
+/// The slices of a whole step inside `arena`: `output` and `work` written, apart from each
+/// other and from `input` and `shortcut`, which are read (and may coincide).
+fn split<T>(
+    arena: &mut [T],
+    input: Span,
+    shortcut: Span,
+    output: Span,
+    work: Span,
+) -> Option<Slices<'_, T>> {
+    // An empty work area lies beside the output, where it splits nothing.
+    let work = if work.len == 0 {
+        Span {
+            start: output.end(),
+            len: 0,
+        }
     } else {
-        let (low, high) = swapping.split_at_mut_checked(input_at)?;
-        let (output_area, work) = low.split_at_mut(work_at.min(low.len()));
-        Some(Slices {
-            input: high.get(..input_len)?,
-            output: output_area.get_mut(output_at..)?.get_mut(..output_len)?,
-            work,
-            shortcut,
-        })
-    }
+        work
+    };
+    let output_first = output.start <= work.start;
+    let (first, second) = if output_first {
+        (output, work)
+    } else {
+        (work, output)
+    };
+    let (before, rest) = arena.split_at_mut_checked(first.start)?;
+    let (first_slice, rest) = rest.split_at_mut_checked(first.len)?;
+    let (between, rest) = rest.split_at_mut_checked(second.start.checked_sub(first.end())?)?;
+    let (second_slice, after) = rest.split_at_mut_checked(second.len)?;
+    let pieces = [
+        (0, &*before),
+        (first.end(), &*between),
+        (second.end(), &*after),
+    ];
+    let input = within(pieces, input)?;
+    let shortcut = within(pieces, shortcut)?;
+    let (output, work) = if output_first {
+        (first_slice, second_slice)
+    } else {
+        (second_slice, first_slice)
+    };
+    Some(Slices {
+        input: Input::Ready(input),
+        output,
+        work,
+        shortcut,
+        again: false,
+        prepared: false,
+    })
 }
 
 /// The part of `scratch` the model uses: from its first word boundary (the
@@ -144,6 +212,139 @@ fn arena<T>(scratch: &mut [T], needed: usize) -> Result<&mut [T], Error> {
         })
 }
 
+/// `source` into `target`, of the same length (`None`, and nothing copied, otherwise):
+/// `copy_from_slice` without the panic path, whose message formatting a microcontroller's
+/// flash would pay for.
+fn copy_values<T: Copy>(target: &mut [T], source: &[T]) -> Option<()> {
+    if target.len() != source.len() {
+        return None;
+    }
+    target.copy_from_slice(source);
+    Some(())
+}
+
+/// A band buffer's units to copy to the band's place in the output after the call.
+struct Flush {
+    from: usize,
+    to: usize,
+    len: usize,
+}
+
+/// Kernel call `done` of `step` (0 for a step run in one call), placed at `regions` in
+/// `arena`, whose first `band_area` units are the band area: the band the call runs
+/// ([`plan::Mode::Bands`]; `None` for the whole step), its slices, and the band buffer to copy
+/// to the output afterwards. A staged band's input rows are copied to the band buffer here.
+/// `window`: the step's [`Step::row_window`]; `first_kernels`: what ran the first band. Out
+/// of line: its temporaries would stay on the stack beside every kernel.
+#[inline(never)]
+fn call<'a, T: Copy>(
+    arena: &'a mut [T],
+    step: &Step,
+    regions: &plan::Regions,
+    band_area: usize,
+    window: Option<plan::RowWindow>,
+    done: usize,
+    first_kernels: Backend,
+) -> Option<(Option<plan::Band>, Slices<'a, T>, Option<Flush>)> {
+    let span = |start, len| Span { start, len };
+    let is_add = matches!(step.operation, Operation::Add { .. });
+    let plan::Mode::Bands {
+        rows,
+        downward,
+        staged,
+        buffer,
+    } = regions.mode
+    else {
+        let slices = if regions.mode == plan::Mode::Keep {
+            Slices {
+                input: Input::Ready(&[]),
+                output: &mut [],
+                work: &mut [],
+                shortcut: &[],
+                again: false,
+                prepared: false,
+            }
+        } else {
+            let shortcut_len = if is_add { step.output.values() } else { 0 };
+            split(
+                arena,
+                span(regions.input, step.input.values()),
+                span(regions.shortcut, shortcut_len),
+                span(regions.output, step.output.values()),
+                span(regions.work, regions.work_len),
+            )?
+        };
+        return Some((None, slices, None));
+    };
+    let window = window?;
+    let height = step.output.height;
+    let count = height.div_ceil(rows.max(1));
+    let index = if downward { done } else { count - 1 - done };
+    let first = index * rows;
+    let band = plan::Band {
+        first,
+        rows: rows.min(height - first),
+    };
+    let row_in = step.input.width * step.input.channels;
+    let row_out = step.output.width * step.output.channels;
+    let (from, to) = (
+        window.first(first),
+        window.end(first + band.rows - 1, step.input.height),
+    );
+    let read = span(regions.input + from * row_in, (to - from) * row_in);
+    let written = span(regions.output + first * row_out, band.rows * row_out);
+    let (zone, frame) = arena.split_at_mut_checked(band_area)?;
+    let (work, buffer_area) = zone.split_at_mut_checked(buffer)?;
+    let in_frame = |span: Span| {
+        let start = span.start.checked_sub(band_area)?;
+        Some(start..start.checked_add(span.len)?)
+    };
+    let again = done > 0;
+    let prepared = again && plan::backend_uses_dsp(first_kernels);
+    if staged {
+        let staging = step.staging(band);
+        let copy = buffer_area.get_mut(..staging.len())?;
+        let data = row_in.max(1);
+        for (line, values) in frame.get(in_frame(read)?)?.chunks_exact(data).enumerate() {
+            let at = (staging.top + line) * staging.row + staging.edge;
+            copy_values(copy.get_mut(at..at + data)?, values)?;
+        }
+        let slices = Slices {
+            input: Input::Staged { copy, staging },
+            output: frame.get_mut(in_frame(written)?)?,
+            work,
+            shortcut: &[],
+            again,
+            prepared,
+        };
+        return Some((Some(band), slices, None));
+    }
+    let out = buffer_area.get_mut(..written.len)?;
+    let frame: &[T] = frame;
+    let shortcut = if is_add {
+        frame.get(in_frame(span(
+            regions.shortcut + first * row_out,
+            written.len,
+        ))?)?
+    } else {
+        &[]
+    };
+    let slices = Slices {
+        input: Input::Ready(frame.get(in_frame(read)?)?),
+        output: out,
+        work,
+        shortcut,
+        again,
+        prepared,
+    };
+    let flush = Flush {
+        from: buffer,
+        to: written.start,
+        len: written.len,
+    };
+    Some((Some(band), slices, Some(flush)))
+}
+
 /// Where the last step left its output: offset and length in the arena.
 #[derive(Clone, Copy)]
 struct Output {
@@ -157,26 +358,59 @@ impl Output {
     }
 }
 
-/// Runs every step of `architecture` over `arena`, whose swapping part
-/// starts with the input: `run` computes one step from its slices and says
-/// which kernels ran it; `observe` then sees the output. The int8 and f32
-/// runners differ only in `run`.
+/// Runs every step of `architecture` where `placer` puts it in `arena`, whose network input
+/// lies at `input`: `run` computes one step (or one band of it) from its slices and says
+/// which kernels ran it; `observe` then sees the step's output. The int8 and f32 runners
+/// differ only in `run` and their layouts.
 fn run_steps<'s, T: Copy + PartialOrd>(
     architecture: &Architecture,
+    mut placer: plan::Placer,
+    input: Output,
     arena: &'s mut [T],
     mut run: impl FnMut(&Step, Slices<'_, T>) -> Result<Backend, Error>,
     mut observe: impl FnMut(&Observation<'_, T>),
 ) -> Result<Prediction<'s, T>, Error> {
-    let needed = arena.len();
-    let shortcut_len = plan::shortcut_len(architecture);
-    let mut last = Output {
-        offset: shortcut_len,
-        len: architecture.input().values(),
-    };
-    for (index, step) in plan::steps(architecture).enumerate() {
-        let regions = plan::regions(&step, shortcut_len, needed);
-        let slices = split(arena, &step, regions, shortcut_len).ok_or(Error::Malformed)?;
-        let kernels = run(&step, slices)?;
+    let band_area = placer.band_area();
+    let mut last = input;
+    let mut index = 0;
+    while let Some((mut step, regions)) = placer.next(architecture) {
+        let (calls, window) = match regions.mode {
+            plan::Mode::Bands { rows, .. } => {
+                (step.output.height.div_ceil(rows.max(1)), step.row_window())
+            }
+            _ => (1, None),
+        };
+        let (mut kernels, mut first_kernels) = (Backend::Portable, Backend::Portable);
+        for done in 0..calls {
+            let (band, slices, flush) = call(
+                arena,
+                &step,
+                &regions,
+                band_area,
+                window,
+                done,
+                first_kernels,
+            )
+            .ok_or(Error::Malformed)?;
+            step.band = band;
+            kernels = run(&step, slices)?;
+            if done == 0 {
+                first_kernels = kernels;
+            }
+            if let Some(Flush { from, to, len }) = flush {
+                // From the band area to the frame, which starts after it.
+                let (zone, frame) = arena
+                    .split_at_mut_checked(band_area)
+                    .ok_or(Error::Malformed)?;
+                let source = zone.get(from..from + len).ok_or(Error::Malformed)?;
+                let target = to.checked_sub(band_area).ok_or(Error::Malformed)?;
+                let target = frame
+                    .get_mut(target..target + len)
+                    .ok_or(Error::Malformed)?;
+                copy_values(target, source).ok_or(Error::Malformed)?;
+            }
+        }
+        step.band = None;
         let written = Output {
             offset: regions.output,
             len: step.output.values(),
@@ -190,6 +424,7 @@ fn run_steps<'s, T: Copy + PartialOrd>(
         if step.swaps_ends() {
             last = written;
         }
+        index += 1;
     }
     let arena: &'s [T] = arena;
     let logits = last.of(arena).ok_or(Error::Malformed)?;
@@ -210,6 +445,11 @@ fn window_geometry(window: &Window, input: Shape, channels: usize) -> Option<Win
         matches!(window.padding, Padding::Same),
         channels,
     )
+}
+
+/// The geometry of a windowed step, or of its band ([`Step::band_window`]).
+fn band_geometry(step: &Step, window: &Window, channels: usize) -> Option<WindowGeometry> {
+    window_geometry(window, step.input, channels).map(|whole| step.band_window(whole))
 }
 
 /// A global average pool as an average pool whose window is the whole map.
@@ -405,9 +645,12 @@ fn int8_general_step<'r>(
         output,
         work,
         shortcut,
+        prepared,
+        ..
     } = slices;
+    let input = input.ready(*zero_points.main);
     #[cfg(not(tinycnn_arm_dsp))]
-    let _ = (work, dsp);
+    let _ = (work, dsp, prepared);
     let ZeroPoints {
         main: zero_point,
         shortcut: shortcut_zero_point,
@@ -417,8 +660,8 @@ fn int8_general_step<'r>(
     let ran = match step.operation {
         Operation::WindowConv { conv } => {
             let record = record()?;
-            let geometry = window_geometry(&conv.window, step.input, step.output.channels)
-                .ok_or(Error::Malformed)?;
+            let geometry =
+                band_geometry(step, &conv.window, step.output.channels).ok_or(Error::Malformed)?;
             let requantization =
                 requantization(&record, geometry.output.channels, *zero_point, activation)
                     .ok_or(Error::Malformed)?;
@@ -438,7 +681,7 @@ fn int8_general_step<'r>(
         }
         Operation::Depthwise { depthwise } => {
             let record = record()?;
-            let geometry = window_geometry(&depthwise.window, step.input, step.output.channels)
+            let geometry = band_geometry(step, &depthwise.window, step.output.channels)
                 .ok_or(Error::Malformed)?;
             let requantization =
                 requantization(&record, geometry.output.channels, *zero_point, activation)
@@ -446,20 +689,21 @@ fn int8_general_step<'r>(
             *zero_point = record.output.zero_point;
             #[cfg(tinycnn_arm_dsp)]
             if dsp {
-                return Ok(dsp::depthwise(
+                return Ok(dsp::depthwise_band(
                     input,
                     &geometry,
                     record.weights,
                     &requantization,
                     output,
                     work,
+                    prepared,
                 ));
             }
             general::depthwise(input, &geometry, record.weights, &requantization, output)
         }
         Operation::WindowPool { pool } => {
-            let geometry = window_geometry(&pool.window, step.input, step.input.channels)
-                .ok_or(Error::Malformed)?;
+            let geometry =
+                band_geometry(step, &pool.window, step.input.channels).ok_or(Error::Malformed)?;
             let (min, max) = (i32::from(i8::MIN), i32::from(i8::MAX));
             match pool.kind {
                 PoolKind::Max => general::max_pool(input, &geometry, min, max, output),
@@ -519,7 +763,7 @@ fn int8_general_step<'r>(
             let kept = shortcut.get(..input.len()).ok_or(Error::Malformed)?;
             #[cfg(tinycnn_arm_dsp)]
             if dsp {
-                return Ok(dsp::add(input, kept, &params, output, work));
+                return Ok(dsp::add_band(input, kept, &params, output, work, prepared));
             }
             general::add(input, kept, &params, output)
         }
@@ -539,7 +783,7 @@ impl Int8Model<'_> {
     /// Bytes of scratch [`classify`](Self::classify) needs (plus up to 3 if
     /// the slice does not start on a word boundary).
     pub fn scratch_bytes(&self) -> usize {
-        plan::int8_scratch_bytes(self.architecture())
+        self.layout(Backend::FASTEST).arena()
     }
 
     /// The input shape: images are `height x width x channels` bytes, 0-255,
@@ -582,6 +826,7 @@ impl Int8Model<'_> {
         observe: impl FnMut(&Observation<'_, i8>),
     ) -> Result<Prediction<'s, i8>, Error> {
         self.run::<true>(
+            false,
             Int8Runner::Builtin(backend),
             Int8Input::Pixels(image),
             scratch,
@@ -602,6 +847,7 @@ impl Int8Model<'_> {
         observe: impl FnMut(&Observation<'_, i8>),
     ) -> Result<Prediction<'s, i8>, Error> {
         self.run::<false>(
+            false,
             Int8Runner::Builtin(backend),
             Int8Input::Pixels(image),
             scratch,
@@ -622,6 +868,7 @@ impl Int8Model<'_> {
         observe: impl FnMut(&Observation<'_, i8>),
     ) -> Result<Prediction<'s, i8>, Error> {
         self.run::<true>(
+            false,
             Int8Runner::Builtin(backend),
             Int8Input::Quantized(input),
             scratch,
@@ -640,6 +887,7 @@ impl Int8Model<'_> {
         observe: impl FnMut(&Observation<'_, i8>),
     ) -> Result<Prediction<'s, i8>, Error> {
         self.run::<true>(
+            false,
             Int8Runner::Caller(kernels),
             Int8Input::Pixels(image),
             scratch,
@@ -656,6 +904,7 @@ impl Int8Model<'_> {
         observe: impl FnMut(&Observation<'_, i8>),
     ) -> Result<Prediction<'s, i8>, Error> {
         self.run::<true>(
+            false,
             Int8Runner::Caller(kernels),
             Int8Input::Quantized(input),
             scratch,
@@ -663,10 +912,51 @@ impl Int8Model<'_> {
         )
     }
 
+    /// [`Int8Model::classify_with`] in the out-of-place layout
+    /// ([`plan::out_of_place_regions`]): every step's input, output and work area apart, a
+    /// shortcut area for residual blocks, no bands. The same outputs in more scratch
+    /// ([`plan::out_of_place_scratch_bytes`]): the reference the banded layout is checked
+    /// against.
+    pub fn classify_out_of_place<'s>(
+        &self,
+        backend: Backend,
+        image: &[u8],
+        scratch: &'s mut [i8],
+        observe: impl FnMut(&Observation<'_, i8>),
+    ) -> Result<Prediction<'s, i8>, Error> {
+        self.run::<true>(
+            true,
+            Int8Runner::Builtin(backend),
+            Int8Input::Pixels(image),
+            scratch,
+            observe,
+        )
+    }
+
+    /// [`Int8Model::classify_out_of_place`] on an input already quantised
+    /// ([`Int8Model::run_quantized`]).
+    pub fn run_quantized_out_of_place<'s>(
+        &self,
+        backend: Backend,
+        input: &[i8],
+        scratch: &'s mut [i8],
+        observe: impl FnMut(&Observation<'_, i8>),
+    ) -> Result<Prediction<'s, i8>, Error> {
+        self.run::<true>(
+            true,
+            Int8Runner::Builtin(backend),
+            Int8Input::Quantized(input),
+            scratch,
+            observe,
+        )
+    }
+
     /// Runs the model; with `GENERAL` false, the kernels of [`general`] are not called, so
-    /// not linked in, and a layer that needs them is an error.
+    /// not linked in, and a layer that needs them is an error. The arena is laid out by
+    /// [`plan::layout`], or [`plan::Layout::out_of_place`] when `out_of_place`.
     fn run<'s, const GENERAL: bool>(
         &self,
+        out_of_place: bool,
         mut runner: Int8Runner<'_>,
         input: Int8Input<'_>,
         scratch: &'s mut [i8],
@@ -684,10 +974,15 @@ impl Int8Model<'_> {
             Int8Runner::Builtin(backend) => backend,
             Int8Runner::Caller(_) => Backend::Caller,
         };
-        let needed = plan::int8_scratch_bytes_with(architecture, backend);
-        let arena = arena(scratch, needed)?;
+        let layout = if out_of_place {
+            plan::Layout::out_of_place(architecture, plan::backend_uses_dsp(backend))
+        } else {
+            self.layout(backend)
+        };
+        let placer = plan::Placer::new(architecture, layout);
+        let start = placer.input_offset();
+        let arena = arena(scratch, layout.arena())?;
         let quantization = self.input_quantization();
-        let start = plan::shortcut_len(architecture);
         let first = arena.get_mut(start..).ok_or(Error::Malformed)?.iter_mut();
         match input {
             // Scale 1/255 and zero point -128 make quantisation exact: p -> p - 128.
@@ -716,20 +1011,30 @@ impl Int8Model<'_> {
         let mut records = self.layers();
         let mut zero_point = quantization.zero_point;
         let mut shortcut_zero_point = zero_point;
+        let mut first_band = (records.clone(), zero_point, shortcut_zero_point);
         let run = |step: &Step, slices: Slices<'_, i8>| {
             let Slices {
                 input,
                 output,
                 work: _work,
                 shortcut,
+                again,
+                prepared,
             } = slices;
+            // Every band of a step starts from the record and zero points of its first.
+            if again {
+                (records, zero_point, shortcut_zero_point) = first_band.clone();
+            } else {
+                first_band = (records.clone(), zero_point, shortcut_zero_point);
+            }
+            let input = input.ready(zero_point);
             #[cfg_attr(not(tinycnn_arm_dsp), allow(unused_mut))]
             let mut kernels = backend;
             let activation = step.layer.activation();
             let ran = match step.operation {
-                Operation::Conv { conv, pooled } => {
+                Operation::Conv { .. } => {
                     let record = records.next().ok_or(Error::Malformed)?;
-                    let geometry = ConvGeometry::new(&conv, step.input, pooled);
+                    let geometry = step.geometry().ok_or(Error::Malformed)?;
                     let layer = int8_conv_layer(geometry, &record, zero_point, step)
                         .ok_or(Error::Malformed)?;
                     zero_point = record.output.zero_point;
@@ -747,7 +1052,7 @@ impl Int8Model<'_> {
                         Int8Runner::Builtin(_) => ki8::conv(input, &layer, output),
                     }
                 }
-                Operation::Pool => max_pool2(input, step.input, output),
+                Operation::Pool => max_pool2(input, step.band_input(), output),
                 Operation::Dense => {
                     let record = records.next().ok_or(Error::Malformed)?;
                     let layer = int8_dense_layer(&record, zero_point, step, dense_rounding)
@@ -773,10 +1078,12 @@ impl Int8Model<'_> {
                         shortcut: &mut shortcut_zero_point,
                     };
                     let slices = Slices {
-                        input,
+                        input: Input::Ready(input),
                         output,
                         work: _work,
                         shortcut,
+                        again,
+                        prepared,
                     };
                     #[cfg(tinycnn_arm_dsp)]
                     let dsp = matches!(runner, Int8Runner::Builtin(Backend::ArmDsp));
@@ -788,7 +1095,11 @@ impl Int8Model<'_> {
             };
             ran.map(|()| kernels).ok_or(Error::Malformed)
         };
-        run_steps(architecture, arena, run, observe)
+        let input = Output {
+            offset: start,
+            len: expected,
+        };
+        run_steps(architecture, placer, input, arena, run, observe)
     }
 
     /// Softmax probabilities of int8 outputs (dequantised first), into
@@ -911,9 +1222,13 @@ impl F32Model<'_> {
                 found: input.len(),
             });
         }
-        let needed = plan::f32_scratch_len(architecture);
-        let arena = arena(scratch, needed)?;
-        let start = plan::shortcut_len(architecture);
+        // The out-of-place layout: f32 runs on the host, whose memory is plenty.
+        let placer = plan::Placer::new(
+            architecture,
+            plan::Layout::out_of_place(architecture, false),
+        );
+        let arena = arena(scratch, plan::f32_scratch_len(architecture))?;
+        let start = placer.input_offset();
         let first = arena.get_mut(start..).ok_or(Error::Malformed)?.iter_mut();
         match input {
             F32Input::Pixels(image) => {
@@ -935,6 +1250,7 @@ impl F32Model<'_> {
                 shortcut,
                 ..
             } = slices;
+            let input = input.ready(0.0);
             let mut kernels = backend;
             let (min, max) = step.layer.activation().real_range();
             let ran = match step.operation {
@@ -1065,7 +1381,11 @@ impl F32Model<'_> {
             };
             ran.map(|()| kernels).ok_or(Error::Malformed)
         };
-        run_steps(architecture, arena, run, observe)
+        let input = Output {
+            offset: start,
+            len: expected,
+        };
+        run_steps(architecture, placer, input, arena, run, observe)
     }
 
     /// Softmax probabilities of f32 outputs, into `probabilities` (as they

@@ -23,19 +23,55 @@
 //!
 //! # Scratch
 //!
-//! One arena holds a step's input at one end and its output at the other,
-//! the two ends swapping at every step, and between them the work area that
-//! the Arm DSP kernels unroll windows into. Its size is the largest
-//! `input + output + work` of any step (each rounded up to 4 bytes, so the
-//! work area is word-aligned). For the reference network that is conv2's
-//! 12,544 + 6,272 (+ 4,608 of DSP work) bytes.
+//! An int8 arena ([`layout`], [`Placer`]) is a **band area** followed by a **frame**. The
+//! main line (the map between two steps) lies against one end of the frame, the network's
+//! input against the low end. A step reads it there and writes its output:
 //!
-//! A network with residual blocks keeps each block's shortcut alive while
-//! the block runs: the arena then starts with a shortcut area as large as
-//! the largest shortcut, and the two ends above swap in the rest. The
-//! block's first step ([`Operation::Shortcut`]) computes or copies the
-//! shortcut there without moving the main line; [`Operation::Add`] reads it
-//! back.
+//! - **apart**, against the frame's other end, in one kernel call, when input and output fit
+//!   apart (with the Arm DSP kernels' work area between them, or in the band area);
+//! - or **in bands** of output rows through the band area, overlapping its input: against the
+//!   same end (a 1x1 or strided convolution, a pool: it overwrites its own input, from the
+//!   top or the bottom), or against the other end when the frame is only a little larger than
+//!   the maps (a 3x3 stride-1 convolution moves a row or so). A band reads the input rows its
+//!   windows need where they lie and writes to the **band buffer**, which is then copied to
+//!   its place in the output; or, for a square stride-1 convolution with padding, its input
+//!   rows are copied to the band buffer framed by the padding (the input zero point) and the
+//!   'valid' convolution of that copy writes its rows in place. Bands go in the order that
+//!   never overwrites an input row a later band reads ([`Mode::Bands`]).
+//!
+//! Every step that can run in bands does so only when that makes the arena smaller:
+//! convolutions of every kind (with a fused pool too, but not with the portable kernels when
+//! the input has padding), depthwise convolutions, pools and additions can; dense layers,
+//! softmax and global average pools run in one call.
+//!
+//! A residual block keeps its shortcut at one end of the frame while the block's steps run in
+//! the rest: an identity shortcut is the block's input, left where it lies (nothing is
+//! copied); a projection is computed first, to the far end, so the block's first step may
+//! overwrite the block's input. The addition writes its sum into the shortcut's place, in
+//! bands.
+//!
+//! The band area holds, from its start (a word boundary), the work area of the step that runs
+//! and its band buffer. Its size is chosen among a few candidates (none, and for each step its
+//! work area, or that and the buffer of its fewest rows); for each the frame is the most any
+//! step needs, and the smallest sum wins. A layout never needs more than the out-of-place one
+//! ([`out_of_place_regions`]: a shortcut area, then a step's input at one end and its output
+//! at the other, swapping at every step), which it falls back to otherwise; f32 always runs
+//! out of place. `core/FORMAT.md` ("Scratch memory") gives every rule and formula.
+//!
+//! The MLPerf Tiny networks need, with the Arm DSP kernels / the portable ones: the DS-CNN
+//! 10,624 / 8,640 bytes (out of place 17,984 / 16,000), MobileNet 39,600 / 37,248 (55,360 /
+//! 55,296), ResNet-8 36,064 / 34,912 (51,200 / 49,152), the autoencoder 2,048 / 768 (its
+//! dense layers run in one call, as out of place). The tutorial's network needs 21,760 with
+//! the Arm DSP kernels (23,424 out of place) and 18,816 with the portable ones, out of place:
+//! they keep a fused convolution and pool whose input has padding in one call, as a band's
+//! copy framed by the padding would make them multiply the padding's taps.
+
+mod arena;
+
+pub use arena::{
+    Band, End, Layout, Mode, Placer, Regions, RowWindow, Staging, band_buffer_len, frame_peak_step,
+    layout, placements,
+};
 
 use crate::arch::{
     Activation, Architecture, Conv, Depthwise, Layer, LayerInfo, Padding, Pool, Shape, Shortcut,
@@ -108,16 +144,23 @@ pub struct Step {
     /// Shape it writes (after the fused pool, if any; the shortcut for
     /// [`Operation::Shortcut`]).
     pub output: Shape,
-    /// Whether its input lies at the low end of the arena's swapping part
-    /// (its output then goes to the high end), or the other way round.
+    /// Whether its input lies at the low end of the f32 arena's swapping part
+    /// (its output then goes to the high end), or the other way round ([`out_of_place_regions`]).
     pub reads_low_end: bool,
+    /// The output rows one kernel call of a banded step computes ([`Mode::Bands`]); `None`
+    /// for the whole step, as [`steps`] gives it.
+    pub band: Option<Band>,
 }
 
 impl Step {
-    /// The convolution's geometry, for a square stride-1 convolution step.
+    /// The convolution's geometry, for a square stride-1 convolution step; for a band of one
+    /// ([`Step::band`]), the 'valid' convolution over the band's input ([`Step::band_input`]).
     pub const fn geometry(&self) -> Option<ConvGeometry> {
         match self.operation {
-            Operation::Conv { conv, pooled } => Some(ConvGeometry::new(&conv, self.input, pooled)),
+            Operation::Conv { conv, pooled } => match self.band {
+                None => Some(ConvGeometry::new(&conv, self.input, pooled)),
+                Some(_) => Some(arena::band_conv_geometry(self, &conv, pooled)),
+            },
             _ => None,
         }
     }
@@ -208,6 +251,7 @@ impl Cursor {
                                     input: info.input,
                                     output: after.output,
                                     reads_low_end,
+                                    band: None,
                                 };
                                 return Some(step);
                             }
@@ -226,6 +270,7 @@ impl Cursor {
                 input: info.input,
                 output,
                 reads_low_end,
+                band: None,
             };
             if step.swaps_ends() {
                 self.swaps += 1;
@@ -482,28 +527,13 @@ pub const fn model_uses_general_kernels(model: &[u8]) -> bool {
     }
 }
 
-/// Where a step's input, output and work area lie in the arena: offsets
-/// and lengths in units (bytes for int8, values for f32). Above the shortcut
-/// area, a step that reads the low end writes at the high end, and the other
-/// way round; a shortcut step writes to the shortcut area at offset 0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Regions {
-    /// Input offset.
-    pub input: usize,
-    /// Output offset.
-    pub output: usize,
-    /// Work offset (a multiple of 4).
-    pub work: usize,
-    /// Work units available.
-    pub work_len: usize,
-    /// Offset of the shortcut area (always 0; its length is
-    /// [`shortcut_len`]).
-    pub shortcut: usize,
-}
-
-/// The regions of `step` in an arena of `arena` units whose first
-/// `shortcut` units are the shortcut area.
-pub const fn regions(step: &Step, shortcut: usize, arena: usize) -> Regions {
+/// Where a step's input, output and work area lie in the out-of-place layout: the f32
+/// arena's (in values), and the reference int8 runs are checked against (the int8 layout
+/// before [`layout`]; [`out_of_place_scratch_bytes`]). Above a shortcut area, a step that
+/// reads the low end writes at the high end, with its work area between, and the other way
+/// round; a shortcut step writes to the shortcut area at offset 0. The arena holds `arena`
+/// units, the first `shortcut` of them the shortcut area ([`shortcut_len`]).
+pub const fn out_of_place_regions(step: &Step, shortcut: usize, arena: usize) -> Regions {
     let (input, output) = (step.input.values(), step.output.values());
     if let Operation::Shortcut { .. } = step.operation {
         // The main line stays where it is; the shortcut goes to the bottom,
@@ -520,6 +550,7 @@ pub const fn regions(step: &Step, shortcut: usize, arena: usize) -> Regions {
             work,
             work_len: work_end.saturating_sub(work),
             shortcut: 0,
+            mode: Mode::Whole,
         };
     }
     if step.reads_low_end {
@@ -530,6 +561,7 @@ pub const fn regions(step: &Step, shortcut: usize, arena: usize) -> Regions {
             work,
             work_len: arena.saturating_sub(output).saturating_sub(work),
             shortcut: 0,
+            mode: Mode::Whole,
         }
     } else {
         let work = shortcut + round_up4(output);
@@ -539,11 +571,12 @@ pub const fn regions(step: &Step, shortcut: usize, arena: usize) -> Regions {
             work,
             work_len: arena.saturating_sub(input).saturating_sub(work),
             shortcut: 0,
+            mode: Mode::Whole,
         }
     }
 }
 
-/// Units of the shortcut area: the largest shortcut of any residual block,
+/// Units of the f32 arena's shortcut area: the largest shortcut of any residual block,
 /// rounded up to 4; 0 without residual blocks.
 pub const fn shortcut_len(architecture: &Architecture) -> usize {
     let mut largest = 0;
@@ -559,20 +592,23 @@ pub const fn shortcut_len(architecture: &Architecture) -> usize {
     largest
 }
 
-/// Units of the swapping part: the largest `input + output (+ work)` of a
-/// step that swaps ends. A shortcut step needs its input where it is and
-/// nothing above it, which the step before it already provided.
+/// Units the out-of-place layout's swapping part needs for `step`: `input + output (+
+/// work)` for a step that swaps ends; a shortcut step needs its input where it is and its
+/// work area beside it (the shortcut goes to the shortcut area).
+const fn swapping_need(step: &Step, dsp: bool) -> usize {
+    if step.swaps_ends() {
+        round_up4(step.input.values()) + round_up4(step.output.values()) + work_bytes(step, dsp)
+    } else {
+        round_up4(step.input.values()) + work_bytes(step, dsp)
+    }
+}
+
+/// Units of the out-of-place layout's swapping part: the most any step needs.
 const fn swapping_len(architecture: &Architecture, dsp: bool) -> usize {
     let mut largest = 0;
     let mut cursor = Cursor::new(architecture);
     while let Some(step) = cursor.next(architecture) {
-        let units = if step.swaps_ends() {
-            round_up4(step.input.values())
-                + round_up4(step.output.values())
-                + work_bytes(&step, dsp)
-        } else {
-            round_up4(step.input.values()) + work_bytes(&step, dsp)
-        };
+        let units = swapping_need(&step, dsp);
         if units > largest {
             largest = units;
         }
@@ -580,17 +616,39 @@ const fn swapping_len(architecture: &Architecture, dsp: bool) -> usize {
     largest
 }
 
+/// The step (0-based) that needs the most of the out-of-place layout's swapping part.
+const fn out_of_place_peak_step(architecture: &Architecture, dsp: bool) -> usize {
+    let (mut largest, mut at, mut index) = (0, 0, 0);
+    let mut cursor = Cursor::new(architecture);
+    while let Some(step) = cursor.next(architecture) {
+        let units = swapping_need(&step, dsp);
+        if units > largest {
+            largest = units;
+            at = index;
+        }
+        index += 1;
+    }
+    at
+}
+
+/// Whether `backend` runs the Arm DSP kernels, whose work areas the plan then makes room for.
+pub const fn backend_uses_dsp(backend: Backend) -> bool {
+    !matches!(backend, Backend::Portable | Backend::Caller)
+}
+
+/// Whether this target's fastest kernels ([`Backend::FASTEST`]) are the Arm DSP ones.
+pub const FASTEST_DSP: bool = backend_uses_dsp(Backend::FASTEST);
+
 /// Bytes of int8 scratch that `architecture` needs with `backend`'s kernels.
 pub const fn int8_scratch_bytes_with(architecture: &Architecture, backend: Backend) -> usize {
-    let dsp = !matches!(backend, Backend::Portable | Backend::Caller);
-    int8_scratch_bytes_for(architecture, dsp)
+    int8_scratch_bytes_for(architecture, backend_uses_dsp(backend))
 }
 
 /// Bytes of int8 scratch that `architecture` needs with the Arm DSP kernels
 /// (`dsp`, Cortex-M4/M7/M33) or the portable ones, whatever this build's
-/// target: for tools that size a device's memory.
+/// target: for tools that size a device's memory. The arena of [`layout`].
 pub const fn int8_scratch_bytes_for(architecture: &Architecture, dsp: bool) -> usize {
-    shortcut_len(architecture) + swapping_len(architecture, dsp)
+    layout(architecture, dsp).arena()
 }
 
 /// Bytes of int8 scratch that `architecture` needs with this target's fastest
@@ -599,10 +657,20 @@ pub const fn int8_scratch_bytes(architecture: &Architecture) -> usize {
     int8_scratch_bytes_with(architecture, Backend::FASTEST)
 }
 
-/// `f32` values of scratch that `architecture` needs (laid out like the
-/// int8 arena, without work areas).
+/// `f32` values of scratch that `architecture` needs: a shortcut area, then two ends that
+/// swap at every step ([`out_of_place_regions`]), without work areas or bands.
 pub const fn f32_scratch_len(architecture: &Architecture) -> usize {
     shortcut_len(architecture) + swapping_len(architecture, false)
+}
+
+/// Bytes of int8 scratch the out-of-place layout needs ([`out_of_place_regions`], with the
+/// Arm DSP kernels' work areas or not): what
+/// [`Int8Model::classify_out_of_place`](crate::Int8Model::classify_out_of_place) takes.
+// Out of line: `layout` calls it, and its walks' frames would stay on the stack beside the
+// walks `layout` makes after it.
+#[inline(never)]
+pub const fn out_of_place_scratch_bytes(architecture: &Architecture, dsp: bool) -> usize {
+    shortcut_len(architecture) + swapping_len(architecture, dsp)
 }
 
 /// The int8 scratch bytes a model file needs with this target's fastest
@@ -647,105 +715,4 @@ pub const fn int8_scratch_bytes_or_panic(model: &[u8]) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_reference_network_runs_in_seven_steps_with_pools_fused() {
-        let reference = Architecture::REFERENCE;
-        let operations: std::vec::Vec<_> = steps(&reference)
-            .map(|step| (step.operation, step.output))
-            .collect();
-        assert_eq!(operations.len(), 7);
-        assert_eq!(step_count(&reference), 7);
-        assert!(matches!(
-            operations[0],
-            (
-                Operation::Conv { pooled: true, .. },
-                Shape {
-                    height: 14,
-                    width: 14,
-                    channels: 64
-                }
-            )
-        ));
-        assert!(matches!(
-            operations[2].1,
-            Shape {
-                height: 3,
-                width: 3,
-                channels: 256
-            }
-        ));
-        assert!(matches!(operations[3].0, Operation::Dense));
-        // conv2's input + output.
-        assert_eq!(
-            int8_scratch_bytes_with(&reference, Backend::Portable),
-            12_544 + 6_272
-        );
-        assert_eq!(f32_scratch_len(&reference), 12_544 + 6_272);
-    }
-
-    #[test]
-    fn regions_alternate_ends_and_never_overlap() {
-        let reference = Architecture::REFERENCE;
-        let all: std::vec::Vec<_> = steps(&reference).collect();
-        let first = regions(&all[0], 0, 20_000);
-        assert!(all[0].reads_low_end);
-        // conv1 + pool writes 14x14x64 at the high end.
-        assert_eq!((first.input, first.output, first.work), (0, 7_456, 784));
-        assert_eq!(first.work_len, 7_456 - 784);
-        let second = regions(&all[1], 0, 20_000);
-        assert!(!all[1].reads_low_end);
-        assert_eq!(
-            (second.input, second.output, second.work),
-            (7_456, 0, 6_272)
-        );
-        assert_eq!(second.work_len, 7_456 - 6_272);
-        // With a shortcut area, everything moves up by its length.
-        let shifted = regions(&all[0], 64, 20_000);
-        assert_eq!((shifted.input, shifted.work), (64, 64 + 784));
-    }
-
-    #[test]
-    fn residual_blocks_keep_their_shortcut_below_the_swapping_part() {
-        let resnet = crate::text::parse(
-            "input:8x8x2 conv3x3:4 residual:8:s2 conv3x3:8:s2 conv3x3:8:linear add \
-             residual conv3x3:8 conv3x3:8:linear add gap dense:3",
-            Shape::new(8, 8, 2),
-        )
-        .unwrap();
-        let all: std::vec::Vec<_> = steps(&resnet).collect();
-        let kinds: std::vec::Vec<_> = all.iter().map(|s| s.operation).collect();
-        assert!(matches!(kinds[1], Operation::Shortcut { .. }));
-        // The shortcut step leaves the main line where it was.
-        assert_eq!(all[1].reads_low_end, all[2].reads_low_end);
-        assert_eq!(all[1].output, Shape::new(4, 4, 8));
-        assert!(matches!(kinds[4], Operation::Add { .. }));
-        // The largest shortcut: the projection's 4x4x8 or the identity's 4x4x8.
-        assert_eq!(shortcut_len(&resnet), 128);
-        // conv1's 128 + 256 is the largest swapping step.
-        assert_eq!(
-            int8_scratch_bytes_with(&resnet, Backend::Portable),
-            128 + 128 + 256
-        );
-        let arena = int8_scratch_bytes_with(&resnet, Backend::Portable);
-        for step in &all {
-            let r = regions(step, shortcut_len(&resnet), arena);
-            let (input, output) = (step.input.values(), step.output.values());
-            if step.swaps_ends() {
-                assert!(r.input >= 128 && r.output >= 128, "{step:?}");
-                let (low, high) = if r.input < r.output {
-                    (r.input + input, r.output)
-                } else {
-                    (r.output + output, r.input)
-                };
-                assert!(low <= high, "{step:?} overlaps");
-                assert!(r.input + input <= arena && r.output + output <= arena);
-            } else {
-                assert_eq!(r.output, 0);
-                assert!(output <= 128);
-            }
-        }
-    }
-}
+mod tests;

@@ -259,3 +259,69 @@ fn caller_mistakes_are_errors() {
     assert!((probabilities.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     assert_eq!(Activation::None, other().layer(6).unwrap().activation());
 }
+
+/// Every step's output of `model` on `input` (quantised values), in the banded arena and in
+/// the out-of-place one.
+fn steps_both_ways(model: &Int8Model<'_>, input: &[i8]) -> [Vec<Vec<i8>>; 2] {
+    let backend = tinycnn::kernels::int8::Backend::Portable;
+    let mut banded = Vec::new();
+    let mut scratch = vec![0i8; model.scratch_bytes()];
+    model
+        .run_quantized(backend, input, &mut scratch, |o| {
+            banded.push(o.output.to_vec())
+        })
+        .unwrap();
+    let dsp = false;
+    let needed = tinycnn::plan::out_of_place_scratch_bytes(model.architecture(), dsp);
+    let mut scratch = vec![0i8; needed + 64];
+    let mut apart = Vec::new();
+    model
+        .run_quantized_out_of_place(backend, input, &mut scratch, |o| {
+            apart.push(o.output.to_vec())
+        })
+        .unwrap();
+    [banded, apart]
+}
+
+#[test]
+fn banded_runs_equal_out_of_place_runs_on_random_networks() {
+    let mut rng = Lcg(7);
+    for seed in 0..400 {
+        let architecture = random_architecture(seed);
+        let tensors = int8_tensors_of(architecture, seed as u32);
+        let bytes = tensors.encode();
+        let model = Int8Model::from_bytes(&bytes).unwrap();
+        for _ in 0..2 {
+            let input: Vec<i8> = (0..architecture.input().values())
+                .map(|_| rng.below(256) as u8 as i8)
+                .collect();
+            let [banded, apart] = steps_both_ways(&model, &input);
+            assert_eq!(banded, apart, "{architecture}");
+        }
+    }
+}
+
+#[test]
+fn banded_runs_equal_out_of_place_runs_on_the_shipped_and_mlperf_networks() {
+    let files: [&[u8]; 6] = [
+        include_bytes!("../../data/model-int8.tcnn"),
+        include_bytes!("../../data/small/model-int8.tcnn"),
+        include_bytes!("../../data/mlperf/kws.tcnn"),
+        include_bytes!("../../data/mlperf/vww.tcnn"),
+        include_bytes!("../../data/mlperf/resnet8.tcnn"),
+        include_bytes!("../../data/mlperf/autoencoder.tcnn"),
+    ];
+    let mut rng = Lcg(11);
+    for bytes in files {
+        let model = Int8Model::from_bytes(bytes).unwrap();
+        let input: Vec<i8> = (0..model.input_shape().values())
+            .map(|_| rng.below(256) as u8 as i8)
+            .collect();
+        let [banded, apart] = steps_both_ways(&model, &input);
+        assert_eq!(
+            banded.len(),
+            tinycnn::plan::step_count(model.architecture())
+        );
+        assert_eq!(banded, apart, "{}", model.architecture());
+    }
+}

@@ -358,3 +358,87 @@ pub fn with_payload(file: &[u8], payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(payload);
     out
 }
+
+/// A small deterministic generator.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) as usize) % n
+    }
+
+    pub fn pick<'a>(&mut self, words: &[&'a str]) -> &'a str {
+        words[self.below(words.len())]
+    }
+}
+
+/// A random valid description mixing the layers that run in bands (convolutions of every
+/// kind, depthwise convolutions, pools, residual blocks) with those that do not.
+pub fn random_architecture(seed: u64) -> Architecture {
+    let mut rng = Lcg(seed);
+    loop {
+        let (h, w, c) = (1 + rng.below(24), 1 + rng.below(24), 1 + rng.below(6));
+        let mut text = format!("input:{h}x{w}x{c}");
+        let mut open = false;
+        let layers = 1 + rng.below(9);
+        for _ in 0..layers {
+            let word = match rng.below(14) {
+                0 | 1 => format!(
+                    "conv{k}x{k}:{f}{p}",
+                    k = rng.pick(&["1", "3", "5"]),
+                    f = 1 + rng.below(12),
+                    p = rng.pick(&["", ":valid", ":linear"])
+                ),
+                2 => format!(
+                    "conv{}x{}:{}{}",
+                    1 + rng.below(5),
+                    1 + rng.below(4),
+                    1 + rng.below(9),
+                    rng.pick(&["", ":s2", ":s2:valid", ":s2x1", ":valid"])
+                ),
+                3 | 4 => format!(
+                    "dw{k}x{k}{}",
+                    rng.pick(&["", ":s2", ":m2", ":valid", ":s2:valid"]),
+                    k = rng.pick(&["3", "3", "5", "2"])
+                ),
+                5 => "pool".into(),
+                6 => format!(
+                    "{}{}x{}{}",
+                    rng.pick(&["maxpool", "avgpool"]),
+                    1 + rng.below(3),
+                    1 + rng.below(3),
+                    rng.pick(&["", ":s1:same", ":s2:same", ":s1"])
+                ),
+                7..=9 if !open => {
+                    open = true;
+                    rng.pick(&["residual", "residual", "residual:6:s2", "residual:4"])
+                        .into()
+                }
+                9 | 10 if open => {
+                    open = false;
+                    rng.pick(&["add", "add:linear"]).into()
+                }
+                11 => "drop:0.5".into(),
+                12 => format!("conv3x3:{}:relu6", 1 + rng.below(8)),
+                _ => format!("conv1x1:{}", 1 + rng.below(16)),
+            };
+            text += " ";
+            text += &word;
+        }
+        if open {
+            text += " add";
+        }
+        text += rng.pick(&[
+            " flatten dense:5",
+            " gap flatten dense:3 softmax",
+            " flatten dense:7 dense:4",
+        ]);
+        if let Ok(architecture) = tinycnn::text::parse(&text, Shape::new(1, 1, 1)) {
+            return architecture;
+        }
+    }
+}

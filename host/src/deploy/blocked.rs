@@ -66,6 +66,16 @@ impl Walk {
     }
 }
 
+/// Whether weights packed for `packed_for` serve `geometry`: the packing and the blocks read
+/// the kernel side, the input channels, the filters and the fused pool, not the map's size or
+/// its padding.
+fn packs_alike(packed_for: &ConvGeometry, geometry: &ConvGeometry) -> bool {
+    packed_for.kernel == geometry.kernel
+        && packed_for.input.channels == geometry.input.channels
+        && packed_for.filters == geometry.filters
+        && packed_for.pooled == geometry.pooled
+}
+
 fn padded_width(geometry: &ConvGeometry) -> usize {
     geometry.input.width + 2 * geometry.pad
 }
@@ -147,8 +157,9 @@ impl<T: Copy> Work<T> {
         walk.end(last, step) <= self.padded.len()
     }
 
-    /// Everything a call needs before the blocks: `None` unless the layer's geometry is the
-    /// one its weights were packed for and the slices have its lengths; then the padded input
+    /// Everything a call needs before the blocks: `None` unless the layer's geometry packs its
+    /// weights as they were packed ([`packs_alike`]; a layer run in bands of rows calls with
+    /// several geometries) and the slices have its lengths; then the padded input
     /// ([`Work::pad`]), the windows ([`Work::positions`], each checked to lie inside it when
     /// read `step` values at a time), the number of outputs and the walk.
     #[allow(clippy::too_many_arguments)]
@@ -162,7 +173,7 @@ impl<T: Copy> Work<T> {
         convert: impl Fn(S) -> T,
         step: usize,
     ) -> Option<(usize, Walk)> {
-        if packed_for != geometry
+        if !packs_alike(packed_for, geometry)
             || input.len() != geometry.input.values()
             || output_len != geometry.output().values()
         {
@@ -787,6 +798,26 @@ mod tests {
         // SAFETY: `avx512()` saw the features the kernel is compiled with.
         unsafe { conv_int8(&packed, &mut work, &mut slabs, &input, &layer, &mut got) }.unwrap();
         assert_eq!(got, expected, "{geometry:?} extreme={extreme} seed={seed}");
+        // Weights packed for another map size serve this one: the core runs a layer in bands
+        // of rows, each call with its own geometry, and the host keeps one packing per layer.
+        let taller = ConvGeometry {
+            input: Shape::new(
+                geometry.input.height + 3,
+                geometry.input.width,
+                geometry.input.channels,
+            ),
+            ..geometry
+        };
+        let requantization = *layer.requantization();
+        let other = ki8::ConvLayer::new(taller, &weights, requantization).unwrap();
+        let packed = PackedInt8::new(&other);
+        let mut got = vec![0i8; expected.len()];
+        // SAFETY: as above.
+        unsafe { conv_int8(&packed, &mut work, &mut slabs, &input, &layer, &mut got) }.unwrap();
+        assert_eq!(
+            got, expected,
+            "packed for {taller:?}, run on {geometry:?}, seed={seed}"
+        );
     }
 
     fn f32_case(seed: u64) {
