@@ -1624,3 +1624,67 @@ fn a_colour_folder_set_without_train_and_test_trains_a_colour_network() {
         "{inspect}"
     );
 }
+
+/// `host inspect` shows the scratch's plan: where each step reads, writes and works, which
+/// steps run in bands, where the peak is; the JSON holds the same, every region inside the
+/// arena.
+#[test]
+fn inspect_shows_the_scratch_plan() {
+    let kws = workspace_file("data/mlperf/kws.tcnn");
+    let text = stdout(&host().arg("inspect").arg(&kws).output().unwrap());
+    assert!(
+        text.contains(
+            "scratch plan with the Arm DSP kernels: 10,624 B = band area 2,304 + frame 8,320 \
+             (out of place: 17,984 B); peak: the frame at dw1, the band area at dw1\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("scratch plan with the portable kernels: 8,640 B = band area 320"),
+        "{text}"
+    );
+    // A depthwise convolution moves its 25x5x64 map by a row, from the bottom band up.
+    assert!(
+        text.contains(
+            "  dw1         2,304..10,304   2,624..10,624        0..1,984  25 bands of 1 row, \
+             bottom first, output through 1,984..2,304\n"
+        ),
+        "{text}"
+    );
+    let json = stdout(
+        &host()
+            .args(["inspect", "--json"])
+            .arg(&kws)
+            .output()
+            .unwrap(),
+    );
+    let inspection: Value = serde_json::from_str(&json).unwrap();
+    let plans = inspection["plans"].as_array().unwrap();
+    assert_eq!(plans.len(), 2);
+    for (plan, scratch) in plans.iter().zip(["scratch_dsp", "scratch_portable"]) {
+        let bytes = plan["bytes"].as_u64().unwrap();
+        assert_eq!(bytes, inspection[scratch].as_u64().unwrap());
+        let steps = plan["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), 12);
+        for step in steps {
+            for span in ["reads", "writes", "work"] {
+                let [start, end] = [0, 1].map(|i| step[span][i].as_u64().unwrap());
+                assert!(start <= end && end <= bytes, "{step}");
+            }
+        }
+    }
+    // A residual block's identity shortcut stays where the block's input lies.
+    let resnet = workspace_file("data/mlperf/resnet8.tcnn");
+    let text = stdout(&host().arg("inspect").arg(&resnet).output().unwrap());
+    assert!(
+        text.contains("  residual1  19,680..36,064  19,680..36,064               -  one call\n"),
+        "{text}"
+    );
+    // A network of dense layers only runs out of place.
+    let autoencoder = workspace_file("data/mlperf/autoencoder.tcnn");
+    let text = stdout(&host().arg("inspect").arg(&autoencoder).output().unwrap());
+    assert!(
+        text.contains("scratch plan with the portable kernels: 768 B, out of place"),
+        "{text}"
+    );
+}

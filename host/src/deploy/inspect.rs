@@ -1,14 +1,17 @@
 //! `host inspect MODEL`: Keras's `model.summary()` and what the model needs of a board: a row
 //! per layer (output shape, parameters, multiply-accumulates, weight bytes, and for int8 the
-//! quantisation), the totals, the scratch RAM with each family of kernels, and the flash and
-//! RAM the firmware of this repository needs with it, against common boards.
+//! quantisation), the totals, the scratch RAM with each family of kernels and the plan of
+//! that scratch (where each step reads, writes and works, which steps run in bands, where the
+//! peak is), and the flash and RAM the firmware of this repository needs with it, against
+//! common boards.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::Serialize;
-use tinycnn::arch::LayerInfo;
+use tinycnn::arch::{Architecture, LayerInfo};
 use tinycnn::format::Int8LayerRecord;
+use tinycnn::plan::{Layout, Mode};
 use tinycnn::{Flavour, Model, plan};
 
 /// Flash the firmware (`firmware/`, release build) takes besides the model and the test
@@ -144,6 +147,129 @@ pub struct Fit {
     pub fits: bool,
 }
 
+/// Units `start..end` of the arena.
+pub type Span = [usize; 2];
+
+/// How a step runs in bands.
+#[derive(Clone, Debug, Serialize)]
+pub struct Bands {
+    /// Output rows per band (the last may have fewer).
+    pub rows: usize,
+    /// Kernel calls.
+    pub count: usize,
+    /// Top band first, or bottom band first.
+    pub downward: bool,
+    /// The input rows are copied to the band buffer (framed by the padding), else the output
+    /// rows are written there.
+    pub staged: bool,
+    /// The band buffer.
+    pub buffer: Span,
+}
+
+/// One step of the plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlanStep {
+    /// The layer it runs (a fused convolution and pool: the convolution).
+    pub name: String,
+    /// What it reads (the main line).
+    pub reads: Span,
+    /// What it writes (may overlap what it reads when it runs in bands; the same place for an
+    /// identity shortcut, which keeps the block's input).
+    pub writes: Span,
+    /// The open residual block's shortcut, which an addition reads too.
+    pub shortcut: Option<Span>,
+    /// Its work area (empty when it needs none).
+    pub work: Span,
+    /// `None`: one kernel call.
+    pub bands: Option<Bands>,
+}
+
+/// The arena of one family of kernels, step by step ([`tinycnn::plan::layout`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    /// "arm-dsp" (Cortex-M4/M7/M33) or "portable" (Cortex-M0/M3, desktop).
+    pub kernels: &'static str,
+    /// Bytes of the arena: the scratch.
+    pub bytes: usize,
+    /// Bytes of its band area (work areas and band buffers), at its start.
+    pub band_area: usize,
+    /// Bytes of its frame, where the maps lie.
+    pub frame: usize,
+    /// Whether it is the out-of-place layout (no smaller plan exists).
+    pub out_of_place: bool,
+    /// Bytes of the out-of-place layout, for comparison.
+    pub out_of_place_bytes: usize,
+    /// The step that needs the whole frame: the peak.
+    pub frame_peak: String,
+    /// The step that needs the whole band area (none without one).
+    pub band_peak: Option<String>,
+    /// Every step.
+    pub steps: Vec<PlanStep>,
+}
+
+/// The plan of `architecture`'s arena for int8 `layout`.
+pub fn plan(architecture: &Architecture, layout: Layout) -> Plan {
+    let names: Vec<String> = plan::steps(architecture)
+        .map(|step| step.layer.name.to_string())
+        .collect();
+    let mut band_peak = (0, None);
+    let steps: Vec<PlanStep> = plan::placements(architecture, layout)
+        .map(|(step, regions)| {
+            let span = |start: usize, len: usize| [start, start + len];
+            let name = step.layer.name.to_string();
+            let shortcut = matches!(step.operation, plan::Operation::Add { .. })
+                .then(|| span(regions.shortcut, step.output.values()));
+            let bands = match regions.mode {
+                Mode::Bands {
+                    rows,
+                    downward,
+                    staged,
+                    buffer,
+                } => {
+                    let used = buffer + regions.buffer_len(&step);
+                    if used > band_peak.0 {
+                        band_peak = (used, Some(name.clone()));
+                    }
+                    Some(Bands {
+                        rows,
+                        count: step.output.height.div_ceil(rows),
+                        downward,
+                        staged,
+                        buffer: [buffer, used],
+                    })
+                }
+                _ => {
+                    let work = tinycnn::plan::work_bytes(&step, layout.dsp);
+                    if regions.work < layout.band_area && work > band_peak.0 {
+                        band_peak = (work, Some(name.clone()));
+                    }
+                    None
+                }
+            };
+            PlanStep {
+                name,
+                reads: span(regions.input, step.input.values()),
+                writes: span(regions.output, step.output.values()),
+                shortcut,
+                work: span(regions.work, regions.work_len),
+                bands,
+            }
+        })
+        .collect();
+    let peak = plan::frame_peak_step(architecture, &layout);
+    Plan {
+        kernels: if layout.dsp { "arm-dsp" } else { "portable" },
+        bytes: layout.arena(),
+        band_area: layout.band_area,
+        frame: layout.frame,
+        out_of_place: layout.out_of_place,
+        out_of_place_bytes: plan::out_of_place_scratch_bytes(architecture, layout.dsp),
+        frame_peak: names.get(peak).cloned().unwrap_or_default(),
+        band_peak: band_peak.1,
+        steps,
+    }
+}
+
 /// What `host inspect` found.
 #[derive(Clone, Debug, Serialize)]
 pub struct Inspection {
@@ -170,6 +296,9 @@ pub struct Inspection {
     /// Scratch bytes with the Arm DSP kernels (Cortex-M4/M7/M33); the same as the portable
     /// figure for f32.
     pub scratch_dsp: usize,
+    /// For int8 models: the plan of the arena with the Arm DSP kernels and with the
+    /// portable ones.
+    pub plans: Vec<Plan>,
     /// Flash the firmware takes besides the model and the test vectors.
     pub firmware_code_bytes: usize,
     /// For int8 models: the firmware on each board.
@@ -246,6 +375,12 @@ pub fn run(path: &Path) -> anyhow::Result<Inspection> {
                 .map(quantisation),
         })
         .collect();
+    let plans = match model.flavour() {
+        Flavour::Int8 => [true, false]
+            .map(|dsp| plan(&architecture, plan::layout(&architecture, dsp)))
+            .to_vec(),
+        Flavour::F32 => Vec::new(),
+    };
     let (scratch_portable, scratch_dsp) = match model.flavour() {
         Flavour::Int8 => (
             plan::int8_scratch_bytes_for(&architecture, false),
@@ -292,6 +427,7 @@ pub fn run(path: &Path) -> anyhow::Result<Inspection> {
         file_bytes: bytes.len(),
         scratch_portable,
         scratch_dsp,
+        plans,
         firmware_code_bytes: firmware_code_bytes(&architecture),
         boards,
     })
@@ -390,7 +526,13 @@ impl Inspection {
                 thousands(self.scratch_portable)
             );
         }
+        for plan in &self.plans {
+            plan.write(&mut out);
+        }
         if !self.boards.is_empty() {
+            if !self.plans.is_empty() {
+                let _ = writeln!(out);
+            }
             let _ = writeln!(
                 out,
                 "the firmware with this model: flash = code and constants {} + model {} + {} test \
@@ -416,6 +558,89 @@ impl Inspection {
             }
         }
         out
+    }
+}
+
+fn range(span: Span) -> String {
+    if span[0] == span[1] {
+        "-".into()
+    } else {
+        format!("{}..{}", thousands(span[0]), thousands(span[1]))
+    }
+}
+
+impl Plan {
+    /// The plan as a table.
+    fn write(&self, out: &mut String) {
+        let kernels = if self.kernels == "arm-dsp" {
+            "the Arm DSP kernels"
+        } else {
+            "the portable kernels"
+        };
+        let _ = write!(
+            out,
+            "\nscratch plan with {kernels}: {} B",
+            thousands(self.bytes)
+        );
+        if self.out_of_place {
+            let _ = writeln!(
+                out,
+                ", out of place (a shortcut area, then each step's input and output apart)"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                " = band area {} + frame {} (out of place: {} B); peak: the frame at {}{}",
+                thousands(self.band_area),
+                thousands(self.frame),
+                thousands(self.out_of_place_bytes),
+                self.frame_peak,
+                match &self.band_peak {
+                    Some(step) => format!(", the band area at {step}"),
+                    None => String::new(),
+                }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  {:<9} {:>15} {:>15} {:>15}  bands",
+            "step", "reads", "writes", "work"
+        );
+        for step in &self.steps {
+            let bands = match &step.bands {
+                Some(bands) => format!(
+                    "{} band{} of {} row{}, {}, {} {}",
+                    bands.count,
+                    if bands.count == 1 { "" } else { "s" },
+                    bands.rows,
+                    if bands.rows == 1 { "" } else { "s" },
+                    if bands.downward {
+                        "top first"
+                    } else {
+                        "bottom first"
+                    },
+                    if bands.staged {
+                        "input copied to"
+                    } else {
+                        "output through"
+                    },
+                    range(bands.buffer)
+                ),
+                None => "one call".into(),
+            };
+            let shortcut = match step.shortcut {
+                Some(span) => format!(" (and the shortcut {})", range(span)),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  {:<9} {:>15} {:>15} {:>15}  {bands}{shortcut}",
+                step.name,
+                range(step.reads),
+                range(step.writes),
+                range(step.work),
+            );
+        }
     }
 }
 
