@@ -9,7 +9,9 @@
 # wrong expected value fails the run (status 2) and a corrupted model is
 # reported and fails it (status 3). On netduinoplus2 also the small network
 # (TINYCNN_MODEL), the test vectors of another model (status 3), the size
-# report, and the cycle estimate's checks (cycles.sh: needs cc and python3).
+# report, and the cycle estimate's checks (cycles.sh: needs cc and python3); on
+# mps2-an385 the MLPerf Tiny networks, and on the micro:bit their DS-CNN. Every
+# classify run's scratch must be what the plan says (check_scratch).
 #
 # It needs data/model-int8.tcnn, data/small/model-int8.tcnn and their test
 # vectors (.tctv beside each) at the repository root (`host train`, `host
@@ -108,6 +110,38 @@ expect_failure() {
     echo "ok: $what was caught (exit status $expected)"
 }
 
+# check_scratch LOG: the firmware's scratch is the plan's (a static of the bytes the plan
+# says), an inference writes all of it, from its first byte to its last (the plan's peak,
+# measured), and the RAM at peak is the statics and the stack.
+check_scratch() {
+    local log=$1 line planned static written ram peak statics stack
+    line=$(grep -E 'INFO  scratch: [0-9]+ B planned' "$log") || {
+        echo "ci.sh: $log has no scratch line" >&2
+        exit 1
+    }
+    planned=$(sed -n 's/.*scratch: \([0-9]*\) B planned.*/\1/p' <<<"$line")
+    static=$(sed -n 's/.*, static \([0-9]*\) B;.*/\1/p' <<<"$line")
+    written=$(sed -n 's/.*writes bytes \([0-9]*\.\.[0-9]*\).*/\1/p' <<<"$line")
+    if [[ $static != "$planned" || $written != "0..$planned" ]]; then
+        echo "ci.sh: the scratch is not the plan's: $line" >&2
+        exit 1
+    fi
+    ram=$(grep -E 'INFO  RAM: ' "$log")
+    peak=$(sed -n 's/.*RAM: \([0-9]*\) B at peak.*/\1/p' <<<"$ram")
+    statics=$(sed -n 's/.*= static \([0-9]*\) (.*/\1/p' <<<"$ram")
+    stack=$(sed -n 's/.*+ peak stack \([0-9]*\) of.*/\1/p' <<<"$ram")
+    if ((statics < planned || peak != statics + stack)); then
+        echo "ci.sh: RAM at peak is not the scratch ($planned B), the other statics and the stack: $ram" >&2
+        exit 1
+    fi
+    echo "ok: scratch $planned B as planned, all written; RAM at peak $peak B = statics $statics + stack $stack"
+}
+
+# The scratch the plan gives, from a run's log.
+scratch_of() {
+    sed -n 's/.*INFO  scratch: \([0-9]*\) B planned.*/\1/p' "$1"
+}
+
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 for entry in "${qemu_machines[@]}"; do
@@ -116,6 +150,7 @@ for entry in "${qemu_machines[@]}"; do
     cargo "$machine" 2>&1 | tee "$logs/$machine.log"
     # tee's status is 0: the firmware's is the pipeline's first.
     [[ ${PIPESTATUS[0]} -eq 0 ]] || exit 1
+    check_scratch "$logs/$machine.log"
     if [[ $dsp == dsp ]]; then
         step "$machine: the DSP kernels must equal the portable ones bit for bit (kernels)"
         cargo "$machine" --bin kernels
@@ -131,7 +166,9 @@ for entry in "${qemu_machines[@]}"; do
 done
 
 step "netduinoplus2: the small network too (TINYCNN_MODEL)"
-TINYCNN_MODEL=../data/small/model-int8.tcnn cargo netduinoplus2
+TINYCNN_MODEL=../data/small/model-int8.tcnn cargo netduinoplus2 2>&1 | tee "$logs/small.log"
+[[ ${PIPESTATUS[0]} -eq 0 ]] || exit 1
+check_scratch "$logs/small.log"
 
 # The DS-CNN's layers (a 10x4 stride-2 first layer on one channel, depthwise and 1x1
 # convolutions, an average pool) through both backends, step by step; the random cases of
@@ -146,14 +183,19 @@ CYCLES_PLUGIN_ARGS=verify=1 ./cycles.sh ../data/small/model-int8.tcnn
 
 # The MLPerf Tiny networks imported from TensorFlow Lite (data/mlperf/, made by `host import`
 # and `host fixture --random`) on the Cortex-M3 with the portable kernels; the parity tests
-# (tests/tests/firmware.rs) run them on the Cortex-M4 with the DSP kernels. None fits the
-# micro:bit's 16 KiB of RAM or 256 KiB of flash.
+# (tests/tests/firmware.rs) run them on the Cortex-M4 with the DSP kernels. The DS-CNN also
+# runs on the micro:bit (16 KiB of RAM, 256 KiB of flash); the others do not fit it.
 mlperf=(kws vww resnet8 autoencoder)
+mlperf_runs=()
 for name in "${mlperf[@]}"; do
-    for machine in mps2-an385; do
+    machines=(mps2-an385)
+    if [[ $name == kws ]]; then machines+=(microbit); fi
+    for machine in "${machines[@]}"; do
         step "$machine: the MLPerf Tiny network $name (TINYCNN_MODEL)"
         TINYCNN_MODEL=../data/mlperf/$name.tcnn cargo "$machine" 2>&1 | tee "$logs/$name-$machine.log"
         [[ ${PIPESTATUS[0]} -eq 0 ]] || exit 1
+        check_scratch "$logs/$name-$machine.log"
+        mlperf_runs+=("$name:$machine")
     done
 done
 
@@ -167,7 +209,7 @@ cargo build --release
 ./size-report.sh
 
 step "summary: the reference network on each QEMU machine (the small one on the micro:bit)"
-printf '%-14s %-11s %-9s %13s %9s %9s %9s\n' machine core kernels instructions "per MAC" flash "RAM peak"
+printf '%-14s %-11s %-9s %13s %9s %9s %9s %9s\n' machine core kernels instructions "per MAC" flash scratch "RAM peak"
 for entry in "${qemu_machines[@]}"; do
     IFS=: read -r machine _ _ <<<"$entry"
     log=$logs/$machine.log
@@ -176,21 +218,20 @@ for entry in "${qemu_machines[@]}"; do
     per_mac=$(sed -n 's/.* per inference (.*), \([0-9.]*\) per MAC.*/\1/p' "$log" | head -n 1)
     flash=$(sed -n 's/.*INFO  flash: \([0-9]*\) B.*/\1/p' "$log")
     ram=$(sed -n 's/.*INFO  RAM: \([0-9]*\) B at peak.*/\1/p' "$log")
-    printf '%-14s %-11s %-9s %13s %9.4f %9s %9s\n' "$machine" "$core" "$kernels" "$instructions" "$per_mac" "$flash" "$ram"
+    printf '%-14s %-11s %-9s %13s %9.4f %9s %9s %9s\n' "$machine" "$core" "$kernels" "$instructions" "$per_mac" "$flash" "$(scratch_of "$log")" "$ram"
 done
 
 
 step "summary: the MLPerf Tiny networks"
-printf '%-12s %-14s %-9s %13s %9s %9s %9s\n' network machine kernels instructions "per MAC" flash "RAM peak"
-for name in "${mlperf[@]}"; do
-    for machine in mps2-an385; do
-        log=$logs/$name-$machine.log
-        read -r kernels instructions <<<"$(sed -n 's/.*INFO  \([a-z-]*\): \([0-9]*\) instructions .* per inference.*/\1 \2/p' "$log")"
-        per_mac=$(sed -n 's/.* per inference (.*), \([0-9.]*\) per MAC.*/\1/p' "$log" | head -n 1)
-        flash=$(sed -n 's/.*INFO  flash: \([0-9]*\) B.*/\1/p' "$log")
-        ram=$(sed -n 's/.*INFO  RAM: \([0-9]*\) B at peak.*/\1/p' "$log")
-        printf '%-12s %-14s %-9s %13s %9.4f %9s %9s\n' "$name" "$machine" "$kernels" "$instructions" "$per_mac" "$flash" "$ram"
-    done
+printf '%-12s %-14s %-9s %13s %9s %9s %9s %9s\n' network machine kernels instructions "per MAC" flash scratch "RAM peak"
+for run in "${mlperf_runs[@]}"; do
+    IFS=: read -r name machine <<<"$run"
+    log=$logs/$name-$machine.log
+    read -r kernels instructions <<<"$(sed -n 's/.*INFO  \([a-z-]*\): \([0-9]*\) instructions .* per inference.*/\1 \2/p' "$log")"
+    per_mac=$(sed -n 's/.* per inference (.*), \([0-9.]*\) per MAC.*/\1/p' "$log" | head -n 1)
+    flash=$(sed -n 's/.*INFO  flash: \([0-9]*\) B.*/\1/p' "$log")
+    ram=$(sed -n 's/.*INFO  RAM: \([0-9]*\) B at peak.*/\1/p' "$log")
+    printf '%-12s %-14s %-9s %13s %9.4f %9s %9s %9s\n' "$name" "$machine" "$kernels" "$instructions" "$per_mac" "$flash" "$(scratch_of "$log")" "$ram"
 done
 
 echo

@@ -1,4 +1,5 @@
-//! Flash and RAM use, read from the linker's symbols and the stack paint.
+//! Flash and RAM use, read from the linker's symbols and the stack paint, and the part of
+//! the scratch an inference writes ([`Written`]).
 //!
 //! `cortex-m-rt`'s `paint-stack` feature fills the whole stack region
 //! `[_stack_end, _stack_start)` with [`STACK_PAINT_VALUE`] before `main`.
@@ -119,4 +120,54 @@ pub fn log(report: &MemoryReport) {
         report.stack_peak,
         report.stack_size
     );
+}
+
+/// The part of the scratch inferences write, `first..end`, measured by painting it before an
+/// inference ([`Written::PAINTS`], one per inference) and looking for the paint after it. With
+/// two paints a byte that the first inference writes with the first paint's value is seen the
+/// second time (unless the second writes it with the second paint's value: one chance in
+/// 65,536). The plan's arena should be written from its first byte to its last: the plan's
+/// peak, measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    first: usize,
+    end: usize,
+}
+
+impl Written {
+    /// The paints, one per inference measured.
+    pub const PAINTS: [i8; 2] = [0x55, 0xAAu8 as i8];
+
+    /// Nothing written yet.
+    pub const fn new() -> Self {
+        Written {
+            first: usize::MAX,
+            end: 0,
+        }
+    }
+
+    /// Adds the bytes of `scratch` that no longer hold `paint`.
+    pub fn add(&mut self, scratch: &[i8], paint: i8) {
+        if let Some(at) = scratch.iter().position(|&byte| byte != paint) {
+            self.first = self.first.min(at);
+        }
+        if let Some(at) = scratch.iter().rposition(|&byte| byte != paint) {
+            self.end = self.end.max(at + 1);
+        }
+    }
+
+    /// `first..end` of the bytes written (`0..0` if none).
+    pub fn range(&self) -> (usize, usize) {
+        if self.end == 0 {
+            (0, 0)
+        } else {
+            (self.first, self.end)
+        }
+    }
+}
+
+impl Default for Written {
+    fn default() -> Self {
+        Self::new()
+    }
 }

@@ -1,7 +1,10 @@
 //! Firmware vs host: the logits the firmware prints in QEMU for its embedded test images must
 //! equal, byte for byte, what the core computes on the host for the same images, for each
 //! shipped model (the reference network, and the small one through `TINYCNN_MODEL`). The memory
-//! the firmware reports must also stay within what `host inspect` tells users to plan for.
+//! the firmware reports must also stay within what `host inspect` tells users to plan for, and
+//! its scratch must be what the plan says: a static of the plan's bytes, all of them written
+//! by an inference (the plan's peak, measured), and the RAM at peak that plus the stack and
+//! the other statics.
 //!
 //! It runs the default build, QEMU's netduinoplus2 (a Cortex-M4F); `firmware/ci.sh` runs the
 //! other machines, whose firmware compares the logits with the embedded host ones itself.
@@ -44,6 +47,14 @@ fn number_after(line: &str, key: &str) -> Option<usize> {
         .take_while(char::is_ascii_digit)
         .collect();
     digits.parse().ok()
+}
+
+/// `... an inference writes bytes 0..10624` -> (0, 10624).
+fn scratch_written(line: &str) -> Option<(usize, usize)> {
+    let range = &line[line.find("writes bytes ")? + 13..];
+    let (first, end) = range.split_once("..")?;
+    let end: String = end.chars().take_while(char::is_ascii_digit).collect();
+    Some((first.parse().ok()?, end.parse().ok()?))
 }
 
 /// Runs the firmware with the model `<dir>/<name>.tcnn` and its test vectors `<name>.tctv` and
@@ -130,8 +141,31 @@ fn check_model_in_qemu(dir: &str, name: &str) {
     let ram = log.lines().find(|l| l.contains("RAM:")).expect("RAM line");
     let statics = number_after(ram, "static").expect("static RAM");
     let stack = number_after(ram, "peak stack").expect("peak stack");
-    let besides_scratch =
-        statics - tinycnn::plan::int8_scratch_bytes_for(model.architecture(), true) + stack;
+    let peak = number_after(ram, "RAM:").expect("RAM at peak");
+    let planned = tinycnn::plan::int8_scratch_bytes_for(model.architecture(), true);
+    let scratch = log
+        .lines()
+        .find(|l| l.contains("scratch:") && l.contains("planned"))
+        .expect("scratch line");
+    let written = scratch_written(scratch).expect("the bytes an inference writes");
+    assert_eq!(
+        (
+            number_after(scratch, "scratch:"),
+            number_after(scratch, "static")
+        ),
+        (Some(planned), Some(planned)),
+        "{dir}/{name}: the firmware's scratch is not the plan's {planned} B: {scratch}"
+    );
+    assert_eq!(
+        written,
+        (0, planned),
+        "{dir}/{name}: an inference does not write the plan's whole arena: {scratch}"
+    );
+    assert!(
+        statics >= planned && peak == statics + stack,
+        "{dir}/{name}: RAM at peak is not the scratch, the other statics and the stack: {ram}"
+    );
+    let besides_scratch = statics - planned + stack;
     assert!(
         besides_scratch <= FIRMWARE_RAM_BYTES,
         "{dir}/{name}: the firmware needs {besides_scratch} B of RAM beside the scratch, host \
@@ -139,8 +173,9 @@ fn check_model_in_qemu(dir: &str, name: &str) {
     );
     println!(
         "firmware in QEMU with {dir}/{name}.tcnn: {} images, logits identical to the host \
-         core's; code {text} B, flash beside the model and the vectors {besides_blobs} B, RAM beside \
-         the scratch {besides_scratch} B",
+         core's; code {text} B, flash beside the model and the vectors {besides_blobs} B; scratch \
+         {planned} B as planned, all written; RAM at peak {peak} B, beside the scratch \
+         {besides_scratch} B",
         printed.len()
     );
 }
@@ -173,6 +208,10 @@ fn log_lines_parse() {
     let ram = "INFO  RAM: 25760 B at peak of 131072 B = static 23452 (data 0 + bss 23452 + uninit 0) + peak stack 2308 of 107620 B stack";
     assert_eq!(number_after(ram, "static"), Some(23452));
     assert_eq!(number_after(ram, "peak stack"), Some(2308));
+    let scratch = "INFO  scratch: 10624 B planned (in bands: band area 2304 + frame 8320), static 10624 B; an inference writes bytes 0..10624";
+    assert_eq!(number_after(scratch, "scratch:"), Some(10624));
+    assert_eq!(number_after(scratch, "static"), Some(10624));
+    assert_eq!(scratch_written(scratch), Some((0, 10624)));
     let flash = "INFO  flash: 792232 B (text 26208 + rodata 766024 + data 0) of 1048576 B";
     assert_eq!(number_after(flash, "(text"), Some(26208));
 }

@@ -7,7 +7,7 @@
 #![no_main]
 
 use tinycnn::kernels::int8::Backend;
-use tinycnn_firmware::{self as firmware, ExitCode, profile};
+use tinycnn_firmware::{self as firmware, ExitCode, memory, profile};
 
 /// Host logits shown when an image's logits differ.
 const SHOWN: usize = 64;
@@ -38,7 +38,13 @@ fn main() -> ! {
 
     let mut mismatches = 0usize;
     let mut totals = profile::Totals::default();
+    let mut written = memory::Written::new();
     for (index, vector) in vectors.iter().enumerate() {
+        // The first inferences run on a painted scratch (outside the counts).
+        let paint = memory::Written::PAINTS.get(index).copied();
+        if let Some(paint) = paint {
+            scratch.fill(paint);
+        }
         let (prediction, counts) = profile::classify(
             &model,
             backend,
@@ -104,10 +110,32 @@ fn main() -> ! {
                 }
             );
         }
+        if let Some(paint) = paint {
+            written.add(scratch, paint);
+        }
     }
 
     totals.log(&model, backend);
     firmware::memory::log(&firmware::memory::report());
+    // The scratch's plan and the bytes of it the first inferences wrote (the plan's peak,
+    // measured): all of them, from the first to the last, or the plan has room to spare
+    // (`firmware/ci.sh` and the parity test check the line).
+    let layout = model.layout(backend);
+    let (first, end) = written.range();
+    defmt::info!(
+        "scratch: {=usize} B planned ({=str}: band area {=usize} + frame {=usize}), static {=usize} B; an inference writes bytes {=usize}..{=usize}",
+        layout.arena(),
+        if layout.out_of_place {
+            "out of place"
+        } else {
+            "in bands"
+        },
+        layout.band_area,
+        layout.frame,
+        firmware::SCRATCH_BYTES,
+        first,
+        end
+    );
 
     if mismatches == 0 {
         defmt::info!("all {=usize} images match the host", vectors.len());
