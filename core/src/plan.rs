@@ -451,13 +451,14 @@ pub const fn dsp_runs_depthwise(geometry: &WindowGeometry) -> bool {
 }
 
 /// Bytes of work area, 4-byte aligned, the Arm DSP kernels need for a
-/// depthwise convolution of `geometry`: the widened weights, and a row of the
-/// input zero point that taps outside the input read; 0 when the portable
-/// kernel runs it.
+/// depthwise convolution of `geometry`: the widened weights, a row of the
+/// input zero point that taps outside the input read, and a word for what the
+/// first band decided; 0 when the portable kernel runs it.
 pub const fn dsp_depthwise_work_bytes(geometry: &WindowGeometry) -> usize {
     if dsp_runs_depthwise(geometry) {
         let quads = geometry.input.channels / 4;
-        4 * quads * (DEPTHWISE_QUAD_WORDS + 1)
+        // The table, the zero-point row, and the first band's decisions.
+        4 * (quads * (DEPTHWISE_QUAD_WORDS + 1) + 1)
     } else {
         0
     }

@@ -326,6 +326,28 @@ enum RequantPath {
     Portable,
 }
 
+impl RequantPath {
+    /// The path as a word, for a work area to remember it between bands.
+    const fn code(self) -> u32 {
+        match self {
+            RequantPath::Clamped => 1,
+            RequantPath::ClampedBelowMax => 2,
+            RequantPath::Exact => 3,
+            RequantPath::Portable => 4,
+        }
+    }
+
+    /// The path [`code`](Self::code) gave `code`; the portable one for any other word.
+    const fn from_code(code: u32) -> Self {
+        match code {
+            1 => RequantPath::Clamped,
+            2 => RequantPath::ClampedBelowMax,
+            3 => RequantPath::Exact,
+            _ => RequantPath::Portable,
+        }
+    }
+}
+
 impl<'r, 'a> Requantizer<'r, 'a> {
     /// Decides once per layer which path is exact for all of its channels,
     /// given `fan_in` products per accumulator.
@@ -358,6 +380,17 @@ impl<'r, 'a> Requantizer<'r, 'a> {
         } else {
             RequantPath::Portable
         };
+        Self::with_path(requantization, path)
+    }
+
+    /// The requantiser of `requantization` on `path`, as [`new`](Self::new) decided it (for
+    /// a later band of the same layer, which need not check the constants again).
+    fn with_path(requantization: &'r Requantization<'a>, path: RequantPath) -> Self {
+        let (bias, multipliers, shifts) = requantization.raw();
+        let (min, max) = (
+            requantization.activation_min(),
+            requantization.activation_max(),
+        );
         let constants = Constants {
             bias: bias.as_ptr().cast(),
             multipliers: multipliers.as_ptr().cast(),
@@ -1175,18 +1208,29 @@ fn depthwise_quads(
     if !crate::plan::dsp_runs_depthwise(geometry)
         || weights.len() != DEPTHWISE_TAPS * channels
         || requantization.outputs() != channels
-        || words.len() < table_words + quads
+        || words.len() < table_words + quads + 1
     {
         return false;
     }
     let (table, rest) = words.split_at_mut(table_words);
-    let Some(padding) = rest.get_mut(..quads) else {
+    let (padding, rest) = rest.split_at_mut(quads);
+    let Some(decision) = rest.first_mut() else {
         return false;
     };
     let zero_point = requantization.input_zero_point();
-    let requantizer = Requantizer::new(requantization, DEPTHWISE_TAPS);
-    let (_, _, shifts) = requantization.raw();
-    let fused = requantizer.fuses() && shifts.iter().all(|&s| (s as i8) <= -1);
+    // What the first band decided about the requantisation (a word after the
+    // table): the path, and whether the pixels requantise in assembly.
+    let (requantizer, fused) = if prepared {
+        let requantizer =
+            Requantizer::with_path(requantization, RequantPath::from_code(*decision & 0xff));
+        (requantizer, *decision & 0x100 != 0)
+    } else {
+        let requantizer = Requantizer::new(requantization, DEPTHWISE_TAPS);
+        let (_, _, shifts) = requantization.raw();
+        let fused = requantizer.fuses() && shifts.iter().all(|&s| (s as i8) <= -1);
+        *decision = requantizer.path.code() | (u32::from(fused) << 8);
+        (requantizer, fused)
+    };
     // The table: per quad, the starting sums (the zero point's share, and the
     // biases when requantising in place), each tap's weight pairs, then each
     // channel's multiplier and right shift less one. An earlier band built it.
