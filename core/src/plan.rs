@@ -356,8 +356,8 @@ pub const fn dsp_conv_work_bytes(geometry: &ConvGeometry) -> usize {
             // Widened filters, four positions' windows, the padded input as int16.
             4 * SINGLE_PAIRS * (geometry.filters + DSP_POSITIONS) + dsp_padded_words(geometry) * 4
         }
-        // Four positions x K x K x C values x 2 bytes.
-        DspConv::MultiChannel => DSP_POSITIONS * geometry.fan_in() * 2,
+        // Four positions x K x K x C values x 2 bytes, and the requantisation's decision.
+        DspConv::MultiChannel => DSP_POSITIONS * geometry.fan_in() * 2 + 4,
         DspConv::Window => dsp_window_conv_work_bytes(&geometry.window_geometry()),
         DspConv::Portable => 0,
     }
@@ -430,7 +430,8 @@ impl DspWindowConvWork {
 /// Bytes of work area, 4-byte aligned, the Arm DSP kernels need for a convolution of any
 /// window ([`Operation::WindowConv`], a projection shortcut) of `geometry`.
 pub const fn dsp_window_conv_work_bytes(geometry: &WindowGeometry) -> usize {
-    DspWindowConvWork::of(geometry).bytes
+    // The kernel's own, and a word for the requantisation's decision (see `dsp::conv_band`).
+    DspWindowConvWork::of(geometry).bytes + 4
 }
 
 /// Words per group of four channels in the Arm DSP depthwise kernel's table:

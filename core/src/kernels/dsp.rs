@@ -168,20 +168,50 @@ pub fn conv(
     output: &mut [i8],
     work: &mut [i8],
 ) -> Option<Backend> {
+    conv_band(input, layer, output, work, false)
+}
+
+/// [`conv`] for one band of a layer's output rows (the runner's
+/// [`crate::plan::Mode::Bands`]): with `prepared`, the call for an earlier
+/// band of the same layer left its decision about the requantisation in the
+/// work area's last word, and this one takes it instead of checking the
+/// constants again. A wrong `prepared` gives wrong outputs, nothing worse.
+#[inline(never)]
+pub fn conv_band(
+    input: &[i8],
+    layer: &ConvLayer<'_>,
+    output: &mut [i8],
+    work: &mut [i8],
+    prepared: bool,
+) -> Option<Backend> {
     let geometry = layer.geometry();
     if input.len() != geometry.input.values() || output.len() != geometry.output().values() {
         return None;
     }
-    let ran = match conv_path(geometry) {
-        DspConv::SingleChannel => conv_single_channel(input, layer, output, aligned_words(work)),
-        DspConv::MultiChannel => conv_multi_channel(input, layer, output, aligned_words(work)),
+    let path = conv_path(geometry);
+    let words = aligned_words(work);
+    if matches!(path, DspConv::SingleChannel) {
+        return if conv_single_channel(input, layer, output, words) {
+            Some(Backend::ArmDsp)
+        } else {
+            super::int8::conv(input, layer, output).map(|()| Backend::Portable)
+        };
+    }
+    let (words, decision) = split_decision(words, conv_work_bytes(geometry));
+    let ran = match path {
+        DspConv::SingleChannel => false,
+        DspConv::MultiChannel => {
+            conv_multi_channel(input, layer, output, words, decision, prepared)
+        }
         DspConv::Window => window_conv_groups(
             input,
             &geometry.window_geometry(),
             layer.filters(),
             layer.requantization(),
             output,
-            work,
+            words,
+            decision,
+            prepared,
         ),
         DspConv::Portable => false,
     };
@@ -217,6 +247,47 @@ pub fn dense(
     } else {
         super::int8::dense(input, layer, output).map(|()| Backend::Portable)
     }
+}
+
+/// `target.copy_from_slice(source)` (the same lengths, else nothing is
+/// copied), 32 bytes per `LDM`/`STM` pair where both start on the same word
+/// offset, the rest byte by byte.
+pub fn copy(target: &mut [i8], source: &[i8]) {
+    if target.len() != source.len() {
+        return;
+    }
+    let misaligned = target.as_ptr().align_offset(4);
+    if misaligned != source.as_ptr().align_offset(4) || misaligned >= 4 {
+        target.copy_from_slice(source);
+        return;
+    }
+    let (head, target_rest) = target.split_at_mut(misaligned.min(target.len()));
+    let (source_head, source_rest) = source.split_at(head.len());
+    head.copy_from_slice(source_head);
+    let blocks = target_rest.len() / 32;
+    let (body, tail) = target_rest.split_at_mut(blocks * 32);
+    let (source_body, source_tail) = source_rest.split_at(body.len());
+    if let Ok(count) = u32::try_from(blocks)
+        && count > 0
+    {
+        // SAFETY: `body` and `source_body` are `32 * count` bytes each, both
+        // starting on a word boundary (the same offset from one, skipped
+        // above), and distinct (one is borrowed mutably); the routine reads
+        // and writes exactly those; `count >= 1`.
+        unsafe { copy_blocks(body.as_mut_ptr(), source_body.as_ptr(), count) };
+    }
+    tail.copy_from_slice(source_tail);
+}
+
+/// The work words before the decision word of a work area of `bytes` bytes
+/// (its last word), and that word; no word when the area is smaller.
+fn split_decision(words: &mut [u32], bytes: usize) -> (&mut [u32], Option<&mut u32>) {
+    let slot = (bytes / 4).saturating_sub(1);
+    if bytes < 4 || words.len() <= slot {
+        return (words, None);
+    }
+    let (work, rest) = words.split_at_mut(slot);
+    (work, rest.first_mut())
 }
 
 /// The 4-byte aligned whole words inside `work`.
@@ -345,6 +416,28 @@ impl RequantPath {
             3 => RequantPath::Exact,
             _ => RequantPath::Portable,
         }
+    }
+}
+
+/// The requantiser of a layer with `fan_in` products per output, deciding
+/// its path once per layer: a later band (`prepared`) reads the decision the
+/// first one left in `decision`, a word of the work area.
+fn decided_requantizer<'r, 'a>(
+    requantization: &'r Requantization<'a>,
+    fan_in: usize,
+    decision: Option<&mut u32>,
+    prepared: bool,
+) -> Requantizer<'r, 'a> {
+    match decision {
+        Some(word) if prepared => {
+            Requantizer::with_path(requantization, RequantPath::from_code(*word))
+        }
+        Some(word) => {
+            let requantizer = Requantizer::new(requantization, fan_in);
+            *word = requantizer.path.code();
+            requantizer
+        }
+        None => Requantizer::new(requantization, fan_in),
     }
 }
 
@@ -687,6 +780,8 @@ fn conv_multi_channel(
     layer: &ConvLayer<'_>,
     output: &mut [i8],
     words: &mut [u32],
+    decision: Option<&mut u32>,
+    prepared: bool,
 ) -> bool {
     let geometry = layer.geometry();
     let channels = geometry.input.channels;
@@ -702,7 +797,7 @@ fn conv_multi_channel(
         return false;
     }
     let requantization = layer.requantization();
-    let requantizer = Requantizer::new(requantization, fan_in);
+    let requantizer = decided_requantizer(requantization, fan_in, decision, prepared);
     let offset = halves(-requantization.input_zero_point());
     let chunk = if geometry.pooled { CHUNK } else { CHUNK_EACH };
     let mut sums = [0i32; CHUNK];
@@ -814,29 +909,65 @@ pub fn window_conv(
     output: &mut [i8],
     work: &mut [i8],
 ) -> Option<Backend> {
-    if input.len() != geometry.input.values() || output.len() != geometry.output.values() {
-        return None;
-    }
-    if window_conv_groups(input, geometry, weights, requantization, output, work) {
-        Some(Backend::ArmDsp)
-    } else {
-        general::conv(input, geometry, weights, requantization, output).map(|()| Backend::Portable)
-    }
+    window_conv_band(
+        input,
+        geometry,
+        weights,
+        requantization,
+        output,
+        work,
+        false,
+    )
 }
 
-fn window_conv_groups(
+/// [`window_conv`] for one band of a layer's output rows, `prepared` as for
+/// [`conv_band`].
+#[inline(never)]
+pub fn window_conv_band(
     input: &[i8],
     geometry: &WindowGeometry,
     weights: &[u8],
     requantization: &Requantization<'_>,
     output: &mut [i8],
     work: &mut [i8],
+    prepared: bool,
+) -> Option<Backend> {
+    if input.len() != geometry.input.values() || output.len() != geometry.output.values() {
+        return None;
+    }
+    let words = aligned_words(work);
+    let (words, decision) = split_decision(words, window_conv_work_bytes(geometry));
+    if window_conv_groups(
+        input,
+        geometry,
+        weights,
+        requantization,
+        output,
+        words,
+        decision,
+        prepared,
+    ) {
+        Some(Backend::ArmDsp)
+    } else {
+        general::conv(input, geometry, weights, requantization, output).map(|()| Backend::Portable)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn window_conv_groups(
+    input: &[i8],
+    geometry: &WindowGeometry,
+    weights: &[u8],
+    requantization: &Requantization<'_>,
+    output: &mut [i8],
+    words: &mut [u32],
+    decision: Option<&mut u32>,
+    prepared: bool,
 ) -> bool {
     let layout = DspWindowConvWork::of(geometry);
     let filters = geometry.output.channels;
     let fan_in = layout.fan_in;
     let groups = layout.groups;
-    let words = aligned_words(work);
     if fan_in == 0
         || weights.len() != fan_in * filters
         || requantization.outputs() != filters
@@ -869,7 +1000,7 @@ fn window_conv_groups(
     } else {
         weights
     };
-    let requantizer = Requantizer::new(requantization, fan_in);
+    let requantizer = decided_requantizer(requantization, fan_in, decision, prepared);
     let zero_point = requantization.input_zero_point();
     let offset = halves(-zero_point);
     let mut sums = [0i32; CHUNK];
@@ -1890,23 +2021,39 @@ fn dense_rows(
             }
             requantizer.finish(4 * index, &sums, out_quad);
         } else {
-            // The last one to three rows, one at a time: a stride of 0 makes
-            // the four "rows" the same one.
-            let singles = out_quad.iter_mut().zip(row_quad.chunks_exact(inputs));
-            for (offset, (out, row)) in singles.enumerate() {
-                // SAFETY: as above, with all four rows being `row`.
-                unsafe {
-                    dense_quad(
-                        vector.as_ptr(),
-                        row.as_ptr(),
-                        row.as_ptr(),
-                        0,
-                        group_count,
-                        sums.as_mut_ptr(),
-                    );
-                }
-                requantizer.finish(4 * index + offset, &sums[..1], core::slice::from_mut(out));
+            // The last one to three rows in one call, overlapping: rows (0, 1, 0, 1) for two,
+            // (0, 1, 1, 2) for three, and a stride of 0 makes the four "rows" one for one.
+            let count = out_quad.len();
+            let stride_rows = if count == 1 { 0 } else { inputs };
+            let second = if count == 3 { inputs } else { 0 };
+            let (Some(first_row), Some(second_row), Ok(stride_rows)) = (
+                row_quad.get(..inputs),
+                row_quad.get(second..second + inputs),
+                u32::try_from(stride_rows),
+            ) else {
+                return false;
+            };
+            if row_quad.len() < count * inputs {
+                return false;
             }
+            // SAFETY: the routine reads `inputs` bytes from `first_row` and from
+            // `first_row + stride_rows`, and from `second_row` and `second_row +
+            // stride_rows`: rows 0 and 1 (or 0 twice), rows 0/1 and 1/2, all inside
+            // `row_quad`'s `count` rows (checked above); `vector` holds `groups`
+            // pairs of words; it writes four words to `sums`. `groups >= 1`.
+            unsafe {
+                dense_quad(
+                    vector.as_ptr(),
+                    first_row.as_ptr(),
+                    second_row.as_ptr(),
+                    stride_rows,
+                    group_count,
+                    sums.as_mut_ptr(),
+                );
+            }
+            let [a, b, _, d] = sums;
+            let picked = if count == 3 { [a, b, d, 0] } else { sums };
+            requantizer.finish(4 * index, picked.get(..count).unwrap_or(&[]), out_quad);
         }
     }
     true
@@ -2424,6 +2571,27 @@ unsafe extern "C" fn depthwise_inner_pixel_fused(
         "subs r2, r2, #1",
         "bne 2b",
         "pop {{r4-r11, pc}}",
+    )
+}
+
+/// Copies `blocks` blocks of 32 bytes from `source` to `target`.
+///
+/// # Safety
+///
+/// Both must be word-aligned and valid for `32 * blocks` bytes, and not
+/// overlap; `blocks` at least 1.
+#[unsafe(naked)]
+unsafe extern "C" fn copy_blocks(target: *mut i8, source: *const i8, blocks: u32) {
+    naked_asm!(
+        naked_prelude!(),
+        "push {{r4-r10}}",
+        "2:",
+        "ldm r1!, {{r3-r10}}",
+        "stm r0!, {{r3-r10}}",
+        "subs r2, r2, #1",
+        "bne 2b",
+        "pop {{r4-r10}}",
+        "bx lr",
     )
 }
 
