@@ -1634,8 +1634,8 @@ fn inspect_shows_the_scratch_plan() {
     let text = stdout(&host().arg("inspect").arg(&kws).output().unwrap());
     assert!(
         text.contains(
-            "scratch plan with the Arm DSP kernels: 10,624 B = band area 2,304 + frame 8,320 \
-             (out of place: 17,984 B); peak: the frame at dw1, the band area at dw1\n"
+            "scratch plan with the Arm DSP kernels: 10,628 B = band area 2,308 + frame 8,320 \
+             (out of place: 17,988 B); peak: the frame at dw1, the band area at dw1\n"
         ),
         "{text}"
     );
@@ -1646,8 +1646,8 @@ fn inspect_shows_the_scratch_plan() {
     // A depthwise convolution moves its 25x5x64 map by a row, from the bottom band up.
     assert!(
         text.contains(
-            "  dw1         2,304..10,304   2,624..10,624        0..1,984  25 bands of 1 row, \
-             bottom first, output through 1,984..2,304\n"
+            "  dw1         2,308..10,308   2,628..10,628        0..1,988  25 bands of 1 row, \
+             bottom first, output through 1,988..2,308\n"
         ),
         "{text}"
     );
@@ -1677,7 +1677,7 @@ fn inspect_shows_the_scratch_plan() {
     let resnet = workspace_file("data/mlperf/resnet8.tcnn");
     let text = stdout(&host().arg("inspect").arg(&resnet).output().unwrap());
     assert!(
-        text.contains("  residual1  19,680..36,064  19,680..36,064               -  one call\n"),
+        text.contains("  residual1  19,684..36,068  19,684..36,068               -  one call\n"),
         "{text}"
     );
     // A network of dense layers only runs out of place.
