@@ -1697,15 +1697,7 @@ pub fn average_pool(
                 let lanes = [even, odd, even >> 16, odd >> 16];
                 for (out, lane) in out_quad.iter_mut().zip(lanes) {
                     let sum = i32::from(lane as u16 as i16);
-                    // C's division truncates toward zero: adding half the
-                    // count away from zero first rounds halves away from zero.
-                    let half = count / 2;
-                    let numerator = if sum > 0 { sum + half } else { sum - half };
-                    let mean = numerator / count;
-                    *out = mean
-                        .max(activation_min)
-                        .min(activation_max)
-                        .clamp(-128, 127) as i8;
+                    *out = general::average_of(sum, count, activation_min, activation_max)?;
                 }
             }
         }

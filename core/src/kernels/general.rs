@@ -290,6 +290,16 @@ fn clamp_i8(value: i32, min: i32, max: i32) -> i8 {
         .clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8
 }
 
+/// The mean of `count` values summing to `sum`, as TFLite's `AVERAGE_POOL_2D` rounds it,
+/// clamped like [`clamp_i8`]; `None` for no values.
+pub(crate) fn average_of(sum: i32, count: i32, min: i32, max: i32) -> Option<i8> {
+    // C's division truncates toward zero, as Rust's does: adding half the count away from
+    // zero first rounds halves away from zero.
+    let half = count / 2;
+    let numerator = if sum > 0 { sum + half } else { sum - half };
+    Some(clamp_i8(numerator.checked_div(count)?, min, max))
+}
+
 /// `(x - zero_point) * w` for int8 values: at most 255 * 128 in magnitude.
 fn product(x: i8, w: u8, zero_point: i32) -> i32 {
     (i32::from(x) - zero_point) * i32::from(w as i8)
@@ -452,12 +462,7 @@ pub fn average_pool(
                 }
             }
             for (out, &sum) in out_block.iter_mut().zip(&sums) {
-                // C's division truncates toward zero, as Rust's does: adding half
-                // the count away from zero first rounds halves away from zero.
-                let half = count / 2;
-                let numerator = if sum > 0 { sum + half } else { sum - half };
-                let mean = numerator.checked_div(count)?;
-                *out = clamp_i8(mean, activation_min, activation_max);
+                *out = average_of(sum, count, activation_min, activation_max)?;
             }
         }
     }
