@@ -22,7 +22,8 @@
 
 use std::arch::x86_64::*;
 
-use tinycnn::arch::Activation;
+use tinycnn::arch::{Activation, Shape};
+use tinycnn::kernels::general::WindowGeometry;
 use tinycnn::kernels::{ConvGeometry, f32 as kf32, int8 as ki8};
 
 /// Filters per slab: the lanes of a 512-bit register of `i32` or `f32`.
@@ -40,48 +41,129 @@ const _: () = assert!(POSITIONS.is_multiple_of(4));
 // (AVX-512 F, BW and VL with VNNI). Calling them is sound only on a processor that has them
 // all, which `Isa::Avx512` guarantees.
 
-/// How the inner kernel walks one position's window in the padded input: `kernel` rows,
-/// `row_stride` elements apart, each `run` elements long (`kernel * channels`).
+/// A convolution as the blocked kernels run it: a square stride-1 one of the tutorial's layers
+/// (a [`ConvGeometry`], its 2x2 max-pool fused in or not) or one of any window, stride and
+/// padding (a [`WindowGeometry`], never pooled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Blocks {
+    input: Shape,
+    /// The convolution's output, before any pool.
+    output: Shape,
+    kernel_height: usize,
+    kernel_width: usize,
+    stride_height: usize,
+    stride_width: usize,
+    pad_top: usize,
+    pad_left: usize,
+    pooled: bool,
+}
+
+impl Blocks {
+    pub(super) fn of_conv(geometry: &ConvGeometry) -> Self {
+        Blocks {
+            pooled: geometry.pooled,
+            ..Blocks::of_window(&geometry.window_geometry())
+        }
+    }
+
+    pub(super) fn of_window(geometry: &WindowGeometry) -> Self {
+        Blocks {
+            input: geometry.input,
+            output: geometry.output,
+            kernel_height: geometry.kernel_height,
+            kernel_width: geometry.kernel_width,
+            stride_height: geometry.stride_height,
+            stride_width: geometry.stride_width,
+            pad_top: geometry.pad_top,
+            pad_left: geometry.pad_left,
+            pooled: false,
+        }
+    }
+
+    fn filters(&self) -> usize {
+        self.output.channels
+    }
+
+    /// Weights per filter.
+    fn fan_in(&self) -> usize {
+        self.kernel_height * self.kernel_width * self.input.channels
+    }
+
+    /// What the kernel writes: the pooled map when pooled.
+    fn written(&self) -> Shape {
+        if self.pooled {
+            Shape::new(
+                self.output.height / 2,
+                self.output.width / 2,
+                self.output.channels,
+            )
+        } else {
+            self.output
+        }
+    }
+
+    /// Columns of the padded input: the input after its left padding, and every column a
+    /// window reads.
+    fn padded_width(&self) -> usize {
+        (self.input.width + self.pad_left)
+            .max((self.output.width - 1) * self.stride_width + self.kernel_width)
+    }
+
+    /// Rows of the padded input, likewise.
+    fn padded_height(&self) -> usize {
+        (self.input.height + self.pad_top)
+            .max((self.output.height - 1) * self.stride_height + self.kernel_height)
+    }
+
+    /// Whether the shapes are ones the kernels run: no size zero, every window starting
+    /// inside the padded input.
+    fn is_consistent(&self) -> bool {
+        self.input.values() > 0
+            && self.output.values() > 0
+            && self.kernel_height > 0
+            && self.kernel_width > 0
+            && self.stride_height > 0
+            && self.stride_width > 0
+            && (!self.pooled || (self.stride_height == 1 && self.stride_width == 1))
+    }
+}
+
+/// How the inner kernel walks one position's window in the padded input: `rows` rows,
+/// `row_stride` elements apart, each `run` elements long (`kernel_width * channels`).
 #[derive(Clone, Copy, Debug)]
 struct Walk {
-    kernel: usize,
+    rows: usize,
     row_stride: usize,
     run: usize,
 }
 
 impl Walk {
     /// The walk of `geometry` over its padded input.
-    fn of(geometry: &ConvGeometry) -> Self {
+    fn of(geometry: &Blocks) -> Self {
         let channels = geometry.input.channels;
         Walk {
-            kernel: geometry.kernel,
-            row_stride: padded_width(geometry) * channels,
-            run: geometry.kernel * channels,
+            rows: geometry.kernel_height,
+            row_stride: geometry.padded_width() * channels,
+            run: geometry.kernel_width * channels,
         }
     }
 
     /// One past the last element a window at `base` reads, reading `step` elements at a time.
     fn end(&self, base: usize, step: usize) -> usize {
-        base + (self.kernel - 1) * self.row_stride + self.run.div_ceil(step) * step
+        base + (self.rows - 1) * self.row_stride + self.run.div_ceil(step) * step
     }
 }
 
 /// Whether weights packed for `packed_for` serve `geometry`: the packing and the blocks read
-/// the kernel side, the input channels, the filters and the fused pool, not the map's size or
-/// its padding.
-fn packs_alike(packed_for: &ConvGeometry, geometry: &ConvGeometry) -> bool {
-    packed_for.kernel == geometry.kernel
+/// the kernel's rows and columns, the input channels, the filters and the fused pool, not the
+/// map's size, its padding or the stride (the core runs a layer in bands of rows, each call
+/// with its own geometry, and the host keeps one packing per layer).
+fn packs_alike(packed_for: &Blocks, geometry: &Blocks) -> bool {
+    packed_for.kernel_height == geometry.kernel_height
+        && packed_for.kernel_width == geometry.kernel_width
         && packed_for.input.channels == geometry.input.channels
-        && packed_for.filters == geometry.filters
+        && packed_for.filters() == geometry.filters()
         && packed_for.pooled == geometry.pooled
-}
-
-fn padded_width(geometry: &ConvGeometry) -> usize {
-    geometry.input.width + 2 * geometry.pad
-}
-
-fn padded_height(geometry: &ConvGeometry) -> usize {
-    geometry.input.height + 2 * geometry.pad
 }
 
 /// Per-call buffers: the padded input and the first element of every position's window.
@@ -92,25 +174,26 @@ pub(super) struct Work<T> {
 }
 
 impl<T: Copy> Work<T> {
-    /// Copies `input` (a `height x width x channels` map) into the middle of a map padded by
-    /// `geometry.pad` on every side with `border`, each value through `convert`, with `slack`
+    /// Copies `input` (a `height x width x channels` map) into a map padded with `border`
+    /// (`geometry.pad_top` rows above, `geometry.pad_left` columns to the left, and as many
+    /// below and to the right as the windows read), each value through `convert`, with `slack`
     /// values after it for reads past the last window's end.
     fn pad<S: Copy>(
         &mut self,
-        geometry: &ConvGeometry,
+        geometry: &Blocks,
         input: &[S],
         border: T,
         convert: impl Fn(S) -> T,
     ) {
         let channels = geometry.input.channels;
         let row = geometry.input.width * channels;
-        let padded_row = padded_width(geometry) * channels;
+        let padded_row = geometry.padded_width() * channels;
         let slack = 64;
         self.padded.clear();
         self.padded
-            .resize(padded_height(geometry) * padded_row + slack, border);
+            .resize(geometry.padded_height() * padded_row + slack, border);
         for (y, source) in input.chunks_exact(row).enumerate() {
-            let start = (y + geometry.pad) * padded_row + geometry.pad * channels;
+            let start = (y + geometry.pad_top) * padded_row + geometry.pad_left * channels;
             for (to, &from) in self.padded[start..start + row].iter_mut().zip(source) {
                 *to = convert(from);
             }
@@ -121,11 +204,12 @@ impl<T: Copy> Work<T> {
     /// a pooled convolution the four positions of each pooled output, else every position; the
     /// last block is filled up by repeating its last entry (its last four when pooled). Returns
     /// the number of outputs.
-    fn positions(&mut self, geometry: &ConvGeometry) -> usize {
+    fn positions(&mut self, geometry: &Blocks) -> usize {
         let channels = geometry.input.channels;
-        let width = padded_width(geometry);
-        let base = |y: usize, x: usize| (y * width + x) * channels;
-        let out = geometry.output();
+        let width = geometry.padded_width();
+        let (stride_y, stride_x) = (geometry.stride_height, geometry.stride_width);
+        let base = |y: usize, x: usize| (y * stride_y * width + x * stride_x) * channels;
+        let out = geometry.written();
         self.bases.clear();
         if geometry.pooled {
             for y in 0..out.height {
@@ -165,8 +249,8 @@ impl<T: Copy> Work<T> {
     #[allow(clippy::too_many_arguments)]
     fn prepare<S: Copy>(
         &mut self,
-        geometry: &ConvGeometry,
-        packed_for: &ConvGeometry,
+        geometry: &Blocks,
+        packed_for: &Blocks,
         input: &[S],
         output_len: usize,
         border: T,
@@ -174,8 +258,9 @@ impl<T: Copy> Work<T> {
         step: usize,
     ) -> Option<(usize, Walk)> {
         if !packs_alike(packed_for, geometry)
+            || !geometry.is_consistent()
             || input.len() != geometry.input.values()
-            || output_len != geometry.output().values()
+            || output_len != geometry.written().values()
         {
             return None;
         }
@@ -237,7 +322,7 @@ fn each_output<V: Copy, const S: usize>(
 /// register); zero past a row's end and for the filters that fill up the last slab.
 #[derive(Debug)]
 pub(super) struct PackedInt8 {
-    geometry: ConvGeometry,
+    geometry: Blocks,
     groups: usize,
     weights: Vec<u8>,
     /// Each filter's weights added up (zero for the fill-up filters).
@@ -247,17 +332,31 @@ pub(super) struct PackedInt8 {
 impl PackedInt8 {
     /// Packs `layer`'s weights.
     pub(super) fn new(layer: &ki8::ConvLayer<'_>) -> Self {
-        let geometry = *layer.geometry();
+        Self::for_blocks(Blocks::of_conv(layer.geometry()), layer.filters())
+    }
+
+    /// Packs the weights of a convolution of any window (`[filter][ky][kx][channel]`).
+    pub(super) fn for_window(geometry: &WindowGeometry, weights: &[u8]) -> Self {
+        Self::for_blocks(Blocks::of_window(geometry), weights)
+    }
+
+    fn for_blocks(geometry: Blocks, filters: &[u8]) -> Self {
         let walk = Walk::of(&geometry);
         let groups = walk.run.div_ceil(4);
-        let slabs = geometry.filters.div_ceil(LANES);
-        let slab_bytes = geometry.kernel * groups * 4 * LANES;
+        let slabs = geometry.filters().div_ceil(LANES);
+        let slab_bytes = geometry.kernel_height * groups * 4 * LANES;
         let mut weights = vec![0u8; slabs * slab_bytes];
         let mut sums = vec![0i32; slabs * LANES];
-        let fan_in = geometry.fan_in();
-        for (filter, own) in layer.filters().chunks_exact(fan_in).enumerate() {
+        let fan_in = geometry.fan_in().max(1);
+        for (filter, own) in filters
+            .chunks_exact(fan_in)
+            .take(geometry.filters())
+            .enumerate()
+        {
             let (slab, lane) = (filter / LANES, filter % LANES);
-            sums[filter] = own.iter().map(|&byte| i32::from(byte as i8)).sum();
+            sums[filter] = own
+                .iter()
+                .fold(0i32, |sum, &byte| sum.wrapping_add(i32::from(byte as i8)));
             for (ky, row) in own.chunks_exact(walk.run).enumerate() {
                 for (j, &byte) in row.iter().enumerate() {
                     let group = ky * groups + j / 4;
@@ -274,7 +373,7 @@ impl PackedInt8 {
     }
 
     fn slab_bytes(&self) -> usize {
-        self.geometry.kernel * self.groups * 4 * LANES
+        self.geometry.kernel_height * self.groups * 4 * LANES
     }
 }
 
@@ -304,10 +403,17 @@ fn saturating_add(a: __m512i, b: __m512i) -> __m512i {
     _mm512_mask_blend_epi32(overflow, sum, bound)
 }
 
-/// [`tinycnn::quant::requantize`] of 16 accumulators (before the bias), each lane with its
-/// filter's constants, as bytes.
+/// [`tinycnn::quant::requantize_clamped`] (rounding twice) of 16 accumulators (before the
+/// bias), each lane with its filter's constants, as bytes, clamped to `[low, ceiling]` as
+/// TensorFlow Lite clamps (`max`, then `min`; both bounds in the int8 range).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn requantize(sums: __m512i, slab: &SlabRequant, zero_point: __m512i, low: __m512i) -> __m128i {
+fn requantize(
+    sums: __m512i,
+    slab: &SlabRequant,
+    zero_point: __m512i,
+    low: __m512i,
+    ceiling: __m512i,
+) -> __m128i {
     let x = saturating_add(_mm512_sub_epi32(sums, slab.offset), slab.bias);
     // x * 2^left, saturating.
     let shifted = _mm512_sllv_epi32(x, slab.left);
@@ -347,7 +453,7 @@ fn requantize(sums: __m512i, slab: &SlabRequant, zero_point: __m512i, low: __m51
         _mm512_sub_epi32(_mm512_setzero_si512(), limit),
     );
     let out = _mm512_add_epi32(scaled, zero_point);
-    let out = _mm512_min_epi32(_mm512_max_epi32(out, low), _mm512_set1_epi32(127));
+    let out = _mm512_min_epi32(_mm512_max_epi32(out, low), ceiling);
     _mm512_cvtsepi32_epi8(out)
 }
 
@@ -362,7 +468,7 @@ fn dot_int8<const M: usize, const S: usize>(
     groups: usize,
     weights: &[u8],
 ) -> Option<[[__m512i; S]; M]> {
-    let slab_bytes = walk.kernel * groups * 4 * LANES;
+    let slab_bytes = walk.rows * groups * 4 * LANES;
     let inside = bases.iter().all(|&base| walk.end(base, 4) <= input.len());
     if !inside || S * slab_bytes > weights.len() || walk.run > 4 * groups {
         return None;
@@ -370,7 +476,7 @@ fn dot_int8<const M: usize, const S: usize>(
     let mut sums = [[_mm512_setzero_si512(); S]; M];
     let mut packed = weights.as_ptr();
     let activations = input.as_ptr();
-    for ky in 0..walk.kernel {
+    for ky in 0..walk.rows {
         let row = ky * walk.row_stride;
         for group in 0..groups {
             let offset = row + 4 * group;
@@ -430,7 +536,8 @@ fn requant_slabs(
             let Some(channel) = channels.next() else {
                 break;
             };
-            lanes[0][lane] = offset * sum;
+            // Wrapping: the sums wrap as the portable kernel's accumulators do.
+            lanes[0][lane] = offset.wrapping_mul(sum);
             lanes[1][lane] = channel.bias;
             lanes[2][lane] = channel.multiplier;
             lanes[3][lane] = channel.shift;
@@ -478,6 +585,7 @@ struct Int8Call<'a> {
     outputs: usize,
     zero_point: __m512i,
     low: __m512i,
+    high: __m512i,
 }
 
 /// [`tinycnn::kernels::int8::conv`], bit for bit, with `packed` made from the same layer.
@@ -490,11 +598,65 @@ pub(super) fn conv_int8(
     layer: &ki8::ConvLayer<'_>,
     output: &mut [i8],
 ) -> Option<()> {
-    let requantization = layer.requantization();
+    let geometry = Blocks::of_conv(layer.geometry());
+    blocks_int8(
+        packed,
+        work,
+        requant,
+        input,
+        &geometry,
+        layer.requantization(),
+        output,
+    )
+}
+
+/// [`tinycnn::kernels::general::conv`] (a convolution of any window, stride and padding), bit
+/// for bit, with `packed` made from the same layer ([`PackedInt8::for_window`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn window_conv_int8(
+    packed: &PackedInt8,
+    work: &mut Work<u8>,
+    requant: &mut Vec<SlabRequant>,
+    input: &[i8],
+    geometry: &WindowGeometry,
+    requantization: &ki8::Requantization<'_>,
+    output: &mut [i8],
+) -> Option<()> {
+    if !geometry.is_consistent() || requantization.outputs() != geometry.output.channels {
+        return None;
+    }
+    let geometry = Blocks::of_window(geometry);
+    blocks_int8(
+        packed,
+        work,
+        requant,
+        input,
+        &geometry,
+        requantization,
+        output,
+    )
+}
+
+/// The convolution of `geometry`, whose weights `packed` holds.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn blocks_int8(
+    packed: &PackedInt8,
+    work: &mut Work<u8>,
+    requant: &mut Vec<SlabRequant>,
+    input: &[i8],
+    geometry: &Blocks,
+    requantization: &ki8::Requantization<'_>,
+    output: &mut [i8],
+) -> Option<()> {
+    if requantization.rounding() != tinycnn::quant::Rounding::Double
+        || requantization.outputs() != packed.geometry.filters()
+    {
+        return None;
+    }
     let border = (requantization.input_zero_point() + 128) as u8;
     // `x as u8 ^ 0x80` is `x + 128`.
     let flip = |x: i8| x as u8 ^ 0x80;
-    let (geometry, packed_for) = (layer.geometry(), &packed.geometry);
+    let packed_for = &packed.geometry;
     let (outputs, walk) =
         work.prepare(geometry, packed_for, input, output.len(), border, flip, 4)?;
     requant_slabs(packed, requantization, requant);
@@ -507,6 +669,7 @@ pub(super) fn conv_int8(
         outputs,
         zero_point: _mm512_set1_epi32(requantization.output_zero_point()),
         low: _mm512_set1_epi32(requantization.activation_min()),
+        high: _mm512_set1_epi32(requantization.activation_max()),
     };
     for (slab, count) in slab_groups(requant.len()) {
         if count == SLABS {
@@ -522,7 +685,7 @@ pub(super) fn conv_int8(
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 fn slabs_int8<const S: usize>(call: &Int8Call<'_>, slab: usize, output: &mut [i8]) -> Option<()> {
     let geometry = &call.packed.geometry;
-    let filters = geometry.filters;
+    let filters = geometry.filters();
     let weights = call.packed.weights.get(slab * call.packed.slab_bytes()..)?;
     for (index, bases) in call.bases.chunks_exact(POSITIONS).enumerate() {
         let bases: &[usize; POSITIONS] = bases.try_into().ok()?;
@@ -530,7 +693,8 @@ fn slabs_int8<const S: usize>(call: &Int8Call<'_>, slab: usize, output: &mut [i8
             dot_int8::<POSITIONS, S>(call.padded, bases, &call.walk, call.packed.groups, weights)?;
         let finish = |out_index: usize, s: usize, sums: __m512i| -> Option<()> {
             let first_filter = (slab + s) * LANES;
-            let bytes = requantize(sums, call.slabs.get(slab + s)?, call.zero_point, call.low);
+            let slab_requant = call.slabs.get(slab + s)?;
+            let bytes = requantize(sums, slab_requant, call.zero_point, call.low, call.high);
             let count = LANES.min(filters - first_filter);
             store_bytes(output, out_index * filters + first_filter, count, bytes)
         };
@@ -545,7 +709,7 @@ fn slabs_int8<const S: usize>(call: &Int8Call<'_>, slab: usize, output: &mut [i8
 /// that fill up the last slab.
 #[derive(Debug)]
 pub(super) struct PackedF32 {
-    geometry: ConvGeometry,
+    geometry: Blocks,
     weights: Vec<f32>,
     biases: Vec<f32>,
     activation: Activation,
@@ -554,10 +718,10 @@ pub(super) struct PackedF32 {
 impl PackedF32 {
     /// Packs `layer`'s weights.
     pub(super) fn new(layer: &kf32::ConvLayer<'_>) -> Self {
-        let geometry = *layer.geometry();
+        let geometry = Blocks::of_conv(layer.geometry());
         let walk = Walk::of(&geometry);
-        let slabs = geometry.filters.div_ceil(LANES);
-        let slab_len = geometry.kernel * walk.run * LANES;
+        let slabs = geometry.filters().div_ceil(LANES);
+        let slab_len = geometry.kernel_height * walk.run * LANES;
         let mut weights = vec![0f32; slabs * slab_len];
         let mut biases = vec![0f32; slabs * LANES];
         let fan_in = geometry.fan_in();
@@ -579,7 +743,7 @@ impl PackedF32 {
     }
 
     fn slab_len(&self) -> usize {
-        self.geometry.kernel * self.geometry.kernel * self.geometry.input.channels * LANES
+        self.geometry.fan_in() * LANES
     }
 }
 
@@ -592,7 +756,7 @@ fn dot_f32<const M: usize, const S: usize>(
     walk: &Walk,
     weights: &[f32],
 ) -> Option<[[__m512; S]; M]> {
-    let slab_len = walk.kernel * walk.run * LANES;
+    let slab_len = walk.rows * walk.run * LANES;
     let inside = bases.iter().all(|&base| walk.end(base, 1) <= input.len());
     if !inside || S * slab_len > weights.len() {
         return None;
@@ -600,7 +764,7 @@ fn dot_f32<const M: usize, const S: usize>(
     let mut sums = [[_mm512_setzero_ps(); S]; M];
     let mut packed = weights.as_ptr();
     let activations = input.as_ptr();
-    for ky in 0..walk.kernel {
+    for ky in 0..walk.rows {
         let row = ky * walk.row_stride;
         for j in 0..walk.run {
             let offset = row + j;
@@ -633,9 +797,9 @@ pub(super) fn conv_f32(
     layer: &kf32::ConvLayer<'_>,
     output: &mut [f32],
 ) -> Option<()> {
-    let geometry = layer.geometry();
+    let geometry = Blocks::of_conv(layer.geometry());
     let (outputs, walk) = work.prepare(
-        geometry,
+        &geometry,
         &packed.geometry,
         input,
         output.len(),
@@ -643,7 +807,7 @@ pub(super) fn conv_f32(
         |x| x,
         1,
     )?;
-    for (slab, count) in slab_groups(geometry.filters.div_ceil(LANES)) {
+    for (slab, count) in slab_groups(geometry.filters().div_ceil(LANES)) {
         if count == SLABS {
             slabs_f32::<SLABS>(packed, work, walk, outputs, slab, output)?;
         } else {
@@ -664,7 +828,7 @@ fn slabs_f32<const S: usize>(
     output: &mut [f32],
 ) -> Option<()> {
     let geometry = &packed.geometry;
-    let filters = geometry.filters;
+    let filters = geometry.filters();
     let weights = packed.weights.get(slab * packed.slab_len()..)?;
     let relu = packed.activation == Activation::Relu;
     for (index, bases) in work.bases.chunks_exact(POSITIONS).enumerate() {
@@ -873,6 +1037,7 @@ mod tests {
         shift: [i32; LANES],
         zero_point: i32,
         low: i32,
+        high: i32,
     ) -> [i8; LANES] {
         let mut out = [0i8; LANES];
         // SAFETY: called only after `avx512()` saw the features these are compiled with.
@@ -883,6 +1048,7 @@ mod tests {
                 &slab,
                 _mm512_set1_epi32(zero_point),
                 _mm512_set1_epi32(low),
+                _mm512_set1_epi32(high),
             );
             _mm_storeu_si128(out.as_mut_ptr().cast(), bytes);
         }
@@ -909,19 +1075,22 @@ mod tests {
             shift in proptest::array::uniform16(quant::MIN_SHIFT..=quant::MAX_SHIFT),
             zero_point in -128i32..=127,
             relu in any::<bool>(),
+            high in prop_oneof![Just(127), -128i32..=127],
         ) {
             if !avx512() {
                 return Ok(());
             }
             let low = if relu { zero_point } else { -128 };
-            let got = requantize_lanes(sums, bias, multiplier, shift, zero_point, low);
+            let got = requantize_lanes(sums, bias, multiplier, shift, zero_point, low, high);
             for lane in 0..LANES {
-                let expected = quant::requantize(
+                let expected = quant::requantize_clamped(
+                    quant::Rounding::Double,
                     sums[lane].saturating_add(bias[lane]),
                     multiplier[lane],
                     shift[lane],
                     zero_point,
                     low,
+                    high,
                 );
                 prop_assert_eq!(got[lane], expected, "lane {}", lane);
             }

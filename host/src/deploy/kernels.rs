@@ -13,6 +13,7 @@
 //!
 //! [`wide`]: tinycnn::kernels::wide
 
+use tinycnn::kernels::general::{AddParams, WindowGeometry};
 use tinycnn::kernels::{F32Kernels, Int8Kernels, f32 as kf32, int8 as ki8, wide};
 
 /// An instruction set the kernels are built for.
@@ -92,6 +93,7 @@ pub struct FastInt8<'m> {
 struct Int8Buffers {
     widened: Vec<i16>,
     patches: Vec<i16>,
+    lanes: Vec<i32>,
     #[cfg(target_arch = "x86_64")]
     blocked: blocked::Work<u8>,
     #[cfg(target_arch = "x86_64")]
@@ -239,13 +241,77 @@ fn checked(isa: Isa) -> Isa {
     if isa.runs_here() { isa } else { Isa::detect() }
 }
 
-/// The four kernels compiled for one instruction set: `wide`'s functions are
-/// `#[inline(always)]`, so each is built inside these with the features they enable.
+/// The kernels compiled for one instruction set: `wide`'s functions are `#[inline(always)]`,
+/// so each is built inside these with the features they enable.
 macro_rules! kernels_for {
     ($module:ident, $dots:expr $(, $features:literal)?) => {
         mod $module {
             #[allow(unused_imports)]
-            use super::{kf32, ki8, wide};
+            use super::{AddParams, WindowGeometry, kf32, ki8, wide};
+
+            $(#[target_feature(enable = $features)])?
+            pub(super) fn window_conv(
+                input: &[i8],
+                buffers: &mut super::Int8Buffers,
+                geometry: &WindowGeometry,
+                weights: &[u8],
+                requantization: &ki8::Requantization<'_>,
+                output: &mut [i8],
+            ) -> Option<()> {
+                let zero_point = requantization.input_zero_point();
+                wide::widen(input, zero_point, &mut buffers.widened)?;
+                let dots = $dots;
+                wide::window_conv_with(
+                    &dots,
+                    &buffers.widened,
+                    &mut buffers.patches,
+                    geometry,
+                    weights,
+                    requantization,
+                    output,
+                )
+            }
+
+            $(#[target_feature(enable = $features)])?
+            pub(super) fn depthwise(
+                input: &[i8],
+                buffers: &mut super::Int8Buffers,
+                geometry: &WindowGeometry,
+                weights: &[u8],
+                requantization: &ki8::Requantization<'_>,
+                output: &mut [i8],
+            ) -> Option<()> {
+                wide::depthwise(
+                    input,
+                    &mut buffers.widened,
+                    &mut buffers.lanes,
+                    geometry,
+                    weights,
+                    requantization,
+                    output,
+                )
+            }
+
+            $(#[target_feature(enable = $features)])?
+            pub(super) fn average_pool(
+                input: &[i8],
+                geometry: &WindowGeometry,
+                activation_min: i32,
+                activation_max: i32,
+                output: &mut [i8],
+            ) -> Option<()> {
+                wide::average_pool(input, geometry, activation_min, activation_max, output)
+            }
+
+            $(#[target_feature(enable = $features)])?
+            pub(super) fn add(
+                a: &[i8],
+                b: &[i8],
+                params: &AddParams,
+                output: &mut [i8],
+            ) -> Option<()> {
+                wide::add(a, b, params, output)
+            }
 
             $(#[target_feature(enable = $features)])?
             pub(super) fn conv(
@@ -451,6 +517,23 @@ dots_for!(
     f32: 16, _mm512_loadu_ps, _mm512_setzero_ps, _mm512_fmadd_ps, _mm512_reduce_add_ps,
 );
 
+/// Calls `$function` of the module built for `$isa`.
+macro_rules! on_isa {
+    ($isa:expr, $function:ident($($argument:expr),* $(,)?)) => {
+        match $isa {
+            // SAFETY: `FastInt8` holds `Isa::Avx2` only after `checked` saw that the processor
+            // has AVX2 and FMA, the features the `avx2` module is compiled with.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::$function($($argument),*) },
+            // SAFETY: as for AVX2: `Isa::Avx512` is held only where `runs_here` saw AVX-512 F,
+            // BW and VNNI, AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { avx512::$function($($argument),*) },
+            Isa::Baseline => baseline::$function($($argument),*),
+        }
+    };
+}
+
 impl Int8Kernels for FastInt8<'_> {
     fn name(&self) -> &'static str {
         self.isa.name()
@@ -508,6 +591,89 @@ impl Int8Kernels for FastInt8<'_> {
             Isa::Avx512 => unsafe { avx512::dense(input, &mut self.buffers, layer, output) },
             Isa::Baseline => baseline::dense(input, &mut self.buffers, layer, output),
         }
+    }
+
+    fn window_conv(
+        &mut self,
+        input: &[i8],
+        geometry: &WindowGeometry,
+        weights: &[u8],
+        requantization: &ki8::Requantization<'_>,
+        output: &mut [i8],
+    ) -> Option<()> {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 {
+            let buffers = &mut self.buffers;
+            let pack = || PackedInt8::for_window(geometry, weights);
+            return self.packed.with(weights, pack, |packed| {
+                // SAFETY: `Isa::Avx512` is held only where `runs_here` saw the features the
+                // blocked kernels are compiled with.
+                unsafe {
+                    blocked::window_conv_int8(
+                        packed,
+                        &mut buffers.blocked,
+                        &mut buffers.requant,
+                        input,
+                        geometry,
+                        requantization,
+                        output,
+                    )
+                }
+            });
+        }
+        let isa = self.isa;
+        let buffers = self.window_buffers(input, geometry);
+        on_isa!(
+            isa,
+            window_conv(input, buffers, geometry, weights, requantization, output)
+        )
+    }
+
+    fn depthwise(
+        &mut self,
+        input: &[i8],
+        geometry: &WindowGeometry,
+        weights: &[u8],
+        requantization: &ki8::Requantization<'_>,
+        output: &mut [i8],
+    ) -> Option<()> {
+        let buffers = &mut self.buffers;
+        buffers.widened.resize(wide::depthwise_i16_len(geometry), 0);
+        buffers.lanes.resize(wide::depthwise_i32_len(geometry), 0);
+        on_isa!(
+            self.isa,
+            depthwise(input, buffers, geometry, weights, requantization, output)
+        )
+    }
+
+    fn average_pool(
+        &mut self,
+        input: &[i8],
+        geometry: &WindowGeometry,
+        activation_min: i32,
+        activation_max: i32,
+        output: &mut [i8],
+    ) -> Option<()> {
+        on_isa!(
+            self.isa,
+            average_pool(input, geometry, activation_min, activation_max, output)
+        )
+    }
+
+    fn add(&mut self, a: &[i8], b: &[i8], params: &AddParams, output: &mut [i8]) -> Option<()> {
+        on_isa!(self.isa, add(a, b, params, output))
+    }
+}
+
+impl FastInt8<'_> {
+    /// The buffers of a convolution of any window on `input`: the widened input and four
+    /// windows.
+    fn window_buffers(&mut self, input: &[i8], geometry: &WindowGeometry) -> &mut Int8Buffers {
+        self.buffers.widened.resize(input.len(), 0);
+        self.buffers
+            .patches
+            .resize(wide::window_patches_len(geometry), 0);
+        &mut self.buffers
     }
 }
 
