@@ -26,8 +26,8 @@ use tinycnn::arch::{Activation, Shape};
 use tinycnn::kernels::general::WindowGeometry;
 use tinycnn::kernels::{ConvGeometry, f32 as kf32, int8 as ki8};
 
-/// Filters per slab: the lanes of a 512-bit register of `i32` or `f32`.
-const LANES: usize = 16;
+use super::requant::{self, Bounds, LANES, Lanes};
+
 /// Slabs the inner kernel takes at once (32 filters).
 const SLABS: usize = 2;
 /// Positions per block: for a pooled convolution, those of `POSITIONS / 4` pooled outputs.
@@ -377,86 +377,6 @@ impl PackedInt8 {
     }
 }
 
-/// A slab's requantisation constants, one per lane.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct SlabRequant {
-    /// `(input zero point + 128) * sum(weights)`: what the unsigned activations added.
-    offset: __m512i,
-    bias: __m512i,
-    multiplier: __m512i,
-    /// The shift's positive part (a left shift before the multiply).
-    left: __m512i,
-    /// Its negative part (a rounding right shift after it).
-    right: __m512i,
-}
-
-/// `a + b` for every lane, saturating as `i32::saturating_add` does.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn saturating_add(a: __m512i, b: __m512i) -> __m512i {
-    let sum = _mm512_add_epi32(a, b);
-    // Overflow where a and b have one sign and the sum the other.
-    let overflow = _mm512_cmplt_epi32_mask(
-        _mm512_and_si512(_mm512_xor_si512(a, sum), _mm512_xor_si512(b, sum)),
-        _mm512_setzero_si512(),
-    );
-    let bound = _mm512_xor_si512(_mm512_srai_epi32::<31>(a), _mm512_set1_epi32(i32::MAX));
-    _mm512_mask_blend_epi32(overflow, sum, bound)
-}
-
-/// [`tinycnn::quant::requantize_clamped`] (rounding twice) of 16 accumulators (before the
-/// bias), each lane with its filter's constants, as bytes, clamped to `[low, ceiling]` as
-/// TensorFlow Lite clamps (`max`, then `min`; both bounds in the int8 range).
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn requantize(
-    sums: __m512i,
-    slab: &SlabRequant,
-    zero_point: __m512i,
-    low: __m512i,
-    ceiling: __m512i,
-) -> __m128i {
-    let x = saturating_add(_mm512_sub_epi32(sums, slab.offset), slab.bias);
-    // x * 2^left, saturating.
-    let shifted = _mm512_sllv_epi32(x, slab.left);
-    let lost = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(shifted, slab.left), x);
-    let bound = _mm512_xor_si512(_mm512_srai_epi32::<31>(x), _mm512_set1_epi32(i32::MAX));
-    let x = _mm512_mask_blend_epi32(lost, shifted, bound);
-    // The rounding doubling high multiply: (x * m + 2^30) >> 31 with a floor, which is what
-    // TensorFlow Lite's nudge and truncating division give for both signs. The multiplier is
-    // non-negative, so the one saturating case (both i32::MIN) cannot occur. Even lanes, then
-    // odd ones moved down.
-    let half = _mm512_set1_epi64(1 << 30);
-    let even =
-        _mm512_srai_epi64::<31>(_mm512_add_epi64(_mm512_mul_epi32(x, slab.multiplier), half));
-    let odd = _mm512_srai_epi64::<31>(_mm512_add_epi64(
-        _mm512_mul_epi32(
-            _mm512_srli_epi64::<32>(x),
-            _mm512_srli_epi64::<32>(slab.multiplier),
-        ),
-        half,
-    ));
-    let high = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64::<32>(odd));
-    // The rounding divide by 2^right, ties away from zero.
-    let mask = _mm512_sub_epi32(
-        _mm512_sllv_epi32(_mm512_set1_epi32(1), slab.right),
-        _mm512_set1_epi32(1),
-    );
-    let remainder = _mm512_and_si512(high, mask);
-    let threshold = _mm512_sub_epi32(_mm512_srli_epi32::<1>(mask), _mm512_srai_epi32::<31>(high));
-    let up = _mm512_cmpgt_epi32_mask(remainder, threshold);
-    let quotient = _mm512_srav_epi32(high, slab.right);
-    let scaled = _mm512_mask_add_epi32(quotient, up, quotient, _mm512_set1_epi32(1));
-    // Adding the zero point saturates in the core; a value this far out ends at a bound
-    // either way, so clamping it first to +-1024 is the same.
-    let limit = _mm512_set1_epi32(1024);
-    let scaled = _mm512_max_epi32(
-        _mm512_min_epi32(scaled, limit),
-        _mm512_sub_epi32(_mm512_setzero_si512(), limit),
-    );
-    let out = _mm512_add_epi32(scaled, zero_point);
-    let out = _mm512_min_epi32(_mm512_max_epi32(out, low), ceiling);
-    _mm512_cvtsepi32_epi8(out)
-}
-
 /// The `M x S` sums of `M` windows (starting at `bases`) against `S` slabs of `weights`
 /// (starting at the first), `None` if a window or a slab is not all inside its slice.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -507,72 +427,26 @@ fn dot_int8<const M: usize, const S: usize>(
     Some(sums)
 }
 
-/// Writes 16 output bytes (or the first `count`) at `start` of `output`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn store_bytes(output: &mut [i8], start: usize, count: usize, bytes: __m128i) -> Option<()> {
-    let mut lanes = [0i8; LANES];
-    // SAFETY: `lanes` is 16 writable bytes; the store is unaligned.
-    unsafe { _mm_storeu_si128(lanes.as_mut_ptr().cast(), bytes) };
-    output
-        .get_mut(start..start + count)?
-        .copy_from_slice(&lanes[..count]);
-    Some(())
-}
-
-/// The requantisation constants of every slab of `packed`'s layer.
+/// The requantisation constants of every slab of `packed`'s layer, and whether the fast form
+/// applies to it.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 fn requant_slabs(
     packed: &PackedInt8,
     requantization: &ki8::Requantization<'_>,
-    slabs: &mut Vec<SlabRequant>,
-) {
+    slabs: &mut Vec<Lanes>,
+) -> bool {
     let offset = requantization.input_zero_point() + 128;
     let mut channels = requantization.channels();
     slabs.clear();
     for sums in packed.sums.chunks_exact(LANES) {
-        let mut lanes = [[0i32; LANES]; 4];
-        for (lane, &sum) in sums.iter().enumerate() {
-            // The lanes that fill up the last slab keep zeros; their results are not stored.
-            let Some(channel) = channels.next() else {
-                break;
-            };
-            // Wrapping: the sums wrap as the portable kernel's accumulators do.
-            lanes[0][lane] = offset.wrapping_mul(sum);
-            lanes[1][lane] = channel.bias;
-            lanes[2][lane] = channel.multiplier;
-            lanes[3][lane] = channel.shift;
-        }
-        let [offset, bias, multiplier, shift] = lanes;
-        slabs.push(SlabRequant::new(offset, bias, multiplier, shift));
+        // The activations were read as `x + 128`: each filter's sum of weights times the zero
+        // point's, wrapping as the portable kernel's accumulators do. The lanes that fill up
+        // the last slab keep zeros; their results are not stored.
+        let offsets = sums.iter().map(|&sum| offset.wrapping_mul(sum));
+        slabs.push(Lanes::of_channels(channels.by_ref().take(LANES), offsets));
     }
-}
-
-impl SlabRequant {
-    /// The constants of 16 filters: what their unsigned activations add, their biases,
-    /// multipliers and shifts.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    fn new(
-        offset: [i32; LANES],
-        bias: [i32; LANES],
-        multiplier: [i32; LANES],
-        shift: [i32; LANES],
-    ) -> Self {
-        let shift = shift.map(|s| s.clamp(tinycnn::quant::MIN_SHIFT, tinycnn::quant::MAX_SHIFT));
-        SlabRequant {
-            offset: load_lanes(offset),
-            bias: load_lanes(bias),
-            multiplier: load_lanes(multiplier),
-            left: load_lanes(shift.map(|s| s.max(0))),
-            right: load_lanes(shift.map(|s| (-s).max(0))),
-        }
-    }
-}
-
-/// Sixteen `i32`s as a register.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn load_lanes(values: [i32; LANES]) -> __m512i {
-    // SAFETY: `values` is 64 readable bytes; the load is unaligned.
-    unsafe { _mm512_loadu_si512(values.as_ptr().cast()) }
+    let bound = requant::accumulator_bound(packed.geometry.fan_in());
+    requant::fast_applies(bound, requantization.channels())
 }
 
 /// The layer-wide part of an int8 convolution call.
@@ -581,11 +455,9 @@ struct Int8Call<'a> {
     walk: Walk,
     padded: &'a [u8],
     bases: &'a [usize],
-    slabs: &'a [SlabRequant],
+    slabs: &'a [Lanes],
     outputs: usize,
-    zero_point: __m512i,
-    low: __m512i,
-    high: __m512i,
+    bounds: Bounds,
 }
 
 /// [`tinycnn::kernels::int8::conv`], bit for bit, with `packed` made from the same layer.
@@ -593,7 +465,7 @@ struct Int8Call<'a> {
 pub(super) fn conv_int8(
     packed: &PackedInt8,
     work: &mut Work<u8>,
-    requant: &mut Vec<SlabRequant>,
+    requant: &mut Vec<Lanes>,
     input: &[i8],
     layer: &ki8::ConvLayer<'_>,
     output: &mut [i8],
@@ -616,7 +488,7 @@ pub(super) fn conv_int8(
 pub(super) fn window_conv_int8(
     packed: &PackedInt8,
     work: &mut Work<u8>,
-    requant: &mut Vec<SlabRequant>,
+    requant: &mut Vec<Lanes>,
     input: &[i8],
     geometry: &WindowGeometry,
     requantization: &ki8::Requantization<'_>,
@@ -642,7 +514,7 @@ pub(super) fn window_conv_int8(
 fn blocks_int8(
     packed: &PackedInt8,
     work: &mut Work<u8>,
-    requant: &mut Vec<SlabRequant>,
+    requant: &mut Vec<Lanes>,
     input: &[i8],
     geometry: &Blocks,
     requantization: &ki8::Requantization<'_>,
@@ -659,7 +531,7 @@ fn blocks_int8(
     let packed_for = &packed.geometry;
     let (outputs, walk) =
         work.prepare(geometry, packed_for, input, output.len(), border, flip, 4)?;
-    requant_slabs(packed, requantization, requant);
+    let fast = requant_slabs(packed, requantization, requant);
     let call = Int8Call {
         packed,
         walk,
@@ -667,15 +539,14 @@ fn blocks_int8(
         bases: &work.bases,
         slabs: requant,
         outputs,
-        zero_point: _mm512_set1_epi32(requantization.output_zero_point()),
-        low: _mm512_set1_epi32(requantization.activation_min()),
-        high: _mm512_set1_epi32(requantization.activation_max()),
+        bounds: Bounds::of(requantization),
     };
     for (slab, count) in slab_groups(requant.len()) {
-        if count == SLABS {
-            slabs_int8::<SLABS>(&call, slab, output)?;
-        } else {
-            slabs_int8::<1>(&call, slab, output)?;
+        match (count == SLABS, fast) {
+            (true, true) => slabs_int8::<SLABS, true>(&call, slab, output)?,
+            (true, false) => slabs_int8::<SLABS, false>(&call, slab, output)?,
+            (false, true) => slabs_int8::<1, true>(&call, slab, output)?,
+            (false, false) => slabs_int8::<1, false>(&call, slab, output)?,
         }
     }
     Some(())
@@ -683,7 +554,11 @@ fn blocks_int8(
 
 /// Every output of `S` slabs from `slab` on.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn slabs_int8<const S: usize>(call: &Int8Call<'_>, slab: usize, output: &mut [i8]) -> Option<()> {
+fn slabs_int8<const S: usize, const FAST: bool>(
+    call: &Int8Call<'_>,
+    slab: usize,
+    output: &mut [i8],
+) -> Option<()> {
     let geometry = &call.packed.geometry;
     let filters = geometry.filters();
     let weights = call.packed.weights.get(slab * call.packed.slab_bytes()..)?;
@@ -693,10 +568,10 @@ fn slabs_int8<const S: usize>(call: &Int8Call<'_>, slab: usize, output: &mut [i8
             dot_int8::<POSITIONS, S>(call.padded, bases, &call.walk, call.packed.groups, weights)?;
         let finish = |out_index: usize, s: usize, sums: __m512i| -> Option<()> {
             let first_filter = (slab + s) * LANES;
-            let slab_requant = call.slabs.get(slab + s)?;
-            let bytes = requantize(sums, slab_requant, call.zero_point, call.low, call.high);
+            let lanes = call.slabs.get(slab + s)?;
+            let bytes = requant::requantize::<FAST>(sums, lanes, &call.bounds);
             let count = LANES.min(filters - first_filter);
-            store_bytes(output, out_index * filters + first_filter, count, bytes)
+            requant::store_bytes(output, out_index * filters + first_filter, count, bytes)
         };
         let max = |a, b| _mm512_max_epi32(a, b);
         each_output(&sums, geometry.pooled, index, call.outputs, max, finish)?;
@@ -863,14 +738,15 @@ mod tests {
     //! The blocked kernels against the core's portable ones on random layers: every kernel
     //! side, both paddings, pooled or not, both activations, channel counts that do and do not
     //! fill a group of four, filter counts that do and do not fill a slab, the extreme
-    //! multipliers and shifts; and the vector requantisation against the core's on random and
-    //! extreme accumulators. Skipped (with a line saying so) on a processor without AVX-512.
+    //! multipliers and shifts; and convolutions of any window (1..=11 by 1..=11), stride (1 to
+    //! 3), padding and clamp against the core's general kernel. Skipped (with a line saying so)
+    //! on a processor without AVX-512.
 
     use super::*;
     use proptest::prelude::*;
     use proptest::test_runner::{RngAlgorithm, TestRng};
     use tinycnn::arch::{Conv, Padding, Shape};
-    use tinycnn::quant;
+    use tinycnn::kernels::general;
 
     fn avx512() -> bool {
         let here = crate::deploy::kernels::Isa::Avx512.runs_here();
@@ -1029,71 +905,99 @@ mod tests {
         }
     }
 
-    /// The vector requantisation of 16 accumulators, lane by lane, against the core's.
-    fn requantize_lanes(
-        sums: [i32; LANES],
-        bias: [i32; LANES],
-        multiplier: [i32; LANES],
-        shift: [i32; LANES],
-        zero_point: i32,
-        low: i32,
-        high: i32,
-    ) -> [i8; LANES] {
-        let mut out = [0i8; LANES];
-        // SAFETY: called only after `avx512()` saw the features these are compiled with.
-        unsafe {
-            let slab = SlabRequant::new([0; LANES], bias, multiplier, shift);
-            let bytes = requantize(
-                load_lanes(sums),
-                &slab,
-                _mm512_set1_epi32(zero_point),
-                _mm512_set1_epi32(low),
-                _mm512_set1_epi32(high),
-            );
-            _mm_storeu_si128(out.as_mut_ptr().cast(), bytes);
+    fn window_case(seed: u64) {
+        let mut rng = rng(seed);
+        let channels = [1, 2, 3, 4, 5, 8, 16, 17, 64][rng.random_range(0..9usize)];
+        let filters = [1, 5, 8, 16, 17, 32, 40, 64][rng.random_range(0..8usize)];
+        let kernel = (rng.random_range(1..=11usize), rng.random_range(1..=11usize));
+        let stride = (rng.random_range(1..=3usize), rng.random_range(1..=3usize));
+        let same = rng.random_bool(0.5);
+        let side = |k: usize, rng: &mut TestRng| {
+            let smallest = if same { 1 } else { k };
+            rng.random_range(smallest..=smallest + 10)
+        };
+        let input_shape = Shape::new(side(kernel.0, &mut rng), side(kernel.1, &mut rng), channels);
+        let geometry = general::WindowGeometry::resolve(
+            input_shape,
+            kernel.0,
+            kernel.1,
+            stride.0,
+            stride.1,
+            same,
+            filters,
+        )
+        .unwrap();
+        let fan_in = kernel.0 * kernel.1 * channels;
+        let input: Vec<i8> = (0..input_shape.values()).map(|_| rng.random()).collect();
+        let weights: Vec<u8> = (0..filters * fan_in)
+            .map(|_| rng.random_range(-128i8..=127) as u8)
+            .collect();
+        let extreme = rng.random_bool(0.25);
+        let (mut bias, mut multipliers, mut shifts) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..filters {
+            let (b, m, s): (i32, i32, i8) = if extreme {
+                (rng.random(), rng.random(), rng.random())
+            } else {
+                (
+                    rng.random_range(-20_000..20_000),
+                    rng.random_range(1 << 30..=i32::MAX),
+                    rng.random_range(-14..=0),
+                )
+            };
+            bias.extend(b.to_le_bytes());
+            multipliers.extend(m.to_le_bytes());
+            shifts.push(s as u8);
         }
-        out
+        let zero_point = |rng: &mut TestRng| match rng.random_range(0..4) {
+            0 => i8::MIN,
+            1 => i8::MAX,
+            _ => rng.random(),
+        };
+        let output_zero_point = zero_point(&mut rng);
+        let (low, high) = match rng.random_range(0..4) {
+            0 => (-128, 127),
+            1 => (i32::from(output_zero_point), 127),
+            2 => {
+                tinycnn::quant::relu_range(rng.random_range(0.001f32..0.1), output_zero_point, true)
+            }
+            _ => (rng.random_range(-128..=127), rng.random_range(-128..=127)),
+        };
+        let requantization = ki8::Requantization::new(
+            filters,
+            &bias,
+            &multipliers,
+            &shifts,
+            zero_point(&mut rng),
+            output_zero_point,
+            Activation::None,
+        )
+        .unwrap()
+        .with_activation_range(low, high);
+        let mut expected = vec![0i8; geometry.output.values()];
+        general::conv(&input, &geometry, &weights, &requantization, &mut expected).unwrap();
+        let packed = PackedInt8::for_window(&geometry, &weights);
+        let (mut work, mut slabs) = (Work::default(), Vec::new());
+        let mut got = vec![0i8; expected.len()];
+        // SAFETY: `avx512()` saw the features the kernel is compiled with.
+        unsafe {
+            window_conv_int8(
+                &packed,
+                &mut work,
+                &mut slabs,
+                &input,
+                &geometry,
+                &requantization,
+                &mut got,
+            )
+        }
+        .unwrap();
+        assert_eq!(got, expected, "{geometry:?} extreme={extreme} seed={seed}");
     }
 
-    fn lanes() -> impl Strategy<Value = [i32; LANES]> {
-        let value = prop_oneof![
-            any::<i32>(),
-            -70_000i32..70_000,
-            Just(i32::MIN),
-            Just(i32::MAX),
-            Just(0),
-        ];
-        proptest::array::uniform16(value)
-    }
-
-    proptest! {
-        #[test]
-        fn vector_requantisation_is_the_cores(
-            sums in lanes(),
-            bias in lanes(),
-            multiplier in proptest::array::uniform16(prop_oneof![0..=i32::MAX, Just(i32::MAX), Just(0), Just(1 << 30), (1 << 30)..=i32::MAX]),
-            shift in proptest::array::uniform16(quant::MIN_SHIFT..=quant::MAX_SHIFT),
-            zero_point in -128i32..=127,
-            relu in any::<bool>(),
-            high in prop_oneof![Just(127), -128i32..=127],
-        ) {
-            if !avx512() {
-                return Ok(());
-            }
-            let low = if relu { zero_point } else { -128 };
-            let got = requantize_lanes(sums, bias, multiplier, shift, zero_point, low, high);
-            for lane in 0..LANES {
-                let expected = quant::requantize_clamped(
-                    quant::Rounding::Double,
-                    sums[lane].saturating_add(bias[lane]),
-                    multiplier[lane],
-                    shift[lane],
-                    zero_point,
-                    low,
-                    high,
-                );
-                prop_assert_eq!(got[lane], expected, "lane {}", lane);
-            }
+    #[test]
+    fn window_convolutions_give_the_general_kernels_bytes() {
+        if avx512() {
+            (0..600).for_each(window_case);
         }
     }
 }

@@ -85,6 +85,8 @@ pub struct FastInt8<'m> {
     // Only the AVX-512 convolutions pack their weights.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     packed: Packed<'m, PackedInt8>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    packed_depthwise: Packed<'m, Option<PackedDepthwise>>,
 }
 
 /// What the int8 kernels work in: the input widened to `i16`, a pooled position's windows, and
@@ -97,7 +99,9 @@ struct Int8Buffers {
     #[cfg(target_arch = "x86_64")]
     blocked: blocked::Work<u8>,
     #[cfg(target_arch = "x86_64")]
-    requant: Vec<blocked::SlabRequant>,
+    requant: Vec<super::requant::Lanes>,
+    #[cfg(target_arch = "x86_64")]
+    depthwise: depthwise::Work,
 }
 
 impl FastInt8<'static> {
@@ -126,6 +130,7 @@ impl<'m> FastInt8<'m> {
             isa: checked(isa),
             buffers: Int8Buffers::default(),
             packed: Packed::new(weights),
+            packed_depthwise: Packed::new(weights),
         }
     }
 }
@@ -188,9 +193,13 @@ impl Default for FastF32<'static> {
 
 #[cfg(target_arch = "x86_64")]
 use super::blocked::{self, PackedF32, PackedInt8};
+#[cfg(target_arch = "x86_64")]
+use super::depthwise::{self, PackedDepthwise};
 /// Nothing is packed off x86-64.
 #[cfg(not(target_arch = "x86_64"))]
 type PackedInt8 = ();
+#[cfg(not(target_arch = "x86_64"))]
+type PackedDepthwise = ();
 #[cfg(not(target_arch = "x86_64"))]
 type PackedF32 = ();
 
@@ -637,6 +646,25 @@ impl Int8Kernels for FastInt8<'_> {
         requantization: &ki8::Requantization<'_>,
         output: &mut [i8],
     ) -> Option<()> {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 {
+            let work = &mut self.buffers.depthwise;
+            let pack = || PackedDepthwise::new(geometry, weights);
+            return self.packed_depthwise.with(weights, pack, |packed| {
+                // SAFETY: `Isa::Avx512` is held only where `runs_here` saw the features the
+                // depthwise kernel is compiled with.
+                unsafe {
+                    depthwise::depthwise_int8(
+                        packed.as_ref()?,
+                        work,
+                        input,
+                        geometry,
+                        requantization,
+                        output,
+                    )
+                }
+            });
+        }
         let buffers = &mut self.buffers;
         buffers.widened.resize(wide::depthwise_i16_len(geometry), 0);
         buffers.lanes.resize(wide::depthwise_i32_len(geometry), 0);
