@@ -434,19 +434,26 @@ fn requant_slabs(
     packed: &PackedInt8,
     requantization: &ki8::Requantization<'_>,
     slabs: &mut Vec<Lanes>,
-) -> bool {
-    let offset = requantization.input_zero_point() + 128;
-    let mut channels = requantization.channels();
+) -> Option<bool> {
+    // The activations were read as `x + 128`: each filter's sum of weights times the zero
+    // point's, wrapping as the portable kernel's accumulators do. The lanes that fill up the
+    // last slab keep zeros; their results are not stored.
+    let offset = _mm512_set1_epi32(requantization.input_zero_point() + 128);
+    let filters = packed.geometry.filters();
     slabs.clear();
-    for sums in packed.sums.chunks_exact(LANES) {
-        // The activations were read as `x + 128`: each filter's sum of weights times the zero
-        // point's, wrapping as the portable kernel's accumulators do. The lanes that fill up
-        // the last slab keep zeros; their results are not stored.
-        let offsets = sums.iter().map(|&sum| offset.wrapping_mul(sum));
-        slabs.push(Lanes::of_channels(channels.by_ref().take(LANES), offsets));
+    for (slab, sums) in packed.sums.chunks_exact(LANES).enumerate() {
+        let sums = requant::load_lanes(sums.try_into().ok()?);
+        let count = LANES.min(filters - slab * LANES);
+        let offsets = _mm512_mullo_epi32(sums, offset);
+        slabs.push(Lanes::of_stored(
+            requantization,
+            slab * LANES,
+            count,
+            offsets,
+        )?);
     }
     let bound = requant::accumulator_bound(packed.geometry.fan_in());
-    requant::fast_applies(bound, requantization.channels())
+    Some(slabs.iter().all(|lanes| lanes.fast_applies(bound)))
 }
 
 /// The layer-wide part of an int8 convolution call.
@@ -531,7 +538,7 @@ fn blocks_int8(
     let packed_for = &packed.geometry;
     let (outputs, walk) =
         work.prepare(geometry, packed_for, input, output.len(), border, flip, 4)?;
-    let fast = requant_slabs(packed, requantization, requant);
+    let fast = requant_slabs(packed, requantization, requant)?;
     let call = Int8Call {
         packed,
         walk,

@@ -255,8 +255,8 @@ fn requant_chunks(
                 .push(Lanes::of_channels(channels, std::iter::repeat(0)));
         }
     }
-    let taps = geometry.kernel_height * geometry.kernel_width;
-    requant::fast_applies(requant::accumulator_bound(taps), constants.iter().copied())
+    let bound = requant::accumulator_bound(geometry.kernel_height * geometry.kernel_width);
+    work.lanes.iter().all(|lanes| lanes.fast_applies(bound))
 }
 
 /// Chunks after which the output channels along a row repeat: `lcm(outputs, CHUNK) / CHUNK`.

@@ -87,6 +87,8 @@ pub struct FastInt8<'m> {
     packed: Packed<'m, PackedInt8>,
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     packed_depthwise: Packed<'m, Option<PackedDepthwise>>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    packed_dense: Packed<'m, PackedDense>,
 }
 
 /// What the int8 kernels work in: the input widened to `i16`, a pooled position's windows, and
@@ -102,6 +104,8 @@ struct Int8Buffers {
     requant: Vec<super::requant::Lanes>,
     #[cfg(target_arch = "x86_64")]
     depthwise: depthwise::Work,
+    #[cfg(target_arch = "x86_64")]
+    dense: dense::Work,
 }
 
 impl FastInt8<'static> {
@@ -131,6 +135,7 @@ impl<'m> FastInt8<'m> {
             buffers: Int8Buffers::default(),
             packed: Packed::new(weights),
             packed_depthwise: Packed::new(weights),
+            packed_dense: Packed::new(weights),
         }
     }
 }
@@ -194,12 +199,16 @@ impl Default for FastF32<'static> {
 #[cfg(target_arch = "x86_64")]
 use super::blocked::{self, PackedF32, PackedInt8};
 #[cfg(target_arch = "x86_64")]
+use super::dense::{self, PackedDense};
+#[cfg(target_arch = "x86_64")]
 use super::depthwise::{self, PackedDepthwise};
 /// Nothing is packed off x86-64.
 #[cfg(not(target_arch = "x86_64"))]
 type PackedInt8 = ();
 #[cfg(not(target_arch = "x86_64"))]
 type PackedDepthwise = ();
+#[cfg(not(target_arch = "x86_64"))]
+type PackedDense = ();
 #[cfg(not(target_arch = "x86_64"))]
 type PackedF32 = ();
 
@@ -590,6 +599,16 @@ impl Int8Kernels for FastInt8<'_> {
         layer: &ki8::DenseLayer<'_>,
         output: &mut [i8],
     ) -> Option<()> {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 {
+            let work = &mut self.buffers.dense;
+            let pack = || PackedDense::new(layer);
+            return self.packed_dense.with(layer.rows(), pack, |packed| {
+                // SAFETY: `Isa::Avx512` is held only where `runs_here` saw the features the
+                // dense kernel is compiled with.
+                unsafe { dense::dense_int8(packed, work, input, layer, output) }
+            });
+        }
         self.buffers.widened.resize(input.len(), 0);
         match self.isa {
             // SAFETY: as in `conv`: `Isa::Avx2` is held only on a processor with AVX2 and FMA.

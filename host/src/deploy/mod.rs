@@ -7,6 +7,8 @@
 #[cfg(target_arch = "x86_64")]
 mod blocked;
 #[cfg(target_arch = "x86_64")]
+mod dense;
+#[cfg(target_arch = "x86_64")]
 mod depthwise;
 pub mod eval;
 pub mod fixture;

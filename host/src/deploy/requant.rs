@@ -7,8 +7,8 @@
 //! [`tinycnn::quant::requantize_clamped`], saturations included. The fast one leaves out what
 //! cannot happen in a layer whose shifts are all right shifts, whose multipliers are
 //! non-negative and whose accumulators plus bias stay below `2^30` in magnitude (which a
-//! layer's shapes bound: [`fast_applies`]); that is every layer TensorFlow Lite's converter
-//! gives, and it takes about half the instructions. A kernel decides once per layer.
+//! layer's shapes bound: [`Lanes::fast_applies`]); that is every layer TensorFlow Lite's
+//! converter gives, and it takes about half the instructions. A kernel decides once per call.
 //!
 //! Every function here is compiled for "avx512f,avx512bw,avx512vl,avx512vnni": calling them is
 //! sound only on a processor with those features, which `Isa::Avx512` guarantees.
@@ -71,6 +71,8 @@ pub(super) struct Lanes {
     half: __m512i,
     /// -1 where the right shift is at least 1 (negative values round down there), else 0.
     negative: __m512i,
+    /// Rounding once: the bits `x * multiplier` is shifted right by, `31 - shift` (1..=62).
+    total: __m512i,
 }
 
 impl Lanes {
@@ -84,24 +86,73 @@ impl Lanes {
         multiplier: [i32; LANES],
         shift: [i32; LANES],
     ) -> Self {
-        let shift = shift.map(|s| s.clamp(MIN_SHIFT, MAX_SHIFT));
-        let right = shift.map(|s| (-s).max(0));
-        let mut fast_bias = [0i32; LANES];
-        for ((fast, &bias), &offset) in fast_bias.iter_mut().zip(&bias).zip(&offset) {
-            *fast = bias.wrapping_sub(offset);
-        }
-        let multiplier = load_lanes(multiplier);
+        Lanes::of_registers(
+            load_lanes(offset),
+            load_lanes(bias),
+            load_lanes(multiplier),
+            load_lanes(shift),
+        )
+    }
+
+    /// [`Lanes::new`] of registers.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    #[inline]
+    fn of_registers(offset: __m512i, bias: __m512i, multiplier: __m512i, shift: __m512i) -> Self {
+        let zero = _mm512_setzero_si512();
+        let shift = _mm512_min_epi32(
+            _mm512_max_epi32(shift, _mm512_set1_epi32(MIN_SHIFT)),
+            _mm512_set1_epi32(MAX_SHIFT),
+        );
+        let right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+        let shifted = _mm512_cmpgt_epi32_mask(right, zero);
+        let one = _mm512_set1_epi32(1);
         Lanes {
-            offset: load_lanes(offset),
-            bias: load_lanes(bias),
+            offset,
+            bias,
             multiplier,
-            left: load_lanes(shift.map(|s| s.max(0))),
-            right: load_lanes(right),
-            fast_bias: load_lanes(fast_bias),
+            left: _mm512_max_epi32(shift, zero),
+            right,
+            fast_bias: _mm512_sub_epi32(bias, offset),
             multiplier_odd: _mm512_srli_epi64::<32>(multiplier),
-            half: load_lanes(right.map(|r| if r == 0 { 0 } else { 1 << (r - 1) })),
-            negative: load_lanes(right.map(|r| if r == 0 { 0 } else { -1 })),
+            half: _mm512_maskz_sllv_epi32(shifted, one, _mm512_sub_epi32(right, one)),
+            negative: _mm512_maskz_mov_epi32(shifted, _mm512_set1_epi32(-1)),
+            total: _mm512_sub_epi32(_mm512_set1_epi32(31), shift),
         }
+    }
+
+    /// The constants of `count` (at most 16) channels from channel `first` of
+    /// `requantization`, read from its stored bytes (the lanes past `count` are zero, and their
+    /// outputs are not to be stored), with `offsets`. `None` if the channels are not there.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) fn of_stored(
+        requantization: &Requantization<'_>,
+        first: usize,
+        count: usize,
+        offsets: __m512i,
+    ) -> Option<Self> {
+        let (bias, multipliers, shifts) = requantization.raw();
+        let end = first.checked_add(count).filter(|_| count <= LANES)?;
+        let (bias, multipliers, shifts) = (
+            bias.get(first..end)?,
+            multipliers.get(first..end)?,
+            shifts.get(first..end)?,
+        );
+        let mask = u16::MAX.checked_shr(16 - count as u32).unwrap_or(0);
+        // SAFETY: the masks select `count` lanes, and each slice holds `count` values (4, 4
+        // and 1 bytes each); little-endian `i32`s as x86 reads them. Unaligned, masked loads.
+        let (bias, multiplier, shift) = unsafe {
+            (
+                _mm512_maskz_loadu_epi32(mask, bias.as_ptr().cast()),
+                _mm512_maskz_loadu_epi32(mask, multipliers.as_ptr().cast()),
+                _mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(mask, shifts.as_ptr().cast())),
+            )
+        };
+        Some(Lanes::of_registers(
+            _mm512_maskz_mov_epi32(mask, offsets),
+            bias,
+            multiplier,
+            shift,
+        ))
     }
 
     /// The constants of the 16 channels `channels` yields (fewer at the end: the rest are
@@ -123,18 +174,26 @@ impl Lanes {
     }
 }
 
-/// Whether the fast form gives every output of a layer exactly: every shift of `channels` a
-/// right shift, every multiplier non-negative, and `accumulator_bound` (the largest magnitude
-/// any accumulator, without offset, can have) plus any bias below `2^30`.
-pub(super) fn fast_applies(
-    accumulator_bound: u64,
-    channels: impl IntoIterator<Item = ChannelRequant>,
-) -> bool {
-    channels.into_iter().all(|channel| {
-        (MIN_SHIFT..=0).contains(&channel.shift)
-            && channel.multiplier >= 0
-            && accumulator_bound.saturating_add(u64::from(channel.bias.unsigned_abs())) < 1 << 30
-    })
+impl Lanes {
+    /// Whether the fast form gives the exact bytes for these 16 channels: every shift a right
+    /// shift (shifts below `MIN_SHIFT` count as it, as in the exact form), every multiplier
+    /// non-negative, and `accumulator_bound` (the largest magnitude any accumulator, less its
+    /// offset, can have) plus the bias below `2^30`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) fn fast_applies(&self, accumulator_bound: u64) -> bool {
+        let Some(limit) = (1u64 << 30)
+            .checked_sub(accumulator_bound)
+            .and_then(|limit| i32::try_from(limit - 1).ok())
+        else {
+            return false;
+        };
+        let zero = _mm512_setzero_si512();
+        let right_shifts = _mm512_cmpeq_epi32_mask(self.left, zero);
+        let non_negative = _mm512_cmpge_epi32_mask(self.multiplier, zero);
+        // |i32::MIN| stays i32::MIN, above any limit as an unsigned value.
+        let small = _mm512_cmple_epu32_mask(_mm512_abs_epi32(self.bias), _mm512_set1_epi32(limit));
+        right_shifts & non_negative & small == u16::MAX
+    }
 }
 
 /// The largest magnitude of a sum of `products` products of an int8 value less an int8 zero
@@ -175,7 +234,7 @@ fn high_multiply(x: __m512i, multiplier: __m512i, multiplier_odd: __m512i) -> __
 /// [`tinycnn::quant::requantize_clamped`] (rounding twice) of 16 accumulators (less their
 /// offset, before the bias), each lane with its channel's constants, as bytes, clamped to the
 /// bounds as TensorFlow Lite clamps (`max`, then `min`). `FAST` takes the fast form, which
-/// only a layer [`fast_applies`] to may.
+/// only lanes [`Lanes::fast_applies`] to may.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
 pub(super) fn requantize<const FAST: bool>(
@@ -281,6 +340,44 @@ pub(super) fn store_bytes32(
     Some(())
 }
 
+/// [`tinycnn::quant::requantize_clamped`] rounding once (a dense layer of a model format
+/// version before 3, as the desktop trains it) of 16 accumulators (less their offset, before
+/// the bias), each lane with its channel's constants, as bytes, clamped to the bounds.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[inline]
+pub(super) fn requantize_once(sums: __m512i, lanes: &Lanes, bounds: &Bounds) -> __m128i {
+    let x = saturating_add(_mm512_sub_epi32(sums, lanes.offset), lanes.bias);
+    // floor((x * m + 2^(total - 1)) / 2^total) in 64 bits (|x * m| <= 2^62, so no overflow),
+    // even lanes, then odd ones moved down, each saturated to i32.
+    let low_half = _mm512_set1_epi64(0xFFFF_FFFF);
+    let one = _mm512_set1_epi64(1);
+    let (min, max) = (
+        _mm512_set1_epi64(i64::from(i32::MIN)),
+        _mm512_set1_epi64(i64::from(i32::MAX)),
+    );
+    let scale = |x: __m512i, multiplier: __m512i, total: __m512i| {
+        let round = _mm512_sllv_epi64(one, _mm512_sub_epi64(total, one));
+        let product = _mm512_add_epi64(_mm512_mul_epi32(x, multiplier), round);
+        let scaled = _mm512_srav_epi64(product, total);
+        _mm512_min_epi64(_mm512_max_epi64(scaled, min), max)
+    };
+    let even = scale(x, lanes.multiplier, _mm512_and_si512(lanes.total, low_half));
+    let odd = scale(
+        _mm512_srli_epi64::<32>(x),
+        lanes.multiplier_odd,
+        _mm512_srli_epi64::<32>(lanes.total),
+    );
+    let scaled = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64::<32>(odd));
+    let limit = _mm512_set1_epi32(1024);
+    let scaled = _mm512_max_epi32(
+        _mm512_min_epi32(scaled, limit),
+        _mm512_sub_epi32(_mm512_setzero_si512(), limit),
+    );
+    let out = _mm512_add_epi32(scaled, bounds.zero_point);
+    let out = _mm512_min_epi32(_mm512_max_epi32(out, bounds.low), bounds.high);
+    _mm512_cvtsepi32_epi8(out)
+}
+
 /// Sixteen `i32`s as a register.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) fn load_lanes(values: [i32; LANES]) -> __m512i {
@@ -315,8 +412,8 @@ mod tests {
         zero_point: i32,
         low: i32,
         high: i32,
-    ) -> [[i8; LANES]; 2] {
-        let mut out = [[0i8; LANES]; 2];
+    ) -> [[i8; LANES]; 3] {
+        let mut out = [[0i8; LANES]; 3];
         // SAFETY: called only after `avx512()` saw the features these are compiled with.
         unsafe {
             let lanes = Lanes::new(offset, bias, multiplier, shift);
@@ -329,8 +426,10 @@ mod tests {
             };
             let exact = requantize::<false>(load_lanes(sums), &lanes, &bounds);
             let fast = requantize::<true>(load_lanes(sums), &lanes, &bounds);
+            let once = requantize_once(load_lanes(sums), &lanes, &bounds);
             _mm_storeu_si128(out[0].as_mut_ptr().cast(), exact);
             _mm_storeu_si128(out[1].as_mut_ptr().cast(), fast);
+            _mm_storeu_si128(out[2].as_mut_ptr().cast(), once);
         }
         out
     }
@@ -346,7 +445,9 @@ mod tests {
         proptest::array::uniform16(value)
     }
 
-    fn expected(
+    #[allow(clippy::too_many_arguments)]
+    fn expected_with(
+        rounding: Rounding,
         sum: i32,
         offset: i32,
         bias: i32,
@@ -356,7 +457,7 @@ mod tests {
         (low, high): (i32, i32),
     ) -> i8 {
         quant::requantize_clamped(
-            Rounding::Double,
+            rounding,
             sum.wrapping_sub(offset).saturating_add(bias),
             multiplier,
             shift,
@@ -367,8 +468,8 @@ mod tests {
     }
 
     proptest! {
-        /// The exact form against the core on any accumulators and constants, negative
-        /// multipliers and shifts out of range included.
+        /// The exact form and the one rounding once against the core on any accumulators and
+        /// constants, negative multipliers and shifts out of range included.
         #[test]
         fn the_exact_form_is_the_cores(
             sums in lanes(),
@@ -382,10 +483,12 @@ mod tests {
             if !avx512() {
                 return Ok(());
             }
-            let [got, _] = requantize_lanes(sums, offset, bias, multiplier, shift, zero_point, range.0, range.1);
+            let [got, _, once] = requantize_lanes(sums, offset, bias, multiplier, shift, zero_point, range.0, range.1);
             for lane in 0..LANES {
-                let expected = expected(sums[lane], offset[lane], bias[lane], multiplier[lane], shift[lane], zero_point, range);
+                let expected = expected_with(Rounding::Double, sums[lane], offset[lane], bias[lane], multiplier[lane], shift[lane], zero_point, range);
                 prop_assert_eq!(got[lane], expected, "lane {}", lane);
+                let expected = expected_with(Rounding::Single, sums[lane], offset[lane], bias[lane], multiplier[lane], shift[lane], zero_point, range);
+                prop_assert_eq!(once[lane], expected, "once, lane {}", lane);
             }
         }
 
@@ -407,9 +510,9 @@ mod tests {
             }
             // The accumulators as a kernel holds them: the true sum plus the offset, wrapped.
             let held: [i32; LANES] = std::array::from_fn(|i| sums[i].wrapping_add(offset[i]));
-            let [exact, fast] = requantize_lanes(held, offset, bias, multiplier, shift, zero_point, range.0, range.1);
+            let [exact, fast, _] = requantize_lanes(held, offset, bias, multiplier, shift, zero_point, range.0, range.1);
             for lane in 0..LANES {
-                let expected = expected(held[lane], offset[lane], bias[lane], multiplier[lane], shift[lane], zero_point, range);
+                let expected = expected_with(Rounding::Double, held[lane], offset[lane], bias[lane], multiplier[lane], shift[lane], zero_point, range);
                 prop_assert_eq!(exact[lane], expected, "exact, lane {}", lane);
                 prop_assert_eq!(fast[lane], expected, "fast, lane {}", lane);
             }
@@ -418,23 +521,39 @@ mod tests {
 
     #[test]
     fn the_fast_form_applies_to_right_shifts_and_bounded_sums_only() {
-        let channel = |bias, multiplier, shift| ChannelRequant {
-            bias,
-            multiplier,
-            shift,
+        if !avx512() {
+            return;
+        }
+        // One channel's constants in every lane.
+        let applies = |bias: i32, multiplier: i32, shift: i32, bound: u64| {
+            // SAFETY: `avx512()` saw the features these are compiled with.
+            unsafe {
+                Lanes::new(
+                    [0; LANES],
+                    [bias; LANES],
+                    [multiplier; LANES],
+                    [shift; LANES],
+                )
+                .fast_applies(bound)
+            }
         };
         let bound = accumulator_bound(9);
-        assert!(fast_applies(bound, [channel(1000, 1 << 30, -7)]));
-        assert!(fast_applies(bound, [channel(-1000, 0, 0)]));
-        assert!(!fast_applies(bound, [channel(1000, 1 << 30, 1)]));
-        assert!(!fast_applies(bound, [channel(1000, -1, -3)]));
-        assert!(!fast_applies(bound, [channel(1000, 1, -32)]));
-        assert!(!fast_applies(bound, [channel(1 << 30, 1, -3)]));
-        assert!(!fast_applies(
-            accumulator_bound(40_000),
-            [channel(0, 1, -3)]
-        ));
-        assert!(fast_applies(accumulator_bound(20_000), [channel(0, 1, -3)]));
-        assert!(fast_applies(bound, []));
+        assert!(applies(1000, 1 << 30, -7, bound));
+        assert!(applies(-1000, 0, 0, bound));
+        assert!(
+            applies(1000, 1, -40, bound),
+            "shifts below -31 count as -31"
+        );
+        assert!(!applies(1000, 1 << 30, 1, bound));
+        assert!(!applies(1000, -1, -3, bound));
+        assert!(!applies(1 << 30, 1, -3, bound));
+        assert!(!applies(i32::MIN, 1, -3, bound));
+        assert!(!applies(0, 1, -3, accumulator_bound(40_000)));
+        assert!(applies(0, 1, -3, accumulator_bound(20_000)));
+        let limit = (1 << 30) - 1 - accumulator_bound(9);
+        assert!(applies(limit as i32, 1, -3, bound));
+        assert!(applies(-(limit as i32), 1, -3, bound));
+        assert!(!applies(limit as i32 + 1, 1, -3, bound));
+        assert!(!applies(0, 1, -3, 1 << 30));
     }
 }
