@@ -378,7 +378,8 @@ impl PackedInt8 {
 }
 
 /// The `M x S` sums of `M` windows (starting at `bases`) against `S` slabs of `weights`
-/// (starting at the first), `None` if a window or a slab is not all inside its slice.
+/// (starting at the first) into `sums` (written in place: returned, the registers would be
+/// copied through memory), `None` if a window or a slab is not all inside its slice.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
 fn dot_int8<const M: usize, const S: usize>(
@@ -387,13 +388,14 @@ fn dot_int8<const M: usize, const S: usize>(
     walk: &Walk,
     groups: usize,
     weights: &[u8],
-) -> Option<[[__m512i; S]; M]> {
+    sums: &mut [[__m512i; S]; M],
+) -> Option<()> {
     let slab_bytes = walk.rows * groups * 4 * LANES;
     let inside = bases.iter().all(|&base| walk.end(base, 4) <= input.len());
     if !inside || S * slab_bytes > weights.len() || walk.run > 4 * groups {
         return None;
     }
-    let mut sums = [[_mm512_setzero_si512(); S]; M];
+    let mut acc = [[_mm512_setzero_si512(); S]; M];
     let mut packed = weights.as_ptr();
     let activations = input.as_ptr();
     for ky in 0..walk.rows {
@@ -406,7 +408,7 @@ fn dot_int8<const M: usize, const S: usize>(
                 // and `S` slabs fit in `weights`: 64 readable bytes `s` slabs on. Unaligned.
                 *w = unsafe { _mm512_loadu_si512(packed.add(s * slab_bytes).cast()) };
             }
-            for (sum, &base) in sums.iter_mut().zip(bases) {
+            for (sum, &base) in acc.iter_mut().zip(bases) {
                 // SAFETY: `base + offset + 4 <= walk.end(base, 4) <= input.len()` (checked
                 // above): four readable bytes. Unaligned.
                 let word = unsafe {
@@ -424,7 +426,8 @@ fn dot_int8<const M: usize, const S: usize>(
             packed = unsafe { packed.add(4 * LANES) };
         }
     }
-    Some(sums)
+    *sums = acc;
+    Some(())
 }
 
 /// The requantisation constants of every slab of `packed`'s layer, and whether the fast form
@@ -569,10 +572,11 @@ fn slabs_int8<const S: usize, const FAST: bool>(
     let geometry = &call.packed.geometry;
     let filters = geometry.filters();
     let weights = call.packed.weights.get(slab * call.packed.slab_bytes()..)?;
+    let mut sums = [[_mm512_setzero_si512(); S]; POSITIONS];
     for (index, bases) in call.bases.chunks_exact(POSITIONS).enumerate() {
         let bases: &[usize; POSITIONS] = bases.try_into().ok()?;
-        let sums =
-            dot_int8::<POSITIONS, S>(call.padded, bases, &call.walk, call.packed.groups, weights)?;
+        let (walk, groups) = (&call.walk, call.packed.groups);
+        dot_int8::<POSITIONS, S>(call.padded, bases, walk, groups, weights, &mut sums)?;
         let finish = |out_index: usize, s: usize, sums: __m512i| -> Option<()> {
             let first_filter = (slab + s) * LANES;
             let lanes = call.slabs.get(slab + s)?;
@@ -629,7 +633,8 @@ impl PackedF32 {
     }
 }
 
-/// The `M x S` sums of `M` windows against `S` slabs of f32 `weights`, as [`dot_int8`].
+/// The `M x S` sums of `M` windows against `S` slabs of f32 `weights` into `sums`, as
+/// [`dot_int8`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
 fn dot_f32<const M: usize, const S: usize>(
@@ -637,13 +642,14 @@ fn dot_f32<const M: usize, const S: usize>(
     bases: &[usize; M],
     walk: &Walk,
     weights: &[f32],
-) -> Option<[[__m512; S]; M]> {
+    sums: &mut [[__m512; S]; M],
+) -> Option<()> {
     let slab_len = walk.rows * walk.run * LANES;
     let inside = bases.iter().all(|&base| walk.end(base, 1) <= input.len());
     if !inside || S * slab_len > weights.len() {
         return None;
     }
-    let mut sums = [[_mm512_setzero_ps(); S]; M];
+    let mut acc = [[_mm512_setzero_ps(); S]; M];
     let mut packed = weights.as_ptr();
     let activations = input.as_ptr();
     for ky in 0..walk.rows {
@@ -656,7 +662,7 @@ fn dot_f32<const M: usize, const S: usize>(
                 // slabs fit in `weights`: 16 readable values `s` slabs on. Unaligned.
                 *w = unsafe { _mm512_loadu_ps(packed.add(s * slab_len)) };
             }
-            for (sum, &base) in sums.iter_mut().zip(bases) {
+            for (sum, &base) in acc.iter_mut().zip(bases) {
                 // SAFETY: `base + offset < walk.end(base, 1) <= input.len()` (checked above).
                 let x = _mm512_set1_ps(unsafe { *activations.add(base + offset) });
                 for (sum, &w) in sum.iter_mut().zip(&w) {
@@ -667,7 +673,8 @@ fn dot_f32<const M: usize, const S: usize>(
             packed = unsafe { packed.add(LANES) };
         }
     }
-    Some(sums)
+    *sums = acc;
+    Some(())
 }
 
 /// [`tinycnn::kernels::f32::conv`] up to rounding, with `packed` made from the same layer.
@@ -713,9 +720,10 @@ fn slabs_f32<const S: usize>(
     let filters = geometry.filters();
     let weights = packed.weights.get(slab * packed.slab_len()..)?;
     let relu = packed.activation == Activation::Relu;
+    let mut sums = [[_mm512_setzero_ps(); S]; POSITIONS];
     for (index, bases) in work.bases.chunks_exact(POSITIONS).enumerate() {
         let bases: &[usize; POSITIONS] = bases.try_into().ok()?;
-        let sums = dot_f32::<POSITIONS, S>(&work.padded, bases, &walk, weights)?;
+        dot_f32::<POSITIONS, S>(&work.padded, bases, &walk, weights, &mut sums)?;
         let finish = |out_index: usize, s: usize, sums: __m512| -> Option<()> {
             let first_filter = (slab + s) * LANES;
             let biases = packed.biases.get(first_filter..first_filter + LANES)?;

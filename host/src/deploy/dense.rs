@@ -21,6 +21,9 @@ use tinycnn::quant::Rounding;
 
 use super::requant::{self, Bounds, LANES, Lanes};
 
+/// Bytes ahead of the weights read that are prefetched.
+const PREFETCH: usize = 2048;
+
 /// Slabs that share each broadcast input.
 const SLABS: usize = 8;
 
@@ -185,6 +188,7 @@ fn slabs<const S: usize>(
             // SAFETY: the block holds `groups * S` registers of 64 bytes, read in order, one
             // per slab per group of four inputs. Unaligned.
             unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(weights.wrapping_add(PREFETCH).cast());
                 *sum = _mm512_dpbusd_epi32(*sum, x, _mm512_loadu_si512(weights.cast()));
                 weights = weights.add(4 * LANES);
             }
