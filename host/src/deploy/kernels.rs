@@ -891,4 +891,204 @@ mod tests {
         assert!(Isa::detect().runs_here());
         assert!(Isa::Baseline.runs_here());
     }
+
+    /// The four MLPerf Tiny networks of `data/mlperf/`.
+    const MLPERF: [&str; 4] = ["kws", "vww", "resnet8", "autoencoder"];
+
+    #[test]
+    fn every_instruction_set_runs_the_mlperf_networks_as_the_portable_kernels() {
+        use tinycnn::kernels::int8::Backend;
+        for name in MLPERF {
+            let file = shipped(&format!("mlperf/{name}.tcnn"));
+            let model = Int8Model::from_bytes(&file).unwrap();
+            let input_len = model.input_shape().values();
+            let inputs: Vec<i8> = super::super::fixture::splitmix_bytes(7, 12 * input_len)
+                .into_iter()
+                .map(|b| b as i8)
+                .collect();
+            let mut scratch = vec![0i8; model.scratch_bytes()];
+            for isa in instruction_sets() {
+                // Kernels that keep packed weights (from the second input on) and ones that
+                // pack them on every call.
+                let mut kept = FastInt8::for_model_with_isa(model.record_bytes(), isa);
+                let mut fresh = FastInt8::with_isa(isa);
+                for input in inputs.chunks_exact(input_len) {
+                    let portable = model
+                        .run_quantized(Backend::Portable, input, &mut scratch, |_| {})
+                        .unwrap()
+                        .logits
+                        .to_vec();
+                    for kernels in [&mut kept, &mut fresh] {
+                        let mut ran = Vec::new();
+                        let got = model
+                            .run_quantized_with_kernels(kernels, input, &mut scratch, |step| {
+                                ran.push(step.kernels);
+                            })
+                            .unwrap()
+                            .logits
+                            .to_vec();
+                        assert_eq!(got, portable, "{} {name}", isa.name());
+                        // Every layer but the softmax ran on the caller's kernels.
+                        let portable_steps = ran.iter().filter(|&&k| k == Backend::Portable);
+                        assert!(portable_steps.count() <= 2, "{name}: {ran:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    type Owned = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+    /// The requantisation of owned constants.
+    fn requantization(
+        (bias, multipliers, shifts): &Owned,
+        zero_points: (i8, i8),
+        (low, high): (i32, i32),
+    ) -> ki8::Requantization<'_> {
+        ki8::Requantization::new(
+            shifts.len(),
+            bias,
+            multipliers,
+            shifts,
+            zero_points.0,
+            zero_points.1,
+            tinycnn::arch::Activation::None,
+        )
+        .unwrap()
+        .with_activation_range(low, high)
+    }
+
+    /// Random layers of the kinds beyond the tutorial's, through each instruction set's
+    /// kernels, against the core's portable ones: windows 1..=6 by 1..=6, strides 1 to 3, both
+    /// paddings, channel counts that do and do not fill a register, depthwise multipliers 1
+    /// and 2, zero points at the extremes, every clamp, ordinary and extreme constants.
+    #[test]
+    fn every_instruction_set_computes_the_general_kernels_bytes() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{RngAlgorithm, TestRng};
+        use tinycnn::arch::Shape;
+        use tinycnn::kernels::general;
+
+        for isa in instruction_sets() {
+            let mut kernels = FastInt8::with_isa(isa);
+            for seed in 0..150u64 {
+                let mut bytes = [0u8; 32];
+                bytes[..8].copy_from_slice(&seed.to_le_bytes());
+                let mut rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
+                let channels = [1, 2, 3, 8, 16, 17, 64][rng.random_range(0..7usize)];
+                let kernel = (rng.random_range(1..=6usize), rng.random_range(1..=6usize));
+                let stride = (rng.random_range(1..=3usize), rng.random_range(1..=3usize));
+                let same = rng.random_bool(0.5);
+                let side = |k: usize, rng: &mut TestRng| {
+                    let smallest = if same { 1 } else { k };
+                    rng.random_range(smallest..=smallest + 9)
+                };
+                let shape =
+                    Shape::new(side(kernel.0, &mut rng), side(kernel.1, &mut rng), channels);
+                let filters = [1, 8, 16, 17, 40][rng.random_range(0..5usize)];
+                let multiplier = rng.random_range(1..=2usize);
+                let window = |outputs| {
+                    general::WindowGeometry::resolve(
+                        shape, kernel.0, kernel.1, stride.0, stride.1, same, outputs,
+                    )
+                    .unwrap()
+                };
+                let (conv, depthwise, pool) = (
+                    window(filters),
+                    window(channels * multiplier),
+                    window(channels),
+                );
+                let input: Vec<i8> = (0..shape.values()).map(|_| rng.random()).collect();
+                let zero_point = |rng: &mut TestRng| match rng.random_range(0..4) {
+                    0 => i8::MIN,
+                    1 => i8::MAX,
+                    _ => rng.random(),
+                };
+                let constants = |rng: &mut TestRng, outputs: usize| -> Owned {
+                    let extreme = rng.random_bool(0.25);
+                    let (mut bias, mut multipliers, mut shifts) =
+                        (Vec::new(), Vec::new(), Vec::new());
+                    for _ in 0..outputs {
+                        let (b, m, s): (i32, i32, i8) = if extreme {
+                            (
+                                rng.random(),
+                                rng.random_range(0..=i32::MAX),
+                                rng.random_range(-31..=30),
+                            )
+                        } else {
+                            (
+                                rng.random_range(-20_000..20_000),
+                                rng.random_range(1 << 30..=i32::MAX),
+                                rng.random_range(-14..=0),
+                            )
+                        };
+                        bias.extend(b.to_le_bytes());
+                        multipliers.extend(m.to_le_bytes());
+                        shifts.push(s as u8);
+                    }
+                    (bias, multipliers, shifts)
+                };
+                let output_zero_point = zero_point(&mut rng);
+                let input_zero_point = zero_point(&mut rng);
+                let (low, high) = match rng.random_range(0..3) {
+                    0 => (-128, 127),
+                    1 => (i32::from(output_zero_point), 127),
+                    _ => (rng.random_range(-128..=127), rng.random_range(-128..=127)),
+                };
+                let what = format!("{} seed {seed}", isa.name());
+
+                let weights: Vec<u8> = (0..filters * kernel.0 * kernel.1 * channels)
+                    .map(|_| rng.random())
+                    .collect();
+                let owned = constants(&mut rng, filters);
+                let rq = requantization(&owned, (input_zero_point, output_zero_point), (low, high));
+                let mut expected = vec![0i8; conv.output.values()];
+                general::conv(&input, &conv, &weights, &rq, &mut expected).unwrap();
+                let mut got = vec![0i8; expected.len()];
+                kernels
+                    .window_conv(&input, &conv, &weights, &rq, &mut got)
+                    .unwrap();
+                assert_eq!(got, expected, "window conv, {what}, {conv:?}");
+
+                let outputs = channels * multiplier;
+                let weights: Vec<u8> = (0..kernel.0 * kernel.1 * outputs)
+                    .map(|_| rng.random())
+                    .collect();
+                let owned = constants(&mut rng, outputs);
+                let rq = requantization(&owned, (input_zero_point, output_zero_point), (low, high));
+                let mut expected = vec![0i8; depthwise.output.values()];
+                general::depthwise(&input, &depthwise, &weights, &rq, &mut expected).unwrap();
+                let mut got = vec![0i8; expected.len()];
+                kernels
+                    .depthwise(&input, &depthwise, &weights, &rq, &mut got)
+                    .unwrap();
+                assert_eq!(got, expected, "depthwise, {what}, {depthwise:?}");
+
+                let mut expected = vec![0i8; pool.output.values()];
+                general::average_pool(&input, &pool, low, high, &mut expected).unwrap();
+                let mut got = vec![0i8; expected.len()];
+                kernels
+                    .average_pool(&input, &pool, low, high, &mut got)
+                    .unwrap();
+                assert_eq!(got, expected, "average pool, {what}, {pool:?}");
+
+                let other: Vec<i8> = (0..input.len()).map(|_| rng.random()).collect();
+                let mut params = tinycnn::quant::add_params(
+                    [
+                        rng.random_range(0.001f32..1.0),
+                        rng.random_range(0.001f32..1.0),
+                    ],
+                    [input_zero_point, zero_point(&mut rng)],
+                    rng.random_range(0.001f32..1.0),
+                    output_zero_point,
+                );
+                (params.activation_min, params.activation_max) = (low, high);
+                let mut expected = vec![0i8; input.len()];
+                general::add(&input, &other, &params, &mut expected).unwrap();
+                let mut got = vec![0i8; expected.len()];
+                kernels.add(&input, &other, &params, &mut got).unwrap();
+                assert_eq!(got, expected, "add, {what}, {params:?}");
+            }
+        }
+    }
 }
