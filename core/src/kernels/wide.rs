@@ -375,6 +375,19 @@ pub fn conv_with(
     if narrow(geometry) {
         return conv_narrow(widened, layer, output);
     }
+    if !geometry.pooled {
+        // Without a pool there is no quad of windows to share a filter: four positions
+        // gathered side by side share it instead.
+        return window_conv_with(
+            dots,
+            widened,
+            patches,
+            &geometry.window_geometry(),
+            layer.filters(),
+            layer.requantization(),
+            output,
+        );
+    }
     let fan_in = geometry.fan_in().max(1);
     let requantization = layer.requantization();
     let pixels = output.chunks_exact_mut(out_shape.channels.max(1));

@@ -26,7 +26,7 @@ use tinycnn::plan::{Operation, Step};
 
 use crate::bench::usage;
 use crate::deploy::fixture::{RANDOM_SEED, splitmix_bytes};
-use crate::deploy::kernels::FastInt8;
+use crate::deploy::kernels::{FastInt8, Isa};
 
 /// Inputs per round by default.
 pub const DEFAULT_IMAGES: usize = 200;
@@ -52,6 +52,8 @@ pub struct ModelBenchOptions {
     pub layers: bool,
     /// TensorFlow Lite's peer: the `.tflite` of the same network and the Python to run it in.
     pub tflite: Option<TflitePeer>,
+    /// The instruction set of the fast kernels, if not the best this processor runs.
+    pub isa: Option<Isa>,
 }
 
 impl Default for ModelBenchOptions {
@@ -64,6 +66,7 @@ impl Default for ModelBenchOptions {
             portable: true,
             layers: false,
             tflite: None,
+            isa: None,
         }
     }
 }
@@ -300,7 +303,13 @@ pub fn run_model_bench(
     let inputs: Vec<&[i8]> = values.chunks_exact(input_len).collect();
     let load_before = usage::load_average();
     let mut scratch = vec![0i8; model.scratch_bytes()];
-    let mut fast = FastInt8::for_model(model.record_bytes());
+    let isa = options.isa.unwrap_or_else(Isa::detect);
+    ensure!(
+        isa.runs_here(),
+        "this processor does not run the {} kernels",
+        isa.name()
+    );
+    let mut fast = FastInt8::for_model_with_isa(model.record_bytes(), isa);
     let fast_kernels = Int8Kernels::name(&fast);
 
     let mut tflite = match &options.tflite {

@@ -128,6 +128,20 @@ pub(crate) struct BenchInferArgs {
     /// With --model: also time each step with the fast kernels.
     #[arg(long, requires = "model")]
     layers: bool,
+    /// With --model: the fast kernels of this instruction set (avx512-vnni, avx2, sse2 on
+    /// x86-64; neon on aarch64) instead of the best this processor runs.
+    #[arg(long, value_name = "NAME", requires = "model", value_parser = isa_name)]
+    kernels: Option<deploy::kernels::Isa>,
+}
+
+fn isa_name(name: &str) -> Result<deploy::kernels::Isa, String> {
+    deploy::kernels::Isa::named(name).ok_or_else(|| {
+        let names: Vec<_> = deploy::kernels::Isa::all()
+            .iter()
+            .map(|isa| isa.name())
+            .collect();
+        format!("one of {}", names.join(", "))
+    })
 }
 
 pub(crate) fn run_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
@@ -190,6 +204,7 @@ fn run_model(model: &std::path::Path, args: &BenchInferArgs) -> anyhow::Result<(
         seed: args.seed,
         portable: !args.no_portable,
         layers: args.layers,
+        isa: args.kernels,
         tflite: args
             .tflite_model
             .as_ref()

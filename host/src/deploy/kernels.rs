@@ -62,6 +62,22 @@ impl Isa {
         }
     }
 
+    /// Every instruction set built for this target, best first.
+    pub fn all() -> &'static [Isa] {
+        &[
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2,
+            Isa::Baseline,
+        ]
+    }
+
+    /// The instruction set of this [`name`](Self::name).
+    pub fn named(name: &str) -> Option<Self> {
+        Isa::all().iter().copied().find(|isa| isa.name() == name)
+    }
+
     /// Its name in reports.
     pub fn name(self) -> &'static str {
         match self {
