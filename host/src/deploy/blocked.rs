@@ -178,6 +178,10 @@ impl<T: Copy> Work<T> {
     /// (`geometry.pad_top` rows above, `geometry.pad_left` columns to the left, and as many
     /// below and to the right as the windows read), each value through `convert`, with `slack`
     /// values after it for reads past the last window's end.
+    // Inlined into its callers, which are compiled for AVX-512: `convert` is a closure of
+    // theirs, which shares their target features and so is inlined only into code that has
+    // them (a call per value otherwise).
+    #[inline(always)]
     fn pad<S: Copy>(
         &mut self,
         geometry: &Blocks,
@@ -247,6 +251,7 @@ impl<T: Copy> Work<T> {
     /// ([`Work::pad`]), the windows ([`Work::positions`], each checked to lie inside it when
     /// read `step` values at a time), the number of outputs and the walk.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn prepare<S: Copy>(
         &mut self,
         geometry: &Blocks,
