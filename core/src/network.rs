@@ -862,6 +862,17 @@ impl Int8Model<'_> {
         self.layout(Backend::FASTEST).arena()
     }
 
+    /// Bytes of scratch with which [`classify_with_kernels`](Self::classify_with_kernels) and
+    /// [`run_quantized_with_kernels`](Self::run_quantized_with_kernels) run every step in one
+    /// call, in the out-of-place layout (no bands of rows), as a caller's kernels on a desktop
+    /// run fastest: the larger of that layout's arena, plus 3 for a slice that does not start
+    /// on a word boundary, and [`scratch_bytes`](Self::scratch_bytes). With less (at least
+    /// `scratch_bytes`) they run the in-place plan.
+    pub fn scratch_bytes_with_kernels(&self) -> usize {
+        let whole = plan::Layout::out_of_place(self.architecture(), false).arena() + 3;
+        whole.max(self.scratch_bytes())
+    }
+
     /// The input shape: images are `height x width x channels` bytes, 0-255,
     /// channels-last.
     pub fn input_shape(&self) -> Shape {
@@ -953,8 +964,11 @@ impl Int8Model<'_> {
     }
 
     /// [`Int8Model::classify_observed`] with convolutions and dense layers run by `kernels`
-    /// (the host's SIMD builds of [`crate::kernels::wide`]); the other layers, argmax and the
-    /// scratch layout stay the core's, and [`scratch_bytes`](Self::scratch_bytes) is enough.
+    /// (the host's SIMD builds of [`crate::kernels::wide`]), and the layers beyond the
+    /// tutorial's by their [`Int8Kernels`] methods; max pools, softmax, argmax and the scratch
+    /// layout stay the core's. [`scratch_bytes`](Self::scratch_bytes) is enough;
+    /// [`scratch_bytes_with_kernels`](Self::scratch_bytes_with_kernels) runs every step in one
+    /// call.
     pub fn classify_with_kernels<'s>(
         &self,
         kernels: &mut dyn Int8Kernels,
@@ -1050,10 +1064,13 @@ impl Int8Model<'_> {
             Int8Runner::Builtin(backend) => backend,
             Int8Runner::Caller(_) => Backend::Caller,
         };
-        let layout = if out_of_place {
-            plan::Layout::out_of_place(architecture, plan::backend_uses_dsp(backend))
-        } else {
-            self.layout(backend)
+        let whole = || plan::Layout::out_of_place(architecture, plan::backend_uses_dsp(backend));
+        let layout = match runner {
+            _ if out_of_place => whole(),
+            // A caller's kernels take whole steps where the scratch allows: on a desktop a
+            // call per band of rows costs more than the memory saved.
+            Int8Runner::Caller(_) if scratch.len() >= whole().arena() + 3 => whole(),
+            _ => self.layout(backend),
         };
         let placer = plan::Placer::new(architecture, layout);
         let start = placer.input_offset();

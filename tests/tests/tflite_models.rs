@@ -189,7 +189,7 @@ fn mlperf_tiny_models_import_to_tensorflow_lite_micros_bytes() {
         let count = expected.len() / output_len;
         assert_eq!(count, 1000, "{name}: 1,000 inputs");
         let inputs = splitmix_bytes(seed, count * input_len);
-        let mut scratch = vec![0i8; model.scratch_bytes()];
+        let mut scratch = vec![0i8; model.scratch_bytes_with_kernels()];
         // The portable kernels, then the host's kernels for this processor (`host eval`'s).
         let mut fast = FastInt8::for_model(model.record_bytes());
         let (mut wrong, mut wrong_fast) = (Vec::new(), Vec::new());

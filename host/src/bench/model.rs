@@ -302,7 +302,7 @@ pub fn run_model_bench(
         .collect();
     let inputs: Vec<&[i8]> = values.chunks_exact(input_len).collect();
     let load_before = usage::load_average();
-    let mut scratch = vec![0i8; model.scratch_bytes()];
+    let mut scratch = vec![0i8; model.scratch_bytes_with_kernels()];
     let isa = options.isa.unwrap_or_else(Isa::detect);
     ensure!(
         isa.runs_here(),

@@ -922,6 +922,9 @@ mod tests {
                 .into_iter()
                 .map(|b| b as i8)
                 .collect();
+            // The caller's kernels run whole steps with this much scratch, bands of rows with
+            // what the portable kernels need.
+            let mut whole = vec![0i8; model.scratch_bytes_with_kernels()];
             let mut scratch = vec![0i8; model.scratch_bytes()];
             for isa in instruction_sets() {
                 // Kernels that keep packed weights (from the second input on) and ones that
@@ -934,10 +937,15 @@ mod tests {
                         .unwrap()
                         .logits
                         .to_vec();
-                    for kernels in [&mut kept, &mut fresh] {
+                    for run in 0..3 {
+                        let (kernels, scratch) = match run {
+                            0 => (&mut kept, &mut whole),
+                            1 => (&mut fresh, &mut whole),
+                            _ => (&mut kept, &mut scratch),
+                        };
                         let mut ran = Vec::new();
                         let got = model
-                            .run_quantized_with_kernels(kernels, input, &mut scratch, |step| {
+                            .run_quantized_with_kernels(kernels, input, scratch, |step| {
                                 ran.push(step.kernels);
                             })
                             .unwrap()
