@@ -20,6 +20,21 @@ written beside it.
 
 Normally run through scripts/tflite-reference.sh, which sets up the same
 virtual environment as scripts/keras-reference.sh.
+
+With --model FILE.tflite it times that model instead (any fully-integer
+.tflite, such as data/mlperf/*.tflite), nothing trained: TensorFlow Lite's
+interpreter with its default kernels (XNNPACK) on one thread, one input at a
+time, on --images random int8 inputs (splitmix64 bytes of --seed, the stream
+of data/mlperf/README.md, which `host bench infer --model` feeds the core
+too), --rounds times over, after 20 unmeasured calls. Only `invoke` is timed;
+each input is set before its call. It prints one JSON object (median
+microseconds per input, images per second, the runtime) and writes it to
+--out if given. This needs only ai-edge-litert (or TensorFlow): any Python
+with it can run this file directly. With --serve it times on request
+instead: it answers each line `time` on its standard input with one JSON line
+of the microseconds of each of the --images inputs, so that `host bench
+infer --model M.tcnn --tflite-model M.tflite` can alternate rounds of the
+core and of TensorFlow Lite in one run.
 """
 
 import argparse
@@ -49,17 +64,116 @@ def network(keras):
     return keras.Sequential(layers)
 
 
+SPLITMIX_GAMMA = 0x9E3779B97F4A7C15
+
+
+def splitmix_bytes(seed, count):
+    """`count` int8 values, each the top byte of one splitmix64 output of the stream seeded with
+    `seed` (data/mlperf/README.md; host's `fixture::splitmix_bytes`)."""
+    import numpy as np
+
+    with np.errstate(over="ignore"):
+        state = np.uint64(seed) + np.arange(1, count + 1, dtype=np.uint64) * np.uint64(SPLITMIX_GAMMA)
+        z = (state ^ (state >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(56)).astype(np.uint8).view(np.int8)
+
+
+def interpreter_class():
+    """TensorFlow Lite's interpreter and a name for it: ai-edge-litert's, else TensorFlow's."""
+    try:
+        from ai_edge_litert import interpreter as litert
+        from importlib import metadata
+
+        return litert.Interpreter, f"ai-edge-litert {metadata.version('ai-edge-litert')}"
+    except ImportError:
+        pass
+    import tensorflow as tf
+
+    return tf.lite.Interpreter, f"tensorflow {tf.__version__} (tf.lite)"
+
+
+def time_model(args):
+    """--model: TensorFlow Lite's default kernels on one thread, random int8 inputs."""
+    import numpy as np
+
+    Interpreter, runtime = interpreter_class()
+    it = Interpreter(model_path=str(args.model), num_threads=1)
+    it.allocate_tensors()
+    source = it.get_input_details()[0]
+    if source["dtype"] != np.int8:
+        sys.exit(f"tflite-reference: {args.model}: input {source['dtype']}: int8 expected")
+    shape = tuple(int(d) for d in source["shape"])
+    size = int(np.prod(shape))
+    inputs = splitmix_bytes(args.seed, args.images * size).reshape((args.images,) + shape)
+
+    def one_round():
+        times = []
+        for x in inputs:
+            it.set_tensor(source["index"], x)
+            started = time.perf_counter()
+            it.invoke()
+            times.append(time.perf_counter() - started)
+        return [t * 1e6 for t in times]
+
+    for k in range(20):
+        it.set_tensor(source["index"], inputs[k % len(inputs)])
+        it.invoke()
+    if args.serve:
+        print(json.dumps({"runtime": runtime, "input_values": size}), flush=True)
+        for line in sys.stdin:
+            if line.strip() == "time":
+                print(json.dumps({"us": [round(t, 3) for t in one_round()]}), flush=True)
+        return
+    rounds = [one_round() for _ in range(args.rounds)]
+    every = [t for r in rounds for t in r]
+    figures = {
+        "model": str(args.model),
+        "runtime": runtime,
+        "machine": platform.machine(),
+        "threads": 1,
+        "images": args.images,
+        "rounds": args.rounds,
+        "seed": args.seed,
+        "tflite_int8_us_per_image": round(float(np.median(every)), 2),
+        "images_per_second": round(len(every) / (sum(every) / 1e6), 1),
+        "images_per_second_per_round": [round(len(r) / (sum(r) / 1e6), 1) for r in rounds],
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=pathlib.Path,
+                        help="time this fully-integer .tflite on random int8 inputs instead")
+    parser.add_argument("--images", type=int, default=200,
+                        help="--model: random inputs per round (default 200)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="--model: rounds over the inputs (default 5)")
+    parser.add_argument("--seed", type=int, default=0x74636E6E,
+                        help="--model: seed of the inputs' splitmix64 stream (default host's 0x74636e6e)")
+    parser.add_argument("--serve", action="store_true",
+                        help="--model: time a round for each line `time` on standard input")
     parser.add_argument("--data", type=pathlib.Path, default=ROOT / "data" / "mnist",
                         help="the four MNIST IDX files, raw or .gz (default: data/mnist)")
-    parser.add_argument("--out", type=pathlib.Path, default=ROOT / "runs" / "tflite-reference.json",
-                        help="where to write the figures (default: runs/tflite-reference.json)")
+    parser.add_argument("--out", type=pathlib.Path,
+                        help="where to write the figures (default: runs/tflite-reference.json; "
+                        "with --model, nowhere)")
     parser.add_argument("--train-images", type=int, default=5000,
                         help="training images of the one epoch (default 5000)")
     parser.add_argument("--repeats", type=int, default=300,
                         help="timed calls per model (default 300)")
     args = parser.parse_args()
+    if args.model is not None:
+        if args.images < 1 or args.rounds < 1:
+            parser.error("--images and --rounds must be at least 1")
+        return time_model(args)
+    if args.out is None:
+        args.out = ROOT / "runs" / "tflite-reference.json"
     if args.train_images < 1 or args.repeats < 1:
         parser.error("--train-images and --repeats must be at least 1")
 

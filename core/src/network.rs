@@ -654,9 +654,10 @@ struct ZeroPoints<'z> {
 }
 
 /// One int8 step of a layer the portable kernels of [`general`] run (all but square stride-1
-/// convolutions, the 2x2 max-pool and dense layers). Out of line: inlined into the runner,
-/// its many temporaries would widen the frame every inference keeps on a microcontroller's
-/// stack.
+/// convolutions, the 2x2 max-pool and dense layers), or the caller's kernels where it gave
+/// some ([`Int8Kernels`]' window convolutions, depthwise convolutions, average pools and
+/// additions). Out of line: inlined into the runner, its many temporaries would widen the frame
+/// every inference keeps on a microcontroller's stack.
 #[inline(never)]
 fn int8_general_step<'r>(
     step: &Step,
@@ -664,7 +665,10 @@ fn int8_general_step<'r>(
     zero_points: ZeroPoints<'_>,
     slices: Slices<'_, i8>,
     dsp: bool,
+    caller: Option<&mut (dyn Int8Kernels + '_)>,
 ) -> Result<Option<Backend>, Error> {
+    // The kernels that ran the step: the caller's where it had some.
+    let mut used = Backend::Portable;
     let Slices {
         input,
         output,
@@ -703,7 +707,13 @@ fn int8_general_step<'r>(
                     prepared,
                 ));
             }
-            general::conv(input, &geometry, record.weights, &requantization, output)
+            match caller {
+                Some(kernels) => {
+                    used = Backend::Caller;
+                    kernels.window_conv(input, &geometry, record.weights, &requantization, output)
+                }
+                None => general::conv(input, &geometry, record.weights, &requantization, output),
+            }
         }
         Operation::Depthwise { depthwise } => {
             let record = record()?;
@@ -725,7 +735,15 @@ fn int8_general_step<'r>(
                     prepared,
                 ));
             }
-            general::depthwise(input, &geometry, record.weights, &requantization, output)
+            match caller {
+                Some(kernels) => {
+                    used = Backend::Caller;
+                    kernels.depthwise(input, &geometry, record.weights, &requantization, output)
+                }
+                None => {
+                    general::depthwise(input, &geometry, record.weights, &requantization, output)
+                }
+            }
         }
         Operation::WindowPool { pool } => {
             let geometry =
@@ -737,7 +755,13 @@ fn int8_general_step<'r>(
                 PoolKind::Average if dsp => {
                     return Ok(dsp::average_pool(input, &geometry, min, max, output));
                 }
-                PoolKind::Average => general::average_pool(input, &geometry, min, max, output),
+                PoolKind::Average => match caller {
+                    Some(kernels) => {
+                        used = Backend::Caller;
+                        kernels.average_pool(input, &geometry, min, max, output)
+                    }
+                    None => general::average_pool(input, &geometry, min, max, output),
+                },
             }
         }
         Operation::GlobalAveragePool => {
@@ -747,7 +771,13 @@ fn int8_general_step<'r>(
             if dsp {
                 return Ok(dsp::average_pool(input, &geometry, min, max, output));
             }
-            general::average_pool(input, &geometry, min, max, output)
+            match caller {
+                Some(kernels) => {
+                    used = Backend::Caller;
+                    kernels.average_pool(input, &geometry, min, max, output)
+                }
+                None => general::average_pool(input, &geometry, min, max, output),
+            }
         }
         Operation::Shortcut { shortcut } => match shortcut.projection() {
             None => {
@@ -778,7 +808,21 @@ fn int8_general_step<'r>(
                         work,
                     ));
                 }
-                general::conv(input, &geometry, record.weights, &requantization, output)
+                match caller {
+                    Some(kernels) => {
+                        used = Backend::Caller;
+                        kernels.window_conv(
+                            input,
+                            &geometry,
+                            record.weights,
+                            &requantization,
+                            output,
+                        )
+                    }
+                    None => {
+                        general::conv(input, &geometry, record.weights, &requantization, output)
+                    }
+                }
             }
         },
         Operation::Add { activation } => {
@@ -791,7 +835,13 @@ fn int8_general_step<'r>(
             if dsp {
                 return Ok(dsp::add_band(input, kept, &params, output, work, prepared));
             }
-            general::add(input, kept, &params, output)
+            match caller {
+                Some(kernels) => {
+                    used = Backend::Caller;
+                    kernels.add(input, kept, &params, output)
+                }
+                None => general::add(input, kept, &params, output),
+            }
         }
         Operation::Softmax => {
             let record = record()?;
@@ -802,7 +852,7 @@ fn int8_general_step<'r>(
         // The runner runs these itself.
         Operation::Conv { .. } | Operation::Pool | Operation::Dense => None,
     };
-    Ok(ran.map(|()| Backend::Portable))
+    Ok(ran.map(|()| used))
 }
 
 impl Int8Model<'_> {
@@ -810,6 +860,17 @@ impl Int8Model<'_> {
     /// the slice does not start on a word boundary).
     pub fn scratch_bytes(&self) -> usize {
         self.layout(Backend::FASTEST).arena()
+    }
+
+    /// Bytes of scratch with which [`classify_with_kernels`](Self::classify_with_kernels) and
+    /// [`run_quantized_with_kernels`](Self::run_quantized_with_kernels) run every step in one
+    /// call, in the out-of-place layout (no bands of rows), as a caller's kernels on a desktop
+    /// run fastest: the larger of that layout's arena, plus 3 for a slice that does not start
+    /// on a word boundary, and [`scratch_bytes`](Self::scratch_bytes). With less (at least
+    /// `scratch_bytes`) they run the in-place plan.
+    pub fn scratch_bytes_with_kernels(&self) -> usize {
+        let whole = plan::Layout::out_of_place(self.architecture(), false).arena() + 3;
+        whole.max(self.scratch_bytes())
     }
 
     /// The input shape: images are `height x width x channels` bytes, 0-255,
@@ -903,8 +964,11 @@ impl Int8Model<'_> {
     }
 
     /// [`Int8Model::classify_observed`] with convolutions and dense layers run by `kernels`
-    /// (the host's SIMD builds of [`crate::kernels::wide`]); the other layers, argmax and the
-    /// scratch layout stay the core's, and [`scratch_bytes`](Self::scratch_bytes) is enough.
+    /// (the host's SIMD builds of [`crate::kernels::wide`]), and the layers beyond the
+    /// tutorial's by their [`Int8Kernels`] methods; max pools, softmax, argmax and the scratch
+    /// layout stay the core's. [`scratch_bytes`](Self::scratch_bytes) is enough;
+    /// [`scratch_bytes_with_kernels`](Self::scratch_bytes_with_kernels) runs every step in one
+    /// call.
     pub fn classify_with_kernels<'s>(
         &self,
         kernels: &mut dyn Int8Kernels,
@@ -1000,10 +1064,13 @@ impl Int8Model<'_> {
             Int8Runner::Builtin(backend) => backend,
             Int8Runner::Caller(_) => Backend::Caller,
         };
-        let layout = if out_of_place {
-            plan::Layout::out_of_place(architecture, plan::backend_uses_dsp(backend))
-        } else {
-            self.layout(backend)
+        let whole = || plan::Layout::out_of_place(architecture, plan::backend_uses_dsp(backend));
+        let layout = match runner {
+            _ if out_of_place => whole(),
+            // A caller's kernels take whole steps where the scratch allows: on a desktop a
+            // call per band of rows costs more than the memory saved.
+            Int8Runner::Caller(_) if scratch.len() >= whole().arena() + 3 => whole(),
+            _ => self.layout(backend),
         };
         let placer = plan::Placer::new(architecture, layout);
         let start = placer.input_offset();
@@ -1116,7 +1183,11 @@ impl Int8Model<'_> {
                     let dsp = matches!(runner, Int8Runner::Builtin(Backend::ArmDsp));
                     #[cfg(not(tinycnn_arm_dsp))]
                     let dsp = false;
-                    int8_general_step(step, &mut records, zero_points, slices, dsp)?
+                    let caller = match &mut runner {
+                        Int8Runner::Caller(kernels) => Some(&mut **kernels),
+                        Int8Runner::Builtin(_) => None,
+                    };
+                    int8_general_step(step, &mut records, zero_points, slices, dsp, caller)?
                         .map(|used| kernels = used)
                 }
             };

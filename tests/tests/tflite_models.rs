@@ -5,7 +5,8 @@
 //! - **in**: `.tflite` files TensorFlow converted from Keras models, imported with `host
 //!   import`'s code, compute on the core exactly TensorFlow Lite Micro's outputs, as recorded
 //!   by `scripts/mlperf-tiny.sh`: the four MLPerf Tiny architectures (`data/mlperf/`) on 1,000
-//!   random inputs each, and the three MNIST networks of `data/keras/` (the tutorial's, a
+//!   random inputs each (with the portable kernels and with the host's kernels for this
+//!   processor), and the three MNIST networks of `data/keras/` (the tutorial's, a
 //!   small one, one with 5x5, 1x1, 'valid' and linear layers) on all 10,000 test images;
 //! - **out**: tinycnn's `.tflite` export of those imported networks, run live by TensorFlow
 //!   Lite Micro (`scripts/tflm-run.py`), computes the core's bytes; and the export of the
@@ -26,11 +27,13 @@ use std::sync::LazyLock;
 
 use tinycnn::Int8Model;
 use tinycnn::arch::OutputKind;
+use tinycnn::kernels::Int8Kernels;
 use tinycnn::kernels::int8::Backend;
 use tinycnn::testvec::TestVectors;
 use tinycnn_host::data::mnist::Mnist;
 use tinycnn_host::deploy::eval::{available_threads, int8_logits};
 use tinycnn_host::deploy::fixture;
+use tinycnn_host::deploy::kernels::FastInt8;
 use tinycnn_host::tflite;
 
 /// The Keras networks of `data/keras/`.
@@ -186,8 +189,10 @@ fn mlperf_tiny_models_import_to_tensorflow_lite_micros_bytes() {
         let count = expected.len() / output_len;
         assert_eq!(count, 1000, "{name}: 1,000 inputs");
         let inputs = splitmix_bytes(seed, count * input_len);
-        let mut scratch = vec![0i8; model.scratch_bytes()];
-        let mut wrong = Vec::new();
+        let mut scratch = vec![0i8; model.scratch_bytes_with_kernels()];
+        // The portable kernels, then the host's kernels for this processor (`host eval`'s).
+        let mut fast = FastInt8::for_model(model.record_bytes());
+        let (mut wrong, mut wrong_fast) = (Vec::new(), Vec::new());
         for (index, (input, theirs)) in inputs
             .chunks_exact(input_len)
             .zip(expected.chunks_exact(output_len))
@@ -199,6 +204,12 @@ fn mlperf_tiny_models_import_to_tensorflow_lite_micros_bytes() {
             if ours.logits.iter().zip(theirs).any(|(&a, &b)| a as u8 != b) {
                 wrong.push(index);
             }
+            let ours = model
+                .run_quantized_with_kernels(&mut fast, input, &mut scratch, |_| {})
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            if ours.logits.iter().zip(theirs).any(|(&a, &b)| a as u8 != b) {
+                wrong_fast.push(index);
+            }
         }
         assert!(
             wrong.is_empty(),
@@ -206,9 +217,18 @@ fn mlperf_tiny_models_import_to_tensorflow_lite_micros_bytes() {
             wrong.len(),
             &wrong[..wrong.len().min(10)]
         );
+        assert!(
+            wrong_fast.is_empty(),
+            "{name}: with the {} kernels, {} of {count} outputs differ from TensorFlow Lite \
+             Micro's, the first {:?}",
+            Int8Kernels::name(&fast),
+            wrong_fast.len(),
+            &wrong_fast[..wrong_fast.len().min(10)]
+        );
         println!(
-            "{name}: {count} of {count} outputs byte-identical to TensorFlow Lite Micro; {} B as \
-             tinycnn, {} B as .tflite; {} MACs; {}",
+            "{name}: {count} of {count} outputs byte-identical to TensorFlow Lite Micro, with the \
+             portable and the {} kernels; {} B as tinycnn, {} B as .tflite; {} MACs; {}",
+            Int8Kernels::name(&fast),
             imported.file.len(),
             tflite_bytes.len(),
             model.architecture().macs(),

@@ -122,13 +122,13 @@ impl WindowGeometry {
     }
 
     /// Kernel taps, `kernel_height * kernel_width`; `None` on overflow.
-    const fn taps(&self) -> Option<usize> {
+    pub(crate) const fn taps(&self) -> Option<usize> {
         self.kernel_height.checked_mul(self.kernel_width)
     }
 
     /// Whether `input` and `output` have the geometry's lengths, and it is
     /// consistent.
-    fn fits<T, U>(&self, input: &[T], output: &[U]) -> bool {
+    pub(crate) fn fits<T, U>(&self, input: &[T], output: &[U]) -> bool {
         self.is_consistent()
             && self.taps().is_some()
             && input.len() == self.input.values()
@@ -136,7 +136,7 @@ impl WindowGeometry {
     }
 
     /// The window of every output pixel, in output order.
-    fn windows(&self) -> impl Iterator<Item = Window> + '_ {
+    pub(crate) fn windows(&self) -> impl Iterator<Item = Window> + '_ {
         (0..self.output.height).flat_map(move |y| {
             let rows = Span::new(
                 y,
@@ -200,7 +200,7 @@ const fn covers(input: usize, output: usize, kernel: usize, stride: usize, pad: 
 /// coordinate: `first..end`, the first of them reading input coordinate
 /// `input`.
 #[derive(Clone, Copy, Debug)]
-struct Span {
+pub(crate) struct Span {
     first: usize,
     end: usize,
     input: usize,
@@ -220,16 +220,16 @@ impl Span {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.end - self.first
     }
 }
 
 /// The taps of one output pixel inside the input.
 #[derive(Clone, Copy, Debug)]
-struct Window {
-    rows: Span,
-    columns: Span,
+pub(crate) struct Window {
+    pub(crate) rows: Span,
+    pub(crate) columns: Span,
     kernel_width: usize,
     input_width: usize,
 }
@@ -238,15 +238,15 @@ struct Window {
 /// (`ky * kernel_width + kx`), reading `len` input pixels from pixel index
 /// `pixel` (`y * input_width + x`).
 #[derive(Clone, Copy, Debug)]
-struct Run {
-    tap: usize,
-    pixel: usize,
-    len: usize,
+pub(crate) struct Run {
+    pub(crate) tap: usize,
+    pub(crate) pixel: usize,
+    pub(crate) len: usize,
 }
 
 impl Window {
     /// The runs of the kernel rows inside the input, top to bottom.
-    fn runs(self) -> impl Iterator<Item = Run> {
+    pub(crate) fn runs(self) -> impl Iterator<Item = Run> {
         let Window {
             rows,
             columns,
@@ -549,7 +549,7 @@ impl AddParams {
     /// The same addition without saturation checks, when every shift is a right shift (as
     /// TFLite's converter gives: input multipliers below 1, the output's too for the scales
     /// it picks) and no zero point lies outside the int8 range.
-    fn right_shifts_only(&self) -> Option<RightShiftAdd> {
+    pub(crate) fn right_shifts_only(&self) -> Option<RightShiftAdd> {
         let in_range = |zero_point: i32| (-128..=127).contains(&zero_point);
         if !self.input_zero_points.iter().all(|&z| in_range(z)) {
             return None;
@@ -620,12 +620,12 @@ pub fn add(a: &[i8], b: &[i8], params: &AddParams, output: &mut [i8]) -> Option<
 /// truncating division give the same), and `RoundingDivideByPOT` is `(v +
 /// 2^(e-1) - (v < 0)) >> e` for `e >= 1`.
 #[derive(Clone, Copy, Debug)]
-struct RightShiftScaling {
-    multiplier: i64,
-    exponent: u32,
-    rounding: i32,
+pub(crate) struct RightShiftScaling {
+    pub(crate) multiplier: i64,
+    pub(crate) exponent: u32,
+    pub(crate) rounding: i32,
     /// `-1` when `exponent >= 1` (the correction for negative values applies), else 0.
-    negative_mask: i32,
+    pub(crate) negative_mask: i32,
 }
 
 impl RightShiftScaling {
@@ -649,7 +649,7 @@ impl RightShiftScaling {
 
     /// [`multiply_by_quantized_multiplier`] for `|x| < 2^30`.
     #[inline(always)]
-    fn apply(&self, x: i32) -> i32 {
+    pub(crate) fn apply(&self, x: i32) -> i32 {
         let high = ((x as i64 * self.multiplier + (1 << 30)) >> 31) as i32;
         (high + self.rounding + ((high >> 31) & self.negative_mask)) >> self.exponent
     }
@@ -660,18 +660,18 @@ impl RightShiftScaling {
 /// shifted left by 20, and scaled down), and [`RightShiftScaling`] computes
 /// TFLite's `AddFunc` exactly, without its saturation checks.
 #[derive(Clone, Copy, Debug)]
-struct RightShiftAdd {
-    zero_points: [i32; 2],
-    inputs: [RightShiftScaling; 2],
-    output: RightShiftScaling,
-    output_zero_point: i32,
-    activation_min: i32,
-    activation_max: i32,
+pub(crate) struct RightShiftAdd {
+    pub(crate) zero_points: [i32; 2],
+    pub(crate) inputs: [RightShiftScaling; 2],
+    pub(crate) output: RightShiftScaling,
+    pub(crate) output_zero_point: i32,
+    pub(crate) activation_min: i32,
+    pub(crate) activation_max: i32,
 }
 
 impl RightShiftAdd {
     #[inline(always)]
-    fn add(&self, a: i8, b: i8) -> i8 {
+    pub(crate) fn add(&self, a: i8, b: i8) -> i8 {
         let [zero_a, zero_b] = self.zero_points;
         let [scale_a, scale_b] = &self.inputs;
         let a = scale_a.apply((i32::from(a) - zero_a) << AddParams::LEFT_SHIFT);

@@ -184,9 +184,9 @@ impl<'a> Requantization<'a> {
     }
 
     /// The per-channel constants as stored: little-endian `i32` biases and
-    /// multipliers, `i8` shifts (for kernels that read them in assembly).
-    #[cfg_attr(not(tinycnn_arm_dsp), allow(dead_code))]
-    pub(crate) fn raw(&self) -> (&'a [[u8; 4]], &'a [[u8; 4]], &'a [u8]) {
+    /// multipliers, `i8` shifts (for kernels that read them in assembly or
+    /// vector registers).
+    pub fn raw(&self) -> (&'a [[u8; 4]], &'a [[u8; 4]], &'a [u8]) {
         (self.bias, self.multipliers, self.shifts)
     }
 

@@ -30,11 +30,16 @@ pub mod wide;
 
 use crate::arch::{Conv, Shape};
 
-/// int8 convolution and dense kernels a caller plugs into the runner
+/// int8 kernels a caller plugs into the runner
 /// ([`Int8Model::classify_with_kernels`](crate::Int8Model::classify_with_kernels)), with the
-/// contracts of [`int8::conv`] and [`int8::dense`]: the same output bytes, `None` when the slices
-/// do not fit. The host passes the [`wide`] kernels compiled for the processor it runs on, with
-/// the buffers they need.
+/// contracts of [`int8::conv`], [`int8::dense`] and the [`general`] kernels: the same output
+/// bytes, `None` when the slices do not fit. The host passes the [`wide`] kernels compiled for
+/// the processor it runs on, with the buffers they need.
+///
+/// The layers beyond the tutorial's (convolutions of any window and stride, depthwise
+/// convolutions, average pools, additions) have default methods that run the portable
+/// [`general`] kernels, so a caller overrides only those it has faster kernels for. Max pools of
+/// any window and softmax always run the portable kernels.
 pub trait Int8Kernels {
     /// A name for reports, such as `"avx2"`.
     fn name(&self) -> &'static str;
@@ -47,6 +52,54 @@ pub trait Int8Kernels {
         layer: &int8::DenseLayer<'_>,
         output: &mut [i8],
     ) -> Option<()>;
+
+    /// [`general::conv`]: a convolution of any window, stride and padding (and a residual
+    /// block's projection shortcut).
+    fn window_conv(
+        &mut self,
+        input: &[i8],
+        geometry: &general::WindowGeometry,
+        weights: &[u8],
+        requantization: &int8::Requantization<'_>,
+        output: &mut [i8],
+    ) -> Option<()> {
+        general::conv(input, geometry, weights, requantization, output)
+    }
+
+    /// [`general::depthwise`].
+    fn depthwise(
+        &mut self,
+        input: &[i8],
+        geometry: &general::WindowGeometry,
+        weights: &[u8],
+        requantization: &int8::Requantization<'_>,
+        output: &mut [i8],
+    ) -> Option<()> {
+        general::depthwise(input, geometry, weights, requantization, output)
+    }
+
+    /// [`general::average_pool`] (a global average pool too: its window is the whole map).
+    fn average_pool(
+        &mut self,
+        input: &[i8],
+        geometry: &general::WindowGeometry,
+        activation_min: i32,
+        activation_max: i32,
+        output: &mut [i8],
+    ) -> Option<()> {
+        general::average_pool(input, geometry, activation_min, activation_max, output)
+    }
+
+    /// [`general::add`].
+    fn add(
+        &mut self,
+        a: &[i8],
+        b: &[i8],
+        params: &general::AddParams,
+        output: &mut [i8],
+    ) -> Option<()> {
+        general::add(a, b, params, output)
+    }
 }
 
 /// f32 convolution and dense kernels a caller plugs into the runner

@@ -510,3 +510,410 @@ fn layer_constructors_reject_wrong_lengths() {
     assert!(fast_f32::DenseLayer::new(2, &[0u8; 8], &four, relu).is_some());
     assert!(fast_f32::DenseLayer::new(2, &[0u8; 8], &[0u8; 3], relu).is_none());
 }
+
+/// The [`wide`] kernels of the layers beyond the tutorial's against the portable ones of
+/// [`super::general`], byte for byte, on random layers: windows 1..=11 by 1..=11, strides 1 to
+/// 3 on each axis, 'same' and 'valid', 1, 2, 3, 4, 5, 8, 16 or 17 input channels, depthwise
+/// multipliers 1 and 2, zero points anywhere and at both extremes, activation ranges of no
+/// activation, ReLU, ReLU6 and any other, ordinary and extreme requantisation constants.
+mod general_layers {
+    use super::super::general::{self, AddParams, WindowGeometry};
+    use super::super::int8::Requantization;
+    use super::super::wide;
+    use super::{as_bytes, random_i8, rng};
+    use crate::arch::Shape;
+    use crate::quant::{self, Rounding};
+    use proptest::prelude::*;
+    use proptest::test_runner::TestRng;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// A random window on a random input, as TensorFlow resolves it.
+    pub(super) fn random_window(rng: &mut TestRng, outputs: usize) -> WindowGeometry {
+        loop {
+            let kernel = (rng.random_range(1..=11usize), rng.random_range(1..=11usize));
+            let stride = (rng.random_range(1..=3usize), rng.random_range(1..=3usize));
+            let same = rng.random_bool(0.5);
+            let channels = [1, 2, 3, 4, 5, 8, 16, 17][rng.random_range(0..8usize)];
+            let side = |kernel: usize, rng: &mut TestRng| {
+                let smallest = if same { 1 } else { kernel };
+                rng.random_range(smallest..=smallest + 12)
+            };
+            let input = Shape::new(side(kernel.0, rng), side(kernel.1, rng), channels);
+            let outputs = if outputs == 0 { channels } else { outputs };
+            if let Some(geometry) = WindowGeometry::resolve(
+                input, kernel.0, kernel.1, stride.0, stride.1, same, outputs,
+            ) {
+                return geometry;
+            }
+        }
+    }
+
+    /// A zero point: anywhere, or at either extreme.
+    fn zero_point(rng: &mut TestRng) -> i8 {
+        match rng.random_range(0..4) {
+            0 => i8::MIN,
+            1 => i8::MAX,
+            _ => rng.random(),
+        }
+    }
+
+    /// The clamp of no activation, ReLU, ReLU6 (from a random scale) or any range.
+    fn activation_range(rng: &mut TestRng, zero_point: i8) -> (i32, i32) {
+        match rng.random_range(0..4) {
+            0 => (-128, 127),
+            1 => (i32::from(zero_point), 127),
+            2 => quant::relu_range(rng.random_range(0.001f32..0.1), zero_point, true),
+            _ => {
+                let low = rng.random_range(-128..=127);
+                (low, rng.random_range(-128..=127))
+            }
+        }
+    }
+
+    /// Owned requantisation constants of a random layer.
+    pub(super) struct Constants {
+        bias: Vec<u8>,
+        multipliers: Vec<u8>,
+        shifts: Vec<u8>,
+        zero_points: (i8, i8),
+        range: (i32, i32),
+    }
+
+    impl Constants {
+        pub(super) fn random(rng: &mut TestRng, outputs: usize) -> Self {
+            let extreme = rng.random_bool(0.25);
+            let output_zero_point = zero_point(rng);
+            let mut constants = Constants {
+                bias: Vec::new(),
+                multipliers: Vec::new(),
+                shifts: Vec::new(),
+                zero_points: (zero_point(rng), output_zero_point),
+                range: activation_range(rng, output_zero_point),
+            };
+            for _ in 0..outputs {
+                let (bias, multiplier, shift): (i32, i32, i8) = if extreme {
+                    (
+                        rng.random(),
+                        rng.random_range(0..=i32::MAX),
+                        rng.random_range(-31..=30),
+                    )
+                } else {
+                    (
+                        rng.random_range(-20_000..20_000),
+                        rng.random_range(1 << 30..=i32::MAX),
+                        rng.random_range(-14..=0),
+                    )
+                };
+                constants.bias.extend(bias.to_le_bytes());
+                constants.multipliers.extend(multiplier.to_le_bytes());
+                constants.shifts.push(shift as u8);
+            }
+            constants
+        }
+
+        pub(super) fn requantization(&self) -> Requantization<'_> {
+            Requantization::new(
+                self.shifts.len(),
+                &self.bias,
+                &self.multipliers,
+                &self.shifts,
+                self.zero_points.0,
+                self.zero_points.1,
+                crate::arch::Activation::None,
+            )
+            .unwrap()
+            .with_activation_range(self.range.0, self.range.1)
+        }
+    }
+
+    fn widened(input: &[i8], zero_point: i32) -> Vec<i16> {
+        let mut widened = vec![0i16; input.len()];
+        wide::widen(input, zero_point, &mut widened).unwrap();
+        widened
+    }
+
+    fn check_window_conv(seed: u64) {
+        let mut rng = rng(seed);
+        let outputs = [1, 2, 3, 8, 16, 17, 70][rng.random_range(0..7usize)];
+        let geometry = random_window(&mut rng, outputs);
+        let fan_in = geometry.kernel_height * geometry.kernel_width * geometry.input.channels;
+        let input = random_i8(&mut rng, geometry.input.values(), -128, 127);
+        let weights = as_bytes(&random_i8(&mut rng, outputs * fan_in, -127, 127));
+        let constants = Constants::random(&mut rng, outputs);
+        let requantization = constants.requantization();
+        let mut expected = vec![0i8; geometry.output.values()];
+        general::conv(&input, &geometry, &weights, &requantization, &mut expected).unwrap();
+        let widened = widened(&input, requantization.input_zero_point());
+        let mut patches = vec![0i16; wide::window_patches_len(&geometry)];
+        let mut got = vec![0i8; expected.len()];
+        wide::window_conv(
+            &widened,
+            &mut patches,
+            &geometry,
+            &weights,
+            &requantization,
+            &mut got,
+        )
+        .unwrap();
+        assert_eq!(got, expected, "{geometry:?} seed={seed}");
+    }
+
+    fn check_depthwise(seed: u64, multiplier: usize) {
+        let mut rng = rng(seed);
+        let geometry = random_window(&mut rng, 0);
+        let geometry = WindowGeometry {
+            output: Shape::new(
+                geometry.output.height,
+                geometry.output.width,
+                geometry.input.channels * multiplier,
+            ),
+            ..geometry
+        };
+        let outputs = geometry.output.channels;
+        let taps = geometry.kernel_height * geometry.kernel_width;
+        let input = random_i8(&mut rng, geometry.input.values(), -128, 127);
+        let weights = as_bytes(&random_i8(&mut rng, taps * outputs, -127, 127));
+        let constants = Constants::random(&mut rng, outputs);
+        let requantization = constants.requantization();
+        let mut expected = vec![0i8; geometry.output.values()];
+        general::depthwise(&input, &geometry, &weights, &requantization, &mut expected).unwrap();
+        let mut scratch = vec![0i16; wide::depthwise_i16_len(&geometry)];
+        let mut lanes = vec![0i32; wide::depthwise_i32_len(&geometry)];
+        let mut got = vec![0i8; expected.len()];
+        wide::depthwise(
+            &input,
+            &mut scratch,
+            &mut lanes,
+            &geometry,
+            &weights,
+            &requantization,
+            &mut got,
+        )
+        .unwrap();
+        assert_eq!(got, expected, "{geometry:?} seed={seed}");
+    }
+
+    fn check_average_pool(seed: u64) {
+        let mut rng = rng(seed);
+        let geometry = random_window(&mut rng, 0);
+        let input = random_i8(&mut rng, geometry.input.values(), -128, 127);
+        let zero_point = zero_point(&mut rng);
+        let (low, high) = activation_range(&mut rng, zero_point);
+        let mut expected = vec![0i8; geometry.output.values()];
+        general::average_pool(&input, &geometry, low, high, &mut expected).unwrap();
+        let mut got = vec![0i8; expected.len()];
+        wide::average_pool(&input, &geometry, low, high, &mut got).unwrap();
+        assert_eq!(got, expected, "{geometry:?} seed={seed}");
+    }
+
+    /// Random addition constants: as TensorFlow Lite's converter gives them (from scales), or
+    /// anything the format holds (left shifts, zero points outside the int8 range).
+    fn random_add(rng: &mut TestRng) -> AddParams {
+        let zero_points = [zero_point(rng), zero_point(rng)];
+        let output_zero_point = zero_point(rng);
+        let mut params = quant::add_params(
+            [
+                rng.random_range(0.001f32..1.0),
+                rng.random_range(0.001f32..1.0),
+            ],
+            zero_points,
+            rng.random_range(0.001f32..1.0),
+            output_zero_point,
+        );
+        let (low, high) = activation_range(rng, output_zero_point);
+        (params.activation_min, params.activation_max) = (low, high);
+        if rng.random_bool(0.2) {
+            params.input_multipliers = [rng.random(), rng.random()];
+            params.input_shifts = [rng.random_range(-31..=30), rng.random_range(-31..=30)];
+            params.output_multiplier = rng.random();
+            params.output_shift = rng.random_range(-31..=30);
+            params.input_zero_points = [rng.random_range(-300..=300), rng.random_range(-300..=300)];
+        }
+        params
+    }
+
+    fn check_add(seed: u64) {
+        let mut rng = rng(seed);
+        let params = random_add(&mut rng);
+        let len = rng.random_range(0..=300usize);
+        let a = random_i8(&mut rng, len, -128, 127);
+        let b = random_i8(&mut rng, len, -128, 127);
+        let mut expected = vec![0i8; len];
+        general::add(&a, &b, &params, &mut expected).unwrap();
+        let mut got = vec![0i8; len];
+        wide::add(&a, &b, &params, &mut got).unwrap();
+        assert_eq!(got, expected, "{params:?} seed={seed}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn window_conv_gives_the_general_kernels_bytes(seed: u64) {
+            check_window_conv(seed);
+        }
+
+        #[test]
+        fn depthwise_gives_the_general_kernels_bytes(seed: u64, multiplier in 1..=2usize) {
+            check_depthwise(seed, multiplier);
+        }
+
+        #[test]
+        fn average_pool_gives_the_general_kernels_bytes(seed: u64) {
+            check_average_pool(seed);
+        }
+
+        #[test]
+        fn add_gives_the_general_kernels_bytes(seed: u64) {
+            check_add(seed);
+        }
+    }
+
+    /// A global average pool (the whole map one window) and a window wider than any block of
+    /// channels the kernels hold.
+    #[test]
+    fn average_pool_of_whole_maps_and_many_channels() {
+        let mut rng = rng(3);
+        for (side, channels) in [(25usize, 64usize), (8, 130), (1, 1), (7, 3)] {
+            let shape = Shape::new(side, side.div_ceil(2), channels);
+            let geometry =
+                WindowGeometry::resolve(shape, side, side.div_ceil(2), 1, 1, false, channels)
+                    .unwrap();
+            let input = random_i8(&mut rng, shape.values(), -128, 127);
+            let mut expected = vec![0i8; channels];
+            general::average_pool(&input, &geometry, -128, 127, &mut expected).unwrap();
+            let mut got = vec![0i8; channels];
+            wide::average_pool(&input, &geometry, -128, 127, &mut got).unwrap();
+            assert_eq!(got, expected);
+        }
+    }
+
+    /// The lane-wise requantisation is the core's, for every rounding, on accumulators and
+    /// constants at their extremes.
+    #[test]
+    fn depthwise_and_window_conv_requantise_extreme_accumulators() {
+        let mut rng = rng(11);
+        for seed in 0..300 {
+            check_window_conv(seed);
+            check_depthwise(seed, 1 + (seed % 2) as usize);
+        }
+        // Accumulators at the extremes: a 1x1 layer of one channel whose weights are 127 or
+        // -127 and whose inputs are at the far ends of the zero point.
+        for _ in 0..200 {
+            let geometry =
+                WindowGeometry::resolve(Shape::new(1, 1, 1), 1, 1, 1, 1, false, 1).unwrap();
+            let constants = Constants::random(&mut rng, 1);
+            let requantization = constants.requantization();
+            let input = [if rng.random_bool(0.5) { -128i8 } else { 127 }];
+            let weights = [if rng.random_bool(0.5) { 127i8 } else { -127 } as u8];
+            let mut expected = [0i8];
+            general::conv(&input, &geometry, &weights, &requantization, &mut expected).unwrap();
+            let widened = widened(&input, requantization.input_zero_point());
+            let mut patches = vec![0i16; wide::window_patches_len(&geometry)];
+            let mut got = [0i8];
+            wide::window_conv(
+                &widened,
+                &mut patches,
+                &geometry,
+                &weights,
+                &requantization,
+                &mut got,
+            )
+            .unwrap();
+            assert_eq!(got, expected);
+        }
+        assert_eq!(
+            quant::requantize_clamped(Rounding::Double, i32::MIN, i32::MIN, 0, 0, -128, 127),
+            127
+        );
+    }
+
+    #[test]
+    fn slices_that_do_not_fit_are_refused() {
+        let geometry = WindowGeometry::resolve(Shape::new(4, 4, 2), 3, 3, 2, 2, true, 2).unwrap();
+        let constants = Constants::random(&mut rng(1), 2);
+        let requantization = constants.requantization();
+        let input = vec![0i8; 32];
+        let widened = vec![0i16; 32];
+        let weights = vec![0u8; 18 * 2];
+        let mut patches = vec![0i16; wide::window_patches_len(&geometry)];
+        let mut output = vec![0i8; geometry.output.values()];
+        let mut short = vec![0i8; geometry.output.values() - 1];
+        assert!(
+            wide::window_conv(
+                &widened,
+                &mut patches,
+                &geometry,
+                &weights,
+                &requantization,
+                &mut short
+            )
+            .is_none()
+        );
+        assert!(
+            wide::window_conv(
+                &widened[1..],
+                &mut patches,
+                &geometry,
+                &weights,
+                &requantization,
+                &mut output
+            )
+            .is_none()
+        );
+        assert!(
+            wide::window_conv(
+                &widened,
+                &mut patches[1..],
+                &geometry,
+                &weights,
+                &requantization,
+                &mut output
+            )
+            .is_none()
+        );
+        let mut scratch = vec![0i16; wide::depthwise_i16_len(&geometry)];
+        let mut lanes = vec![0i32; wide::depthwise_i32_len(&geometry)];
+        let dw_weights = vec![0u8; 9 * 2];
+        assert!(
+            wide::depthwise(
+                &input,
+                &mut scratch,
+                &mut lanes,
+                &geometry,
+                &dw_weights,
+                &requantization,
+                &mut output
+            )
+            .is_some()
+        );
+        assert!(
+            wide::depthwise(
+                &input,
+                &mut scratch[1..],
+                &mut lanes,
+                &geometry,
+                &dw_weights,
+                &requantization,
+                &mut output
+            )
+            .is_none()
+        );
+        assert!(
+            wide::depthwise(
+                &input,
+                &mut scratch,
+                &mut lanes,
+                &geometry,
+                &weights,
+                &requantization,
+                &mut output
+            )
+            .is_none()
+        );
+        assert!(wide::average_pool(&input[1..], &geometry, -128, 127, &mut output).is_none());
+        let params = quant::add_params([0.1, 0.2], [0, 0], 0.3, 0);
+        assert!(wide::add(&input, &input[1..], &params, &mut [0i8; 32]).is_none());
+    }
+}

@@ -15,7 +15,9 @@
 //! processor, gets it compiled for that instruction set, and this module needs no `unsafe`.
 //! The runner takes such kernels through [`super::Int8Kernels`] and [`super::F32Kernels`].
 
+use super::general::{self, AddParams, WindowGeometry};
 use super::{ConvGeometry, Window, Windows, f32 as kf32, int8 as ki8};
+use crate::quant::Rounding;
 
 /// `f32` partial sums per dot product: the compiler may not reorder float additions itself, so
 /// independent lanes are what lets it use SIMD; 8 fill an AVX register.
@@ -373,6 +375,19 @@ pub fn conv_with(
     if narrow(geometry) {
         return conv_narrow(widened, layer, output);
     }
+    if !geometry.pooled {
+        // Without a pool there is no quad of windows to share a filter: four positions
+        // gathered side by side share it instead.
+        return window_conv_with(
+            dots,
+            widened,
+            patches,
+            &geometry.window_geometry(),
+            layer.filters(),
+            layer.requantization(),
+            output,
+        );
+    }
     let fan_in = geometry.fan_in().max(1);
     let requantization = layer.requantization();
     let pixels = output.chunks_exact_mut(out_shape.channels.max(1));
@@ -571,4 +586,522 @@ pub fn dense_f32(input: &[f32], layer: &kf32::DenseLayer<'_>, output: &mut [f32]
         *out = kf32::activate(kf32::dot(input, row) + bias, layer.activation());
     }
     Some(())
+}
+
+// The layers beyond the tutorial's, with the contracts of the portable kernels of
+// [`super::general`]: convolutions of any window and stride, depthwise convolutions, average
+// pools and additions. Their loops run across output channels (or filters) with `i32` lanes,
+// and requantise a run of channels at a time ([`requantize_run`]), so that the compiler turns
+// them into vector instructions.
+
+/// Output channels (or filters) a block of sums holds on the stack.
+const CHANNEL_BLOCK: usize = 64;
+
+/// [`ki8::Requantization::apply`] of `sums`, the accumulators of output channels `first..` in
+/// order, into `out` (as long): lane by lane and without branches, so that it vectorises. The
+/// same bytes as `apply` for every accumulator and constant.
+#[inline(always)]
+fn requantize_run(
+    requantization: &ki8::Requantization<'_>,
+    first: usize,
+    sums: &[i32],
+    out: &mut [i8],
+) -> Option<()> {
+    let len = sums.len();
+    if out.len() != len {
+        return None;
+    }
+    let (bias, multipliers, shifts) = requantization.raw();
+    let bias = bias.get(first..first + len)?;
+    let multipliers = multipliers.get(first..first + len)?;
+    let shifts = shifts.get(first..first + len)?;
+    let zero_point = requantization.output_zero_point();
+    let (low, high) = (
+        requantization.activation_min(),
+        requantization.activation_max(),
+    );
+    let lanes = out
+        .iter_mut()
+        .zip(sums)
+        .zip(bias.iter().zip(multipliers).zip(shifts));
+    match requantization.rounding() {
+        Rounding::Double => {
+            for ((out, &sum), ((&bias, &multiplier), &shift)) in lanes {
+                let scaled = scale_twice(
+                    sum.saturating_add(i32::from_le_bytes(bias)),
+                    i32::from_le_bytes(multiplier),
+                    i32::from(shift as i8),
+                );
+                *out = offset_and_clamp(scaled, zero_point, low, high);
+            }
+        }
+        Rounding::Single => {
+            for ((out, &sum), ((&bias, &multiplier), &shift)) in lanes {
+                let scaled = scale_once(
+                    sum.saturating_add(i32::from_le_bytes(bias)),
+                    i32::from_le_bytes(multiplier),
+                    i32::from(shift as i8),
+                );
+                *out = offset_and_clamp(scaled, zero_point, low, high);
+            }
+        }
+    }
+    Some(())
+}
+
+/// [`crate::quant::multiply_by_quantized_multiplier`], without branches.
+#[inline(always)]
+fn scale_twice(x: i32, multiplier: i32, shift: i32) -> i32 {
+    let left = shift.clamp(0, crate::quant::MAX_SHIFT) as u32;
+    let right = (-shift).clamp(0, 31) as u32;
+    // x * 2^left, saturating.
+    let shifted = x << left;
+    let bound = (x >> 31) ^ i32::MAX;
+    let x = if shifted >> left == x { shifted } else { bound };
+    // The rounding doubling high multiply: floor((x * m + 2^30) / 2^31) is what TensorFlow
+    // Lite's nudge and truncating division give for both signs; the one product that leaves
+    // i32 (both operands i32::MIN) saturates.
+    let product = i64::from(x) * i64::from(multiplier);
+    let high = ((product + (1 << 30)) >> 31).min(i64::from(i32::MAX)) as i32;
+    // The rounding divide by 2^right, ties away from zero.
+    let mask = ((1u32 << right) - 1) as i32;
+    let remainder = high & mask;
+    let threshold = (mask >> 1) + i32::from(high < 0);
+    (high >> right) + i32::from(remainder > threshold)
+}
+
+/// [`crate::quant::multiply_by_quantized_multiplier_single_rounding`], without branches.
+#[inline(always)]
+fn scale_once(x: i32, multiplier: i32, shift: i32) -> i32 {
+    let shift = shift.clamp(crate::quant::MIN_SHIFT, crate::quant::MAX_SHIFT);
+    let total = (31 - shift) as u32;
+    let rounded = (i64::from(x) * i64::from(multiplier) + (1i64 << (total - 1))) >> total;
+    rounded.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+/// The output zero point added (saturating) and the value clamped as TensorFlow Lite clamps,
+/// `max(low)` then `min(high)`, for bounds in the int8 range: a scaled value beyond +-1024
+/// ends at a bound either way, so it is clamped there first instead of saturating.
+#[inline(always)]
+fn offset_and_clamp(scaled: i32, zero_point: i32, low: i32, high: i32) -> i8 {
+    (scaled.clamp(-1024, 1024) + zero_point).max(low).min(high) as i8
+}
+
+/// Values of scratch [`window_conv`] needs beside the widened input: four windows laid out as
+/// a filter is.
+pub const fn window_patches_len(geometry: &WindowGeometry) -> usize {
+    4 * geometry.kernel_height * geometry.kernel_width * geometry.input.channels
+}
+
+/// The taps of `window` inside the input copied from `widened` into `patch` (one filter long),
+/// where a filter has them; zero at the taps outside, which then add nothing, as the portable
+/// kernel skips them.
+#[inline(always)]
+fn gather_window(
+    widened: &[i16],
+    window: general::Window,
+    geometry: &WindowGeometry,
+    patch: &mut [i16],
+) -> Option<()> {
+    let channels = geometry.input.channels;
+    let whole = window.rows.len() == geometry.kernel_height
+        && window.columns.len() == geometry.kernel_width;
+    if !whole {
+        patch.fill(0);
+    }
+    for run in window.runs() {
+        let values = widened.get(run.pixel * channels..(run.pixel + run.len) * channels)?;
+        patch
+            .get_mut(run.tap * channels..(run.tap + run.len) * channels)?
+            .copy_from_slice(values);
+    }
+    Some(())
+}
+
+/// [`super::general::conv`] on an input [`widen`]ed with the requantisation's input zero
+/// point: the same output bytes. Four output pixels at a time, their windows gathered into
+/// `patches` ([`window_patches_len`]) as a filter lays them out, then one [`Dots::dot4`] per
+/// filter.
+#[inline(always)]
+pub fn window_conv(
+    widened: &[i16],
+    patches: &mut [i16],
+    geometry: &WindowGeometry,
+    weights: &[u8],
+    requantization: &ki8::Requantization<'_>,
+    output: &mut [i8],
+) -> Option<()> {
+    window_conv_with(
+        &PlainDots,
+        widened,
+        patches,
+        geometry,
+        weights,
+        requantization,
+        output,
+    )
+}
+
+/// [`window_conv`] with the dot products of `dots`.
+#[inline(always)]
+pub fn window_conv_with(
+    dots: &impl Dots,
+    widened: &[i16],
+    patches: &mut [i16],
+    geometry: &WindowGeometry,
+    weights: &[u8],
+    requantization: &ki8::Requantization<'_>,
+    output: &mut [i8],
+) -> Option<()> {
+    let filter_len = geometry.taps()?.checked_mul(geometry.input.channels)?;
+    let filters = geometry.output.channels;
+    let fits = geometry.fits(widened, output)
+        && Some(weights.len()) == filter_len.checked_mul(filters)
+        && requantization.outputs() == filters;
+    if !fits {
+        return None;
+    }
+    let patches = patches.get_mut(..4 * filter_len)?;
+    let pixels = geometry.output.height * geometry.output.width;
+    let mut windows = geometry.windows();
+    let mut sums = [[0i32; CHANNEL_BLOCK]; 4];
+    for first_pixel in (0..pixels).step_by(4) {
+        let count = (pixels - first_pixel).min(4);
+        for patch in patches.chunks_exact_mut(filter_len).take(count) {
+            gather_window(widened, windows.next()?, geometry, patch)?;
+        }
+        // The last group's missing pixels repeat its first: their sums are dropped.
+        let (first, rest) = patches.split_at_mut(filter_len);
+        for patch in rest.chunks_exact_mut(filter_len).skip(count - 1) {
+            patch.copy_from_slice(first);
+        }
+        let (second, rest) = rest.split_at(filter_len);
+        let (third, fourth) = rest.split_at(filter_len);
+        let four: [&[i16]; 4] = [first, second, third, fourth];
+        let blocks = weights.chunks(filter_len * CHANNEL_BLOCK);
+        for (block, block_weights) in blocks.enumerate() {
+            let in_block = block_weights.len() / filter_len;
+            for (f, filter) in block_weights.chunks_exact(filter_len).enumerate() {
+                let dots = dots.dot4(four, filter);
+                for (sums, dot) in sums.iter_mut().zip(dots) {
+                    *sums.get_mut(f)? = dot;
+                }
+            }
+            let base = block * CHANNEL_BLOCK;
+            for (k, sums) in sums.iter().enumerate().take(count) {
+                let at = (first_pixel + k) * filters + base;
+                let out = output.get_mut(at..at + in_block)?;
+                requantize_run(requantization, base, sums.get(..in_block)?, out)?;
+            }
+        }
+    }
+    Some(())
+}
+
+/// The shapes of [`depthwise`]'s scratch for `geometry`: the padded rows and columns the
+/// windows read, the columns of one phase of the stride, and the values of an output row.
+#[derive(Clone, Copy, Debug)]
+struct DepthwiseShape {
+    rows: usize,
+    phase_columns: usize,
+    row: usize,
+}
+
+impl DepthwiseShape {
+    const fn of(geometry: &WindowGeometry) -> Self {
+        let out = geometry.output;
+        let stride = if geometry.stride_width == 0 {
+            1
+        } else {
+            geometry.stride_width
+        };
+        let columns = (out.width.saturating_sub(1)) * stride + geometry.kernel_width;
+        DepthwiseShape {
+            rows: out.height.saturating_sub(1) * geometry.stride_height + geometry.kernel_height,
+            phase_columns: columns.div_ceil(stride),
+            row: out.width * out.channels,
+        }
+    }
+
+    /// Values of one padded row: every phase.
+    const fn padded_row(&self, geometry: &WindowGeometry) -> usize {
+        geometry.stride_width * self.phase_columns * geometry.output.channels
+    }
+}
+
+/// `i16`s of scratch [`depthwise`] needs: the input widened and padded, then each tap's
+/// weights along an output row.
+pub const fn depthwise_i16_len(geometry: &WindowGeometry) -> usize {
+    let shape = DepthwiseShape::of(geometry);
+    shape.rows * shape.padded_row(geometry)
+        + geometry.kernel_height * geometry.kernel_width * shape.row
+}
+
+/// `i32`s of scratch [`depthwise`] needs: an output row's sums and its channels' biases,
+/// multipliers and shifts.
+pub const fn depthwise_i32_len(geometry: &WindowGeometry) -> usize {
+    4 * DepthwiseShape::of(geometry).row
+}
+
+/// [`super::general::depthwise`]: the same output bytes, an output row at a time.
+///
+/// The input is first widened (its zero point subtracted, as `i16`), with each channel
+/// repeated once per output channel it feeds (the multiplier), into a map padded with zeros
+/// wherever a window reads outside the input (a tap outside adds nothing, as the portable
+/// kernel skips it), its columns split by their phase of the horizontal stride. Then every tap
+/// reads one contiguous run of that map for a whole output row, which it multiplies with its
+/// weights laid out along the row and adds to the row's sums: one long loop of `i32` lanes per
+/// tap. `scratch` and `lanes` are [`depthwise_i16_len`] and [`depthwise_i32_len`] long.
+#[inline(always)]
+pub fn depthwise(
+    input: &[i8],
+    scratch: &mut [i16],
+    lanes: &mut [i32],
+    geometry: &WindowGeometry,
+    weights: &[u8],
+    requantization: &ki8::Requantization<'_>,
+    output: &mut [i8],
+) -> Option<()> {
+    let (channels, outputs) = (geometry.input.channels, geometry.output.channels);
+    let taps = geometry.taps()?;
+    let fits = geometry.fits(input, output)
+        && outputs % channels == 0
+        && Some(weights.len()) == taps.checked_mul(outputs)
+        && requantization.outputs() == outputs;
+    if !fits {
+        return None;
+    }
+    let multiplier = outputs / channels;
+    let shape = DepthwiseShape::of(geometry);
+    let (stride_y, stride_x) = (geometry.stride_height, geometry.stride_width);
+    let padded_row = shape.padded_row(geometry);
+    let phase_len = shape.phase_columns * outputs;
+    let (padded, rest) = scratch.split_at_mut_checked(shape.rows * padded_row)?;
+    let weight_rows = rest.get_mut(..taps * shape.row)?;
+    let (sums, rest) = lanes.split_at_mut_checked(shape.row)?;
+    let (bias, rest) = rest.split_at_mut_checked(shape.row)?;
+    let (multipliers, shifts) = rest.split_at_mut_checked(shape.row)?;
+    let shifts = shifts.get_mut(..shape.row)?;
+
+    // The padded, phase-split map: padded column `c` of padded row `r` at
+    // `r * padded_row + (c % stride_x) * phase_len + (c / stride_x) * outputs`.
+    padded.fill(0);
+    let zero_point = requantization.input_zero_point();
+    let width = geometry.input.width;
+    for (y, input_row) in input.chunks_exact(width * channels).enumerate() {
+        let r = y + geometry.pad_top;
+        let Some(padded_row) = padded.get_mut(r * padded_row..(r + 1) * padded_row) else {
+            break;
+        };
+        for (x, pixel) in input_row.chunks_exact(channels).enumerate() {
+            let c = x + geometry.pad_left;
+            if c >= stride_x * shape.phase_columns {
+                break;
+            }
+            let at = (c % stride_x) * phase_len + (c / stride_x) * outputs;
+            let slot = padded_row.get_mut(at..at + outputs)?;
+            if multiplier == 1 {
+                for (slot, &value) in slot.iter_mut().zip(pixel) {
+                    *slot = (i32::from(value) - zero_point) as i16;
+                }
+            } else {
+                for (repeats, &value) in slot.chunks_exact_mut(multiplier).zip(pixel) {
+                    repeats.fill((i32::from(value) - zero_point) as i16);
+                }
+            }
+        }
+    }
+    // Each tap's weights, and the requantisation constants, repeated along an output row.
+    for (tap_row, tap_weights) in weight_rows
+        .chunks_exact_mut(shape.row)
+        .zip(weights.chunks_exact(outputs))
+    {
+        for pixel in tap_row.chunks_exact_mut(outputs) {
+            for (slot, &w) in pixel.iter_mut().zip(tap_weights) {
+                *slot = i16::from(w as i8);
+            }
+        }
+    }
+    let (raw_bias, raw_multipliers, raw_shifts) = requantization.raw();
+    let constants = bias
+        .chunks_exact_mut(outputs)
+        .zip(multipliers.chunks_exact_mut(outputs))
+        .zip(shifts.chunks_exact_mut(outputs));
+    for ((bias, multipliers), shifts) in constants {
+        for (slot, &raw) in bias.iter_mut().zip(raw_bias) {
+            *slot = i32::from_le_bytes(raw);
+        }
+        for (slot, &raw) in multipliers.iter_mut().zip(raw_multipliers) {
+            *slot = i32::from_le_bytes(raw);
+        }
+        for (slot, &raw) in shifts.iter_mut().zip(raw_shifts) {
+            *slot = i32::from(raw as i8);
+        }
+    }
+
+    let row_weights = weight_rows.chunks_exact(shape.row);
+    let mut tap_rows = row_weights.clone();
+    for (out_y, out_row) in output.chunks_exact_mut(shape.row).enumerate() {
+        sums.fill(0);
+        tap_rows.clone_from(&row_weights);
+        for ky in 0..geometry.kernel_height {
+            let r = out_y * stride_y + ky;
+            let padded_row = padded.get(r * padded_row..(r + 1) * padded_row)?;
+            for kx in 0..geometry.kernel_width {
+                let tap_weights = tap_rows.next()?;
+                let at = (kx % stride_x) * phase_len + (kx / stride_x) * outputs;
+                let values = padded_row.get(at..at + shape.row)?;
+                for ((sum, &x), &w) in sums.iter_mut().zip(values).zip(tap_weights) {
+                    *sum = sum.wrapping_add(i32::from(x) * i32::from(w));
+                }
+            }
+        }
+        requantize_lanes(requantization, sums, bias, multipliers, shifts, out_row)?;
+    }
+    Some(())
+}
+
+/// [`requantize_run`] with the constants of each lane given as `i32`s.
+#[inline(always)]
+fn requantize_lanes(
+    requantization: &ki8::Requantization<'_>,
+    sums: &[i32],
+    bias: &[i32],
+    multipliers: &[i32],
+    shifts: &[i32],
+    out: &mut [i8],
+) -> Option<()> {
+    let len = out.len();
+    if sums.len() != len || bias.len() != len || multipliers.len() != len || shifts.len() != len {
+        return None;
+    }
+    let zero_point = requantization.output_zero_point();
+    let (low, high) = (
+        requantization.activation_min(),
+        requantization.activation_max(),
+    );
+    let lanes = out
+        .iter_mut()
+        .zip(sums)
+        .zip(bias.iter().zip(multipliers).zip(shifts));
+    match requantization.rounding() {
+        Rounding::Double => {
+            for ((out, &sum), ((&bias, &multiplier), &shift)) in lanes {
+                let scaled = scale_twice(sum.saturating_add(bias), multiplier, shift);
+                *out = offset_and_clamp(scaled, zero_point, low, high);
+            }
+        }
+        Rounding::Single => {
+            for ((out, &sum), ((&bias, &multiplier), &shift)) in lanes {
+                let scaled = scale_once(sum.saturating_add(bias), multiplier, shift);
+                *out = offset_and_clamp(scaled, zero_point, low, high);
+            }
+        }
+    }
+    Some(())
+}
+
+/// [`super::general::average_pool`]: the same output bytes. Each output pixel's channels in
+/// blocks of `i32` sums; the mean divided in `f64`, which is exact here (below).
+#[inline(always)]
+pub fn average_pool(
+    input: &[i8],
+    geometry: &WindowGeometry,
+    activation_min: i32,
+    activation_max: i32,
+    output: &mut [i8],
+) -> Option<()> {
+    let channels = geometry.input.channels;
+    if !geometry.fits(input, output) || geometry.output.channels != channels {
+        return None;
+    }
+    for (pixel, window) in output.chunks_exact_mut(channels).zip(geometry.windows()) {
+        let count = window.rows.len() * window.columns.len();
+        let count = i32::try_from(count).ok().filter(|&count| count > 0)?;
+        let half = count / 2;
+        for (block, out_block) in pixel.chunks_mut(CHANNEL_BLOCK).enumerate() {
+            let base = block * CHANNEL_BLOCK;
+            let len = out_block.len();
+            let mut sums = [0i32; CHANNEL_BLOCK];
+            let sums = sums.get_mut(..len)?;
+            for run in window.runs() {
+                for step in 0..run.len {
+                    let at = (run.pixel + step) * channels + base;
+                    let values = input.get(at..at + len)?;
+                    for (sum, &x) in sums.iter_mut().zip(values) {
+                        *sum = sum.wrapping_add(i32::from(x));
+                    }
+                }
+            }
+            for (out, &sum) in out_block.iter_mut().zip(sums.iter()) {
+                // Half the count added away from zero, then C's division toward zero, as the
+                // portable kernel. In f64 the quotient of two integers below 2^31 truncates to
+                // the integer quotient: a quotient that is not an integer lies at least
+                // 1/count from one, far more than the rounding error, |q| * 2^-53 < 2^-22 /
+                // count.
+                let numerator = if sum > 0 { sum + half } else { sum - half };
+                let mean = (f64::from(numerator) / f64::from(count)) as i32;
+                *out = mean
+                    .max(activation_min)
+                    .min(activation_max)
+                    .clamp(-128, 127) as i8;
+            }
+        }
+    }
+    Some(())
+}
+
+/// [`super::general::add`]: the same output bytes. The additions TensorFlow Lite's converter
+/// gives (every scaling a right shift, zero points in the int8 range) in a loop without
+/// branches or calls that vectorises; any other on the portable kernel.
+#[inline(always)]
+pub fn add(a: &[i8], b: &[i8], params: &AddParams, output: &mut [i8]) -> Option<()> {
+    if a.len() != output.len() || b.len() != output.len() {
+        return None;
+    }
+    let Some(add) = params.right_shifts_only() else {
+        return general::add(a, b, params, output);
+    };
+    let [zero_a, zero_b] = add.zero_points;
+    let [scale_a, scale_b] = add.inputs.map(Scaling::of);
+    let scale_output = Scaling::of(add.output);
+    let (low, high) = (add.activation_min, add.activation_max);
+    for ((out, &a), &b) in output.iter_mut().zip(a).zip(b) {
+        let a = scale_a.apply((i32::from(a) - zero_a) << AddParams::LEFT_SHIFT);
+        let b = scale_b.apply((i32::from(b) - zero_b) << AddParams::LEFT_SHIFT);
+        let value = scale_output.apply(a + b) + add.output_zero_point;
+        *out = value.max(low).min(high).clamp(-128, 127) as i8;
+    }
+    Some(())
+}
+
+/// A [`general::RightShiftScaling`] with its multiplier as the `i32` it is (below `2^31`), so
+/// that the compiler multiplies 32-bit lanes into 64-bit ones (`vpmuldq`) instead of
+/// emulating a full 64-bit multiply.
+#[derive(Clone, Copy)]
+struct Scaling {
+    multiplier: i32,
+    exponent: u32,
+    rounding: i32,
+    negative_mask: i32,
+}
+
+impl Scaling {
+    #[inline(always)]
+    fn of(scaling: general::RightShiftScaling) -> Self {
+        Scaling {
+            // Non-negative and below 2^31 (`RightShiftScaling::new` takes an i32).
+            multiplier: scaling.multiplier as i32,
+            exponent: scaling.exponent,
+            rounding: scaling.rounding,
+            negative_mask: scaling.negative_mask,
+        }
+    }
+
+    /// [`general::RightShiftScaling::apply`].
+    #[inline(always)]
+    fn apply(&self, x: i32) -> i32 {
+        let high = ((i64::from(x) * i64::from(self.multiplier) + (1 << 30)) >> 31) as i32;
+        (high + self.rounding + ((high >> 31) & self.negative_mask)) >> self.exponent
+    }
 }

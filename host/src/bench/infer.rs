@@ -127,7 +127,7 @@ pub fn run_infer_bench(
 
     let mut int8_fast = FastInt8::for_model(int8_model.record_bytes());
     let fast_kernels = Int8Kernels::name(&int8_fast);
-    let mut int8_scratch = vec![0i8; int8_model.scratch_bytes()];
+    let mut int8_scratch = vec![0i8; int8_model.scratch_bytes_with_kernels()];
     let mut int8_fast_logits = Vec::with_capacity(inputs.len());
     let int8_fast_timing = time_each(
         format!("tinycnn int8 (core, {fast_kernels})"),

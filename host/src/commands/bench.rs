@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use tinycnn::Architecture;
-use tinycnn_host::bench::{infer as bench_infer, train as bench_train};
+use tinycnn_host::bench::{infer as bench_infer, model as bench_model, train as bench_train};
 use tinycnn_host::data::DataSet;
 use tinycnn_host::data::mnist::Mnist;
 use tinycnn_host::deploy;
@@ -35,8 +35,17 @@ pub(crate) enum BenchCommand {
     /// many threads as its backend uses. Prints mean, median and 99th percentile milliseconds
     /// per image, images per second and cores busy, and how many results agree between the
     /// paths.
+    ///
+    /// With --model FILE it times any int8 model instead (the MLPerf Tiny networks of
+    /// data/mlperf/, say), no data set needed: random int8 inputs (splitmix64 bytes of --seed),
+    /// one per call on one thread, --rounds rounds of --images inputs with the kernels built for
+    /// this processor, then one round with the portable kernels, whose outputs must be the
+    /// same. With --tflite-model FILE.tflite (the same network) TensorFlow Lite's interpreter
+    /// (default kernels, one thread) times the same inputs in a Python process
+    /// (scripts/tflite-reference.py --serve), a round of it after each round of the core, and
+    /// the ratio of their images per second is printed. --layers times each step too.
     #[command(verbatim_doc_comment)]
-    Infer(BenchInferArgs),
+    Infer(Box<BenchInferArgs>),
 }
 
 /// Runs the bench subcommand asked for.
@@ -93,6 +102,46 @@ pub(crate) struct BenchInferArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Time this int8 model on random inputs instead of the MNIST models (see above).
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+    /// With --model: the same network as a .tflite, timed by TensorFlow Lite in turn with the
+    /// core.
+    #[arg(long, value_name = "FILE", requires = "model")]
+    tflite_model: Option<PathBuf>,
+    /// With --tflite-model: a Python with ai-edge-litert (or TensorFlow) [default: $TINYCNN_TFLITE_PYTHON, else python3].
+    #[arg(long, value_name = "PYTHON", requires = "tflite_model")]
+    tflite_python: Option<PathBuf>,
+    /// With --tflite-model: the script that times TensorFlow Lite.
+    #[arg(long, value_name = "FILE", default_value = bench_model::TFLITE_SCRIPT)]
+    tflite_script: PathBuf,
+    /// With --model: rounds of --images inputs per path.
+    #[arg(long, value_name = "N", default_value_t = bench_model::DEFAULT_ROUNDS,
+          value_parser = whole_number(1, 1000))]
+    rounds: usize,
+    /// With --model: the seed of the random inputs.
+    #[arg(long, value_name = "S", default_value_t = tinycnn_host::deploy::fixture::RANDOM_SEED)]
+    seed: u64,
+    /// With --model: leave out the portable kernels.
+    #[arg(long, requires = "model")]
+    no_portable: bool,
+    /// With --model: also time each step with the fast kernels.
+    #[arg(long, requires = "model")]
+    layers: bool,
+    /// With --model: the fast kernels of this instruction set (avx512-vnni, avx2, sse2 on
+    /// x86-64; neon on aarch64) instead of the best this processor runs.
+    #[arg(long, value_name = "NAME", requires = "model", value_parser = isa_name)]
+    kernels: Option<deploy::kernels::Isa>,
+}
+
+fn isa_name(name: &str) -> Result<deploy::kernels::Isa, String> {
+    deploy::kernels::Isa::named(name).ok_or_else(|| {
+        let names: Vec<_> = deploy::kernels::Isa::all()
+            .iter()
+            .map(|isa| isa.name())
+            .collect();
+        format!("one of {}", names.join(", "))
+    })
 }
 
 pub(crate) fn run_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
@@ -123,6 +172,9 @@ pub(crate) fn run_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) fn run_infer(args: &BenchInferArgs) -> anyhow::Result<()> {
+    if let Some(model) = &args.model {
+        return run_model(model, args);
+    }
     let f32_file = deploy::read_model(&args.f32_model)?;
     let int8_file = deploy::read_model(&args.int8_model)?;
     let data = Mnist::load(&args.data.ready(args.json)?)?;
@@ -135,6 +187,34 @@ pub(crate) fn run_infer(args: &BenchInferArgs) -> anyhow::Result<()> {
         args.warmup,
     )?;
     report.tflite = tflite;
+    if args.json {
+        emit(format!("{}\n", serde_json::to_string(&report)?));
+    } else {
+        emit(report.to_text());
+    }
+    Ok(())
+}
+
+fn run_model(model: &std::path::Path, args: &BenchInferArgs) -> anyhow::Result<()> {
+    let file = deploy::read_model(model)?;
+    let options = bench_model::ModelBenchOptions {
+        images: args.images,
+        rounds: args.rounds,
+        warmup: args.warmup,
+        seed: args.seed,
+        portable: !args.no_portable,
+        layers: args.layers,
+        isa: args.kernels,
+        tflite: args
+            .tflite_model
+            .as_ref()
+            .map(|tflite| bench_model::TflitePeer {
+                model: tflite.clone(),
+                python: bench_model::tflite_python(args.tflite_python.as_deref()),
+                script: args.tflite_script.clone(),
+            }),
+    };
+    let report = bench_model::run_model_bench(&file, &options)?;
     if args.json {
         emit(format!("{}\n", serde_json::to_string(&report)?));
     } else {

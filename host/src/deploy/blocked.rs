@@ -22,11 +22,12 @@
 
 use std::arch::x86_64::*;
 
-use tinycnn::arch::Activation;
+use tinycnn::arch::{Activation, Shape};
+use tinycnn::kernels::general::WindowGeometry;
 use tinycnn::kernels::{ConvGeometry, f32 as kf32, int8 as ki8};
 
-/// Filters per slab: the lanes of a 512-bit register of `i32` or `f32`.
-const LANES: usize = 16;
+use super::requant::{self, Bounds, LANES, Lanes};
+
 /// Slabs the inner kernel takes at once (32 filters).
 const SLABS: usize = 2;
 /// Positions per block: for a pooled convolution, those of `POSITIONS / 4` pooled outputs.
@@ -40,48 +41,129 @@ const _: () = assert!(POSITIONS.is_multiple_of(4));
 // (AVX-512 F, BW and VL with VNNI). Calling them is sound only on a processor that has them
 // all, which `Isa::Avx512` guarantees.
 
-/// How the inner kernel walks one position's window in the padded input: `kernel` rows,
-/// `row_stride` elements apart, each `run` elements long (`kernel * channels`).
+/// A convolution as the blocked kernels run it: a square stride-1 one of the tutorial's layers
+/// (a [`ConvGeometry`], its 2x2 max-pool fused in or not) or one of any window, stride and
+/// padding (a [`WindowGeometry`], never pooled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Blocks {
+    input: Shape,
+    /// The convolution's output, before any pool.
+    output: Shape,
+    kernel_height: usize,
+    kernel_width: usize,
+    stride_height: usize,
+    stride_width: usize,
+    pad_top: usize,
+    pad_left: usize,
+    pooled: bool,
+}
+
+impl Blocks {
+    pub(super) fn of_conv(geometry: &ConvGeometry) -> Self {
+        Blocks {
+            pooled: geometry.pooled,
+            ..Blocks::of_window(&geometry.window_geometry())
+        }
+    }
+
+    pub(super) fn of_window(geometry: &WindowGeometry) -> Self {
+        Blocks {
+            input: geometry.input,
+            output: geometry.output,
+            kernel_height: geometry.kernel_height,
+            kernel_width: geometry.kernel_width,
+            stride_height: geometry.stride_height,
+            stride_width: geometry.stride_width,
+            pad_top: geometry.pad_top,
+            pad_left: geometry.pad_left,
+            pooled: false,
+        }
+    }
+
+    fn filters(&self) -> usize {
+        self.output.channels
+    }
+
+    /// Weights per filter.
+    fn fan_in(&self) -> usize {
+        self.kernel_height * self.kernel_width * self.input.channels
+    }
+
+    /// What the kernel writes: the pooled map when pooled.
+    fn written(&self) -> Shape {
+        if self.pooled {
+            Shape::new(
+                self.output.height / 2,
+                self.output.width / 2,
+                self.output.channels,
+            )
+        } else {
+            self.output
+        }
+    }
+
+    /// Columns of the padded input: the input after its left padding, and every column a
+    /// window reads.
+    fn padded_width(&self) -> usize {
+        (self.input.width + self.pad_left)
+            .max((self.output.width - 1) * self.stride_width + self.kernel_width)
+    }
+
+    /// Rows of the padded input, likewise.
+    fn padded_height(&self) -> usize {
+        (self.input.height + self.pad_top)
+            .max((self.output.height - 1) * self.stride_height + self.kernel_height)
+    }
+
+    /// Whether the shapes are ones the kernels run: no size zero, every window starting
+    /// inside the padded input.
+    fn is_consistent(&self) -> bool {
+        self.input.values() > 0
+            && self.output.values() > 0
+            && self.kernel_height > 0
+            && self.kernel_width > 0
+            && self.stride_height > 0
+            && self.stride_width > 0
+            && (!self.pooled || (self.stride_height == 1 && self.stride_width == 1))
+    }
+}
+
+/// How the inner kernel walks one position's window in the padded input: `rows` rows,
+/// `row_stride` elements apart, each `run` elements long (`kernel_width * channels`).
 #[derive(Clone, Copy, Debug)]
 struct Walk {
-    kernel: usize,
+    rows: usize,
     row_stride: usize,
     run: usize,
 }
 
 impl Walk {
     /// The walk of `geometry` over its padded input.
-    fn of(geometry: &ConvGeometry) -> Self {
+    fn of(geometry: &Blocks) -> Self {
         let channels = geometry.input.channels;
         Walk {
-            kernel: geometry.kernel,
-            row_stride: padded_width(geometry) * channels,
-            run: geometry.kernel * channels,
+            rows: geometry.kernel_height,
+            row_stride: geometry.padded_width() * channels,
+            run: geometry.kernel_width * channels,
         }
     }
 
     /// One past the last element a window at `base` reads, reading `step` elements at a time.
     fn end(&self, base: usize, step: usize) -> usize {
-        base + (self.kernel - 1) * self.row_stride + self.run.div_ceil(step) * step
+        base + (self.rows - 1) * self.row_stride + self.run.div_ceil(step) * step
     }
 }
 
 /// Whether weights packed for `packed_for` serve `geometry`: the packing and the blocks read
-/// the kernel side, the input channels, the filters and the fused pool, not the map's size or
-/// its padding.
-fn packs_alike(packed_for: &ConvGeometry, geometry: &ConvGeometry) -> bool {
-    packed_for.kernel == geometry.kernel
+/// the kernel's rows and columns, the input channels, the filters and the fused pool, not the
+/// map's size, its padding or the stride (the core runs a layer in bands of rows, each call
+/// with its own geometry, and the host keeps one packing per layer).
+fn packs_alike(packed_for: &Blocks, geometry: &Blocks) -> bool {
+    packed_for.kernel_height == geometry.kernel_height
+        && packed_for.kernel_width == geometry.kernel_width
         && packed_for.input.channels == geometry.input.channels
-        && packed_for.filters == geometry.filters
+        && packed_for.filters() == geometry.filters()
         && packed_for.pooled == geometry.pooled
-}
-
-fn padded_width(geometry: &ConvGeometry) -> usize {
-    geometry.input.width + 2 * geometry.pad
-}
-
-fn padded_height(geometry: &ConvGeometry) -> usize {
-    geometry.input.height + 2 * geometry.pad
 }
 
 /// Per-call buffers: the padded input and the first element of every position's window.
@@ -92,25 +174,30 @@ pub(super) struct Work<T> {
 }
 
 impl<T: Copy> Work<T> {
-    /// Copies `input` (a `height x width x channels` map) into the middle of a map padded by
-    /// `geometry.pad` on every side with `border`, each value through `convert`, with `slack`
+    /// Copies `input` (a `height x width x channels` map) into a map padded with `border`
+    /// (`geometry.pad_top` rows above, `geometry.pad_left` columns to the left, and as many
+    /// below and to the right as the windows read), each value through `convert`, with `slack`
     /// values after it for reads past the last window's end.
+    // Inlined into its callers, which are compiled for AVX-512: `convert` is a closure of
+    // theirs, which shares their target features and so is inlined only into code that has
+    // them (a call per value otherwise).
+    #[inline(always)]
     fn pad<S: Copy>(
         &mut self,
-        geometry: &ConvGeometry,
+        geometry: &Blocks,
         input: &[S],
         border: T,
         convert: impl Fn(S) -> T,
     ) {
         let channels = geometry.input.channels;
         let row = geometry.input.width * channels;
-        let padded_row = padded_width(geometry) * channels;
+        let padded_row = geometry.padded_width() * channels;
         let slack = 64;
         self.padded.clear();
         self.padded
-            .resize(padded_height(geometry) * padded_row + slack, border);
+            .resize(geometry.padded_height() * padded_row + slack, border);
         for (y, source) in input.chunks_exact(row).enumerate() {
-            let start = (y + geometry.pad) * padded_row + geometry.pad * channels;
+            let start = (y + geometry.pad_top) * padded_row + geometry.pad_left * channels;
             for (to, &from) in self.padded[start..start + row].iter_mut().zip(source) {
                 *to = convert(from);
             }
@@ -121,11 +208,12 @@ impl<T: Copy> Work<T> {
     /// a pooled convolution the four positions of each pooled output, else every position; the
     /// last block is filled up by repeating its last entry (its last four when pooled). Returns
     /// the number of outputs.
-    fn positions(&mut self, geometry: &ConvGeometry) -> usize {
+    fn positions(&mut self, geometry: &Blocks) -> usize {
         let channels = geometry.input.channels;
-        let width = padded_width(geometry);
-        let base = |y: usize, x: usize| (y * width + x) * channels;
-        let out = geometry.output();
+        let width = geometry.padded_width();
+        let (stride_y, stride_x) = (geometry.stride_height, geometry.stride_width);
+        let base = |y: usize, x: usize| (y * stride_y * width + x * stride_x) * channels;
+        let out = geometry.written();
         self.bases.clear();
         if geometry.pooled {
             for y in 0..out.height {
@@ -163,10 +251,11 @@ impl<T: Copy> Work<T> {
     /// ([`Work::pad`]), the windows ([`Work::positions`], each checked to lie inside it when
     /// read `step` values at a time), the number of outputs and the walk.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn prepare<S: Copy>(
         &mut self,
-        geometry: &ConvGeometry,
-        packed_for: &ConvGeometry,
+        geometry: &Blocks,
+        packed_for: &Blocks,
         input: &[S],
         output_len: usize,
         border: T,
@@ -174,8 +263,9 @@ impl<T: Copy> Work<T> {
         step: usize,
     ) -> Option<(usize, Walk)> {
         if !packs_alike(packed_for, geometry)
+            || !geometry.is_consistent()
             || input.len() != geometry.input.values()
-            || output_len != geometry.output().values()
+            || output_len != geometry.written().values()
         {
             return None;
         }
@@ -237,7 +327,7 @@ fn each_output<V: Copy, const S: usize>(
 /// register); zero past a row's end and for the filters that fill up the last slab.
 #[derive(Debug)]
 pub(super) struct PackedInt8 {
-    geometry: ConvGeometry,
+    geometry: Blocks,
     groups: usize,
     weights: Vec<u8>,
     /// Each filter's weights added up (zero for the fill-up filters).
@@ -247,17 +337,31 @@ pub(super) struct PackedInt8 {
 impl PackedInt8 {
     /// Packs `layer`'s weights.
     pub(super) fn new(layer: &ki8::ConvLayer<'_>) -> Self {
-        let geometry = *layer.geometry();
+        Self::for_blocks(Blocks::of_conv(layer.geometry()), layer.filters())
+    }
+
+    /// Packs the weights of a convolution of any window (`[filter][ky][kx][channel]`).
+    pub(super) fn for_window(geometry: &WindowGeometry, weights: &[u8]) -> Self {
+        Self::for_blocks(Blocks::of_window(geometry), weights)
+    }
+
+    fn for_blocks(geometry: Blocks, filters: &[u8]) -> Self {
         let walk = Walk::of(&geometry);
         let groups = walk.run.div_ceil(4);
-        let slabs = geometry.filters.div_ceil(LANES);
-        let slab_bytes = geometry.kernel * groups * 4 * LANES;
+        let slabs = geometry.filters().div_ceil(LANES);
+        let slab_bytes = geometry.kernel_height * groups * 4 * LANES;
         let mut weights = vec![0u8; slabs * slab_bytes];
         let mut sums = vec![0i32; slabs * LANES];
-        let fan_in = geometry.fan_in();
-        for (filter, own) in layer.filters().chunks_exact(fan_in).enumerate() {
+        let fan_in = geometry.fan_in().max(1);
+        for (filter, own) in filters
+            .chunks_exact(fan_in)
+            .take(geometry.filters())
+            .enumerate()
+        {
             let (slab, lane) = (filter / LANES, filter % LANES);
-            sums[filter] = own.iter().map(|&byte| i32::from(byte as i8)).sum();
+            sums[filter] = own
+                .iter()
+                .fold(0i32, |sum, &byte| sum.wrapping_add(i32::from(byte as i8)));
             for (ky, row) in own.chunks_exact(walk.run).enumerate() {
                 for (j, &byte) in row.iter().enumerate() {
                     let group = ky * groups + j / 4;
@@ -274,85 +378,13 @@ impl PackedInt8 {
     }
 
     fn slab_bytes(&self) -> usize {
-        self.geometry.kernel * self.groups * 4 * LANES
+        self.geometry.kernel_height * self.groups * 4 * LANES
     }
 }
 
-/// A slab's requantisation constants, one per lane.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct SlabRequant {
-    /// `(input zero point + 128) * sum(weights)`: what the unsigned activations added.
-    offset: __m512i,
-    bias: __m512i,
-    multiplier: __m512i,
-    /// The shift's positive part (a left shift before the multiply).
-    left: __m512i,
-    /// Its negative part (a rounding right shift after it).
-    right: __m512i,
-}
-
-/// `a + b` for every lane, saturating as `i32::saturating_add` does.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn saturating_add(a: __m512i, b: __m512i) -> __m512i {
-    let sum = _mm512_add_epi32(a, b);
-    // Overflow where a and b have one sign and the sum the other.
-    let overflow = _mm512_cmplt_epi32_mask(
-        _mm512_and_si512(_mm512_xor_si512(a, sum), _mm512_xor_si512(b, sum)),
-        _mm512_setzero_si512(),
-    );
-    let bound = _mm512_xor_si512(_mm512_srai_epi32::<31>(a), _mm512_set1_epi32(i32::MAX));
-    _mm512_mask_blend_epi32(overflow, sum, bound)
-}
-
-/// [`tinycnn::quant::requantize`] of 16 accumulators (before the bias), each lane with its
-/// filter's constants, as bytes.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn requantize(sums: __m512i, slab: &SlabRequant, zero_point: __m512i, low: __m512i) -> __m128i {
-    let x = saturating_add(_mm512_sub_epi32(sums, slab.offset), slab.bias);
-    // x * 2^left, saturating.
-    let shifted = _mm512_sllv_epi32(x, slab.left);
-    let lost = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(shifted, slab.left), x);
-    let bound = _mm512_xor_si512(_mm512_srai_epi32::<31>(x), _mm512_set1_epi32(i32::MAX));
-    let x = _mm512_mask_blend_epi32(lost, shifted, bound);
-    // The rounding doubling high multiply: (x * m + 2^30) >> 31 with a floor, which is what
-    // TensorFlow Lite's nudge and truncating division give for both signs. The multiplier is
-    // non-negative, so the one saturating case (both i32::MIN) cannot occur. Even lanes, then
-    // odd ones moved down.
-    let half = _mm512_set1_epi64(1 << 30);
-    let even =
-        _mm512_srai_epi64::<31>(_mm512_add_epi64(_mm512_mul_epi32(x, slab.multiplier), half));
-    let odd = _mm512_srai_epi64::<31>(_mm512_add_epi64(
-        _mm512_mul_epi32(
-            _mm512_srli_epi64::<32>(x),
-            _mm512_srli_epi64::<32>(slab.multiplier),
-        ),
-        half,
-    ));
-    let high = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64::<32>(odd));
-    // The rounding divide by 2^right, ties away from zero.
-    let mask = _mm512_sub_epi32(
-        _mm512_sllv_epi32(_mm512_set1_epi32(1), slab.right),
-        _mm512_set1_epi32(1),
-    );
-    let remainder = _mm512_and_si512(high, mask);
-    let threshold = _mm512_sub_epi32(_mm512_srli_epi32::<1>(mask), _mm512_srai_epi32::<31>(high));
-    let up = _mm512_cmpgt_epi32_mask(remainder, threshold);
-    let quotient = _mm512_srav_epi32(high, slab.right);
-    let scaled = _mm512_mask_add_epi32(quotient, up, quotient, _mm512_set1_epi32(1));
-    // Adding the zero point saturates in the core; a value this far out ends at a bound
-    // either way, so clamping it first to +-1024 is the same.
-    let limit = _mm512_set1_epi32(1024);
-    let scaled = _mm512_max_epi32(
-        _mm512_min_epi32(scaled, limit),
-        _mm512_sub_epi32(_mm512_setzero_si512(), limit),
-    );
-    let out = _mm512_add_epi32(scaled, zero_point);
-    let out = _mm512_min_epi32(_mm512_max_epi32(out, low), _mm512_set1_epi32(127));
-    _mm512_cvtsepi32_epi8(out)
-}
-
 /// The `M x S` sums of `M` windows (starting at `bases`) against `S` slabs of `weights`
-/// (starting at the first), `None` if a window or a slab is not all inside its slice.
+/// (starting at the first) into `sums` (written in place: returned, the registers would be
+/// copied through memory), `None` if a window or a slab is not all inside its slice.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
 fn dot_int8<const M: usize, const S: usize>(
@@ -361,16 +393,17 @@ fn dot_int8<const M: usize, const S: usize>(
     walk: &Walk,
     groups: usize,
     weights: &[u8],
-) -> Option<[[__m512i; S]; M]> {
-    let slab_bytes = walk.kernel * groups * 4 * LANES;
+    sums: &mut [[__m512i; S]; M],
+) -> Option<()> {
+    let slab_bytes = walk.rows * groups * 4 * LANES;
     let inside = bases.iter().all(|&base| walk.end(base, 4) <= input.len());
     if !inside || S * slab_bytes > weights.len() || walk.run > 4 * groups {
         return None;
     }
-    let mut sums = [[_mm512_setzero_si512(); S]; M];
+    let mut acc = [[_mm512_setzero_si512(); S]; M];
     let mut packed = weights.as_ptr();
     let activations = input.as_ptr();
-    for ky in 0..walk.kernel {
+    for ky in 0..walk.rows {
         let row = ky * walk.row_stride;
         for group in 0..groups {
             let offset = row + 4 * group;
@@ -380,7 +413,7 @@ fn dot_int8<const M: usize, const S: usize>(
                 // and `S` slabs fit in `weights`: 64 readable bytes `s` slabs on. Unaligned.
                 *w = unsafe { _mm512_loadu_si512(packed.add(s * slab_bytes).cast()) };
             }
-            for (sum, &base) in sums.iter_mut().zip(bases) {
+            for (sum, &base) in acc.iter_mut().zip(bases) {
                 // SAFETY: `base + offset + 4 <= walk.end(base, 4) <= input.len()` (checked
                 // above): four readable bytes. Unaligned.
                 let word = unsafe {
@@ -398,74 +431,37 @@ fn dot_int8<const M: usize, const S: usize>(
             packed = unsafe { packed.add(4 * LANES) };
         }
     }
-    Some(sums)
-}
-
-/// Writes 16 output bytes (or the first `count`) at `start` of `output`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn store_bytes(output: &mut [i8], start: usize, count: usize, bytes: __m128i) -> Option<()> {
-    let mut lanes = [0i8; LANES];
-    // SAFETY: `lanes` is 16 writable bytes; the store is unaligned.
-    unsafe { _mm_storeu_si128(lanes.as_mut_ptr().cast(), bytes) };
-    output
-        .get_mut(start..start + count)?
-        .copy_from_slice(&lanes[..count]);
+    *sums = acc;
     Some(())
 }
 
-/// The requantisation constants of every slab of `packed`'s layer.
+/// The requantisation constants of every slab of `packed`'s layer, and whether the fast form
+/// applies to it.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 fn requant_slabs(
     packed: &PackedInt8,
     requantization: &ki8::Requantization<'_>,
-    slabs: &mut Vec<SlabRequant>,
-) {
-    let offset = requantization.input_zero_point() + 128;
-    let mut channels = requantization.channels();
+    slabs: &mut Vec<Lanes>,
+) -> Option<bool> {
+    // The activations were read as `x + 128`: each filter's sum of weights times the zero
+    // point's, wrapping as the portable kernel's accumulators do. The lanes that fill up the
+    // last slab keep zeros; their results are not stored.
+    let offset = _mm512_set1_epi32(requantization.input_zero_point() + 128);
+    let filters = packed.geometry.filters();
     slabs.clear();
-    for sums in packed.sums.chunks_exact(LANES) {
-        let mut lanes = [[0i32; LANES]; 4];
-        for (lane, &sum) in sums.iter().enumerate() {
-            // The lanes that fill up the last slab keep zeros; their results are not stored.
-            let Some(channel) = channels.next() else {
-                break;
-            };
-            lanes[0][lane] = offset * sum;
-            lanes[1][lane] = channel.bias;
-            lanes[2][lane] = channel.multiplier;
-            lanes[3][lane] = channel.shift;
-        }
-        let [offset, bias, multiplier, shift] = lanes;
-        slabs.push(SlabRequant::new(offset, bias, multiplier, shift));
+    for (slab, sums) in packed.sums.chunks_exact(LANES).enumerate() {
+        let sums = requant::load_lanes(sums.try_into().ok()?);
+        let count = LANES.min(filters - slab * LANES);
+        let offsets = _mm512_mullo_epi32(sums, offset);
+        slabs.push(Lanes::of_stored(
+            requantization,
+            slab * LANES,
+            count,
+            offsets,
+        )?);
     }
-}
-
-impl SlabRequant {
-    /// The constants of 16 filters: what their unsigned activations add, their biases,
-    /// multipliers and shifts.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-    fn new(
-        offset: [i32; LANES],
-        bias: [i32; LANES],
-        multiplier: [i32; LANES],
-        shift: [i32; LANES],
-    ) -> Self {
-        let shift = shift.map(|s| s.clamp(tinycnn::quant::MIN_SHIFT, tinycnn::quant::MAX_SHIFT));
-        SlabRequant {
-            offset: load_lanes(offset),
-            bias: load_lanes(bias),
-            multiplier: load_lanes(multiplier),
-            left: load_lanes(shift.map(|s| s.max(0))),
-            right: load_lanes(shift.map(|s| (-s).max(0))),
-        }
-    }
-}
-
-/// Sixteen `i32`s as a register.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn load_lanes(values: [i32; LANES]) -> __m512i {
-    // SAFETY: `values` is 64 readable bytes; the load is unaligned.
-    unsafe { _mm512_loadu_si512(values.as_ptr().cast()) }
+    let bound = requant::accumulator_bound(packed.geometry.fan_in());
+    Some(slabs.iter().all(|lanes| lanes.fast_applies(bound)))
 }
 
 /// The layer-wide part of an int8 convolution call.
@@ -474,10 +470,9 @@ struct Int8Call<'a> {
     walk: Walk,
     padded: &'a [u8],
     bases: &'a [usize],
-    slabs: &'a [SlabRequant],
+    slabs: &'a [Lanes],
     outputs: usize,
-    zero_point: __m512i,
-    low: __m512i,
+    bounds: Bounds,
 }
 
 /// [`tinycnn::kernels::int8::conv`], bit for bit, with `packed` made from the same layer.
@@ -485,19 +480,73 @@ struct Int8Call<'a> {
 pub(super) fn conv_int8(
     packed: &PackedInt8,
     work: &mut Work<u8>,
-    requant: &mut Vec<SlabRequant>,
+    requant: &mut Vec<Lanes>,
     input: &[i8],
     layer: &ki8::ConvLayer<'_>,
     output: &mut [i8],
 ) -> Option<()> {
-    let requantization = layer.requantization();
+    let geometry = Blocks::of_conv(layer.geometry());
+    blocks_int8(
+        packed,
+        work,
+        requant,
+        input,
+        &geometry,
+        layer.requantization(),
+        output,
+    )
+}
+
+/// [`tinycnn::kernels::general::conv`] (a convolution of any window, stride and padding), bit
+/// for bit, with `packed` made from the same layer ([`PackedInt8::for_window`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn window_conv_int8(
+    packed: &PackedInt8,
+    work: &mut Work<u8>,
+    requant: &mut Vec<Lanes>,
+    input: &[i8],
+    geometry: &WindowGeometry,
+    requantization: &ki8::Requantization<'_>,
+    output: &mut [i8],
+) -> Option<()> {
+    if !geometry.is_consistent() || requantization.outputs() != geometry.output.channels {
+        return None;
+    }
+    let geometry = Blocks::of_window(geometry);
+    blocks_int8(
+        packed,
+        work,
+        requant,
+        input,
+        &geometry,
+        requantization,
+        output,
+    )
+}
+
+/// The convolution of `geometry`, whose weights `packed` holds.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+fn blocks_int8(
+    packed: &PackedInt8,
+    work: &mut Work<u8>,
+    requant: &mut Vec<Lanes>,
+    input: &[i8],
+    geometry: &Blocks,
+    requantization: &ki8::Requantization<'_>,
+    output: &mut [i8],
+) -> Option<()> {
+    if requantization.rounding() != tinycnn::quant::Rounding::Double
+        || requantization.outputs() != packed.geometry.filters()
+    {
+        return None;
+    }
     let border = (requantization.input_zero_point() + 128) as u8;
     // `x as u8 ^ 0x80` is `x + 128`.
     let flip = |x: i8| x as u8 ^ 0x80;
-    let (geometry, packed_for) = (layer.geometry(), &packed.geometry);
+    let packed_for = &packed.geometry;
     let (outputs, walk) =
         work.prepare(geometry, packed_for, input, output.len(), border, flip, 4)?;
-    requant_slabs(packed, requantization, requant);
+    let fast = requant_slabs(packed, requantization, requant)?;
     let call = Int8Call {
         packed,
         walk,
@@ -505,14 +554,14 @@ pub(super) fn conv_int8(
         bases: &work.bases,
         slabs: requant,
         outputs,
-        zero_point: _mm512_set1_epi32(requantization.output_zero_point()),
-        low: _mm512_set1_epi32(requantization.activation_min()),
+        bounds: Bounds::of(requantization),
     };
     for (slab, count) in slab_groups(requant.len()) {
-        if count == SLABS {
-            slabs_int8::<SLABS>(&call, slab, output)?;
-        } else {
-            slabs_int8::<1>(&call, slab, output)?;
+        match (count == SLABS, fast) {
+            (true, true) => slabs_int8::<SLABS, true>(&call, slab, output)?,
+            (true, false) => slabs_int8::<SLABS, false>(&call, slab, output)?,
+            (false, true) => slabs_int8::<1, true>(&call, slab, output)?,
+            (false, false) => slabs_int8::<1, false>(&call, slab, output)?,
         }
     }
     Some(())
@@ -520,19 +569,25 @@ pub(super) fn conv_int8(
 
 /// Every output of `S` slabs from `slab` on.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-fn slabs_int8<const S: usize>(call: &Int8Call<'_>, slab: usize, output: &mut [i8]) -> Option<()> {
+fn slabs_int8<const S: usize, const FAST: bool>(
+    call: &Int8Call<'_>,
+    slab: usize,
+    output: &mut [i8],
+) -> Option<()> {
     let geometry = &call.packed.geometry;
-    let filters = geometry.filters;
+    let filters = geometry.filters();
     let weights = call.packed.weights.get(slab * call.packed.slab_bytes()..)?;
+    let mut sums = [[_mm512_setzero_si512(); S]; POSITIONS];
     for (index, bases) in call.bases.chunks_exact(POSITIONS).enumerate() {
         let bases: &[usize; POSITIONS] = bases.try_into().ok()?;
-        let sums =
-            dot_int8::<POSITIONS, S>(call.padded, bases, &call.walk, call.packed.groups, weights)?;
+        let (walk, groups) = (&call.walk, call.packed.groups);
+        dot_int8::<POSITIONS, S>(call.padded, bases, walk, groups, weights, &mut sums)?;
         let finish = |out_index: usize, s: usize, sums: __m512i| -> Option<()> {
             let first_filter = (slab + s) * LANES;
-            let bytes = requantize(sums, call.slabs.get(slab + s)?, call.zero_point, call.low);
+            let lanes = call.slabs.get(slab + s)?;
+            let bytes = requant::requantize::<FAST>(sums, lanes, &call.bounds);
             let count = LANES.min(filters - first_filter);
-            store_bytes(output, out_index * filters + first_filter, count, bytes)
+            requant::store_bytes(output, out_index * filters + first_filter, count, bytes)
         };
         let max = |a, b| _mm512_max_epi32(a, b);
         each_output(&sums, geometry.pooled, index, call.outputs, max, finish)?;
@@ -545,7 +600,7 @@ fn slabs_int8<const S: usize>(call: &Int8Call<'_>, slab: usize, output: &mut [i8
 /// that fill up the last slab.
 #[derive(Debug)]
 pub(super) struct PackedF32 {
-    geometry: ConvGeometry,
+    geometry: Blocks,
     weights: Vec<f32>,
     biases: Vec<f32>,
     activation: Activation,
@@ -554,10 +609,10 @@ pub(super) struct PackedF32 {
 impl PackedF32 {
     /// Packs `layer`'s weights.
     pub(super) fn new(layer: &kf32::ConvLayer<'_>) -> Self {
-        let geometry = *layer.geometry();
+        let geometry = Blocks::of_conv(layer.geometry());
         let walk = Walk::of(&geometry);
-        let slabs = geometry.filters.div_ceil(LANES);
-        let slab_len = geometry.kernel * walk.run * LANES;
+        let slabs = geometry.filters().div_ceil(LANES);
+        let slab_len = geometry.kernel_height * walk.run * LANES;
         let mut weights = vec![0f32; slabs * slab_len];
         let mut biases = vec![0f32; slabs * LANES];
         let fan_in = geometry.fan_in();
@@ -579,11 +634,12 @@ impl PackedF32 {
     }
 
     fn slab_len(&self) -> usize {
-        self.geometry.kernel * self.geometry.kernel * self.geometry.input.channels * LANES
+        self.geometry.fan_in() * LANES
     }
 }
 
-/// The `M x S` sums of `M` windows against `S` slabs of f32 `weights`, as [`dot_int8`].
+/// The `M x S` sums of `M` windows against `S` slabs of f32 `weights` into `sums`, as
+/// [`dot_int8`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[inline]
 fn dot_f32<const M: usize, const S: usize>(
@@ -591,16 +647,17 @@ fn dot_f32<const M: usize, const S: usize>(
     bases: &[usize; M],
     walk: &Walk,
     weights: &[f32],
-) -> Option<[[__m512; S]; M]> {
-    let slab_len = walk.kernel * walk.run * LANES;
+    sums: &mut [[__m512; S]; M],
+) -> Option<()> {
+    let slab_len = walk.rows * walk.run * LANES;
     let inside = bases.iter().all(|&base| walk.end(base, 1) <= input.len());
     if !inside || S * slab_len > weights.len() {
         return None;
     }
-    let mut sums = [[_mm512_setzero_ps(); S]; M];
+    let mut acc = [[_mm512_setzero_ps(); S]; M];
     let mut packed = weights.as_ptr();
     let activations = input.as_ptr();
-    for ky in 0..walk.kernel {
+    for ky in 0..walk.rows {
         let row = ky * walk.row_stride;
         for j in 0..walk.run {
             let offset = row + j;
@@ -610,7 +667,7 @@ fn dot_f32<const M: usize, const S: usize>(
                 // slabs fit in `weights`: 16 readable values `s` slabs on. Unaligned.
                 *w = unsafe { _mm512_loadu_ps(packed.add(s * slab_len)) };
             }
-            for (sum, &base) in sums.iter_mut().zip(bases) {
+            for (sum, &base) in acc.iter_mut().zip(bases) {
                 // SAFETY: `base + offset < walk.end(base, 1) <= input.len()` (checked above).
                 let x = _mm512_set1_ps(unsafe { *activations.add(base + offset) });
                 for (sum, &w) in sum.iter_mut().zip(&w) {
@@ -621,7 +678,8 @@ fn dot_f32<const M: usize, const S: usize>(
             packed = unsafe { packed.add(LANES) };
         }
     }
-    Some(sums)
+    *sums = acc;
+    Some(())
 }
 
 /// [`tinycnn::kernels::f32::conv`] up to rounding, with `packed` made from the same layer.
@@ -633,9 +691,9 @@ pub(super) fn conv_f32(
     layer: &kf32::ConvLayer<'_>,
     output: &mut [f32],
 ) -> Option<()> {
-    let geometry = layer.geometry();
+    let geometry = Blocks::of_conv(layer.geometry());
     let (outputs, walk) = work.prepare(
-        geometry,
+        &geometry,
         &packed.geometry,
         input,
         output.len(),
@@ -643,7 +701,7 @@ pub(super) fn conv_f32(
         |x| x,
         1,
     )?;
-    for (slab, count) in slab_groups(geometry.filters.div_ceil(LANES)) {
+    for (slab, count) in slab_groups(geometry.filters().div_ceil(LANES)) {
         if count == SLABS {
             slabs_f32::<SLABS>(packed, work, walk, outputs, slab, output)?;
         } else {
@@ -664,12 +722,13 @@ fn slabs_f32<const S: usize>(
     output: &mut [f32],
 ) -> Option<()> {
     let geometry = &packed.geometry;
-    let filters = geometry.filters;
+    let filters = geometry.filters();
     let weights = packed.weights.get(slab * packed.slab_len()..)?;
     let relu = packed.activation == Activation::Relu;
+    let mut sums = [[_mm512_setzero_ps(); S]; POSITIONS];
     for (index, bases) in work.bases.chunks_exact(POSITIONS).enumerate() {
         let bases: &[usize; POSITIONS] = bases.try_into().ok()?;
-        let sums = dot_f32::<POSITIONS, S>(&work.padded, bases, &walk, weights)?;
+        dot_f32::<POSITIONS, S>(&work.padded, bases, &walk, weights, &mut sums)?;
         let finish = |out_index: usize, s: usize, sums: __m512| -> Option<()> {
             let first_filter = (slab + s) * LANES;
             let biases = packed.biases.get(first_filter..first_filter + LANES)?;
@@ -699,14 +758,15 @@ mod tests {
     //! The blocked kernels against the core's portable ones on random layers: every kernel
     //! side, both paddings, pooled or not, both activations, channel counts that do and do not
     //! fill a group of four, filter counts that do and do not fill a slab, the extreme
-    //! multipliers and shifts; and the vector requantisation against the core's on random and
-    //! extreme accumulators. Skipped (with a line saying so) on a processor without AVX-512.
+    //! multipliers and shifts; and convolutions of any window (1..=11 by 1..=11), stride (1 to
+    //! 3), padding and clamp against the core's general kernel. Skipped (with a line saying so)
+    //! on a processor without AVX-512.
 
     use super::*;
     use proptest::prelude::*;
     use proptest::test_runner::{RngAlgorithm, TestRng};
     use tinycnn::arch::{Conv, Padding, Shape};
-    use tinycnn::quant;
+    use tinycnn::kernels::general;
 
     fn avx512() -> bool {
         let here = crate::deploy::kernels::Isa::Avx512.runs_here();
@@ -865,66 +925,99 @@ mod tests {
         }
     }
 
-    /// The vector requantisation of 16 accumulators, lane by lane, against the core's.
-    fn requantize_lanes(
-        sums: [i32; LANES],
-        bias: [i32; LANES],
-        multiplier: [i32; LANES],
-        shift: [i32; LANES],
-        zero_point: i32,
-        low: i32,
-    ) -> [i8; LANES] {
-        let mut out = [0i8; LANES];
-        // SAFETY: called only after `avx512()` saw the features these are compiled with.
-        unsafe {
-            let slab = SlabRequant::new([0; LANES], bias, multiplier, shift);
-            let bytes = requantize(
-                load_lanes(sums),
-                &slab,
-                _mm512_set1_epi32(zero_point),
-                _mm512_set1_epi32(low),
-            );
-            _mm_storeu_si128(out.as_mut_ptr().cast(), bytes);
+    fn window_case(seed: u64) {
+        let mut rng = rng(seed);
+        let channels = [1, 2, 3, 4, 5, 8, 16, 17, 64][rng.random_range(0..9usize)];
+        let filters = [1, 5, 8, 16, 17, 32, 40, 64][rng.random_range(0..8usize)];
+        let kernel = (rng.random_range(1..=11usize), rng.random_range(1..=11usize));
+        let stride = (rng.random_range(1..=3usize), rng.random_range(1..=3usize));
+        let same = rng.random_bool(0.5);
+        let side = |k: usize, rng: &mut TestRng| {
+            let smallest = if same { 1 } else { k };
+            rng.random_range(smallest..=smallest + 10)
+        };
+        let input_shape = Shape::new(side(kernel.0, &mut rng), side(kernel.1, &mut rng), channels);
+        let geometry = general::WindowGeometry::resolve(
+            input_shape,
+            kernel.0,
+            kernel.1,
+            stride.0,
+            stride.1,
+            same,
+            filters,
+        )
+        .unwrap();
+        let fan_in = kernel.0 * kernel.1 * channels;
+        let input: Vec<i8> = (0..input_shape.values()).map(|_| rng.random()).collect();
+        let weights: Vec<u8> = (0..filters * fan_in)
+            .map(|_| rng.random_range(-128i8..=127) as u8)
+            .collect();
+        let extreme = rng.random_bool(0.25);
+        let (mut bias, mut multipliers, mut shifts) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..filters {
+            let (b, m, s): (i32, i32, i8) = if extreme {
+                (rng.random(), rng.random(), rng.random())
+            } else {
+                (
+                    rng.random_range(-20_000..20_000),
+                    rng.random_range(1 << 30..=i32::MAX),
+                    rng.random_range(-14..=0),
+                )
+            };
+            bias.extend(b.to_le_bytes());
+            multipliers.extend(m.to_le_bytes());
+            shifts.push(s as u8);
         }
-        out
+        let zero_point = |rng: &mut TestRng| match rng.random_range(0..4) {
+            0 => i8::MIN,
+            1 => i8::MAX,
+            _ => rng.random(),
+        };
+        let output_zero_point = zero_point(&mut rng);
+        let (low, high) = match rng.random_range(0..4) {
+            0 => (-128, 127),
+            1 => (i32::from(output_zero_point), 127),
+            2 => {
+                tinycnn::quant::relu_range(rng.random_range(0.001f32..0.1), output_zero_point, true)
+            }
+            _ => (rng.random_range(-128..=127), rng.random_range(-128..=127)),
+        };
+        let requantization = ki8::Requantization::new(
+            filters,
+            &bias,
+            &multipliers,
+            &shifts,
+            zero_point(&mut rng),
+            output_zero_point,
+            Activation::None,
+        )
+        .unwrap()
+        .with_activation_range(low, high);
+        let mut expected = vec![0i8; geometry.output.values()];
+        general::conv(&input, &geometry, &weights, &requantization, &mut expected).unwrap();
+        let packed = PackedInt8::for_window(&geometry, &weights);
+        let (mut work, mut slabs) = (Work::default(), Vec::new());
+        let mut got = vec![0i8; expected.len()];
+        // SAFETY: `avx512()` saw the features the kernel is compiled with.
+        unsafe {
+            window_conv_int8(
+                &packed,
+                &mut work,
+                &mut slabs,
+                &input,
+                &geometry,
+                &requantization,
+                &mut got,
+            )
+        }
+        .unwrap();
+        assert_eq!(got, expected, "{geometry:?} extreme={extreme} seed={seed}");
     }
 
-    fn lanes() -> impl Strategy<Value = [i32; LANES]> {
-        let value = prop_oneof![
-            any::<i32>(),
-            -70_000i32..70_000,
-            Just(i32::MIN),
-            Just(i32::MAX),
-            Just(0),
-        ];
-        proptest::array::uniform16(value)
-    }
-
-    proptest! {
-        #[test]
-        fn vector_requantisation_is_the_cores(
-            sums in lanes(),
-            bias in lanes(),
-            multiplier in proptest::array::uniform16(prop_oneof![0..=i32::MAX, Just(i32::MAX), Just(0), Just(1 << 30), (1 << 30)..=i32::MAX]),
-            shift in proptest::array::uniform16(quant::MIN_SHIFT..=quant::MAX_SHIFT),
-            zero_point in -128i32..=127,
-            relu in any::<bool>(),
-        ) {
-            if !avx512() {
-                return Ok(());
-            }
-            let low = if relu { zero_point } else { -128 };
-            let got = requantize_lanes(sums, bias, multiplier, shift, zero_point, low);
-            for lane in 0..LANES {
-                let expected = quant::requantize(
-                    sums[lane].saturating_add(bias[lane]),
-                    multiplier[lane],
-                    shift[lane],
-                    zero_point,
-                    low,
-                );
-                prop_assert_eq!(got[lane], expected, "lane {}", lane);
-            }
+    #[test]
+    fn window_convolutions_give_the_general_kernels_bytes() {
+        if avx512() {
+            (0..600).for_each(window_case);
         }
     }
 }

@@ -123,7 +123,7 @@ pub fn int8_logits_with(
         threads,
         || {
             (
-                vec![0i8; model.scratch_bytes()],
+                vec![0i8; model.scratch_bytes_with_kernels()],
                 FastInt8::for_model(model.record_bytes()),
             )
         },
@@ -178,7 +178,7 @@ pub fn predict_all(
             threads,
             || {
                 (
-                    vec![0i8; m.scratch_bytes()],
+                    vec![0i8; m.scratch_bytes_with_kernels()],
                     FastInt8::for_model(m.record_bytes()),
                 )
             },

@@ -13,6 +13,7 @@
 //!
 //! [`wide`]: tinycnn::kernels::wide
 
+use tinycnn::kernels::general::{AddParams, WindowGeometry};
 use tinycnn::kernels::{F32Kernels, Int8Kernels, f32 as kf32, int8 as ki8, wide};
 
 /// An instruction set the kernels are built for.
@@ -61,6 +62,22 @@ impl Isa {
         }
     }
 
+    /// Every instruction set built for this target, best first.
+    pub fn all() -> &'static [Isa] {
+        &[
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2,
+            Isa::Baseline,
+        ]
+    }
+
+    /// The instruction set of this [`name`](Self::name).
+    pub fn named(name: &str) -> Option<Self> {
+        Isa::all().iter().copied().find(|isa| isa.name() == name)
+    }
+
     /// Its name in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -84,6 +101,10 @@ pub struct FastInt8<'m> {
     // Only the AVX-512 convolutions pack their weights.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     packed: Packed<'m, PackedInt8>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    packed_depthwise: Packed<'m, Option<PackedDepthwise>>,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    packed_dense: Packed<'m, PackedDense>,
 }
 
 /// What the int8 kernels work in: the input widened to `i16`, a pooled position's windows, and
@@ -92,10 +113,15 @@ pub struct FastInt8<'m> {
 struct Int8Buffers {
     widened: Vec<i16>,
     patches: Vec<i16>,
+    lanes: Vec<i32>,
     #[cfg(target_arch = "x86_64")]
     blocked: blocked::Work<u8>,
     #[cfg(target_arch = "x86_64")]
-    requant: Vec<blocked::SlabRequant>,
+    requant: Vec<super::requant::Lanes>,
+    #[cfg(target_arch = "x86_64")]
+    depthwise: depthwise::Work,
+    #[cfg(target_arch = "x86_64")]
+    dense: dense::Work,
 }
 
 impl FastInt8<'static> {
@@ -124,6 +150,8 @@ impl<'m> FastInt8<'m> {
             isa: checked(isa),
             buffers: Int8Buffers::default(),
             packed: Packed::new(weights),
+            packed_depthwise: Packed::new(weights),
+            packed_dense: Packed::new(weights),
         }
     }
 }
@@ -186,9 +214,17 @@ impl Default for FastF32<'static> {
 
 #[cfg(target_arch = "x86_64")]
 use super::blocked::{self, PackedF32, PackedInt8};
+#[cfg(target_arch = "x86_64")]
+use super::dense::{self, PackedDense};
+#[cfg(target_arch = "x86_64")]
+use super::depthwise::{self, PackedDepthwise};
 /// Nothing is packed off x86-64.
 #[cfg(not(target_arch = "x86_64"))]
 type PackedInt8 = ();
+#[cfg(not(target_arch = "x86_64"))]
+type PackedDepthwise = ();
+#[cfg(not(target_arch = "x86_64"))]
+type PackedDense = ();
 #[cfg(not(target_arch = "x86_64"))]
 type PackedF32 = ();
 
@@ -239,13 +275,77 @@ fn checked(isa: Isa) -> Isa {
     if isa.runs_here() { isa } else { Isa::detect() }
 }
 
-/// The four kernels compiled for one instruction set: `wide`'s functions are
-/// `#[inline(always)]`, so each is built inside these with the features they enable.
+/// The kernels compiled for one instruction set: `wide`'s functions are `#[inline(always)]`,
+/// so each is built inside these with the features they enable.
 macro_rules! kernels_for {
     ($module:ident, $dots:expr $(, $features:literal)?) => {
         mod $module {
             #[allow(unused_imports)]
-            use super::{kf32, ki8, wide};
+            use super::{AddParams, WindowGeometry, kf32, ki8, wide};
+
+            $(#[target_feature(enable = $features)])?
+            pub(super) fn window_conv(
+                input: &[i8],
+                buffers: &mut super::Int8Buffers,
+                geometry: &WindowGeometry,
+                weights: &[u8],
+                requantization: &ki8::Requantization<'_>,
+                output: &mut [i8],
+            ) -> Option<()> {
+                let zero_point = requantization.input_zero_point();
+                wide::widen(input, zero_point, &mut buffers.widened)?;
+                let dots = $dots;
+                wide::window_conv_with(
+                    &dots,
+                    &buffers.widened,
+                    &mut buffers.patches,
+                    geometry,
+                    weights,
+                    requantization,
+                    output,
+                )
+            }
+
+            $(#[target_feature(enable = $features)])?
+            pub(super) fn depthwise(
+                input: &[i8],
+                buffers: &mut super::Int8Buffers,
+                geometry: &WindowGeometry,
+                weights: &[u8],
+                requantization: &ki8::Requantization<'_>,
+                output: &mut [i8],
+            ) -> Option<()> {
+                wide::depthwise(
+                    input,
+                    &mut buffers.widened,
+                    &mut buffers.lanes,
+                    geometry,
+                    weights,
+                    requantization,
+                    output,
+                )
+            }
+
+            $(#[target_feature(enable = $features)])?
+            pub(super) fn average_pool(
+                input: &[i8],
+                geometry: &WindowGeometry,
+                activation_min: i32,
+                activation_max: i32,
+                output: &mut [i8],
+            ) -> Option<()> {
+                wide::average_pool(input, geometry, activation_min, activation_max, output)
+            }
+
+            $(#[target_feature(enable = $features)])?
+            pub(super) fn add(
+                a: &[i8],
+                b: &[i8],
+                params: &AddParams,
+                output: &mut [i8],
+            ) -> Option<()> {
+                wide::add(a, b, params, output)
+            }
 
             $(#[target_feature(enable = $features)])?
             pub(super) fn conv(
@@ -451,6 +551,23 @@ dots_for!(
     f32: 16, _mm512_loadu_ps, _mm512_setzero_ps, _mm512_fmadd_ps, _mm512_reduce_add_ps,
 );
 
+/// Calls `$function` of the module built for `$isa`.
+macro_rules! on_isa {
+    ($isa:expr, $function:ident($($argument:expr),* $(,)?)) => {
+        match $isa {
+            // SAFETY: `FastInt8` holds `Isa::Avx2` only after `checked` saw that the processor
+            // has AVX2 and FMA, the features the `avx2` module is compiled with.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::$function($($argument),*) },
+            // SAFETY: as for AVX2: `Isa::Avx512` is held only where `runs_here` saw AVX-512 F,
+            // BW and VNNI, AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { avx512::$function($($argument),*) },
+            Isa::Baseline => baseline::$function($($argument),*),
+        }
+    };
+}
+
 impl Int8Kernels for FastInt8<'_> {
     fn name(&self) -> &'static str {
         self.isa.name()
@@ -498,6 +615,16 @@ impl Int8Kernels for FastInt8<'_> {
         layer: &ki8::DenseLayer<'_>,
         output: &mut [i8],
     ) -> Option<()> {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 {
+            let work = &mut self.buffers.dense;
+            let pack = || PackedDense::new(layer);
+            return self.packed_dense.with(layer.rows(), pack, |packed| {
+                // SAFETY: `Isa::Avx512` is held only where `runs_here` saw the features the
+                // dense kernel is compiled with.
+                unsafe { dense::dense_int8(packed, work, input, layer, output) }
+            });
+        }
         self.buffers.widened.resize(input.len(), 0);
         match self.isa {
             // SAFETY: as in `conv`: `Isa::Avx2` is held only on a processor with AVX2 and FMA.
@@ -508,6 +635,108 @@ impl Int8Kernels for FastInt8<'_> {
             Isa::Avx512 => unsafe { avx512::dense(input, &mut self.buffers, layer, output) },
             Isa::Baseline => baseline::dense(input, &mut self.buffers, layer, output),
         }
+    }
+
+    fn window_conv(
+        &mut self,
+        input: &[i8],
+        geometry: &WindowGeometry,
+        weights: &[u8],
+        requantization: &ki8::Requantization<'_>,
+        output: &mut [i8],
+    ) -> Option<()> {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 {
+            let buffers = &mut self.buffers;
+            let pack = || PackedInt8::for_window(geometry, weights);
+            return self.packed.with(weights, pack, |packed| {
+                // SAFETY: `Isa::Avx512` is held only where `runs_here` saw the features the
+                // blocked kernels are compiled with.
+                unsafe {
+                    blocked::window_conv_int8(
+                        packed,
+                        &mut buffers.blocked,
+                        &mut buffers.requant,
+                        input,
+                        geometry,
+                        requantization,
+                        output,
+                    )
+                }
+            });
+        }
+        let isa = self.isa;
+        let buffers = self.window_buffers(input, geometry);
+        on_isa!(
+            isa,
+            window_conv(input, buffers, geometry, weights, requantization, output)
+        )
+    }
+
+    fn depthwise(
+        &mut self,
+        input: &[i8],
+        geometry: &WindowGeometry,
+        weights: &[u8],
+        requantization: &ki8::Requantization<'_>,
+        output: &mut [i8],
+    ) -> Option<()> {
+        #[cfg(target_arch = "x86_64")]
+        if self.isa == Isa::Avx512 {
+            let work = &mut self.buffers.depthwise;
+            let pack = || PackedDepthwise::new(geometry, weights);
+            return self.packed_depthwise.with(weights, pack, |packed| {
+                // SAFETY: `Isa::Avx512` is held only where `runs_here` saw the features the
+                // depthwise kernel is compiled with.
+                unsafe {
+                    depthwise::depthwise_int8(
+                        packed.as_ref()?,
+                        work,
+                        input,
+                        geometry,
+                        requantization,
+                        output,
+                    )
+                }
+            });
+        }
+        let buffers = &mut self.buffers;
+        buffers.widened.resize(wide::depthwise_i16_len(geometry), 0);
+        buffers.lanes.resize(wide::depthwise_i32_len(geometry), 0);
+        on_isa!(
+            self.isa,
+            depthwise(input, buffers, geometry, weights, requantization, output)
+        )
+    }
+
+    fn average_pool(
+        &mut self,
+        input: &[i8],
+        geometry: &WindowGeometry,
+        activation_min: i32,
+        activation_max: i32,
+        output: &mut [i8],
+    ) -> Option<()> {
+        on_isa!(
+            self.isa,
+            average_pool(input, geometry, activation_min, activation_max, output)
+        )
+    }
+
+    fn add(&mut self, a: &[i8], b: &[i8], params: &AddParams, output: &mut [i8]) -> Option<()> {
+        on_isa!(self.isa, add(a, b, params, output))
+    }
+}
+
+impl FastInt8<'_> {
+    /// The buffers of a convolution of any window on `input`: the widened input and four
+    /// windows.
+    fn window_buffers(&mut self, input: &[i8], geometry: &WindowGeometry) -> &mut Int8Buffers {
+        self.buffers.widened.resize(input.len(), 0);
+        self.buffers
+            .patches
+            .resize(wide::window_patches_len(geometry), 0);
+        &mut self.buffers
     }
 }
 
@@ -677,5 +906,213 @@ mod tests {
         }
         assert!(Isa::detect().runs_here());
         assert!(Isa::Baseline.runs_here());
+    }
+
+    /// The four MLPerf Tiny networks of `data/mlperf/`.
+    const MLPERF: [&str; 4] = ["kws", "vww", "resnet8", "autoencoder"];
+
+    #[test]
+    fn every_instruction_set_runs_the_mlperf_networks_as_the_portable_kernels() {
+        use tinycnn::kernels::int8::Backend;
+        for name in MLPERF {
+            let file = shipped(&format!("mlperf/{name}.tcnn"));
+            let model = Int8Model::from_bytes(&file).unwrap();
+            let input_len = model.input_shape().values();
+            let inputs: Vec<i8> = super::super::fixture::splitmix_bytes(7, 12 * input_len)
+                .into_iter()
+                .map(|b| b as i8)
+                .collect();
+            // The caller's kernels run whole steps with this much scratch, bands of rows with
+            // what the portable kernels need.
+            let mut whole = vec![0i8; model.scratch_bytes_with_kernels()];
+            let mut scratch = vec![0i8; model.scratch_bytes()];
+            for isa in instruction_sets() {
+                // Kernels that keep packed weights (from the second input on) and ones that
+                // pack them on every call.
+                let mut kept = FastInt8::for_model_with_isa(model.record_bytes(), isa);
+                let mut fresh = FastInt8::with_isa(isa);
+                for input in inputs.chunks_exact(input_len) {
+                    let portable = model
+                        .run_quantized(Backend::Portable, input, &mut scratch, |_| {})
+                        .unwrap()
+                        .logits
+                        .to_vec();
+                    for run in 0..3 {
+                        let (kernels, scratch) = match run {
+                            0 => (&mut kept, &mut whole),
+                            1 => (&mut fresh, &mut whole),
+                            _ => (&mut kept, &mut scratch),
+                        };
+                        let mut ran = Vec::new();
+                        let got = model
+                            .run_quantized_with_kernels(kernels, input, scratch, |step| {
+                                ran.push(step.kernels);
+                            })
+                            .unwrap()
+                            .logits
+                            .to_vec();
+                        assert_eq!(got, portable, "{} {name}", isa.name());
+                        // Every layer but the softmax ran on the caller's kernels.
+                        let portable_steps = ran.iter().filter(|&&k| k == Backend::Portable);
+                        assert!(portable_steps.count() <= 2, "{name}: {ran:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    type Owned = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+    /// The requantisation of owned constants.
+    fn requantization(
+        (bias, multipliers, shifts): &Owned,
+        zero_points: (i8, i8),
+        (low, high): (i32, i32),
+    ) -> ki8::Requantization<'_> {
+        ki8::Requantization::new(
+            shifts.len(),
+            bias,
+            multipliers,
+            shifts,
+            zero_points.0,
+            zero_points.1,
+            tinycnn::arch::Activation::None,
+        )
+        .unwrap()
+        .with_activation_range(low, high)
+    }
+
+    /// Random layers of the kinds beyond the tutorial's, through each instruction set's
+    /// kernels, against the core's portable ones: windows 1..=6 by 1..=6, strides 1 to 3, both
+    /// paddings, channel counts that do and do not fill a register, depthwise multipliers 1
+    /// and 2, zero points at the extremes, every clamp, ordinary and extreme constants.
+    #[test]
+    fn every_instruction_set_computes_the_general_kernels_bytes() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{RngAlgorithm, TestRng};
+        use tinycnn::arch::Shape;
+        use tinycnn::kernels::general;
+
+        for isa in instruction_sets() {
+            let mut kernels = FastInt8::with_isa(isa);
+            for seed in 0..150u64 {
+                let mut bytes = [0u8; 32];
+                bytes[..8].copy_from_slice(&seed.to_le_bytes());
+                let mut rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
+                let channels = [1, 2, 3, 8, 16, 17, 64][rng.random_range(0..7usize)];
+                let kernel = (rng.random_range(1..=6usize), rng.random_range(1..=6usize));
+                let stride = (rng.random_range(1..=3usize), rng.random_range(1..=3usize));
+                let same = rng.random_bool(0.5);
+                let side = |k: usize, rng: &mut TestRng| {
+                    let smallest = if same { 1 } else { k };
+                    rng.random_range(smallest..=smallest + 9)
+                };
+                let shape =
+                    Shape::new(side(kernel.0, &mut rng), side(kernel.1, &mut rng), channels);
+                let filters = [1, 8, 16, 17, 40][rng.random_range(0..5usize)];
+                let multiplier = rng.random_range(1..=2usize);
+                let window = |outputs| {
+                    general::WindowGeometry::resolve(
+                        shape, kernel.0, kernel.1, stride.0, stride.1, same, outputs,
+                    )
+                    .unwrap()
+                };
+                let (conv, depthwise, pool) = (
+                    window(filters),
+                    window(channels * multiplier),
+                    window(channels),
+                );
+                let input: Vec<i8> = (0..shape.values()).map(|_| rng.random()).collect();
+                let zero_point = |rng: &mut TestRng| match rng.random_range(0..4) {
+                    0 => i8::MIN,
+                    1 => i8::MAX,
+                    _ => rng.random(),
+                };
+                let constants = |rng: &mut TestRng, outputs: usize| -> Owned {
+                    let extreme = rng.random_bool(0.25);
+                    let (mut bias, mut multipliers, mut shifts) =
+                        (Vec::new(), Vec::new(), Vec::new());
+                    for _ in 0..outputs {
+                        let (b, m, s): (i32, i32, i8) = if extreme {
+                            (
+                                rng.random(),
+                                rng.random_range(0..=i32::MAX),
+                                rng.random_range(-31..=30),
+                            )
+                        } else {
+                            (
+                                rng.random_range(-20_000..20_000),
+                                rng.random_range(1 << 30..=i32::MAX),
+                                rng.random_range(-14..=0),
+                            )
+                        };
+                        bias.extend(b.to_le_bytes());
+                        multipliers.extend(m.to_le_bytes());
+                        shifts.push(s as u8);
+                    }
+                    (bias, multipliers, shifts)
+                };
+                let output_zero_point = zero_point(&mut rng);
+                let input_zero_point = zero_point(&mut rng);
+                let (low, high) = match rng.random_range(0..3) {
+                    0 => (-128, 127),
+                    1 => (i32::from(output_zero_point), 127),
+                    _ => (rng.random_range(-128..=127), rng.random_range(-128..=127)),
+                };
+                let what = format!("{} seed {seed}", isa.name());
+
+                let weights: Vec<u8> = (0..filters * kernel.0 * kernel.1 * channels)
+                    .map(|_| rng.random())
+                    .collect();
+                let owned = constants(&mut rng, filters);
+                let rq = requantization(&owned, (input_zero_point, output_zero_point), (low, high));
+                let mut expected = vec![0i8; conv.output.values()];
+                general::conv(&input, &conv, &weights, &rq, &mut expected).unwrap();
+                let mut got = vec![0i8; expected.len()];
+                kernels
+                    .window_conv(&input, &conv, &weights, &rq, &mut got)
+                    .unwrap();
+                assert_eq!(got, expected, "window conv, {what}, {conv:?}");
+
+                let outputs = channels * multiplier;
+                let weights: Vec<u8> = (0..kernel.0 * kernel.1 * outputs)
+                    .map(|_| rng.random())
+                    .collect();
+                let owned = constants(&mut rng, outputs);
+                let rq = requantization(&owned, (input_zero_point, output_zero_point), (low, high));
+                let mut expected = vec![0i8; depthwise.output.values()];
+                general::depthwise(&input, &depthwise, &weights, &rq, &mut expected).unwrap();
+                let mut got = vec![0i8; expected.len()];
+                kernels
+                    .depthwise(&input, &depthwise, &weights, &rq, &mut got)
+                    .unwrap();
+                assert_eq!(got, expected, "depthwise, {what}, {depthwise:?}");
+
+                let mut expected = vec![0i8; pool.output.values()];
+                general::average_pool(&input, &pool, low, high, &mut expected).unwrap();
+                let mut got = vec![0i8; expected.len()];
+                kernels
+                    .average_pool(&input, &pool, low, high, &mut got)
+                    .unwrap();
+                assert_eq!(got, expected, "average pool, {what}, {pool:?}");
+
+                let other: Vec<i8> = (0..input.len()).map(|_| rng.random()).collect();
+                let mut params = tinycnn::quant::add_params(
+                    [
+                        rng.random_range(0.001f32..1.0),
+                        rng.random_range(0.001f32..1.0),
+                    ],
+                    [input_zero_point, zero_point(&mut rng)],
+                    rng.random_range(0.001f32..1.0),
+                    output_zero_point,
+                );
+                (params.activation_min, params.activation_max) = (low, high);
+                let mut expected = vec![0i8; input.len()];
+                general::add(&input, &other, &params, &mut expected).unwrap();
+                let mut got = vec![0i8; expected.len()];
+                kernels.add(&input, &other, &params, &mut got).unwrap();
+                assert_eq!(got, expected, "add, {what}, {params:?}");
+            }
+        }
     }
 }

@@ -6,11 +6,17 @@
 
 #[cfg(target_arch = "x86_64")]
 mod blocked;
+#[cfg(target_arch = "x86_64")]
+mod dense;
+#[cfg(target_arch = "x86_64")]
+mod depthwise;
 pub mod eval;
 pub mod fixture;
 pub mod inspect;
 pub mod kernels;
 pub mod predict;
+#[cfg(target_arch = "x86_64")]
+mod requant;
 
 use std::path::Path;
 

@@ -743,7 +743,7 @@ pub fn run(options: &PredictOptions) -> anyhow::Result<Vec<Prediction>> {
         let mut probabilities = vec![0f32; model.architecture().classes()];
         let class = match &model {
             Model::Int8(m) => {
-                let mut scratch = vec![0i8; m.scratch_bytes()];
+                let mut scratch = vec![0i8; m.scratch_bytes_with_kernels()];
                 let mut kernels = super::kernels::FastInt8::for_model(m.record_bytes());
                 let p = m.classify_with_kernels(&mut kernels, input, &mut scratch, |_| {})?;
                 m.probabilities(p.logits, &mut probabilities);
