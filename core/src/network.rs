@@ -370,6 +370,67 @@ fn call<'a, T: Unit>(
     Some((Some(band), slices, Some(flush)))
 }
 
+/// A model's records as the int8 runner takes them, step by step: the later bands of rows of
+/// a step take its records again, and its first record, which most steps only have, is
+/// decoded once instead of once per band.
+struct StepRecords<I: Iterator> {
+    records: I,
+    /// Where the current step's records begin.
+    step_start: I,
+    /// The current step's first record and the records after it, once decoded.
+    first: Option<(I::Item, I)>,
+    /// Whether the current band has taken a record yet.
+    taken: bool,
+}
+
+impl<I: Iterator + Clone> StepRecords<I>
+where
+    I::Item: Clone,
+{
+    fn new(records: I) -> Self {
+        Self {
+            step_start: records.clone(),
+            records,
+            first: None,
+            taken: false,
+        }
+    }
+
+    /// The first band of a new step begins: it takes the records after the last step's.
+    fn begin_step(&mut self) {
+        self.step_start = self.records.clone();
+        self.first = None;
+        self.taken = false;
+    }
+
+    /// A later band of the current step begins: it takes the step's records again.
+    fn begin_band(&mut self) {
+        self.records = self.step_start.clone();
+        self.taken = false;
+    }
+}
+
+impl<I: Iterator + Clone> Iterator for StepRecords<I>
+where
+    I::Item: Clone,
+{
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        if self.taken {
+            return self.records.next();
+        }
+        self.taken = true;
+        if let Some((record, after)) = &self.first {
+            self.records = after.clone();
+            return Some(record.clone());
+        }
+        let record = self.records.next()?;
+        self.first = Some((record.clone(), self.records.clone()));
+        Some(record)
+    }
+}
+
 /// Where the last step left its output: offset and length in the arena.
 #[derive(Clone, Copy)]
 struct Output {
@@ -1101,10 +1162,10 @@ impl Int8Model<'_> {
         } else {
             Rounding::Single
         };
-        let mut records = self.layers();
+        let mut records = StepRecords::new(self.layers());
         let mut zero_point = quantization.zero_point;
         let mut shortcut_zero_point = zero_point;
-        let mut first_band = (records.clone(), zero_point, shortcut_zero_point);
+        let mut first_band = (zero_point, shortcut_zero_point);
         let run = |step: &Step, slices: Slices<'_, i8>| {
             let Slices {
                 input,
@@ -1116,9 +1177,11 @@ impl Int8Model<'_> {
             } = slices;
             // Every band of a step starts from the record and zero points of its first.
             if again {
-                (records, zero_point, shortcut_zero_point) = first_band.clone();
+                records.begin_band();
+                (zero_point, shortcut_zero_point) = first_band;
             } else {
-                first_band = (records.clone(), zero_point, shortcut_zero_point);
+                records.begin_step();
+                first_band = (zero_point, shortcut_zero_point);
             }
             let input = input.ready(zero_point);
             #[cfg_attr(not(tinycnn_arm_dsp), allow(unused_mut))]

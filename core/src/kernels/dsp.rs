@@ -263,7 +263,10 @@ pub fn copy(target: &mut [i8], source: &[i8]) {
     }
     let (head, target_rest) = target.split_at_mut(misaligned.min(target.len()));
     let (source_head, source_rest) = source.split_at(head.len());
-    head.copy_from_slice(source_head);
+    // Bands of rows are usually whole words and blocks: no call to `memcpy` for nothing.
+    if !head.is_empty() {
+        head.copy_from_slice(source_head);
+    }
     let blocks = target_rest.len() / 32;
     let (body, tail) = target_rest.split_at_mut(blocks * 32);
     let (source_body, source_tail) = source_rest.split_at(body.len());
@@ -276,7 +279,9 @@ pub fn copy(target: &mut [i8], source: &[i8]) {
         // and writes exactly those; `count >= 1`.
         unsafe { copy_blocks(body.as_mut_ptr(), source_body.as_ptr(), count) };
     }
-    tail.copy_from_slice(source_tail);
+    if !tail.is_empty() {
+        tail.copy_from_slice(source_tail);
+    }
 }
 
 /// The work words before the decision word of a work area of `bytes` bytes
@@ -800,7 +805,9 @@ fn conv_multi_channel(
     let requantizer = decided_requantizer(requantization, fan_in, decision, prepared);
     let offset = halves(-requantization.input_zero_point());
     let chunk = if geometry.pooled { CHUNK } else { CHUNK_EACH };
-    let mut sums = [0i32; CHUNK];
+    // Made on first use: the fused tiles, most of a layer's, never need it, and clearing it
+    // would cost every band of rows.
+    let mut sums_storage = None;
     let (pooled, width) = (geometry.pooled, geometry.output().width.max(1));
     let pixels = geometry.output().height * width;
     let pointwise = geometry.kernel == 1 && !pooled;
@@ -852,6 +859,7 @@ fn conv_multi_channel(
             if count == 0 || count > chunk {
                 continue;
             }
+            let sums = sums_storage.get_or_insert([0i32; CHUNK]);
             // SAFETY: `columns` holds `groups` groups of 8 words (sliced
             // above) and `filter_chunk` `count` filters of `groups * 4`
             // bytes, which is all that the tile routines read (unaligned
@@ -879,7 +887,7 @@ fn conv_multi_channel(
                 tile,
                 index * chunk,
                 count,
-                &sums,
+                sums,
                 output,
             );
         }
@@ -1003,7 +1011,8 @@ fn window_conv_groups(
     let requantizer = decided_requantizer(requantization, fan_in, decision, prepared);
     let zero_point = requantization.input_zero_point();
     let offset = halves(-zero_point);
-    let mut sums = [0i32; CHUNK];
+    // Made on first use, as in `conv_multi_channel`.
+    let mut sums_storage = None;
     let width = geometry.output.width.max(1);
     let pixels = geometry.output.height * width;
     let band_bytes = geometry.kernel_height * layout.band_row_words * 4;
@@ -1058,6 +1067,7 @@ fn window_conv_groups(
             if count == 0 || count > CHUNK_EACH {
                 continue;
             }
+            let sums = sums_storage.get_or_insert([0i32; CHUNK]);
             // SAFETY: `columns` holds `groups` groups of 8 words and
             // `filter_chunk` `count` filters of `groups * 4` bytes, all that
             // `conv_tile_each` reads; it writes four rows of `count <=
@@ -1377,23 +1387,9 @@ fn depthwise_quads(
     {
         let (starts, rest) = entry.split_at_mut(4);
         let (pairs, scalings) = rest.split_at_mut(2 * DEPTHWISE_TAPS);
-        for ((lane, start), scaling) in starts
-            .iter_mut()
-            .enumerate()
-            .zip(scalings.as_chunks_mut::<2>().0)
-        {
-            let channel = 4 * quad + lane;
-            let sum: i32 = weights
-                .iter()
-                .skip(channel)
-                .step_by(channels)
-                .map(|&w| i32::from(w as i8))
-                .sum();
-            let constant = constants.next().unwrap_or_default();
-            let bias = if fused { constant.bias } else { 0 };
-            *start = bias.wrapping_sub(zero_point.wrapping_mul(sum)) as u32;
-            *scaling = [constant.multiplier as u32, (-constant.shift - 1) as u32];
-        }
+        // Each channel's weights summed in int16 halves beside the pairs (nine int8 weights
+        // stay far inside int16): lanes 0 and 2 in `even`, 1 and 3 in `odd`.
+        let (mut even, mut odd) = (0u32, 0u32);
         for (tap, pair) in pairs.as_chunks_mut::<2>().0.iter_mut().enumerate() {
             let start = tap * channels + 4 * quad;
             let Some(quad_weights) = weights
@@ -1404,12 +1400,27 @@ fn depthwise_quads(
             };
             let raw = u32::from_le_bytes(quad_weights);
             *pair = [sxtab16(0, raw), sxtab16_odd(0, raw)];
+            even = sxtab16(even, raw);
+            odd = sxtab16_odd(odd, raw);
+        }
+        let half = |word: u32| i32::from(word as u16 as i16);
+        let lane_sums = [half(even), half(odd), half(even >> 16), half(odd >> 16)];
+        for ((start, scaling), sum) in starts
+            .iter_mut()
+            .zip(scalings.as_chunks_mut::<2>().0)
+            .zip(lane_sums)
+        {
+            let constant = constants.next().unwrap_or_default();
+            let bias = if fused { constant.bias } else { 0 };
+            *start = bias.wrapping_sub(zero_point.wrapping_mul(sum)) as u32;
+            *scaling = [constant.multiplier as u32, (-constant.shift - 1) as u32];
         }
     }
     let padding_row = padding.as_ptr().cast::<i8>();
     let shape = geometry.input;
     let row_bytes = shape.width * channels;
-    let mut sums = [0i32; CHUNK];
+    // Made on first use, as in `conv_multi_channel`: requantising in assembly never needs it.
+    let mut sums_storage = None;
     let width = geometry.output.width.max(1);
     let mut tap_offsets = [0usize; DEPTHWISE_TAPS];
     for (tap, offset) in tap_offsets.iter_mut().enumerate() {
@@ -1420,12 +1431,12 @@ fn depthwise_quads(
         let (y, x) = (pixel / width, pixel % width);
         let top = (y * geometry.stride_height) as isize - geometry.pad_top as isize;
         let left = (x * geometry.stride_width) as isize - geometry.pad_left as isize;
-        let mut taps = [padding_row; DEPTHWISE_TAPS];
         let inside = |at: isize, side: usize| (0..side as isize).contains(&at);
         let interior = inside(top, shape.height)
             && inside(top + 2, shape.height)
             && inside(left, shape.width)
             && inside(left + 2, shape.width);
+        let mut taps = [padding_row; DEPTHWISE_TAPS];
         if interior {
             // The whole window inside the map (most pixels).
             let corner = top as usize * row_bytes + left as usize * channels;
@@ -1488,6 +1499,7 @@ fn depthwise_quads(
             }
             continue;
         }
+        let sums = sums_storage.get_or_insert([0i32; CHUNK]);
         for (chunk, (out_chunk, table_chunk)) in out
             .chunks_mut(CHUNK)
             .zip(table.chunks(CHUNK / 4 * DEPTHWISE_QUAD_WORDS))
@@ -1508,7 +1520,7 @@ fn depthwise_quads(
                     (chunk * CHUNK) as u32,
                 );
             }
-            requantizer.finish(chunk * CHUNK, &sums, out_chunk);
+            requantizer.finish(chunk * CHUNK, sums, out_chunk);
         }
     }
     true

@@ -446,11 +446,21 @@ const fn band_rows(step: &Step, shape: &Rows, band_area: usize, dsp: bool) -> us
     if least == 0 || band_need(step, shape, least, dsp) > band_area {
         return 0;
     }
-    // The need grows with the rows: the largest that fits, by bisection.
+    // The need grows with the rows: the largest that fits, by bisection. Only a convolution's
+    // work area depends on the rows; the others' is worked out once (a microcontroller plans
+    // every step of every inference).
+    let fixed_work = match step.operation {
+        Operation::Conv { .. } if dsp => None,
+        _ => Some(round_up4(work_bytes(step, dsp))),
+    };
     let (mut fits, mut too_many) = (1, shape.rows_out + 1);
     while too_many - fits > 1 {
         let middle = (fits + too_many) / 2;
-        if band_need(step, shape, middle, dsp) <= band_area {
+        let need = match fixed_work {
+            Some(work) => work + buffer_len(shape, middle),
+            None => band_need(step, shape, middle, dsp),
+        };
+        if need <= band_area {
             fits = middle;
         } else {
             too_many = middle;
