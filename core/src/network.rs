@@ -533,9 +533,31 @@ fn window_geometry(window: &Window, input: Shape, channels: usize) -> Option<Win
     )
 }
 
-/// The geometry of a windowed step, or of its band ([`Step::band_window`]).
-fn band_geometry(step: &Step, window: &Window, channels: usize) -> Option<WindowGeometry> {
-    window_geometry(window, step.input, channels).map(|whole| step.band_window(whole))
+/// The geometry of a windowed step, or of its band ([`Step::band_window`]); the whole
+/// step's is worked out by its first band and kept in `memo` for the others.
+fn band_geometry(
+    step: &Step,
+    window: &Window,
+    channels: usize,
+    memo: &mut StepMemo,
+) -> Option<WindowGeometry> {
+    let whole = match memo.geometry {
+        Some(whole) => whole,
+        None => *memo
+            .geometry
+            .insert(window_geometry(window, step.input, channels)?),
+    };
+    Some(step.band_window(whole))
+}
+
+/// What the first band of a step works out that its later bands take as it is (a
+/// microcontroller runs a depthwise convolution in as many bands as it has rows).
+#[derive(Clone, Copy, Default)]
+struct StepMemo {
+    /// The whole step's window geometry.
+    geometry: Option<WindowGeometry>,
+    /// The int8 range of the step's activation.
+    activation_range: Option<(i32, i32)>,
 }
 
 /// A global average pool as an average pool whose window is the whole map.
@@ -577,7 +599,18 @@ fn requantization<'r>(
     input_zero_point: i8,
     activation: Activation,
 ) -> Option<ki8::Requantization<'r>> {
-    let (min, max) = activation_range(activation, &record.output);
+    let range = activation_range(activation, &record.output);
+    requantization_in(record, outputs, input_zero_point, activation, range)
+}
+
+/// [`requantization`] with the activation's range already worked out.
+fn requantization_in<'r>(
+    record: &Int8LayerRecord<'r>,
+    outputs: usize,
+    input_zero_point: i8,
+    activation: Activation,
+    (min, max): (i32, i32),
+) -> Option<ki8::Requantization<'r>> {
     ki8::Requantization::new(
         outputs,
         record.bias,
@@ -727,6 +760,7 @@ fn int8_general_step<'r>(
     slices: Slices<'_, i8>,
     dsp: bool,
     caller: Option<&mut (dyn Int8Kernels + '_)>,
+    memo: &mut StepMemo,
 ) -> Result<Option<Backend>, Error> {
     // The kernels that ran the step: the caller's where it had some.
     let mut used = Backend::Portable;
@@ -747,13 +781,20 @@ fn int8_general_step<'r>(
     } = zero_points;
     let activation = step.layer.activation();
     let mut record = || records.next().ok_or(Error::Malformed);
+    let mut range = |record: &Int8LayerRecord<'_>| {
+        *memo
+            .activation_range
+            .get_or_insert_with(|| activation_range(activation, &record.output))
+    };
     let ran = match step.operation {
         Operation::WindowConv { conv } => {
             let record = record()?;
-            let geometry =
-                band_geometry(step, &conv.window, step.output.channels).ok_or(Error::Malformed)?;
+            let range = range(&record);
+            let geometry = band_geometry(step, &conv.window, step.output.channels, memo)
+                .ok_or(Error::Malformed)?;
+            let outputs = geometry.output.channels;
             let requantization =
-                requantization(&record, geometry.output.channels, *zero_point, activation)
+                requantization_in(&record, outputs, *zero_point, activation, range)
                     .ok_or(Error::Malformed)?;
             *zero_point = record.output.zero_point;
             #[cfg(tinycnn_arm_dsp)]
@@ -778,10 +819,12 @@ fn int8_general_step<'r>(
         }
         Operation::Depthwise { depthwise } => {
             let record = record()?;
-            let geometry = band_geometry(step, &depthwise.window, step.output.channels)
+            let range = range(&record);
+            let geometry = band_geometry(step, &depthwise.window, step.output.channels, memo)
                 .ok_or(Error::Malformed)?;
+            let outputs = geometry.output.channels;
             let requantization =
-                requantization(&record, geometry.output.channels, *zero_point, activation)
+                requantization_in(&record, outputs, *zero_point, activation, range)
                     .ok_or(Error::Malformed)?;
             *zero_point = record.output.zero_point;
             #[cfg(tinycnn_arm_dsp)]
@@ -807,8 +850,8 @@ fn int8_general_step<'r>(
             }
         }
         Operation::WindowPool { pool } => {
-            let geometry =
-                band_geometry(step, &pool.window, step.input.channels).ok_or(Error::Malformed)?;
+            let geometry = band_geometry(step, &pool.window, step.input.channels, memo)
+                .ok_or(Error::Malformed)?;
             let (min, max) = (i32::from(i8::MIN), i32::from(i8::MAX));
             match pool.kind {
                 PoolKind::Max => general::max_pool(input, &geometry, min, max, output),
@@ -1166,6 +1209,7 @@ impl Int8Model<'_> {
         let mut zero_point = quantization.zero_point;
         let mut shortcut_zero_point = zero_point;
         let mut first_band = (zero_point, shortcut_zero_point);
+        let mut memo = StepMemo::default();
         let run = |step: &Step, slices: Slices<'_, i8>| {
             let Slices {
                 input,
@@ -1182,6 +1226,7 @@ impl Int8Model<'_> {
             } else {
                 records.begin_step();
                 first_band = (zero_point, shortcut_zero_point);
+                memo = StepMemo::default();
             }
             let input = input.ready(zero_point);
             #[cfg_attr(not(tinycnn_arm_dsp), allow(unused_mut))]
@@ -1250,8 +1295,16 @@ impl Int8Model<'_> {
                         Int8Runner::Caller(kernels) => Some(&mut **kernels),
                         Int8Runner::Builtin(_) => None,
                     };
-                    int8_general_step(step, &mut records, zero_points, slices, dsp, caller)?
-                        .map(|used| kernels = used)
+                    int8_general_step(
+                        step,
+                        &mut records,
+                        zero_points,
+                        slices,
+                        dsp,
+                        caller,
+                        &mut memo,
+                    )?
+                    .map(|used| kernels = used)
                 }
             };
             ran.map(|()| kernels).ok_or(Error::Malformed)

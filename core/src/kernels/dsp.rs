@@ -817,36 +817,59 @@ fn conv_multi_channel(
         } else {
             requantizer.tile_start(tile, pixels)
         };
-        for position in 0..POSITIONS {
-            // This position's two words in the first group of eight.
-            let Some(slots) = columns.get_mut(2 * position..) else {
-                return false;
-            };
-            let pixel = start + position;
-            if pointwise && pixel < pixels {
-                // A 1x1 window is the pixel's own channels.
-                let start = pixel * channels;
-                let (Some(values), Ok(count)) =
-                    (input.get(start..start + channels), u32::try_from(groups))
-                else {
+        let tile_end = (start + POSITIONS) * channels;
+        if pointwise && start + POSITIONS <= pixels && tile_end <= input.len() {
+            // The tile's four pixels follow each other in the input: each is widened straight
+            // into its two words of every group, with no checks per position.
+            let values = input.as_ptr().wrapping_add(start * channels);
+            for position in 0..POSITIONS {
+                // SAFETY: pixel `start + position` is `channels = 4 * groups` bytes inside
+                // `input` (`tile_end <= input.len()`); `columns` holds `groups` groups of
+                // eight words, of which the routine writes this position's two in each;
+                // `groups >= 1`.
+                unsafe {
+                    widen_into_columns(
+                        values.wrapping_add(position * channels),
+                        columns.as_mut_ptr().wrapping_add(2 * position),
+                        group_count,
+                        offset,
+                    );
+                }
+            }
+        } else {
+            for position in 0..POSITIONS {
+                // This position's two words in the first group of eight.
+                let Some(slots) = columns.get_mut(2 * position..) else {
                     return false;
                 };
-                if slots.len() < 8 * (groups - 1) + 2 {
+                let pixel = start + position;
+                if pointwise && pixel < pixels {
+                    // A 1x1 window is the pixel's own channels.
+                    let start = pixel * channels;
+                    let (Some(values), Ok(count)) =
+                        (input.get(start..start + channels), u32::try_from(groups))
+                    else {
+                        return false;
+                    };
+                    if slots.len() < 8 * (groups - 1) + 2 {
+                        return false;
+                    }
+                    // SAFETY: `values` holds `groups` words (any alignment);
+                    // `slots` this position's two words of each of the `groups`
+                    // groups of eight (checked just above); `groups >= 1`.
+                    unsafe {
+                        widen_into_columns(values.as_ptr(), slots.as_mut_ptr(), count, offset)
+                    };
+                    continue;
+                }
+                let at = if pooled {
+                    tile_position(pooled, width, pixels, tile, position)
+                } else {
+                    (pixel < pixels).then(|| (pixel / width, pixel % width))
+                };
+                if !fill_position(input, geometry, at, slots, offset) {
                     return false;
                 }
-                // SAFETY: `values` holds `groups` words (any alignment);
-                // `slots` this position's two words of each of the `groups`
-                // groups of eight (checked just above); `groups >= 1`.
-                unsafe { widen_into_columns(values.as_ptr(), slots.as_mut_ptr(), count, offset) };
-                continue;
-            }
-            let at = if pooled {
-                tile_position(pooled, width, pixels, tile, position)
-            } else {
-                (pixel < pixels).then(|| (pixel / width, pixel % width))
-            };
-            if !fill_position(input, geometry, at, slots, offset) {
-                return false;
             }
         }
         let whole = !pooled && start + POSITIONS <= pixels;
@@ -1426,8 +1449,9 @@ fn depthwise_quads(
     for (tap, offset) in tap_offsets.iter_mut().enumerate() {
         *offset = (tap / 3) * row_bytes + (tap % 3) * channels;
     }
-    let pixels = output.chunks_exact_mut(channels);
-    for (pixel, out) in pixels.enumerate() {
+    let count = output.len() / channels;
+    let mut pixel = 0;
+    while pixel < count {
         let (y, x) = (pixel / width, pixel % width);
         let top = (y * geometry.stride_height) as isize - geometry.pad_top as isize;
         let left = (x * geometry.stride_width) as isize - geometry.pad_left as isize;
@@ -1440,25 +1464,37 @@ fn depthwise_quads(
         if interior {
             // The whole window inside the map (most pixels).
             let corner = top as usize * row_bytes + left as usize * channels;
-            let last = corner + 2 * row_bytes + 3 * channels;
-            if fused && last <= input.len() {
-                // SAFETY: the window's nine pixels lie inside the map: the
-                // routine reads `channels = 4 * quads` bytes from `corner +
-                // ky * row_bytes + kx * channels`, `ky, kx < 3`, the last
-                // ending at `last <= input.len()`; `table` holds `quads`
-                // entries; `out` is this pixel's `channels` bytes; the
-                // constants suit the routine (`fuses`, shifts of at least 1);
-                // `quads >= 1`.
+            // This pixel and the interior ones after it in its output row, in one call.
+            let last_x = ((shape.width - 3 + geometry.pad_left) / geometry.stride_width.max(1))
+                .min(width - 1)
+                .max(x);
+            let run = last_x + 1 - x;
+            let corner_step = geometry.stride_width * channels;
+            let last = corner + (run - 1) * corner_step + 2 * row_bytes + 3 * channels;
+            let outs = output.get_mut(pixel * channels..(pixel + run) * channels);
+            if let Some(outs) = outs
+                && fused
+                && last <= input.len()
+            {
+                // SAFETY: the `run` windows lie inside the map: the routine reads
+                // `channels = 4 * quads` bytes from `corner + p * corner_step + ky *
+                // row_bytes + kx * channels`, `p < run`, `ky, kx < 3`, the last ending at
+                // `last <= input.len()`; `table` holds `quads` entries; `outs` is the `run`
+                // pixels' `run * channels` bytes; the constants suit the routine (`fuses`,
+                // shifts of at least 1); `quads >= 1`, `run >= 1`.
                 unsafe {
-                    depthwise_inner_pixel_fused(
+                    depthwise_inner_run_fused(
                         input.as_ptr().wrapping_add(corner),
                         table.as_ptr(),
                         quads as u32,
-                        out.as_mut_ptr(),
+                        outs.as_mut_ptr(),
                         channels as u32,
                         row_bytes as u32,
+                        run as u32,
+                        corner_step as u32,
                     );
                 }
+                pixel += run;
                 continue;
             }
             let corner = input.as_ptr().wrapping_add(corner);
@@ -1480,6 +1516,10 @@ fn depthwise_quads(
                 }
             }
         }
+        let Some(out) = output.get_mut(pixel * channels..(pixel + 1) * channels) else {
+            return false;
+        };
+        pixel += 1;
         if fused {
             // SAFETY: every address in `taps` is a whole input pixel (`row`
             // and `column` inside the map, so `offset + channels <=
@@ -2505,7 +2545,7 @@ unsafe extern "C" fn widen_rows(
     )
 }
 
-/// One tap of [`depthwise_inner_pixel_fused`]: four channels' values at
+/// One tap of [`depthwise_inner_run_fused`]: four channels' values at
 /// `$address`, widened, times the tap's weight pairs from the table.
 macro_rules! depthwise_inner_tap {
     ($address:literal) => {
@@ -2524,45 +2564,54 @@ macro_rules! depthwise_inner_tap {
     };
 }
 
-/// [`depthwise_pixel_fused`] for a window inside the map: the taps are
-/// found from its top-left pixel `corner`, `channels` and `row_bytes`
-/// (register offsets, no list of addresses to load), which saves a load per
-/// tap.
+/// [`depthwise_pixel_fused`] for `pixels` windows inside the map along an output row: the
+/// taps are found from each window's top-left pixel (`corner`, then `corner_step` bytes on
+/// for each next pixel), `channels` and `row_bytes` (register offsets, no list of addresses
+/// to load, which saves a load per tap), and the outputs follow each other from `out`.
 ///
-/// Registers: r0 the corner at the quad's channels (advancing), r12 a kernel
-/// row, lr `channels`, r1 table, r2 quads left, r3 `out`, r4-r7
-/// accumulators, r8-r11 as in [`depthwise_pixel`]; `row_bytes` on the stack.
+/// Registers: r0 the corner at the quad's channels (advancing), r12 a kernel row, lr
+/// `channels`, r1 table, r2 quads left, r3 `out` (advancing), r4-r7 accumulators, r8-r11 as
+/// in [`depthwise_pixel`]. On the stack: the pixel's corner, the table and `quads` (12 bytes
+/// reserved), then the saved registers and the arguments `channels`, `row_bytes`, `pixels`
+/// (counted down in place: the caller gave up its argument area) and `corner_step`.
 ///
 /// # Safety
 ///
-/// `corner + ky * row_bytes + kx * channels` for `ky, kx < 3` must each be
-/// valid for reading `4 * quads` bytes; the rest as
-/// [`depthwise_pixel_fused`].
+/// For each pixel `p < pixels`, `corner + p * corner_step + ky * row_bytes + kx * channels`
+/// for `ky, kx < 3` must be valid for reading `4 * quads` bytes; `out` valid for writing
+/// `pixels * 4 * quads` bytes; the table as [`depthwise_pixel_fused`]; `quads` and `pixels`
+/// at least 1.
 #[unsafe(naked)]
-unsafe extern "C" fn depthwise_inner_pixel_fused(
+#[allow(clippy::too_many_arguments)]
+unsafe extern "C" fn depthwise_inner_run_fused(
     corner: *const i8,
     table: *const u32,
     quads: u32,
     out: *mut i8,
     channels: u32,
     row_bytes: u32,
+    pixels: u32,
+    corner_step: u32,
 ) {
     naked_asm!(
         naked_prelude!(),
         "push {{r4-r11, lr}}",
-        "ldr lr, [sp, #36]",
+        "sub sp, sp, #12",
+        "strd r0, r1, [sp]",
+        "str r2, [sp, #8]",
+        "ldr lr, [sp, #48]",
         "2:",
         "ldm r1!, {{r4-r7}}",
         "mov r12, r0",
         depthwise_inner_tap!("[r12]"),
         depthwise_inner_tap!("[r12, lr]"),
         depthwise_inner_tap!("[r12, lr, lsl #1]"),
-        "ldr r8, [sp, #40]",
+        "ldr r8, [sp, #52]",
         "add r12, r12, r8",
         depthwise_inner_tap!("[r12]"),
         depthwise_inner_tap!("[r12, lr]"),
         depthwise_inner_tap!("[r12, lr, lsl #1]"),
-        "ldr r8, [sp, #40]",
+        "ldr r8, [sp, #52]",
         "add r12, r12, r8",
         depthwise_inner_tap!("[r12]"),
         depthwise_inner_tap!("[r12, lr]"),
@@ -2574,6 +2623,19 @@ unsafe extern "C" fn depthwise_inner_pixel_fused(
         "add r0, r0, #4",
         "subs r2, r2, #1",
         "bne 2b",
+        // The next pixel: its corner, the table and the quads again.
+        "ldr r8, [sp, #56]",
+        "subs r8, r8, #1",
+        "beq 3f",
+        "str r8, [sp, #56]",
+        "ldrd r0, r1, [sp]",
+        "ldr r8, [sp, #60]",
+        "add r0, r0, r8",
+        "str r0, [sp]",
+        "ldr r2, [sp, #8]",
+        "b 2b",
+        "3:",
+        "add sp, sp, #12",
         "pop {{r4-r11, pc}}",
     )
 }
