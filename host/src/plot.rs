@@ -223,6 +223,7 @@ mod tests {
             images_per_second: 400.0,
             batches_per_second: 3.1,
             backend: BackendKind::Flex,
+            learning_rate: None,
         }
     }
 

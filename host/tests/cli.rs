@@ -376,7 +376,22 @@ fn resumed_run_equals_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
     let straight = dir.path().join("straight");
     let split = dir.path().join("split");
-    let settings = ["--arch", SMALL_NETWORK, "--limit", "384", "--seed", "7"];
+    // Adam with weight decay and a schedule by epochs: every optimizer state and rate must
+    // come back as an uninterrupted run has them.
+    let settings = [
+        "--arch",
+        SMALL_NETWORK,
+        "--limit",
+        "384",
+        "--seed",
+        "7",
+        "--optimizer",
+        "adam",
+        "--lr-schedule",
+        "step:1:0.5",
+        "--weight-decay",
+        "0.004",
+    ];
 
     let output = train(&straight, &[&settings[..], &["--epochs", "2"]].concat());
     assert!(output.status.success(), "{}", stderr(&output));
@@ -387,12 +402,20 @@ fn resumed_run_equals_an_uninterrupted_one() {
     // A resumed run keeps its settings: a different learning rate is refused.
     let output = train(&split, &["--resume", "--epochs", "2", "--lr", "0.1"]);
     assert!(one_line_error(&output).contains("--lr"));
+    let output = train(
+        &split,
+        &["--resume", "--epochs", "2", "--lr-schedule", "cosine"],
+    );
+    assert!(one_line_error(&output).contains("--lr-schedule"));
 
     let output = train(&split, &["--resume", "--epochs", "2"]);
     assert!(output.status.success(), "{}", stderr(&output));
 
     let (a, b) = (metrics(&straight), metrics(&split));
     assert_eq!(b["completed_epochs"], 2);
+    assert_eq!(b["settings"]["optimizer"], "adam");
+    assert_eq!(b["epochs"][0]["learning_rate"], 0.001);
+    assert_eq!(b["epochs"][1]["learning_rate"], 0.0005);
     for field in ["train_loss", "train_accuracy", "test_loss", "test_accuracy"] {
         for epoch in 0..2 {
             assert_eq!(
@@ -617,6 +640,9 @@ fn overwrite_keeps_the_old_run_when_the_new_one_cannot_start() {
         validation_split: None,
         keep: Default::default(),
         augment: Default::default(),
+        optimizer: Default::default(),
+        schedule: Default::default(),
+        weight_decay: 0.0,
     };
     let device = burn::tensor::Device::flex().autodiff();
     let empty = tinycnn_host::data::Split {

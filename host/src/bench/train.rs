@@ -234,6 +234,13 @@ fn bench_path(
             stop: &never_stop,
             pause_at: None,
             augment: None,
+            schedule: train::schedule::Schedule::Constant,
+            place: train::schedule::StepPlace {
+                epoch: 1,
+                batch: 0,
+                batches_per_epoch: 1,
+                epochs: 1,
+            },
         };
         let mut stats = train::EpochStats::default();
         let (model, _) =

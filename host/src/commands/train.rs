@@ -35,10 +35,27 @@ pub(crate) struct TrainArgs {
     /// Images per batch [default: 128].
     #[arg(long, value_name = "N", value_parser = whole_number(1, usize::MAX))]
     batch_size: Option<usize>,
-    /// Adagrad learning rate [default: 0.01, accumulators starting at 0, as the Keras MNIST
-    /// tutorial's Keras sets them].
+    /// The optimizer, computed as Keras 3 computes it: adagrad (accumulators starting at 0, as
+    /// the Keras MNIST tutorial's Keras sets them) or adam (Keras's beta_1 0.9, beta_2 0.999,
+    /// epsilon 1e-7) [default: adagrad; with --resume: the checkpoint's].
+    #[arg(long, value_enum, value_name = "NAME", hide_default_value = true)]
+    optimizer: Option<tinycnn_host::train::state::OptimizerKind>,
+    /// Learning rate, where the schedule starts [default: 0.01 for adagrad, 0.001 for adam, as
+    /// in Keras; with --resume: the checkpoint's].
     #[arg(long, value_name = "RATE")]
     lr: Option<f64>,
+    /// How the learning rate changes over the run: constant; step:EPOCHS:FACTOR, the rate
+    /// times FACTOR after every EPOCHS epochs (e.g. step:5:0.5); or cosine, half a cosine from
+    /// --lr down to 0 over every step of the run (Keras's CosineDecay) [default: constant;
+    /// with --resume: the checkpoint's].
+    #[arg(long, value_name = "SCHEDULE")]
+    lr_schedule: Option<tinycnn_host::train::schedule::Schedule>,
+    /// Weight decay as Keras 3 applies it for every optimizer: before each step every weight
+    /// and bias loses this fraction of itself times the learning rate (decoupled from the
+    /// gradient, as in AdamW; e.g. 0.004, Keras's AdamW default) [default: 0, none; with
+    /// --resume: the checkpoint's].
+    #[arg(long, value_name = "FRACTION")]
+    weight_decay: Option<f64>,
     /// Adagrad epsilon, added inside the square root as Keras does [default: 1e-6, which reaches
     /// 98% after one epoch where Keras's 1e-7 reaches 97.7%; with --resume: the checkpoint's].
     #[arg(long, value_name = "EPS")]
@@ -154,6 +171,9 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             seed: args.seed,
             init: args.init,
             adagrad_epsilon: args.adagrad_epsilon,
+            optimizer: args.optimizer,
+            schedule: args.lr_schedule,
+            weight_decay: args.weight_decay,
             limit: args.limit,
             test_limit: args.test_limit,
             fit: args.data.fit,

@@ -27,6 +27,7 @@ pub const KERAS_EPSILON: f32 = 1e-7;
 #[derive(Clone, Debug)]
 pub struct KerasAdagrad {
     epsilon: f32,
+    weight_decay: f32,
 }
 
 /// Per-parameter state: the running sum of squared gradients.
@@ -57,7 +58,18 @@ impl<const D: usize> RecordState for KerasAdagradState<D> {
 impl KerasAdagrad {
     /// An optimizer with the given epsilon (added inside the square root).
     pub fn new(epsilon: f32) -> Self {
-        Self { epsilon }
+        Self {
+            epsilon,
+            weight_decay: 0.0,
+        }
+    }
+
+    /// With Keras 3's decoupled weight decay ([`super::adam::decayed`]).
+    pub fn with_weight_decay(self, weight_decay: f32) -> Self {
+        Self {
+            weight_decay,
+            ..self
+        }
     }
 
     /// Wrapped for a whole module.
@@ -76,6 +88,7 @@ impl Optimizer for KerasAdagrad {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
+        let tensor = super::adam::decayed(tensor, self.weight_decay, lr);
         let squared = grad.clone().square();
         let sum = match state {
             Some(state) => state.sum.add(squared),

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 
-use crate::train::adagrad::KerasAdagrad;
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
 use sha2::{Digest, Sha256};
@@ -224,26 +223,28 @@ impl Checkpoint {
         load_model_record(&self.model, architecture, device)
     }
 
-    /// An Adagrad optimizer configured by `config` with this checkpoint's state for a network
-    /// of `architecture`.
+    /// `fresh`, the optimizer of the run's settings ([`crate::train::new_optimizer`]), whose
+    /// state holds `tensors_per_parameter` tensors for each parameter tensor
+    /// ([`OptimizerKind::state_tensors`](crate::train::state::OptimizerKind::state_tensors)),
+    /// with this checkpoint's state for a network of `architecture`.
     pub fn optimizer(
         &self,
-        config: &KerasAdagrad,
+        fresh: ModuleOptimizer,
+        tensors_per_parameter: usize,
         architecture: &Architecture,
     ) -> Result<ModuleOptimizer, CheckpointErrorKind> {
         let record_error = |message: String| CheckpointErrorKind::Record {
             part: "optimizer",
             message,
         };
-        let optimizer = config
-            .init()
+        let optimizer = fresh
             .from_bytes(Bytes::from_bytes_vec(self.optimizer.clone()))
             .map_err(|error| record_error(error.to_string()))?;
         // burn skips parameter states it cannot rebuild instead of failing; a resumed run must
-        // not silently restart Adagrad's accumulators.
+        // not silently restart the optimizer's accumulators (nor take another optimizer's).
         // One weight and one bias per layer with weights.
         let expected = 2 * architecture.weighted_layers();
-        let states = optimizer.to_record().len();
+        let states = optimizer.to_record().len() / tensors_per_parameter.max(1);
         if states != expected {
             return Err(record_error(format!(
                 "state for {states} parameter tensors, the network has {expected}"
@@ -325,6 +326,8 @@ pub fn load_trained(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::adagrad::KerasAdagrad;
+    use crate::train::adam::KerasAdam;
     use crate::train::state::TrainSettings;
 
     /// Every f64 the state holds comes back from its JSON exactly: a loss sum one unit in the
@@ -362,6 +365,9 @@ mod tests {
                 validation_split: None,
                 keep: Default::default(),
                 augment: Default::default(),
+                optimizer: Default::default(),
+                schedule: Default::default(),
+                weight_decay: 0.0,
             },
             &crate::data::DataSet::in_memory(
                 crate::data::Split {
@@ -443,6 +449,38 @@ mod tests {
 
     #[test]
     fn model_and_optimizer_survive_a_save_and_load() {
+        model_and_optimizer_survive_with(|| KerasAdagrad::new(1e-7).init(), 1);
+    }
+
+    #[test]
+    fn adam_with_weight_decay_survives_a_save_and_load() {
+        model_and_optimizer_survive_with(|| KerasAdam::new(0.01).init(), 3);
+    }
+
+    #[test]
+    fn another_optimizers_state_is_refused() {
+        let device = Device::flex().autodiff();
+        let model = Net::new(&Architecture::REFERENCE, &device);
+        let mut adagrad = KerasAdagrad::new(1e-7).init();
+        let input = crate::train::model::input_tensor(
+            vec![0.5; 784],
+            Architecture::REFERENCE.input(),
+            &device,
+        );
+        let loss = model.forward(input).sum();
+        let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
+        let model = adagrad.step(0.01, model, grads);
+        let checkpoint = Checkpoint::capture(state(), &model, &adagrad).unwrap();
+        assert!(matches!(
+            checkpoint.optimizer(KerasAdam::new(0.0).init(), 3, &Architecture::REFERENCE),
+            Err(CheckpointErrorKind::Record { .. })
+        ));
+    }
+
+    fn model_and_optimizer_survive_with(
+        new_optimizer: impl Fn() -> ModuleOptimizer,
+        tensors_per_parameter: usize,
+    ) {
         use crate::train::model::infer_logits;
         let architecture = Architecture::REFERENCE;
         use burn::optim::GradientsParams;
@@ -451,8 +489,7 @@ mod tests {
         let device = Device::flex().autodiff();
         device.seed(3);
         let model = Net::new(&architecture, &device);
-        let config = KerasAdagrad::new(1e-7);
-        let mut optimizer = config.init();
+        let mut optimizer = new_optimizer();
         // One step so that the optimizer has state to save.
         let input =
             crate::train::model::input_tensor(vec![0.5; 2 * 784], architecture.input(), &device);
@@ -475,8 +512,11 @@ mod tests {
             infer_logits(&model, &pixels, &plain)
         );
         // The optimizer state is restored if one more identical step gives identical weights
-        // (a fresh Adagrad would move every weight by about the full learning rate instead).
-        let mut restored_optimizer = loaded.optimizer(&config, &architecture).unwrap();
+        // (a fresh Adagrad or Adam would move every weight by about the full learning rate
+        // instead).
+        let mut restored_optimizer = loaded
+            .optimizer(new_optimizer(), tensors_per_parameter, &architecture)
+            .unwrap();
         let step = |model: Net, optimizer: &mut ModuleOptimizer| {
             // Same dropout masks for every step compared.
             device.seed(11);
@@ -492,7 +532,7 @@ mod tests {
         let continued = step(model.clone(), &mut optimizer);
         let resumed = step(restored, &mut restored_optimizer);
         assert_eq!(resumed.weights(), continued.weights());
-        let mut fresh_optimizer = config.init();
+        let mut fresh_optimizer = new_optimizer();
         let restarted = step(
             loaded.model(&architecture, &device).unwrap(),
             &mut fresh_optimizer,
@@ -513,7 +553,7 @@ mod tests {
         let fresh = KerasAdagrad::new(1e-7).init();
         let checkpoint = Checkpoint::capture(state(), &model, &fresh).unwrap();
         assert!(matches!(
-            checkpoint.optimizer(&KerasAdagrad::new(1e-7), &Architecture::REFERENCE),
+            checkpoint.optimizer(KerasAdagrad::new(1e-7).init(), 1, &Architecture::REFERENCE),
             Err(CheckpointErrorKind::Record { .. })
         ));
     }

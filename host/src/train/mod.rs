@@ -23,12 +23,14 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub mod adagrad;
+pub mod adam;
 pub mod augment;
 pub mod backend;
 pub mod checkpoint;
 pub mod fastconv;
 pub mod model;
 pub mod progress;
+pub mod schedule;
 pub mod state;
 
 use tinycnn::Architecture;
@@ -38,21 +40,24 @@ use crate::data::folders::{Fit, FolderOptions};
 use crate::data::{DataSet, Split};
 use crate::plot::{self, PLOT_FILE};
 use adagrad::KerasAdagrad;
+use adam::KerasAdam;
 use augment::Augment;
 use backend::BackendKind;
 use checkpoint::{CHECKPOINT_FILE, Checkpoint, MODEL_FILE};
 use model::{ConvBlocks, InitScheme, Net};
 use progress::Reporter;
+use schedule::{Schedule, StepPlace};
 use state::{
-    EpochMetrics, EpochProgress, EvaluatedOn, FinalTest, Keep, MetricsFile, RNG_SCHEME,
-    TrainSettings, TrainState,
+    EpochMetrics, EpochProgress, EvaluatedOn, FinalTest, Keep, MetricsFile, OptimizerKind,
+    RNG_SCHEME, TrainSettings, TrainState,
 };
 
 /// Epochs trained by default; the tutorial's network passes 99.3% test accuracy by then.
 pub const DEFAULT_EPOCHS: usize = 20;
 /// Images per batch by default, as in the tutorial.
 pub const DEFAULT_BATCH_SIZE: usize = 128;
-/// Adagrad learning rate by default, as in the tutorial's Keras.
+/// Adagrad learning rate by default, as in the tutorial's Keras (Adam's is Keras's,
+/// [`adam::KERAS_LEARNING_RATE`]).
 pub const DEFAULT_LEARNING_RATE: f64 = 0.01;
 /// Seed by default.
 pub const DEFAULT_SEED: u64 = 42;
@@ -127,6 +132,12 @@ pub struct SettingsArgs {
     pub keep: Option<Keep>,
     /// `--augment`.
     pub augment: Option<Augment>,
+    /// `--optimizer`.
+    pub optimizer: Option<OptimizerKind>,
+    /// `--lr-schedule`.
+    pub schedule: Option<Schedule>,
+    /// `--weight-decay`.
+    pub weight_decay: Option<f64>,
 }
 
 /// Whether a description's text names its input (`input:` is its first word, when it has one).
@@ -171,11 +182,20 @@ impl SettingsArgs {
             Some(text) => parse_network(text, data.shape())?,
             None => tutorial_network(data.shape(), data.classes())?,
         };
+        let optimizer = self.optimizer.unwrap_or_default();
+        ensure!(
+            self.adagrad_epsilon.is_none() || optimizer == OptimizerKind::Adagrad,
+            "--adagrad-epsilon sets Adagrad's epsilon; Adam keeps Keras's (1e-7): leave it out"
+        );
+        let default_learning_rate = match optimizer {
+            OptimizerKind::Adagrad => DEFAULT_LEARNING_RATE,
+            OptimizerKind::Adam => adam::KERAS_LEARNING_RATE,
+        };
         let settings = TrainSettings {
             architecture: architecture.to_string(),
             epochs: self.epochs.unwrap_or(DEFAULT_EPOCHS),
             batch_size: self.batch_size.unwrap_or(DEFAULT_BATCH_SIZE),
-            learning_rate: self.learning_rate.unwrap_or(DEFAULT_LEARNING_RATE),
+            learning_rate: self.learning_rate.unwrap_or(default_learning_rate),
             adagrad_epsilon: self.adagrad_epsilon.unwrap_or(DEFAULT_ADAGRAD_EPSILON),
             seed: self.seed.unwrap_or(DEFAULT_SEED),
             init: self.init.unwrap_or_default(),
@@ -186,6 +206,9 @@ impl SettingsArgs {
             validation_split: self.validation_split,
             keep: self.keep.unwrap_or_default(),
             augment: self.augment.unwrap_or_default(),
+            optimizer,
+            schedule: self.schedule.unwrap_or_default(),
+            weight_decay: self.weight_decay.unwrap_or(0.0),
         };
         validate(&settings)?;
         ensure!(
@@ -279,6 +302,19 @@ impl SettingsArgs {
             ToString::to_string,
         )?;
         agree(self.seed, saved.seed, "--seed", ToString::to_string)?;
+        agree(self.optimizer, saved.optimizer, "--optimizer", word)?;
+        agree(
+            self.schedule,
+            saved.schedule,
+            "--lr-schedule",
+            ToString::to_string,
+        )?;
+        agree(
+            self.weight_decay,
+            saved.weight_decay,
+            "--weight-decay",
+            ToString::to_string,
+        )?;
         agree(self.init, saved.init, "--init", word)?;
         agree(
             self.adagrad_epsilon,
@@ -315,6 +351,18 @@ fn parse_network(text: &str, default_input: tinycnn::arch::Shape) -> anyhow::Res
         .map_err(|error| anyhow::anyhow!("--arch `{text}`: {error}"))
 }
 
+/// A fresh optimizer of `settings`, computed as Keras 3 computes it.
+pub fn new_optimizer(settings: &TrainSettings) -> ModuleOptimizer {
+    // Keras keeps its weight decay in float32.
+    let weight_decay = settings.weight_decay as f32;
+    match settings.optimizer {
+        OptimizerKind::Adagrad => KerasAdagrad::new(settings.adagrad_epsilon)
+            .with_weight_decay(weight_decay)
+            .init(),
+        OptimizerKind::Adam => KerasAdam::new(weight_decay).init(),
+    }
+}
+
 fn validate(settings: &TrainSettings) -> anyhow::Result<()> {
     model::check_trainable(&settings.architecture()?)?;
     ensure!(settings.epochs >= 1, "--epochs must be at least 1");
@@ -329,6 +377,11 @@ fn validate(settings: &TrainSettings) -> anyhow::Result<()> {
         settings.adagrad_epsilon.is_finite() && settings.adagrad_epsilon > 0.0,
         "--adagrad-epsilon must be a positive number, not {}",
         settings.adagrad_epsilon
+    );
+    ensure!(
+        settings.weight_decay.is_finite() && settings.weight_decay >= 0.0,
+        "--weight-decay must be 0 or a positive number, not {}",
+        settings.weight_decay
     );
     ensure!(settings.limit != Some(0), "--limit must be at least 1");
     if let Some(split) = settings.validation_split {
@@ -527,7 +580,6 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
     let architecture = settings.architecture()?;
     check_network_fits_data(&architecture, &data)?;
 
-    let adagrad = KerasAdagrad::new(settings.adagrad_epsilon);
     let (mut model, mut optimizer, mut state) = match checkpoint {
         Some(checkpoint) => {
             let fail = |kind| crate::train::checkpoint::CheckpointError {
@@ -538,7 +590,11 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
                 .model(&architecture, &train_device)
                 .map_err(fail)?;
             let optimizer = checkpoint
-                .optimizer(&adagrad, &architecture)
+                .optimizer(
+                    new_optimizer(&settings),
+                    settings.optimizer.state_tensors(),
+                    &architecture,
+                )
                 .map_err(fail)?;
             let mut state = checkpoint.state;
             state.settings = settings.clone();
@@ -564,7 +620,7 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
             train_device.seed(settings.seed);
             let state = TrainState::new(settings.clone(), &data, options.command.clone());
             let model = Net::with_init(&architecture, &train_device, settings.init);
-            (model, adagrad.init(), state)
+            (model, new_optimizer(&settings), state)
         }
     };
     if state.data_dir.is_none() || options.data_dir.is_some() {
@@ -666,6 +722,13 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
             pause_at: None,
             augment: (!settings.augment.is_none())
                 .then(|| (settings.augment, augment_rng(settings.seed, epoch))),
+            schedule: settings.schedule,
+            place: StepPlace {
+                epoch,
+                batch: 0,
+                batches_per_epoch: train_len.div_ceil(settings.batch_size),
+                epochs: settings.epochs,
+            },
         };
         loop {
             context.pause_at = options
@@ -719,6 +782,7 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
             images_per_second: stats.images as f64 / stats.seconds,
             batches_per_second: stats.batches as f64 / stats.seconds,
             backend: options.backend,
+            learning_rate: Some(context.learning_rate(0)),
         };
         let best_so_far = state
             .best_epoch
@@ -959,7 +1023,7 @@ pub fn write_reports(out: &Path, state: &TrainState) -> anyhow::Result<()> {
     atomic::write(&metrics_path, &json)
         .with_context(|| format!("cannot write {}", metrics_path.display()))?;
     let title = format!(
-        "tinycnn on {} - batch {}, Adagrad lr {}, seed {}",
+        "tinycnn on {} - batch {}, {} lr {}{}, seed {}",
         if metrics.canonical_mnist {
             "MNIST"
         } else if state.data.is_empty() {
@@ -968,7 +1032,15 @@ pub fn write_reports(out: &Path, state: &TrainState) -> anyhow::Result<()> {
             "an MNIST-format set"
         },
         state.settings.batch_size,
+        match state.settings.optimizer {
+            OptimizerKind::Adagrad => "Adagrad",
+            OptimizerKind::Adam => "Adam",
+        },
         state.settings.learning_rate,
+        match state.settings.schedule {
+            Schedule::Constant => String::new(),
+            schedule => format!(" {schedule}"),
+        },
         state.settings.seed
     );
     let png = plot::render_png(&state.history, state.settings.epochs, &title)?;
@@ -1054,7 +1126,9 @@ fn assemble_with(
 }
 
 /// What a training step needs besides the model, the optimizer and the batch.
+#[derive(Clone, Copy)]
 pub(crate) struct StepContext<'a> {
+    /// The step's learning rate (in an epoch: the run's, which the schedule changes).
     pub(crate) learning_rate: f64,
     /// The autodiff device to train on.
     pub(crate) device: &'a Device,
@@ -1105,7 +1179,7 @@ pub(crate) struct Unobserved;
 
 impl StepObserver for Unobserved {}
 
-/// One Adagrad step on `batch`, each of its phases run through `observer`.
+/// One optimizer step on `batch`, each of its phases run through `observer`.
 pub(crate) fn train_step(
     context: &StepContext<'_>,
     model: Net,
@@ -1139,7 +1213,7 @@ pub(crate) fn train_step(
     let grads = observer.phase("gradient collection", || {
         GradientsParams::from_grads(grads, &model)
     });
-    let model = observer.phase("adagrad step", || {
+    let model = observer.phase("optimizer step", || {
         optimizer.step(context.learning_rate, model, grads)
     });
     let result = StepResult {
@@ -1163,6 +1237,21 @@ pub(crate) struct EpochContext<'a> {
     pub(crate) pause_at: Option<Instant>,
     /// How training pictures are varied, and the epoch's generator for it.
     pub(crate) augment: Option<(Augment, ChaCha8Rng)>,
+    /// How the learning rate changes, from `step.learning_rate`, the run's.
+    pub(crate) schedule: Schedule,
+    /// Where the epoch's first batch lies in the run (the batches after it follow on).
+    pub(crate) place: StepPlace,
+}
+
+impl EpochContext<'_> {
+    /// The learning rate of the epoch's batch `batch` (from 0).
+    pub(crate) fn learning_rate(&self, batch: usize) -> f64 {
+        let place = StepPlace {
+            batch: self.place.batch + batch,
+            ..self.place
+        };
+        self.schedule.rate(self.step.learning_rate, place)
+    }
 }
 
 /// Totals of an epoch's training steps so far.
@@ -1259,8 +1348,12 @@ pub(crate) fn train_epoch(
                 break;
             }
             let count = batch.labels.len();
+            let step_context = StepContext {
+                learning_rate: context.learning_rate(stats.batches),
+                ..context.step
+            };
             let (trained, step) =
-                train_step(&context.step, model, optimizer, batch, &mut Unobserved);
+                train_step(&step_context, model, optimizer, batch, &mut Unobserved);
             model = trained;
 
             stats.loss_sum += f64::from(step.loss) * count as f64;
@@ -1481,6 +1574,84 @@ mod tests {
             message.contains("--arch `input:28x28x1 flatten dense:10` differs from the network"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn adam_schedules_and_weight_decay_are_settings() {
+        let data = mnist_shaped();
+        let adam = SettingsArgs {
+            optimizer: Some(OptimizerKind::Adam),
+            schedule: Some("cosine".parse().unwrap()),
+            weight_decay: Some(0.004),
+            ..SettingsArgs::default()
+        };
+        let saved = adam.fresh(&data).unwrap();
+        assert_eq!(saved.learning_rate, adam::KERAS_LEARNING_RATE);
+        assert_eq!(saved.schedule, Schedule::Cosine);
+        // The settings come back from the checkpoint's JSON as they went in.
+        let json = serde_json::to_string(&saved).unwrap();
+        assert!(json.contains(r#""optimizer":"adam""#), "{json}");
+        assert!(json.contains(r#""schedule":"cosine""#), "{json}");
+        assert_eq!(serde_json::from_str::<TrainSettings>(&json).unwrap(), saved);
+        // An Adagrad run without them records neither a schedule nor a decay.
+        let plain = serde_json::to_string(&SettingsArgs::default().fresh(&data).unwrap()).unwrap();
+        assert!(
+            !plain.contains("schedule") && !plain.contains("weight_decay"),
+            "{plain}"
+        );
+        for (args, says) in [
+            (
+                SettingsArgs {
+                    optimizer: Some(OptimizerKind::Adam),
+                    adagrad_epsilon: Some(1e-6),
+                    ..SettingsArgs::default()
+                },
+                "--adagrad-epsilon",
+            ),
+            (
+                SettingsArgs {
+                    weight_decay: Some(-0.1),
+                    ..SettingsArgs::default()
+                },
+                "--weight-decay",
+            ),
+            (
+                SettingsArgs {
+                    weight_decay: Some(f64::NAN),
+                    ..SettingsArgs::default()
+                },
+                "--weight-decay",
+            ),
+        ] {
+            let message = args.fresh(&data).unwrap_err().to_string();
+            assert!(message.contains(says), "{message}");
+        }
+        for (args, says) in [
+            (
+                SettingsArgs {
+                    optimizer: Some(OptimizerKind::Adagrad),
+                    ..SettingsArgs::default()
+                },
+                "--optimizer adagrad differs from the checkpoint's adam",
+            ),
+            (
+                SettingsArgs {
+                    schedule: Some(Schedule::Constant),
+                    ..SettingsArgs::default()
+                },
+                "--lr-schedule constant differs from the checkpoint's cosine",
+            ),
+            (
+                SettingsArgs {
+                    weight_decay: Some(0.0),
+                    ..SettingsArgs::default()
+                },
+                "--weight-decay 0 differs from the checkpoint's 0.004",
+            ),
+        ] {
+            let message = args.resumed(&saved, 1).unwrap_err().to_string();
+            assert!(message.starts_with(says), "{message}");
+        }
     }
 
     #[test]

@@ -365,6 +365,7 @@ mod tests {
             images_per_second: 400.0,
             batches_per_second: 3.126,
             backend: BackendKind::Flex,
+            learning_rate: None,
         };
         let line = summary_line(&metrics, 12);
         assert!(

@@ -11,6 +11,7 @@ use crate::data::mnist::FileInfo;
 use crate::train::augment::Augment;
 use crate::train::backend::BackendKind;
 use crate::train::model::InitScheme;
+use crate::train::schedule::Schedule;
 use tinycnn::Architecture;
 
 /// burn version this crate is pinned to (`=` in Cargo.toml; a test keeps the two in step).
@@ -33,10 +34,21 @@ pub struct TrainSettings {
     pub epochs: usize,
     /// Images per batch.
     pub batch_size: usize,
-    /// Adagrad learning rate.
+    /// The learning rate (the schedule's start).
     pub learning_rate: f64,
-    /// Adagrad epsilon, added inside the square root ([`crate::train::adagrad::KerasAdagrad`]).
+    /// Adagrad epsilon, added inside the square root ([`crate::train::adagrad::KerasAdagrad`]);
+    /// Adam keeps Keras's ([`crate::train::adam`]).
     pub adagrad_epsilon: f32,
+    /// The optimizer. Runs recorded before it was a setting all used Adagrad.
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// How the learning rate changes over the run.
+    #[serde(default, skip_serializing_if = "Schedule::is_constant")]
+    pub schedule: Schedule,
+    /// Keras 3's decoupled weight decay: every parameter loses this fraction of itself times the
+    /// learning rate before each step (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub weight_decay: f64,
     /// Seed of initialisation, shuffling and dropout.
     pub seed: u64,
     /// How the initial weights were drawn.
@@ -65,6 +77,34 @@ pub struct TrainSettings {
     /// ([`crate::train::augment_rng`]).
     #[serde(default, skip_serializing_if = "Augment::is_none")]
     pub augment: Augment,
+}
+
+/// The optimizers `host train` runs, each computed as Keras 3 computes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// Adagrad, accumulators from zero (the tutorial's; learning rate 0.01 by default).
+    #[default]
+    Adagrad,
+    /// Adam with Keras's defaults (beta_1 0.9, beta_2 0.999, epsilon 1e-7; learning rate 0.001
+    /// by default).
+    Adam,
+}
+
+impl OptimizerKind {
+    /// Tensors the optimizer keeps for each parameter tensor (in a checkpoint's record).
+    pub fn state_tensors(self) -> usize {
+        match self {
+            // The sum of squared gradients.
+            OptimizerKind::Adagrad => 1,
+            // The step count and both running means.
+            OptimizerKind::Adam => 3,
+        }
+    }
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 /// Runs recorded before networks were descriptions all trained the tutorial's network.
@@ -154,6 +194,10 @@ pub struct EpochMetrics {
     pub batches_per_second: f64,
     /// Backend the epoch ran on.
     pub backend: BackendKind,
+    /// The learning rate of the epoch's first step (the schedule's; epochs recorded before
+    /// schedules all ran at the run's rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning_rate: Option<f64>,
 }
 
 /// Everything needed to continue a run exactly where it stopped, apart from the weights and the
