@@ -130,7 +130,7 @@ macro_rules! naked_prelude {
 }
 
 use super::ConvGeometry;
-use super::general::{self, AddParams, WindowGeometry};
+use super::general::{self, AddParams, Span, WindowGeometry};
 use super::int8::{Backend, ConvLayer, DenseLayer, Requantization};
 
 /// Output channels whose accumulators one assembly call of a pooled tile
@@ -1121,23 +1121,6 @@ fn window_conv_groups(
     true
 }
 
-/// The input span of output coordinate `at` along one axis: the first tap
-/// inside the input, the tap after the last one, and the input coordinate of
-/// the first.
-#[inline(always)]
-fn axis_span(
-    at: usize,
-    stride: usize,
-    pad: usize,
-    kernel: usize,
-    side: usize,
-) -> (usize, usize, usize) {
-    let origin = at * stride;
-    let first = pad.saturating_sub(origin).min(kernel);
-    let end = (side + pad).saturating_sub(origin).min(kernel).max(first);
-    (first, end, (origin + first).saturating_sub(pad))
-}
-
 /// [`fill_position`] for any window geometry with a multiple of 4 input
 /// channels.
 #[inline(always)]
@@ -1156,14 +1139,22 @@ fn fill_window_position(
         zero_groups(slots, kernel_height * kernel_width * quads);
         return true;
     };
-    let (top, bottom, input_y) = axis_span(
+    let Span {
+        first: top,
+        end: bottom,
+        input: input_y,
+    } = Span::new(
         y,
         geometry.stride_height,
         geometry.pad_top,
         kernel_height,
         shape.height,
     );
-    let (first, end, input_x) = axis_span(
+    let Span {
+        first,
+        end,
+        input: input_x,
+    } = Span::new(
         x,
         geometry.stride_width,
         geometry.pad_left,
@@ -1213,7 +1204,11 @@ fn fill_band(
     let shape = geometry.input;
     let channels = shape.channels;
     band.fill(zero_point);
-    let (top, bottom, input_y) = axis_span(
+    let Span {
+        first: top,
+        end: bottom,
+        input: input_y,
+    } = Span::new(
         y,
         geometry.stride_height,
         geometry.pad_top,
@@ -1711,14 +1706,22 @@ pub fn average_pool(
     let width = geometry.output.width.max(1);
     for (pixel, out) in output.chunks_exact_mut(channels).enumerate() {
         let (y, x) = (pixel / width, pixel % width);
-        let (top, bottom, input_y) = axis_span(
+        let Span {
+            first: top,
+            end: bottom,
+            input: input_y,
+        } = Span::new(
             y,
             geometry.stride_height,
             geometry.pad_top,
             geometry.kernel_height,
             shape.height,
         );
-        let (first, end, input_x) = axis_span(
+        let Span {
+            first,
+            end,
+            input: input_x,
+        } = Span::new(
             x,
             geometry.stride_width,
             geometry.pad_left,

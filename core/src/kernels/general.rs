@@ -201,22 +201,24 @@ const fn covers(input: usize, output: usize, kernel: usize, stride: usize, pad: 
 /// `input`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Span {
-    first: usize,
-    end: usize,
-    input: usize,
+    pub(crate) first: usize,
+    pub(crate) end: usize,
+    pub(crate) input: usize,
 }
 
 impl Span {
     /// For output coordinate `at`: tap `k` reads `at * stride + k - pad`,
-    /// inside the input when that lies in `0..side`.
-    fn new(at: usize, stride: usize, pad: usize, kernel: usize, side: usize) -> Span {
+    /// inside the input when that lies in `0..side`. A window wholly in the
+    /// padding is the empty span at its end (`first == end == kernel`).
+    #[inline(always)]
+    pub(crate) fn new(at: usize, stride: usize, pad: usize, kernel: usize, side: usize) -> Span {
         let origin = at * stride;
-        let first = pad.saturating_sub(origin);
+        let first = pad.saturating_sub(origin).min(kernel);
         let end = (side + pad).saturating_sub(origin).min(kernel).max(first);
         Span {
             first,
             end,
-            input: origin + first - pad,
+            input: (origin + first).saturating_sub(pad),
         }
     }
 
