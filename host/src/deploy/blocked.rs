@@ -763,8 +763,9 @@ mod tests {
     //! on a processor without AVX-512.
 
     use super::*;
+    use crate::deploy::random_layers::{Constants, rng};
     use proptest::prelude::*;
-    use proptest::test_runner::{RngAlgorithm, TestRng};
+    use proptest::test_runner::TestRng;
     use tinycnn::arch::{Conv, Padding, Shape};
     use tinycnn::kernels::general;
 
@@ -774,12 +775,6 @@ mod tests {
             eprintln!("this processor lacks AVX-512 with VNNI: the blocked kernels are not tested");
         }
         here
-    }
-
-    fn rng(seed: u64) -> TestRng {
-        let mut bytes = [0u8; 32];
-        bytes[..8].copy_from_slice(&seed.to_le_bytes());
-        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
     }
 
     /// A random geometry validation accepts, up to 40 filters and 20 channels.
@@ -857,7 +852,7 @@ mod tests {
         let mut got = vec![0i8; expected.len()];
         // SAFETY: `avx512()` saw the features the kernel is compiled with.
         unsafe { conv_int8(&packed, &mut work, &mut slabs, &input, &layer, &mut got) }.unwrap();
-        assert_eq!(got, expected, "{geometry:?} extreme={extreme} seed={seed}");
+        assert_eq!(got, expected, "{geometry:?} seed={seed}");
         // Weights packed for another map size serve this one: the core runs a layer in bands
         // of rows, each call with its own geometry, and the host keeps one packing per layer.
         let taller = ConvGeometry {
@@ -952,47 +947,8 @@ mod tests {
         let weights: Vec<u8> = (0..filters * fan_in)
             .map(|_| rng.random_range(-128i8..=127) as u8)
             .collect();
-        let extreme = rng.random_bool(0.25);
-        let (mut bias, mut multipliers, mut shifts) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..filters {
-            let (b, m, s): (i32, i32, i8) = if extreme {
-                (rng.random(), rng.random(), rng.random())
-            } else {
-                (
-                    rng.random_range(-20_000..20_000),
-                    rng.random_range(1 << 30..=i32::MAX),
-                    rng.random_range(-14..=0),
-                )
-            };
-            bias.extend(b.to_le_bytes());
-            multipliers.extend(m.to_le_bytes());
-            shifts.push(s as u8);
-        }
-        let zero_point = |rng: &mut TestRng| match rng.random_range(0..4) {
-            0 => i8::MIN,
-            1 => i8::MAX,
-            _ => rng.random(),
-        };
-        let output_zero_point = zero_point(&mut rng);
-        let (low, high) = match rng.random_range(0..4) {
-            0 => (-128, 127),
-            1 => (i32::from(output_zero_point), 127),
-            2 => {
-                tinycnn::quant::relu_range(rng.random_range(0.001f32..0.1), output_zero_point, true)
-            }
-            _ => (rng.random_range(-128..=127), rng.random_range(-128..=127)),
-        };
-        let requantization = ki8::Requantization::new(
-            filters,
-            &bias,
-            &multipliers,
-            &shifts,
-            zero_point(&mut rng),
-            output_zero_point,
-            Activation::None,
-        )
-        .unwrap()
-        .with_activation_range(low, high);
+        let constants = Constants::draw(&mut rng, filters);
+        let requantization = constants.requantization();
         let mut expected = vec![0i8; geometry.output.values()];
         general::conv(&input, &geometry, &weights, &requantization, &mut expected).unwrap();
         let packed = PackedInt8::for_window(&geometry, &weights);
@@ -1011,7 +967,7 @@ mod tests {
             )
         }
         .unwrap();
-        assert_eq!(got, expected, "{geometry:?} extreme={extreme} seed={seed}");
+        assert_eq!(got, expected, "{geometry:?} seed={seed}");
     }
 
     #[test]

@@ -215,15 +215,9 @@ mod tests {
     //! ordinary and extreme constants. Skipped on a processor without AVX-512.
 
     use super::*;
+    use crate::deploy::random_layers::{Constants, rng};
     use proptest::prelude::*;
-    use proptest::test_runner::{RngAlgorithm, TestRng};
-    use tinycnn::kernels::int8::{self as ki8, Requantization};
-
-    fn rng(seed: u64) -> TestRng {
-        let mut bytes = [0u8; 32];
-        bytes[..8].copy_from_slice(&seed.to_le_bytes());
-        TestRng::from_seed(RngAlgorithm::ChaCha, &bytes)
-    }
+    use tinycnn::kernels::int8 as ki8;
 
     fn case(seed: u64) {
         let mut rng = rng(seed);
@@ -233,44 +227,8 @@ mod tests {
         let rows: Vec<u8> = (0..inputs * outputs)
             .map(|_| rng.random_range(-128i8..=127) as u8)
             .collect();
-        let extreme = rng.random_bool(0.25);
-        let (mut bias, mut multipliers, mut shifts) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..outputs {
-            let (b, m, s): (i32, i32, i8) = if extreme {
-                (rng.random(), rng.random(), rng.random())
-            } else {
-                (
-                    rng.random_range(-20_000..20_000),
-                    rng.random_range(1 << 30..=i32::MAX),
-                    rng.random_range(-14..=0),
-                )
-            };
-            bias.extend(b.to_le_bytes());
-            multipliers.extend(m.to_le_bytes());
-            shifts.push(s as u8);
-        }
-        let zero_point = |rng: &mut TestRng| match rng.random_range(0..4) {
-            0 => i8::MIN,
-            1 => i8::MAX,
-            _ => rng.random(),
-        };
-        let output_zero_point = zero_point(&mut rng);
-        let (low, high) = match rng.random_range(0..3) {
-            0 => (-128, 127),
-            1 => (i32::from(output_zero_point), 127),
-            _ => (rng.random_range(-128..=127), rng.random_range(-128..=127)),
-        };
-        let requantization = Requantization::new(
-            outputs,
-            &bias,
-            &multipliers,
-            &shifts,
-            zero_point(&mut rng),
-            output_zero_point,
-            tinycnn::arch::Activation::None,
-        )
-        .unwrap()
-        .with_activation_range(low, high);
+        let constants = Constants::draw(&mut rng, outputs);
+        let requantization = constants.requantization();
         let rounding = if rng.random_bool(0.5) {
             Rounding::Double
         } else {

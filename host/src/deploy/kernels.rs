@@ -961,44 +961,22 @@ mod tests {
         }
     }
 
-    type Owned = (Vec<u8>, Vec<u8>, Vec<u8>);
-
-    /// The requantisation of owned constants.
-    fn requantization(
-        (bias, multipliers, shifts): &Owned,
-        zero_points: (i8, i8),
-        (low, high): (i32, i32),
-    ) -> ki8::Requantization<'_> {
-        ki8::Requantization::new(
-            shifts.len(),
-            bias,
-            multipliers,
-            shifts,
-            zero_points.0,
-            zero_points.1,
-            tinycnn::arch::Activation::None,
-        )
-        .unwrap()
-        .with_activation_range(low, high)
-    }
-
     /// Random layers of the kinds beyond the tutorial's, through each instruction set's
     /// kernels, against the core's portable ones: windows 1..=6 by 1..=6, strides 1 to 3, both
     /// paddings, channel counts that do and do not fill a register, depthwise multipliers 1
     /// and 2, zero points at the extremes, every clamp, ordinary and extreme constants.
     #[test]
     fn every_instruction_set_computes_the_general_kernels_bytes() {
+        use crate::deploy::random_layers::{Constants, rng, zero_point};
         use proptest::prelude::*;
-        use proptest::test_runner::{RngAlgorithm, TestRng};
+        use proptest::test_runner::TestRng;
         use tinycnn::arch::Shape;
         use tinycnn::kernels::general;
 
         for isa in instruction_sets() {
             let mut kernels = FastInt8::with_isa(isa);
             for seed in 0..150u64 {
-                let mut bytes = [0u8; 32];
-                bytes[..8].copy_from_slice(&seed.to_le_bytes());
-                let mut rng = TestRng::from_seed(RngAlgorithm::ChaCha, &bytes);
+                let mut rng = rng(seed);
                 let channels = [1, 2, 3, 8, 16, 17, 64][rng.random_range(0..7usize)];
                 let kernel = (rng.random_range(1..=6usize), rng.random_range(1..=6usize));
                 let stride = (rng.random_range(1..=3usize), rng.random_range(1..=3usize));
@@ -1023,49 +1001,13 @@ mod tests {
                     window(channels),
                 );
                 let input: Vec<i8> = (0..shape.values()).map(|_| rng.random()).collect();
-                let zero_point = |rng: &mut TestRng| match rng.random_range(0..4) {
-                    0 => i8::MIN,
-                    1 => i8::MAX,
-                    _ => rng.random(),
-                };
-                let constants = |rng: &mut TestRng, outputs: usize| -> Owned {
-                    let extreme = rng.random_bool(0.25);
-                    let (mut bias, mut multipliers, mut shifts) =
-                        (Vec::new(), Vec::new(), Vec::new());
-                    for _ in 0..outputs {
-                        let (b, m, s): (i32, i32, i8) = if extreme {
-                            (
-                                rng.random(),
-                                rng.random_range(0..=i32::MAX),
-                                rng.random_range(-31..=30),
-                            )
-                        } else {
-                            (
-                                rng.random_range(-20_000..20_000),
-                                rng.random_range(1 << 30..=i32::MAX),
-                                rng.random_range(-14..=0),
-                            )
-                        };
-                        bias.extend(b.to_le_bytes());
-                        multipliers.extend(m.to_le_bytes());
-                        shifts.push(s as u8);
-                    }
-                    (bias, multipliers, shifts)
-                };
-                let output_zero_point = zero_point(&mut rng);
-                let input_zero_point = zero_point(&mut rng);
-                let (low, high) = match rng.random_range(0..3) {
-                    0 => (-128, 127),
-                    1 => (i32::from(output_zero_point), 127),
-                    _ => (rng.random_range(-128..=127), rng.random_range(-128..=127)),
-                };
                 let what = format!("{} seed {seed}", isa.name());
 
                 let weights: Vec<u8> = (0..filters * kernel.0 * kernel.1 * channels)
                     .map(|_| rng.random())
                     .collect();
-                let owned = constants(&mut rng, filters);
-                let rq = requantization(&owned, (input_zero_point, output_zero_point), (low, high));
+                let constants = Constants::draw(&mut rng, filters);
+                let rq = constants.requantization();
                 let mut expected = vec![0i8; conv.output.values()];
                 general::conv(&input, &conv, &weights, &rq, &mut expected).unwrap();
                 let mut got = vec![0i8; expected.len()];
@@ -1078,8 +1020,8 @@ mod tests {
                 let weights: Vec<u8> = (0..kernel.0 * kernel.1 * outputs)
                     .map(|_| rng.random())
                     .collect();
-                let owned = constants(&mut rng, outputs);
-                let rq = requantization(&owned, (input_zero_point, output_zero_point), (low, high));
+                let constants = Constants::draw(&mut rng, outputs);
+                let rq = constants.requantization();
                 let mut expected = vec![0i8; depthwise.output.values()];
                 general::depthwise(&input, &depthwise, &weights, &rq, &mut expected).unwrap();
                 let mut got = vec![0i8; expected.len()];
@@ -1088,6 +1030,8 @@ mod tests {
                     .unwrap();
                 assert_eq!(got, expected, "depthwise, {what}, {depthwise:?}");
 
+                // The pool and the addition clamp as the depthwise layer did.
+                let (low, high) = constants.range;
                 let mut expected = vec![0i8; pool.output.values()];
                 general::average_pool(&input, &pool, low, high, &mut expected).unwrap();
                 let mut got = vec![0i8; expected.len()];
@@ -1102,9 +1046,9 @@ mod tests {
                         rng.random_range(0.001f32..1.0),
                         rng.random_range(0.001f32..1.0),
                     ],
-                    [input_zero_point, zero_point(&mut rng)],
+                    [constants.input_zero_point, zero_point(&mut rng)],
                     rng.random_range(0.001f32..1.0),
-                    output_zero_point,
+                    constants.output_zero_point,
                 );
                 (params.activation_min, params.activation_max) = (low, high);
                 let mut expected = vec![0i8; input.len()];

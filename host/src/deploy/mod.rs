@@ -15,6 +15,8 @@ pub mod fixture;
 pub mod inspect;
 pub mod kernels;
 pub mod predict;
+#[cfg(test)]
+mod random_layers;
 #[cfg(target_arch = "x86_64")]
 mod requant;
 
