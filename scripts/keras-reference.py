@@ -1316,7 +1316,8 @@ def make_epoch_timer(keras, total_epochs):
         def on_epoch_begin(self, epoch, logs=None):
             # After a LearningRateScheduler's on_epoch_begin: the epoch's first rate.
             rate = self.model.optimizer.learning_rate
-            self.rate = float(keras.ops.convert_to_numpy(rate))
+            # A float32 variable: 7 significant digits give its value back (0.01, not 0.00999...).
+            self.rate = float(f"{float(keras.ops.convert_to_numpy(rate)):.7g}")
             self.began = time.perf_counter()
             self.cpu_began = time.process_time()
             self.tested = self.cpu_tested = None
