@@ -111,8 +111,10 @@ learning rate of itself before each step); `--batch-size` (default 128),
 deviation sqrt(2 / fan_in), as host train's) for the convolutions, depthwise
 convolutions and dense layers whose activation is ReLU or ReLU6, Glorot
 uniform for the others (the logits, linear layers, projections). Keras
-computes a depthwise kernel's fans as it does a convolution's (fan_in =
-H x W x input channels): the core counts H x W.
+computes a depthwise kernel's fans from its shape (H, W, channels,
+multiplier) as a convolution's: fan_in = H x W x channels, fan_out = H x W x
+multiplier (Glorot's limit for a dw3x3 on 64 channels: sqrt(6 / 585)); the
+core's `fan_in` of a depthwise layer is H x W.
 
 Data
 ----
@@ -122,7 +124,8 @@ directory given with --data (by default data/mnist in the repository, where
 in MNIST's format works, Fashion-MNIST included, with pictures of any size:
 its classes are one more than its largest label, at least ten, as host
 train counts them; without --arch the tutorial's layers take the pictures'
-shape and end in as many units. `--limit N` and `--test-limit N` take the first N pictures only.
+shape and end in as many units. `--limit N` and `--test-limit N` take the
+first N pictures only, as host train's do.
 
 `--pad-to SIDE` puts each picture in the middle of a SIDE x SIDE black frame
 (the smaller half of the border above and left, for an odd difference) and
@@ -498,6 +501,11 @@ def parse_description(text, default_input=(SIDE, SIDE, 1)):
     ...     "dense:128 dense:128 dense:128 dense:128 dense:640:linear output:values")
     >>> core_parameters(autoencoder), core_macs(autoencoder)
     (265864, 264192)
+    >>> print(layer_table(parse_description("input:784 dense:10")))
+    layer                                   output  parameters         MACs
+    dense1    dense:10                      1x1x10       7,850        7,840
+    total                                                7,850        7,840
+    Keras parameters: 7,850
 
     Errors name the word or the layer, as the core's do:
 
@@ -789,15 +797,20 @@ def _write_layer(layer, logits):
     return layer.kind  # pool, gap, flatten, softmax
 
 
+def _logits_index(description):
+    """The index of a classifier's logits layer (before an optional softmax); None for values."""
+    layers = description.layers
+    if description.values or not layers:
+        return None
+    return len(layers) - (2 if layers[-1].kind == "softmax" else 1)
+
+
 def _description_text(description):
     """The text form, input first, as the core's `Display` writes it."""
     shape = description.input
     parts = [f"input:{shape[2]}" if _is_vector(shape) else f"input:{_fmt(shape)}"]
-    layers = description.layers
-    logits = None
-    if not description.values:
-        logits = len(layers) - (2 if layers[-1].kind == "softmax" else 1)
-    parts += [_write_layer(layer, index == logits) for index, layer in enumerate(layers)]
+    logits = _logits_index(description)
+    parts += [_write_layer(layer, index == logits) for index, layer in enumerate(description.layers)]
     if description.values:
         parts.append("output:values")
     return " ".join(parts)
@@ -808,9 +821,9 @@ def layer_table(description, batch_norm=False):
     line, and the Keras parameter count."""
     infos = description.walk(batch_norm)
     lines = [f"{'layer':<10}{'':<24}{'output':>12}{'parameters':>12}{'MACs':>13}"]
+    logits = _logits_index(description)
     for info in infos:
-        word = _write_layer(info.layer, info is infos[-1] or (
-            info is infos[-2] and infos[-1].layer.kind == "softmax"))
+        word = _write_layer(info.layer, info.index == logits)
         if info.normalised:
             word += " +BN"
         output = _fmt(info.output)
