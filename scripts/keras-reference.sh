@@ -11,6 +11,7 @@
 #   --arch LAYERS           the network in tinycnn's text form, as host train --arch (or @FILE);
 #                           default: the tutorial's
 #   --batch-norm            BatchNormalization after every conv, dw and hidden dense layer
+#   --bn-momentum M         its moving statistics' momentum (default 0.99, Keras's; MLPerf: 0.9)
 #   --parse-only            print the layers, parameters and MACs as the core counts them; exit
 #   --optimizer NAME        adagrad (default, the tutorial's) or adam (Keras's defaults)
 #   --lr RATE               learning rate (default 0.01 for adagrad, 0.001 for adam)
@@ -37,7 +38,7 @@
 #                               tensorflow==2.21.0 on macOS, which has no tensorflow-cpu)
 set -euo pipefail
 
-usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; }
 
 for arg in "$@"; do
     case $arg in
