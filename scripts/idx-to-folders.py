@@ -21,6 +21,20 @@ before lower case) must be the label order, or the folder reader would number th
 differently from the labels; --allow-reorder writes them anyway (then the folder set's classes
 are a permutation of the IDX labels).
 
+--pad-to SIDE puts each picture in the middle of a SIDE x SIDE black frame instead (the smaller half
+of the border above and left for an odd difference; 28x28 -> 32x32 adds two rows and columns of
+zeros on each side), still grey. This is how `host train` gets exactly the pictures that
+scripts/keras-reference.py makes with --pad-to SIDE --channels 3: a network whose input is
+SIDExSIDEx3 takes these grey pictures as they are (they already have its size, so --fit does not
+touch them; host's --fit pad would scale 28 up to 32 instead) and repeats their grey on the three
+channels, as keras-reference.py does. For MLPerf Tiny's ResNet-8 on Fashion-MNIST:
+
+    python3 scripts/idx-to-folders.py --data /usr/share/datasets/fashion-mnist \\
+        --out /tmp/fashion-32 --pad-to 32
+    host train --data /tmp/fashion-32 --arch 'input:32x32x3 conv3x3:16 residual ...'
+    bash scripts/keras-reference.sh --data /usr/share/datasets/fashion-mnist \\
+        --pad-to 32 --channels 3 --arch 'input:32x32x3 conv3x3:16 residual ...'
+
 Deterministic (the same input gives the same files). An existing non-empty OUT is refused unless
 --overwrite, which replaces OUT/train and OUT/test (nothing else in OUT). MNIST (70,000 images)
 takes about 5 s (4.7 s of CPU) and gives 70,000 files of 93 to 375 bytes (19 MB; 276 MB on a file
@@ -83,6 +97,17 @@ def class_names(given, classes, allow_reorder):
     return names
 
 
+def pad(pixels, rows, cols, side):
+    """A rows x cols grey picture (bytes, row-major) in the middle of a side x side black frame,
+    the smaller half of the border above and left (as keras-reference.py --pad-to frames it)."""
+    top, left = (side - rows) // 2, (side - cols) // 2
+    framed = bytearray(side * side)
+    for row in range(rows):
+        start = (top + row) * side + left
+        framed[start : start + cols] = pixels[row * cols : (row + 1) * cols]
+    return bytes(framed)
+
+
 def main():
     parser = argparse.ArgumentParser(
         prog=PROGRAM,
@@ -98,11 +123,21 @@ def main():
                              "zero-padded to one width for more than ten classes)")
     parser.add_argument("--allow-reorder", action="store_true",
                         help="accept --names whose sorted order is not the label order")
+    parser.add_argument("--pad-to", type=int, metavar="SIDE",
+                        help="put each picture in the middle of a SIDE x SIDE black frame "
+                             "(as keras-reference.py --pad-to does)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace OUT/train and OUT/test of an existing non-empty OUT")
     args = parser.parse_args()
 
     sets = read_mnist_format(args.data)
+    rows, cols = sets["train"][0].rows, sets["train"][0].cols
+    if args.pad_to is not None:
+        for split in SPLITS:
+            images = sets[split][0]
+            if args.pad_to < max(images.rows, images.cols):
+                raise DataError(f"--pad-to {args.pad_to}: the {split} pictures are "
+                                f"{images.cols}x{images.rows}, larger than that")
     labels_seen = set(sets["train"][1]) | set(sets["test"][1])
     if not labels_seen:
         raise DataError(f"{args.data}: the set holds no images")
@@ -121,13 +156,18 @@ def main():
         size = images.size
         pixels = images.pixels
         for index, label in enumerate(labels):
-            write_png(folders[label] / f"{index:0{width}d}.png", images.cols, images.rows,
-                      pixels[index * size : (index + 1) * size], GREY)
+            picture = pixels[index * size : (index + 1) * size]
+            if args.pad_to is None:
+                write_png(folders[label] / f"{index:0{width}d}.png", images.cols, images.rows,
+                          picture, GREY)
+            else:
+                write_png(folders[label] / f"{index:0{width}d}.png", args.pad_to, args.pad_to,
+                          pad(picture, images.rows, images.cols, args.pad_to), GREY)
             counts[split][label] += 1
 
-    rows, cols = sets["train"][0].rows, sets["train"][0].cols
+    framed = f", framed to {args.pad_to}x{args.pad_to}" if args.pad_to is not None else ""
     print(f"{PROGRAM}: wrote {sum(counts['train'])} training and {sum(counts['test'])} test "
-          f"pictures ({cols}x{rows} grey) in {classes} classes to {out}")
+          f"pictures ({cols}x{rows} grey{framed}) in {classes} classes to {out}")
     print(f"  {'label':>5}  {'folder':<16} {'train':>7} {'test':>7}")
     for label, name in enumerate(names):
         print(f"  {label:>5}  {name:<16} {counts['train'][label]:>7} {counts['test'][label]:>7}")

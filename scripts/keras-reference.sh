@@ -1,16 +1,33 @@
 #!/usr/bin/env bash
-# The Keras peer: trains the Keras MNIST tutorial's network (host train's default) with
-# TensorFlow on the CPU and prints each epoch's training seconds and test loss and accuracy,
-# then one JSON line with the figures. See scripts/keras-reference.py for the recipe.
+# The Keras peer: trains the Keras MNIST tutorial's network (host train's default), or with --arch
+# any tinycnn description with host train's recipe options, with TensorFlow on the CPU and prints
+# each epoch's training seconds and test loss and accuracy, then one JSON line with the figures.
+# See scripts/keras-reference.py for the recipe and how each word maps to Keras.
 #
-# Usage: bash scripts/keras-reference.sh [--data DIR] [--epochs N] [--seed S] [--threads N] [--verbose]
+# Usage: bash scripts/keras-reference.sh [OPTIONS]   (every option goes to keras-reference.py)
 #
-#   --data DIR    the four MNIST IDX files, raw or .gz (default: data/mnist in the repository,
-#                 where `cargo run --release --bin host -- data --download` puts them)
-#   --epochs N    epochs to train (default 1)
-#   --seed S      seed of weights, shuffles and dropout (default 42)
-#   --threads N   CPU threads for TensorFlow (default: all cores)
-#   --verbose     Keras's progress bar
+#   --data DIR              the four IDX files, raw or .gz (default: data/mnist in the repository,
+#                           where `cargo run --release --bin host -- data --download` puts them)
+#   --arch LAYERS           the network in tinycnn's text form, as host train --arch (or @FILE);
+#                           default: the tutorial's
+#   --batch-norm            BatchNormalization after every conv, dw and hidden dense layer
+#   --bn-momentum M         its moving statistics' momentum (default 0.99, Keras's; MLPerf: 0.9)
+#   --parse-only            print the layers, parameters and MACs as the core counts them; exit
+#   --optimizer NAME        adagrad (default, the tutorial's) or adam (Keras's defaults)
+#   --lr RATE               learning rate (default 0.01 for adagrad, 0.001 for adam)
+#   --lr-schedule S         constant (default), step:EPOCHS:FACTOR or cosine, as host train
+#   --weight-decay F        the optimizer's decoupled weight decay (default 0)
+#   --adagrad-epsilon EPS   Adagrad's epsilon (default 1e-7, the tutorial's Keras)
+#   --init SCHEME           glorot-uniform (default), he-uniform or he-normal, as host train
+#   --batch-size N          pictures per batch (default 128)
+#   --epochs N              epochs to train (default 1)
+#   --seed S                seed of weights, shuffles and dropout (default 42)
+#   --pad-to SIDE           frame each picture in black to SIDE x SIDE (idx-to-folders.py --pad-to
+#                           makes the same pictures for host train)
+#   --channels N            repeat each grey picture on N channels, 1 or 3 (default 1)
+#   --limit N, --test-limit N   the first N training / test pictures only
+#   --threads N             CPU threads for TensorFlow (default: all cores)
+#   --verbose               Keras's progress bar
 #
 # The first run creates a virtual environment with pinned TensorFlow, Keras and numpy from
 # PyPI (about 1.6 GB, a few minutes), in $KERAS_REFERENCE_VENV (default
@@ -21,7 +38,7 @@
 #                               tensorflow==2.21.0 on macOS, which has no tensorflow-cpu)
 set -euo pipefail
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; }
 
 for arg in "$@"; do
     case $arg in
