@@ -183,7 +183,8 @@ impl Lanes {
     pub(super) fn fast_applies(&self, accumulator_bound: u64) -> bool {
         let Some(limit) = (1u64 << 30)
             .checked_sub(accumulator_bound)
-            .and_then(|limit| i32::try_from(limit - 1).ok())
+            .and_then(|room| room.checked_sub(1))
+            .and_then(|limit| i32::try_from(limit).ok())
         else {
             return false;
         };
