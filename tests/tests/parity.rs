@@ -700,6 +700,18 @@ const VOCABULARY: &str = "input:24x22x2 conv3x3:8:s2 conv2x3:8:relu6 residual dw
                           maxpool3x3:s1:same avgpool3x3:s2:same gap flatten dense:16:relu6 \
                           dense:10";
 
+/// Stride-1 windows the tutorial's vocabulary lacks, each before a 2x2 max-pool: even, rectangular,
+/// and 'same' with more padding after than before. They run through burn's ops, not the fused
+/// block.
+const WINDOWS_BEFORE_POOLS: &str = "input:13x12x1 conv2x2:4:valid pool conv3x2:6:valid pool \
+                                    conv4x4:4 pool flatten dense:5";
+
+#[test]
+fn stride_one_windows_before_pools_agree() {
+    let architecture = parse(WINDOWS_BEFORE_POOLS);
+    description_agrees(&architecture, 5, WINDOWS_BEFORE_POOLS);
+}
+
 #[test]
 fn the_trainable_vocabulary_agrees() {
     let architecture = tinycnn::text::parse(VOCABULARY, Shape::new(1, 1, 1)).unwrap();

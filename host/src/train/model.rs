@@ -434,9 +434,10 @@ impl Net {
     }
 
     /// The stages of a forward pass, in order: one per layer, except that with
-    /// [`ConvBlocks::Fused`] a ReLU convolution followed by a pool (and a dropout after it) is
-    /// one stage. Dropout between a convolution and its pool keeps them apart: it would be
-    /// applied before the maximum, which the fused op does not compute.
+    /// [`ConvBlocks::Fused`] a ReLU convolution of a square, odd, stride-1 window followed by a
+    /// 2x2 max-pool (and a dropout after it) is one stage. Dropout between a convolution and
+    /// its pool keeps them apart: it would be applied before the maximum, which the fused op
+    /// does not compute.
     pub fn stages(&self, blocks: ConvBlocks) -> Vec<Stage> {
         let infos: Vec<_> = self.architecture.iter().collect();
         let (mut convs, mut dense, mut dropouts) = (0, 0, 0);
@@ -448,13 +449,18 @@ impl Net {
             let name = info.name.to_string();
             let activation = info.activation();
             let (name, operation) = match info.layer {
-                Layer::Conv(_) => {
+                Layer::Conv(layer) => {
                     let conv = convs;
                     convs += 1;
                     let pool_follows = infos
                         .get(index)
                         .is_some_and(|next| next.layer == Layer::MaxPool);
-                    if blocks == ConvBlocks::Fused && activation == Activation::Relu && pool_follows
+                    // The fused op is tested on the tutorial's windows (square, odd, stride
+                    // 1); any other window runs through burn's ops.
+                    if blocks == ConvBlocks::Fused
+                        && activation == Activation::Relu
+                        && pool_follows
+                        && layer.window.is_square_stride_one()
                     {
                         index += 1;
                         let dropout = match infos.get(index).map(|next| next.layer) {
@@ -1162,6 +1168,21 @@ mod tests {
         let logits = infer_logits(&model, &pixels, &device);
         assert_eq!(logits.len(), 3 * 5);
         assert!(logits.iter().all(|v| v.is_finite()));
+        // Only the tutorial's windows fuse with their pool.
+        let windows = tinycnn::text::parse(
+            "input:13x12x1 conv2x2:4:valid pool conv3x3:6 pool flatten dense:5",
+            REFERENCE.input(),
+        )
+        .unwrap();
+        let names: Vec<String> = Net::new(&windows, &device)
+            .stages(ConvBlocks::Fused)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            names,
+            ["conv1+relu", "pool1", "conv2 block", "flatten", "dense1"]
+        );
         // A softmax is refused, with what to do.
         let softmax =
             tinycnn::text::parse("input:4x4x1 flatten dense:3 softmax", REFERENCE.input()).unwrap();
