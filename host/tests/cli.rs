@@ -438,6 +438,84 @@ fn resumed_run_equals_an_uninterrupted_one() {
     assert_eq!(b["commands"].as_array().unwrap().len(), 2);
 }
 
+/// A depthwise-separable network with a projection residual block and the other layers of the
+/// field's networks (strided convolutions, ReLU6, average pools): small enough for a test.
+const SEPARABLE_NETWORK: &str = "input:28x28x1 conv3x3:8:s2 dw3x3 conv1x1:16:relu6 \
+                                 residual:24:s2 dw3x3:s2 conv1x1:24:linear add:relu6 \
+                                 avgpool2x2:s1 gap flatten dense:10";
+
+/// The field's layers train and resume as the tutorial's do: a run resumed after its first
+/// epoch ends where a straight one does, bit for bit (the depthwise and projection weights are
+/// named in the checkpoint), the loss falls from the first epoch to the second, and the int8
+/// model `host train` exports is one `host eval` runs.
+#[test]
+fn a_depthwise_separable_residual_network_trains_resumes_and_evaluates() {
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|poison| poison.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let straight = dir.path().join("straight");
+    let split = dir.path().join("split");
+    let settings = ["--arch", SEPARABLE_NETWORK, "--limit", "384", "--seed", "7"];
+    let output = train(&straight, &[&settings[..], &["--epochs", "2"]].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = train(&split, &[&settings[..], &["--epochs", "1"]].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = train(&split, &["--resume", "--epochs", "2"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let (a, b) = (metrics(&straight), metrics(&split));
+    assert_eq!(b["completed_epochs"], 2);
+    for field in ["train_loss", "train_accuracy", "test_loss", "test_accuracy"] {
+        for epoch in 0..2 {
+            assert_eq!(
+                a["epochs"][epoch][field],
+                b["epochs"][epoch][field],
+                "epoch {} {field}",
+                epoch + 1
+            );
+        }
+    }
+    let loss = |epoch: usize| a["epochs"][epoch]["train_loss"].as_f64().unwrap();
+    assert!(loss(1) < loss(0), "train loss {} then {}", loss(0), loss(1));
+    let network = tinycnn::text::parse(SEPARABLE_NETWORK, tinycnn::Shape::new(28, 28, 1)).unwrap();
+    let device = burn::tensor::Device::flex();
+    let weights = load_trained_model(&split, &network, &device)
+        .unwrap()
+        .weights();
+    assert_eq!(weights.depthwise.len(), 2);
+    assert_eq!(weights.projections.len(), 1);
+    assert_eq!(
+        load_trained_model(&straight, &network, &device)
+            .unwrap()
+            .weights(),
+        weights
+    );
+    // Six steps teach such a network little; what matters here is that both flavours run and
+    // agree.
+    let evaluate = |file: &str| {
+        let output = host()
+            .args(["eval", "--limit", "300", "--json", "--model"])
+            .arg(split.join(file))
+            .arg("--data")
+            .arg(mnist_dir())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        let report: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+        assert_eq!(report["images"], 300);
+        report["accuracy"].as_f64().unwrap()
+    };
+    let f32_accuracy = evaluate(tinycnn_host::export::F32_FILE);
+    let int8_accuracy = evaluate(tinycnn_host::export::INT8_FILE);
+    assert!(
+        (f32_accuracy - int8_accuracy).abs() <= 0.05,
+        "f32 {f32_accuracy}, int8 {int8_accuracy}"
+    );
+    assert_eq!(
+        std::fs::read(straight.join(tinycnn_host::export::INT8_FILE)).unwrap(),
+        std::fs::read(split.join(tinycnn_host::export::INT8_FILE)).unwrap()
+    );
+}
+
 /// `host train` into `out` in the background, evaluating `TEST_LIMIT` images, printing as
 /// `output` says (`--quiet` or `--json`) to `stdout`, with `extra` options.
 fn background_train(

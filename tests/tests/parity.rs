@@ -685,3 +685,69 @@ fn kernels_larger_than_their_map_agree() {
         description_agrees(&parse(text), 0, text);
     }
 }
+
+/// Every layer `host train` builds beyond the tutorial's, in one small network: strided
+/// convolutions with 'same' padding larger after than before (24 -> 12 rows and 22 -> 11
+/// columns with a 3x3 window pad 0 before and 1 after), a rectangular one with an even side and
+/// a 'valid' one with a stride per axis, depthwise convolutions (stride 1; stride 2 with a
+/// multiplier), an identity and a projection residual block ending in additions with ReLU6 and
+/// ReLU, a 'same' max pool after a linear convolution (its padding must never win the maximum),
+/// an average pool whose 'same' window pads more after than before and counts only the taps
+/// inside, a global average pool, and dense layers with ReLU6 and without.
+const VOCABULARY: &str = "input:24x22x2 conv3x3:8:s2 conv2x3:8:relu6 residual dw3x3 \
+                          conv1x1:8:linear add:relu6 residual:12:s2 dw3x3:s2:m2:relu6 \
+                          conv1x1:12:linear add conv3x2:12:s2x1:valid:linear \
+                          maxpool3x3:s1:same avgpool3x3:s2:same gap flatten dense:16:relu6 \
+                          dense:10";
+
+/// Stride-1 windows the tutorial's vocabulary lacks, each before a 2x2 max-pool: even, rectangular,
+/// and 'same' with more padding after than before. They run through burn's ops, not the fused
+/// block.
+const WINDOWS_BEFORE_POOLS: &str = "input:13x12x1 conv2x2:4:valid pool conv3x2:6:valid pool \
+                                    conv4x4:4 pool flatten dense:5";
+
+#[test]
+fn stride_one_windows_before_pools_agree() {
+    let architecture = parse(WINDOWS_BEFORE_POOLS);
+    description_agrees(&architecture, 5, WINDOWS_BEFORE_POOLS);
+}
+
+#[test]
+fn the_trainable_vocabulary_agrees() {
+    let architecture = tinycnn::text::parse(VOCABULARY, Shape::new(1, 1, 1)).unwrap();
+    tinycnn_host::train::model::check_trainable(&architecture).unwrap();
+    for seed in [3, 4] {
+        description_agrees(&architecture, seed, VOCABULARY);
+        // The exporter's int8 model computes what the f32 one does, to quantisation: the
+        // scales of the residual additions' inputs and of the depthwise channels are its own
+        // (the parity above holds the core to the file, whatever scales the file holds).
+        let images = synthetic_images(architecture.input(), 40, seed);
+        let net = seeded_net(&architecture, seed, &device());
+        let calibration = images.chunks_exact(architecture.input().values());
+        let exported =
+            export::export_calibrated(&architecture, &net.weights(), calibration).unwrap();
+        let f32_model = F32Model::from_bytes(&exported.f32_file).unwrap();
+        let int8_model = Int8Model::from_bytes(&exported.int8_file).unwrap();
+        let output = int8_model.logits_quantization();
+        let f32s = f32_logits(&f32_model, &images, 1);
+        let int8s = int8_logits(&int8_model, &images, 1);
+        // Relative to the largest |logit| of all images: random weights give logits of
+        // similar, small sizes, where an image's own range would magnify the noise of its
+        // quantisation (observed per layer: 1-3% of the range, growing slowly with depth; a
+        // wrong scale for one input of an addition moves its layer's output by tens of percent).
+        let range = f32s
+            .iter()
+            .flatten()
+            .fold(f32::MIN_POSITIVE, |m, v| m.max(v.abs()));
+        let worst = f32s.iter().zip(&int8s).fold(0f32, |worst, (f, q)| {
+            f.iter().zip(q).fold(worst, |worst, (&f, &q)| {
+                worst.max((output.dequantize(q) - f).abs() / range)
+            })
+        });
+        println!("int8 logits within {worst:.3} of the f32 range (seed {seed})");
+        assert!(
+            worst < 0.1,
+            "int8 logits differ from f32 by {worst} of the range"
+        );
+    }
+}

@@ -455,6 +455,12 @@ impl Profiler {
         match x {
             Values::Map(map) => Values::Map(ext::probe(map, id)),
             Values::Vector(vector) => Values::Vector(ext::probe(vector, id)),
+            // Inside a residual block the main line carries the probe; the shortcut's
+            // backward time falls to the stage that made it.
+            Values::Block { main, shortcut } => Values::Block {
+                main: ext::probe(main, id),
+                shortcut,
+            },
         }
     }
 }

@@ -45,13 +45,26 @@ The network, one word per layer (or @FILE: the words from a file, # starts a com
                        gives the logits (no activation), one unit per class
   softmax              last, optional: probabilities instead of logits
   output:values        last, optional: the network gives values, not classes
-Words are separated by spaces, commas or newlines. `host train` trains square
-convolutions (1x1, 3x3, 5x5) with stride 1, pool, drop, flatten and dense layers;
-`host import` runs every layer above. The default is the Keras MNIST tutorial's network:";
+Words are separated by spaces, commas or newlines. `host train` trains every layer
+above but softmax (it trains on the logits) and output:values; `host import` runs every
+layer above. The default is the Keras MNIST tutorial's network:";
 
 /// The small network shipped in `data/small/`, as an example for `--help`.
 const SMALL_EXAMPLE: &str = "conv3x3:16 pool conv3x3:32 pool conv3x3:64 pool drop:0.25 \
                              flatten dense:64 drop:0.25 dense:10";
+
+/// A depthwise-separable network (MobileNet's blocks: a depthwise 3x3, then a 1x1 convolution),
+/// as an example for `--help`: 0.38 M multiply-accumulates per MNIST image. Measured on MNIST
+/// (seed 42): 96.3% (int8) after one epoch; with `--lr 0.05` 96.7% after one and 98.6% (int8
+/// and f32) after ten, where it levels off without batch normalisation.
+const SEPARABLE_EXAMPLE: &str = "conv3x3:12:s2 dw3x3 conv1x1:32 dw3x3:s2 conv1x1:64 dw3x3 \
+                                 conv1x1:32 flatten dense:10";
+
+/// A residual network (ResNet's blocks, one with a projection shortcut), as an example for
+/// `--help`.
+const RESIDUAL_EXAMPLE: &str = "conv3x3:16 residual conv3x3:16 conv3x3:16:linear add \
+                                residual:32:s2 conv3x3:32:s2 conv3x3:32:linear add avgpool2x2 \
+                                flatten dense:10";
 
 /// `--arch`'s help: the grammar, the default written from the core's description of it, and
 /// an example.
@@ -61,9 +74,13 @@ pub(crate) fn arch_help() -> String {
         .split_once(' ')
         .map_or(&*reference, |(_, layers)| layers);
     format!(
-        "{ARCH_GRAMMAR}\n{}\nA small one for 256 KB boards:\n{}",
+        "{ARCH_GRAMMAR}\n{}\nA small one for 256 KB boards:\n{}\n\
+         A depthwise-separable one (0.38 M multiply-accumulates per image):\n{}\n\
+         A residual one:\n{}",
         indented_lines(layers),
-        indented_lines(SMALL_EXAMPLE)
+        indented_lines(SMALL_EXAMPLE),
+        indented_lines(SEPARABLE_EXAMPLE),
+        indented_lines(RESIDUAL_EXAMPLE)
     )
 }
 
@@ -338,4 +355,22 @@ pub(crate) fn command_line() -> String {
         }))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_help_examples_are_networks_host_train_trains() {
+        for example in [SMALL_EXAMPLE, SEPARABLE_EXAMPLE, RESIDUAL_EXAMPLE] {
+            let network = tinycnn::text::parse(example, Architecture::REFERENCE.input())
+                .unwrap_or_else(|error| panic!("{example}: {error:?}"));
+            tinycnn_host::train::model::check_trainable(&network).unwrap();
+        }
+        let separable = tinycnn::text::parse(SEPARABLE_EXAMPLE, Architecture::REFERENCE.input())
+            .unwrap()
+            .macs();
+        assert_eq!(separable, 376_320);
+    }
 }

@@ -3,9 +3,13 @@
 //! (quantised per TensorFlow Lite's int8 specification, activation ranges
 //! calibrated on training images; see [`quantize`]).
 //!
-//! burn is channels-first and the core channels-last, so three layouts change,
+//! burn is channels-first and the core channels-last, so these layouts change,
 //! each following the description:
 //! - convolution kernels `[out][in][kh][kw]` become `[out][kh][kw][in]`;
+//! - depthwise kernels `[C x M][1][kh][kw]` (burn's convolution with `C` groups: output
+//!   channel `o` reads input channel `o / M`, as in the core) become `[kh][kw][C x M]`;
+//! - a residual projection's `[out][in][1][1]` is the core's `[out][in]` as it is;
+//! - an addition's record is empty (it has no weights);
 //! - dense kernels `[in][out]` become `[out][in]` (a row per output);
 //! - the first dense layer after `flatten` reads burn's channel-major flatten
 //!   `c*H*W + y*W + x` of the `H x W x C` map; the core flattens the same map
@@ -18,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, ensure};
 use tinycnn::F32Model;
-use tinycnn::arch::{Architecture, Layer, Shape};
+use tinycnn::arch::{Architecture, Layer, Shape, Shortcut};
 use tinycnn::format::{F32LayerRecord, F32Record};
 
 use crate::atomic;
@@ -73,6 +77,15 @@ fn conv_to_core(conv: &ConvWeights) -> Vec<f32> {
     core
 }
 
+/// Depthwise kernel, `[o][1][ky][kx]` -> `[ky][kx][o]`.
+fn depthwise_to_core(depthwise: &ConvWeights) -> Vec<f32> {
+    let outputs = depthwise.out_channels;
+    let taps = depthwise.kernel[0] * depthwise.kernel[1];
+    (0..taps * outputs)
+        .map(|i| depthwise.weight[(i % outputs) * taps + i / outputs])
+        .collect()
+}
+
 /// Dense kernel `[in][out]` -> `[out][in]`; `burn_input(j)` maps the core's
 /// input index to burn's.
 fn dense_to_core(dense: &DenseWeights, burn_input: impl Fn(usize) -> usize) -> Vec<f32> {
@@ -103,39 +116,38 @@ impl CoreWeights {
     /// shape against the description.
     pub fn from_burn(architecture: &Architecture, weights: &NetWeights) -> anyhow::Result<Self> {
         let mut convs = weights.convs.iter();
+        let mut depthwise = weights.depthwise.iter();
+        let mut projections = weights.projections.iter();
         let mut dense = weights.dense.iter().zip(dense_input_maps(architecture));
         let mut layers = Vec::new();
         for info in architecture.iter() {
-            match info.layer {
-                Layer::Conv(conv) => {
-                    let stored = convs
-                        .next()
-                        .with_context(|| format!("{}: no weights given", info.name))?;
-                    let side = conv.side();
-                    ensure!(
-                        (stored.out_channels, stored.in_channels, stored.kernel)
-                            == (info.outputs(), info.input.channels, [side, side]),
-                        "{}: weights of {}x{} channels with a {:?} kernel, the description has \
-                         {}x{} with {side}x{side}",
-                        info.name,
-                        stored.in_channels,
-                        stored.out_channels,
-                        stored.kernel,
+            let no_weights = || format!("{}: no weights given", info.name);
+            // The shape burn's convolution of this layer has, and its weights.
+            let (expected, stored) = match info.layer {
+                Layer::Conv(conv) => (
+                    [
+                        info.outputs(),
                         info.input.channels,
-                        info.outputs()
-                    );
-                    ensure!(
-                        stored.weight.len() == info.weights()
-                            && stored.bias.len() == info.outputs(),
-                        "{}: the weights have the wrong length",
-                        info.name
-                    );
-                    layers.push([bytes(&conv_to_core(stored)), bytes(&stored.bias)]);
-                }
+                        usize::from(conv.window.height),
+                        usize::from(conv.window.width),
+                    ],
+                    convs.next().with_context(no_weights)?,
+                ),
+                Layer::Depthwise(layer) => (
+                    [
+                        info.outputs(),
+                        1,
+                        usize::from(layer.window.height),
+                        usize::from(layer.window.width),
+                    ],
+                    depthwise.next().with_context(no_weights)?,
+                ),
+                Layer::Residual(Shortcut::Projection { .. }) => (
+                    [info.outputs(), info.input.channels, 1, 1],
+                    projections.next().with_context(no_weights)?,
+                ),
                 Layer::Dense(_) => {
-                    let (stored, map) = dense
-                        .next()
-                        .with_context(|| format!("{}: no weights given", info.name))?;
+                    let (stored, map) = dense.next().with_context(no_weights)?;
                     ensure!(
                         (stored.inputs, stored.outputs) == (info.input.values(), info.outputs())
                             && stored.weight.len() == info.weights()
@@ -152,12 +164,36 @@ impl CoreWeights {
                         None => dense_to_core(stored, |j| j),
                     };
                     layers.push([bytes(&core), bytes(&stored.bias)]);
+                    continue;
                 }
-                _ => {}
-            }
+                Layer::Add(_) | Layer::Softmax => {
+                    layers.push([Vec::new(), Vec::new()]);
+                    continue;
+                }
+                _ => continue,
+            };
+            ensure!(
+                stored.shape() == expected,
+                "{}: weights of shape {:?}, the description has {expected:?}",
+                info.name,
+                stored.shape()
+            );
+            ensure!(
+                stored.weight.len() == info.weights() && stored.bias.len() == info.outputs(),
+                "{}: the weights have the wrong length",
+                info.name
+            );
+            let core = match info.layer {
+                Layer::Depthwise(_) => depthwise_to_core(stored),
+                _ => conv_to_core(stored),
+            };
+            layers.push([bytes(&core), bytes(&stored.bias)]);
         }
         ensure!(
-            convs.next().is_none() && dense.next().is_none(),
+            convs.next().is_none()
+                && dense.next().is_none()
+                && depthwise.next().is_none()
+                && projections.next().is_none(),
             "more layers with weights given than the description has"
         );
         Ok(Self {
@@ -200,22 +236,29 @@ pub fn burn_weights(model: &F32Model<'_>) -> NetWeights {
     let mut weights = NetWeights {
         convs: Vec::new(),
         dense: Vec::new(),
+        depthwise: Vec::new(),
+        projections: Vec::new(),
     };
     for info in architecture.iter().filter(|info| info.record.is_some()) {
         let Some(stored) = records.next() else {
             break;
         };
         let (core, bias) = (floats(stored.weights), floats(stored.bias));
+        let outputs = info.outputs();
         match info.layer {
             Layer::Conv(conv) => {
-                let (outputs, inputs, side) = (info.outputs(), info.input.channels, conv.side());
+                let inputs = info.input.channels;
+                let (kh, kw) = (
+                    usize::from(conv.window.height),
+                    usize::from(conv.window.width),
+                );
                 let mut weight = vec![0.0; core.len()];
                 for o in 0..outputs {
-                    for ky in 0..side {
-                        for kx in 0..side {
+                    for ky in 0..kh {
+                        for kx in 0..kw {
                             for i in 0..inputs {
-                                weight[((o * inputs + i) * side + ky) * side + kx] =
-                                    core[((o * side + ky) * side + kx) * inputs + i];
+                                weight[((o * inputs + i) * kh + ky) * kw + kx] =
+                                    core[((o * kh + ky) * kw + kx) * inputs + i];
                             }
                         }
                     }
@@ -223,14 +266,39 @@ pub fn burn_weights(model: &F32Model<'_>) -> NetWeights {
                 weights.convs.push(ConvWeights {
                     out_channels: outputs,
                     in_channels: inputs,
-                    kernel: [side, side],
+                    kernel: [kh, kw],
                     weight,
                     bias,
                 });
             }
-            _ => {
+            Layer::Depthwise(layer) => {
+                let kernel = [
+                    usize::from(layer.window.height),
+                    usize::from(layer.window.width),
+                ];
+                let taps = kernel[0] * kernel[1];
+                let mut weight = vec![0.0; core.len()];
+                for (i, &value) in core.iter().enumerate() {
+                    weight[(i % outputs) * taps + i / outputs] = value;
+                }
+                weights.depthwise.push(ConvWeights {
+                    out_channels: outputs,
+                    in_channels: 1,
+                    kernel,
+                    weight,
+                    bias,
+                });
+            }
+            Layer::Residual(_) => weights.projections.push(ConvWeights {
+                out_channels: outputs,
+                in_channels: info.input.channels,
+                kernel: [1, 1],
+                weight: core,
+                bias,
+            }),
+            Layer::Dense(_) => {
                 let map = maps.next().flatten();
-                let (inputs, outputs) = (info.input.values(), info.outputs());
+                let inputs = info.input.values();
                 let mut weight = vec![0.0; core.len()];
                 for o in 0..outputs {
                     for j in 0..inputs {
@@ -245,6 +313,8 @@ pub fn burn_weights(model: &F32Model<'_>) -> NetWeights {
                     bias,
                 });
             }
+            // Additions and softmax: empty records.
+            _ => {}
         }
     }
     weights

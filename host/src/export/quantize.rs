@@ -7,7 +7,7 @@
 use crate::model_files::floats;
 pub use crate::model_files::quantize_multiplier;
 use anyhow::{Context, bail};
-use tinycnn::arch::Architecture;
+use tinycnn::arch::{Architecture, Layer};
 use tinycnn::format::{F32Model, Int8LayerRecord, Int8Record, QuantParams};
 
 /// Affine int8 quantisation of an activation range, widened to include 0 so
@@ -49,8 +49,23 @@ pub fn quantize_weights(weights: &[f32], outputs: usize) -> (Vec<i8>, Vec<f32>) 
     (quantized, scales)
 }
 
-/// Running minimum and maximum of each layer with weights' output (after its
-/// activation and any fused pool) over the calibration images.
+/// Symmetric per-channel quantisation of a depthwise kernel `[ky][kx][outputs]`: channel
+/// `o`'s scale comes from column `o` (its taps), the layout stays as it is.
+pub fn quantize_depthwise_weights(weights: &[f32], outputs: usize) -> (Vec<i8>, Vec<f32>) {
+    let taps = weights.len() / outputs.max(1);
+    let rows: Vec<f32> = (0..weights.len())
+        .map(|i| weights[(i % taps) * outputs + i / taps])
+        .collect();
+    let (quantized_rows, scales) = quantize_weights(&rows, outputs);
+    let quantized = (0..weights.len())
+        .map(|i| quantized_rows[(i % outputs) * taps + i / outputs])
+        .collect();
+    (quantized, scales)
+}
+
+/// Running minimum and maximum of each layer record's output (after its
+/// activation and any fused pool; a projection's is the shortcut, an
+/// addition's the sum) over the calibration images.
 #[derive(Clone, Debug)]
 pub struct Calibration {
     ranges: Vec<(f32, f32)>,
@@ -63,7 +78,7 @@ impl Calibration {
         model: &F32Model<'_>,
         images: impl IntoIterator<Item = &'i [u8]>,
     ) -> anyhow::Result<Self> {
-        let layers = model.architecture().weighted_layers();
+        let layers = model.architecture().record_layers();
         let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); layers];
         let mut scratch = vec![0f32; model.scratch_len()];
         let mut count = 0;
@@ -87,7 +102,7 @@ impl Calibration {
         })
     }
 
-    /// Output range of the layer with weights number `index` (0-based).
+    /// Output range of the layer record number `index` (0-based).
     pub fn range(&self, index: usize) -> (f32, f32) {
         self.ranges.get(index).copied().unwrap_or((0.0, 0.0))
     }
@@ -114,19 +129,53 @@ impl Int8Tensors {
         if calibration.images() == 0 {
             bail!("no calibration images: int8 activation ranges cannot be measured");
         }
+        // The main line's quantisation, and the shortcut's inside a residual block.
         let mut input = tinycnn::format::QuantParams::INPUT;
+        let mut shortcut = input;
         let mut outputs = Vec::new();
         let mut layers = Vec::new();
-        let weighted = model
-            .architecture()
-            .iter()
-            .filter(|info| info.record.is_some());
-        for (index, (info, stored)) in weighted.zip(model.layers()).enumerate() {
-            let weights = floats(stored.weights);
-            let bias = floats(stored.bias);
+        let mut records = model.layers();
+        for info in model.architecture().iter() {
+            if info.layer == Layer::Residual(tinycnn::arch::Shortcut::Identity) {
+                shortcut = input;
+            }
+            let Some(index) = info.record else {
+                continue;
+            };
+            let stored = records
+                .next()
+                .with_context(|| format!("{}: the model has no record for it", info.name))?;
             let (min, max) = calibration.range(index);
             let output = activation_quantization(min, max);
-            let (weights_q, weight_scales) = quantize_weights(&weights, info.outputs());
+            match info.layer {
+                Layer::Add(_) => {
+                    let params = tinycnn::quant::add_params(
+                        [input.scale, shortcut.scale],
+                        [input.zero_point, shortcut.zero_point],
+                        output.scale,
+                        output.zero_point,
+                    );
+                    let (multipliers, shifts) = params.record_multipliers();
+                    layers.push([
+                        Vec::new(),
+                        Vec::new(),
+                        Vec::new(),
+                        multipliers.iter().flat_map(|m| m.to_le_bytes()).collect(),
+                        shifts.iter().map(|&s| s as i8 as u8).collect(),
+                    ]);
+                    outputs.push(output);
+                    input = output;
+                    continue;
+                }
+                Layer::Softmax => bail!("{}: host export does not quantise a softmax", info.name),
+                _ => {}
+            }
+            let weights = floats(stored.weights);
+            let bias = floats(stored.bias);
+            let (weights_q, weight_scales) = match info.layer {
+                Layer::Depthwise(_) => quantize_depthwise_weights(&weights, info.outputs()),
+                _ => quantize_weights(&weights, info.outputs()),
+            };
             let mut bias_q = Vec::new();
             let mut multipliers = Vec::new();
             let mut shifts = Vec::new();
@@ -148,7 +197,13 @@ impl Int8Tensors {
                 shifts,
             ]);
             outputs.push(output);
-            input = output;
+            // A projection reads the block's input and writes the shortcut: the main line
+            // keeps its quantisation.
+            if matches!(info.layer, Layer::Residual(_)) {
+                shortcut = output;
+            } else {
+                input = output;
+            }
         }
         Ok(Self {
             architecture: *model.architecture(),

@@ -14,19 +14,29 @@
 //! dense1 128 + ReLU, dense2 64 + ReLU, dense3 32 + ReLU, dense4 10 logits
 //! ```
 //!
+//! Every other layer of the vocabulary is built from burn's own modules and ops: strided and
+//! rectangular convolutions, depthwise convolutions (a `Conv2d` with one group per input
+//! channel), residual blocks (the projection shortcut a 1x1 `Conv2d`) and their additions,
+//! max and average pools of any window, global average pools, and ReLU6 (a clamp to 0..6).
+//! Windows other than the square stride-1 ones pad explicitly as the core does (TensorFlow's
+//! 'same': the smaller half of an odd total before, the rest after; see `explicit_padding`).
+//!
 //! Weight layouts (what [`Net::weights`] returns, as burn stores them):
-//! - convolution kernels `[out][in][kh][kw]` (OIHW), bias `[out]`;
+//! - convolution kernels `[out][in][kh][kw]` (OIHW), bias `[out]`; a depthwise kernel
+//!   `[channels x multiplier][1][kh][kw]`, a projection `[out][in][1][1]`;
 //! - dense kernels `[in][out]` (row = input feature), bias `[out]`;
 //! - the rows of the first dense layer follow burn's channel-major flatten above. A
 //!   channels-last (HWC) runtime must permute them (see [`crate::export::burn_flatten_index`]).
 
 use burn::module::{Initializer, Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::pool::{AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
-use tinycnn::arch::{Activation, Architecture, Layer, Padding, Shape};
+use tinycnn::arch::{
+    Activation, Architecture, Layer, Padding, Pool, PoolKind, Shape, Shortcut, Window,
+};
 
 use crate::train::fastconv;
 
@@ -107,10 +117,16 @@ pub struct Net {
     pub convs: Vec<Conv2d>,
     /// The dense layers, in order; the last gives the logits.
     pub dense: Vec<Linear>,
+    /// The depthwise convolutions, in order: burn convolutions with one group per input
+    /// channel (weights `[channels x multiplier][1][kh][kw]`).
+    pub depthwise: Vec<Conv2d>,
+    /// The 1x1 convolutions of the residual blocks' projection shortcuts, in order.
+    pub projections: Vec<Conv2d>,
     /// One per dropout layer, in order (they hold no weights, only their rate and whether
     /// they are active).
     pub dropouts: Vec<Dropout>,
-    /// The 2x2 max-pool, stride 2, rounding down (shared: it holds no weights).
+    /// The 2x2 max-pool, stride 2, rounding down (shared: it holds no weights). Pools of
+    /// other windows are built from the description when they run (they hold no weights).
     pub pool: MaxPool2d,
     /// ReLU (shared).
     pub relu: Relu,
@@ -119,20 +135,30 @@ pub struct Net {
     architecture: Architecture,
 }
 
-/// What flows between stages: a map `[n, c, h, w]` until the flatten, a vector `[n, k]` after.
+/// What flows between stages: a map `[n, c, h, w]` until the flatten, a vector `[n, k]` after,
+/// and inside a residual block the block's map with the shortcut kept for its `add`.
 #[derive(Clone, Debug)]
 pub enum Values {
     /// Before the flatten.
     Map(Tensor<4>),
     /// After it.
     Vector(Tensor<2>),
+    /// Inside a residual block (between `residual` and `add`; a description has no flatten
+    /// or dense layer there, and no block inside a block).
+    Block {
+        /// The block's main line.
+        main: Tensor<4>,
+        /// The shortcut: the block's input, or its projection (boxed: a tensor is large).
+        shortcut: Box<Tensor<4>>,
+    },
 }
 
 impl Values {
-    /// The map; a vector is seen as `[n, k, 1, 1]`.
+    /// The map; a vector is seen as `[n, k, 1, 1]`; inside a block, the main line (the
+    /// shortcut is dropped).
     pub fn into_map(self) -> Tensor<4> {
         match self {
-            Values::Map(map) => map,
+            Values::Map(map) | Values::Block { main: map, .. } => map,
             Values::Vector(vector) => vector.unsqueeze_dims(&[2, 3]),
         }
     }
@@ -140,8 +166,19 @@ impl Values {
     /// The vector (flattening a map channel-major, as the `flatten` stage does).
     pub fn into_vector(self) -> Tensor<2> {
         match self {
-            Values::Map(map) => map.flatten(1, 3),
+            Values::Map(map) | Values::Block { main: map, .. } => map.flatten(1, 3),
             Values::Vector(vector) => vector,
+        }
+    }
+
+    /// `f` applied to the map (the main line inside a block, whose shortcut is kept).
+    fn map_with(self, f: impl FnOnce(Tensor<4>) -> Tensor<4>) -> Values {
+        match self {
+            Values::Block { main, shortcut } => Values::Block {
+                main: f(main),
+                shortcut,
+            },
+            other => Values::Map(f(other.into_map())),
         }
     }
 }
@@ -163,25 +200,43 @@ enum Operation {
         conv: usize,
         dropout: Option<usize>,
     },
-    /// Convolution `conv`, with ReLU or not.
+    /// Convolution `conv`, then its activation.
     Conv {
         conv: usize,
-        relu: bool,
+        activation: Activation,
     },
+    /// Depthwise convolution `depthwise`, then its activation.
+    Depthwise {
+        depthwise: usize,
+        activation: Activation,
+    },
+    /// The 2x2 max-pool.
     Pool,
+    /// A max or average pool of any window.
+    WindowPool(Pool),
+    GlobalAveragePool,
+    /// A residual block's start: the shortcut is the input, or projection `projection` of it.
+    Residual {
+        projection: Option<usize>,
+    },
+    /// A residual block's end: main line plus shortcut, then the activation.
+    Add(Activation),
     Dropout(usize),
     Flatten,
-    /// Dense layer `dense`, with ReLU or not.
+    /// Dense layer `dense`, then its activation.
     Dense {
         dense: usize,
-        relu: bool,
+        activation: Activation,
     },
 }
 
-/// Refuses a description with layers this trainer does not build yet (`host import` runs
-/// networks trained elsewhere with any layer of the vocabulary): square convolutions of side
-/// 1, 3 or 5 with stride 1, 2x2 max-pools, dropout, flatten and dense layers, with ReLU or no
-/// activation, ending in class logits.
+/// Refuses a description this trainer cannot train: a network whose output is values, not
+/// classes, and `softmax` (training computes the cross-entropy of the logits, which holds the
+/// softmax; the exported model's output is the logits). Every other layer of the vocabulary
+/// trains: convolutions of any window, stride and padding, depthwise convolutions, max and
+/// average pools of any window, global average pools, residual blocks (identity and
+/// projection shortcuts) and their additions, dropout, flatten and dense layers, with ReLU,
+/// ReLU6 or no activation.
 pub fn check_trainable(architecture: &Architecture) -> anyhow::Result<()> {
     anyhow::ensure!(
         architecture.is_classifier(),
@@ -190,25 +245,49 @@ pub fn check_trainable(architecture: &Architecture) -> anyhow::Result<()> {
     for info in architecture.iter() {
         let mut text = String::new();
         tinycnn::text::write_layer(&mut text, &info.layer, false)?;
-        let trainable = match info.layer {
-            Layer::Conv(conv) => {
-                conv.window.is_square_stride_one() && conv.activation != Activation::Relu6
-            }
-            Layer::Dense(dense) => dense.activation != Activation::Relu6,
-            Layer::MaxPool | Layer::Dropout(_) | Layer::Flatten => true,
-            _ => false,
-        };
         anyhow::ensure!(
-            trainable,
-            "layer {} ({}, `{text}`): host train does not train this layer yet; it trains \
-             square 1x1, 3x3 and 5x5 convolutions with stride 1, pool, drop, flatten and dense \
-             layers, with ReLU or no activation (`host import` runs networks with any layer, \
-             trained elsewhere)",
+            info.layer != Layer::Softmax,
+            "layer {} ({}, `{text}`): host train does not train a softmax layer: training \
+             computes the cross-entropy of the logits, and the model's output is the logits \
+             (leave `softmax` out; `host import` runs networks that end in one). It trains \
+             every other layer: conv (any window, stride, padding), dw, pool, maxpool, \
+             avgpool, gap, residual, add, drop, flatten and dense, with relu, relu6 or linear",
             info.index + 1,
             info.name
         );
     }
     Ok(())
+}
+
+/// The padding of `window` on an `input`-shaped map as burn's explicit padding: the core's
+/// (TensorFlow's) rule, the smaller half before and the rest after, so a 'same' window with an
+/// odd total padding pads more at the bottom and right.
+fn explicit_padding(window: Window, input: Shape) -> PaddingConfig2d {
+    let (height, width) = window.output(input).unwrap_or((1, 1));
+    let (top, left) = window.padding_before(input);
+    let total = |output: usize, stride: u8, kernel: u8, input: usize| {
+        (output.saturating_sub(1) * usize::from(stride) + usize::from(kernel)).saturating_sub(input)
+    };
+    let bottom = total(height, window.stride_height, window.height, input.height) - top;
+    let right = total(width, window.stride_width, window.width, input.width) - left;
+    PaddingConfig2d::Explicit(top, left, bottom, right)
+}
+
+/// The activation after a sum.
+fn activate<const D: usize>(relu: &Relu, x: Tensor<D>, activation: Activation) -> Tensor<D> {
+    match activation {
+        Activation::None => x,
+        Activation::Relu => relu.forward(x),
+        Activation::Relu6 => x.clamp(0.0, 6.0),
+    }
+}
+
+/// A stage's name: the layer's, with `+relu` or `+relu6` after a sum that has one.
+fn with_activation(name: String, activation: Activation) -> String {
+    match activation {
+        Activation::None => name,
+        other => format!("{name}+{}", other.word()),
+    }
 }
 
 impl Net {
@@ -225,23 +304,64 @@ impl Net {
     pub fn with_init(architecture: &Architecture, device: &Device, init: InitScheme) -> Self {
         let mut convs = Vec::new();
         let mut dense = Vec::new();
+        let mut depthwise = Vec::new();
+        let mut projections = Vec::new();
         let mut dropouts = Vec::new();
         for info in architecture.iter() {
             let relu_follows = info.activation() == Activation::Relu;
             match info.layer {
                 Layer::Conv(conv) => {
-                    let side = conv.side();
-                    let padding = match conv.window.padding {
+                    let window = conv.window;
+                    // The square stride-1 windows keep burn's 'same' and 'valid' (equal to the
+                    // core's for their odd sides), which the fused blocks recognise.
+                    let padding = match window.padding {
+                        _ if !window.is_square_stride_one() => explicit_padding(window, info.input),
                         Padding::Same => PaddingConfig2d::Same,
                         Padding::Valid => PaddingConfig2d::Valid,
                     };
+                    let kernel = [usize::from(window.height), usize::from(window.width)];
                     let mut layer =
-                        Conv2dConfig::new([info.input.channels, info.outputs()], [side, side])
+                        Conv2dConfig::new([info.input.channels, info.outputs()], kernel)
+                            .with_stride([
+                                usize::from(window.stride_height),
+                                usize::from(window.stride_width),
+                            ])
                             .with_padding(padding)
                             .with_initializer(init.weight_initializer(relu_follows))
                             .init(device);
                     layer.bias = Some(Initializer::Zeros.init([info.outputs()], device));
                     convs.push(layer);
+                }
+                Layer::Depthwise(layer) => {
+                    let window = layer.window;
+                    let channels = info.input.channels;
+                    let mut layer = Conv2dConfig::new(
+                        [channels, info.outputs()],
+                        [usize::from(window.height), usize::from(window.width)],
+                    )
+                    .with_stride([
+                        usize::from(window.stride_height),
+                        usize::from(window.stride_width),
+                    ])
+                    .with_groups(channels)
+                    .with_padding(explicit_padding(window, info.input))
+                    .with_initializer(init.weight_initializer(relu_follows))
+                    .init(device);
+                    layer.bias = Some(Initializer::Zeros.init([info.outputs()], device));
+                    depthwise.push(layer);
+                }
+                Layer::Residual(Shortcut::Projection { stride, .. }) => {
+                    // A 1x1 window with stride S needs no padding: ceil(H / S) outputs read
+                    // rows 0, S, 2S, ... of the input.
+                    let stride = usize::from(stride.max(1));
+                    let mut layer =
+                        Conv2dConfig::new([info.input.channels, info.outputs()], [1, 1])
+                            .with_stride([stride, stride])
+                            .with_padding(PaddingConfig2d::Valid)
+                            .with_initializer(init.weight_initializer(false))
+                            .init(device);
+                    layer.bias = Some(Initializer::Zeros.init([info.outputs()], device));
+                    projections.push(layer);
                 }
                 Layer::Dense(_) => {
                     let mut layer = LinearConfig::new(info.input.values(), info.outputs())
@@ -253,30 +373,40 @@ impl Net {
                 Layer::Dropout(thousandths) => {
                     dropouts.push(DropoutConfig::new(f64::from(thousandths) / 1000.0).init());
                 }
-                Layer::MaxPool | Layer::Flatten => {}
-                other => {
-                    unreachable!("{other:?}: `check_trainable` refuses it before a Net is built")
+                Layer::MaxPool
+                | Layer::Flatten
+                | Layer::Pool(_)
+                | Layer::GlobalAveragePool
+                | Layer::Residual(Shortcut::Identity)
+                | Layer::Add(_) => {}
+                Layer::Softmax => {
+                    unreachable!("`check_trainable` refuses a softmax before a Net is built")
                 }
             }
         }
         let net = Self {
             convs,
             dense,
+            depthwise,
+            projections,
             dropouts,
             pool: MaxPool2dConfig::new([2, 2]).init(),
             relu: Relu::new(),
             architecture: *architecture,
         };
         // burn draws a parameter's initial value lazily, on its first use, from the device's
-        // generator as it is then. Drawing them all now, in a fixed order (convolutions, then
-        // dense layers), makes the weights a function of the seed set before this call,
-        // whatever the caller draws next (dropout masks, for one, come from the same
-        // generator).
+        // generator as it is then. Drawing them all now, in a fixed order (convolutions, dense
+        // layers, depthwise convolutions, projections), makes the weights a function of the
+        // seed set before this call, whatever the caller draws next (dropout masks, for one,
+        // come from the same generator).
         for conv in &net.convs {
             let _ = conv.weight.val();
         }
         for dense in &net.dense {
             let _ = dense.weight.val();
+        }
+        for conv in net.depthwise.iter().chain(&net.projections) {
+            let _ = conv.weight.val();
         }
         net
     }
@@ -304,26 +434,34 @@ impl Net {
     }
 
     /// The stages of a forward pass, in order: one per layer, except that with
-    /// [`ConvBlocks::Fused`] a ReLU convolution followed by a pool (and a dropout after it) is
-    /// one stage. Dropout between a convolution and its pool keeps them apart: it would be
-    /// applied before the maximum, which the fused op does not compute.
+    /// [`ConvBlocks::Fused`] a ReLU convolution of a square, odd, stride-1 window followed by a
+    /// 2x2 max-pool (and a dropout after it) is one stage. Dropout between a convolution and
+    /// its pool keeps them apart: it would be applied before the maximum, which the fused op
+    /// does not compute.
     pub fn stages(&self, blocks: ConvBlocks) -> Vec<Stage> {
         let infos: Vec<_> = self.architecture.iter().collect();
         let (mut convs, mut dense, mut dropouts) = (0, 0, 0);
+        let (mut depthwise, mut projections) = (0, 0);
         let mut stages = Vec::new();
         let mut index = 0;
         while let Some(info) = infos.get(index) {
             index += 1;
             let name = info.name.to_string();
-            let relu = info.activation() == Activation::Relu;
+            let activation = info.activation();
             let (name, operation) = match info.layer {
-                Layer::Conv(_) => {
+                Layer::Conv(layer) => {
                     let conv = convs;
                     convs += 1;
                     let pool_follows = infos
                         .get(index)
                         .is_some_and(|next| next.layer == Layer::MaxPool);
-                    if blocks == ConvBlocks::Fused && relu && pool_follows {
+                    // The fused op is tested on the tutorial's windows (square, odd, stride
+                    // 1); any other window runs through burn's ops.
+                    if blocks == ConvBlocks::Fused
+                        && activation == Activation::Relu
+                        && pool_follows
+                        && layer.window.is_square_stride_one()
+                    {
                         index += 1;
                         let dropout = match infos.get(index).map(|next| next.layer) {
                             Some(Layer::Dropout(_)) => {
@@ -338,11 +476,36 @@ impl Net {
                             Operation::FusedBlock { conv, dropout },
                         )
                     } else {
-                        let name = if relu { format!("{name}+relu") } else { name };
-                        (name, Operation::Conv { conv, relu })
+                        (
+                            with_activation(name, activation),
+                            Operation::Conv { conv, activation },
+                        )
                     }
                 }
+                Layer::Depthwise(_) => {
+                    depthwise += 1;
+                    (
+                        with_activation(name, activation),
+                        Operation::Depthwise {
+                            depthwise: depthwise - 1,
+                            activation,
+                        },
+                    )
+                }
                 Layer::MaxPool => (name, Operation::Pool),
+                Layer::Pool(pool) => (name, Operation::WindowPool(pool)),
+                Layer::GlobalAveragePool => (name, Operation::GlobalAveragePool),
+                Layer::Residual(shortcut) => {
+                    let projection = shortcut.projection().map(|_| {
+                        projections += 1;
+                        projections - 1
+                    });
+                    (name, Operation::Residual { projection })
+                }
+                Layer::Add(activation) => (
+                    with_activation(name, activation),
+                    Operation::Add(activation),
+                ),
                 Layer::Dropout(_) => {
                     dropouts += 1;
                     (name, Operation::Dropout(dropouts - 1))
@@ -350,17 +513,16 @@ impl Net {
                 Layer::Flatten => (name, Operation::Flatten),
                 Layer::Dense(_) => {
                     dense += 1;
-                    let name = if relu { format!("{name}+relu") } else { name };
                     (
-                        name,
+                        with_activation(name, activation),
                         Operation::Dense {
                             dense: dense - 1,
-                            relu,
+                            activation,
                         },
                     )
                 }
-                other => {
-                    unreachable!("{other:?}: `check_trainable` refuses it before a Net is built")
+                Layer::Softmax => {
+                    unreachable!("`check_trainable` refuses a softmax before a Net is built")
                 }
             };
             stages.push(Stage { name, operation });
@@ -370,29 +532,57 @@ impl Net {
 
     /// Runs one stage of [`stages`](Self::stages) on `x`.
     pub fn run_stage(&self, stage: &Stage, x: Values) -> Values {
-        let activate = |x: Tensor<4>, relu: bool| if relu { self.relu.forward(x) } else { x };
+        let relu = &self.relu;
         match stage.operation {
-            Operation::FusedBlock { conv, dropout } => {
-                Values::Map(fastconv::conv_relu_pool_dropout(
+            Operation::FusedBlock { conv, dropout } => x.map_with(|map| {
+                fastconv::conv_relu_pool_dropout(
                     &self.convs[conv],
-                    &self.relu,
+                    relu,
                     &self.pool,
                     dropout.map(|index| &self.dropouts[index]),
-                    x.into_map(),
-                ))
+                    map,
+                )
+            }),
+            Operation::Conv { conv, activation } => {
+                x.map_with(|map| activate(relu, self.convs[conv].forward(map), activation))
             }
-            Operation::Conv { conv, relu } => {
-                Values::Map(activate(self.convs[conv].forward(x.into_map()), relu))
+            Operation::Depthwise {
+                depthwise,
+                activation,
+            } => {
+                x.map_with(|map| activate(relu, self.depthwise[depthwise].forward(map), activation))
             }
-            Operation::Pool => Values::Map(self.pool.forward(x.into_map())),
+            Operation::Pool => x.map_with(|map| self.pool.forward(map)),
+            Operation::WindowPool(pool) => x.map_with(|map| window_pool(pool, map)),
+            Operation::GlobalAveragePool => x.map_with(|map| map.mean_dim(3).mean_dim(2)),
+            Operation::Residual { projection } => {
+                let main = x.into_map();
+                let shortcut = match projection {
+                    Some(index) => self.projections[index].forward(main.clone()),
+                    None => main.clone(),
+                };
+                Values::Block {
+                    main,
+                    shortcut: Box::new(shortcut),
+                }
+            }
+            Operation::Add(activation) => match x {
+                Values::Block { main, shortcut } => {
+                    Values::Map(activate(relu, main + *shortcut, activation))
+                }
+                other => unreachable!(
+                    "{}: an add outside a residual block ({other:?}): the description is valid",
+                    stage.name
+                ),
+            },
             Operation::Dropout(index) => match x {
-                Values::Map(map) => Values::Map(self.dropouts[index].forward(map)),
                 Values::Vector(vector) => Values::Vector(self.dropouts[index].forward(vector)),
+                map => map.map_with(|map| self.dropouts[index].forward(map)),
             },
             Operation::Flatten => Values::Vector(x.into_vector()),
-            Operation::Dense { dense, relu } => {
+            Operation::Dense { dense, activation } => {
                 let y = self.dense[dense].forward(x.into_vector());
-                Values::Vector(if relu { self.relu.forward(y) } else { y })
+                Values::Vector(activate(relu, y, activation))
             }
         }
     }
@@ -400,25 +590,38 @@ impl Net {
     /// This network with every weight and bias replaced by `weights` (burn's layouts, as
     /// [`Net::weights`] returns them), on `device`. Fails if a shape differs.
     pub fn with_weights(mut self, weights: &NetWeights, device: &Device) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            weights.convs.len() == self.convs.len() && weights.dense.len() == self.dense.len(),
-            "{} convolutions and {} dense layers given, the network has {} and {}",
-            weights.convs.len(),
-            weights.dense.len(),
+        let counts = |w: &NetWeights| {
+            [
+                w.convs.len(),
+                w.dense.len(),
+                w.depthwise.len(),
+                w.projections.len(),
+            ]
+        };
+        let have = [
             self.convs.len(),
-            self.dense.len()
+            self.dense.len(),
+            self.depthwise.len(),
+            self.projections.len(),
+        ];
+        anyhow::ensure!(
+            counts(weights) == have,
+            "{:?} convolutions, dense layers, depthwise convolutions and projections given, \
+             the network has {have:?}",
+            counts(weights)
         );
-        for (layer, stored) in self.convs.iter_mut().zip(&weights.convs) {
+        let convs = self
+            .convs
+            .iter_mut()
+            .zip(&weights.convs)
+            .chain(self.depthwise.iter_mut().zip(&weights.depthwise))
+            .chain(self.projections.iter_mut().zip(&weights.projections));
+        for (layer, stored) in convs {
             let shape = layer.weight.dims();
-            let stored_shape = [
-                stored.out_channels,
-                stored.in_channels,
-                stored.kernel[0],
-                stored.kernel[1],
-            ];
             anyhow::ensure!(
-                shape == stored_shape,
-                "convolution weights {shape:?} do not match the stored {stored_shape:?}"
+                shape == stored.shape(),
+                "convolution weights {shape:?} do not match the stored {:?}",
+                stored.shape()
             );
             layer.weight = param(stored.weight.clone(), shape, device);
             layer.bias = Some(param(stored.bias.clone(), [stored.out_channels], device));
@@ -442,7 +645,40 @@ impl Net {
         NetWeights {
             convs: self.convs.iter().map(ConvWeights::from_layer).collect(),
             dense: self.dense.iter().map(DenseWeights::from_layer).collect(),
+            depthwise: self.depthwise.iter().map(ConvWeights::from_layer).collect(),
+            projections: self
+                .projections
+                .iter()
+                .map(ConvWeights::from_layer)
+                .collect(),
         }
+    }
+}
+
+/// A max or average pool of `pool`'s window on `map`, with the core's padding: taps outside
+/// the map are left out (burn pads a max pool with -inf, and an average divides by the taps
+/// inside the map only, `count_include_pad` off).
+fn window_pool(pool: Pool, map: Tensor<4>) -> Tensor<4> {
+    let [_, channels, height, width] = map.dims();
+    let window = pool.window;
+    let padding = explicit_padding(window, Shape::new(height, width, channels));
+    let kernel = [usize::from(window.height), usize::from(window.width)];
+    let strides = [
+        usize::from(window.stride_height),
+        usize::from(window.stride_width),
+    ];
+    match pool.kind {
+        PoolKind::Max => MaxPool2dConfig::new(kernel)
+            .with_strides(strides)
+            .with_padding(padding)
+            .init()
+            .forward(map),
+        PoolKind::Average => AvgPool2dConfig::new(kernel)
+            .with_strides(strides)
+            .with_padding(padding)
+            .with_count_include_pad(false)
+            .init()
+            .forward(map),
     }
 }
 
@@ -510,12 +746,14 @@ fn param_to_vec<const D: usize>(param: &Param<Tensor<D>>) -> Vec<f32> {
     tensor_to_vec(param.val().into_data())
 }
 
-/// Weights of one convolution, `[out][in][kh][kw]`.
+/// Weights of one convolution, `[out][in][kh][kw]`; of a depthwise convolution (burn's
+/// convolution with one group per input channel) `[channels x multiplier][1][kh][kw]`, output
+/// channel `o` reading input channel `o / multiplier`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvWeights {
     /// Output channels.
     pub out_channels: usize,
-    /// Input channels.
+    /// Input channels each output reads: all of them, or 1 for a depthwise convolution.
     pub in_channels: usize,
     /// Kernel height and width.
     pub kernel: [usize; 2],
@@ -526,6 +764,16 @@ pub struct ConvWeights {
 }
 
 impl ConvWeights {
+    /// burn's shape of the weights, `[out, in, kh, kw]`.
+    pub fn shape(&self) -> [usize; 4] {
+        [
+            self.out_channels,
+            self.in_channels,
+            self.kernel[0],
+            self.kernel[1],
+        ]
+    }
+
     fn from_layer(layer: &Conv2d) -> Self {
         let [out_channels, in_channels, kh, kw] = layer.weight.dims();
         Self {
@@ -576,12 +824,21 @@ pub struct NetWeights {
     pub convs: Vec<ConvWeights>,
     /// The dense layers, in order.
     pub dense: Vec<DenseWeights>,
+    /// The depthwise convolutions, in order.
+    pub depthwise: Vec<ConvWeights>,
+    /// The residual blocks' projections (1x1 convolutions), in order.
+    pub projections: Vec<ConvWeights>,
 }
 
 impl NetWeights {
     /// Total number of values.
     pub fn parameter_count(&self) -> usize {
-        let convs = self.convs.iter().map(|c| c.weight.len() + c.bias.len());
+        let convs = self
+            .convs
+            .iter()
+            .chain(&self.depthwise)
+            .chain(&self.projections)
+            .map(|c| c.weight.len() + c.bias.len());
         let dense = self.dense.iter().map(|d| d.weight.len() + d.bias.len());
         convs.chain(dense).sum()
     }
@@ -836,6 +1093,101 @@ mod tests {
                 "dense2"
             ]
         );
+    }
+
+    #[test]
+    fn explicit_padding_is_tensorflows() {
+        let window = |height, width, stride_height, stride_width, padding| Window {
+            padding,
+            height,
+            width,
+            stride_height,
+            stride_width,
+        };
+        // 3x3 stride 2 'same' on 16x14: 8x7 outputs need 1 row and 1 column, after.
+        assert_eq!(
+            explicit_padding(window(3, 3, 2, 2, Padding::Same), Shape::new(16, 14, 1)),
+            PaddingConfig2d::Explicit(0, 0, 1, 1)
+        );
+        // An even side pads more after; an odd one the same on both sides.
+        assert_eq!(
+            explicit_padding(window(2, 3, 1, 1, Padding::Same), Shape::new(8, 7, 1)),
+            PaddingConfig2d::Explicit(0, 1, 1, 1)
+        );
+        // 3x3 stride 2 on 15: 8 outputs need 2, one on each side.
+        assert_eq!(
+            explicit_padding(window(3, 3, 2, 2, Padding::Same), Shape::new(15, 15, 1)),
+            PaddingConfig2d::Explicit(1, 1, 1, 1)
+        );
+        assert_eq!(
+            explicit_padding(window(3, 2, 2, 1, Padding::Valid), Shape::new(6, 6, 1)),
+            PaddingConfig2d::Explicit(0, 0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn the_fields_layers_build_and_name_their_stages() {
+        let _turn = crate::seeded_turn();
+        let device = device();
+        device.seed(5);
+        let architecture = tinycnn::text::parse(
+            "input:12x10x2 conv3x3:4:s2:relu6 residual dw3x3:m2 conv1x1:4:linear add \
+             residual:6:s2 dw3x3:s2 conv1x1:6:linear add:relu6 avgpool2x2:s1:same gap flatten \
+             dense:5",
+            REFERENCE.input(),
+        )
+        .unwrap();
+        check_trainable(&architecture).unwrap();
+        let model = Net::new(&architecture, &device);
+        assert_eq!(model.num_params(), architecture.parameters());
+        assert_eq!(model.weights().parameter_count(), architecture.parameters());
+        let names: Vec<String> = model
+            .stages(ConvBlocks::Fused)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "conv1+relu6",
+                "residual1",
+                "dw1+relu",
+                "conv2",
+                "add1+relu",
+                "residual2",
+                "dw2+relu",
+                "conv3",
+                "add2+relu6",
+                "avgpool1",
+                "gap1",
+                "flatten",
+                "dense1"
+            ]
+        );
+        let pixels: Vec<u8> = (0..3 * 240).map(|i| (i * 11 % 256) as u8).collect();
+        let logits = infer_logits(&model, &pixels, &device);
+        assert_eq!(logits.len(), 3 * 5);
+        assert!(logits.iter().all(|v| v.is_finite()));
+        // Only the tutorial's windows fuse with their pool.
+        let windows = tinycnn::text::parse(
+            "input:13x12x1 conv2x2:4:valid pool conv3x3:6 pool flatten dense:5",
+            REFERENCE.input(),
+        )
+        .unwrap();
+        let names: Vec<String> = Net::new(&windows, &device)
+            .stages(ConvBlocks::Fused)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            names,
+            ["conv1+relu", "pool1", "conv2 block", "flatten", "dense1"]
+        );
+        // A softmax is refused, with what to do.
+        let softmax =
+            tinycnn::text::parse("input:4x4x1 flatten dense:3 softmax", REFERENCE.input()).unwrap();
+        let message = check_trainable(&softmax).unwrap_err().to_string();
+        assert!(message.contains("leave `softmax` out"), "{message}");
     }
 
     #[test]
