@@ -68,11 +68,12 @@ a map, `add` without `residual`, mismatched block shapes, relu on the
 logits, ...). Descriptions ending in `output:values` (an autoencoder) are
 parsed (--parse-only) but not trained: the peer trains classifiers.
 
-The description has no batch-normalisation word. `--batch-norm` inserts
-BatchNormalization (Keras's defaults: momentum 0.99, epsilon 1e-3, gamma 1,
-beta 0) after every convolution, depthwise convolution and hidden dense layer
-(not the logits), before its activation; those layers then have no bias, as
-Keras models usually do. A residual block's 1x1 projection gets none (as in
+Batch normalisation is `host train`'s option `:bn` of a convolution,
+depthwise convolution or hidden dense layer (`conv3x3:32:s2:bn`, `dw3x3:bn`,
+`dense:64:bn`; not the logits): BatchNormalization (epsilon 1e-3, momentum
+--bn-momentum, gamma 1, beta 0) after the layer, before its activation; the
+layer then has no bias, as Keras models usually do. `--batch-norm` puts it
+after every convolution, depthwise convolution and hidden dense layer. A residual block's 1x1 projection gets none (as in
 MLPerf Tiny's ResNet-8). Keras counts BatchNormalization's four values per
 channel as parameters (two trainable); the core, which gets batch
 normalisation folded into the weights and biases, counts a bias instead, so
@@ -264,6 +265,7 @@ class Layer:
     padding: str = "same"
     activation: str = "linear"
     activation_given: bool = False
+    bn: bool = False
 
 
 @dataclass
@@ -338,9 +340,11 @@ def _size(text, word):
     return (_number(height, word, 0, 255, "a window side"), _number(width, word, 0, 255, "a window side"))
 
 
-def _options(parts, word, padding=False, stride=False, multiplier=False, activation=False):
+def _options(parts, word, padding=False, stride=False, multiplier=False, activation=False,
+             bn=False):
     """The options after a layer's values, each at most once: {'padding', 'stride',
-    'multiplier', 'activation'}."""
+    'multiplier', 'activation', 'bn'}. `bn` (batch-normalised while training, before the
+    activation) is `host train`'s word, which the core never sees: export folds it."""
     given = {}
 
     def once(key, value):
@@ -360,6 +364,8 @@ def _options(parts, word, padding=False, stride=False, multiplier=False, activat
             once("stride", (height, width))
         elif option[:1] == "m" and option[1:2].isdigit() and multiplier:
             once("multiplier", _number(option[1:], word, 0, 255, "a depth multiplier"))
+        elif option == "bn" and bn:
+            once("bn", True)
         else:
             raise DescriptionError(f"`{word}`: option `{option}`: {OPTION_HELP}")
     return given
@@ -385,7 +391,9 @@ def parse_layer(word):
     """One word as a Layer (text.rs's `parse_layer`).
 
     >>> parse_layer("conv10x4:64:s2")
-    Layer(kind='conv', word='conv10x4:64:s2', number=64, size=(10, 4), stride=(2, 2), padding='same', activation='relu', activation_given=False)
+    Layer(kind='conv', word='conv10x4:64:s2', number=64, size=(10, 4), stride=(2, 2), padding='same', activation='relu', activation_given=False, bn=False)
+    >>> parse_layer("dw3x3:s2:relu6:bn").bn, str(parse_description("conv3x3:8:bn dw3x3:bn flatten dense:16:linear:bn dense:10"))
+    (True, 'input:28x28x1 conv3x3:8:bn dw3x3:bn flatten dense:16:linear:bn dense:10')
     >>> parse_layer("dw3x3:s2x1:valid:relu6").stride, parse_layer("maxpool2x2").kind
     ((2, 1), 'pool')
     """
@@ -419,9 +427,9 @@ def parse_layer(word):
         return Layer("drop", word, number=rate)
     if head == "dense":
         units = _number(value("units"), word, 0, 65535, "units")
-        options = _options(parts, word, activation=True)
+        options = _options(parts, word, activation=True, bn=True)
         return Layer("dense", word, number=units, activation=options.get("activation", "relu"),
-                     activation_given="activation" in options)
+                     activation_given="activation" in options, bn="bn" in options)
     if head == "add":
         options = _options(parts, word, activation=True)
         return Layer("add", word, activation=options.get("activation", "relu"), activation_given=True)
@@ -436,21 +444,21 @@ def parse_layer(word):
     if head.startswith("conv"):
         size = _size(head[4:], word)
         filters = _number(value("filters"), word, 0, 65535, "filters")
-        options = _options(parts, word, padding=True, stride=True, activation=True)
+        options = _options(parts, word, padding=True, stride=True, activation=True, bn=True)
         return Layer("conv", word, number=filters, size=size, stride=options.get("stride", (1, 1)),
                      padding=options.get("padding", "same"),
                      activation=options.get("activation", "relu"),
-                     activation_given="activation" in options)
+                     activation_given="activation" in options, bn="bn" in options)
     for prefix in ("dw", "depthwise"):
         if head.startswith(prefix) and head[len(prefix):][:1].isdigit():
             size = _size(head[len(prefix):], word)
             options = _options(parts, word, padding=True, stride=True, multiplier=True,
-                               activation=True)
+                               activation=True, bn=True)
             return Layer("dw", word, number=options.get("multiplier", 1), size=size,
                          stride=options.get("stride", (1, 1)),
                          padding=options.get("padding", "same"),
                          activation=options.get("activation", "relu"),
-                         activation_given="activation" in options)
+                         activation_given="activation" in options, bn="bn" in options)
     for kind in ("maxpool", "avgpool"):
         if head.startswith(kind):
             size = _size(head[len(kind):], word)
@@ -717,9 +725,11 @@ def walk(description, batch_norm=False):
             output = shape
         else:  # parse_layer makes no other kind
             raise fail(f"unknown layer kind {layer.kind}")
-        normalised = batch_norm and (
+        if layer.bn and layer.kind == "dense" and index == last_dense and not description.values:
+            raise fail("the logits layer is not batch-normalised: leave `:bn` out of it")
+        normalised = layer.bn or (batch_norm and (
             layer.kind in ("conv", "dw") or (layer.kind == "dense" and index != last_dense)
-        )
+        ))
         infos.append(Info(index, name, layer, shape, output, weights + outputs,
                           weights * macs_per_weight, normalised))
         shape = output
@@ -774,6 +784,7 @@ def _write_layer(layer, logits):
     activation = "" if layer.activation == "relu" else f":{layer.activation}"
     window = (_write_stride(layer.stride) if layer.stride != (1, 1) else "") + (
         ":valid" if layer.padding == "valid" else "")
+    activation += ":bn" if layer.bn else ""
     if layer.kind == "conv":
         return f"conv{layer.size[0]}x{layer.size[1]}:{layer.number}{window}{activation}"
     if layer.kind == "dw":
