@@ -347,3 +347,84 @@ fn block_entry_point_falls_back_on_ndarray() {
         assert_eq!(got, want);
     }
 }
+
+/// The depthwise op against burn's grouped convolution: values and the gradients of x, weight
+/// and bias through autodiff, for strides 1 and 2, 'same'-like and uneven padding, and
+/// depth multipliers 1 and 2.
+#[test]
+fn depthwise_matches_burns_grouped_convolution() {
+    use tinycnn_host::train::fastconv::ext::{DepthwiseGeometry, depthwise_conv};
+    for (channels, multiplier, side, stride, padding) in [
+        (8, 1, 9, [1, 1], [1, 1, 1, 1]),
+        (6, 2, 10, [2, 2], [0, 0, 1, 1]),
+        (5, 1, 7, [2, 1], [1, 0, 1, 2]),
+    ] {
+        let dev = Device::flex().autodiff();
+        dev.seed(channels as u64 * 100 + side as u64);
+        let outputs = channels * multiplier;
+        let x = on_grid(
+            Tensor::<4>::random(
+                [3, channels, side, side],
+                Distribution::Normal(0.0, 1.0),
+                &dev,
+            ),
+            1.0 / 8.0,
+        );
+        let wt = on_grid(
+            Tensor::<4>::random([outputs, 1, 3, 3], Distribution::Normal(0.0, 0.3), &dev),
+            1.0 / 64.0,
+        );
+        let b = on_grid(
+            Tensor::<1>::random([outputs], Distribution::Normal(0.0, 0.3), &dev),
+            1.0 / 64.0,
+        );
+        let [top, left, bottom, right] = padding;
+        let run = |fast: bool| {
+            let (x, wt, b) = (
+                x.clone().require_grad(),
+                wt.clone().require_grad(),
+                b.clone().require_grad(),
+            );
+            let out = if fast {
+                let geometry = DepthwiseGeometry { stride, padding };
+                depthwise_conv(x.clone(), wt.clone(), b.clone(), geometry)
+            } else {
+                // burn pads evenly: pad the input explicitly for the uneven cases.
+                let padded = x.clone().pad((left, right, top, bottom), 0.0);
+                conv2d(
+                    padded,
+                    wt.clone(),
+                    Some(b.clone()),
+                    ConvOptions::new(stride, [0, 0], [1, 1], channels),
+                )
+            };
+            let dims = out.dims();
+            let g = upstream_grad(dims, &dev);
+            let grads = (out.clone() * g).sum().backward();
+            (
+                dims,
+                tensor_values(out),
+                tensor_values(x.grad(&grads).unwrap()),
+                tensor_values(wt.grad(&grads).unwrap()),
+                tensor_values(b.grad(&grads).unwrap()),
+            )
+        };
+        let (dims_f, out_f, dx_f, dw_f, db_f) = run(true);
+        let (dims_r, out_r, dx_r, dw_r, db_r) = run(false);
+        let ctx =
+            format!("{channels}x{multiplier} {side}x{side} stride {stride:?} pad {padding:?}");
+        assert_eq!(dims_f, dims_r, "{ctx}: output shape");
+        assert_eq!(out_f, out_r, "{ctx}: forward values differ");
+        for (what, got, want) in [
+            ("x", &dx_f, &dx_r),
+            ("weight", &dw_f, &dw_r),
+            ("bias", &db_f, &db_r),
+        ] {
+            assert!(
+                rel_l2(got, want) < 1e-5,
+                "{ctx}: {what} gradient differs ({})",
+                rel_l2(got, want)
+            );
+        }
+    }
+}

@@ -205,10 +205,12 @@ enum Operation {
         conv: usize,
         activation: Activation,
     },
-    /// Depthwise convolution `depthwise`, then its activation.
+    /// Depthwise convolution `depthwise`, then its activation; through the kernels of
+    /// [`fastconv::depthwise`] when `fused`, else burn's grouped convolution.
     Depthwise {
         depthwise: usize,
         activation: Activation,
+        fused: bool,
     },
     /// The 2x2 max-pool.
     Pool,
@@ -489,6 +491,7 @@ impl Net {
                         Operation::Depthwise {
                             depthwise: depthwise - 1,
                             activation,
+                            fused: blocks == ConvBlocks::Fused,
                         },
                     )
                 }
@@ -549,9 +552,16 @@ impl Net {
             Operation::Depthwise {
                 depthwise,
                 activation,
-            } => {
-                x.map_with(|map| activate(relu, self.depthwise[depthwise].forward(map), activation))
-            }
+                fused,
+            } => x.map_with(|map| {
+                let layer = &self.depthwise[depthwise];
+                let sums = if fused {
+                    fastconv::depthwise_conv(layer, map)
+                } else {
+                    layer.forward(map)
+                };
+                activate(relu, sums, activation)
+            }),
             Operation::Pool => x.map_with(|map| self.pool.forward(map)),
             Operation::WindowPool(pool) => x.map_with(|map| window_pool(pool, map)),
             Operation::GlobalAveragePool => x.map_with(|map| map.mean_dim(3).mean_dim(2)),

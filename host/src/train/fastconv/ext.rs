@@ -28,6 +28,7 @@ use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Bytes, DType, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Shape, Tensor};
 
+use super::depthwise::{self, DepthwiseShape};
 use super::kernels::{self, BackwardAlgo, BackwardInputs, ConvShape, DropoutMask};
 use crate::bench::usage;
 
@@ -50,6 +51,41 @@ pub trait ConvKernels: Backend {
         grad: FloatTensor<Self>,
         want_x_grad: bool,
     ) -> ConvGradTensors<Self>;
+
+    /// The depthwise convolution of [`FastConvBackend::depthwise_conv`].
+    fn depthwise_fwd(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: DepthwiseGeometry,
+    ) -> FloatTensor<Self>;
+
+    /// Its gradients of x (when `want_x_grad`), weight and bias.
+    fn depthwise_bwd(
+        saved: SavedDepthwise<Self>,
+        grad: FloatTensor<Self>,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self>;
+}
+
+/// A depthwise convolution's stride and zero padding, `[top, left, bottom, right]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DepthwiseGeometry {
+    /// Rows and columns between two windows.
+    pub stride: [usize; 2],
+    /// Zeros before and after the input: top, left, bottom, right.
+    pub padding: [usize; 4],
+}
+
+/// What a depthwise convolution's forward keeps for its backward pass.
+#[derive(Clone, Debug)]
+pub struct SavedDepthwise<B: Backend> {
+    /// The input.
+    pub x: FloatTensor<B>,
+    /// The weight.
+    pub weight: FloatTensor<B>,
+    /// Stride and padding.
+    pub geometry: DepthwiseGeometry,
 }
 
 /// What the forward keeps for the backward pass (cloning shares the tensors' buffers).
@@ -94,6 +130,15 @@ pub trait FastConvBackend: Backend {
 
     /// Identity; under autodiff its backward records `id` and the time in [`PROBE_STAMPS`].
     fn probe(x: FloatTensor<Self>, id: usize) -> FloatTensor<Self>;
+
+    /// `conv2d(x, weight, bias)` with one group per input channel (`weight` `[C x M][1][kh]
+    /// [kw]`), `geometry`'s stride and padding: the kernels of [`super::depthwise`].
+    fn depthwise_conv(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: DepthwiseGeometry,
+    ) -> FloatTensor<Self>;
 }
 
 /// When the backward pass reached a [`probe`]: wall clock and process CPU time.
@@ -161,7 +206,84 @@ fn flex_f32(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     )
 }
 
+fn depthwise_shape(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    geometry: DepthwiseGeometry,
+) -> DepthwiseShape {
+    let xs = x.shape();
+    let ws = weight.shape();
+    assert_eq!(xs.num_dims(), 4, "depthwise_conv: x must be [N, C, H, W]");
+    assert_eq!(
+        ws.num_dims(),
+        4,
+        "depthwise_conv: weight must be [C x M, 1, kh, kw]"
+    );
+    assert_eq!(ws[1], 1, "depthwise_conv: one input channel per group");
+    let (channels, outputs) = (xs[1], ws[0]);
+    assert!(
+        channels > 0 && outputs % channels == 0,
+        "depthwise_conv: {outputs} outputs for {channels} channels"
+    );
+    let [top, left, bottom, right] = geometry.padding;
+    let [stride_height, stride_width] = geometry.stride;
+    let side = |size: usize, before: usize, after: usize, kernel: usize, stride: usize| {
+        (size + before + after)
+            .checked_sub(kernel)
+            .map_or(0, |room| room / stride.max(1) + 1)
+    };
+    let shape = DepthwiseShape {
+        batch: xs[0],
+        channels,
+        multiplier: outputs / channels,
+        height: xs[2],
+        width: xs[3],
+        kernel_height: ws[2],
+        kernel_width: ws[3],
+        stride_height,
+        stride_width,
+        pad_top: top,
+        pad_left: left,
+        out_height: side(xs[2], top, bottom, ws[2], stride_height),
+        out_width: side(xs[3], left, right, ws[3], stride_width),
+    };
+    assert!(shape.is_consistent(), "depthwise_conv: {shape:?}");
+    shape
+}
+
 impl ConvKernels for Flex {
+    fn depthwise_fwd(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        geometry: DepthwiseGeometry,
+    ) -> FlexTensor {
+        let (x, weight, bias) = (dense_f32(x), dense_f32(weight), dense_f32(bias));
+        let s = depthwise_shape(&x, &weight, geometry);
+        let out = depthwise::forward(&s, f32s(&x), f32s(&weight), Some(f32s(&bias)));
+        flex_f32(out, vec![s.batch, s.outputs(), s.out_height, s.out_width])
+    }
+
+    fn depthwise_bwd(
+        saved: SavedDepthwise<Self>,
+        grad: FlexTensor,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self> {
+        let (x, weight, grad) = (dense_f32(saved.x), dense_f32(saved.weight), dense_f32(grad));
+        let s = depthwise_shape(&x, &weight, saved.geometry);
+        let grads = depthwise::backward(&s, f32s(&x), f32s(&weight), f32s(&grad), want_x_grad);
+        ConvGradTensors {
+            x: grads
+                .x
+                .map(|dx| flex_f32(dx, vec![s.batch, s.channels, s.height, s.width])),
+            weight: flex_f32(
+                grads.weight,
+                vec![s.outputs(), 1, s.kernel_height, s.kernel_width],
+            ),
+            bias: flex_f32(grads.bias, vec![s.outputs()]),
+        }
+    }
+
     fn conv_relu_pool_fwd(
         x: FlexTensor,
         weight: FlexTensor,
@@ -227,6 +349,15 @@ impl FastConvBackend for Flex {
     fn probe(x: FlexTensor, _id: usize) -> FlexTensor {
         x
     }
+
+    fn depthwise_conv(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        geometry: DepthwiseGeometry,
+    ) -> FlexTensor {
+        Self::depthwise_fwd(x, weight, bias, geometry)
+    }
 }
 
 fn dropout_mask(prob: f64, seed: u64) -> Option<DropoutMask> {
@@ -248,6 +379,33 @@ impl<B: ConvKernels> Backward<B, 3> for ConvReluPoolBackward {
         let [node_x, node_weight, node_bias] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let computed = B::conv_relu_pool_bwd(ops.state, grad, node_x.is_some());
+        if let (Some(node), Some(dx)) = (node_x, computed.x) {
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_weight {
+            grads.register::<B>(node.id, computed.weight);
+        }
+        if let Some(node) = node_bias {
+            grads.register::<B>(node.id, computed.bias);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct DepthwiseBackward;
+
+impl<B: ConvKernels> Backward<B, 3> for DepthwiseBackward {
+    type State = SavedDepthwise<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let computed = B::depthwise_bwd(ops.state, grad, node_x.is_some());
         if let (Some(node), Some(dx)) = (node_x, computed.x) {
             grads.register::<B>(node.id, dx);
         }
@@ -336,6 +494,38 @@ impl<B: ConvKernels, C: CheckpointStrategy> FastConvBackend for Autodiff<B, C> {
         }
     }
 
+    fn depthwise_conv(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: DepthwiseGeometry,
+    ) -> FloatTensor<Self> {
+        match DepthwiseBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let x = x.primitive().clone();
+                let weight = weight.primitive().clone();
+                let out =
+                    B::depthwise_fwd(x.clone(), weight.clone(), bias.into_primitive(), geometry);
+                let saved = SavedDepthwise {
+                    x,
+                    weight,
+                    geometry,
+                };
+                prep.finish(saved, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::depthwise_fwd(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                geometry,
+            )),
+        }
+    }
+
     fn probe(x: FloatTensor<Self>, id: usize) -> FloatTensor<Self> {
         match ProbeBackward
             .prepare::<C>([x.node()])
@@ -369,6 +559,23 @@ pub fn conv_relu_pool(
         pad,
         drop_prob,
         seed,
+    ))
+}
+
+/// `conv2d(x, weight, bias)` with one group per input channel, through the kernels of
+/// [`super::depthwise`], on a Flex device with or without autodiff (any other backend panics:
+/// use [`super::depthwise_conv`], which checks).
+pub fn depthwise_conv(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    geometry: DepthwiseGeometry,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FastConvBackend>::depthwise_conv(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        geometry,
     ))
 }
 

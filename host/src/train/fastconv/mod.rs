@@ -19,6 +19,7 @@
 //! The tests in `host/tests/` (`fastconv_matches_burn`, `fastconv_sparse_equals_dense`,
 //! `fastconv_network_step`) hold values and gradients to burn's own ops.
 
+pub mod depthwise;
 pub mod ext;
 pub mod kernels;
 
@@ -64,6 +65,45 @@ pub fn conv_relu_pool_dropout(
         None => (0.0, 0),
     };
     ext::conv_relu_pool(x, weight, bias, pad, prob, seed)
+}
+
+/// `conv.forward(x)` for a depthwise convolution (one group per input channel, weights
+/// `[C x M][1][kh][kw]`), through the kernels of [`depthwise`] on a Flex device (with or
+/// without autodiff); burn's grouped convolution on any other backend, or for a dilated one
+/// or one whose padding is not explicit or 'valid'. A convolution without bias gets a zero
+/// one, which nothing trains.
+pub fn depthwise_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [_, channels, _, _] = x.dims();
+    let [outputs, per_group, _, _] = conv.weight.dims();
+    let padding = match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) => Some([top, left, bottom, right]),
+        PaddingConfig2d::Valid => Some([0; 4]),
+        _ => None,
+    };
+    let device = x.device();
+    match padding {
+        Some(padding)
+            if is_flex(&device)
+                && conv.dilation == [1, 1]
+                && conv.groups == channels
+                && per_group == 1
+                && outputs % channels.max(1) == 0 =>
+        {
+            // The weight first, as burn's op reads them: a fresh parameter is drawn when
+            // first read.
+            let weight = conv.weight.val();
+            let bias = match &conv.bias {
+                Some(bias) => bias.val(),
+                None => Tensor::zeros([outputs], &device),
+            };
+            let geometry = ext::DepthwiseGeometry {
+                stride: conv.stride,
+                padding,
+            };
+            ext::depthwise_conv(x, weight, bias, geometry)
+        }
+        _ => conv.forward(x),
+    }
 }
 
 /// The extension is implemented for Flex only; on any other backend it would panic.
