@@ -19,6 +19,7 @@ use tinycnn::Architecture;
 use tinycnn::arch::Shape;
 use tinycnn_host::data::download::{BarProgress, FetchOptions, Silent};
 use tinycnn_host::data::{Dataset, Fit, FolderOptions, mnist};
+use tinycnn_host::train::network::TrainNetwork;
 
 /// What `--arch` accepts, for `--help`; [`arch_help`] adds the default.
 const ARCH_GRAMMAR: &str = "\
@@ -106,9 +107,9 @@ pub(crate) struct ArchArg {
 }
 
 impl ArchArg {
-    /// The network given, if any.
-    pub(crate) fn network(&self) -> Option<Architecture> {
-        self.architecture.as_ref().map(|given| given.architecture)
+    /// The network given, if any, with its batch-normalised layers.
+    pub(crate) fn network(&self) -> Option<TrainNetwork> {
+        self.architecture.as_ref().map(|given| given.network.clone())
     }
 }
 
@@ -118,8 +119,8 @@ impl ArchArg {
 pub(crate) struct GivenArch {
     /// The text.
     pub(crate) text: String,
-    /// The network.
-    pub(crate) architecture: Architecture,
+    /// The network, and which of its layers are batch-normalised (`:bn`).
+    pub(crate) network: TrainNetwork,
 }
 
 #[derive(Debug, Args)]
@@ -258,7 +259,7 @@ pub(crate) fn parse_arch(value: &str) -> Result<GivenArch, String> {
         None => (value.to_string(), None),
     };
     let default_input = Architecture::REFERENCE.input();
-    let parsed = tinycnn::text::parse(&text, default_input).map_err(|error| {
+    let parsed = TrainNetwork::parse(&text, default_input).map_err(|error| {
         let Some((start, end)) = error.span else {
             return error.to_string();
         };
@@ -281,7 +282,7 @@ pub(crate) fn parse_arch(value: &str) -> Result<GivenArch, String> {
     })?;
     Ok(GivenArch {
         text,
-        architecture: parsed,
+        network: parsed,
     })
 }
 

@@ -153,8 +153,8 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     .context("cannot install the Ctrl-C handler")?;
 
     // Before any download: a network the trainer cannot build is refused at once.
-    if let Some(architecture) = args.arch.network() {
-        tinycnn_host::train::model::check_trainable(&architecture)?;
+    if let Some(network) = args.arch.network() {
+        tinycnn_host::train::model::check_trainable(&network.architecture)?;
     }
     // A resumed run reads the data directory its checkpoint records unless told otherwise.
     let data_dir = if args.resume && args.data.dir.is_none() {
