@@ -800,7 +800,7 @@ fn batch_normalised_networks_fold_into_the_core_model() {
     let device = device();
     for seed in [5, 6] {
         let mut net = seeded_network(&network, seed, &device);
-        assert_eq!(net.batch_norms.len(), 4);
+        assert_eq!(net.batch_norms.len(), 5);
         randomise_batch_norms(&mut net, seed, &device);
         let images = synthetic_images(architecture.input(), 40, seed);
         let weights = net.weights();
