@@ -320,7 +320,7 @@ fn short_training_run_writes_every_output() {
         model.weights(),
         checkpoint
             .model(
-                &tinycnn::Architecture::REFERENCE,
+                &tinycnn::Architecture::REFERENCE.into(),
                 &burn::tensor::Device::flex()
             )
             .unwrap()

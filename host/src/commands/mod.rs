@@ -46,6 +46,12 @@ The network, one word per layer (or @FILE: the words from a file, # starts a com
                        gives the logits (no activation), one unit per class
   softmax              last, optional: probabilities instead of logits
   output:values        last, optional: the network gives values, not classes
+  :bn                  an option of conv, dw and dense (not the logits' dense layer):
+                       batch normalisation of the layer's output before its
+                       activation, with the batch's statistics while training and
+                       the running ones after; the export folds it into the layer's
+                       weights and bias (host train, export and bench train take it),
+                       e.g. conv3x3:12:s2:bn dw3x3:bn conv1x1:32:bn
 Words are separated by spaces, commas or newlines. `host train` trains every layer
 above but softmax (it trains on the logits) and output:values; `host import` runs every
 layer above. The default is the Keras MNIST tutorial's network:";
