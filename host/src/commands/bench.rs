@@ -148,7 +148,9 @@ pub(crate) fn run_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
     let data = DataSet::load(
         &args.data.ready(args.json)?,
         &args.data.folder_options(
-            args.arch.network().map(|network| network.architecture.input()),
+            args.arch
+                .network()
+                .map(|network| network.architecture.input()),
             !args.json,
         ),
     )?;

@@ -115,7 +115,9 @@ pub(crate) struct ArchArg {
 impl ArchArg {
     /// The network given, if any, with its batch-normalised layers.
     pub(crate) fn network(&self) -> Option<TrainNetwork> {
-        self.architecture.as_ref().map(|given| given.network.clone())
+        self.architecture
+            .as_ref()
+            .map(|given| given.network.clone())
     }
 }
 

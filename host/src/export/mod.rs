@@ -466,11 +466,8 @@ pub fn run(options: &ExportOptions) -> anyhow::Result<Vec<PathBuf>> {
     }
     atomic::refuse_existing(&outputs, options.overwrite)?;
     let device = crate::train::backend::BackendKind::Flex.device()?;
-    let (mut model, state) = crate::train::checkpoint::load_trained(
-        &options.checkpoint,
-        &options.network,
-        &device,
-    )?;
+    let (mut model, state) =
+        crate::train::checkpoint::load_trained(&options.checkpoint, &options.network, &device)?;
     // A run that keeps its best epoch exports those weights, as `host train` did.
     if let Some(state) = &state
         && state.settings.keep == crate::train::state::Keep::Best

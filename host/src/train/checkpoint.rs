@@ -245,7 +245,11 @@ impl Checkpoint {
         // One weight and one bias per layer with weights; a batch-normalised layer has no bias,
         // and its batch norm a scale and an offset (its running statistics are not trained).
         let expected = 2 * network.architecture.weighted_layers()
-            + network.batch_norm.iter().filter(|&&normalised| normalised).count();
+            + network
+                .batch_norm
+                .iter()
+                .filter(|&&normalised| normalised)
+                .count();
         let states = optimizer.to_record().len() / tensors_per_parameter.max(1);
         if states != expected {
             return Err(record_error(format!(
@@ -476,7 +480,11 @@ mod tests {
         let model = adagrad.step(0.01, model, grads);
         let checkpoint = Checkpoint::capture(state(), &model, &adagrad).unwrap();
         assert!(matches!(
-            checkpoint.optimizer(KerasAdam::new(0.0).init(), 3, &Architecture::REFERENCE.into()),
+            checkpoint.optimizer(
+                KerasAdam::new(0.0).init(),
+                3,
+                &Architecture::REFERENCE.into()
+            ),
             Err(CheckpointErrorKind::Record { .. })
         ));
     }
@@ -567,7 +575,8 @@ mod tests {
         let model = Net::with_network(&network, &device, Default::default());
         let mut optimizer = KerasAdam::new(0.0).init();
         let values: Vec<f32> = (0..4 * 72).map(|i| (i * 7 % 11) as f32 / 11.0).collect();
-        let input = crate::train::model::input_tensor(values, network.architecture.input(), &device);
+        let input =
+            crate::train::model::input_tensor(values, network.architecture.input(), &device);
         let loss = model.forward(input).sum();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let model = optimizer.step(0.01, model, grads);
@@ -581,11 +590,7 @@ mod tests {
             .optimizer(KerasAdam::new(0.0).init(), 3, &network)
             .unwrap();
         assert!(matches!(
-            checkpoint.optimizer(
-                KerasAdam::new(0.0).init(),
-                3,
-                &network.architecture.into()
-            ),
+            checkpoint.optimizer(KerasAdam::new(0.0).init(), 3, &network.architecture.into()),
             Err(CheckpointErrorKind::Record { .. })
         ));
     }
@@ -597,7 +602,11 @@ mod tests {
         let fresh = KerasAdagrad::new(1e-7).init();
         let checkpoint = Checkpoint::capture(state(), &model, &fresh).unwrap();
         assert!(matches!(
-            checkpoint.optimizer(KerasAdagrad::new(1e-7).init(), 1, &Architecture::REFERENCE.into()),
+            checkpoint.optimizer(
+                KerasAdagrad::new(1e-7).init(),
+                1,
+                &Architecture::REFERENCE.into()
+            ),
             Err(CheckpointErrorKind::Record { .. })
         ));
     }

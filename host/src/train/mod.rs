@@ -591,9 +591,7 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
                 path: checkpoint_path.clone(),
                 kind,
             };
-            let model = checkpoint
-                .model(&network, &train_device)
-                .map_err(fail)?;
+            let model = checkpoint.model(&network, &train_device).map_err(fail)?;
             let optimizer = checkpoint
                 .optimizer(
                     new_optimizer(&settings),

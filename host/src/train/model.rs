@@ -32,8 +32,7 @@ use burn::module::{Initializer, Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
-    Relu,
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
 };
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -363,9 +362,8 @@ impl Net {
             let normalised = network.is_batch_normalised(info.index);
             // A batch-normalised layer's offset is its batch norm's beta (Keras leaves the
             // bias out too).
-            let bias = |outputs: usize| {
-                (!normalised).then(|| Initializer::Zeros.init([outputs], device))
-            };
+            let bias =
+                |outputs: usize| (!normalised).then(|| Initializer::Zeros.init([outputs], device));
             if normalised {
                 batch_norms.push(
                     BatchNormConfig::new(info.outputs())
@@ -947,7 +945,11 @@ impl FoldedBatchNorm {
     /// first axis; its bias (zero without one) is scaled and offset too.
     fn into_conv(self, conv: &mut ConvWeights) {
         let per_output = conv.weight.len() / conv.out_channels.max(1);
-        for (weights, &scale) in conv.weight.chunks_exact_mut(per_output.max(1)).zip(&self.scale) {
+        for (weights, &scale) in conv
+            .weight
+            .chunks_exact_mut(per_output.max(1))
+            .zip(&self.scale)
+        {
             weights.iter_mut().for_each(|w| *w *= scale);
         }
         self.into_bias(&mut conv.bias);
@@ -956,7 +958,9 @@ impl FoldedBatchNorm {
     /// Into a dense layer's `[in][out]` weights: output `o` is the column.
     fn into_dense(self, dense: &mut DenseWeights) {
         for row in dense.weight.chunks_exact_mut(dense.outputs.max(1)) {
-            row.iter_mut().zip(&self.scale).for_each(|(w, &scale)| *w *= scale);
+            row.iter_mut()
+                .zip(&self.scale)
+                .for_each(|(w, &scale)| *w *= scale);
         }
         self.into_bias(&mut dense.bias);
     }
@@ -1487,7 +1491,10 @@ mod tests {
         for (a, b) in a.iter().zip(&b) {
             assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
         }
-        let message = model.with_weights(&weights, &device).unwrap_err().to_string();
+        let message = model
+            .with_weights(&weights, &device)
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("without batch norms"), "{message}");
     }
 

@@ -74,7 +74,12 @@ fn words(text: &str) -> impl Iterator<Item = (usize, &str)> {
         let code = line.split('#').next().unwrap_or("");
         code.split(|c: char| c.is_whitespace() || c == ',')
             .filter(|word| !word.is_empty())
-            .map(move |word| (start + (word.as_ptr() as usize - line.as_ptr() as usize), word))
+            .map(move |word| {
+                (
+                    start + (word.as_ptr() as usize - line.as_ptr() as usize),
+                    word,
+                )
+            })
     })
 }
 
@@ -271,7 +276,11 @@ mod tests {
             assert!(error.message.contains(why), "{text}: {}", error.message);
             assert!(error.message.contains("`:bn`"), "{}", error.message);
         };
-        refused("conv3x3:4 pool:bn flatten dense:10", "pool:bn", "is not one of them");
+        refused(
+            "conv3x3:4 pool:bn flatten dense:10",
+            "pool:bn",
+            "is not one of them",
+        );
         refused(
             "conv3x3:4 avgpool2x2:bn flatten dense:10",
             "avgpool2x2:bn",
@@ -289,7 +298,11 @@ mod tests {
         );
         refused("conv3x3:4 flatten dense:10:bn", "dense:10:bn", "logits");
         refused("conv3x3:4 gap:bn flatten dense:10", "gap:bn", "not one of");
-        refused("conv3x3:4:bn:bn flatten dense:10", "conv3x3:4:bn:bn", "twice");
+        refused(
+            "conv3x3:4:bn:bn flatten dense:10",
+            "conv3x3:4:bn:bn",
+            "twice",
+        );
         // The core's own errors keep pointing at their word.
         let text = "conv3x3:4:bn conv3x3:x:bn flatten dense:10";
         let error = parse(text).unwrap_err();
