@@ -312,7 +312,7 @@ fn short_training_run_writes_every_output() {
     assert_eq!(plot, (1200, 500));
     let model = load_trained_model(
         &out.join(MODEL_FILE),
-        &tinycnn::Architecture::REFERENCE,
+        &tinycnn::Architecture::REFERENCE.into(),
         &burn::tensor::Device::flex(),
     )
     .unwrap();
@@ -320,7 +320,7 @@ fn short_training_run_writes_every_output() {
         model.weights(),
         checkpoint
             .model(
-                &tinycnn::Architecture::REFERENCE,
+                &tinycnn::Architecture::REFERENCE.into(),
                 &burn::tensor::Device::flex()
             )
             .unwrap()
@@ -428,10 +428,10 @@ fn resumed_run_equals_an_uninterrupted_one() {
     }
     let device = burn::tensor::Device::flex();
     assert_eq!(
-        load_trained_model(&straight, &small_network(), &device)
+        load_trained_model(&straight, &small_network().into(), &device)
             .unwrap()
             .weights(),
-        load_trained_model(&split, &small_network(), &device)
+        load_trained_model(&split, &small_network().into(), &device)
             .unwrap()
             .weights()
     );
@@ -440,9 +440,11 @@ fn resumed_run_equals_an_uninterrupted_one() {
 
 /// A depthwise-separable network with a projection residual block and the other layers of the
 /// field's networks (strided convolutions, ReLU6, average pools): small enough for a test.
-const SEPARABLE_NETWORK: &str = "input:28x28x1 conv3x3:8:s2 dw3x3 conv1x1:16:relu6 \
-                                 residual:24:s2 dw3x3:s2 conv1x1:24:linear add:relu6 \
-                                 avgpool2x2:s1 gap flatten dense:10";
+/// Batch-normalised (`:bn`) on a convolution, depthwise convolutions, a 1x1 convolution in a
+/// residual block and a dense layer.
+const SEPARABLE_NETWORK: &str = "input:28x28x1 conv3x3:8:s2:bn dw3x3:bn conv1x1:16:relu6 \
+                                 residual:24:s2 dw3x3:s2:bn conv1x1:24:linear:bn add:relu6 \
+                                 avgpool2x2:s1 gap flatten dense:16:bn dense:10";
 
 /// The field's layers train and resume as the tutorial's do: a run resumed after its first
 /// epoch ends where a straight one does, bit for bit (the depthwise and projection weights are
@@ -476,11 +478,16 @@ fn a_depthwise_separable_residual_network_trains_resumes_and_evaluates() {
     }
     let loss = |epoch: usize| a["epochs"][epoch]["train_loss"].as_f64().unwrap();
     assert!(loss(1) < loss(0), "train loss {} then {}", loss(0), loss(1));
-    let network = tinycnn::text::parse(SEPARABLE_NETWORK, tinycnn::Shape::new(28, 28, 1)).unwrap();
+    let network = tinycnn_host::train::network::TrainNetwork::parse(
+        SEPARABLE_NETWORK,
+        tinycnn::Shape::new(28, 28, 1),
+    )
+    .unwrap();
     let device = burn::tensor::Device::flex();
-    let weights = load_trained_model(&split, &network, &device)
-        .unwrap()
-        .weights();
+    let model = load_trained_model(&split, &network, &device).unwrap();
+    // The running statistics are the checkpoint's too: the folded weights agree.
+    assert_eq!(model.batch_norms.len(), 5);
+    let weights = model.weights();
     assert_eq!(weights.depthwise.len(), 2);
     assert_eq!(weights.projections.len(), 1);
     assert_eq!(
@@ -637,10 +644,10 @@ fn ctrl_c_in_the_first_epoch_checkpoints_its_batches_and_resume_alone_continues_
     assert!(output.status.success(), "{}", stderr(&output));
     let device = burn::tensor::Device::flex();
     assert_eq!(
-        load_trained_model(&straight, &small_network(), &device)
+        load_trained_model(&straight, &small_network().into(), &device)
             .unwrap()
             .weights(),
-        load_trained_model(&out, &small_network(), &device)
+        load_trained_model(&out, &small_network().into(), &device)
             .unwrap()
             .weights(),
         "interrupted in epoch 1 and resumed, the run must equal the uninterrupted one"

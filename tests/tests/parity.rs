@@ -18,7 +18,7 @@
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 use tinycnn::arch::{Architecture, Layer, Shape};
@@ -30,6 +30,7 @@ use tinycnn_host::deploy::eval::{
 };
 use tinycnn_host::export::{self, CoreWeights};
 use tinycnn_host::train::model::{Net, NetWeights, infer_logits};
+use tinycnn_host::train::network::TrainNetwork;
 use tinycnn_parity::int8_reference::Reference;
 
 /// Logit tolerance, relative to the image's largest |logit| (at least 1):
@@ -114,12 +115,17 @@ fn device() -> Device {
 /// A network of `architecture` initialised from `seed`. burn's generator is shared by the
 /// process, so tests that run in parallel take turns to keep it reproducible.
 fn seeded_net(architecture: &Architecture, seed: u64, device: &Device) -> Net {
+    seeded_network(&TrainNetwork::from(*architecture), seed, device)
+}
+
+/// [`seeded_net`] for a network with batch norms.
+fn seeded_network(network: &TrainNetwork, seed: u64, device: &Device) -> Net {
     static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = TURN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     device.seed(seed);
-    Net::new(architecture, device)
+    Net::with_network(network, device, Default::default())
 }
 
 /// `count` synthetic images of `shape`: smooth gradients, a bright blob and some noise, so that
@@ -749,5 +755,70 @@ fn the_trainable_vocabulary_agrees() {
             worst < 0.1,
             "int8 logits differ from f32 by {worst} of the range"
         );
+    }
+}
+
+/// Batch normalisation (`:bn`) on a strided convolution, depthwise convolutions, a 1x1
+/// convolution inside a residual block and a dense layer.
+const BATCH_NORMALISED: &str = "input:16x14x2 conv3x3:8:s2:bn residual dw3x3:bn \
+                                conv1x1:8:linear:bn add residual:12:s2 dw3x3:s2:relu6:bn \
+                                conv1x1:12:linear add gap flatten dense:16:bn dense:10";
+
+/// Batch norms with statistics far from the initial ones (scale 1, offset 0, mean 0, variance
+/// 1), drawn from `seed`: what a trained network's look like.
+fn randomise_batch_norms(net: &mut Net, seed: u64, device: &Device) {
+    use burn::module::{Param, RunningState};
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut uniform = move |low: f32, high: f32| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        low + (high - low) * (state >> 40) as f32 / (1u64 << 24) as f32
+    };
+    let mut tensor = |n: usize, low: f32, high: f32| {
+        let values: Vec<f32> = (0..n).map(|_| uniform(low, high)).collect();
+        Tensor::<1>::from_data(TensorData::new(values, [n]), device)
+    };
+    for batch_norm in &mut net.batch_norms {
+        let [n] = batch_norm.gamma.dims();
+        batch_norm.gamma = Param::from_tensor(tensor(n, 0.3, 2.0));
+        batch_norm.beta = Param::from_tensor(tensor(n, -0.5, 0.5));
+        batch_norm.running_mean = RunningState::new(tensor(n, -0.4, 0.4));
+        batch_norm.running_var = RunningState::new(tensor(n, 0.05, 3.0));
+    }
+}
+
+/// A batch-normalised network with random weights and statistics: burn in evaluation mode (the
+/// running statistics) against the core's f32 on the exported model, whose weights and biases
+/// have the batch norms folded in; and the exported int8 model, run by the core, against the
+/// independent reference.
+#[test]
+fn batch_normalised_networks_fold_into_the_core_model() {
+    let network = TrainNetwork::parse(BATCH_NORMALISED, Architecture::REFERENCE.input()).unwrap();
+    let architecture = network.architecture;
+    tinycnn_host::train::model::check_trainable(&architecture).unwrap();
+    let device = device();
+    for seed in [5, 6] {
+        let mut net = seeded_network(&network, seed, &device);
+        assert_eq!(net.batch_norms.len(), 5);
+        randomise_batch_norms(&mut net, seed, &device);
+        let images = synthetic_images(architecture.input(), 40, seed);
+        let weights = net.weights();
+        let file = CoreWeights::from_burn(&architecture, &weights)
+            .unwrap()
+            .to_file()
+            .unwrap();
+        let model = F32Model::from_bytes(&file).unwrap();
+        let core = f32_logits(&model, &images, 1);
+        compare_f32(
+            &burn_logits(&net, &images, &device),
+            &core,
+            &format!("batch-normalised, seed {seed}"),
+        );
+        let calibration = images.chunks_exact(architecture.input().values());
+        let exported = export::export_calibrated(&architecture, &weights, calibration).unwrap();
+        let int8_model = Int8Model::from_bytes(&exported.int8_file).unwrap();
+        let core = int8_logits(&int8_model, &images, 1);
+        int8_parity(&int8_model, &images, &core, BATCH_NORMALISED);
     }
 }

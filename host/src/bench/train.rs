@@ -41,8 +41,8 @@ pub const DEFAULT_WARMUP: usize = 3;
 /// What `host bench train` measures.
 #[derive(Clone, Debug)]
 pub struct TrainBenchOptions {
-    /// The network.
-    pub architecture: tinycnn::Architecture,
+    /// The network (batch norms included: `:bn`).
+    pub network: crate::train::network::TrainNetwork,
     /// Steps timed, and again profiled, per path.
     pub batches: usize,
     /// Steps run first, unmeasured.
@@ -207,7 +207,7 @@ fn bench_path(
     let (path, description) = path_name(blocks);
     let device = Device::flex().autodiff();
     device.seed(options.seed);
-    let mut model = Net::with_init(&options.architecture, &device, options.init);
+    let mut model = Net::with_network(&options.network, &device, options.init);
     let mut optimizer = KerasAdagrad::new(DEFAULT_ADAGRAD_EPSILON).init();
     let loss_fn = CrossEntropyLoss::new(None, &device);
     let step = || StepContext {

@@ -148,12 +148,17 @@ pub(crate) fn run_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
     let data = DataSet::load(
         &args.data.ready(args.json)?,
         &args.data.folder_options(
-            args.arch.network().map(|network| network.input()),
+            args.arch
+                .network()
+                .map(|network| network.architecture.input()),
             !args.json,
         ),
     )?;
     let options = bench_train::TrainBenchOptions {
-        architecture: args.arch.network().unwrap_or(Architecture::REFERENCE),
+        network: args
+            .arch
+            .network()
+            .unwrap_or_else(|| Architecture::REFERENCE.into()),
         batches: args.batches,
         warmup: args.warmup,
         batch_size: train::DEFAULT_BATCH_SIZE,

@@ -56,13 +56,16 @@ pub(crate) fn run(args: &ExportArgs) -> anyhow::Result<()> {
         emit(format!("wrote {}\n", written.display()));
         return Ok(());
     }
-    let architecture = args.arch.network().unwrap_or(Architecture::REFERENCE);
+    let network = args
+        .arch
+        .network()
+        .unwrap_or_else(|| Architecture::REFERENCE.into());
     let written = export::run(&export::ExportOptions {
         checkpoint: args
             .checkpoint
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs/latest")),
-        architecture,
+        network,
         data_dir: args.data.ready(false)?,
         out: args.out.clone(),
         calibration_images: args.calibration.images,

@@ -19,6 +19,7 @@ use tinycnn::Architecture;
 use tinycnn::arch::Shape;
 use tinycnn_host::data::download::{BarProgress, FetchOptions, Silent};
 use tinycnn_host::data::{Dataset, Fit, FolderOptions, mnist};
+use tinycnn_host::train::network::TrainNetwork;
 
 /// What `--arch` accepts, for `--help`; [`arch_help`] adds the default.
 const ARCH_GRAMMAR: &str = "\
@@ -45,6 +46,12 @@ The network, one word per layer (or @FILE: the words from a file, # starts a com
                        gives the logits (no activation), one unit per class
   softmax              last, optional: probabilities instead of logits
   output:values        last, optional: the network gives values, not classes
+  :bn                  an option of conv, dw and dense (not the logits' dense layer):
+                       batch normalisation of the layer's output before its
+                       activation, with the batch's statistics while training and
+                       the running ones after; the export folds it into the layer's
+                       weights and bias (host train, export and bench train take it),
+                       e.g. conv3x3:12:s2:bn dw3x3:bn conv1x1:32:bn
 Words are separated by spaces, commas or newlines. `host train` trains every layer
 above but softmax (it trains on the logits) and output:values; `host import` runs every
 layer above. The default is the Keras MNIST tutorial's network:";
@@ -106,9 +113,11 @@ pub(crate) struct ArchArg {
 }
 
 impl ArchArg {
-    /// The network given, if any.
-    pub(crate) fn network(&self) -> Option<Architecture> {
-        self.architecture.as_ref().map(|given| given.architecture)
+    /// The network given, if any, with its batch-normalised layers.
+    pub(crate) fn network(&self) -> Option<TrainNetwork> {
+        self.architecture
+            .as_ref()
+            .map(|given| given.network.clone())
     }
 }
 
@@ -118,8 +127,8 @@ impl ArchArg {
 pub(crate) struct GivenArch {
     /// The text.
     pub(crate) text: String,
-    /// The network.
-    pub(crate) architecture: Architecture,
+    /// The network, and which of its layers are batch-normalised (`:bn`).
+    pub(crate) network: TrainNetwork,
 }
 
 #[derive(Debug, Args)]
@@ -258,7 +267,7 @@ pub(crate) fn parse_arch(value: &str) -> Result<GivenArch, String> {
         None => (value.to_string(), None),
     };
     let default_input = Architecture::REFERENCE.input();
-    let parsed = tinycnn::text::parse(&text, default_input).map_err(|error| {
+    let parsed = TrainNetwork::parse(&text, default_input).map_err(|error| {
         let Some((start, end)) = error.span else {
             return error.to_string();
         };
@@ -281,7 +290,7 @@ pub(crate) fn parse_arch(value: &str) -> Result<GivenArch, String> {
     })?;
     Ok(GivenArch {
         text,
-        architecture: parsed,
+        network: parsed,
     })
 }
 

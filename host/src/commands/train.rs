@@ -25,7 +25,8 @@ pub(crate) struct TrainArgs {
     data: DataDir,
     /// The network [default: the Keras MNIST tutorial's, taking the data's pictures and ending in
     /// as many classes as the data has; with --resume: the checkpoint's]. A description that
-    /// does not start with input: takes the data's picture size and channels.
+    /// does not start with input: takes the data's picture size and channels. `:bn` after a
+    /// conv, dw or dense layer batch-normalises it (`conv3x3:12:s2:bn dw3x3:bn conv1x1:32:bn`).
     #[command(flatten)]
     arch: ArchArg,
     /// Total number of epochs [default: 20; with --resume: the checkpoint's, and a larger value
@@ -153,8 +154,8 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     .context("cannot install the Ctrl-C handler")?;
 
     // Before any download: a network the trainer cannot build is refused at once.
-    if let Some(architecture) = args.arch.network() {
-        tinycnn_host::train::model::check_trainable(&architecture)?;
+    if let Some(network) = args.arch.network() {
+        tinycnn_host::train::model::check_trainable(&network.architecture)?;
     }
     // A resumed run reads the data directory its checkpoint records unless told otherwise.
     let data_dir = if args.resume && args.data.dir.is_none() {

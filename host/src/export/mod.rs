@@ -430,8 +430,8 @@ pub fn export_trained_model(
 pub struct ExportOptions {
     /// A run directory, its checkpoint, or a bare burn record.
     pub checkpoint: PathBuf,
-    /// The network of a bare burn record (a checkpoint records its own).
-    pub architecture: Architecture,
+    /// The network of a bare burn record, batch norms included (a checkpoint records its own).
+    pub network: crate::train::network::TrainNetwork,
     /// The data set, for calibration.
     pub data_dir: PathBuf,
     /// Where to write the model files [default: the checkpoint's directory].
@@ -466,11 +466,8 @@ pub fn run(options: &ExportOptions) -> anyhow::Result<Vec<PathBuf>> {
     }
     atomic::refuse_existing(&outputs, options.overwrite)?;
     let device = crate::train::backend::BackendKind::Flex.device()?;
-    let (mut model, state) = crate::train::checkpoint::load_trained(
-        &options.checkpoint,
-        &options.architecture,
-        &device,
-    )?;
+    let (mut model, state) =
+        crate::train::checkpoint::load_trained(&options.checkpoint, &options.network, &device)?;
     // A run that keeps its best epoch exports those weights, as `host train` did.
     if let Some(state) = &state
         && state.settings.keep == crate::train::state::Keep::Best
@@ -486,7 +483,7 @@ pub fn run(options: &ExportOptions) -> anyhow::Result<Vec<PathBuf>> {
                 .unwrap_or_default()
         };
         let best = run_dir.join(crate::train::BEST_MODEL_FILE);
-        model = crate::train::checkpoint::load_trained_model(&best, model.architecture(), &device)?;
+        model = crate::train::checkpoint::load_trained_model(&best, model.network(), &device)?;
     }
     let fit = options
         .fit

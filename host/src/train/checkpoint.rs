@@ -23,16 +23,15 @@ use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
 use sha2::{Digest, Sha256};
 
-use tinycnn::Architecture;
-
 use crate::atomic;
 use crate::train::model::Net;
+use crate::train::network::TrainNetwork;
 use crate::train::state::TrainState;
 
 /// File name of the checkpoint in a run's output directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
 /// File name of the latest weights alone, a burnpack record of the [`Net`]
-/// (`Net::new(&architecture, &device).load_file(..)`).
+/// (`Net::with_network(&network, &device, init).load_file(..)`).
 pub const MODEL_FILE: &str = "model.bpk";
 
 const MAGIC: &[u8; 8] = b"TCNNCKPT";
@@ -109,6 +108,7 @@ impl Checkpoint {
         model: &Net,
         optimizer: &ModuleOptimizer,
     ) -> Result<Self, burn::store::RecordError> {
+        model.sync_batch_statistics();
         Ok(Self {
             state,
             model: model.clone().into_record().into_bytes()?.to_vec(),
@@ -207,31 +207,31 @@ impl Checkpoint {
     }
 
     /// The network the checkpoint trains.
-    pub fn architecture(&self) -> Result<Architecture, CheckpointErrorKind> {
+    pub fn network(&self) -> Result<TrainNetwork, CheckpointErrorKind> {
         self.state
             .settings
-            .architecture()
+            .network()
             .map_err(|error| CheckpointErrorKind::State(error.to_string()))
     }
 
-    /// The model, a network of `architecture`, on `device`.
+    /// The model, a network of `network`, on `device`.
     pub fn model(
         &self,
-        architecture: &Architecture,
+        network: &TrainNetwork,
         device: &Device,
     ) -> Result<Net, CheckpointErrorKind> {
-        load_model_record(&self.model, architecture, device)
+        load_model_record(&self.model, network, device)
     }
 
     /// `fresh`, the optimizer of the run's settings ([`crate::train::new_optimizer`]), whose
     /// state holds `tensors_per_parameter` tensors for each parameter tensor
     /// ([`OptimizerKind::state_tensors`](crate::train::state::OptimizerKind::state_tensors)),
-    /// with this checkpoint's state for a network of `architecture`.
+    /// with this checkpoint's state for a network of `network`.
     pub fn optimizer(
         &self,
         fresh: ModuleOptimizer,
         tensors_per_parameter: usize,
-        architecture: &Architecture,
+        network: &TrainNetwork,
     ) -> Result<ModuleOptimizer, CheckpointErrorKind> {
         let record_error = |message: String| CheckpointErrorKind::Record {
             part: "optimizer",
@@ -242,8 +242,14 @@ impl Checkpoint {
             .map_err(|error| record_error(error.to_string()))?;
         // burn skips parameter states it cannot rebuild instead of failing; a resumed run must
         // not silently restart the optimizer's accumulators (nor take another optimizer's).
-        // One weight and one bias per layer with weights.
-        let expected = 2 * architecture.weighted_layers();
+        // One weight and one bias per layer with weights; a batch-normalised layer has no bias,
+        // and its batch norm a scale and an offset (its running statistics are not trained).
+        let expected = 2 * network.architecture.weighted_layers()
+            + network
+                .batch_norm
+                .iter()
+                .filter(|&&normalised| normalised)
+                .count();
         let states = optimizer.to_record().len() / tensors_per_parameter.max(1);
         if states != expected {
             return Err(record_error(format!(
@@ -254,11 +260,11 @@ impl Checkpoint {
     }
 }
 
-/// A [`Net`] of `architecture` on `device` from the bytes of a burnpack record ([`MODEL_FILE`]
+/// A [`Net`] of `network` on `device` from the bytes of a burnpack record ([`MODEL_FILE`]
 /// or a checkpoint's).
 pub fn load_model_record(
     bytes: &[u8],
-    architecture: &Architecture,
+    network: &TrainNetwork,
     device: &Device,
 ) -> Result<Net, CheckpointErrorKind> {
     let record_error = |error: burn::store::RecordError| CheckpointErrorKind::Record {
@@ -267,7 +273,7 @@ pub fn load_model_record(
     };
     let record =
         ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes.to_vec())).map_err(record_error)?;
-    Net::new(architecture, device)
+    Net::with_network(network, device, Default::default())
         .try_load_record(record)
         .map_err(record_error)
 }
@@ -276,19 +282,20 @@ pub fn load_model_record(
 ///
 /// `path` may be a checkpoint file, a [`MODEL_FILE`], or a run directory holding either. A
 /// checkpoint records its network; a bare [`MODEL_FILE`] is taken as a network of
-/// `architecture`.
+/// `network` (an [`Architecture`](tinycnn::Architecture) converts into one without batch
+/// norms).
 pub fn load_trained_model(
     path: &Path,
-    architecture: &Architecture,
+    network: &TrainNetwork,
     device: &Device,
 ) -> Result<Net, CheckpointError> {
-    load_trained(path, architecture, device).map(|(net, _)| net)
+    load_trained(path, network, device).map(|(net, _)| net)
 }
 
 /// [`load_trained_model`], with the run's state when `path` is (or holds) a checkpoint.
 pub fn load_trained(
     path: &Path,
-    architecture: &Architecture,
+    network: &TrainNetwork,
     device: &Device,
 ) -> Result<(Net, Option<TrainState>), CheckpointError> {
     let path = if path.is_dir() {
@@ -312,12 +319,12 @@ pub fn load_trained(
     if bytes.starts_with(MAGIC) {
         Checkpoint::decode(&bytes)
             .and_then(|checkpoint| {
-                let net = checkpoint.model(&checkpoint.architecture()?, device)?;
+                let net = checkpoint.model(&checkpoint.network()?, device)?;
                 Ok((net, Some(checkpoint.state)))
             })
             .map_err(fail)
     } else {
-        load_model_record(&bytes, architecture, device)
+        load_model_record(&bytes, network, device)
             .map(|net| (net, None))
             .map_err(fail)
     }
@@ -329,6 +336,7 @@ mod tests {
     use crate::train::adagrad::KerasAdagrad;
     use crate::train::adam::KerasAdam;
     use crate::train::state::TrainSettings;
+    use tinycnn::Architecture;
 
     /// Every f64 the state holds comes back from its JSON exactly: a loss sum one unit in the
     /// last place off makes a resumed run's metrics differ from an uninterrupted run's.
@@ -472,7 +480,11 @@ mod tests {
         let model = adagrad.step(0.01, model, grads);
         let checkpoint = Checkpoint::capture(state(), &model, &adagrad).unwrap();
         assert!(matches!(
-            checkpoint.optimizer(KerasAdam::new(0.0).init(), 3, &Architecture::REFERENCE),
+            checkpoint.optimizer(
+                KerasAdam::new(0.0).init(),
+                3,
+                &Architecture::REFERENCE.into()
+            ),
             Err(CheckpointErrorKind::Record { .. })
         ));
     }
@@ -502,7 +514,7 @@ mod tests {
         let path = dir.path().join(CHECKPOINT_FILE);
         checkpoint.save(&path).unwrap();
         let loaded = Checkpoint::load(&path).unwrap();
-        let restored = loaded.model(&architecture, &device).unwrap();
+        let restored = loaded.model(&architecture.into(), &device).unwrap();
         assert_eq!(restored.num_params(), architecture.parameters());
         assert_eq!(restored.weights(), model.weights());
         let pixels: Vec<u8> = (0..784).map(|i| (i % 256) as u8).collect();
@@ -515,7 +527,7 @@ mod tests {
         // (a fresh Adagrad or Adam would move every weight by about the full learning rate
         // instead).
         let mut restored_optimizer = loaded
-            .optimizer(new_optimizer(), tensors_per_parameter, &architecture)
+            .optimizer(new_optimizer(), tensors_per_parameter, &architecture.into())
             .unwrap();
         let step = |model: Net, optimizer: &mut ModuleOptimizer| {
             // Same dropout masks for every step compared.
@@ -534,16 +546,53 @@ mod tests {
         assert_eq!(resumed.weights(), continued.weights());
         let mut fresh_optimizer = new_optimizer();
         let restarted = step(
-            loaded.model(&architecture, &device).unwrap(),
+            loaded.model(&architecture.into(), &device).unwrap(),
             &mut fresh_optimizer,
         );
         assert_ne!(restarted.weights(), continued.weights());
         assert_eq!(
-            load_trained_model(dir.path(), &architecture, &plain)
+            load_trained_model(dir.path(), &architecture.into(), &plain)
                 .unwrap()
                 .weights(),
             model.weights()
         );
+    }
+
+    /// A batch-normalised network's checkpoint holds the running statistics of its last step
+    /// (burn keeps them aside until the next step reads them), and the optimizer's state for
+    /// its weights, scales and offsets.
+    #[test]
+    fn batch_norm_statistics_and_state_survive_a_checkpoint() {
+        use burn::optim::GradientsParams;
+        let network = crate::train::network::TrainNetwork::parse(
+            "input:6x6x2 conv3x3:4:bn dw3x3:s2:bn flatten dense:5:bn dense:3",
+            Architecture::REFERENCE.input(),
+        )
+        .unwrap();
+        let _turn = crate::seeded_turn();
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let model = Net::with_network(&network, &device, Default::default());
+        let mut optimizer = KerasAdam::new(0.0).init();
+        let values: Vec<f32> = (0..4 * 72).map(|i| (i * 7 % 11) as f32 / 11.0).collect();
+        let input =
+            crate::train::model::input_tensor(values, network.architecture.input(), &device);
+        let loss = model.forward(input).sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let model = optimizer.step(0.01, model, grads);
+        let checkpoint = Checkpoint::capture(state(), &model, &optimizer).unwrap();
+        let restored = checkpoint.model(&network, &device).unwrap();
+        let weights = model.weights();
+        assert_eq!(restored.weights(), weights);
+        // The statistics moved: the folded biases are no longer beta = 0.
+        assert!(weights.convs[0].bias.iter().any(|&b| b != 0.0));
+        checkpoint
+            .optimizer(KerasAdam::new(0.0).init(), 3, &network)
+            .unwrap();
+        assert!(matches!(
+            checkpoint.optimizer(KerasAdam::new(0.0).init(), 3, &network.architecture.into()),
+            Err(CheckpointErrorKind::Record { .. })
+        ));
     }
 
     #[test]
@@ -553,7 +602,11 @@ mod tests {
         let fresh = KerasAdagrad::new(1e-7).init();
         let checkpoint = Checkpoint::capture(state(), &model, &fresh).unwrap();
         assert!(matches!(
-            checkpoint.optimizer(KerasAdagrad::new(1e-7).init(), 1, &Architecture::REFERENCE),
+            checkpoint.optimizer(
+                KerasAdagrad::new(1e-7).init(),
+                1,
+                &Architecture::REFERENCE.into()
+            ),
             Err(CheckpointErrorKind::Record { .. })
         ));
     }

@@ -29,6 +29,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod fastconv;
 pub mod model;
+pub mod network;
 pub mod progress;
 pub mod schedule;
 pub mod state;
@@ -45,6 +46,7 @@ use augment::Augment;
 use backend::BackendKind;
 use checkpoint::{CHECKPOINT_FILE, Checkpoint, MODEL_FILE};
 use model::{ConvBlocks, InitScheme, Net};
+use network::TrainNetwork;
 use progress::Reporter;
 use schedule::{Schedule, StepPlace};
 use state::{
@@ -170,7 +172,9 @@ impl SettingsArgs {
     pub fn named_input(&self) -> anyhow::Result<Option<tinycnn::arch::Shape>> {
         match &self.architecture {
             Some(text) if names_input(text) => Ok(Some(
-                parse_network(text, Architecture::REFERENCE.input())?.input(),
+                parse_network(text, Architecture::REFERENCE.input())?
+                    .architecture
+                    .input(),
             )),
             _ => Ok(None),
         }
@@ -180,7 +184,7 @@ impl SettingsArgs {
     pub fn fresh(&self, data: &DataSet) -> anyhow::Result<TrainSettings> {
         let architecture = match &self.architecture {
             Some(text) => parse_network(text, data.shape())?,
-            None => tutorial_network(data.shape(), data.classes())?,
+            None => tutorial_network(data.shape(), data.classes())?.into(),
         };
         let optimizer = self.optimizer.unwrap_or_default();
         ensure!(
@@ -261,8 +265,8 @@ impl SettingsArgs {
                 .map_or_else(|| format!("{value:?}"), |word| word.get_name().to_string())
         }
         if let Some(given) = &self.architecture {
-            let saved_network = saved.architecture()?;
-            let given = parse_network(given, saved_network.input())?;
+            let saved_network = saved.network()?;
+            let given = parse_network(given, saved_network.architecture.input())?;
             ensure!(
                 given == saved_network,
                 "--arch `{given}` differs from the network the checkpoint trains, `{}`; a \
@@ -346,8 +350,8 @@ impl SettingsArgs {
 }
 
 /// Parses a description's text, `default_input` being its input when it names none.
-fn parse_network(text: &str, default_input: tinycnn::arch::Shape) -> anyhow::Result<Architecture> {
-    tinycnn::text::parse(text, default_input)
+fn parse_network(text: &str, default_input: tinycnn::arch::Shape) -> anyhow::Result<TrainNetwork> {
+    TrainNetwork::parse(text, default_input)
         .map_err(|error| anyhow::anyhow!("--arch `{text}`: {error}"))
 }
 
@@ -577,7 +581,8 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
     if let Some(checkpoint) = &checkpoint {
         check_same_data(&checkpoint.state, &data, &checkpoint_path)?;
     }
-    let architecture = settings.architecture()?;
+    let network = settings.network()?;
+    let architecture = network.architecture;
     check_network_fits_data(&architecture, &data)?;
 
     let (mut model, mut optimizer, mut state) = match checkpoint {
@@ -586,14 +591,12 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
                 path: checkpoint_path.clone(),
                 kind,
             };
-            let model = checkpoint
-                .model(&architecture, &train_device)
-                .map_err(fail)?;
+            let model = checkpoint.model(&network, &train_device).map_err(fail)?;
             let optimizer = checkpoint
                 .optimizer(
                     new_optimizer(&settings),
                     settings.optimizer.state_tensors(),
-                    &architecture,
+                    &network,
                 )
                 .map_err(fail)?;
             let mut state = checkpoint.state;
@@ -619,7 +622,7 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
         None => {
             train_device.seed(settings.seed);
             let state = TrainState::new(settings.clone(), &data, options.command.clone());
-            let model = Net::with_init(&architecture, &train_device, settings.init);
+            let model = Net::with_network(&network, &train_device, settings.init);
             (model, new_optimizer(&settings), state)
         }
     };
@@ -818,7 +821,7 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
         && let Some(best) = state.best_epoch
     {
         let path = out.join(BEST_MODEL_FILE);
-        model = checkpoint::load_trained_model(&path, &architecture, &device)
+        model = checkpoint::load_trained_model(&path, &network, &device)
             .with_context(|| format!("cannot read the best epoch's ({best}) weights"))?;
     }
     if evaluated_on == EvaluatedOn::Validation {
@@ -915,6 +918,9 @@ fn save_checkpoint_keeping(
 /// on the shapes alone, and running the real forward pass keeps them the same whichever path
 /// (fused or not) each layer takes.
 fn replay_dropout_draws(model: &Net, device: &Device, batch_size: usize, batches: usize) {
+    // Batch norms normalise with their running statistics here: in training mode they would
+    // fold the blank images' statistics into them.
+    let model = model.with_batch_norms_frozen();
     let shape = model.architecture().input();
     for _ in 0..batches {
         let blank = vec![0f32; batch_size * shape.values()];
@@ -1016,7 +1022,7 @@ fn check_same_data(state: &TrainState, data: &DataSet, checkpoint: &Path) -> any
 
 /// Write `metrics.json` and the plot for `state`, each atomically.
 pub fn write_reports(out: &Path, state: &TrainState) -> anyhow::Result<()> {
-    let parameters = state.settings.architecture()?.parameters();
+    let parameters = state.settings.network()?.parameters();
     let metrics = MetricsFile::from_state(state, parameters);
     let json = serde_json::to_vec_pretty(&metrics).context("cannot serialise the metrics")?;
     let metrics_path = out.join(METRICS_FILE);

@@ -31,7 +31,9 @@
 use burn::module::{Initializer, Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
+};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use tinycnn::arch::{
@@ -39,6 +41,20 @@ use tinycnn::arch::{
 };
 
 use crate::train::fastconv;
+use crate::train::network::TrainNetwork;
+
+/// The batch norms' epsilon, added to the variance: Keras's (`BatchNormalization`'s default,
+/// 1e-3), not burn's (1e-5), so that a network trained here and the same one trained by Keras
+/// normalise alike.
+pub const BATCH_NORM_EPSILON: f64 = 1e-3;
+
+/// How much of each training batch's mean and variance the batch norms' running statistics take
+/// in, in burn's convention (`running = (1 - m) * running + m * batch`): 0.1, which is Keras's
+/// `momentum=0.9` (Keras writes the share kept). Keras's default, 0.99, averages over the last
+/// few hundred batches: after one epoch of the DS-CNN on MNIST its running statistics still
+/// held much of the first batches' and evaluation gave 32 %. `scripts/keras-reference.py
+/// --bn-momentum 0.9` trains with the same momentum.
+pub const BATCH_NORM_MOMENTUM: f64 = 0.1;
 
 /// How the weights of a new network are drawn. Biases always start at zero.
 ///
@@ -122,6 +138,10 @@ pub struct Net {
     pub depthwise: Vec<Conv2d>,
     /// The 1x1 convolutions of the residual blocks' projection shortcuts, in order.
     pub projections: Vec<Conv2d>,
+    /// One per batch-normalised layer (`:bn`), in the description's order: its scale (gamma)
+    /// and offset (beta) are trained, its running mean and variance (in the record too) are
+    /// what evaluation and export use. The layer it follows has no bias.
+    pub batch_norms: Vec<BatchNorm>,
     /// One per dropout layer, in order (they hold no weights, only their rate and whether
     /// they are active).
     pub dropouts: Vec<Dropout>,
@@ -130,9 +150,9 @@ pub struct Net {
     pub pool: MaxPool2d,
     /// ReLU (shared).
     pub relu: Relu,
-    /// The description every shape comes from.
+    /// The description every shape comes from, and which layers are batch-normalised.
     #[module(skip)]
-    architecture: Architecture,
+    network: TrainNetwork,
 }
 
 /// What flows between stages: a map `[n, c, h, w]` until the flatten, a vector `[n, k]` after,
@@ -200,15 +220,17 @@ enum Operation {
         conv: usize,
         dropout: Option<usize>,
     },
-    /// Convolution `conv`, then its activation.
+    /// Convolution `conv`, then batch norm `batch_norm` if it has one, then its activation.
     Conv {
         conv: usize,
+        batch_norm: Option<usize>,
         activation: Activation,
     },
-    /// Depthwise convolution `depthwise`, then its activation; through the kernels of
-    /// [`fastconv::depthwise`] when `fused`, else burn's grouped convolution.
+    /// Depthwise convolution `depthwise`, then its batch norm, then its activation; through
+    /// the kernels of [`fastconv::depthwise`] when `fused`, else burn's grouped convolution.
     Depthwise {
         depthwise: usize,
+        batch_norm: Option<usize>,
         activation: Activation,
         fused: bool,
     },
@@ -225,9 +247,10 @@ enum Operation {
     Add(Activation),
     Dropout(usize),
     Flatten,
-    /// Dense layer `dense`, then its activation.
+    /// Dense layer `dense`, then its batch norm, then its activation.
     Dense {
         dense: usize,
+        batch_norm: Option<usize>,
         activation: Activation,
     },
 }
@@ -292,6 +315,23 @@ fn with_activation(name: String, activation: Activation) -> String {
     }
 }
 
+/// A stage's name: the layer's, with `+bn` when it is batch-normalised, then its activation.
+fn normalised_name(name: String, batch_norm: Option<usize>, activation: Activation) -> String {
+    let name = match batch_norm {
+        Some(_) => format!("{name}+bn"),
+        None => name,
+    };
+    with_activation(name, activation)
+}
+
+/// `x`, batch-normalised by `batch_norm` when given.
+fn normalise_batch<const D: usize>(batch_norm: Option<&BatchNorm>, x: Tensor<D>) -> Tensor<D> {
+    match batch_norm {
+        Some(batch_norm) => batch_norm.forward(x),
+        None => x,
+    }
+}
+
 impl Net {
     /// A freshly initialised network of `architecture` on `device`, with
     /// [`InitScheme::default`] (Glorot uniform: see there for the measurements behind the
@@ -304,13 +344,36 @@ impl Net {
     /// `init` says and its biases zero. Seed the device first for a reproducible
     /// initialisation.
     pub fn with_init(architecture: &Architecture, device: &Device, init: InitScheme) -> Self {
+        Self::with_network(&TrainNetwork::from(*architecture), device, init)
+    }
+
+    /// A freshly initialised network of `network` on `device`, its weights drawn as `init`
+    /// says, its biases zero; each batch-normalised layer has no bias and a batch norm after it
+    /// (scale 1, offset 0, running mean 0 and variance 1). Seed the device first for a
+    /// reproducible initialisation.
+    pub fn with_network(network: &TrainNetwork, device: &Device, init: InitScheme) -> Self {
+        let architecture = &network.architecture;
         let mut convs = Vec::new();
         let mut dense = Vec::new();
         let mut depthwise = Vec::new();
         let mut projections = Vec::new();
         let mut dropouts = Vec::new();
+        let mut batch_norms = Vec::new();
         for info in architecture.iter() {
             let relu_follows = info.activation() == Activation::Relu;
+            let normalised = network.is_batch_normalised(info.index);
+            // A batch-normalised layer's offset is its batch norm's beta (Keras leaves the
+            // bias out too).
+            let bias =
+                |outputs: usize| (!normalised).then(|| Initializer::Zeros.init([outputs], device));
+            if normalised {
+                batch_norms.push(
+                    BatchNormConfig::new(info.outputs())
+                        .with_epsilon(BATCH_NORM_EPSILON)
+                        .with_momentum(BATCH_NORM_MOMENTUM)
+                        .init(device),
+                );
+            }
             match info.layer {
                 Layer::Conv(conv) => {
                     let window = conv.window;
@@ -331,7 +394,7 @@ impl Net {
                             .with_padding(padding)
                             .with_initializer(init.weight_initializer(relu_follows))
                             .init(device);
-                    layer.bias = Some(Initializer::Zeros.init([info.outputs()], device));
+                    layer.bias = bias(info.outputs());
                     convs.push(layer);
                 }
                 Layer::Depthwise(layer) => {
@@ -349,7 +412,7 @@ impl Net {
                     .with_padding(explicit_padding(window, info.input))
                     .with_initializer(init.weight_initializer(relu_follows))
                     .init(device);
-                    layer.bias = Some(Initializer::Zeros.init([info.outputs()], device));
+                    layer.bias = bias(info.outputs());
                     depthwise.push(layer);
                 }
                 Layer::Residual(Shortcut::Projection { stride, .. }) => {
@@ -369,7 +432,7 @@ impl Net {
                     let mut layer = LinearConfig::new(info.input.values(), info.outputs())
                         .with_initializer(init.weight_initializer(relu_follows))
                         .init(device);
-                    layer.bias = Some(Initializer::Zeros.init([info.outputs()], device));
+                    layer.bias = bias(info.outputs());
                     dense.push(layer);
                 }
                 Layer::Dropout(thousandths) => {
@@ -391,10 +454,11 @@ impl Net {
             dense,
             depthwise,
             projections,
+            batch_norms,
             dropouts,
             pool: MaxPool2dConfig::new([2, 2]).init(),
             relu: Relu::new(),
-            architecture: *architecture,
+            network: network.clone(),
         };
         // burn draws a parameter's initial value lazily, on its first use, from the device's
         // generator as it is then. Drawing them all now, in a fixed order (convolutions, dense
@@ -413,9 +477,35 @@ impl Net {
         net
     }
 
-    /// The description this network was built from.
+    /// The description this network was built from (as the core runs it: batch norms folded).
     pub fn architecture(&self) -> &Architecture {
-        &self.architecture
+        &self.network.architecture
+    }
+
+    /// The description this network was built from, with its batch-normalised layers.
+    pub fn network(&self) -> &TrainNetwork {
+        &self.network
+    }
+
+    /// Folds the running statistics' pending updates into them. burn's batch norm keeps a
+    /// training step's new running mean and variance aside until the next step reads them, and
+    /// a record holds only the folded ones: call this before writing one (a checkpoint resumed
+    /// from it must hold every step's statistics).
+    pub fn sync_batch_statistics(&self) {
+        for batch_norm in &self.batch_norms {
+            let _ = Module::valid(&batch_norm.running_mean);
+            let _ = Module::valid(&batch_norm.running_var);
+        }
+    }
+
+    /// A copy whose batch norms normalise with their running statistics and leave them as they
+    /// are, even on an autodiff device (dropout is unchanged).
+    pub fn with_batch_norms_frozen(&self) -> Self {
+        let mut copy = self.clone();
+        for batch_norm in &mut copy.batch_norms {
+            batch_norm.training = batch_norm.training.clone().with_value(false);
+        }
+        copy
     }
 
     /// Logits `[batch, classes]` for images `[batch, channels, height, width]` with values in
@@ -441,15 +531,19 @@ impl Net {
     /// its pool keeps them apart: it would be applied before the maximum, which the fused op
     /// does not compute.
     pub fn stages(&self, blocks: ConvBlocks) -> Vec<Stage> {
-        let infos: Vec<_> = self.architecture.iter().collect();
+        let infos: Vec<_> = self.architecture().iter().collect();
         let (mut convs, mut dense, mut dropouts) = (0, 0, 0);
-        let (mut depthwise, mut projections) = (0, 0);
+        let (mut depthwise, mut projections, mut batch_norms) = (0, 0, 0);
         let mut stages = Vec::new();
         let mut index = 0;
         while let Some(info) = infos.get(index) {
             index += 1;
             let name = info.name.to_string();
             let activation = info.activation();
+            let batch_norm = self.network.is_batch_normalised(info.index).then(|| {
+                batch_norms += 1;
+                batch_norms - 1
+            });
             let (name, operation) = match info.layer {
                 Layer::Conv(layer) => {
                     let conv = convs;
@@ -460,6 +554,7 @@ impl Net {
                     // The fused op is tested on the tutorial's windows (square, odd, stride
                     // 1); any other window runs through burn's ops.
                     if blocks == ConvBlocks::Fused
+                        && batch_norm.is_none()
                         && activation == Activation::Relu
                         && pool_follows
                         && layer.window.is_square_stride_one()
@@ -479,17 +574,22 @@ impl Net {
                         )
                     } else {
                         (
-                            with_activation(name, activation),
-                            Operation::Conv { conv, activation },
+                            normalised_name(name, batch_norm, activation),
+                            Operation::Conv {
+                                conv,
+                                batch_norm,
+                                activation,
+                            },
                         )
                     }
                 }
                 Layer::Depthwise(_) => {
                     depthwise += 1;
                     (
-                        with_activation(name, activation),
+                        normalised_name(name, batch_norm, activation),
                         Operation::Depthwise {
                             depthwise: depthwise - 1,
+                            batch_norm,
                             activation,
                             fused: blocks == ConvBlocks::Fused,
                         },
@@ -517,9 +617,10 @@ impl Net {
                 Layer::Dense(_) => {
                     dense += 1;
                     (
-                        with_activation(name, activation),
+                        normalised_name(name, batch_norm, activation),
                         Operation::Dense {
                             dense: dense - 1,
+                            batch_norm,
                             activation,
                         },
                     )
@@ -546,21 +647,29 @@ impl Net {
                     map,
                 )
             }),
-            Operation::Conv { conv, activation } => {
-                x.map_with(|map| activate(relu, self.convs[conv].forward(map), activation))
-            }
+            Operation::Conv {
+                conv,
+                batch_norm,
+                activation,
+            } => x.map_with(|map| {
+                let y = self.convs[conv].forward(map);
+                let y = normalise_batch(batch_norm.map(|i| &self.batch_norms[i]), y);
+                activate(relu, y, activation)
+            }),
             Operation::Depthwise {
                 depthwise,
+                batch_norm,
                 activation,
                 fused,
             } => x.map_with(|map| {
                 let layer = &self.depthwise[depthwise];
-                let sums = if fused {
+                let y = if fused {
                     fastconv::depthwise_conv(layer, map)
                 } else {
                     layer.forward(map)
                 };
-                activate(relu, sums, activation)
+                let y = normalise_batch(batch_norm.map(|i| &self.batch_norms[i]), y);
+                activate(relu, y, activation)
             }),
             Operation::Pool => x.map_with(|map| self.pool.forward(map)),
             Operation::WindowPool(pool) => x.map_with(|map| window_pool(pool, map)),
@@ -590,8 +699,13 @@ impl Net {
                 map => map.map_with(|map| self.dropouts[index].forward(map)),
             },
             Operation::Flatten => Values::Vector(x.into_vector()),
-            Operation::Dense { dense, activation } => {
+            Operation::Dense {
+                dense,
+                batch_norm,
+                activation,
+            } => {
                 let y = self.dense[dense].forward(x.into_vector());
+                let y = normalise_batch(batch_norm.map(|i| &self.batch_norms[i]), y);
                 Values::Vector(activate(relu, y, activation))
             }
         }
@@ -599,7 +713,18 @@ impl Net {
 
     /// This network with every weight and bias replaced by `weights` (burn's layouts, as
     /// [`Net::weights`] returns them), on `device`. Fails if a shape differs.
+    ///
+    /// A network with batch norms is refused: `weights` are what the core runs, the batch norms
+    /// folded into them, and cannot be unfolded; load them into the network without batch
+    /// norms (`Net::new(architecture, ..)`), which computes the same function.
     pub fn with_weights(mut self, weights: &NetWeights, device: &Device) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            self.batch_norms.is_empty(),
+            "weights with batch normalisation folded in go into a network without batch norms \
+             (`{}`), not `{}`",
+            self.network.architecture,
+            self.network
+        );
         let counts = |w: &NetWeights| {
             [
                 w.convs.len(),
@@ -650,9 +775,13 @@ impl Net {
         Ok(self)
     }
 
-    /// A copy of every weight and bias as `f32`, in burn's layouts (see the module docs).
+    /// A copy of every weight and bias as `f32`, in burn's layouts (see the module docs), as the
+    /// core runs them: each batch norm folded into the layer before it, as TensorFlow's
+    /// converter folds them, with its running statistics (what evaluation normalises with).
+    /// Per output channel `o`: `scale = gamma / sqrt(running_var + epsilon)`, the layer's
+    /// weights into `o` times `scale`, its bias `beta - running_mean * scale`.
     pub fn weights(&self) -> NetWeights {
-        NetWeights {
+        let mut weights = NetWeights {
             convs: self.convs.iter().map(ConvWeights::from_layer).collect(),
             dense: self.dense.iter().map(DenseWeights::from_layer).collect(),
             depthwise: self.depthwise.iter().map(ConvWeights::from_layer).collect(),
@@ -661,7 +790,37 @@ impl Net {
                 .iter()
                 .map(ConvWeights::from_layer)
                 .collect(),
+        };
+        let (mut convs, mut depthwise, mut dense, mut batch_norms) = (0, 0, 0, 0);
+        for info in self.architecture().iter() {
+            let normalised = self.network.is_batch_normalised(info.index);
+            let fold = normalised.then(|| {
+                batch_norms += 1;
+                FoldedBatchNorm::of(&self.batch_norms[batch_norms - 1])
+            });
+            match info.layer {
+                Layer::Conv(_) => {
+                    if let Some(fold) = fold {
+                        fold.into_conv(&mut weights.convs[convs]);
+                    }
+                    convs += 1;
+                }
+                Layer::Depthwise(_) => {
+                    if let Some(fold) = fold {
+                        fold.into_conv(&mut weights.depthwise[depthwise]);
+                    }
+                    depthwise += 1;
+                }
+                Layer::Dense(_) => {
+                    if let Some(fold) = fold {
+                        fold.into_dense(&mut weights.dense[dense]);
+                    }
+                    dense += 1;
+                }
+                _ => {}
+            }
         }
+        weights
     }
 }
 
@@ -754,6 +913,72 @@ fn tensor_to_vec(data: TensorData) -> Vec<f32> {
 
 fn param_to_vec<const D: usize>(param: &Param<Tensor<D>>) -> Vec<f32> {
     tensor_to_vec(param.val().into_data())
+}
+
+/// A batch norm in evaluation mode as a scale and an offset per channel:
+/// `y = x * scale + offset`, `scale = gamma / sqrt(running_var + epsilon)`,
+/// `offset = beta - running_mean * scale` (computed in f64, rounded once).
+#[derive(Clone, Debug, PartialEq)]
+struct FoldedBatchNorm {
+    scale: Vec<f32>,
+    offset: Vec<f32>,
+}
+
+impl FoldedBatchNorm {
+    fn of(batch_norm: &BatchNorm) -> Self {
+        // `valid` folds the last step's pending update into the running statistics first.
+        let running = |state: &burn::module::RunningState<Tensor<1>>| {
+            tensor_to_vec(Module::valid(state).value().into_data())
+        };
+        Self::new(
+            &param_to_vec(&batch_norm.gamma),
+            &param_to_vec(&batch_norm.beta),
+            &running(&batch_norm.running_mean),
+            &running(&batch_norm.running_var),
+            batch_norm.epsilon,
+        )
+    }
+
+    fn new(gamma: &[f32], beta: &[f32], mean: &[f32], variance: &[f32], epsilon: f64) -> Self {
+        let (mut scale, mut offset) = (Vec::new(), Vec::new());
+        for (((&gamma, &beta), &mean), &variance) in gamma.iter().zip(beta).zip(mean).zip(variance)
+        {
+            let channel_scale = f64::from(gamma) / (f64::from(variance) + epsilon).sqrt();
+            scale.push(channel_scale as f32);
+            offset.push((f64::from(beta) - f64::from(mean) * channel_scale) as f32);
+        }
+        Self { scale, offset }
+    }
+
+    /// Into a convolution's (or depthwise convolution's) weights, whose output channel is the
+    /// first axis; its bias (zero without one) is scaled and offset too.
+    fn into_conv(self, conv: &mut ConvWeights) {
+        let per_output = conv.weight.len() / conv.out_channels.max(1);
+        for (weights, &scale) in conv
+            .weight
+            .chunks_exact_mut(per_output.max(1))
+            .zip(&self.scale)
+        {
+            weights.iter_mut().for_each(|w| *w *= scale);
+        }
+        self.into_bias(&mut conv.bias);
+    }
+
+    /// Into a dense layer's `[in][out]` weights: output `o` is the column.
+    fn into_dense(self, dense: &mut DenseWeights) {
+        for row in dense.weight.chunks_exact_mut(dense.outputs.max(1)) {
+            row.iter_mut()
+                .zip(&self.scale)
+                .for_each(|(w, &scale)| *w *= scale);
+        }
+        self.into_bias(&mut dense.bias);
+    }
+
+    fn into_bias(self, bias: &mut [f32]) {
+        for ((b, scale), offset) in bias.iter_mut().zip(self.scale).zip(self.offset) {
+            *b = *b * scale + offset;
+        }
+    }
 }
 
 /// Weights of one convolution, `[out][in][kh][kw]`; of a depthwise convolution (burn's
@@ -1198,6 +1423,88 @@ mod tests {
             tinycnn::text::parse("input:4x4x1 flatten dense:3 softmax", REFERENCE.input()).unwrap();
         let message = check_trainable(&softmax).unwrap_err().to_string();
         assert!(message.contains("leave `softmax` out"), "{message}");
+    }
+
+    #[test]
+    fn batch_norms_fold_into_the_layer_before_them() {
+        // epsilon 1: variances 3 and 0 give square roots 2 and 1, scales 1.5 and 2, offsets
+        // 1 - 0.5 * 1.5 and -1 - 2 * 2.
+        let fold = FoldedBatchNorm::new(&[3.0, 2.0], &[1.0, -1.0], &[0.5, 2.0], &[3.0, 0.0], 1.0);
+        assert_eq!(fold.scale, [1.5, 2.0]);
+        assert_eq!(fold.offset, [0.25, -5.0]);
+        // A convolution's output channel is its first axis (2 outputs of 1x2 kernels).
+        let mut conv = ConvWeights {
+            out_channels: 2,
+            in_channels: 1,
+            kernel: [1, 2],
+            weight: vec![1.0, 2.0, 3.0, 4.0],
+            bias: vec![0.0, 0.0],
+        };
+        fold.clone().into_conv(&mut conv);
+        assert_eq!(conv.weight, [1.5, 3.0, 6.0, 8.0]);
+        assert_eq!(conv.bias, [0.25, -5.0]);
+        // A dense layer's is its column ([in][out]).
+        let mut dense = DenseWeights {
+            inputs: 2,
+            outputs: 2,
+            weight: vec![1.0, 2.0, 3.0, 4.0],
+            bias: vec![0.0, 0.0],
+        };
+        fold.into_dense(&mut dense);
+        assert_eq!(dense.weight, [1.5, 4.0, 4.5, 8.0]);
+        assert_eq!(dense.bias, [0.25, -5.0]);
+    }
+
+    #[test]
+    fn batch_normalised_layers_have_no_bias_and_never_fuse() {
+        let _turn = crate::seeded_turn();
+        let device = device();
+        device.seed(5);
+        let network = TrainNetwork::parse(
+            "input:8x8x1 conv3x3:4:bn pool conv3x3:4 pool flatten dense:6:bn dense:3",
+            REFERENCE.input(),
+        )
+        .unwrap();
+        let model = Net::with_network(&network, &device, InitScheme::default());
+        assert_eq!(model.batch_norms.len(), 2);
+        assert!(model.convs[0].bias.is_none() && model.convs[1].bias.is_some());
+        assert!(model.dense[0].bias.is_none() && model.dense[1].bias.is_some());
+        let names: Vec<String> = model
+            .stages(ConvBlocks::Fused)
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "conv1+bn+relu",
+                "pool1",
+                "conv2 block",
+                "flatten",
+                "dense1+bn+relu",
+                "dense2"
+            ]
+        );
+        // Fresh batch norms (scale 1, offset 0, mean 0, variance 1) fold into a scale of
+        // 1 / sqrt(1 + epsilon), and the network without them computes the same from the
+        // folded weights; folded weights do not go back into batch norms.
+        let weights = model.weights();
+        let plain = Net::new(&network.architecture, &device)
+            .with_weights(&weights, &device)
+            .unwrap();
+        let pixels: Vec<u8> = (0..2 * 64).map(|i| (i * 29 % 256) as u8).collect();
+        let (a, b) = (
+            infer_logits(&model, &pixels, &device),
+            infer_logits(&plain, &pixels, &device),
+        );
+        for (a, b) in a.iter().zip(&b) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        let message = model
+            .with_weights(&weights, &device)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("without batch norms"), "{message}");
     }
 
     #[test]

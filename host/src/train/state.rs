@@ -11,6 +11,7 @@ use crate::data::mnist::FileInfo;
 use crate::train::augment::Augment;
 use crate::train::backend::BackendKind;
 use crate::train::model::InitScheme;
+use crate::train::network::TrainNetwork;
 use crate::train::schedule::Schedule;
 use tinycnn::Architecture;
 
@@ -27,7 +28,8 @@ pub const RNG_SCHEME: &str =
 /// Hyper-parameters of a run; fixed when it starts, kept when it resumes (except `epochs`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainSettings {
-    /// The network, in the text form (`tinycnn::text`), input included.
+    /// The network, in the text form (`tinycnn::text`), input included, with `:bn` after each
+    /// batch-normalised layer ([`TrainNetwork`]).
     #[serde(default = "network_before_it_was_recorded")]
     pub architecture: String,
     /// Total epochs to train.
@@ -258,14 +260,26 @@ pub struct EpochProgress {
 }
 
 impl TrainSettings {
-    /// The network these settings train.
+    /// The network these settings train, as the core runs it (batch normalisation folded away:
+    /// see [`TrainSettings::network`]).
     pub fn architecture(&self) -> anyhow::Result<Architecture> {
-        tinycnn::text::parse(&self.architecture, Architecture::REFERENCE.input()).map_err(|error| {
+        self.network().map(|network| network.architecture)
+    }
+
+    /// The network these settings train, with its batch-normalised layers (`:bn` in
+    /// `architecture`; runs recorded before it existed have none).
+    pub fn network(&self) -> anyhow::Result<TrainNetwork> {
+        TrainNetwork::parse(&self.architecture, Architecture::REFERENCE.input()).map_err(|error| {
             anyhow::anyhow!(
                 "the recorded network `{}` is not a valid description: {error}",
                 self.architecture
             )
         })
+    }
+
+    /// Which layers of [`TrainSettings::architecture`] are batch-normalised, one flag per layer.
+    pub fn batch_norm(&self) -> anyhow::Result<Vec<bool>> {
+        self.network().map(|network| network.batch_norm)
     }
 }
 
