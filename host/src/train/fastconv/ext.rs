@@ -364,6 +364,28 @@ fn dropout_mask(prob: f64, seed: u64) -> Option<DropoutMask> {
     (prob > 0.0).then_some(DropoutMask { prob, seed })
 }
 
+/// The backward pass of an op of (input, weight, bias): `compute` gives their gradients from
+/// the op's saved state and its output's gradient (the input's only when asked for), and each
+/// goes to its node where autodiff tracks one.
+fn backward_of_input_weight_bias<B: Backend, S>(
+    ops: Ops<S, 3>,
+    grads: &mut Gradients,
+    compute: impl FnOnce(S, FloatTensor<B>, bool) -> ConvGradTensors<B>,
+) {
+    let [node_x, node_weight, node_bias] = ops.parents;
+    let grad = grads.consume::<B>(&ops.node);
+    let computed = compute(ops.state, grad, node_x.is_some());
+    if let (Some(node), Some(dx)) = (node_x, computed.x) {
+        grads.register::<B>(node.id, dx);
+    }
+    if let Some(node) = node_weight {
+        grads.register::<B>(node.id, computed.weight);
+    }
+    if let Some(node) = node_bias {
+        grads.register::<B>(node.id, computed.bias);
+    }
+}
+
 #[derive(Debug)]
 struct ConvReluPoolBackward;
 
@@ -376,18 +398,7 @@ impl<B: ConvKernels> Backward<B, 3> for ConvReluPoolBackward {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_weight, node_bias] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
-        let computed = B::conv_relu_pool_bwd(ops.state, grad, node_x.is_some());
-        if let (Some(node), Some(dx)) = (node_x, computed.x) {
-            grads.register::<B>(node.id, dx);
-        }
-        if let Some(node) = node_weight {
-            grads.register::<B>(node.id, computed.weight);
-        }
-        if let Some(node) = node_bias {
-            grads.register::<B>(node.id, computed.bias);
-        }
+        backward_of_input_weight_bias(ops, grads, B::conv_relu_pool_bwd);
     }
 }
 
@@ -403,18 +414,7 @@ impl<B: ConvKernels> Backward<B, 3> for DepthwiseBackward {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_weight, node_bias] = ops.parents;
-        let grad = grads.consume::<B>(&ops.node);
-        let computed = B::depthwise_bwd(ops.state, grad, node_x.is_some());
-        if let (Some(node), Some(dx)) = (node_x, computed.x) {
-            grads.register::<B>(node.id, dx);
-        }
-        if let Some(node) = node_weight {
-            grads.register::<B>(node.id, computed.weight);
-        }
-        if let Some(node) = node_bias {
-            grads.register::<B>(node.id, computed.bias);
-        }
+        backward_of_input_weight_bias(ops, grads, B::depthwise_bwd);
     }
 }
 
