@@ -37,18 +37,18 @@
 //! arithmetic and rounds them to integers (see `tables.rs` for why the
 //! device gets the host's integers). Per frame, only integers:
 //!
-//! 1. window: `x * w` (Q30 window) in units of `2^-30`, shifted right by a
-//!    block exponent `e` chosen from `sum |x|` so that the FFT cannot
-//!    overflow; quiet frames keep every bit (`e = 0`: 15 bits below the
-//!    sample's least significant bit), loud ones lose bits far below the
-//!    input's own quantisation noise;
-//! 2. the real FFT through a complex FFT of half the size (`i32` data, Q30
-//!    twiddles, no per-stage scaling) and the split step, only for the bins
-//!    the filterbank reads;
+//! 1. window: `x * w` (Q31 window) in units of `2^(e - 30)`, `e` a block
+//!    exponent chosen from `sum |x|` so that the FFT cannot overflow; quiet
+//!    frames keep every bit (`e = 0`: 15 bits below the sample's least
+//!    significant bit), loud ones lose bits far below the input's own
+//!    quantisation noise;
+//! 2. the real FFT through a complex FFT of half the size (radix 4, `i32`
+//!    data, Q30 twiddles, no per-stage scaling) and the split step, only for
+//!    the bins the filterbank reads, each with its twiddle in the tables;
 //! 3. the power of each bin (`u64`, exact), spread over its two neighbouring
 //!    bands by one Q15 weight (the two slopes of adjacent triangles sum to 1);
 //!    the powers are rounded to `bits(widest band) - 2` bits fewer (2 for
-//!    MLPerf's 15 bins) to keep the sums in `u64`;
+//!    MLPerf's widest band, 13 bins) to keep the sums in `u64`;
 //! 4. `log2(E + floor)`, the floor in the units of `E`, from the leading zeros
 //!    and a 65-entry table with linear interpolation, in Q16, the block
 //!    exponent added back;
@@ -58,16 +58,20 @@
 //! No division, no float, no allocation, no panic. The tests bound the
 //! difference to an f64 implementation of the formulas above: at most one
 //! int8 step, and only where the real value lies near a rounding boundary.
+//! Counted in QEMU (Cortex-M4, `-icount`), a frame of MLPerf's configuration
+//! takes about 54,000 instructions, 30,000 of them the FFT; the tables take
+//! 5.8 million once (f64 in software).
 //!
 //! # Memory
 //!
 //! Tables ([`FrontEndConfig::table_len`] `i32` words) and work
 //! ([`FrontEndConfig::work_len`] words) are the caller's, for example statics
-//! sized by these `const fn`s. For [`FrontEndConfig::MLPERF_KWS`]: 804 words
-//! (3,216 bytes: half the window 241, sine 129, band edges 42, bin weights 127,
-//! log 65, DCT 200) and 552 words of work (2,208 bytes: the 256 complex FFT points and
-//! 40 log energies). The largest configuration (1024-point FFT, 128 bands,
-//! 128 coefficients) needs 9,669 words of tables.
+//! sized by these `const fn`s. For [`FrontEndConfig::MLPERF_KWS`]: 1,297 words
+//! (5,188 bytes: window 480, the FFT's quarter sine wave 129, band edges 42,
+//! 127 bins of weight, cosine and sine 381, log 65, DCT 200) and 552 words of
+//! work (2,208 bytes: the 256 complex FFT points and 40 log energies). The
+//! largest configuration (1024-point FFT and window, 128 bands, 128
+//! coefficients) needs 11,204 words of tables.
 //!
 //! ```
 //! use tinycnn::audio::{FrontEnd, FrontEndConfig};
@@ -431,7 +435,8 @@ pub struct FrontEnd<'t> {
     window: &'t [i32],
     sine: &'t [i32],
     edges: &'t [i32],
-    weights: &'t [i32],
+    /// Per bin of the filterbank: rising weight, cos, sin.
+    bins: &'t [i32],
     log: &'t [i32],
     dct: &'t [i32],
     /// `log_floor * 2^60`.
@@ -465,7 +470,7 @@ impl<'t> FrontEnd<'t> {
         };
         let (multiplier, shift) = tables::output_multiplier(config);
         let (window, sine, edges) = (take(layout.window), take(layout.sine), take(layout.edges));
-        let (weights, log, dct) = (take(layout.weights), take(layout.log), take(layout.dct));
+        let (bins, log, dct) = (take(layout.bins), take(layout.log), take(layout.dct));
         // Band b spans segments b and b + 1.
         let widest = edges
             .iter()
@@ -478,7 +483,7 @@ impl<'t> FrontEnd<'t> {
             window,
             sine,
             edges,
-            weights,
+            bins,
             log,
             dct,
             floor: tables::floor_fixed(config),
@@ -600,26 +605,28 @@ impl<'t> FrontEnd<'t> {
         // 2^40).
         let total: u32 = frame.iter().map(|&x| u32::from(x.unsigned_abs())).sum();
         let bound = u64::from(total) << tables::Q15;
-        let exponent = (64 - bound.leading_zeros()).saturating_sub(30);
-        let shift = tables::WINDOW_BITS - tables::Q15 + exponent;
-        let half = 1i64 << (shift - 1);
-        let scale = |x: i16, w: i32| ((i64::from(x) * i64::from(w) + half) >> shift) as i32;
+        let exponent = (64 - bound.leading_zeros()).saturating_sub(30).min(16);
+        // round(x 2^(16 - e) w / 2^32) with w in Q31 is x w in units of
+        // 2^(e - 30), rounded once: a multiply-high, no 64-bit shift.
+        let up = 16 - exponent;
+        let scale = |x: i16, w: i32| {
+            ((i64::from(i32::from(x) << up) * i64::from(w) + (1 << 31)) >> 32) as i32
+        };
         let bits = z.len().trailing_zeros();
         let reverse = |n: usize| ((n as u32).reverse_bits() >> (32 - bits)) as usize;
-        // The table holds the first half of the symmetric window.
-        let length = frame.len();
-        let weight = |i: usize| {
-            self.window
-                .get(i.min(length.saturating_sub(i)))
-                .copied()
-                .unwrap_or(0)
-        };
+        let mut samples = frame.chunks_exact(2);
+        let mut weights = self.window.chunks_exact(2);
         let mut pairs = 0;
-        for (index, samples) in frame.chunks(2).enumerate() {
-            let at = |i: usize| samples.get(i).copied().unwrap_or(0);
-            if let Some(point) = z.get_mut(reverse(index)) {
-                let first = 2 * index;
-                *point = [scale(at(0), weight(first)), scale(at(1), weight(first + 1))];
+        for (index, (x, w)) in (&mut samples).zip(&mut weights).enumerate() {
+            if let ([x0, x1], [w0, w1], Some(point)) = (x, w, z.get_mut(reverse(index))) {
+                *point = [scale(*x0, *w0), scale(*x1, *w1)];
+            }
+            pairs = index + 1;
+        }
+        // An odd window's last sample pairs with a zero.
+        if let ([x], [w]) = (samples.remainder(), weights.remainder()) {
+            if let Some(point) = z.get_mut(reverse(pairs)) {
+                *point = [scale(*x, *w), 0];
             }
             pairs += 1;
         }
@@ -648,7 +655,7 @@ impl<'t> FrontEnd<'t> {
         let offset = (shift as i32 - tables::FLOOR_BITS as i32) << LOG_BITS;
         let power_shift = self.power_shift;
         let power_half = (1u64 << power_shift) >> 1;
-        let mut weights = self.weights.iter();
+        let mut bins = self.bins.chunks_exact(3);
         let mut logs = out.iter_mut();
         let (mut falling, mut rising) = (0u64, 0u64);
         for (segment, pair) in self.edges.windows(2).enumerate() {
@@ -656,13 +663,19 @@ impl<'t> FrontEnd<'t> {
                 [start, end] => (start as usize, end as usize),
                 _ => (0, 0),
             };
-            for (k, &weight) in (start..end).zip(&mut weights) {
-                let (re, im) = fft::real_bin(z, self.sine, k);
+            for (k, bin) in (start..end).zip(&mut bins) {
+                let (weight, twiddle) = match *bin {
+                    [weight, c, s] => (weight, (c, s)),
+                    _ => (0, (0, 0)),
+                };
+                let (re, im) = fft::real_bin(z, k, twiddle);
+                let (re, im) = (i64::from(re), i64::from(im));
                 let power = ((re * re + im * im) as u64 + power_half) >> power_shift;
-                // floor(power * weight / 2^15) exactly, without a 128-bit product.
-                let weight = weight as u64;
-                let up =
-                    (power >> tables::Q15) * weight + (((power & 0x7fff) * weight) >> tables::Q15);
+                // floor(power * weight / 2^15) exactly, without a 128-bit
+                // product; the weight is at most 2^15, so the low part fits u32.
+                let weight = weight as u32;
+                let low = ((power as u32 & 0x7fff) * weight) >> tables::Q15;
+                let up = (power >> tables::Q15) * u64::from(weight) + u64::from(low);
                 rising += up;
                 falling += power - up;
             }

@@ -16,10 +16,10 @@
 //!
 //! | section | words | contents |
 //! | --- | --- | --- |
-//! | window | `window / 2 + 1` | periodic Hann window, Q30, its first half (`w_n = w_(window-n)`) |
+//! | window | `window` | periodic Hann window, Q31 (1 as `2^31 - 1`) |
 //! | sine | `fft / 4 + 1` | `sin(2 pi t / fft)`, Q30, a quarter wave |
 //! | edges | `bands + 2` | first FFT bin of each segment between adjacent band edges, then the end |
-//! | weights | bins in `[lower, upper)` | rising weight of each bin in its segment, Q15 (`0..=32768`) |
+//! | bins | 3 per bin in `[lower, upper)` | the bin's rising weight in its segment, Q15 (`0..=32768`), and `cos`, `sin` of `2 pi k / fft`, Q30 |
 //! | log | 65 | `log2(1 + i / 64)`, Q16 |
 //! | dct | `coefficients * ceil(bands / 2)` | `ln 2 * sqrt(2 / bands) * cos(pi k (b + 1/2) / bands)`, Q15, two bands a word |
 
@@ -34,7 +34,8 @@ pub(super) const Q15: u32 = 15;
 /// Fraction bits of the window: a Q15 window's rounding errors act as
 /// broadband noise about 100 dB below the signal, which lifts the bands of a
 /// full-scale tone that lie far from it by a quarter of the default floor.
-pub(super) const WINDOW_BITS: u32 = 30;
+/// Q31 makes the windowing one multiply-high per sample.
+pub(super) const WINDOW_BITS: u32 = 31;
 /// Fraction bits of the twiddles: Q15 twiddles would leave a full-scale tone's
 /// rounding noise about 15 dB above the log floor of quiet bands.
 pub(super) const SINE_BITS: u32 = 30;
@@ -49,7 +50,7 @@ pub(super) struct Layout {
     pub window: usize,
     pub sine: usize,
     pub edges: usize,
-    pub weights: usize,
+    pub bins: usize,
     pub log: usize,
     pub dct: usize,
 }
@@ -61,17 +62,17 @@ impl Layout {
         let bands = config.mel_bands as usize;
         let (first, end) = bin_range(config);
         Layout {
-            window: config.window_samples as usize / 2 + 1,
+            window: config.window_samples as usize,
             sine: config.fft_size as usize / 4 + 1,
             edges: bands + 2,
-            weights: end.saturating_sub(first),
+            bins: 3 * end.saturating_sub(first),
             log: LOG_STEPS + 1,
             dct: config.coefficients as usize * bands.div_ceil(2),
         }
     }
 
     pub const fn total(&self) -> usize {
-        self.window + self.sine + self.edges + self.weights + self.log + self.dct
+        self.window + self.sine + self.edges + self.bins + self.log + self.dct
     }
 }
 
@@ -122,7 +123,7 @@ pub(super) fn dct(k: usize, b: usize, bands: usize) -> f64 {
 /// check how far each one lies from a rounding tie.
 pub(super) fn for_each_value(config: &FrontEndConfig, mut emit: impl FnMut(Section, f64)) {
     let window = config.window_samples as usize;
-    for n in 0..=window / 2 {
+    for n in 0..window {
         emit(
             Section::Window,
             hann(n, window) * f64::from(1u32 << WINDOW_BITS),
@@ -167,7 +168,17 @@ pub(super) fn for_each_value(config: &FrontEndConfig, mut emit: impl FnMut(Secti
         let p = position(k);
         previous = segment(p, previous);
         let rising = (p - previous as f64).clamp(0.0, 1.0);
-        emit(Section::Weights, rising * f64::from(1u32 << Q15));
+        emit(Section::Bins, rising * f64::from(1u32 << Q15));
+        // The split step's twiddle, per bin: no quadrant logic in the loop.
+        let angle = 2.0 * PI * k as f64 / fft as f64;
+        emit(
+            Section::Bins,
+            libm::cos(angle) * f64::from(1u32 << SINE_BITS),
+        );
+        emit(
+            Section::Bins,
+            libm::sin(angle) * f64::from(1u32 << SINE_BITS),
+        );
     }
     for i in 0..=LOG_STEPS {
         let value = libm::log2(1.0 + i as f64 / LOG_STEPS as f64);
@@ -187,7 +198,7 @@ pub(super) enum Section {
     Window,
     Sine,
     Edges,
-    Weights,
+    Bins,
     Log,
     Dct,
 }
@@ -209,7 +220,8 @@ pub(super) fn build(config: &FrontEndConfig, tables: &mut [i32]) -> Option<()> {
     let mut written = 0usize;
     let mut ok = true;
     for_each_value(config, |section, value| {
-        let integer = round_half_up(value) as i32;
+        // Only the window's 1.0 reaches the clamp.
+        let integer = round_half_up(value).clamp(i32::MIN.into(), i32::MAX.into()) as i32;
         if section.packed() {
             match pending.take() {
                 Some((previous, low)) if previous == section => {

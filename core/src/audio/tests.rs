@@ -592,7 +592,7 @@ fn real_bins_match_an_f64_dft() {
         fft::complex_fft(&mut z, &sine);
         let mut worst = 0.0f64;
         for k in 0..points {
-            let (re, im) = fft::real_bin(&z, &sine, k);
+            let (re, im) = fft::real_bin(&z, k, fft::twiddle(&sine, k, points / 2));
             let (mut want_re, mut want_im) = (0.0, 0.0);
             for (n, &v) in real.iter().enumerate() {
                 let angle = -2.0 * PI * (k * n % fft) as f64 / fft as f64;
@@ -622,11 +622,11 @@ fn tables_match_their_definitions() {
             rest = b;
             a.to_vec()
         };
-        let (window, sine, edges, weights, log, dct) = (
+        let (window, sine, edges, bins, log, dct) = (
             take(layout.window),
             take(layout.sine),
             take(layout.edges),
-            take(layout.weights),
+            take(layout.bins),
             take(layout.log),
             take(layout.dct),
         );
@@ -644,10 +644,14 @@ fn tables_match_their_definitions() {
             );
         };
         let w_len = config.window_samples as usize;
-        assert_eq!(window.len(), w_len / 2 + 1);
         for (n, &w) in window.iter().enumerate() {
             let want = 0.5 - 0.5 * (2.0 * PI * n as f64 / w_len as f64).cos();
-            close(w, want * (1u64 << 30) as f64, "window");
+            // 1.0 is stored as 2^31 - 1.
+            close(
+                w,
+                (want * (1u64 << 31) as f64).min(i32::MAX as f64),
+                "window",
+            );
         }
         let fft = config.fft_size as usize;
         for (t, &s) in sine.iter().enumerate() {
@@ -682,6 +686,14 @@ fn tables_match_their_definitions() {
         // compare with TensorFlow's formula.
         let reference = Reference::new(&config);
         let mut rebuilt = vec![vec![0.0; fft / 2 + 1]; bands];
+        let weights: Vec<i32> = bins.chunks(3).map(|b| b[0]).collect();
+        let fft_size = fft as f64;
+        let first_bin = edges[0] as usize;
+        for (i, b) in bins.chunks(3).enumerate() {
+            let angle = 2.0 * PI * (first_bin + i) as f64 / fft_size;
+            close(b[1], angle.cos() * (1u64 << 30) as f64, "bin cos");
+            close(b[2], angle.sin() * (1u64 << 30) as f64, "bin sin");
+        }
         let mut next_weight = weights.iter();
         for (segment, pair) in edges.windows(2).enumerate() {
             for k in pair[0] as usize..pair[1] as usize {
@@ -756,7 +768,7 @@ fn golden_bytes() {
     );
     assert_eq!(
         (config.table_len(), tables_crc, features_crc),
-        (804, 0x0a93_6374, 0x2e00_07ff)
+        (1297, 0xce0d_7669, 0x2e00_07ff)
     );
 }
 
@@ -780,13 +792,13 @@ fn sizes_of_the_mlperf_configuration() {
             layout.window,
             layout.sine,
             layout.edges,
-            layout.weights,
+            layout.bins,
             layout.log,
             layout.dct
         ],
-        [241, 129, 42, 127, 65, 200]
+        [480, 129, 42, 381, 65, 200]
     );
-    assert_eq!(config.table_len(), 804);
+    assert_eq!(config.table_len(), 1297);
     assert_eq!(config.work_len(), 552);
     let largest = self::config(
         16_000,
@@ -1040,8 +1052,8 @@ fn wrong_buffer_sizes_are_errors() {
     assert_eq!(
         FrontEnd::new(&config, &mut short).err(),
         Some(FrontEndError::TablesTooShort {
-            needed: 804,
-            available: 803
+            needed: 1297,
+            available: 1296
         })
     );
     let mut longer = vec![0; config.table_len() + 5];
