@@ -1,6 +1,7 @@
-//! The fixed-point FFT: a radix-2 decimation-in-time complex FFT of `M = N/2`
-//! points, in place on `[re, im]` pairs of `i32`, and the split step that turns
-//! it into bins of the real FFT of `N` points.
+//! The fixed-point FFT: a decimation-in-time complex FFT of `M = N/2` points
+//! (radix 4, with one radix-2 stage when `log2 M` is odd), in place on
+//! `[re, im]` pairs of `i32`, and the split step that turns it into bins of the
+//! real FFT of `N` points.
 //!
 //! No stage scales: the caller normalises the input so that the sum of the
 //! magnitudes of its components is at most `2^30` (plus rounding). Every

@@ -598,7 +598,7 @@ impl<'t> FrontEnd<'t> {
     /// in bit-reversed order (the FFT's input order), zero-padded, shifted
     /// right by the returned block exponent.
     fn window_into(&self, frame: &[i16], z: &mut [Complex]) -> u32 {
-        // x w, taken to units of 2^-30 (Q15 sample times Q15 window), is at
+        // In units of 2^-30 of the real signal (samples in [-1, 1)), x w is at
         // most |x| 2^15, so sum |x| 2^15 bounds every FFT value; the exponent
         // brings it to at most 2^30, leaving a bit of headroom in i32 for the
         // rounding. It is at most 11 (1024 samples of 2^15, times 2^15, is
@@ -647,9 +647,9 @@ impl<'t> FrontEnd<'t> {
     /// below `2^60.01`; a band of `n < 2^(2 + power_shift)` bins sums to less
     /// than `2^62.01`, and the floor term adds at most `2^60`.
     fn bands(&self, z: &[Complex], exponent: u32, out: &mut [i32]) {
-        // The FFT's units are 2^-30 (Q15 samples times Q15 window) times 2^e,
-        // so E + floor * 2^(60 - 2e - power_shift) is (real energy + floor)
-        // times 2^(60 - 2e - power_shift).
+        // The FFT's unit is 2^(e - 30) of the real signal, so with powers
+        // shifted right by power_shift, E + floor * 2^(60 - 2e - power_shift)
+        // is (real energy + floor) times 2^(60 - 2e - power_shift).
         let shift = 2 * exponent + self.power_shift;
         let floor = (self.floor + ((1u64 << shift) >> 1)) >> shift;
         let offset = (shift as i32 - tables::FLOOR_BITS as i32) << LOG_BITS;

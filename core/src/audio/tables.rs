@@ -5,14 +5,14 @@
 //! integers, so every value comes from IEEE 754 basic operations (exactly
 //! rounded everywhere: SSE2 on x86_64, soft-float on Cortex-M) and the `libm`
 //! crate's `sin`, `cos`, `log` and `log2`, which are plain Rust on every target
-//! (no `select_implementation!` for them; its `sqrt` is exactly rounded
-//! wherever it runs). Rust never contracts `a * b + c` into a fused multiply-add,
+//! (no `select_implementation!` for them; its `sqrt`, `floor`, `frexp` and
+//! `ldexp` are exact wherever they run). Rust never contracts `a * b + c` into a fused multiply-add,
 //! so the same source gives the same bits. Values are rounded with
 //! [`round_half_up`]; a test checks that no entry of the default tables lies
 //! within 1e-6 of a tie, so even a `libm` a few ulps off could not move one.
 //!
-//! Layout of the table buffer (`i32` words, in this order; 16-bit values are
-//! packed two to a word, the even index in the low half):
+//! Layout of the table buffer (`i32` words, in this order; the DCT's 16-bit
+//! values are packed two to a word, the even index in the low half):
 //!
 //! | section | words | contents |
 //! | --- | --- | --- |
@@ -211,7 +211,7 @@ impl Section {
 }
 
 /// Writes the tables of a validated `config` into `tables[..layout.total()]`.
-/// Returns `None` (having written part of them) only if `tables` is short.
+/// Returns `None`, having written nothing, if `tables` is short.
 pub(super) fn build(config: &FrontEndConfig, tables: &mut [i32]) -> Option<()> {
     let layout = Layout::of(config);
     let tables = tables.get_mut(..layout.total())?;
@@ -264,7 +264,7 @@ fn put<'a>(words: &mut impl Iterator<Item = &'a mut i32>, value: i32, written: &
 /// `v * unit / output_scale` for a value `v` in units of `2^-16`, where `unit`
 /// is `ln 2` for log-mel outputs (their values are `log2`) and 1 for MFCCs (the
 /// DCT table holds the `ln 2`). `multiplier` is in `[2^30, 2^31)`; for scales
-/// within the validated range `shift` is in `34..=60`.
+/// within the validated range `shift` is in `34..=59`.
 pub(super) fn output_multiplier(config: &FrontEndConfig) -> (i32, u32) {
     let unit = if config.coefficients == 0 { LN_2 } else { 1.0 };
     let real = unit / f64::from(config.output_scale);
