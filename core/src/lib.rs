@@ -17,6 +17,8 @@
 //! - [`quant`]: TFLite's fixed-point requantisation.
 //! - [`network`]: the whole network on one image, in caller-provided scratch.
 //! - [`testvec`]: images with host-computed logits, for on-device checks.
+//! - [`audio`]: an integer audio front end (MFCCs for keyword spotting) that
+//!   computes the same bytes on the desktop and on every Cortex-M.
 //!
 //! ```
 //! use tinycnn::Int8Model;
@@ -59,6 +61,7 @@
 extern crate std;
 
 pub mod arch;
+pub mod audio;
 mod error;
 pub mod format;
 pub mod kernels;
