@@ -10,7 +10,8 @@
 # reported and fails it (status 3). On netduinoplus2 also the small network
 # (TINYCNN_MODEL), the test vectors of another model (status 3), the size
 # report, and the cycle estimate's checks (cycles.sh: needs cc and python3); on
-# mps2-an385 the MLPerf Tiny networks, and on the micro:bit their DS-CNN. Every
+# mps2-an385 the MLPerf Tiny networks, and on the micro:bit their DS-CNN and the
+# shipped depthwise-separable network (data/separable/). Every
 # classify run's scratch must be what the plan says (check_scratch).
 #
 # It needs data/model-int8.tcnn, data/small/model-int8.tcnn and their test
@@ -170,6 +171,13 @@ TINYCNN_MODEL=../data/small/model-int8.tcnn cargo netduinoplus2 2>&1 | tee "$log
 [[ ${PIPESTATUS[0]} -eq 0 ]] || exit 1
 check_scratch "$logs/small.log"
 
+# The depthwise-separable network `host train` made (data/separable/): with the DSP kernels the
+# parity tests run it on the M4 (tests/tests/firmware.rs); here the portable ones on the M0.
+step "microbit: the depthwise-separable network (TINYCNN_MODEL)"
+TINYCNN_MODEL=../data/separable/model-int8.tcnn cargo microbit 2>&1 | tee "$logs/separable-microbit.log"
+[[ ${PIPESTATUS[0]} -eq 0 ]] || exit 1
+check_scratch "$logs/separable-microbit.log"
+
 # The DS-CNN's layers (a 10x4 stride-2 first layer on one channel, depthwise and 1x1
 # convolutions, an average pool) through both backends, step by step; the random cases of
 # `kernels` above cover every DSP kernel, this covers them on a whole network.
@@ -186,7 +194,7 @@ CYCLES_PLUGIN_ARGS=verify=1 ./cycles.sh ../data/small/model-int8.tcnn
 # (tests/tests/firmware.rs) run them on the Cortex-M4 with the DSP kernels. The DS-CNN also
 # runs on the micro:bit (16 KiB of RAM, 256 KiB of flash); the others do not fit it.
 mlperf=(kws vww resnet8 autoencoder)
-mlperf_runs=()
+mlperf_runs=(separable:microbit)
 for name in "${mlperf[@]}"; do
     machines=(mps2-an385)
     if [[ $name == kws ]]; then machines+=(microbit); fi
@@ -222,7 +230,7 @@ for entry in "${qemu_machines[@]}"; do
 done
 
 
-step "summary: the MLPerf Tiny networks"
+step "summary: the MLPerf Tiny networks (and the shipped depthwise-separable one)"
 printf '%-12s %-14s %-9s %13s %9s %9s %9s %9s\n' network machine kernels instructions "per MAC" flash scratch "RAM peak"
 for run in "${mlperf_runs[@]}"; do
     IFS=: read -r name machine <<<"$run"

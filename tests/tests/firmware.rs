@@ -184,6 +184,7 @@ fn check_model_in_qemu(dir: &str, name: &str) {
 fn firmware_logits_in_qemu_equal_the_host_core() {
     check_model_in_qemu("data", "model-int8");
     check_model_in_qemu("data/small", "model-int8");
+    check_model_in_qemu("data/separable", "model-int8");
 }
 
 /// The MLPerf Tiny networks imported from TensorFlow Lite, on the Cortex-M4 with the DSP

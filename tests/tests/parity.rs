@@ -82,6 +82,8 @@ fn shipped(name: &'static str, dir: &str) -> Shipped {
 
 static REFERENCE: LazyLock<Shipped> = LazyLock::new(|| shipped("reference", "data"));
 static SMALL: LazyLock<Shipped> = LazyLock::new(|| shipped("small", "data/small"));
+static SEPARABLE: LazyLock<Shipped> =
+    LazyLock::new(|| shipped("depthwise-separable", "data/separable"));
 
 /// The core's logits for every test image with a shipped model, computed once: two tests
 /// need each of them, and computing them is most of those tests' time.
@@ -97,6 +99,8 @@ static REFERENCE_F32: LazyLock<Vec<Vec<f32>>> = LazyLock::new(|| core_f32(&REFER
 static REFERENCE_INT8: LazyLock<Vec<Vec<i8>>> = LazyLock::new(|| core_int8(&REFERENCE));
 static SMALL_F32: LazyLock<Vec<Vec<f32>>> = LazyLock::new(|| core_f32(&SMALL));
 static SMALL_INT8: LazyLock<Vec<Vec<i8>>> = LazyLock::new(|| core_int8(&SMALL));
+static SEPARABLE_F32: LazyLock<Vec<Vec<f32>>> = LazyLock::new(|| core_f32(&SEPARABLE));
+static SEPARABLE_INT8: LazyLock<Vec<Vec<i8>>> = LazyLock::new(|| core_int8(&SEPARABLE));
 
 fn parse(text: &str) -> Architecture {
     tinycnn::text::parse(text, Architecture::REFERENCE.input()).unwrap()
@@ -298,7 +302,11 @@ fn f32_burn_equals_core_on_random_weights() {
 
 #[test]
 fn f32_burn_equals_core_on_the_shipped_models() {
-    for (shipped, core) in [(&*REFERENCE, &*REFERENCE_F32), (&*SMALL, &*SMALL_F32)] {
+    for (shipped, core) in [
+        (&*REFERENCE, &*REFERENCE_F32),
+        (&*SMALL, &*SMALL_F32),
+        (&*SEPARABLE, &*SEPARABLE_F32),
+    ] {
         let model = F32Model::from_bytes(&shipped.f32_file).unwrap();
         let device = device();
         let net = Net::new(model.architecture(), &device)
@@ -315,7 +323,7 @@ fn f32_burn_equals_core_on_the_shipped_models() {
 /// Test images of the reference network that the slower proofs take: the plain independent
 /// reference and the portable kernels need minutes for all 10,000, and the shipped reference
 /// model is proven on all of them elsewhere (TensorFlow Lite's interpreter on its export, in
-/// `tflite_models.rs`). The small network and the colour one take every image.
+/// `tflite_models.rs`). The small, depthwise-separable and colour networks take every image.
 const REFERENCE_SAMPLE: usize = 2_000;
 
 #[test]
@@ -324,6 +332,7 @@ fn int8_core_equals_the_independent_reference_bit_for_bit() {
     for (shipped, core, images) in [
         (&*REFERENCE, &*REFERENCE_INT8, REFERENCE_SAMPLE),
         (&*SMALL, &*SMALL_INT8, 10_000),
+        (&*SEPARABLE, &*SEPARABLE_INT8, 10_000),
     ] {
         let model = Int8Model::from_bytes(&shipped.int8_file).unwrap();
         assert_eq!(core.len(), 10_000);
@@ -352,7 +361,7 @@ fn fast_kernels_compute_what_the_portable_ones_do() {
     };
     // Name, int8 file, f32 file, images.
     type Case<'a> = (&'a str, &'a [u8], &'a [u8], &'a [u8]);
-    let cases: [Case<'_>; 3] = [
+    let cases: [Case<'_>; 4] = [
         (
             "reference",
             &REFERENCE.int8_file,
@@ -363,6 +372,12 @@ fn fast_kernels_compute_what_the_portable_ones_do() {
             "small",
             &SMALL.int8_file,
             &SMALL.f32_file,
+            &MNIST.test.pixels,
+        ),
+        (
+            "depthwise-separable",
+            &SEPARABLE.int8_file,
+            &SEPARABLE.f32_file,
             &MNIST.test.pixels,
         ),
         (
@@ -403,6 +418,7 @@ fn int8_agrees_with_f32_on_the_shipped_models() {
     for (name, f32s, int8s) in [
         ("reference", &*REFERENCE_F32, &*REFERENCE_INT8),
         ("small", &*SMALL_F32, &*SMALL_INT8),
+        ("depthwise-separable", &*SEPARABLE_F32, &*SEPARABLE_INT8),
     ] {
         let f32_classes: Vec<usize> = f32s.iter().map(|l| argmax(l)).collect();
         let int8_classes: Vec<usize> = int8s.iter().map(|l| argmax(l)).collect();

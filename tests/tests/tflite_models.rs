@@ -8,7 +8,8 @@
 //!   random inputs each (with the portable kernels and with the host's kernels for this
 //!   processor), and the three MNIST networks of `data/keras/` (the tutorial's, a
 //!   small one, one with 5x5, 1x1, 'valid' and linear layers) on all 10,000 test images;
-//! - **out**: tinycnn's `.tflite` export of those imported networks, run live by TensorFlow
+//! - **out**: tinycnn's `.tflite` export of those imported networks and of the shipped
+//!   depthwise-separable model (`host train`'s, 2,000 test images), run live by TensorFlow
 //!   Lite Micro (`scripts/tflm-run.py`), computes the core's bytes; and the export of the
 //!   shipped reference and small models (format version 2, whose dense layers round as the
 //!   desktop's do), run by desktop TensorFlow Lite (`scripts/tflite-run.py`), the core's
@@ -400,6 +401,14 @@ fn exported_models_compute_the_same_bytes_in_tensorflow_lite_micro() {
         let inputs = pixels.iter().map(|&p| (p ^ 0x80) as i8).collect();
         cases.push((format!("keras {name}"), file, inputs));
     }
+    // The depthwise-separable network trained by `host train`, exported: the proof that what
+    // the trainer ships runs in TensorFlow Lite Micro as in the core.
+    let separable = read(&workspace().join("data/separable/model-int8.tcnn"));
+    let inputs = MNIST.test.pixels[..2_000 * 784]
+        .iter()
+        .map(|&p| (p ^ 0x80) as i8)
+        .collect();
+    cases.push(("shipped depthwise-separable".into(), separable, inputs));
     let dir = tempfile_dir("tflm");
     std::thread::scope(|scope| {
         let runs: Vec<_> = cases
