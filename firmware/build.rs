@@ -19,6 +19,10 @@
 //! `const`), so a file that is not an int8 model stops the build there; its
 //! tensors and checksum are checked when the firmware starts.
 //!
+//! And a clip for the `frontend` binary: `TINYCNN_CLIP`, else
+//! `data/audio/yes.wav` (16 kHz, 16-bit mono WAV), as its samples and the
+//! features the core computes for them here, on the build machine.
+//!
 //! With the `corrupt-model` feature one byte in the middle of the model is
 //! flipped on the way, so CI can check that a damaged blob is reported and
 //! fails the run.
@@ -29,6 +33,8 @@ use std::{env, fs, process};
 
 const REFERENCE_MODEL: &str = "../data/model-int8.tcnn";
 const SMALL_MODEL: &str = "../data/small/model-int8.tcnn";
+/// The `frontend` binary's clip (`TINYCNN_CLIP` overrides it).
+const CLIP: &str = "../data/audio/yes.wav";
 
 /// How a machine counts instructions or cycles (`src/counter.rs`).
 #[derive(Clone, Copy)]
@@ -307,7 +313,82 @@ fn run() -> Result<(), String> {
         &vectors_path,
         "its test vectors: write them with `host fixture --model MODEL` (or set TINYCNN_VECTORS)",
     )?;
-    write(&out_dir.join("vectors.tctv"), &vectors)
+    write(&out_dir.join("vectors.tctv"), &vectors)?;
+    clip(out_dir)
+}
+
+/// The clip the `frontend` binary runs: its samples (`clip.pcm`, i16
+/// little-endian) and the features this machine's core computes for them
+/// (`clip.features`), which the device must reproduce byte for byte.
+fn clip(out_dir: &Path) -> Result<(), String> {
+    println!("cargo:rerun-if-env-changed=TINYCNN_CLIP");
+    let path = env::var_os("TINYCNN_CLIP").map_or_else(|| PathBuf::from(CLIP), PathBuf::from);
+    println!("cargo:rerun-if-changed={}", path.display());
+    let wav = read(&path, "a 16 kHz, 16-bit mono WAV file")?;
+    let samples = wav_samples(&wav).map_err(|why| format!("{}: {why}", path.display()))?;
+    let config = tinycnn::audio::FrontEndConfig::MLPERF_KWS;
+    let mut tables = vec![0; config.table_len()];
+    let front_end = tinycnn::audio::FrontEnd::new(&config, &mut tables)
+        .map_err(|e| format!("the front end: {e:?}"))?;
+    let mut work = vec![0; config.work_len()];
+    let mut features = vec![0i8; config.clip_features_len(samples.len())];
+    front_end
+        .clip_features(&samples, &mut features, &mut work)
+        .map_err(|e| format!("{}: the front end: {e:?}", path.display()))?;
+    if env::var_os("CARGO_FEATURE_WRONG_EXPECTED").is_some() {
+        // One feature of the tenth frame: the device must notice.
+        if let Some(feature) = features.get_mut(9 * config.features_per_frame() + 3) {
+            *feature = feature.wrapping_add(1);
+        }
+    }
+    let pcm: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    write(&out_dir.join("clip.pcm"), &pcm)?;
+    write(
+        &out_dir.join("clip.features"),
+        &features.iter().map(|&f| f as u8).collect::<Vec<u8>>(),
+    )
+}
+
+/// The samples of a PCM WAV file of one channel, 16 bits, 16 kHz.
+fn wav_samples(wav: &[u8]) -> Result<Vec<i16>, String> {
+    let u16_at = |at: usize| {
+        wav.get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let u32_at = |at: usize| {
+        wav.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if wav.get(..4) != Some(b"RIFF") || wav.get(8..12) != Some(b"WAVE") {
+        return Err("not a WAV file (no RIFF/WAVE header)".into());
+    }
+    let mut at = 12;
+    let mut format_ok = false;
+    while let (Some(id), Some(size)) = (wav.get(at..at + 4), u32_at(at + 4)) {
+        let body = at + 8;
+        let size = size as usize;
+        match id {
+            b"fmt " => {
+                format_ok = u16_at(body) == Some(1)
+                    && u16_at(body + 2) == Some(1)
+                    && u32_at(body + 4) == Some(16_000)
+                    && u16_at(body + 14) == Some(16);
+            }
+            b"data" if format_ok => {
+                let data = wav
+                    .get(body..body + size)
+                    .ok_or("its data chunk is cut short")?;
+                return Ok(data
+                    .chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                    .collect());
+            }
+            b"data" => return Err("not 16 kHz, 16-bit, mono PCM".into()),
+            _ => {}
+        }
+        at = body + size + size % 2;
+    }
+    Err("no data chunk".into())
 }
 
 /// The one machine whose feature is enabled.

@@ -11,7 +11,8 @@
 # (TINYCNN_MODEL), the test vectors of another model (status 3), the size
 # report, and the cycle estimate's checks (cycles.sh: needs cc and python3); on
 # mps2-an385 the MLPerf Tiny networks, and on the micro:bit their DS-CNN and the
-# shipped depthwise-separable network (data/separable/). Every
+# shipped depthwise-separable network (data/separable/); on the M4, M3 and M0
+# the audio front end (`frontend`: its features equal the host's). Every
 # classify run's scratch must be what the plan says (check_scratch).
 #
 # It needs data/model-int8.tcnn, data/small/model-int8.tcnn and their test
@@ -178,6 +179,20 @@ TINYCNN_MODEL=../data/separable/model-int8.tcnn cargo microbit 2>&1 | tee "$logs
 [[ ${PIPESTATUS[0]} -eq 0 ]] || exit 1
 check_scratch "$logs/separable-microbit.log"
 
+# The audio front end (the `frontend` binary): the embedded clip's MFCCs, hop by hop as a
+# microphone delivers them, must equal byte for byte those the build machine's core computed
+# (build.rs), on the M4 (DSP), the M3 and the M0.
+frontend_runs=()
+for machine in netduinoplus2 mps2-an385 microbit; do
+    step "$machine: the audio front end, hop by hop, equal to the host's features (frontend)"
+    cargo "$machine" --bin frontend 2>&1 | tee "$logs/frontend-$machine.log"
+    [[ ${PIPESTATUS[0]} -eq 0 ]] || exit 1
+    frontend_runs+=("$machine")
+done
+step "netduinoplus2: a deliberately wrong expected feature must fail frontend (expected: exit status 2)"
+expect_failure 2 "frame 9: features .* differ from the host's" \
+    "a wrong expected feature" cargo netduinoplus2 --bin frontend --features wrong-expected
+
 # The DS-CNN's layers (a 10x4 stride-2 first layer on one channel, depthwise and 1x1
 # convolutions, an average pool) through both backends, step by step; the random cases of
 # `kernels` above cover every DSP kernel, this covers them on a whole network.
@@ -240,6 +255,16 @@ for run in "${mlperf_runs[@]}"; do
     flash=$(sed -n 's/.*INFO  flash: \([0-9]*\) B.*/\1/p' "$log")
     ram=$(sed -n 's/.*INFO  RAM: \([0-9]*\) B at peak.*/\1/p' "$log")
     printf '%-12s %-14s %-9s %13s %9.4f %9s %9s %9s\n' "$name" "$machine" "$kernels" "$instructions" "$per_mac" "$flash" "$(scratch_of "$log")" "$ram"
+done
+
+step "summary: the audio front end (MLPerf Tiny's MFCCs, 49 x 10 per second)"
+printf '%-14s %22s %26s %9s\n' machine "tables (once)" "per second of audio" "RAM peak"
+for machine in "${frontend_runs[@]}"; do
+    log=$logs/frontend-$machine.log
+    tables=$(sed -n 's/.* built in \([0-9]*\) counts.*/\1/p' "$log")
+    second=$(sed -n 's/.* counts, \([0-9]*\) per second of audio.*/\1/p' "$log")
+    ram=$(sed -n 's/.*INFO  RAM: \([0-9]*\) B at peak.*/\1/p' "$log")
+    printf '%-14s %22s %26s %9s\n' "$machine" "$tables" "$second" "$ram"
 done
 
 echo

@@ -1,0 +1,159 @@
+//! Proves on the device that the audio front end computes the desktop's
+//! bytes, and measures what it costs: the embedded clip (`build.rs`:
+//! `data/audio/yes.wav` or `TINYCNN_CLIP`) arrives as a microphone would
+//! deliver it, one hop of 20 ms at a time; each hop that completes a 30 ms
+//! window gives one new row of MFCCs, which must equal, byte for byte, the
+//! row the core computed for the same clip on the build machine. Exits 0 if
+//! every feature matches, 2 otherwise. Logs the instructions (QEMU) or cycles
+//! (board) of building the tables once and of each hop, and what one second
+//! of audio costs.
+
+#![no_std]
+#![no_main]
+
+use tinycnn::audio::{FrontEnd, FrontEndConfig};
+use tinycnn_firmware::{self as firmware, ExitCode};
+
+/// The configuration the expected features were computed with (`build.rs`).
+const CONFIG: FrontEndConfig = FrontEndConfig::MLPERF_KWS;
+const WINDOW: usize = CONFIG.window_samples as usize;
+const HOP: usize = CONFIG.hop_samples as usize;
+const FEATURES: usize = CONFIG.features_per_frame();
+/// The samples kept: whole hops, enough for a window. Frames start every
+/// hop from the clip's first sample, so the newest frame is complete only
+/// once the hop after its end has begun: with 30 ms windows every 20 ms, the
+/// frame ending 10 ms into the newest hop. The oldest `WINDOW` samples of the
+/// ring are that frame.
+const RING: usize = WINDOW.div_ceil(HOP) * HOP;
+/// Hops in one second of audio.
+const HOPS_PER_SECOND: u32 = CONFIG.sample_rate_hz / CONFIG.hop_samples as u32;
+
+/// The clip's samples, i16 little-endian.
+static CLIP: &[u8] = firmware::include_bytes_aligned!(2, concat!(env!("OUT_DIR"), "/clip.pcm"));
+/// The features the build machine's core computed for them, frame after frame.
+static EXPECTED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/clip.features"));
+
+/// What the front end keeps: its tables, its work area, and the last hops
+/// of samples (the microphone's ring).
+struct State {
+    tables: [i32; CONFIG.table_len()],
+    work: [i32; CONFIG.work_len()],
+    ring: [i16; RING],
+}
+
+#[cortex_m_rt::entry]
+fn main() -> ! {
+    let board = firmware::init();
+    let counter = &board.counter;
+    let Some(state) = cortex_m::singleton!(: State = State {
+        tables: [0; CONFIG.table_len()],
+        work: [0; CONFIG.work_len()],
+        ring: [0; RING],
+    }) else {
+        defmt::panic!("state taken twice")
+    };
+    let State { tables, work, ring } = state;
+
+    let (front_end, table_counts) = counter.measure(|| FrontEnd::new(&CONFIG, tables));
+    let front_end = match front_end {
+        Ok(front_end) => front_end,
+        Err(error) => {
+            defmt::error!(
+                "the front end's configuration: {}",
+                defmt::Debug2Format(&error)
+            );
+            firmware::exit(ExitCode::BadBlob);
+        }
+    };
+    defmt::info!(
+        "front end: MLPerf Tiny's MFCCs ({=usize} x {=usize} per second), tables of {=usize} B built in {=u32} counts, work {=usize} B",
+        CONFIG.frames_per_clip(CONFIG.sample_rate_hz as usize),
+        FEATURES,
+        CONFIG.table_len() * 4,
+        table_counts,
+        CONFIG.work_len() * 4
+    );
+
+    let samples = CLIP.len() / 2;
+    let sample = |index: usize| i16::from_le_bytes([CLIP[2 * index], CLIP[2 * index + 1]]);
+    let (mut received, mut frames, mut mismatches) = (0usize, 0usize, 0u32);
+    let (mut total, mut fewest, mut most) = (0u32, u32::MAX, 0u32);
+    let mut row = [0i8; FEATURES];
+    let mut hops = 0u32;
+    while received + HOP <= samples {
+        let (result, counts) = counter.measure(|| {
+            // The hop arrives: the ring slides by a hop and takes it in.
+            ring.copy_within(HOP.., 0);
+            for (slot, index) in ring[RING - HOP..].iter_mut().zip(received..) {
+                *slot = sample(index);
+            }
+            if received + HOP >= RING {
+                front_end
+                    .frame_features(&ring[..WINDOW], &mut row, work)
+                    .map(|()| true)
+            } else {
+                Ok(false)
+            }
+        });
+        received += HOP;
+        hops += 1;
+        total = total.wrapping_add(counts);
+        fewest = fewest.min(counts);
+        most = most.max(counts);
+        match result {
+            Ok(true) => {
+                let expected = EXPECTED.get(frames * FEATURES..(frames + 1) * FEATURES);
+                let equal = expected
+                    .is_some_and(|expected| expected.iter().zip(&row).all(|(&e, &r)| e == r as u8));
+                if !equal {
+                    mismatches += 1;
+                    defmt::error!(
+                        "frame {=usize}: features {} differ from the host's",
+                        frames,
+                        row
+                    );
+                }
+                frames += 1;
+            }
+            Ok(false) => {}
+            Err(error) => {
+                defmt::error!("frame {=usize}: {}", frames, defmt::Debug2Format(&error));
+                firmware::exit(ExitCode::Mismatch);
+            }
+        }
+    }
+    defmt::info!(
+        "front end: {=u32} hops of {=usize} samples, {=usize} frames; per hop {=u32} to {=u32} counts, {=u32} per second of audio ({=u32} hops)",
+        hops,
+        HOP,
+        frames,
+        fewest,
+        most,
+        per_second(total, hops),
+        HOPS_PER_SECOND
+    );
+    firmware::memory::log(&firmware::memory::report());
+    if mismatches > 0 || frames * FEATURES != EXPECTED.len() {
+        defmt::error!(
+            "{=u32} of {=usize} frames differ from the host's ({=usize} expected)",
+            mismatches,
+            frames,
+            EXPECTED.len() / FEATURES
+        );
+        firmware::exit(ExitCode::Mismatch);
+    }
+    defmt::info!(
+        "all {=usize} features of {=usize} frames equal the host's",
+        EXPECTED.len(),
+        frames
+    );
+    firmware::exit(ExitCode::Success)
+}
+
+/// `total` counts over `hops` hops, scaled to one second of audio.
+fn per_second(total: u32, hops: u32) -> u32 {
+    if hops == 0 {
+        return 0;
+    }
+    (u64::from(total) * u64::from(HOPS_PER_SECOND) / u64::from(hops)) as u32
+}
