@@ -117,8 +117,9 @@ impl InitScheme {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ConvBlocks {
     /// One fused op per convolution + ReLU + max-pool (+ dropout) block on Flex
-    /// ([`fastconv::conv_relu_pool_dropout`]); burn's modules for every other layer, and on
-    /// other backends.
+    /// ([`fastconv::conv_relu_pool_dropout`]), fastconv's ops for every other convolution
+    /// ([`fastconv::conv2d`], [`fastconv::depthwise_conv`]); burn's modules for the other
+    /// layers, and on other backends.
     #[default]
     Fused,
     /// burn's own conv2d, relu, max_pool2d and dropout ops: the reference.
@@ -220,11 +221,13 @@ enum Operation {
         conv: usize,
         dropout: Option<usize>,
     },
-    /// Convolution `conv`, then batch norm `batch_norm` if it has one, then its activation.
+    /// Convolution `conv`, then batch norm `batch_norm` if it has one, then its activation;
+    /// the convolution through [`fastconv::conv2d`] when `fused`, else burn's.
     Conv {
         conv: usize,
         batch_norm: Option<usize>,
         activation: Activation,
+        fused: bool,
     },
     /// Depthwise convolution `depthwise`, then its batch norm, then its activation; through
     /// the kernels of [`fastconv::depthwise`] when `fused`, else burn's grouped convolution.
@@ -239,9 +242,11 @@ enum Operation {
     /// A max or average pool of any window.
     WindowPool(Pool),
     GlobalAveragePool,
-    /// A residual block's start: the shortcut is the input, or projection `projection` of it.
+    /// A residual block's start: the shortcut is the input, or projection `projection` of it
+    /// (through [`fastconv::conv2d`] when `fused`).
     Residual {
         projection: Option<usize>,
+        fused: bool,
     },
     /// A residual block's end: main line plus shortcut, then the activation.
     Add(Activation),
@@ -579,6 +584,7 @@ impl Net {
                                 conv,
                                 batch_norm,
                                 activation,
+                                fused: blocks == ConvBlocks::Fused,
                             },
                         )
                     }
@@ -603,7 +609,8 @@ impl Net {
                         projections += 1;
                         projections - 1
                     });
-                    (name, Operation::Residual { projection })
+                    let fused = blocks == ConvBlocks::Fused;
+                    (name, Operation::Residual { projection, fused })
                 }
                 Layer::Add(activation) => (
                     with_activation(name, activation),
@@ -634,6 +641,15 @@ impl Net {
         stages
     }
 
+    /// `layer.forward(map)`, through [`fastconv::conv2d`] when `fused`.
+    fn conv(&self, layer: &Conv2d, map: Tensor<4>, fused: bool) -> Tensor<4> {
+        if fused {
+            fastconv::conv2d(layer, map)
+        } else {
+            layer.forward(map)
+        }
+    }
+
     /// Runs one stage of [`stages`](Self::stages) on `x`.
     pub fn run_stage(&self, stage: &Stage, x: Values) -> Values {
         let relu = &self.relu;
@@ -651,8 +667,9 @@ impl Net {
                 conv,
                 batch_norm,
                 activation,
+                fused,
             } => x.map_with(|map| {
-                let y = self.convs[conv].forward(map);
+                let y = self.conv(&self.convs[conv], map, fused);
                 let y = normalise_batch(batch_norm.map(|i| &self.batch_norms[i]), y);
                 activate(relu, y, activation)
             }),
@@ -674,10 +691,10 @@ impl Net {
             Operation::Pool => x.map_with(|map| self.pool.forward(map)),
             Operation::WindowPool(pool) => x.map_with(|map| window_pool(pool, map)),
             Operation::GlobalAveragePool => x.map_with(|map| map.mean_dim(3).mean_dim(2)),
-            Operation::Residual { projection } => {
+            Operation::Residual { projection, fused } => {
                 let main = x.into_map();
                 let shortcut = match projection {
-                    Some(index) => self.projections[index].forward(main.clone()),
+                    Some(index) => self.conv(&self.projections[index], main.clone(), fused),
                     None => main.clone(),
                 };
                 Values::Block {

@@ -29,7 +29,7 @@ use burn::backend::{Backend, Bytes, DType, Dispatch, Flex, TensorMetadata, backe
 use burn::tensor::{Shape, Tensor};
 
 use super::depthwise::{self, DepthwiseShape};
-use super::kernels::{self, BackwardAlgo, BackwardInputs, ConvShape, DropoutMask};
+use super::kernels::{self, BackwardAlgo, BackwardInputs, ConvShape, DropoutMask, PlainConvShape};
 use crate::bench::usage;
 
 /// Kernels the autodiff wrapper needs from the inner backend. Not routed through `Dispatch`:
@@ -66,6 +66,41 @@ pub trait ConvKernels: Backend {
         grad: FloatTensor<Self>,
         want_x_grad: bool,
     ) -> ConvGradTensors<Self>;
+
+    /// The convolution of [`FastConvBackend::plain_conv`].
+    fn plain_conv_fwd(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self>;
+
+    /// Its gradients of x (when `want_x_grad`), weight and bias.
+    fn plain_conv_bwd(
+        saved: SavedConv<Self>,
+        grad: FloatTensor<Self>,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self>;
+}
+
+/// A plain convolution's stride and zero padding, `[top, left, bottom, right]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Rows and columns between two windows.
+    pub stride: [usize; 2],
+    /// Zeros before and after the input: top, left, bottom, right.
+    pub padding: [usize; 4],
+}
+
+/// What a plain convolution's forward keeps for its backward pass.
+#[derive(Clone, Debug)]
+pub struct SavedConv<B: Backend> {
+    /// The input.
+    pub x: FloatTensor<B>,
+    /// The weight.
+    pub weight: FloatTensor<B>,
+    /// Stride and padding.
+    pub geometry: ConvGeometry,
 }
 
 /// A depthwise convolution's stride and zero padding, `[top, left, bottom, right]`.
@@ -126,6 +161,15 @@ pub trait FastConvBackend: Backend {
         pad: usize,
         drop_prob: f64,
         seed: u64,
+    ) -> FloatTensor<Self>;
+
+    /// `conv2d(x, weight, bias)` with one group, no dilation, `geometry`'s stride and padding:
+    /// the kernels of [`super::kernels::conv_forward`].
+    fn plain_conv(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: ConvGeometry,
     ) -> FloatTensor<Self>;
 
     /// Identity; under autodiff its backward records `id` and the time in [`PROBE_STAMPS`].
@@ -251,7 +295,61 @@ fn depthwise_shape(
     shape
 }
 
+fn plain_conv_shape(x: &FlexTensor, weight: &FlexTensor, geometry: ConvGeometry) -> PlainConvShape {
+    let xs = x.shape();
+    let ws = weight.shape();
+    assert_eq!(xs.num_dims(), 4, "plain_conv: x must be [N, C, H, W]");
+    assert_eq!(
+        ws.num_dims(),
+        4,
+        "plain_conv: weight must be [Cout, Cin, kh, kw]"
+    );
+    assert_eq!(xs[1], ws[1], "plain_conv: channel mismatch");
+    let shape = PlainConvShape {
+        batch: xs[0],
+        c_in: xs[1],
+        h: xs[2],
+        w: xs[3],
+        c_out: ws[0],
+        kh: ws[2],
+        kw: ws[3],
+        stride: geometry.stride,
+        padding: geometry.padding,
+    };
+    assert!(shape.is_supported(), "plain_conv: {shape:?}");
+    shape
+}
+
 impl ConvKernels for Flex {
+    fn plain_conv_fwd(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        geometry: ConvGeometry,
+    ) -> FlexTensor {
+        let (x, weight, bias) = (dense_f32(x), dense_f32(weight), dense_f32(bias));
+        let s = plain_conv_shape(&x, &weight, geometry);
+        let out = kernels::conv_forward(&s, f32s(&x), f32s(&weight), f32s(&bias));
+        flex_f32(out, vec![s.batch, s.c_out, s.ho(), s.wo()])
+    }
+
+    fn plain_conv_bwd(
+        saved: SavedConv<Self>,
+        grad: FlexTensor,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self> {
+        let (x, weight, grad) = (dense_f32(saved.x), dense_f32(saved.weight), dense_f32(grad));
+        let s = plain_conv_shape(&x, &weight, saved.geometry);
+        let grads = kernels::conv_backward(&s, f32s(&x), f32s(&weight), f32s(&grad), want_x_grad);
+        ConvGradTensors {
+            x: grads
+                .x
+                .map(|dx| flex_f32(dx, vec![s.batch, s.c_in, s.h, s.w])),
+            weight: flex_f32(grads.weight, vec![s.c_out, s.c_in, s.kh, s.kw]),
+            bias: flex_f32(grads.bias, vec![s.c_out]),
+        }
+    }
+
     fn depthwise_fwd(
         x: FlexTensor,
         weight: FlexTensor,
@@ -350,6 +448,15 @@ impl FastConvBackend for Flex {
         x
     }
 
+    fn plain_conv(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        geometry: ConvGeometry,
+    ) -> FlexTensor {
+        Self::plain_conv_fwd(x, weight, bias, geometry)
+    }
+
     fn depthwise_conv(
         x: FlexTensor,
         weight: FlexTensor,
@@ -415,6 +522,22 @@ impl<B: ConvKernels> Backward<B, 3> for DepthwiseBackward {
         _checkpointer: &mut Checkpointer,
     ) {
         backward_of_input_weight_bias(ops, grads, B::depthwise_bwd);
+    }
+}
+
+#[derive(Debug)]
+struct PlainConvBackward;
+
+impl<B: ConvKernels> Backward<B, 3> for PlainConvBackward {
+    type State = SavedConv<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        backward_of_input_weight_bias(ops, grads, B::plain_conv_bwd);
     }
 }
 
@@ -526,6 +649,38 @@ impl<B: ConvKernels, C: CheckpointStrategy> FastConvBackend for Autodiff<B, C> {
         }
     }
 
+    fn plain_conv(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self> {
+        match PlainConvBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let x = x.primitive().clone();
+                let weight = weight.primitive().clone();
+                let out =
+                    B::plain_conv_fwd(x.clone(), weight.clone(), bias.into_primitive(), geometry);
+                let saved = SavedConv {
+                    x,
+                    weight,
+                    geometry,
+                };
+                prep.finish(saved, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::plain_conv_fwd(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                geometry,
+            )),
+        }
+    }
+
     fn probe(x: FloatTensor<Self>, id: usize) -> FloatTensor<Self> {
         match ProbeBackward
             .prepare::<C>([x.node()])
@@ -572,6 +727,23 @@ pub fn depthwise_conv(
     geometry: DepthwiseGeometry,
 ) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as FastConvBackend>::depthwise_conv(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        geometry,
+    ))
+}
+
+/// `conv2d(x, weight, bias)` with one group and no dilation, `geometry`'s stride and padding,
+/// through [`super::kernels::conv_forward`], on a Flex device with or without autodiff (any
+/// other backend panics: use [`super::conv2d`], which checks).
+pub fn plain_conv(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    geometry: ConvGeometry,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FastConvBackend>::plain_conv(
         x.into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),

@@ -106,6 +106,61 @@ pub fn depthwise_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
+/// `conv.forward(x)` for a convolution of one group without dilation (any window, stride and
+/// explicit or 'valid' padding, or 'same' for an odd window at stride 1), through
+/// [`kernels::conv_forward`] on a Flex device (with or without autodiff); burn's convolution
+/// otherwise. A convolution without bias (one a batch norm follows) gets a zero one, which
+/// nothing trains.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [kh, kw] = conv.kernel_size;
+    let padding = match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) => Some([top, left, bottom, right]),
+        PaddingConfig2d::Valid => Some([0; 4]),
+        PaddingConfig2d::Same if conv.stride == [1, 1] && kh % 2 == 1 && kw % 2 == 1 => {
+            Some([kh / 2, kw / 2, kh / 2, kw / 2])
+        }
+        _ => None,
+    };
+    let device = x.device();
+    let [batch, channels, h, w] = x.dims();
+    let [outputs, weight_channels, _, _] = conv.weight.dims();
+    let geometry = padding.map(|padding| ext::ConvGeometry {
+        stride: conv.stride,
+        padding,
+    });
+    let fits = |geometry: &ext::ConvGeometry| {
+        let shape = kernels::PlainConvShape {
+            batch,
+            c_in: channels,
+            h,
+            w,
+            c_out: outputs,
+            kh,
+            kw,
+            stride: geometry.stride,
+            padding: geometry.padding,
+        };
+        is_flex(&device)
+            && conv.dilation == [1, 1]
+            && conv.groups == 1
+            && channels == weight_channels
+            && shape.is_supported()
+    };
+    match geometry.filter(fits) {
+        Some(geometry) => {
+            // The weight first, as burn's op reads them: a fresh parameter is drawn when
+            // first read.
+            let weight = conv.weight.val();
+            let bias = match &conv.bias {
+                Some(bias) => bias.val(),
+                None => Tensor::zeros([outputs], &device),
+            };
+            ext::plain_conv(x, weight, bias, geometry)
+        }
+        None => conv.forward(x),
+    }
+}
+
 /// The extension is implemented for Flex only; on any other backend it would panic.
 fn is_flex(device: &Device) -> bool {
     matches!(

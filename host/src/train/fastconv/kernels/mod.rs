@@ -28,7 +28,9 @@
 //! - `gemm`: the GEMM front and the matrix helpers;
 //! - `im2col`: unrolling windows into GEMM operands and back;
 //! - `forward`: the fused forward pass ([`conv_relu_pool_forward`]);
-//! - `backward`: its backward pass, dense and sparse.
+//! - `backward`: its backward pass, dense and sparse;
+//! - `conv`: a plain convolution of any window, stride and padding, forward and backward, for
+//!   the convolutions that are not fused blocks.
 
 /// Defines `fn $name(args)` that runs `$body(args)` compiled for AVX-512 (F/BW/VL) or
 /// AVX2+FMA when the CPU has them, else for the baseline target. `$body` and what it calls must
@@ -73,11 +75,13 @@ macro_rules! multiversioned {
 }
 
 mod backward;
+mod conv;
 mod forward;
 mod gemm;
 mod im2col;
 
 pub use backward::{BackwardAlgo, BackwardInputs, ConvGrads, conv_relu_pool_backward};
+pub use conv::{PlainConvGrads, PlainConvShape, conv_backward, conv_forward};
 pub use forward::conv_relu_pool_forward;
 
 use rand::SeedableRng;
