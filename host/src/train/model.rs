@@ -117,11 +117,13 @@ impl InitScheme {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ConvBlocks {
     /// One fused op per convolution + ReLU + max-pool (+ dropout) block on Flex
-    /// ([`fastconv::conv_relu_pool_dropout`]); burn's modules for every other layer, and on
+    /// ([`fastconv::conv_relu_pool_dropout`]), the depthwise convolutions' kernels
+    /// ([`fastconv::depthwise_conv`]), and one op per training batch norm and its activation
+    /// ([`fastconv::batch_norm_activation`]); burn's modules for every other layer, and on
     /// other backends.
     #[default]
     Fused,
-    /// burn's own conv2d, relu, max_pool2d and dropout ops: the reference.
+    /// burn's own conv2d, relu, max_pool2d, dropout and batch norm ops: the reference.
     BurnOps,
 }
 
@@ -220,14 +222,18 @@ enum Operation {
         conv: usize,
         dropout: Option<usize>,
     },
-    /// Convolution `conv`, then batch norm `batch_norm` if it has one, then its activation.
+    /// Convolution `conv`, then batch norm `batch_norm` if it has one, then its activation;
+    /// the batch norm and activation as one op of [`fastconv::batch_norm_activation`] when
+    /// `fused`, else burn's.
     Conv {
         conv: usize,
         batch_norm: Option<usize>,
         activation: Activation,
+        fused: bool,
     },
     /// Depthwise convolution `depthwise`, then its batch norm, then its activation; through
-    /// the kernels of [`fastconv::depthwise`] when `fused`, else burn's grouped convolution.
+    /// the kernels of [`fastconv::depthwise`] and [`fastconv::batch_norm_activation`] when
+    /// `fused`, else burn's grouped convolution, batch norm and activation.
     Depthwise {
         depthwise: usize,
         batch_norm: Option<usize>,
@@ -247,11 +253,13 @@ enum Operation {
     Add(Activation),
     Dropout(usize),
     Flatten,
-    /// Dense layer `dense`, then its batch norm, then its activation.
+    /// Dense layer `dense`, then its batch norm, then its activation (the two as one op when
+    /// `fused`, as for `Conv`).
     Dense {
         dense: usize,
         batch_norm: Option<usize>,
         activation: Activation,
+        fused: bool,
     },
 }
 
@@ -324,11 +332,19 @@ fn normalised_name(name: String, batch_norm: Option<usize>, activation: Activati
     with_activation(name, activation)
 }
 
-/// `x`, batch-normalised by `batch_norm` when given.
-fn normalise_batch<const D: usize>(batch_norm: Option<&BatchNorm>, x: Tensor<D>) -> Tensor<D> {
+/// `x`, batch-normalised by `batch_norm` when given, then activated: the two as one op of
+/// [`fastconv::batch_norm_activation`] when `fused`, else burn's module and ops.
+fn normalise_and_activate<const D: usize>(
+    relu: &Relu,
+    batch_norm: Option<&BatchNorm>,
+    x: Tensor<D>,
+    activation: Activation,
+    fused: bool,
+) -> Tensor<D> {
     match batch_norm {
-        Some(batch_norm) => batch_norm.forward(x),
-        None => x,
+        Some(batch_norm) if fused => fastconv::batch_norm_activation(batch_norm, x, activation),
+        Some(batch_norm) => activate(relu, batch_norm.forward(x), activation),
+        None => activate(relu, x, activation),
     }
 }
 
@@ -579,6 +595,7 @@ impl Net {
                                 conv,
                                 batch_norm,
                                 activation,
+                                fused: blocks == ConvBlocks::Fused,
                             },
                         )
                     }
@@ -622,6 +639,7 @@ impl Net {
                             dense: dense - 1,
                             batch_norm,
                             activation,
+                            fused: blocks == ConvBlocks::Fused,
                         },
                     )
                 }
@@ -651,10 +669,11 @@ impl Net {
                 conv,
                 batch_norm,
                 activation,
+                fused,
             } => x.map_with(|map| {
                 let y = self.convs[conv].forward(map);
-                let y = normalise_batch(batch_norm.map(|i| &self.batch_norms[i]), y);
-                activate(relu, y, activation)
+                let batch_norm = batch_norm.map(|i| &self.batch_norms[i]);
+                normalise_and_activate(relu, batch_norm, y, activation, fused)
             }),
             Operation::Depthwise {
                 depthwise,
@@ -668,8 +687,8 @@ impl Net {
                 } else {
                     layer.forward(map)
                 };
-                let y = normalise_batch(batch_norm.map(|i| &self.batch_norms[i]), y);
-                activate(relu, y, activation)
+                let batch_norm = batch_norm.map(|i| &self.batch_norms[i]);
+                normalise_and_activate(relu, batch_norm, y, activation, fused)
             }),
             Operation::Pool => x.map_with(|map| self.pool.forward(map)),
             Operation::WindowPool(pool) => x.map_with(|map| window_pool(pool, map)),
@@ -703,10 +722,13 @@ impl Net {
                 dense,
                 batch_norm,
                 activation,
+                fused,
             } => {
                 let y = self.dense[dense].forward(x.into_vector());
-                let y = normalise_batch(batch_norm.map(|i| &self.batch_norms[i]), y);
-                Values::Vector(activate(relu, y, activation))
+                let batch_norm = batch_norm.map(|i| &self.batch_norms[i]);
+                Values::Vector(normalise_and_activate(
+                    relu, batch_norm, y, activation, fused,
+                ))
             }
         }
     }

@@ -1,5 +1,7 @@
 //! The burn 0.22 backend extension: `conv_relu_pool`, the [`super::kernels`] as one burn op with
-//! its own backward pass, on the Flex backend (plain and under autodiff); and `probe`, an
+//! its own backward pass, on the Flex backend (plain and under autodiff), and likewise
+//! `depthwise_conv` ([`super::depthwise`]) and `batch_norm_activation` ([`super::batchnorm`]);
+//! and `probe`, an
 //! identity op whose backward records a timestamp, with which `host bench train` times the
 //! backward pass layer by layer inside the real autodiff graph.
 //!
@@ -25,9 +27,13 @@ use burn::backend::autodiff::{
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::{Backend, Bytes, DType, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::backend::{
+    AutodiffBackend, Backend, Bytes, DType, Dispatch, Flex, TensorMetadata, backend_extension,
+};
 use burn::tensor::{Shape, Tensor};
+use tinycnn::arch::Activation;
 
+use super::batchnorm::{self, NormShape, Statistics};
 use super::depthwise::{self, DepthwiseShape};
 use super::kernels::{self, BackwardAlgo, BackwardInputs, ConvShape, DropoutMask};
 use crate::bench::usage;
@@ -66,6 +72,52 @@ pub trait ConvKernels: Backend {
         grad: FloatTensor<Self>,
         want_x_grad: bool,
     ) -> ConvGradTensors<Self>;
+
+    /// The training batch norm and activation of [`FastConvBackend::batch_norm_activation`].
+    fn batch_norm_fwd(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        activation: Activation,
+    ) -> BatchNormOutput<Self>;
+
+    /// Its gradients of x (when `want_x_grad`), gamma (as `weight`) and beta (as `bias`).
+    fn batch_norm_bwd(
+        saved: SavedBatchNorm<Self>,
+        grad: FloatTensor<Self>,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self>;
+}
+
+/// What a training batch norm's forward gives: its output, the batch's statistics as tensors
+/// (for the running statistics) and as applied (for the backward pass).
+#[derive(Debug)]
+pub struct BatchNormOutput<B: Backend> {
+    /// The normalised, scaled, shifted and activated input.
+    pub output: FloatTensor<B>,
+    /// The batch mean, `[C]`.
+    pub mean: FloatTensor<B>,
+    /// The biased batch variance, `[C]`, without epsilon.
+    pub variance: FloatTensor<B>,
+    /// The same statistics, and the inverse standard deviations.
+    pub statistics: Statistics,
+}
+
+/// What a training batch norm's forward keeps for its backward pass: its inputs (the normalised
+/// values and the activation's mask are recomputed from them) and the statistics it applied.
+#[derive(Clone, Debug)]
+pub struct SavedBatchNorm<B: Backend> {
+    /// The input.
+    pub x: FloatTensor<B>,
+    /// The scale.
+    pub gamma: FloatTensor<B>,
+    /// The offset.
+    pub beta: FloatTensor<B>,
+    /// The batch's statistics.
+    pub statistics: Statistics,
+    /// The activation after the batch norm.
+    pub activation: Activation,
 }
 
 /// A depthwise convolution's stride and zero padding, `[top, left, bottom, right]`.
@@ -139,6 +191,18 @@ pub trait FastConvBackend: Backend {
         bias: FloatTensor<Self>,
         geometry: DepthwiseGeometry,
     ) -> FloatTensor<Self>;
+
+    /// `activation(batch_norm(x))` normalised with the batch's own statistics (`x` `[N, C,
+    /// ...]`, `gamma` and `beta` `[C]`), and those statistics: the output, the mean and the
+    /// biased variance (both `[C]` and, under autodiff, constants), as burn's
+    /// `batch_norm_train` returns them. The kernels of [`super::batchnorm`].
+    fn batch_norm_activation(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        activation: Activation,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// When the backward pass reached a [`probe`]: wall clock and process CPU time.
@@ -251,7 +315,82 @@ fn depthwise_shape(
     shape
 }
 
+fn norm_shape(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor) -> NormShape {
+    let xs = x.shape();
+    assert!(
+        xs.num_dims() >= 2,
+        "batch_norm_activation: x must be [N, C, ...]"
+    );
+    let channels = xs[1];
+    assert_eq!(
+        gamma.shape().num_elements(),
+        channels,
+        "batch_norm_activation: gamma must be [C]"
+    );
+    assert_eq!(
+        beta.shape().num_elements(),
+        channels,
+        "batch_norm_activation: beta must be [C]"
+    );
+    NormShape {
+        batch: xs[0],
+        channels,
+        inner: (2..xs.num_dims()).map(|axis| xs[axis]).product(),
+    }
+}
+
 impl ConvKernels for Flex {
+    fn batch_norm_fwd(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+        activation: Activation,
+    ) -> BatchNormOutput<Self> {
+        let dims = x.shape().to_vec();
+        let (x, gamma, beta) = (dense_f32(x), dense_f32(gamma), dense_f32(beta));
+        let s = norm_shape(&x, &gamma, &beta);
+        let (out, statistics) =
+            batchnorm::forward(&s, f32s(&x), f32s(&gamma), f32s(&beta), epsilon, activation);
+        BatchNormOutput {
+            output: flex_f32(out, dims),
+            mean: flex_f32(statistics.mean.clone(), vec![s.channels]),
+            variance: flex_f32(statistics.variance.clone(), vec![s.channels]),
+            statistics,
+        }
+    }
+
+    fn batch_norm_bwd(
+        saved: SavedBatchNorm<Self>,
+        grad: FlexTensor,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self> {
+        let dims = saved.x.shape().to_vec();
+        let (x, gamma, beta) = (
+            dense_f32(saved.x),
+            dense_f32(saved.gamma),
+            dense_f32(saved.beta),
+        );
+        let grad = dense_f32(grad);
+        let s = norm_shape(&x, &gamma, &beta);
+        let inputs = batchnorm::BackwardInputs {
+            shape: s,
+            x: f32s(&x),
+            gamma: f32s(&gamma),
+            beta: f32s(&beta),
+            mean: &saved.statistics.mean,
+            inv_std: &saved.statistics.inv_std,
+            activation: saved.activation,
+            grad: f32s(&grad),
+        };
+        let grads = batchnorm::backward(&inputs, want_x_grad);
+        ConvGradTensors {
+            x: grads.x.map(|dx| flex_f32(dx, dims)),
+            weight: flex_f32(grads.gamma, vec![s.channels]),
+            bias: flex_f32(grads.beta, vec![s.channels]),
+        }
+    }
+
     fn depthwise_fwd(
         x: FlexTensor,
         weight: FlexTensor,
@@ -358,6 +497,17 @@ impl FastConvBackend for Flex {
     ) -> FlexTensor {
         Self::depthwise_fwd(x, weight, bias, geometry)
     }
+
+    fn batch_norm_activation(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+        activation: Activation,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let forward = Self::batch_norm_fwd(x, gamma, beta, epsilon, activation);
+        (forward.output, forward.mean, forward.variance)
+    }
 }
 
 fn dropout_mask(prob: f64, seed: u64) -> Option<DropoutMask> {
@@ -415,6 +565,22 @@ impl<B: ConvKernels> Backward<B, 3> for DepthwiseBackward {
         _checkpointer: &mut Checkpointer,
     ) {
         backward_of_input_weight_bias(ops, grads, B::depthwise_bwd);
+    }
+}
+
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl<B: ConvKernels> Backward<B, 3> for BatchNormBackward {
+    type State = SavedBatchNorm<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        backward_of_input_weight_bias(ops, grads, B::batch_norm_bwd);
     }
 }
 
@@ -526,6 +692,56 @@ impl<B: ConvKernels, C: CheckpointStrategy> FastConvBackend for Autodiff<B, C> {
         }
     }
 
+    fn batch_norm_activation(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        activation: Activation,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (output, mean, variance) = match BatchNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let x = x.primitive().clone();
+                let gamma = gamma.primitive().clone();
+                let beta = beta.primitive().clone();
+                let forward =
+                    B::batch_norm_fwd(x.clone(), gamma.clone(), beta.clone(), epsilon, activation);
+                let saved = SavedBatchNorm {
+                    x,
+                    gamma,
+                    beta,
+                    statistics: forward.statistics,
+                    activation,
+                };
+                (
+                    prep.finish(saved, forward.output),
+                    forward.mean,
+                    forward.variance,
+                )
+            }
+            OpsKind::UnTracked(prep) => {
+                let forward = B::batch_norm_fwd(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                    activation,
+                );
+                (prep.finish(forward.output), forward.mean, forward.variance)
+            }
+        };
+        // The statistics feed the running statistics only: constants, as burn's are.
+        (
+            output,
+            <Self as AutodiffBackend>::from_inner(mean),
+            <Self as AutodiffBackend>::from_inner(variance),
+        )
+    }
+
     fn probe(x: FloatTensor<Self>, id: usize) -> FloatTensor<Self> {
         match ProbeBackward
             .prepare::<C>([x.node()])
@@ -577,6 +793,31 @@ pub fn depthwise_conv(
         bias.into_dispatch(),
         geometry,
     ))
+}
+
+/// `activation(batch_norm(x))` with the batch's own statistics, and those statistics (mean and
+/// biased variance, `[C]`, constants under autodiff), through the kernels of
+/// [`super::batchnorm`], on a Flex device with or without autodiff (any other backend panics:
+/// use [`super::batch_norm_activation`], which checks, and keeps the running statistics).
+pub fn batch_norm_activation<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+    activation: Activation,
+) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
+    let (output, mean, variance) = <Dispatch as FastConvBackend>::batch_norm_activation(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+        activation,
+    );
+    (
+        Tensor::from_dispatch(output),
+        Tensor::from_dispatch(mean),
+        Tensor::from_dispatch(variance),
+    )
 }
 
 /// Identity whose backward records a [`ProbeStamp`] tagged `id` in [`PROBE_STAMPS`]. Flex only,

@@ -14,11 +14,15 @@
 //! cover), the modules themselves. Same modules, same checkpoints either way.
 //!
 //! - [`kernels`]: the f32 kernels on plain slices.
+//! - [`depthwise`]: depthwise convolutions ([`depthwise_conv`]).
+//! - [`batchnorm`]: batch normalisation in training, with its activation
+//!   ([`batch_norm_activation`]).
 //! - [`ext`]: the burn backend extension around them (and a `probe` op for profiling).
 //!
 //! The tests in `host/tests/` (`fastconv_matches_burn`, `fastconv_sparse_equals_dense`,
 //! `fastconv_network_step`) hold values and gradients to burn's own ops.
 
+pub mod batchnorm;
 pub mod depthwise;
 pub mod ext;
 pub mod kernels;
@@ -26,8 +30,9 @@ pub mod kernels;
 use burn::backend::DispatchDevice;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
-use burn::nn::{Dropout, PaddingConfig2d, Relu};
+use burn::nn::{BatchNorm, Dropout, PaddingConfig2d, Relu};
 use burn::tensor::{Device, Distribution, Int, Tensor};
+use tinycnn::arch::Activation;
 
 use kernels::ConvShape;
 
@@ -104,6 +109,55 @@ pub fn depthwise_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         }
         _ => conv.forward(x),
     }
+}
+
+/// `activation(batch_norm.forward(x))`, `x` `[N, C, ...]`: in training (an autodiff device
+/// and the batch norm's training flag, burn's rule) on Flex, one op of [`batchnorm`]'s kernels
+/// normalising with the batch's statistics, which then go into the running mean and variance
+/// exactly as burn's `BatchNorm::forward` puts them (momentum, biased variance); elsewhere, and
+/// in evaluation (running statistics), burn's module and activation ops. ReLU is burn's `relu`,
+/// ReLU6 its `clamp(0, 6)`, in values and gradients.
+pub fn batch_norm_activation<const D: usize>(
+    batch_norm: &BatchNorm,
+    x: Tensor<D>,
+    activation: Activation,
+) -> Tensor<D> {
+    let device = x.device();
+    let [channels] = batch_norm.gamma.dims();
+    let fused = D >= 2
+        && x.dims()[1] == channels
+        && device.is_autodiff()
+        && batch_norm.training.is_enabled()
+        && is_flex(&device);
+    if !fused {
+        let y = batch_norm.forward(x);
+        return match activation {
+            Activation::None => y,
+            Activation::Relu => burn::tensor::activation::relu(y),
+            Activation::Relu6 => y.clamp(0.0, 6.0),
+        };
+    }
+    let (output, mean, variance) = ext::batch_norm_activation(
+        x,
+        batch_norm.gamma.val(),
+        batch_norm.beta.val(),
+        batch_norm.epsilon,
+        activation,
+    );
+    // burn's `BatchNorm::forward_train`, line for line, so that the running statistics (and the
+    // checkpoints, evaluation and export that read them) take in the batch's as burn's do.
+    let momentum = batch_norm.momentum;
+    let running_mean = batch_norm.running_mean.value_sync().to_device(&device);
+    let running_var = batch_norm.running_var.value_sync().to_device(&device);
+    let running_mean = running_mean
+        .mul_scalar(1.0 - momentum)
+        .add(mean.detach().mul_scalar(momentum));
+    let running_var = running_var
+        .mul_scalar(1.0 - momentum)
+        .add(variance.detach().mul_scalar(momentum));
+    batch_norm.running_mean.update(running_mean.detach());
+    batch_norm.running_var.update(running_var.detach());
+    output
 }
 
 /// The extension is implemented for Flex only; on any other backend it would panic.
