@@ -117,9 +117,10 @@ impl InitScheme {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ConvBlocks {
     /// One fused op per convolution + ReLU + max-pool (+ dropout) block on Flex
-    /// ([`fastconv::conv_relu_pool_dropout`]), the depthwise convolutions' kernels
-    /// ([`fastconv::depthwise_conv`]), and one op per training batch norm and its activation
-    /// ([`fastconv::batch_norm_activation`]); burn's modules for every other layer, and on
+    /// ([`fastconv::conv_relu_pool_dropout`]), the depthwise and 1x1 convolutions' kernels
+    /// ([`fastconv::depthwise_conv`], [`fastconv::pointwise_conv`]), one op per training batch
+    /// norm and its activation ([`fastconv::batch_norm_activation`]), and dropout with the fused
+    /// block's masks ([`fastconv::dropout`]); burn's modules for every other layer, and on
     /// other backends.
     #[default]
     Fused,
@@ -245,13 +246,19 @@ enum Operation {
     /// A max or average pool of any window.
     WindowPool(Pool),
     GlobalAveragePool,
-    /// A residual block's start: the shortcut is the input, or projection `projection` of it.
+    /// A residual block's start: the shortcut is the input, or projection `projection` of it
+    /// (through [`fastconv::pointwise_conv`] when `fused`).
     Residual {
         projection: Option<usize>,
+        fused: bool,
     },
     /// A residual block's end: main line plus shortcut, then the activation.
     Add(Activation),
-    Dropout(usize),
+    /// Dropout `dropout`, with the fused block's masks ([`fastconv::dropout`]) when `fused`.
+    Dropout {
+        dropout: usize,
+        fused: bool,
+    },
     Flatten,
     /// Dense layer `dense`, then its batch norm, then its activation (the two as one op when
     /// `fused`, as for `Conv`).
@@ -620,7 +627,13 @@ impl Net {
                         projections += 1;
                         projections - 1
                     });
-                    (name, Operation::Residual { projection })
+                    (
+                        name,
+                        Operation::Residual {
+                            projection,
+                            fused: blocks == ConvBlocks::Fused,
+                        },
+                    )
                 }
                 Layer::Add(activation) => (
                     with_activation(name, activation),
@@ -628,7 +641,13 @@ impl Net {
                 ),
                 Layer::Dropout(_) => {
                     dropouts += 1;
-                    (name, Operation::Dropout(dropouts - 1))
+                    (
+                        name,
+                        Operation::Dropout {
+                            dropout: dropouts - 1,
+                            fused: blocks == ConvBlocks::Fused,
+                        },
+                    )
                 }
                 Layer::Flatten => (name, Operation::Flatten),
                 Layer::Dense(_) => {
@@ -671,7 +690,12 @@ impl Net {
                 activation,
                 fused,
             } => x.map_with(|map| {
-                let y = self.convs[conv].forward(map);
+                let layer = &self.convs[conv];
+                let y = if fused {
+                    fastconv::pointwise_conv(layer, map)
+                } else {
+                    layer.forward(map)
+                };
                 let batch_norm = batch_norm.map(|i| &self.batch_norms[i]);
                 normalise_and_activate(relu, batch_norm, y, activation, fused)
             }),
@@ -693,10 +717,11 @@ impl Net {
             Operation::Pool => x.map_with(|map| self.pool.forward(map)),
             Operation::WindowPool(pool) => x.map_with(|map| window_pool(pool, map)),
             Operation::GlobalAveragePool => x.map_with(|map| map.mean_dim(3).mean_dim(2)),
-            Operation::Residual { projection } => {
+            Operation::Residual { projection, fused } => {
                 let main = x.into_map();
-                let shortcut = match projection {
-                    Some(index) => self.projections[index].forward(main.clone()),
+                let shortcut = match projection.map(|index| &self.projections[index]) {
+                    Some(layer) if fused => fastconv::pointwise_conv(layer, main.clone()),
+                    Some(layer) => layer.forward(main.clone()),
                     None => main.clone(),
                 };
                 Values::Block {
@@ -713,10 +738,17 @@ impl Net {
                     stage.name
                 ),
             },
-            Operation::Dropout(index) => match x {
-                Values::Vector(vector) => Values::Vector(self.dropouts[index].forward(vector)),
-                map => map.map_with(|map| self.dropouts[index].forward(map)),
-            },
+            Operation::Dropout { dropout, fused } => {
+                let layer = &self.dropouts[dropout];
+                match x {
+                    Values::Vector(vector) if fused => {
+                        Values::Vector(fastconv::dropout(layer, vector))
+                    }
+                    Values::Vector(vector) => Values::Vector(layer.forward(vector)),
+                    map if fused => map.map_with(|map| fastconv::dropout(layer, map)),
+                    map => map.map_with(|map| layer.forward(map)),
+                }
+            }
             Operation::Flatten => Values::Vector(x.into_vector()),
             Operation::Dense {
                 dense,

@@ -1,7 +1,8 @@
 //! The burn 0.22 backend extension: `conv_relu_pool`, the [`super::kernels`] as one burn op with
 //! its own backward pass, on the Flex backend (plain and under autodiff), and likewise
-//! `depthwise_conv` ([`super::depthwise`]) and `batch_norm_activation` ([`super::batchnorm`]);
-//! and `probe`, an
+//! `depthwise_conv` ([`super::depthwise`]), `pointwise_conv` ([`super::pointwise`]),
+//! `batch_norm_activation` ([`super::batchnorm`]) and `dropout` (the fused block's masks); and
+//! `probe`, an
 //! identity op whose backward records a timestamp, with which `host bench train` times the
 //! backward pass layer by layer inside the real autodiff graph.
 //!
@@ -36,6 +37,7 @@ use tinycnn::arch::Activation;
 use super::batchnorm::{self, NormShape, Statistics};
 use super::depthwise::{self, DepthwiseShape};
 use super::kernels::{self, BackwardAlgo, BackwardInputs, ConvShape, DropoutMask};
+use super::pointwise::{self, PointwiseShape};
 use crate::bench::usage;
 
 /// Kernels the autodiff wrapper needs from the inner backend. Not routed through `Dispatch`:
@@ -73,6 +75,25 @@ pub trait ConvKernels: Backend {
         want_x_grad: bool,
     ) -> ConvGradTensors<Self>;
 
+    /// The 1x1 convolution of [`FastConvBackend::pointwise_conv`].
+    fn pointwise_fwd(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// Its gradients of x (when `want_x_grad`), weight and bias.
+    fn pointwise_bwd(
+        saved: SavedPointwise<Self>,
+        grad: FloatTensor<Self>,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self>;
+
+    /// Inverted dropout with `mask`'s decisions, one stream per image (index along the first
+    /// axis): the output of [`FastConvBackend::dropout`], and the input's gradient from the
+    /// output's.
+    fn dropout_apply(x: FloatTensor<Self>, mask: DropoutMask) -> FloatTensor<Self>;
+
     /// The training batch norm and activation of [`FastConvBackend::batch_norm_activation`].
     fn batch_norm_fwd(
         x: FloatTensor<Self>,
@@ -88,6 +109,15 @@ pub trait ConvKernels: Backend {
         grad: FloatTensor<Self>,
         want_x_grad: bool,
     ) -> ConvGradTensors<Self>;
+}
+
+/// What a pointwise convolution's forward keeps for its backward pass.
+#[derive(Clone, Debug)]
+pub struct SavedPointwise<B: Backend> {
+    /// The input.
+    pub x: FloatTensor<B>,
+    /// The weight.
+    pub weight: FloatTensor<B>,
 }
 
 /// What a training batch norm's forward gives: its output, the batch's statistics as tensors
@@ -191,6 +221,19 @@ pub trait FastConvBackend: Backend {
         bias: FloatTensor<Self>,
         geometry: DepthwiseGeometry,
     ) -> FloatTensor<Self>;
+
+    /// `conv2d(x, weight, bias)` for a 1x1 kernel, stride 1, no padding (`weight` `[Cout][Cin]
+    /// [1][1]`): the kernels of [`super::pointwise`].
+    fn pointwise_conv(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// Inverted dropout of `x` (any rank, one mask stream per image): each value kept with
+    /// probability `1 - drop_prob` and scaled by `1 / (1 - drop_prob)`, decided from `seed` as
+    /// the fused block decides its own.
+    fn dropout(x: FloatTensor<Self>, drop_prob: f64, seed: u64) -> FloatTensor<Self>;
 
     /// `activation(batch_norm(x))` normalised with the batch's own statistics (`x` `[N, C,
     /// ...]`, `gamma` and `beta` `[C]`), and those statistics: the output, the mean and the
@@ -315,6 +358,25 @@ fn depthwise_shape(
     shape
 }
 
+fn pointwise_shape(x: &FlexTensor, weight: &FlexTensor) -> PointwiseShape {
+    let xs = x.shape();
+    let ws = weight.shape();
+    assert_eq!(xs.num_dims(), 4, "pointwise_conv: x must be [N, C, H, W]");
+    assert!(
+        ws.num_dims() == 4 && ws[2] == 1 && ws[3] == 1,
+        "pointwise_conv: weight must be [Cout, Cin, 1, 1]"
+    );
+    assert_eq!(xs[1], ws[1], "pointwise_conv: channel mismatch");
+    let shape = PointwiseShape {
+        batch: xs[0],
+        inputs: xs[1],
+        outputs: ws[0],
+        plane: xs[2] * xs[3],
+    };
+    assert!(shape.is_consistent(), "pointwise_conv: {shape:?}");
+    shape
+}
+
 fn norm_shape(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor) -> NormShape {
     let xs = x.shape();
     assert!(
@@ -340,6 +402,38 @@ fn norm_shape(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor) -> NormShap
 }
 
 impl ConvKernels for Flex {
+    fn pointwise_fwd(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        let dims = x.shape();
+        let (x, weight, bias) = (dense_f32(x), dense_f32(weight), dense_f32(bias));
+        let s = pointwise_shape(&x, &weight);
+        let out = pointwise::forward(&s, f32s(&x), f32s(&weight), Some(f32s(&bias)));
+        flex_f32(out, vec![s.batch, s.outputs, dims[2], dims[3]])
+    }
+
+    fn pointwise_bwd(
+        saved: SavedPointwise<Self>,
+        grad: FlexTensor,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self> {
+        let dims = saved.x.shape().to_vec();
+        let (x, weight, grad) = (dense_f32(saved.x), dense_f32(saved.weight), dense_f32(grad));
+        let s = pointwise_shape(&x, &weight);
+        let grads = pointwise::backward(&s, f32s(&x), f32s(&weight), f32s(&grad), want_x_grad);
+        ConvGradTensors {
+            x: grads.x.map(|dx| flex_f32(dx, dims)),
+            weight: flex_f32(grads.weight, vec![s.outputs, s.inputs, 1, 1]),
+            bias: flex_f32(grads.bias, vec![s.outputs]),
+        }
+    }
+
+    fn dropout_apply(x: FlexTensor, mask: DropoutMask) -> FlexTensor {
+        let dims = x.shape().to_vec();
+        let x = dense_f32(x);
+        let mut values = f32s(&x).to_vec();
+        mask.apply_per_image(&mut values, dims.iter().skip(1).product());
+        flex_f32(values, dims)
+    }
+
     fn batch_norm_fwd(
         x: FlexTensor,
         gamma: FlexTensor,
@@ -498,6 +592,17 @@ impl FastConvBackend for Flex {
         Self::depthwise_fwd(x, weight, bias, geometry)
     }
 
+    fn pointwise_conv(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        Self::pointwise_fwd(x, weight, bias)
+    }
+
+    fn dropout(x: FlexTensor, drop_prob: f64, seed: u64) -> FlexTensor {
+        match dropout_mask(drop_prob, seed) {
+            Some(mask) => Self::dropout_apply(x, mask),
+            None => x,
+        }
+    }
+
     fn batch_norm_activation(
         x: FlexTensor,
         gamma: FlexTensor,
@@ -565,6 +670,43 @@ impl<B: ConvKernels> Backward<B, 3> for DepthwiseBackward {
         _checkpointer: &mut Checkpointer,
     ) {
         backward_of_input_weight_bias(ops, grads, B::depthwise_bwd);
+    }
+}
+
+#[derive(Debug)]
+struct PointwiseBackward;
+
+impl<B: ConvKernels> Backward<B, 3> for PointwiseBackward {
+    type State = SavedPointwise<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        backward_of_input_weight_bias(ops, grads, B::pointwise_bwd);
+    }
+}
+
+/// Dropout's backward needs only the mask: it draws the same decisions again.
+#[derive(Debug)]
+struct DropoutBackward;
+
+impl<B: ConvKernels> Backward<B, 1> for DropoutBackward {
+    type State = DropoutMask;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node {
+            grads.register::<B>(node.id, B::dropout_apply(grad, ops.state));
+        }
     }
 }
 
@@ -692,6 +834,47 @@ impl<B: ConvKernels, C: CheckpointStrategy> FastConvBackend for Autodiff<B, C> {
         }
     }
 
+    fn pointwise_conv(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match PointwiseBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let x = x.primitive().clone();
+                let weight = weight.primitive().clone();
+                let out = B::pointwise_fwd(x.clone(), weight.clone(), bias.into_primitive());
+                prep.finish(SavedPointwise { x, weight }, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::pointwise_fwd(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+            )),
+        }
+    }
+
+    fn dropout(x: FloatTensor<Self>, drop_prob: f64, seed: u64) -> FloatTensor<Self> {
+        let Some(mask) = dropout_mask(drop_prob, seed) else {
+            return x;
+        };
+        match DropoutBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::dropout_apply(x.primitive().clone(), mask);
+                prep.finish(mask, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::dropout_apply(x.into_primitive(), mask)),
+        }
+    }
+
     fn batch_norm_activation(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -792,6 +975,28 @@ pub fn depthwise_conv(
         weight.into_dispatch(),
         bias.into_dispatch(),
         geometry,
+    ))
+}
+
+/// `conv2d(x, weight, bias)` for a 1x1 kernel with stride 1 and no padding, through the kernels
+/// of [`super::pointwise`], on a Flex device with or without autodiff (any other backend panics:
+/// use [`super::pointwise_conv`], which checks).
+pub fn pointwise_conv(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FastConvBackend>::pointwise_conv(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+    ))
+}
+
+/// Inverted dropout of `x` with the fused block's masks (one stream per image, from `seed`), on
+/// a Flex device with or without autodiff (any other backend panics: use [`super::dropout`],
+/// which checks, and draws the seed from the device's generator). `drop_prob` 0 is the identity.
+pub fn dropout<const D: usize>(x: Tensor<D>, drop_prob: f64, seed: u64) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FastConvBackend>::dropout(
+        x.into_dispatch(),
+        drop_prob,
+        seed,
     ))
 }
 

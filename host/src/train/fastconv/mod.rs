@@ -15,9 +15,11 @@
 //!
 //! - [`kernels`]: the f32 kernels on plain slices.
 //! - [`depthwise`]: depthwise convolutions ([`depthwise_conv`]).
+//! - [`pointwise`]: 1x1 convolutions ([`pointwise_conv`]).
 //! - [`batchnorm`]: batch normalisation in training, with its activation
 //!   ([`batch_norm_activation`]).
-//! - [`ext`]: the burn backend extension around them (and a `probe` op for profiling).
+//! - [`ext`]: the burn backend extension around them, a standalone dropout with the fused
+//!   block's masks ([`dropout`]), and a `probe` op for profiling.
 //!
 //! The tests in `host/tests/` (`fastconv_matches_burn`, `fastconv_sparse_equals_dense`,
 //! `fastconv_network_step`) hold values and gradients to burn's own ops.
@@ -26,6 +28,7 @@ pub mod batchnorm;
 pub mod depthwise;
 pub mod ext;
 pub mod kernels;
+pub mod pointwise;
 
 use burn::backend::DispatchDevice;
 use burn::nn::conv::Conv2d;
@@ -109,6 +112,56 @@ pub fn depthwise_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         }
         _ => conv.forward(x),
     }
+}
+
+/// `conv.forward(x)` for a 1x1 convolution with stride 1, no dilation, one group and no padding,
+/// through the kernels of [`pointwise`] on a Flex device (with or without autodiff); burn's
+/// convolution for any other convolution or backend. A convolution without bias gets a zero
+/// one, which nothing trains.
+pub fn pointwise_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [_, channels, height, width] = x.dims();
+    let [outputs, inputs, kernel_height, kernel_width] = conv.weight.dims();
+    let unpadded = match conv.padding {
+        // 'same' pads a 1x1 window by nothing.
+        PaddingConfig2d::Valid | PaddingConfig2d::Same => true,
+        PaddingConfig2d::Explicit(top, left, bottom, right) => top + left + bottom + right == 0,
+    };
+    let device = x.device();
+    let fits = [kernel_height, kernel_width] == [1, 1]
+        && conv.stride == [1, 1]
+        && conv.dilation == [1, 1]
+        && conv.groups == 1
+        && unpadded
+        && inputs == channels
+        && channels > 0
+        && outputs > 0
+        && height * width > 0;
+    if !(fits && is_flex(&device)) {
+        return conv.forward(x);
+    }
+    let weight = conv.weight.val();
+    let bias = match &conv.bias {
+        Some(bias) => bias.val(),
+        None => Tensor::zeros([outputs], &device),
+    };
+    ext::pointwise_conv(x, weight, bias)
+}
+
+/// `dropout.forward(x)`: in training (burn's rule: an autodiff device and the layer's training
+/// flag) on Flex, the fused block's masks ([`kernels::DropoutMask`], one stream per image) with
+/// a seed drawn from the device's generator, so `Device::seed` fixes them as it does burn's;
+/// burn's module elsewhere (where it is the identity outside training). burn draws one random
+/// value per element from the device's generator, 60 ms of a step for a 128x64x14x14 map here.
+pub fn dropout<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    let active = dropout.training.is_enabled()
+        && device.is_autodiff()
+        && dropout.prob > 0.0
+        && dropout.prob < 1.0;
+    if !(active && is_flex(&device)) {
+        return dropout.forward(x);
+    }
+    ext::dropout(x, dropout.prob, dropout_seed(&device))
 }
 
 /// `activation(batch_norm.forward(x))`, `x` `[N, C, ...]`: in training (an autodiff device
