@@ -571,3 +571,58 @@ fn standalone_dropout_is_inverted_dropout_with_a_seeded_mask() {
         "no autodiff, no dropout"
     );
 }
+
+/// A convolution of one input channel (a network's first layer) runs as a depthwise convolution
+/// with a multiplier of its outputs: values and weight and bias gradients equal burn's conv2d,
+/// for a strided window with TensorFlow's uneven 'same' padding and a stride-1 'same' one.
+#[test]
+fn single_channel_convolution_matches_burns() {
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
+    use tinycnn_host::train::fastconv::conv2d;
+    for (stride, padding) in [
+        ([2, 2], PaddingConfig2d::Explicit(0, 0, 1, 1)),
+        ([1, 1], PaddingConfig2d::Same),
+        ([2, 1], PaddingConfig2d::Valid),
+    ] {
+        let dev = Device::flex().autodiff();
+        dev.seed(41);
+        let x = on_grid(
+            Tensor::<4>::random([5, 1, 12, 12], Distribution::Normal(0.0, 1.0), &dev),
+            1.0 / 8.0,
+        );
+        let mut conv = Conv2dConfig::new([1, 16], [3, 3])
+            .with_stride(stride)
+            .with_padding(padding.clone())
+            .init(&dev);
+        conv.weight = conv
+            .weight
+            .clone()
+            .map(|w| on_grid(w, 1.0 / 64.0).detach().require_grad());
+        conv.bias = conv
+            .bias
+            .take()
+            .map(|b| b.map(|b| on_grid(b, 1.0 / 64.0).detach().require_grad()));
+        let run = |fast: bool| {
+            let out = if fast {
+                conv2d(&conv, x.clone())
+            } else {
+                conv.forward(x.clone())
+            };
+            let dims = out.dims();
+            let grads = (out.clone() * upstream_grad(dims, &dev)).sum().backward();
+            (
+                dims,
+                tensor_values(out),
+                tensor_values(conv.weight.grad(&grads).unwrap()),
+                tensor_values(conv.bias.as_ref().unwrap().grad(&grads).unwrap()),
+            )
+        };
+        let (fast, refr) = (run(true), run(false));
+        let ctx = format!("stride {stride:?} {padding:?}");
+        assert_eq!(fast.0, refr.0, "{ctx}: output shape");
+        assert_eq!(fast.1, refr.1, "{ctx}: forward values differ");
+        assert!(rel_l2(&fast.2, &refr.2) < 1e-5, "{ctx}: weight gradient");
+        assert!(rel_l2(&fast.3, &refr.3) < 1e-5, "{ctx}: bias gradient");
+    }
+}

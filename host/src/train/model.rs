@@ -224,8 +224,8 @@ enum Operation {
         dropout: Option<usize>,
     },
     /// Convolution `conv`, then batch norm `batch_norm` if it has one, then its activation;
-    /// the batch norm and activation as one op of [`fastconv::batch_norm_activation`] when
-    /// `fused`, else burn's.
+    /// when `fused`, the convolution through [`fastconv::conv2d`] and the batch norm and
+    /// activation as one op of [`fastconv::batch_norm_activation`], else burn's.
     Conv {
         conv: usize,
         batch_norm: Option<usize>,
@@ -692,7 +692,7 @@ impl Net {
             } => x.map_with(|map| {
                 let layer = &self.convs[conv];
                 let y = if fused {
-                    fastconv::pointwise_conv(layer, map)
+                    fastconv::conv2d(layer, map)
                 } else {
                     layer.forward(map)
                 };

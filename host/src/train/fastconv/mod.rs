@@ -78,15 +78,21 @@ pub fn conv_relu_pool_dropout(
 /// `conv.forward(x)` for a depthwise convolution (one group per input channel, weights
 /// `[C x M][1][kh][kw]`), through the kernels of [`depthwise`] on a Flex device (with or
 /// without autodiff); burn's grouped convolution on any other backend, or for a dilated one
-/// or one whose padding is not explicit or 'valid'. A convolution without bias gets a zero
-/// one, which nothing trains.
+/// or one whose padding is not explicit, 'valid', or 'same' of an odd square window with
+/// stride 1. A convolution without bias gets a zero one, which nothing trains.
 pub fn depthwise_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [_, channels, _, _] = x.dims();
-    let [outputs, per_group, _, _] = conv.weight.dims();
+    let [outputs, per_group, kernel_height, kernel_width] = conv.weight.dims();
     let padding = match conv.padding {
         PaddingConfig2d::Explicit(top, left, bottom, right) => Some([top, left, bottom, right]),
         PaddingConfig2d::Valid => Some([0; 4]),
-        _ => None,
+        // burn pads such a window by half its side, less one, on every side.
+        PaddingConfig2d::Same
+            if kernel_height == kernel_width && kernel_height % 2 == 1 && conv.stride == [1, 1] =>
+        {
+            Some([kernel_height / 2; 4])
+        }
+        PaddingConfig2d::Same => None,
     };
     let device = x.device();
     match padding {
@@ -111,6 +117,22 @@ pub fn depthwise_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
             ext::depthwise_conv(x, weight, bias, geometry)
         }
         _ => conv.forward(x),
+    }
+}
+
+/// `conv.forward(x)` for a convolution outside the fused blocks: a 1x1 one through
+/// [`pointwise_conv`]; one of a single input channel (a network's first layer) through
+/// [`depthwise_conv`], as a depthwise convolution whose one channel has as many outputs as the
+/// convolution (the same weights, `[outputs][1][kh][kw]`); any other through burn's.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [_, channels, _, _] = x.dims();
+    let [_, inputs, kernel_height, kernel_width] = conv.weight.dims();
+    if [kernel_height, kernel_width] == [1, 1] {
+        pointwise_conv(conv, x)
+    } else if channels == 1 && inputs == 1 && conv.groups == 1 {
+        depthwise_conv(conv, x)
+    } else {
+        conv.forward(x)
     }
 }
 
