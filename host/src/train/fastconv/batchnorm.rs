@@ -15,9 +15,9 @@
 //! Per-channel sums are accumulated in f32 over short blocks (16 lanes, at most 16 values each,
 //! which vectorises) and the blocks' sums in f64, so a channel of 10^5 values sums as accurately
 //! as in f64 throughout; the statistics are computed about the channel's first value (shifted
-//! data), so a large mean does not cancel the variance away. Threads: one rayon task per channel
-//! for the sums (each in a fixed order, so results do not depend on the number of threads), one
-//! per image for the elementwise passes.
+//! data), so a large mean does not cancel the variance away. Threads: one rayon task per few
+//! images for the sums (a fixed split, added in order, so results do not depend on the number
+//! of threads), one per image for the elementwise passes.
 
 use rayon::prelude::*;
 use tinycnn::arch::Activation;
@@ -131,31 +131,102 @@ const LANES: usize = 16;
 /// Values one f32 lane adds up before its sum goes into f64.
 const PER_LANE: usize = 16;
 
-/// The sums of both halves of `f(x[i], y[i])` over the two equally long slices, in f32 blocks
-/// of `LANES * PER_LANE` values (fixed-size lanes, which vectorise) and f64 across blocks.
-#[inline(always)]
-fn two_sums(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f64, f64) {
-    debug_assert_eq!(x.len(), y.len());
-    let (mut first, mut second) = (0f64, 0f64);
-    for (x, y) in x.chunks(LANES * PER_LANE).zip(y.chunks(LANES * PER_LANE)) {
-        let (mut a, mut b) = ([0f32; LANES], [0f32; LANES]);
-        let (mut xs, mut ys) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
-        for (x, y) in (&mut xs).zip(&mut ys) {
-            for lane in 0..LANES {
-                let (u, v) = f(x[lane], y[lane]);
+/// Images each task of the per-channel sums takes: a fixed split, so that the sums come out
+/// the same on any number of threads.
+const IMAGES_PER_TASK: usize = 4;
+
+/// Two running sums in f64 lanes: the values come in f32 lanes, `LANES * PER_LANE` at a time,
+/// and go into f64 lane by lane (vector additions: no horizontal sum per run, a channel of a
+/// 14x14 map coming as 128 runs of 196 values); the lanes are added up once, at the end.
+#[derive(Clone, Copy, Debug)]
+struct LaneSums {
+    first: [f64; LANES],
+    second: [f64; LANES],
+}
+
+impl LaneSums {
+    const ZERO: Self = Self {
+        first: [0.0; LANES],
+        second: [0.0; LANES],
+    };
+
+    /// Adds both halves of `f(x[i], y[i])` over the two equally long slices.
+    #[inline(always)]
+    fn add(&mut self, x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) {
+        debug_assert_eq!(x.len(), y.len());
+        for (x, y) in x.chunks(LANES * PER_LANE).zip(y.chunks(LANES * PER_LANE)) {
+            let (mut a, mut b) = ([0f32; LANES], [0f32; LANES]);
+            let (mut xs, mut ys) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
+            for (x, y) in (&mut xs).zip(&mut ys) {
+                for lane in 0..LANES {
+                    let (u, v) = f(x[lane], y[lane]);
+                    a[lane] += u;
+                    b[lane] += v;
+                }
+            }
+            for (lane, (&x, &y)) in xs.remainder().iter().zip(ys.remainder()).enumerate() {
+                let (u, v) = f(x, y);
                 a[lane] += u;
                 b[lane] += v;
             }
+            for lane in 0..LANES {
+                self.first[lane] += f64::from(a[lane]);
+                self.second[lane] += f64::from(b[lane]);
+            }
         }
-        for (lane, (&x, &y)) in xs.remainder().iter().zip(ys.remainder()).enumerate() {
-            let (u, v) = f(x, y);
-            a[lane] += u;
-            b[lane] += v;
-        }
-        first += a.iter().map(|&v| f64::from(v)).sum::<f64>();
-        second += b.iter().map(|&v| f64::from(v)).sum::<f64>();
     }
-    (first, second)
+
+    fn merge(&mut self, other: &Self) {
+        for lane in 0..LANES {
+            self.first[lane] += other.first[lane];
+            self.second[lane] += other.second[lane];
+        }
+    }
+
+    fn totals(&self) -> (f64, f64) {
+        (self.first.iter().sum(), self.second.iter().sum())
+    }
+}
+
+/// Per channel `c`, the sums of both halves of `term(c)(x[i], y[i])` over the channel's values
+/// of the two equally shaped tensors. (`term(c)` holds the channel's constants by value: read
+/// through a slice inside the loop, the compiler would reload them at every value, for all it
+/// knows the sums' stores changed them, and not vectorise.) Image by image, each read front to back (a channel's runs,
+/// one per image far apart, read one after the other kept the hardware prefetcher from
+/// streaming: twice the time), in tasks of [`IMAGES_PER_TASK`] images whose sums are added in
+/// order.
+#[inline(always)]
+fn channel_sums<T: Fn(f32, f32) -> (f32, f32)>(
+    s: &NormShape,
+    x: &[f32],
+    y: &[f32],
+    term: impl Fn(usize) -> T + Sync,
+) -> Vec<(f64, f64)> {
+    let image = s.image();
+    if image == 0 {
+        return vec![(0.0, 0.0); s.channels];
+    }
+    let parts: Vec<Vec<LaneSums>> = x
+        .par_chunks(IMAGES_PER_TASK * image)
+        .zip(y.par_chunks(IMAGES_PER_TASK * image))
+        .map(|(x, y)| {
+            let mut sums = vec![LaneSums::ZERO; s.channels];
+            for (x, y) in x.chunks_exact(image).zip(y.chunks_exact(image)) {
+                let runs = x.chunks_exact(s.inner).zip(y.chunks_exact(s.inner));
+                for (c, ((x, y), sums)) in runs.zip(&mut sums).enumerate() {
+                    sums.add(x, y, term(c));
+                }
+            }
+            sums
+        })
+        .collect();
+    let mut total = vec![LaneSums::ZERO; s.channels];
+    for part in &parts {
+        for (total, part) in total.iter_mut().zip(part) {
+            total.merge(part);
+        }
+    }
+    total.iter().map(LaneSums::totals).collect()
 }
 
 /// The batch statistics of `x`, with `epsilon` added to the variance for the inverse standard
@@ -163,39 +234,29 @@ fn two_sums(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f64, f
 pub fn statistics(shape: &NormShape, x: &[f32], epsilon: f64) -> Statistics {
     let s = *shape;
     assert_eq!(x.len(), s.batch * s.image(), "batch norm: {s:?}");
-    let per_channel: Vec<(f32, f32, f32)> = (0..s.channels)
-        .into_par_iter()
-        .map(|c| {
-            if s.count() == 0 {
-                return (0.0, 0.0, (1.0 / epsilon.sqrt()) as f32);
-            }
-            let shift = s.run(x, 0, c)[0];
-            let (mut sum, mut squares) = (0f64, 0f64);
-            for n in 0..s.batch {
-                let run = s.run(x, n, c);
-                let (a, b) = two_sums(run, run, |x, _| {
-                    let d = x - shift;
-                    (d, d * d)
-                });
-                sum += a;
-                squares += b;
-            }
-            let count = s.count() as f64;
-            let offset = sum / count;
-            let variance = (squares / count - offset * offset).max(0.0);
-            let mean = f64::from(shift) + offset;
-            (
-                mean as f32,
-                variance as f32,
-                (1.0 / (variance + epsilon).sqrt()) as f32,
-            )
-        })
-        .collect();
+    // Each channel's first value: the shift of its sums.
+    let shifts: Vec<f32> = if s.count() == 0 {
+        vec![0.0; s.channels]
+    } else {
+        (0..s.channels).map(|c| s.run(x, 0, c)[0]).collect()
+    };
+    let sums = channel_sums(&s, x, x, |c| {
+        let shift = shifts[c];
+        move |x, _| {
+            let d = x - shift;
+            (d, d * d)
+        }
+    });
+    let count = s.count().max(1) as f64;
     let mut stats = Statistics::default();
-    for (mean, variance, inv_std) in per_channel {
-        stats.mean.push(mean);
-        stats.variance.push(variance);
-        stats.inv_std.push(inv_std);
+    for (&shift, (sum, squares)) in shifts.iter().zip(sums) {
+        let offset = sum / count;
+        let variance = (squares / count - offset * offset).max(0.0);
+        stats.mean.push((f64::from(shift) + offset) as f32);
+        stats.variance.push(variance as f32);
+        stats
+            .inv_std
+            .push((1.0 / (variance + epsilon).sqrt()) as f32);
     }
     stats
 }
@@ -306,24 +367,11 @@ pub fn backward(inputs: &BackwardInputs, want_x: bool) -> Gradients {
         inv_std: inputs.inv_std.to_vec(),
     };
     let channels = affines(&stats, inputs.gamma, inputs.beta);
-    let sums: Vec<(f64, f64)> = channels
-        .par_iter()
-        .enumerate()
-        .map(|(c, &affine)| {
-            let (mut beta, mut gamma) = (0f64, 0f64);
-            for n in 0..s.batch {
-                let (x, grad) = (s.run(x, n, c), s.run(grad, n, c));
-                let (a, b) = match activation {
-                    Activation::None => channel_sums(affine, Activation::None, x, grad),
-                    Activation::Relu => channel_sums(affine, Activation::Relu, x, grad),
-                    Activation::Relu6 => channel_sums(affine, Activation::Relu6, x, grad),
-                };
-                beta += a;
-                gamma += b;
-            }
-            (beta, gamma)
-        })
-        .collect();
+    let sums = match activation {
+        Activation::None => gradient_sums(&s, &channels, Activation::None, x, grad),
+        Activation::Relu => gradient_sums(&s, &channels, Activation::Relu, x, grad),
+        Activation::Relu6 => gradient_sums(&s, &channels, Activation::Relu6, x, grad),
+    };
     let beta_grad: Vec<f32> = sums.iter().map(|&(beta, _)| beta as f32).collect();
     let gamma_grad: Vec<f32> = sums.iter().map(|&(_, gamma)| gamma as f32).collect();
     let x_grad = want_x.then(|| {
@@ -364,13 +412,23 @@ pub fn backward(inputs: &BackwardInputs, want_x: bool) -> Gradients {
     }
 }
 
-/// `Σ g` and `Σ g x̂` over one channel's run.
+/// Per channel, `Σ g` and `Σ g x̂`. Inlined with the activation a constant, so the loops have
+/// no branch on it.
 #[inline(always)]
-fn channel_sums(affine: Affine, activation: Activation, x: &[f32], grad: &[f32]) -> (f64, f64) {
-    two_sums(x, grad, |x, grad| {
-        let normalised = affine.normalised(x);
-        let g = kept(passes(activation, affine.scaled(normalised)), grad);
-        (g, g * normalised)
+fn gradient_sums(
+    s: &NormShape,
+    channels: &[Affine],
+    activation: Activation,
+    x: &[f32],
+    grad: &[f32],
+) -> Vec<(f64, f64)> {
+    channel_sums(s, x, grad, |c| {
+        let affine = channels[c];
+        move |x, grad| {
+            let normalised = affine.normalised(x);
+            let g = kept(passes(activation, affine.scaled(normalised)), grad);
+            (g, g * normalised)
+        }
     })
 }
 

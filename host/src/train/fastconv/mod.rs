@@ -24,10 +24,13 @@
 //! The tests in `host/tests/` (`fastconv_matches_burn`, `fastconv_sparse_equals_dense`,
 //! `fastconv_network_step`) hold values and gradients to burn's own ops.
 
+// First: the modules after it use its `multiversioned!` macro.
+#[macro_use]
+pub mod kernels;
+
 pub mod batchnorm;
 pub mod depthwise;
 pub mod ext;
-pub mod kernels;
 pub mod pointwise;
 
 use burn::backend::DispatchDevice;
