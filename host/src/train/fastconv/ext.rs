@@ -699,15 +699,6 @@ impl FastConvBackend for Flex {
         Self::depthwise_fwd(x, weight, bias, geometry)
     }
 
-    fn depthwise_conv(
-        x: FlexTensor,
-        weight: FlexTensor,
-        bias: FlexTensor,
-        geometry: DepthwiseGeometry,
-    ) -> FlexTensor {
-        Self::depthwise_fwd(x, weight, bias, geometry)
-    }
-
     fn pointwise_conv(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
         Self::pointwise_fwd(x, weight, bias)
     }
@@ -1062,9 +1053,33 @@ impl<B: ConvKernels, C: CheckpointStrategy> FastConvBackend for Autodiff<B, C> {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         geometry: ConvGeometry,
-    ) -> FloatTensor<Self>;
+    ) -> FloatTensor<Self> {
+        match PlainConvBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let x = x.primitive().clone();
+                let weight = weight.primitive().clone();
+                let out =
+                    B::plain_conv_fwd(x.clone(), weight.clone(), bias.into_primitive(), geometry);
+                let saved = SavedConv {
+                    x,
+                    weight,
+                    geometry,
+                };
+                prep.finish(saved, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::plain_conv_fwd(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                geometry,
+            )),
+        }
+    }
 
-    /// Identity; under autodiff its backward records `id` and the time in [`PROBE_STAMPS`].
     fn probe(x: FloatTensor<Self>, id: usize) -> FloatTensor<Self> {
         match ProbeBackward
             .prepare::<C>([x.node()])
