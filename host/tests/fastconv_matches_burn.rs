@@ -428,3 +428,201 @@ fn depthwise_matches_burns_grouped_convolution() {
         }
     }
 }
+
+/// The 1x1 op against burn's conv2d: values and the gradients of x, weight and bias through
+/// autodiff, with and without a bias, one image and several; and the entry point falls back to
+/// burn's convolution for a 1x1 window it does not cover (stride 2).
+#[test]
+fn pointwise_matches_burns_convolution() {
+    use burn::module::Module;
+    use burn::nn::conv::Conv2dConfig;
+    use tinycnn_host::train::fastconv::pointwise_conv;
+    for (batch, inputs, outputs, side, bias) in [
+        (3, 8, 12, 7, true),
+        (1, 1, 5, 4, false),
+        (9, 13, 3, 5, true),
+        (2, 64, 64, 14, false),
+    ] {
+        let dev = Device::flex().autodiff();
+        dev.seed(inputs as u64 * 100 + side as u64);
+        let x = on_grid(
+            Tensor::<4>::random(
+                [batch, inputs, side, side],
+                Distribution::Normal(0.0, 1.0),
+                &dev,
+            ),
+            1.0 / 8.0,
+        );
+        let mut conv = Conv2dConfig::new([inputs, outputs], [1, 1])
+            .with_bias(bias)
+            .init(&dev);
+        conv.weight = conv
+            .weight
+            .clone()
+            .map(|w| on_grid(w, 1.0 / 64.0).detach().require_grad());
+        if let Some(b) = conv.bias.take() {
+            let values = Tensor::<1>::random([outputs], Distribution::Normal(0.0, 0.3), &dev);
+            conv.bias = Some(b.map(|_| on_grid(values, 1.0 / 64.0).detach().require_grad()));
+        }
+        let run = |fast: bool| {
+            let x = x.clone().require_grad();
+            let out = if fast {
+                pointwise_conv(&conv, x.clone())
+            } else {
+                conv.forward(x.clone())
+            };
+            let dims = out.dims();
+            let grads = (out.clone() * upstream_grad(dims, &dev)).sum().backward();
+            (
+                tensor_values(out),
+                tensor_values(x.grad(&grads).unwrap()),
+                tensor_values(conv.weight.grad(&grads).unwrap()),
+                conv.bias
+                    .as_ref()
+                    .map(|b| tensor_values(b.grad(&grads).unwrap())),
+            )
+        };
+        let fast = run(true);
+        let refr = run(false);
+        let ctx = format!("{batch}x{inputs}x{side}x{side} -> {outputs}, bias {bias}");
+        // On the grids every product and sum is exact: equal values.
+        assert_eq!(fast.0, refr.0, "{ctx}: forward values differ");
+        assert!(rel_l2(&fast.1, &refr.1) < 1e-5, "{ctx}: x gradient differs");
+        assert!(
+            rel_l2(&fast.2, &refr.2) < 1e-5,
+            "{ctx}: weight gradient differs"
+        );
+        if let (Some(fast), Some(refr)) = (&fast.3, &refr.3) {
+            assert!(rel_l2(fast, refr) < 1e-5, "{ctx}: bias gradient differs");
+        }
+        // Without autodiff too.
+        let plain = Device::flex();
+        let (x, conv) = (x.to_device(&plain), conv.to_device(&plain));
+        assert_eq!(
+            tensor_values(pointwise_conv(&conv, x.clone())),
+            tensor_values(conv.forward(x)),
+            "{ctx}: inference values differ"
+        );
+    }
+    let dev = Device::flex();
+    let x = Tensor::<4>::random([2, 3, 6, 6], Distribution::Normal(0.0, 1.0), &dev);
+    let strided = Conv2dConfig::new([3, 4], [1, 1])
+        .with_stride([2, 2])
+        .init(&dev);
+    assert_eq!(
+        tensor_values(pointwise_conv(&strided, x.clone())),
+        tensor_values(strided.forward(x))
+    );
+}
+
+/// The standalone dropout: the output is the input times the op's mask (read back from it:
+/// the input has no zeros) times 1/(1-p), its gradient the upstream gradient times the same;
+/// the mask keeps about 1-p and follows the seed; the entry point does nothing outside
+/// training.
+#[test]
+fn standalone_dropout_is_inverted_dropout_with_a_seeded_mask() {
+    use burn::module::Module;
+    use burn::nn::DropoutConfig;
+    use tinycnn_host::train::fastconv::{dropout, ext};
+    let dev = Device::flex().autodiff();
+    dev.seed(17);
+    let prob = 0.3;
+    let x = Tensor::<4>::random([6, 5, 9, 9], Distribution::Uniform(0.5, 1.5), &dev);
+    let x = x.require_grad();
+    let out = ext::dropout(x.clone(), prob, 99);
+    let mask = out.clone().not_equal_elem(0.0).float().detach();
+    let scale = 1.0 / (1.0 - prob);
+    let want = x.clone().detach() * mask.clone() * scale;
+    let g = upstream_grad(out.dims(), &dev);
+    let grads = (out.clone() * g.clone()).sum().backward();
+    let got = tensor_values(out);
+    assert!(rel_l2(&got, &tensor_values(want)) < 1e-6, "values");
+    assert!(
+        rel_l2(
+            &tensor_values(x.grad(&grads).unwrap()),
+            &tensor_values(g * mask.clone() * scale)
+        ) < 1e-6,
+        "gradient"
+    );
+    let kept = tensor_values(mask);
+    let rate = kept.iter().sum::<f32>() as f64 / kept.len() as f64;
+    let sd = (prob * (1.0 - prob) / kept.len() as f64).sqrt();
+    assert!((rate - (1.0 - prob)).abs() < 5.0 * sd, "keep rate {rate}");
+    let again = tensor_values(ext::dropout(x.clone(), prob, 99));
+    assert!(got == again, "same seed, same mask");
+    assert!(got != tensor_values(ext::dropout(x.clone(), prob, 100)));
+    // Vectors too (one stream per row).
+    let v = Tensor::<2>::random([7, 40], Distribution::Uniform(0.5, 1.5), &dev);
+    let dropped = tensor_values(ext::dropout(v.clone(), 0.5, 3));
+    let zeros = dropped.iter().filter(|v| **v == 0.0).count();
+    assert!((80..200).contains(&zeros), "{zeros} of 280 dropped");
+    // The entry point (whose seed comes from burn's generator, which the tests of this binary
+    // share: `fastconv_network_step` checks that it follows the device's seed) drops nothing
+    // outside training.
+    let layer = DropoutConfig::new(prob).init();
+    let input = tensor_values(x.clone());
+    assert!(
+        tensor_values(dropout(&layer.valid(), x.clone())) == input,
+        "a layer outside training keeps its input"
+    );
+    let plain = Tensor::<4>::from_data(x.to_data(), &Device::flex());
+    assert!(
+        tensor_values(dropout(&layer, plain)) == input,
+        "no autodiff, no dropout"
+    );
+}
+
+/// A convolution of one input channel (a network's first layer) runs as a depthwise convolution
+/// with a multiplier of its outputs: values and weight and bias gradients equal burn's conv2d,
+/// for a strided window with TensorFlow's uneven 'same' padding and a stride-1 'same' one.
+#[test]
+fn single_channel_convolution_matches_burns() {
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
+    use tinycnn_host::train::fastconv::conv2d;
+    for (stride, padding) in [
+        ([2, 2], PaddingConfig2d::Explicit(0, 0, 1, 1)),
+        ([1, 1], PaddingConfig2d::Same),
+        ([2, 1], PaddingConfig2d::Valid),
+    ] {
+        let dev = Device::flex().autodiff();
+        dev.seed(41);
+        let x = on_grid(
+            Tensor::<4>::random([5, 1, 12, 12], Distribution::Normal(0.0, 1.0), &dev),
+            1.0 / 8.0,
+        );
+        let mut conv = Conv2dConfig::new([1, 16], [3, 3])
+            .with_stride(stride)
+            .with_padding(padding.clone())
+            .init(&dev);
+        conv.weight = conv
+            .weight
+            .clone()
+            .map(|w| on_grid(w, 1.0 / 64.0).detach().require_grad());
+        conv.bias = conv
+            .bias
+            .take()
+            .map(|b| b.map(|b| on_grid(b, 1.0 / 64.0).detach().require_grad()));
+        let run = |fast: bool| {
+            let out = if fast {
+                conv2d(&conv, x.clone())
+            } else {
+                conv.forward(x.clone())
+            };
+            let dims = out.dims();
+            let grads = (out.clone() * upstream_grad(dims, &dev)).sum().backward();
+            (
+                dims,
+                tensor_values(out),
+                tensor_values(conv.weight.grad(&grads).unwrap()),
+                tensor_values(conv.bias.as_ref().unwrap().grad(&grads).unwrap()),
+            )
+        };
+        let (fast, refr) = (run(true), run(false));
+        let ctx = format!("stride {stride:?} {padding:?}");
+        assert_eq!(fast.0, refr.0, "{ctx}: output shape");
+        assert_eq!(fast.1, refr.1, "{ctx}: forward values differ");
+        assert!(rel_l2(&fast.2, &refr.2) < 1e-5, "{ctx}: weight gradient");
+        assert!(rel_l2(&fast.3, &refr.3) < 1e-5, "{ctx}: bias gradient");
+    }
+}

@@ -158,3 +158,36 @@ fn dropout_masks_follow_the_device_seed_and_stop_outside_training() {
     };
     assert_eq!(infer(5), infer(6));
 }
+
+/// The standalone dropout layers of a batch-normalised network (the fused ops' masks, seeded
+/// from the device's generator) follow the device's seed as the fused blocks' do, and stop
+/// outside training.
+#[test]
+fn standalone_dropout_follows_the_device_seed() {
+    use tinycnn_host::train::network::TrainNetwork;
+    let _turn = generator_turn();
+    let data = mnist();
+    let device = Device::flex().autodiff();
+    let (images, _) = batch(&data, 16, &device);
+    device.seed(3);
+    let network = TrainNetwork::parse(
+        "conv3x3:8:s2:bn drop:0.2 dw3x3:bn conv1x1:8:bn gap drop:0.4 dense:10",
+        Architecture::REFERENCE.input(),
+    )
+    .unwrap();
+    let model = Net::with_network(&network, &device, InitScheme::GlorotUniform);
+    let logits = |seed: u64| {
+        device.seed(seed);
+        tensor_values(model.forward(images.clone()))
+    };
+    let first = logits(5);
+    assert_eq!(first, logits(5), "same seed, same masks");
+    assert_ne!(first, logits(6), "another seed, other masks");
+    let valid = model.valid();
+    let (plain_images, _) = batch(&data, 16, &Device::flex());
+    let infer = |seed: u64| {
+        device.seed(seed);
+        tensor_values(valid.forward(plain_images.clone()))
+    };
+    assert_eq!(infer(5), infer(6));
+}

@@ -467,6 +467,9 @@ mod tests {
 
     #[test]
     fn another_optimizers_state_is_refused() {
+        // It draws from burn's generator (initial weights, dropout masks), which the seeded
+        // tests beside it must have to themselves.
+        let _turn = crate::seeded_turn();
         let device = Device::flex().autodiff();
         let model = Net::new(&Architecture::REFERENCE, &device);
         let mut adagrad = KerasAdagrad::new(1e-7).init();

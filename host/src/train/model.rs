@@ -117,11 +117,14 @@ impl InitScheme {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ConvBlocks {
     /// One fused op per convolution + ReLU + max-pool (+ dropout) block on Flex
-    /// ([`fastconv::conv_relu_pool_dropout`]); burn's modules for every other layer, and on
+    /// ([`fastconv::conv_relu_pool_dropout`]), fastconv's kernels for every other convolution
+    /// ([`fastconv::conv2d`], [`fastconv::depthwise_conv`]), one op per training batch
+    /// norm and its activation ([`fastconv::batch_norm_activation`]), and dropout with the fused
+    /// block's masks ([`fastconv::dropout`]); burn's modules for every other layer, and on
     /// other backends.
     #[default]
     Fused,
-    /// burn's own conv2d, relu, max_pool2d and dropout ops: the reference.
+    /// burn's own conv2d, relu, max_pool2d, dropout and batch norm ops: the reference.
     BurnOps,
 }
 
@@ -220,14 +223,18 @@ enum Operation {
         conv: usize,
         dropout: Option<usize>,
     },
-    /// Convolution `conv`, then batch norm `batch_norm` if it has one, then its activation.
+    /// Convolution `conv`, then batch norm `batch_norm` if it has one, then its activation;
+    /// when `fused`, the convolution through [`fastconv::conv2d`] and the batch norm and
+    /// activation as one op of [`fastconv::batch_norm_activation`], else burn's.
     Conv {
         conv: usize,
         batch_norm: Option<usize>,
         activation: Activation,
+        fused: bool,
     },
     /// Depthwise convolution `depthwise`, then its batch norm, then its activation; through
-    /// the kernels of [`fastconv::depthwise`] when `fused`, else burn's grouped convolution.
+    /// the kernels of [`fastconv::depthwise`] and [`fastconv::batch_norm_activation`] when
+    /// `fused`, else burn's grouped convolution, batch norm and activation.
     Depthwise {
         depthwise: usize,
         batch_norm: Option<usize>,
@@ -239,19 +246,27 @@ enum Operation {
     /// A max or average pool of any window.
     WindowPool(Pool),
     GlobalAveragePool,
-    /// A residual block's start: the shortcut is the input, or projection `projection` of it.
+    /// A residual block's start: the shortcut is the input, or projection `projection` of it
+    /// (through [`fastconv::conv2d`] when `fused`).
     Residual {
         projection: Option<usize>,
+        fused: bool,
     },
     /// A residual block's end: main line plus shortcut, then the activation.
     Add(Activation),
-    Dropout(usize),
+    /// Dropout `dropout`, with the fused block's masks ([`fastconv::dropout`]) when `fused`.
+    Dropout {
+        dropout: usize,
+        fused: bool,
+    },
     Flatten,
-    /// Dense layer `dense`, then its batch norm, then its activation.
+    /// Dense layer `dense`, then its batch norm, then its activation (the two as one op when
+    /// `fused`, as for `Conv`).
     Dense {
         dense: usize,
         batch_norm: Option<usize>,
         activation: Activation,
+        fused: bool,
     },
 }
 
@@ -324,11 +339,19 @@ fn normalised_name(name: String, batch_norm: Option<usize>, activation: Activati
     with_activation(name, activation)
 }
 
-/// `x`, batch-normalised by `batch_norm` when given.
-fn normalise_batch<const D: usize>(batch_norm: Option<&BatchNorm>, x: Tensor<D>) -> Tensor<D> {
+/// `x`, batch-normalised by `batch_norm` when given, then activated: the two as one op of
+/// [`fastconv::batch_norm_activation`] when `fused`, else burn's module and ops.
+fn normalise_and_activate<const D: usize>(
+    relu: &Relu,
+    batch_norm: Option<&BatchNorm>,
+    x: Tensor<D>,
+    activation: Activation,
+    fused: bool,
+) -> Tensor<D> {
     match batch_norm {
-        Some(batch_norm) => batch_norm.forward(x),
-        None => x,
+        Some(batch_norm) if fused => fastconv::batch_norm_activation(batch_norm, x, activation),
+        Some(batch_norm) => activate(relu, batch_norm.forward(x), activation),
+        None => activate(relu, x, activation),
     }
 }
 
@@ -579,6 +602,7 @@ impl Net {
                                 conv,
                                 batch_norm,
                                 activation,
+                                fused: blocks == ConvBlocks::Fused,
                             },
                         )
                     }
@@ -603,7 +627,13 @@ impl Net {
                         projections += 1;
                         projections - 1
                     });
-                    (name, Operation::Residual { projection })
+                    (
+                        name,
+                        Operation::Residual {
+                            projection,
+                            fused: blocks == ConvBlocks::Fused,
+                        },
+                    )
                 }
                 Layer::Add(activation) => (
                     with_activation(name, activation),
@@ -611,7 +641,13 @@ impl Net {
                 ),
                 Layer::Dropout(_) => {
                     dropouts += 1;
-                    (name, Operation::Dropout(dropouts - 1))
+                    (
+                        name,
+                        Operation::Dropout {
+                            dropout: dropouts - 1,
+                            fused: blocks == ConvBlocks::Fused,
+                        },
+                    )
                 }
                 Layer::Flatten => (name, Operation::Flatten),
                 Layer::Dense(_) => {
@@ -622,6 +658,7 @@ impl Net {
                             dense: dense - 1,
                             batch_norm,
                             activation,
+                            fused: blocks == ConvBlocks::Fused,
                         },
                     )
                 }
@@ -651,10 +688,16 @@ impl Net {
                 conv,
                 batch_norm,
                 activation,
+                fused,
             } => x.map_with(|map| {
-                let y = self.convs[conv].forward(map);
-                let y = normalise_batch(batch_norm.map(|i| &self.batch_norms[i]), y);
-                activate(relu, y, activation)
+                let layer = &self.convs[conv];
+                let y = if fused {
+                    fastconv::conv2d(layer, map)
+                } else {
+                    layer.forward(map)
+                };
+                let batch_norm = batch_norm.map(|i| &self.batch_norms[i]);
+                normalise_and_activate(relu, batch_norm, y, activation, fused)
             }),
             Operation::Depthwise {
                 depthwise,
@@ -668,16 +711,17 @@ impl Net {
                 } else {
                     layer.forward(map)
                 };
-                let y = normalise_batch(batch_norm.map(|i| &self.batch_norms[i]), y);
-                activate(relu, y, activation)
+                let batch_norm = batch_norm.map(|i| &self.batch_norms[i]);
+                normalise_and_activate(relu, batch_norm, y, activation, fused)
             }),
             Operation::Pool => x.map_with(|map| self.pool.forward(map)),
             Operation::WindowPool(pool) => x.map_with(|map| window_pool(pool, map)),
             Operation::GlobalAveragePool => x.map_with(|map| map.mean_dim(3).mean_dim(2)),
-            Operation::Residual { projection } => {
+            Operation::Residual { projection, fused } => {
                 let main = x.into_map();
-                let shortcut = match projection {
-                    Some(index) => self.projections[index].forward(main.clone()),
+                let shortcut = match projection.map(|index| &self.projections[index]) {
+                    Some(layer) if fused => fastconv::conv2d(layer, main.clone()),
+                    Some(layer) => layer.forward(main.clone()),
                     None => main.clone(),
                 };
                 Values::Block {
@@ -694,19 +738,29 @@ impl Net {
                     stage.name
                 ),
             },
-            Operation::Dropout(index) => match x {
-                Values::Vector(vector) => Values::Vector(self.dropouts[index].forward(vector)),
-                map => map.map_with(|map| self.dropouts[index].forward(map)),
-            },
+            Operation::Dropout { dropout, fused } => {
+                let layer = &self.dropouts[dropout];
+                match x {
+                    Values::Vector(vector) if fused => {
+                        Values::Vector(fastconv::dropout(layer, vector))
+                    }
+                    Values::Vector(vector) => Values::Vector(layer.forward(vector)),
+                    map if fused => map.map_with(|map| fastconv::dropout(layer, map)),
+                    map => map.map_with(|map| layer.forward(map)),
+                }
+            }
             Operation::Flatten => Values::Vector(x.into_vector()),
             Operation::Dense {
                 dense,
                 batch_norm,
                 activation,
+                fused,
             } => {
                 let y = self.dense[dense].forward(x.into_vector());
-                let y = normalise_batch(batch_norm.map(|i| &self.batch_norms[i]), y);
-                Values::Vector(activate(relu, y, activation))
+                let batch_norm = batch_norm.map(|i| &self.batch_norms[i]);
+                Values::Vector(normalise_and_activate(
+                    relu, batch_norm, y, activation, fused,
+                ))
             }
         }
     }

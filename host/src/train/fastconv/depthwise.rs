@@ -5,10 +5,14 @@
 //! channel, and its backward pass took about 40 % of a training step of a depthwise-separable
 //! network. A depthwise window touches few values: each input plane is copied once into a
 //! plane framed by the padding's zeros, and every output (or its gradient) is then its window's
-//! taps with no bounds to check, the 3x3 window unrolled. One rayon task per plane (the
-//! forward pass and the input's gradient) or per output channel (the weights' gradient,
-//! summed over the batch in order): no two tasks write the same value, and the sums come out
-//! the same on any number of threads.
+//! taps with no bounds to check, the 3x3 window unrolled. With stride 1, each tap is one run
+//! over the padded plane: the outputs are computed on a grid as wide as the padded plane (its
+//! extra columns thrown away), so that every tap is one long multiply-add of two contiguous runs
+//! (and the weights' gradient one dot product per tap), which vectorises; the per-plane bodies
+//! are compiled for AVX-512 and AVX2 and picked at run time, as [`super::kernels`]' are. One
+//! rayon task per plane (the forward pass and the input's gradient) or per output channel (the
+//! weights' gradient, summed over the batch in order): no two tasks write the same value, and
+//! the sums come out the same on any number of threads.
 
 use rayon::prelude::*;
 
@@ -88,13 +92,44 @@ impl DepthwiseShape {
         (self.out_height - 1) * self.stride_height + self.kernel_height
     }
 
+    /// Values of a padded plane's buffer: its rows, and the `kernel_width - 1` zeros past them
+    /// that the last taps of the wide grid's extra columns read.
+    fn padded_len(&self) -> usize {
+        self.padded_height() * self.padded_width() + self.kernel_width - 1
+    }
+
+    /// Whether the wide-grid kernels apply: a stride of 1 both ways.
+    fn is_unit_stride(&self) -> bool {
+        self.stride_height == 1 && self.stride_width == 1
+    }
+
+    /// Values of the wide grid: the output rows, each as wide as a padded row.
+    fn wide_len(&self) -> usize {
+        self.out_height * self.padded_width()
+    }
+
+    /// An output plane (or its gradient), `g`, on the wide grid: its rows, each followed by
+    /// zeros up to the padded width.
+    #[inline(always)]
+    fn widen(&self, g: &[f32], wide: &mut Vec<f32>) {
+        wide.clear();
+        wide.resize(self.wide_len(), 0.0);
+        let columns = self.padded_width();
+        for (row, g_row) in wide
+            .chunks_exact_mut(columns)
+            .zip(g.chunks_exact(self.out_width))
+        {
+            row[..self.out_width].copy_from_slice(g_row);
+        }
+    }
+
     /// `input` (one `height x width` plane) into `padded` (a `padded_height x padded_width`
     /// plane): zeros where the windows read outside the input, and the input's values where
     /// they lie. Rows and columns no window reads are left out.
     fn pad_into(&self, input: &[f32], padded: &mut Vec<f32>) {
-        let (rows, columns) = (self.padded_height(), self.padded_width());
+        let columns = self.padded_width();
         padded.clear();
-        padded.resize(rows * columns, 0.0);
+        padded.resize(self.padded_len(), 0.0);
         for (row, line) in padded.chunks_exact_mut(columns).enumerate() {
             let Some(y) = row.checked_sub(self.pad_top).filter(|&y| y < self.height) else {
                 continue;
@@ -136,10 +171,11 @@ pub fn forward(
     let s = *shape;
     let (taps, out_plane, in_plane) = (s.taps(), s.out_plane(), s.in_plane());
     let mut out = vec![0f32; s.batch * s.outputs() * out_plane];
-    out.par_chunks_mut(out_plane)
-        .enumerate()
-        .for_each_init(Vec::new, |padded, (plane, out)| {
+    out.par_chunks_mut(out_plane).enumerate().for_each_init(
+        Scratch::default,
+        |scratch, (plane, out)| {
             let (n, o) = (plane / s.outputs(), plane % s.outputs());
+            let padded = &mut scratch.padded;
             s.pad_into(
                 &x[(n * s.channels + o / s.multiplier) * in_plane..][..in_plane],
                 padded,
@@ -147,11 +183,84 @@ pub fn forward(
             let kernel = &weight[o * taps..][..taps];
             let start = bias.map_or(0.0, |bias| bias[o]);
             match (s.kernel_height, s.kernel_width) {
+                _ if s.is_unit_stride() => {
+                    forward_wide(&s, padded, kernel, start, &mut scratch.wide, out)
+                }
                 (3, 3) => forward_plane(&s, 3, 3, padded, kernel, start, out),
                 (kh, kw) => forward_plane(&s, kh, kw, padded, kernel, start, out),
             }
-        });
+        },
+    );
     out
+}
+
+/// A task's buffers: a padded input plane (or input gradient), and an output plane (or its
+/// gradient) on the wide grid.
+#[derive(Debug, Default)]
+struct Scratch {
+    padded: Vec<f32>,
+    wide: Vec<f32>,
+}
+
+multiversioned!(
+    /// One output plane from its padded input plane with stride 1, on the wide grid.
+    fn forward_wide(
+        s: &DepthwiseShape,
+        padded: &[f32],
+        kernel: &[f32],
+        start: f32,
+        wide: &mut Vec<f32>,
+        out: &mut [f32],
+    ) = forward_wide_body;
+);
+
+#[inline(always)]
+fn forward_wide_body(
+    s: &DepthwiseShape,
+    padded: &[f32],
+    kernel: &[f32],
+    start: f32,
+    wide: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    match (s.kernel_height, s.kernel_width) {
+        (3, 3) => forward_plane_wide(s, 3, 3, padded, kernel, start, wide, out),
+        (kh, kw) => forward_plane_wide(s, kh, kw, padded, kernel, start, wide, out),
+    }
+}
+
+/// Each output starts at `start` and adds its taps in the order [`forward_plane`] adds them:
+/// the same sums, to the bit.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn forward_plane_wide(
+    s: &DepthwiseShape,
+    kh: usize,
+    kw: usize,
+    padded: &[f32],
+    kernel: &[f32],
+    start: f32,
+    wide: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let (columns, len) = (s.padded_width(), s.wide_len());
+    wide.clear();
+    wide.resize(len, start);
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let w = kernel[ky * kw + kx];
+            let taps = &padded[ky * columns + kx..][..len];
+            for (sum, &value) in wide.iter_mut().zip(taps) {
+                *sum += w * value;
+            }
+        }
+    }
+    for (out_row, wide_row) in out
+        .chunks_exact_mut(s.out_width)
+        .zip(wide.chunks_exact(columns))
+    {
+        out_row.copy_from_slice(&wide_row[..s.out_width]);
+    }
 }
 
 /// One output plane from its padded input plane. Inlined where the window's sides are
@@ -208,15 +317,19 @@ pub fn backward(
     // Weights and bias: one task per output channel, summing over the batch in order.
     let per_channel: Vec<(Vec<f32>, f32)> = (0..outputs)
         .into_par_iter()
-        .map_init(Vec::new, |padded, o| {
+        .map_init(Scratch::default, |scratch, o| {
             let mut kernel = vec![0f32; taps];
             let mut bias = 0f32;
             for n in 0..s.batch {
                 let g = &grad[(n * outputs + o) * out_plane..][..out_plane];
                 let input = &x[(n * s.channels + o / s.multiplier) * in_plane..][..in_plane];
+                let padded = &mut scratch.padded;
                 s.pad_into(input, padded);
                 bias += g.iter().sum::<f32>();
                 match (s.kernel_height, s.kernel_width) {
+                    _ if s.is_unit_stride() => {
+                        weight_wide(&s, padded, g, &mut scratch.wide, &mut kernel)
+                    }
                     (3, 3) => weight_plane(&s, 3, 3, padded, g, &mut kernel),
                     (kh, kw) => weight_plane(&s, kh, kw, padded, g, &mut kernel),
                 }
@@ -235,15 +348,19 @@ pub fn backward(
     let x_grad = want_x.then(|| {
         let mut dx = vec![0f32; s.batch * s.channels * in_plane];
         dx.par_chunks_mut(in_plane).enumerate().for_each_init(
-            Vec::new,
-            |padded: &mut Vec<f32>, (plane, dx)| {
+            Scratch::default,
+            |scratch, (plane, dx)| {
                 let (n, c) = (plane / s.channels, plane % s.channels);
+                let padded = &mut scratch.padded;
                 padded.clear();
-                padded.resize(s.padded_height() * s.padded_width(), 0.0);
+                padded.resize(s.padded_len(), 0.0);
                 for o in c * s.multiplier..(c + 1) * s.multiplier {
                     let g = &grad[(n * outputs + o) * out_plane..][..out_plane];
                     let kernel = &weight[o * taps..][..taps];
                     match (s.kernel_height, s.kernel_width) {
+                        _ if s.is_unit_stride() => {
+                            input_wide(&s, padded, g, kernel, &mut scratch.wide)
+                        }
                         (3, 3) => input_plane(&s, 3, 3, padded, g, kernel),
                         (kh, kw) => input_plane(&s, kh, kw, padded, g, kernel),
                     }
@@ -257,6 +374,94 @@ pub fn backward(
         x: x_grad,
         weight: weight_grad,
         bias: bias_grad,
+    }
+}
+
+multiversioned!(
+    /// Adds one image's share of the weights' gradient to `kernel`, with stride 1: one dot
+    /// product per tap of the output's gradient on the wide grid (zeros in its extra columns)
+    /// and the padded input from the tap's offset.
+    fn weight_wide(
+        s: &DepthwiseShape,
+        padded: &[f32],
+        g: &[f32],
+        wide: &mut Vec<f32>,
+        kernel: &mut [f32],
+    ) = weight_wide_body;
+);
+
+#[inline(always)]
+fn weight_wide_body(
+    s: &DepthwiseShape,
+    padded: &[f32],
+    g: &[f32],
+    wide: &mut Vec<f32>,
+    kernel: &mut [f32],
+) {
+    s.widen(g, wide);
+    let (columns, len) = (s.padded_width(), s.wide_len());
+    let (kh, kw) = (s.kernel_height, s.kernel_width);
+    for ky in 0..kh {
+        for kx in 0..kw {
+            kernel[ky * kw + kx] += dot(wide, &padded[ky * columns + kx..][..len]);
+        }
+    }
+}
+
+/// `Σ a[i] b[i]` in 16 f32 lanes (which vectorise), added up at the end.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut lanes = [0f32; LANES];
+    let (mut a_chunks, mut b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (a, b) in (&mut a_chunks).zip(&mut b_chunks) {
+        for lane in 0..LANES {
+            lanes[lane] += a[lane] * b[lane];
+        }
+    }
+    for (lane, (a, b)) in a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .enumerate()
+    {
+        lanes[lane] += a * b;
+    }
+    lanes.iter().sum()
+}
+
+multiversioned!(
+    /// Adds one output plane's gradient through the window into a padded input plane, with
+    /// stride 1: one multiply-add per tap of the gradient on the wide grid (zeros in its extra
+    /// columns, which add nothing) into the padded plane from the tap's offset.
+    fn input_wide(
+        s: &DepthwiseShape,
+        padded: &mut [f32],
+        g: &[f32],
+        kernel: &[f32],
+        wide: &mut Vec<f32>,
+    ) = input_wide_body;
+);
+
+#[inline(always)]
+fn input_wide_body(
+    s: &DepthwiseShape,
+    padded: &mut [f32],
+    g: &[f32],
+    kernel: &[f32],
+    wide: &mut Vec<f32>,
+) {
+    s.widen(g, wide);
+    let (columns, len) = (s.padded_width(), s.wide_len());
+    let (kh, kw) = (s.kernel_height, s.kernel_width);
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let w = kernel[ky * kw + kx];
+            let target = &mut padded[ky * columns + kx..][..len];
+            for (d, &gradient) in target.iter_mut().zip(wide.iter()) {
+                *d += w * gradient;
+            }
+        }
     }
 }
 

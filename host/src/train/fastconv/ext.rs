@@ -1,5 +1,8 @@
 //! The burn 0.22 backend extension: `conv_relu_pool`, the [`super::kernels`] as one burn op with
-//! its own backward pass, on the Flex backend (plain and under autodiff); and `probe`, an
+//! its own backward pass, on the Flex backend (plain and under autodiff), and likewise
+//! `depthwise_conv` ([`super::depthwise`]), `pointwise_conv` ([`super::pointwise`]),
+//! `batch_norm_activation` ([`super::batchnorm`]) and `dropout` (the fused block's masks); and
+//! `probe`, an
 //! identity op whose backward records a timestamp, with which `host bench train` times the
 //! backward pass layer by layer inside the real autodiff graph.
 //!
@@ -25,11 +28,16 @@ use burn::backend::autodiff::{
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::{FloatTensor, IntTensor};
-use burn::backend::{Backend, Bytes, DType, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::backend::{
+    AutodiffBackend, Backend, Bytes, DType, Dispatch, Flex, TensorMetadata, backend_extension,
+};
 use burn::tensor::{Shape, Tensor};
+use tinycnn::arch::Activation;
 
+use super::batchnorm::{self, NormShape, Statistics};
 use super::depthwise::{self, DepthwiseShape};
-use super::kernels::{self, BackwardAlgo, BackwardInputs, ConvShape, DropoutMask};
+use super::kernels::{self, BackwardAlgo, BackwardInputs, ConvShape, DropoutMask, PlainConvShape};
+use super::pointwise::{self, PointwiseShape};
 use crate::bench::usage;
 
 /// Kernels the autodiff wrapper needs from the inner backend. Not routed through `Dispatch`:
@@ -66,6 +74,115 @@ pub trait ConvKernels: Backend {
         grad: FloatTensor<Self>,
         want_x_grad: bool,
     ) -> ConvGradTensors<Self>;
+
+    /// The convolution of [`FastConvBackend::plain_conv`].
+    fn plain_conv_fwd(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self>;
+
+    /// Its gradients of x (when `want_x_grad`), weight and bias.
+    fn plain_conv_bwd(
+        saved: SavedConv<Self>,
+        grad: FloatTensor<Self>,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self>;
+
+    /// The 1x1 convolution of [`FastConvBackend::pointwise_conv`].
+    fn pointwise_fwd(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// Its gradients of x (when `want_x_grad`), weight and bias.
+    fn pointwise_bwd(
+        saved: SavedPointwise<Self>,
+        grad: FloatTensor<Self>,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self>;
+
+    /// Inverted dropout with `mask`'s decisions, one stream per image (index along the first
+    /// axis): the output of [`FastConvBackend::dropout`], and the input's gradient from the
+    /// output's.
+    fn dropout_apply(x: FloatTensor<Self>, mask: DropoutMask) -> FloatTensor<Self>;
+
+    /// The training batch norm and activation of [`FastConvBackend::batch_norm_activation`].
+    fn batch_norm_fwd(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        activation: Activation,
+    ) -> BatchNormOutput<Self>;
+
+    /// Its gradients of x (when `want_x_grad`), gamma (as `weight`) and beta (as `bias`).
+    fn batch_norm_bwd(
+        saved: SavedBatchNorm<Self>,
+        grad: FloatTensor<Self>,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self>;
+}
+
+/// What a pointwise convolution's forward keeps for its backward pass.
+#[derive(Clone, Debug)]
+pub struct SavedPointwise<B: Backend> {
+    /// The input.
+    pub x: FloatTensor<B>,
+    /// The weight.
+    pub weight: FloatTensor<B>,
+}
+
+/// What a training batch norm's forward gives: its output, the batch's statistics as tensors
+/// (for the running statistics) and as applied (for the backward pass).
+#[derive(Debug)]
+pub struct BatchNormOutput<B: Backend> {
+    /// The normalised, scaled, shifted and activated input.
+    pub output: FloatTensor<B>,
+    /// The batch mean, `[C]`.
+    pub mean: FloatTensor<B>,
+    /// The biased batch variance, `[C]`, without epsilon.
+    pub variance: FloatTensor<B>,
+    /// The same statistics, and the inverse standard deviations.
+    pub statistics: Statistics,
+}
+
+/// What a training batch norm's forward keeps for its backward pass: its inputs (the normalised
+/// values and the activation's mask are recomputed from them) and the statistics it applied.
+#[derive(Clone, Debug)]
+pub struct SavedBatchNorm<B: Backend> {
+    /// The input.
+    pub x: FloatTensor<B>,
+    /// The scale.
+    pub gamma: FloatTensor<B>,
+    /// The offset.
+    pub beta: FloatTensor<B>,
+    /// The batch's statistics.
+    pub statistics: Statistics,
+    /// The activation after the batch norm.
+    pub activation: Activation,
+}
+
+/// A plain convolution's stride and zero padding, `[top, left, bottom, right]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Rows and columns between two windows.
+    pub stride: [usize; 2],
+    /// Zeros before and after the input: top, left, bottom, right.
+    pub padding: [usize; 4],
+}
+
+/// What a plain convolution's forward keeps for its backward pass.
+#[derive(Clone, Debug)]
+pub struct SavedConv<B: Backend> {
+    /// The input.
+    pub x: FloatTensor<B>,
+    /// The weight.
+    pub weight: FloatTensor<B>,
+    /// Stride and padding.
+    pub geometry: ConvGeometry,
 }
 
 /// A depthwise convolution's stride and zero padding, `[top, left, bottom, right]`.
@@ -128,6 +245,15 @@ pub trait FastConvBackend: Backend {
         seed: u64,
     ) -> FloatTensor<Self>;
 
+    /// `conv2d(x, weight, bias)` with one group, no dilation, `geometry`'s stride and padding:
+    /// the kernels of [`super::kernels::conv_forward`].
+    fn plain_conv(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self>;
+
     /// Identity; under autodiff its backward records `id` and the time in [`PROBE_STAMPS`].
     fn probe(x: FloatTensor<Self>, id: usize) -> FloatTensor<Self>;
 
@@ -139,6 +265,31 @@ pub trait FastConvBackend: Backend {
         bias: FloatTensor<Self>,
         geometry: DepthwiseGeometry,
     ) -> FloatTensor<Self>;
+
+    /// `conv2d(x, weight, bias)` for a 1x1 kernel, stride 1, no padding (`weight` `[Cout][Cin]
+    /// [1][1]`): the kernels of [`super::pointwise`].
+    fn pointwise_conv(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// Inverted dropout of `x` (any rank, one mask stream per image): each value kept with
+    /// probability `1 - drop_prob` and scaled by `1 / (1 - drop_prob)`, decided from `seed` as
+    /// the fused block decides its own.
+    fn dropout(x: FloatTensor<Self>, drop_prob: f64, seed: u64) -> FloatTensor<Self>;
+
+    /// `activation(batch_norm(x))` normalised with the batch's own statistics (`x` `[N, C,
+    /// ...]`, `gamma` and `beta` `[C]`), and those statistics: the output, the mean and the
+    /// biased variance (both `[C]` and, under autodiff, constants), as burn's
+    /// `batch_norm_train` returns them. The kernels of [`super::batchnorm`].
+    fn batch_norm_activation(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        activation: Activation,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// When the backward pass reached a [`probe`]: wall clock and process CPU time.
@@ -251,7 +402,187 @@ fn depthwise_shape(
     shape
 }
 
+fn pointwise_shape(x: &FlexTensor, weight: &FlexTensor) -> PointwiseShape {
+    let xs = x.shape();
+    let ws = weight.shape();
+    assert_eq!(xs.num_dims(), 4, "pointwise_conv: x must be [N, C, H, W]");
+    assert!(
+        ws.num_dims() == 4 && ws[2] == 1 && ws[3] == 1,
+        "pointwise_conv: weight must be [Cout, Cin, 1, 1]"
+    );
+    assert_eq!(xs[1], ws[1], "pointwise_conv: channel mismatch");
+    let shape = PointwiseShape {
+        batch: xs[0],
+        inputs: xs[1],
+        outputs: ws[0],
+        plane: xs[2] * xs[3],
+    };
+    assert!(shape.is_consistent(), "pointwise_conv: {shape:?}");
+    shape
+}
+
+fn norm_shape(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor) -> NormShape {
+    let xs = x.shape();
+    assert!(
+        xs.num_dims() >= 2,
+        "batch_norm_activation: x must be [N, C, ...]"
+    );
+    let channels = xs[1];
+    assert_eq!(
+        gamma.shape().num_elements(),
+        channels,
+        "batch_norm_activation: gamma must be [C]"
+    );
+    assert_eq!(
+        beta.shape().num_elements(),
+        channels,
+        "batch_norm_activation: beta must be [C]"
+    );
+    NormShape {
+        batch: xs[0],
+        channels,
+        inner: (2..xs.num_dims()).map(|axis| xs[axis]).product(),
+    }
+}
+
+fn plain_conv_shape(x: &FlexTensor, weight: &FlexTensor, geometry: ConvGeometry) -> PlainConvShape {
+    let xs = x.shape();
+    let ws = weight.shape();
+    assert_eq!(xs.num_dims(), 4, "plain_conv: x must be [N, C, H, W]");
+    assert_eq!(
+        ws.num_dims(),
+        4,
+        "plain_conv: weight must be [Cout, Cin, kh, kw]"
+    );
+    assert_eq!(xs[1], ws[1], "plain_conv: channel mismatch");
+    let shape = PlainConvShape {
+        batch: xs[0],
+        c_in: xs[1],
+        h: xs[2],
+        w: xs[3],
+        c_out: ws[0],
+        kh: ws[2],
+        kw: ws[3],
+        stride: geometry.stride,
+        padding: geometry.padding,
+    };
+    assert!(shape.is_supported(), "plain_conv: {shape:?}");
+    shape
+}
+
 impl ConvKernels for Flex {
+    fn plain_conv_fwd(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        geometry: ConvGeometry,
+    ) -> FlexTensor {
+        let (x, weight, bias) = (dense_f32(x), dense_f32(weight), dense_f32(bias));
+        let s = plain_conv_shape(&x, &weight, geometry);
+        let out = kernels::conv_forward(&s, f32s(&x), f32s(&weight), f32s(&bias));
+        flex_f32(out, vec![s.batch, s.c_out, s.ho(), s.wo()])
+    }
+
+    fn plain_conv_bwd(
+        saved: SavedConv<Self>,
+        grad: FlexTensor,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self> {
+        let (x, weight, grad) = (dense_f32(saved.x), dense_f32(saved.weight), dense_f32(grad));
+        let s = plain_conv_shape(&x, &weight, saved.geometry);
+        let grads = kernels::conv_backward(&s, f32s(&x), f32s(&weight), f32s(&grad), want_x_grad);
+        ConvGradTensors {
+            x: grads
+                .x
+                .map(|dx| flex_f32(dx, vec![s.batch, s.c_in, s.h, s.w])),
+            weight: flex_f32(grads.weight, vec![s.c_out, s.c_in, s.kh, s.kw]),
+            bias: flex_f32(grads.bias, vec![s.c_out]),
+        }
+    }
+
+    fn pointwise_fwd(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        let dims = x.shape();
+        let (x, weight, bias) = (dense_f32(x), dense_f32(weight), dense_f32(bias));
+        let s = pointwise_shape(&x, &weight);
+        let out = pointwise::forward(&s, f32s(&x), f32s(&weight), Some(f32s(&bias)));
+        flex_f32(out, vec![s.batch, s.outputs, dims[2], dims[3]])
+    }
+
+    fn pointwise_bwd(
+        saved: SavedPointwise<Self>,
+        grad: FlexTensor,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self> {
+        let dims = saved.x.shape().to_vec();
+        let (x, weight, grad) = (dense_f32(saved.x), dense_f32(saved.weight), dense_f32(grad));
+        let s = pointwise_shape(&x, &weight);
+        let grads = pointwise::backward(&s, f32s(&x), f32s(&weight), f32s(&grad), want_x_grad);
+        ConvGradTensors {
+            x: grads.x.map(|dx| flex_f32(dx, dims)),
+            weight: flex_f32(grads.weight, vec![s.outputs, s.inputs, 1, 1]),
+            bias: flex_f32(grads.bias, vec![s.outputs]),
+        }
+    }
+
+    fn dropout_apply(x: FlexTensor, mask: DropoutMask) -> FlexTensor {
+        let dims = x.shape().to_vec();
+        let x = dense_f32(x);
+        let mut values = f32s(&x).to_vec();
+        mask.apply_per_image(&mut values, dims.iter().skip(1).product());
+        flex_f32(values, dims)
+    }
+
+    fn batch_norm_fwd(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+        activation: Activation,
+    ) -> BatchNormOutput<Self> {
+        let dims = x.shape().to_vec();
+        let (x, gamma, beta) = (dense_f32(x), dense_f32(gamma), dense_f32(beta));
+        let s = norm_shape(&x, &gamma, &beta);
+        let (out, statistics) =
+            batchnorm::forward(&s, f32s(&x), f32s(&gamma), f32s(&beta), epsilon, activation);
+        BatchNormOutput {
+            output: flex_f32(out, dims),
+            mean: flex_f32(statistics.mean.clone(), vec![s.channels]),
+            variance: flex_f32(statistics.variance.clone(), vec![s.channels]),
+            statistics,
+        }
+    }
+
+    fn batch_norm_bwd(
+        saved: SavedBatchNorm<Self>,
+        grad: FlexTensor,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self> {
+        let dims = saved.x.shape().to_vec();
+        let (x, gamma, beta) = (
+            dense_f32(saved.x),
+            dense_f32(saved.gamma),
+            dense_f32(saved.beta),
+        );
+        let grad = dense_f32(grad);
+        let s = norm_shape(&x, &gamma, &beta);
+        let inputs = batchnorm::BackwardInputs {
+            shape: s,
+            x: f32s(&x),
+            gamma: f32s(&gamma),
+            beta: f32s(&beta),
+            mean: &saved.statistics.mean,
+            inv_std: &saved.statistics.inv_std,
+            activation: saved.activation,
+            grad: f32s(&grad),
+        };
+        let grads = batchnorm::backward(&inputs, want_x_grad);
+        ConvGradTensors {
+            x: grads.x.map(|dx| flex_f32(dx, dims)),
+            weight: flex_f32(grads.gamma, vec![s.channels]),
+            bias: flex_f32(grads.beta, vec![s.channels]),
+        }
+    }
+
     fn depthwise_fwd(
         x: FlexTensor,
         weight: FlexTensor,
@@ -350,6 +681,15 @@ impl FastConvBackend for Flex {
         x
     }
 
+    fn plain_conv(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        geometry: ConvGeometry,
+    ) -> FlexTensor {
+        Self::plain_conv_fwd(x, weight, bias, geometry)
+    }
+
     fn depthwise_conv(
         x: FlexTensor,
         weight: FlexTensor,
@@ -357,6 +697,28 @@ impl FastConvBackend for Flex {
         geometry: DepthwiseGeometry,
     ) -> FlexTensor {
         Self::depthwise_fwd(x, weight, bias, geometry)
+    }
+
+    fn pointwise_conv(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        Self::pointwise_fwd(x, weight, bias)
+    }
+
+    fn dropout(x: FlexTensor, drop_prob: f64, seed: u64) -> FlexTensor {
+        match dropout_mask(drop_prob, seed) {
+            Some(mask) => Self::dropout_apply(x, mask),
+            None => x,
+        }
+    }
+
+    fn batch_norm_activation(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+        activation: Activation,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let forward = Self::batch_norm_fwd(x, gamma, beta, epsilon, activation);
+        (forward.output, forward.mean, forward.variance)
     }
 }
 
@@ -415,6 +777,75 @@ impl<B: ConvKernels> Backward<B, 3> for DepthwiseBackward {
         _checkpointer: &mut Checkpointer,
     ) {
         backward_of_input_weight_bias(ops, grads, B::depthwise_bwd);
+    }
+}
+
+#[derive(Debug)]
+struct PointwiseBackward;
+
+impl<B: ConvKernels> Backward<B, 3> for PointwiseBackward {
+    type State = SavedPointwise<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        backward_of_input_weight_bias(ops, grads, B::pointwise_bwd);
+    }
+}
+
+/// Dropout's backward needs only the mask: it draws the same decisions again.
+#[derive(Debug)]
+struct DropoutBackward;
+
+impl<B: ConvKernels> Backward<B, 1> for DropoutBackward {
+    type State = DropoutMask;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node {
+            grads.register::<B>(node.id, B::dropout_apply(grad, ops.state));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl<B: ConvKernels> Backward<B, 3> for BatchNormBackward {
+    type State = SavedBatchNorm<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        backward_of_input_weight_bias(ops, grads, B::batch_norm_bwd);
+    }
+}
+
+#[derive(Debug)]
+struct PlainConvBackward;
+
+impl<B: ConvKernels> Backward<B, 3> for PlainConvBackward {
+    type State = SavedConv<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        backward_of_input_weight_bias(ops, grads, B::plain_conv_bwd);
     }
 }
 
@@ -526,6 +957,129 @@ impl<B: ConvKernels, C: CheckpointStrategy> FastConvBackend for Autodiff<B, C> {
         }
     }
 
+    fn pointwise_conv(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match PointwiseBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let x = x.primitive().clone();
+                let weight = weight.primitive().clone();
+                let out = B::pointwise_fwd(x.clone(), weight.clone(), bias.into_primitive());
+                prep.finish(SavedPointwise { x, weight }, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::pointwise_fwd(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+            )),
+        }
+    }
+
+    fn dropout(x: FloatTensor<Self>, drop_prob: f64, seed: u64) -> FloatTensor<Self> {
+        let Some(mask) = dropout_mask(drop_prob, seed) else {
+            return x;
+        };
+        match DropoutBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::dropout_apply(x.primitive().clone(), mask);
+                prep.finish(mask, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::dropout_apply(x.into_primitive(), mask)),
+        }
+    }
+
+    fn batch_norm_activation(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+        activation: Activation,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        let (output, mean, variance) = match BatchNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let x = x.primitive().clone();
+                let gamma = gamma.primitive().clone();
+                let beta = beta.primitive().clone();
+                let forward =
+                    B::batch_norm_fwd(x.clone(), gamma.clone(), beta.clone(), epsilon, activation);
+                let saved = SavedBatchNorm {
+                    x,
+                    gamma,
+                    beta,
+                    statistics: forward.statistics,
+                    activation,
+                };
+                (
+                    prep.finish(saved, forward.output),
+                    forward.mean,
+                    forward.variance,
+                )
+            }
+            OpsKind::UnTracked(prep) => {
+                let forward = B::batch_norm_fwd(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                    activation,
+                );
+                (prep.finish(forward.output), forward.mean, forward.variance)
+            }
+        };
+        // The statistics feed the running statistics only: constants, as burn's are.
+        (
+            output,
+            <Self as AutodiffBackend>::from_inner(mean),
+            <Self as AutodiffBackend>::from_inner(variance),
+        )
+    }
+
+    fn plain_conv(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: ConvGeometry,
+    ) -> FloatTensor<Self> {
+        match PlainConvBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let x = x.primitive().clone();
+                let weight = weight.primitive().clone();
+                let out =
+                    B::plain_conv_fwd(x.clone(), weight.clone(), bias.into_primitive(), geometry);
+                let saved = SavedConv {
+                    x,
+                    weight,
+                    geometry,
+                };
+                prep.finish(saved, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::plain_conv_fwd(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                geometry,
+            )),
+        }
+    }
+
     fn probe(x: FloatTensor<Self>, id: usize) -> FloatTensor<Self> {
         match ProbeBackward
             .prepare::<C>([x.node()])
@@ -572,6 +1126,70 @@ pub fn depthwise_conv(
     geometry: DepthwiseGeometry,
 ) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as FastConvBackend>::depthwise_conv(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        geometry,
+    ))
+}
+
+/// `conv2d(x, weight, bias)` for a 1x1 kernel with stride 1 and no padding, through the kernels
+/// of [`super::pointwise`], on a Flex device with or without autodiff (any other backend panics:
+/// use [`super::pointwise_conv`], which checks).
+pub fn pointwise_conv(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FastConvBackend>::pointwise_conv(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+    ))
+}
+
+/// Inverted dropout of `x` with the fused block's masks (one stream per image, from `seed`), on
+/// a Flex device with or without autodiff (any other backend panics: use [`super::dropout`],
+/// which checks, and draws the seed from the device's generator). `drop_prob` 0 is the identity.
+pub fn dropout<const D: usize>(x: Tensor<D>, drop_prob: f64, seed: u64) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FastConvBackend>::dropout(
+        x.into_dispatch(),
+        drop_prob,
+        seed,
+    ))
+}
+
+/// `activation(batch_norm(x))` with the batch's own statistics, and those statistics (mean and
+/// biased variance, `[C]`, constants under autodiff), through the kernels of
+/// [`super::batchnorm`], on a Flex device with or without autodiff (any other backend panics:
+/// use [`super::batch_norm_activation`], which checks, and keeps the running statistics).
+pub fn batch_norm_activation<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+    activation: Activation,
+) -> (Tensor<D>, Tensor<1>, Tensor<1>) {
+    let (output, mean, variance) = <Dispatch as FastConvBackend>::batch_norm_activation(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+        activation,
+    );
+    (
+        Tensor::from_dispatch(output),
+        Tensor::from_dispatch(mean),
+        Tensor::from_dispatch(variance),
+    )
+}
+
+/// `conv2d(x, weight, bias)` with one group and no dilation, `geometry`'s stride and padding,
+/// through [`super::kernels::conv_forward`], on a Flex device with or without autodiff (any
+/// other backend panics: use [`super::im2col_conv`], which checks).
+pub fn plain_conv(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    geometry: ConvGeometry,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FastConvBackend>::plain_conv(
         x.into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),

@@ -86,18 +86,23 @@ fn carrying_fraction(argmax: &[u8]) -> f64 {
 }
 
 /// Weight and bias gradient accumulators of one task, plus its scratch.
-struct Acc {
-    dw: Vec<f32>,
-    db: Vec<f32>,
-    scratch_a: Vec<f32>,
-    scratch_b: Vec<f32>,
+pub(super) struct Acc {
+    pub(super) dw: Vec<f32>,
+    pub(super) db: Vec<f32>,
+    pub(super) scratch_a: Vec<f32>,
+    pub(super) scratch_b: Vec<f32>,
 }
 
 impl Acc {
-    fn new(s: &ConvShape, scratch_a: usize, scratch_b: usize) -> Self {
+    pub(super) fn new(
+        weight_len: usize,
+        bias_len: usize,
+        scratch_a: usize,
+        scratch_b: usize,
+    ) -> Self {
         Self {
-            dw: vec![0.0; s.weight_len()],
-            db: vec![0.0; s.c_out],
+            dw: vec![0.0; weight_len],
+            db: vec![0.0; bias_len],
             scratch_a: vec![0.0; scratch_a],
             scratch_b: vec![0.0; scratch_b],
         }
@@ -111,9 +116,10 @@ const GRADIENT_GROUPS: usize = 8;
 
 /// Runs `task(acc, item, dx)` over `items`, `dx` being the item's slice of the x gradient when
 /// one is wanted, in [`GRADIENT_GROUPS`] parallel groups of consecutive items, and sums the
-/// groups' accumulators in group order.
-fn run_tasks(
-    s: &ConvShape,
+/// groups' accumulators in group order. `lens`: the lengths of the x, weight and bias
+/// gradients.
+pub(super) fn run_tasks(
+    (x_len, weight_len, bias_len): (usize, usize, usize),
     items: usize,
     dx_per_item: usize,
     want_x_grad: bool,
@@ -136,7 +142,7 @@ fn run_tasks(
         }
         (acc.dw, acc.db)
     };
-    let mut dx = vec![0.0f32; if want_x_grad { s.batch * s.in_len() } else { 0 }];
+    let mut dx = vec![0.0f32; if want_x_grad { x_len } else { 0 }];
     let partials: Vec<(Vec<f32>, Vec<f32>)> = if want_x_grad {
         dx.par_chunks_mut(per_group * dx_per_item)
             .enumerate()
@@ -151,7 +157,7 @@ fn run_tasks(
     let mut partials = partials.into_iter();
     let (mut dw, mut db) = partials
         .next()
-        .unwrap_or_else(|| (vec![0.0; s.weight_len()], vec![0.0; s.c_out]));
+        .unwrap_or_else(|| (vec![0.0; weight_len], vec![0.0; bias_len]));
     for (pw, pb) in partials {
         dw.iter_mut().zip(&pw).for_each(|(p, q)| *p += q);
         db.iter_mut().zip(&pb).for_each(|(p, q)| *p += q);
@@ -166,11 +172,11 @@ fn backward_dense(bw: &BackwardInputs, want_x_grad: bool) -> ConvGrads {
     let nb = s.samples_per_gemm();
     let ld = nb * s.ho() * s.wo();
     let (x, dw, db) = run_tasks(
-        s,
+        (s.batch * s.in_len(), s.weight_len(), s.c_out),
         s.batch.div_ceil(nb),
         nb * s.in_len(),
         want_x_grad,
-        || Acc::new(s, s.k() * ld, s.c_out * ld),
+        || Acc::new(s.weight_len(), s.c_out, s.k() * ld, s.c_out * ld),
         |acc, chunk, dx| dense_chunk(bw, nb, ld, chunk, acc, dx),
     );
     ConvGrads {
@@ -298,11 +304,14 @@ fn backward_sparse(bw: &BackwardInputs, want_x_grad: bool) -> ConvGrads {
         transpose(filter, c_in, taps, filter_t);
     }
     let (x, dw_t, db) = run_tasks(
-        s,
+        (s.batch * s.in_len(), s.weight_len(), s.c_out),
         s.batch,
         s.in_len(),
         want_x_grad,
-        || Acc::new(s, hw * c_in, if want_x_grad { hw * c_in } else { 0 }),
+        || {
+            let dx_scratch = if want_x_grad { hw * c_in } else { 0 };
+            Acc::new(s.weight_len(), s.c_out, hw * c_in, dx_scratch)
+        },
         |acc, b, dx| sparse_sample(bw, &w_t, b, acc, dx),
     );
     // [c_out][tap][c_in] -> [c_out][c_in][tap]

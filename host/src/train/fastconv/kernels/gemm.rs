@@ -3,7 +3,7 @@
 
 /// A read-only strided matrix: element `(r, c)` is `data[r * row_stride + c * col_stride]`.
 #[derive(Clone, Copy)]
-pub(super) struct Strided<'a> {
+pub(in crate::train::fastconv) struct Strided<'a> {
     data: &'a [f32],
     row_stride: usize,
     col_stride: usize,
@@ -11,7 +11,7 @@ pub(super) struct Strided<'a> {
 
 impl<'a> Strided<'a> {
     /// A row-major matrix whose rows start `row_stride` apart.
-    pub(super) fn row_major(data: &'a [f32], row_stride: usize) -> Self {
+    pub(in crate::train::fastconv) fn row_major(data: &'a [f32], row_stride: usize) -> Self {
         Self {
             data,
             row_stride,
@@ -19,7 +19,7 @@ impl<'a> Strided<'a> {
         }
     }
     /// The transpose of the row-major matrix whose rows start `row_stride` apart.
-    pub(super) fn transposed(data: &'a [f32], row_stride: usize) -> Self {
+    pub(in crate::train::fastconv) fn transposed(data: &'a [f32], row_stride: usize) -> Self {
         Self {
             data,
             row_stride: 1,
@@ -31,7 +31,7 @@ impl<'a> Strided<'a> {
 /// `dst[m x n] = a[m x k] * b[k x n]`, or `+=` with `accumulate`; `dst` is row-major with rows
 /// `dst_row_stride` apart. A safe, bounds-checked front for `gemm::gemm`, whose raw-pointer API
 /// is what lets one GEMM read im2col rows, transposed weights and sub-matrices in place.
-pub(super) fn gemm(
+pub(in crate::train::fastconv) fn gemm(
     (m, n, k): (usize, usize, usize),
     dst: &mut [f32],
     dst_row_stride: usize,

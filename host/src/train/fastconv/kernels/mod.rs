@@ -28,7 +28,9 @@
 //! - `gemm`: the GEMM front and the matrix helpers;
 //! - `im2col`: unrolling windows into GEMM operands and back;
 //! - `forward`: the fused forward pass ([`conv_relu_pool_forward`]);
-//! - `backward`: its backward pass, dense and sparse.
+//! - `backward`: its backward pass, dense and sparse;
+//! - `conv`: a plain convolution of any window, stride and padding, forward and backward, for
+//!   the convolutions that are not fused blocks.
 
 /// Defines `fn $name(args)` that runs `$body(args)` compiled for AVX-512 (F/BW/VL) or
 /// AVX2+FMA when the CPU has them, else for the baseline target. `$body` and what it calls must
@@ -73,15 +75,19 @@ macro_rules! multiversioned {
 }
 
 mod backward;
+mod conv;
 mod forward;
-mod gemm;
+// The GEMM front is shared with the pointwise convolutions of `super::pointwise`.
+pub(super) mod gemm;
 mod im2col;
 
 pub use backward::{BackwardAlgo, BackwardInputs, ConvGrads, conv_relu_pool_backward};
+pub use conv::{PlainConvGrads, PlainConvShape, conv_backward, conv_forward};
 pub use forward::conv_relu_pool_forward;
 
-use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
+use rayon::prelude::*;
 
 /// Marks a pooled output clipped by the ReLU or zeroed by dropout: no gradient flows through it.
 pub const NO_GRAD: u8 = u8::MAX;
@@ -109,6 +115,35 @@ impl DropoutMask {
     }
     fn plane_rng(&self, plane: usize) -> SmallRng {
         SmallRng::seed_from_u64(self.seed ^ (plane as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    }
+}
+
+impl DropoutMask {
+    /// Inverted dropout of `values` in place, with stream `stream`'s decisions: drawn as the
+    /// fused block draws a plane's (16 bits each, four per 64-bit draw), so that a standalone
+    /// dropout layer costs what the fused block's does, and applying it again to the output's
+    /// gradient gives the input's.
+    pub fn apply_to_stream(&self, stream: usize, values: &mut [f32]) {
+        let mut rng = self.plane_rng(stream);
+        let (scale, threshold) = (self.scale(), self.threshold());
+        for quad in values.chunks_mut(4) {
+            let bits = rng.next_u64();
+            for (i, value) in quad.iter_mut().enumerate() {
+                let keep = u32::from((bits >> (16 * i)) as u16) < threshold;
+                *value = if keep { *value * scale } else { 0.0 };
+            }
+        }
+    }
+
+    /// [`apply_to_stream`](Self::apply_to_stream) on each image of `values` (`image` values
+    /// each), image `n` with stream `n`, one rayon task per image.
+    pub fn apply_per_image(&self, values: &mut [f32], image: usize) {
+        if image > 0 {
+            values
+                .par_chunks_mut(image)
+                .enumerate()
+                .for_each(|(n, values)| self.apply_to_stream(n, values));
+        }
     }
 }
 
