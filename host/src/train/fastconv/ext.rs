@@ -1,6 +1,7 @@
 //! The burn 0.22 backend extension: `conv_relu_pool`, the [`super::kernels`] as one burn op with
 //! its own backward pass, on the Flex backend (plain and under autodiff), and likewise
 //! `depthwise_conv` ([`super::depthwise`]), `pointwise_conv` ([`super::pointwise`]),
+//! `unfolded_conv` ([`super::unfolded`]),
 //! `batch_norm_activation` ([`super::batchnorm`]) and `dropout` (the fused block's masks); and
 //! `probe`, an
 //! identity op whose backward records a timestamp, with which `host bench train` times the
@@ -38,6 +39,7 @@ use super::batchnorm::{self, NormShape, Statistics};
 use super::depthwise::{self, DepthwiseShape};
 use super::kernels::{self, BackwardAlgo, BackwardInputs, ConvShape, DropoutMask};
 use super::pointwise::{self, PointwiseShape};
+use super::unfolded::{self, UnfoldedShape};
 use crate::bench::usage;
 
 /// Kernels the autodiff wrapper needs from the inner backend. Not routed through `Dispatch`:
@@ -70,6 +72,21 @@ pub trait ConvKernels: Backend {
 
     /// Its gradients of x (when `want_x_grad`), weight and bias.
     fn depthwise_bwd(
+        saved: SavedDepthwise<Self>,
+        grad: FloatTensor<Self>,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self>;
+
+    /// The convolution of [`FastConvBackend::unfolded_conv`].
+    fn unfolded_fwd(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: DepthwiseGeometry,
+    ) -> FloatTensor<Self>;
+
+    /// Its gradients of x (when `want_x_grad`), weight and bias.
+    fn unfolded_bwd(
         saved: SavedDepthwise<Self>,
         grad: FloatTensor<Self>,
         want_x_grad: bool,
@@ -150,7 +167,8 @@ pub struct SavedBatchNorm<B: Backend> {
     pub activation: Activation,
 }
 
-/// A depthwise convolution's stride and zero padding, `[top, left, bottom, right]`.
+/// A depthwise (or unfolded) convolution's stride and zero padding, `[top, left, bottom,
+/// right]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DepthwiseGeometry {
     /// Rows and columns between two windows.
@@ -159,7 +177,7 @@ pub struct DepthwiseGeometry {
     pub padding: [usize; 4],
 }
 
-/// What a depthwise convolution's forward keeps for its backward pass.
+/// What a depthwise (or unfolded) convolution's forward keeps for its backward pass.
 #[derive(Clone, Debug)]
 pub struct SavedDepthwise<B: Backend> {
     /// The input.
@@ -216,6 +234,15 @@ pub trait FastConvBackend: Backend {
     /// `conv2d(x, weight, bias)` with one group per input channel (`weight` `[C x M][1][kh]
     /// [kw]`), `geometry`'s stride and padding: the kernels of [`super::depthwise`].
     fn depthwise_conv(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: DepthwiseGeometry,
+    ) -> FloatTensor<Self>;
+
+    /// `conv2d(x, weight, bias)` with one group (`weight` `[Cout][Cin][kh][kw]`), `geometry`'s
+    /// stride and padding: the im2col + GEMM kernels of [`super::unfolded`].
+    fn unfolded_conv(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
@@ -334,11 +361,7 @@ fn depthwise_shape(
     );
     let [top, left, bottom, right] = geometry.padding;
     let [stride_height, stride_width] = geometry.stride;
-    let side = |size: usize, before: usize, after: usize, kernel: usize, stride: usize| {
-        (size + before + after)
-            .checked_sub(kernel)
-            .map_or(0, |room| room / stride.max(1) + 1)
-    };
+    let side = output_side;
     let shape = DepthwiseShape {
         batch: xs[0],
         channels,
@@ -355,6 +378,49 @@ fn depthwise_shape(
         out_width: side(xs[3], left, right, ws[3], stride_width),
     };
     assert!(shape.is_consistent(), "depthwise_conv: {shape:?}");
+    shape
+}
+
+/// Output rows or columns of a window of `kernel` moving by `stride` over `size` values with
+/// `before` and `after` zeros around them.
+fn output_side(size: usize, before: usize, after: usize, kernel: usize, stride: usize) -> usize {
+    (size + before + after)
+        .checked_sub(kernel)
+        .map_or(0, |room| room / stride.max(1) + 1)
+}
+
+fn unfolded_shape(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    geometry: DepthwiseGeometry,
+) -> UnfoldedShape {
+    let xs = x.shape();
+    let ws = weight.shape();
+    assert_eq!(xs.num_dims(), 4, "unfolded_conv: x must be [N, C, H, W]");
+    assert_eq!(
+        ws.num_dims(),
+        4,
+        "unfolded_conv: weight must be [Cout, Cin, kh, kw]"
+    );
+    assert_eq!(xs[1], ws[1], "unfolded_conv: channel mismatch");
+    let [top, left, bottom, right] = geometry.padding;
+    let [stride_height, stride_width] = geometry.stride;
+    let shape = UnfoldedShape {
+        batch: xs[0],
+        inputs: xs[1],
+        height: xs[2],
+        width: xs[3],
+        outputs: ws[0],
+        kernel_height: ws[2],
+        kernel_width: ws[3],
+        stride_height,
+        stride_width,
+        pad_top: top,
+        pad_left: left,
+        out_height: output_side(xs[2], top, bottom, ws[2], stride_height),
+        out_width: output_side(xs[3], left, right, ws[3], stride_width),
+    };
+    assert!(shape.is_consistent(), "unfolded_conv: {shape:?}");
     shape
 }
 
@@ -402,6 +468,38 @@ fn norm_shape(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor) -> NormShap
 }
 
 impl ConvKernels for Flex {
+    fn unfolded_fwd(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        geometry: DepthwiseGeometry,
+    ) -> FlexTensor {
+        let (x, weight, bias) = (dense_f32(x), dense_f32(weight), dense_f32(bias));
+        let s = unfolded_shape(&x, &weight, geometry);
+        let out = unfolded::forward(&s, f32s(&x), f32s(&weight), Some(f32s(&bias)));
+        flex_f32(out, vec![s.batch, s.outputs, s.out_height, s.out_width])
+    }
+
+    fn unfolded_bwd(
+        saved: SavedDepthwise<Self>,
+        grad: FlexTensor,
+        want_x_grad: bool,
+    ) -> ConvGradTensors<Self> {
+        let (x, weight, grad) = (dense_f32(saved.x), dense_f32(saved.weight), dense_f32(grad));
+        let s = unfolded_shape(&x, &weight, saved.geometry);
+        let grads = unfolded::backward(&s, f32s(&x), f32s(&weight), f32s(&grad), want_x_grad);
+        ConvGradTensors {
+            x: grads
+                .x
+                .map(|dx| flex_f32(dx, vec![s.batch, s.inputs, s.height, s.width])),
+            weight: flex_f32(
+                grads.weight,
+                vec![s.outputs, s.inputs, s.kernel_height, s.kernel_width],
+            ),
+            bias: flex_f32(grads.bias, vec![s.outputs]),
+        }
+    }
+
     fn pointwise_fwd(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
         let dims = x.shape();
         let (x, weight, bias) = (dense_f32(x), dense_f32(weight), dense_f32(bias));
@@ -596,6 +694,15 @@ impl FastConvBackend for Flex {
         Self::pointwise_fwd(x, weight, bias)
     }
 
+    fn unfolded_conv(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        geometry: DepthwiseGeometry,
+    ) -> FlexTensor {
+        Self::unfolded_fwd(x, weight, bias, geometry)
+    }
+
     fn dropout(x: FlexTensor, drop_prob: f64, seed: u64) -> FlexTensor {
         match dropout_mask(drop_prob, seed) {
             Some(mask) => Self::dropout_apply(x, mask),
@@ -670,6 +777,22 @@ impl<B: ConvKernels> Backward<B, 3> for DepthwiseBackward {
         _checkpointer: &mut Checkpointer,
     ) {
         backward_of_input_weight_bias(ops, grads, B::depthwise_bwd);
+    }
+}
+
+#[derive(Debug)]
+struct UnfoldedBackward;
+
+impl<B: ConvKernels> Backward<B, 3> for UnfoldedBackward {
+    type State = SavedDepthwise<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        backward_of_input_weight_bias(ops, grads, B::unfolded_bwd);
     }
 }
 
@@ -858,6 +981,38 @@ impl<B: ConvKernels, C: CheckpointStrategy> FastConvBackend for Autodiff<B, C> {
         }
     }
 
+    fn unfolded_conv(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        geometry: DepthwiseGeometry,
+    ) -> FloatTensor<Self> {
+        match UnfoldedBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let x = x.primitive().clone();
+                let weight = weight.primitive().clone();
+                let out =
+                    B::unfolded_fwd(x.clone(), weight.clone(), bias.into_primitive(), geometry);
+                let saved = SavedDepthwise {
+                    x,
+                    weight,
+                    geometry,
+                };
+                prep.finish(saved, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::unfolded_fwd(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                geometry,
+            )),
+        }
+    }
+
     fn dropout(x: FloatTensor<Self>, drop_prob: f64, seed: u64) -> FloatTensor<Self> {
         let Some(mask) = dropout_mask(drop_prob, seed) else {
             return x;
@@ -971,6 +1126,23 @@ pub fn depthwise_conv(
     geometry: DepthwiseGeometry,
 ) -> Tensor<4> {
     Tensor::from_dispatch(<Dispatch as FastConvBackend>::depthwise_conv(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        geometry,
+    ))
+}
+
+/// `conv2d(x, weight, bias)` with one group, `geometry`'s stride and padding, through the
+/// im2col + GEMM kernels of [`super::unfolded`], on a Flex device with or without autodiff (any
+/// other backend panics: use [`super::conv2d`], which checks).
+pub fn unfolded_conv(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    geometry: DepthwiseGeometry,
+) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FastConvBackend>::unfolded_conv(
         x.into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),

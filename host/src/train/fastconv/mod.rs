@@ -16,6 +16,8 @@
 //! - [`kernels`]: the f32 kernels on plain slices.
 //! - [`depthwise`]: depthwise convolutions ([`depthwise_conv`]).
 //! - [`pointwise`]: 1x1 convolutions ([`pointwise_conv`]).
+//! - [`unfolded`]: other convolutions of one group, any stride and padding, by im2col + GEMM
+//!   ([`conv2d`]).
 //! - [`batchnorm`]: batch normalisation in training, with its activation
 //!   ([`batch_norm_activation`]).
 //! - [`ext`]: the burn backend extension around them, a standalone dropout with the fused
@@ -32,6 +34,7 @@ pub mod batchnorm;
 pub mod depthwise;
 pub mod ext;
 pub mod pointwise;
+pub mod unfolded;
 
 use burn::backend::DispatchDevice;
 use burn::nn::conv::Conv2d;
@@ -85,18 +88,8 @@ pub fn conv_relu_pool_dropout(
 /// stride 1. A convolution without bias gets a zero one, which nothing trains.
 pub fn depthwise_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [_, channels, _, _] = x.dims();
-    let [outputs, per_group, kernel_height, kernel_width] = conv.weight.dims();
-    let padding = match conv.padding {
-        PaddingConfig2d::Explicit(top, left, bottom, right) => Some([top, left, bottom, right]),
-        PaddingConfig2d::Valid => Some([0; 4]),
-        // burn pads such a window by half its side, less one, on every side.
-        PaddingConfig2d::Same
-            if kernel_height == kernel_width && kernel_height % 2 == 1 && conv.stride == [1, 1] =>
-        {
-            Some([kernel_height / 2; 4])
-        }
-        PaddingConfig2d::Same => None,
-    };
+    let [outputs, per_group, _, _] = conv.weight.dims();
+    let padding = explicit_padding(conv);
     let device = x.device();
     match padding {
         Some(padding)
@@ -123,19 +116,58 @@ pub fn depthwise_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// `conv.forward(x)` for a convolution outside the fused blocks: a 1x1 one through
-/// [`pointwise_conv`]; one of a single input channel (a network's first layer) through
-/// [`depthwise_conv`], as a depthwise convolution whose one channel has as many outputs as the
-/// convolution (the same weights, `[outputs][1][kh][kw]`); any other through burn's.
+/// `conv.forward(x)` for a convolution outside the fused blocks, on a Flex device (with or
+/// without autodiff): a 1x1 one through [`pointwise_conv`]; any other of one group and no
+/// dilation, whose padding is explicit, 'valid', or 'same' of an odd square window with stride
+/// 1, through the im2col + GEMM kernels of [`unfolded`]; the rest, and on any other backend,
+/// through burn's. A convolution without bias gets a zero one, which nothing trains.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let [_, channels, _, _] = x.dims();
-    let [_, inputs, kernel_height, kernel_width] = conv.weight.dims();
+    let [_, channels, height, width] = x.dims();
+    let [outputs, inputs, kernel_height, kernel_width] = conv.weight.dims();
     if [kernel_height, kernel_width] == [1, 1] {
-        pointwise_conv(conv, x)
-    } else if channels == 1 && inputs == 1 && conv.groups == 1 {
-        depthwise_conv(conv, x)
-    } else {
-        conv.forward(x)
+        return pointwise_conv(conv, x);
+    }
+    let device = x.device();
+    let padding = explicit_padding(conv).filter(|&[top, left, bottom, right]| {
+        conv.groups == 1
+            && conv.dilation == [1, 1]
+            && inputs == channels
+            && channels > 0
+            && outputs > 0
+            && height + top + bottom >= kernel_height
+            && width + left + right >= kernel_width
+            && conv.stride.iter().all(|&stride| stride > 0)
+            && is_flex(&device)
+    });
+    let Some(padding) = padding else {
+        return conv.forward(x);
+    };
+    let weight = conv.weight.val();
+    let bias = match &conv.bias {
+        Some(bias) => bias.val(),
+        None => Tensor::zeros([outputs], &device),
+    };
+    let geometry = ext::DepthwiseGeometry {
+        stride: conv.stride,
+        padding,
+    };
+    ext::unfolded_conv(x, weight, bias, geometry)
+}
+
+/// A convolution's zero padding as `[top, left, bottom, right]`: explicit, 'valid', or burn's
+/// 'same' for an odd square window with stride 1 (half the side, less one, on every side);
+/// `None` for any other 'same'.
+fn explicit_padding(conv: &Conv2d) -> Option<[usize; 4]> {
+    let [_, _, kernel_height, kernel_width] = conv.weight.dims();
+    match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) => Some([top, left, bottom, right]),
+        PaddingConfig2d::Valid => Some([0; 4]),
+        PaddingConfig2d::Same
+            if kernel_height == kernel_width && kernel_height % 2 == 1 && conv.stride == [1, 1] =>
+        {
+            Some([kernel_height / 2; 4])
+        }
+        PaddingConfig2d::Same => None,
     }
 }
 
