@@ -327,6 +327,18 @@ fn dense_f32(t: FlexTensor) -> FlexTensor {
     }
 }
 
+/// [`dense_f32`], and its storage holds nothing but its values, in order (not a view into a
+/// larger buffer), so that writing the storage writes the tensor.
+fn owned_f32(t: FlexTensor) -> FlexTensor {
+    let t = dense_f32(t);
+    let count = t.shape().num_elements();
+    if t.layout().contiguous_offsets() == Some((0, count)) && t.storage::<f32>().len() == count {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
 fn f32s(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>()
         .unwrap_or_else(|| unreachable!("dense_f32 made it a dense f32 tensor"))
@@ -525,11 +537,12 @@ impl ConvKernels for Flex {
     }
 
     fn dropout_apply(x: FlexTensor, mask: DropoutMask) -> FlexTensor {
-        let dims = x.shape().to_vec();
-        let x = dense_f32(x);
-        let mut values = f32s(&x).to_vec();
-        mask.apply_per_image(&mut values, dims.iter().skip(1).product());
-        flex_f32(values, dims)
+        let image = x.shape().iter().skip(1).product();
+        let mut x = owned_f32(x);
+        // In place when nothing else holds the tensor (the usual case: the layer before is
+        // the only one to have seen it), otherwise on a copy.
+        mask.apply_per_image(x.storage_mut::<f32>(), image);
+        x
     }
 
     fn batch_norm_fwd(
@@ -1022,10 +1035,9 @@ impl<B: ConvKernels, C: CheckpointStrategy> FastConvBackend for Autodiff<B, C> {
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => {
-                let out = B::dropout_apply(x.primitive().clone(), mask);
-                prep.finish(mask, out)
-            }
+            // The input itself: the backward pass needs only the mask, and the kernel can then
+            // drop values in place.
+            OpsKind::Tracked(prep) => prep.finish(mask, B::dropout_apply(x.into_primitive(), mask)),
             OpsKind::UnTracked(prep) => prep.finish(B::dropout_apply(x.into_primitive(), mask)),
         }
     }
