@@ -632,3 +632,33 @@ fn unfolded_convolution_matches_burns() {
         assert!(rel_l2(&fast.4, &refr.4) < 1e-5, "{ctx}: bias gradient");
     }
 }
+
+/// The global average pool against burn's two means: values and the input's gradient.
+#[test]
+fn global_average_pool_matches_burns_means() {
+    use tinycnn_host::train::fastconv::global_average_pool;
+    let dev = Device::flex().autodiff();
+    dev.seed(23);
+    for dims in [[4, 6, 7, 5], [1, 3, 1, 1], [3, 2, 14, 14]] {
+        let x = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &dev);
+        let run = |fast: bool| {
+            let x = x.clone().require_grad();
+            let out = if fast {
+                global_average_pool(x.clone())
+            } else {
+                x.clone().mean_dim(3).mean_dim(2)
+            };
+            let shape = out.dims();
+            let grads = (out.clone() * upstream_grad(shape, &dev)).sum().backward();
+            (
+                shape,
+                tensor_values(out),
+                tensor_values(x.grad(&grads).unwrap()),
+            )
+        };
+        let (fast, refr) = (run(true), run(false));
+        assert_eq!(fast.0, refr.0, "{dims:?}: shape");
+        assert!(max_rel_diff(&fast.1, &refr.1) < 1e-6, "{dims:?}: values");
+        assert!(rel_l2(&fast.2, &refr.2) < 1e-6, "{dims:?}: gradient");
+    }
+}

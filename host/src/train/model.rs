@@ -119,9 +119,9 @@ pub enum ConvBlocks {
     /// One fused op per convolution + ReLU + max-pool (+ dropout) block on Flex
     /// ([`fastconv::conv_relu_pool_dropout`]), the depthwise and 1x1 convolutions' kernels
     /// ([`fastconv::depthwise_conv`], [`fastconv::pointwise_conv`]), one op per training batch
-    /// norm and its activation ([`fastconv::batch_norm_activation`]), and dropout with the fused
-    /// block's masks ([`fastconv::dropout`]); burn's modules for every other layer, and on
-    /// other backends.
+    /// norm and its activation ([`fastconv::batch_norm_activation`]), global average pools
+    /// ([`fastconv::global_average_pool`]), and dropout with the fused block's masks
+    /// ([`fastconv::dropout`]); burn's modules for every other layer, and on other backends.
     #[default]
     Fused,
     /// burn's own conv2d, relu, max_pool2d, dropout and batch norm ops: the reference.
@@ -245,7 +245,10 @@ enum Operation {
     Pool,
     /// A max or average pool of any window.
     WindowPool(Pool),
-    GlobalAveragePool,
+    /// The mean of each plane, through [`fastconv::global_average_pool`] when `fused`.
+    GlobalAveragePool {
+        fused: bool,
+    },
     /// A residual block's start: the shortcut is the input, or projection `projection` of it
     /// (through [`fastconv::pointwise_conv`] when `fused`).
     Residual {
@@ -621,7 +624,12 @@ impl Net {
                 }
                 Layer::MaxPool => (name, Operation::Pool),
                 Layer::Pool(pool) => (name, Operation::WindowPool(pool)),
-                Layer::GlobalAveragePool => (name, Operation::GlobalAveragePool),
+                Layer::GlobalAveragePool => (
+                    name,
+                    Operation::GlobalAveragePool {
+                        fused: blocks == ConvBlocks::Fused,
+                    },
+                ),
                 Layer::Residual(shortcut) => {
                     let projection = shortcut.projection().map(|_| {
                         projections += 1;
@@ -716,7 +724,13 @@ impl Net {
             }),
             Operation::Pool => x.map_with(|map| self.pool.forward(map)),
             Operation::WindowPool(pool) => x.map_with(|map| window_pool(pool, map)),
-            Operation::GlobalAveragePool => x.map_with(|map| map.mean_dim(3).mean_dim(2)),
+            Operation::GlobalAveragePool { fused } => x.map_with(|map| {
+                if fused {
+                    fastconv::global_average_pool(map)
+                } else {
+                    map.mean_dim(3).mean_dim(2)
+                }
+            }),
             Operation::Residual { projection, fused } => {
                 let main = x.into_map();
                 let shortcut = match projection.map(|index| &self.projections[index]) {

@@ -2,7 +2,8 @@
 //! its own backward pass, on the Flex backend (plain and under autodiff), and likewise
 //! `depthwise_conv` ([`super::depthwise`]), `pointwise_conv` ([`super::pointwise`]),
 //! `unfolded_conv` ([`super::unfolded`]),
-//! `batch_norm_activation` ([`super::batchnorm`]) and `dropout` (the fused block's masks); and
+//! `batch_norm_activation` ([`super::batchnorm`]), `global_average_pool` ([`super::pool`]) and
+//! `dropout` (the fused block's masks); and
 //! `probe`, an
 //! identity op whose backward records a timestamp, with which `host bench train` times the
 //! backward pass layer by layer inside the real autodiff graph.
@@ -39,6 +40,7 @@ use super::batchnorm::{self, NormShape, Statistics};
 use super::depthwise::{self, DepthwiseShape};
 use super::kernels::{self, BackwardAlgo, BackwardInputs, ConvShape, DropoutMask};
 use super::pointwise::{self, PointwiseShape};
+use super::pool;
 use super::unfolded::{self, UnfoldedShape};
 use crate::bench::usage;
 
@@ -105,6 +107,12 @@ pub trait ConvKernels: Backend {
         grad: FloatTensor<Self>,
         want_x_grad: bool,
     ) -> ConvGradTensors<Self>;
+
+    /// The global average pool of [`FastConvBackend::global_average_pool`].
+    fn global_average_fwd(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Its input's gradient, `dims` the input's shape.
+    fn global_average_bwd(grad: FloatTensor<Self>, dims: [usize; 4]) -> FloatTensor<Self>;
 
     /// Inverted dropout with `mask`'s decisions, one stream per image (index along the first
     /// axis): the output of [`FastConvBackend::dropout`], and the input's gradient from the
@@ -256,6 +264,10 @@ pub trait FastConvBackend: Backend {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+
+    /// The mean of each plane of `x` `[N, C, H, W]`, as `[N, C, 1, 1]`: the kernels of
+    /// [`super::pool`].
+    fn global_average_pool(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
     /// Inverted dropout of `x` (any rank, one mask stream per image): each value kept with
     /// probability `1 - drop_prob` and scaled by `1 / (1 - drop_prob)`, decided from `seed` as
@@ -536,6 +548,20 @@ impl ConvKernels for Flex {
         }
     }
 
+    fn global_average_fwd(x: FlexTensor) -> FlexTensor {
+        let dims = x.shape().to_vec();
+        assert_eq!(dims.len(), 4, "global_average_pool: x must be [N, C, H, W]");
+        let x = dense_f32(x);
+        let means = pool::forward(f32s(&x), dims[1], dims[2] * dims[3]);
+        flex_f32(means, vec![dims[0], dims[1], 1, 1])
+    }
+
+    fn global_average_bwd(grad: FlexTensor, dims: [usize; 4]) -> FlexTensor {
+        let grad = dense_f32(grad);
+        let dx = pool::backward(f32s(&grad), dims[1], dims[2] * dims[3]);
+        flex_f32(dx, dims.to_vec())
+    }
+
     fn dropout_apply(x: FlexTensor, mask: DropoutMask) -> FlexTensor {
         let image = x.shape().iter().skip(1).product();
         let mut x = owned_f32(x);
@@ -570,13 +596,11 @@ impl ConvKernels for Flex {
         grad: FlexTensor,
         want_x_grad: bool,
     ) -> ConvGradTensors<Self> {
-        let dims = saved.x.shape().to_vec();
         let (x, gamma, beta) = (
             dense_f32(saved.x),
             dense_f32(saved.gamma),
             dense_f32(saved.beta),
         );
-        let grad = dense_f32(grad);
         let s = norm_shape(&x, &gamma, &beta);
         let inputs = batchnorm::BackwardInputs {
             shape: s,
@@ -586,13 +610,16 @@ impl ConvKernels for Flex {
             mean: &saved.statistics.mean,
             inv_std: &saved.statistics.inv_std,
             activation: saved.activation,
-            grad: f32s(&grad),
         };
-        let grads = batchnorm::backward(&inputs, want_x_grad);
+        // The input's gradient over the output's, which nothing needs after this node (in
+        // place when nothing else holds it, the usual case).
+        let mut grad = owned_f32(grad);
+        let (gamma_grad, beta_grad) =
+            batchnorm::backward_in_place(&inputs, grad.storage_mut::<f32>(), want_x_grad);
         ConvGradTensors {
-            x: grads.x.map(|dx| flex_f32(dx, dims)),
-            weight: flex_f32(grads.gamma, vec![s.channels]),
-            bias: flex_f32(grads.beta, vec![s.channels]),
+            x: want_x_grad.then_some(grad),
+            weight: flex_f32(gamma_grad, vec![s.channels]),
+            bias: flex_f32(beta_grad, vec![s.channels]),
         }
     }
 
@@ -716,6 +743,10 @@ impl FastConvBackend for Flex {
         Self::unfolded_fwd(x, weight, bias, geometry)
     }
 
+    fn global_average_pool(x: FlexTensor) -> FlexTensor {
+        Self::global_average_fwd(x)
+    }
+
     fn dropout(x: FlexTensor, drop_prob: f64, seed: u64) -> FlexTensor {
         match dropout_mask(drop_prob, seed) {
             Some(mask) => Self::dropout_apply(x, mask),
@@ -822,6 +853,27 @@ impl<B: ConvKernels> Backward<B, 3> for PointwiseBackward {
         _checkpointer: &mut Checkpointer,
     ) {
         backward_of_input_weight_bias(ops, grads, B::pointwise_bwd);
+    }
+}
+
+/// The global average pool's backward needs only the input's shape.
+#[derive(Debug)]
+struct GlobalAverageBackward;
+
+impl<B: ConvKernels> Backward<B, 1> for GlobalAverageBackward {
+    type State = [usize; 4];
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node {
+            grads.register::<B>(node.id, B::global_average_bwd(grad, ops.state));
+        }
     }
 }
 
@@ -1026,6 +1078,26 @@ impl<B: ConvKernels, C: CheckpointStrategy> FastConvBackend for Autodiff<B, C> {
         }
     }
 
+    fn global_average_pool(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match GlobalAverageBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let shape = x.primitive().shape();
+                assert_eq!(
+                    shape.num_dims(),
+                    4,
+                    "global_average_pool: x must be [N, C, H, W]"
+                );
+                let dims = [shape[0], shape[1], shape[2], shape[3]];
+                prep.finish(dims, B::global_average_fwd(x.into_primitive()))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::global_average_fwd(x.into_primitive())),
+        }
+    }
+
     fn dropout(x: FloatTensor<Self>, drop_prob: f64, seed: u64) -> FloatTensor<Self> {
         let Some(mask) = dropout_mask(drop_prob, seed) else {
             return x;
@@ -1170,6 +1242,15 @@ pub fn pointwise_conv(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tenso
         x.into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),
+    ))
+}
+
+/// The mean of each plane of `x`, `[N, C, 1, 1]`, through the kernels of [`super::pool`], on a
+/// Flex device with or without autodiff (any other backend panics: use
+/// [`super::global_average_pool`], which checks).
+pub fn global_average_pool(x: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FastConvBackend>::global_average_pool(
+        x.into_dispatch(),
     ))
 }
 

@@ -20,6 +20,7 @@
 //!   ([`conv2d`]).
 //! - [`batchnorm`]: batch normalisation in training, with its activation
 //!   ([`batch_norm_activation`]).
+//! - [`pool`]: global average pooling ([`global_average_pool`]).
 //! - [`ext`]: the burn backend extension around them, a standalone dropout with the fused
 //!   block's masks ([`dropout`]), and a `probe` op for profiling.
 //!
@@ -34,6 +35,7 @@ pub mod batchnorm;
 pub mod depthwise;
 pub mod ext;
 pub mod pointwise;
+pub mod pool;
 pub mod unfolded;
 
 use burn::backend::DispatchDevice;
@@ -202,6 +204,17 @@ pub fn pointwise_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         None => Tensor::zeros([outputs], &device),
     };
     ext::pointwise_conv(x, weight, bias)
+}
+
+/// `x.mean_dim(3).mean_dim(2)`, each plane's mean: through the kernels of [`pool`] on a Flex
+/// device (with or without autodiff), burn's means on any other backend or for an empty map.
+pub fn global_average_pool(x: Tensor<4>) -> Tensor<4> {
+    let [batch, channels, height, width] = x.dims();
+    if is_flex(&x.device()) && batch * channels * height * width > 0 {
+        ext::global_average_pool(x)
+    } else {
+        x.mean_dim(3).mean_dim(2)
+    }
 }
 
 /// `dropout.forward(x)`: in training (burn's rule: an autodiff device and the layer's training
