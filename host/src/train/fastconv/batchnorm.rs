@@ -8,13 +8,13 @@
 //! of a depthwise-separable network took about half of its training step. Here the forward pass
 //! reads the input twice (statistics, then output) and writes once; the backward pass reads the
 //! input and the output's gradient twice (per-channel sums, then the input's gradient) and
-//! writes once. Nothing else is stored: the backward pass recomputes the normalised values and
+//! writes the input's gradient over the output's. Nothing else is stored: the backward pass recomputes the normalised values and
 //! the activation's mask from the input and the per-channel mean and inverse standard deviation,
 //! with the same f32 operations as the forward pass, so the mask is the forward pass's.
 //!
 //! Per-channel sums are accumulated in f32 over short blocks (16 lanes, at most 16 values each,
-//! which vectorises) and the blocks' sums in f64, so a channel of 10^5 values sums as accurately
-//! as in f64 throughout; the statistics are computed about the channel's first value (shifted
+//! which vectorises) and the blocks' sums in f64 lanes, so a channel of 10^5 values sums as
+//! accurately as in f64 throughout; the statistics are computed about the channel's first value (shifted
 //! data), so a large mean does not cancel the variance away. Threads: one rayon task per few
 //! images for the sums (a fixed split, added in order, so results do not depend on the number
 //! of threads), one per image for the elementwise passes.

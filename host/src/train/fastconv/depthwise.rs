@@ -5,14 +5,19 @@
 //! channel, and its backward pass took about 40 % of a training step of a depthwise-separable
 //! network. A depthwise window touches few values: each input plane is copied once into a
 //! plane framed by the padding's zeros, and every output (or its gradient) is then its window's
-//! taps with no bounds to check, the 3x3 window unrolled. With stride 1, each tap is one run
-//! over the padded plane: the outputs are computed on a grid as wide as the padded plane (its
-//! extra columns thrown away), so that every tap is one long multiply-add of two contiguous runs
-//! (and the weights' gradient one dot product per tap), which vectorises; the per-plane bodies
-//! are compiled for AVX-512 and AVX2 and picked at run time, as [`super::kernels`]' are. One
-//! rayon task per plane (the forward pass and the input's gradient) or per output channel (the
-//! weights' gradient, summed over the batch in order): no two tasks write the same value, and
-//! the sums come out the same on any number of threads.
+//! taps with no bounds to check, the 3x3 window unrolled.
+//!
+//! With stride 1 (the usual case), each tap is a fixed offset into the padded plane: outputs
+//! are computed on a grid as wide as the padded plane (its extra columns thrown away), 16 at a
+//! time, every tap added in registers before they are stored; the weights' gradient is one
+//! multiply-add per tap and 16 outputs, into 16 lanes per tap kept until a task's end; the
+//! input's gradient is gathered the same way as the forward pass. All three gradients come from
+//! one pass over the planes, in tasks of a few images whose weight and bias sums are added in
+//! order at the end. The per-plane bodies are compiled for AVX-512 and AVX2 and picked at run
+//! time, as [`super::kernels`]' are. Other strides: one rayon task per plane (the forward pass
+//! and the input's gradient) or per output channel (the weights' gradient, summed over the
+//! batch in order). Either way no two tasks write the same value, and the sums come out the
+//! same on any number of threads.
 
 use rayon::prelude::*;
 
