@@ -117,8 +117,8 @@ impl InitScheme {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ConvBlocks {
     /// One fused op per convolution + ReLU + max-pool (+ dropout) block on Flex
-    /// ([`fastconv::conv_relu_pool_dropout`]), the depthwise and 1x1 convolutions' kernels
-    /// ([`fastconv::depthwise_conv`], [`fastconv::pointwise_conv`]), one op per training batch
+    /// ([`fastconv::conv_relu_pool_dropout`]), the kernels of fastconv for every other
+    /// convolution ([`fastconv::conv2d`], [`fastconv::depthwise_conv`]), one op per training batch
     /// norm and its activation ([`fastconv::batch_norm_activation`]), global average pools
     /// ([`fastconv::global_average_pool`]), and dropout with the fused block's masks
     /// ([`fastconv::dropout`]); burn's modules for every other layer, and on other backends.
@@ -250,7 +250,7 @@ enum Operation {
         fused: bool,
     },
     /// A residual block's start: the shortcut is the input, or projection `projection` of it
-    /// (through [`fastconv::pointwise_conv`] when `fused`).
+    /// (through [`fastconv::conv2d`] when `fused`).
     Residual {
         projection: Option<usize>,
         fused: bool,
@@ -734,7 +734,7 @@ impl Net {
             Operation::Residual { projection, fused } => {
                 let main = x.into_map();
                 let shortcut = match projection.map(|index| &self.projections[index]) {
-                    Some(layer) if fused => fastconv::pointwise_conv(layer, main.clone()),
+                    Some(layer) if fused => fastconv::conv2d(layer, main.clone()),
                     Some(layer) => layer.forward(main.clone()),
                     None => main.clone(),
                 };

@@ -119,14 +119,14 @@ pub fn depthwise_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 }
 
 /// `conv.forward(x)` for a convolution outside the fused blocks, on a Flex device (with or
-/// without autodiff): a 1x1 one through [`pointwise_conv`]; any other of one group and no
-/// dilation, whose padding is explicit, 'valid', or 'same' of an odd square window with stride
-/// 1, through the im2col + GEMM kernels of [`unfolded`]; the rest, and on any other backend,
-/// through burn's. A convolution without bias gets a zero one, which nothing trains.
+/// without autodiff): a 1x1 one with stride 1 through [`pointwise_conv`]; any other of one
+/// group and no dilation, whose padding is explicit, 'valid', or 'same' of an odd square window
+/// with stride 1, through the im2col + GEMM kernels of [`unfolded`]; the rest, and on any other
+/// backend, through burn's. A convolution without bias gets a zero one, which nothing trains.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [_, channels, height, width] = x.dims();
     let [outputs, inputs, kernel_height, kernel_width] = conv.weight.dims();
-    if [kernel_height, kernel_width] == [1, 1] {
+    if [kernel_height, kernel_width] == [1, 1] && conv.stride == [1, 1] {
         return pointwise_conv(conv, x);
     }
     let device = x.device();
