@@ -572,26 +572,28 @@ fn standalone_dropout_is_inverted_dropout_with_a_seeded_mask() {
     );
 }
 
-/// A convolution of one input channel (a network's first layer) runs as a depthwise convolution
-/// with a multiplier of its outputs: values and weight and bias gradients equal burn's conv2d,
-/// for a strided window with TensorFlow's uneven 'same' padding and a stride-1 'same' one.
+/// Convolutions outside the fused blocks (im2col + GEMM): values and the gradients of x,
+/// weight and bias equal burn's conv2d, for a network's first layer (one input channel, 3x3,
+/// stride 2, TensorFlow's uneven 'same' padding), burn's 'same' with stride 1, a rectangular
+/// strided 'valid' window and an uneven explicit padding.
 #[test]
-fn single_channel_convolution_matches_burns() {
+fn plain_convolution_matches_burns() {
     use burn::nn::PaddingConfig2d;
     use burn::nn::conv::Conv2dConfig;
     use tinycnn_host::train::fastconv::conv2d;
-    for (stride, padding) in [
-        ([2, 2], PaddingConfig2d::Explicit(0, 0, 1, 1)),
-        ([1, 1], PaddingConfig2d::Same),
-        ([2, 1], PaddingConfig2d::Valid),
+    for (inputs, outputs, kernel, stride, padding) in [
+        (1, 16, [3, 3], [2, 2], PaddingConfig2d::Explicit(0, 0, 1, 1)),
+        (3, 8, [3, 3], [1, 1], PaddingConfig2d::Same),
+        (2, 5, [2, 3], [2, 1], PaddingConfig2d::Valid),
+        (4, 6, [5, 5], [2, 2], PaddingConfig2d::Explicit(1, 2, 2, 1)),
     ] {
         let dev = Device::flex().autodiff();
-        dev.seed(41);
+        dev.seed(41 + inputs as u64);
         let x = on_grid(
-            Tensor::<4>::random([5, 1, 12, 12], Distribution::Normal(0.0, 1.0), &dev),
+            Tensor::<4>::random([5, inputs, 12, 11], Distribution::Normal(0.0, 1.0), &dev),
             1.0 / 8.0,
         );
-        let mut conv = Conv2dConfig::new([1, 16], [3, 3])
+        let mut conv = Conv2dConfig::new([inputs, outputs], kernel)
             .with_stride(stride)
             .with_padding(padding.clone())
             .init(&dev);
@@ -604,6 +606,7 @@ fn single_channel_convolution_matches_burns() {
             .take()
             .map(|b| b.map(|b| on_grid(b, 1.0 / 64.0).detach().require_grad()));
         let run = |fast: bool| {
+            let x = x.clone().require_grad();
             let out = if fast {
                 conv2d(&conv, x.clone())
             } else {
@@ -614,15 +617,48 @@ fn single_channel_convolution_matches_burns() {
             (
                 dims,
                 tensor_values(out),
+                tensor_values(x.grad(&grads).unwrap()),
                 tensor_values(conv.weight.grad(&grads).unwrap()),
                 tensor_values(conv.bias.as_ref().unwrap().grad(&grads).unwrap()),
             )
         };
         let (fast, refr) = (run(true), run(false));
-        let ctx = format!("stride {stride:?} {padding:?}");
+        let ctx = format!("{inputs} -> {outputs} {kernel:?} stride {stride:?} {padding:?}");
         assert_eq!(fast.0, refr.0, "{ctx}: output shape");
+        // On the grids every product and sum is exact: equal values.
         assert_eq!(fast.1, refr.1, "{ctx}: forward values differ");
-        assert!(rel_l2(&fast.2, &refr.2) < 1e-5, "{ctx}: weight gradient");
-        assert!(rel_l2(&fast.3, &refr.3) < 1e-5, "{ctx}: bias gradient");
+        assert!(rel_l2(&fast.2, &refr.2) < 1e-5, "{ctx}: x gradient");
+        assert!(rel_l2(&fast.3, &refr.3) < 1e-5, "{ctx}: weight gradient");
+        assert!(rel_l2(&fast.4, &refr.4) < 1e-5, "{ctx}: bias gradient");
+    }
+}
+
+/// The global average pool against burn's two means: values and the input's gradient.
+#[test]
+fn global_average_pool_matches_burns_means() {
+    use tinycnn_host::train::fastconv::global_average_pool;
+    let dev = Device::flex().autodiff();
+    dev.seed(23);
+    for dims in [[4, 6, 7, 5], [1, 3, 1, 1], [3, 2, 14, 14]] {
+        let x = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &dev);
+        let run = |fast: bool| {
+            let x = x.clone().require_grad();
+            let out = if fast {
+                global_average_pool(x.clone())
+            } else {
+                x.clone().mean_dim(3).mean_dim(2)
+            };
+            let shape = out.dims();
+            let grads = (out.clone() * upstream_grad(shape, &dev)).sum().backward();
+            (
+                shape,
+                tensor_values(out),
+                tensor_values(x.grad(&grads).unwrap()),
+            )
+        };
+        let (fast, refr) = (run(true), run(false));
+        assert_eq!(fast.0, refr.0, "{dims:?}: shape");
+        assert!(max_rel_diff(&fast.1, &refr.1) < 1e-6, "{dims:?}: values");
+        assert!(rel_l2(&fast.2, &refr.2) < 1e-6, "{dims:?}: gradient");
     }
 }

@@ -245,7 +245,10 @@ enum Operation {
     Pool,
     /// A max or average pool of any window.
     WindowPool(Pool),
-    GlobalAveragePool,
+    /// The mean of each plane, through [`fastconv::global_average_pool`] when `fused`.
+    GlobalAveragePool {
+        fused: bool,
+    },
     /// A residual block's start: the shortcut is the input, or projection `projection` of it
     /// (through [`fastconv::conv2d`] when `fused`).
     Residual {
@@ -621,7 +624,12 @@ impl Net {
                 }
                 Layer::MaxPool => (name, Operation::Pool),
                 Layer::Pool(pool) => (name, Operation::WindowPool(pool)),
-                Layer::GlobalAveragePool => (name, Operation::GlobalAveragePool),
+                Layer::GlobalAveragePool => (
+                    name,
+                    Operation::GlobalAveragePool {
+                        fused: blocks == ConvBlocks::Fused,
+                    },
+                ),
                 Layer::Residual(shortcut) => {
                     let projection = shortcut.projection().map(|_| {
                         projections += 1;
@@ -716,7 +724,13 @@ impl Net {
             }),
             Operation::Pool => x.map_with(|map| self.pool.forward(map)),
             Operation::WindowPool(pool) => x.map_with(|map| window_pool(pool, map)),
-            Operation::GlobalAveragePool => x.map_with(|map| map.mean_dim(3).mean_dim(2)),
+            Operation::GlobalAveragePool { fused } => x.map_with(|map| {
+                if fused {
+                    fastconv::global_average_pool(map)
+                } else {
+                    map.mean_dim(3).mean_dim(2)
+                }
+            }),
             Operation::Residual { projection, fused } => {
                 let main = x.into_map();
                 let shortcut = match projection.map(|index| &self.projections[index]) {

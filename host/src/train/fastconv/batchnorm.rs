@@ -8,13 +8,13 @@
 //! of a depthwise-separable network took about half of its training step. Here the forward pass
 //! reads the input twice (statistics, then output) and writes once; the backward pass reads the
 //! input and the output's gradient twice (per-channel sums, then the input's gradient) and
-//! writes once. Nothing else is stored: the backward pass recomputes the normalised values and
+//! writes the input's gradient over the output's. Nothing else is stored: the backward pass recomputes the normalised values and
 //! the activation's mask from the input and the per-channel mean and inverse standard deviation,
 //! with the same f32 operations as the forward pass, so the mask is the forward pass's.
 //!
 //! Per-channel sums are accumulated in f32 over short blocks (16 lanes, at most 16 values each,
-//! which vectorises) and the blocks' sums in f64, so a channel of 10^5 values sums as accurately
-//! as in f64 throughout; the statistics are computed about the channel's first value (shifted
+//! which vectorises) and the blocks' sums in f64 lanes, so a channel of 10^5 values sums as
+//! accurately as in f64 throughout; the statistics are computed about the channel's first value (shifted
 //! data), so a large mean does not cancel the variance away. Threads: one rayon task per few
 //! images for the sums (a fixed split, added in order, so results do not depend on the number
 //! of threads), one per image for the elementwise passes.
@@ -157,29 +157,37 @@ impl LaneSums {
         for (x, y) in x.chunks(LANES * PER_LANE).zip(y.chunks(LANES * PER_LANE)) {
             let (mut a, mut b) = ([0f32; LANES], [0f32; LANES]);
             let (mut xs, mut ys) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
+            // Zipped, never indexed by position: an index into the lanes would keep them in
+            // memory, one value at a time, instead of in vector registers.
             for (x, y) in (&mut xs).zip(&mut ys) {
-                for lane in 0..LANES {
-                    let (u, v) = f(x[lane], y[lane]);
-                    a[lane] += u;
-                    b[lane] += v;
+                let lanes = a.iter_mut().zip(b.iter_mut()).zip(x.iter().zip(y));
+                for ((a, b), (&x, &y)) in lanes {
+                    let (u, v) = f(x, y);
+                    *a += u;
+                    *b += v;
                 }
             }
-            for (lane, (&x, &y)) in xs.remainder().iter().zip(ys.remainder()).enumerate() {
+            let rest = xs.remainder().iter().zip(ys.remainder());
+            for ((a, b), (&x, &y)) in a.iter_mut().zip(b.iter_mut()).zip(rest) {
                 let (u, v) = f(x, y);
-                a[lane] += u;
-                b[lane] += v;
+                *a += u;
+                *b += v;
             }
-            for lane in 0..LANES {
-                self.first[lane] += f64::from(a[lane]);
-                self.second[lane] += f64::from(b[lane]);
+            for (sum, a) in self.first.iter_mut().zip(a) {
+                *sum += f64::from(a);
+            }
+            for (sum, b) in self.second.iter_mut().zip(b) {
+                *sum += f64::from(b);
             }
         }
     }
 
     fn merge(&mut self, other: &Self) {
-        for lane in 0..LANES {
-            self.first[lane] += other.first[lane];
-            self.second[lane] += other.second[lane];
+        for (sum, other) in self.first.iter_mut().zip(other.first) {
+            *sum += other;
+        }
+        for (sum, other) in self.second.iter_mut().zip(other.second) {
+            *sum += other;
         }
     }
 
@@ -349,17 +357,32 @@ pub struct BackwardInputs<'a> {
     pub inv_std: &'a [f32],
     /// The activation after the batch norm.
     pub activation: Activation,
-    /// The gradient of the forward pass's output.
-    pub grad: &'a [f32],
 }
 
-/// The gradients of [`forward`]'s input, gamma and beta. With `g` the output's gradient where
-/// the activation passes it (0 elsewhere) and `x̂` the normalised input, per channel over `M`
-/// values: `dbeta = Σ g`, `dgamma = Σ g x̂`, and `dx = gamma inv_std (g - dbeta / M -
-/// x̂ dgamma / M)`, burn's `batch_norm_train_backward`.
-pub fn backward(inputs: &BackwardInputs, want_x: bool) -> Gradients {
+/// The gradients of [`forward`]'s input, gamma and beta, given `grad`, the gradient of its
+/// output. With `g` the output's gradient where the activation passes it (0 elsewhere) and `x̂`
+/// the normalised input, per channel over `M` values: `dbeta = Σ g`, `dgamma = Σ g x̂`, and
+/// `dx = gamma inv_std (g - dbeta / M - x̂ dgamma / M)`, burn's `batch_norm_train_backward`.
+pub fn backward(inputs: &BackwardInputs, grad: &[f32], want_x: bool) -> Gradients {
+    let mut values = grad.to_vec();
+    let (gamma, beta) = backward_in_place(inputs, &mut values, want_x);
+    Gradients {
+        x: want_x.then_some(values),
+        gamma,
+        beta,
+    }
+}
+
+/// [`backward`], the input's gradient (when asked for) written over the output's, `grad`:
+/// value by value, each read just before it is written, and no new buffer to fill. Returns
+/// the gradients of gamma and beta.
+pub fn backward_in_place(
+    inputs: &BackwardInputs,
+    grad: &mut [f32],
+    want_x: bool,
+) -> (Vec<f32>, Vec<f32>) {
     let s = inputs.shape;
-    let (x, grad, activation) = (inputs.x, inputs.grad, inputs.activation);
+    let (x, activation) = (inputs.x, inputs.activation);
     assert!(x.len() == s.batch * s.image() && grad.len() == x.len());
     let stats = Statistics {
         mean: inputs.mean.to_vec(),
@@ -374,7 +397,7 @@ pub fn backward(inputs: &BackwardInputs, want_x: bool) -> Gradients {
     };
     let beta_grad: Vec<f32> = sums.iter().map(|&(beta, _)| beta as f32).collect();
     let gamma_grad: Vec<f32> = sums.iter().map(|&(_, gamma)| gamma as f32).collect();
-    let x_grad = want_x.then(|| {
+    if want_x && s.image() > 0 {
         let count = s.count().max(1) as f64;
         let terms: Vec<InputTerms> = channels
             .iter()
@@ -386,30 +409,20 @@ pub fn backward(inputs: &BackwardInputs, want_x: bool) -> Gradients {
                 mean_projection: (gamma / count) as f32,
             })
             .collect();
-        let mut dx = vec![0f32; x.len()];
-        if s.image() > 0 {
-            dx.par_chunks_mut(s.image())
-                .zip(x.par_chunks(s.image()).zip(grad.par_chunks(s.image())))
-                .for_each(|(dx, (x, grad))| {
-                    let runs = dx
-                        .chunks_exact_mut(s.inner)
-                        .zip(x.chunks_exact(s.inner).zip(grad.chunks_exact(s.inner)));
-                    for ((dx, (x, grad)), &terms) in runs.zip(&terms) {
-                        match activation {
-                            Activation::None => input_run(terms, Activation::None, x, grad, dx),
-                            Activation::Relu => input_run(terms, Activation::Relu, x, grad, dx),
-                            Activation::Relu6 => input_run(terms, Activation::Relu6, x, grad, dx),
-                        }
+        grad.par_chunks_mut(s.image())
+            .zip(x.par_chunks(s.image()))
+            .for_each(|(grad, x)| {
+                let runs = grad.chunks_exact_mut(s.inner).zip(x.chunks_exact(s.inner));
+                for ((grad, x), &terms) in runs.zip(&terms) {
+                    match activation {
+                        Activation::None => input_run(terms, Activation::None, x, grad),
+                        Activation::Relu => input_run(terms, Activation::Relu, x, grad),
+                        Activation::Relu6 => input_run(terms, Activation::Relu6, x, grad),
                     }
-                });
-        }
-        dx
-    });
-    Gradients {
-        x: x_grad,
-        gamma: gamma_grad,
-        beta: beta_grad,
+                }
+            });
     }
+    (gamma_grad, beta_grad)
 }
 
 /// Per channel, `Σ g` and `Σ g x̂`. Inlined with the activation a constant, so the loops have
@@ -444,14 +457,14 @@ struct InputTerms {
     mean_projection: f32,
 }
 
-/// One channel's run of the input's gradient.
+/// One channel's run of the input's gradient, over the output's.
 #[inline(always)]
-fn input_run(terms: InputTerms, activation: Activation, x: &[f32], grad: &[f32], dx: &mut [f32]) {
+fn input_run(terms: InputTerms, activation: Activation, x: &[f32], grad: &mut [f32]) {
     let affine = terms.affine;
-    for ((dx, &x), &grad) in dx.iter_mut().zip(x).zip(grad) {
+    for (grad, &x) in grad.iter_mut().zip(x) {
         let normalised = affine.normalised(x);
-        let g = kept(passes(activation, affine.scaled(normalised)), grad);
-        *dx = terms.scale * ((g - terms.mean_grad) - normalised * terms.mean_projection);
+        let g = kept(passes(activation, affine.scaled(normalised)), *grad);
+        *grad = terms.scale * ((g - terms.mean_grad) - normalised * terms.mean_projection);
     }
 }
 
@@ -571,9 +584,8 @@ mod tests {
                     mean: &stats.mean,
                     inv_std: &stats.inv_std,
                     activation,
-                    grad: &grad,
                 };
-                let got = backward(&inputs, true);
+                let got = backward(&inputs, &grad, true);
                 let wide = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
                 let loss = |x: &[f64], gamma: &[f64], beta: &[f64]| -> f64 {
                     let (out, _, _) = naive(&s, x, gamma, beta, epsilon, activation);
@@ -606,7 +618,14 @@ mod tests {
                     x[i] += h;
                     loss(&x, &gamma64, &beta64)
                 });
-                assert!(backward(&inputs, false).x.is_none());
+                assert!(backward(&inputs, &grad, false).x.is_none());
+                let mut in_place = grad.clone();
+                let (gamma_grad, beta_grad) = backward_in_place(&inputs, &mut in_place, true);
+                assert_eq!(
+                    (gamma_grad, beta_grad),
+                    (got.gamma.clone(), got.beta.clone())
+                );
+                assert_eq!(Some(in_place), got.x);
             }
         }
     }

@@ -5,16 +5,32 @@
 //! channel, and its backward pass took about 40 % of a training step of a depthwise-separable
 //! network. A depthwise window touches few values: each input plane is copied once into a
 //! plane framed by the padding's zeros, and every output (or its gradient) is then its window's
-//! taps with no bounds to check, the 3x3 window unrolled. With stride 1, each tap is one run
-//! over the padded plane: the outputs are computed on a grid as wide as the padded plane (its
-//! extra columns thrown away), so that every tap is one long multiply-add of two contiguous runs
-//! (and the weights' gradient one dot product per tap), which vectorises; the per-plane bodies
-//! are compiled for AVX-512 and AVX2 and picked at run time, as [`super::kernels`]' are. One
-//! rayon task per plane (the forward pass and the input's gradient) or per output channel (the
-//! weights' gradient, summed over the batch in order): no two tasks write the same value, and
-//! the sums come out the same on any number of threads.
+//! taps with no bounds to check, the 3x3 window unrolled.
+//!
+//! With stride 1 (the usual case), each tap is a fixed offset into the padded plane: outputs
+//! are computed on a grid as wide as the padded plane (its extra columns thrown away), 16 at a
+//! time, every tap added in registers before they are stored; the weights' gradient is one
+//! multiply-add per tap and 16 outputs, into 16 lanes per tap kept until a task's end; the
+//! input's gradient is gathered the same way as the forward pass. All three gradients come from
+//! one pass over the planes, in tasks of a few images whose weight and bias sums are added in
+//! order at the end. The per-plane bodies are compiled for AVX-512 and AVX2 and picked at run
+//! time, as [`super::kernels`]' are. Other strides: one rayon task per plane (the forward pass
+//! and the input's gradient) or per output channel (the weights' gradient, summed over the
+//! batch in order). Either way no two tasks write the same value, and the sums come out the
+//! same on any number of threads.
 
 use rayon::prelude::*;
+
+/// Values the wide-grid kernels handle at a time: one AVX-512 register of f32.
+const LANES: usize = 16;
+
+/// The `LANES` values of `values` from `at`.
+#[inline(always)]
+fn lanes(values: &[f32], at: usize) -> &[f32; LANES] {
+    values[at..at + LANES]
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("a slice of LANES values"))
+}
 
 /// A depthwise convolution's shapes: `channels` input channels, `multiplier` outputs per
 /// input channel (output channel `o` reads input channel `o / multiplier`, as burn's groups
@@ -92,10 +108,10 @@ impl DepthwiseShape {
         (self.out_height - 1) * self.stride_height + self.kernel_height
     }
 
-    /// Values of a padded plane's buffer: its rows, and the `kernel_width - 1` zeros past them
-    /// that the last taps of the wide grid's extra columns read.
+    /// Values of a padded plane's buffer: its rows, and zeros past them for the taps of the
+    /// wide grid's last lanes (its extra columns, and its rounding up to whole lanes).
     fn padded_len(&self) -> usize {
-        self.padded_height() * self.padded_width() + self.kernel_width - 1
+        self.padded_height() * self.padded_width() + self.kernel_width - 1 + LANES
     }
 
     /// Whether the wide-grid kernels apply: a stride of 1 both ways.
@@ -103,19 +119,33 @@ impl DepthwiseShape {
         self.stride_height == 1 && self.stride_width == 1
     }
 
-    /// Values of the wide grid: the output rows, each as wide as a padded row.
+    /// Values of the wide grid: the output rows, each as wide as a padded row, rounded up to
+    /// whole lanes.
     fn wide_len(&self) -> usize {
-        self.out_height * self.padded_width()
+        (self.out_height * self.padded_width()).next_multiple_of(LANES)
     }
 
-    /// An output plane (or its gradient), `g`, on the wide grid: its rows, each followed by
-    /// zeros up to the padded width.
+    /// The padded plane's values the input's gradient is gathered for: its rows, rounded up to
+    /// whole lanes.
+    fn gathered_len(&self) -> usize {
+        (self.padded_height() * self.padded_width()).next_multiple_of(LANES)
+    }
+
+    /// Offset in a padded plane of the window's last tap: zeros before an output gradient on
+    /// the wide grid let every tap's gather read from it.
+    fn margin(&self) -> usize {
+        (self.kernel_height - 1) * self.padded_width() + self.kernel_width - 1
+    }
+
+    /// An output plane's gradient, `g`, on the wide grid after [`margin`](Self::margin) zeros,
+    /// its rows each followed by zeros up to the padded width, and zeros after it for every
+    /// read of [`plane_backward`].
     #[inline(always)]
     fn widen(&self, g: &[f32], wide: &mut Vec<f32>) {
         wide.clear();
-        wide.resize(self.wide_len(), 0.0);
+        wide.resize(self.margin() + self.gathered_len() + LANES, 0.0);
         let columns = self.padded_width();
-        for (row, g_row) in wide
+        for (row, g_row) in wide[self.margin()..]
             .chunks_exact_mut(columns)
             .zip(g.chunks_exact(self.out_width))
         {
@@ -230,7 +260,8 @@ fn forward_wide_body(
 }
 
 /// Each output starts at `start` and adds its taps in the order [`forward_plane`] adds them:
-/// the same sums, to the bit.
+/// the same sums, to the bit. Lane by lane of the wide grid, every tap added in registers
+/// before the lane is stored.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn forward_plane_wide(
@@ -243,17 +274,22 @@ fn forward_plane_wide(
     wide: &mut Vec<f32>,
     out: &mut [f32],
 ) {
-    let (columns, len) = (s.padded_width(), s.wide_len());
+    let columns = s.padded_width();
     wide.clear();
-    wide.resize(len, start);
-    for ky in 0..kh {
-        for kx in 0..kw {
-            let w = kernel[ky * kw + kx];
-            let taps = &padded[ky * columns + kx..][..len];
-            for (sum, &value) in wide.iter_mut().zip(taps) {
-                *sum += w * value;
+    wide.resize(s.wide_len(), 0.0);
+    for (base, chunk) in wide.chunks_exact_mut(LANES).enumerate() {
+        let base = base * LANES;
+        let mut sums = [start; LANES];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let w = kernel[ky * kw + kx];
+                let taps = lanes(padded, base + ky * columns + kx);
+                for (sum, tap) in sums.iter_mut().zip(taps) {
+                    *sum += w * tap;
+                }
             }
         }
+        chunk.copy_from_slice(&sums);
     }
     for (out_row, wide_row) in out
         .chunks_exact_mut(s.out_width)
@@ -312,24 +348,24 @@ pub fn backward(
     want_x: bool,
 ) -> Gradients {
     let s = *shape;
+    if s.is_unit_stride() {
+        return backward_wide(&s, x, weight, grad, want_x);
+    }
     let (taps, out_plane, in_plane) = (s.taps(), s.out_plane(), s.in_plane());
     let outputs = s.outputs();
-    // Weights and bias: one task per output channel, summing over the batch in order.
+    // Any other stride. Weights and bias: one task per output channel, summing over the batch
+    // in order.
     let per_channel: Vec<(Vec<f32>, f32)> = (0..outputs)
         .into_par_iter()
-        .map_init(Scratch::default, |scratch, o| {
+        .map_init(Vec::new, |padded, o| {
             let mut kernel = vec![0f32; taps];
             let mut bias = 0f32;
             for n in 0..s.batch {
                 let g = &grad[(n * outputs + o) * out_plane..][..out_plane];
                 let input = &x[(n * s.channels + o / s.multiplier) * in_plane..][..in_plane];
-                let padded = &mut scratch.padded;
                 s.pad_into(input, padded);
                 bias += g.iter().sum::<f32>();
                 match (s.kernel_height, s.kernel_width) {
-                    _ if s.is_unit_stride() => {
-                        weight_wide(&s, padded, g, &mut scratch.wide, &mut kernel)
-                    }
                     (3, 3) => weight_plane(&s, 3, 3, padded, g, &mut kernel),
                     (kh, kw) => weight_plane(&s, kh, kw, padded, g, &mut kernel),
                 }
@@ -348,19 +384,15 @@ pub fn backward(
     let x_grad = want_x.then(|| {
         let mut dx = vec![0f32; s.batch * s.channels * in_plane];
         dx.par_chunks_mut(in_plane).enumerate().for_each_init(
-            Scratch::default,
-            |scratch, (plane, dx)| {
+            Vec::new,
+            |padded: &mut Vec<f32>, (plane, dx)| {
                 let (n, c) = (plane / s.channels, plane % s.channels);
-                let padded = &mut scratch.padded;
                 padded.clear();
                 padded.resize(s.padded_len(), 0.0);
                 for o in c * s.multiplier..(c + 1) * s.multiplier {
                     let g = &grad[(n * outputs + o) * out_plane..][..out_plane];
                     let kernel = &weight[o * taps..][..taps];
                     match (s.kernel_height, s.kernel_width) {
-                        _ if s.is_unit_stride() => {
-                            input_wide(&s, padded, g, kernel, &mut scratch.wide)
-                        }
                         (3, 3) => input_plane(&s, 3, 3, padded, g, kernel),
                         (kh, kw) => input_plane(&s, kh, kw, padded, g, kernel),
                     }
@@ -377,92 +409,241 @@ pub fn backward(
     }
 }
 
-multiversioned!(
-    /// Adds one image's share of the weights' gradient to `kernel`, with stride 1: one dot
-    /// product per tap of the output's gradient on the wide grid (zeros in its extra columns)
-    /// and the padded input from the tap's offset.
-    fn weight_wide(
-        s: &DepthwiseShape,
-        padded: &[f32],
-        g: &[f32],
-        wide: &mut Vec<f32>,
-        kernel: &mut [f32],
-    ) = weight_wide_body;
-);
+/// Images per task of [`backward_wide`]: a fixed split, so that the weights' sums come out the
+/// same on any number of threads.
+const IMAGES_PER_TASK: usize = 4;
 
-#[inline(always)]
-fn weight_wide_body(
+/// [`backward`] with stride 1, every gradient from one pass over the planes: tasks of
+/// [`IMAGES_PER_TASK`] images, each plane of the output's gradient put on the wide grid once
+/// and used for both the weights' dot products and the input's multiply-adds; each task's
+/// weight and bias sums added in task order at the end.
+fn backward_wide(
     s: &DepthwiseShape,
-    padded: &[f32],
-    g: &[f32],
-    wide: &mut Vec<f32>,
-    kernel: &mut [f32],
-) {
-    s.widen(g, wide);
-    let (columns, len) = (s.padded_width(), s.wide_len());
-    let (kh, kw) = (s.kernel_height, s.kernel_width);
-    for ky in 0..kh {
-        for kx in 0..kw {
-            kernel[ky * kw + kx] += dot(wide, &padded[ky * columns + kx..][..len]);
+    x: &[f32],
+    weight: &[f32],
+    grad: &[f32],
+    want_x: bool,
+) -> Gradients {
+    let s = *s;
+    let (taps, outputs) = (s.taps(), s.outputs());
+    let (x_image, grad_image) = (s.channels * s.in_plane(), outputs * s.out_plane());
+    let task = |x: &[f32], grad: &[f32], mut dx: Option<&mut [f32]>| {
+        // The weights' gradient in lanes until the task's end: no horizontal sum per plane.
+        let mut kernel_lanes = vec![[0f32; LANES]; outputs * taps];
+        let mut bias_lanes = vec![[0f32; LANES]; outputs];
+        let (mut scratch, mut padded_dx) = (Scratch::default(), Vec::new());
+        let images = x.chunks_exact(x_image).zip(grad.chunks_exact(grad_image));
+        for (n, (x, grad)) in images.enumerate() {
+            for c in 0..s.channels {
+                s.pad_into(&x[c * s.in_plane()..][..s.in_plane()], &mut scratch.padded);
+                if dx.is_some() {
+                    padded_dx.clear();
+                    padded_dx.resize(s.padded_len(), 0.0);
+                }
+                for o in c * s.multiplier..(c + 1) * s.multiplier {
+                    let g = &grad[o * s.out_plane()..][..s.out_plane()];
+                    let planes = WidePlanes {
+                        padded: &scratch.padded,
+                        g,
+                        wide: &mut scratch.wide,
+                        padded_dx: dx.is_some().then_some(&mut padded_dx[..]),
+                    };
+                    let kernel = &weight[o * taps..][..taps];
+                    let grads = LaneGrads {
+                        kernel: &mut kernel_lanes[o * taps..][..taps],
+                        bias: &mut bias_lanes[o],
+                    };
+                    plane_backward(&s, planes, kernel, grads);
+                }
+                if let Some(dx) = dx.as_deref_mut() {
+                    let plane = &mut dx[(n * s.channels + c) * s.in_plane()..][..s.in_plane()];
+                    s.crop_from(&padded_dx, plane);
+                }
+            }
         }
+        let kernels: Vec<f32> = kernel_lanes.iter().map(|lanes| fold(*lanes)).collect();
+        let biases: Vec<f32> = bias_lanes.iter().map(|lanes| fold(*lanes)).collect();
+        (kernels, biases)
+    };
+    let mut x_grad = want_x.then(|| vec![0f32; x.len()]);
+    let (xs, grads) = (
+        x.par_chunks(IMAGES_PER_TASK * x_image),
+        grad.par_chunks(IMAGES_PER_TASK * grad_image),
+    );
+    let parts: Vec<(Vec<f32>, Vec<f32>)> = match x_grad.as_deref_mut() {
+        Some(dx) => dx
+            .par_chunks_mut(IMAGES_PER_TASK * x_image)
+            .zip(xs.zip(grads))
+            .map(|(dx, (x, grad))| task(x, grad, Some(dx)))
+            .collect(),
+        None => xs.zip(grads).map(|(x, grad)| task(x, grad, None)).collect(),
+    };
+    let mut weight_grad = vec![0f32; outputs * taps];
+    let mut bias_grad = vec![0f32; outputs];
+    for (kernels, biases) in parts {
+        for (total, part) in weight_grad.iter_mut().zip(kernels) {
+            *total += part;
+        }
+        for (total, part) in bias_grad.iter_mut().zip(biases) {
+            *total += part;
+        }
+    }
+    Gradients {
+        x: x_grad,
+        weight: weight_grad,
+        bias: bias_grad,
     }
 }
 
-/// `Σ a[i] b[i]` in 16 f32 lanes (which vectorise), added up at the end.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut lanes = [0f32; LANES];
-    let (mut a_chunks, mut b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    for (a, b) in (&mut a_chunks).zip(&mut b_chunks) {
-        for lane in 0..LANES {
-            lanes[lane] += a[lane] * b[lane];
-        }
-    }
-    for (lane, (a, b)) in a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .enumerate()
-    {
-        lanes[lane] += a * b;
-    }
-    lanes.iter().sum()
+/// One plane's buffers for [`plane_backward`].
+#[derive(Debug)]
+struct WidePlanes<'a> {
+    /// The padded input plane.
+    padded: &'a [f32],
+    /// The output plane's gradient.
+    g: &'a [f32],
+    /// Room for `g` on the wide grid.
+    wide: &'a mut Vec<f32>,
+    /// The padded input plane's gradient, to add to, when asked for.
+    padded_dx: Option<&'a mut [f32]>,
 }
 
 multiversioned!(
-    /// Adds one output plane's gradient through the window into a padded input plane, with
-    /// stride 1: one multiply-add per tap of the gradient on the wide grid (zeros in its extra
-    /// columns, which add nothing) into the padded plane from the tap's offset.
-    fn input_wide(
+    /// One output plane's share of the weights' gradient (added to `kernel_grad`) and, when
+    /// asked for, of its padded input plane's gradient (added to it), with stride 1: the
+    /// output's gradient put on the wide grid (zeros in its extra columns, which add nothing),
+    /// then per tap a dot product with the padded input from the tap's offset, and per lane of
+    /// the padded input's gradient its taps' gathered products.
+    fn plane_backward(
         s: &DepthwiseShape,
-        padded: &mut [f32],
-        g: &[f32],
+        planes: WidePlanes,
         kernel: &[f32],
-        wide: &mut Vec<f32>,
-    ) = input_wide_body;
+        grads: LaneGrads,
+    ) = plane_backward_wide_body;
 );
 
 #[inline(always)]
-fn input_wide_body(
+fn plane_backward_wide_body(
     s: &DepthwiseShape,
-    padded: &mut [f32],
-    g: &[f32],
+    planes: WidePlanes,
     kernel: &[f32],
-    wide: &mut Vec<f32>,
+    grads: LaneGrads,
 ) {
+    match (s.kernel_height, s.kernel_width) {
+        (3, 3) => plane_backward_wide(s, 3, 3, planes, kernel, grads),
+        (kh, kw) => plane_backward_wide(s, kh, kw, planes, kernel, grads),
+    }
+}
+
+/// One output channel's weight and bias gradients, in lanes (added up at a task's end).
+#[derive(Debug)]
+struct LaneGrads<'a> {
+    /// One per tap.
+    kernel: &'a mut [[f32; LANES]],
+    bias: &'a mut [f32; LANES],
+}
+
+/// [`plane_backward_wide`]'s body, inlined where the window's sides are constants.
+#[inline(always)]
+fn plane_backward_wide(
+    s: &DepthwiseShape,
+    kh: usize,
+    kw: usize,
+    planes: WidePlanes,
+    kernel: &[f32],
+    grads: LaneGrads,
+) {
+    let LaneGrads {
+        kernel: kernel_grad,
+        bias: bias_grad,
+    } = grads;
+    let WidePlanes {
+        padded,
+        g,
+        wide,
+        padded_dx,
+    } = planes;
     s.widen(g, wide);
-    let (columns, len) = (s.padded_width(), s.wide_len());
-    let (kh, kw) = (s.kernel_height, s.kernel_width);
-    for ky in 0..kh {
-        for kx in 0..kw {
-            let w = kernel[ky * kw + kx];
-            let target = &mut padded[ky * columns + kx..][..len];
-            for (d, &gradient) in target.iter_mut().zip(wide.iter()) {
-                *d += w * gradient;
+    let (columns, margin) = (s.padded_width(), s.margin());
+    let g_wide = &wide[margin..][..s.wide_len()];
+    for g in g_wide.chunks_exact(LANES) {
+        for (sum, g) in bias_grad.iter_mut().zip(g) {
+            *sum += g;
+        }
+    }
+    if (kh, kw) == (3, 3) {
+        let offsets = std::array::from_fn(|tap| tap / 3 * columns + tap % 3);
+        weight_lanes::<9>(offsets, padded, g_wide, kernel_grad);
+    } else {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let tap = ky * kw + kx;
+                let offsets = [ky * columns + kx];
+                weight_lanes::<1>(offsets, padded, g_wide, &mut kernel_grad[tap..][..1]);
             }
         }
     }
+    // The input's gradient gathered lane by lane: at padded position `j`, the sum over taps of
+    // the tap's weight times the output gradient at `j` less the tap's offset (zeros where no
+    // output reads `j` through that tap).
+    if let Some(padded_dx) = padded_dx {
+        let gathered = &mut padded_dx[..s.gathered_len()];
+        for (base, chunk) in gathered.chunks_exact_mut(LANES).enumerate() {
+            let base = base * LANES + margin;
+            let mut sums: [f32; LANES] = *lanes(chunk, 0);
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let w = kernel[ky * kw + kx];
+                    let gradients = lanes(wide, base - ky * columns - kx);
+                    for (sum, gradient) in sums.iter_mut().zip(gradients) {
+                        *sum += w * gradient;
+                    }
+                }
+            }
+            chunk.copy_from_slice(&sums);
+        }
+    }
+}
+
+/// Adds to `sums[t]`, lane by lane, the products of the output's gradient on the wide grid and
+/// the padded input from tap `t`'s offset. The taps' sums are independent: `TAPS` of them in
+/// registers at once keep the multiply-adds from waiting for each other.
+#[inline(always)]
+fn weight_lanes<const TAPS: usize>(
+    offsets: [usize; TAPS],
+    padded: &[f32],
+    g_wide: &[f32],
+    sums: &mut [[f32; LANES]],
+) {
+    let mut local = [[0f32; LANES]; TAPS];
+    for (base, g) in g_wide.chunks_exact(LANES).enumerate() {
+        let base = base * LANES;
+        for (local, &offset) in local.iter_mut().zip(&offsets) {
+            let x = lanes(padded, base + offset);
+            for ((sum, g), x) in local.iter_mut().zip(g).zip(x) {
+                *sum += g * x;
+            }
+        }
+    }
+    for (sums, local) in sums.iter_mut().zip(&local) {
+        for (sum, value) in sums.iter_mut().zip(local) {
+            *sum += value;
+        }
+    }
+}
+
+/// The sum of `LANES` lanes, by halves (vector additions but for the last few).
+#[inline(always)]
+fn fold(mut lanes: [f32; LANES]) -> f32 {
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        let (low, high) = lanes.split_at_mut(width);
+        for (low, high) in low.iter_mut().zip(&high[..width]) {
+            *low += high;
+        }
+    }
+    lanes[0]
 }
 
 /// Adds one image's share of the weights' gradient, `sum of g * x` over every window, to

@@ -1,7 +1,8 @@
 //! The burn 0.22 backend extension: `conv_relu_pool`, the [`super::kernels`] as one burn op with
 //! its own backward pass, on the Flex backend (plain and under autodiff), and likewise
 //! `depthwise_conv` ([`super::depthwise`]), `pointwise_conv` ([`super::pointwise`]),
-//! `batch_norm_activation` ([`super::batchnorm`]) and `dropout` (the fused block's masks); and
+//! `batch_norm_activation` ([`super::batchnorm`]), `global_average_pool` ([`super::pool`]) and
+//! `dropout` (the fused block's masks); and
 //! `probe`, an
 //! identity op whose backward records a timestamp, with which `host bench train` times the
 //! backward pass layer by layer inside the real autodiff graph.
@@ -38,6 +39,7 @@ use super::batchnorm::{self, NormShape, Statistics};
 use super::depthwise::{self, DepthwiseShape};
 use super::kernels::{self, BackwardAlgo, BackwardInputs, ConvShape, DropoutMask, PlainConvShape};
 use super::pointwise::{self, PointwiseShape};
+use super::pool;
 use crate::bench::usage;
 
 /// Kernels the autodiff wrapper needs from the inner backend. Not routed through `Dispatch`:
@@ -103,6 +105,12 @@ pub trait ConvKernels: Backend {
         grad: FloatTensor<Self>,
         want_x_grad: bool,
     ) -> ConvGradTensors<Self>;
+
+    /// The global average pool of [`FastConvBackend::global_average_pool`].
+    fn global_average_fwd(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Its input's gradient, `dims` the input's shape.
+    fn global_average_bwd(grad: FloatTensor<Self>, dims: [usize; 4]) -> FloatTensor<Self>;
 
     /// Inverted dropout with `mask`'s decisions, one stream per image (index along the first
     /// axis): the output of [`FastConvBackend::dropout`], and the input's gradient from the
@@ -274,6 +282,10 @@ pub trait FastConvBackend: Backend {
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
 
+    /// The mean of each plane of `x` `[N, C, H, W]`, as `[N, C, 1, 1]`: the kernels of
+    /// [`super::pool`].
+    fn global_average_pool(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// Inverted dropout of `x` (any rank, one mask stream per image): each value kept with
     /// probability `1 - drop_prob` and scaled by `1 / (1 - drop_prob)`, decided from `seed` as
     /// the fused block decides its own.
@@ -344,6 +356,18 @@ fn dense_f32(t: FlexTensor) -> FlexTensor {
     }
 }
 
+/// [`dense_f32`], and its storage holds nothing but its values, in order (not a view into a
+/// larger buffer), so that writing the storage writes the tensor.
+fn owned_f32(t: FlexTensor) -> FlexTensor {
+    let t = dense_f32(t);
+    let count = t.shape().num_elements();
+    if t.layout().contiguous_offsets() == Some((0, count)) && t.storage::<f32>().len() == count {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
 fn f32s(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>()
         .unwrap_or_else(|| unreachable!("dense_f32 made it a dense f32 tensor"))
@@ -378,11 +402,7 @@ fn depthwise_shape(
     );
     let [top, left, bottom, right] = geometry.padding;
     let [stride_height, stride_width] = geometry.stride;
-    let side = |size: usize, before: usize, after: usize, kernel: usize, stride: usize| {
-        (size + before + after)
-            .checked_sub(kernel)
-            .map_or(0, |room| room / stride.max(1) + 1)
-    };
+    let side = output_side;
     let shape = DepthwiseShape {
         batch: xs[0],
         channels,
@@ -400,6 +420,14 @@ fn depthwise_shape(
     };
     assert!(shape.is_consistent(), "depthwise_conv: {shape:?}");
     shape
+}
+
+/// Output rows or columns of a window of `kernel` moving by `stride` over `size` values with
+/// `before` and `after` zeros around them.
+fn output_side(size: usize, before: usize, after: usize, kernel: usize, stride: usize) -> usize {
+    (size + before + after)
+        .checked_sub(kernel)
+        .map_or(0, |room| room / stride.max(1) + 1)
 }
 
 fn pointwise_shape(x: &FlexTensor, weight: &FlexTensor) -> PointwiseShape {
@@ -524,12 +552,27 @@ impl ConvKernels for Flex {
         }
     }
 
-    fn dropout_apply(x: FlexTensor, mask: DropoutMask) -> FlexTensor {
+    fn global_average_fwd(x: FlexTensor) -> FlexTensor {
         let dims = x.shape().to_vec();
+        assert_eq!(dims.len(), 4, "global_average_pool: x must be [N, C, H, W]");
         let x = dense_f32(x);
-        let mut values = f32s(&x).to_vec();
-        mask.apply_per_image(&mut values, dims.iter().skip(1).product());
-        flex_f32(values, dims)
+        let means = pool::forward(f32s(&x), dims[1], dims[2] * dims[3]);
+        flex_f32(means, vec![dims[0], dims[1], 1, 1])
+    }
+
+    fn global_average_bwd(grad: FlexTensor, dims: [usize; 4]) -> FlexTensor {
+        let grad = dense_f32(grad);
+        let dx = pool::backward(f32s(&grad), dims[1], dims[2] * dims[3]);
+        flex_f32(dx, dims.to_vec())
+    }
+
+    fn dropout_apply(x: FlexTensor, mask: DropoutMask) -> FlexTensor {
+        let image = x.shape().iter().skip(1).product();
+        let mut x = owned_f32(x);
+        // In place when nothing else holds the tensor (the usual case: the layer before is
+        // the only one to have seen it), otherwise on a copy.
+        mask.apply_per_image(x.storage_mut::<f32>(), image);
+        x
     }
 
     fn batch_norm_fwd(
@@ -557,13 +600,11 @@ impl ConvKernels for Flex {
         grad: FlexTensor,
         want_x_grad: bool,
     ) -> ConvGradTensors<Self> {
-        let dims = saved.x.shape().to_vec();
         let (x, gamma, beta) = (
             dense_f32(saved.x),
             dense_f32(saved.gamma),
             dense_f32(saved.beta),
         );
-        let grad = dense_f32(grad);
         let s = norm_shape(&x, &gamma, &beta);
         let inputs = batchnorm::BackwardInputs {
             shape: s,
@@ -573,13 +614,16 @@ impl ConvKernels for Flex {
             mean: &saved.statistics.mean,
             inv_std: &saved.statistics.inv_std,
             activation: saved.activation,
-            grad: f32s(&grad),
         };
-        let grads = batchnorm::backward(&inputs, want_x_grad);
+        // The input's gradient over the output's, which nothing needs after this node (in
+        // place when nothing else holds it, the usual case).
+        let mut grad = owned_f32(grad);
+        let (gamma_grad, beta_grad) =
+            batchnorm::backward_in_place(&inputs, grad.storage_mut::<f32>(), want_x_grad);
         ConvGradTensors {
-            x: grads.x.map(|dx| flex_f32(dx, dims)),
-            weight: flex_f32(grads.gamma, vec![s.channels]),
-            bias: flex_f32(grads.beta, vec![s.channels]),
+            x: want_x_grad.then_some(grad),
+            weight: flex_f32(gamma_grad, vec![s.channels]),
+            bias: flex_f32(beta_grad, vec![s.channels]),
         }
     }
 
@@ -703,6 +747,10 @@ impl FastConvBackend for Flex {
         Self::pointwise_fwd(x, weight, bias)
     }
 
+    fn global_average_pool(x: FlexTensor) -> FlexTensor {
+        Self::global_average_fwd(x)
+    }
+
     fn dropout(x: FlexTensor, drop_prob: f64, seed: u64) -> FlexTensor {
         match dropout_mask(drop_prob, seed) {
             Some(mask) => Self::dropout_apply(x, mask),
@@ -780,6 +828,7 @@ impl<B: ConvKernels> Backward<B, 3> for DepthwiseBackward {
     }
 }
 
+
 #[derive(Debug)]
 struct PointwiseBackward;
 
@@ -793,6 +842,27 @@ impl<B: ConvKernels> Backward<B, 3> for PointwiseBackward {
         _checkpointer: &mut Checkpointer,
     ) {
         backward_of_input_weight_bias(ops, grads, B::pointwise_bwd);
+    }
+}
+
+/// The global average pool's backward needs only the input's shape.
+#[derive(Debug)]
+struct GlobalAverageBackward;
+
+impl<B: ConvKernels> Backward<B, 1> for GlobalAverageBackward {
+    type State = [usize; 4];
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node {
+            grads.register::<B>(node.id, B::global_average_bwd(grad, ops.state));
+        }
     }
 }
 
@@ -981,6 +1051,26 @@ impl<B: ConvKernels, C: CheckpointStrategy> FastConvBackend for Autodiff<B, C> {
         }
     }
 
+    fn global_average_pool(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match GlobalAverageBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let shape = x.primitive().shape();
+                assert_eq!(
+                    shape.num_dims(),
+                    4,
+                    "global_average_pool: x must be [N, C, H, W]"
+                );
+                let dims = [shape[0], shape[1], shape[2], shape[3]];
+                prep.finish(dims, B::global_average_fwd(x.into_primitive()))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::global_average_fwd(x.into_primitive())),
+        }
+    }
+
     fn dropout(x: FloatTensor<Self>, drop_prob: f64, seed: u64) -> FloatTensor<Self> {
         let Some(mask) = dropout_mask(drop_prob, seed) else {
             return x;
@@ -990,10 +1080,9 @@ impl<B: ConvKernels, C: CheckpointStrategy> FastConvBackend for Autodiff<B, C> {
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => {
-                let out = B::dropout_apply(x.primitive().clone(), mask);
-                prep.finish(mask, out)
-            }
+            // The input itself: the backward pass needs only the mask, and the kernel can then
+            // drop values in place.
+            OpsKind::Tracked(prep) => prep.finish(mask, B::dropout_apply(x.into_primitive(), mask)),
             OpsKind::UnTracked(prep) => prep.finish(B::dropout_apply(x.into_primitive(), mask)),
         }
     }
@@ -1141,6 +1230,15 @@ pub fn pointwise_conv(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tenso
         x.into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),
+    ))
+}
+
+/// The mean of each plane of `x`, `[N, C, 1, 1]`, through the kernels of [`super::pool`], on a
+/// Flex device with or without autodiff (any other backend panics: use
+/// [`super::global_average_pool`], which checks).
+pub fn global_average_pool(x: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FastConvBackend>::global_average_pool(
+        x.into_dispatch(),
     ))
 }
 

@@ -16,8 +16,11 @@
 //! - [`kernels`]: the f32 kernels on plain slices.
 //! - [`depthwise`]: depthwise convolutions ([`depthwise_conv`]).
 //! - [`pointwise`]: 1x1 convolutions ([`pointwise_conv`]).
+//! - [`kernels`]'s `conv_forward`/`conv_backward`: other convolutions of one group, any window,
+//!   stride and padding, by im2col + GEMM ([`conv2d`], [`im2col_conv`]).
 //! - [`batchnorm`]: batch normalisation in training, with its activation
 //!   ([`batch_norm_activation`]).
+//! - [`pool`]: global average pooling ([`global_average_pool`]).
 //! - [`ext`]: the burn backend extension around them, a standalone dropout with the fused
 //!   block's masks ([`dropout`]), and a `probe` op for profiling.
 //!
@@ -32,6 +35,7 @@ pub mod batchnorm;
 pub mod depthwise;
 pub mod ext;
 pub mod pointwise;
+pub mod pool;
 
 use burn::backend::DispatchDevice;
 use burn::nn::conv::Conv2d;
@@ -85,18 +89,8 @@ pub fn conv_relu_pool_dropout(
 /// stride 1. A convolution without bias gets a zero one, which nothing trains.
 pub fn depthwise_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [_, channels, _, _] = x.dims();
-    let [outputs, per_group, kernel_height, kernel_width] = conv.weight.dims();
-    let padding = match conv.padding {
-        PaddingConfig2d::Explicit(top, left, bottom, right) => Some([top, left, bottom, right]),
-        PaddingConfig2d::Valid => Some([0; 4]),
-        // burn pads such a window by half its side, less one, on every side.
-        PaddingConfig2d::Same
-            if kernel_height == kernel_width && kernel_height % 2 == 1 && conv.stride == [1, 1] =>
-        {
-            Some([kernel_height / 2; 4])
-        }
-        PaddingConfig2d::Same => None,
-    };
+    let [outputs, per_group, _, _] = conv.weight.dims();
+    let padding = explicit_padding(conv);
     let device = x.device();
     match padding {
         Some(padding)
@@ -172,6 +166,17 @@ pub fn pointwise_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     ext::pointwise_conv(x, weight, bias)
 }
 
+/// `x.mean_dim(3).mean_dim(2)`, each plane's mean: through the kernels of [`pool`] on a Flex
+/// device (with or without autodiff), burn's means on any other backend or for an empty map.
+pub fn global_average_pool(x: Tensor<4>) -> Tensor<4> {
+    let [batch, channels, height, width] = x.dims();
+    if is_flex(&x.device()) && batch * channels * height * width > 0 {
+        ext::global_average_pool(x)
+    } else {
+        x.mean_dim(3).mean_dim(2)
+    }
+}
+
 /// `dropout.forward(x)`: in training (burn's rule: an autodiff device and the layer's training
 /// flag) on Flex, the fused block's masks ([`kernels::DropoutMask`], one stream per image) with
 /// a seed drawn from the device's generator, so `Device::seed` fixes them as it does burn's;
@@ -245,14 +250,7 @@ pub fn batch_norm_activation<const D: usize>(
 /// nothing trains.
 pub fn im2col_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let [kh, kw] = conv.kernel_size;
-    let padding = match conv.padding {
-        PaddingConfig2d::Explicit(top, left, bottom, right) => Some([top, left, bottom, right]),
-        PaddingConfig2d::Valid => Some([0; 4]),
-        PaddingConfig2d::Same if conv.stride == [1, 1] && kh % 2 == 1 && kw % 2 == 1 => {
-            Some([kh / 2, kw / 2, kh / 2, kw / 2])
-        }
-        _ => None,
-    };
+    let padding = explicit_padding(conv);
     let device = x.device();
     let [batch, channels, h, w] = x.dims();
     let [outputs, weight_channels, _, _] = conv.weight.dims();
@@ -290,6 +288,23 @@ pub fn im2col_conv(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
             ext::plain_conv(x, weight, bias, geometry)
         }
         None => conv.forward(x),
+    }
+}
+
+/// A convolution's zero padding as `[top, left, bottom, right]`: explicit, 'valid', or burn's
+/// 'same' for odd windows at stride 1 (half of each side, less one, before and after); `None`
+/// for any other 'same'.
+fn explicit_padding(conv: &Conv2d) -> Option<[usize; 4]> {
+    let [kernel_height, kernel_width] = conv.kernel_size;
+    match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) => Some([top, left, bottom, right]),
+        PaddingConfig2d::Valid => Some([0; 4]),
+        PaddingConfig2d::Same
+            if conv.stride == [1, 1] && kernel_height % 2 == 1 && kernel_width % 2 == 1 =>
+        {
+            Some([kernel_height / 2, kernel_width / 2, kernel_height / 2, kernel_width / 2])
+        }
+        PaddingConfig2d::Same => None,
     }
 }
 
