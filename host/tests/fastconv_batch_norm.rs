@@ -363,7 +363,7 @@ fn batch_normalised_network_step_matches_burn() {
         .collect();
     eprintln!("relative L2 error of each gradient: {errors:?}");
     for (name, error) in errors {
-        let tolerance = if name.ends_with("gamma") { 1e-3 } else { 1e-5 };
+        let tolerance = if name.ends_with("gamma") { 5e-4 } else { 1e-5 };
         assert!(error < tolerance, "{name}: relative L2 error {error}");
     }
     for (fused, burn) in fused_model.batch_norms.iter().zip(&burn_model.batch_norms) {

@@ -257,7 +257,8 @@ enum Operation {
     },
     /// A residual block's end: main line plus shortcut, then the activation.
     Add(Activation),
-    /// Dropout `dropout`, with the fused block's masks ([`fastconv::dropout`]) when `fused`.
+    /// Dropout `dropout`, on a map with the fused block's masks ([`fastconv::dropout`]) when
+    /// `fused`; on a vector burn's.
     Dropout {
         dropout: usize,
         fused: bool,
@@ -755,9 +756,8 @@ impl Net {
             Operation::Dropout { dropout, fused } => {
                 let layer = &self.dropouts[dropout];
                 match x {
-                    Values::Vector(vector) if fused => {
-                        Values::Vector(fastconv::dropout(layer, vector))
-                    }
+                    // A vector's dropout costs next to nothing either way; burn's masks keep
+                    // the networks trained before the fused masks existed reproducible.
                     Values::Vector(vector) => Values::Vector(layer.forward(vector)),
                     map if fused => map.map_with(|map| fastconv::dropout(layer, map)),
                     map => map.map_with(|map| layer.forward(map)),

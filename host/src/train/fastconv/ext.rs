@@ -828,7 +828,6 @@ impl<B: ConvKernels> Backward<B, 3> for DepthwiseBackward {
     }
 }
 
-
 #[derive(Debug)]
 struct PointwiseBackward;
 

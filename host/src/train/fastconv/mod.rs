@@ -302,7 +302,12 @@ fn explicit_padding(conv: &Conv2d) -> Option<[usize; 4]> {
         PaddingConfig2d::Same
             if conv.stride == [1, 1] && kernel_height % 2 == 1 && kernel_width % 2 == 1 =>
         {
-            Some([kernel_height / 2, kernel_width / 2, kernel_height / 2, kernel_width / 2])
+            Some([
+                kernel_height / 2,
+                kernel_width / 2,
+                kernel_height / 2,
+                kernel_width / 2,
+            ])
         }
         PaddingConfig2d::Same => None,
     }
