@@ -85,6 +85,8 @@
 //! ```
 
 mod fft;
+#[cfg(test)]
+mod original;
 mod tables;
 #[cfg(test)]
 mod tests;
