@@ -84,6 +84,8 @@
 //! # Ok::<(), tinycnn::audio::FrontEndError>(())
 //! ```
 
+#[cfg(tinycnn_arm_dsp)]
+mod dsp;
 mod fft;
 #[cfg(test)]
 mod original;
@@ -428,6 +430,24 @@ impl fmt::Display for FrontEndError {
 
 impl core::error::Error for FrontEndError {}
 
+/// Which code runs the hot loops of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// The portable Rust, what every target without the DSP extension runs.
+    Portable,
+    /// The assembly of `dsp.rs`, bit-identical to the portable code.
+    #[cfg(tinycnn_arm_dsp)]
+    ArmDsp,
+}
+
+impl Path {
+    /// The fastest path this target has.
+    #[cfg(tinycnn_arm_dsp)]
+    const FASTEST: Path = Path::ArmDsp;
+    #[cfg(not(tinycnn_arm_dsp))]
+    const FASTEST: Path = Path::Portable;
+}
+
 /// A validated configuration with its tables, ready to compute features.
 #[derive(Clone, Copy, Debug)]
 pub struct FrontEnd<'t> {
@@ -506,6 +526,29 @@ impl<'t> FrontEnd<'t> {
         out: &mut [i8],
         work: &mut [i32],
     ) -> Result<(), FrontEndError> {
+        self.frame_features_on(frame, out, work, Path::FASTEST)
+    }
+
+    /// [`FrontEnd::frame_features`] with the portable code only, what cores
+    /// without the DSP extension run: the reference the DSP path is checked
+    /// against, bytes and `work` alike (the firmware's `frontend` binary).
+    #[cfg(tinycnn_arm_dsp)]
+    pub fn frame_features_portable(
+        &self,
+        frame: &[i16],
+        out: &mut [i8],
+        work: &mut [i32],
+    ) -> Result<(), FrontEndError> {
+        self.frame_features_on(frame, out, work, Path::Portable)
+    }
+
+    fn frame_features_on(
+        &self,
+        frame: &[i16],
+        out: &mut [i8],
+        work: &mut [i32],
+        path: Path,
+    ) -> Result<(), FrontEndError> {
         let config = &self.config;
         if frame.len() != config.window_samples as usize {
             return Err(FrontEndError::FrameLength {
@@ -520,7 +563,7 @@ impl<'t> FrontEnd<'t> {
                 found: out.len(),
             });
         }
-        let log_energies = self.log_energies(frame, work)?;
+        let log_energies = self.log_energies(frame, work, path)?;
         self.quantise(log_energies, out);
         Ok(())
     }
@@ -576,6 +619,7 @@ impl<'t> FrontEnd<'t> {
         &self,
         frame: &[i16],
         work: &'w mut [i32],
+        path: Path,
     ) -> Result<&'w mut [i32], FrontEndError> {
         self.check_work(work)?;
         let needed = self.config.work_len();
@@ -588,16 +632,21 @@ impl<'t> FrontEnd<'t> {
             .get_mut(..(self.config.mel_bands as usize).next_multiple_of(2))
             .ok_or(short)?;
         let (z, _) = points.as_chunks_mut::<2>();
-        let exponent = self.window_into(frame, z);
-        fft::complex_fft(z, self.sine);
+        let exponent = self.window_and_first_stage(frame, z);
+        fft::later_stages(z, self.sine, path);
         self.bands(z, exponent, bands);
         Ok(bands)
     }
 
-    /// Writes the windowed frame into `z` as complex points `x_2n + i x_2n+1`
-    /// in bit-reversed order (the FFT's input order), zero-padded, shifted
-    /// right by the returned block exponent.
-    fn window_into(&self, frame: &[i16], z: &mut [Complex]) -> u32 {
+    /// Windows the frame and runs the FFT's first stage (butterfly span 1,
+    /// no rotation) on it, into `z`; returns the block exponent. The FFT reads
+    /// its input in bit-reversed order: group `g` of the first stage takes
+    /// the points `rev(4g + i)`, which are `r + {0, 2, 1, 3} * M/4` with
+    /// `r = rev(g)` over the remaining bits, so the windowed points go
+    /// straight into the butterflies and never through `z`. The values are
+    /// those of writing `z[rev(n)] = x_2n + i x_2n+1` (zero past the window)
+    /// and running the stage on it.
+    fn window_and_first_stage(&self, frame: &[i16], z: &mut [Complex]) -> u32 {
         // In units of 2^-30 of the real signal (samples in [-1, 1)), x w is at
         // most |x| 2^15, so sum |x| 2^15 bounds every FFT value; the exponent
         // brings it to at most 2^30, leaving a bit of headroom in i32 for the
@@ -609,30 +658,32 @@ impl<'t> FrontEnd<'t> {
         // round(x 2^(16 - e) w / 2^32) with w in Q31 is x w in units of
         // 2^(e - 30), rounded once: a multiply-high, no 64-bit shift.
         let up = 16 - exponent;
-        let scale = |x: i16, w: i32| {
-            ((i64::from(i32::from(x) << up) * i64::from(w) + (1 << 31)) >> 32) as i32
+        let window = self.window;
+        let sample = |i: usize| match (frame.get(i), window.get(i)) {
+            (Some(&x), Some(&w)) => {
+                ((i64::from(i32::from(x) << up) * i64::from(w) + (1 << 31)) >> 32) as i32
+            }
+            _ => 0,
         };
-        let bits = z.len().trailing_zeros();
-        let reverse = |n: usize| ((n as u32).reverse_bits() >> (32 - bits)) as usize;
-        let mut samples = frame.chunks_exact(2);
-        let mut weights = self.window.chunks_exact(2);
-        let mut pairs = 0;
-        for (index, (x, w)) in (&mut samples).zip(&mut weights).enumerate() {
-            if let ([x0, x1], [w0, w1], Some(point)) = (x, w, z.get_mut(reverse(index))) {
-                *point = [scale(*x0, *w0), scale(*x1, *w1)];
-            }
-            pairs = index + 1;
-        }
-        // An odd window's last sample pairs with a zero.
-        if let ([x], [w]) = (samples.remainder(), weights.remainder()) {
-            if let Some(point) = z.get_mut(reverse(pairs)) {
-                *point = [scale(*x, *w), 0];
-            }
-            pairs += 1;
-        }
-        for n in pairs..z.len() {
-            if let Some(point) = z.get_mut(reverse(n)) {
-                *point = [0, 0];
+        let point = |n: usize| [sample(2 * n), sample(2 * n + 1)];
+        let quarter = z.len() / 4;
+        // At least 3: the FFT has at least 32 points.
+        let bits = quarter.trailing_zeros();
+        for (g, group) in z.chunks_exact_mut(4).enumerate() {
+            let r = ((g as u32).reverse_bits() >> (32 - bits)) as usize;
+            let [p0, p1] = point(r);
+            let t1 = point(r + 2 * quarter);
+            let t2 = point(r + quarter);
+            let t3 = point(r + 3 * quarter);
+            let a0 = [p0 + t1[0], p1 + t1[1]];
+            let a1 = [p0 - t1[0], p1 - t1[1]];
+            let a2 = [t2[0] + t3[0], t2[1] + t3[1]];
+            let a3 = [t2[0] - t3[0], t2[1] - t3[1]];
+            if let [x0, x1, x2, x3] = group {
+                *x0 = [a0[0] + a2[0], a0[1] + a2[1]];
+                *x2 = [a0[0] - a2[0], a0[1] - a2[1]];
+                *x1 = [a1[0] + a3[1], a1[1] - a3[0]];
+                *x3 = [a1[0] - a3[1], a1[1] + a3[0]];
             }
         }
         exponent
