@@ -288,3 +288,265 @@ unsafe extern "C" fn radix4_rotated_asm(stage: *const Stage) {
         "pop {{r4-r11, pc}}",
     )
 }
+
+/// What [`bands_asm`] reads, at the offsets its assembly names.
+#[repr(C)]
+struct Bands {
+    /// The FFT's points.
+    z: *const i32,
+    /// `8 * M`: bytes of the points.
+    points_bytes: u32,
+    /// The filterbank's bins, `[weight, cos, sin]` each.
+    bins: *const i32,
+    /// The segments' first bins, then the end.
+    edges: *const i32,
+    /// Segments: `edges.len() - 1`.
+    segments: u32,
+    /// One log energy per band.
+    out: *mut i32,
+    /// The `log2` table, 65 entries.
+    log: *const i32,
+    /// The log floor in the units of the band energies.
+    floor: u64,
+    /// Added to each `log2`: the block exponent and the floor's scale.
+    offset: i32,
+    /// `2^power_shift / 2`.
+    power_half: u32,
+    /// Right shift of each bin's power.
+    power_shift: u32,
+    /// `32 - power_shift`.
+    power_shift_complement: u32,
+}
+
+/// `FrontEnd::bands` (the split step of `fft::real_bin`, the power, the
+/// filterbank and `log2_q16` of each band) into the first `edges.len() - 2`
+/// words of `out`; returns `false`, having done nothing, unless the edges
+/// rise from at least 1 (bin 0 is its own mirror) to at most `M`, `bins`
+/// holds a triple per bin, `out` a log per band and `log` its 65 entries.
+#[allow(clippy::too_many_arguments)] // FrontEnd::bands' state, one argument each.
+pub(super) fn bands(
+    z: &[Complex],
+    bins: &[i32],
+    edges: &[i32],
+    log: &[i32],
+    floor: u64,
+    offset: i32,
+    power_shift: u32,
+    out: &mut [i32],
+) -> bool {
+    let points = z.len();
+    let segments = edges.len().saturating_sub(1);
+    let (Some(&first), Some(&last)) = (edges.first(), edges.last()) else {
+        return false;
+    };
+    let rising = edges.windows(2).all(|pair| matches!(pair, [a, b] if a <= b));
+    if first < 1
+        || last as usize > points
+        || !rising
+        || bins.len() < 3 * (last - first) as usize
+        || out.len() + 1 < segments
+        || log.len() < 65
+        || power_shift > 31
+        || points > 1 << 20
+    {
+        return false;
+    }
+    let args = Bands {
+        z: z.as_ptr().cast(),
+        points_bytes: (8 * points) as u32,
+        bins: bins.as_ptr(),
+        edges: edges.as_ptr(),
+        segments: segments as u32,
+        out: out.as_mut_ptr(),
+        log: log.as_ptr(),
+        floor,
+        offset,
+        power_half: (1u32 << power_shift) >> 1,
+        power_shift,
+        power_shift_complement: 32 - power_shift,
+    };
+    // SAFETY: the routine reads the points `k` and `M - k` for `k` in
+    // `edges[0]..edges[last]`, inside `z` (`1 <= k < M`, checked above, the
+    // edges rising); a triple of `bins` per such `k` (checked); `log` at
+    // indices up to 64 (checked); and writes `segments - 1` logs into `out`
+    // (checked). `args` outlives the call.
+    unsafe { bands_asm(&raw const args) };
+    true
+}
+
+/// The assembly of [`bands`]. Stack frame: rising and falling (u64) at 0
+/// and 8, `power_half` at 16, `power_shift` and its complement at 20, the
+/// `Bands` pointer at 28, the segment at 32, the edge pointer at 36, the
+/// output pointer at 40. Registers over the bins: r0 the point `k`, r1 the
+/// point `M - k`, r2 the bin's triple, r3 the end of the segment's points.
+///
+/// # Safety
+///
+/// `args` points to a `Bands` whose fields satisfy [`bands`]' checks.
+#[unsafe(naked)]
+unsafe extern "C" fn bands_asm(args: *const Bands) {
+    naked_asm!(
+        naked_prelude!(),
+        "push {{r4-r11, lr}}",
+        "sub sp, sp, #44",
+        "str r0, [sp, #28]",
+        "movs r4, #0",
+        "movs r5, #0",
+        "strd r4, r5, [sp, #0]",
+        "strd r4, r5, [sp, #8]",
+        "str r4, [sp, #32]",
+        "ldr r4, [r0, #44]",
+        "str r4, [sp, #16]",
+        "ldrd r4, r5, [r0, #48]",
+        "strd r4, r5, [sp, #20]",
+        "ldr r4, [r0, #20]",
+        "str r4, [sp, #40]",
+        "ldr r4, [r0, #12]",
+        "str r4, [sp, #36]",
+        // r0 = z + 8 edges[0], r1 = z + 8 (M - edges[0]), r2 = bins.
+        "ldr r5, [r4]",
+        "ldr r6, [r0, #0]",
+        "ldr r7, [r0, #4]",
+        "ldr r2, [r0, #8]",
+        "add r1, r6, r7",
+        "sub r1, r1, r5, lsl #3",
+        "add r0, r6, r5, lsl #3",
+        // Per segment: r3 = z + 8 edges[s + 1].
+        "1:",
+        "ldr r4, [sp, #36]",
+        "ldr r3, [r4, #4]!",
+        "str r4, [sp, #36]",
+        "ldr r5, [sp, #28]",
+        "ldr r5, [r5, #0]",
+        "add r3, r5, r3, lsl #3",
+        "cmp r0, r3",
+        "bhs 3f",
+        // Per bin: the halves of A = Z_k (r4, r5) and B = Z_(M-k) (r6, r7).
+        "2:",
+        "ldrd r4, r5, [r0], #8",
+        "ldrd r6, r7, [r1], #-8",
+        "asr r4, r4, #1",
+        "asr r5, r5, #1",
+        "asr r6, r6, #1",
+        "asr r7, r7, #1",
+        // even (r8, r9), odd (r5, r4).
+        "add r8, r4, r6",
+        "sub r9, r5, r7",
+        "add r5, r5, r7",
+        "sub r4, r6, r4",
+        // weight r6, cos r7, sin r10.
+        "ldm r2!, {{r6, r7, r10}}",
+        // re = even_re + descale(c odd_re + s odd_im): r8.
+        "smull r11, r12, r7, r5",
+        "smlal r11, r12, r10, r4",
+        "adds r11, r11, #0x20000000",
+        "adc r12, r12, #0",
+        "lsr r11, r11, #30",
+        "orr r11, r11, r12, lsl #2",
+        "add r8, r8, r11",
+        // im = even_im + descale(c odd_im - s odd_re): r9.
+        "smull r11, r12, r7, r4",
+        "rsb r5, r5, #0",
+        "smlal r11, r12, r10, r5",
+        "adds r11, r11, #0x20000000",
+        "adc r12, r12, #0",
+        "lsr r11, r11, #30",
+        "orr r11, r11, r12, lsl #2",
+        "add r9, r9, r11",
+        // power = (re^2 + im^2 + half) >> shift: r4, r5.
+        "smull r4, r5, r8, r8",
+        "smlal r4, r5, r9, r9",
+        "ldr r7, [sp, #16]",
+        "adds r4, r4, r7",
+        "adc r5, r5, #0",
+        "ldrd r7, r10, [sp, #20]",
+        "lsr r4, r4, r7",
+        "lsl r11, r5, r10",
+        "orr r4, r4, r11",
+        "lsr r5, r5, r7",
+        // up = (power >> 15) w + ((power & 0x7fff) w >> 15): r12, r10.
+        "ubfx r11, r4, #0, #15",
+        "mul r11, r11, r6",
+        "lsr r11, r11, #15",
+        "lsr r12, r4, #15",
+        "orr r12, r12, r5, lsl #17",
+        "lsr r7, r5, #15",
+        "umull r12, r10, r12, r6",
+        "mla r10, r7, r6, r10",
+        "adds r12, r12, r11",
+        "adc r10, r10, #0",
+        // rising += up; falling += power - up.
+        "subs r4, r4, r12",
+        "sbc r5, r5, r10",
+        "ldrd r6, r7, [sp, #0]",
+        "adds r6, r6, r12",
+        "adc r7, r7, r10",
+        "strd r6, r7, [sp, #0]",
+        "ldrd r6, r7, [sp, #8]",
+        "adds r6, r6, r4",
+        "adc r7, r7, r5",
+        "strd r6, r7, [sp, #8]",
+        "cmp r0, r3",
+        "blo 2b",
+        // End of segment s: band s - 1 is complete (none for s = 0).
+        "3:",
+        "ldr r4, [sp, #32]",
+        "cmp r4, #0",
+        "beq 6f",
+        // log2_q16(falling + floor) + offset.
+        "ldr r12, [sp, #28]",
+        "ldrd r4, r5, [sp, #8]",
+        "ldrd r6, r7, [r12, #32]",
+        "adds r4, r4, r6",
+        "adc r5, r5, r7",
+        "orrs r6, r4, r5",
+        "it eq",
+        "moveq r4, #1",
+        "cmp r5, #0",
+        "bne 4f",
+        "clz r6, r4",
+        "lsl r7, r4, r6",
+        "add r6, r6, #32",
+        "b 5f",
+        "4:",
+        "clz r6, r5",
+        "lsl r7, r5, r6",
+        "rsb r8, r6, #32",
+        "lsr r8, r4, r8",
+        "orr r7, r7, r8",
+        "5:",
+        "ubfx r8, r7, #25, #6",
+        "ubfx r9, r7, #9, #16",
+        "ldr r10, [r12, #24]",
+        "add r10, r10, r8, lsl #2",
+        "ldrd r10, r11, [r10]",
+        "sub r11, r11, r10",
+        "mul r11, r11, r9",
+        "add r11, r11, #0x8000",
+        "asr r11, r11, #16",
+        "rsb r6, r6, #63",
+        "add r10, r10, r6, lsl #16",
+        "add r10, r10, r11",
+        "ldr r8, [r12, #40]",
+        "add r10, r10, r8",
+        "ldr r8, [sp, #40]",
+        "str r10, [r8], #4",
+        "str r8, [sp, #40]",
+        // falling = rising; rising = 0.
+        "6:",
+        "ldrd r4, r5, [sp, #0]",
+        "strd r4, r5, [sp, #8]",
+        "movs r4, #0",
+        "movs r5, #0",
+        "strd r4, r5, [sp, #0]",
+        "ldr r4, [sp, #32]",
+        "add r4, r4, #1",
+        "str r4, [sp, #32]",
+        "ldr r5, [sp, #28]",
+        "ldr r5, [r5, #16]",
+        "cmp r4, r5",
+        "blo 1b",
+        "add sp, sp, #44",
+        "pop {{r4-r11, pc}}",
+    )
+}

@@ -634,7 +634,7 @@ impl<'t> FrontEnd<'t> {
         let (z, _) = points.as_chunks_mut::<2>();
         let exponent = self.window_and_first_stage(frame, z);
         fft::later_stages(z, self.sine, path);
-        self.bands(z, exponent, bands);
+        self.bands(z, exponent, bands, path);
         Ok(bands)
     }
 
@@ -697,13 +697,33 @@ impl<'t> FrontEnd<'t> {
     /// segment `j` ends. Bounds: `|X| <= 2^30 + 2^11`, so a bin's power is
     /// below `2^60.01`; a band of `n < 2^(2 + power_shift)` bins sums to less
     /// than `2^62.01`, and the floor term adds at most `2^60`.
-    fn bands(&self, z: &[Complex], exponent: u32, out: &mut [i32]) {
+    fn bands(&self, z: &[Complex], exponent: u32, out: &mut [i32], path: Path) {
         // The FFT's unit is 2^(e - 30) of the real signal, so with powers
         // shifted right by power_shift, E + floor * 2^(60 - 2e - power_shift)
         // is (real energy + floor) times 2^(60 - 2e - power_shift).
         let shift = 2 * exponent + self.power_shift;
         let floor = (self.floor + ((1u64 << shift) >> 1)) >> shift;
         let offset = (shift as i32 - tables::FLOOR_BITS as i32) << LOG_BITS;
+        #[cfg(tinycnn_arm_dsp)]
+        if path == Path::ArmDsp
+            && dsp::bands(
+                z,
+                self.bins,
+                self.edges,
+                self.log,
+                floor,
+                offset,
+                self.power_shift,
+                out,
+            )
+        {
+            let bands = self.edges.len().saturating_sub(2);
+            for log in out.iter_mut().skip(bands) {
+                *log = 0;
+            }
+            return;
+        }
+        let _ = path;
         let power_shift = self.power_shift;
         let power_half = (1u64 << power_shift) >> 1;
         let mut bins = self.bins.chunks_exact(3);
