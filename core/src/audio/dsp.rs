@@ -18,6 +18,11 @@
 //! value is rotated by the twiddle the portable code uses, read from the same
 //! table entries with the same signs.
 //!
+//! The frame's samples are read with `LDR`s that may be unaligned (a frame
+//! is an `i16` slice): the core must not trap unaligned accesses
+//! (`CCR.UNALIGN_TRP` clear, the reset state of every Cortex-M), as for the
+//! kernels.
+//!
 //! The firmware's `frontend` binary runs frames through both paths and
 //! compares the work buffers (every FFT point and log energy) and the bytes.
 
@@ -339,7 +344,9 @@ pub(super) fn bands(
     let (Some(&first), Some(&last)) = (edges.first(), edges.last()) else {
         return false;
     };
-    let rising = edges.windows(2).all(|pair| matches!(pair, [a, b] if a <= b));
+    let rising = edges
+        .windows(2)
+        .all(|pair| matches!(pair, [a, b] if a <= b));
     if first < 1
         || last as usize > points
         || !rising
@@ -547,6 +554,205 @@ unsafe extern "C" fn bands_asm(args: *const Bands) {
         "cmp r4, r5",
         "blo 1b",
         "add sp, sp, #44",
+        "pop {{r4-r11, pc}}",
+    )
+}
+
+/// What [`window_first_stage_asm`] reads, at the offsets its assembly names.
+#[repr(C)]
+struct Window {
+    /// The frame's samples.
+    frame: *const i16,
+    /// The window, Q31.
+    window: *const i32,
+    /// The FFT's points.
+    z: *mut i32,
+    /// `M / 4`: the first stage's groups.
+    groups: u32,
+    /// Samples in the frame.
+    samples: u32,
+    /// `32 - log2(M / 4)`: turns `RBIT(g)` into the group's reversed index.
+    reverse_shift: u32,
+}
+
+/// `FrontEnd::window_and_first_stage`: the block exponent from `sum |x|`,
+/// the windowed points and the FFT's first stage, into `z`. Returns `None`,
+/// having done nothing, unless the frame and the window have the same
+/// length, a multiple of 4 of at least `3/4` of the FFT's size (so that only
+/// a group's fourth point can lie past the window), and `z` has a power of
+/// two of at least 32 points.
+pub(super) fn window_first_stage(frame: &[i16], window: &[i32], z: &mut [Complex]) -> Option<u32> {
+    let points = z.len();
+    let samples = frame.len();
+    if samples != window.len()
+        || samples % 4 != 0
+        || !points.is_power_of_two()
+        || points < 32
+        || samples > 2 * points
+        || 4 * samples < 6 * points
+    {
+        return None;
+    }
+    let groups = points / 4;
+    let args = Window {
+        frame: frame.as_ptr(),
+        window: window.as_ptr(),
+        z: z.as_mut_ptr().cast(),
+        groups: groups as u32,
+        samples: samples as u32,
+        reverse_shift: 32 - groups.trailing_zeros(),
+    };
+    // SAFETY: the routine reads the frame's `samples` samples and the
+    // window's `samples` words (equal lengths, a multiple of 4, checked);
+    // per group `g < M/4` it reads the pairs `r`, `r + M/4`, `r + M/2`
+    // (below `3M/4 <= samples / 2`, checked) and `r + 3M/4` only when it lies
+    // inside the frame, and writes the group's 8 words, inside `z`. `args`
+    // outlives the call.
+    Some(unsafe { window_first_stage_asm(&raw const args) })
+}
+
+/// One windowed point, `x * w` rounded by `SMMULR` as the portable `scale`
+/// does, from the sample pair at `r0 + OFFSET` and the weights at
+/// `r1 + 2 OFFSET`, into `(RE, IM)` (which first take the weights); the
+/// shifts `x << (16 - e)` as `(x << 16) >> e`, `e` in r2. Uses r12 and lr.
+macro_rules! windowed {
+    ($re:literal, $im:literal, $load:literal, $address:literal) => {
+        concat!(
+            $load,
+            "\n",
+            $address,
+            "\n",
+            "ldrd ",
+            $re,
+            ", ",
+            $im,
+            ", [lr]\n",
+            "lsl lr, r12, #16\n",
+            "asr lr, lr, r2\n",
+            "smmulr ",
+            $re,
+            ", lr, ",
+            $re,
+            "\n",
+            "bfc r12, #0, #16\n",
+            "asr r12, r12, r2\n",
+            "smmulr ",
+            $im,
+            ", r12, ",
+            $im,
+        )
+    };
+}
+
+/// The assembly of [`window_first_stage`]; returns the exponent. Stack
+/// frame: the frame at 0, the window at 4, the output point at 8, the
+/// groups at 12, the end of the frame at 16, the reverse shift at 20, `g` at
+/// 24, the exponent at 28. Over a group: r0 the frame at pair `r`, r1 the
+/// window at `r`, r2 the exponent, r3 `4 M/4` (bytes of `M/4` pairs).
+///
+/// # Safety
+///
+/// `args` points to a `Window` whose fields satisfy [`window_first_stage`]'s
+/// checks.
+#[unsafe(naked)]
+unsafe extern "C" fn window_first_stage_asm(args: *const Window) -> u32 {
+    naked_asm!(
+        naked_prelude!(),
+        "push {{r4-r11, lr}}",
+        "sub sp, sp, #36",
+        "ldm r0, {{r1-r6}}",
+        "stm sp, {{r1-r4}}",
+        "add r7, r1, r5, lsl #1",
+        "str r7, [sp, #16]",
+        "str r6, [sp, #20]",
+        "movs r7, #0",
+        "str r7, [sp, #24]",
+        // sum |x|: s = -1 where 0 - x >= 0, else +1; SMLAD adds x s.
+        "movs r2, #0",
+        "movs r3, #0",
+        "mvn r4, #0",
+        "mov r5, #0x00010001",
+        "ldr r9, [sp, #16]",
+        "1:",
+        "ldr r6, [r1], #4",
+        "ldr r7, [r1], #4",
+        "ssub16 r8, r3, r6",
+        "sel r8, r4, r5",
+        "smlad r2, r6, r8, r2",
+        "ssub16 r8, r3, r7",
+        "sel r8, r4, r5",
+        "smlad r2, r7, r8, r2",
+        "cmp r1, r9",
+        "blo 1b",
+        // e = max(0, 17 - clz(total)): bits(total << 15) - 30, at most 10.
+        "clz r3, r2",
+        "rsbs r2, r3, #17",
+        "it mi",
+        "movmi r2, #0",
+        "str r2, [sp, #28]",
+        "ldr r3, [sp, #12]",
+        "lsl r3, r3, #2",
+        // Per group g: r = reverse(g), the points r, r + 2Q, r + Q, r + 3Q
+        // (Q = M/4) into r4-r11, the butterfly, eight words out.
+        "2:",
+        "ldr r10, [sp, #24]",
+        "add r11, r10, #1",
+        "str r11, [sp, #24]",
+        "rbit r10, r10",
+        "ldr r11, [sp, #20]",
+        "lsr r10, r10, r11",
+        "ldrd r0, r1, [sp, #0]",
+        "add r0, r0, r10, lsl #2",
+        "add r1, r1, r10, lsl #3",
+        windowed!("r4", "r5", "ldr r12, [r0]", "mov lr, r1"),
+        windowed!(
+            "r6",
+            "r7",
+            "ldr r12, [r0, r3, lsl #1]",
+            "add lr, r1, r3, lsl #2"
+        ),
+        windowed!("r8", "r9", "ldr r12, [r0, r3]", "add lr, r1, r3, lsl #1"),
+        "add lr, r3, r3, lsl #1",
+        "add r12, r0, lr",
+        "ldr r11, [sp, #16]",
+        "cmp r12, r11",
+        "bhs 3f",
+        windowed!("r10", "r11", "ldr r12, [r12]", "add lr, r1, lr, lsl #1"),
+        "b 4f",
+        "3:",
+        "movs r10, #0",
+        "movs r11, #0",
+        "4:",
+        // a0 = x0 + x1 (r4, r5), a1 = x0 - x1 (r6, r7).
+        "add r4, r4, r6",
+        "sub r6, r4, r6, lsl #1",
+        "add r5, r5, r7",
+        "sub r7, r5, r7, lsl #1",
+        // a2 = x2 + x3 (r8, r9), a3 = x2 - x3 (r10, r11).
+        "add r8, r8, r10",
+        "sub r10, r8, r10, lsl #1",
+        "add r9, r9, r11",
+        "sub r11, r9, r11, lsl #1",
+        // out0 = a0 + a2 (r4, r5), out2 = a0 - a2 (r8, r9).
+        "add r4, r4, r8",
+        "sub r8, r4, r8, lsl #1",
+        "add r5, r5, r9",
+        "sub r9, r5, r9, lsl #1",
+        // out1 = (a1.re + a3.im, a1.im - a3.re) (r6, r7),
+        // out3 = (a1.re - a3.im, a1.im + a3.re) (r12, lr).
+        "add r6, r6, r11",
+        "sub r12, r6, r11, lsl #1",
+        "sub r7, r7, r10",
+        "add lr, r7, r10, lsl #1",
+        "ldr r0, [sp, #8]",
+        "stm r0!, {{r4-r9, r12, lr}}",
+        "str r0, [sp, #8]",
+        "ldr r10, [sp, #24]",
+        "ldr r11, [sp, #12]",
+        "cmp r10, r11",
+        "blo 2b",
+        "ldr r0, [sp, #28]",
+        "add sp, sp, #36",
         "pop {{r4-r11, pc}}",
     )
 }

@@ -632,7 +632,7 @@ impl<'t> FrontEnd<'t> {
             .get_mut(..(self.config.mel_bands as usize).next_multiple_of(2))
             .ok_or(short)?;
         let (z, _) = points.as_chunks_mut::<2>();
-        let exponent = self.window_and_first_stage(frame, z);
+        let exponent = self.window_and_first_stage(frame, z, path);
         fft::later_stages(z, self.sine, path);
         self.bands(z, exponent, bands, path);
         Ok(bands)
@@ -646,7 +646,14 @@ impl<'t> FrontEnd<'t> {
     /// straight into the butterflies and never through `z`. The values are
     /// those of writing `z[rev(n)] = x_2n + i x_2n+1` (zero past the window)
     /// and running the stage on it.
-    fn window_and_first_stage(&self, frame: &[i16], z: &mut [Complex]) -> u32 {
+    fn window_and_first_stage(&self, frame: &[i16], z: &mut [Complex], path: Path) -> u32 {
+        #[cfg(tinycnn_arm_dsp)]
+        if path == Path::ArmDsp
+            && let Some(exponent) = dsp::window_first_stage(frame, self.window, z)
+        {
+            return exponent;
+        }
+        let _ = path;
         // In units of 2^-30 of the real signal (samples in [-1, 1)), x w is at
         // most |x| 2^15, so sum |x| 2^15 bounds every FFT value; the exponent
         // brings it to at most 2^30, leaving a bit of headroom in i32 for the

@@ -459,7 +459,9 @@ fn log_energies_are_close_to_the_f64_reference() {
         for (signal, samples) in signals(rate, window * 3) {
             for start in [0, window, 2 * window] {
                 let frame = &samples[start..start + window];
-                let logs = front_end.log_energies(frame, &mut work, Path::FASTEST).unwrap();
+                let logs = front_end
+                    .log_energies(frame, &mut work, Path::FASTEST)
+                    .unwrap();
                 let expected = reference.log_mel(frame);
                 let total = frame.iter().map(|x| x.unsigned_abs() as u64).sum::<u64>() << 15;
                 let exponent = (64 - total.leading_zeros()).saturating_sub(30) as i32;
