@@ -75,7 +75,6 @@ fn main() -> ! {
     );
 
     let samples = CLIP.len() / 2;
-    let sample = |index: usize| i16::from_le_bytes([CLIP[2 * index], CLIP[2 * index + 1]]);
     let (mut received, mut frames, mut mismatches) = (0usize, 0usize, 0u32);
     let (mut total, mut fewest, mut most) = (0u32, u32::MAX, 0u32);
     let mut row = [0i8; FEATURES];
@@ -136,7 +135,7 @@ fn main() -> ! {
     firmware::memory::log(&firmware::memory::report());
     // After the memory report: the check's buffers are not the front end's.
     #[cfg(feature = "dsp")]
-    if !dsp_equals_portable(&front_end, counter, sample, samples) {
+    if !dsp_equals_portable(&front_end, counter, samples) {
         firmware::exit(ExitCode::Mismatch);
     }
     if mismatches > 0 || frames * FEATURES != EXPECTED.len() {
@@ -174,9 +173,9 @@ fn per_second(total: u32, hops: u32) -> u32 {
 fn dsp_equals_portable(
     front_end: &FrontEnd<'_>,
     counter: &firmware::Counter,
-    sample: impl Fn(usize) -> i16,
     samples: usize,
 ) -> bool {
+    let sample = |index: usize| i16::from_le_bytes([CLIP[2 * index], CLIP[2 * index + 1]]);
     let mut dsp_work = [0i32; CONFIG.work_len()];
     let mut portable_work = [0i32; CONFIG.work_len()];
     let mut frame = [0i16; WINDOW];
