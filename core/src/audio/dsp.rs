@@ -585,7 +585,7 @@ pub(super) fn window_first_stage(frame: &[i16], window: &[i32], z: &mut [Complex
     let points = z.len();
     let samples = frame.len();
     if samples != window.len()
-        || samples % 4 != 0
+        || !samples.is_multiple_of(4)
         || !points.is_power_of_two()
         || points < 32
         || samples > 2 * points

@@ -668,7 +668,7 @@ impl<'t> FrontEnd<'t> {
         let window = self.window;
         let sample = |i: usize| match (frame.get(i), window.get(i)) {
             (Some(&x), Some(&w)) => {
-                ((i64::from(i32::from(x) << up) * i64::from(w) + (1 << 31)) >> 32) as i32
+                ((fft::product(i32::from(x) << up, w) + (1 << 31)) >> 32) as i32
             }
             _ => 0,
         };
@@ -747,13 +747,13 @@ impl<'t> FrontEnd<'t> {
                     _ => (0, (0, 0)),
                 };
                 let (re, im) = fft::real_bin(z, k, twiddle);
-                let (re, im) = (i64::from(re), i64::from(im));
-                let power = ((re * re + im * im) as u64 + power_half) >> power_shift;
+                let energy = fft::product(re, re) + fft::product(im, im);
+                let power = (energy as u64 + power_half) >> power_shift;
                 // floor(power * weight / 2^15) exactly, without a 128-bit
                 // product; the weight is at most 2^15, so the low part fits u32.
                 let weight = weight as u32;
                 let low = ((power as u32 & 0x7fff) * weight) >> tables::Q15;
-                let up = (power >> tables::Q15) * u64::from(weight) + u64::from(low);
+                let up = fft::product_u64(power >> tables::Q15, weight) + u64::from(low);
                 rising += up;
                 falling += power - up;
             }
@@ -783,8 +783,8 @@ impl<'t> FrontEnd<'t> {
             let mut sum = 0i64;
             for (&pair, logs) in weights.iter().zip(log_energies.chunks_exact(2)) {
                 if let [l0, l1] = *logs {
-                    let (d0, d1) = (i64::from(pair as i16), i64::from(pair >> 16));
-                    sum += d0 * i64::from(l0) + d1 * i64::from(l1);
+                    let (d0, d1) = (i32::from(pair as i16), pair >> 16);
+                    sum += fft::product(d0, l0) + fft::product(d1, l1);
                 }
             }
             // Q15 x Q16 -> Q16 natural log units.

@@ -3,8 +3,6 @@
 //! the same work buffer (the FFT's points, the log energies) and the same
 //! bytes, on every input, not only on the golden clip.
 
-#![allow(clippy::pedantic)]
-
 use super::FrontEnd;
 use super::tables::{self, LOG_BITS, SINE_BITS};
 

@@ -580,6 +580,51 @@ fn complex_fft_matches_an_f64_dft() {
     }
 }
 
+/// The Armv6-M products from 16-bit halves are the exact products.
+#[test]
+fn products_by_halves_are_exact() {
+    let edges = [
+        i32::MIN,
+        i32::MIN + 1,
+        -(1 << 30) - 2048,
+        -65_537,
+        -65_536,
+        -65_535,
+        -32_768,
+        -1,
+        0,
+        1,
+        32_767,
+        65_535,
+        65_536,
+        1 << 30,
+        (1 << 30) + 2048,
+        i32::MAX,
+    ];
+    let mut noise = Noise(77);
+    let mut values: Vec<i32> = edges.to_vec();
+    values.extend((0..200).map(|_| (noise.next() * 2_147_483_647.0) as i32));
+    for &a in &values {
+        for &b in &values {
+            assert_eq!(
+                fft::product_by_halves(a, b),
+                i64::from(a) * i64::from(b),
+                "{a} * {b}"
+            );
+        }
+        let wide = (i64::from(a) as u64).wrapping_mul(0x9e37_79b9) >> 3;
+        for weight in [0u32, 1, 0x7fff, 0x8000, 0xffff] {
+            for value in [u64::from(a as u32), wide, u64::MAX >> 2, wide >> 17] {
+                assert_eq!(
+                    fft::product_u64_by_halves(value, weight),
+                    value.wrapping_mul(u64::from(weight)),
+                    "{value} * {weight}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn real_bins_match_an_f64_dft() {
     for fft in [64, 512, 1024] {
