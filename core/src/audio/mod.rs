@@ -43,7 +43,8 @@
 //!    significant bit), loud ones lose bits far below the input's own
 //!    quantisation noise;
 //! 2. the real FFT through a complex FFT of half the size (radix 4, `i32`
-//!    data, Q30 twiddles, no per-stage scaling) and the split step, only for
+//!    data, Q30 twiddles, no per-stage scaling; the first stage reads the
+//!    windowed samples directly) and the split step, only for
 //!    the bins the filterbank reads, each with its twiddle in the tables;
 //! 3. the power of each bin (`u64`, exact), spread over its two neighbouring
 //!    bands by one Q15 weight (the two slopes of adjacent triangles sum to 1);
@@ -54,6 +55,15 @@
 //!    exponent added back;
 //! 5. the DCT (Q15, `ln 2` folded in) accumulated in `i64`, then one
 //!    multiplier-and-shift to int8, rounding half away from zero, saturating.
+//!
+//! On cores with the DSP extension (Cortex-M4, M7, M33), steps 1 to 4 run
+//! in assembly (`dsp.rs`: the window and first FFT stage, the rotated
+//! butterflies, the bands and their logarithms) that forms the same 64-bit
+//! products and sums and so gives the same bits;
+//! `FrontEnd::frame_features_portable` runs the portable code there, and the
+//! firmware's `frontend` binary checks that both leave the same work buffer
+//! and bytes. On Armv6-M (Cortex-M0), which multiplies 32 x 32 -> 32 bits
+//! only, the portable code forms its exact 64-bit products from 16-bit halves.
 //!
 //! No division, no float, no allocation, no panic. The tests bound the
 //! difference to an f64 implementation of the formulas above: at most one
