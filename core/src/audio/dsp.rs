@@ -47,7 +47,7 @@ macro_rules! naked_prelude {
     };
 }
 
-/// What [`radix4_rotated_asm`] reads, at the offsets its assembly names.
+/// What [`radix4_stage_asm`] reads, at the offsets its assembly names.
 #[repr(C)]
 struct Stage {
     /// The FFT's points, `[re, im]` pairs.
@@ -62,16 +62,13 @@ struct Stage {
     quarter_bytes: u32,
     /// One past the last point.
     end: *mut i32,
-    /// Butterfly span.
-    half: u32,
 }
 
-/// The butterflies `j = 1..half` of a radix-4 stage of `fft::radix4_stages`
-/// (those with rotations; the caller runs `j = 0`). Returns `false`, having
-/// done nothing, unless `z.len()` is a power of two, `2 <= half`,
-/// `4 * half <= z.len()` and `sine` holds the quarter wave of `z.len()`
-/// points' real FFT.
-pub(super) fn radix4_rotated(z: &mut [Complex], sine: &[i32], half: usize) -> bool {
+/// A radix-4 stage of `fft::radix4_stages` (butterfly span `half`). Returns
+/// `false`, having done nothing, unless `z.len()` is a power of two,
+/// `2 <= half`, `4 * half <= z.len()` and `sine` holds the quarter wave of
+/// `z.len()` points' real FFT.
+pub(super) fn radix4_stage(z: &mut [Complex], sine: &[i32], half: usize) -> bool {
     let points = z.len();
     if !points.is_power_of_two()
         || half < 2
@@ -90,14 +87,13 @@ pub(super) fn radix4_rotated(z: &mut [Complex], sine: &[i32], half: usize) -> bo
         stride_bytes: (4 * stride) as u32,
         quarter_bytes: (4 * (points / 2)) as u32,
         end: range.end.cast(),
-        half: half as u32,
     };
     // SAFETY: the routine reads and writes the points `j + g * 4 half +
-    // {0, 1, 2, 3} half` for `1 <= j < half` and every group `g` below
+    // {0, 1, 2, 3} half` for `j < half` and every group `g` below
     // `points / (4 half)`, all inside `z` (`4 half` divides `points`, both
     // powers of two); it reads the sine table at indices `0..=points / 2`,
     // inside `sine` (checked above); `stage` outlives the call.
-    unsafe { radix4_rotated_asm(&raw const stage) };
+    unsafe { radix4_stage_asm(&raw const stage) };
     true
 }
 
@@ -150,36 +146,102 @@ macro_rules! rotate {
     };
 }
 
-/// The assembly of [`radix4_rotated`]. Stack frame: the three twiddles
+/// Loads `x1` (r4, r5), `x2` (r6, r7), `x3` (r8, r9) of the butterfly at r0
+/// (r1: bytes between its points). Uses r12.
+macro_rules! load_butterfly {
+    () => {
+        concat!(
+            "add r12, r0, r1\n",
+            "ldrd r4, r5, [r12]\n",
+            "add r12, r12, r1\n",
+            "ldrd r6, r7, [r12]\n",
+            "add r12, r12, r1\n",
+            "ldrd r8, r9, [r12]",
+        )
+    };
+}
+
+/// The radix-4 butterfly at r0 on `x0` (loaded here) and `t1..t3` in
+/// r4-r9, stored; then r0 moves to the next group and the loop goes back to
+/// `LABEL` unless it reached the end at `[sp, #40]`.
+macro_rules! finish_butterfly {
+    ($label:literal) => {
+        concat!(
+            "ldrd r2, r3, [r0]\n",
+            // a0 = x0 + t1 (r2, r3), a1 = x0 - t1 (r4, r5).
+            "add r2, r2, r4\n",
+            "sub r4, r2, r4, lsl #1\n",
+            "add r3, r3, r5\n",
+            "sub r5, r3, r5, lsl #1\n",
+            // a2 = t2 + t3 (r6, r7), a3 = t2 - t3 (r8, r9).
+            "add r6, r6, r8\n",
+            "sub r8, r6, r8, lsl #1\n",
+            "add r7, r7, r9\n",
+            "sub r9, r7, r9, lsl #1\n",
+            // x0 = a0 + a2, x2 = a0 - a2.
+            "add r2, r2, r6\n",
+            "sub r6, r2, r6, lsl #1\n",
+            "add r3, r3, r7\n",
+            "sub r7, r3, r7, lsl #1\n",
+            // x1 = (a1.re + a3.im, a1.im - a3.re), x3 = (a1.re - a3.im, a1.im + a3.re).
+            "add r4, r4, r9\n",
+            "sub r10, r4, r9, lsl #1\n",
+            "sub r5, r5, r8\n",
+            "add r11, r5, r8, lsl #1\n",
+            "strd r2, r3, [r0]\n",
+            "add r12, r0, r1\n",
+            "strd r4, r5, [r12]\n",
+            "add r12, r12, r1\n",
+            "strd r6, r7, [r12]\n",
+            "add r12, r12, r1\n",
+            "strd r10, r11, [r12]\n",
+            "add r0, r0, r1, lsl #2\n",
+            "ldr r12, [sp, #40]\n",
+            "cmp r0, r12\n",
+            "blo ",
+            $label,
+        )
+    };
+}
+
+/// The assembly of [`radix4_stage`]. Stack frame: the three twiddles
 /// (`W^2` for `x1`, `W` for `x2`, `W^3` for `x3`, each `c, s`) at 0..24,
-/// the `Stage` pointer at 24, `j` at 28, `4 t` at 32, the address of point
-/// `j` at 36, the end at 40.
+/// `half_bytes` at 24, `4 t` and the address of point `j` at 32 and 36, the
+/// end at 40, `stride_bytes` at 44, the address of point `half` (where `j`
+/// stops) at 48, the sine table and `quarter_bytes` at 52 and 56.
 ///
 /// # Safety
 ///
-/// `stage` points to a `Stage` whose fields satisfy [`radix4_rotated`]'s
+/// `stage` points to a `Stage` whose fields satisfy [`radix4_stage`]'s
 /// checks.
 #[unsafe(naked)]
-unsafe extern "C" fn radix4_rotated_asm(stage: *const Stage) {
+unsafe extern "C" fn radix4_stage_asm(stage: *const Stage) {
     naked_asm!(
         naked_prelude!(),
         "push {{r4-r11, lr}}",
-        "sub sp, sp, #44",
-        "str r0, [sp, #24]",
-        "ldr r1, [r0, #12]",
-        "str r1, [sp, #32]",
-        "ldr r2, [r0, #0]",
-        "add r2, r2, #8",
-        "str r2, [sp, #36]",
-        "ldr r2, [r0, #20]",
-        "str r2, [sp, #40]",
-        "movs r3, #1",
-        "str r3, [sp, #28]",
-        // Per j: the twiddles, as fft::twiddle_low(t), twiddle(2t), twiddle(3t).
+        "sub sp, sp, #60",
+        "ldm r0, {{r1-r6}}",
+        "str r3, [sp, #24]",
+        "str r6, [sp, #40]",
+        "str r4, [sp, #44]",
+        "strd r2, r5, [sp, #52]",
+        "add r8, r1, r3",
+        "str r8, [sp, #48]",
+        "add r8, r1, #8",
+        "strd r4, r8, [sp, #32]",
+        // j = 0: no rotation (the portable code's `j == 0` butterflies).
+        "mov r0, r1",
+        "mov r1, r3",
+        "0:",
+        load_butterfly!(),
+        finish_butterfly!("0b"),
+        "ldr r0, [sp, #36]",
+        "ldr r2, [sp, #48]",
+        "cmp r0, r2",
+        "bhs 8f",
+        // Per j >= 1: the twiddles, as fft::twiddle_low(t), twiddle(2t), twiddle(3t).
         "1:",
-        "ldr r0, [sp, #24]",
-        "ldr r1, [r0, #4]",
-        "ldr r2, [r0, #16]",
+        "ldrd r1, r2, [sp, #52]",
         "ldr r3, [sp, #32]",
         // W = (sine[Q - t], sine[t]): r6, r7.
         "sub r6, r2, r3",
@@ -228,68 +290,26 @@ unsafe extern "C" fn radix4_rotated_asm(stage: *const Stage) {
         "rsb r9, r9, #0",
         "6:",
         "stm sp, {{r4-r9}}",
-        "ldr r1, [r0, #8]",
+        "ldr r1, [sp, #24]",
         "ldr r0, [sp, #36]",
-        // Per group: x1 (r4, r5), x2 (r6, r7), x3 (r8, r9) rotated in
-        // place, x0 (r2, r3), the butterfly, the stores.
+        // Per group: x1, x2, x3 rotated in place, then the butterfly.
         "7:",
-        "add r12, r0, r1",
-        "ldrd r4, r5, [r12]",
-        "add r12, r12, r1",
-        "ldrd r6, r7, [r12]",
-        "add r12, r12, r1",
-        "ldrd r8, r9, [r12]",
+        load_butterfly!(),
         rotate!("r4", "r5", "0"),
         rotate!("r6", "r7", "8"),
         rotate!("r8", "r9", "16"),
-        "ldrd r2, r3, [r0]",
-        // a0 = x0 + t1 (r2, r3), a1 = x0 - t1 (r4, r5).
-        "add r2, r2, r4",
-        "sub r4, r2, r4, lsl #1",
-        "add r3, r3, r5",
-        "sub r5, r3, r5, lsl #1",
-        // a2 = t2 + t3 (r6, r7), a3 = t2 - t3 (r8, r9).
-        "add r6, r6, r8",
-        "sub r8, r6, r8, lsl #1",
-        "add r7, r7, r9",
-        "sub r9, r7, r9, lsl #1",
-        // x0 = a0 + a2, x2 = a0 - a2.
-        "add r2, r2, r6",
-        "sub r6, r2, r6, lsl #1",
-        "add r3, r3, r7",
-        "sub r7, r3, r7, lsl #1",
-        // x1 = (a1.re + a3.im, a1.im - a3.re), x3 = (a1.re - a3.im, a1.im + a3.re).
-        "add r4, r4, r9",
-        "sub r10, r4, r9, lsl #1",
-        "sub r5, r5, r8",
-        "add r11, r5, r8, lsl #1",
-        "strd r2, r3, [r0]",
-        "add r12, r0, r1",
-        "strd r4, r5, [r12]",
-        "add r12, r12, r1",
-        "strd r6, r7, [r12]",
-        "add r12, r12, r1",
-        "strd r10, r11, [r12]",
-        "add r0, r0, r1, lsl #2",
-        "ldr r12, [sp, #40]",
-        "cmp r0, r12",
-        "blo 7b",
+        finish_butterfly!("7b"),
         // Next j.
-        "ldr r0, [sp, #36]",
-        "add r0, r0, #8",
-        "str r0, [sp, #36]",
-        "ldr r1, [sp, #24]",
-        "ldr r2, [r1, #12]",
-        "ldr r3, [sp, #32]",
+        "ldrd r3, r0, [sp, #32]",
+        "ldr r2, [sp, #44]",
         "add r3, r3, r2",
-        "str r3, [sp, #32]",
-        "ldr r0, [sp, #28]",
-        "add r0, r0, #1",
-        "str r0, [sp, #28]",
-        "ldr r2, [r1, #24]",
+        "add r0, r0, #8",
+        "strd r3, r0, [sp, #32]",
+        "ldr r2, [sp, #48]",
         "cmp r0, r2",
         "blo 1b",
-        "add sp, sp, #44",
+        "8:",
+        "add sp, sp, #60",
         "pop {{r4-r11, pc}}",
     )
 }

@@ -136,6 +136,11 @@ pub(super) fn complex_fft(z: &mut [Complex], sine: &[i32]) {
 /// Every intermediate value is a DFT of part of the input (or one rotated),
 /// so the overflow bound of the module holds for each.
 fn radix4_stages(z: &mut [Complex], sine: &[i32], half: usize, path: Path) {
+    #[cfg(tinycnn_arm_dsp)]
+    if path == Path::ArmDsp && super::dsp::radix4_stage(z, sine, half) {
+        return;
+    }
+    let _ = path;
     for group in z.chunks_exact_mut(4 * half) {
         let (low, high) = group.split_at_mut(2 * half);
         let (q0, q1) = low.split_at_mut(half);
@@ -150,11 +155,6 @@ fn radix4_stages(z: &mut [Complex], sine: &[i32], half: usize, path: Path) {
             butterfly(x0, x1, x2, x3, t1, t2, t3);
         }
     }
-    #[cfg(tinycnn_arm_dsp)]
-    if path == Path::ArmDsp && super::dsp::radix4_rotated(z, sine, half) {
-        return;
-    }
-    let _ = path;
     let points = z.len();
     let quarter = points / 2;
     // W^j is exp(-2 pi i t / N) with t = j * stride.
