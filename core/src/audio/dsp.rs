@@ -3,20 +3,24 @@
 //!
 //! Like [`crate::kernels::dsp`], this module allows `unsafe` for itself only:
 //! routines in inline assembly (`naked_asm!`), each behind a safe function
-//! that checks the sizes the assembly relies on and returns `false`, having
-//! done nothing, when they do not hold, so that the caller runs the portable
-//! code instead.
+//! that checks the sizes the assembly relies on and returns `false` (or
+//! `None`), having done nothing, when they do not hold, so that the caller
+//! runs the portable code instead.
 //!
 //! # Why the results are the portable ones, bit for bit
 //!
-//! Every product the portable code forms in `i64` is formed here by
-//! `SMULL`/`SMLAL`, which give the exact 64-bit product and sum; the rounding
-//! (`+ 2^29`, then bits 30 to 61) is the same integer operation on the same
-//! 64-bit value. The additions are 32-bit and wrap like the portable `i32`
-//! additions, which never overflow (see `fft.rs` for the bound); `a - b` is
-//! sometimes formed as `(a + b) - 2b`, equal modulo 2^32 and so equal. Each
-//! value is rotated by the twiddle the portable code uses, read from the same
-//! table entries with the same signs.
+//! Every product the portable code forms in `i64` or `u64` is formed here by
+//! `SMULL`/`SMLAL` (`UMULL`/`MLA` for the unsigned ones), which give the
+//! exact 64-bit product and sum; the rounding (`+ 2^29`, then bits 30 to 61)
+//! is the same integer operation on the same 64-bit value, and the window's
+//! `(p + 2^31) >> 32` is what `SMMULR` computes. The additions are 32-bit
+//! and wrap like the portable `i32` additions, which never overflow (see
+//! `fft.rs` for the bound); `a - b` is sometimes formed as `(a + b) - 2b`,
+//! equal modulo 2^32 and so equal. Each value is rotated by the twiddle the
+//! portable code uses, read from the same table entries with the same signs.
+//! `sum |x|` is `SMLAD` of each sample pair with signs chosen by `SSUB16`
+//! and `SEL` (`0 - (-32768)` sets its lane's flag, so it counts as 32768);
+//! the sum stays far below 2^31.
 //!
 //! The frame's samples are read with `LDR`s that may be unaligned (a frame
 //! is an `i16` slice): the core must not trap unaligned accesses
