@@ -181,9 +181,10 @@ check_scratch "$logs/separable-microbit.log"
 
 # The audio front end (the `frontend` binary): the embedded clip's MFCCs, hop by hop as a
 # microphone delivers them, must equal byte for byte those the build machine's core computed
-# (build.rs), on the M4 (DSP), the M3 and the M0.
+# (build.rs), on the M4 and the M33 (DSP assembly, also checked there against the portable
+# code, work buffer and bytes), the M3 and the M0.
 frontend_runs=()
-for machine in netduinoplus2 mps2-an385 microbit; do
+for machine in netduinoplus2 mps2-an505 mps2-an385 microbit; do
     step "$machine: the audio front end, hop by hop, equal to the host's features (frontend)"
     cargo "$machine" --bin frontend 2>&1 | tee "$logs/frontend-$machine.log"
     [[ ${PIPESTATUS[0]} -eq 0 ]] || exit 1

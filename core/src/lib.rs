@@ -13,7 +13,8 @@
 //!   `const fn`s, so firmware sizes its scratch while compiling.
 //! - [`kernels`]: kernels with plain references beside them, and on
 //!   Cortex-M4/M7 (and M33 with `+dsp`) Arm DSP-extension kernels that
-//!   compute the same bits; `unsafe` code (inline assembly) exists only there.
+//!   compute the same bits; `unsafe` code (inline assembly) exists only there
+//!   and in the audio front end's counterpart, `audio::dsp`.
 //! - [`quant`]: TFLite's fixed-point requantisation.
 //! - [`network`]: the whole network on one image, in caller-provided scratch.
 //! - [`testvec`]: images with host-computed logits, for on-device checks.
@@ -36,9 +37,10 @@
 //! [`Error`] and friends). Neither is on by default.
 
 #![no_std]
-// `unsafe` exists only in `kernels::dsp` (inline assembly for the Arm DSP
-// extension), which allows it for itself; everywhere else it stays an error.
-// `forbid` could not be lifted by that module, hence `deny` where it exists.
+// `unsafe` exists only in `kernels::dsp` and `audio::dsp` (inline assembly for
+// the Arm DSP extension), which allow it for themselves; everywhere else it
+// stays an error. `forbid` could not be lifted by those modules, hence `deny`
+// where they exist.
 #![cfg_attr(not(tinycnn_arm_dsp), forbid(unsafe_code))]
 #![cfg_attr(tinycnn_arm_dsp, deny(unsafe_code))]
 #![deny(missing_docs)]

@@ -10,6 +10,7 @@
 //! from the first stage to the last, which a shift per stage would not.
 //! Twiddles are Q30; each product is rounded once, half up, in `i64`.
 
+use super::Path;
 use super::tables::SINE_BITS;
 
 /// A complex value, `[re, im]`.
@@ -38,6 +39,51 @@ fn twiddle_low(sine: &[i32], t: usize, quarter: usize) -> (i32, i32) {
     (at(quarter.saturating_sub(t)), at(t))
 }
 
+/// `a * b`, exactly. Armv6-M multiplies 32 x 32 -> 32 bits only, and the
+/// compiler turns every `i64` product into a call of a 64 x 64-bit routine;
+/// four 16-bit partial products inline cost about half as much.
+#[inline(always)]
+pub(super) fn product(a: i32, b: i32) -> i64 {
+    #[cfg(tinycnn_armv6m)]
+    return product_by_halves(a, b);
+    #[cfg(not(tinycnn_armv6m))]
+    return i64::from(a) * i64::from(b);
+}
+
+/// [`product`] from 16-bit halves: `a = 2^16 a1 + a0` with `a0` in
+/// `0..2^16`, and the same for `b`; no partial product overflows its type.
+#[cfg(any(test, tinycnn_armv6m))]
+#[inline(always)]
+pub(super) fn product_by_halves(a: i32, b: i32) -> i64 {
+    let (a1, a0) = (a >> 16, a & 0xffff);
+    let (b1, b0) = (b >> 16, b & 0xffff);
+    let low = (a0 as u32) * (b0 as u32);
+    let cross = i64::from(a1 * b0) + i64::from(a0 * b1);
+    (i64::from(a1 * b1) << 32) + (cross << 16) + i64::from(low)
+}
+
+/// `a * b` for `b < 2^16` (a mel weight) and any `a`, exactly; see
+/// [`product`].
+#[inline(always)]
+pub(super) fn product_u64(a: u64, b: u32) -> u64 {
+    #[cfg(tinycnn_armv6m)]
+    return product_u64_by_halves(a, b);
+    #[cfg(not(tinycnn_armv6m))]
+    return a.wrapping_mul(u64::from(b));
+}
+
+/// [`product_u64`] from the words of `a` and the halves of its low word.
+#[cfg(any(test, tinycnn_armv6m))]
+#[inline(always)]
+pub(super) fn product_u64_by_halves(a: u64, b: u32) -> u64 {
+    let (high, low) = ((a >> 32) as u32, a as u32);
+    let (low1, low0) = (low >> 16, low & 0xffff);
+    let upper = u64::from(high.wrapping_mul(b)) << 32;
+    upper
+        .wrapping_add(u64::from(low1 * b) << 16)
+        .wrapping_add(u64::from(low0 * b))
+}
+
 /// `round(x / 2^SINE_BITS)`, ties up.
 #[inline(always)]
 fn descale(x: i64) -> i32 {
@@ -47,27 +93,39 @@ fn descale(x: i64) -> i32 {
 /// `x * (c - i s)`, rounded.
 #[inline(always)]
 fn rotate([re, im]: Complex, (c, s): (i32, i32)) -> Complex {
-    let (re, im, c, s) = (i64::from(re), i64::from(im), i64::from(c), i64::from(s));
-    [descale(re * c + im * s), descale(im * c - re * s)]
+    [
+        descale(product(re, c) + product(im, s)),
+        descale(product(im, c) - product(re, s)),
+    ]
 }
 
-/// The DFT of `z`, which holds the input in bit-reversed order, in place.
-/// `z.len()` is a power of two, at least 4; `sine` is the quarter-wave table
-/// of the real FFT of `2 * z.len()` points.
+/// The DFT of `z` after its first radix-4 stage (butterfly span 1), in
+/// place. `z.len()` is a power of two, at least 16; `sine` is the quarter-wave
+/// table of the real FFT of `2 * z.len()` points.
 ///
 /// Stages go two at a time (radix 4: three rotations for four points instead
 /// of four, and half the loads and stores), the last alone when their count
 /// is odd.
-pub(super) fn complex_fft(z: &mut [Complex], sine: &[i32]) {
+pub(super) fn later_stages(z: &mut [Complex], sine: &[i32], path: Path) {
     let points = z.len();
-    let mut half = 1;
+    let mut half = 4;
     while 4 * half <= points {
-        radix4_stages(z, sine, half);
+        radix4_stages(z, sine, half, path);
         half *= 4;
     }
     if half < points {
         radix2_stage(z, sine, half);
     }
+}
+
+/// The DFT of `z`, which holds the input in bit-reversed order, in place:
+/// the first stage, then [`later_stages`].
+#[cfg(test)]
+pub(super) fn complex_fft(z: &mut [Complex], sine: &[i32]) {
+    if z.len() >= 4 {
+        radix4_stages(z, sine, 1, Path::Portable);
+    }
+    later_stages(z, sine, Path::Portable);
 }
 
 /// The stages of butterfly spans `half` and `2 half` at once. With
@@ -77,12 +135,31 @@ pub(super) fn complex_fft(z: &mut [Complex], sine: &[i32]) {
 /// `a1 + i a3` with `a0, a1 = x0 +- W^2 x1` and `a2, a3 = W x2 +- W^3 x3`.
 /// Every intermediate value is a DFT of part of the input (or one rotated),
 /// so the overflow bound of the module holds for each.
-fn radix4_stages(z: &mut [Complex], sine: &[i32], half: usize) {
+fn radix4_stages(z: &mut [Complex], sine: &[i32], half: usize, path: Path) {
+    #[cfg(tinycnn_arm_dsp)]
+    if path == Path::ArmDsp && super::dsp::radix4_stage(z, sine, half) {
+        return;
+    }
+    let _ = path;
+    for group in z.chunks_exact_mut(4 * half) {
+        let (low, high) = group.split_at_mut(2 * half);
+        let (q0, q1) = low.split_at_mut(half);
+        let (q2, q3) = high.split_at_mut(half);
+        if let (Some(x0), Some(x1), Some(x2), Some(x3)) = (
+            q0.first_mut(),
+            q1.first_mut(),
+            q2.first_mut(),
+            q3.first_mut(),
+        ) {
+            let (t1, t2, t3) = (*x1, *x2, *x3);
+            butterfly(x0, x1, x2, x3, t1, t2, t3);
+        }
+    }
     let points = z.len();
     let quarter = points / 2;
     // W^j is exp(-2 pi i t / N) with t = j * stride.
     let stride = points / (2 * half);
-    for j in 0..half {
+    for j in 1..half {
         let t = j * stride;
         let (w1, w2, w3) = (
             twiddle_low(sine, t, quarter),
@@ -96,23 +173,33 @@ fn radix4_stages(z: &mut [Complex], sine: &[i32], half: usize) {
             if let (Some(x0), Some(x1), Some(x2), Some(x3)) =
                 (q0.get_mut(j), q1.get_mut(j), q2.get_mut(j), q3.get_mut(j))
             {
-                let (t1, t2, t3) = if j == 0 {
-                    (*x1, *x2, *x3)
-                } else {
-                    (rotate(*x1, w2), rotate(*x2, w1), rotate(*x3, w3))
-                };
-                let [p0, p1] = *x0;
-                let a0 = [p0 + t1[0], p1 + t1[1]];
-                let a1 = [p0 - t1[0], p1 - t1[1]];
-                let a2 = [t2[0] + t3[0], t2[1] + t3[1]];
-                let a3 = [t2[0] - t3[0], t2[1] - t3[1]];
-                *x0 = [a0[0] + a2[0], a0[1] + a2[1]];
-                *x2 = [a0[0] - a2[0], a0[1] - a2[1]];
-                *x1 = [a1[0] + a3[1], a1[1] - a3[0]];
-                *x3 = [a1[0] - a3[1], a1[1] + a3[0]];
+                let (t1, t2, t3) = (rotate(*x1, w2), rotate(*x2, w1), rotate(*x3, w3));
+                butterfly(x0, x1, x2, x3, t1, t2, t3);
             }
         }
     }
+}
+
+/// The radix-4 butterfly on `x0` and the rotated `x1..x3`, `t1..t3`.
+#[inline(always)]
+fn butterfly(
+    x0: &mut Complex,
+    x1: &mut Complex,
+    x2: &mut Complex,
+    x3: &mut Complex,
+    t1: Complex,
+    t2: Complex,
+    t3: Complex,
+) {
+    let [p0, p1] = *x0;
+    let a0 = [p0 + t1[0], p1 + t1[1]];
+    let a1 = [p0 - t1[0], p1 - t1[1]];
+    let a2 = [t2[0] + t3[0], t2[1] + t3[1]];
+    let a3 = [t2[0] - t3[0], t2[1] - t3[1]];
+    *x0 = [a0[0] + a2[0], a0[1] + a2[1]];
+    *x2 = [a0[0] - a2[0], a0[1] - a2[1]];
+    *x1 = [a1[0] + a3[1], a1[1] - a3[0]];
+    *x3 = [a1[0] - a3[1], a1[1] + a3[0]];
 }
 
 /// One radix-2 stage of butterfly span `half`: `a, b <- a + W b, a - W b`
@@ -147,13 +234,9 @@ pub(super) fn real_bin(z: &[Complex], k: usize, (c, s): (i32, i32)) -> (i32, i32
     let [ar, ai] = z.get(k).copied().unwrap_or_default();
     let [br, bi] = z.get(mirror).copied().unwrap_or_default();
     let (even_re, even_im) = ((ar >> 1) + (br >> 1), (ai >> 1) - (bi >> 1));
-    let (odd_re, odd_im) = (
-        i64::from((ai >> 1) + (bi >> 1)),
-        i64::from((br >> 1) - (ar >> 1)),
-    );
-    let (c, s) = (i64::from(c), i64::from(s));
+    let (odd_re, odd_im) = ((ai >> 1) + (bi >> 1), (br >> 1) - (ar >> 1));
     (
-        even_re + descale(c * odd_re + s * odd_im),
-        even_im + descale(c * odd_im - s * odd_re),
+        even_re + descale(product(c, odd_re) + product(s, odd_im)),
+        even_im + descale(product(c, odd_im) - product(s, odd_re)),
     )
 }

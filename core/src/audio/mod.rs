@@ -43,7 +43,8 @@
 //!    significant bit), loud ones lose bits far below the input's own
 //!    quantisation noise;
 //! 2. the real FFT through a complex FFT of half the size (radix 4, `i32`
-//!    data, Q30 twiddles, no per-stage scaling) and the split step, only for
+//!    data, Q30 twiddles, no per-stage scaling; the first stage reads the
+//!    windowed samples directly) and the split step, only for
 //!    the bins the filterbank reads, each with its twiddle in the tables;
 //! 3. the power of each bin (`u64`, exact), spread over its two neighbouring
 //!    bands by one Q15 weight (the two slopes of adjacent triangles sum to 1);
@@ -54,6 +55,15 @@
 //!    exponent added back;
 //! 5. the DCT (Q15, `ln 2` folded in) accumulated in `i64`, then one
 //!    multiplier-and-shift to int8, rounding half away from zero, saturating.
+//!
+//! On cores with the DSP extension (Cortex-M4, M7, M33), steps 1 to 4 run
+//! in assembly (`dsp.rs`: the window and first FFT stage, the rotated
+//! butterflies, the bands and their logarithms) that forms the same 64-bit
+//! products and sums and so gives the same bits;
+//! `FrontEnd::frame_features_portable` runs the portable code there, and the
+//! firmware's `frontend` binary checks that both leave the same work buffer
+//! and bytes. On Armv6-M (Cortex-M0), which multiplies 32 x 32 -> 32 bits
+//! only, the portable code forms its exact 64-bit products from 16-bit halves.
 //!
 //! No division, no float, no allocation, no panic. The tests bound the
 //! difference to an f64 implementation of the formulas above: at most one
@@ -84,7 +94,11 @@
 //! # Ok::<(), tinycnn::audio::FrontEndError>(())
 //! ```
 
+#[cfg(tinycnn_arm_dsp)]
+mod dsp;
 mod fft;
+#[cfg(test)]
+mod original;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -426,6 +440,24 @@ impl fmt::Display for FrontEndError {
 
 impl core::error::Error for FrontEndError {}
 
+/// Which code runs the hot loops of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// The portable Rust, what every target without the DSP extension runs.
+    Portable,
+    /// The assembly of `dsp.rs`, bit-identical to the portable code.
+    #[cfg(tinycnn_arm_dsp)]
+    ArmDsp,
+}
+
+impl Path {
+    /// The fastest path this target has.
+    #[cfg(tinycnn_arm_dsp)]
+    const FASTEST: Path = Path::ArmDsp;
+    #[cfg(not(tinycnn_arm_dsp))]
+    const FASTEST: Path = Path::Portable;
+}
+
 /// A validated configuration with its tables, ready to compute features.
 #[derive(Clone, Copy, Debug)]
 pub struct FrontEnd<'t> {
@@ -504,6 +536,29 @@ impl<'t> FrontEnd<'t> {
         out: &mut [i8],
         work: &mut [i32],
     ) -> Result<(), FrontEndError> {
+        self.frame_features_on(frame, out, work, Path::FASTEST)
+    }
+
+    /// [`FrontEnd::frame_features`] with the portable code only, what cores
+    /// without the DSP extension run: the reference the DSP path is checked
+    /// against, bytes and `work` alike (the firmware's `frontend` binary).
+    #[cfg(tinycnn_arm_dsp)]
+    pub fn frame_features_portable(
+        &self,
+        frame: &[i16],
+        out: &mut [i8],
+        work: &mut [i32],
+    ) -> Result<(), FrontEndError> {
+        self.frame_features_on(frame, out, work, Path::Portable)
+    }
+
+    fn frame_features_on(
+        &self,
+        frame: &[i16],
+        out: &mut [i8],
+        work: &mut [i32],
+        path: Path,
+    ) -> Result<(), FrontEndError> {
         let config = &self.config;
         if frame.len() != config.window_samples as usize {
             return Err(FrontEndError::FrameLength {
@@ -518,7 +573,7 @@ impl<'t> FrontEnd<'t> {
                 found: out.len(),
             });
         }
-        let log_energies = self.log_energies(frame, work)?;
+        let log_energies = self.log_energies(frame, work, path)?;
         self.quantise(log_energies, out);
         Ok(())
     }
@@ -574,6 +629,7 @@ impl<'t> FrontEnd<'t> {
         &self,
         frame: &[i16],
         work: &'w mut [i32],
+        path: Path,
     ) -> Result<&'w mut [i32], FrontEndError> {
         self.check_work(work)?;
         let needed = self.config.work_len();
@@ -586,16 +642,28 @@ impl<'t> FrontEnd<'t> {
             .get_mut(..(self.config.mel_bands as usize).next_multiple_of(2))
             .ok_or(short)?;
         let (z, _) = points.as_chunks_mut::<2>();
-        let exponent = self.window_into(frame, z);
-        fft::complex_fft(z, self.sine);
-        self.bands(z, exponent, bands);
+        let exponent = self.window_and_first_stage(frame, z, path);
+        fft::later_stages(z, self.sine, path);
+        self.bands(z, exponent, bands, path);
         Ok(bands)
     }
 
-    /// Writes the windowed frame into `z` as complex points `x_2n + i x_2n+1`
-    /// in bit-reversed order (the FFT's input order), zero-padded, shifted
-    /// right by the returned block exponent.
-    fn window_into(&self, frame: &[i16], z: &mut [Complex]) -> u32 {
+    /// Windows the frame and runs the FFT's first stage (butterfly span 1,
+    /// no rotation) on it, into `z`; returns the block exponent. The FFT reads
+    /// its input in bit-reversed order: group `g` of the first stage takes
+    /// the points `rev(4g + i)`, which are `r + {0, 2, 1, 3} * M/4` with
+    /// `r = rev(g)` over the remaining bits, so the windowed points go
+    /// straight into the butterflies and never through `z`. The values are
+    /// those of writing `z[rev(n)] = x_2n + i x_2n+1` (zero past the window)
+    /// and running the stage on it.
+    fn window_and_first_stage(&self, frame: &[i16], z: &mut [Complex], path: Path) -> u32 {
+        #[cfg(tinycnn_arm_dsp)]
+        if path == Path::ArmDsp
+            && let Some(exponent) = dsp::window_first_stage(frame, self.window, z)
+        {
+            return exponent;
+        }
+        let _ = path;
         // In units of 2^-30 of the real signal (samples in [-1, 1)), x w is at
         // most |x| 2^15, so sum |x| 2^15 bounds every FFT value; the exponent
         // brings it to at most 2^30, leaving a bit of headroom in i32 for the
@@ -607,30 +675,32 @@ impl<'t> FrontEnd<'t> {
         // round(x 2^(16 - e) w / 2^32) with w in Q31 is x w in units of
         // 2^(e - 30), rounded once: a multiply-high, no 64-bit shift.
         let up = 16 - exponent;
-        let scale = |x: i16, w: i32| {
-            ((i64::from(i32::from(x) << up) * i64::from(w) + (1 << 31)) >> 32) as i32
+        let window = self.window;
+        let sample = |i: usize| match (frame.get(i), window.get(i)) {
+            (Some(&x), Some(&w)) => {
+                ((fft::product(i32::from(x) << up, w) + (1 << 31)) >> 32) as i32
+            }
+            _ => 0,
         };
-        let bits = z.len().trailing_zeros();
-        let reverse = |n: usize| ((n as u32).reverse_bits() >> (32 - bits)) as usize;
-        let mut samples = frame.chunks_exact(2);
-        let mut weights = self.window.chunks_exact(2);
-        let mut pairs = 0;
-        for (index, (x, w)) in (&mut samples).zip(&mut weights).enumerate() {
-            if let ([x0, x1], [w0, w1], Some(point)) = (x, w, z.get_mut(reverse(index))) {
-                *point = [scale(*x0, *w0), scale(*x1, *w1)];
-            }
-            pairs = index + 1;
-        }
-        // An odd window's last sample pairs with a zero.
-        if let ([x], [w]) = (samples.remainder(), weights.remainder()) {
-            if let Some(point) = z.get_mut(reverse(pairs)) {
-                *point = [scale(*x, *w), 0];
-            }
-            pairs += 1;
-        }
-        for n in pairs..z.len() {
-            if let Some(point) = z.get_mut(reverse(n)) {
-                *point = [0, 0];
+        let point = |n: usize| [sample(2 * n), sample(2 * n + 1)];
+        let quarter = z.len() / 4;
+        // At least 3: the FFT has at least 32 points.
+        let bits = quarter.trailing_zeros();
+        for (g, group) in z.chunks_exact_mut(4).enumerate() {
+            let r = ((g as u32).reverse_bits() >> (32 - bits)) as usize;
+            let [p0, p1] = point(r);
+            let t1 = point(r + 2 * quarter);
+            let t2 = point(r + quarter);
+            let t3 = point(r + 3 * quarter);
+            let a0 = [p0 + t1[0], p1 + t1[1]];
+            let a1 = [p0 - t1[0], p1 - t1[1]];
+            let a2 = [t2[0] + t3[0], t2[1] + t3[1]];
+            let a3 = [t2[0] - t3[0], t2[1] - t3[1]];
+            if let [x0, x1, x2, x3] = group {
+                *x0 = [a0[0] + a2[0], a0[1] + a2[1]];
+                *x2 = [a0[0] - a2[0], a0[1] - a2[1]];
+                *x1 = [a1[0] + a3[1], a1[1] - a3[0]];
+                *x3 = [a1[0] - a3[1], a1[1] + a3[0]];
             }
         }
         exponent
@@ -644,13 +714,33 @@ impl<'t> FrontEnd<'t> {
     /// segment `j` ends. Bounds: `|X| <= 2^30 + 2^11`, so a bin's power is
     /// below `2^60.01`; a band of `n < 2^(2 + power_shift)` bins sums to less
     /// than `2^62.01`, and the floor term adds at most `2^60`.
-    fn bands(&self, z: &[Complex], exponent: u32, out: &mut [i32]) {
+    fn bands(&self, z: &[Complex], exponent: u32, out: &mut [i32], path: Path) {
         // The FFT's unit is 2^(e - 30) of the real signal, so with powers
         // shifted right by power_shift, E + floor * 2^(60 - 2e - power_shift)
         // is (real energy + floor) times 2^(60 - 2e - power_shift).
         let shift = 2 * exponent + self.power_shift;
         let floor = (self.floor + ((1u64 << shift) >> 1)) >> shift;
         let offset = (shift as i32 - tables::FLOOR_BITS as i32) << LOG_BITS;
+        #[cfg(tinycnn_arm_dsp)]
+        if path == Path::ArmDsp
+            && dsp::bands(
+                z,
+                self.bins,
+                self.edges,
+                self.log,
+                floor,
+                offset,
+                self.power_shift,
+                out,
+            )
+        {
+            let bands = self.edges.len().saturating_sub(2);
+            for log in out.iter_mut().skip(bands) {
+                *log = 0;
+            }
+            return;
+        }
+        let _ = path;
         let power_shift = self.power_shift;
         let power_half = (1u64 << power_shift) >> 1;
         let mut bins = self.bins.chunks_exact(3);
@@ -667,13 +757,13 @@ impl<'t> FrontEnd<'t> {
                     _ => (0, (0, 0)),
                 };
                 let (re, im) = fft::real_bin(z, k, twiddle);
-                let (re, im) = (i64::from(re), i64::from(im));
-                let power = ((re * re + im * im) as u64 + power_half) >> power_shift;
+                let energy = fft::product(re, re) + fft::product(im, im);
+                let power = (energy as u64 + power_half) >> power_shift;
                 // floor(power * weight / 2^15) exactly, without a 128-bit
                 // product; the weight is at most 2^15, so the low part fits u32.
                 let weight = weight as u32;
                 let low = ((power as u32 & 0x7fff) * weight) >> tables::Q15;
-                let up = (power >> tables::Q15) * u64::from(weight) + u64::from(low);
+                let up = fft::product_u64(power >> tables::Q15, weight) + u64::from(low);
                 rising += up;
                 falling += power - up;
             }
@@ -703,8 +793,8 @@ impl<'t> FrontEnd<'t> {
             let mut sum = 0i64;
             for (&pair, logs) in weights.iter().zip(log_energies.chunks_exact(2)) {
                 if let [l0, l1] = *logs {
-                    let (d0, d1) = (i64::from(pair as i16), i64::from(pair >> 16));
-                    sum += d0 * i64::from(l0) + d1 * i64::from(l1);
+                    let (d0, d1) = (i32::from(pair as i16), pair >> 16);
+                    sum += fft::product(d0, l0) + fft::product(d1, l1);
                 }
             }
             // Q15 x Q16 -> Q16 natural log units.

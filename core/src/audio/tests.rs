@@ -459,7 +459,9 @@ fn log_energies_are_close_to_the_f64_reference() {
         for (signal, samples) in signals(rate, window * 3) {
             for start in [0, window, 2 * window] {
                 let frame = &samples[start..start + window];
-                let logs = front_end.log_energies(frame, &mut work).unwrap();
+                let logs = front_end
+                    .log_energies(frame, &mut work, Path::FASTEST)
+                    .unwrap();
                 let expected = reference.log_mel(frame);
                 let total = frame.iter().map(|x| x.unsigned_abs() as u64).sum::<u64>() << 15;
                 let exponent = (64 - total.leading_zeros()).saturating_sub(30) as i32;
@@ -574,6 +576,51 @@ fn complex_fft_matches_an_f64_dft() {
             // Rounding of about half an LSB per stage, against values up to 2^30.
             assert!(relative < 3e-7, "fft {fft}: {relative}");
             assert!(worst < 24.0, "fft {fft}: worst error {worst} LSB");
+        }
+    }
+}
+
+/// The Armv6-M products from 16-bit halves are the exact products.
+#[test]
+fn products_by_halves_are_exact() {
+    let edges = [
+        i32::MIN,
+        i32::MIN + 1,
+        -(1 << 30) - 2048,
+        -65_537,
+        -65_536,
+        -65_535,
+        -32_768,
+        -1,
+        0,
+        1,
+        32_767,
+        65_535,
+        65_536,
+        1 << 30,
+        (1 << 30) + 2048,
+        i32::MAX,
+    ];
+    let mut noise = Noise(77);
+    let mut values: Vec<i32> = edges.to_vec();
+    values.extend((0..200).map(|_| (noise.next() * 2_147_483_647.0) as i32));
+    for &a in &values {
+        for &b in &values {
+            assert_eq!(
+                fft::product_by_halves(a, b),
+                i64::from(a) * i64::from(b),
+                "{a} * {b}"
+            );
+        }
+        let wide = (i64::from(a) as u64).wrapping_mul(0x9e37_79b9) >> 3;
+        for weight in [0u32, 1, 0x7fff, 0x8000, 0xffff] {
+            for value in [u64::from(a as u32), wide, u64::MAX >> 2, wide >> 17] {
+                assert_eq!(
+                    fft::product_u64_by_halves(value, weight),
+                    value.wrapping_mul(u64::from(weight)),
+                    "{value} * {weight}"
+                );
+            }
         }
     }
 }
@@ -1217,6 +1264,94 @@ fn extreme_frames_do_not_overflow() {
     }
 }
 
+/// Runs the front end and the original code (`original.rs`) on `frame`;
+/// panics, naming `what`, unless both give the same bytes and leave the same
+/// work buffer (the FFT's points and the log energies).
+fn assert_same_as_the_original(front_end: &FrontEnd<'_>, frame: &[i16], what: &str) {
+    let config = front_end.config();
+    let mut out = vec![0; config.features_per_frame()];
+    let mut work = vec![0x5555_5555; config.work_len()];
+    front_end
+        .frame_features(frame, &mut out, &mut work)
+        .unwrap();
+    let mut original_out = vec![0; config.features_per_frame()];
+    let mut original_work = vec![0x2aaa_aaaa; config.work_len()];
+    original::frame_features(front_end, frame, &mut original_out, &mut original_work);
+    assert_eq!(out, original_out, "{what}: features");
+    let points = config.fft_size as usize;
+    if let Some(k) = (0..points).find(|&k| work[k] != original_work[k]) {
+        panic!("{what}: FFT word {k}: {} vs {}", work[k], original_work[k]);
+    }
+    assert_eq!(
+        &work[points..],
+        &original_work[points..],
+        "{what}: log energies"
+    );
+}
+
+/// The extreme frames of `extreme_frames_do_not_overflow` and others that
+/// stress the block exponent's edges.
+fn extreme_frames(config: &FrontEndConfig) -> Vec<Vec<i16>> {
+    let window = config.window_samples as usize;
+    let mut frames: Vec<Vec<i16>> = vec![
+        vec![i16::MIN; window],
+        vec![i16::MAX; window],
+        (0..window)
+            .map(|n| if n % 2 == 0 { i16::MIN } else { i16::MAX })
+            .collect(),
+        (0..window)
+            .map(|n| if n % 4 < 2 { i16::MIN } else { i16::MAX })
+            .collect(),
+        (0..window)
+            .map(|n| {
+                let c = (2.0 * PI * 7.0 * n as f64 / config.fft_size as f64).cos();
+                if c >= 0.0 { i16::MAX } else { i16::MIN }
+            })
+            .collect(),
+        vec![1; window],
+        vec![-1; window],
+        vec![0; window],
+    ];
+    for value in [i16::MIN, i16::MAX, -16_384, 16_383, 1, -1] {
+        for position in [0, 1, window / 2, window - 1] {
+            let mut frame = vec![0; window];
+            frame[position] = value;
+            frames.push(frame);
+        }
+    }
+    frames
+}
+
+/// Every configuration, every test signal frame by frame, the extreme
+/// frames: the same bytes and work buffer as the original code.
+#[test]
+fn same_bytes_and_work_as_the_original_code() {
+    for (name, config) in configs() {
+        let mut tables = vec![0; config.table_len()];
+        let front_end = FrontEnd::new(&config, &mut tables).unwrap();
+        let window = config.window_samples as usize;
+        let hop = config.hop_samples as usize;
+        let rate = config.sample_rate_hz;
+        for (signal, samples) in signals(rate, rate as usize / 4) {
+            for start in (0..samples.len().saturating_sub(window)).step_by(hop) {
+                let frame = &samples[start..start + window];
+                assert_same_as_the_original(
+                    &front_end,
+                    frame,
+                    &format!("{name}, {signal} at {start}"),
+                );
+            }
+        }
+        for (index, frame) in extreme_frames(&config).iter().enumerate() {
+            assert_same_as_the_original(
+                &front_end,
+                frame,
+                &format!("{name}, extreme frame {index}"),
+            );
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -1239,6 +1374,23 @@ proptest! {
             front_end.frame_features(&samples[..480], &mut frame_out, &mut work).unwrap();
             prop_assert_eq!(&frame_out[..], &out[..10]);
         }
+    }
+
+    /// Random frames, loud and quiet, on MLPerf's configuration: the same
+    /// bytes and work buffer as the original code.
+    #[test]
+    fn random_frames_match_the_original_code(
+        samples in prop::collection::vec(
+            prop_oneof![any::<i16>(), Just(i16::MIN), Just(i16::MAX), -8i16..8],
+            480,
+        ),
+        shift in 0u32..16,
+    ) {
+        let config = FrontEndConfig::MLPERF_KWS;
+        let mut tables = vec![0; config.table_len()];
+        let front_end = FrontEnd::new(&config, &mut tables).unwrap();
+        let frame: Vec<i16> = samples.iter().map(|&x| x >> shift).collect();
+        assert_same_as_the_original(&front_end, &frame, "random frame");
     }
 
     /// Any configuration is either rejected or runs (on one frame of noise).
@@ -1321,5 +1473,7 @@ proptest! {
         front_end.frame_features(&frame, &mut out, &mut work).unwrap();
         let full_scale = vec![i16::MIN; window as usize];
         front_end.frame_features(&full_scale, &mut out, &mut work).unwrap();
+        assert_same_as_the_original(&front_end, &frame, "noise");
+        assert_same_as_the_original(&front_end, &full_scale, "full scale");
     }
 }

@@ -75,7 +75,6 @@ fn main() -> ! {
     );
 
     let samples = CLIP.len() / 2;
-    let sample = |index: usize| i16::from_le_bytes([CLIP[2 * index], CLIP[2 * index + 1]]);
     let (mut received, mut frames, mut mismatches) = (0usize, 0usize, 0u32);
     let (mut total, mut fewest, mut most) = (0u32, u32::MAX, 0u32);
     let mut row = [0i8; FEATURES];
@@ -84,8 +83,9 @@ fn main() -> ! {
         let (result, counts) = counter.measure(|| {
             // The hop arrives: the ring slides by a hop and takes it in.
             ring.copy_within(HOP.., 0);
-            for (slot, index) in ring[RING - HOP..].iter_mut().zip(received..) {
-                *slot = sample(index);
+            let hop = CLIP.get(2 * received..2 * (received + HOP)).unwrap_or(&[]);
+            for (slot, bytes) in ring[RING - HOP..].iter_mut().zip(hop.as_chunks::<2>().0) {
+                *slot = i16::from_le_bytes(*bytes);
             }
             if received + HOP >= RING {
                 front_end
@@ -133,6 +133,11 @@ fn main() -> ! {
         HOPS_PER_SECOND
     );
     firmware::memory::log(&firmware::memory::report());
+    // After the memory report: the check's buffers are not the front end's.
+    #[cfg(feature = "dsp")]
+    if !dsp_equals_portable(&front_end, counter, samples) {
+        firmware::exit(ExitCode::Mismatch);
+    }
     if mismatches > 0 || frames * FEATURES != EXPECTED.len() {
         defmt::error!(
             "{=u32} of {=usize} frames differ from the host's ({=usize} expected)",
@@ -156,4 +161,104 @@ fn per_second(total: u32, hops: u32) -> u32 {
         return 0;
     }
     (u64::from(total) * u64::from(HOPS_PER_SECOND) / u64::from(hops)) as u32
+}
+
+/// Runs every frame of the clip and frames that stress the block exponent
+/// (full scale, clicks, one-LSB values, noise at every level) through the
+/// DSP path and the portable one: the bytes and the whole work buffer (every
+/// FFT point and log energy) must be equal. Logs what each path costs per
+/// second of audio.
+#[cfg(feature = "dsp")]
+#[inline(never)]
+fn dsp_equals_portable(
+    front_end: &FrontEnd<'_>,
+    counter: &firmware::Counter,
+    samples: usize,
+) -> bool {
+    let sample = |index: usize| i16::from_le_bytes([CLIP[2 * index], CLIP[2 * index + 1]]);
+    let mut dsp_work = [0i32; CONFIG.work_len()];
+    let mut portable_work = [0i32; CONFIG.work_len()];
+    let mut frame = [0i16; WINDOW];
+    let (mut dsp_counts, mut portable_counts, mut clip_frames) = (0u32, 0u32, 0u32);
+    let (mut checked, mut differ) = (0u32, 0u32);
+    let mut seed = 0x2545_f491u32;
+    let clip_count = CONFIG.frames_per_clip(samples);
+    let extremes = 8 + 4 * 6;
+    let noisy = 16 * 4;
+    for case in 0..clip_count + extremes + noisy {
+        if case < clip_count {
+            for (n, x) in frame.iter_mut().enumerate() {
+                *x = sample(case * HOP + n);
+            }
+        } else if case < clip_count + extremes {
+            let index = case - clip_count;
+            for (n, x) in frame.iter_mut().enumerate() {
+                *x = match index {
+                    0 => i16::MIN,
+                    1 => i16::MAX,
+                    2 => [i16::MIN, i16::MAX][n % 2],
+                    3 => [i16::MIN, i16::MAX][n / 2 % 2],
+                    4 => 1,
+                    5 => -1,
+                    6 => 0,
+                    7 => [i16::MAX, i16::MIN][n / 37 % 2],
+                    _ => {
+                        let value = [i16::MIN, i16::MAX, -16_384, 16_383, 1, -1][(index - 8) / 4];
+                        let position = [0, 1, WINDOW / 2, WINDOW - 1][(index - 8) % 4];
+                        if n == position { value } else { 0 }
+                    }
+                };
+            }
+        } else {
+            let shift = ((case - clip_count - extremes) % 16) as u32;
+            for x in frame.iter_mut() {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                *x = (seed as i16) >> shift;
+            }
+        }
+        let (mut dsp_out, mut portable_out) = ([0i8; FEATURES], [0i8; FEATURES]);
+        let (dsp, dsp_cost) =
+            counter.measure(|| front_end.frame_features(&frame, &mut dsp_out, &mut dsp_work));
+        let (portable, portable_cost) = counter.measure(|| {
+            front_end.frame_features_portable(&frame, &mut portable_out, &mut portable_work)
+        });
+        if case < clip_count {
+            dsp_counts = dsp_counts.wrapping_add(dsp_cost);
+            portable_counts = portable_counts.wrapping_add(portable_cost);
+            clip_frames += 1;
+        }
+        checked += 1;
+        if dsp.is_err() || portable.is_err() || dsp_out != portable_out || dsp_work != portable_work
+        {
+            differ += 1;
+            let word = dsp_work
+                .iter()
+                .zip(&portable_work)
+                .position(|(a, b)| a != b);
+            defmt::error!(
+                "frame {=usize}: DSP path {} (work differs at {}), portable {}",
+                case,
+                dsp_out,
+                word,
+                portable_out
+            );
+        }
+    }
+    let per_second = |total: u32| {
+        if clip_frames == 0 {
+            0
+        } else {
+            (u64::from(total) * u64::from(HOPS_PER_SECOND) / u64::from(clip_frames)) as u32
+        }
+    };
+    defmt::info!(
+        "front end: DSP path {=u32}, portable path {=u32} counts per second of audio (the frames alone); {=u32} frames, {=u32} differ",
+        per_second(dsp_counts),
+        per_second(portable_counts),
+        checked,
+        differ
+    );
+    differ == 0
 }
