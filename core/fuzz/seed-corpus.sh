@@ -9,7 +9,7 @@ mkdir -p "$here/corpus/model_bytes" "$here/corpus/model_payload" "$here/corpus/t
 for model in "$data"/model-*.tcnn "$data"/small/model-*.tcnn; do
     name=$(basename "$(dirname "$model")")-$(basename "$model" .tcnn)
     cp "$model" "$here/corpus/model_bytes/$name"
-    # Selector: bit 0 the flavour (0 f32, 1 int8: the header's byte 6 minus 1), bits 1 and 2
+    # Selector: bit 0 the flavour (0 f32, 1 int8: the header's byte 6 minus 1), bits 1 to 3
     # the version minus 1 (the header's byte 4).
     flavour=$(od -An -tu1 -j6 -N1 "$model" | tr -d ' ')
     version=$(od -An -tu1 -j4 -N1 "$model" | tr -d ' ')

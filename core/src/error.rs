@@ -3,6 +3,7 @@
 //! model (the image's length, the scratch's size).
 
 use crate::arch::{ArchError, LayerName};
+use crate::audio::FrontEndError;
 use crate::format::Flavour;
 use core::fmt;
 
@@ -66,9 +67,41 @@ pub enum ClassNameProblem {
     },
 }
 
+/// What is wrong with a version 5 file's front-end section
+/// ([`Error::BadFrontEnd`]), in the order the loader checks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum FrontEndProblem {
+    /// A field outside its range ([`crate::audio::FrontEndConfig::validate`]).
+    Config(FrontEndError),
+    /// The network's input does not take whole frames: its width times its
+    /// channels must be the front end's features per frame.
+    InputShape {
+        /// int8 values the front end gives per frame.
+        features_per_frame: usize,
+        /// The input's width.
+        width: usize,
+        /// The input's channels.
+        channels: usize,
+    },
+    /// An int8 network whose input is not quantised as the front end's output:
+    /// it would read the features on another scale.
+    InputQuantization {
+        /// The front end's output scale.
+        front_end_scale: f32,
+        /// The front end's output zero point.
+        front_end_zero_point: i8,
+        /// The network's input scale.
+        input_scale: f32,
+        /// The network's input zero point.
+        input_zero_point: i8,
+    },
+}
+
 /// Why a blob was rejected (in the order the loader checks: header,
-/// checksum, description, then each layer's tensors, then a version 4 file's
-/// class names), or a model could not run.
+/// checksum, description, then each layer's tensors, then a version 4 or 5
+/// file's class names, then a version 5 file's front end), or a model could
+/// not run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Error {
@@ -132,9 +165,9 @@ pub enum Error {
     /// A version 1 file that does not hold the reference network (the only
     /// network version 1 describes).
     NotReferenceNetwork,
-    /// The layer records (or a version 4 file's class names section) are not
-    /// a valid encoding: cut short, with bytes left over, or not in their
-    /// shortest (canonical) form.
+    /// The layer records (or a version 4 or 5 file's class names section, or a
+    /// version 5 file's front-end section) are not a valid encoding: cut
+    /// short, with bytes left over, or not in their shortest (canonical) form.
     Malformed,
     /// A tensor has the wrong number of bytes.
     TensorLength {
@@ -205,6 +238,8 @@ pub enum Error {
         /// What is wrong.
         problem: ClassNameProblem,
     },
+    /// A version 5 file's front-end section is not valid for the network.
+    BadFrontEnd(FrontEndProblem),
     /// Running: the model has a layer whose kernel this program left out
     /// ([`crate::Int8Model::classify_with_tutorial_layers`]).
     NotLinked,
@@ -311,6 +346,27 @@ impl Error {
                     }
                 }
             }
+            Error::BadFrontEnd(problem) => match problem {
+                FrontEndProblem::Config(_) => ("BadFrontEnd Config", None, NONE),
+                FrontEndProblem::InputShape {
+                    features_per_frame,
+                    width,
+                    channels,
+                } => (
+                    "BadFrontEnd InputShape",
+                    None,
+                    [size(features_per_frame), size(width), size(channels)],
+                ),
+                FrontEndProblem::InputQuantization {
+                    front_end_zero_point,
+                    input_zero_point,
+                    ..
+                } => (
+                    "BadFrontEnd InputQuantization",
+                    None,
+                    [n(front_end_zero_point), n(input_zero_point), None],
+                ),
+            },
             Error::NotLinked => ("NotLinked", None, NONE),
             Error::Malformed => ("Malformed", None, NONE),
             Error::TensorLength {
@@ -528,6 +584,31 @@ impl fmt::Display for Error {
                     }
                 }
             }
+            Error::BadFrontEnd(problem) => match problem {
+                FrontEndProblem::Config(error) => {
+                    write!(f, "the audio front end is not valid: {error}")
+                }
+                FrontEndProblem::InputShape {
+                    features_per_frame,
+                    width,
+                    channels,
+                } => write!(
+                    f,
+                    "the audio front end gives {features_per_frame} features per frame, but the \
+                     network's input rows hold {width} x {channels}"
+                ),
+                FrontEndProblem::InputQuantization {
+                    front_end_scale,
+                    front_end_zero_point,
+                    input_scale,
+                    input_zero_point,
+                } => write!(
+                    f,
+                    "the network's input is quantised with scale {input_scale} and zero point \
+                     {input_zero_point}, but its audio front end outputs scale {front_end_scale} \
+                     and zero point {front_end_zero_point}"
+                ),
+            },
             Error::NotLinked => write!(
                 f,
                 "the model has layers whose kernels this program was built without"

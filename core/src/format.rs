@@ -7,12 +7,12 @@
 //! | offset | size | field |
 //! | --- | --- | --- |
 //! | 0 | 4 | magic `TCNN` |
-//! | 4 | 2 | format version, `u16` little-endian ([`VERSION`]; 1 to 3 are still read) |
+//! | 4 | 2 | format version, `u16` little-endian ([`VERSION`]; 1 to 4 are still read) |
 //! | 6 | 1 | flavour: 1 = f32, 2 = int8 ([`Flavour`]) |
 //! | 7 | 1 | reserved, 0 |
 //! | 8 | 4 | payload length in bytes, `u32` little-endian |
 //! | 12 | 4 | CRC-32 (ISO-HDLC, as zlib/PNG), `u32` little-endian: of bytes 0..12 and the payload (version 1: of the payload) |
-//! | 16 | n | payload: the description, (int8) the input quantisation, one [postcard] record per layer that has one, then (version 4) the class names |
+//! | 16 | n | payload: the description, (int8) the input quantisation, one [postcard] record per layer that has one, then (versions 4 and 5) the class names, then (version 5) the audio front end |
 //!
 //! Tensors inside the records are byte strings that the loader borrows
 //! (`&'a [u8]`), so [`Model::from_bytes`] on a `&'static [u8]` in flash copies
@@ -25,25 +25,33 @@ use crate::arch::{
     Activation, Architecture, Conv, Dense, Depthwise, Layer, LayerInfo, LayerName, MAX_LAYERS,
     OutputKind, Padding, Pool, PoolKind, Shape, Shortcut, Window,
 };
-use crate::error::{ClassNameProblem, Error, TensorKind};
+use crate::audio::FrontEndConfig;
+use crate::error::{ClassNameProblem, Error, FrontEndProblem, TensorKind};
 use crate::quant::{MAX_SHIFT, MIN_SHIFT};
 use serde::{Deserialize, Serialize};
 
 /// First four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"TCNN";
-/// The newest format version this build reads and writes. Versions 1 to 3
+/// The newest format version this build reads and writes. Versions 1 to 4
 /// are still read; a description that version 2 can hold (the tutorial's
 /// vocabulary, pixel input) is still written as version 2, whose dense
 /// layers round once as TensorFlow Lite's desktop `FULLY_CONNECTED` does;
 /// in version 3 they round twice, as TensorFlow Lite Micro's does. Only a
-/// model with class names is written as version 4.
-pub const VERSION: u16 = 4;
+/// model with class names is written as version 4, and only a model with an
+/// audio front end as version 5.
+pub const VERSION: u16 = 5;
 /// The version that introduced the new vocabulary, any input quantisation,
 /// and dense layers that round twice.
 pub const VERSION_3: u16 = 3;
 /// The version that added class names: version 3's payload followed by the
 /// class names section ([`ClassNames`]).
 pub const VERSION_4: u16 = 4;
+/// The version that added the audio front end: version 4's payload followed
+/// by the front-end section ([`FrontEndConfig`], [`FRONT_END_LEN`] bytes).
+pub const VERSION_5: u16 = 5;
+/// Bytes of the front-end section: [`FrontEndConfig`]'s fields in declaration
+/// order, fixed-size, little-endian.
+pub const FRONT_END_LEN: usize = 29;
 /// The longest class name, in bytes (UTF-8).
 pub const MAX_CLASS_NAME: usize = 64;
 /// Size of the fixed header before the payload.
@@ -97,7 +105,7 @@ impl Flavour {
 /// A model file's header, checked for structure (not yet for its CRC).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
-    /// Format version, 1 to 4.
+    /// Format version, 1 to 5.
     pub version: u16,
     /// Flavour.
     pub flavour: Flavour,
@@ -179,6 +187,10 @@ pub struct F32Record<'r, 'a> {
     /// With names the file is version 4 ([`F32Record::version`]); they must
     /// pass the checks the loader makes ([`Error::BadClassNames`]).
     pub class_names: &'r [&'r str],
+    /// The audio front end whose features the network reads, or `None`. With
+    /// one the file is version 5; it must pass the checks the loader makes
+    /// ([`Error::BadFrontEnd`]).
+    pub front_end: Option<FrontEndConfig>,
 }
 
 /// What the host encodes as an int8 model file.
@@ -194,6 +206,10 @@ pub struct Int8Record<'r, 'a> {
     /// With names the file is version 4 ([`Int8Record::version`]); they must
     /// pass the checks the loader makes ([`Error::BadClassNames`]).
     pub class_names: &'r [&'r str],
+    /// The audio front end whose features the network reads, or `None`. With
+    /// one the file is version 5; it must pass the checks the loader makes
+    /// ([`Error::BadFrontEnd`]).
+    pub front_end: Option<FrontEndConfig>,
 }
 
 // ---------------------------------------------------------------------------
@@ -393,28 +409,130 @@ fn take_class_names<'a>(
     Ok((names, rest))
 }
 
+/// The front-end section's bytes.
+fn front_end_bytes(config: &FrontEndConfig) -> [u8; FRONT_END_LEN] {
+    let mut out = [0; FRONT_END_LEN];
+    let fields: [&[u8]; 11] = [
+        &config.sample_rate_hz.to_le_bytes(),
+        &config.window_samples.to_le_bytes(),
+        &config.hop_samples.to_le_bytes(),
+        &config.fft_size.to_le_bytes(),
+        &[config.mel_bands],
+        &config.lower_hz.to_le_bytes(),
+        &config.upper_hz.to_le_bytes(),
+        &[config.coefficients],
+        &config.log_floor.to_le_bytes(),
+        &config.output_scale.to_le_bytes(),
+        &config.output_zero_point.to_le_bytes(),
+    ];
+    let mut at = 0;
+    for field in fields {
+        if let Some(target) = out.get_mut(at..at + field.len()) {
+            target.copy_from_slice(field);
+        }
+        at += field.len();
+    }
+    out
+}
+
+/// Decodes the front-end section (any bytes decode; validation follows).
+fn front_end_from(bytes: &[u8; FRONT_END_LEN]) -> FrontEndConfig {
+    let mut rest: &[u8] = bytes;
+    let mut take = |n: usize| {
+        let (field, after) = rest.split_at_checked(n).unwrap_or((&[], &[]));
+        rest = after;
+        field
+    };
+    let u32_at = |field: &[u8]| field.try_into().map_or(0, u32::from_le_bytes);
+    let u16_at = |field: &[u8]| field.try_into().map_or(0, u16::from_le_bytes);
+    let f32_at = |field: &[u8]| field.try_into().map_or(f32::NAN, f32::from_le_bytes);
+    let byte = |field: &[u8]| field.first().copied().unwrap_or(0);
+    FrontEndConfig {
+        sample_rate_hz: u32_at(take(4)),
+        window_samples: u16_at(take(2)),
+        hop_samples: u16_at(take(2)),
+        fft_size: u16_at(take(2)),
+        mel_bands: byte(take(1)),
+        lower_hz: u32_at(take(4)),
+        upper_hz: u32_at(take(4)),
+        coefficients: byte(take(1)),
+        log_floor: f32_at(take(4)),
+        output_scale: f32_at(take(4)),
+        output_zero_point: byte(take(1)) as i8,
+    }
+}
+
+/// The checks of a front end against its network, the loader's and the
+/// writer's: its fields, whole frames per input row, and (int8, `input`) the
+/// network reading the front end's bytes on their own scale.
+fn check_front_end(
+    config: &FrontEndConfig,
+    architecture: &Architecture,
+    input: Option<QuantParams>,
+) -> Result<(), Error> {
+    config
+        .validate()
+        .map_err(|error| Error::BadFrontEnd(FrontEndProblem::Config(error)))?;
+    let shape = architecture.input();
+    let features_per_frame = config.features_per_frame();
+    if shape.width * shape.channels != features_per_frame {
+        return Err(Error::BadFrontEnd(FrontEndProblem::InputShape {
+            features_per_frame,
+            width: shape.width,
+            channels: shape.channels,
+        }));
+    }
+    if let Some(input) = input {
+        // Bit for bit: any other scale, however close, reads other reals.
+        if input.scale.to_bits() != config.output_scale.to_bits()
+            || input.zero_point != config.output_zero_point
+        {
+            return Err(Error::BadFrontEnd(FrontEndProblem::InputQuantization {
+                front_end_scale: config.output_scale,
+                front_end_zero_point: config.output_zero_point,
+                input_scale: input.scale,
+                input_zero_point: input.zero_point,
+            }));
+        }
+    }
+    Ok(())
+}
+
 /// What follows the records: nothing before version 4; in version 4 the
-/// class names section, then nothing. `records` runs from the first record to
-/// the payload's end, `rest` from the end of the last record; returns the
-/// records alone and the names.
+/// class names section, then nothing; in version 5 the class names section,
+/// the front-end section, then nothing. `records` runs from the first record
+/// to the payload's end, `rest` from the end of the last record; `input` is
+/// an int8 model's input quantisation. Returns the records alone, the names
+/// and the front end.
 fn take_tail<'a>(
     version: u16,
     architecture: &Architecture,
+    input: Option<QuantParams>,
     records: &'a [u8],
     rest: &'a [u8],
-) -> Result<(&'a [u8], ClassNames<'a>), Error> {
-    let (names, tail) = if version >= VERSION_4 {
+) -> Result<(&'a [u8], ClassNames<'a>, Option<FrontEndConfig>), Error> {
+    let (names, mut tail) = if version >= VERSION_4 {
         take_class_names(architecture, rest)?
     } else {
         (ClassNames::NONE, rest)
     };
+    let mut front_end = None;
+    if version >= VERSION_5 {
+        let (section, after) = tail
+            .split_first_chunk::<FRONT_END_LEN>()
+            .ok_or(Error::Malformed)?;
+        let config = front_end_from(section);
+        check_front_end(&config, architecture, input)?;
+        front_end = Some(config);
+        tail = after;
+    }
     if !tail.is_empty() {
         return Err(Error::Malformed);
     }
     let records = records
         .get(..records.len() - rest.len())
         .ok_or(Error::Malformed)?;
-    Ok((records, names))
+    Ok((records, names, front_end))
 }
 
 // ---------------------------------------------------------------------------
@@ -989,6 +1107,23 @@ impl Sink<'_> {
         Ok(())
     }
 
+    /// What follows the records in `version`: the class names section (4 and
+    /// 5), then the front-end section (5).
+    fn tail(
+        &mut self,
+        version: u16,
+        names: &[&str],
+        front_end: Option<&FrontEndConfig>,
+    ) -> Result<(), Error> {
+        if version >= VERSION_4 {
+            self.class_names(names)?;
+        }
+        if let (true, Some(config)) = (version >= VERSION_5, front_end) {
+            self.push(&front_end_bytes(config))?;
+        }
+        Ok(())
+    }
+
     fn record<T: Serialize>(&mut self, record: &T) -> Result<(), Error> {
         let start = self.len;
         match self.out.as_deref_mut() {
@@ -1112,10 +1247,12 @@ fn check_class_names_to_write(architecture: &Architecture, names: &[&str]) -> Re
 }
 
 impl F32Record<'_, '_> {
-    /// The version the file is written in: 4 with class names; without, 2
-    /// when the description fits it, else 3.
+    /// The version the file is written in: 5 with a front end; else 4 with
+    /// class names; without, 2 when the description fits it, else 3.
     pub const fn version(&self) -> u16 {
-        if !self.class_names.is_empty() {
+        if self.front_end.is_some() {
+            VERSION_5
+        } else if !self.class_names.is_empty() {
             VERSION_4
         } else if self.architecture.needs_version_3() {
             VERSION_3
@@ -1129,25 +1266,28 @@ impl F32Record<'_, '_> {
             return Err(Error::TooLarge);
         }
         check_class_names_to_write(&self.architecture, self.class_names)?;
+        if let Some(config) = &self.front_end {
+            check_front_end(config, &self.architecture, None)?;
+        }
         let version = self.version();
         encode_file(Flavour::F32, version, out, |sink| {
             sink.architecture(&self.architecture, version)?;
             self.layers
                 .iter()
                 .try_for_each(|layer| sink.record(layer))?;
-            if version >= VERSION_4 {
-                sink.class_names(self.class_names)?;
-            }
-            Ok(())
+            sink.tail(version, self.class_names, self.front_end.as_ref())
         })
     }
 }
 
 impl Int8Record<'_, '_> {
-    /// The version the file is written in: 4 with class names; without, 2
-    /// when the description and the input quantisation fit it, else 3.
+    /// The version the file is written in: 5 with a front end; else 4 with
+    /// class names; without, 2 when the description and the input
+    /// quantisation fit it, else 3.
     pub fn version(&self) -> u16 {
-        if !self.class_names.is_empty() {
+        if self.front_end.is_some() {
+            VERSION_5
+        } else if !self.class_names.is_empty() {
             VERSION_4
         } else if self.architecture.needs_version_3() || self.input != QuantParams::INPUT {
             VERSION_3
@@ -1159,8 +1299,9 @@ impl Int8Record<'_, '_> {
     /// [`Int8Record::encode`] in format `version`: 3 for a description that version 2 could
     /// hold gives its dense layers TensorFlow Lite Micro's rounding (twice) instead of the
     /// desktop's; 4 without class names writes an empty class names section. A version
-    /// below [`Int8Record::version`] (below 4 for a model with class names), or above
-    /// [`VERSION`], is refused ([`Error::UnsupportedVersion`]).
+    /// below [`Int8Record::version`] (below 4 for a model with class names, below 5 with
+    /// a front end), or above [`VERSION`], is refused ([`Error::UnsupportedVersion`]);
+    /// so is 5 without a front end, whose section version 5 always holds.
     pub fn encode_as(&self, version: u16, out: &mut [u8]) -> Result<usize, Error> {
         self.encode_version(version, Some(out))
     }
@@ -1182,23 +1323,24 @@ impl Int8Record<'_, '_> {
         if self.layers.len() != self.architecture.record_layers() {
             return Err(Error::TooLarge);
         }
-        if version < self.version() || version > VERSION {
+        let no_section = version >= VERSION_5 && self.front_end.is_none();
+        if version < self.version() || version > VERSION || no_section {
             return Err(Error::UnsupportedVersion {
                 found: version,
                 newest: VERSION,
             });
         }
         check_class_names_to_write(&self.architecture, self.class_names)?;
+        if let Some(config) = &self.front_end {
+            check_front_end(config, &self.architecture, Some(self.input))?;
+        }
         encode_file(Flavour::Int8, version, out, |sink| {
             sink.architecture(&self.architecture, version)?;
             sink.record(&self.input)?;
             self.layers
                 .iter()
                 .try_for_each(|layer| sink.record(layer))?;
-            if version >= VERSION_4 {
-                sink.class_names(self.class_names)?;
-            }
-            Ok(())
+            sink.tail(version, self.class_names, self.front_end.as_ref())
         })
     }
 }
@@ -1472,21 +1614,22 @@ fn check_int8_weighted(info: &LayerInfo, stored: &Int8LayerRecord<'_>) -> Result
 }
 
 /// Checks one record per layer that has one, each with `check`, then what
-/// follows the last ([`take_tail`]); returns the records alone and the class
-/// names.
+/// follows the last ([`take_tail`]); returns the records alone, the class
+/// names and the front end.
 fn check_records<'a, T: Deserialize<'a> + Canonical>(
     version: u16,
     architecture: &Architecture,
+    input: Option<QuantParams>,
     records: &'a [u8],
     check: impl Fn(&LayerInfo, &T) -> Result<(), Error>,
-) -> Result<(&'a [u8], ClassNames<'a>), Error> {
+) -> Result<(&'a [u8], ClassNames<'a>, Option<FrontEndConfig>), Error> {
     let mut rest = records;
     for info in architecture.iter().filter(|info| info.record.is_some()) {
         let (record, tail) = take_record::<T>(rest)?;
         check(&info, &record)?;
         rest = tail;
     }
-    take_tail(version, architecture, records, rest)
+    take_tail(version, architecture, input, records, rest)
 }
 
 // ---------------------------------------------------------------------------
@@ -1499,6 +1642,7 @@ pub struct F32Model<'a> {
     architecture: Architecture,
     records: &'a [u8],
     class_names: ClassNames<'a>,
+    front_end: Option<FrontEndConfig>,
 }
 
 impl<'a> F32Model<'a> {
@@ -1515,13 +1659,19 @@ impl<'a> F32Model<'a> {
 
     fn from_payload(header: Header, payload: &'a [u8]) -> Result<Self, Error> {
         let (architecture, records) = decode_architecture(header.version, payload)?;
-        let (records, class_names) =
-            check_records(header.version, &architecture, records, check_f32_layer)?;
+        let (records, class_names, front_end) = check_records(
+            header.version,
+            &architecture,
+            None,
+            records,
+            check_f32_layer,
+        )?;
         Ok(Self {
             header,
             architecture,
             records,
             class_names,
+            front_end,
         })
     }
 
@@ -1547,6 +1697,12 @@ impl<'a> F32Model<'a> {
         self.class_names
     }
 
+    /// The audio front end whose features the network reads (version 5), or
+    /// `None`: the input is whatever the network was trained on.
+    pub fn front_end(&self) -> Option<FrontEndConfig> {
+        self.front_end
+    }
+
     /// One record per layer that has one ([`Layer::has_record`]; empty for
     /// additions and softmax), in order, borrowing from the blob.
     pub fn layers(&self) -> impl Iterator<Item = F32LayerRecord<'a>> + 'a {
@@ -1565,6 +1721,7 @@ pub struct Int8Model<'a> {
     input: QuantParams,
     records: &'a [u8],
     class_names: ClassNames<'a>,
+    front_end: Option<FrontEndConfig>,
     /// The arena's layout for this target's fastest kernels, worked out once when loading
     /// (a search over the steps: too slow to repeat every inference on a microcontroller).
     layout: crate::plan::Layout,
@@ -1596,6 +1753,7 @@ impl<'a> Int8Model<'a> {
             input: QuantParams::INPUT,
             records: &[],
             class_names: ClassNames::NONE,
+            front_end: None,
             layout: crate::plan::Layout::EMPTY,
         };
         let rest = decode_architecture_into(header.version, payload, &mut model.architecture)?;
@@ -1610,15 +1768,17 @@ impl<'a> Int8Model<'a> {
                 tensor: None,
             });
         }
-        let (records, class_names) = check_records(
+        let (records, class_names, front_end) = check_records(
             header.version,
             &model.architecture,
+            Some(input),
             records,
             check_int8_layer,
         )?;
         model.input = input;
         model.records = records;
         model.class_names = class_names;
+        model.front_end = front_end;
         model.layout = crate::plan::layout(&model.architecture, crate::plan::FASTEST_DSP);
         Ok(model)
     }
@@ -1660,6 +1820,13 @@ impl<'a> Int8Model<'a> {
     /// from the blob: `model.class_names().get(prediction.class)`.
     pub fn class_names(&self) -> ClassNames<'a> {
         self.class_names
+    }
+
+    /// The audio front end whose features the network reads (version 5), or
+    /// `None`. Its output quantisation is the input's
+    /// ([`Int8Model::input_quantization`]): its bytes are the network's input.
+    pub fn front_end(&self) -> Option<FrontEndConfig> {
+        self.front_end
     }
 
     /// The bytes every layer's tensors borrow from; see [`F32Model::record_bytes`].
@@ -1742,6 +1909,15 @@ impl<'a> Model<'a> {
         match self {
             Model::F32(model) => model.class_names(),
             Model::Int8(model) => model.class_names(),
+        }
+    }
+
+    /// The audio front end whose features the network reads (version 5), or
+    /// `None`.
+    pub fn front_end(&self) -> Option<FrontEndConfig> {
+        match self {
+            Model::F32(model) => model.front_end(),
+            Model::Int8(model) => model.front_end(),
         }
     }
 }

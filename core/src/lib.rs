@@ -74,6 +74,6 @@ pub mod testvec;
 pub mod text;
 
 pub use arch::{Architecture, Layer, LayerName, Shape};
-pub use error::{ClassNameProblem, Error, TensorKind};
+pub use error::{ClassNameProblem, Error, FrontEndProblem, TensorKind};
 pub use format::{ClassNames, F32Model, Flavour, Int8Model, Model};
 pub use network::{Observation, Prediction, Scratch};

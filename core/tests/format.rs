@@ -7,8 +7,9 @@ use common::*;
 use proptest::prelude::*;
 use std::sync::LazyLock;
 use tinycnn::arch::{ArchError, Architecture, LayerKind, LayerName, Problem, Shape};
+use tinycnn::audio::{FrontEndConfig, FrontEndError};
 use tinycnn::format::{self, Flavour, HEADER_LEN, Int8Record, MAGIC, QuantParams, VERSION};
-use tinycnn::{ClassNameProblem, Error, F32Model, Int8Model, Model, TensorKind};
+use tinycnn::{ClassNameProblem, Error, F32Model, FrontEndProblem, Int8Model, Model, TensorKind};
 
 fn name(kind: LayerKind, number: u8) -> LayerName {
     LayerName { kind, number }
@@ -302,15 +303,15 @@ fn header_errors() {
         Error::BadMagic { found: *b"XCNN" }
     );
     let mut bad = bytes.clone();
-    bad[4] = 5;
+    bad[4] = 6;
     assert_eq!(
         Model::from_bytes(&bad).unwrap_err(),
         Error::UnsupportedVersion {
-            found: 5,
+            found: 6,
             newest: VERSION
         }
     );
-    assert_eq!(VERSION, 4);
+    assert_eq!(VERSION, 5);
     let mut bad = bytes.clone();
     bad[6] = 3;
     assert_eq!(
@@ -495,6 +496,7 @@ fn semantic_errors_behind_a_valid_checksum() {
             input,
             layers: &layers,
             class_names: &[],
+            front_end: None,
         };
         Int8Model::from_bytes(&encode_int8(&record)).map(|_| ())
     }
@@ -613,6 +615,7 @@ fn semantic_errors_behind_a_valid_checksum() {
         architecture: Architecture::REFERENCE,
         layers: &layers,
         class_names: &[],
+        front_end: None,
     };
     assert_eq!(
         F32Model::from_bytes(&encode_f32(&record)).unwrap_err(),
@@ -663,6 +666,7 @@ fn encode_reports_small_buffers_and_mismatched_records() {
         input: QuantParams::INPUT,
         layers: &layers,
         class_names: &[],
+        front_end: None,
     };
     let needed = record.encoded_len().unwrap();
     for size in [0, 10, 16, needed - 1] {
@@ -815,6 +819,7 @@ fn version_3_records_of_additions_and_softmax_are_checked() {
             input: QuantParams::INPUT,
             layers: &layers,
             class_names: &[],
+            front_end: None,
         };
         Int8Model::from_bytes(&encode_int8(&record)).map(|_| ())
     };
@@ -860,6 +865,7 @@ fn version_3_records_of_additions_and_softmax_are_checked() {
         input: QuantParams::INPUT,
         layers: &layers,
         class_names: &[],
+        front_end: None,
     };
     assert!(matches!(
         Int8Model::from_bytes(&encode_int8(&record)),
@@ -878,6 +884,7 @@ fn version_3_records_of_additions_and_softmax_are_checked() {
         input: QuantParams::INPUT,
         layers: &layers,
         class_names: &[],
+        front_end: None,
     };
     let mut v3 = vec![0; record.encoded_len().unwrap() + 64];
     let written = record.encode_as(3, &mut v3).unwrap();
@@ -889,6 +896,7 @@ fn version_3_records_of_additions_and_softmax_are_checked() {
         input: QuantParams::INPUT,
         layers: &layers,
         class_names: &[],
+        front_end: None,
     };
     assert_eq!(
         record.encode_as(2, &mut v3).unwrap_err(),
@@ -986,6 +994,7 @@ fn class_names_round_trip_in_both_flavours() {
             input: int8.input,
             layers: &layers,
             class_names: names,
+            front_end: None,
         };
         assert_eq!(record.version(), 4);
         let bytes = encode_int8(&record);
@@ -1033,6 +1042,7 @@ fn class_names_round_trip_in_both_flavours() {
             architecture,
             layers: &layers,
             class_names: names,
+            front_end: None,
         };
         assert_eq!(record.version(), 4);
         let bytes = encode_f32(&record);
@@ -1072,6 +1082,7 @@ fn files_without_names_are_unchanged() {
         input: QuantParams::INPUT,
         layers: &layers,
         class_names: &[],
+        front_end: None,
     };
     assert_eq!(record.version(), 2);
     let named = Int8Record {
@@ -1285,6 +1296,7 @@ fn class_names_are_checked() {
         input: QuantParams::INPUT,
         layers: &layers,
         class_names: &["a", "a", "c", "d", "e"],
+        front_end: None,
     };
     assert_eq!(record.encoded_len(), bad(Some(1), Duplicate { first: 0 }));
     assert_eq!(
@@ -1297,6 +1309,7 @@ fn class_names_are_checked() {
         architecture: other(),
         layers: &layers,
         class_names: &["a", "b"],
+        front_end: None,
     };
     assert_eq!(record.encoded_len(), bad(None, count(2)));
 }
@@ -1482,4 +1495,277 @@ fn test_vectors_tell_a_named_file_from_an_unnamed_one() {
             model: unnamed.header().crc
         })
     );
+}
+
+/// `ds_cnn()`'s input is 10 frames of 6 MFCCs, read on its own input
+/// quantisation (`DS_CNN_INPUT`).
+const DS_CNN_FRONT_END: FrontEndConfig = FrontEndConfig {
+    coefficients: 6,
+    output_scale: 1.0 / 64.0,
+    output_zero_point: -20,
+    ..FrontEndConfig::MLPERF_KWS
+};
+
+/// Its front-end section, as `golden_encoder.py` prints it: 16,000 Hz, a
+/// window of 480, a hop of 320, FFT 512, 40 bands, 20 to 4,000 Hz, 6
+/// coefficients, floor 1e-6, scale 1/64, zero point -20.
+const DS_CNN_FRONT_END_SECTION: [u8; 29] = [
+    0x80, 0x3e, 0x00, 0x00, 0xe0, 0x01, 0x40, 0x01, 0x00, 0x02, 0x28, 0x14, 0x00, 0x00, 0x00, 0xa0,
+    0x0f, 0x00, 0x00, 0x06, 0xbd, 0x37, 0x86, 0x35, 0x00, 0x00, 0x80, 0x3c, 0xec,
+];
+
+/// Pins version 5's layout: version 4's payload followed by the front-end
+/// section, lengths and checksums from the independent encoder
+/// (`tests/golden_encoder.py`) written from `FORMAT.md`.
+#[test]
+fn golden_bytes_of_version_5() {
+    let int8 = int8_tensors_with_input(ds_cnn(), DS_CNN_INPUT, 0);
+    let bytes = int8
+        .encode_with_front_end(&KEYWORDS, DS_CNN_FRONT_END)
+        .unwrap();
+    assert_eq!(&bytes[4..8], &[5, 0, 2, 0]);
+    assert!(bytes.ends_with(&DS_CNN_FRONT_END_SECTION));
+    let v4 = int8.encode_as(4, &KEYWORDS).unwrap();
+    assert_eq!(&bytes[HEADER_LEN..bytes.len() - 29], &v4[HEADER_LEN..]);
+    assert_eq!((bytes.len(), format::crc32(&bytes)), (2_161, 0xb092_8b04));
+    let model = Int8Model::from_bytes(&bytes).unwrap();
+    assert_eq!(model.header().version, 5);
+    assert_eq!(model.front_end(), Some(DS_CNN_FRONT_END));
+    assert_eq!(model.class_names().iter().collect::<Vec<_>>(), KEYWORDS);
+    assert_eq!(model.layers().collect::<Vec<_>>(), int8.layer_records());
+    assert_eq!(
+        Model::from_bytes(&bytes).unwrap().front_end(),
+        Some(DS_CNN_FRONT_END)
+    );
+
+    let f32s = f32_tensors_of(ds_cnn(), 0);
+    let f32_bytes = f32s
+        .encode_with_front_end(&KEYWORDS, DS_CNN_FRONT_END)
+        .unwrap();
+    assert_eq!(&f32_bytes[4..8], &[5, 0, 1, 0]);
+    assert!(f32_bytes.ends_with(&DS_CNN_FRONT_END_SECTION));
+    assert_eq!(
+        (f32_bytes.len(), format::crc32(&f32_bytes)),
+        (3_706, 0x0568_6354)
+    );
+    let model = F32Model::from_bytes(&f32_bytes).unwrap();
+    assert_eq!(model.front_end(), Some(DS_CNN_FRONT_END));
+    assert_eq!(model.layers().collect::<Vec<_>>(), f32s.layer_records());
+
+    // Without names: a count of 0, then the front end.
+    let unnamed = int8.encode_with_front_end(&[], DS_CNN_FRONT_END).unwrap();
+    assert_eq!(
+        (unnamed.len(), format::crc32(&unnamed)),
+        (2_136, 0xf420_65f4)
+    );
+    assert_eq!(unnamed[unnamed.len() - 30], 0);
+    let model = Int8Model::from_bytes(&unnamed).unwrap();
+    assert!(model.class_names().is_empty());
+    assert_eq!(model.front_end(), Some(DS_CNN_FRONT_END));
+
+    // The front end changes nothing else: the same outputs as version 3.
+    let v3_bytes = int8.encode();
+    let v3 = Int8Model::from_bytes(&v3_bytes).unwrap();
+    assert_eq!(v3.front_end(), None);
+    let image: Vec<u8> = (0..60).map(|i| (i * 29 % 256) as u8).collect();
+    let (mut a, mut b) = (
+        vec![0i8; model.scratch_bytes()],
+        vec![0i8; v3.scratch_bytes()],
+    );
+    assert_eq!(
+        model.classify(&image, &mut a).unwrap().logits,
+        v3.classify(&image, &mut b).unwrap().logits
+    );
+}
+
+/// Without a front end, every writer writes what it wrote before version 5,
+/// and `encode_as(5)` is refused: version 5 always holds the section.
+#[test]
+fn files_without_a_front_end_are_unchanged() {
+    let int8 = int8_tensors_with_input(ds_cnn(), DS_CNN_INPUT, 0);
+    assert_eq!(int8.encode()[4], 3);
+    assert_eq!(int8.encode_with_names(&KEYWORDS)[4], 4);
+    assert_eq!(
+        int8.encode_as(5, &KEYWORDS).unwrap_err(),
+        Error::UnsupportedVersion {
+            found: 5,
+            newest: 5
+        }
+    );
+    assert_eq!(
+        int8.encode_as(6, &KEYWORDS).unwrap_err(),
+        Error::UnsupportedVersion {
+            found: 6,
+            newest: 5
+        }
+    );
+    for bytes in [int8.encode(), int8.encode_with_names(&KEYWORDS)] {
+        assert_eq!(Model::from_bytes(&bytes).unwrap().front_end(), None);
+    }
+    let layers = int8.layer_records();
+    let record = Int8Record {
+        architecture: ds_cnn(),
+        input: DS_CNN_INPUT,
+        layers: &layers,
+        class_names: &[],
+        front_end: Some(DS_CNN_FRONT_END),
+    };
+    assert_eq!(record.version(), 5);
+    // A front end cannot be written in an older version.
+    assert_eq!(
+        record.encode_as(4, &mut [0; 4096]).unwrap_err(),
+        Error::UnsupportedVersion {
+            found: 4,
+            newest: 5
+        }
+    );
+}
+
+/// Each rule of the front-end section, on the reading side (a version 4
+/// payload followed by a section, behind a valid version 5 header) and on the
+/// writing side.
+#[test]
+fn the_front_end_is_checked() {
+    let int8 = int8_tensors_with_input(ds_cnn(), DS_CNN_INPUT, 0);
+    let v4 = int8.encode_as(4, &[]).unwrap();
+    let v5 = int8.encode_with_front_end(&[], DS_CNN_FRONT_END).unwrap();
+    let read = |section: &[u8]| {
+        let mut payload = v4[HEADER_LEN..].to_vec();
+        payload.extend_from_slice(section);
+        Model::from_bytes(&with_payload(&v5, &payload)).map(|model| model.front_end())
+    };
+    let write = |config: FrontEndConfig| int8.encode_with_front_end(&[], config).map(|_| ());
+    fn bad<T>(problem: FrontEndProblem) -> Result<T, Error> {
+        Err(Error::BadFrontEnd(problem))
+    }
+
+    assert_eq!(read(&DS_CNN_FRONT_END_SECTION), Ok(Some(DS_CNN_FRONT_END)));
+    // Cut short, or followed by bytes.
+    for cut in 0..29 {
+        assert_eq!(
+            read(&DS_CNN_FRONT_END_SECTION[..cut]),
+            Err(Error::Malformed)
+        );
+    }
+    let mut longer = DS_CNN_FRONT_END_SECTION.to_vec();
+    longer.push(0);
+    assert_eq!(read(&longer), Err(Error::Malformed));
+
+    // Every field through `FrontEndConfig::validate`: here a hop longer than
+    // the window (bytes 6 and 7) and a NaN output scale (bytes 24 to 27).
+    let mut section = DS_CNN_FRONT_END_SECTION;
+    section[6..8].copy_from_slice(&481u16.to_le_bytes());
+    let config = FrontEndConfig {
+        hop_samples: 481,
+        ..DS_CNN_FRONT_END
+    };
+    let problem = FrontEndProblem::Config(config.validate().unwrap_err());
+    assert_eq!(read(&section), bad(problem));
+    assert_eq!(write(config), bad(problem));
+    let mut section = DS_CNN_FRONT_END_SECTION;
+    section[24..28].copy_from_slice(&f32::NAN.to_le_bytes());
+    assert!(matches!(
+        read(&section),
+        Err(Error::BadFrontEnd(FrontEndProblem::Config(
+            FrontEndError::OutputScale { .. }
+        )))
+    ));
+
+    // A row of the input must be one frame: 10 coefficients for a 6-wide
+    // input.
+    let mut section = DS_CNN_FRONT_END_SECTION;
+    section[19] = 10;
+    let problem = FrontEndProblem::InputShape {
+        features_per_frame: 10,
+        width: 6,
+        channels: 1,
+    };
+    assert_eq!(read(&section), bad(problem));
+    let ten = FrontEndConfig {
+        coefficients: 10,
+        ..DS_CNN_FRONT_END
+    };
+    assert_eq!(write(ten), bad(problem));
+    // Log-mel output: the bands are the features.
+    let log_mel = FrontEndConfig {
+        coefficients: 0,
+        mel_bands: 6,
+        ..DS_CNN_FRONT_END
+    };
+    assert_eq!(write(log_mel), Ok(()));
+
+    // An int8 input must read the front end's bytes on their own scale.
+    let mut section = DS_CNN_FRONT_END_SECTION;
+    section[28] = 0;
+    let problem = FrontEndProblem::InputQuantization {
+        front_end_scale: 1.0 / 64.0,
+        front_end_zero_point: 0,
+        input_scale: 1.0 / 64.0,
+        input_zero_point: -20,
+    };
+    assert_eq!(read(&section), bad(problem));
+    let shifted = FrontEndConfig {
+        output_zero_point: 0,
+        ..DS_CNN_FRONT_END
+    };
+    assert_eq!(write(shifted), bad(problem));
+    let mut section = DS_CNN_FRONT_END_SECTION;
+    section[24] = 1; // one ulp above 1/64
+    assert!(matches!(
+        read(&section),
+        Err(Error::BadFrontEnd(
+            FrontEndProblem::InputQuantization { .. }
+        ))
+    ));
+    // An f32 network has no input quantisation to match.
+    let f32s = f32_tensors_of(ds_cnn(), 0);
+    assert!(f32s.encode_with_front_end(&[], shifted).is_ok());
+
+    // The messages name the problem.
+    let message = |problem| Error::BadFrontEnd(problem).to_string();
+    assert_eq!(
+        message(FrontEndProblem::Config(FrontEndError::HopSamples {
+            samples: 481,
+            window_samples: 480
+        })),
+        "the audio front end is not valid: hop of 481 samples outside 1..=480 (the window)"
+    );
+    assert_eq!(
+        message(FrontEndProblem::InputShape {
+            features_per_frame: 10,
+            width: 6,
+            channels: 1
+        }),
+        "the audio front end gives 10 features per frame, but the network's input rows hold \
+         6 x 1"
+    );
+    assert_eq!(
+        message(problem),
+        "the network's input is quantised with scale 0.015625 and zero point -20, but its \
+         audio front end outputs scale 0.015625 and zero point 0"
+    );
+}
+
+/// Any cut of a version 5 file is refused; any single bit flip in its
+/// front-end section is refused or reads another valid front end.
+#[test]
+fn every_cut_and_bit_flip_of_a_version_5_file_is_refused_or_another_front_end() {
+    let int8 = int8_tensors_with_input(ds_cnn(), DS_CNN_INPUT, 0);
+    let bytes = int8
+        .encode_with_front_end(&KEYWORDS, DS_CNN_FRONT_END)
+        .unwrap();
+    for cut in 0..bytes.len() {
+        assert!(Model::from_bytes(&bytes[..cut]).is_err());
+    }
+    let payload = bytes[HEADER_LEN..].to_vec();
+    let start = payload.len() - 29;
+    for bit in 0..29 * 8 {
+        let mut flipped = payload.clone();
+        flipped[start + bit / 8] ^= 1 << (bit % 8);
+        if let Ok(model) = Model::from_bytes(&with_payload(&bytes, &flipped)) {
+            let config = model.front_end().unwrap();
+            assert_ne!(config, DS_CNN_FRONT_END);
+            assert_eq!(config.validate(), Ok(()));
+        }
+    }
 }

@@ -5,8 +5,9 @@
 # (the reference network, OTHER), 3 (DS_CNN, VALUES: strided, rectangular
 # and depthwise convolutions, ReLU6, pools of any window, global average pool,
 # residual blocks with identity and projection shortcuts, softmax, a vector
-# input, an output of values, a non-pixel input quantisation) and 4 (OTHER
-# with class names, and without), and prints their lengths and CRC-32s, which
+# input, an output of values, a non-pixel input quantisation), 4 (OTHER
+# with class names, and without) and 5 (DS_CNN read from an audio front end,
+# with class names and without), and prints their lengths and CRC-32s, which
 # core/tests/format.rs pins as golden values.
 # The tensors follow the same patterns as the Rust helpers; an addition's and a
 # softmax's integers are derived from the scales around them as the page's
@@ -252,7 +253,7 @@ assert describe_v3(REFERENCE_V3)[4:12] == bytes.fromhex('0003030101004001')
 
 SOFTMAX_OUTPUT = (1 / 256, -128)
 
-def int8_model_v3(net, seed, input_quant=PIXELS, version=3, names=()):
+def int8_model_v3(net, seed, input_quant=PIXELS, version=3, names=(), front_end=None):
     p = describe_v3(net) + quant(*input_quant)
     # The scales and zero points of the main line and of the open block's
     # shortcut ("Quantisation flow"), from which additions and softmax take
@@ -284,14 +285,16 @@ def int8_model_v3(net, seed, input_quant=PIXELS, version=3, names=()):
         p += data
         index += 1
     if version >= 4: p += names_section(net, names)
+    if version >= 5: p += front_end_section(net, front_end, input_quant)
     return file(version, 2, p)
 
-def f32_model_v3(net, seed, version=3, names=()):
+def f32_model_v3(net, seed, version=3, names=(), front_end=None):
     p = describe_v3(net)
     for record in records_v3(net):
         if record[0] == 'weighted': p += f32_record(record[1], record[2], seed)
         elif record[0] != 'identity': p += bstr(b'') + bstr(b'')  # add, softmax: empty
     if version >= 4: p += names_section(net, names)
+    if version >= 5: p += front_end_section(net, front_end, None)
     return file(version, 1, p)
 
 # Version 4: version 3's payload followed by the class names section: a varint
@@ -329,6 +332,35 @@ OTHER_V3 = v2_to_v3(OTHER)
 # One ASCII name, one with a two-byte character, one with a four-byte one.
 OTHER_NAMES = ['cat', 'dog', 'caf\u00e9', '7', '\U0001F426 bird']
 
+# Version 5: version 4's payload followed by the front-end section, 29 bytes:
+# sample rate u32, window u16, hop u16, FFT size u16, mel bands u8, lower and
+# upper edge u32 (Hz), coefficients u8, log floor f32, output scale f32,
+# output zero point i8, little-endian.
+MLPERF_KWS = dict(rate=16000, window=480, hop=320, fft=512, bands=40, lower=20, upper=4000,
+                  coefficients=10, floor=1e-6, scale=1.0, zero_point=0)
+
+def front_end_section(net, fe, input_quant):
+    """The section, after the page's checks of a front end against its network."""
+    (h, w, c), _, _ = net
+    assert 1000 <= fe['rate'] <= 96000
+    assert fe['fft'] in (64, 128, 256, 512, 1024)
+    assert 2 <= fe['window'] <= fe['fft'] and 1 <= fe['hop'] <= fe['window']
+    assert 1 <= fe['bands'] <= 128 and fe['bands'] < fe['fft'] // 2
+    assert fe['lower'] < fe['upper'] and 2 * fe['upper'] <= fe['rate']
+    assert fe['coefficients'] <= fe['bands']
+    assert 1e-9 <= f32(fe['floor']) <= 1 and 1 / 4096 <= f32(fe['scale']) <= 4096
+    assert w * c == (fe['coefficients'] or fe['bands']), 'a row of the input is one frame'
+    if input_quant is not None:
+        assert struct.pack('<fb', *input_quant) == struct.pack('<fb', fe['scale'], fe['zero_point'])
+    return struct.pack('<IHHHBIIBffb', fe['rate'], fe['window'], fe['hop'], fe['fft'], fe['bands'],
+                       fe['lower'], fe['upper'], fe['coefficients'], fe['floor'], fe['scale'],
+                       fe['zero_point'])
+
+assert len(front_end_section(((49, 10, 1), [], 0), MLPERF_KWS, (1.0, 0))) == 29
+# DS_CNN's input is 10 frames of 6 MFCCs, read on its own input quantisation.
+DS_CNN_FRONT_END = dict(MLPERF_KWS, coefficients=6, scale=DS_CNN_INPUT[0], zero_point=DS_CNN_INPUT[1])
+KEYWORDS = ['yes', 'no', 'up', 'down', '_silence_']
+
 for name, model in [
     ('int8 reference v2', int8_model(REFERENCE, 0)),
     ('int8 reference v1', int8_model(REFERENCE, 0, version=1)),
@@ -343,6 +375,12 @@ for name, model in [
     ('int8 other v4 names', int8_model_v3(OTHER_V3, 0, version=4, names=OTHER_NAMES)),
     ('f32 other v4 names', f32_model_v3(OTHER_V3, 0, version=4, names=OTHER_NAMES)),
     ('int8 other v4 no names', int8_model_v3(OTHER_V3, 0, version=4)),
+    ('int8 ds-cnn v5 names', int8_model_v3(DS_CNN, 0, DS_CNN_INPUT, version=5, names=KEYWORDS,
+                                          front_end=DS_CNN_FRONT_END)),
+    ('f32 ds-cnn v5 names', f32_model_v3(DS_CNN, 0, version=5, names=KEYWORDS,
+                                        front_end=DS_CNN_FRONT_END)),
+    ('int8 ds-cnn v5 no names', int8_model_v3(DS_CNN, 0, DS_CNN_INPUT, version=5,
+                                             front_end=DS_CNN_FRONT_END)),
 ]:
     print(f'{name}: {len(model)} bytes, crc32 {zlib.crc32(model):#010x}, header {model[:16].hex()}')
 print('reference description:', describe(REFERENCE).hex())
@@ -351,3 +389,5 @@ print('ds-cnn description:', describe_v3(DS_CNN).hex())
 print('values description:', describe_v3(VALUES).hex())
 print('other v4 description:', describe_v3(OTHER_V3).hex())
 print('other v4 names section:', names_section(OTHER_V3, OTHER_NAMES).hex())
+print('ds-cnn v5 front-end section:', front_end_section(DS_CNN, DS_CNN_FRONT_END, DS_CNN_INPUT).hex())
+print('mlperf kws front-end section:', front_end_section(((49, 10, 1), [], 0), MLPERF_KWS, (1.0, 0)).hex())

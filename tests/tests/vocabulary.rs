@@ -213,6 +213,7 @@ impl Network {
             input,
             layers: &layers,
             class_names: &[],
+            front_end: None,
         }
         .to_vec()
         .unwrap()

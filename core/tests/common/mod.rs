@@ -4,6 +4,7 @@
 
 use tinycnn::Error;
 use tinycnn::arch::{Activation, Architecture, Layer, Shape, Shortcut};
+use tinycnn::audio::FrontEndConfig;
 use tinycnn::format::{F32LayerRecord, F32Record, Int8LayerRecord, Int8Record, QuantParams};
 
 /// A network unlike the reference: colour input, 5x5 'valid' and 1x1
@@ -201,6 +202,7 @@ impl Int8Tensors {
             input: self.input,
             layers: &layers,
             class_names,
+            front_end: None,
         })
     }
 
@@ -212,11 +214,32 @@ impl Int8Tensors {
             input: self.input,
             layers: &layers,
             class_names,
+            front_end: None,
         };
         // A version above `version()` adds a few bytes at most (a longer description, an
         // empty names section).
         let mut out = vec![0; record.encoded_len()? + 1024];
         let written = record.encode_as(version, &mut out)?;
+        out.truncate(written);
+        Ok(out)
+    }
+
+    /// The version 5 file of this model read from `front_end`'s features.
+    pub fn encode_with_front_end(
+        &self,
+        class_names: &[&str],
+        front_end: FrontEndConfig,
+    ) -> Result<Vec<u8>, Error> {
+        let layers = self.layer_records();
+        let record = Int8Record {
+            architecture: self.architecture,
+            input: self.input,
+            layers: &layers,
+            class_names,
+            front_end: Some(front_end),
+        };
+        let mut out = vec![0; record.encoded_len()?];
+        let written = record.encode(&mut out)?;
         out.truncate(written);
         Ok(out)
     }
@@ -282,7 +305,27 @@ impl F32Tensors {
             architecture: self.architecture,
             layers: &layers,
             class_names,
+            front_end: None,
         })
+    }
+
+    /// The version 5 file of this model read from `front_end`'s features.
+    pub fn encode_with_front_end(
+        &self,
+        class_names: &[&str],
+        front_end: FrontEndConfig,
+    ) -> Result<Vec<u8>, Error> {
+        let layers = self.layer_records();
+        let record = F32Record {
+            architecture: self.architecture,
+            layers: &layers,
+            class_names,
+            front_end: Some(front_end),
+        };
+        let mut out = vec![0; record.encoded_len()?];
+        let written = record.encode(&mut out)?;
+        out.truncate(written);
+        Ok(out)
     }
 
     pub fn encode_v1(&self) -> Vec<u8> {

@@ -270,6 +270,95 @@ pub fn plan(architecture: &Architecture, layout: Layout) -> Plan {
     }
 }
 
+/// A model's audio front end ([`tinycnn::audio::FrontEndConfig`]) and what it costs.
+#[derive(Clone, Debug, Serialize)]
+pub struct FrontEndSummary {
+    /// Samples per second.
+    pub sample_rate_hz: u32,
+    /// Samples in a frame.
+    pub window_samples: u16,
+    /// Samples between frames.
+    pub hop_samples: u16,
+    /// The FFT's points.
+    pub fft_size: u16,
+    /// Mel bands.
+    pub mel_bands: u8,
+    /// Lower edge of the first band.
+    pub lower_hz: u32,
+    /// Upper edge of the last band.
+    pub upper_hz: u32,
+    /// MFCCs per frame; 0: log-mel energies instead.
+    pub coefficients: u8,
+    /// Added to each band's energy before the logarithm.
+    pub log_floor: f32,
+    /// Real value of one step of the features (the int8 input's scale).
+    pub output_scale: f32,
+    /// The features' zero point (the int8 input's).
+    pub output_zero_point: i8,
+    /// Frames per clip: the input's rows.
+    pub frames: usize,
+    /// Samples one clip spans: `(frames - 1) x hop + window`.
+    pub clip_samples: usize,
+    /// Bytes of the tables [`tinycnn::audio::FrontEnd::new`] computes.
+    pub table_bytes: usize,
+    /// Bytes of the work buffer.
+    pub work_bytes: usize,
+}
+
+impl FrontEndSummary {
+    fn of(config: &tinycnn::audio::FrontEndConfig, frames: usize) -> Self {
+        let clip_samples = frames.saturating_sub(1) * usize::from(config.hop_samples)
+            + usize::from(config.window_samples);
+        FrontEndSummary {
+            sample_rate_hz: config.sample_rate_hz,
+            window_samples: config.window_samples,
+            hop_samples: config.hop_samples,
+            fft_size: config.fft_size,
+            mel_bands: config.mel_bands,
+            lower_hz: config.lower_hz,
+            upper_hz: config.upper_hz,
+            coefficients: config.coefficients,
+            log_floor: config.log_floor,
+            output_scale: config.output_scale,
+            output_zero_point: config.output_zero_point,
+            frames,
+            clip_samples,
+            table_bytes: config.table_len() * 4,
+            work_bytes: config.work_len() * 4,
+        }
+    }
+
+    fn to_text(&self) -> String {
+        let features = if self.coefficients == 0 {
+            format!("{} log-mel energies", self.mel_bands)
+        } else {
+            format!(
+                "{} MFCCs from {} mel bands",
+                self.coefficients, self.mel_bands
+            )
+        };
+        format!(
+            "audio front end: {} Hz; {} frames of {features} ({}-{} Hz); window {}, hop {}, \
+             FFT {}; {} samples ({:.3} s) per clip; log floor {:e}; features quantised with \
+             scale {}, zero point {}; tables {} bytes, work {} bytes",
+            self.sample_rate_hz,
+            self.frames,
+            self.lower_hz,
+            self.upper_hz,
+            self.window_samples,
+            self.hop_samples,
+            self.fft_size,
+            thousands(self.clip_samples),
+            self.clip_samples as f64 / f64::from(self.sample_rate_hz),
+            self.log_floor,
+            self.output_scale,
+            self.output_zero_point,
+            thousands(self.table_bytes),
+            thousands(self.work_bytes),
+        )
+    }
+}
+
 /// What `host inspect` found.
 #[derive(Clone, Debug, Serialize)]
 pub struct Inspection {
@@ -283,6 +372,8 @@ pub struct Inspection {
     pub architecture: String,
     /// The classes' names, when the model names them.
     pub class_names: Vec<String>,
+    /// The audio front end whose features the network reads (format version 5).
+    pub front_end: Option<FrontEndSummary>,
     /// One per layer.
     pub layers: Vec<LayerRow>,
     /// Parameters of the whole network.
@@ -421,6 +512,9 @@ pub fn run(path: &Path) -> anyhow::Result<Inspection> {
         format_version: model.header().version,
         architecture: architecture.to_string(),
         class_names: super::model_class_names(&model),
+        front_end: model
+            .front_end()
+            .map(|config| FrontEndSummary::of(&config, architecture.input().height)),
         parameters: architecture.parameters(),
         macs: architecture.macs(),
         layers,
@@ -460,6 +554,9 @@ impl Inspection {
         let _ = writeln!(out, "{}", self.architecture);
         if !self.class_names.is_empty() {
             let _ = writeln!(out, "classes: {}", self.class_names.join(", "));
+        }
+        if let Some(front_end) = &self.front_end {
+            let _ = writeln!(out, "{}", front_end.to_text());
         }
         let _ = writeln!(out);
         let int8 = self.flavour == "int8";

@@ -222,6 +222,7 @@ impl CoreWeights {
             architecture: self.architecture,
             layers: &layers,
             class_names,
+            front_end: None,
         };
         record.to_vec().context("encoding the f32 model")
     }

@@ -243,6 +243,7 @@ impl Int8Tensors {
             input: QuantParams::INPUT,
             layers: &layers,
             class_names,
+            front_end: None,
         };
         record.to_vec().context("encoding the int8 model")
     }

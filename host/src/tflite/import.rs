@@ -1364,6 +1364,7 @@ impl Builder {
             input: input_quantization,
             layers: &records,
             class_names: &[],
+            front_end: None,
         }
         .to_vec_as(VERSION_3)
         .context("encoding the int8 model")?;
