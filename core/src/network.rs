@@ -1404,6 +1404,18 @@ impl F32Model<'_> {
         self.run(None, F32Input::Values(input), scratch, observe)
     }
 
+    /// [`F32Model::run_values`] with convolutions and dense layers run by `kernels`, as
+    /// [`F32Model::classify_with_kernels`] runs them.
+    pub fn run_values_with_kernels<'s>(
+        &self,
+        kernels: &mut dyn F32Kernels,
+        input: &[f32],
+        scratch: &'s mut [f32],
+        observe: impl FnMut(&Observation<'_, f32>),
+    ) -> Result<Prediction<'s, f32>, Error> {
+        self.run(Some(kernels), F32Input::Values(input), scratch, observe)
+    }
+
     /// [`F32Model::classify_observed`] with convolutions and dense layers run by `kernels`
     /// (the host's SIMD builds of [`crate::kernels::wide`]): the same outputs up to rounding.
     pub fn classify_with_kernels<'s>(

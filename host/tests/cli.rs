@@ -734,6 +734,7 @@ fn overwrite_keeps_the_old_run_when_the_new_one_cannot_start() {
         shape: tinycnn::Architecture::REFERENCE.input(),
         pixels: Vec::new(),
         labels: Vec::new(),
+        audio: None,
     };
     let data = tinycnn_host::data::DataSet::in_memory(empty.clone(), empty, Vec::new());
     let mut state = TrainState::new(settings, &data, "host train".into());

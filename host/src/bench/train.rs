@@ -234,6 +234,7 @@ fn bench_path(
             stop: &never_stop,
             pause_at: None,
             augment: None,
+            noise: None,
             schedule: train::schedule::Schedule::Constant,
             place: train::schedule::StepPlace {
                 epoch: 1,

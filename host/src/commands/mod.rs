@@ -148,8 +148,8 @@ pub(crate) struct ModelArg {
 
 #[derive(Debug, Args)]
 pub(crate) struct DataDir {
-    /// The data set's directory [default: data/mnist, or data/fashion-mnist or data/cifar10
-    /// with --dataset fashion-mnist or cifar10]. Either the four MNIST-format IDX files
+    /// The data set's directory [default: data/mnist, or data/fashion-mnist, data/cifar10 or
+    /// data/speech-commands with --dataset fashion-mnist, cifar10 or speech-commands]. Either the four MNIST-format IDX files
     /// (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
     /// t10k-labels-idx1-ubyte, each raw or .gz: its classes are its labels, at least ten, up to
     /// 256; files it lacks are downloaded into it, verified, from the --dataset's mirrors), or
@@ -160,18 +160,24 @@ pub(crate) struct DataDir {
     /// the test set), or train/ and test/ each holding such sub-folders. Class names are the
     /// folder names, sorted; pictures may be PNG, JPEG, BMP, GIF, TIFF, WebP or PGM/PPM, of any
     /// size, grey or colour, and are converted to the network's input (see --fit); other files
-    /// are ignored and counted. The network's last layer must give as many classes as the
-    /// set has.
+    /// are ignored and counted. Or a keyword set of WAV clips in Speech Commands' layout: one
+    /// folder of 16 kHz mono clips per word (DIR/yes/*.wav, ...), DIR/_background_noise_/*.wav,
+    /// optionally validation_list.txt and testing_list.txt; the task is twelve classes (yes,
+    /// no, up, down, left, right, on, off, stop, go, unknown, silence), each clip padded or cut
+    /// to one second and turned into 49x10 MFCCs by the integer front end the model file then
+    /// records. The network's last layer must give as many classes as the set has.
     #[arg(long = "data", value_name = "DIR", env = mnist::DATA_DIR_ENV)]
     pub(crate) dir: Option<PathBuf>,
     /// The data set to download when the data directory lacks it: MNIST's digits, Zalando's
     /// Fashion-MNIST (both 28x28 grey, four IDX files checked by SHA-256), or CIFAR-10 (32x32
     /// colour, ten classes: its 170 MB binary tarball from the University of Toronto, checked by
-    /// MD5 and SHA-256, then extracted into DIR/cifar-10-batches-bin/).
+    /// MD5 and SHA-256, then extracted into DIR/cifar-10-batches-bin/), or Speech Commands
+    /// v0.02 (keyword spotting: its 2.4 GB tarball from TensorFlow's storage, checked by
+    /// SHA-256, then extracted into DIR, 3.8 GB).
     #[arg(long, value_enum, value_name = "NAME", default_value_t = Dataset::Mnist)]
     pub(crate) dataset: Dataset,
     /// A mirror to download from instead of the built-in ones: a base URL the file names
-    /// (NAME.gz, or cifar-10-binary.tar.gz) are appended to. Repeat for several, tried in order; the environment variable
+    /// (NAME.gz, cifar-10-binary.tar.gz or speech_commands_v0.02.tar.gz) are appended to. Repeat for several, tried in order; the environment variable
     /// takes a comma-separated list.
     #[arg(
         long = "mirror",
@@ -210,6 +216,7 @@ impl DataDir {
             fit: self.fit.unwrap_or_default(),
             skip_damaged: self.skip_damaged,
             progress,
+            front_end: None,
         }
     }
 

@@ -249,6 +249,7 @@ fn empty_split() -> Split {
         shape: Shape::new(SIDE, SIDE, CHANNELS),
         pixels: Vec::new(),
         labels: Vec::new(),
+        audio: None,
     }
 }
 

@@ -1,7 +1,8 @@
 //! Fetching a known data set into an empty data directory: from an ordered list of public
 //! mirrors, each file verified before it is renamed into place (an IDX file by the SHA-256 of
-//! its decompressed content, CIFAR-10's archive by its MD5 and SHA-256 before it is extracted),
-//! so an interrupted or damaged download never leaves a file that looks valid.
+//! its decompressed content, CIFAR-10's archive by its MD5 and SHA-256, Speech Commands' by its
+//! SHA-256, before it is extracted), so an interrupted or damaged download never leaves a file
+//! that looks valid.
 
 use std::fmt;
 use std::fs::File;
@@ -13,6 +14,7 @@ use flate2::read::GzDecoder;
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
+use crate::data::audio;
 use crate::data::cifar::{self, ExtractError};
 use crate::data::idx;
 use crate::data::idx::Role;
@@ -27,11 +29,19 @@ pub enum Dataset {
     FashionMnist,
     /// CIFAR-10 (A. Krizhevsky): 32x32 colour pictures of ten classes, from its binary tarball.
     Cifar10,
+    /// Google's Speech Commands v0.02 (P. Warden): one-second WAV clips of 35 words and
+    /// background noise, for keyword spotting, from its tarball.
+    SpeechCommands,
 }
 
 impl Dataset {
     /// Every known data set.
-    pub const ALL: [Dataset; 3] = [Dataset::Mnist, Dataset::FashionMnist, Dataset::Cifar10];
+    pub const ALL: [Dataset; 4] = [
+        Dataset::Mnist,
+        Dataset::FashionMnist,
+        Dataset::Cifar10,
+        Dataset::SpeechCommands,
+    ];
 
     /// The name people know it by.
     pub fn title(self) -> &'static str {
@@ -39,6 +49,7 @@ impl Dataset {
             Dataset::Mnist => "MNIST",
             Dataset::FashionMnist => "Fashion-MNIST",
             Dataset::Cifar10 => "CIFAR-10",
+            Dataset::SpeechCommands => "Speech Commands v0.02",
         }
     }
 
@@ -49,20 +60,25 @@ impl Dataset {
             Dataset::Mnist => "data/mnist",
             Dataset::FashionMnist => "data/fashion-mnist",
             Dataset::Cifar10 => "data/cifar10",
+            Dataset::SpeechCommands => "data/speech-commands",
         }
     }
 
-    /// Whether the set is four MNIST-format IDX files (else CIFAR-10's archive).
+    /// Whether the set is four MNIST-format IDX files (else an archive: CIFAR-10's or Speech
+    /// Commands').
     pub fn is_idx(self) -> bool {
-        !matches!(self, Dataset::Cifar10)
+        !matches!(self, Dataset::Cifar10 | Dataset::SpeechCommands)
     }
 
     /// What a user copies into the data directory instead of downloading.
     pub fn local_copy(self) -> &'static str {
-        if self.is_idx() {
-            "the four IDX files"
-        } else {
-            "the folder cifar-10-batches-bin of CIFAR-10's binary tarball"
+        match self {
+            Dataset::Cifar10 => "the folder cifar-10-batches-bin of CIFAR-10's binary tarball",
+            Dataset::SpeechCommands => {
+                "the extracted speech_commands_v0.02.tar.gz (its word folders, \
+                 _background_noise_ and lists)"
+            }
+            _ => "the four IDX files",
         }
     }
 
@@ -82,6 +98,10 @@ impl Dataset {
                 "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
             ],
             Dataset::Cifar10 => &["https://www.cs.toronto.edu/~kriz/"],
+            Dataset::SpeechCommands => &[
+                "https://storage.googleapis.com/download.tensorflow.org/data/",
+                "http://download.tensorflow.org/data/",
+            ],
         }
     }
 
@@ -114,7 +134,7 @@ impl Dataset {
             (Dataset::FashionMnist, Role::TestLabels) => {
                 "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"
             }
-            (Dataset::Cifar10, _) => return None,
+            (Dataset::Cifar10 | Dataset::SpeechCommands, _) => return None,
         };
         Some(sum)
     }
@@ -228,6 +248,16 @@ pub enum FetchError {
         /// Why.
         source: ExtractError,
     },
+    /// A verified Speech Commands archive that could not be extracted.
+    #[error("cannot extract {name} into {dir}: {source}")]
+    ExtractAudio {
+        /// The archive.
+        name: String,
+        /// Where it was to go.
+        dir: PathBuf,
+        /// Why.
+        source: audio::ExtractError,
+    },
     /// The data directory cannot be created or written.
     #[error(
         "cannot download into {dir}: {source}; point --data at a writable directory, or at a \
@@ -278,8 +308,10 @@ pub fn fetch(
     options: &FetchOptions,
     progress: &mut dyn FetchProgress,
 ) -> Result<Vec<PathBuf>, FetchError> {
-    if !dataset.is_idx() {
-        return fetch_cifar10(dir, options, progress);
+    match dataset {
+        Dataset::Cifar10 => return fetch_cifar10(dir, options, progress),
+        Dataset::SpeechCommands => return fetch_speech_commands(dir, options, progress),
+        Dataset::Mnist | Dataset::FashionMnist => {}
     }
     if options.mirrors.is_empty() {
         return Err(FetchError::NoMirrors);
@@ -353,6 +385,47 @@ pub fn fetch_cifar10(
     extracted
 }
 
+/// Fetches Speech Commands v0.02's tarball into a temporary file beside `dir`, verifies its
+/// SHA-256 ([`audio::ARCHIVE_SHA256`], or `options.archive_sums`' SHA-256), and extracts it
+/// into `dir` ([`audio::extract`]); the archive itself is not kept. Returns the files written.
+pub fn fetch_speech_commands(
+    dir: &Path,
+    options: &FetchOptions,
+    progress: &mut dyn FetchProgress,
+) -> Result<Vec<PathBuf>, FetchError> {
+    if options.mirrors.is_empty() {
+        return Err(FetchError::NoMirrors);
+    }
+    let created = create_dir(dir)?;
+    let sha256 = options
+        .archive_sums
+        .as_ref()
+        .map_or(audio::ARCHIVE_SHA256, |sums| sums.sha256.as_str());
+    let name = audio::ARCHIVE.to_string();
+    let check = Check::Sha256 { sha256 };
+    let agent = agent(options);
+    let extracted = fetch_file(
+        &agent,
+        &name,
+        check,
+        Dataset::SpeechCommands,
+        dir,
+        options,
+        progress,
+    )
+    .and_then(|archive| {
+        audio::extract(archive.path(), dir).map_err(|source| FetchError::ExtractAudio {
+            name: name.clone(),
+            dir: dir.to_path_buf(),
+            source,
+        })
+    });
+    if extracted.is_err() && created {
+        let _ = std::fs::remove_dir(dir);
+    }
+    extracted
+}
+
 /// Creates `dir` if needed; whether it was created.
 fn create_dir(dir: &Path) -> Result<bool, FetchError> {
     let created = !dir.exists();
@@ -396,6 +469,8 @@ enum Check<'a> {
     Gzip { sha256: &'a str },
     /// A file with these sums, as downloaded.
     Archive { md5: &'a str, sha256: &'a str },
+    /// A file with this SHA-256, as downloaded (Speech Commands' archive).
+    Sha256 { sha256: &'a str },
 }
 
 impl Check<'_> {
@@ -406,6 +481,7 @@ impl Check<'_> {
         match self {
             Check::Gzip { .. } => 100 << 20,
             Check::Archive { .. } => cifar::MAX_ARCHIVE_BYTES,
+            Check::Sha256 { .. } => audio::MAX_ARCHIVE_BYTES,
         }
     }
 
@@ -424,6 +500,14 @@ impl Check<'_> {
                 Ok(found) => Err(format!(
                     "wrong content (MD5 {}, SHA-256 {}; expected MD5 {md5})",
                     found.md5, found.sha256
+                )),
+                Err(error) => Err(format!("cannot read the download back ({error})")),
+            },
+            Check::Sha256 { sha256 } => match file_sums(path) {
+                Ok(found) if found.sha256 == sha256 => Ok(()),
+                Ok(found) => Err(format!(
+                    "wrong content (SHA-256 {}; expected {sha256})",
+                    found.sha256
                 )),
                 Err(error) => Err(format!("cannot read the download back ({error})")),
             },

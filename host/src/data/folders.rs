@@ -108,6 +108,9 @@ pub struct FolderOptions {
     pub skip_damaged: bool,
     /// Show a progress bar while decoding (on a terminal).
     pub progress: bool,
+    /// For a keyword set ([`crate::data::audio`]): the audio front end whose features to
+    /// compute (a model's own); `None` takes [`tinycnn::audio::FrontEndConfig::MLPERF_KWS`].
+    pub front_end: Option<tinycnn::audio::FrontEndConfig>,
 }
 
 impl FolderOptions {
@@ -119,7 +122,13 @@ impl FolderOptions {
             fit,
             skip_damaged,
             progress: false,
+            front_end: None,
         }
+    }
+
+    /// These options, reading a keyword set with `front_end` (a model's, if it has one).
+    pub fn with_front_end(self, front_end: Option<tinycnn::audio::FrontEndConfig>) -> Self {
+        FolderOptions { front_end, ..self }
     }
 }
 
@@ -778,6 +787,7 @@ fn decode_all(
         shape,
         pixels,
         labels,
+        audio: None,
     })
 }
 

@@ -200,6 +200,7 @@ fn split(
         shape: Shape::new(images.rows, images.cols, 1),
         pixels: images.pixels,
         labels: labels.labels.into_iter().map(u16::from).collect(),
+        audio: None,
     })
 }
 

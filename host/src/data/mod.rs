@@ -4,6 +4,7 @@
 //! directory that lacks it ([`download`]: MNIST and Fashion-MNIST file by file, CIFAR-10 as its
 //! tarball, extracted).
 
+pub mod audio;
 pub mod cifar;
 pub mod download;
 pub mod folders;
@@ -33,12 +34,14 @@ pub fn ensure(
     progress: &mut dyn FetchProgress,
 ) -> Result<Vec<PathBuf>, download::FetchError> {
     if !dataset.is_idx() {
-        // A CIFAR-10 directory is either there (its problems are the loader's to report) or
+        // An archive's set is either there (its problems are the loader's to report) or
         // absent; extraction is all or nothing, so there is no part of one to complete.
-        let other_data = folders::looks_like_idx(dir) || folders::has_folders(dir);
+        let other_data = folders::looks_like_idx(dir)
+            || folders::has_folders(dir)
+            || audio::looks_like_speech_commands(dir);
         return match fetch {
             Some(options) if !cifar::looks_like_cifar(dir) && !other_data => {
-                download::fetch_cifar10(dir, options, progress)
+                download::fetch(dataset, dir, &[], options, progress)
             }
             _ => Ok(Vec::new()),
         };

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use tinycnn::arch::Shape;
 
+use crate::data::audio::{self, AudioError, AudioReport};
 use crate::data::cifar::CifarError;
 use crate::data::cifar::{self, CifarInfo};
 use crate::data::folders::FolderError;
@@ -34,6 +35,9 @@ pub enum DataError {
     /// A CIFAR-10-format directory.
     #[error(transparent)]
     Cifar(#[from] CifarError),
+    /// A keyword set of WAV clips.
+    #[error(transparent)]
+    Audio(#[from] AudioError),
 }
 
 /// Where a data set's pictures came from.
@@ -45,6 +49,8 @@ pub enum Origin {
     Folders(FolderReport),
     /// CIFAR-10's binary batch files.
     Cifar10(CifarInfo),
+    /// WAV clips in Speech Commands' layout, as their audio features.
+    Audio(AudioReport),
     /// Pictures a program made ([`DataSet::in_memory`]).
     Memory,
 }
@@ -82,6 +88,20 @@ impl DataSet {
                 validation: None,
                 class_names: loaded.class_names,
                 origin: Origin::Cifar10(loaded.info),
+            });
+        }
+        if !folders::looks_like_idx(dir) && audio::looks_like_speech_commands(dir) {
+            let front_end = options
+                .front_end
+                .unwrap_or(tinycnn::audio::FrontEndConfig::MLPERF_KWS);
+            let loaded = audio::load(dir, front_end, audio::CLIP_SAMPLES)?;
+            return Ok(DataSet {
+                dir: dir.to_path_buf(),
+                train: loaded.train,
+                test: loaded.test,
+                validation: loaded.validation,
+                class_names: loaded.class_names,
+                origin: Origin::Audio(loaded.report),
             });
         }
         // A directory without folders is read as IDX files, whose errors say what it lacks.
@@ -141,11 +161,16 @@ impl DataSet {
         self.train.shape
     }
 
+    /// The audio front end whose features the set holds (a keyword set), else `None`.
+    pub fn front_end(&self) -> Option<tinycnn::audio::FrontEndConfig> {
+        self.train.front_end()
+    }
+
     /// The IDX files read, if the set is an MNIST-format directory.
     pub fn idx_files(&self) -> &[FileInfo] {
         match &self.origin {
             Origin::Idx(files) => files,
-            Origin::Folders(_) | Origin::Cifar10(_) | Origin::Memory => &[],
+            Origin::Folders(_) | Origin::Cifar10(_) | Origin::Audio(_) | Origin::Memory => &[],
         }
     }
 
@@ -198,6 +223,16 @@ impl DataSet {
                 } else {
                     "; no batches.meta.txt, classes named as CIFAR-10's"
                 }
+            ),
+            Origin::Audio(report) => format!(
+                "{}: {} training and {} test clips of {} classes ({}), as {} features ({})",
+                self.dir.display(),
+                self.train.len(),
+                self.test.len(),
+                self.classes(),
+                self.class_names.join(", "),
+                self.shape(),
+                report.summary()
             ),
             Origin::Memory => format!(
                 "{} training and {} test pictures of {} classes, {}",

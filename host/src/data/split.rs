@@ -1,11 +1,15 @@
 //! Pictures of one shape with a class each: what every reader of a data set produces.
 
+use std::sync::Arc;
+
 use sha2::{Digest, Sha256};
 use tinycnn::arch::Shape;
 
+use crate::data::audio::AudioSplit;
+
 /// Pictures of one shape, channels last (row after row, each pixel's channels together, as the
 /// core's input is laid out), one byte per value, with one class per picture.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Split {
     /// Every picture's shape.
     pub shape: Shape,
@@ -13,6 +17,10 @@ pub struct Split {
     pub pixels: Vec<u8>,
     /// One class per picture.
     pub labels: Vec<u16>,
+    /// For a keyword set: the values are int8 audio features (each stored as `q + 128`), read
+    /// by the network dequantised; the training split also holds the clips. `None` for
+    /// pictures (read as `value / 255`).
+    pub audio: Option<Arc<AudioSplit>>,
 }
 
 impl Split {
@@ -36,10 +44,15 @@ impl Split {
     /// The first `count` pictures (all of them if there are fewer).
     pub fn head(&self, count: usize) -> Split {
         let count = count.min(self.len());
+        let indices: Vec<usize> = (0..count).collect();
         Split {
             shape: self.shape,
             pixels: self.pixels[..count * self.shape.values()].to_vec(),
             labels: self.labels[..count].to_vec(),
+            audio: self
+                .audio
+                .as_ref()
+                .map(|audio| Arc::new(audio.select(&indices))),
         }
     }
 
@@ -54,7 +67,28 @@ impl Split {
             shape: self.shape,
             pixels,
             labels: indices.iter().map(|&index| self.labels[index]).collect(),
+            audio: self
+                .audio
+                .as_ref()
+                .map(|audio| Arc::new(audio.select(indices))),
         }
+    }
+
+    /// The values a network reads of picture `index` (pictures as `value / 255`, audio
+    /// features dequantised), channels last, or `None` past the end.
+    pub fn values(&self, index: usize) -> Option<Vec<f32>> {
+        let image = self.image(index)?;
+        let mut out = Vec::with_capacity(image.len());
+        match &self.audio {
+            Some(audio) => crate::data::audio::dequantise_into(&audio.front_end, image, &mut out),
+            None => out.extend(image.iter().map(|&p| f32::from(p) / 255.0)),
+        }
+        Some(out)
+    }
+
+    /// The audio front end whose features the values are, for a keyword set.
+    pub fn front_end(&self) -> Option<tinycnn::audio::FrontEndConfig> {
+        self.audio.as_ref().map(|audio| audio.front_end)
     }
 
     /// Pictures per class, for `classes` classes.

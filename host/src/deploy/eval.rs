@@ -76,28 +76,53 @@ impl Kernels {
     }
 }
 
-/// Classifies one int8 image with `kernels`.
-fn classify_int8<'s>(
+/// Classifies one int8 image with `kernels`; for a model with an audio front end, `image` is
+/// its features as a data set stores them ([`crate::data::audio`]), read as they are.
+pub fn classify_int8<'s>(
     model: &Int8Model<'_>,
     kernels: Kernels,
     fast: &mut FastInt8<'_>,
     image: &[u8],
     scratch: &'s mut [i8],
 ) -> Result<tinycnn::Prediction<'s, i8>, tinycnn::Error> {
+    if model.front_end().is_some() {
+        let features: Vec<i8> = image
+            .iter()
+            .map(|&byte| crate::data::audio::feature(byte))
+            .collect();
+        return match kernels {
+            Kernels::Fast => model.run_quantized_with_kernels(fast, &features, scratch, |_| {}),
+            Kernels::Portable => model.run_quantized(
+                tinycnn::kernels::int8::Backend::Portable,
+                &features,
+                scratch,
+                |_| {},
+            ),
+        };
+    }
     match kernels {
         Kernels::Fast => model.classify_with_kernels(fast, image, scratch, |_| {}),
         Kernels::Portable => model.classify(image, scratch),
     }
 }
 
-/// Classifies one f32 image with `kernels`.
-fn classify_f32<'s>(
+/// Classifies one f32 image with `kernels`; for a model with an audio front end, `image` is
+/// its features as a data set stores them, read dequantised.
+pub fn classify_f32<'s>(
     model: &F32Model<'_>,
     kernels: Kernels,
     fast: &mut FastF32<'_>,
     image: &[u8],
     scratch: &'s mut [f32],
 ) -> Result<tinycnn::Prediction<'s, f32>, tinycnn::Error> {
+    if let Some(front_end) = model.front_end() {
+        let mut values = Vec::with_capacity(image.len());
+        crate::data::audio::dequantise_into(&front_end, image, &mut values);
+        return match kernels {
+            Kernels::Fast => model.run_values_with_kernels(fast, &values, scratch, |_| {}),
+            Kernels::Portable => model.run_values(&values, scratch, |_| {}),
+        };
+    }
     match kernels {
         Kernels::Fast => model.classify_with_kernels(fast, image, scratch, |_| {}),
         Kernels::Portable => model.classify(image, scratch),
@@ -600,7 +625,8 @@ pub fn run(options: &EvalOptions) -> anyhow::Result<EvalReport> {
         model.architecture().input(),
         options.fit,
         options.skip_damaged,
-    );
+    )
+    .with_front_end(model.front_end());
     let data = DataSet::load(&options.data_dir, &folder_options)?;
     check_data_fits(model.architecture(), &data)?;
     let class_names = super::class_names(&model, &data)?;

@@ -53,7 +53,11 @@ pub fn class_names(model: &tinycnn::Model<'_>, data: &DataSet) -> anyhow::Result
         return Ok(names);
     }
     use crate::data::set::Origin;
-    if matches!(data.origin, Origin::Folders(_) | Origin::Cifar10(_)) && own != data.class_names {
+    if matches!(
+        data.origin,
+        Origin::Folders(_) | Origin::Cifar10(_) | Origin::Audio(_)
+    ) && own != data.class_names
+    {
         anyhow::bail!(
             "the model's classes are {}, the data set's are {}: a model is evaluated on \
              pictures of its own classes",

@@ -588,6 +588,39 @@ where
     imageops::resize(&square, side_out, side_out, FilterType::Triangle)
 }
 
+/// The features of a WAV clip for a keyword network whose input is `shape` (frames x features
+/// x 1), as a data set stores them: the clip padded with zeros at the end, or cut, to the
+/// samples its frames span (as training's one-second clips were), with a warning when it is
+/// not one second long.
+fn clip_features(
+    path: &Path,
+    front_end: &tinycnn::audio::FrontEndConfig,
+    shape: Shape,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<Vec<u8>> {
+    use crate::data::audio;
+    let samples = audio::read_wav_at(path, front_end.sample_rate_hz)?;
+    let rate = front_end.sample_rate_hz as usize;
+    if samples.len() != audio::CLIP_SAMPLES {
+        warnings.push(format!(
+            "{}: {:.3} s of audio, {} one second",
+            path.display(),
+            samples.len() as f64 / rate as f64,
+            if samples.len() < audio::CLIP_SAMPLES {
+                "padded with silence to"
+            } else {
+                "cut to its first"
+            }
+        ));
+    }
+    let span = shape.height.saturating_sub(1) * usize::from(front_end.hop_samples)
+        + usize::from(front_end.window_samples);
+    let clip = audio::fit_clip(&samples, span);
+    let mut features = Vec::new();
+    audio::Features::new(*front_end)?.clips_into(&clip, span, &mut features)?;
+    Ok(features)
+}
+
 /// What `host predict` classifies.
 #[derive(Clone, Debug)]
 pub struct PredictOptions {
@@ -739,20 +772,23 @@ pub fn run(options: &PredictOptions) -> anyhow::Result<Vec<Prediction>> {
         model.architecture().output().values()
     );
     let shape = model.architecture().input();
+    // A keyword network's inputs are its front end's features, stored as a data set stores
+    // them; `classify_int8` and `classify_f32` read them so.
     let classify = |input: &[u8]| -> anyhow::Result<Classified> {
         let mut probabilities = vec![0f32; model.architecture().classes()];
+        let fast = super::eval::Kernels::Fast;
         let class = match &model {
             Model::Int8(m) => {
                 let mut scratch = vec![0i8; m.scratch_bytes_with_kernels()];
                 let mut kernels = super::kernels::FastInt8::for_model(m.record_bytes());
-                let p = m.classify_with_kernels(&mut kernels, input, &mut scratch, |_| {})?;
+                let p = super::eval::classify_int8(m, fast, &mut kernels, input, &mut scratch)?;
                 m.probabilities(p.logits, &mut probabilities);
                 p.class
             }
             Model::F32(m) => {
                 let mut scratch = vec![0f32; m.scratch_len()];
                 let mut kernels = super::kernels::FastF32::for_model(m.record_bytes());
-                let p = m.classify_with_kernels(&mut kernels, input, &mut scratch, |_| {})?;
+                let p = super::eval::classify_f32(m, fast, &mut kernels, input, &mut scratch)?;
                 m.probabilities(p.logits, &mut probabilities);
                 p.class
             }
@@ -771,6 +807,18 @@ pub fn run(options: &PredictOptions) -> anyhow::Result<Vec<Prediction>> {
     for path in &options.pictures {
         let name = path.display().to_string();
         let mut warnings = Vec::new();
+        if let Some(front_end) = model.front_end() {
+            // The WAV reader's errors name the file already.
+            let outcome = clip_features(path, &front_end, shape, &mut warnings)
+                .and_then(|features| classify(&features).with_context(|| name.clone()))
+                .map_err(|error| format!("{error:#}"));
+            predictions.push(Prediction {
+                source: Source::Picture(path.clone()),
+                outcome,
+                warnings,
+            });
+            continue;
+        }
         let outcome = decode(path)
             .and_then(|picture| {
                 let prepared =
@@ -794,7 +842,8 @@ pub fn run(options: &PredictOptions) -> anyhow::Result<Vec<Prediction>> {
             model.architecture().input(),
             options.fit,
             options.skip_damaged,
-        );
+        )
+        .with_front_end(model.front_end());
         let data = DataSet::load(&options.data_dir, &folder_options)?;
         super::eval::check_data_fits(model.architecture(), &data)?;
         for &index in &options.indices {

@@ -217,12 +217,22 @@ impl CoreWeights {
 
     /// The encoded f32 model file, naming its classes (none: `&[]`).
     pub fn to_file_named(&self, class_names: &[&str]) -> anyhow::Result<Vec<u8>> {
+        self.to_file_with(class_names, None)
+    }
+
+    /// The encoded f32 model file, naming its classes, reading `front_end`'s features (a
+    /// network trained on a keyword set: format version 5).
+    pub fn to_file_with(
+        &self,
+        class_names: &[&str],
+        front_end: Option<tinycnn::audio::FrontEndConfig>,
+    ) -> anyhow::Result<Vec<u8>> {
         let layers = self.layer_records();
         let record = F32Record {
             architecture: self.architecture,
             layers: &layers,
             class_names,
-            front_end: None,
+            front_end,
         };
         record.to_vec().context("encoding the f32 model")
     }
@@ -347,7 +357,13 @@ pub fn export(
         "--calibration must be at least 1 image"
     );
     let images = (0..calibration_images.min(train.len())).filter_map(|i| train.image(i));
-    export_named(architecture, weights, images, class_names)
+    export_with(
+        architecture,
+        weights,
+        images,
+        class_names,
+        train.front_end(),
+    )
 }
 
 /// The names a model file records for `class_names`: none when they are only the classes'
@@ -381,8 +397,23 @@ pub fn export_named<'i>(
     images: impl IntoIterator<Item = &'i [u8]>,
     class_names: &[String],
 ) -> anyhow::Result<Exported> {
+    export_with(architecture, weights, images, class_names, None)
+}
+
+/// [`export_named`] of a network that reads `front_end`'s features (a keyword set's; `None`
+/// for pictures): both files record the front end (format version 5), the int8 one reads its
+/// bytes as they are (its input quantisation is the front end's), and `images` are stored
+/// feature bytes ([`crate::data::audio`]).
+pub fn export_with<'i>(
+    architecture: &Architecture,
+    weights: &NetWeights,
+    images: impl IntoIterator<Item = &'i [u8]>,
+    class_names: &[String],
+    front_end: Option<tinycnn::audio::FrontEndConfig>,
+) -> anyhow::Result<Exported> {
     let names = names_to_record(class_names);
-    let f32_file = CoreWeights::from_burn(architecture, weights)?.to_file_named(&names)?;
+    let f32_file =
+        CoreWeights::from_burn(architecture, weights)?.to_file_with(&names, front_end)?;
     let model =
         F32Model::from_bytes(&f32_file).context("the exported f32 model does not load back")?;
     let calibration = Calibration::measure(&model, images)?;

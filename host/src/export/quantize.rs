@@ -82,18 +82,27 @@ impl Calibration {
         let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); layers];
         let mut scratch = vec![0f32; model.scratch_len()];
         let mut count = 0;
+        let mut values = Vec::new();
         for image in images {
-            model
-                .classify_observed(image, &mut scratch, |observed| {
-                    let weighted = observed.step.layer.record;
-                    if let Some(range) = weighted.and_then(|index| ranges.get_mut(index)) {
-                        for &v in observed.output {
-                            range.0 = range.0.min(v);
-                            range.1 = range.1.max(v);
-                        }
+            let observe = |observed: &tinycnn::Observation<'_, f32>| {
+                let weighted = observed.step.layer.record;
+                if let Some(range) = weighted.and_then(|index| ranges.get_mut(index)) {
+                    for &v in observed.output {
+                        range.0 = range.0.min(v);
+                        range.1 = range.1.max(v);
                     }
-                })
-                .context("calibrating the int8 ranges")?;
+                }
+            };
+            match model.front_end() {
+                // A keyword network reads its features dequantised, as it was trained.
+                Some(front_end) => {
+                    values.clear();
+                    crate::data::audio::dequantise_into(&front_end, image, &mut values);
+                    model.run_values(&values, &mut scratch, observe)
+                }
+                None => model.classify_observed(image, &mut scratch, observe),
+            }
+            .context("calibrating the int8 ranges")?;
             count += 1;
         }
         Ok(Self {
@@ -118,6 +127,10 @@ impl Calibration {
 #[derive(Clone, Debug)]
 pub struct Int8Tensors {
     architecture: Architecture,
+    /// The input's quantisation: pixels, or the front end's output.
+    input: QuantParams,
+    /// The audio front end of a keyword network.
+    front_end: Option<tinycnn::audio::FrontEndConfig>,
     outputs: Vec<QuantParams>,
     /// Per layer with weights: weight scales, weights, bias, multipliers, shifts.
     layers: Vec<[Vec<u8>; 5]>,
@@ -130,7 +143,11 @@ impl Int8Tensors {
             bail!("no calibration images: int8 activation ranges cannot be measured");
         }
         // The main line's quantisation, and the shortcut's inside a residual block.
-        let mut input = tinycnn::format::QuantParams::INPUT;
+        // A keyword network reads the front end's bytes as they are.
+        let first = model.front_end().map_or(QuantParams::INPUT, |front_end| {
+            crate::data::audio::quantisation(&front_end)
+        });
+        let mut input = first;
         let mut shortcut = input;
         let mut outputs = Vec::new();
         let mut layers = Vec::new();
@@ -207,6 +224,8 @@ impl Int8Tensors {
         }
         Ok(Self {
             architecture: *model.architecture(),
+            input: first,
+            front_end: model.front_end(),
             outputs,
             layers,
         })
@@ -240,10 +259,10 @@ impl Int8Tensors {
         let layers = self.layer_records();
         let record = Int8Record {
             architecture: self.architecture,
-            input: QuantParams::INPUT,
+            input: self.input,
             layers: &layers,
             class_names,
-            front_end: None,
+            front_end: self.front_end,
         };
         record.to_vec().context("encoding the int8 model")
     }

@@ -382,11 +382,13 @@ mod tests {
                     shape: Architecture::REFERENCE.input(),
                     pixels: Vec::new(),
                     labels: Vec::new(),
+                    audio: None,
                 },
                 crate::data::Split {
                     shape: Architecture::REFERENCE.input(),
                     pixels: Vec::new(),
                     labels: Vec::new(),
+                    audio: None,
                 },
                 Vec::new(),
             ),

@@ -167,6 +167,14 @@ pub fn tutorial_network(
     })
 }
 
+/// The network trained on a keyword set when none is given: MLPerf Tiny's DS-CNN (a 10x4
+/// convolution with stride 2, four depthwise-separable blocks of 64 channels, batch-normalised,
+/// global average pool), ending in `classes` units.
+pub fn keyword_network(classes: usize) -> String {
+    let block = "dw3x3:bn conv1x1:64:bn";
+    format!("conv10x4:64:s2:bn {block} {block} {block} {block} gap dense:{classes}")
+}
+
 impl SettingsArgs {
     /// The input `--arch` names, if it names one.
     pub fn named_input(&self) -> anyhow::Result<Option<tinycnn::arch::Shape>> {
@@ -184,6 +192,9 @@ impl SettingsArgs {
     pub fn fresh(&self, data: &DataSet) -> anyhow::Result<TrainSettings> {
         let architecture = match &self.architecture {
             Some(text) => parse_network(text, data.shape())?,
+            None if data.front_end().is_some() => {
+                parse_network(&keyword_network(data.classes()), data.shape())?
+            }
             None => tutorial_network(data.shape(), data.classes())?.into(),
         };
         let optimizer = self.optimizer.unwrap_or_default();
@@ -550,6 +561,7 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
                 fit: options.settings.fit.unwrap_or(saved.fit),
                 skip_damaged: options.settings.skip_damaged || saved.skip_damaged,
                 progress: options.progress_bars,
+                front_end: None,
             }
         }
         None => FolderOptions {
@@ -557,6 +569,7 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
             fit: options.settings.fit.unwrap_or_default(),
             skip_damaged: options.settings.skip_damaged,
             progress: options.progress_bars,
+            front_end: None,
         },
     };
     let data = DataSet::load(&data_dir, &folder_options).with_context(|| {
@@ -584,6 +597,10 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
     let network = settings.network()?;
     let architecture = network.architecture;
     check_network_fits_data(&architecture, &data)?;
+    ensure!(
+        data.front_end().is_none() || settings.augment.is_none(),
+        "--augment moves and turns pictures; a keyword set's clips get background noise instead"
+    );
 
     let (mut model, mut optimizer, mut state) = match checkpoint {
         Some(checkpoint) => {
@@ -645,14 +662,19 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
     let (train_split, validation) = training_and_validation(&data, &settings)?;
     if let Some(validation) = &validation {
         reporter.info(&format!(
-            "{} training pictures, {} validation pictures{}; the test set is evaluated once, \
+            "{} training {items}, {} validation {items}{}; the test set is evaluated once, \
              after the last epoch",
             train_split.len(),
             validation.len(),
-            if data.validation.is_some() {
-                " (from val/)"
+            match (data.validation.is_some(), data.front_end().is_some()) {
+                (true, true) => " (Speech Commands' validation split)",
+                (true, false) => " (from val/)",
+                (false, _) => " (held out with the seed)",
+            },
+            items = if data.front_end().is_some() {
+                "clips"
             } else {
-                " (held out with the seed)"
+                "pictures"
             }
         ));
     }
@@ -725,6 +747,7 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
             pause_at: None,
             augment: (!settings.augment.is_none())
                 .then(|| (settings.augment, augment_rng(settings.seed, epoch))),
+            noise: noise_rng(&train_split, settings.seed, epoch),
             schedule: settings.schedule,
             place: StepPlace {
                 epoch,
@@ -1110,9 +1133,64 @@ pub fn augment_rng(seed: u64, epoch: usize) -> ChaCha8Rng {
 /// Gathers and normalises the images `indices` of `data`, with their labels. Images are
 /// channels-last in `data` and channels-first in the batch, as burn's convolutions take them.
 pub(crate) fn assemble(data: &Split, indices: &[usize]) -> Batch {
-    assemble_with(data, indices, |image, pixels| {
-        pixels.extend(model::normalise(image, data.shape));
-    })
+    match &data.audio {
+        // Audio features have one channel: channels first is channels last.
+        Some(audio) => assemble_with(data, indices, |features, values| {
+            crate::data::audio::dequantise_into(&audio.front_end, features, values);
+        }),
+        None => assemble_with(data, indices, |image, pixels| {
+            pixels.extend(model::normalise(image, data.shape));
+        }),
+    }
+}
+
+/// The generator of epoch `epoch`'s noise mixing, for a keyword set's training split with
+/// clips and noise: stream `u64::MAX / 2 - epoch` of the seed's generator, far from the
+/// streams of shuffling, dropout and augmentation.
+pub fn noise_rng(data: &Split, seed: u64, epoch: usize) -> Option<ChaCha8Rng> {
+    let audio = data.audio.as_ref()?;
+    if audio.clips.is_empty() || audio.noise.is_empty() {
+        return None;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(u64::MAX / 2 - epoch as u64);
+    Some(rng)
+}
+
+/// [`assemble`] of a keyword set's training clips `indices` (the batch's first is picture
+/// `first` of the epoch's order) with background noise mixed in afresh
+/// ([`crate::data::audio::mix_noise`]), their features computed again. Each picture takes its
+/// own words of `epoch_rng`, so a resumed epoch mixes what it mixed.
+fn assemble_noisy(data: &Split, indices: &[usize], epoch_rng: &ChaCha8Rng, first: usize) -> Batch {
+    use crate::data::audio;
+    let Some(audio) = &data.audio else {
+        return assemble(data, indices);
+    };
+    let samples = audio.clip_samples;
+    let mut clips = Vec::with_capacity(indices.len() * samples);
+    for (offset, &index) in indices.iter().enumerate() {
+        let start = clips.len();
+        clips.extend_from_slice(audio.clip(index).unwrap_or(&[]));
+        clips.resize(start + samples, 0);
+        let mut rng = epoch_rng.clone();
+        rng.set_word_pos(2 * ((first + offset) * audio::NOISE_WORDS_PER_CLIP) as u128);
+        audio::mix_noise(&mut clips[start..], &audio.noise, &mut rng);
+    }
+    let features = audio::Features::new(audio.front_end)
+        .and_then(|features| features.of_clips(&clips, samples));
+    let mut values = Vec::with_capacity(indices.len() * data.shape.values());
+    match features {
+        Ok(bytes) => audio::dequantise_into(&audio.front_end, &bytes, &mut values),
+        // A validated front end computes every clip; this keeps the clean features.
+        Err(_) => return assemble(data, indices),
+    }
+    Batch {
+        pixels: values,
+        labels: indices
+            .iter()
+            .map(|&index| i64::from(data.labels[index]))
+            .collect(),
+    }
 }
 
 /// The batch of the images `indices` of `data`, each appended to the batch's values by `put`.
@@ -1243,6 +1321,8 @@ pub(crate) struct EpochContext<'a> {
     pub(crate) pause_at: Option<Instant>,
     /// How training pictures are varied, and the epoch's generator for it.
     pub(crate) augment: Option<(Augment, ChaCha8Rng)>,
+    /// A keyword set's background noise: the epoch's generator for mixing it into the clips.
+    pub(crate) noise: Option<ChaCha8Rng>,
     /// How the learning rate changes, from `step.learning_rate`, the run's.
     pub(crate) schedule: Schedule,
     /// Where the epoch's first batch lies in the run (the batches after it follow on).
@@ -1331,9 +1411,12 @@ pub(crate) fn train_epoch(
                 .enumerate()
                 .skip(first_batch)
             {
-                let assembled = match &context.augment {
-                    None => assemble(context.data, indices),
-                    Some((augment, epoch_rng)) => {
+                let assembled = match (&context.augment, &context.noise) {
+                    (_, Some(epoch_rng)) => {
+                        assemble_noisy(context.data, indices, epoch_rng, batch * context.batch_size)
+                    }
+                    (None, None) => assemble(context.data, indices),
+                    (Some((augment, epoch_rng)), None) => {
                         let mut rng = augment_rng_at(epoch_rng, batch * context.batch_size);
                         assemble_augmented(context.data, indices, augment, &mut rng)
                     }
@@ -1438,6 +1521,7 @@ mod tests {
                 .map(|i| (i / IMAGE_PIXELS * 100) as u8)
                 .collect(),
             labels: vec![7, 8, 9],
+            audio: None,
         };
         let batch = assemble(&split, &[2, 0]);
         assert_eq!(batch.labels, [9, 7]);
@@ -1452,6 +1536,7 @@ mod tests {
             shape: Architecture::REFERENCE.input(),
             pixels: Vec::new(),
             labels: Vec::new(),
+            audio: None,
         };
         let names = (0..10).map(|class| class.to_string()).collect();
         DataSet::in_memory(split.clone(), split, names)
@@ -1464,6 +1549,7 @@ mod tests {
             shape,
             pixels: (0..12 * 36).map(|i| (i * 37 % 256) as u8).collect(),
             labels: (0..12).collect(),
+            audio: None,
         };
         let augment: Augment = "shift=2,rotate=30,zoom=0.2,flip".parse().unwrap();
         let (first, second): (Vec<usize>, Vec<usize>) = ((0..6).collect(), (6..12).collect());
@@ -1499,6 +1585,7 @@ mod tests {
             shape: tinycnn::arch::Shape::new(32, 32, 3),
             pixels: Vec::new(),
             labels: Vec::new(),
+            audio: None,
         };
         let names = (0..13).map(|class| format!("c{class}")).collect();
         let data = DataSet::in_memory(colour.clone(), colour, names);

@@ -1,0 +1,220 @@
+//! Keyword spotting end to end on a tiny set of generated WAV clips in Speech Commands' layout:
+//! `host data`, `host train` (one epoch of a tiny network), `host inspect`, `host eval`,
+//! `host predict clip.wav`, and the errors for clips the front end cannot take.
+
+use std::path::Path;
+use std::process::Output;
+
+use assert_cmd::Command;
+use tinycnn_host::data::audio::{BACKGROUND_NOISE, KEYWORDS};
+
+fn host() -> Command {
+    let mut command = Command::cargo_bin("host").expect("the host binary is built");
+    command
+        .env_remove("MNIST_DIR")
+        .env_remove("TINYCNN_MIRRORS")
+        .env("TINYCNN_NO_DOWNLOAD", "1");
+    command
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn spec(channels: u16, rate: u32) -> hound::WavSpec {
+    hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    }
+}
+
+fn write_wav(path: &Path, spec: hound::WavSpec, samples: &[i16]) {
+    let mut writer = hound::WavWriter::create(path, spec).unwrap();
+    for &sample in samples {
+        writer.write_sample(sample).unwrap();
+    }
+    writer.finalize().unwrap();
+}
+
+/// A "word": two tones whose pitches name it, its length and level varied by `speaker`.
+fn word_clip(word: usize, speaker: usize) -> Vec<i16> {
+    let (low, high) = (200.0 + 90.0 * word as f64, 1200.0 + 170.0 * word as f64);
+    let length = 6_000 + 700 * (speaker % 5);
+    let start = 2_000 + 300 * (speaker % 7);
+    let level = 4_000.0 + 1_500.0 * (speaker % 4) as f64;
+    (0..16_000)
+        .map(|n| {
+            if n < start || n >= start + length {
+                return 0;
+            }
+            let t = n as f64 / 16_000.0;
+            let envelope = (std::f64::consts::PI * (n - start) as f64 / length as f64).sin();
+            let tone = (2.0 * std::f64::consts::PI * low * t).sin()
+                + 0.5 * (2.0 * std::f64::consts::PI * high * t).sin();
+            (level * envelope * tone) as i16
+        })
+        .collect()
+}
+
+/// The set: ten keywords and two other words, 6 speakers each (speaker 0 in testing_list.txt,
+/// speaker 1 in validation_list.txt), and two seconds of noise.
+fn make_set(dir: &Path) {
+    let words: Vec<&str> = KEYWORDS.iter().copied().chain(["cat", "dog"]).collect();
+    let (mut testing, mut validation) = (String::new(), String::new());
+    for (index, word) in words.iter().enumerate() {
+        std::fs::create_dir_all(dir.join(word)).unwrap();
+        for speaker in 0..6 {
+            let name = format!("{speaker:08x}_nohash_0.wav");
+            write_wav(
+                &dir.join(word).join(&name),
+                spec(1, 16_000),
+                &word_clip(index, speaker),
+            );
+            match speaker {
+                0 => testing.push_str(&format!("{word}/{name}\n")),
+                1 => validation.push_str(&format!("{word}/{name}\n")),
+                _ => {}
+            }
+        }
+    }
+    std::fs::write(dir.join("testing_list.txt"), testing).unwrap();
+    std::fs::write(dir.join("validation_list.txt"), validation).unwrap();
+    std::fs::create_dir_all(dir.join(BACKGROUND_NOISE)).unwrap();
+    let mut state = 1u32;
+    let noise: Vec<i16> = (0..32_000)
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            ((state >> 16) as i16) / 16
+        })
+        .collect();
+    write_wav(
+        &dir.join(BACKGROUND_NOISE).join("white.wav"),
+        spec(1, 16_000),
+        &noise,
+    );
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "stdout: {}\nstderr: {}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+#[test]
+fn keyword_set_trains_evaluates_and_predicts_a_wav() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("keywords");
+    make_set(&data);
+
+    let shown = ok(host()
+        .arg("data")
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap());
+    // 40 keyword clips for training (speakers 2 to 5), with 4 unknown and 4 silence clips.
+    assert!(
+        shown.contains("48 training and 12 test clips of 12 classes"),
+        "{shown}"
+    );
+    assert!(shown.contains("as 49x10x1 features"), "{shown}");
+
+    let out = dir.path().join("run");
+    let trained = host()
+        .arg("train")
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--arch",
+            "conv3x3:4:s2 gap dense:12",
+            "--epochs",
+            "1",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    ok(trained);
+    let int8 = out.join("model-int8.tcnn");
+    let f32 = out.join("model-f32.tcnn");
+    for model in [&int8, &f32] {
+        let bytes = std::fs::read(model).unwrap();
+        assert_eq!(&bytes[4..6], &[5, 0], "format version 5");
+        let model = tinycnn::Model::from_bytes(&bytes).unwrap();
+        assert_eq!(
+            model.front_end(),
+            Some(tinycnn::audio::FrontEndConfig::MLPERF_KWS)
+        );
+        assert_eq!(model.class_names().get(11), Some("silence"));
+    }
+
+    let inspected = ok(host().arg("inspect").arg(&int8).output().unwrap());
+    assert!(
+        inspected.contains("audio front end: 16000 Hz; 49 frames of 10 MFCCs"),
+        "{inspected}"
+    );
+
+    let evaluated = ok(host()
+        .args(["eval", "--model"])
+        .arg(&int8)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap());
+    assert!(evaluated.contains("12 test images"), "{evaluated}");
+
+    let clip = data.join("yes").join("00000000_nohash_0.wav");
+    for model in [&int8, &f32] {
+        let predicted = ok(host()
+            .args(["predict", "--model"])
+            .arg(model)
+            .arg(&clip)
+            .output()
+            .unwrap());
+        let names: Vec<String> = tinycnn_host::data::audio::class_names();
+        assert!(
+            predicted.starts_with(&format!("{}: class ", clip.display()))
+                && names
+                    .iter()
+                    .any(|name| predicted.contains(&format!("({name})"))),
+            "{predicted}"
+        );
+    }
+
+    // A clip the front end cannot take is named, with what is wrong.
+    let stereo = dir.path().join("stereo.wav");
+    write_wav(&stereo, spec(2, 16_000), &[0; 200]);
+    let refused = host()
+        .args(["predict", "--model"])
+        .arg(&int8)
+        .arg(&stereo)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("stereo.wav: 2 channels"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let slow = data.join("no").join("slow_nohash_0.wav");
+    write_wav(&slow, spec(1, 8_000), &[0; 8_000]);
+    let refused = host()
+        .arg("data")
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("slow_nohash_0.wav: 8000 Hz"),
+        "{}",
+        text(&refused.stderr)
+    );
+}
