@@ -11,18 +11,21 @@
 //! | offset | size | field |
 //! | --- | --- | --- |
 //! | 0 | 4 | magic `TCTV` |
-//! | 4 | 2 | version: `2` (int8 outputs only) or `3` |
-//! | 6 | 2 | version 3: the outputs' encoding, `1` f32 or `2` int8; version 2: reserved, 0 |
+//! | 4 | 2 | version: `2` (int8 outputs only), `3`, or `4` (audio clips) |
+//! | 6 | 2 | versions 3 and 4: the outputs' encoding, `1` f32 or `2` int8; version 2: reserved, 0 |
 //! | 8 | 4 | number of records `n` |
 //! | 12 | 4 | the model file's CRC-32 (its header's bytes 12..16) |
-//! | 16 | 4 | image bytes per record `i` (height x width x channels) |
+//! | 16 | 4 | input bytes per record `i`: the image's (height x width x channels), or (version 4) twice the clip's samples |
 //! | 20 | 2 | outputs per record `c` |
 //! | 22 | 2 | reserved, 0 |
 //! | 24 | 4 | CRC-32 of bytes 0..24 and of the records |
-//! | 28 | `n x (2 + i + c x w)` | records: label `u16`, image `u8`s, outputs (`w` = 1 for int8, 4 for f32) |
+//! | 28 | `n x (2 + i + c x w)` | records: label `u16`, image `u8`s (version 4: clip `i16`s), outputs (`w` = 1 for int8, 4 for f32) |
 //!
 //! int8 vectors are written as version 2, which every earlier reader reads;
-//! f32 vectors need version 3.
+//! f32 vectors need version 3. Version 4 holds raw 16-bit audio clips instead
+//! of images, for a model with an audio front end (format version 5): a
+//! device runs the clip through the front end the model records, then the
+//! network, and must get the recorded outputs.
 
 use crate::error::Error;
 use crate::format::{F32Model, Flavour, Int8Model, crc32_of};
@@ -34,6 +37,9 @@ pub const MAGIC: [u8; 4] = *b"TCTV";
 pub const VERSION: u16 = 3;
 /// The version int8 vectors are written in: version 2 holds them the same way.
 pub const INT8_VERSION: u16 = 2;
+/// The version whose records hold audio clips (16-bit samples, little-endian) for a model
+/// with an audio front end, in either flavour; the newest.
+pub const CLIP_VERSION: u16 = 4;
 /// Bytes before the first record.
 pub const HEADER_LEN: usize = 28;
 /// How far an f32 output may lie from the recorded one, relative to the
@@ -54,10 +60,19 @@ const fn output_width(flavour: Flavour) -> usize {
 pub struct TestVector<'a> {
     /// The dataset's label for the image.
     pub label: u16,
-    /// The image, 0-255 values, channels-last.
+    /// The image, 0-255 values, channels-last; in a version 4 file the clip's bytes (see
+    /// [`TestVector::samples`]).
     pub image: &'a [u8],
     flavour: Flavour,
     outputs: &'a [u8],
+}
+
+impl<'a> TestVector<'a> {
+    /// The clip's samples, of a version 4 file (of any other, the image's bytes in pairs).
+    pub fn samples(&self) -> impl Iterator<Item = i16> + 'a {
+        let (pairs, _) = self.image.as_chunks::<2>();
+        pairs.iter().map(|&pair| i16::from_le_bytes(pair))
+    }
 }
 
 impl<'a> TestVector<'a> {
@@ -128,6 +143,8 @@ impl<'a> TestVector<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct TestVectors<'a> {
     model_crc: u32,
+    /// Version 4: the records hold clips.
+    clips: bool,
     image_len: usize,
     outputs: usize,
     flavour: Flavour,
@@ -165,10 +182,10 @@ impl<'a> TestVectors<'a> {
             return Err(Error::BadMagic { found: magic });
         }
         let version = u16_at(header, 4);
-        if version != INT8_VERSION && version != VERSION {
+        if version != INT8_VERSION && version != VERSION && version != CLIP_VERSION {
             return Err(Error::UnsupportedVersion {
                 found: version,
-                newest: VERSION,
+                newest: CLIP_VERSION,
             });
         }
         // Version 2 reserved the field that version 3 uses for the outputs'
@@ -199,6 +216,11 @@ impl<'a> TestVectors<'a> {
         let count = u32_at(header, 8) as usize;
         let image_len = u32_at(header, 16) as usize;
         let outputs = usize::from(u16_at(header, 20));
+        let clips = version == CLIP_VERSION;
+        // A clip is whole samples.
+        if clips && !image_len.is_multiple_of(2) {
+            return Err(Error::Malformed);
+        }
         let record = 2usize
             .saturating_add(image_len)
             .saturating_add(outputs.saturating_mul(output_width(flavour)));
@@ -221,6 +243,7 @@ impl<'a> TestVectors<'a> {
         }
         Ok(Self {
             model_crc: u32_at(header, 12),
+            clips,
             image_len,
             outputs,
             flavour,
@@ -238,15 +261,33 @@ impl<'a> TestVectors<'a> {
         self.flavour
     }
 
+    /// Whether the records hold audio clips (version 4) rather than images.
+    pub fn holds_clips(&self) -> bool {
+        self.clips
+    }
+
     /// Checks that the vectors are int8 ones written for `model`: its CRC,
-    /// input size and output count.
+    /// input size (the clip's samples, for a model with a front end) and
+    /// output count.
     pub fn check_model(&self, model: &Int8Model<'_>) -> Result<(), Error> {
-        self.check(Flavour::Int8, model.header().crc, model.architecture())
+        let front_end = model.front_end();
+        self.check(
+            Flavour::Int8,
+            model.header().crc,
+            model.architecture(),
+            front_end,
+        )
     }
 
     /// Checks that the vectors are f32 ones written for `model`.
     pub fn check_f32_model(&self, model: &F32Model<'_>) -> Result<(), Error> {
-        self.check(Flavour::F32, model.header().crc, model.architecture())
+        let front_end = model.front_end();
+        self.check(
+            Flavour::F32,
+            model.header().crc,
+            model.architecture(),
+            front_end,
+        )
     }
 
     fn check(
@@ -254,6 +295,7 @@ impl<'a> TestVectors<'a> {
         flavour: Flavour,
         model_crc: u32,
         architecture: &crate::arch::Architecture,
+        front_end: Option<crate::audio::FrontEndConfig>,
     ) -> Result<(), Error> {
         if self.flavour != flavour {
             return Err(Error::WrongFlavour {
@@ -261,8 +303,15 @@ impl<'a> TestVectors<'a> {
                 found: self.flavour,
             });
         }
+        // Clips for a model with a front end (bytes of the samples its frames span), images
+        // for any other.
+        let input_len = match front_end {
+            Some(config) => clip_samples(&config, architecture.input().height).saturating_mul(2),
+            None => architecture.input().values(),
+        };
         if self.model_crc != model_crc
-            || self.image_len != architecture.input().values()
+            || self.clips != front_end.is_some()
+            || self.image_len != input_len
             || self.outputs != architecture.classes()
         {
             return Err(Error::VectorsForAnotherModel {
@@ -312,6 +361,46 @@ impl<'a> TestVectors<'a> {
     }
 }
 
+/// Samples of the clip whose features fill `frames` frames of `config`:
+/// `(frames - 1) x hop + window`, what a version 4 record holds.
+pub const fn clip_samples(config: &crate::audio::FrontEndConfig, frames: usize) -> usize {
+    frames.saturating_sub(1) * config.hop_samples as usize + config.window_samples as usize
+}
+
+/// Appends one record of a clip and its outputs (int8 bytes or f32 values, as `outputs`
+/// holds them already encoded) to `out` (host side).
+#[cfg(any(feature = "std", test))]
+pub fn push_clip_record(out: &mut std::vec::Vec<u8>, label: u16, clip: &[i16], outputs: &[u8]) {
+    out.extend_from_slice(&label.to_le_bytes());
+    out.extend(clip.iter().flat_map(|sample| sample.to_le_bytes()));
+    out.extend_from_slice(outputs);
+}
+
+/// Builds a whole version 4 file of `flavour` vectors of clips of `samples` samples from
+/// records made with [`push_clip_record`] (host side).
+#[cfg(any(feature = "std", test))]
+pub fn encode_clips(
+    flavour: Flavour,
+    model_crc: u32,
+    samples: usize,
+    outputs: usize,
+    records: &[u8],
+) -> Result<std::vec::Vec<u8>, Error> {
+    let input = samples.checked_mul(2).ok_or(Error::TooLarge)?;
+    let encoding = match flavour {
+        Flavour::F32 => 1,
+        Flavour::Int8 => 2,
+    };
+    encode_version(
+        (CLIP_VERSION, encoding),
+        flavour,
+        model_crc,
+        input,
+        outputs,
+        records,
+    )
+}
+
 /// Appends one record of int8 outputs to `out` (host side).
 #[cfg(any(feature = "std", test))]
 pub fn push_record(out: &mut std::vec::Vec<u8>, label: u16, image: &[u8], logits: &[i8]) {
@@ -351,6 +440,23 @@ pub fn encode_as(
     outputs: usize,
     records: &[u8],
 ) -> Result<std::vec::Vec<u8>, Error> {
+    let version = match flavour {
+        Flavour::Int8 => (INT8_VERSION, 0),
+        Flavour::F32 => (VERSION, 1),
+    };
+    encode_version(version, flavour, model_crc, image_len, outputs, records)
+}
+
+/// A whole file in `(version, encoding)`.
+#[cfg(any(feature = "std", test))]
+fn encode_version(
+    (version, encoding): (u16, u16),
+    flavour: Flavour,
+    model_crc: u32,
+    image_len: usize,
+    outputs: usize,
+    records: &[u8],
+) -> Result<std::vec::Vec<u8>, Error> {
     let record = 2 + image_len + outputs * output_width(flavour);
     if !records.len().is_multiple_of(record) {
         return Err(Error::Malformed);
@@ -358,10 +464,6 @@ pub fn encode_as(
     let count = u32::try_from(records.len() / record).map_err(|_| Error::TooLarge)?;
     let image_len = u32::try_from(image_len).map_err(|_| Error::TooLarge)?;
     let outputs = u16::try_from(outputs).map_err(|_| Error::TooLarge)?;
-    let (version, encoding): (u16, u16) = match flavour {
-        Flavour::Int8 => (INT8_VERSION, 0),
-        Flavour::F32 => (VERSION, 1),
-    };
     let mut out = std::vec::Vec::with_capacity(HEADER_LEN + records.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&version.to_le_bytes());
@@ -437,6 +539,36 @@ mod tests {
         assert!(second.matches(&[-1, 0, 1]));
         assert!(!second.matches(&[-1, 0, 2]));
         assert!(!second.matches(&[-1, 0]));
+    }
+
+    #[test]
+    fn clip_vectors_round_trip() {
+        let mut records = Vec::new();
+        push_clip_record(&mut records, 7, &[1, -2, 300], &[5, 0xfb]);
+        let bytes = encode_clips(Flavour::Int8, 0x1234_5678, 3, 2, &records).unwrap();
+        assert_eq!(&bytes[4..8], &[4, 0, 2, 0]);
+        assert_eq!(&bytes[16..20], &[6, 0, 0, 0]);
+        let vectors = TestVectors::from_bytes(&bytes).unwrap();
+        assert!(vectors.holds_clips());
+        let vector = vectors.iter().next().unwrap();
+        assert_eq!(vector.label, 7);
+        assert_eq!(vector.samples().collect::<Vec<_>>(), [1, -2, 300]);
+        assert!(vector.matches(&[5, -5]));
+        // An odd number of bytes is no clip.
+        let mut odd = bytes.clone();
+        odd[16] = 5;
+        let crc = crc32_of(&[&odd[..24], &odd[HEADER_LEN..]]);
+        odd[24..28].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(TestVectors::from_bytes(&odd).unwrap_err(), Error::Malformed);
+        let mut newer = bytes.clone();
+        newer[4] = 5;
+        assert_eq!(
+            TestVectors::from_bytes(&newer).unwrap_err(),
+            Error::UnsupportedVersion {
+                found: 5,
+                newest: 4
+            }
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Keyword spotting end to end on a tiny set of generated WAV clips in Speech Commands' layout:
 //! `host data`, `host train` (one epoch of a tiny network), `host inspect`, `host eval`,
-//! `host predict clip.wav`, and the errors for clips the front end cannot take.
+//! `host predict clip.wav`, `host fixture` (raw clips with their class and outputs), and the
+//! errors for clips the front end cannot take.
 
 use std::path::Path;
 use std::process::Output;
@@ -186,6 +187,65 @@ fn keyword_set_trains_evaluates_and_predicts_a_wav() {
                     .any(|name| predicted.contains(&format!("({name})"))),
             "{predicted}"
         );
+    }
+
+    // Test vectors: the raw test clips with the outputs the host computed, which the front end
+    // and the network reproduce from the clip alone.
+    for model_path in [&int8, &f32] {
+        let vectors_path = out.join("vectors.tctv");
+        let written = ok(host()
+            .args(["fixture", "--overwrite", "--count", "5", "--model"])
+            .arg(model_path)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&vectors_path)
+            .output()
+            .unwrap());
+        assert!(written.contains("5 test vectors ("), "{written}");
+        let bytes = std::fs::read(model_path).unwrap();
+        let model = tinycnn::Model::from_bytes(&bytes).unwrap();
+        let file = std::fs::read(&vectors_path).unwrap();
+        let vectors = tinycnn::testvec::TestVectors::from_bytes(&file).unwrap();
+        assert!(vectors.holds_clips());
+        assert_eq!(vectors.len(), 5);
+        let config = model.front_end().unwrap();
+        let mut tables = vec![0; config.table_len()];
+        let front_end = tinycnn::audio::FrontEnd::new(&config, &mut tables).unwrap();
+        let mut work = vec![0; config.work_len()];
+        for vector in vectors.iter() {
+            let clip: Vec<i16> = vector.samples().collect();
+            assert_eq!(
+                clip.len(),
+                15_840,
+                "49 frames of a 480-sample window every 320"
+            );
+            let mut features = vec![0i8; config.clip_features_len(clip.len())];
+            front_end
+                .clip_features(&clip, &mut features, &mut work)
+                .unwrap();
+            match &model {
+                tinycnn::Model::Int8(m) => {
+                    vectors.check_model(m).unwrap();
+                    let mut scratch = vec![0i8; m.scratch_bytes()];
+                    let backend = tinycnn::kernels::int8::Backend::Portable;
+                    let p = m
+                        .run_quantized(backend, &features, &mut scratch, |_| {})
+                        .unwrap();
+                    assert!(vector.matches(p.logits));
+                }
+                tinycnn::Model::F32(m) => {
+                    vectors.check_f32_model(m).unwrap();
+                    let values: Vec<f32> = features
+                        .iter()
+                        .map(|&q| config.output_scale * f32::from(q))
+                        .collect();
+                    let mut scratch = vec![0f32; m.scratch_len()];
+                    let p = m.run_values(&values, &mut scratch, |_| {}).unwrap();
+                    assert!(vector.matches_f32(p.logits));
+                }
+            }
+        }
     }
 
     // A clip the front end cannot take is named, with what is wrong.

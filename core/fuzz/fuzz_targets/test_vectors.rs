@@ -1,5 +1,5 @@
 //! Test-vector files (`TCTV`): any bytes are rejected or read in full, every
-//! record of the same size.
+//! record of the same size (version 4: a clip of whole samples).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -16,6 +16,10 @@ fuzz_target!(|data: &[u8]| {
                 let int8: Vec<i8> = vector.logits().collect();
                 let f32s: Vec<f32> = vector.f32_outputs().collect();
                 let _ = (vector.matches(&int8), vector.matches_f32(&f32s));
+                // A version 4 record's clip is whole samples.
+                if vectors.holds_clips() {
+                    assert_eq!(vector.samples().count() * 2, vector.image.len());
+                }
                 (vector.image.len(), outputs)
             })
             .collect();

@@ -1,7 +1,9 @@
 //! `host fixture`: test vectors for the firmware and for other implementations of the format:
 //! the first test images, their labels and the outputs the core computes for them (int8 bytes,
 //! or f32 values for an f32 model), in a file that names the model it belongs to (`TCTV`, see
-//! `core/FORMAT.md`).
+//! `core/FORMAT.md`). For a keyword model (with an audio front end) the records hold the test
+//! clips themselves, 16-bit samples (`TCTV` version 4): a device runs each through the front
+//! end the model records, then the network.
 
 use std::path::{Path, PathBuf};
 
@@ -112,6 +114,9 @@ pub fn run(options: &FixtureOptions) -> anyhow::Result<FixtureReport> {
         .clone()
         .unwrap_or_else(|| default_path(&options.model));
     atomic::refuse_existing(std::slice::from_ref(&path), options.overwrite)?;
+    if let Some(front_end) = model.front_end() {
+        return clip_fixture(options, &model, &front_end, path);
+    }
     let image_len = architecture.input().values();
     let (pixels, labels) = match &options.data_dir {
         Some(dir) => {
@@ -171,6 +176,109 @@ pub fn run(options: &FixtureOptions) -> anyhow::Result<FixtureReport> {
     atomic::write(&path, &file).with_context(|| format!("{}: cannot write", path.display()))?;
     let correct = (0..outputs.len())
         .filter(|&index| labels.get(index).map(|&l| usize::from(l)) == Some(outputs.class(index)))
+        .count();
+    Ok(FixtureReport {
+        path,
+        vectors: outputs.len(),
+        bytes: file.len(),
+        correct: architecture.is_classifier().then_some(correct),
+    })
+}
+
+/// [`run`] for a keyword model: the first test clips (or, without a data set, clips of
+/// [`splitmix_bytes`] samples), cut to the samples the network's frames span, with the
+/// outputs of the model on their features.
+fn clip_fixture(
+    options: &FixtureOptions,
+    model: &Model<'_>,
+    front_end: &tinycnn::audio::FrontEndConfig,
+    path: PathBuf,
+) -> anyhow::Result<FixtureReport> {
+    use crate::data::audio;
+    use crate::deploy::eval::{Kernels, classify_f32, classify_int8};
+    let architecture = *model.architecture();
+    let samples = tinycnn::testvec::clip_samples(front_end, architecture.input().height);
+    let (clips, labels): (Vec<i16>, Option<Vec<u16>>) = match &options.data_dir {
+        Some(dir) => {
+            let folder_options =
+                FolderOptions::for_input(architecture.input(), options.fit, options.skip_damaged)
+                    .with_front_end(Some(*front_end));
+            let data = DataSet::load(dir, &folder_options)?;
+            check_data_fits(&architecture, &data)?;
+            super::class_names(model, &data)?;
+            ensure!(
+                (1..=data.test.len()).contains(&options.count),
+                "--count must be between 1 and {} (the test clips)",
+                data.test.len()
+            );
+            let test = data.test.head(options.count);
+            let stored = test
+                .audio
+                .as_ref()
+                .context("the test split holds no clips")?;
+            let clips = (0..options.count)
+                .filter_map(|index| stored.clip(index))
+                .flat_map(|clip| audio::fit_clip(clip, samples))
+                .collect();
+            (clips, Some(test.labels))
+        }
+        None => {
+            let bytes = splitmix_bytes(RANDOM_SEED, options.count * samples * 2);
+            let clips = bytes
+                .chunks_exact(2)
+                .map(|pair| i16::from_le_bytes([pair[0], pair[1]]) / 8)
+                .collect();
+            (clips, None)
+        }
+    };
+    let features = audio::Features::new(*front_end)?.of_clips(&clips, samples)?;
+    let input_len = architecture.input().values();
+    let mut outputs: Vec<Vec<u8>> = Vec::new();
+    let mut classes = Vec::new();
+    for input in features.chunks_exact(input_len) {
+        let (encoded, class): (Vec<u8>, usize) = match model {
+            Model::Int8(m) => {
+                let mut scratch = vec![0i8; m.scratch_bytes_with_kernels()];
+                let mut fast = super::kernels::FastInt8::for_model(m.record_bytes());
+                let p = classify_int8(m, Kernels::Portable, &mut fast, input, &mut scratch)?;
+                (p.logits.iter().map(|&l| l as u8).collect(), p.class)
+            }
+            Model::F32(m) => {
+                let mut scratch = vec![0f32; m.scratch_len()];
+                let mut fast = super::kernels::FastF32::for_model(m.record_bytes());
+                let p = classify_f32(m, Kernels::Portable, &mut fast, input, &mut scratch)?;
+                (
+                    p.logits.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    p.class,
+                )
+            }
+        };
+        outputs.push(encoded);
+        classes.push(class);
+    }
+    // Random clips have no labels: each records the class the host computed.
+    let labels: Vec<u16> = labels.unwrap_or_else(|| {
+        classes
+            .iter()
+            .map(|&class| u16::try_from(class).unwrap_or(u16::MAX))
+            .collect()
+    });
+    let mut records = Vec::new();
+    for ((clip, output), &label) in clips.chunks_exact(samples).zip(&outputs).zip(&labels) {
+        tinycnn::testvec::push_clip_record(&mut records, label, clip, output);
+    }
+    let file = tinycnn::testvec::encode_clips(
+        model.flavour(),
+        model.header().crc,
+        samples,
+        architecture.classes(),
+        &records,
+    )?;
+    atomic::write(&path, &file).with_context(|| format!("{}: cannot write", path.display()))?;
+    let correct = classes
+        .iter()
+        .zip(&labels)
+        .filter(|&(&class, &label)| usize::from(label) == class)
         .count();
     Ok(FixtureReport {
         path,
