@@ -64,6 +64,10 @@ pub const KEYWORDS: [&str; 10] = [
 pub const UNKNOWN: &str = "unknown";
 /// The class of clips without speech (class 11).
 pub const SILENCE: &str = "silence";
+/// [`UNKNOWN`]'s class index, after the keywords'.
+pub const UNKNOWN_CLASS: u16 = KEYWORDS.len() as u16;
+/// [`SILENCE`]'s class index, the last.
+pub const SILENCE_CLASS: u16 = UNKNOWN_CLASS + 1;
 /// The folder of background noise.
 pub const BACKGROUND_NOISE: &str = "_background_noise_";
 /// Samples a clip is padded or cut to: one second at 16 kHz.
@@ -687,17 +691,22 @@ pub fn load(
         let mut rng = ChaCha8Rng::seed_from_u64(0x6b77_7300 + split as u64);
         rand::seq::SliceRandom::shuffle(unknown.as_mut_slice(), &mut rng);
         let wanted = (keywords * UNKNOWN_PERCENT).div_ceil(100);
-        sources.extend(unknown.into_iter().take(wanted).map(|s| (s, 10)));
+        sources.extend(unknown.into_iter().take(wanted).map(|s| (s, UNKNOWN_CLASS)));
         let silence = (keywords * SILENCE_PERCENT).div_ceil(100);
         for _ in 0..silence {
+            // Without noise files, silence is digital silence.
             let source = if noise.is_empty() {
                 Source::Noise(usize::MAX, 0, 0)
             } else {
                 let file = rng.random_range(0..noise.len());
-                let start = rng.random_range(0..=noise[file].len() - clip_samples);
+                // Every kept noise file holds at least a clip.
+                let room = noise
+                    .get(file)
+                    .map_or(0, |samples| samples.len() - clip_samples);
+                let start = rng.random_range(0..=room);
                 Source::Noise(file, start, rng.random_range(0..=1000))
             };
-            sources.push((source, 11));
+            sources.push((source, SILENCE_CLASS));
         }
     }
 
@@ -709,13 +718,16 @@ pub fn load(
                 Source::File(path) => {
                     read_wav(path).map(|samples| fit_clip(&samples, clip_samples))
                 }
-                Source::Noise(file, start, volume) => Ok(match noise.get(*file) {
-                    Some(samples) => samples[*start..*start + clip_samples]
+                Source::Noise(file, start, volume) => {
+                    let stretch = noise
+                        .get(*file)
+                        .and_then(|samples| samples.get(*start..*start + clip_samples))
+                        .unwrap_or_default();
+                    let quieter = stretch
                         .iter()
-                        .map(|&x| (i32::from(x) * *volume as i32 / 1000) as i16)
-                        .collect(),
-                    None => vec![0; clip_samples],
-                }),
+                        .map(|&x| (i32::from(x) * *volume as i32 / 1000) as i16);
+                    Ok(fit_clip(&quieter.collect::<Vec<_>>(), clip_samples))
+                }
             })
             .collect();
         let mut out = Vec::with_capacity(sources.len() * clip_samples);
@@ -724,29 +736,27 @@ pub fn load(
         }
         Ok(out)
     };
-    let mut made = Vec::new();
-    for (split, sources) in sources.iter().enumerate() {
+    let make = |sources: &[(Source, u16)], keep_clips: bool| -> Result<Split, AudioError> {
         let clips = read(sources)?;
         let pixels = features.of_clips(&clips, clip_samples)?;
         let audio = AudioSplit {
             front_end,
             clip_samples,
-            // Training mixes noise into its clips; `host fixture` writes test clips.
-            clips: if split == 1 { Vec::new() } else { clips },
+            clips: if keep_clips { clips } else { Vec::new() },
             noise: Arc::clone(&noise),
         };
-        made.push(Split {
+        Ok(Split {
             shape,
             pixels,
             labels: sources.iter().map(|&(_, label)| label).collect(),
             audio: Some(Arc::new(audio)),
-        });
-    }
-    let mut made = made.into_iter();
-    let (train, validation, test) = match (made.next(), made.next(), made.next()) {
-        (Some(train), Some(validation), Some(test)) => (train, validation, test),
-        _ => unreachable!("three splits were made"),
+        })
     };
+    let [training, validation, testing] = &sources;
+    // Training mixes noise into its clips; `host fixture` writes test clips.
+    let train = make(training, true)?;
+    let validation = make(validation, false)?;
+    let test = make(testing, true)?;
     Ok(LoadedAudio {
         train,
         validation: (!validation.is_empty()).then_some(validation),

@@ -74,18 +74,6 @@ impl Split {
         }
     }
 
-    /// The values a network reads of picture `index` (pictures as `value / 255`, audio
-    /// features dequantised), channels last, or `None` past the end.
-    pub fn values(&self, index: usize) -> Option<Vec<f32>> {
-        let image = self.image(index)?;
-        let mut out = Vec::with_capacity(image.len());
-        match &self.audio {
-            Some(audio) => crate::data::audio::dequantise_into(&audio.front_end, image, &mut out),
-            None => out.extend(image.iter().map(|&p| f32::from(p) / 255.0)),
-        }
-        Some(out)
-    }
-
     /// The audio front end whose features the values are, for a keyword set.
     pub fn front_end(&self) -> Option<tinycnn::audio::FrontEndConfig> {
         self.audio.as_ref().map(|audio| audio.front_end)
