@@ -1,6 +1,7 @@
 //! Keyword spotting end to end on a tiny set of generated WAV clips in Speech Commands' layout:
 //! `host data`, `host train` (one epoch of a tiny network), `host inspect`, `host eval`,
-//! `host predict clip.wav`, `host fixture` (raw clips with their class and outputs), and the
+//! `host predict clip.wav`, `host fixture` (raw clips with their class and outputs), a resumed
+//! run equal to an uninterrupted one (the noise mixed in is drawn from the seed), and the
 //! errors for clips the front end cannot take.
 
 use std::path::Path;
@@ -247,6 +248,33 @@ fn keyword_set_trains_evaluates_and_predicts_a_wav() {
             }
         }
     }
+
+    // Noise is drawn from the seed, clip by clip: two epochs in one run equal one epoch and
+    // a resumed second.
+    let train = |out: &Path, extra: &[&str]| {
+        ok(host()
+            .arg("train")
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(out)
+            .args(["--arch", "conv3x3:4:s2:bn gap dense:12", "--quiet"])
+            .args(extra)
+            .output()
+            .unwrap())
+    };
+    let (straight, resumed) = (dir.path().join("straight"), dir.path().join("resumed"));
+    train(&straight, &["--epochs", "2"]);
+    train(&resumed, &["--epochs", "1"]);
+    ok(host()
+        .args(["train", "--resume", "--epochs", "2", "--quiet", "--out"])
+        .arg(&resumed)
+        .output()
+        .unwrap());
+    assert_eq!(
+        std::fs::read(straight.join("model-f32.tcnn")).unwrap(),
+        std::fs::read(resumed.join("model-f32.tcnn")).unwrap()
+    );
 
     // A clip the front end cannot take is named, with what is wrong.
     let stereo = dir.path().join("stereo.wav");
