@@ -19,7 +19,9 @@
 //! `const`), so a file that is not an int8 model stops the build there; its
 //! tensors and checksum are checked when the firmware starts.
 //!
-//! And a clip for the `frontend` binary: `TINYCNN_CLIP`, else
+//! For a model with an audio front end (model file version 5), the sizes of
+//! that front end's tables and work area (`front_end.rs`, for the `keyword`
+//! binary's statics). And a clip for the `frontend` binary: `TINYCNN_CLIP`, else
 //! `data/audio/yes.wav` (16 kHz, 16-bit mono WAV), as its samples and the
 //! features the core computes for them here, on the build machine.
 //!
@@ -314,7 +316,46 @@ fn run() -> Result<(), String> {
         "its test vectors: write them with `host fixture --model MODEL` (or set TINYCNN_VECTORS)",
     )?;
     write(&out_dir.join("vectors.tctv"), &vectors)?;
+    write(
+        &out_dir.join("front_end.rs"),
+        front_end_rs(&model).as_bytes(),
+    )?;
     clip(out_dir)
+}
+
+/// The sizes the `keyword` binary's statics need for the model's audio front
+/// end (`front_end.rs`), so that its RAM is known when it is linked: zero
+/// for a model without one (the binary then says so and stops).
+fn front_end_rs(model: &[u8]) -> String {
+    let parsed = tinycnn::format::Model::from_bytes(model).ok();
+    let config = parsed.as_ref().and_then(|model| model.front_end());
+    let (tables, work, window, hop) = config.map_or((0, 0, 0, 0), |config| {
+        (
+            config.table_len(),
+            config.work_len(),
+            usize::from(config.window_samples),
+            usize::from(config.hop_samples),
+        )
+    });
+    let input = match (&parsed, config) {
+        (Some(model), Some(_)) => {
+            let shape = model.architecture().input();
+            shape.height * shape.width * shape.channels
+        }
+        _ => 0,
+    };
+    format!(
+        "/// `i32` words of the front end's tables (`FrontEndConfig::table_len`).\n\
+         pub const TABLE_WORDS: usize = {tables};\n\
+         /// `i32` words of its work area (`FrontEndConfig::work_len`).\n\
+         pub const WORK_WORDS: usize = {work};\n\
+         /// Samples in one frame.\n\
+         pub const WINDOW_SAMPLES: usize = {window};\n\
+         /// Samples between frames: one hop of the microphone's stream.\n\
+         pub const HOP_SAMPLES: usize = {hop};\n\
+         /// Features in the network's input: the last second of rows.\n\
+         pub const INPUT_FEATURES: usize = {input};\n"
+    )
 }
 
 /// The clip the `frontend` binary runs: its samples (`clip.pcm`, i16
