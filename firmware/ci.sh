@@ -194,6 +194,23 @@ step "netduinoplus2: a deliberately wrong expected feature must fail frontend (e
 expect_failure 2 "frame 9: features .* differ from the host's" \
     "a wrong expected feature" cargo netduinoplus2 --bin frontend --features wrong-expected
 
+# Keyword spotting from raw samples (the `keyword` binary, data/keywords/): the shipped keyword
+# network's test clips streamed hop by hop through the front end its model file describes, the
+# network every 200 ms; each clip's logits must equal the host's. The M4 (DSP kernels and DSP
+# front end) and the M3 (portable); the M0's 16 KiB of RAM do not hold the front end's tables
+# beside this network.
+keyword_runs=()
+for machine in netduinoplus2 mps2-an385; do
+    step "$machine: keyword spotting from raw clips, streamed (keyword, data/keywords/)"
+    TINYCNN_MODEL=../data/keywords/model-int8.tcnn cargo "$machine" --bin keyword 2>&1 | tee "$logs/keyword-$machine.log"
+    [[ ${PIPESTATUS[0]} -eq 0 ]] || exit 1
+    keyword_runs+=("$machine")
+done
+step "netduinoplus2: a deliberately wrong expected logit must fail keyword (expected: exit status 2)"
+expect_failure 2 "clip 1: logits .* differ from the host's" \
+    "a wrong expected logit" env TINYCNN_MODEL=../data/keywords/model-int8.tcnn \
+    cargo netduinoplus2 --bin keyword --features wrong-expected
+
 # The DS-CNN's layers (a 10x4 stride-2 first layer on one channel, depthwise and 1x1
 # convolutions, an average pool) through both backends, step by step; the random cases of
 # `kernels` above cover every DSP kernel, this covers them on a whole network.
@@ -268,5 +285,15 @@ for machine in "${frontend_runs[@]}"; do
     printf '%-14s %22s %26s %9s\n' "$machine" "$tables" "$second" "$ram"
 done
 
+step "summary: keyword spotting, streamed (a classification every 200 ms on the last second)"
+printf '%-14s %18s %18s %18s %9s\n' machine "front end /s" "network /s" "together /s" "RAM peak"
+for machine in "${keyword_runs[@]}"; do
+    log=$logs/keyword-$machine.log
+    read -r front network together <<<"$(sed -n 's/.*per second of audio: front end \([0-9]*\), network \([0-9]*\) .*together \([0-9]*\) counts.*/\1 \2 \3/p' "$log")"
+    ram=$(sed -n 's/.*INFO  RAM: \([0-9]*\) B at peak.*/\1/p' "$log")
+    printf '%-14s %18s %18s %18s %9s\n' "$machine" "$front" "$network" "$together" "$ram"
+done
+
 echo
 echo "ci.sh: firmware OK"
+

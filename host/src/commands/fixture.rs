@@ -15,8 +15,10 @@ pub(crate) struct FixtureArgs {
     /// firmware does) or f32 (checked by value, within 1e-4 of the largest output).
     #[arg(long, value_name = "FILE", default_value = "data/model-int8.tcnn")]
     model: PathBuf,
-    /// Number of test images (test clips, for a keyword model), taken from the start of the
-    /// test set. A keyword model's vectors hold the clips themselves (TCTV version 4).
+    /// Number of test images, taken from the start of the test set; for a keyword model, test
+    /// clips taken a class at a time (the first clip of each word, then the second, ...), so
+    /// that a few cover every word. A keyword model's vectors hold the clips themselves (TCTV
+    /// version 4).
     #[arg(long, value_name = "N", default_value_t = fixture::DEFAULT_COUNT,
           value_parser = whole_number(1, usize::MAX))]
     count: usize,

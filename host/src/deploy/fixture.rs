@@ -211,7 +211,9 @@ fn clip_fixture(
                 "--count must be between 1 and {} (the test clips)",
                 data.test.len()
             );
-            let test = data.test.head(options.count);
+            let test = data
+                .test
+                .select(&classes_in_turn(&data.test.labels, options.count));
             let stored = test
                 .audio
                 .as_ref()
@@ -286,4 +288,37 @@ fn clip_fixture(
         bytes: file.len(),
         correct: architecture.is_classifier().then_some(correct),
     })
+}
+
+/// The first `count` indices of `labels` taking each class in turn (the first clip of each
+/// class, then the second of each, ...): a keyword set's test split comes class by class, and a
+/// firmware's few test clips should hear every word.
+fn classes_in_turn(labels: &[u16], count: usize) -> Vec<usize> {
+    let mut by_class: std::collections::BTreeMap<u16, std::collections::VecDeque<usize>> =
+        std::collections::BTreeMap::new();
+    for (index, &label) in labels.iter().enumerate() {
+        by_class.entry(label).or_default().push_back(index);
+    }
+    let mut picked = Vec::with_capacity(count.min(labels.len()));
+    while picked.len() < count && by_class.values().any(|queue| !queue.is_empty()) {
+        for queue in by_class.values_mut() {
+            if picked.len() < count
+                && let Some(index) = queue.pop_front()
+            {
+                picked.push(index);
+            }
+        }
+    }
+    picked
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn classes_in_turn_takes_each_class_in_turn() {
+        let labels = [0, 0, 0, 1, 1, 2];
+        assert_eq!(super::classes_in_turn(&labels, 5), vec![0, 3, 5, 1, 4]);
+        assert_eq!(super::classes_in_turn(&labels, 9), vec![0, 3, 5, 1, 4, 2]);
+        assert_eq!(super::classes_in_turn(&labels, 0), Vec::<usize>::new());
+    }
 }
