@@ -194,21 +194,21 @@ step "netduinoplus2: a deliberately wrong expected feature must fail frontend (e
 expect_failure 2 "frame 9: features .* differ from the host's" \
     "a wrong expected feature" cargo netduinoplus2 --bin frontend --features wrong-expected
 
-# Keyword spotting from raw samples (the `keyword` binary, data/keywords/): the shipped keyword
+# Keyword spotting from raw samples (the `keyword` binary, data/keyword-spotting/): the shipped keyword
 # network's test clips streamed hop by hop through the front end its model file describes, the
 # network every 200 ms; each clip's logits must equal the host's. The M4 (DSP kernels and DSP
 # front end) and the M3 (portable); the M0's 16 KiB of RAM do not hold the front end's tables
 # beside this network.
 keyword_runs=()
 for machine in netduinoplus2 mps2-an385; do
-    step "$machine: keyword spotting from raw clips, streamed (keyword, data/keywords/)"
-    TINYCNN_MODEL=../data/keywords/model-int8.tcnn cargo "$machine" --bin keyword 2>&1 | tee "$logs/keyword-$machine.log"
+    step "$machine: keyword spotting from raw clips, streamed (keyword, data/keyword-spotting/)"
+    TINYCNN_MODEL=../data/keyword-spotting/model-int8.tcnn cargo "$machine" --bin keyword 2>&1 | tee "$logs/keyword-$machine.log"
     [[ ${PIPESTATUS[0]} -eq 0 ]] || exit 1
     keyword_runs+=("$machine")
 done
 step "netduinoplus2: a deliberately wrong expected logit must fail keyword (expected: exit status 2)"
 expect_failure 2 "clip 1: logits .* differ from the host's" \
-    "a wrong expected logit" env TINYCNN_MODEL=../data/keywords/model-int8.tcnn \
+    "a wrong expected logit" env TINYCNN_MODEL=../data/keyword-spotting/model-int8.tcnn \
     cargo netduinoplus2 --bin keyword --features wrong-expected
 
 # The DS-CNN's layers (a 10x4 stride-2 first layer on one channel, depthwise and 1x1
