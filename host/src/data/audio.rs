@@ -54,6 +54,7 @@ use tinycnn::arch::Shape;
 use tinycnn::audio::{FrontEnd, FrontEndConfig};
 use tinycnn::format::QuantParams;
 
+use crate::data::archive::{CopyError, copy_entry};
 use crate::data::split::Split;
 
 /// The keywords, in class order (classes 0 to 9).
@@ -818,7 +819,6 @@ pub enum ExtractError {
 /// entries go into a hidden temporary folder of `dir` and are moved into place once all are
 /// written, so an interrupted extraction leaves no word folder. Returns the files written.
 pub fn extract(archive: &Path, dir: &Path) -> Result<Vec<PathBuf>, ExtractError> {
-    use std::io::{Read, Write};
     use std::path::Component;
     let occupied = std::fs::read_dir(dir)
         .map_err(|source| ExtractError::Write {
@@ -898,18 +898,12 @@ pub fn extract(archive: &Path, dir: &Path) -> Result<Vec<PathBuf>, ExtractError>
             .create_new(true)
             .open(&path)
             .map_err(|_| unexpected())?;
-        let mut taken = (&mut entry).take(size);
-        loop {
-            let count = match taken.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(count) => count,
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(ExtractError::Damaged(error)),
-            };
-            output
-                .write_all(buffer.get(..count).unwrap_or_default())
-                .map_err(write_error(&path))?;
-        }
+        copy_entry(&mut entry, size, &mut output, &mut buffer, |_| {}).map_err(
+            |error| match error {
+                CopyError::Read(error) => ExtractError::Damaged(error),
+                CopyError::Write(error) => write_error(&path)(error),
+            },
+        )?;
         written.push(
             parts
                 .iter()
@@ -1070,41 +1064,6 @@ mod tests {
         tarball(&entries)
     }
 
-    /// Serves `body` as the archive on loopback under `/good/`, 404 elsewhere; the base URL.
-    fn serve(body: Vec<u8>) -> String {
-        use std::io::{BufRead, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for mut stream in listener.incoming().flatten() {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request = String::new();
-                let _ = reader.read_line(&mut request);
-                loop {
-                    let mut header = String::new();
-                    match reader.read_line(&mut header) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) if header == "\r\n" => break,
-                        Ok(_) => {}
-                    }
-                }
-                let path = request.split_whitespace().nth(1).unwrap_or("/");
-                if path == format!("/good/{ARCHIVE}") {
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = stream.write_all(head.as_bytes());
-                    let _ = stream.write_all(&body);
-                } else {
-                    let _ =
-                        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-                }
-            }
-        });
-        format!("http://127.0.0.1:{port}/good/")
-    }
-
     fn fetch_options(mirror: String, archive: &[u8]) -> crate::data::download::FetchOptions {
         use crate::data::download::{ArchiveSums, Dataset, FetchOptions};
         let mut options = FetchOptions::for_dataset(Dataset::SpeechCommands);
@@ -1121,7 +1080,7 @@ mod tests {
     fn a_served_archive_is_verified_extracted_and_loaded() {
         use crate::data::download::{Dataset, FetchError, Silent};
         let archive = speech_commands_archive();
-        let mirror = serve(archive.clone());
+        let mirror = crate::data::loopback::serve(ARCHIVE, archive.clone());
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("speech-commands");
         let options = fetch_options(mirror.clone(), &archive);
@@ -1176,7 +1135,7 @@ mod tests {
         use crate::data::download::{Dataset, Silent};
         for name in ["../escape.wav", "/etc/escape.wav", "./a/b/c.wav"] {
             let archive = tarball(&[(name.to_string(), wav_bytes(&[0; 10]))]);
-            let mirror = serve(archive.clone());
+            let mirror = crate::data::loopback::serve(ARCHIVE, archive.clone());
             let root = tempfile::tempdir().unwrap();
             let dir = root.path().join("speech-commands");
             let error = crate::data::ensure(

@@ -6,13 +6,15 @@
 //! The planes are interleaved on load into the channels-last layout every [`Split`] has.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use tinycnn::arch::Shape;
+
+use super::archive::{CopyError, copy_entry};
 
 use crate::data::idx;
 use crate::data::split::Split;
@@ -517,18 +519,13 @@ pub fn extract(
         let mut output = File::create(&path).map_err(write_error(&path))?;
         let mut hasher = Sha256::new();
         let mut buffer = vec![0u8; 64 * 1024];
-        let mut taken = (&mut entry).take(limit);
-        loop {
-            let count = match taken.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(count) => count,
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => return Err(ExtractError::Damaged(error)),
-            };
-            let chunk = buffer.get(..count).unwrap_or_default();
-            hasher.update(chunk);
-            output.write_all(chunk).map_err(write_error(&path))?;
-        }
+        copy_entry(&mut entry, limit, &mut output, &mut buffer, |chunk| {
+            hasher.update(chunk)
+        })
+        .map_err(|error| match error {
+            CopyError::Read(error) => ExtractError::Damaged(error),
+            CopyError::Write(error) => write_error(&path)(error),
+        })?;
         output.sync_all().map_err(write_error(&path))?;
         if file != META_FILE {
             hashes.push((idx::hex(&hasher.finalize()), file.to_string()));
@@ -571,9 +568,6 @@ fn readable_by_all(folder: &Path) {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead as _, BufReader, Write as _};
-    use std::net::TcpListener;
-
     use super::*;
     use crate::data::download::{self, ArchiveSums, Dataset, FetchOptions, Silent};
     use crate::data::{DataSet, FolderOptions};
@@ -789,41 +783,6 @@ mod tests {
         download::file_sums(file.path()).unwrap()
     }
 
-    /// Serves `body` as `cifar-10-binary.tar.gz` on loopback under `/good/`, 404 elsewhere; the
-    /// base URL.
-    fn serve(body: Vec<u8>) -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for mut stream in listener.incoming().flatten() {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request = String::new();
-                let _ = reader.read_line(&mut request);
-                loop {
-                    let mut header = String::new();
-                    match reader.read_line(&mut header) {
-                        Ok(0) | Err(_) => break,
-                        Ok(_) if header == "\r\n" => break,
-                        Ok(_) => {}
-                    }
-                }
-                let path = request.split_whitespace().nth(1).unwrap_or("/");
-                if path == format!("/good/{ARCHIVE}") {
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = stream.write_all(head.as_bytes());
-                    let _ = stream.write_all(&body);
-                } else {
-                    let _ =
-                        stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-                }
-            }
-        });
-        format!("http://127.0.0.1:{port}/good/")
-    }
-
     fn options(mirror: String, sums: ArchiveSums) -> FetchOptions {
         let mut options = FetchOptions::for_dataset(Dataset::Cifar10);
         options.mirrors = vec![mirror];
@@ -847,7 +806,7 @@ mod tests {
     #[test]
     fn a_served_tarball_is_verified_extracted_and_loaded() {
         let archive = good_tarball();
-        let mirror = serve(archive.clone());
+        let mirror = crate::data::loopback::serve(ARCHIVE, archive.clone());
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("cifar10");
         let written = crate::data::ensure(
@@ -911,7 +870,7 @@ mod tests {
     #[test]
     fn a_tarball_with_the_wrong_checksum_is_refused() {
         let archive = good_tarball();
-        let mirror = serve(archive.clone());
+        let mirror = crate::data::loopback::serve(ARCHIVE, archive.clone());
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("cifar10");
         let mut wrong = sums(&archive);
@@ -963,7 +922,7 @@ mod tests {
                 ),
                 (name, b"evil", kind),
             ]);
-            let mirror = serve(archive.clone());
+            let mirror = crate::data::loopback::serve(ARCHIVE, archive.clone());
             let root = tempfile::tempdir().unwrap();
             let dir = root.path().join("cifar10");
             let error = crate::data::ensure(

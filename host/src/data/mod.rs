@@ -4,11 +4,14 @@
 //! directory that lacks it ([`download`]: MNIST and Fashion-MNIST file by file, CIFAR-10 as its
 //! tarball, extracted).
 
+mod archive;
 pub mod audio;
 pub mod cifar;
 pub mod download;
 pub mod folders;
 pub mod idx;
+#[cfg(test)]
+mod loopback;
 pub mod mnist;
 pub mod set;
 pub mod split;
