@@ -21,6 +21,8 @@
 
 use rayon::prelude::*;
 
+use super::kernels::ConvGrads;
+
 /// Values the wide-grid kernels handle at a time: one AVX-512 register of f32.
 const LANES: usize = 16;
 
@@ -328,17 +330,6 @@ fn forward_plane(
     }
 }
 
-/// The gradients of a depthwise convolution's input (when asked for), weights and bias.
-#[derive(Debug)]
-pub struct Gradients {
-    /// Of the input, `[N][C][H][W]`, when asked for.
-    pub x: Option<Vec<f32>>,
-    /// Of the weights, `[outputs][kh][kw]`.
-    pub weight: Vec<f32>,
-    /// Of the bias, one per output channel.
-    pub bias: Vec<f32>,
-}
-
 /// The gradients of [`forward`]'s inputs given `grad`, the gradient of its output.
 pub fn backward(
     shape: &DepthwiseShape,
@@ -346,7 +337,7 @@ pub fn backward(
     weight: &[f32],
     grad: &[f32],
     want_x: bool,
-) -> Gradients {
+) -> ConvGrads {
     let s = *shape;
     if s.is_unit_stride() {
         return backward_wide(&s, x, weight, grad, want_x);
@@ -402,7 +393,7 @@ pub fn backward(
         );
         dx
     });
-    Gradients {
+    ConvGrads {
         x: x_grad,
         weight: weight_grad,
         bias: bias_grad,
@@ -423,7 +414,7 @@ fn backward_wide(
     weight: &[f32],
     grad: &[f32],
     want_x: bool,
-) -> Gradients {
+) -> ConvGrads {
     let s = *s;
     let (taps, outputs) = (s.taps(), s.outputs());
     let (x_image, grad_image) = (s.channels * s.in_plane(), outputs * s.out_plane());
@@ -488,7 +479,7 @@ fn backward_wide(
             *total += part;
         }
     }
-    Gradients {
+    ConvGrads {
         x: x_grad,
         weight: weight_grad,
         bias: bias_grad,

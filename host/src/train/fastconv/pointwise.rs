@@ -11,6 +11,8 @@
 
 use rayon::prelude::*;
 
+use super::kernels::ConvGrads;
+
 use super::kernels::gemm::{Strided, gemm};
 
 /// Images per task of the weights' gradient: a fixed split, so the sums come out the same on
@@ -70,17 +72,6 @@ pub fn forward(
     out
 }
 
-/// The gradients of a pointwise convolution's input (when asked for), weights and bias.
-#[derive(Debug)]
-pub struct Gradients {
-    /// Of the input, `[N][inputs][plane]`, when asked for.
-    pub x: Option<Vec<f32>>,
-    /// Of the weights, `[outputs][inputs]`.
-    pub weight: Vec<f32>,
-    /// Of the bias, one per output channel.
-    pub bias: Vec<f32>,
-}
-
 /// The gradients of [`forward`]'s inputs given `grad`, the gradient of its output:
 /// `dx[n] = weightᵀ grad[n]`, `dweight = Σ_n grad[n] x[n]ᵀ`, `dbias = Σ grad`.
 pub fn backward(
@@ -89,7 +80,7 @@ pub fn backward(
     weight: &[f32],
     grad: &[f32],
     want_x: bool,
-) -> Gradients {
+) -> ConvGrads {
     let s = *shape;
     assert!(s.is_consistent(), "pointwise: {s:?}");
     assert_eq!(x.len(), s.batch * s.inputs * s.plane, "pointwise: {s:?}");
@@ -151,7 +142,7 @@ pub fn backward(
             });
         dx
     });
-    Gradients {
+    ConvGrads {
         x: x_grad,
         weight: weight_grad,
         bias: bias_grad,

@@ -7,12 +7,15 @@ use super::gemm::{Strided, gemm, transpose};
 use super::im2col::{col2im_add, im2col};
 use super::{ConvShape, NO_GRAD};
 
-/// Gradients of [`conv_relu_pool_forward`](super::conv_relu_pool_forward)'s inputs.
+/// Gradients of a convolution's inputs: of the fused block
+/// ([`conv_relu_pool_forward`](super::conv_relu_pool_forward)), the plain, the depthwise and the
+/// pointwise convolutions.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvGrads {
     /// Gradient of the input, when it was asked for.
     pub x: Option<Vec<f32>>,
-    /// Gradient of the weight, `[c_out, c_in, kh, kw]`.
+    /// Gradient of the weight, in the weight's layout (`[c_out, c_in, kh, kw]`; a depthwise
+    /// convolution's `[c_out, kh, kw]`, a pointwise one's `[c_out, c_in]`).
     pub weight: Vec<f32>,
     /// Gradient of the bias, `[c_out]`.
     pub bias: Vec<f32>,

@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use super::backward::{Acc, run_tasks};
+use super::backward::{Acc, ConvGrads, run_tasks};
 use super::gemm::{Strided, gemm, transpose};
 
 /// Geometry of one convolution: NCHW input, `[c_out, c_in, kh, kw]` weight, strides and
@@ -292,17 +292,6 @@ fn forward_chunk_body(
     }
 }
 
-/// Gradients of [`conv_forward`]'s inputs.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PlainConvGrads {
-    /// Gradient of the input, when it was asked for.
-    pub x: Option<Vec<f32>>,
-    /// Gradient of the weight, `[c_out, c_in, kh, kw]`.
-    pub weight: Vec<f32>,
-    /// Gradient of the bias, `[c_out]`.
-    pub bias: Vec<f32>,
-}
-
 /// Gradients of x (when `want_x_grad`), weight and bias, given the output's gradient
 /// `grad_out` (`[batch, c_out, ho, wo]`).
 pub fn conv_backward(
@@ -311,7 +300,7 @@ pub fn conv_backward(
     weight: &[f32],
     grad_out: &[f32],
     want_x_grad: bool,
-) -> PlainConvGrads {
+) -> ConvGrads {
     assert!(s.is_supported(), "conv2d: unsupported geometry {s:?}");
     assert_eq!(x.len(), s.batch * s.in_len());
     assert_eq!(weight.len(), s.weight_len());
@@ -337,7 +326,7 @@ pub fn conv_backward(
     );
     let mut weight = vec![0.0; s.weight_len()];
     transpose(&weight_t, s.k(), s.c_out, &mut weight);
-    PlainConvGrads { x, weight, bias }
+    ConvGrads { x, weight, bias }
 }
 
 struct Backward<'a> {

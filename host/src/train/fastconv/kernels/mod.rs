@@ -82,7 +82,7 @@ pub(super) mod gemm;
 mod im2col;
 
 pub use backward::{BackwardAlgo, BackwardInputs, ConvGrads, conv_relu_pool_backward};
-pub use conv::{PlainConvGrads, PlainConvShape, conv_backward, conv_forward};
+pub use conv::{PlainConvShape, conv_backward, conv_forward};
 pub use forward::conv_relu_pool_forward;
 
 use rand::rngs::SmallRng;
