@@ -289,6 +289,37 @@ fn no_download_never_fetches() {
     }
 }
 
+/// An archive's data set (CIFAR-10, Speech Commands) absent with downloading off: an error that
+/// names that set and the directory, not the MNIST one.
+#[test]
+fn no_download_names_the_missing_archive_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for (dataset, title) in [
+        ("cifar10", "no CIFAR-10 in"),
+        ("speech-commands", "no Speech Commands v0.02 in"),
+    ] {
+        for (data, problem) in [
+            (dir.path().join("absent"), "does not exist"),
+            (empty.clone(), "is empty"),
+        ] {
+            let output = host()
+                .args(["data", "--no-download", "--dataset", dataset, "--data"])
+                .arg(&data)
+                .output()
+                .unwrap();
+            assert_eq!(output.status.code(), Some(1));
+            let message = stderr(&output);
+            assert!(
+                message.contains(title) && message.contains(problem),
+                "{dataset}, {problem}: {message}"
+            );
+            assert!(!message.contains("MNIST"), "{message}");
+        }
+    }
+}
+
 #[test]
 fn train_without_data_fetches_verifies_and_trains() {
     let mirror = Mirror::start();

@@ -272,6 +272,21 @@ pub enum FetchError {
     /// No mirror was given.
     #[error("no mirror to download from (--mirror gave none)")]
     NoMirrors,
+    /// An archive's data set (CIFAR-10, Speech Commands) is not in the directory, and
+    /// downloading is off: the user must point to a copy.
+    #[error(
+        "no {dataset} in {dir} (it {problem}), and downloading is off (--no-download, or \
+         TINYCNN_NO_DOWNLOAD is set): point --data at a directory holding it, as its archive \
+         unpacks, or allow the download"
+    )]
+    Absent {
+        /// The data set.
+        dataset: Dataset,
+        /// The directory.
+        dir: PathBuf,
+        /// What the directory is instead: missing, empty, or holding something else.
+        problem: &'static str,
+    },
 }
 
 fn all_failed_message(name: &str, dir: &Path, failures: &[Failure], local_copy: &str) -> String {

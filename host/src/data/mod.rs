@@ -42,9 +42,22 @@ pub fn ensure(
         let other_data = folders::looks_like_idx(dir)
             || folders::has_folders(dir)
             || audio::looks_like_speech_commands(dir);
+        let present = cifar::looks_like_cifar(dir) || other_data;
         return match fetch {
-            Some(options) if !cifar::looks_like_cifar(dir) && !other_data => {
-                download::fetch(dataset, dir, &[], options, progress)
+            Some(options) if !present => download::fetch(dataset, dir, &[], options, progress),
+            None if !present => {
+                let empty = std::fs::read_dir(dir).map(|mut entries| entries.next().is_none());
+                let problem = match empty {
+                    Err(_) => "does not exist or cannot be listed",
+                    Ok(true) => "is empty",
+                    // What it holds is the loader's to name.
+                    Ok(false) => return Ok(Vec::new()),
+                };
+                Err(download::FetchError::Absent {
+                    dataset,
+                    dir: dir.to_path_buf(),
+                    problem,
+                })
             }
             _ => Ok(Vec::new()),
         };
