@@ -20,16 +20,15 @@ mod front_end {
 }
 use front_end::{HOP_SAMPLES, INPUT_FEATURES, TABLE_WORDS, WINDOW_SAMPLES, WORK_WORDS};
 
+/// Samples in a hop, never 0: a model without a front end (`HOP_SAMPLES` 0) stops the binary
+/// before the first hop, and the divisions by it stay defined.
+const HOP: usize = if HOP_SAMPLES == 0 { 1 } else { HOP_SAMPLES };
 /// Hops between two classifications: 200 ms at 20 ms hops.
 const INFERENCE_HOPS: usize = 10;
 /// The samples kept: whole hops, enough for a window. A frame starts at every
 /// hop, so the newest frame is complete once the hop after its end has
 /// begun; the oldest `WINDOW_SAMPLES` of the ring are that frame.
-const RING: usize = if HOP_SAMPLES == 0 {
-    0
-} else {
-    WINDOW_SAMPLES.div_ceil(HOP_SAMPLES) * HOP_SAMPLES
-};
+const RING: usize = WINDOW_SAMPLES.div_ceil(HOP) * HOP_SAMPLES;
 
 /// What the stream keeps between hops: the front end's tables and work
 /// area, the microphone's ring of samples, and the last second of features.
@@ -97,14 +96,12 @@ fn main() -> ! {
             firmware::exit(ExitCode::BadBlob)
         }
     };
-    let ring_hops = RING / HOP_SAMPLES;
+    let ring_hops = RING / HOP;
     // Each clip takes whole hops, and enough of them that its last frame
     // completes inside it, so that clips start on hop boundaries and the
     // classification at its last frame sees exactly its frames.
     let clip_samples = vectors.iter().next().map_or(0, |v| v.image.len() / 2);
-    let hops_per_clip = clip_samples
-        .div_ceil(HOP_SAMPLES)
-        .max(frames + ring_hops - 1);
+    let hops_per_clip = clip_samples.div_ceil(HOP).max(frames + ring_hops - 1);
     defmt::info!(
         "keyword model: {=usize} B, {=usize} classes, input {=usize}x{=usize} features of a \
          {=u32} Hz front end, tables of {=usize} B built in {=u32} counts, work {=usize} B; \
@@ -205,7 +202,7 @@ fn main() -> ! {
         }
     }
 
-    let hops_per_second = (config.sample_rate_hz as usize / HOP_SAMPLES).max(1);
+    let hops_per_second = (config.sample_rate_hz as usize / HOP).max(1);
     let per_second = |counts: u64| counts * hops_per_second as u64 / hops.max(1) as u64;
     defmt::info!(
         "stream: {=usize} hops ({=usize} ms), {=usize} frames, {=u32} classifications; per second \
