@@ -365,39 +365,28 @@ pub fn fetch_cifar10(
     options: &FetchOptions,
     progress: &mut dyn FetchProgress,
 ) -> Result<Vec<PathBuf>, FetchError> {
-    if options.mirrors.is_empty() {
-        return Err(FetchError::NoMirrors);
-    }
-    let created = create_dir(dir)?;
     let (md5, sha256) = options
         .archive_sums
         .as_ref()
         .map_or((cifar::ARCHIVE_MD5, cifar::ARCHIVE_SHA256), |sums| {
             (sums.md5.as_str(), sums.sha256.as_str())
         });
-    let name = cifar::ARCHIVE.to_string();
     let check = Check::Archive { md5, sha256 };
-    let agent = agent(options);
-    let extracted = fetch_file(
-        &agent,
-        &name,
-        check,
-        Dataset::Cifar10,
+    fetch_archive(
         dir,
+        Dataset::Cifar10,
+        cifar::ARCHIVE,
+        check,
         options,
         progress,
+        |archive| {
+            cifar::extract(archive, dir, (md5, sha256)).map_err(|source| FetchError::Extract {
+                name: cifar::ARCHIVE.to_string(),
+                dir: dir.to_path_buf(),
+                source,
+            })
+        },
     )
-    .and_then(|archive| {
-        cifar::extract(archive.path(), dir, (md5, sha256)).map_err(|source| FetchError::Extract {
-            name: name.clone(),
-            dir: dir.to_path_buf(),
-            source,
-        })
-    });
-    if extracted.is_err() && created {
-        let _ = std::fs::remove_dir(dir);
-    }
-    extracted
 }
 
 /// Fetches Speech Commands v0.02's tarball into a temporary file beside `dir`, verifies its
@@ -408,33 +397,48 @@ pub fn fetch_speech_commands(
     options: &FetchOptions,
     progress: &mut dyn FetchProgress,
 ) -> Result<Vec<PathBuf>, FetchError> {
-    if options.mirrors.is_empty() {
-        return Err(FetchError::NoMirrors);
-    }
-    let created = create_dir(dir)?;
     let sha256 = options
         .archive_sums
         .as_ref()
         .map_or(audio::ARCHIVE_SHA256, |sums| sums.sha256.as_str());
-    let name = audio::ARCHIVE.to_string();
     let check = Check::Sha256 { sha256 };
-    let agent = agent(options);
-    let extracted = fetch_file(
-        &agent,
-        &name,
-        check,
-        Dataset::SpeechCommands,
+    let dataset = Dataset::SpeechCommands;
+    fetch_archive(
         dir,
+        dataset,
+        audio::ARCHIVE,
+        check,
         options,
         progress,
+        |archive| {
+            audio::extract(archive, dir).map_err(|source| FetchError::ExtractAudio {
+                name: audio::ARCHIVE.to_string(),
+                dir: dir.to_path_buf(),
+                source,
+            })
+        },
     )
-    .and_then(|archive| {
-        audio::extract(archive.path(), dir).map_err(|source| FetchError::ExtractAudio {
-            name: name.clone(),
-            dir: dir.to_path_buf(),
-            source,
-        })
-    });
+}
+
+/// Fetches `dataset`'s archive `name` into a temporary file of `dir` (created if needed),
+/// checked by `check`, and hands its path to `extract`; a directory this call created is
+/// removed again when either fails.
+fn fetch_archive(
+    dir: &Path,
+    dataset: Dataset,
+    name: &str,
+    check: Check<'_>,
+    options: &FetchOptions,
+    progress: &mut dyn FetchProgress,
+    extract: impl FnOnce(&Path) -> Result<Vec<PathBuf>, FetchError>,
+) -> Result<Vec<PathBuf>, FetchError> {
+    if options.mirrors.is_empty() {
+        return Err(FetchError::NoMirrors);
+    }
+    let created = create_dir(dir)?;
+    let agent = agent(options);
+    let extracted = fetch_file(&agent, name, check, dataset, dir, options, progress)
+        .and_then(|archive| extract(archive.path()));
     if extracted.is_err() && created {
         let _ = std::fs::remove_dir(dir);
     }
