@@ -35,21 +35,8 @@
 use super::fft::Complex;
 use core::arch::naked_asm;
 
-/// First line of every naked function's assembly: as in
-/// [`crate::kernels::dsp`], the Armv8-M Mainline assembler needs a core with
-/// the DSP extension named again.
-#[cfg(tinycnn_arm_v8m)]
-macro_rules! naked_prelude {
-    () => {
-        ".cpu cortex-m33"
-    };
-}
-#[cfg(not(tinycnn_arm_v8m))]
-macro_rules! naked_prelude {
-    () => {
-        ""
-    };
-}
+// The first line of every naked function's assembly, as the DSP kernels write it.
+use crate::kernels::dsp::naked_prelude;
 
 /// What [`radix4_stage_asm`] reads, at the offsets its assembly names.
 #[repr(C)]

@@ -128,6 +128,8 @@ macro_rules! naked_prelude {
         ""
     };
 }
+// The audio front end's assembly (`crate::audio::dsp`) starts the same way.
+pub(crate) use naked_prelude;
 
 use super::ConvGeometry;
 use super::general::{self, AddParams, Span, WindowGeometry};
