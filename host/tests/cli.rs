@@ -14,6 +14,9 @@ use tinycnn_host::train::checkpoint::{
     CHECKPOINT_FILE, Checkpoint, MODEL_FILE, load_trained_model,
 };
 
+mod common;
+use common::host;
+
 /// Training runs share two cores; running them one at a time keeps each one fast.
 static TRAINING: Mutex<()> = Mutex::new(());
 /// Test images evaluated after each epoch of the training runs here.
@@ -38,17 +41,6 @@ fn mnist_dir() -> PathBuf {
         dir.display()
     );
     dir
-}
-
-/// The binary, never downloading: a missing data directory must fail here, not fetch from the
-/// internet (`tests/download.rs` tests the download against a server on loopback).
-fn host() -> Command {
-    let mut command = Command::cargo_bin("host").expect("the host binary is built");
-    command
-        .env_remove("MNIST_DIR")
-        .env_remove("TINYCNN_MIRRORS")
-        .env("TINYCNN_NO_DOWNLOAD", "1");
-    command
 }
 
 fn stderr(output: &Output) -> String {

@@ -7,17 +7,10 @@
 use std::path::Path;
 use std::process::Output;
 
-use assert_cmd::Command;
 use tinycnn_host::data::audio::{BACKGROUND_NOISE, KEYWORDS};
 
-fn host() -> Command {
-    let mut command = Command::cargo_bin("host").expect("the host binary is built");
-    command
-        .env_remove("MNIST_DIR")
-        .env_remove("TINYCNN_MIRRORS")
-        .env("TINYCNN_NO_DOWNLOAD", "1");
-    command
-}
+mod common;
+use common::host;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

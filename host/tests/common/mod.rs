@@ -1,4 +1,4 @@
-//! Helpers shared by the fused-convolution tests.
+//! Helpers shared by host's integration tests.
 #![allow(dead_code)] // Each test binary uses part of this module.
 
 use burn::tensor::Tensor;
@@ -18,4 +18,15 @@ pub fn rel_l2(got: &[f32], want: &[f32]) -> f32 {
     let num: f32 = got.iter().zip(want).map(|(a, b)| (a - b) * (a - b)).sum();
     let den: f32 = want.iter().map(|b| b * b).sum();
     (num / den.max(1e-30)).sqrt()
+}
+
+/// The `host` binary, never downloading: a missing data directory must fail here, not fetch from
+/// the internet (`tests/download.rs` tests the download against a server on loopback).
+pub fn host() -> assert_cmd::Command {
+    let mut command = assert_cmd::Command::cargo_bin("host").expect("the host binary is built");
+    command
+        .env_remove("MNIST_DIR")
+        .env_remove("TINYCNN_MIRRORS")
+        .env("TINYCNN_NO_DOWNLOAD", "1");
+    command
 }
