@@ -459,6 +459,7 @@ fn front_end_from(bytes: &[u8; FRONT_END_LEN]) -> FrontEndConfig {
         log_floor: f32_at(take(4)),
         output_scale: f32_at(take(4)),
         output_zero_point: byte(take(1)) as i8,
+        fft_arithmetic: crate::audio::FftArithmetic::Int32,
     }
 }
 

@@ -157,6 +157,50 @@ pub struct FrontEndConfig {
     pub output_scale: f32,
     /// int8 value of a real 0.
     pub output_zero_point: i8,
+    /// The FFT's arithmetic: what a frame costs and how close its features
+    /// stay to the formulas' real values.
+    pub fft_arithmetic: FftArithmetic,
+}
+
+/// The two ways the front end computes its FFT. Both are integer-only and
+/// give the same bytes on every target; they differ in cost and in how far
+/// their features may lie from the real-valued formulas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum FftArithmetic {
+    /// 32-bit data, Q30 twiddles, no scaling between stages: within one int8
+    /// step of an f64 computation on every signal, loud tones and silence
+    /// included, so that a network trained on floating-point features (MLPerf
+    /// Tiny's) reads what it was trained on. About twice the cost of
+    /// [`FftArithmetic::Int16`] on a Cortex-M4.
+    Int32,
+    /// 16-bit data, two to a word, Q15 twiddles, every radix-2 step halving:
+    /// what microcontroller front ends use (TensorFlow Lite Micro's
+    /// `micro_speech`, CMSIS-DSP's Q15 FFT), two lanes per DSP instruction. Its
+    /// rounding noise lies about 70 dB below the frame's loudest bin, so bands
+    /// quieter than that (near-silent bands of clean synthetic speech, the far
+    /// bands of a loud tone) read higher than the real value; a network trained
+    /// on these features by `host train` reads exactly them on the device.
+    Int16,
+}
+
+impl FftArithmetic {
+    /// The byte a model file stores: the bits of the FFT's data.
+    pub const fn bits(self) -> u8 {
+        match self {
+            FftArithmetic::Int32 => 32,
+            FftArithmetic::Int16 => 16,
+        }
+    }
+
+    /// The arithmetic whose [`FftArithmetic::bits`] is `bits`.
+    pub const fn from_bits(bits: u8) -> Option<Self> {
+        match bits {
+            32 => Some(FftArithmetic::Int32),
+            16 => Some(FftArithmetic::Int16),
+            _ => None,
+        }
+    }
 }
 
 impl FrontEndConfig {
@@ -176,6 +220,16 @@ impl FrontEndConfig {
         log_floor: 1e-6,
         output_scale: 1.0,
         output_zero_point: 0,
+        fft_arithmetic: FftArithmetic::Int32,
+    };
+
+    /// [`FrontEndConfig::MLPERF_KWS`] with the 16-bit FFT
+    /// ([`FftArithmetic::Int16`]): the features `host train` computes for
+    /// keyword sets unless told otherwise, half the instructions on a
+    /// Cortex-M4.
+    pub const MLPERF_KWS_INT16: FrontEndConfig = FrontEndConfig {
+        fft_arithmetic: FftArithmetic::Int16,
+        ..FrontEndConfig::MLPERF_KWS
     };
 
     /// Checks every field, in the order they are declared.

@@ -316,6 +316,7 @@ const fn config(
         log_floor,
         output_scale,
         output_zero_point,
+        fft_arithmetic: FftArithmetic::Int32,
     }
 }
 
@@ -1421,6 +1422,7 @@ proptest! {
             log_floor: floor,
             output_scale: scale,
             output_zero_point: zero_point,
+            fft_arithmetic: if fft_odd { FftArithmetic::Int16 } else { FftArithmetic::Int32 },
         };
         let _ = (config.frames_per_clip(5_000), config.work_len(), config.clip_features_len(100));
         let mut tables = vec![0; config.table_len()];
@@ -1463,6 +1465,7 @@ proptest! {
             log_floor: (1e-9f64 * 1e9f64.powf(floor)) as f32,
             output_scale: (1.0f64 / 4096.0 * 4096f64.powf(2.0 * scale)).min(4096.0) as f32,
             output_zero_point: zero_point,
+            fft_arithmetic: FftArithmetic::Int32,
         };
         prop_assert_eq!(config.validate(), Ok(()), "{:?}", config);
         let mut tables = vec![0; config.table_len()];
