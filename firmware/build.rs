@@ -367,7 +367,7 @@ fn clip(out_dir: &Path) -> Result<(), String> {
     println!("cargo:rerun-if-changed={}", path.display());
     let wav = read(&path, "a 16 kHz, 16-bit mono WAV file")?;
     let samples = wav_samples(&wav).map_err(|why| format!("{}: {why}", path.display()))?;
-    let config = tinycnn::audio::FrontEndConfig::MLPERF_KWS;
+    let config = tinycnn::audio::FrontEndConfig::MLPERF_KWS_INT16;
     let mut tables = vec![0; config.table_len()];
     let front_end = tinycnn::audio::FrontEnd::new(&config, &mut tables)
         .map_err(|e| format!("the front end: {e:?}"))?;

@@ -84,6 +84,15 @@ pub(super) fn product_u64_by_halves(a: u64, b: u32) -> u64 {
         .wrapping_add(u64::from(low0 * b))
 }
 
+/// `a * b` of two `u32`, exactly (the weights of the 16-bit FFT's bands).
+#[inline(always)]
+pub(super) fn product_u32(a: u32, b: u32) -> u64 {
+    #[cfg(tinycnn_armv6m)]
+    return product_u64_by_halves(u64::from(a), b);
+    #[cfg(not(tinycnn_armv6m))]
+    return u64::from(a) * u64::from(b);
+}
+
 /// `round(x / 2^SINE_BITS)`, ties up.
 #[inline(always)]
 fn descale(x: i64) -> i32 {

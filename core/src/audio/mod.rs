@@ -96,7 +96,10 @@
 
 #[cfg(tinycnn_arm_dsp)]
 mod dsp;
+#[cfg(tinycnn_arm_dsp)]
+mod dsp16;
 mod fft;
+mod fft16;
 #[cfg(test)]
 mod original;
 mod tables;
@@ -323,7 +326,13 @@ impl FrontEndConfig {
     /// [`FrontEnd::clip_features`] need: the FFT's points, then one log
     /// energy per band (rounded up to an even count).
     pub const fn work_len(&self) -> usize {
-        self.fft_size as usize + (self.mel_bands as usize).next_multiple_of(2)
+        let points = match self.fft_arithmetic {
+            // Two words per complex point.
+            FftArithmetic::Int32 => self.fft_size as usize,
+            // One word per complex point.
+            FftArithmetic::Int16 => self.fft_size as usize / 2,
+        };
+        points + (self.mel_bands as usize).next_multiple_of(2)
     }
 }
 
@@ -689,12 +698,15 @@ impl<'t> FrontEnd<'t> {
         let needed = self.config.work_len();
         let available = work.len();
         let short = FrontEndError::WorkTooShort { needed, available };
-        let (points, rest) = work
-            .split_at_mut_checked(self.config.fft_size as usize)
-            .ok_or(short)?;
-        let bands = rest
-            .get_mut(..(self.config.mel_bands as usize).next_multiple_of(2))
-            .ok_or(short)?;
+        let bands_len = (self.config.mel_bands as usize).next_multiple_of(2);
+        let (points, rest) = work.split_at_mut_checked(needed - bands_len).ok_or(short)?;
+        let bands = rest.get_mut(..bands_len).ok_or(short)?;
+        if self.config.fft_arithmetic == FftArithmetic::Int16 {
+            let exponent = fft16::window_first_stage(frame, self.window, points, path);
+            fft16::later_stages(points, self.sine, path);
+            self.bands16(points, exponent, bands, path);
+            return Ok(bands);
+        }
         let (z, _) = points.as_chunks_mut::<2>();
         let exponent = self.window_and_first_stage(frame, z, path);
         fft::later_stages(z, self.sine, path);
@@ -820,6 +832,63 @@ impl<'t> FrontEnd<'t> {
                 let up = fft::product_u64(power >> tables::Q15, weight) + u64::from(low);
                 rising += up;
                 falling += power - up;
+            }
+            if segment > 0
+                && let Some(log) = logs.next()
+            {
+                *log = log2_q16(self.log, falling + floor) + offset;
+            }
+            falling = rising;
+            rising = 0;
+        }
+        for log in logs {
+            *log = 0;
+        }
+    }
+
+    /// [`FrontEnd::bands`] for the 16-bit FFT, whose points `z` hold the
+    /// complex DFT divided by `M = z.len()` of the input scaled by `2^(15 +
+    /// e)` (`e` the frame's exponent). A bin's `|X/2|^2` is in units of
+    /// `2^(30 + 2e) / 4M^2` of the real power, and the weights add `2^15`, so
+    /// a band's sum is the real energy times `2^K`, `K = 43 + 2e - 2 log2 M`
+    /// (21 to 61); the sums stay below `2^31 * 2^15 * 512 = 2^55`.
+    fn bands16(&self, z: &[i32], exponent: i32, out: &mut [i32], path: Path) {
+        let scale = 43 + 2 * exponent - 2 * z.len().trailing_zeros() as i32;
+        // floor * 2^K from floor * 2^60, rounded half up.
+        let floor = if scale >= tables::FLOOR_BITS as i32 {
+            self.floor << (scale - tables::FLOOR_BITS as i32)
+        } else {
+            let shift = tables::FLOOR_BITS as i32 - scale;
+            (self.floor + ((1u64 << shift) >> 1)) >> shift
+        };
+        let offset = -scale << LOG_BITS;
+        #[cfg(tinycnn_arm_dsp)]
+        if path == Path::ArmDsp
+            && dsp16::bands(z, self.bins, self.edges, self.log, floor, offset, out)
+        {
+            let bands = self.edges.len().saturating_sub(2);
+            for log in out.iter_mut().skip(bands) {
+                *log = 0;
+            }
+            return;
+        }
+        let _ = path;
+        let mut bins = self.bins.chunks_exact(3);
+        let mut logs = out.iter_mut();
+        let (mut falling, mut rising) = (0u64, 0u64);
+        for (segment, pair) in self.edges.windows(2).enumerate() {
+            let (start, end) = match *pair {
+                [start, end] => (start as usize, end as usize),
+                _ => (0, 0),
+            };
+            for (k, bin) in (start..end).zip(&mut bins) {
+                let (twiddle, up, down) = match *bin {
+                    [twiddle, up, down] => (twiddle, up as u32, down as u32),
+                    _ => (0, 0, 0),
+                };
+                let power = fft16::half_bin_power(z, k, twiddle);
+                rising += fft::product_u32(power, up);
+                falling += fft::product_u32(power, down);
             }
             if segment > 0
                 && let Some(log) = logs.next()

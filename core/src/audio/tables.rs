@@ -22,8 +22,17 @@
 //! | bins | 3 per bin in `[lower, upper)` | the bin's rising weight in its segment, Q15 (`0..=32768`), and `cos`, `sin` of `2 pi k / fft`, Q30 |
 //! | log | 65 | `log2(1 + i / 64)`, Q16 |
 //! | dct | `coefficients * ceil(bands / 2)` | `ln 2 * sqrt(2 / bands) * cos(pi k (b + 1/2) / bands)`, Q15, two bands a word |
+//!
+//! With [`FftArithmetic::Int16`] three sections differ (Q15 values are
+//! clamped to `i16`, so 1 is `2^15 - 1`):
+//!
+//! | section | words | contents |
+//! | --- | --- | --- |
+//! | window | `ceil(window / 2)` | periodic Hann window, Q15, two samples a word |
+//! | sine | `fft16::twiddle_words(fft / 2)` | the complex FFT's twiddles `cos + 2^16 sin` of their angles, stage by stage, Q15 |
+//! | bins | 3 per bin | the split step's `-i exp(-2 pi i k / fft)` as `c + 2^16 s` (`c = -sin`, `s = cos`), Q15; the rising weight, Q15; `2^15` minus it |
 
-use super::FrontEndConfig;
+use super::{FftArithmetic, FrontEndConfig};
 use core::f64::consts::{LN_2, PI};
 
 /// Intervals of the `log2` table: linear interpolation between 65 points is
@@ -61,9 +70,17 @@ impl Layout {
     pub const fn of(config: &FrontEndConfig) -> Self {
         let bands = config.mel_bands as usize;
         let (first, end) = bin_range(config);
+        let fft = config.fft_size as usize;
+        let (window, sine) = match config.fft_arithmetic {
+            FftArithmetic::Int32 => (config.window_samples as usize, fft / 4 + 1),
+            FftArithmetic::Int16 => (
+                (config.window_samples as usize).div_ceil(2),
+                super::fft16::twiddle_words(fft / 2),
+            ),
+        };
         Layout {
-            window: config.window_samples as usize,
-            sine: config.fft_size as usize / 4 + 1,
+            window,
+            sine,
             edges: bands + 2,
             bins: 3 * end.saturating_sub(first),
             log: LOG_STEPS + 1,
@@ -122,17 +139,46 @@ pub(super) fn dct(k: usize, b: usize, bands: usize) -> f64 {
 /// 16-bit sections value by value), for [`build`] and for the tests, which
 /// check how far each one lies from a rounding tie.
 pub(super) fn for_each_value(config: &FrontEndConfig, mut emit: impl FnMut(Section, f64)) {
+    let narrow = config.fft_arithmetic == FftArithmetic::Int16;
     let window = config.window_samples as usize;
     for n in 0..window {
-        emit(
-            Section::Window,
-            hann(n, window) * f64::from(1u32 << WINDOW_BITS),
-        );
+        if narrow {
+            emit(Section::Window16, hann(n, window) * f64::from(1u32 << Q15));
+        } else {
+            emit(
+                Section::Window,
+                hann(n, window) * f64::from(1u32 << WINDOW_BITS),
+            );
+        }
     }
     let fft = config.fft_size as usize;
-    for t in 0..=fft / 4 {
-        let value = libm::sin(2.0 * PI * t as f64 / fft as f64);
-        emit(Section::Sine, value * f64::from(1u32 << SINE_BITS));
+    if narrow {
+        // In the order of `fft16::twiddle_words`.
+        let points = fft / 2;
+        let mut twiddle = |j: usize, span: usize| {
+            let angle = 2.0 * PI * j as f64 / span as f64;
+            emit(Section::Twiddles, libm::cos(angle) * f64::from(1u32 << Q15));
+            emit(Section::Twiddles, libm::sin(angle) * f64::from(1u32 << Q15));
+        };
+        let mut half = 4;
+        while 4 * half <= points {
+            for j in 1..half {
+                twiddle(2 * j, 4 * half);
+                twiddle(j, 4 * half);
+                twiddle(3 * j, 4 * half);
+            }
+            half *= 4;
+        }
+        if half < points {
+            for j in 1..half {
+                twiddle(j, 2 * half);
+            }
+        }
+    } else {
+        for t in 0..=fft / 4 {
+            let value = libm::sin(2.0 * PI * t as f64 / fft as f64);
+            emit(Section::Sine, value * f64::from(1u32 << SINE_BITS));
+        }
     }
     let (first, end) = bin_range(config);
     let bands = config.mel_bands as usize;
@@ -168,9 +214,18 @@ pub(super) fn for_each_value(config: &FrontEndConfig, mut emit: impl FnMut(Secti
         let p = position(k);
         previous = segment(p, previous);
         let rising = (p - previous as f64).clamp(0.0, 1.0);
-        emit(Section::Bins, rising * f64::from(1u32 << Q15));
         // The split step's twiddle, per bin: no quadrant logic in the loop.
         let angle = 2.0 * PI * k as f64 / fft as f64;
+        if narrow {
+            let one = f64::from(1u32 << Q15);
+            emit(Section::SplitTwiddle, -libm::sin(angle) * one);
+            emit(Section::SplitTwiddle, libm::cos(angle) * one);
+            let rising = round_half_up(rising * one);
+            emit(Section::Bins, rising as f64);
+            emit(Section::Bins, one - rising as f64);
+            continue;
+        }
+        emit(Section::Bins, rising * f64::from(1u32 << Q15));
         emit(
             Section::Bins,
             libm::cos(angle) * f64::from(1u32 << SINE_BITS),
@@ -201,12 +256,21 @@ pub(super) enum Section {
     Bins,
     Log,
     Dct,
+    /// [`FftArithmetic::Int16`]'s window.
+    Window16,
+    /// [`FftArithmetic::Int16`]'s complex FFT twiddles, in the sine section.
+    Twiddles,
+    /// [`FftArithmetic::Int16`]'s split-step twiddle, in the bins section.
+    SplitTwiddle,
 }
 
 impl Section {
     /// 16-bit values share words.
-    const fn packed(self) -> bool {
-        matches!(self, Section::Dct)
+    pub(super) const fn packed(self) -> bool {
+        matches!(
+            self,
+            Section::Dct | Section::Window16 | Section::Twiddles | Section::SplitTwiddle
+        )
     }
 }
 
@@ -220,8 +284,13 @@ pub(super) fn build(config: &FrontEndConfig, tables: &mut [i32]) -> Option<()> {
     let mut written = 0usize;
     let mut ok = true;
     for_each_value(config, |section, value| {
-        // Only the window's 1.0 reaches the clamp.
-        let integer = round_half_up(value).clamp(i32::MIN.into(), i32::MAX.into()) as i32;
+        // Only the windows' and twiddles' 1.0 reach the clamps.
+        let (least, most) = if section.packed() {
+            (i16::MIN.into(), i16::MAX.into())
+        } else {
+            (i32::MIN.into(), i32::MAX.into())
+        };
+        let integer = round_half_up(value).clamp(least, most) as i32;
         if section.packed() {
             match pending.take() {
                 Some((previous, low)) if previous == section => {

@@ -1480,3 +1480,47 @@ proptest! {
         assert_same_as_the_original(&front_end, &full_scale, "full scale");
     }
 }
+
+// ---------------------------------------------------------------------------
+// The 16-bit FFT.
+
+/// Per signal: the share of int8 features of [`FftArithmetic::Int16`] within
+/// one step of the f64 reference.
+#[test]
+fn int16_report() {
+    for (name, config) in configs() {
+        let config = FrontEndConfig {
+            fft_arithmetic: FftArithmetic::Int16,
+            ..config
+        };
+        let mut tables = vec![0; config.table_len()];
+        let front_end = FrontEnd::new(&config, &mut tables).unwrap();
+        let reference = Reference::new(&config);
+        let mut work = vec![0; config.work_len()];
+        let rate = config.sample_rate_hz;
+        let len = rate as usize / 2;
+        let mut per_config = Histogram::default();
+        for (signal, samples) in signals(rate, len) {
+            let mut out = vec![0; config.clip_features_len(len)];
+            front_end
+                .clip_features(&samples, &mut out, &mut work)
+                .unwrap();
+            let expected = reference.clip(&samples);
+            let mut per_signal = Histogram::default();
+            for (&a, &b) in out.iter().zip(&expected) {
+                per_signal.add(a, b);
+                per_config.add(a, b);
+            }
+            std::eprintln!(
+                "{name}, {signal}: {:?} worst {}",
+                per_signal.counts,
+                per_signal.worst
+            );
+        }
+        std::eprintln!(
+            "{name}: {:?} {:.4} % within one step",
+            per_config.counts,
+            100.0 * per_config.within_one()
+        );
+    }
+}

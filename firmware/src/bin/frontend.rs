@@ -15,7 +15,7 @@ use tinycnn::audio::{FrontEnd, FrontEndConfig};
 use tinycnn_firmware::{self as firmware, ExitCode};
 
 /// The configuration the expected features were computed with (`build.rs`).
-const CONFIG: FrontEndConfig = FrontEndConfig::MLPERF_KWS;
+const CONFIG: FrontEndConfig = FrontEndConfig::MLPERF_KWS_INT16;
 const WINDOW: usize = CONFIG.window_samples as usize;
 const HOP: usize = CONFIG.hop_samples as usize;
 const FEATURES: usize = CONFIG.features_per_frame();
