@@ -360,34 +360,41 @@ fn front_end_rs(model: &[u8]) -> String {
 
 /// The clip the `frontend` binary runs: its samples (`clip.pcm`, i16
 /// little-endian) and the features this machine's core computes for them
-/// (`clip.features`), which the device must reproduce byte for byte.
+/// with the 16-bit and the 32-bit FFT (`clip16.features`, `clip.features`),
+/// which the device must reproduce byte for byte.
 fn clip(out_dir: &Path) -> Result<(), String> {
     println!("cargo:rerun-if-env-changed=TINYCNN_CLIP");
     let path = env::var_os("TINYCNN_CLIP").map_or_else(|| PathBuf::from(CLIP), PathBuf::from);
     println!("cargo:rerun-if-changed={}", path.display());
     let wav = read(&path, "a 16 kHz, 16-bit mono WAV file")?;
     let samples = wav_samples(&wav).map_err(|why| format!("{}: {why}", path.display()))?;
-    let config = tinycnn::audio::FrontEndConfig::MLPERF_KWS_INT16;
-    let mut tables = vec![0; config.table_len()];
-    let front_end = tinycnn::audio::FrontEnd::new(&config, &mut tables)
-        .map_err(|e| format!("the front end: {e:?}"))?;
-    let mut work = vec![0; config.work_len()];
-    let mut features = vec![0i8; config.clip_features_len(samples.len())];
-    front_end
-        .clip_features(&samples, &mut features, &mut work)
-        .map_err(|e| format!("{}: the front end: {e:?}", path.display()))?;
-    if env::var_os("CARGO_FEATURE_WRONG_EXPECTED").is_some() {
-        // One feature of the tenth frame: the device must notice.
-        if let Some(feature) = features.get_mut(9 * config.features_per_frame() + 3) {
-            *feature = feature.wrapping_add(1);
-        }
-    }
     let pcm: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
     write(&out_dir.join("clip.pcm"), &pcm)?;
-    write(
-        &out_dir.join("clip.features"),
-        &features.iter().map(|&f| f as u8).collect::<Vec<u8>>(),
-    )
+    // The binary runs both FFT arithmetics, the 16-bit one first.
+    for (config, name) in [
+        (tinycnn::audio::FrontEndConfig::MLPERF_KWS_INT16, "clip16.features"),
+        (tinycnn::audio::FrontEndConfig::MLPERF_KWS, "clip.features"),
+    ] {
+        let mut tables = vec![0; config.table_len()];
+        let front_end = tinycnn::audio::FrontEnd::new(&config, &mut tables)
+            .map_err(|e| format!("the front end: {e:?}"))?;
+        let mut work = vec![0; config.work_len()];
+        let mut features = vec![0i8; config.clip_features_len(samples.len())];
+        front_end
+            .clip_features(&samples, &mut features, &mut work)
+            .map_err(|e| format!("{}: the front end: {e:?}", path.display()))?;
+        if env::var_os("CARGO_FEATURE_WRONG_EXPECTED").is_some() {
+            // One feature of the tenth frame: the device must notice.
+            if let Some(feature) = features.get_mut(9 * config.features_per_frame() + 3) {
+                *feature = feature.wrapping_add(1);
+            }
+        }
+        write(
+            &out_dir.join(name),
+            &features.iter().map(|&f| f as u8).collect::<Vec<u8>>(),
+        )?;
+    }
+    Ok(())
 }
 
 /// The samples of a PCM WAV file of one channel, 16 bits, 16 kHz.

@@ -276,13 +276,14 @@ for run in "${mlperf_runs[@]}"; do
 done
 
 step "summary: the audio front end (MLPerf Tiny's MFCCs, 49 x 10 per second)"
-printf '%-14s %22s %26s %9s\n' machine "tables (once)" "per second of audio" "RAM peak"
+printf '%-14s %-8s %22s %26s\n' machine FFT "tables (once)" "per second of audio"
 for machine in "${frontend_runs[@]}"; do
     log=$logs/frontend-$machine.log
-    tables=$(sed -n 's/.* built in \([0-9]*\) counts.*/\1/p' "$log")
-    second=$(sed -n 's/.* counts, \([0-9]*\) per second of audio.*/\1/p' "$log")
-    ram=$(sed -n 's/.*INFO  RAM: \([0-9]*\) B at peak.*/\1/p' "$log")
-    printf '%-14s %22s %26s %9s\n' "$machine" "$tables" "$second" "$ram"
+    for bits in 16 32; do
+        tables=$(sed -n "s/.*front end, $bits-bit FFT: .* built in \([0-9]*\) counts.*/\1/p" "$log")
+        second=$(sed -n "s/.*front end, $bits-bit FFT: .* counts, \([0-9]*\) per second of audio.*/\1/p" "$log")
+        printf '%-14s %-8s %22s %26s\n' "$machine" "$bits-bit" "$tables" "$second"
+    done
 done
 
 step "summary: keyword spotting, streamed (a classification every 200 ms on the last second)"

@@ -220,7 +220,7 @@ pub(super) fn window_first_stage(frame: &[i16], window: &[i32], z: &mut [i32], p
     let round = 1i32 << (shift - 1);
     let sample = |n: usize| match (frame.get(n), window.get(n / 2)) {
         (Some(&x), Some(&w)) => {
-            let w = if n % 2 == 0 { low(w) } else { high(w) };
+            let w = if n.is_multiple_of(2) { low(w) } else { high(w) };
             (i32::from(x) * w + round) >> shift
         }
         _ => 0,

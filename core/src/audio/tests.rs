@@ -1363,7 +1363,7 @@ proptest! {
             0..2_000,
         ),
     ) {
-        let config = FrontEndConfig::MLPERF_KWS;
+        for config in [FrontEndConfig::MLPERF_KWS, FrontEndConfig::MLPERF_KWS_INT16] {
         let mut tables = vec![0; config.table_len()];
         let front_end = FrontEnd::new(&config, &mut tables).unwrap();
         let mut work = vec![0; config.work_len()];
@@ -1374,6 +1374,7 @@ proptest! {
             let mut frame_out = [0i8; 10];
             front_end.frame_features(&samples[..480], &mut frame_out, &mut work).unwrap();
             prop_assert_eq!(&frame_out[..], &out[..10]);
+        }
         }
     }
 
@@ -1484,15 +1485,101 @@ proptest! {
 // ---------------------------------------------------------------------------
 // The 16-bit FFT.
 
-/// Per signal: the share of int8 features of [`FftArithmetic::Int16`] within
-/// one step of the f64 reference.
+/// `configs()` with the 16-bit FFT.
+fn int16_configs() -> Vec<(&'static str, FrontEndConfig)> {
+    configs()
+        .into_iter()
+        .map(|(name, config)| {
+            let config = FrontEndConfig {
+                fft_arithmetic: FftArithmetic::Int16,
+                ..config
+            };
+            (name, config)
+        })
+        .collect()
+}
+
+/// The complex FFT's points after all its stages, against an f64 DFT of the
+/// same scaled, windowed input divided by `M`, for every FFT size (radix-4
+/// stages only, and with a last radix-2 stage): each truncating step adds
+/// under one unit, and there are `log2 M + 1` of them (with the rotations).
 #[test]
-fn int16_report() {
-    for (name, config) in configs() {
+fn int16_fft_matches_an_f64_dft() {
+    for fft in [64u16, 128, 256, 512, 1024] {
         let config = FrontEndConfig {
-            fft_arithmetic: FftArithmetic::Int16,
-            ..config
+            window_samples: fft,
+            hop_samples: fft,
+            fft_size: fft,
+            mel_bands: 20,
+            coefficients: 0,
+            ..FrontEndConfig::MLPERF_KWS_INT16
         };
+        let mut tables = vec![0; config.table_len()];
+        let front_end = FrontEnd::new(&config, &mut tables).unwrap();
+        let points = fft as usize / 2;
+        for (signal, samples) in signals(16_000, fft as usize).into_iter().step_by(3) {
+            let mut z = vec![0; points];
+            let exponent =
+                fft16::window_first_stage(&samples, front_end.window, &mut z, Path::Portable);
+            fft16::later_stages(&mut z, front_end.sine, Path::Portable);
+            let scaled: Vec<f64> = samples
+                .iter()
+                .enumerate()
+                .map(|(n, &x)| {
+                    let word = front_end.window[n / 2];
+                    let w = if n % 2 == 0 {
+                        fft16::low(word)
+                    } else {
+                        fft16::high(word)
+                    };
+                    let shift = 15 - exponent;
+                    ((i32::from(x) * w + (1 << (shift - 1))) >> shift) as f64
+                })
+                .collect();
+            let mut worst = 0.0f64;
+            for (k, &point) in z.iter().enumerate() {
+                let (mut re, mut im) = (0.0, 0.0);
+                for n in 0..points {
+                    let angle = -2.0 * PI * (k * n) as f64 / points as f64;
+                    let (a, b) = (scaled[2 * n], scaled[2 * n + 1]);
+                    re += a * angle.cos() - b * angle.sin();
+                    im += a * angle.sin() + b * angle.cos();
+                }
+                let (re, im) = (re / points as f64, im / points as f64);
+                let error = (fft16::low(point) as f64 - re)
+                    .abs()
+                    .max((fft16::high(point) as f64 - im).abs());
+                worst = worst.max(error);
+            }
+            let steps = points.trailing_zeros() as f64 + 1.0;
+            std::eprintln!("fft {fft}, {signal}: worst {worst:.2} units");
+            assert!(worst <= steps, "fft {fft}, {signal}: {worst} units off");
+        }
+    }
+}
+
+/// The 16-bit FFT's features against the f64 reference. Its rounding noise
+/// lies about 70 dB below the frame's loudest bin, so the bound is stated
+/// on MLPerf's configuration (512-point FFT) for the signals whose bands are
+/// above that (noise, speech in noise,
+/// quiet or silent frames): at least 99 % within one int8 step; no MFCC more
+/// than 1.5 natural-log units off (five steps of 1/4 in speech in noise); a
+/// single log-mel band, which no DCT averages, up to about 3 (a band of
+/// speech in noise 60 dB below the frame's loudest bin). Loud tones and clean spectra are far off in their empty bands
+/// (the README gives the figures), and are only checked not to overflow.
+#[test]
+fn int16_features_are_within_one_step_where_the_spectrum_is_above_its_noise() {
+    let within_range = |signal: &str| {
+        signal.starts_with("noise")
+            || signal.contains("-60 dBFS")
+            || signal.contains("-90 dBFS")
+            || matches!(
+                signal,
+                "voice in noise" | "silence" | "one-LSB noise" | "uniform full-scale noise"
+            )
+    };
+    let mut overall = Histogram::default();
+    for (name, config) in int16_configs() {
         let mut tables = vec![0; config.table_len()];
         let front_end = FrontEnd::new(&config, &mut tables).unwrap();
         let reference = Reference::new(&config);
@@ -1505,22 +1592,82 @@ fn int16_report() {
             front_end
                 .clip_features(&samples, &mut out, &mut work)
                 .unwrap();
+            if !within_range(&signal) {
+                continue;
+            }
             let expected = reference.clip(&samples);
             let mut per_signal = Histogram::default();
             for (&a, &b) in out.iter().zip(&expected) {
                 per_signal.add(a, b);
                 per_config.add(a, b);
+                overall.add(a, b);
             }
-            std::eprintln!(
-                "{name}, {signal}: {:?} worst {}",
-                per_signal.counts,
-                per_signal.worst
-            );
+            if per_signal.worst > 1 {
+                std::eprintln!("{name}, {signal}: {per_signal:?}");
+            }
         }
         std::eprintln!(
-            "{name}: {:?} {:.4} % within one step",
+            "{name}: {:?} (equal, 1, 2, more), {:.4} % within one step",
             per_config.counts,
             100.0 * per_config.within_one()
         );
+        // Larger FFTs have more stages, and more noise: their figures are
+        // printed, not bounded.
+        if !name.starts_with("MLPerf") {
+            continue;
+        }
+        assert!(per_config.within_one() >= 0.99, "{name}: {per_config:?}");
+        if config.coefficients > 0 {
+            let worst_real = per_config.worst as f64 * f64::from(config.output_scale);
+            assert!(worst_real <= 1.5, "{name}: {per_config:?}");
+        }
     }
+    std::eprintln!("all: {overall:?}");
+}
+
+/// The extreme frames of `extreme_frames_do_not_overflow`, full-scale and
+/// one-LSB alike, through the 16-bit path of every configuration (overflow
+/// panics in tests), and a clip's frames equal to its frames one by one.
+#[test]
+fn int16_extreme_frames_do_not_overflow() {
+    for (name, config) in int16_configs() {
+        let mut tables = vec![0; config.table_len()];
+        let front_end = FrontEnd::new(&config, &mut tables).unwrap();
+        let mut work = vec![0; config.work_len()];
+        for frame in extreme_frames(&config) {
+            let mut out = vec![0; config.features_per_frame()];
+            front_end
+                .frame_features(&frame, &mut out, &mut work)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}
+
+/// The tables and features of a fixed input with the 16-bit FFT, as
+/// CRC-32s, as `golden_bytes` does for the 32-bit one; the firmware's
+/// `frontend` binary checks the same bytes on the devices.
+#[test]
+fn int16_golden_bytes() {
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    let config = FrontEndConfig::MLPERF_KWS_INT16;
+    let tables = front_end_tables(&config);
+    let bytes: Vec<u8> = tables.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let tables_crc = crc.checksum(&bytes);
+    let mut tables_buffer = tables.clone();
+    let front_end = FrontEnd::new(&config, &mut tables_buffer).unwrap();
+    let mut work = vec![0; config.work_len()];
+    let mut clip: Vec<i16> = voice(16_000, 16_000, -12.0);
+    for (c, n) in clip.iter_mut().zip(noise(16_000, -50.0, 5)) {
+        *c = c.saturating_add(n);
+    }
+    let mut features = vec![0; config.clip_features_len(clip.len())];
+    assert_eq!(
+        front_end.clip_features(&clip, &mut features, &mut work),
+        Ok(49)
+    );
+    let bytes: Vec<u8> = features.iter().map(|&f| f as u8).collect();
+    let features_crc = crc.checksum(&bytes);
+    std::eprintln!("tables {tables_crc:#010x}, features {features_crc:#010x}");
+    assert_eq!((config.table_len(), config.work_len()), (1171, 296));
+    assert_eq!((tables_crc, features_crc), (0x2764_f119, 0x9dd1_fe88));
 }

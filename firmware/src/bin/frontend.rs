@@ -14,8 +14,13 @@
 use tinycnn::audio::{FrontEnd, FrontEndConfig};
 use tinycnn_firmware::{self as firmware, ExitCode};
 
-/// The configuration the expected features were computed with (`build.rs`).
-const CONFIG: FrontEndConfig = FrontEndConfig::MLPERF_KWS_INT16;
+/// The configurations the expected features were computed with (`build.rs`),
+/// the 16-bit FFT first; they differ only in the FFT's arithmetic.
+const CONFIGS: [FrontEndConfig; 2] = [FrontEndConfig::MLPERF_KWS_INT16, FrontEndConfig::MLPERF_KWS];
+const CONFIG: FrontEndConfig = CONFIGS[0];
+/// Words of tables and work the larger configuration needs.
+const TABLES: usize = max(CONFIGS[0].table_len(), CONFIGS[1].table_len());
+const WORK: usize = max(CONFIGS[0].work_len(), CONFIGS[1].work_len());
 const WINDOW: usize = CONFIG.window_samples as usize;
 const HOP: usize = CONFIG.hop_samples as usize;
 const FEATURES: usize = CONFIG.features_per_frame();
@@ -30,14 +35,22 @@ const HOPS_PER_SECOND: u32 = CONFIG.sample_rate_hz / CONFIG.hop_samples as u32;
 
 /// The clip's samples, i16 little-endian.
 static CLIP: &[u8] = firmware::include_bytes_aligned!(2, concat!(env!("OUT_DIR"), "/clip.pcm"));
-/// The features the build machine's core computed for them, frame after frame.
-static EXPECTED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/clip.features"));
+/// The features the build machine's core computed for them, frame after
+/// frame, for each of `CONFIGS`.
+static EXPECTED: [&[u8]; 2] = [
+    include_bytes!(concat!(env!("OUT_DIR"), "/clip16.features")),
+    include_bytes!(concat!(env!("OUT_DIR"), "/clip.features")),
+];
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
 
 /// What the front end keeps: its tables, its work area, and the last hops
 /// of samples (the microphone's ring).
 struct State {
-    tables: [i32; CONFIG.table_len()],
-    work: [i32; CONFIG.work_len()],
+    tables: [i32; TABLES],
+    work: [i32; WORK],
     ring: [i16; RING],
 }
 
@@ -46,15 +59,37 @@ fn main() -> ! {
     let board = firmware::init();
     let counter = &board.counter;
     let Some(state) = cortex_m::singleton!(: State = State {
-        tables: [0; CONFIG.table_len()],
-        work: [0; CONFIG.work_len()],
+        tables: [0; TABLES],
+        work: [0; WORK],
         ring: [0; RING],
     }) else {
         defmt::panic!("state taken twice")
     };
     let State { tables, work, ring } = state;
 
-    let (front_end, table_counts) = counter.measure(|| FrontEnd::new(&CONFIG, tables));
+    let mut ok = true;
+    for (config, expected) in CONFIGS.iter().zip(EXPECTED) {
+        ok &= stream(config, expected, tables, work, ring, counter);
+    }
+    if !ok {
+        firmware::exit(ExitCode::Mismatch);
+    }
+    firmware::exit(ExitCode::Success)
+}
+
+/// Streams the clip through the front end of `config` hop by hop, checks
+/// every row against `expected` and, with the DSP kernels, the DSP path
+/// against the portable one; logs what a second of audio costs.
+fn stream(
+    config: &FrontEndConfig,
+    expected_features: &[u8],
+    tables: &mut [i32],
+    work: &mut [i32],
+    ring: &mut [i16; RING],
+    counter: &firmware::Counter,
+) -> bool {
+    let bits = config.fft_arithmetic.bits();
+    let (front_end, table_counts) = counter.measure(|| FrontEnd::new(config, tables));
     let front_end = match front_end {
         Ok(front_end) => front_end,
         Err(error) => {
@@ -62,16 +97,17 @@ fn main() -> ! {
                 "the front end's configuration: {}",
                 defmt::Debug2Format(&error)
             );
-            firmware::exit(ExitCode::BadBlob);
+            return false;
         }
     };
     defmt::info!(
-        "front end: MLPerf Tiny's MFCCs ({=usize} x {=usize} per second), tables of {=usize} B built in {=u32} counts, work {=usize} B",
-        CONFIG.frames_per_clip(CONFIG.sample_rate_hz as usize),
+        "front end, {=u8}-bit FFT: MLPerf Tiny's MFCCs ({=usize} x {=usize} per second), tables of {=usize} B built in {=u32} counts, work {=usize} B",
+        bits,
+        config.frames_per_clip(config.sample_rate_hz as usize),
         FEATURES,
-        CONFIG.table_len() * 4,
+        config.table_len() * 4,
         table_counts,
-        CONFIG.work_len() * 4
+        config.work_len() * 4
     );
 
     let samples = CLIP.len() / 2;
@@ -102,7 +138,7 @@ fn main() -> ! {
         most = most.max(counts);
         match result {
             Ok(true) => {
-                let expected = EXPECTED.get(frames * FEATURES..(frames + 1) * FEATURES);
+                let expected = expected_features.get(frames * FEATURES..(frames + 1) * FEATURES);
                 let equal = expected
                     .is_some_and(|expected| expected.iter().zip(&row).all(|(&e, &r)| e == r as u8));
                 if !equal {
@@ -118,12 +154,13 @@ fn main() -> ! {
             Ok(false) => {}
             Err(error) => {
                 defmt::error!("frame {=usize}: {}", frames, defmt::Debug2Format(&error));
-                firmware::exit(ExitCode::Mismatch);
+                return false;
             }
         }
     }
     defmt::info!(
-        "front end: {=u32} hops of {=usize} samples, {=usize} frames; per hop {=u32} to {=u32} counts, {=u32} per second of audio ({=u32} hops)",
+        "front end, {=u8}-bit FFT: {=u32} hops of {=usize} samples, {=usize} frames; per hop {=u32} to {=u32} counts, {=u32} per second of audio ({=u32} hops)",
+        bits,
         hops,
         HOP,
         frames,
@@ -132,27 +169,30 @@ fn main() -> ! {
         per_second(total, hops),
         HOPS_PER_SECOND
     );
-    firmware::memory::log(&firmware::memory::report());
+    if bits == 16 {
+        firmware::memory::log(&firmware::memory::report());
+    }
     // After the memory report: the check's buffers are not the front end's.
     #[cfg(feature = "dsp")]
     if !dsp_equals_portable(&front_end, counter, samples) {
-        firmware::exit(ExitCode::Mismatch);
+        return false;
     }
-    if mismatches > 0 || frames * FEATURES != EXPECTED.len() {
+    if mismatches > 0 || frames * FEATURES != expected_features.len() {
         defmt::error!(
             "{=u32} of {=usize} frames differ from the host's ({=usize} expected)",
             mismatches,
             frames,
-            EXPECTED.len() / FEATURES
+            expected_features.len() / FEATURES
         );
-        firmware::exit(ExitCode::Mismatch);
+        return false;
     }
     defmt::info!(
-        "all {=usize} features of {=usize} frames equal the host's",
-        EXPECTED.len(),
+        "{=u8}-bit FFT: all {=usize} features of {=usize} frames equal the host's",
+        bits,
+        expected_features.len(),
         frames
     );
-    firmware::exit(ExitCode::Success)
+    true
 }
 
 /// `total` counts over `hops` hops, scaled to one second of audio.
@@ -176,8 +216,8 @@ fn dsp_equals_portable(
     samples: usize,
 ) -> bool {
     let sample = |index: usize| i16::from_le_bytes([CLIP[2 * index], CLIP[2 * index + 1]]);
-    let mut dsp_work = [0i32; CONFIG.work_len()];
-    let mut portable_work = [0i32; CONFIG.work_len()];
+    let mut dsp_work = [0i32; WORK];
+    let mut portable_work = [0i32; WORK];
     let mut frame = [0i16; WINDOW];
     let (mut dsp_counts, mut portable_counts, mut clip_frames) = (0u32, 0u32, 0u32);
     let (mut checked, mut differ) = (0u32, 0u32);
