@@ -337,6 +337,17 @@ fn front_end_rs(model: &[u8]) -> String {
             usize::from(config.hop_samples),
         )
     });
+    // The tables themselves, for flash: the device checks them against the
+    // model's configuration as it starts.
+    let mut table_words = vec![0i32; tables];
+    if let Some(config) = config
+        && tinycnn::audio::FrontEnd::new(&config, &mut table_words).is_err()
+    {
+        table_words.clear();
+    }
+    let table_list: Vec<String> = table_words.iter().map(|w| w.to_string()).collect();
+    let tables = table_words.len();
+    let table_list = table_list.join(", ");
     let input = match (&parsed, config) {
         (Some(model), Some(_)) => {
             let shape = model.architecture().input();
@@ -347,6 +358,8 @@ fn front_end_rs(model: &[u8]) -> String {
     format!(
         "/// `i32` words of the front end's tables (`FrontEndConfig::table_len`).\n\
          pub const TABLE_WORDS: usize = {tables};\n\
+         /// The tables, as `FrontEnd::new` computes them on the build machine.\n\
+         pub static TABLES: [i32; TABLE_WORDS] = [{table_list}];\n\
          /// `i32` words of its work area (`FrontEndConfig::work_len`).\n\
          pub const WORK_WORDS: usize = {work};\n\
          /// Samples in one frame.\n\

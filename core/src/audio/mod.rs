@@ -419,6 +419,12 @@ pub enum FrontEndError {
         /// Words given.
         available: usize,
     },
+    /// The tables given to [`FrontEnd::with_tables`] are not the
+    /// configuration's.
+    TablesDiffer {
+        /// The first word that differs.
+        word: usize,
+    },
     /// The work buffer is shorter than [`FrontEndConfig::work_len`].
     WorkTooShort {
         /// Words needed.
@@ -502,6 +508,12 @@ impl fmt::Display for FrontEndError {
             FrontEndError::TablesTooShort { needed, available } => {
                 write!(f, "table buffer of {available} words, {needed} needed")
             }
+            FrontEndError::TablesDiffer { word } => {
+                write!(
+                    f,
+                    "tables differ from the configuration's from word {word} on"
+                )
+            }
             FrontEndError::WorkTooShort { needed, available } => {
                 write!(f, "work buffer of {available} words, {needed} needed")
             }
@@ -568,7 +580,38 @@ impl<'t> FrontEnd<'t> {
             available: tables.len(),
         };
         tables::build(config, tables).ok_or(too_short)?;
-        let tables: &'t [i32] = tables;
+        Self::assemble(config, tables)
+    }
+
+    /// A front end on tables computed before, for example by a build script
+    /// into a `static` in flash, so that they take no RAM: `tables` must hold
+    /// exactly what [`FrontEnd::new`] writes for `config`. Each word is
+    /// checked against its definition as it is computed again, one value at a
+    /// time (the cost of [`FrontEnd::new`], without its buffer), and the first
+    /// that differs is an error.
+    pub fn with_tables(config: &FrontEndConfig, tables: &'t [i32]) -> Result<Self, FrontEndError> {
+        config.validate()?;
+        let needed = config.table_len();
+        if tables.len() < needed {
+            return Err(FrontEndError::TablesTooShort {
+                needed,
+                available: tables.len(),
+            });
+        }
+        if let Some(word) = tables::first_difference(config, tables) {
+            return Err(FrontEndError::TablesDiffer { word });
+        }
+        Self::assemble(config, tables)
+    }
+
+    /// The front end of a validated `config` on its tables.
+    fn assemble(config: &FrontEndConfig, tables: &'t [i32]) -> Result<Self, FrontEndError> {
+        let layout = Layout::of(config);
+        let needed = layout.total();
+        let too_short = FrontEndError::TablesTooShort {
+            needed,
+            available: tables.len(),
+        };
         let mut rest = tables.get(..needed).ok_or(too_short)?;
         let mut take = |words: usize| {
             let (section, after) = rest.split_at_checked(words).unwrap_or((rest, &[]));

@@ -274,16 +274,15 @@ impl Section {
     }
 }
 
-/// Writes the tables of a validated `config` into `tables[..layout.total()]`.
-/// Returns `None`, having written nothing, if `tables` is short.
-pub(super) fn build(config: &FrontEndConfig, tables: &mut [i32]) -> Option<()> {
-    let layout = Layout::of(config);
-    let tables = tables.get_mut(..layout.total())?;
-    let mut words = tables.iter_mut();
+/// Every word of the tables of `config`, in order, to `word`; stops early
+/// when it returns `false`.
+fn for_each_word(config: &FrontEndConfig, mut word: impl FnMut(i32) -> bool) {
     let mut pending: Option<(Section, i32)> = None;
-    let mut written = 0usize;
-    let mut ok = true;
+    let mut going = true;
     for_each_value(config, |section, value| {
+        if !going {
+            return;
+        }
         // Only the windows' and twiddles' 1.0 reach the clamps.
         let (least, most) = if section.packed() {
             (i16::MIN.into(), i16::MAX.into())
@@ -294,39 +293,60 @@ pub(super) fn build(config: &FrontEndConfig, tables: &mut [i32]) -> Option<()> {
         if section.packed() {
             match pending.take() {
                 Some((previous, low)) if previous == section => {
-                    let word = (low as u32 & 0xffff) | ((integer as u32) << 16);
-                    ok &= put(&mut words, word as i32, &mut written);
+                    going = word(((low as u32 & 0xffff) | ((integer as u32) << 16)) as i32);
                 }
                 other => {
                     // A section of odd length ends in a half-filled word.
                     if let Some((_, low)) = other {
-                        ok &= put(&mut words, low & 0xffff, &mut written);
+                        going = word(low & 0xffff);
                     }
                     pending = Some((section, integer));
                 }
             }
         } else {
             if let Some((_, low)) = pending.take() {
-                ok &= put(&mut words, low & 0xffff, &mut written);
+                going = word(low & 0xffff);
             }
-            ok &= put(&mut words, integer, &mut written);
+            going = going && word(integer);
         }
     });
-    if let Some((_, low)) = pending {
-        ok &= put(&mut words, low & 0xffff, &mut written);
+    if going && let Some((_, low)) = pending {
+        word(low & 0xffff);
     }
-    (ok && written == layout.total()).then_some(())
 }
 
-fn put<'a>(words: &mut impl Iterator<Item = &'a mut i32>, value: i32, written: &mut usize) -> bool {
-    match words.next() {
+/// Writes the tables of a validated `config` into `tables[..layout.total()]`.
+/// Returns `None`, having written nothing, if `tables` is short.
+pub(super) fn build(config: &FrontEndConfig, tables: &mut [i32]) -> Option<()> {
+    let layout = Layout::of(config);
+    let tables = tables.get_mut(..layout.total())?;
+    let mut words = tables.iter_mut();
+    let mut written = 0usize;
+    for_each_word(config, |value| match words.next() {
         Some(word) => {
             *word = value;
-            *written += 1;
+            written += 1;
             true
         }
         None => false,
-    }
+    });
+    (written == layout.total()).then_some(())
+}
+
+/// The index of the first word of `tables` that is not the validated
+/// `config`'s, or `None` if all [`Layout::total`] are (and no more are read).
+pub(super) fn first_difference(config: &FrontEndConfig, tables: &[i32]) -> Option<usize> {
+    let total = Layout::of(config).total();
+    let mut index = 0usize;
+    let mut differs = false;
+    for_each_word(config, |value| {
+        differs = tables.get(index) != Some(&value);
+        if !differs {
+            index += 1;
+        }
+        !differs
+    });
+    (differs || index != total).then_some(index)
 }
 
 /// The int8 output multiplier: `round(v * multiplier / 2^shift)` is

@@ -1671,3 +1671,42 @@ fn int16_golden_bytes() {
     assert_eq!((config.table_len(), config.work_len()), (1171, 296));
     assert_eq!((tables_crc, features_crc), (0x2764_f119, 0x9dd1_fe88));
 }
+
+/// Tables computed before (a build script's, in flash) are taken when they
+/// are exactly the configuration's, and give the same bytes; any word
+/// changed, or a table too short, is an error naming it.
+#[test]
+fn tables_computed_before_are_checked_word_by_word() {
+    for config in [FrontEndConfig::MLPERF_KWS, FrontEndConfig::MLPERF_KWS_INT16] {
+        let tables = front_end_tables(&config);
+        let front_end = FrontEnd::with_tables(&config, &tables).unwrap();
+        let mut built = vec![0; config.table_len()];
+        let reference = FrontEnd::new(&config, &mut built).unwrap();
+        let clip = voice(16_000, 16_000, -12.0);
+        let mut work = vec![0; config.work_len()];
+        let (mut a, mut b) = (vec![0; 490], vec![0; 490]);
+        front_end.clip_features(&clip, &mut a, &mut work).unwrap();
+        reference.clip_features(&clip, &mut b, &mut work).unwrap();
+        assert_eq!(a, b);
+        for word in [0, 1, tables.len() / 2, tables.len() - 1] {
+            let mut changed = tables.clone();
+            changed[word] ^= 1 << 3;
+            assert_eq!(
+                FrontEnd::with_tables(&config, &changed).err(),
+                Some(FrontEndError::TablesDiffer { word })
+            );
+        }
+        assert_eq!(
+            FrontEnd::with_tables(&config, &tables[..tables.len() - 1]).err(),
+            Some(FrontEndError::TablesTooShort {
+                needed: tables.len(),
+                available: tables.len() - 1
+            })
+        );
+        let other = FrontEndConfig {
+            mel_bands: 32,
+            ..config
+        };
+        assert!(FrontEnd::with_tables(&other, &tables).is_err());
+    }
+}

@@ -18,7 +18,7 @@ use tinycnn_firmware::{self as firmware, ExitCode};
 mod front_end {
     include!(concat!(env!("OUT_DIR"), "/front_end.rs"));
 }
-use front_end::{HOP_SAMPLES, INPUT_FEATURES, TABLE_WORDS, WINDOW_SAMPLES, WORK_WORDS};
+use front_end::{HOP_SAMPLES, INPUT_FEATURES, TABLES, TABLE_WORDS, WINDOW_SAMPLES, WORK_WORDS};
 
 /// Samples in a hop, never 0: a model without a front end (`HOP_SAMPLES` 0) stops the binary
 /// before the first hop, and the divisions by it stay defined.
@@ -30,10 +30,10 @@ const INFERENCE_HOPS: usize = 10;
 /// begun; the oldest `WINDOW_SAMPLES` of the ring are that frame.
 const RING: usize = WINDOW_SAMPLES.div_ceil(HOP) * HOP_SAMPLES;
 
-/// What the stream keeps between hops: the front end's tables and work
-/// area, the microphone's ring of samples, and the last second of features.
+/// What the stream keeps between hops: the front end's work area, the
+/// microphone's ring of samples, and the last second of features. The
+/// front end's tables are in flash (`TABLES`, computed by `build.rs`).
 struct State {
-    tables: [i32; TABLE_WORDS],
     work: [i32; WORK_WORDS],
     ring: [i16; RING],
     features: [i8; INPUT_FEATURES],
@@ -73,7 +73,6 @@ fn main() -> ! {
         firmware::exit(ExitCode::BadBlob)
     }
     let Some(state) = cortex_m::singleton!(: State = State {
-        tables: [0; TABLE_WORDS],
         work: [0; WORK_WORDS],
         ring: [0; RING],
         features: [0; INPUT_FEATURES],
@@ -81,14 +80,15 @@ fn main() -> ! {
         defmt::panic!("state taken twice")
     };
     let State {
-        tables,
         work,
         ring,
         features,
     } = state;
     let scratch = firmware::scratch();
     let backend = Backend::FASTEST;
-    let (front_end, table_counts) = counter.measure(|| FrontEnd::new(&config, tables));
+    // The tables are checked word by word against the configuration, so
+    // that a model whose front end differs from the one built in is refused.
+    let (front_end, table_counts) = counter.measure(|| FrontEnd::with_tables(&config, &TABLES));
     let front_end = match front_end {
         Ok(front_end) => front_end,
         Err(error) => {
@@ -104,7 +104,7 @@ fn main() -> ! {
     let hops_per_clip = clip_samples.div_ceil(HOP).max(frames + ring_hops - 1);
     defmt::info!(
         "keyword model: {=usize} B, {=usize} classes, input {=usize}x{=usize} features of a \
-         {=u32} Hz front end, tables of {=usize} B built in {=u32} counts, work {=usize} B; \
+         {=u32} Hz front end, tables of {=usize} B in flash checked in {=u32} counts, work {=usize} B; \
          {=usize} clips of {=usize} samples; {=usize} B of scratch, {=str} kernels; a \
          classification every {=usize} hops",
         firmware::MODEL.len(),
