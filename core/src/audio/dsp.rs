@@ -767,3 +767,46 @@ unsafe extern "C" fn window_first_stage_asm(args: *const Window) -> u32 {
         "pop {{r4-r11, pc}}",
     )
 }
+
+/// One DCT coefficient's sum of `FrontEnd::quantise`: `sum of d_b l_b` over
+/// the bands, `d` the row's Q15 weights packed two a word and `l` the Q16
+/// log energies, in `i64` (`SMLAL` forms each exact product and the exact
+/// sum). `None` unless `logs` holds two values per weight word (at least one
+/// word).
+pub(super) fn dct_dot(weights: &[i32], logs: &[i32]) -> Option<i64> {
+    let pairs = weights.len();
+    if pairs == 0 || logs.len() != 2 * pairs || pairs > 1 << 20 {
+        return None;
+    }
+    // SAFETY: the routine reads `pairs` words of `weights` and `2 pairs` of
+    // `logs` (checked above).
+    Some(unsafe { dct_dot_asm(logs.as_ptr(), weights.as_ptr(), pairs as u32) })
+}
+
+/// The assembly of [`dct_dot`]: r0 the logs, r1 the weights, r2 the pairs
+/// left; the sum in r4:r5, returned in r0:r1.
+///
+/// # Safety
+///
+/// `logs` holds `2 pairs` words and `weights` `pairs` words, `pairs >= 1`.
+#[unsafe(naked)]
+unsafe extern "C" fn dct_dot_asm(logs: *const i32, weights: *const i32, pairs: u32) -> i64 {
+    naked_asm!(
+        naked_prelude!(),
+        "push {{r4-r7, lr}}",
+        "movs r4, #0",
+        "movs r5, #0",
+        "1:",
+        "ldr r6, [r1], #4",
+        "ldrd r3, r7, [r0], #8",
+        "sxth r12, r6",
+        "smlal r4, r5, r12, r3",
+        "asr r6, r6, #16",
+        "smlal r4, r5, r6, r7",
+        "subs r2, r2, #1",
+        "bne 1b",
+        "mov r0, r4",
+        "mov r1, r5",
+        "pop {{r4-r7, pc}}",
+    )
+}

@@ -694,7 +694,7 @@ impl<'t> FrontEnd<'t> {
             });
         }
         let log_energies = self.log_energies(frame, work, path)?;
-        self.quantise(log_energies, out);
+        self.quantise(log_energies, out, path);
         Ok(())
     }
 
@@ -961,7 +961,7 @@ impl<'t> FrontEnd<'t> {
     }
 
     /// The outputs from the Q16 log2 energies: DCT, then int8.
-    fn quantise(&self, log_energies: &[i32], out: &mut [i8]) {
+    fn quantise(&self, log_energies: &[i32], out: &mut [i8], path: Path) {
         if self.config.coefficients == 0 {
             for (value, &log) in out.iter_mut().zip(log_energies) {
                 *value = self.int8(log);
@@ -970,6 +970,14 @@ impl<'t> FrontEnd<'t> {
         }
         let row = log_energies.len().div_ceil(2).max(1);
         for (value, weights) in out.iter_mut().zip(self.dct.chunks_exact(row)) {
+            #[cfg(tinycnn_arm_dsp)]
+            if path == Path::ArmDsp
+                && let Some(sum) = dsp::dct_dot(weights, log_energies)
+            {
+                *value = self.int8(((sum + (1 << 14)) >> 15) as i32);
+                continue;
+            }
+            let _ = path;
             let mut sum = 0i64;
             for (&pair, logs) in weights.iter().zip(log_energies.chunks_exact(2)) {
                 if let [l0, l1] = *logs {
