@@ -759,9 +759,7 @@ impl<'t> FrontEnd<'t> {
         let (points, rest) = work.split_at_mut_checked(needed - bands_len).ok_or(short)?;
         let bands = rest.get_mut(..bands_len).ok_or(short)?;
         if self.config.fft_arithmetic == FftArithmetic::Int16 {
-            let exponent = fft16::window_first_stage(frame, self.window, points, path);
-            fft16::later_stages(points, self.sine, path);
-            self.bands16(points, exponent, bands, path);
+            self.log_energies16(frame, points, bands, path);
             return Ok(bands);
         }
         let (z, _) = points.as_chunks_mut::<2>();
@@ -901,6 +899,15 @@ impl<'t> FrontEnd<'t> {
         for log in logs {
             *log = 0;
         }
+    }
+
+    /// The 16-bit FFT's log energies, kept out of line so that the 32-bit
+    /// path compiles as it would alone.
+    #[inline(never)]
+    fn log_energies16(&self, frame: &[i16], points: &mut [i32], bands: &mut [i32], path: Path) {
+        let exponent = fft16::window_first_stage(frame, self.window, points, path);
+        fft16::later_stages(points, self.sine, path);
+        self.bands16(points, exponent, bands, path);
     }
 
     /// [`FrontEnd::bands`] for the 16-bit FFT, whose points `z` hold the
