@@ -67,7 +67,7 @@ pub enum ClassNameProblem {
     },
 }
 
-/// What is wrong with a version 5 file's front-end section
+/// What is wrong with a version 5 or 6 file's front-end section
 /// ([`Error::BadFrontEnd`]), in the order the loader checks.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -99,8 +99,8 @@ pub enum FrontEndProblem {
 }
 
 /// Why a blob was rejected (in the order the loader checks: header,
-/// checksum, description, then each layer's tensors, then a version 4 or 5
-/// file's class names, then a version 5 file's front end), or a model could
+/// checksum, description, then each layer's tensors, then a version 4 to 6
+/// file's class names, then a version 5 or 6 file's front end), or a model could
 /// not run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
@@ -165,8 +165,8 @@ pub enum Error {
     /// A version 1 file that does not hold the reference network (the only
     /// network version 1 describes).
     NotReferenceNetwork,
-    /// The layer records (or a version 4 or 5 file's class names section, or a
-    /// version 5 file's front-end section) are not a valid encoding: cut
+    /// The layer records (or a version 4 to 6 file's class names section, or a
+    /// version 5 or 6 file's front-end section) are not a valid encoding: cut
     /// short, with bytes left over, or not in their shortest (canonical) form.
     Malformed,
     /// A tensor has the wrong number of bytes.
@@ -238,7 +238,7 @@ pub enum Error {
         /// What is wrong.
         problem: ClassNameProblem,
     },
-    /// A version 5 file's front-end section is not valid for the network.
+    /// A version 5 or 6 file's front-end section is not valid for the network.
     BadFrontEnd(FrontEndProblem),
     /// Running: the model has a layer whose kernel this program left out
     /// ([`crate::Int8Model::classify_with_tutorial_layers`]).

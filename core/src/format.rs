@@ -7,12 +7,12 @@
 //! | offset | size | field |
 //! | --- | --- | --- |
 //! | 0 | 4 | magic `TCNN` |
-//! | 4 | 2 | format version, `u16` little-endian ([`VERSION`]; 1 to 4 are still read) |
+//! | 4 | 2 | format version, `u16` little-endian ([`VERSION`]; 1 to 5 are still read) |
 //! | 6 | 1 | flavour: 1 = f32, 2 = int8 ([`Flavour`]) |
 //! | 7 | 1 | reserved, 0 |
 //! | 8 | 4 | payload length in bytes, `u32` little-endian |
 //! | 12 | 4 | CRC-32 (ISO-HDLC, as zlib/PNG), `u32` little-endian: of bytes 0..12 and the payload (version 1: of the payload) |
-//! | 16 | n | payload: the description, (int8) the input quantisation, one [postcard] record per layer that has one, then (versions 4 and 5) the class names, then (version 5) the audio front end |
+//! | 16 | n | payload: the description, (int8) the input quantisation, one [postcard] record per layer that has one, then (versions 4 to 6) the class names, then (versions 5 and 6) the audio front end |
 //!
 //! Tensors inside the records are byte strings that the loader borrows
 //! (`&'a [u8]`), so [`Model::from_bytes`] on a `&'static [u8]` in flash copies
@@ -25,21 +25,22 @@ use crate::arch::{
     Activation, Architecture, Conv, Dense, Depthwise, Layer, LayerInfo, LayerName, MAX_LAYERS,
     OutputKind, Padding, Pool, PoolKind, Shape, Shortcut, Window,
 };
-use crate::audio::FrontEndConfig;
+use crate::audio::{FftArithmetic, FrontEndConfig, FrontEndError};
 use crate::error::{ClassNameProblem, Error, FrontEndProblem, TensorKind};
 use crate::quant::{MAX_SHIFT, MIN_SHIFT};
 use serde::{Deserialize, Serialize};
 
 /// First four bytes of every model file.
 pub const MAGIC: [u8; 4] = *b"TCNN";
-/// The newest format version this build reads and writes. Versions 1 to 4
+/// The newest format version this build reads and writes. Versions 1 to 5
 /// are still read; a description that version 2 can hold (the tutorial's
 /// vocabulary, pixel input) is still written as version 2, whose dense
 /// layers round once as TensorFlow Lite's desktop `FULLY_CONNECTED` does;
 /// in version 3 they round twice, as TensorFlow Lite Micro's does. Only a
-/// model with class names is written as version 4, and only a model with an
-/// audio front end as version 5.
-pub const VERSION: u16 = 5;
+/// model with class names is written as version 4, only a model with an
+/// audio front end as version 5, and only one whose front end computes the
+/// 16-bit FFT ([`FftArithmetic::Int16`]) as version 6.
+pub const VERSION: u16 = 6;
 /// The version that introduced the new vocabulary, any input quantisation,
 /// and dense layers that round twice.
 pub const VERSION_3: u16 = 3;
@@ -49,9 +50,17 @@ pub const VERSION_4: u16 = 4;
 /// The version that added the audio front end: version 4's payload followed
 /// by the front-end section ([`FrontEndConfig`], [`FRONT_END_LEN`] bytes).
 pub const VERSION_5: u16 = 5;
-/// Bytes of the front-end section: [`FrontEndConfig`]'s fields in declaration
-/// order, fixed-size, little-endian.
+/// The version that added the FFT's arithmetic: version 5 whose front-end
+/// section ends with one more byte, [`FftArithmetic::bits`]
+/// ([`FRONT_END_V6_LEN`] bytes). A version 5 section means
+/// [`FftArithmetic::Int32`].
+pub const VERSION_6: u16 = 6;
+/// Bytes of version 5's front-end section: [`FrontEndConfig`]'s fields but
+/// the last in declaration order, fixed-size, little-endian.
 pub const FRONT_END_LEN: usize = 29;
+/// Bytes of version 6's front-end section: version 5's, then the FFT's data
+/// bits (16 or 32).
+pub const FRONT_END_V6_LEN: usize = FRONT_END_LEN + 1;
 /// The longest class name, in bytes (UTF-8).
 pub const MAX_CLASS_NAME: usize = 64;
 /// Size of the fixed header before the payload.
@@ -105,7 +114,7 @@ impl Flavour {
 /// A model file's header, checked for structure (not yet for its CRC).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
-    /// Format version, 1 to 5.
+    /// Format version, 1 to 6.
     pub version: u16,
     /// Flavour.
     pub flavour: Flavour,
@@ -188,7 +197,8 @@ pub struct F32Record<'r, 'a> {
     /// pass the checks the loader makes ([`Error::BadClassNames`]).
     pub class_names: &'r [&'r str],
     /// The audio front end whose features the network reads, or `None`. With
-    /// one the file is version 5; it must pass the checks the loader makes
+    /// one the file is version 5, or 6 when it computes the 16-bit FFT
+    /// ([`FftArithmetic::Int16`]); it must pass the checks the loader makes
     /// ([`Error::BadFrontEnd`]).
     pub front_end: Option<FrontEndConfig>,
 }
@@ -207,7 +217,8 @@ pub struct Int8Record<'r, 'a> {
     /// pass the checks the loader makes ([`Error::BadClassNames`]).
     pub class_names: &'r [&'r str],
     /// The audio front end whose features the network reads, or `None`. With
-    /// one the file is version 5; it must pass the checks the loader makes
+    /// one the file is version 5, or 6 when it computes the 16-bit FFT
+    /// ([`FftArithmetic::Int16`]); it must pass the checks the loader makes
     /// ([`Error::BadFrontEnd`]).
     pub front_end: Option<FrontEndConfig>,
 }
@@ -435,7 +446,8 @@ fn front_end_bytes(config: &FrontEndConfig) -> [u8; FRONT_END_LEN] {
     out
 }
 
-/// Decodes the front-end section (any bytes decode; validation follows).
+/// Decodes version 5's front-end section (any bytes decode; validation
+/// follows): its FFT is [`FftArithmetic::Int32`].
 fn front_end_from(bytes: &[u8; FRONT_END_LEN]) -> FrontEndConfig {
     let mut rest: &[u8] = bytes;
     let mut take = |n: usize| {
@@ -459,7 +471,36 @@ fn front_end_from(bytes: &[u8; FRONT_END_LEN]) -> FrontEndConfig {
         log_floor: f32_at(take(4)),
         output_scale: f32_at(take(4)),
         output_zero_point: byte(take(1)) as i8,
-        fft_arithmetic: crate::audio::FftArithmetic::Int32,
+        fft_arithmetic: FftArithmetic::Int32,
+    }
+}
+
+/// The front-end section of a file of `version` (5 or 6) at the start of
+/// `tail`; returns its configuration, its fields checked up to the FFT's
+/// arithmetic, and the bytes after it.
+fn take_front_end(version: u16, tail: &[u8]) -> Result<(FrontEndConfig, &[u8]), Error> {
+    let (section, after) = tail
+        .split_first_chunk::<FRONT_END_LEN>()
+        .ok_or(Error::Malformed)?;
+    let mut config = front_end_from(section);
+    if version < VERSION_6 {
+        return Ok((config, after));
+    }
+    let (&bits, after) = after.split_first().ok_or(Error::Malformed)?;
+    // The byte follows the other fields, and so does its check.
+    let bad = |error| Error::BadFrontEnd(FrontEndProblem::Config(error));
+    config.validate().map_err(bad)?;
+    config.fft_arithmetic =
+        FftArithmetic::from_bits(bits).ok_or(bad(FrontEndError::FftArithmetic { bits }))?;
+    Ok((config, after))
+}
+
+/// The version a file with `config` as its front end is written in: 5, or 6
+/// for the 16-bit FFT, which version 5 cannot say.
+const fn front_end_version(config: &FrontEndConfig) -> u16 {
+    match config.fft_arithmetic {
+        FftArithmetic::Int32 => VERSION_5,
+        FftArithmetic::Int16 => VERSION_6,
     }
 }
 
@@ -500,8 +541,9 @@ fn check_front_end(
 }
 
 /// What follows the records: nothing before version 4; in version 4 the
-/// class names section, then nothing; in version 5 the class names section,
-/// the front-end section, then nothing. `records` runs from the first record
+/// class names section, then nothing; in versions 5 and 6 the class names
+/// section, the front-end section (version 6: with the FFT's arithmetic),
+/// then nothing. `records` runs from the first record
 /// to the payload's end, `rest` from the end of the last record; `input` is
 /// an int8 model's input quantisation. Returns the records alone, the names
 /// and the front end.
@@ -519,10 +561,7 @@ fn take_tail<'a>(
     };
     let mut front_end = None;
     if version >= VERSION_5 {
-        let (section, after) = tail
-            .split_first_chunk::<FRONT_END_LEN>()
-            .ok_or(Error::Malformed)?;
-        let config = front_end_from(section);
+        let (config, after) = take_front_end(version, tail)?;
         check_front_end(&config, architecture, input)?;
         front_end = Some(config);
         tail = after;
@@ -1108,8 +1147,8 @@ impl Sink<'_> {
         Ok(())
     }
 
-    /// What follows the records in `version`: the class names section (4 and
-    /// 5), then the front-end section (5).
+    /// What follows the records in `version`: the class names section (4 to
+    /// 6), then the front-end section (5, and 6 with the FFT's arithmetic).
     fn tail(
         &mut self,
         version: u16,
@@ -1121,6 +1160,9 @@ impl Sink<'_> {
         }
         if let (true, Some(config)) = (version >= VERSION_5, front_end) {
             self.push(&front_end_bytes(config))?;
+            if version >= VERSION_6 {
+                self.push(&[config.fft_arithmetic.bits()])?;
+            }
         }
         Ok(())
     }
@@ -1248,11 +1290,12 @@ fn check_class_names_to_write(architecture: &Architecture, names: &[&str]) -> Re
 }
 
 impl F32Record<'_, '_> {
-    /// The version the file is written in: 5 with a front end; else 4 with
-    /// class names; without, 2 when the description fits it, else 3.
+    /// The version the file is written in: 5 with a front end (6 when it
+    /// computes the 16-bit FFT); else 4 with class names; without, 2 when the
+    /// description fits it, else 3.
     pub const fn version(&self) -> u16 {
-        if self.front_end.is_some() {
-            VERSION_5
+        if let Some(config) = &self.front_end {
+            front_end_version(config)
         } else if !self.class_names.is_empty() {
             VERSION_4
         } else if self.architecture.needs_version_3() {
@@ -1282,12 +1325,12 @@ impl F32Record<'_, '_> {
 }
 
 impl Int8Record<'_, '_> {
-    /// The version the file is written in: 5 with a front end; else 4 with
-    /// class names; without, 2 when the description and the input
-    /// quantisation fit it, else 3.
+    /// The version the file is written in: 5 with a front end (6 when it
+    /// computes the 16-bit FFT); else 4 with class names; without, 2 when the
+    /// description and the input quantisation fit it, else 3.
     pub fn version(&self) -> u16 {
-        if self.front_end.is_some() {
-            VERSION_5
+        if let Some(config) = &self.front_end {
+            front_end_version(config)
         } else if !self.class_names.is_empty() {
             VERSION_4
         } else if self.architecture.needs_version_3() || self.input != QuantParams::INPUT {
@@ -1299,10 +1342,12 @@ impl Int8Record<'_, '_> {
 
     /// [`Int8Record::encode`] in format `version`: 3 for a description that version 2 could
     /// hold gives its dense layers TensorFlow Lite Micro's rounding (twice) instead of the
-    /// desktop's; 4 without class names writes an empty class names section. A version
-    /// below [`Int8Record::version`] (below 4 for a model with class names, below 5 with
-    /// a front end), or above [`VERSION`], is refused ([`Error::UnsupportedVersion`]);
-    /// so is 5 without a front end, whose section version 5 always holds.
+    /// desktop's; 4 without class names writes an empty class names section; 6 for a
+    /// front end of the 32-bit FFT writes its arithmetic byte (32). A version below
+    /// [`Int8Record::version`] (below 4 for a model with class names, below 5 with a front
+    /// end, below 6 with a front end of the 16-bit FFT), or above [`VERSION`], is refused
+    /// ([`Error::UnsupportedVersion`]); so are 5 and 6 without a front end, whose section
+    /// those versions always hold.
     pub fn encode_as(&self, version: u16, out: &mut [u8]) -> Result<usize, Error> {
         self.encode_version(version, Some(out))
     }
@@ -1698,7 +1743,7 @@ impl<'a> F32Model<'a> {
         self.class_names
     }
 
-    /// The audio front end whose features the network reads (version 5), or
+    /// The audio front end whose features the network reads (versions 5 and 6), or
     /// `None`: the input is whatever the network was trained on.
     pub fn front_end(&self) -> Option<FrontEndConfig> {
         self.front_end
@@ -1823,7 +1868,7 @@ impl<'a> Int8Model<'a> {
         self.class_names
     }
 
-    /// The audio front end whose features the network reads (version 5), or
+    /// The audio front end whose features the network reads (versions 5 and 6), or
     /// `None`. Its output quantisation is the input's
     /// ([`Int8Model::input_quantization`]): its bytes are the network's input.
     pub fn front_end(&self) -> Option<FrontEndConfig> {
@@ -1913,7 +1958,7 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// The audio front end whose features the network reads (version 5), or
+    /// The audio front end whose features the network reads (versions 5 and 6), or
     /// `None`.
     pub fn front_end(&self) -> Option<FrontEndConfig> {
         match self {

@@ -23,7 +23,7 @@
 //!
 //! int8 vectors are written as version 2, which every earlier reader reads;
 //! f32 vectors need version 3. Version 4 holds raw 16-bit audio clips instead
-//! of images, for a model with an audio front end (format version 5): a
+//! of images, for a model with an audio front end (format version 5 or 6): a
 //! device runs the clip through the front end the model records, then the
 //! network, and must get the recorded outputs.
 

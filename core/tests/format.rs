@@ -7,7 +7,7 @@ use common::*;
 use proptest::prelude::*;
 use std::sync::LazyLock;
 use tinycnn::arch::{ArchError, Architecture, LayerKind, LayerName, Problem, Shape};
-use tinycnn::audio::{FrontEndConfig, FrontEndError};
+use tinycnn::audio::{FftArithmetic, FrontEndConfig, FrontEndError};
 use tinycnn::format::{self, Flavour, HEADER_LEN, Int8Record, MAGIC, QuantParams, VERSION};
 use tinycnn::{ClassNameProblem, Error, F32Model, FrontEndProblem, Int8Model, Model, TensorKind};
 
@@ -303,15 +303,15 @@ fn header_errors() {
         Error::BadMagic { found: *b"XCNN" }
     );
     let mut bad = bytes.clone();
-    bad[4] = 6;
+    bad[4] = 7;
     assert_eq!(
         Model::from_bytes(&bad).unwrap_err(),
         Error::UnsupportedVersion {
-            found: 6,
+            found: 7,
             newest: VERSION
         }
     );
-    assert_eq!(VERSION, 5);
+    assert_eq!(VERSION, 6);
     let mut bad = bytes.clone();
     bad[6] = 3;
     assert_eq!(
@@ -1578,27 +1578,183 @@ fn golden_bytes_of_version_5() {
     );
 }
 
+/// [`DS_CNN_FRONT_END`] with the 16-bit FFT.
+const DS_CNN_FRONT_END_INT16: FrontEndConfig = FrontEndConfig {
+    fft_arithmetic: FftArithmetic::Int16,
+    ..DS_CNN_FRONT_END
+};
+
+/// Pins version 6's layout: version 5's payload whose front-end section ends
+/// with the FFT's data bits, lengths and checksums from the independent
+/// encoder (`tests/golden_encoder.py`) written from `FORMAT.md`. A front end
+/// of the 16-bit FFT is written as version 6, one of the 32-bit FFT as
+/// version 5 unless `encode_as(6)` asks.
+#[test]
+fn golden_bytes_of_version_6() {
+    let int8 = int8_tensors_with_input(ds_cnn(), DS_CNN_INPUT, 0);
+    let v5 = int8
+        .encode_with_front_end(&KEYWORDS, DS_CNN_FRONT_END)
+        .unwrap();
+    let bytes = int8
+        .encode_with_front_end(&KEYWORDS, DS_CNN_FRONT_END_INT16)
+        .unwrap();
+    assert_eq!(&bytes[4..8], &[6, 0, 2, 0]);
+    assert_eq!(&bytes[HEADER_LEN..bytes.len() - 1], &v5[HEADER_LEN..]);
+    assert_eq!(bytes.last(), Some(&16));
+    assert_eq!((bytes.len(), format::crc32(&bytes)), (2_162, 0x51e4_5ba5));
+    let model = Int8Model::from_bytes(&bytes).unwrap();
+    assert_eq!(model.header().version, 6);
+    assert_eq!(model.front_end(), Some(DS_CNN_FRONT_END_INT16));
+    assert_eq!(model.class_names().iter().collect::<Vec<_>>(), KEYWORDS);
+    assert_eq!(model.layers().collect::<Vec<_>>(), int8.layer_records());
+    assert_eq!(
+        int8.encode_as_with_front_end(6, &KEYWORDS, Some(DS_CNN_FRONT_END_INT16))
+            .unwrap(),
+        bytes
+    );
+
+    let f32s = f32_tensors_of(ds_cnn(), 0);
+    let f32_bytes = f32s
+        .encode_with_front_end(&KEYWORDS, DS_CNN_FRONT_END_INT16)
+        .unwrap();
+    assert_eq!(&f32_bytes[4..8], &[6, 0, 1, 0]);
+    assert_eq!(
+        (f32_bytes.len(), format::crc32(&f32_bytes)),
+        (3_707, 0x300f_4095)
+    );
+    let model = F32Model::from_bytes(&f32_bytes).unwrap();
+    assert_eq!(model.front_end(), Some(DS_CNN_FRONT_END_INT16));
+    assert_eq!(model.layers().collect::<Vec<_>>(), f32s.layer_records());
+
+    // The 32-bit FFT stays version 5; asked for version 6 it is the byte 32,
+    // another file (its test vectors are not version 5's).
+    assert_eq!(
+        int8.encode_as_with_front_end(5, &KEYWORDS, Some(DS_CNN_FRONT_END))
+            .unwrap(),
+        v5
+    );
+    let int32 = int8
+        .encode_as_with_front_end(6, &KEYWORDS, Some(DS_CNN_FRONT_END))
+        .unwrap();
+    assert_eq!(&int32[4..6], &[6, 0]);
+    assert_eq!(&int32[HEADER_LEN..int32.len() - 1], &v5[HEADER_LEN..]);
+    assert_eq!(int32.last(), Some(&32));
+    assert_eq!((int32.len(), format::crc32(&int32)), (2_162, 0x3ff2_6ad0));
+    assert_eq!(
+        Model::from_bytes(&int32).unwrap().front_end(),
+        Some(DS_CNN_FRONT_END)
+    );
+
+    // Version 5 cannot say the 16-bit FFT, and nothing above 6 exists.
+    for version in [3, 4, 5, 7] {
+        assert_eq!(
+            int8.encode_as_with_front_end(version, &KEYWORDS, Some(DS_CNN_FRONT_END_INT16))
+                .unwrap_err(),
+            Error::UnsupportedVersion {
+                found: version,
+                newest: 6
+            }
+        );
+    }
+    let layers = int8.layer_records();
+    let record = Int8Record {
+        architecture: ds_cnn(),
+        input: DS_CNN_INPUT,
+        layers: &layers,
+        class_names: &[],
+        front_end: Some(DS_CNN_FRONT_END_INT16),
+    };
+    assert_eq!(record.version(), 6);
+    let f32_layers = f32s.layer_records();
+    let f32_record = tinycnn::format::F32Record {
+        architecture: ds_cnn(),
+        layers: &f32_layers,
+        class_names: &[],
+        front_end: Some(DS_CNN_FRONT_END_INT16),
+    };
+    assert_eq!(f32_record.version(), 6);
+}
+
+/// Version 6's last byte: 16 or 32, else `FftArithmetic`, checked after the
+/// other fields and before the network's rules; the section is exactly 30
+/// bytes.
+#[test]
+fn the_fft_arithmetic_byte_is_checked() {
+    let int8 = int8_tensors_with_input(ds_cnn(), DS_CNN_INPUT, 0);
+    let v4 = int8.encode_as(4, &[]).unwrap();
+    let v6 = int8
+        .encode_with_front_end(&[], DS_CNN_FRONT_END_INT16)
+        .unwrap();
+    let read = |section: &[u8]| {
+        let mut payload = v4[HEADER_LEN..].to_vec();
+        payload.extend_from_slice(section);
+        Model::from_bytes(&with_payload(&v6, &payload)).map(|model| model.front_end())
+    };
+    let with_bits = |bits: u8| {
+        let mut section = DS_CNN_FRONT_END_SECTION.to_vec();
+        section.push(bits);
+        section
+    };
+    fn bad<T>(bits: u8) -> Result<T, Error> {
+        Err(Error::BadFrontEnd(FrontEndProblem::Config(
+            FrontEndError::FftArithmetic { bits },
+        )))
+    }
+
+    assert_eq!(read(&with_bits(16)), Ok(Some(DS_CNN_FRONT_END_INT16)));
+    assert_eq!(read(&with_bits(32)), Ok(Some(DS_CNN_FRONT_END)));
+    for bits in [0, 1, 8, 15, 17, 24, 31, 33, 48, 64, 255] {
+        assert_eq!(read(&with_bits(bits)), bad(bits));
+    }
+    // Version 5's 29 bytes are cut short here; a byte after the 30th is left over.
+    assert_eq!(read(&DS_CNN_FRONT_END_SECTION), Err(Error::Malformed));
+    let mut longer = with_bits(16);
+    longer.push(16);
+    assert_eq!(read(&longer), Err(Error::Malformed));
+
+    // A bad field before it is reported first ...
+    let mut section = with_bits(8);
+    section[6..8].copy_from_slice(&481u16.to_le_bytes());
+    assert!(matches!(
+        read(&section),
+        Err(Error::BadFrontEnd(FrontEndProblem::Config(
+            FrontEndError::HopSamples { .. }
+        )))
+    ));
+    // ... and the network's rules after it.
+    let mut section = with_bits(8);
+    section[19] = 10;
+    assert_eq!(read(&section), bad(8));
+    let mut section = with_bits(8);
+    section[28] = 0;
+    assert_eq!(read(&section), bad(8));
+
+    assert_eq!(
+        Error::BadFrontEnd(FrontEndProblem::Config(FrontEndError::FftArithmetic {
+            bits: 8
+        }))
+        .to_string(),
+        "the audio front end is not valid: FFT arithmetic of 8 bits: 16 or 32"
+    );
+}
+
 /// Without a front end, every writer writes what it wrote before version 5,
-/// and `encode_as(5)` is refused: version 5 always holds the section.
+/// and `encode_as(5)` and `encode_as(6)` are refused: those versions always
+/// hold the section.
 #[test]
 fn files_without_a_front_end_are_unchanged() {
     let int8 = int8_tensors_with_input(ds_cnn(), DS_CNN_INPUT, 0);
     assert_eq!(int8.encode()[4], 3);
     assert_eq!(int8.encode_with_names(&KEYWORDS)[4], 4);
-    assert_eq!(
-        int8.encode_as(5, &KEYWORDS).unwrap_err(),
-        Error::UnsupportedVersion {
-            found: 5,
-            newest: 5
-        }
-    );
-    assert_eq!(
-        int8.encode_as(6, &KEYWORDS).unwrap_err(),
-        Error::UnsupportedVersion {
-            found: 6,
-            newest: 5
-        }
-    );
+    for version in [5, 6, 7] {
+        assert_eq!(
+            int8.encode_as(version, &KEYWORDS).unwrap_err(),
+            Error::UnsupportedVersion {
+                found: version,
+                newest: 6
+            }
+        );
+    }
     for bytes in [int8.encode(), int8.encode_with_names(&KEYWORDS)] {
         assert_eq!(Model::from_bytes(&bytes).unwrap().front_end(), None);
     }
@@ -1616,7 +1772,7 @@ fn files_without_a_front_end_are_unchanged() {
         record.encode_as(4, &mut [0; 4096]).unwrap_err(),
         Error::UnsupportedVersion {
             found: 4,
-            newest: 5
+            newest: 6
         }
     );
 }
@@ -1746,26 +1902,26 @@ fn the_front_end_is_checked() {
     );
 }
 
-/// Any cut of a version 5 file is refused; any single bit flip in its
+/// Any cut of a version 5 or 6 file is refused; any single bit flip in its
 /// front-end section is refused or reads another valid front end.
 #[test]
-fn every_cut_and_bit_flip_of_a_version_5_file_is_refused_or_another_front_end() {
+fn every_cut_and_bit_flip_of_a_version_5_or_6_file_is_refused_or_another_front_end() {
     let int8 = int8_tensors_with_input(ds_cnn(), DS_CNN_INPUT, 0);
-    let bytes = int8
-        .encode_with_front_end(&KEYWORDS, DS_CNN_FRONT_END)
-        .unwrap();
-    for cut in 0..bytes.len() {
-        assert!(Model::from_bytes(&bytes[..cut]).is_err());
-    }
-    let payload = bytes[HEADER_LEN..].to_vec();
-    let start = payload.len() - 29;
-    for bit in 0..29 * 8 {
-        let mut flipped = payload.clone();
-        flipped[start + bit / 8] ^= 1 << (bit % 8);
-        if let Ok(model) = Model::from_bytes(&with_payload(&bytes, &flipped)) {
-            let config = model.front_end().unwrap();
-            assert_ne!(config, DS_CNN_FRONT_END);
-            assert_eq!(config.validate(), Ok(()));
+    for (front_end, section) in [(DS_CNN_FRONT_END, 29), (DS_CNN_FRONT_END_INT16, 30)] {
+        let bytes = int8.encode_with_front_end(&KEYWORDS, front_end).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(Model::from_bytes(&bytes[..cut]).is_err());
+        }
+        let payload = bytes[HEADER_LEN..].to_vec();
+        let start = payload.len() - section;
+        for bit in 0..section * 8 {
+            let mut flipped = payload.clone();
+            flipped[start + bit / 8] ^= 1 << (bit % 8);
+            if let Ok(model) = Model::from_bytes(&with_payload(&bytes, &flipped)) {
+                let config = model.front_end().unwrap();
+                assert_ne!(config, front_end);
+                assert_eq!(config.validate(), Ok(()));
+            }
         }
     }
 }

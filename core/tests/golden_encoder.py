@@ -6,8 +6,9 @@
 # and depthwise convolutions, ReLU6, pools of any window, global average pool,
 # residual blocks with identity and projection shortcuts, softmax, a vector
 # input, an output of values, a non-pixel input quantisation), 4 (OTHER
-# with class names, and without) and 5 (DS_CNN read from an audio front end,
-# with class names and without), and prints their lengths and CRC-32s, which
+# with class names, and without), 5 (DS_CNN read from an audio front end,
+# with class names and without) and 6 (the same with the 16-bit FFT, and with
+# the 32-bit one written as version 6), and prints their lengths and CRC-32s, which
 # core/tests/format.rs pins as golden values.
 # The tensors follow the same patterns as the Rust helpers; an addition's and a
 # softmax's integers are derived from the scales around them as the page's
@@ -285,7 +286,7 @@ def int8_model_v3(net, seed, input_quant=PIXELS, version=3, names=(), front_end=
         p += data
         index += 1
     if version >= 4: p += names_section(net, names)
-    if version >= 5: p += front_end_section(net, front_end, input_quant)
+    if version >= 5: p += front_end_section(net, front_end, input_quant, version)
     return file(version, 2, p)
 
 def f32_model_v3(net, seed, version=3, names=(), front_end=None):
@@ -294,7 +295,7 @@ def f32_model_v3(net, seed, version=3, names=(), front_end=None):
         if record[0] == 'weighted': p += f32_record(record[1], record[2], seed)
         elif record[0] != 'identity': p += bstr(b'') + bstr(b'')  # add, softmax: empty
     if version >= 4: p += names_section(net, names)
-    if version >= 5: p += front_end_section(net, front_end, None)
+    if version >= 5: p += front_end_section(net, front_end, None, version)
     return file(version, 1, p)
 
 # Version 4: version 3's payload followed by the class names section: a varint
@@ -335,12 +336,16 @@ OTHER_NAMES = ['cat', 'dog', 'caf\u00e9', '7', '\U0001F426 bird']
 # Version 5: version 4's payload followed by the front-end section, 29 bytes:
 # sample rate u32, window u16, hop u16, FFT size u16, mel bands u8, lower and
 # upper edge u32 (Hz), coefficients u8, log floor f32, output scale f32,
-# output zero point i8, little-endian.
+# output zero point i8, little-endian. It has no room for the FFT's
+# arithmetic: a version 5 front end computes the 32-bit FFT.
+# Version 6: version 5 whose section has a 30th byte, the bits of the FFT's
+# data, 32 or 16.
 MLPERF_KWS = dict(rate=16000, window=480, hop=320, fft=512, bands=40, lower=20, upper=4000,
-                  coefficients=10, floor=1e-6, scale=1.0, zero_point=0)
+                  coefficients=10, floor=1e-6, scale=1.0, zero_point=0, fft_bits=32)
+MLPERF_KWS_INT16 = dict(MLPERF_KWS, fft_bits=16)
 
-def front_end_section(net, fe, input_quant):
-    """The section, after the page's checks of a front end against its network."""
+def front_end_section(net, fe, input_quant, version=5):
+    """The section of `version`, after the page's checks of a front end against its network."""
     (h, w, c), _, _ = net
     assert 1000 <= fe['rate'] <= 96000
     assert fe['fft'] in (64, 128, 256, 512, 1024)
@@ -352,13 +357,22 @@ def front_end_section(net, fe, input_quant):
     assert w * c == (fe['coefficients'] or fe['bands']), 'a row of the input is one frame'
     if input_quant is not None:
         assert struct.pack('<fb', *input_quant) == struct.pack('<fb', fe['scale'], fe['zero_point'])
-    return struct.pack('<IHHHBIIBffb', fe['rate'], fe['window'], fe['hop'], fe['fft'], fe['bands'],
-                       fe['lower'], fe['upper'], fe['coefficients'], fe['floor'], fe['scale'],
-                       fe['zero_point'])
+    assert fe['fft_bits'] in (16, 32)
+    section = struct.pack('<IHHHBIIBffb', fe['rate'], fe['window'], fe['hop'], fe['fft'], fe['bands'],
+                          fe['lower'], fe['upper'], fe['coefficients'], fe['floor'], fe['scale'],
+                          fe['zero_point'])
+    if version == 5:
+        assert fe['fft_bits'] == 32, 'version 5 cannot say the 16-bit FFT'
+        return section
+    assert version == 6
+    return section + bytes([fe['fft_bits']])
 
 assert len(front_end_section(((49, 10, 1), [], 0), MLPERF_KWS, (1.0, 0))) == 29
+assert front_end_section(((49, 10, 1), [], 0), MLPERF_KWS_INT16, (1.0, 0), 6)[29:] == b'\x10'
+assert front_end_section(((49, 10, 1), [], 0), MLPERF_KWS, (1.0, 0), 6)[29:] == b'\x20'
 # DS_CNN's input is 10 frames of 6 MFCCs, read on its own input quantisation.
 DS_CNN_FRONT_END = dict(MLPERF_KWS, coefficients=6, scale=DS_CNN_INPUT[0], zero_point=DS_CNN_INPUT[1])
+DS_CNN_FRONT_END_INT16 = dict(DS_CNN_FRONT_END, fft_bits=16)
 KEYWORDS = ['yes', 'no', 'up', 'down', '_silence_']
 
 for name, model in [
@@ -381,6 +395,12 @@ for name, model in [
                                         front_end=DS_CNN_FRONT_END)),
     ('int8 ds-cnn v5 no names', int8_model_v3(DS_CNN, 0, DS_CNN_INPUT, version=5,
                                              front_end=DS_CNN_FRONT_END)),
+    ('int8 ds-cnn v6 names', int8_model_v3(DS_CNN, 0, DS_CNN_INPUT, version=6, names=KEYWORDS,
+                                          front_end=DS_CNN_FRONT_END_INT16)),
+    ('f32 ds-cnn v6 names', f32_model_v3(DS_CNN, 0, version=6, names=KEYWORDS,
+                                        front_end=DS_CNN_FRONT_END_INT16)),
+    ('int8 ds-cnn v6 32-bit FFT names', int8_model_v3(DS_CNN, 0, DS_CNN_INPUT, version=6,
+                                                     names=KEYWORDS, front_end=DS_CNN_FRONT_END)),
 ]:
     print(f'{name}: {len(model)} bytes, crc32 {zlib.crc32(model):#010x}, header {model[:16].hex()}')
 print('reference description:', describe(REFERENCE).hex())
@@ -391,3 +411,5 @@ print('other v4 description:', describe_v3(OTHER_V3).hex())
 print('other v4 names section:', names_section(OTHER_V3, OTHER_NAMES).hex())
 print('ds-cnn v5 front-end section:', front_end_section(DS_CNN, DS_CNN_FRONT_END, DS_CNN_INPUT).hex())
 print('mlperf kws front-end section:', front_end_section(((49, 10, 1), [], 0), MLPERF_KWS, (1.0, 0)).hex())
+print('ds-cnn v6 front-end section:',
+      front_end_section(DS_CNN, DS_CNN_FRONT_END_INT16, DS_CNN_INPUT, 6).hex())

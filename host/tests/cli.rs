@@ -720,6 +720,7 @@ fn overwrite_keeps_the_old_run_when_the_new_one_cannot_start() {
         optimizer: Default::default(),
         schedule: Default::default(),
         weight_decay: 0.0,
+        fft_bits: None,
     };
     let device = burn::tensor::Device::flex().autodiff();
     let empty = tinycnn_host::data::Split {

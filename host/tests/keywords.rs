@@ -1,8 +1,9 @@
 //! Keyword spotting end to end on a tiny set of generated WAV clips in Speech Commands' layout:
 //! `host data`, `host train` (one epoch of a tiny network), `host inspect`, `host eval`,
 //! `host predict clip.wav`, `host fixture` (raw clips with their class and outputs), a resumed
-//! run equal to an uninterrupted one (the noise mixed in is drawn from the seed), and the
-//! errors for clips the front end cannot take.
+//! run equal to an uninterrupted one (the noise mixed in is drawn from the seed), the FFT's
+//! arithmetic (`--fft-bits`: 16 by default, format version 6; 32, version 5; kept by a
+//! resumed run), and the errors for clips the front end cannot take.
 
 use std::path::Path;
 use std::process::Output;
@@ -118,7 +119,10 @@ fn keyword_set_trains_evaluates_and_predicts_a_wav() {
         shown.contains("48 training and 12 test clips of 12 classes"),
         "{shown}"
     );
-    assert!(shown.contains("as 49x10x1 features"), "{shown}");
+    assert!(
+        shown.contains("as 49x10x1 features of the 16-bit FFT"),
+        "{shown}"
+    );
 
     let out = dir.path().join("run");
     let trained = host()
@@ -139,22 +143,32 @@ fn keyword_set_trains_evaluates_and_predicts_a_wav() {
     ok(trained);
     let int8 = out.join("model-int8.tcnn");
     let f32 = out.join("model-f32.tcnn");
+    // By default the 16-bit FFT, which only format version 6 records.
     for model in [&int8, &f32] {
         let bytes = std::fs::read(model).unwrap();
-        assert_eq!(&bytes[4..6], &[5, 0], "format version 5");
+        assert_eq!(&bytes[4..6], &[6, 0], "format version 6");
         let model = tinycnn::Model::from_bytes(&bytes).unwrap();
         assert_eq!(
             model.front_end(),
-            Some(tinycnn::audio::FrontEndConfig::MLPERF_KWS)
+            Some(tinycnn::audio::FrontEndConfig::MLPERF_KWS_INT16)
         );
         assert_eq!(model.class_names().get(11), Some("silence"));
     }
+    let metrics = std::fs::read_to_string(out.join("metrics.json")).unwrap();
+    assert!(metrics.contains(r#""fft_bits": 16"#), "{metrics}");
 
     let inspected = ok(host().arg("inspect").arg(&int8).output().unwrap());
     assert!(
         inspected.contains("audio front end: 16000 Hz; 49 frames of 10 MFCCs"),
         "{inspected}"
     );
+    assert!(inspected.contains("FFT 512 (16-bit)"), "{inspected}");
+    let json = ok(host()
+        .args(["inspect", "--json"])
+        .arg(&int8)
+        .output()
+        .unwrap());
+    assert!(json.contains(r#""fft_bits":16"#), "{json}");
 
     let evaluated = ok(host()
         .args(["eval", "--model"])
@@ -267,6 +281,64 @@ fn keyword_set_trains_evaluates_and_predicts_a_wav() {
     assert_eq!(
         std::fs::read(straight.join("model-f32.tcnn")).unwrap(),
         std::fs::read(resumed.join("model-f32.tcnn")).unwrap()
+    );
+
+    // --fft-bits 32: MLPerf's front end with the 32-bit FFT, written as version 5, and computed
+    // again by a resumed run, which refuses another FFT.
+    let bits32 = dir.path().join("bits32");
+    train(&bits32, &["--epochs", "1", "--fft-bits", "32"]);
+    let refused = host()
+        .args([
+            "train",
+            "--resume",
+            "--epochs",
+            "2",
+            "--quiet",
+            "--fft-bits",
+            "16",
+        ])
+        .arg("--out")
+        .arg(&bits32)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("--fft-bits 16 differs from the checkpoint's 32"),
+        "{}",
+        text(&refused.stderr)
+    );
+    ok(host()
+        .args(["train", "--resume", "--epochs", "2", "--quiet", "--out"])
+        .arg(&bits32)
+        .output()
+        .unwrap());
+    for model in ["model-int8.tcnn", "model-f32.tcnn"] {
+        let bytes = std::fs::read(bits32.join(model)).unwrap();
+        assert_eq!(&bytes[4..6], &[5, 0], "format version 5");
+        assert_eq!(
+            tinycnn::Model::from_bytes(&bytes).unwrap().front_end(),
+            Some(tinycnn::audio::FrontEndConfig::MLPERF_KWS)
+        );
+    }
+    let inspected = ok(host()
+        .arg("inspect")
+        .arg(bits32.join("model-int8.tcnn"))
+        .output()
+        .unwrap());
+    assert!(inspected.contains("FFT 512 (32-bit)"), "{inspected}");
+    // Only 16 and 32.
+    let refused = host()
+        .args(["train", "--fft-bits", "8", "--out"])
+        .arg(dir.path().join("bits8"))
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("[possible values: 16, 32]"),
+        "{}",
+        text(&refused.stderr)
     );
 
     // A clip the front end cannot take is named, with what is wrong.

@@ -2,7 +2,7 @@
 //! which picks the flavour and the format version) becomes the payload of a
 //! file with a correct header and CRC, so every mutation reaches the
 //! description decoder, postcard decoding, the tensor validation, (versions
-//! 4 and 5) the class names and (version 5) the audio front end. Seed the corpus with real payloads
+//! 4 to 6) the class names and (versions 5 and 6) the audio front end. Seed the corpus with real payloads
 //! (`core/fuzz/seed-corpus.sh`) so the fuzzer also explores valid models,
 //! which must then classify without panicking.
 #![no_main]
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut file = Vec::with_capacity(HEADER_LEN + payload.len());
     file.extend_from_slice(&MAGIC);
-    // Bit 0: the flavour; bits 1 to 3: the version, 1 to 5 (the newest).
+    // Bit 0: the flavour; bits 1 to 3: the version minus 1, modulo the newest (1 to 6).
     let version = 1 + u16::from((selector >> 1) & 7) % VERSION;
     file.extend_from_slice(&version.to_le_bytes());
     file.push(if selector & 1 == 0 { 1 } else { 2 });

@@ -42,7 +42,7 @@ pub fn classify(model: &Model<'_>, data: &[u8]) {
     }
 }
 
-/// A model with a front end (version 5, checked at load time): the front end builds, and
+/// A model with a front end (version 5 or 6, checked at load time): the front end builds, and
 /// its features of a clip made of `data`'s bytes fill the input and classify.
 fn listen(model: &Model<'_>, config: &tinycnn::audio::FrontEndConfig, data: &[u8]) {
     let input = model.architecture().input();

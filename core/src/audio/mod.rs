@@ -412,6 +412,12 @@ pub enum FrontEndError {
         /// The scale given.
         scale: f32,
     },
+    /// A model file's FFT arithmetic byte (format version 6) that is neither 16 nor 32
+    /// ([`FftArithmetic::from_bits`]).
+    FftArithmetic {
+        /// The byte read.
+        bits: u8,
+    },
     /// The table buffer is shorter than [`FrontEndConfig::table_len`].
     TablesTooShort {
         /// Words needed.
@@ -504,6 +510,9 @@ impl fmt::Display for FrontEndError {
                     f,
                     "output scale {scale} outside {MIN_OUTPUT_SCALE}..={MAX_OUTPUT_SCALE}"
                 )
+            }
+            FrontEndError::FftArithmetic { bits } => {
+                write!(f, "FFT arithmetic of {bits} bits: 16 or 32")
             }
             FrontEndError::TablesTooShort { needed, available } => {
                 write!(f, "table buffer of {available} words, {needed} needed")

@@ -208,13 +208,24 @@ impl Int8Tensors {
 
     /// The file in format `version` ([`Int8Record::encode_as`]), with these class names.
     pub fn encode_as(&self, version: u16, class_names: &[&str]) -> Result<Vec<u8>, Error> {
+        self.encode_as_with_front_end(version, class_names, None)
+    }
+
+    /// The file in format `version` ([`Int8Record::encode_as`]), with these class names and
+    /// this front end.
+    pub fn encode_as_with_front_end(
+        &self,
+        version: u16,
+        class_names: &[&str],
+        front_end: Option<FrontEndConfig>,
+    ) -> Result<Vec<u8>, Error> {
         let layers = self.layer_records();
         let record = Int8Record {
             architecture: self.architecture,
             input: self.input,
             layers: &layers,
             class_names,
-            front_end: None,
+            front_end,
         };
         // A version above `version()` adds a few bytes at most (a longer description, an
         // empty names section).
@@ -224,7 +235,8 @@ impl Int8Tensors {
         Ok(out)
     }
 
-    /// The version 5 file of this model read from `front_end`'s features.
+    /// The version 5 file of this model read from `front_end`'s features (version 6 for
+    /// the 16-bit FFT).
     pub fn encode_with_front_end(
         &self,
         class_names: &[&str],
@@ -309,7 +321,8 @@ impl F32Tensors {
         })
     }
 
-    /// The version 5 file of this model read from `front_end`'s features.
+    /// The version 5 file of this model read from `front_end`'s features (version 6 for
+    /// the 16-bit FFT).
     pub fn encode_with_front_end(
         &self,
         class_names: &[&str],

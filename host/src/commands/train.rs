@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use tinycnn_host::export;
 use tinycnn_host::train::backend::BackendKind;
 use tinycnn_host::train::model::InitScheme;
@@ -96,6 +97,16 @@ pub(crate) struct TrainArgs {
     /// varied [default: none; with --resume: the checkpoint's].
     #[arg(long, value_name = "WORDS")]
     augment: Option<tinycnn_host::train::augment::Augment>,
+    /// The FFT of a keyword set's audio front end, which the model files record (format version
+    /// 6 for 16, 5 for 32) and a device computes: 16, 16-bit data, half the instructions on a
+    /// Cortex-M4, features within about 70 dB of the frame's loudest bin (quieter bands read
+    /// higher); or 32, 32-bit data, within one int8 step of the floating-point features
+    /// everywhere, for a network that must match features computed in floating point (MLPerf
+    /// Tiny's) [default: 16; with --resume: the checkpoint's].
+    #[arg(long, value_name = "BITS",
+          value_parser = PossibleValuesParser::new(["16", "32"])
+              .map(|bits| if bits == "16" { 16u8 } else { 32 }))]
+    fft_bits: Option<u8>,
     /// Output directory: checkpoint.bin (weights, optimizer state, progress), model.bpk (burn
     /// record of the weights), metrics.json and training.png, all rewritten atomically after
     /// every epoch and on Ctrl-C; model-f32.tcnn and model-int8.tcnn once the last epoch is
@@ -182,6 +193,7 @@ pub(crate) fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
             validation_split: args.validation_split,
             keep: args.keep,
             augment: args.augment,
+            fft_bits: args.fft_bits,
         },
         backend: args.backend,
         data_dir,

@@ -30,8 +30,9 @@
 //! file must be 16 kHz, mono and integer PCM (8, 16, 24 or 32 bits, scaled to 16); anything
 //! else, or a file cut short, is an error naming the file.
 //!
-//! **Features**: each clip's int8 MFCCs from [`FrontEndConfig::MLPERF_KWS`] (49 frames of 10:
-//! the input 49x10x1), stored in a [`Split`] as the bytes `q + 128` with the front end beside
+//! **Features**: each clip's int8 MFCCs from MLPerf Tiny's front end ([`keyword_front_end`]; 49
+//! frames of 10: the input 49x10x1), with the 16-bit FFT unless `host train --fft-bits 32` asks
+//! for the 32-bit one ([`DEFAULT_FFT_BITS`]), or a model's own front end; stored in a [`Split`] as the bytes `q + 128` with the front end beside
 //! them ([`AudioSplit`]); a network reads their dequantised values, so its int8 model reads
 //! the front end's bytes as they are. The training split also keeps its clips, so that
 //! training can mix background noise into them afresh each epoch ([`mix_noise`]): with
@@ -51,7 +52,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use sha1::{Digest, Sha1};
 use tinycnn::arch::Shape;
-use tinycnn::audio::{FrontEnd, FrontEndConfig};
+use tinycnn::audio::{FftArithmetic, FrontEnd, FrontEndConfig};
 use tinycnn::format::QuantParams;
 
 use crate::data::archive::{CopyError, copy_entry};
@@ -89,6 +90,22 @@ pub const NOISE_PROBABILITY: f64 = 0.8;
 pub const NOISE_VOLUME: f64 = 0.1;
 /// 64-bit words [`mix_noise`] takes per clip: whether, which file, where, how loud.
 pub const NOISE_WORDS_PER_CLIP: usize = 4;
+/// The bits of the FFT's data `host train` computes a keyword set's features with unless
+/// `--fft-bits` says otherwise: the 16-bit FFT ([`FrontEndConfig::MLPERF_KWS_INT16`]).
+pub const DEFAULT_FFT_BITS: u8 = 16;
+/// What runs recorded before `--fft-bits` was a setting computed: the 32-bit FFT
+/// ([`FrontEndConfig::MLPERF_KWS`]).
+pub const FFT_BITS_BEFORE_IT_WAS_RECORDED: u8 = 32;
+
+/// MLPerf Tiny's keyword-spotting front end with an FFT of `fft_bits` data bits, 16
+/// ([`FrontEndConfig::MLPERF_KWS_INT16`]) or 32 ([`FrontEndConfig::MLPERF_KWS`]); `None` for
+/// any other number.
+pub fn keyword_front_end(fft_bits: u8) -> Option<FrontEndConfig> {
+    FftArithmetic::from_bits(fft_bits).map(|fft_arithmetic| FrontEndConfig {
+        fft_arithmetic,
+        ..FrontEndConfig::MLPERF_KWS
+    })
+}
 
 /// A keyword set that cannot be read.
 #[derive(Debug, thiserror::Error)]

@@ -109,7 +109,9 @@ pub struct FolderOptions {
     /// Show a progress bar while decoding (on a terminal).
     pub progress: bool,
     /// For a keyword set ([`crate::data::audio`]): the audio front end whose features to
-    /// compute (a model's own); `None` takes [`tinycnn::audio::FrontEndConfig::MLPERF_KWS`].
+    /// compute (a model's own, or the one `host train --fft-bits` chooses); `None` takes
+    /// [`tinycnn::audio::FrontEndConfig::MLPERF_KWS_INT16`], what `host train` computes by
+    /// default.
     pub front_end: Option<tinycnn::audio::FrontEndConfig>,
 }
 

@@ -93,7 +93,7 @@ impl DataSet {
         if !folders::looks_like_idx(dir) && audio::looks_like_speech_commands(dir) {
             let front_end = options
                 .front_end
-                .unwrap_or(tinycnn::audio::FrontEndConfig::MLPERF_KWS);
+                .unwrap_or(tinycnn::audio::FrontEndConfig::MLPERF_KWS_INT16);
             let loaded = audio::load(dir, front_end, audio::CLIP_SAMPLES)?;
             return Ok(DataSet {
                 dir: dir.to_path_buf(),
@@ -225,13 +225,18 @@ impl DataSet {
                 }
             ),
             Origin::Audio(report) => format!(
-                "{}: {} training and {} test clips of {} classes ({}), as {} features ({})",
+                "{}: {} training and {} test clips of {} classes ({}), as {} features{} ({})",
                 self.dir.display(),
                 self.train.len(),
                 self.test.len(),
                 self.classes(),
                 self.class_names.join(", "),
                 self.shape(),
+                self.front_end()
+                    .map_or_else(String::new, |front_end| format!(
+                        " of the {}-bit FFT",
+                        front_end.fft_arithmetic.bits()
+                    )),
                 report.summary()
             ),
             Origin::Memory => format!(

@@ -281,6 +281,9 @@ pub struct FrontEndSummary {
     pub hop_samples: u16,
     /// The FFT's points.
     pub fft_size: u16,
+    /// The bits of the FFT's data ([`tinycnn::audio::FftArithmetic`]): 32, or 16 for the
+    /// 16-bit FFT (format version 6), about half the instructions on a Cortex-M4.
+    pub fft_bits: u8,
     /// Mel bands.
     pub mel_bands: u8,
     /// Lower edge of the first band.
@@ -314,6 +317,7 @@ impl FrontEndSummary {
             window_samples: config.window_samples,
             hop_samples: config.hop_samples,
             fft_size: config.fft_size,
+            fft_bits: config.fft_arithmetic.bits(),
             mel_bands: config.mel_bands,
             lower_hz: config.lower_hz,
             upper_hz: config.upper_hz,
@@ -339,7 +343,7 @@ impl FrontEndSummary {
         };
         format!(
             "audio front end: {} Hz; {} frames of {features} ({}-{} Hz); window {}, hop {}, \
-             FFT {}; {} samples ({:.3} s) per clip; log floor {:e}; features quantised with \
+             FFT {} ({}-bit); {} samples ({:.3} s) per clip; log floor {:e}; features quantised with \
              scale {}, zero point {}; tables {} bytes, work {} bytes",
             self.sample_rate_hz,
             self.frames,
@@ -348,6 +352,7 @@ impl FrontEndSummary {
             self.window_samples,
             self.hop_samples,
             self.fft_size,
+            self.fft_bits,
             thousands(self.clip_samples),
             self.clip_samples as f64 / f64::from(self.sample_rate_hz),
             self.log_floor,
@@ -372,7 +377,8 @@ pub struct Inspection {
     pub architecture: String,
     /// The classes' names, when the model names them.
     pub class_names: Vec<String>,
-    /// The audio front end whose features the network reads (format version 5).
+    /// The audio front end whose features the network reads (format version 5, or 6 for the
+    /// 16-bit FFT).
     pub front_end: Option<FrontEndSummary>,
     /// One per layer.
     pub layers: Vec<LayerRow>,

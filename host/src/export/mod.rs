@@ -221,7 +221,7 @@ impl CoreWeights {
     }
 
     /// The encoded f32 model file, naming its classes, reading `front_end`'s features (a
-    /// network trained on a keyword set: format version 5).
+    /// network trained on a keyword set: format version 5, or 6 for the 16-bit FFT).
     pub fn to_file_with(
         &self,
         class_names: &[&str],
@@ -401,9 +401,9 @@ pub fn export_named<'i>(
 }
 
 /// [`export_named`] of a network that reads `front_end`'s features (a keyword set's; `None`
-/// for pictures): both files record the front end (format version 5), the int8 one reads its
-/// bytes as they are (its input quantisation is the front end's), and `images` are stored
-/// feature bytes ([`crate::data::audio`]).
+/// for pictures): both files record the front end (format version 5, or 6 for the 16-bit
+/// FFT), the int8 one reads its bytes as they are (its input quantisation is the front end's),
+/// and `images` are stored feature bytes ([`crate::data::audio`]).
 pub fn export_with<'i>(
     architecture: &Architecture,
     weights: &NetWeights,

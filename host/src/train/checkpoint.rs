@@ -376,6 +376,7 @@ mod tests {
                 optimizer: Default::default(),
                 schedule: Default::default(),
                 weight_decay: 0.0,
+                fft_bits: None,
             },
             &crate::data::DataSet::in_memory(
                 crate::data::Split {

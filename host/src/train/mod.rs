@@ -37,6 +37,7 @@ pub mod state;
 use tinycnn::Architecture;
 
 use crate::atomic;
+use crate::data::audio::{DEFAULT_FFT_BITS, FFT_BITS_BEFORE_IT_WAS_RECORDED};
 use crate::data::folders::{Fit, FolderOptions};
 use crate::data::{DataSet, Split};
 use crate::plot::{self, PLOT_FILE};
@@ -140,6 +141,8 @@ pub struct SettingsArgs {
     pub schedule: Option<Schedule>,
     /// `--weight-decay`.
     pub weight_decay: Option<f64>,
+    /// `--fft-bits`: 16 or 32.
+    pub fft_bits: Option<u8>,
 }
 
 /// Whether a description's text names its input (`input:` is its first word, when it has one).
@@ -224,6 +227,10 @@ impl SettingsArgs {
             optimizer,
             schedule: self.schedule.unwrap_or_default(),
             weight_decay: self.weight_decay.unwrap_or(0.0),
+            // What the data was read with ([`keyword_front_end_of`]).
+            fft_bits: data
+                .front_end()
+                .map(|front_end| front_end.fft_arithmetic.bits()),
         };
         validate(&settings)?;
         ensure!(
@@ -332,6 +339,12 @@ impl SettingsArgs {
         )?;
         agree(self.init, saved.init, "--init", word)?;
         agree(
+            self.fft_bits,
+            saved.fft_bits.unwrap_or(FFT_BITS_BEFORE_IT_WAS_RECORDED),
+            "--fft-bits",
+            ToString::to_string,
+        )?;
+        agree(
             self.adagrad_epsilon,
             saved.adagrad_epsilon,
             "--adagrad-epsilon",
@@ -358,6 +371,13 @@ impl SettingsArgs {
         validate(&settings)?;
         Ok(settings)
     }
+}
+
+/// The front end a keyword set's features are computed with: MLPerf Tiny's, with an FFT of
+/// `fft_bits` data bits (16 or 32). Only keyword sets read it.
+fn keyword_front_end_of(fft_bits: u8) -> anyhow::Result<tinycnn::audio::FrontEndConfig> {
+    crate::data::audio::keyword_front_end(fft_bits)
+        .with_context(|| format!("--fft-bits {fft_bits}: the FFT's data are 16 or 32 bits"))
 }
 
 /// Parses a description's text, `default_input` being its input when it names none.
@@ -399,6 +419,13 @@ fn validate(settings: &TrainSettings) -> anyhow::Result<()> {
         settings.weight_decay
     );
     ensure!(settings.limit != Some(0), "--limit must be at least 1");
+    ensure!(
+        settings
+            .fft_bits
+            .is_none_or(|bits| bits == 16 || bits == 32),
+        "--fft-bits must be 16 or 32, not {}",
+        settings.fft_bits.unwrap_or_default()
+    );
     if let Some(split) = settings.validation_split {
         ensure!(
             split > 0.0 && split < 1.0,
@@ -561,7 +588,10 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
                 fit: options.settings.fit.unwrap_or(saved.fit),
                 skip_damaged: options.settings.skip_damaged || saved.skip_damaged,
                 progress: options.progress_bars,
-                front_end: None,
+                // A keyword set's features as the epochs before computed them.
+                front_end: Some(keyword_front_end_of(
+                    saved.fft_bits.unwrap_or(FFT_BITS_BEFORE_IT_WAS_RECORDED),
+                )?),
             }
         }
         None => FolderOptions {
@@ -569,7 +599,9 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
             fit: options.settings.fit.unwrap_or_default(),
             skip_damaged: options.settings.skip_damaged,
             progress: options.progress_bars,
-            front_end: None,
+            front_end: Some(keyword_front_end_of(
+                options.settings.fft_bits.unwrap_or(DEFAULT_FFT_BITS),
+            )?),
         },
     };
     let data = DataSet::load(&data_dir, &folder_options).with_context(|| {
@@ -584,13 +616,25 @@ pub fn run(options: &TrainOptions, reporter: &mut dyn Reporter) -> anyhow::Resul
         }
     })?;
     reporter.info(&data.describe());
-    let settings = match &checkpoint {
+    ensure!(
+        options.settings.fft_bits.is_none() || data.front_end().is_some(),
+        "--fft-bits chooses the FFT of a keyword set's audio front end; {} holds pictures: \
+         leave it out",
+        data.dir.display()
+    );
+    let mut settings = match &checkpoint {
         Some(checkpoint) => options.settings.resumed(
             &checkpoint.state.settings,
             checkpoint.state.completed_epochs,
         )?,
         None => options.settings.fresh(&data)?,
     };
+    // A keyword run recorded before the FFT was a setting records the one it computes.
+    if settings.fft_bits.is_none() {
+        settings.fft_bits = data
+            .front_end()
+            .map(|front_end| front_end.fft_arithmetic.bits());
+    }
     if let Some(checkpoint) = &checkpoint {
         check_same_data(&checkpoint.state, &data, &checkpoint_path)?;
     }
@@ -1648,10 +1692,39 @@ mod tests {
                 adagrad_epsilon: Some(1e-7),
                 ..SettingsArgs::default()
             },
+            // A run recorded without the FFT's bits computed the 32-bit FFT.
+            SettingsArgs {
+                fft_bits: Some(16),
+                ..SettingsArgs::default()
+            },
         ] {
             let message = conflicting.resumed(&saved, 0).unwrap_err().to_string();
             assert!(message.contains("differs from the checkpoint"), "{message}");
         }
+        // Pictures record no FFT.
+        assert_eq!(saved.fft_bits, None);
+        let bits = |fft_bits| SettingsArgs {
+            fft_bits: Some(fft_bits),
+            ..SettingsArgs::default()
+        };
+        assert!(bits(32).resumed(&saved, 0).is_ok());
+        let sixteen = TrainSettings {
+            fft_bits: Some(16),
+            ..saved.clone()
+        };
+        assert_eq!(bits(16).resumed(&sixteen, 0).unwrap().fft_bits, Some(16));
+        let message = bits(32).resumed(&sixteen, 0).unwrap_err().to_string();
+        assert!(
+            message.contains("--fft-bits 32 differs from the checkpoint's 16"),
+            "{message}"
+        );
+        let json = serde_json::to_string(&sixteen).unwrap();
+        assert!(json.contains(r#""fft_bits":16"#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<TrainSettings>(&json).unwrap(),
+            sixteen
+        );
+        assert!(!serde_json::to_string(&saved).unwrap().contains("fft_bits"));
         // The network, given again, must be the checkpoint's.
         let same = SettingsArgs {
             architecture: Some(Architecture::REFERENCE.to_string()),

@@ -79,6 +79,12 @@ pub struct TrainSettings {
     /// ([`crate::train::augment_rng`]).
     #[serde(default, skip_serializing_if = "Augment::is_none")]
     pub augment: Augment,
+    /// A keyword set's: the bits of its front end's FFT data, 16 or 32
+    /// ([`crate::data::audio::keyword_front_end`]), which a resumed run computes its features
+    /// with again; `None` for pictures. Keyword runs recorded before it was a setting computed
+    /// the 32-bit FFT ([`crate::data::audio::FFT_BITS_BEFORE_IT_WAS_RECORDED`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fft_bits: Option<u8>,
 }
 
 /// The optimizers `host train` runs, each computed as Keras 3 computes it.
