@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Seeds the fuzz corpora with real files: the shipped models (whole, for
 # model_bytes; as flavour byte + payload, for model_payload), the keyword
-# model's version 5 files also as version 6 (the 16-bit FFT's byte ending
+# model's version 5 files (if any) also as version 6 (the 16-bit FFT's byte ending
 # their front-end section), and their test vectors. Run from anywhere; writes
 # core/fuzz/corpus/<target>/.
 set -euo pipefail

@@ -47,7 +47,7 @@ fn main() -> ! {
     let Some(config) = model.front_end() else {
         defmt::error!(
             "the model has no audio front end: build with TINYCNN_MODEL set to a keyword model \
-             (model file version 5, written by `host train` on WAV clips)"
+             (model file version 5 or 6, written by `host train` on WAV clips)"
         );
         firmware::exit(ExitCode::BadBlob)
     };
