@@ -385,7 +385,10 @@ fn clip(out_dir: &Path) -> Result<(), String> {
     write(&out_dir.join("clip.pcm"), &pcm)?;
     // The binary runs both FFT arithmetics, the 16-bit one first.
     for (config, name) in [
-        (tinycnn::audio::FrontEndConfig::MLPERF_KWS_INT16, "clip16.features"),
+        (
+            tinycnn::audio::FrontEndConfig::MLPERF_KWS_INT16,
+            "clip16.features",
+        ),
         (tinycnn::audio::FrontEndConfig::MLPERF_KWS, "clip.features"),
     ] {
         let mut tables = vec![0; config.table_len()];

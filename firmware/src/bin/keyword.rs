@@ -18,7 +18,7 @@ use tinycnn_firmware::{self as firmware, ExitCode};
 mod front_end {
     include!(concat!(env!("OUT_DIR"), "/front_end.rs"));
 }
-use front_end::{HOP_SAMPLES, INPUT_FEATURES, TABLES, TABLE_WORDS, WINDOW_SAMPLES, WORK_WORDS};
+use front_end::{HOP_SAMPLES, INPUT_FEATURES, TABLE_WORDS, TABLES, WINDOW_SAMPLES, WORK_WORDS};
 
 /// Samples in a hop, never 0: a model without a front end (`HOP_SAMPLES` 0) stops the binary
 /// before the first hop, and the divisions by it stay defined.
