@@ -305,6 +305,46 @@ unsafe extern "C" fn radix4_stage_asm(stage: *const Stage) {
     )
 }
 
+/// `log2_q16` (`mod.rs`) of the `u64` in r4:r5 into r10, with the table's
+/// address at `[r12, #24]` (the `log` field of both FFTs' `Bands`). Uses
+/// r6-r11 and the local labels 4 and 5.
+macro_rules! log2_q16 {
+    () => {
+        concat!(
+            "orrs r6, r4, r5\n",
+            "it eq\n",
+            "moveq r4, #1\n",
+            "cmp r5, #0\n",
+            "bne 4f\n",
+            "clz r6, r4\n",
+            "lsl r7, r4, r6\n",
+            "add r6, r6, #32\n",
+            "b 5f\n",
+            "4:\n",
+            "clz r6, r5\n",
+            "lsl r7, r5, r6\n",
+            "rsb r8, r6, #32\n",
+            "lsr r8, r4, r8\n",
+            "orr r7, r7, r8\n",
+            "5:\n",
+            "ubfx r8, r7, #25, #6\n",
+            "ubfx r9, r7, #9, #16\n",
+            "ldr r10, [r12, #24]\n",
+            "add r10, r10, r8, lsl #2\n",
+            "ldrd r10, r11, [r10]\n",
+            "sub r11, r11, r10\n",
+            "mul r11, r11, r9\n",
+            "add r11, r11, #0x8000\n",
+            "asr r11, r11, #16\n",
+            "rsb r6, r6, #63\n",
+            "add r10, r10, r6, lsl #16\n",
+            "add r10, r10, r11",
+        )
+    };
+}
+// The 16-bit FFT's bands (`dsp16.rs`) take their logarithms the same way.
+pub(super) use log2_q16;
+
 /// What [`bands_asm`] reads, at the offsets its assembly names.
 #[repr(C)]
 struct Bands {
@@ -517,34 +557,7 @@ unsafe extern "C" fn bands_asm(args: *const Bands) {
         "ldrd r6, r7, [r12, #32]",
         "adds r4, r4, r6",
         "adc r5, r5, r7",
-        "orrs r6, r4, r5",
-        "it eq",
-        "moveq r4, #1",
-        "cmp r5, #0",
-        "bne 4f",
-        "clz r6, r4",
-        "lsl r7, r4, r6",
-        "add r6, r6, #32",
-        "b 5f",
-        "4:",
-        "clz r6, r5",
-        "lsl r7, r5, r6",
-        "rsb r8, r6, #32",
-        "lsr r8, r4, r8",
-        "orr r7, r7, r8",
-        "5:",
-        "ubfx r8, r7, #25, #6",
-        "ubfx r9, r7, #9, #16",
-        "ldr r10, [r12, #24]",
-        "add r10, r10, r8, lsl #2",
-        "ldrd r10, r11, [r10]",
-        "sub r11, r11, r10",
-        "mul r11, r11, r9",
-        "add r11, r11, #0x8000",
-        "asr r11, r11, #16",
-        "rsb r6, r6, #63",
-        "add r10, r10, r6, lsl #16",
-        "add r10, r10, r11",
+        log2_q16!(),
         "ldr r8, [r12, #40]",
         "add r10, r10, r8",
         "ldr r8, [sp, #40]",

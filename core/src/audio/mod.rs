@@ -864,16 +864,40 @@ impl<'t> FrontEnd<'t> {
                 out,
             )
         {
-            let bands = self.edges.len().saturating_sub(2);
-            for log in out.iter_mut().skip(bands) {
-                *log = 0;
-            }
+            self.clear_after_bands(out);
             return;
         }
         let _ = path;
         let power_shift = self.power_shift;
         let power_half = (1u64 << power_shift) >> 1;
-        let mut bins = self.bins.chunks_exact(3);
+        self.filterbank(floor, offset, out, |k, [weight, c, s]| {
+            let (re, im) = fft::real_bin(z, k, (c, s));
+            let energy = fft::product(re, re) + fft::product(im, im);
+            let power = (energy as u64 + power_half) >> power_shift;
+            // floor(power * weight / 2^15) exactly, without a 128-bit
+            // product; the weight is at most 2^15, so the low part fits u32.
+            let weight = weight as u32;
+            let low = ((power as u32 & 0x7fff) * weight) >> tables::Q15;
+            let up = fft::product_u64(power >> tables::Q15, weight) + u64::from(low);
+            (up, power - up)
+        });
+    }
+
+    /// Walks the filterbank's segments: `bin(k, entry)` gives bin `k`'s
+    /// shares of the band it rises into and of the band it falls out of
+    /// (`entry` its three table words); a bin between band edges `j` and `j +
+    /// 1` lies on the rising slope of band `j` and the falling slope of band
+    /// `j - 1`, so band `j - 1` is complete when segment `j` ends, and its
+    /// `log2_q16(energy + floor) + offset` goes to `out`. Words of `out` past
+    /// the bands become 0.
+    fn filterbank(
+        &self,
+        floor: u64,
+        offset: i32,
+        out: &mut [i32],
+        mut bin: impl FnMut(usize, [i32; 3]) -> (u64, u64),
+    ) {
+        let mut entries = self.bins.chunks_exact(3);
         let mut logs = out.iter_mut();
         let (mut falling, mut rising) = (0u64, 0u64);
         for (segment, pair) in self.edges.windows(2).enumerate() {
@@ -881,21 +905,14 @@ impl<'t> FrontEnd<'t> {
                 [start, end] => (start as usize, end as usize),
                 _ => (0, 0),
             };
-            for (k, bin) in (start..end).zip(&mut bins) {
-                let (weight, twiddle) = match *bin {
-                    [weight, c, s] => (weight, (c, s)),
-                    _ => (0, (0, 0)),
+            for (k, entry) in (start..end).zip(&mut entries) {
+                let entry = match *entry {
+                    [a, b, c] => [a, b, c],
+                    _ => [0; 3],
                 };
-                let (re, im) = fft::real_bin(z, k, twiddle);
-                let energy = fft::product(re, re) + fft::product(im, im);
-                let power = (energy as u64 + power_half) >> power_shift;
-                // floor(power * weight / 2^15) exactly, without a 128-bit
-                // product; the weight is at most 2^15, so the low part fits u32.
-                let weight = weight as u32;
-                let low = ((power as u32 & 0x7fff) * weight) >> tables::Q15;
-                let up = fft::product_u64(power >> tables::Q15, weight) + u64::from(low);
+                let (up, down) = bin(k, entry);
                 rising += up;
-                falling += power - up;
+                falling += down;
             }
             if segment > 0
                 && let Some(log) = logs.next()
@@ -906,6 +923,16 @@ impl<'t> FrontEnd<'t> {
             rising = 0;
         }
         for log in logs {
+            *log = 0;
+        }
+    }
+
+    /// After the assembly's bands: the words of `out` past them become 0, as
+    /// [`FrontEnd::filterbank`] leaves them.
+    #[cfg(tinycnn_arm_dsp)]
+    fn clear_after_bands(&self, out: &mut [i32]) {
+        let bands = self.edges.len().saturating_sub(2);
+        for log in out.iter_mut().skip(bands) {
             *log = 0;
         }
     }
@@ -939,41 +966,17 @@ impl<'t> FrontEnd<'t> {
         if path == Path::ArmDsp
             && dsp16::bands(z, self.bins, self.edges, self.log, floor, offset, out)
         {
-            let bands = self.edges.len().saturating_sub(2);
-            for log in out.iter_mut().skip(bands) {
-                *log = 0;
-            }
+            self.clear_after_bands(out);
             return;
         }
         let _ = path;
-        let mut bins = self.bins.chunks_exact(3);
-        let mut logs = out.iter_mut();
-        let (mut falling, mut rising) = (0u64, 0u64);
-        for (segment, pair) in self.edges.windows(2).enumerate() {
-            let (start, end) = match *pair {
-                [start, end] => (start as usize, end as usize),
-                _ => (0, 0),
-            };
-            for (k, bin) in (start..end).zip(&mut bins) {
-                let (twiddle, up, down) = match *bin {
-                    [twiddle, up, down] => (twiddle, up as u32, down as u32),
-                    _ => (0, 0, 0),
-                };
-                let power = fft16::half_bin_power(z, k, twiddle);
-                rising += fft::product_u32(power, up);
-                falling += fft::product_u32(power, down);
-            }
-            if segment > 0
-                && let Some(log) = logs.next()
-            {
-                *log = log2_q16(self.log, falling + floor) + offset;
-            }
-            falling = rising;
-            rising = 0;
-        }
-        for log in logs {
-            *log = 0;
-        }
+        self.filterbank(floor, offset, out, |k, [twiddle, up, down]| {
+            let power = fft16::half_bin_power(z, k, twiddle);
+            (
+                fft::product_u32(power, up as u32),
+                fft::product_u32(power, down as u32),
+            )
+        });
     }
 
     /// The outputs from the Q16 log2 energies: DCT, then int8.
