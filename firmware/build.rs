@@ -320,6 +320,10 @@ fn run() -> Result<(), String> {
         &out_dir.join("front_end.rs"),
         front_end_rs(&model).as_bytes(),
     )?;
+    write(
+        &out_dir.join("clip_features.bin"),
+        &clip_features(&model, &vectors),
+    )?;
     clip(out_dir)
 }
 
@@ -369,6 +373,49 @@ fn front_end_rs(model: &[u8]) -> String {
          /// Features in the network's input: the last second of rows.\n\
          pub const INPUT_FEATURES: usize = {input};\n"
     )
+}
+
+/// For a model with an audio front end and test vectors of clips: each
+/// clip's features as this machine's core computes them, clip after clip,
+/// which the `keyword` binary checks row by row; empty otherwise.
+fn clip_features(model: &[u8], vectors: &[u8]) -> Vec<u8> {
+    let Ok(parsed) = tinycnn::format::Model::from_bytes(model) else {
+        return Vec::new();
+    };
+    let (Some(config), Ok(vectors)) = (
+        parsed.front_end(),
+        tinycnn::testvec::TestVectors::from_bytes(vectors),
+    ) else {
+        return Vec::new();
+    };
+    if !vectors.holds_clips() {
+        return Vec::new();
+    }
+    let mut tables = vec![0; config.table_len()];
+    let mut work = vec![0; config.work_len()];
+    let Ok(front_end) = tinycnn::audio::FrontEnd::new(&config, &mut tables) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for vector in vectors.iter() {
+        let samples: Vec<i16> = vector.samples().collect();
+        let mut features = vec![0i8; config.clip_features_len(samples.len())];
+        if front_end
+            .clip_features(&samples, &mut features, &mut work)
+            .is_err()
+        {
+            return Vec::new();
+        }
+        out.extend(features.iter().map(|&f| f as u8));
+    }
+    if env::var_os("CARGO_FEATURE_WRONG_EXPECTED").is_some() {
+        // One feature of the third clip's tenth frame: the device must notice.
+        let per_clip = out.len() / vectors.len().max(1);
+        if let Some(feature) = out.get_mut(2 * per_clip + 9 * config.features_per_frame() + 3) {
+            *feature = feature.wrapping_add(1);
+        }
+    }
+    out
 }
 
 /// The clip the `frontend` binary runs: its samples (`clip.pcm`, i16

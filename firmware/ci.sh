@@ -209,9 +209,12 @@ for machine in netduinoplus2 mps2-an385 microbit; do
     [[ ${PIPESTATUS[0]} -eq 0 ]] || exit 1
     keyword_runs+=("$machine")
 done
-step "netduinoplus2: a deliberately wrong expected logit must fail keyword (expected: exit status 2)"
+step "netduinoplus2: a deliberately wrong expected logit and feature must fail keyword (expected: exit status 2)"
 expect_failure 2 "clip 1: logits .* differ from the host's" \
     "a wrong expected logit" env TINYCNN_MODEL=../data/keyword-spotting/model-int8.tcnn \
+    cargo netduinoplus2 --bin keyword --features wrong-expected
+expect_failure 2 "clip 2: feature 93 \\(frame 9\\) differs from the host's" \
+    "a wrong expected feature" env TINYCNN_MODEL=../data/keyword-spotting/model-int8.tcnn \
     cargo netduinoplus2 --bin keyword --features wrong-expected
 
 # The DS-CNN's layers (a 10x4 stride-2 first layer on one channel, depthwise and 1x1

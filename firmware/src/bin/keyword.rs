@@ -30,6 +30,11 @@ const INFERENCE_HOPS: usize = 10;
 /// begun; the oldest `WINDOW_SAMPLES` of the ring are that frame.
 const RING: usize = WINDOW_SAMPLES.div_ceil(HOP) * HOP_SAMPLES;
 
+/// Each test clip's features as the build machine's core computed them
+/// (`build.rs`), clip after clip: the rows the stream holds when a clip
+/// completes must equal them, byte for byte.
+static CLIP_FEATURES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/clip_features.bin"));
+
 /// What the stream keeps between hops: the front end's work area, the
 /// microphone's ring of samples, and the last second of features. The
 /// front end's tables are in flash (`TABLES`, computed by `build.rs`).
@@ -178,6 +183,22 @@ fn main() -> ! {
                 continue;
             }
             clips_checked += 1;
+            let expected = CLIP_FEATURES.get(clip_index * input_len..(clip_index + 1) * input_len);
+            let first_difference = expected.map_or(Some(0), |expected| {
+                expected
+                    .iter()
+                    .zip(features.iter())
+                    .position(|(&e, &f)| e != f as u8)
+            });
+            if let Some(index) = first_difference {
+                mismatches += 1;
+                defmt::error!(
+                    "clip {=usize}: feature {=usize} (frame {=usize}) differs from the host's",
+                    clip_index,
+                    index,
+                    index / features_per_frame
+                );
+            }
             let injected_fault = cfg!(feature = "wrong-expected") && clip_index == 1;
             if vector.matches(prediction.logits) && !injected_fault {
                 defmt::info!(
@@ -227,6 +248,9 @@ fn main() -> ! {
         );
         firmware::exit(ExitCode::Mismatch)
     }
-    defmt::info!("all {=usize} clips' logits equal the host's", clips_checked);
+    defmt::info!(
+        "all {=usize} clips' features and logits equal the host's",
+        clips_checked
+    );
     firmware::exit(ExitCode::Success)
 }
