@@ -14,7 +14,8 @@
 //! - [`kernels`]: kernels with plain references beside them, and on
 //!   Cortex-M4/M7 (and M33 with `+dsp`) Arm DSP-extension kernels that
 //!   compute the same bits; `unsafe` code (inline assembly) exists only there
-//!   and in the audio front end's counterpart, `audio::dsp`.
+//!   and in the audio front end's counterparts, `audio::dsp` and
+//!   `audio::dsp16` (its 32-bit and 16-bit FFTs).
 //! - [`quant`]: TFLite's fixed-point requantisation.
 //! - [`network`]: the whole network on one image, in caller-provided scratch.
 //! - [`testvec`]: images with host-computed logits, for on-device checks.
@@ -37,8 +38,8 @@
 //! [`Error`] and friends). Neither is on by default.
 
 #![no_std]
-// `unsafe` exists only in `kernels::dsp` and `audio::dsp` (inline assembly for
-// the Arm DSP extension), which allow it for themselves; everywhere else it
+// `unsafe` exists only in `kernels::dsp`, `audio::dsp` and `audio::dsp16`
+// (inline assembly for the Arm DSP extension), which allow it for themselves; everywhere else it
 // stays an error. `forbid` could not be lifted by those modules, hence `deny`
 // where they exist.
 #![cfg_attr(not(tinycnn_arm_dsp), forbid(unsafe_code))]
