@@ -305,6 +305,33 @@ unsafe extern "C" fn radix4_stage_asm(stage: *const Stage) {
     )
 }
 
+/// What both FFTs' band routines rely on: the edges rise from at least 1
+/// (bin 0 is its own mirror) to at most `points`, `bins` holds a triple per
+/// bin, `out` a log per band, `log` its 65 entries, and the sizes stay far
+/// from overflowing the assembly's 32-bit offsets. Returns the segments,
+/// `edges.len() - 1`.
+pub(super) fn filterbank_fits(
+    points: usize,
+    bins: &[i32],
+    edges: &[i32],
+    log: &[i32],
+    out: &[i32],
+) -> Option<usize> {
+    let segments = edges.len().saturating_sub(1);
+    let (&first, &last) = (edges.first()?, edges.last()?);
+    let rising = edges
+        .windows(2)
+        .all(|pair| matches!(pair, [a, b] if a <= b));
+    let fits = first >= 1
+        && last as usize <= points
+        && rising
+        && bins.len() >= 3 * (last - first) as usize
+        && out.len() + 1 >= segments
+        && log.len() >= 65
+        && points <= 1 << 20;
+    fits.then_some(segments)
+}
+
 /// `log2_q16` (`mod.rs`) of the `u64` in r4:r5 into r10, with the table's
 /// address at `[r12, #24]` (the `log` field of both FFTs' `Bands`). Uses
 /// r6-r11 and the local labels 4 and 5.
@@ -391,22 +418,10 @@ pub(super) fn bands(
     out: &mut [i32],
 ) -> bool {
     let points = z.len();
-    let segments = edges.len().saturating_sub(1);
-    let (Some(&first), Some(&last)) = (edges.first(), edges.last()) else {
+    let Some(segments) = filterbank_fits(points, bins, edges, log, out) else {
         return false;
     };
-    let rising = edges
-        .windows(2)
-        .all(|pair| matches!(pair, [a, b] if a <= b));
-    if first < 1
-        || last as usize > points
-        || !rising
-        || bins.len() < 3 * (last - first) as usize
-        || out.len() + 1 < segments
-        || log.len() < 65
-        || power_shift > 31
-        || points > 1 << 20
-    {
+    if power_shift > 31 {
         return false;
     }
     let args = Bands {

@@ -30,7 +30,7 @@
 
 use core::arch::naked_asm;
 
-use super::dsp::log2_q16;
+use super::dsp::{filterbank_fits, log2_q16};
 use crate::kernels::dsp::naked_prelude;
 
 /// What [`radix4_stage_asm`] reads, at the offsets its assembly names.
@@ -385,23 +385,9 @@ pub(super) fn bands(
     out: &mut [i32],
 ) -> bool {
     let points = z.len();
-    let segments = edges.len().saturating_sub(1);
-    let (Some(&first), Some(&last)) = (edges.first(), edges.last()) else {
+    let Some(segments) = filterbank_fits(points, bins, edges, log, out) else {
         return false;
     };
-    let rising = edges
-        .windows(2)
-        .all(|pair| matches!(pair, [a, b] if a <= b));
-    if first < 1
-        || last as usize > points
-        || !rising
-        || bins.len() < 3 * (last - first) as usize
-        || out.len() + 1 < segments
-        || log.len() < 65
-        || points > 1 << 20
-    {
-        return false;
-    }
     let args = Bands {
         z: z.as_ptr(),
         points_bytes: (4 * points) as u32,
