@@ -388,37 +388,55 @@ impl Histogram {
     fn within_one(&self) -> f64 {
         (self.counts[0] + self.counts[1]) as f64 / self.total() as f64
     }
+    fn absorb(&mut self, other: &Histogram) {
+        for (count, more) in self.counts.iter_mut().zip(other.counts) {
+            *count += more;
+        }
+        self.worst = self.worst.max(other.worst);
+    }
+}
+
+/// The differences between the int8 features of `config` and the f64
+/// reference's, one histogram per test signal that `wanted` names (half a
+/// second of each: enough frames for every signal, and a quick f64 DFT).
+fn against_the_reference(
+    config: &FrontEndConfig,
+    wanted: impl Fn(&str) -> bool,
+) -> Vec<(String, Histogram)> {
+    let mut tables = vec![0; config.table_len()];
+    let front_end = FrontEnd::new(config, &mut tables).unwrap();
+    let reference = Reference::new(config);
+    let mut work = vec![0; config.work_len()];
+    let len = config.sample_rate_hz as usize / 2;
+    let mut out = vec![0; config.clip_features_len(len)];
+    let mut histograms = Vec::new();
+    for (signal, samples) in signals(config.sample_rate_hz, len) {
+        if !wanted(&signal) {
+            continue;
+        }
+        front_end
+            .clip_features(&samples, &mut out, &mut work)
+            .unwrap();
+        let mut histogram = Histogram::default();
+        for (&a, &b) in out.iter().zip(&reference.clip(&samples)) {
+            histogram.add(a, b);
+        }
+        histograms.push((signal, histogram));
+    }
+    histograms
 }
 
 #[test]
 fn int8_features_are_within_one_step_of_the_f64_reference() {
     let mut overall = Histogram::default();
     for (name, config) in configs() {
-        let mut tables = vec![0; config.table_len()];
-        let front_end = FrontEnd::new(&config, &mut tables).unwrap();
-        let reference = Reference::new(&config);
-        let mut work = vec![0; config.work_len()];
-        let rate = config.sample_rate_hz;
-        // Half a second is enough frames for every signal and keeps the f64
-        // DFT quick.
-        let len = rate as usize / 2;
         let mut per_config = Histogram::default();
-        for (signal, samples) in signals(rate, len) {
-            let mut out = vec![0; config.clip_features_len(len)];
-            front_end
-                .clip_features(&samples, &mut out, &mut work)
-                .unwrap();
-            let expected = reference.clip(&samples);
-            let mut per_signal = Histogram::default();
-            for (&a, &b) in out.iter().zip(&expected) {
-                per_signal.add(a, b);
-                per_config.add(a, b);
-                overall.add(a, b);
-            }
+        for (signal, per_signal) in against_the_reference(&config, |_| true) {
             assert!(per_signal.worst <= 2, "{name}, {signal}: {per_signal:?}");
             if per_signal.counts[1] + per_signal.counts[2] > 0 {
                 std::eprintln!("{name}, {signal}: {:?}", per_signal.counts);
             }
+            per_config.absorb(&per_signal);
         }
         std::eprintln!(
             "{name}: {} features, {:?} (equal, 1, 2, more), {:.4} % within one step",
@@ -427,6 +445,7 @@ fn int8_features_are_within_one_step_of_the_f64_reference() {
             100.0 * per_config.within_one()
         );
         assert!(per_config.within_one() >= 0.99, "{name}: {per_config:?}");
+        overall.absorb(&per_config);
     }
     std::eprintln!(
         "all: {overall:?}, {:.4} % exact",
@@ -1570,8 +1589,9 @@ fn int16_fft_matches_an_f64_dft() {
 /// quiet or silent frames): at least 99 % within one int8 step; no MFCC more
 /// than 1.5 natural-log units off (five steps of 1/4 in speech in noise); a
 /// single log-mel band, which no DCT averages, up to about 3 (a band of
-/// speech in noise 60 dB below the frame's loudest bin). Loud tones and clean spectra are far off in their empty bands
-/// (the README gives the figures), and are only checked not to overflow.
+/// speech in noise 60 dB below the frame's loudest bin). Loud tones and
+/// clean spectra are far off in their empty bands (the README gives the
+/// figures), and are only checked not to overflow.
 #[test]
 fn int16_features_are_within_one_step_where_the_spectrum_is_above_its_noise() {
     let within_range = |signal: &str| {
@@ -1585,37 +1605,19 @@ fn int16_features_are_within_one_step_where_the_spectrum_is_above_its_noise() {
     };
     let mut overall = Histogram::default();
     for (name, config) in int16_configs() {
-        let mut tables = vec![0; config.table_len()];
-        let front_end = FrontEnd::new(&config, &mut tables).unwrap();
-        let reference = Reference::new(&config);
-        let mut work = vec![0; config.work_len()];
-        let rate = config.sample_rate_hz;
-        let len = rate as usize / 2;
         let mut per_config = Histogram::default();
-        for (signal, samples) in signals(rate, len) {
-            let mut out = vec![0; config.clip_features_len(len)];
-            front_end
-                .clip_features(&samples, &mut out, &mut work)
-                .unwrap();
-            if !within_range(&signal) {
-                continue;
-            }
-            let expected = reference.clip(&samples);
-            let mut per_signal = Histogram::default();
-            for (&a, &b) in out.iter().zip(&expected) {
-                per_signal.add(a, b);
-                per_config.add(a, b);
-                overall.add(a, b);
-            }
+        for (signal, per_signal) in against_the_reference(&config, within_range) {
             if per_signal.worst > 1 {
                 std::eprintln!("{name}, {signal}: {per_signal:?}");
             }
+            per_config.absorb(&per_signal);
         }
         std::eprintln!(
             "{name}: {:?} (equal, 1, 2, more), {:.4} % within one step",
             per_config.counts,
             100.0 * per_config.within_one()
         );
+        overall.absorb(&per_config);
         // Larger FFTs have more stages, and more noise: their figures are
         // printed, not bounded.
         if !name.starts_with("MLPerf") {
