@@ -92,6 +92,13 @@ fn make_set(dir: &Path) {
     );
 }
 
+/// Asserts that the command failed and that its error says `says`.
+fn refused(output: Output, says: &str) {
+    let stderr = text(&output.stderr);
+    assert!(!output.status.success(), "stderr: {stderr}");
+    assert!(stderr.contains(says), "{stderr}");
+}
+
 fn ok(output: Output) -> String {
     assert!(
         output.status.success(),
@@ -287,25 +294,22 @@ fn keyword_set_trains_evaluates_and_predicts_a_wav() {
     // again by a resumed run, which refuses another FFT.
     let bits32 = dir.path().join("bits32");
     train(&bits32, &["--epochs", "1", "--fft-bits", "32"]);
-    let refused = host()
-        .args([
-            "train",
-            "--resume",
-            "--epochs",
-            "2",
-            "--quiet",
-            "--fft-bits",
-            "16",
-        ])
-        .arg("--out")
-        .arg(&bits32)
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(
-        text(&refused.stderr).contains("--fft-bits 16 differs from the checkpoint's 32"),
-        "{}",
-        text(&refused.stderr)
+    refused(
+        host()
+            .args([
+                "train",
+                "--resume",
+                "--epochs",
+                "2",
+                "--quiet",
+                "--fft-bits",
+                "16",
+            ])
+            .arg("--out")
+            .arg(&bits32)
+            .output()
+            .unwrap(),
+        "--fft-bits 16 differs from the checkpoint's 32",
     );
     ok(host()
         .args(["train", "--resume", "--epochs", "2", "--quiet", "--out"])
@@ -327,47 +331,38 @@ fn keyword_set_trains_evaluates_and_predicts_a_wav() {
         .unwrap());
     assert!(inspected.contains("FFT 512 (32-bit)"), "{inspected}");
     // Only 16 and 32.
-    let refused = host()
-        .args(["train", "--fft-bits", "8", "--out"])
-        .arg(dir.path().join("bits8"))
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(
-        text(&refused.stderr).contains("[possible values: 16, 32]"),
-        "{}",
-        text(&refused.stderr)
+    refused(
+        host()
+            .args(["train", "--fft-bits", "8", "--out"])
+            .arg(dir.path().join("bits8"))
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap(),
+        "[possible values: 16, 32]",
     );
 
     // A clip the front end cannot take is named, with what is wrong.
     let stereo = dir.path().join("stereo.wav");
     write_wav(&stereo, spec(2, 16_000), &[0; 200]);
-    let refused = host()
-        .args(["predict", "--model"])
-        .arg(&int8)
-        .arg(&stereo)
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(
-        text(&refused.stderr).contains("stereo.wav: 2 channels"),
-        "{}",
-        text(&refused.stderr)
+    refused(
+        host()
+            .args(["predict", "--model"])
+            .arg(&int8)
+            .arg(&stereo)
+            .output()
+            .unwrap(),
+        "stereo.wav: 2 channels",
     );
     let slow = data.join("no").join("slow_nohash_0.wav");
     write_wav(&slow, spec(1, 8_000), &[0; 8_000]);
-    let refused = host()
-        .arg("data")
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    assert!(
-        text(&refused.stderr).contains("slow_nohash_0.wav: 8000 Hz"),
-        "{}",
-        text(&refused.stderr)
+    refused(
+        host()
+            .arg("data")
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap(),
+        "slow_nohash_0.wav: 8000 Hz",
     );
 }
