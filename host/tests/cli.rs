@@ -1739,8 +1739,8 @@ fn inspect_shows_the_scratch_plan() {
     let text = stdout(&host().arg("inspect").arg(&kws).output().unwrap());
     assert!(
         text.contains(
-            "scratch plan with the Arm DSP kernels: 10,628 B = band area 2,308 + frame 8,320 \
-             (out of place: 17,988 B); peak: the frame at dw1, the band area at dw1\n"
+            "scratch plan with the Arm DSP kernels: 10,436 B = band area 2,116 + frame 8,320 \
+             (out of place: 17,796 B); peak: the frame at dw1, the band area at dw1\n"
         ),
         "{text}"
     );
@@ -1751,8 +1751,8 @@ fn inspect_shows_the_scratch_plan() {
     // A depthwise convolution moves its 25x5x64 map by a row, from the bottom band up.
     assert!(
         text.contains(
-            "  dw1         2,308..10,308   2,628..10,628        0..1,988  25 bands of 1 row, \
-             bottom first, output through 1,988..2,308\n"
+            "  dw1         2,116..10,116   2,436..10,436        0..1,796  25 bands of 1 row, \
+             bottom first, output through 1,796..2,116\n"
         ),
         "{text}"
     );

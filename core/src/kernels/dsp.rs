@@ -1406,7 +1406,8 @@ fn depthwise_quads(
         .enumerate()
     {
         let (starts, rest) = entry.split_at_mut(4);
-        let (pairs, scalings) = rest.split_at_mut(2 * DEPTHWISE_TAPS);
+        let (pairs, rest) = rest.split_at_mut(2 * DEPTHWISE_TAPS);
+        let (multipliers, shifts) = rest.split_at_mut(4);
         // Each channel's weights summed in int16 halves beside the pairs (nine int8 weights
         // stay far inside int16): lanes 0 and 2 in `even`, 1 and 3 in `odd`.
         let (mut even, mut odd) = (0u32, 0u32);
@@ -1425,15 +1426,23 @@ fn depthwise_quads(
         }
         let half = |word: u32| i32::from(word as u16 as i16);
         let lane_sums = [half(even), half(odd), half(even >> 16), half(odd >> 16)];
-        for ((start, scaling), sum) in starts
+        let mut packed_shifts = [0u8; 4];
+        for (((start, multiplier), shift), sum) in starts
             .iter_mut()
-            .zip(scalings.as_chunks_mut::<2>().0)
+            .zip(multipliers.iter_mut())
+            .zip(&mut packed_shifts)
             .zip(lane_sums)
         {
             let constant = constants.next().unwrap_or_default();
             let bias = if fused { constant.bias } else { 0 };
             *start = bias.wrapping_sub(zero_point.wrapping_mul(sum)) as u32;
-            *scaling = [constant.multiplier as u32, (-constant.shift - 1) as u32];
+            *multiplier = constant.multiplier as u32;
+            // `e - 1`, 0..=30 wherever the pixels requantise in assembly (shifts of at
+            // least 1); unused otherwise.
+            *shift = (-constant.shift - 1) as u8;
+        }
+        if let [word] = shifts {
+            *word = u32::from_le_bytes(packed_shifts);
         }
     }
     let padding_row = padding.as_ptr().cast::<i8>();
@@ -2363,7 +2372,7 @@ unsafe extern "C" fn depthwise_pixel(
         depthwise_taps!(),
         "stm r3!, {{r4-r7}}",
         // Past the quad's requantisation constants.
-        "add r1, r1, #32",
+        "add r1, r1, #20",
         "add lr, lr, #4",
         "subs r2, r2, #1",
         "bne 2b",
@@ -2372,11 +2381,10 @@ unsafe extern "C" fn depthwise_pixel(
 }
 
 /// One channel of [`depthwise_pixel_fused`]: the sum in `$sum`, the
-/// channel's multiplier and `e - 1` next in the table.
+/// channel's multiplier in `$multiplier` and its `e - 1` in r12's low byte.
 macro_rules! depthwise_requantize {
-    ($sum:literal) => {
+    ($sum:literal, $multiplier:literal) => {
         concat!(
-            "ldrd r8, r9, [r1], #8\n",
             "lsl ",
             $sum,
             ", ",
@@ -2386,12 +2394,14 @@ macro_rules! depthwise_requantize {
             $sum,
             ", ",
             $sum,
-            ", r8\n",
+            ", ",
+            $multiplier,
+            "\n",
             "asr ",
             $sum,
             ", ",
             $sum,
-            ", r9\n",
+            ", r12\n",
             "add ",
             $sum,
             ", ",
@@ -2419,10 +2429,28 @@ macro_rules! depthwise_requantize {
     };
 }
 
+/// The four channels of a quad requantised and written: the table's four
+/// multipliers and packed shifts in r8-r12, each channel's shift brought to
+/// r12's low byte in turn.
+macro_rules! depthwise_requantize_quad {
+    () => {
+        concat!(
+            "ldm r1!, {{r8-r12}}\n",
+            depthwise_requantize!("r4", "r8"),
+            "lsr r12, r12, #8\n",
+            depthwise_requantize!("r5", "r9"),
+            "lsr r12, r12, #8\n",
+            depthwise_requantize!("r6", "r10"),
+            "lsr r12, r12, #8\n",
+            depthwise_requantize!("r7", "r11"),
+        )
+    };
+}
+
 /// The same pixel requantised in place, for outputs clamped at zero point
 /// -128 with maximum 127 and right shifts `e` of at least 1: the table's
 /// starting values include the biases, and each quad's entry ends with each
-/// channel's multiplier and `e - 1`; `(v >> (e - 1)) + 1) >> 1` rounds as
+/// channel's multiplier and a word of the four `e - 1`, a byte each; `(v >> (e - 1)) + 1) >> 1` rounds as
 /// `SMMLAR` does in [`requantize_clamped`]. Writes `4 * quads` bytes to
 /// `out`.
 ///
@@ -2443,10 +2471,7 @@ unsafe extern "C" fn depthwise_pixel_fused(
         "ldr lr, [sp, #36]",
         "2:",
         depthwise_taps!(),
-        depthwise_requantize!("r4"),
-        depthwise_requantize!("r5"),
-        depthwise_requantize!("r6"),
-        depthwise_requantize!("r7"),
+        depthwise_requantize_quad!(),
         "add lr, lr, #4",
         "subs r2, r2, #1",
         "bne 2b",
@@ -2621,10 +2646,7 @@ unsafe extern "C" fn depthwise_inner_run_fused(
         depthwise_inner_tap!("[r12]"),
         depthwise_inner_tap!("[r12, lr]"),
         depthwise_inner_tap!("[r12, lr, lsl #1]"),
-        depthwise_requantize!("r4"),
-        depthwise_requantize!("r5"),
-        depthwise_requantize!("r6"),
-        depthwise_requantize!("r7"),
+        depthwise_requantize_quad!(),
         "add r0, r0, #4",
         "subs r2, r2, #1",
         "bne 2b",
