@@ -63,14 +63,35 @@ impl<const N: usize> Default for Scratch<N> {
     }
 }
 
-/// What a step (or one band of it) reads: a slice of the arena, or a band's input rows
-/// copied to the band buffer whose padding is still to be filled ([`plan::Staging`]).
+/// What a step (or one band of it) reads: a slice of the arena, a band's input rows
+/// copied to the band buffer whose padding is still to be filled ([`plan::Staging`]), or
+/// the part of the frame where a step that runs in place reads and writes
+/// ([`plan::Mode::InPlace`]).
 enum Input<'a, T> {
     Ready(&'a [T]),
     Staged {
         copy: &'a mut [T],
         staging: plan::Staging,
     },
+    InPlace(InPlace<'a, T>),
+}
+
+/// The frame from the lower of a step's input and output to the end of the higher, and
+/// where each starts in it ([`plan::Mode::InPlace`]).
+struct InPlace<'a, T> {
+    region: &'a mut [T],
+    input_at: usize,
+    output_at: usize,
+}
+
+impl<'a, T: Copy> Input<'a, T> {
+    /// The input ready to read, or the place of a step that runs in place.
+    fn split(self, pad: T) -> (&'a [T], Option<InPlace<'a, T>>) {
+        match self {
+            Input::InPlace(place) => (&[], Some(place)),
+            other => (other.ready(pad), None),
+        }
+    }
 }
 
 impl<'a, T: Copy> Input<'a, T> {
@@ -79,6 +100,8 @@ impl<'a, T: Copy> Input<'a, T> {
     fn ready(self, pad: T) -> &'a [T] {
         match self {
             Input::Ready(input) => input,
+            // Only the Arm DSP depthwise kernel reads it, through `split`.
+            Input::InPlace(_) => &[],
             Input::Staged { copy, staging } => {
                 let plan::Staging {
                     top,
@@ -273,6 +296,27 @@ fn call<'a, T: Unit>(
 ) -> Option<(Option<plan::Band>, Slices<'a, T>, Option<Flush>)> {
     let span = |start, len| Span { start, len };
     let is_add = matches!(step.operation, Operation::Add { .. });
+    if regions.mode == plan::Mode::InPlace {
+        let (input, output) = (regions.input, regions.output);
+        let start = input.min(output);
+        let end = (input + step.input.values()).max(output + step.output.values());
+        let (zone, frame) = arena.split_at_mut_checked(band_area)?;
+        let work = zone.get_mut(regions.work..regions.work.checked_add(regions.work_len)?)?;
+        let region = frame.get_mut(start.checked_sub(band_area)?..end.checked_sub(band_area)?)?;
+        let slices = Slices {
+            input: Input::InPlace(InPlace {
+                region,
+                input_at: input - start,
+                output_at: output - start,
+            }),
+            output: &mut [],
+            work,
+            shortcut: &[],
+            again: false,
+            prepared: false,
+        };
+        return Some((None, slices, None));
+    }
     let plan::Mode::Bands {
         rows,
         downward,
@@ -772,9 +816,13 @@ fn int8_general_step<'r>(
         prepared,
         ..
     } = slices;
-    let input = input.ready(*zero_points.main);
+    let (input, in_place) = input.split(*zero_points.main);
     #[cfg(not(tinycnn_arm_dsp))]
     let _ = (work, dsp, prepared);
+    // Only a depthwise convolution runs in place.
+    if in_place.is_some() && !matches!(step.operation, Operation::Depthwise { .. }) {
+        return Err(Error::Malformed);
+    }
     let ZeroPoints {
         main: zero_point,
         shortcut: shortcut_zero_point,
@@ -827,6 +875,28 @@ fn int8_general_step<'r>(
                 requantization_in(&record, outputs, *zero_point, activation, range)
                     .ok_or(Error::Malformed)?;
             *zero_point = record.output.zero_point;
+            if let Some(InPlace {
+                region,
+                input_at,
+                output_at,
+            }) = in_place
+            {
+                // The plan runs it in place only with the Arm DSP kernels.
+                #[cfg(tinycnn_arm_dsp)]
+                if dsp {
+                    return Ok(dsp::depthwise_in_place(
+                        region,
+                        input_at,
+                        output_at,
+                        &geometry,
+                        record.weights,
+                        &requantization,
+                        work,
+                    ));
+                }
+                let _ = (region, input_at, output_at);
+                return Err(Error::Malformed);
+            }
             #[cfg(tinycnn_arm_dsp)]
             if dsp {
                 return Ok(dsp::depthwise_band(
@@ -1228,7 +1298,7 @@ impl Int8Model<'_> {
                 first_band = (zero_point, shortcut_zero_point);
                 memo = StepMemo::default();
             }
-            let input = input.ready(zero_point);
+            let (input, in_place) = input.split(zero_point);
             #[cfg_attr(not(tinycnn_arm_dsp), allow(unused_mut))]
             let mut kernels = backend;
             let activation = step.layer.activation();
@@ -1280,7 +1350,10 @@ impl Int8Model<'_> {
                         shortcut: &mut shortcut_zero_point,
                     };
                     let slices = Slices {
-                        input: Input::Ready(input),
+                        input: match in_place {
+                            Some(place) => Input::InPlace(place),
+                            None => Input::Ready(input),
+                        },
                         output,
                         work: _work,
                         shortcut,

@@ -37,7 +37,12 @@
 //!   its place in the output; or, for a square stride-1 convolution with padding, its input
 //!   rows are copied to the band buffer framed by the padding (the input zero point) and the
 //!   'valid' convolution of that copy writes its rows in place. Bands go in the order that
-//!   never overwrites an input row a later band reads ([`Mode::Bands`]).
+//!   never overwrites an input row a later band reads ([`Mode::Bands`]);
+//! - or **in place**, in one call, against the frame's other end over its own input: a 3x3
+//!   stride-1 depthwise convolution of the Arm DSP kernels, whose output pixels trail the
+//!   input pixels they read by a row and a pixel, so none is written over input a later
+//!   pixel reads ([`Mode::InPlace`]), when that needs less of the frame than bands (it needs
+//!   no band buffer, but a pixel more than a row's shift).
 //!
 //! Every step that can run in bands does so only when that makes the arena smaller:
 //! convolutions of every kind (with a fused pool too, but not with the portable kernels when
@@ -59,7 +64,7 @@
 //! out of place. `core/FORMAT.md` ("Scratch memory") gives every rule and formula.
 //!
 //! The MLPerf Tiny networks need, with the Arm DSP kernels / the portable ones: the DS-CNN
-//! 10,436 / 8,640 bytes (out of place 17,796 / 16,000), MobileNet 39,604 / 37,248 (55,364 /
+//! 10,180 / 8,640 bytes (out of place 17,796 / 16,000), MobileNet 39,604 / 37,248 (55,364 /
 //! 55,296), ResNet-8 36,068 / 34,912 (51,200 / 49,152), the autoencoder 2,048 / 768 (its
 //! dense layers run in one call, as out of place). The tutorial's network needs 21,764 with
 //! the Arm DSP kernels (23,428 out of place) and 18,816 with the portable ones, out of place:

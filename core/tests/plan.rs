@@ -12,6 +12,25 @@ use tinycnn::plan::{
     self, Band, Layout, Mode, Operation, Placer, layout, out_of_place_scratch_bytes, placements,
 };
 
+/// What a shadow run saw: steps run in bands, and in place ([`Mode::InPlace`]): all,
+/// those with the output after the input, and those of them with their quads reversed.
+#[derive(Clone, Copy, Debug, Default)]
+struct Runs {
+    banded: usize,
+    in_place: usize,
+    backward: usize,
+    quads_reversed: usize,
+}
+
+impl std::ops::AddAssign for Runs {
+    fn add_assign(&mut self, other: Runs) {
+        self.banded += other.banded;
+        self.in_place += other.in_place;
+        self.backward += other.backward;
+        self.quads_reversed += other.quads_reversed;
+    }
+}
+
 /// Which map's which value an arena unit holds (`None`: anything).
 type Tag = Option<(usize, usize)>;
 
@@ -53,8 +72,8 @@ fn apart(a: (usize, usize), b: (usize, usize)) -> bool {
 
 /// Runs the plan of `architecture` in `layout` on tags, as the runner goes (bands in their
 /// order, band buffers and work areas overwritten), and checks that every read finds the
-/// values it needs and every region lies inside the arena. Returns the steps run in bands.
-fn shadow_run(architecture: &Architecture, layout: Layout) -> usize {
+/// values it needs and every region lies inside the arena.
+fn shadow_run(architecture: &Architecture, layout: Layout) -> Runs {
     let arena = layout.arena();
     let band_area = layout.band_area;
     let mut memory: Vec<Tag> = vec![None; arena];
@@ -66,7 +85,7 @@ fn shadow_run(architecture: &Architecture, layout: Layout) -> usize {
     };
     write(&mut memory, main.at, (0..input).map(|i| Some((0, i))));
     let mut shortcut: Option<Map> = None;
-    let mut banded = 0;
+    let mut runs = Runs::default();
     for (index, (step, r)) in placements(architecture, layout).enumerate() {
         let id = index + 1;
         let name = format!(
@@ -121,13 +140,76 @@ fn shadow_run(architecture: &Architecture, layout: Layout) -> usize {
                 scribble(&mut memory, work.0, work.1);
                 write(&mut memory, r.output, (0..out_len).map(|i| Some((id, i))));
             }
+            Mode::InPlace => {
+                runs.in_place += 1;
+                check_holds(&memory, main, 0, in_len, &name);
+                let (height, width, channels) =
+                    (step.input.height, step.input.width, step.input.channels);
+                assert_eq!(
+                    (step.output.height, step.output.width, step.output.channels),
+                    (height, width, channels),
+                    "{name}"
+                );
+                let maps = (
+                    r.input.min(r.output),
+                    (r.input + in_len).max(r.output + out_len),
+                );
+                let work = (r.work, r.work + r.work_len);
+                assert!(work.1 <= band_area, "{name}: work outside the band area");
+                if let Some(kept) = shortcut {
+                    assert!(
+                        apart(maps, (kept.at, kept.at + kept.len)),
+                        "{name}: overwrites the shortcut"
+                    );
+                }
+                scribble(&mut memory, work.0, work.1);
+                // The kernel's order (`dsp::depthwise_in_place`): before its input, pixels
+                // from the top left; after it, from the bottom right, quads in reverse where
+                // a pixel's output would fall on its own unread quads.
+                let lag = (width + 1) * channels;
+                let (forward, quads_reversed) = if r.output + lag <= r.input {
+                    (true, false)
+                } else {
+                    let beyond = r.output.checked_sub(r.input + lag);
+                    let beyond = beyond.unwrap_or_else(|| panic!("{name}: output too close"));
+                    (false, beyond != 0 && beyond < channels)
+                };
+                runs.backward += usize::from(!forward);
+                runs.quads_reversed += usize::from(quads_reversed);
+                let (pixels, quads) = (height * width, channels / 4);
+                for done in 0..pixels {
+                    let pixel = if forward { done } else { pixels - 1 - done };
+                    let (y, x) = (pixel / width, pixel % width);
+                    let mut order: Vec<usize> = (0..quads).collect();
+                    if quads_reversed {
+                        order.reverse();
+                    }
+                    for quad in order {
+                        // Nine taps of 'same' padding, those inside the map.
+                        for (dy, dx) in (0..3).flat_map(|dy| (0..3).map(move |dx| (dy, dx))) {
+                            let (row, column) =
+                                ((y + dy).wrapping_sub(1), (x + dx).wrapping_sub(1));
+                            if row < height && column < width {
+                                let at = (row * width + column) * channels + 4 * quad;
+                                check_holds(&memory, main, at, at + 4, &name);
+                            }
+                        }
+                        let at = pixel * channels + 4 * quad;
+                        write(
+                            &mut memory,
+                            r.output + at,
+                            (at..at + 4).map(|i| Some((id, i))),
+                        );
+                    }
+                }
+            }
             Mode::Bands {
                 rows,
                 downward,
                 staged,
                 buffer,
             } => {
-                banded += 1;
+                runs.banded += 1;
                 assert!(rows >= 1, "{name}");
                 assert_eq!(r.work, 0, "{name}");
                 assert_eq!(buffer, r.work_len, "{name}");
@@ -190,7 +272,7 @@ fn shadow_run(architecture: &Architecture, layout: Layout) -> usize {
     }
     check_holds(&memory, main, 0, main.len, "the network's output");
     assert!(shortcut.is_none());
-    banded
+    runs
 }
 
 /// The shipped networks and the MLPerf Tiny ones, by file.
@@ -222,7 +304,7 @@ fn shipped() -> Vec<(&'static str, Architecture)> {
 fn every_read_of_the_shipped_networks_finds_its_values() {
     for (name, architecture) in shipped() {
         for dsp in [false, true] {
-            let banded = shadow_run(&architecture, layout(&architecture, dsp));
+            let banded = shadow_run(&architecture, layout(&architecture, dsp)).banded;
             // The autoencoder has nothing to run in bands; with the portable kernels the
             // tutorial's networks keep their fused convolutions and pools in one call.
             let expected = match name {
@@ -239,12 +321,12 @@ fn every_read_of_the_shipped_networks_finds_its_values() {
 
 #[test]
 fn every_read_of_random_networks_finds_its_values() {
-    let mut banded = 0;
+    let mut runs = Runs::default();
     for seed in 0..3_000 {
         let architecture = random_architecture(seed);
         for dsp in [false, true] {
             let layout = layout(&architecture, dsp);
-            banded += shadow_run(&architecture, layout);
+            runs += shadow_run(&architecture, layout);
             shadow_run(&architecture, Layout::out_of_place(&architecture, dsp));
             assert!(
                 layout.arena() <= out_of_place_scratch_bytes(&architecture, dsp),
@@ -256,5 +338,33 @@ fn every_read_of_random_networks_finds_its_values() {
             );
         }
     }
-    assert!(banded > 1_000, "{banded}");
+    assert!(runs.banded > 1_000, "{runs:?}");
+    assert!(runs.in_place > 0, "{runs:?}");
+}
+
+/// Depthwise convolutions run in place before and after their input, with their quads in
+/// order and reversed, in networks made for it (a 1x1 convolution between them widens the
+/// channels, so that the frame another step needs varies around what theirs need), and every
+/// read finds its values.
+#[test]
+fn depthwise_convolutions_run_in_place_both_ways() {
+    let mut runs = Runs::default();
+    for (height, width) in [(5, 4), (6, 7), (9, 3), (4, 12), (7, 5), (3, 9)] {
+        for channels in [4, 8, 12, 16, 24] {
+            for wider in [4, 8, 12, 20] {
+                let text = format!(
+                    "input:{height}x{width}x1 conv3x3:{channels} dw3x3 conv1x1:{} dw3x3 \
+                     conv1x1:{channels} dw3x3 flatten dense:3",
+                    channels + wider
+                );
+                let architecture =
+                    tinycnn::text::parse(&text, tinycnn::arch::Shape::new(1, 1, 1)).unwrap();
+                runs += shadow_run(&architecture, layout(&architecture, true));
+            }
+        }
+    }
+    eprintln!("{runs:?}");
+    assert!(runs.in_place > runs.backward, "{runs:?}");
+    assert!(runs.backward > runs.quads_reversed, "{runs:?}");
+    assert!(runs.quads_reversed > 0, "{runs:?}");
 }

@@ -1739,7 +1739,7 @@ fn inspect_shows_the_scratch_plan() {
     let text = stdout(&host().arg("inspect").arg(&kws).output().unwrap());
     assert!(
         text.contains(
-            "scratch plan with the Arm DSP kernels: 10,436 B = band area 2,116 + frame 8,320 \
+            "scratch plan with the Arm DSP kernels: 10,180 B = band area 1,796 + frame 8,384 \
              (out of place: 17,796 B); peak: the frame at dw1, the band area at dw1\n"
         ),
         "{text}"
@@ -1748,11 +1748,18 @@ fn inspect_shows_the_scratch_plan() {
         text.contains("scratch plan with the portable kernels: 8,640 B = band area 320"),
         "{text}"
     );
-    // A depthwise convolution moves its 25x5x64 map by a row, from the bottom band up.
+    // A depthwise convolution writes its 25x5x64 map over its input, a row and a pixel on,
+    // with the DSP kernels; moves it by a row, from the bottom band up, with the portable ones.
     assert!(
         text.contains(
-            "  dw1         2,116..10,116   2,436..10,436        0..1,796  25 bands of 1 row, \
-             bottom first, output through 1,796..2,116\n"
+            "  dw1          1,796..9,796   2,180..10,180        0..1,796  one call, in place\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "  dw1            320..8,320      640..8,640               -  25 bands of 1 row, \
+             bottom first, output through 0..320\n"
         ),
         "{text}"
     );

@@ -1353,6 +1353,68 @@ pub fn depthwise_band(
     }
 }
 
+/// A 3x3 stride-1 depthwise convolution whose output overwrites its own input
+/// in `region` (the runner's [`crate::plan::Mode::InPlace`]): the input at
+/// `input_at`, the output, of the same shape, at `output_at`, at least a row
+/// and a pixel (`(width + 1) * channels` bytes) before or after it. A pixel
+/// writes over input that only pixels computed before it needed, and over the
+/// quads of its own taps it has read: before the input, pixels go from the
+/// top left and quads in order; after it, from the bottom right, quads in
+/// order where the distance leaves a pixel's output clear of its own unread
+/// quads (a row and a pixel exactly, or a further pixel or more), in reverse
+/// otherwise. Same arguments as [`depthwise`] besides; `None` when the
+/// geometry, the places or the work area do not allow it (the portable kernel
+/// cannot run in place).
+#[inline(never)]
+pub fn depthwise_in_place(
+    region: &mut [i8],
+    input_at: usize,
+    output_at: usize,
+    geometry: &WindowGeometry,
+    weights: &[u8],
+    requantization: &Requantization<'_>,
+    work: &mut [i8],
+) -> Option<Backend> {
+    let shape = geometry.input;
+    let same_shape = geometry.output.height == shape.height
+        && geometry.output.width == shape.width
+        && geometry.output.channels == shape.channels;
+    let len = shape.values();
+    let inside = |at: usize| at.checked_add(len).is_some_and(|end| end <= region.len());
+    if !crate::plan::dsp_runs_depthwise(geometry)
+        || geometry.stride_height != 1
+        || geometry.stride_width != 1
+        || !same_shape
+        || !inside(input_at)
+        || !inside(output_at)
+    {
+        return None;
+    }
+    let lag = (shape.width + 1) * shape.channels;
+    let order = if output_at.checked_add(lag)? <= input_at {
+        PixelOrder::Forward
+    } else {
+        let beyond = output_at.checked_sub(input_at)?.checked_sub(lag)?;
+        PixelOrder::Backward {
+            quads_reversed: beyond != 0 && beyond < shape.channels,
+        }
+    };
+    let base = region.as_mut_ptr();
+    let maps = Maps {
+        input: base.wrapping_add(input_at),
+        input_len: len,
+        output: base.wrapping_add(output_at),
+        output_len: len,
+        order,
+    };
+    // SAFETY: both lie inside `region` (checked), whose borrow is not used while the
+    // kernel runs; the output lies a row and a pixel or more before the input with the
+    // pixels forward, or after it with the pixels backward and the quads in an order that
+    // never writes a quad of the pixel's own taps before reading it (see above).
+    unsafe { depthwise_maps(maps, geometry, weights, requantization, work, false) }
+        .then_some(Backend::ArmDsp)
+}
+
 fn depthwise_quads(
     input: &[i8],
     geometry: &WindowGeometry,
@@ -1362,6 +1424,64 @@ fn depthwise_quads(
     work: &mut [i8],
     prepared: bool,
 ) -> bool {
+    let maps = Maps {
+        input: input.as_ptr(),
+        input_len: input.len(),
+        output: output.as_mut_ptr(),
+        output_len: output.len(),
+        order: PixelOrder::Forward,
+    };
+    // SAFETY: two slices, which do not overlap.
+    unsafe { depthwise_maps(maps, geometry, weights, requantization, work, prepared) }
+}
+
+/// The order in which [`depthwise_maps`] computes its output pixels.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PixelOrder {
+    /// Row by row from the top, left to right; each pixel's quads in order.
+    Forward,
+    /// Row by row from the bottom, right to left; each pixel's quads in order, or in reverse
+    /// (`quads_reversed`).
+    Backward { quads_reversed: bool },
+}
+
+/// Where [`depthwise_maps`] reads and writes.
+#[derive(Clone, Copy)]
+struct Maps {
+    input: *const i8,
+    input_len: usize,
+    output: *mut i8,
+    output_len: usize,
+    order: PixelOrder,
+}
+
+/// [`depthwise_quads`] on a map read at `maps.input` and written at `maps.output`, pixel by
+/// pixel in `maps.order`; a pixel writes each of its quads (or chunks of quads) after reading
+/// that quad's (that chunk's) nine taps.
+///
+/// # Safety
+///
+/// `maps.input` must be valid for reading `input_len` bytes and `maps.output` for writing
+/// `output_len` bytes, and no reference to either may be live; they may overlap only where
+/// the order never writes a byte that a later read needs ([`depthwise_in_place`]).
+unsafe fn depthwise_maps(
+    maps: Maps,
+    geometry: &WindowGeometry,
+    weights: &[u8],
+    requantization: &Requantization<'_>,
+    work: &mut [i8],
+    prepared: bool,
+) -> bool {
+    let Maps {
+        input,
+        input_len,
+        output,
+        output_len,
+        order,
+    } = maps;
+    if input_len != geometry.input.values() || output_len != geometry.output.values() {
+        return false;
+    }
     let channels = geometry.input.channels;
     let quads = channels / 4;
     let table_words = quads * DEPTHWISE_QUAD_WORDS;
@@ -1455,9 +1575,13 @@ fn depthwise_quads(
     for (tap, offset) in tap_offsets.iter_mut().enumerate() {
         *offset = (tap / 3) * row_bytes + (tap % 3) * channels;
     }
-    let count = output.len() / channels;
-    let mut pixel = 0;
-    while pixel < count {
+    let count = output_len / channels;
+    let mut done = 0;
+    while done < count {
+        let pixel = match order {
+            PixelOrder::Forward => done,
+            PixelOrder::Backward { .. } => count - 1 - done,
+        };
         let (y, x) = (pixel / width, pixel % width);
         let top = (y * geometry.stride_height) as isize - geometry.pad_top as isize;
         let left = (x * geometry.stride_width) as isize - geometry.pad_left as isize;
@@ -1470,40 +1594,49 @@ fn depthwise_quads(
         if interior {
             // The whole window inside the map (most pixels).
             let corner = top as usize * row_bytes + left as usize * channels;
-            // This pixel and the interior ones after it in its output row, in one call.
+            // This pixel and the interior ones after it in its output row, in one call (one
+            // at a time backwards, and per quad when the quads go in reverse).
             let last_x = ((shape.width - 3 + geometry.pad_left) / geometry.stride_width.max(1))
                 .min(width - 1)
                 .max(x);
-            let run = last_x + 1 - x;
+            let run = match order {
+                PixelOrder::Forward => last_x + 1 - x,
+                PixelOrder::Backward { .. } => 1,
+            };
             let corner_step = geometry.stride_width * channels;
             let last = corner + (run - 1) * corner_step + 2 * row_bytes + 3 * channels;
-            let outs = output.get_mut(pixel * channels..(pixel + run) * channels);
-            if let Some(outs) = outs
+            let quads_in_order = order
+                != PixelOrder::Backward {
+                    quads_reversed: true,
+                };
+            if (pixel + run) * channels <= output_len
                 && fused
-                && last <= input.len()
+                && quads_in_order
+                && last <= input_len
             {
                 // SAFETY: the `run` windows lie inside the map: the routine reads
                 // `channels = 4 * quads` bytes from `corner + p * corner_step + ky *
                 // row_bytes + kx * channels`, `p < run`, `ky, kx < 3`, the last ending at
-                // `last <= input.len()`; `table` holds `quads` entries; `outs` is the `run`
-                // pixels' `run * channels` bytes; the constants suit the routine (`fuses`,
-                // shifts of at least 1); `quads >= 1`, `run >= 1`.
+                // `last <= input_len`; `table` holds `quads` entries; it writes the `run`
+                // pixels' `run * channels` bytes from `pixel * channels`, inside the output,
+                // each quad after reading its taps (the caller's order); the constants suit
+                // the routine (`fuses`, shifts of at least 1); `quads >= 1`, `run >= 1`.
                 unsafe {
                     depthwise_inner_run_fused(
-                        input.as_ptr().wrapping_add(corner),
+                        input.wrapping_add(corner),
                         table.as_ptr(),
                         quads as u32,
-                        outs.as_mut_ptr(),
+                        output.wrapping_add(pixel * channels),
                         channels as u32,
                         row_bytes as u32,
                         run as u32,
                         corner_step as u32,
                     );
                 }
-                pixel += run;
+                done += run;
                 continue;
             }
-            let corner = input.as_ptr().wrapping_add(corner);
+            let corner = input.wrapping_add(corner);
             for (address, &offset) in taps.iter_mut().zip(&tap_offsets) {
                 *address = corner.wrapping_add(offset);
             }
@@ -1517,46 +1650,69 @@ fn depthwise_quads(
                     let column = left + kx as isize;
                     if inside(column, shape.width) {
                         let offset = row as usize * row_bytes + column as usize * channels;
-                        *address = input.as_ptr().wrapping_add(offset);
+                        *address = input.wrapping_add(offset);
                     }
                 }
             }
         }
-        let Some(out) = output.get_mut(pixel * channels..(pixel + 1) * channels) else {
+        if (pixel + 1) * channels > output_len {
             return false;
-        };
-        pixel += 1;
+        }
+        let out = output.wrapping_add(pixel * channels);
+        done += 1;
         if fused {
-            // SAFETY: every address in `taps` is a whole input pixel (`row`
-            // and `column` inside the map, so `offset + channels <=
-            // input.len()`) or `padding` (`channels` bytes), of which the
-            // routine reads `4 * quads = channels` bytes; `table` holds
-            // `quads` entries; `out` is this pixel's `channels` bytes; the
-            // constants suit the routine (`fuses`, shifts of at least 1).
-            // `quads >= 1`.
-            unsafe {
-                depthwise_pixel_fused(
-                    taps.as_ptr(),
-                    table.as_ptr(),
-                    quads as u32,
-                    out.as_mut_ptr(),
-                    0,
-                );
+            // Backwards with the quads reversed, one call per quad from the last: a quad's
+            // output may fall on a later quad of this pixel's own taps.
+            let calls = match order {
+                PixelOrder::Backward {
+                    quads_reversed: true,
+                } => quads,
+                _ => 1,
+            };
+            let per_call = quads / calls;
+            for call in (0..calls).rev() {
+                let first_quad = call * per_call;
+                // SAFETY: every address in `taps` is a whole input pixel (`row`
+                // and `column` inside the map, so `offset + channels <=
+                // input_len`) or `padding` (`channels` bytes), of which the
+                // routine reads `4 * per_call` bytes from byte `4 * first_quad`;
+                // `table` holds `quads` entries from which it reads `per_call`
+                // from entry `first_quad`; it writes `4 * per_call` bytes of this
+                // pixel's output (inside it, as checked), each quad after reading
+                // its taps; the constants suit the routine (`fuses`, shifts of at
+                // least 1). `per_call >= 1`.
+                unsafe {
+                    depthwise_pixel_fused(
+                        taps.as_ptr(),
+                        table
+                            .as_ptr()
+                            .wrapping_add(first_quad * DEPTHWISE_QUAD_WORDS),
+                        per_call as u32,
+                        out.wrapping_add(4 * first_quad),
+                        (4 * first_quad) as u32,
+                    );
+                }
             }
             continue;
         }
         let sums = sums_storage.get_or_insert([0i32; CHUNK]);
-        for (chunk, (out_chunk, table_chunk)) in out
-            .chunks_mut(CHUNK)
-            .zip(table.chunks(CHUNK / 4 * DEPTHWISE_QUAD_WORDS))
-            .enumerate()
-        {
-            let chunk_quads = out_chunk.len() / 4;
+        let chunks = channels.div_ceil(CHUNK);
+        for step in 0..chunks {
+            // Backwards, the chunks from the last: a chunk's output may fall on a later
+            // chunk of this pixel's own taps.
+            let chunk = match order {
+                PixelOrder::Forward => step,
+                PixelOrder::Backward { .. } => chunks - 1 - step,
+            };
+            let chunk_len = CHUNK.min(channels - chunk * CHUNK);
+            let chunk_quads = chunk_len / 4;
+            let Some(table_chunk) = table.get(chunk * CHUNK / 4 * DEPTHWISE_QUAD_WORDS..) else {
+                return false;
+            };
             // SAFETY: as above for `taps`, reading `4 * chunk_quads` bytes
-            // from channel `chunk * CHUNK` on; `table_chunk` holds
-            // `chunk_quads` entries (it is as long as `out_chunk`'s quads);
-            // the routine writes `4 * chunk_quads <= CHUNK` words to `sums`.
-            // `chunk_quads >= 1`.
+            // from channel `chunk * CHUNK` on; `table_chunk` holds at least
+            // `chunk_quads` entries; the routine writes `4 * chunk_quads <=
+            // CHUNK` words to `sums`. `chunk_quads >= 1`.
             unsafe {
                 depthwise_pixel(
                     taps.as_ptr(),
@@ -1566,6 +1722,11 @@ fn depthwise_quads(
                     (chunk * CHUNK) as u32,
                 );
             }
+            // SAFETY: the chunk's `chunk_len` bytes of this pixel's output, inside it (as
+            // checked); the taps it overlaps, if any, have been read (the caller's order),
+            // and no other reference to the maps is live while this one is.
+            let out_chunk =
+                unsafe { core::slice::from_raw_parts_mut(out.add(chunk * CHUNK), chunk_len) };
             requantizer.finish(chunk * CHUNK, sums, out_chunk);
         }
     }

@@ -401,6 +401,33 @@ const fn band_need(step: &Step, shape: &Rows, rows: usize, dsp: bool) -> usize {
     band_work(step, shape, rows, dsp) + buffer_len(shape, rows)
 }
 
+/// Bytes beyond its map that a step needs to run in place ([`Mode::InPlace`]): a row and a
+/// pixel for a 3x3 stride-1 depthwise convolution the Arm DSP kernels run, whose output has
+/// its input's shape (`crate::kernels::dsp::depthwise_in_place`); 0 for every other step.
+const fn in_place_lag(step: &Step, dsp: bool) -> usize {
+    if !dsp {
+        return 0;
+    }
+    let Operation::Depthwise { depthwise } = step.operation else {
+        return 0;
+    };
+    let Some(geometry) = resolve(&depthwise.window, step.input, step.output.channels) else {
+        return 0;
+    };
+    let (input, output) = (geometry.input, geometry.output);
+    if super::dsp_runs_depthwise(&geometry)
+        && geometry.stride_height == 1
+        && geometry.stride_width == 1
+        && output.height == input.height
+        && output.width == input.width
+        && output.channels == input.channels
+    {
+        (input.width + 1) * input.channels
+    } else {
+        0
+    }
+}
+
 /// The rows a band's height is a multiple of: 4 pixels for the convolutions the Arm DSP
 /// kernels compute four positions at a time (a band of fewer computes the rest of the group
 /// for nothing), else 1.
@@ -528,6 +555,9 @@ enum Choice {
     FromShortcut,
     /// An addition, in bands, into the shortcut's place.
     IntoShortcut,
+    /// The output against the frame's other end, over its own input, in one call
+    /// ([`Mode::InPlace`]).
+    InPlace,
 }
 
 /// A step's placement before the frame's size is known.
@@ -741,23 +771,36 @@ const fn decide(
             work,
         });
     }
-    if let Some(shape) = shape
+    let banded = if let Some(shape) = shape
         && rows > 0
         && let Some(downward) = same_end(place.end, &shape, input, output, rows)
     {
-        return Some(Decision {
+        Decision {
             choice: Choice::Same { downward },
             rows,
             need: reserved + max(input, output),
             work,
+        }
+    } else {
+        Decision {
+            choice: Choice::Opposite,
+            rows,
+            need: reserved + opposite_need(place.end, shape, input, output, work, rows, band_area),
+            work,
+        }
+    };
+    // In place when that needs less of the frame (it needs no band buffer, but a pixel more
+    // than a row's shift).
+    let lag = in_place_lag(step, dsp);
+    if lag > 0 && work <= band_area && reserved + input + lag < banded.need {
+        return Some(Decision {
+            choice: Choice::InPlace,
+            rows: 0,
+            need: reserved + input + lag,
+            work,
         });
     }
-    Some(Decision {
-        choice: Choice::Opposite,
-        rows,
-        need: reserved + opposite_need(place.end, shape, input, output, work, rows, band_area),
-        work,
-    })
+    Some(banded)
 }
 
 /// The main line after `step`.
@@ -779,6 +822,7 @@ const fn advance(place: &mut Place, step: &Step, decision: &Decision) {
             }
         }
         Choice::Same { .. } => {}
+        Choice::InPlace => place.end = place.end.other(),
         Choice::FromShortcut => {
             place.in_shortcut = false;
             place.end = place.shortcut_end.other();
@@ -975,6 +1019,10 @@ pub enum Mode {
     Keep,
     /// One kernel call; input, output and work area apart.
     Whole,
+    /// One kernel call whose output, of the input's shape, overwrites its own input: a 3x3
+    /// stride-1 depthwise convolution of the Arm DSP kernels, its output at least a row and a
+    /// pixel before or after its input (`crate::kernels::dsp::depthwise_in_place`).
+    InPlace,
     /// In bands of `rows` output rows (the last may be shorter), the top band first
     /// (`downward`) or the bottom one. A band reads its input rows where they lie and writes
     /// to the band buffer, which is then copied to the band's place in the output; or, when
@@ -1151,6 +1199,14 @@ impl Placer {
                     mode,
                 }
             }
+            Choice::InPlace => Regions {
+                input: main,
+                output: against(place.end.other(), inner_low, inner_high, output),
+                work: zone.0,
+                work_len: zone.1,
+                shortcut,
+                mode: Mode::InPlace,
+            },
             Choice::Same { downward } => {
                 let (mode, work_len) = bands(&step, decision.rows, downward, layout.dsp);
                 Regions {

@@ -780,6 +780,7 @@ mod general_cases {
 
     pub fn depthwise(rng: &mut Rng, buffers: &mut Buffers, check: &mut Check) {
         let before = check.cases;
+        let mut in_place_cases = 0;
         for shape in 0..SHAPES {
             let channels = [4, 8, 12, 16, 32, 3, 64][rng.below(7)];
             let side = if shape % 6 == 5 { 5 } else { 3 };
@@ -802,16 +803,35 @@ mod general_cases {
             } else {
                 Backend::Portable
             };
+            // Also in place where the plan may run it so (`dsp::depthwise_in_place`).
+            let in_place = expected == Backend::ArmDsp
+                && (stride_height, stride_width) == (1, 1)
+                && geometry.output.height == input.height
+                && geometry.output.width == input.width;
             for case in 0..CASES {
                 let quant = buffers.layer.randomize(rng, case, channels, side * side);
                 let (inputs, outputs) = (geometry.input.values(), geometry.output.values());
+                // The output a row and a pixel, or up to two pixels more, before or after
+                // the input.
+                let beyond = if case % 3 == 0 {
+                    0
+                } else {
+                    rng.below(2 * channels + 1)
+                };
+                let lag = (input.width + 1) * channels + beyond;
+                let region = if in_place { inputs + lag } else { outputs };
                 let Some(Views {
                     layer,
                     input,
                     portable,
-                    fast,
+                    fast: region,
                     work,
-                }) = buffers.views(inputs, outputs)
+                }) = buffers.views(inputs, region)
+                else {
+                    continue;
+                };
+                let (Some(portable), Some(fast)) =
+                    (portable.get_mut(..outputs), region.get_mut(..outputs))
                 else {
                     continue;
                 };
@@ -842,9 +862,38 @@ mod general_cases {
                     ran,
                     expected,
                 );
+                if !in_place {
+                    continue;
+                }
+                let before_input = rng.next() & 1 == 0;
+                let (input_at, output_at) = if before_input { (0, lag) } else { (lag, 0) };
+                region.fill(0x55);
+                region[input_at..input_at + inputs].copy_from_slice(input);
+                let ran = dsp::depthwise_in_place(
+                    region,
+                    input_at,
+                    output_at,
+                    &geometry,
+                    weights,
+                    &requantization,
+                    &mut work.0,
+                )
+                .unwrap_or(Backend::Portable);
+                check.record(
+                    "depthwise in place",
+                    shape * CASES + case,
+                    same_length && *portable == region[output_at..output_at + outputs],
+                    ran,
+                    Backend::ArmDsp,
+                );
+                in_place_cases += 1;
             }
         }
-        defmt::info!("depthwise convolutions: {=u32} cases", check.cases - before);
+        defmt::info!(
+            "depthwise convolutions: {=u32} cases, {=u32} of them in place too",
+            check.cases - before - in_place_cases,
+            in_place_cases
+        );
     }
 
     pub fn average_pools(rng: &mut Rng, buffers: &mut Buffers, check: &mut Check) {

@@ -182,6 +182,9 @@ pub struct PlanStep {
     pub work: Span,
     /// `None`: one kernel call.
     pub bands: Option<Bands>,
+    /// One kernel call whose output overwrites its own input, a row and a pixel or more away
+    /// (a 3x3 stride-1 depthwise convolution with the Arm DSP kernels).
+    pub in_place: bool,
 }
 
 /// The arena of one family of kernels, step by step ([`tinycnn::plan::layout`]).
@@ -253,6 +256,7 @@ pub fn plan(architecture: &Architecture, layout: Layout) -> Plan {
                 shortcut,
                 work: span(regions.work, regions.work_len),
                 bands,
+                in_place: regions.mode == Mode::InPlace,
             }
         })
         .collect();
@@ -729,6 +733,7 @@ impl Plan {
                     },
                     range(bands.buffer)
                 ),
+                None if step.in_place => "one call, in place".into(),
                 None => "one call".into(),
             };
             let shortcut = match step.shortcut {
