@@ -92,9 +92,7 @@ impl<'a, T: Copy> Input<'a, T> {
             other => (other.ready(pad), None),
         }
     }
-}
 
-impl<'a, T: Copy> Input<'a, T> {
     /// The input, a staged copy's padding filled with `pad` (the input zero point for int8:
     /// the real value 0, which TensorFlow Lite's skipped taps amount to).
     fn ready(self, pad: T) -> &'a [T] {

@@ -458,6 +458,25 @@ pub const fn dsp_runs_depthwise(geometry: &WindowGeometry) -> bool {
         && geometry.output.channels == channels
 }
 
+/// Bytes beyond its map that the Arm DSP kernels need to run a depthwise
+/// convolution of `geometry` over its own input (`dsp::depthwise_in_place`):
+/// a row and a pixel, for a 3x3 window they run themselves, stride 1, whose
+/// output has its input's shape; 0 when they cannot.
+pub const fn dsp_depthwise_in_place_lag(geometry: &WindowGeometry) -> usize {
+    let (input, output) = (geometry.input, geometry.output);
+    if dsp_runs_depthwise(geometry)
+        && geometry.stride_height == 1
+        && geometry.stride_width == 1
+        && output.height == input.height
+        && output.width == input.width
+        && output.channels == input.channels
+    {
+        (input.width + 1) * input.channels
+    } else {
+        0
+    }
+}
+
 /// Bytes of work area, 4-byte aligned, the Arm DSP kernels need for a
 /// depthwise convolution of `geometry`: the widened weights, a row of the
 /// input zero point that taps outside the input read, and a word for what the

@@ -1376,21 +1376,12 @@ pub fn depthwise_in_place(
     work: &mut [i8],
 ) -> Option<Backend> {
     let shape = geometry.input;
-    let same_shape = geometry.output.height == shape.height
-        && geometry.output.width == shape.width
-        && geometry.output.channels == shape.channels;
     let len = shape.values();
     let inside = |at: usize| at.checked_add(len).is_some_and(|end| end <= region.len());
-    if !crate::plan::dsp_runs_depthwise(geometry)
-        || geometry.stride_height != 1
-        || geometry.stride_width != 1
-        || !same_shape
-        || !inside(input_at)
-        || !inside(output_at)
-    {
+    let lag = crate::plan::dsp_depthwise_in_place_lag(geometry);
+    if lag == 0 || !inside(input_at) || !inside(output_at) {
         return None;
     }
-    let lag = (shape.width + 1) * shape.channels;
     let order = if output_at.checked_add(lag)? <= input_at {
         PixelOrder::Forward
     } else {
@@ -1576,6 +1567,14 @@ unsafe fn depthwise_maps(
         *offset = (tap / 3) * row_bytes + (tap % 3) * channels;
     }
     let count = output_len / channels;
+    // Backwards with the quads reversed, a pixel's requantising calls take one quad each, from
+    // the last: a quad's output may fall on a later quad of the pixel's own taps.
+    let quad_calls = match order {
+        PixelOrder::Backward {
+            quads_reversed: true,
+        } => quads,
+        _ => 1,
+    };
     let mut done = 0;
     while done < count {
         let pixel = match order {
@@ -1605,13 +1604,9 @@ unsafe fn depthwise_maps(
             };
             let corner_step = geometry.stride_width * channels;
             let last = corner + (run - 1) * corner_step + 2 * row_bytes + 3 * channels;
-            let quads_in_order = order
-                != PixelOrder::Backward {
-                    quads_reversed: true,
-                };
             if (pixel + run) * channels <= output_len
                 && fused
-                && quads_in_order
+                && quad_calls == 1
                 && last <= input_len
             {
                 // SAFETY: the `run` windows lie inside the map: the routine reads
@@ -1661,16 +1656,8 @@ unsafe fn depthwise_maps(
         let out = output.wrapping_add(pixel * channels);
         done += 1;
         if fused {
-            // Backwards with the quads reversed, one call per quad from the last: a quad's
-            // output may fall on a later quad of this pixel's own taps.
-            let calls = match order {
-                PixelOrder::Backward {
-                    quads_reversed: true,
-                } => quads,
-                _ => 1,
-            };
-            let per_call = quads / calls;
-            for call in (0..calls).rev() {
+            let per_call = quads / quad_calls;
+            for call in (0..quad_calls).rev() {
                 let first_quad = call * per_call;
                 // SAFETY: every address in `taps` is a whole input pixel (`row`
                 // and `column` inside the map, so `offset + channels <=

@@ -411,20 +411,9 @@ const fn in_place_lag(step: &Step, dsp: bool) -> usize {
     let Operation::Depthwise { depthwise } = step.operation else {
         return 0;
     };
-    let Some(geometry) = resolve(&depthwise.window, step.input, step.output.channels) else {
-        return 0;
-    };
-    let (input, output) = (geometry.input, geometry.output);
-    if super::dsp_runs_depthwise(&geometry)
-        && geometry.stride_height == 1
-        && geometry.stride_width == 1
-        && output.height == input.height
-        && output.width == input.width
-        && output.channels == input.channels
-    {
-        (input.width + 1) * input.channels
-    } else {
-        0
+    match resolve(&depthwise.window, step.input, step.output.channels) {
+        Some(geometry) => super::dsp_depthwise_in_place_lag(&geometry),
+        None => 0,
     }
 }
 
