@@ -803,23 +803,19 @@ mod general_cases {
             } else {
                 Backend::Portable
             };
-            // Also in place where the plan may run it so (`dsp::depthwise_in_place`).
-            let in_place = expected == Backend::ArmDsp
-                && (stride_height, stride_width) == (1, 1)
-                && geometry.output.height == input.height
-                && geometry.output.width == input.width;
+            // Also in place where the plan may run it so (`dsp::depthwise_in_place`), a row
+            // and a pixel from its input or more.
+            let least_lag = tinycnn::plan::dsp_depthwise_in_place_lag(&geometry);
+            let in_place = least_lag > 0;
             for case in 0..CASES {
                 let quant = buffers.layer.randomize(rng, case, channels, side * side);
                 let (inputs, outputs) = (geometry.input.values(), geometry.output.values());
-                // The output a row and a pixel, or up to two pixels more, before or after
-                // the input.
-                let beyond = if case % 3 == 0 {
-                    0
+                // In place, the output up to two pixels further than a row and a pixel.
+                let region = if in_place {
+                    inputs + least_lag + 2 * channels
                 } else {
-                    rng.below(2 * channels + 1)
+                    outputs
                 };
-                let lag = (input.width + 1) * channels + beyond;
-                let region = if in_place { inputs + lag } else { outputs };
                 let Some(Views {
                     layer,
                     input,
@@ -865,32 +861,42 @@ mod general_cases {
                 if !in_place {
                     continue;
                 }
-                let before_input = rng.next() & 1 == 0;
-                let (input_at, output_at) = if before_input { (0, lag) } else { (lag, 0) };
-                region.fill(0x55);
-                region[input_at..input_at + inputs].copy_from_slice(input);
-                let ran = dsp::depthwise_in_place(
-                    region,
-                    input_at,
-                    output_at,
-                    &geometry,
-                    weights,
-                    &requantization,
-                    &mut work.0,
-                )
-                .unwrap_or(Backend::Portable);
-                check.record(
-                    "depthwise in place",
-                    shape * CASES + case,
-                    same_length && *portable == region[output_at..output_at + outputs],
-                    ran,
-                    Backend::ArmDsp,
-                );
-                in_place_cases += 1;
+                // The output before the input, and after it: a row and a pixel away exactly,
+                // less than a pixel further (its quads in reverse), a pixel or more further.
+                let distances = [
+                    (false, 0),
+                    (true, 0),
+                    (true, 1 + rng.below(channels - 1)),
+                    (rng.next() & 1 == 0, channels + rng.below(channels + 1)),
+                ];
+                for (output_after, beyond) in distances {
+                    let lag = least_lag + beyond;
+                    let (input_at, output_at) = if output_after { (0, lag) } else { (lag, 0) };
+                    region.fill(0x55);
+                    region[input_at..input_at + inputs].copy_from_slice(input);
+                    let ran = dsp::depthwise_in_place(
+                        region,
+                        input_at,
+                        output_at,
+                        &geometry,
+                        weights,
+                        &requantization,
+                        &mut work.0,
+                    )
+                    .unwrap_or(Backend::Portable);
+                    check.record(
+                        "depthwise in place",
+                        shape * CASES + case,
+                        same_length && *portable == region[output_at..output_at + outputs],
+                        ran,
+                        Backend::ArmDsp,
+                    );
+                    in_place_cases += 1;
+                }
             }
         }
         defmt::info!(
-            "depthwise convolutions: {=u32} cases, {=u32} of them in place too",
+            "depthwise convolutions: {=u32} cases, and {=u32} in place at four distances",
             check.cases - before - in_place_cases,
             in_place_cases
         );
