@@ -17,7 +17,10 @@
  * Arguments (all optional but out): refill=P (pipeline refill, default 2),
  * div=N (cycles of SDIV/UDIV, default 12), addr=A (the counter register,
  * default 0x40000024), verify=1 (computes the same model a second, slower
- * way, instruction by instruction, and reports intervals that disagree).
+ * way, instruction by instruction, and reports intervals that disagree),
+ * profile=PATH (writes, for every instruction address executed, how often it
+ * ran and its cycles before pipelining and refills: "address count cost";
+ * cycles/profile.py sums them per function).
  *
  * The cost model (N = registers transferred, P = pipeline refill):
  *
@@ -183,6 +186,16 @@ struct executed {
     struct decoded d;
 };
 static const struct executed *previous_executed;
+
+/* profile=PATH: one counter per translated instruction (an address
+ * translated twice has two, summed at exit). */
+static const char *profile_path;
+struct counted {
+    uint32_t vaddr, cost;
+    uint64_t count;
+    struct counted *next;
+};
+static struct counted *counted;
 
 #define REG(n) (1u << (n))
 
@@ -486,6 +499,16 @@ static void translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
          * counted once, as -icount counts it. */
         qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &instructions, 1);
         qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &cycles, cost);
+        if (profile_path) {
+            struct counted *c = calloc(1, sizeof *c);
+            if (!c) {
+                fputs("cycles: out of memory\n", stderr);
+                abort();
+            }
+            *c = (struct counted){vaddr, d.cost, 0, counted};
+            counted = c;
+            qemu_plugin_register_vcpu_insn_exec_inline(insn, QEMU_PLUGIN_INLINE_ADD_U64, &c->count, 1);
+        }
         if (verify) {
             struct executed *e = malloc(sizeof *e);
             if (!e) {
@@ -505,12 +528,31 @@ static void translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
     }
 }
 
+static void write_profile(void)
+{
+    FILE *out = fopen(profile_path, "w");
+    if (!out) {
+        fprintf(stderr, "cycles: cannot write %s\n", profile_path);
+        return;
+    }
+    fputs("# address count cost (cycles before pipelining and refills), per translation\n", out);
+    for (const struct counted *c = counted; c; c = c->next) {
+        if (c->count) {
+            fprintf(out, "0x%08" PRIx32 " %" PRIu64 " %" PRIu32 "\n", c->vaddr, c->count, c->cost);
+        }
+    }
+    fclose(out);
+}
+
 static void finish(qemu_plugin_id_t id, void *userdata)
 {
     FILE *out;
     char line[256];
     (void)id;
     (void)userdata;
+    if (profile_path) {
+        write_profile();
+    }
     out = fopen(out_path, "w");
     if (!out) {
         snprintf(line, sizeof line, "cycles: cannot write %s\n", out_path);
@@ -566,6 +608,9 @@ EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int
             ok = parse_number(arg + 7, &refill) && refill <= 3;
         } else if (strncmp(arg, "div=", 4) == 0) {
             ok = parse_number(arg + 4, &divide) && divide >= 2 && divide <= 12;
+        } else if (strncmp(arg, "profile=", 8) == 0) {
+            profile_path = arg + 8;
+            ok = *profile_path;
         } else if (strcmp(arg, "verify=1") == 0) {
             verify = ok = true;
         } else if (strncmp(arg, "addr=", 5) == 0) {

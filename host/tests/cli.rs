@@ -1792,11 +1792,23 @@ fn inspect_shows_the_scratch_plan() {
         text.contains("  residual1  19,684..36,068  19,684..36,068               -  one call\n"),
         "{text}"
     );
-    // A network of dense layers only runs out of place.
+    // A network of dense layers only: out of place with the portable kernels; with the Arm
+    // DSP kernels as small, its 640-wide layers widening their input as they read it rather
+    // than in a work area of 1,280 bytes.
     let autoencoder = workspace_file("data/mlperf/autoencoder.tcnn");
     let text = stdout(&host().arg("inspect").arg(&autoencoder).output().unwrap());
     assert!(
         text.contains("scratch plan with the portable kernels: 768 B, out of place"),
         "{text}"
     );
+    assert!(
+        text.contains("scratch plan with the Arm DSP kernels: 768 B = band area 0 + frame 768"),
+        "{text}"
+    );
+    let widened: Vec<&str> = text
+        .lines()
+        .filter(|line| line.ends_with("one call, input widened as read"))
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(widened, ["dense1", "dense10"], "{text}");
 }

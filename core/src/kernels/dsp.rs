@@ -81,8 +81,12 @@
 //!
 //! The input vector is widened once (with its offset) to int16 pairs in the
 //! same `(x0,x2),(x1,x3)` order; four rows run at once (`dense_quad`),
-//! sharing each `LDRD` of the input: 21 instructions per 16 MACs. Inputs not
-//! a multiple of 4 run the portable kernel.
+//! sharing each `LDRD` of the input: 21 instructions per 16 MACs. Without
+//! room for the widened vector (the plan leaves a dense layer none where its
+//! `2 x inputs` bytes would set the arena's size), each four inputs are
+//! widened as they are read, once per four rows (`dense_quad_narrow`): 23
+//! instructions per 16 MACs. Inputs not a multiple of 4 run the portable
+//! kernel.
 //!
 //! # Requantisation
 //!
@@ -225,8 +229,9 @@ pub fn conv_band(
 }
 
 /// [`super::int8::dense`] with the DSP extension: same arguments, plus `work`
-/// of at least [`dense_work_bytes`] bytes from a 4-byte boundary. Returns the
-/// backend that ran, as [`conv`] does.
+/// of [`dense_work_bytes`] bytes from a 4-byte boundary, or less: then the
+/// input is widened as it is read (two instructions more per four inputs and
+/// four rows). Returns the backend that ran, as [`conv`] does.
 #[inline(never)]
 pub fn dense(
     input: &[i8],
@@ -2180,10 +2185,6 @@ fn dense_rows(
     output: &mut [i8],
     work: &mut [i8],
 ) -> bool {
-    let words = aligned_words(work);
-    let Some(vector) = words.get_mut(..inputs / 2) else {
-        return false;
-    };
     let groups = inputs / 4;
     let (Ok(group_count), Ok(stride)) = (u32::try_from(groups), u32::try_from(inputs)) else {
         return false;
@@ -2196,15 +2197,21 @@ fn dense_rows(
         return false;
     }
     let offset = halves(-requantization.input_zero_point());
-    for (pair, quad) in vector
-        .as_chunks_mut::<2>()
-        .0
-        .iter_mut()
-        .zip(flat.as_chunks::<4>().0)
-    {
-        let raw = word(quad);
-        *pair = [sxtab16(offset, raw), sxtab16_odd(offset, raw)];
-    }
+    let input = match aligned_words(work).get_mut(..inputs / 2) {
+        Some(vector) => {
+            for (pair, quad) in vector
+                .as_chunks_mut::<2>()
+                .0
+                .iter_mut()
+                .zip(flat.as_chunks::<4>().0)
+            {
+                let raw = word(quad);
+                *pair = [sxtab16(offset, raw), sxtab16_odd(offset, raw)];
+            }
+            DenseInput::Widened(vector)
+        }
+        None => DenseInput::Narrow { flat, offset },
+    };
     let requantizer = Requantizer::new(requantization, inputs);
     let quads = output.chunks_mut(4).zip(rows.chunks(4 * inputs));
     for (index, (out_quad, row_quad)) in quads.enumerate() {
@@ -2212,17 +2219,16 @@ fn dense_rows(
         if out_quad.len() == 4 {
             let (first, second) = row_quad.split_at(2 * inputs);
             // SAFETY: four whole rows of `inputs` bytes: `first` holds rows 0
-            // and 1 (`p`, `p + stride`), `second` rows 2 and 3; `vector` holds
-            // `groups` pairs of words; `dense_quad` reads exactly these and
-            // writes four words to `sums`. `groups >= 1`.
+            // and 1 (`p`, `p + stride`), `second` rows 2 and 3; the input holds
+            // `groups` pairs of words or groups of four bytes; the routine reads
+            // exactly these and writes four words to `sums`. `groups >= 1`.
             unsafe {
-                dense_quad(
-                    vector.as_ptr(),
+                input.quad(
                     first.as_ptr(),
                     second.as_ptr(),
                     stride,
                     group_count,
-                    sums.as_mut_ptr(),
+                    &mut sums,
                 );
             }
             requantizer.finish(4 * index, &sums, out_quad);
@@ -2245,16 +2251,16 @@ fn dense_rows(
             // SAFETY: the routine reads `inputs` bytes from `first_row` and from
             // `first_row + stride_rows`, and from `second_row` and `second_row +
             // stride_rows`: rows 0 and 1 (or 0 twice), rows 0/1 and 1/2, all inside
-            // `row_quad`'s `count` rows (checked above); `vector` holds `groups`
-            // pairs of words; it writes four words to `sums`. `groups >= 1`.
+            // `row_quad`'s `count` rows (checked above); the input holds `groups`
+            // pairs of words or groups of four bytes; it writes four words to
+            // `sums`. `groups >= 1`.
             unsafe {
-                dense_quad(
-                    vector.as_ptr(),
+                input.quad(
                     first_row.as_ptr(),
                     second_row.as_ptr(),
                     stride_rows,
                     group_count,
-                    sums.as_mut_ptr(),
+                    &mut sums,
                 );
             }
             let [a, b, _, d] = sums;
@@ -2263,6 +2269,61 @@ fn dense_rows(
         }
     }
     true
+}
+
+/// A dense layer's input as its four-row routines read it.
+enum DenseInput<'a> {
+    /// Widened once, with its offset, to `(x0,x2),(x1,x3)` pairs.
+    Widened(&'a [u32]),
+    /// As it lies, widened as it is read; `offset` is the input offset in
+    /// both halves.
+    Narrow { flat: &'a [i8], offset: u32 },
+}
+
+impl DenseInput<'_> {
+    /// `sums[i]` = row `i` . input, rows 0 and 1 at `rows01` and `rows01 +
+    /// stride`, rows 2 and 3 at `rows23` and `rows23 + stride`.
+    ///
+    /// # Safety
+    ///
+    /// The input must hold `groups` groups of four inputs (`2 x groups`
+    /// widened words, `4 x groups` bytes as it lies), the four rows `4 x
+    /// groups` bytes each; `groups` at least 1.
+    unsafe fn quad(
+        &self,
+        rows01: *const u8,
+        rows23: *const u8,
+        stride: u32,
+        groups: u32,
+        sums: &mut [i32; 4],
+    ) {
+        match *self {
+            // SAFETY: the caller's conditions are the routines'; `sums` is
+            // four words.
+            DenseInput::Widened(vector) => unsafe {
+                dense_quad(
+                    vector.as_ptr(),
+                    rows01,
+                    rows23,
+                    stride,
+                    groups,
+                    sums.as_mut_ptr(),
+                );
+            },
+            // SAFETY: as above.
+            DenseInput::Narrow { flat, offset } => unsafe {
+                dense_quad_narrow(
+                    flat.as_ptr(),
+                    rows01,
+                    rows23,
+                    stride,
+                    groups,
+                    sums.as_mut_ptr(),
+                    offset,
+                );
+            },
+        }
+    }
 }
 
 /// One output of [`requantize_clamped`] for any zero point (r7).
@@ -2862,8 +2923,15 @@ macro_rules! conv_group {
 /// each row's four weights widened and multiplied into r9-r12.
 macro_rules! dense_group {
     () => {
+        concat!("ldrd r5, r6, [r0], #8\n", dense_group_body!())
+    };
+}
+
+/// Four rows' products with one group of four inputs, widened to pairs in
+/// r5/r6: [`dense_quad`]'s inner loop after the input's load.
+macro_rules! dense_group_body {
+    () => {
         concat!(
-            "ldrd r5, r6, [r0], #8\n",
             "ldr r7, [r1, r3]\n",
             "sxtb16 r8, r7\n",
             "sxtb16 r7, r7, ror #8\n",
@@ -2884,6 +2952,19 @@ macro_rules! dense_group {
             "sxtb16 r7, r7, ror #8\n",
             "smlad r11, r8, r5, r11\n",
             "smlad r11, r7, r6, r11",
+        )
+    };
+}
+
+/// [`dense_group`] with the input as it lies: its four bytes widened with
+/// the offset (r4) as they are read.
+macro_rules! dense_group_narrow {
+    () => {
+        concat!(
+            "ldr r6, [r0], #4\n",
+            "sxtab16 r5, r4, r6\n",
+            "sxtab16 r6, r4, r6, ror #8\n",
+            dense_group_body!(),
         )
     };
 }
@@ -3198,6 +3279,59 @@ unsafe extern "C" fn dense_quad(
         "4:",
         dense_group!(),
         "subs r4, r4, #1",
+        "bne 4b",
+        "5:",
+        "ldr lr, [sp, #40]",
+        "stm lr, {{r9-r12}}",
+        "pop {{r4-r11, pc}}",
+    )
+}
+
+/// [`dense_quad`] with the input as it lies (`groups * 4` bytes, any
+/// alignment), each group widened with `offset` (the input offset in both
+/// halves) as it is read.
+///
+/// Registers: as [`dense_quad`]'s, but r4 holds the offset and lr counts
+/// the last groups too.
+///
+/// # Safety
+///
+/// `input` and the four rows must be valid for reading `groups * 4` bytes
+/// each (any alignment), `sums` for writing 4 words; `groups` at least 1.
+#[unsafe(naked)]
+unsafe extern "C" fn dense_quad_narrow(
+    input: *const i8,
+    rows01: *const u8,
+    rows23: *const u8,
+    stride: u32,
+    groups: u32,
+    sums: *mut i32,
+    offset: u32,
+) {
+    naked_asm!(
+        naked_prelude!(),
+        "push {{r4-r11, lr}}",
+        "ldr r4, [sp, #44]",
+        "mov.w r9, #0",
+        "mov.w r10, #0",
+        "mov.w r11, #0",
+        "mov.w r12, #0",
+        "ldr lr, [sp, #36]",
+        "lsrs lr, lr, #2",
+        "beq 3f",
+        "2:",
+        ".rept 4",
+        dense_group_narrow!(),
+        ".endr",
+        "subs lr, lr, #1",
+        "bne 2b",
+        "3:",
+        "ldr lr, [sp, #36]",
+        "ands lr, lr, #3",
+        "beq 5f",
+        "4:",
+        dense_group_narrow!(),
+        "subs lr, lr, #1",
         "bne 4b",
         "5:",
         "ldr lr, [sp, #40]",

@@ -778,6 +778,20 @@ const fn decide(
             work,
         }
     };
+    // A dense layer of the Arm DSP kernels can do without its work area, widening its input
+    // as it reads it (a little slower): when the work area would make it need more.
+    if let Operation::Dense = step.operation
+        && dsp
+        && work > 0
+        && reserved + input + output < banded.need
+    {
+        return Some(Decision {
+            choice: Choice::Opposite,
+            rows: 0,
+            need: reserved + input + output,
+            work: 0,
+        });
+    }
     // In place when that needs less of the frame (it needs no band buffer, but a pixel more
     // than a row's shift).
     let lag = in_place_lag(step, dsp);

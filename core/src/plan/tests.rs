@@ -147,7 +147,7 @@ fn the_mlperf_networks_fit_in_their_targets() {
         ("kws", (1_796 + 8_384, 320 + 8_320)),
         ("vww", (2_740 + 36_864, 384 + 36_864)),
         ("resnet8", (2_788 + 33_280, 1_632 + 33_280)),
-        ("autoencoder", (2_048, 768)),
+        ("autoencoder", (768, 768)),
     ];
     for ((name, architecture), (expected_name, (dsp, portable))) in
         mlperf().into_iter().zip(expected)
@@ -185,4 +185,32 @@ fn the_mlperf_networks_fit_in_their_targets() {
     ));
     let (_, conv2) = placements(&kws, layout).nth(2).unwrap();
     assert_eq!(conv2.input, conv2.output);
+}
+
+#[test]
+fn dense_layers_go_without_their_work_area_only_where_it_would_set_the_arena() {
+    // The autoencoder's 640-input and 640-output layers would need 2,048 and 1,024 bytes with
+    // their input widened in the work area; its 128-wide layers fit theirs beside their maps.
+    let autoencoder = mlperf()[3].1;
+    let layout = layout(&autoencoder, true);
+    assert_eq!(layout.arena(), 640 + 128);
+    // The input of each layer that widens it in its work area.
+    let widened: Vec<_> = placements(&autoencoder, layout)
+        .map(|(step, regions)| {
+            assert_eq!(regions.mode, Mode::Whole);
+            (regions.work_len >= work_bytes(&step, true)).then_some(step.input.values())
+        })
+        .collect();
+    let w = Some(128);
+    assert_eq!(widened, [None, w, w, w, w, Some(8), w, w, w, None]);
+    // The tutorial's network keeps its dense layers' work areas: its maps set its arena.
+    let tutorial =
+        crate::format::peek_architecture(include_bytes!("../../../data/model-int8.tcnn"))
+            .unwrap()
+            .1;
+    for (step, regions) in placements(&tutorial, super::layout(&tutorial, true)) {
+        if let Operation::Dense = step.operation {
+            assert!(regions.work_len >= work_bytes(&step, true), "{step:?}");
+        }
+    }
 }

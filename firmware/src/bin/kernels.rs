@@ -501,9 +501,25 @@ fn dense_cases(
             ran,
             expected,
         );
+        // Without a work area the input is widened as it is read: from a copy at
+        // any offset from a word boundary.
+        let offset = case as usize % 4;
+        let Some(copy) = work.0.get_mut(offset..offset + inputs) else {
+            defmt::panic!("dense {} -> {}: test buffers too small", inputs, outputs);
+        };
+        copy.copy_from_slice(input);
+        fast.fill(0x55);
+        let ran = dsp::dense(copy, &layer, fast, &mut []).unwrap_or(Backend::Portable);
+        check.record(
+            "dense without work",
+            case,
+            same_length && portable == fast,
+            ran,
+            expected,
+        );
     }
     defmt::info!(
-        "dense {=usize} -> {=usize}: {=u32} cases checked",
+        "dense {=usize} -> {=usize}: {=u32} cases checked, with and without work",
         inputs,
         outputs,
         CASES
@@ -511,16 +527,17 @@ fn dense_cases(
 }
 
 /// A work area off a 4-byte boundary still works (the kernels use its aligned
-/// part); one too small makes them run the portable kernels.
+/// part); a dense layer given one too small widens its input as it reads it,
+/// a convolution runs the portable kernel.
 fn work_edge_cases(rng: &mut Rng, buffers: &mut Buffers, check: &mut Check) {
     const IN: usize = 64;
     const OUT: usize = 8;
     let needed = dsp::dense_work_bytes(IN);
-    for (case, (offset, length, expected)) in [
-        (1, needed + 3, Backend::ArmDsp),
-        (3, needed + 1, Backend::ArmDsp),
-        (0, needed - 1, Backend::Portable),
-        (2, needed + 1, Backend::Portable),
+    for (case, (offset, length)) in [
+        (1, needed + 3),
+        (3, needed + 1),
+        (0, needed - 1),
+        (2, needed + 1),
     ]
     .into_iter()
     .enumerate()
@@ -548,6 +565,48 @@ fn work_edge_cases(rng: &mut Rng, buffers: &mut Buffers, check: &mut Check) {
         let ran = dsp::dense(input, &layer, fast, area).unwrap_or(Backend::Portable);
         check.record(
             "work area",
+            case as u32,
+            same_length && portable == fast,
+            ran,
+            Backend::ArmDsp,
+        );
+    }
+    let conv = Conv::square(3, Padding::Same, 8, Activation::Relu);
+    let geometry = ConvGeometry::new(&conv, Shape::new(6, 6, 8), false);
+    let (inputs, outputs) = (geometry.input.values(), geometry.output().values());
+    let needed = dsp::conv_work_bytes(&geometry);
+    for (case, (offset, length, expected)) in [
+        (1, needed + 3, Backend::ArmDsp),
+        (0, needed / 2, Backend::Portable),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let quant = buffers
+            .layer
+            .randomize(rng, 0, geometry.filters, geometry.fan_in());
+        let Some(Views {
+            layer,
+            input,
+            portable,
+            fast,
+            work,
+        }) = buffers.views(inputs, outputs)
+        else {
+            defmt::panic!("conv work edge case {}: test buffers too small", case);
+        };
+        let Some(area) = work.0.get_mut(offset..offset + length) else {
+            defmt::panic!("conv work edge case {}: test buffers too small", case);
+        };
+        random_inputs(rng, input, false);
+        let Some(layer) = layer.conv(&geometry, &quant) else {
+            defmt::panic!("conv work edge case {}: test buffers too small", case);
+        };
+        let same_length = int8::conv(input, &layer, portable).is_some();
+        fast.fill(0x55);
+        let ran = dsp::conv(input, &layer, fast, area).unwrap_or(Backend::Portable);
+        check.record(
+            "conv work area",
             case as u32,
             same_length && portable == fast,
             ran,

@@ -185,6 +185,9 @@ pub struct PlanStep {
     /// One kernel call whose output overwrites its own input, a row and a pixel or more away
     /// (a 3x3 stride-1 depthwise convolution with the Arm DSP kernels).
     pub in_place: bool,
+    /// A dense layer of the Arm DSP kernels run without its work area, its input widened
+    /// as it is read (where the work area would have set the arena's size).
+    pub widened_as_read: bool,
 }
 
 /// The arena of one family of kernels, step by step ([`tinycnn::plan::layout`]).
@@ -243,7 +246,8 @@ pub fn plan(architecture: &Architecture, layout: Layout) -> Plan {
                 }
                 _ => {
                     let work = tinycnn::plan::work_bytes(&step, layout.dsp);
-                    if regions.work < layout.band_area && work > band_peak.0 {
+                    if regions.work_len > 0 && regions.work < layout.band_area && work > band_peak.0
+                    {
                         band_peak = (work, Some(name.clone()));
                     }
                     None
@@ -257,6 +261,9 @@ pub fn plan(architecture: &Architecture, layout: Layout) -> Plan {
                 work: span(regions.work, regions.work_len),
                 bands,
                 in_place: regions.mode == Mode::InPlace,
+                widened_as_read: layout.dsp
+                    && matches!(step.operation, plan::Operation::Dense)
+                    && regions.work_len < tinycnn::plan::work_bytes(&step, layout.dsp),
             }
         })
         .collect();
@@ -734,6 +741,7 @@ impl Plan {
                     range(bands.buffer)
                 ),
                 None if step.in_place => "one call, in place".into(),
+                None if step.widened_as_read => "one call, input widened as read".into(),
                 None => "one call".into(),
             };
             let shortcut = match step.shortcut {
