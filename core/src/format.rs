@@ -1771,6 +1771,10 @@ pub struct Int8Model<'a> {
     /// The arena's layout for this target's fastest kernels, worked out once when loading
     /// (a search over the steps: too slow to repeat every inference on a microcontroller).
     layout: crate::plan::Layout,
+    /// Whether the input quantisation takes every pixel `p` to `p - 128`, as
+    /// [`QuantParams::INPUT`] does (a scale of 1/255 and zero point -128 in a file of version
+    /// 3 or later, TensorFlow's usual for pictures): pixels are then quantised four at a time.
+    pixels_flip_top_bit: bool,
 }
 
 impl<'a> Int8Model<'a> {
@@ -1801,6 +1805,7 @@ impl<'a> Int8Model<'a> {
             class_names: ClassNames::NONE,
             front_end: None,
             layout: crate::plan::Layout::EMPTY,
+            pixels_flip_top_bit: true,
         };
         let rest = decode_architecture_into(header.version, payload, &mut model.architecture)?;
         let (input, records) = take_record::<QuantParams>(rest)?;
@@ -1826,6 +1831,9 @@ impl<'a> Int8Model<'a> {
         model.class_names = class_names;
         model.front_end = front_end;
         model.layout = crate::plan::layout(&model.architecture, crate::plan::FASTEST_DSP);
+        model.pixels_flip_top_bit = input == QuantParams::INPUT
+            || (0..=u8::MAX)
+                .all(|pixel| crate::network::quantize_pixel(pixel, &input) == (pixel ^ 0x80) as i8);
         Ok(model)
     }
 
@@ -1860,6 +1868,11 @@ impl<'a> Int8Model<'a> {
     /// Quantisation of the input ([`QuantParams::INPUT`] in versions 1 and 2).
     pub fn input_quantization(&self) -> QuantParams {
         self.input
+    }
+
+    /// Whether the input quantisation takes every pixel `p` to `p - 128` (flips its top bit).
+    pub(crate) fn pixels_flip_top_bit(&self) -> bool {
+        self.pixels_flip_top_bit
     }
 
     /// The classes' names (version 4; empty if the file names none), borrowing

@@ -755,10 +755,24 @@ impl Int8Input<'_> {
 
 /// `p / 255` quantised with `input`, TensorFlow Lite's rounding (half away
 /// from zero) and clamp.
-fn quantize_pixel(pixel: u8, input: &QuantParams) -> i8 {
+pub(crate) fn quantize_pixel(pixel: u8, input: &QuantParams) -> i8 {
     let real = f32::from(pixel) / 255.0;
     let steps = libm::roundf(real / input.scale) + f32::from(input.zero_point);
     steps.clamp(-128.0, 127.0) as i8
+}
+
+/// `p - 128` of every pixel of `image` into `slots` (of its length), four at a time.
+fn flip_top_bits(image: &[u8], slots: &mut [i8]) {
+    let (slot_quads, slot_rest) = slots.as_chunks_mut::<4>();
+    let (pixel_quads, pixel_rest) = image.as_chunks::<4>();
+    for (slot, pixels) in slot_quads.iter_mut().zip(pixel_quads) {
+        *slot = (u32::from_ne_bytes(*pixels) ^ 0x8080_8080)
+            .to_ne_bytes()
+            .map(|byte| byte as i8);
+    }
+    for (slot, &pixel) in slot_rest.iter_mut().zip(pixel_rest) {
+        *slot = (pixel ^ 0x80) as i8;
+    }
 }
 
 /// Quantises `image` into `slots` through a table of the 256 pixel values: each costs a
@@ -1251,10 +1265,9 @@ impl Int8Model<'_> {
         let first = arena.get_mut(start..).ok_or(Error::Malformed)?.iter_mut();
         match input {
             // Scale 1/255 and zero point -128 make quantisation exact: p -> p - 128.
-            Int8Input::Pixels(image) if quantization == QuantParams::INPUT => {
-                for (slot, &pixel) in first.zip(image) {
-                    *slot = (pixel ^ 0x80) as i8;
-                }
+            Int8Input::Pixels(image) if self.pixels_flip_top_bit() => {
+                let slots = arena.get_mut(start..start + image.len());
+                flip_top_bits(image, slots.ok_or(Error::Malformed)?);
             }
             Int8Input::Pixels(image) => {
                 let slots = arena.get_mut(start..start + image.len());
@@ -1694,5 +1707,34 @@ impl F32Model<'_> {
         if !self.architecture().ends_in_softmax() {
             kf32::softmax(probabilities);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pixels whose quantisation flips their top bit go four at a time, with the table's
+    /// bytes; TensorFlow's 1/255 and -128 is such a quantisation, a scale a little off is
+    /// not.
+    #[test]
+    fn flipping_top_bits_is_the_tables_quantisation() {
+        let image: [u8; 259] = core::array::from_fn(|i| (i * 37 % 256) as u8);
+        let tensorflow = QuantParams {
+            scale: 1.0 / 255.0,
+            zero_point: -128,
+        };
+        for quantization in [QuantParams::INPUT, tensorflow] {
+            assert!((0..=u8::MAX).all(|p| quantize_pixel(p, &quantization) == (p ^ 0x80) as i8));
+            let (mut table, mut flipped) = ([0i8; 259], [0i8; 259]);
+            quantize_pixels(&image, &quantization, &mut table);
+            flip_top_bits(&image, &mut flipped);
+            assert_eq!(table, flipped);
+        }
+        let off = QuantParams {
+            scale: 1.0 / 250.0,
+            zero_point: -128,
+        };
+        assert!((0..=u8::MAX).any(|p| quantize_pixel(p, &off) != (p ^ 0x80) as i8));
     }
 }

@@ -464,15 +464,25 @@ impl<'r, 'a> Requantizer<'r, 'a> {
             requantization.activation_min(),
             requantization.activation_max(),
         );
+        // The constants' extremes in one pass over the channels (the three hold one entry
+        // each, `Requantization::new` checks): this runs for every layer of every inference.
+        let (mut largest_bias, mut multiplier_signs) = (0, 0);
+        let (mut lowest_shift, mut highest_shift) = (i32::MAX, i32::MIN);
+        let channels = bias.iter().zip(multipliers).zip(shifts);
+        for ((&b, &m), &s) in channels {
+            largest_bias = largest_bias.max(i32::from_le_bytes(b).unsigned_abs());
+            multiplier_signs |= u32::from_le_bytes(m);
+            let shift = i32::from(s as i8);
+            lowest_shift = lowest_shift.min(shift);
+            highest_shift = highest_shift.max(shift);
+        }
         // The assembly rounds twice, as TFLite's convolutions do; a dense
         // layer of format versions 1-2 rounds once and takes the portable path.
         let in_range = requantization.rounding() == crate::quant::Rounding::Double
             && largest_sum < 1 << 29
-            && bias
-                .iter()
-                .all(|&b| i32::from_le_bytes(b).unsigned_abs() as usize + largest_sum < 1 << 30)
-            && multipliers.iter().all(|&m| i32::from_le_bytes(m) >= 0);
-        let right_shifts = |lowest: i8| shifts.iter().all(|&s| (-31..=lowest).contains(&(s as i8)));
+            && largest_bias as usize + largest_sum < 1 << 30
+            && multiplier_signs >> 31 == 0;
+        let right_shifts = |most: i32| lowest_shift >= -31 && highest_shift <= most;
         let clamped = min == requantization.output_zero_point() && min <= max;
         let path = if !in_range {
             RequantPath::Portable
@@ -543,6 +553,7 @@ impl<'r, 'a> Requantizer<'r, 'a> {
     /// pixel `first_pixel` on: every one of `filters` channels of them.
     /// False (nothing written) if the layer does not fuse or the pixels are
     /// not inside `output`.
+    #[inline(always)]
     fn run_fused(
         &self,
         columns: &[u32],
@@ -572,6 +583,7 @@ impl<'r, 'a> Requantizer<'r, 'a> {
             multipliers: self.constants.multipliers,
             shifts: self.constants.shifts,
             rounding: self.constants.rounding,
+            first_out: pixels.as_mut_ptr(),
             zero_point: self.constants.zero_point,
         };
         // SAFETY: `columns` holds `groups` groups of 8 words and `filters`
@@ -581,19 +593,21 @@ impl<'r, 'a> Requantizer<'r, 'a> {
         // constants, whose ranges `Requantizer::new` checked for the clamped
         // and exact paths (`fuses`, `fuses_exact`); `count >= 1`, `groups >= 1`.
         unsafe {
-            let routine = if self.fuses_exact() {
-                conv_tile_fused_exact
-            } else if groups < 16 {
-                conv_tile_fused_short
-            } else {
-                conv_tile_fused
+            // Routines without remainder groups where the unrolling divides the groups.
+            let routine = match (self.fuses_exact(), groups) {
+                (true, _) if groups.is_multiple_of(16) => conv_tile_fused_exact_whole,
+                (true, _) => conv_tile_fused_exact,
+                (false, 0..16) if groups.is_multiple_of(4) => conv_tile_fused_short_whole,
+                (false, 0..16) => conv_tile_fused_short,
+                (false, _) if groups.is_multiple_of(16) => conv_tile_fused_whole,
+                (false, _) => conv_tile_fused,
             };
             routine(
                 columns.as_ptr(),
                 filters.as_ptr(),
                 groups,
                 channels,
-                (&raw mut target).cast(),
+                &raw mut target,
             );
         }
         true
@@ -959,7 +973,8 @@ pub fn window_conv(
 }
 
 /// [`window_conv`] for one band of a layer's output rows, `prepared` as for
-/// [`conv_band`].
+/// [`conv_band`]; a first layer on 1 or 3 channels also takes the padded
+/// filters the earlier band left in the work area.
 #[inline(never)]
 pub fn window_conv_band(
     input: &[i8],
@@ -1026,13 +1041,16 @@ fn window_conv_groups(
     let (_, padded_filters, _) = unsafe { padded_filters.align_to_mut::<u8>() };
     let banded = layout.band_words > 0;
     let row_bytes = geometry.kernel_width * geometry.input.channels;
-    // Banded, each kernel row of a filter padded with zeros to whole groups.
+    // Banded, each kernel row of a filter padded with zeros to whole groups: by the first
+    // band, which leaves them in the work area for the later ones.
     let filters_bytes: &[u8] = if banded && !row_bytes.is_multiple_of(4) {
-        let padded_rows = padded_filters.chunks_exact_mut(layout.row_groups * 4);
-        for (padded, row) in padded_rows.zip(weights.chunks_exact(row_bytes.max(1))) {
-            let (head, tail) = padded.split_at_mut(row_bytes.min(padded.len()));
-            head.copy_from_slice(row.get(..head.len()).unwrap_or(&[]));
-            tail.fill(0);
+        if !prepared {
+            let padded_rows = padded_filters.chunks_exact_mut(layout.row_groups * 4);
+            for (padded, row) in padded_rows.zip(weights.chunks_exact(row_bytes.max(1))) {
+                let (head, tail) = padded.split_at_mut(row_bytes.min(padded.len()));
+                head.copy_from_slice(row.get(..head.len()).unwrap_or(&[]));
+                tail.fill(0);
+            }
         }
         padded_filters
     } else {
@@ -3081,9 +3099,10 @@ conv_tile_routine!(
 );
 
 /// Where [`conv_tile_fused`] writes and what it requantises with: the output
-/// of the tile's first position and channel (the next positions `stride`
-/// bytes on), and the constants of that channel; the routine advances all of
-/// them channel by channel.
+/// of the tile's first position and current channel (the next positions
+/// `stride` bytes on), which the routine advances channel by channel, and
+/// the constants of the first channel, which it reads at the channel's
+/// distance from `first_out`, the first channel's output.
 #[repr(C)]
 struct FusedOutput {
     out: *mut i8,
@@ -3092,83 +3111,227 @@ struct FusedOutput {
     multipliers: *const i32,
     shifts: *const u8,
     rounding: *const i32,
+    first_out: *mut i8,
     /// The output zero point, for [`conv_tile_fused_exact`].
     zero_point: i32,
 }
 
-conv_tile_routine!(
+/// A fused tile's channel constants, as its finish starts (the accumulators
+/// already hold the bias): r2 `out` (r3 `stride`), r0 the multiplier, r8 the
+/// negated shift, r7 its rounding, r6 the address of the channel's bias (the
+/// next channel's is 4 bytes on); `out` advanced to the next channel in memory.
+macro_rules! fused_constants {
+    () => {
+        "ldm lr, {{r2-r8}}\n\
+         sub r8, r2, r8\n\
+         ldr r0, [r5, r8, lsl #2]\n\
+         ldrsb r5, [r6, r8]\n\
+         add r6, r4, r8, lsl #2\n\
+         add r4, r2, #1\n\
+         str r4, [lr]\n\
+         rsb r8, r5, #0\n\
+         ldr r7, [r7, r8, lsl #2]"
+    };
+}
+
+/// The groups past the last whole unrolled round, one at a time (`yes`), or
+/// none: a routine for group counts that are a multiple of its unrolling
+/// (`no`) saves each channel the check.
+macro_rules! remainder_groups {
+    (yes) => {
+        concat!(
+            "ldr r2, [sp, #12]\n",
+            "cbz r2, 6f\n",
+            "5:\n",
+            conv_group!(),
+            "\nsubs r2, r2, #1\n",
+            "bne 5b"
+        )
+    };
+    (no) => {
+        ""
+    };
+}
+
+/// [`conv_tile_routine`] for the tiles that requantise in place (`out` a
+/// [`FusedOutput`]): each channel's accumulators start from its bias, which
+/// the previous channel's finish loads (the first channel's before the
+/// loop), and `$finish` writes the four outputs. Registers as there; the
+/// stack holds the column start, the counts and the channels left.
+macro_rules! fused_tile_routine {
+    ($(#[$attribute:meta])* $name:ident, unroll $unroll:literal, shift $shift:literal,
+     remainder $remainder:ident, finish $finish:ident) => {
+        $(#[$attribute])*
+        ///
+        /// # Safety
+        ///
+        /// `columns` must be valid for reading `groups * 8` words, `filters`
+        /// for `channels * groups * 4` bytes (any alignment), `out` a
+        /// [`FusedOutput`] whose output holds `channels` channels of four
+        /// pixels and whose constants `channels` entries; `groups` and
+        /// `channels` at least 1. A routine without remainder groups leaves
+        /// out the groups past a multiple of its unrolling (wrong outputs,
+        /// nothing worse).
+        #[unsafe(naked)]
+        unsafe extern "C" fn $name(
+            columns: *const u32,
+            filters: *const u8,
+            groups: u32,
+            channels: u32,
+            out: *mut FusedOutput,
+        ) {
+            naked_asm!(
+                naked_prelude!(),
+                "push {{r4-r11, lr}}",
+                // The fifth argument sits above the nine saved registers.
+                "ldr lr, [sp, #36]",
+                // The first channel's bias.
+                "ldr r9, [lr, #8]",
+                "ldr r9, [r9]",
+                "mov r10, r9",
+                "mov r11, r9",
+                "mov r12, r9",
+                // Stack: [sp] columns, [sp+4] groups / unroll, [sp+8]
+                // channels left, [sp+12] groups % unroll.
+                concat!("and r4, r2, #", $unroll, " - 1"),
+                concat!("lsrs r2, r2, #", $shift),
+                "push {{r0, r2, r3, r4}}",
+                // Fewer groups than one unrolled round: its own loop.
+                "beq 7f",
+                "2:",
+                "ldr r0, [sp]",
+                "ldr r2, [sp, #4]",
+                "3:",
+                concat!(".rept ", $unroll),
+                conv_group!(),
+                ".endr",
+                "subs r2, r2, #1",
+                "bne 3b",
+                remainder_groups!($remainder),
+                "6:",
+                fused_constants!(),
+                $finish!(),
+                "ldr r2, [sp, #8]",
+                "subs r2, r2, #1",
+                "str r2, [sp, #8]",
+                "beq 9f",
+                "ldr r9, [r6, #4]",
+                "mov r10, r9",
+                "mov r11, r9",
+                "mov r12, r9",
+                "b 2b",
+                // Every channel's groups in the one-group loop (at least one).
+                "7:",
+                "ldr r0, [sp]",
+                "ldr r2, [sp, #12]",
+                "8:",
+                conv_group!(),
+                "subs r2, r2, #1",
+                "bne 8b",
+                fused_constants!(),
+                $finish!(),
+                "ldr r2, [sp, #8]",
+                "subs r2, r2, #1",
+                "str r2, [sp, #8]",
+                "beq 9f",
+                "ldr r9, [r6, #4]",
+                "mov r10, r9",
+                "mov r11, r9",
+                "mov r12, r9",
+                "b 7b",
+                "9:",
+                "add sp, #16",
+                "pop {{r4-r11, pc}}",
+            )
+        }
+    };
+}
+
+/// [`conv_tile_fused`]'s requantisation of the four accumulators (r9-r12)
+/// and their stores.
+macro_rules! clamped_finish {
+    () => {
+        "lsl r9, r9, #1\nsmmlar r9, r9, r0, r7\nasr r9, r9, r8\nusat r9, #8, r9\neor r9, r9, #128\n\
+         lsl r10, r10, #1\nsmmlar r10, r10, r0, r7\nasr r10, r10, r8\nusat r10, #8, r10\neor r10, r10, #128\n\
+         lsl r11, r11, #1\nsmmlar r11, r11, r0, r7\nasr r11, r11, r8\nusat r11, #8, r11\neor r11, r11, #128\n\
+         lsl r12, r12, #1\nsmmlar r12, r12, r0, r7\nasr r12, r12, r8\nusat r12, #8, r12\neor r12, r12, #128\n\
+         strb r9, [r2]\nstrb r10, [r2, r3]\nadd r4, r2, r3, lsl #1\nstrb r11, [r4]\nstrb r12, [r4, r3]"
+    };
+}
+
+/// [`conv_tile_fused_exact`]'s: the exact rounding, the zero point added,
+/// `SSAT`.
+macro_rules! exact_finish {
+    () => {
+        "ldr r5, [lr, #28]\n\
+         lsl r9, r9, #1\nsmmulr r9, r9, r0\nadd r9, r9, r9, asr #31\nadd r9, r9, r7\nasr r9, r9, r8\nadd r9, r9, r5\nssat r9, #8, r9\n\
+         lsl r10, r10, #1\nsmmulr r10, r10, r0\nadd r10, r10, r10, asr #31\nadd r10, r10, r7\nasr r10, r10, r8\nadd r10, r10, r5\nssat r10, #8, r10\n\
+         lsl r11, r11, #1\nsmmulr r11, r11, r0\nadd r11, r11, r11, asr #31\nadd r11, r11, r7\nasr r11, r11, r8\nadd r11, r11, r5\nssat r11, #8, r11\n\
+         lsl r12, r12, #1\nsmmulr r12, r12, r0\nadd r12, r12, r12, asr #31\nadd r12, r12, r7\nasr r12, r12, r8\nadd r12, r12, r5\nssat r12, #8, r12\n\
+         strb r9, [r2]\nstrb r10, [r2, r3]\nadd r4, r2, r3, lsl #1\nstrb r11, [r4]\nstrb r12, [r4, r3]"
+    };
+}
+
+fused_tile_routine!(
     /// The tile of four output pixels requantised in place, for outputs
     /// clamped at zero point -128 with maximum 127 ([`RequantPath::Clamped`]):
-    /// each channel's four accumulators get its bias, `SMMLAR` and shift (see
-    /// [`Requantizer`]), `USAT` and the flipped top bit, and go straight to the
-    /// four pixels' outputs, with no call and no accumulators left in memory.
-    /// `out` is a [`FusedOutput`].
+    /// each channel's four accumulators start from its bias, get `SMMLAR` and
+    /// the shift (see [`Requantizer`]), `USAT` and the flipped top bit, and go
+    /// straight to the four pixels' outputs, with no call and no accumulators
+    /// left in memory.
     conv_tile_fused,
     unroll 16,
     shift 4,
-    "ldm lr, {{r2-r7}}\n\
-     ldr r8, [r4], #4\n\
-     ldr r0, [r5], #4\n\
-     add r9, r9, r8\nadd r10, r10, r8\nadd r11, r11, r8\nadd r12, r12, r8\n\
-     ldrsb r8, [r6], #1\n\
-     add r2, r2, #1\n\
-     stm lr, {{r2-r6}}\n\
-     sub r2, r2, #1\n\
-     rsb r8, r8, #0\n\
-     ldr r7, [r7, r8, lsl #2]\n\
-     lsl r9, r9, #1\nsmmlar r9, r9, r0, r7\nasr r9, r9, r8\nusat r9, #8, r9\neor r9, r9, #128\n\
-     lsl r10, r10, #1\nsmmlar r10, r10, r0, r7\nasr r10, r10, r8\nusat r10, #8, r10\neor r10, r10, #128\n\
-     lsl r11, r11, #1\nsmmlar r11, r11, r0, r7\nasr r11, r11, r8\nusat r11, #8, r11\neor r11, r11, #128\n\
-     lsl r12, r12, #1\nsmmlar r12, r12, r0, r7\nasr r12, r12, r8\nusat r12, #8, r12\neor r12, r12, #128\n\
-     strb r9, [r2]\nstrb r10, [r2, r3]\nadd r4, r2, r3, lsl #1\nstrb r11, [r4]\nstrb r12, [r4, r3]"
+    remainder yes,
+    finish clamped_finish
 );
 
-conv_tile_routine!(
+fused_tile_routine!(
+    /// [`conv_tile_fused`] for a multiple of 16 groups.
+    conv_tile_fused_whole,
+    unroll 16,
+    shift 4,
+    remainder no,
+    finish clamped_finish
+);
+
+fused_tile_routine!(
     /// [`conv_tile_fused`] unrolled 4 times, for windows of fewer than 16
     /// groups (a group at a time costs two more instructions than unrolled).
     conv_tile_fused_short,
     unroll 4,
     shift 2,
-    "ldm lr, {{r2-r7}}\n\
-     ldr r8, [r4], #4\n\
-     ldr r0, [r5], #4\n\
-     add r9, r9, r8\nadd r10, r10, r8\nadd r11, r11, r8\nadd r12, r12, r8\n\
-     ldrsb r8, [r6], #1\n\
-     add r2, r2, #1\n\
-     stm lr, {{r2-r6}}\n\
-     sub r2, r2, #1\n\
-     rsb r8, r8, #0\n\
-     ldr r7, [r7, r8, lsl #2]\n\
-     lsl r9, r9, #1\nsmmlar r9, r9, r0, r7\nasr r9, r9, r8\nusat r9, #8, r9\neor r9, r9, #128\n\
-     lsl r10, r10, #1\nsmmlar r10, r10, r0, r7\nasr r10, r10, r8\nusat r10, #8, r10\neor r10, r10, #128\n\
-     lsl r11, r11, #1\nsmmlar r11, r11, r0, r7\nasr r11, r11, r8\nusat r11, #8, r11\neor r11, r11, #128\n\
-     lsl r12, r12, #1\nsmmlar r12, r12, r0, r7\nasr r12, r12, r8\nusat r12, #8, r12\neor r12, r12, #128\n\
-     strb r9, [r2]\nstrb r10, [r2, r3]\nadd r4, r2, r3, lsl #1\nstrb r11, [r4]\nstrb r12, [r4, r3]"
+    remainder yes,
+    finish clamped_finish
 );
 
-conv_tile_routine!(
+fused_tile_routine!(
+    /// [`conv_tile_fused_short`] for a multiple of 4 groups.
+    conv_tile_fused_short_whole,
+    unroll 4,
+    shift 2,
+    remainder no,
+    finish clamped_finish
+);
+
+fused_tile_routine!(
     /// [`conv_tile_fused`] for outputs without an activation
     /// ([`RequantPath::Exact`], range -128..=127): the exact rounding of
     /// [`requantize_bounded`], the zero point added, `SSAT`.
     conv_tile_fused_exact,
     unroll 16,
     shift 4,
-    "ldm lr, {{r2-r7}}\n\
-     ldr r8, [r4], #4\n\
-     ldr r0, [r5], #4\n\
-     add r9, r9, r8\nadd r10, r10, r8\nadd r11, r11, r8\nadd r12, r12, r8\n\
-     ldrsb r8, [r6], #1\n\
-     add r2, r2, #1\n\
-     stm lr, {{r2-r6}}\n\
-     sub r2, r2, #1\n\
-     rsb r8, r8, #0\n\
-     ldr r7, [r7, r8, lsl #2]\n\
-     ldr r5, [lr, #24]\n\
-     lsl r9, r9, #1\nsmmulr r9, r9, r0\nadd r9, r9, r9, asr #31\nadd r9, r9, r7\nasr r9, r9, r8\nadd r9, r9, r5\nssat r9, #8, r9\n\
-     lsl r10, r10, #1\nsmmulr r10, r10, r0\nadd r10, r10, r10, asr #31\nadd r10, r10, r7\nasr r10, r10, r8\nadd r10, r10, r5\nssat r10, #8, r10\n\
-     lsl r11, r11, #1\nsmmulr r11, r11, r0\nadd r11, r11, r11, asr #31\nadd r11, r11, r7\nasr r11, r11, r8\nadd r11, r11, r5\nssat r11, #8, r11\n\
-     lsl r12, r12, #1\nsmmulr r12, r12, r0\nadd r12, r12, r12, asr #31\nadd r12, r12, r7\nasr r12, r12, r8\nadd r12, r12, r5\nssat r12, #8, r12\n\
-     strb r9, [r2]\nstrb r10, [r2, r3]\nadd r4, r2, r3, lsl #1\nstrb r11, [r4]\nstrb r12, [r4, r3]"
+    remainder yes,
+    finish exact_finish
+);
+
+fused_tile_routine!(
+    /// [`conv_tile_fused_exact`] for a multiple of 16 groups.
+    conv_tile_fused_exact_whole,
+    unroll 16,
+    shift 4,
+    remainder no,
+    finish exact_finish
 );
 
 /// The single-channel 3x3 inner loop: per channel, five weight pairs against
