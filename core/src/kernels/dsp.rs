@@ -2989,16 +2989,21 @@ macro_rules! dense_group_narrow {
 
 /// Accumulators of `channels` output channels at four positions, combined
 /// by `$finish`: for the pooled routine the maximum of the four into
-/// `out[channel]`, for the other the four into `out[p * CHUNK_EACH + channel]`.
+/// `out[channel]`, for the other the four into `out[p * CHUNK_EACH + channel]`,
+/// for the fused ones requantised into the four pixels' outputs.
 ///
 /// Registers: r0 columns (advancing), r1 weights (advancing across channels),
 /// r2 loop counter, r3/r4 weight pairs, r5-r8 columns, r9-r12 accumulators,
 /// lr `out`; the stack holds four zeros, the column start, the counts and
 /// the channels left. The group loop is unrolled `$unroll` times (`$shift` is its log2;
 /// unrolled 16 times a 3x3 kernel over 64 channels runs 9 rounds per channel,
-/// over 128 channels 18), with a one-group loop for the rest.
-macro_rules! conv_tile_routine {
-    ($(#[$attribute:meta])* $name:ident, unroll $unroll:literal, shift $shift:literal, $finish:literal) => {
+/// over 128 channels 18), with a one-group loop for the rest (`remainder
+/// yes`; none where the unrolling divides the groups, `remainder no`). The
+/// accumulators start from `start`: zeros, or each channel's bias
+/// ([`tile_start`]).
+macro_rules! tile_routine {
+    ($(#[$attribute:meta])* $name:ident, unroll $unroll:literal, shift $shift:literal,
+     remainder $remainder:ident, start $start:ident, finish $finish:ident, out $out:ty) => {
         $(#[$attribute])*
         ///
         /// # Safety
@@ -3006,37 +3011,37 @@ macro_rules! conv_tile_routine {
         /// `columns` must be valid for reading `groups * 8` words, `filters`
         /// for `channels * groups * 4` bytes (any alignment), `out` for
         /// writing what the routine stores (see above), `channels` at most
-        /// `CHUNK` (pooled) or `CHUNK_EACH`;
-        /// `groups` and `channels` at least 1.
+        /// `CHUNK` (pooled) or `CHUNK_EACH` unless it requantises in place
+        /// (then `out` a [`FusedOutput`] for `channels` channels);
+        /// `groups` and `channels` at least 1. A routine without remainder
+        /// groups leaves out the groups past a multiple of its unrolling
+        /// (wrong outputs, nothing worse).
         #[unsafe(naked)]
         unsafe extern "C" fn $name(
             columns: *const u32,
             filters: *const u8,
             groups: u32,
             channels: u32,
-            out: *mut i32,
+            out: $out,
         ) {
             naked_asm!(
                 naked_prelude!(),
                 "push {{r4-r11, lr}}",
                 // The fifth argument sits above the nine saved registers.
                 "ldr lr, [sp, #36]",
+                tile_start!($start, first),
                 // Stack: [sp..sp+16] four zeros (one `LDM` clears the
                 // accumulators), [sp+16] columns, [sp+20] groups / unroll,
                 // [sp+24] channels left, [sp+28] groups % unroll.
                 concat!("and r4, r2, #", $unroll, " - 1"),
                 concat!("lsrs r2, r2, #", $shift),
                 "push {{r0, r2, r3, r4}}",
-                "mov.w r5, #0",
-                "mov.w r6, #0",
-                "mov.w r7, #0",
-                "mov.w r8, #0",
-                "push {{r5-r8}}",
+                tile_start!($start, zeros),
                 // Fewer groups than one unrolled round: its own loop.
                 "beq 7f",
                 "2:",
                 "ldr r0, [sp, #16]",
-                "ldm sp, {{r9-r12}}",
+                tile_start!($start, each),
                 "ldr r2, [sp, #20]",
                 "3:",
                 concat!(".rept ", $unroll),
@@ -3044,33 +3049,28 @@ macro_rules! conv_tile_routine {
                 ".endr",
                 "subs r2, r2, #1",
                 "bne 3b",
-                "ldr r2, [sp, #28]",
-                "cbz r2, 6f",
-                "5:",
-                conv_group!(),
-                "subs r2, r2, #1",
-                "bne 5b",
+                remainder_groups!($remainder),
                 "6:",
-                $finish,
+                $finish!(),
                 "ldr r2, [sp, #24]",
                 "subs r2, r2, #1",
                 "str r2, [sp, #24]",
-                "bne 2b",
+                tile_start!($start, next "2b"),
                 "b 9f",
                 // Every channel's groups in the one-group loop (at least one).
                 "7:",
                 "ldr r0, [sp, #16]",
-                "ldm sp, {{r9-r12}}",
+                tile_start!($start, each),
                 "ldr r2, [sp, #28]",
                 "8:",
                 conv_group!(),
                 "subs r2, r2, #1",
                 "bne 8b",
-                $finish,
+                $finish!(),
                 "ldr r2, [sp, #24]",
                 "subs r2, r2, #1",
                 "str r2, [sp, #24]",
-                "bne 7b",
+                tile_start!($start, next "7b"),
                 "9:",
                 "add sp, #32",
                 "pop {{r4-r11, pc}}",
@@ -3079,23 +3079,101 @@ macro_rules! conv_tile_routine {
     };
 }
 
-conv_tile_routine!(
+/// How [`tile_routine`]'s accumulators start, and the loop on to the next
+/// channel (the flags of its counter set): from zeros, which the loop's head
+/// loads for every channel; or from the channel's bias, the first channel's
+/// loaded before the loop and each next one's by the channel before (r6 the
+/// address of its bias, [`fused_constants`]), after the check that one is
+/// left.
+macro_rules! tile_start {
+    (zeros, first) => {
+        ""
+    };
+    (zeros, zeros) => {
+        "mov.w r5, #0\nmov.w r6, #0\nmov.w r7, #0\nmov.w r8, #0\npush {{r5-r8}}"
+    };
+    // The same stack, the zeros unused.
+    (bias, zeros) => {
+        "sub sp, #16"
+    };
+    (zeros, each) => {
+        "ldm sp, {{r9-r12}}"
+    };
+    (zeros, next $label:literal) => {
+        concat!("bne ", $label)
+    };
+    (bias, first) => {
+        "ldr r9, [lr, #8]\nldr r9, [r9]\nmov r10, r9\nmov r11, r9\nmov r12, r9"
+    };
+    (bias, each) => {
+        ""
+    };
+    (bias, next $label:literal) => {
+        concat!(
+            "beq 9f\n",
+            "ldr r9, [r6, #4]\nmov r10, r9\nmov r11, r9\nmov r12, r9\n",
+            "b ",
+            $label
+        )
+    };
+}
+
+/// The groups past the last whole unrolled round, one at a time (`yes`), or
+/// none: a routine for group counts that are a multiple of its unrolling
+/// (`no`) saves each channel the check.
+macro_rules! remainder_groups {
+    (yes) => {
+        concat!(
+            "ldr r2, [sp, #28]\n",
+            "cbz r2, 6f\n",
+            "5:\n",
+            conv_group!(),
+            "\nsubs r2, r2, #1\n",
+            "bne 5b"
+        )
+    };
+    (no) => {
+        ""
+    };
+}
+
+/// The pooled tile's combination: the maximum of the four accumulators.
+macro_rules! pooled_finish {
+    () => {
+        "cmp r9, r10\nit lt\nmovlt r9, r10\ncmp r9, r11\nit lt\nmovlt r9, r11\n\
+         cmp r9, r12\nit lt\nmovlt r9, r12\nstr r9, [lr], #4"
+    };
+}
+
+/// [`conv_tile_each`]'s: each accumulator into its position's row.
+macro_rules! each_finish {
+    () => {
+        "str r10, [lr, #32]\nstr r11, [lr, #64]\nstr r12, [lr, #96]\nstr r9, [lr], #4"
+    };
+}
+
+tile_routine!(
     /// The pooled tile: the maximum of the four accumulators per channel.
     conv_tile,
     unroll 16,
     shift 4,
-    "cmp r9, r10\nit lt\nmovlt r9, r10\ncmp r9, r11\nit lt\nmovlt r9, r11\n\
-     cmp r9, r12\nit lt\nmovlt r9, r12\nstr r9, [lr], #4"
+    remainder yes,
+    start zeros,
+    finish pooled_finish,
+    out *mut i32
 );
 
-conv_tile_routine!(
+tile_routine!(
     /// The tile of four output pixels: each accumulator into its position's
     /// row, `CHUNK_EACH` words apart. Unrolled less than the pooled tile: no
     /// network this project ships needs its speed, and it keeps code small.
     conv_tile_each,
     unroll 4,
     shift 2,
-    "str r10, [lr, #32]\nstr r11, [lr, #64]\nstr r12, [lr, #96]\nstr r9, [lr], #4"
+    remainder yes,
+    start zeros,
+    finish each_finish,
+    out *mut i32
 );
 
 /// Where [`conv_tile_fused`] writes and what it requantises with: the output
@@ -3134,128 +3212,19 @@ macro_rules! fused_constants {
     };
 }
 
-/// The groups past the last whole unrolled round, one at a time (`yes`), or
-/// none: a routine for group counts that are a multiple of its unrolling
-/// (`no`) saves each channel the check.
-macro_rules! remainder_groups {
-    (yes) => {
-        concat!(
-            "ldr r2, [sp, #12]\n",
-            "cbz r2, 6f\n",
-            "5:\n",
-            conv_group!(),
-            "\nsubs r2, r2, #1\n",
-            "bne 5b"
-        )
-    };
-    (no) => {
-        ""
-    };
-}
-
-/// [`conv_tile_routine`] for the tiles that requantise in place (`out` a
-/// [`FusedOutput`]): each channel's accumulators start from its bias, which
-/// the previous channel's finish loads (the first channel's before the
-/// loop), and `$finish` writes the four outputs. Registers as there; the
-/// stack holds the column start, the counts and the channels left.
-macro_rules! fused_tile_routine {
-    ($(#[$attribute:meta])* $name:ident, unroll $unroll:literal, shift $shift:literal,
-     remainder $remainder:ident, finish $finish:ident) => {
-        $(#[$attribute])*
-        ///
-        /// # Safety
-        ///
-        /// `columns` must be valid for reading `groups * 8` words, `filters`
-        /// for `channels * groups * 4` bytes (any alignment), `out` a
-        /// [`FusedOutput`] whose output holds `channels` channels of four
-        /// pixels and whose constants `channels` entries; `groups` and
-        /// `channels` at least 1. A routine without remainder groups leaves
-        /// out the groups past a multiple of its unrolling (wrong outputs,
-        /// nothing worse).
-        #[unsafe(naked)]
-        unsafe extern "C" fn $name(
-            columns: *const u32,
-            filters: *const u8,
-            groups: u32,
-            channels: u32,
-            out: *mut FusedOutput,
-        ) {
-            naked_asm!(
-                naked_prelude!(),
-                "push {{r4-r11, lr}}",
-                // The fifth argument sits above the nine saved registers.
-                "ldr lr, [sp, #36]",
-                // The first channel's bias.
-                "ldr r9, [lr, #8]",
-                "ldr r9, [r9]",
-                "mov r10, r9",
-                "mov r11, r9",
-                "mov r12, r9",
-                // Stack: [sp] columns, [sp+4] groups / unroll, [sp+8]
-                // channels left, [sp+12] groups % unroll.
-                concat!("and r4, r2, #", $unroll, " - 1"),
-                concat!("lsrs r2, r2, #", $shift),
-                "push {{r0, r2, r3, r4}}",
-                // Fewer groups than one unrolled round: its own loop.
-                "beq 7f",
-                "2:",
-                "ldr r0, [sp]",
-                "ldr r2, [sp, #4]",
-                "3:",
-                concat!(".rept ", $unroll),
-                conv_group!(),
-                ".endr",
-                "subs r2, r2, #1",
-                "bne 3b",
-                remainder_groups!($remainder),
-                "6:",
-                fused_constants!(),
-                $finish!(),
-                "ldr r2, [sp, #8]",
-                "subs r2, r2, #1",
-                "str r2, [sp, #8]",
-                "beq 9f",
-                "ldr r9, [r6, #4]",
-                "mov r10, r9",
-                "mov r11, r9",
-                "mov r12, r9",
-                "b 2b",
-                // Every channel's groups in the one-group loop (at least one).
-                "7:",
-                "ldr r0, [sp]",
-                "ldr r2, [sp, #12]",
-                "8:",
-                conv_group!(),
-                "subs r2, r2, #1",
-                "bne 8b",
-                fused_constants!(),
-                $finish!(),
-                "ldr r2, [sp, #8]",
-                "subs r2, r2, #1",
-                "str r2, [sp, #8]",
-                "beq 9f",
-                "ldr r9, [r6, #4]",
-                "mov r10, r9",
-                "mov r11, r9",
-                "mov r12, r9",
-                "b 7b",
-                "9:",
-                "add sp, #16",
-                "pop {{r4-r11, pc}}",
-            )
-        }
-    };
-}
-
 /// [`conv_tile_fused`]'s requantisation of the four accumulators (r9-r12)
 /// and their stores.
 macro_rules! clamped_finish {
     () => {
-        "lsl r9, r9, #1\nsmmlar r9, r9, r0, r7\nasr r9, r9, r8\nusat r9, #8, r9\neor r9, r9, #128\n\
+        concat!(
+            fused_constants!(),
+            "\n",
+            "lsl r9, r9, #1\nsmmlar r9, r9, r0, r7\nasr r9, r9, r8\nusat r9, #8, r9\neor r9, r9, #128\n\
          lsl r10, r10, #1\nsmmlar r10, r10, r0, r7\nasr r10, r10, r8\nusat r10, #8, r10\neor r10, r10, #128\n\
          lsl r11, r11, #1\nsmmlar r11, r11, r0, r7\nasr r11, r11, r8\nusat r11, #8, r11\neor r11, r11, #128\n\
          lsl r12, r12, #1\nsmmlar r12, r12, r0, r7\nasr r12, r12, r8\nusat r12, #8, r12\neor r12, r12, #128\n\
          strb r9, [r2]\nstrb r10, [r2, r3]\nadd r4, r2, r3, lsl #1\nstrb r11, [r4]\nstrb r12, [r4, r3]"
+        )
     };
 }
 
@@ -3263,16 +3232,20 @@ macro_rules! clamped_finish {
 /// `SSAT`.
 macro_rules! exact_finish {
     () => {
-        "ldr r5, [lr, #28]\n\
+        concat!(
+            fused_constants!(),
+            "\n",
+            "ldr r5, [lr, #28]\n\
          lsl r9, r9, #1\nsmmulr r9, r9, r0\nadd r9, r9, r9, asr #31\nadd r9, r9, r7\nasr r9, r9, r8\nadd r9, r9, r5\nssat r9, #8, r9\n\
          lsl r10, r10, #1\nsmmulr r10, r10, r0\nadd r10, r10, r10, asr #31\nadd r10, r10, r7\nasr r10, r10, r8\nadd r10, r10, r5\nssat r10, #8, r10\n\
          lsl r11, r11, #1\nsmmulr r11, r11, r0\nadd r11, r11, r11, asr #31\nadd r11, r11, r7\nasr r11, r11, r8\nadd r11, r11, r5\nssat r11, #8, r11\n\
          lsl r12, r12, #1\nsmmulr r12, r12, r0\nadd r12, r12, r12, asr #31\nadd r12, r12, r7\nasr r12, r12, r8\nadd r12, r12, r5\nssat r12, #8, r12\n\
          strb r9, [r2]\nstrb r10, [r2, r3]\nadd r4, r2, r3, lsl #1\nstrb r11, [r4]\nstrb r12, [r4, r3]"
+        )
     };
 }
 
-fused_tile_routine!(
+tile_routine!(
     /// The tile of four output pixels requantised in place, for outputs
     /// clamped at zero point -128 with maximum 127 ([`RequantPath::Clamped`]):
     /// each channel's four accumulators start from its bias, get `SMMLAR` and
@@ -3283,38 +3256,46 @@ fused_tile_routine!(
     unroll 16,
     shift 4,
     remainder yes,
-    finish clamped_finish
+    start bias,
+    finish clamped_finish,
+    out *mut FusedOutput
 );
 
-fused_tile_routine!(
+tile_routine!(
     /// [`conv_tile_fused`] for a multiple of 16 groups.
     conv_tile_fused_whole,
     unroll 16,
     shift 4,
     remainder no,
-    finish clamped_finish
+    start bias,
+    finish clamped_finish,
+    out *mut FusedOutput
 );
 
-fused_tile_routine!(
+tile_routine!(
     /// [`conv_tile_fused`] unrolled 4 times, for windows of fewer than 16
     /// groups (a group at a time costs two more instructions than unrolled).
     conv_tile_fused_short,
     unroll 4,
     shift 2,
     remainder yes,
-    finish clamped_finish
+    start bias,
+    finish clamped_finish,
+    out *mut FusedOutput
 );
 
-fused_tile_routine!(
+tile_routine!(
     /// [`conv_tile_fused_short`] for a multiple of 4 groups.
     conv_tile_fused_short_whole,
     unroll 4,
     shift 2,
     remainder no,
-    finish clamped_finish
+    start bias,
+    finish clamped_finish,
+    out *mut FusedOutput
 );
 
-fused_tile_routine!(
+tile_routine!(
     /// [`conv_tile_fused`] for outputs without an activation
     /// ([`RequantPath::Exact`], range -128..=127): the exact rounding of
     /// [`requantize_bounded`], the zero point added, `SSAT`.
@@ -3322,16 +3303,20 @@ fused_tile_routine!(
     unroll 16,
     shift 4,
     remainder yes,
-    finish exact_finish
+    start bias,
+    finish exact_finish,
+    out *mut FusedOutput
 );
 
-fused_tile_routine!(
+tile_routine!(
     /// [`conv_tile_fused_exact`] for a multiple of 16 groups.
     conv_tile_fused_exact_whole,
     unroll 16,
     shift 4,
     remainder no,
-    finish exact_finish
+    start bias,
+    finish exact_finish,
+    out *mut FusedOutput
 );
 
 /// The single-channel 3x3 inner loop: per channel, five weight pairs against

@@ -532,59 +532,31 @@ fn dense_cases(
 fn work_edge_cases(rng: &mut Rng, buffers: &mut Buffers, check: &mut Check) {
     const IN: usize = 64;
     const OUT: usize = 8;
-    let needed = dsp::dense_work_bytes(IN);
-    for (case, (offset, length)) in [
-        (1, needed + 3),
-        (3, needed + 1),
-        (0, needed - 1),
-        (2, needed + 1),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let quant = buffers.layer.randomize(rng, 0, OUT, IN);
-        let Some(Views {
-            layer,
-            input,
-            portable,
-            fast,
-            work,
-        }) = buffers.views(IN, OUT)
-        else {
-            defmt::panic!("work edge case {}: test buffers too small", case);
-        };
-        let Some(area) = work.0.get_mut(offset..offset + length) else {
-            defmt::panic!("work edge case {}: test buffers too small", case);
-        };
-        random_inputs(rng, input, false);
-        let Some(layer) = layer.dense(IN, OUT, &quant) else {
-            defmt::panic!("work edge case {}: test buffers too small", case);
-        };
-        let same_length = int8::dense(input, &layer, portable).is_some();
-        fast.fill(0x55);
-        let ran = dsp::dense(input, &layer, fast, area).unwrap_or(Backend::Portable);
-        check.record(
-            "work area",
-            case as u32,
-            same_length && portable == fast,
-            ran,
-            Backend::ArmDsp,
-        );
-    }
     let conv = Conv::square(3, Padding::Same, 8, Activation::Relu);
     let geometry = ConvGeometry::new(&conv, Shape::new(6, 6, 8), false);
-    let (inputs, outputs) = (geometry.input.values(), geometry.output().values());
-    let needed = dsp::conv_work_bytes(&geometry);
-    for (case, (offset, length, expected)) in [
-        (1, needed + 3, Backend::ArmDsp),
-        (0, needed / 2, Backend::Portable),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let quant = buffers
-            .layer
-            .randomize(rng, 0, geometry.filters, geometry.fan_in());
+    let (dense_needed, conv_needed) = (dsp::dense_work_bytes(IN), dsp::conv_work_bytes(&geometry));
+    // (a convolution, not a dense layer; offset; length; the kernels expected)
+    let cases = [
+        (false, 1, dense_needed + 3, Backend::ArmDsp),
+        (false, 3, dense_needed + 1, Backend::ArmDsp),
+        (false, 0, dense_needed - 1, Backend::ArmDsp),
+        (false, 2, dense_needed + 1, Backend::ArmDsp),
+        (true, 1, conv_needed + 3, Backend::ArmDsp),
+        (true, 0, conv_needed / 2, Backend::Portable),
+    ];
+    for (case, (is_conv, offset, length, expected)) in cases.into_iter().enumerate() {
+        let (inputs, outputs, fan_in, filters) = if is_conv {
+            let output = geometry.output().values();
+            (
+                geometry.input.values(),
+                output,
+                geometry.fan_in(),
+                geometry.filters,
+            )
+        } else {
+            (IN, OUT, IN, OUT)
+        };
+        let quant = buffers.layer.randomize(rng, 0, filters, fan_in);
         let Some(Views {
             layer,
             input,
@@ -593,23 +565,31 @@ fn work_edge_cases(rng: &mut Rng, buffers: &mut Buffers, check: &mut Check) {
             work,
         }) = buffers.views(inputs, outputs)
         else {
-            defmt::panic!("conv work edge case {}: test buffers too small", case);
+            defmt::panic!("work edge case {}: test buffers too small", case);
         };
         let Some(area) = work.0.get_mut(offset..offset + length) else {
-            defmt::panic!("conv work edge case {}: test buffers too small", case);
+            defmt::panic!("work edge case {}: test buffers too small", case);
         };
         random_inputs(rng, input, false);
-        let Some(layer) = layer.conv(&geometry, &quant) else {
-            defmt::panic!("conv work edge case {}: test buffers too small", case);
-        };
-        let same_length = int8::conv(input, &layer, portable).is_some();
         fast.fill(0x55);
-        let ran = dsp::conv(input, &layer, fast, area).unwrap_or(Backend::Portable);
+        let (same_length, ran) = if is_conv {
+            let Some(layer) = layer.conv(&geometry, &quant) else {
+                defmt::panic!("work edge case {}: test buffers too small", case);
+            };
+            let same_length = int8::conv(input, &layer, portable).is_some();
+            (same_length, dsp::conv(input, &layer, fast, area))
+        } else {
+            let Some(layer) = layer.dense(IN, OUT, &quant) else {
+                defmt::panic!("work edge case {}: test buffers too small", case);
+            };
+            let same_length = int8::dense(input, &layer, portable).is_some();
+            (same_length, dsp::dense(input, &layer, fast, area))
+        };
         check.record(
-            "conv work area",
+            "work area",
             case as u32,
             same_length && portable == fast,
-            ran,
+            ran.unwrap_or(Backend::Portable),
             expected,
         );
     }
