@@ -225,6 +225,8 @@ pub fn plan(architecture: &Architecture, layout: Layout) -> Plan {
             let name = step.layer.name.to_string();
             let shortcut = matches!(step.operation, plan::Operation::Add { .. })
                 .then(|| span(regions.shortcut, step.output.values()));
+            // The work area the step's kernels ask for in one call (0 with the portable ones).
+            let work = tinycnn::plan::work_bytes(&step, layout.dsp);
             let bands = match regions.mode {
                 Mode::Bands {
                     rows,
@@ -245,7 +247,6 @@ pub fn plan(architecture: &Architecture, layout: Layout) -> Plan {
                     })
                 }
                 _ => {
-                    let work = tinycnn::plan::work_bytes(&step, layout.dsp);
                     if regions.work_len > 0 && regions.work < layout.band_area && work > band_peak.0
                     {
                         band_peak = (work, Some(name.clone()));
@@ -261,9 +262,8 @@ pub fn plan(architecture: &Architecture, layout: Layout) -> Plan {
                 work: span(regions.work, regions.work_len),
                 bands,
                 in_place: regions.mode == Mode::InPlace,
-                widened_as_read: layout.dsp
-                    && matches!(step.operation, plan::Operation::Dense)
-                    && regions.work_len < tinycnn::plan::work_bytes(&step, layout.dsp),
+                widened_as_read: matches!(step.operation, plan::Operation::Dense)
+                    && regions.work_len < work,
             }
         })
         .collect();
