@@ -377,6 +377,26 @@ static ROUNDING: [i32; 32] = {
     table
 };
 
+/// The most right shift whose rounding term can carry the output's zero
+/// point (`zero_point * 2^e` beside a product of less than `2^30` stays in
+/// an int32): the fused tiles fold it in, and take layers up to this shift.
+const FOLDED_SHIFT_MAX: i32 = 22;
+
+/// `ROUNDING[e] - 128 * 2^e`: the rounding term of [`conv_tile_fused`] with
+/// the zero point -128 folded in, so that `SSAT` gives the output (0 past
+/// [`FOLDED_SHIFT_MAX`], where the tile does not run).
+// Evaluated while compiling, as `ROUNDING`.
+#[allow(clippy::indexing_slicing)]
+static ROUNDING_LESS_128: [i32; 32] = {
+    let mut table = [0; 32];
+    let mut e = 0;
+    while e <= FOLDED_SHIFT_MAX as usize {
+        table[e] = ROUNDING[e] - (128 << e);
+        e += 1;
+    }
+    table
+};
+
 /// Turns a layer's accumulators into int8 outputs, in assembly where the
 /// layer's constants allow an exact shortcut, else with the portable
 /// [`Requantization::apply`].
@@ -397,13 +417,14 @@ struct Requantizer<'r, 'a> {
 /// How [`Requantizer`] turns a layer's accumulators into outputs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum RequantPath {
-    /// [`requantize_clamped`]: clamped at the zero point, maximum 127.
+    /// [`requantize_clamped`]: clamped at the zero point, maximum 127,
+    /// right shifts of at most [`FOLDED_SHIFT_MAX`].
     Clamped,
     /// [`requantize_bounded`]'s shortcut: clamped at the zero point (a ReLU
     /// or ReLU6), any maximum.
     ClampedBelowMax,
     /// [`requantize_bounded`]'s exact rounding: any range (no activation),
-    /// right shifts of at least 1.
+    /// right shifts of 1..=[`FOLDED_SHIFT_MAX`].
     Exact,
     /// The portable [`Requantization::apply`].
     Portable,
@@ -483,14 +504,16 @@ impl<'r, 'a> Requantizer<'r, 'a> {
             && largest_bias as usize + largest_sum < 1 << 30
             && multiplier_signs >> 31 == 0;
         let right_shifts = |most: i32| lowest_shift >= -31 && highest_shift <= most;
+        // The paths that the fused tiles take fold the zero point into the rounding term.
+        let foldable = lowest_shift >= -FOLDED_SHIFT_MAX;
         let clamped = min == requantization.output_zero_point() && min <= max;
         let path = if !in_range {
             RequantPath::Portable
-        } else if clamped && max == i32::from(i8::MAX) && right_shifts(0) {
+        } else if clamped && max == i32::from(i8::MAX) && right_shifts(0) && foldable {
             RequantPath::Clamped
         } else if clamped && right_shifts(0) {
             RequantPath::ClampedBelowMax
-        } else if min <= max && right_shifts(-1) {
+        } else if min <= max && right_shifts(-1) && foldable {
             RequantPath::Exact
         } else {
             RequantPath::Portable
@@ -576,15 +599,21 @@ impl<'r, 'a> Requantizer<'r, 'a> {
         {
             return false;
         }
+        let rounding = if self.fuses_exact() {
+            ROUNDING.as_ptr()
+        } else {
+            ROUNDING_LESS_128.as_ptr()
+        };
         let mut target = FusedOutput {
             out: pixels.as_mut_ptr(),
             stride: channels,
-            bias: self.constants.bias,
-            multipliers: self.constants.multipliers,
-            shifts: self.constants.shifts,
-            rounding: self.constants.rounding,
-            first_out: pixels.as_mut_ptr(),
+            bias_end: self.constants.bias.wrapping_add(count),
+            multipliers_end: self.constants.multipliers.wrapping_add(count),
+            shifts_end: self.constants.shifts.wrapping_add(count),
+            rounding,
+            out_end: pixels.as_mut_ptr().wrapping_add(count),
             zero_point: self.constants.zero_point,
+            first_bias: self.constants.bias,
         };
         // SAFETY: `columns` holds `groups` groups of 8 words and `filters`
         // `count` filters of `groups * 4` bytes (checked above); the routine
@@ -760,6 +789,34 @@ fn fill_position(
         zero_groups(slots, kernel * kernel * quads);
         return true;
     };
+    if y >= pad && y - pad + kernel <= shape.height && x >= pad && x - pad + kernel <= shape.width {
+        // The whole window inside the input (most positions): its kernel rows checked at once.
+        let row_len = shape.width * shape.channels;
+        let start = ((y - pad) * shape.width + x - pad) * shape.channels;
+        let last = start + (kernel - 1) * row_len + kernel * shape.channels;
+        let run = kernel * quads;
+        let Ok(count) = u32::try_from(run) else {
+            return false;
+        };
+        if run == 0 || last > input.len() || slots.len() < 8 * (kernel * run - 1) + 2 {
+            return false;
+        }
+        for ky in 0..kernel {
+            // SAFETY: kernel row `ky` reads `run` words from `start + ky * row_len`, the last
+            // row ending at `last <= input.len()`, and writes this position's two words of
+            // groups `ky * run..(ky + 1) * run`, which `slots` holds (both checked above);
+            // `run >= 1`.
+            unsafe {
+                widen_into_columns(
+                    input.as_ptr().wrapping_add(start + ky * row_len),
+                    slots.as_mut_ptr().wrapping_add(ky * run * 2 * POSITIONS),
+                    count,
+                    offset,
+                );
+            }
+        }
+        return true;
+    }
     // Taps `first..end` of each kernel row read inside the input.
     let first = pad.saturating_sub(x);
     let end = (shape.width + pad).saturating_sub(x).min(kernel);
@@ -1829,7 +1886,12 @@ fn add_tables(
     // x, all that the routine reads; the exponent is in 1..=31 and the
     // multiplier non-negative, as `add_scaled` assumes, and min <= max.
     unsafe {
-        add_scaled(
+        let routine = if (params.activation_min, params.activation_max) == (-128, 127) {
+            add_scaled_int8
+        } else {
+            add_scaled
+        };
+        routine(
             a.as_ptr(),
             b.as_ptr(),
             output.as_mut_ptr(),
@@ -2556,10 +2618,11 @@ macro_rules! depthwise_taps {
             "mov r12, r0\n",
             ".rept 9\n",
             "ldr r8, [r12], #4\n",
+            "ldr r10, [r1], #4\n",
+            "ldr r11, [r1], #4\n",
             "ldr r8, [r8, lr]\n",
             "sxtb16 r9, r8, ror #8\n",
             "sxtb16 r8, r8\n",
-            "ldrd r10, r11, [r1], #8\n",
             "smlabb r4, r8, r10, r4\n",
             "smlatt r6, r8, r10, r6\n",
             "smlabb r5, r9, r11, r5\n",
@@ -2608,7 +2671,8 @@ unsafe extern "C" fn depthwise_pixel(
 }
 
 /// One channel of [`depthwise_pixel_fused`]: the sum in `$sum`, the
-/// channel's multiplier in `$multiplier` and its `e - 1` in r12's low byte.
+/// channel's multiplier in `$multiplier` and its `e - 1` in r12's low byte;
+/// leaves the output plus 128 (0..=255) in `$sum`.
 macro_rules! depthwise_requantize {
     ($sum:literal, $multiplier:literal) => {
         concat!(
@@ -2634,31 +2698,19 @@ macro_rules! depthwise_requantize {
             ", ",
             $sum,
             ", #1\n",
-            "asr ",
-            $sum,
-            ", ",
-            $sum,
-            ", #1\n",
             "usat ",
             $sum,
             ", #8, ",
             $sum,
-            "\n",
-            "eor ",
-            $sum,
-            ", ",
-            $sum,
-            ", #128\n",
-            "strb ",
-            $sum,
-            ", [r3], #1\n",
+            ", asr #1\n",
         )
     };
 }
 
-/// The four channels of a quad requantised and written: the table's four
-/// multipliers and packed shifts in r8-r12, each channel's shift brought to
-/// r12's low byte in turn.
+/// The four channels of a quad requantised and written as one word: the
+/// table's four multipliers and packed shifts in r8-r12, each channel's shift
+/// brought to r12's low byte in turn; the four bytes packed, their top bits
+/// flipped at once (0..=255 to -128..=127).
 macro_rules! depthwise_requantize_quad {
     () => {
         concat!(
@@ -2670,6 +2722,11 @@ macro_rules! depthwise_requantize_quad {
             depthwise_requantize!("r6", "r10"),
             "lsr r12, r12, #8\n",
             depthwise_requantize!("r7", "r11"),
+            "orr r4, r4, r5, lsl #8\n",
+            "orr r6, r6, r7, lsl #8\n",
+            "orr r4, r4, r6, lsl #16\n",
+            "eor r4, r4, #0x80808080\n",
+            "str r4, [r3], #4\n",
         )
     };
 }
@@ -2706,57 +2763,107 @@ unsafe extern "C" fn depthwise_pixel_fused(
     )
 }
 
+/// One element of [`add_scaled`]: both inputs' scaled values from their
+/// tables, added, requantised, the zero point added, clamped by `$clamp`,
+/// stored.
+macro_rules! add_element {
+    ($clamp:ident) => {
+        concat!(
+            "ldrsb r12, [r0], #1\n",
+            "ldrsb lr, [r1], #1\n",
+            "ldr r12, [r4, r12, lsl #2]\n",
+            "ldr lr, [r5, lr, lsl #2]\n",
+            "add r12, r12, lr\n",
+            "smmulr r12, r12, r6\n",
+            "add r12, r12, r12, asr #31\n",
+            "add r12, r12, r8\n",
+            "asr r12, r12, r7\n",
+            "add r12, r12, r9\n",
+            add_clamp!($clamp),
+            "\nstrb r12, [r2], #1\n",
+        )
+    };
+}
+
+/// The clamp of [`add_element`]: to the activation's minimum and maximum
+/// (r10, r11), or, where they are int8's own, one `SSAT`.
+macro_rules! add_clamp {
+    (bounds) => {
+        "cmp r12, r10\nit lt\nmovlt r12, r10\ncmp r12, r11\nit gt\nmovgt r12, r11"
+    };
+    (int8) => {
+        "ssat r12, #8, r12"
+    };
+}
+
 /// `count` sums of two int8 inputs through their tables, requantised with
 /// the output's multiplier and right shift (the exact rounding of
-/// [`requantize_bounded`]), plus the zero point, clamped (see [`add`]).
+/// [`requantize_bounded`]), plus the zero point, clamped (see [`add`]):
+/// four elements a round, then the rest one at a time.
 ///
-/// Registers: r0/r1 inputs, r2 outputs, r3 count, r4/r5 the tables' middles,
-/// r6 multiplier, r7 exponent, r8 rounding, r9 zero point, r10 minimum, r11
-/// maximum, r12/lr scratch.
-///
-/// # Safety
-///
-/// `a`, `b` valid for reading and `out` for writing `count` bytes; `constants`
-/// as [`AddConstants`] describes, with two tables of 256 words from 128 words
-/// before `table_a`; exponent in 1..=31, multiplier >= 0, min <= max; `count`
-/// at least 1.
-#[unsafe(naked)]
-unsafe extern "C" fn add_scaled(
-    a: *const i8,
-    b: *const i8,
-    out: *mut i8,
-    count: u32,
-    constants: *const AddConstants,
-) {
-    naked_asm!(
-        naked_prelude!(),
-        "push {{r4-r11, lr}}",
-        "ldr lr, [sp, #36]",
-        "ldm lr, {{r4, r6-r11}}",
-        "add r5, r4, #1024",
-        "2:",
-        "ldrsb r12, [r0], #1",
-        "ldrsb lr, [r1], #1",
-        "ldr r12, [r4, r12, lsl #2]",
-        "ldr lr, [r5, lr, lsl #2]",
-        "add r12, r12, lr",
-        "smmulr r12, r12, r6",
-        "add r12, r12, r12, asr #31",
-        "add r12, r12, r8",
-        "asr r12, r12, r7",
-        "add r12, r12, r9",
-        "cmp r12, r10",
-        "it lt",
-        "movlt r12, r10",
-        "cmp r12, r11",
-        "it gt",
-        "movgt r12, r11",
-        "strb r12, [r2], #1",
-        "subs r3, r3, #1",
-        "bne 2b",
-        "pop {{r4-r11, pc}}",
-    )
+/// Registers: r0/r1 inputs, r2 outputs, r3 rounds (then the rest), r4/r5 the
+/// tables' middles, r6 multiplier, r7 exponent, r8 rounding, r9 zero point,
+/// r10 minimum, r11 maximum, r12/lr scratch; the stack holds the rest.
+macro_rules! add_routine {
+    ($(#[$attribute:meta])* $name:ident, clamp $clamp:ident) => {
+        $(#[$attribute])*
+        ///
+        /// # Safety
+        ///
+        /// `a`, `b` valid for reading and `out` for writing `count` bytes;
+        /// `constants` as [`AddConstants`] describes, with two tables of 256
+        /// words from 128 words before `table_a`; exponent in 1..=31,
+        /// multiplier >= 0, min <= max; `count` at least 1.
+        #[unsafe(naked)]
+        unsafe extern "C" fn $name(
+            a: *const i8,
+            b: *const i8,
+            out: *mut i8,
+            count: u32,
+            constants: *const AddConstants,
+        ) {
+            naked_asm!(
+                naked_prelude!(),
+                "push {{r4-r11, lr}}",
+                "ldr lr, [sp, #36]",
+                "ldm lr, {{r4, r6-r11}}",
+                "add r5, r4, #1024",
+                "and lr, r3, #3",
+                "lsrs r3, r3, #2",
+                "push {{lr}}",
+                "beq 4f",
+                "2:",
+                ".rept 4",
+                add_element!($clamp),
+                ".endr",
+                "subs r3, r3, #1",
+                "bne 2b",
+                "4:",
+                "pop {{r3}}",
+                "cbz r3, 6f",
+                "5:",
+                add_element!($clamp),
+                "subs r3, r3, #1",
+                "bne 5b",
+                "6:",
+                "pop {{r4-r11, pc}}",
+            )
+        }
+    };
 }
+
+add_routine!(
+    /// The addition clamped to any activation range.
+    add_scaled,
+    clamp bounds
+);
+
+add_routine!(
+    /// [`add_scaled`] for the range -128..=127 (no activation, or a ReLU
+    /// whose output zero point is -128).
+    add_scaled_int8,
+    clamp int8
+);
 
 /// [`widen_into_columns`] for `rows` runs of `quads` groups, `row_len` bytes
 /// apart in the input, into consecutive groups: a position's window from a
@@ -2807,12 +2914,13 @@ unsafe extern "C" fn widen_rows(
 macro_rules! depthwise_inner_tap {
     ($address:literal) => {
         concat!(
+            "ldr r10, [r1], #4\n",
+            "ldr r11, [r1], #4\n",
             "ldr r8, ",
             $address,
             "\n",
             "sxtb16 r9, r8, ror #8\n",
             "sxtb16 r8, r8\n",
-            "ldrd r10, r11, [r1], #8\n",
             "smlabb r4, r8, r10, r4\n",
             "smlatt r6, r8, r10, r6\n",
             "smlabb r5, r9, r11, r5\n",
@@ -2937,6 +3045,43 @@ macro_rules! conv_group {
     };
 }
 
+/// Two groups of [`conv_group`], their eight weights read by two loads in a
+/// row, which the core pipelines (three cycles instead of four; not `LDRD`,
+/// which faults on the weights' unaligned words): the second group's word
+/// waits in lr, which the unrolled loop of [`tile_routine`] gives up for it.
+macro_rules! conv_group_pair {
+    () => {
+        concat!(
+            "ldr lr, [r1, #4]\n",
+            "ldr r4, [r1], #8\n",
+            "sxtb16 r3, r4\n",
+            "sxtb16 r4, r4, ror #8\n",
+            "ldm r0!, {{r5-r8}}\n",
+            "smlad r9, r3, r5, r9\n",
+            "smlad r9, r4, r6, r9\n",
+            "smlad r10, r3, r7, r10\n",
+            "smlad r10, r4, r8, r10\n",
+            "ldm r0!, {{r5-r8}}\n",
+            "smlad r11, r3, r5, r11\n",
+            "smlad r11, r4, r6, r11\n",
+            "smlad r12, r3, r7, r12\n",
+            "smlad r12, r4, r8, r12\n",
+            "sxtb16 r3, lr\n",
+            "sxtb16 r4, lr, ror #8\n",
+            "ldm r0!, {{r5-r8}}\n",
+            "smlad r9, r3, r5, r9\n",
+            "smlad r9, r4, r6, r9\n",
+            "smlad r10, r3, r7, r10\n",
+            "smlad r10, r4, r8, r10\n",
+            "ldm r0!, {{r5-r8}}\n",
+            "smlad r11, r3, r5, r11\n",
+            "smlad r11, r4, r6, r11\n",
+            "smlad r12, r3, r7, r12\n",
+            "smlad r12, r4, r8, r12",
+        )
+    };
+}
+
 /// One group of four inputs in [`dense_quad`]: the input pairs once, then
 /// each row's four weights widened and multiplied into r9-r12.
 macro_rules! dense_group {
@@ -2994,8 +3139,10 @@ macro_rules! dense_group_narrow {
 ///
 /// Registers: r0 columns (advancing), r1 weights (advancing across channels),
 /// r2 loop counter, r3/r4 weight pairs, r5-r8 columns, r9-r12 accumulators,
-/// lr `out`; the stack holds four zeros, the column start, the counts and
-/// the channels left. The group loop is unrolled `$unroll` times (`$shift` is its log2;
+/// lr `out` (in the fused tiles' unrolled loop the second weight word of a
+/// pair, `out` kept meanwhile in its argument's slot above the saved
+/// registers); the stack holds four zeros, the column start, the counts and the channels
+/// left. The group loop is unrolled `$unroll` times (`$shift` is its log2;
 /// unrolled 16 times a 3x3 kernel over 64 channels runs 9 rounds per channel,
 /// over 128 channels 18), with a one-group loop for the rest (`remainder
 /// yes`; none where the unrolling divides the groups, `remainder no`). The
@@ -3044,17 +3191,14 @@ macro_rules! tile_routine {
                 tile_start!($start, each),
                 "ldr r2, [sp, #20]",
                 "3:",
-                concat!(".rept ", $unroll),
-                conv_group!(),
-                ".endr",
+                unrolled_round!($finish, $unroll),
                 "subs r2, r2, #1",
                 "bne 3b",
+                after_round!($finish),
                 remainder_groups!($remainder),
                 "6:",
                 $finish!(),
-                "ldr r2, [sp, #24]",
-                "subs r2, r2, #1",
-                "str r2, [sp, #24]",
+                channels_left!($finish),
                 tile_start!($start, next "2b"),
                 "b 9f",
                 // Every channel's groups in the one-group loop (at least one).
@@ -3067,9 +3211,7 @@ macro_rules! tile_routine {
                 "subs r2, r2, #1",
                 "bne 8b",
                 $finish!(),
-                "ldr r2, [sp, #24]",
-                "subs r2, r2, #1",
-                "str r2, [sp, #24]",
+                channels_left!($finish),
                 tile_start!($start, next "7b"),
                 "9:",
                 "add sp, #32",
@@ -3103,7 +3245,7 @@ macro_rules! tile_start {
         concat!("bne ", $label)
     };
     (bias, first) => {
-        "ldr r9, [lr, #8]\nldr r9, [r9]\nmov r10, r9\nmov r11, r9\nmov r12, r9"
+        "ldr r9, [lr, #32]\nldr r9, [r9]\nmov r10, r9\nmov r11, r9\nmov r12, r9"
     };
     (bias, each) => {
         ""
@@ -3134,6 +3276,52 @@ macro_rules! remainder_groups {
     };
     (no) => {
         ""
+    };
+}
+
+/// The count of channels left, its flags for the loop on: on the stack for
+/// the pooled and per-position tiles; the fused finishes set the flags
+/// themselves from the channel's distance to the end ([`fused_constants`]).
+macro_rules! channels_left {
+    (pooled_finish) => {
+        "ldr r2, [sp, #24]\nsubs r2, r2, #1\nstr r2, [sp, #24]"
+    };
+    (each_finish) => {
+        "ldr r2, [sp, #24]\nsubs r2, r2, #1\nstr r2, [sp, #24]"
+    };
+    ($fused:ident) => {
+        ""
+    };
+}
+
+/// One unrolled round of groups: for the fused tiles in pairs
+/// ([`conv_group_pair`], lr given up to them); for the pooled and
+/// per-position tiles, whose lr is an output pointer that advances each
+/// channel (reloading and storing it would cost two instructions a channel
+/// in place of the pairs' saved cycles), one group at a time.
+macro_rules! unrolled_round {
+    (pooled_finish, $unroll:literal) => {
+        concat!(".rept ", $unroll, "\n", conv_group!(), "\n.endr")
+    };
+    (each_finish, $unroll:literal) => {
+        concat!(".rept ", $unroll, "\n", conv_group!(), "\n.endr")
+    };
+    ($fused:ident, $unroll:literal) => {
+        concat!(".rept ", $unroll, " / 2\n", conv_group_pair!(), "\n.endr")
+    };
+}
+
+/// After the unrolled rounds: the fused tiles' lr (a [`FusedOutput`], which
+/// does not move) back from the argument's slot above the saved registers.
+macro_rules! after_round {
+    (pooled_finish) => {
+        ""
+    };
+    (each_finish) => {
+        ""
+    };
+    ($fused:ident) => {
+        "ldr lr, [sp, #68]"
     };
 }
 
@@ -3179,25 +3367,33 @@ tile_routine!(
 /// Where [`conv_tile_fused`] writes and what it requantises with: the output
 /// of the tile's first position and current channel (the next positions
 /// `stride` bytes on), which the routine advances channel by channel, and
-/// the constants of the first channel, which it reads at the channel's
-/// distance from `first_out`, the first channel's output.
+/// the ends of the tile's channels (one past the last channel's output and
+/// constants), from which it reads the channel's constants at the (negative)
+/// distance of its output from `out_end`; that distance reaching -1 marks the
+/// last channel.
 #[repr(C)]
 struct FusedOutput {
     out: *mut i8,
     stride: u32,
-    bias: *const i32,
-    multipliers: *const i32,
-    shifts: *const u8,
+    bias_end: *const i32,
+    multipliers_end: *const i32,
+    shifts_end: *const u8,
+    /// `ROUNDING_LESS_128` for [`conv_tile_fused`], `ROUNDING` for
+    /// [`conv_tile_fused_exact`], which adds the zero point itself.
     rounding: *const i32,
-    first_out: *mut i8,
+    out_end: *mut i8,
     /// The output zero point, for [`conv_tile_fused_exact`].
     zero_point: i32,
+    /// The first channel's bias, which the accumulators start from.
+    first_bias: *const i32,
 }
 
 /// A fused tile's channel constants, as its finish starts (the accumulators
-/// already hold the bias): r2 `out` (r3 `stride`), r0 the multiplier, r8 the
-/// negated shift, r7 its rounding, r6 the address of the channel's bias (the
-/// next channel's is 4 bytes on); `out` advanced to the next channel in memory.
+/// already hold the bias): r2 `out` (r3 `stride`), r0 the multiplier, r5 the
+/// right shift `e`, r7 its rounding term, r6 the address of the channel's
+/// bias (the next channel's is 4 bytes on), r8 the channel's distance from
+/// the end, the flags Z set on the last channel (no instruction of the
+/// finishes sets them); `out` advanced to the next channel in memory.
 macro_rules! fused_constants {
     () => {
         "ldm lr, {{r2-r8}}\n\
@@ -3207,39 +3403,43 @@ macro_rules! fused_constants {
          add r6, r4, r8, lsl #2\n\
          add r4, r2, #1\n\
          str r4, [lr]\n\
-         rsb r8, r5, #0\n\
-         ldr r7, [r7, r8, lsl #2]"
+         rsb r5, r5, #0\n\
+         ldr r7, [r7, r5, lsl #2]\n\
+         cmn r8, #1"
     };
 }
 
 /// [`conv_tile_fused`]'s requantisation of the four accumulators (r9-r12)
-/// and their stores.
+/// and their stores: the zero point -128 is in the rounding term, so `SSAT`
+/// clamps at it.
 macro_rules! clamped_finish {
     () => {
         concat!(
             fused_constants!(),
             "\n",
-            "lsl r9, r9, #1\nsmmlar r9, r9, r0, r7\nasr r9, r9, r8\nusat r9, #8, r9\neor r9, r9, #128\n\
-         lsl r10, r10, #1\nsmmlar r10, r10, r0, r7\nasr r10, r10, r8\nusat r10, #8, r10\neor r10, r10, #128\n\
-         lsl r11, r11, #1\nsmmlar r11, r11, r0, r7\nasr r11, r11, r8\nusat r11, #8, r11\neor r11, r11, #128\n\
-         lsl r12, r12, #1\nsmmlar r12, r12, r0, r7\nasr r12, r12, r8\nusat r12, #8, r12\neor r12, r12, #128\n\
+            "lsl r9, r9, #1\nsmmlar r9, r9, r0, r7\nasr r9, r9, r5\nssat r9, #8, r9\n\
+         lsl r10, r10, #1\nsmmlar r10, r10, r0, r7\nasr r10, r10, r5\nssat r10, #8, r10\n\
+         lsl r11, r11, #1\nsmmlar r11, r11, r0, r7\nasr r11, r11, r5\nssat r11, #8, r11\n\
+         lsl r12, r12, #1\nsmmlar r12, r12, r0, r7\nasr r12, r12, r5\nssat r12, #8, r12\n\
          strb r9, [r2]\nstrb r10, [r2, r3]\nadd r4, r2, r3, lsl #1\nstrb r11, [r4]\nstrb r12, [r4, r3]"
         )
     };
 }
 
-/// [`conv_tile_fused_exact`]'s: the exact rounding, the zero point added,
-/// `SSAT`.
+/// [`conv_tile_fused_exact`]'s: the exact rounding, the zero point (times
+/// `2^e`, added to the rounding term) included in the shift, `SSAT`.
 macro_rules! exact_finish {
     () => {
         concat!(
             fused_constants!(),
             "\n",
-            "ldr r5, [lr, #28]\n\
-         lsl r9, r9, #1\nsmmulr r9, r9, r0\nadd r9, r9, r9, asr #31\nadd r9, r9, r7\nasr r9, r9, r8\nadd r9, r9, r5\nssat r9, #8, r9\n\
-         lsl r10, r10, #1\nsmmulr r10, r10, r0\nadd r10, r10, r10, asr #31\nadd r10, r10, r7\nasr r10, r10, r8\nadd r10, r10, r5\nssat r10, #8, r10\n\
-         lsl r11, r11, #1\nsmmulr r11, r11, r0\nadd r11, r11, r11, asr #31\nadd r11, r11, r7\nasr r11, r11, r8\nadd r11, r11, r5\nssat r11, #8, r11\n\
-         lsl r12, r12, #1\nsmmulr r12, r12, r0\nadd r12, r12, r12, asr #31\nadd r12, r12, r7\nasr r12, r12, r8\nadd r12, r12, r5\nssat r12, #8, r12\n\
+            "ldr r4, [lr, #28]\n\
+         lsl r4, r4, r5\n\
+         add r7, r7, r4\n\
+         lsl r9, r9, #1\nsmmulr r9, r9, r0\nadd r9, r9, r9, asr #31\nadd r9, r9, r7\nasr r9, r9, r5\nssat r9, #8, r9\n\
+         lsl r10, r10, #1\nsmmulr r10, r10, r0\nadd r10, r10, r10, asr #31\nadd r10, r10, r7\nasr r10, r10, r5\nssat r10, #8, r10\n\
+         lsl r11, r11, #1\nsmmulr r11, r11, r0\nadd r11, r11, r11, asr #31\nadd r11, r11, r7\nasr r11, r11, r5\nssat r11, #8, r11\n\
+         lsl r12, r12, #1\nsmmulr r12, r12, r0\nadd r12, r12, r12, asr #31\nadd r12, r12, r7\nasr r12, r12, r5\nssat r12, #8, r12\n\
          strb r9, [r2]\nstrb r10, [r2, r3]\nadd r4, r2, r3, lsl #1\nstrb r11, [r4]\nstrb r12, [r4, r3]"
         )
     };

@@ -26,7 +26,7 @@ const MAX_VALUES: usize = 14 * 1024;
 /// Bytes of the work area, more than any test layer needs.
 const WORK_BYTES: usize = 10 * 1024;
 /// Random cases per shape (two of each regime of `LayerBuffers::randomize`).
-const CASES: u32 = 10;
+const CASES: u32 = 12;
 /// Random shapes.
 const RANDOM_SHAPES: u32 = 40;
 
@@ -293,7 +293,7 @@ impl LayerBuffers {
     /// `fan_in` weights each, in one of several regimes chosen by `case`, and
     /// returns the layer's zero points and ReLU flag.
     fn randomize(&mut self, rng: &mut Rng, case: u32, outputs: usize, fan_in: usize) -> Quant {
-        let regime = case % 5;
+        let regime = case % 6;
         for weight in self.weights.iter_mut().take(outputs * fan_in) {
             *weight = match regime {
                 // Every product at its largest magnitude.
@@ -330,6 +330,13 @@ impl LayerBuffers {
                     rng.range(-40_000, 40_000),
                     rng.range(0, 1 << 17),
                     rng.range(-3, 0),
+                ),
+                // Shifts about the largest that the fused tiles take
+                // (folding the zero point into the rounding term), and past it.
+                5 => (
+                    rng.range(-40_000, 40_000),
+                    rng.range(0, i32::MAX),
+                    rng.range(-24, -12),
                 ),
                 // Small scales with large shifts both ways.
                 _ => (
@@ -988,7 +995,13 @@ mod general_cases {
         for case in 0..SHAPES * CASES / 4 {
             let len = 1 + rng.below(600);
             let zero_point = |rng: &mut Rng| rng.range(-128, 127);
-            let min = rng.range(-128, 0);
+            // Every third case int8's whole range, which `SSAT` clamps to.
+            let (min, max) = if case % 3 == 0 {
+                (-128, 127)
+            } else {
+                let min = rng.range(-128, 0);
+                (min, rng.range(min, 127))
+            };
             // Mostly what TensorFlow's converter writes (right shifts), sometimes a
             // left shift or an unshifted output, which take the portable kernel.
             let output_shift = match case % 8 {
@@ -1004,7 +1017,7 @@ mod general_cases {
                 output_shift,
                 output_zero_point: zero_point(rng),
                 activation_min: min,
-                activation_max: rng.range(min, 127),
+                activation_max: max,
             };
             let expected = if output_shift <= -1 {
                 Backend::ArmDsp
