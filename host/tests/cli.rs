@@ -259,6 +259,28 @@ fn train(out: &Path, extra: &[&str]) -> Output {
         .unwrap()
 }
 
+/// A default build leaves out burn's deprecated ndarray backend: asking for it says how to get
+/// it, before any training, and leaves no run behind.
+#[cfg(not(feature = "ndarray"))]
+#[test]
+fn the_ndarray_backend_in_a_build_without_it_says_how_to_add_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let output = train(&out, &["--backend", "ndarray", "--epochs", "1"]);
+    let error = one_line_error(&output);
+    assert!(
+        error.contains("no ndarray backend") && error.contains("--features ndarray"),
+        "{error}"
+    );
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .collect();
+    assert!(left.is_empty(), "files left: {left:?}");
+}
+
 fn metrics(out: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(out.join(METRICS_FILE)).unwrap()).unwrap()
 }

@@ -130,8 +130,8 @@ pub(crate) struct TrainArgs {
     /// burn CPU backend. flex runs the convolution blocks as fused ops (about 35 ms per batch
     /// of 128 on 2 cores, 21 s per epoch for the Keras MNIST tutorial's network). ndarray is
     /// deprecated in burn 0.22 and runs burn's own ops, the fused ones being Flex-only: about
-    /// 10 s per batch, over an hour per epoch; it needs the `ndarray` cargo feature (on by
-    /// default).
+    /// 10 s per batch, over an hour per epoch; it needs a build with the `ndarray` cargo
+    /// feature (`cargo build --release -p tinycnn-host --features ndarray`).
     #[arg(long, value_enum, default_value_t = BackendKind::Flex)]
     backend: BackendKind,
     /// Print nothing but errors.
