@@ -2004,6 +2004,26 @@ pub fn average_pool(
     Some(Backend::ArmDsp)
 }
 
+/// Two groups of [`widen_into_columns`]: both words loaded back to back (the
+/// core pipelines the second load), widened, and stored as single words (a
+/// cycle each, where `STRD` takes three).
+macro_rules! widen_pair {
+    () => {
+        concat!(
+            "ldr {word}, [{values}], #4\n",
+            "ldr {next}, [{values}], #4\n",
+            "sxtab16 {even}, {offset}, {word}\n",
+            "sxtab16 {word}, {offset}, {word}, ror #8\n",
+            "sxtab16 {next_even}, {offset}, {next}\n",
+            "sxtab16 {next}, {offset}, {next}, ror #8\n",
+            "str {word}, [{columns}, #4]\n",
+            "str {even}, [{columns}], #32\n",
+            "str {next}, [{columns}, #4]\n",
+            "str {next_even}, [{columns}], #32",
+        )
+    };
+}
+
 /// Widens `quads` groups of four int8 values at `values` to int16 pairs with
 /// `offset` added (`(x0, x2)` then `(x1, x3)`, the order `SXTB16` gives the
 /// weights) into two words at `columns`, the next group's 32 bytes on.
@@ -2017,41 +2037,21 @@ pub fn average_pool(
 unsafe fn widen_into_columns(values: *const i8, columns: *mut u32, quads: u32, offset: u32) {
     // SAFETY: the caller guarantees the ranges read and written; the loops
     // touch nothing else, and neither the stack nor the flags it leaves.
-    // Four groups per round, then a pair, then one: each pair's words loaded back to back
-    // (the core pipelines the second load) and stored as single words (a cycle each, where
-    // `STRD` takes three).
+    // Four groups per round (two of `widen_pair`), then a pair, then one.
     unsafe {
         asm!(
             "lsrs {rounds}, {quads}, #2",
             "beq 3f",
             "2:",
             ".rept 2",
-            "ldr {word}, [{values}], #4",
-            "ldr {next}, [{values}], #4",
-            "sxtab16 {even}, {offset}, {word}",
-            "sxtab16 {word}, {offset}, {word}, ror #8",
-            "sxtab16 {next_even}, {offset}, {next}",
-            "sxtab16 {next}, {offset}, {next}, ror #8",
-            "str {word}, [{columns}, #4]",
-            "str {even}, [{columns}], #32",
-            "str {next}, [{columns}, #4]",
-            "str {next_even}, [{columns}], #32",
+            widen_pair!(),
             ".endr",
             "subs {rounds}, {rounds}, #1",
             "bne 2b",
             "3:",
             "tst {quads}, #2",
             "beq 4f",
-            "ldr {word}, [{values}], #4",
-            "ldr {next}, [{values}], #4",
-            "sxtab16 {even}, {offset}, {word}",
-            "sxtab16 {word}, {offset}, {word}, ror #8",
-            "sxtab16 {next_even}, {offset}, {next}",
-            "sxtab16 {next}, {offset}, {next}, ror #8",
-            "str {word}, [{columns}, #4]",
-            "str {even}, [{columns}], #32",
-            "str {next}, [{columns}, #4]",
-            "str {next_even}, [{columns}], #32",
+            widen_pair!(),
             "4:",
             "tst {quads}, #1",
             "beq 5f",
@@ -3058,14 +3058,18 @@ unsafe extern "C" fn copy_blocks(target: *mut i8, source: *const i8, blocks: u32
     )
 }
 
-/// One group of four inputs in [`conv_tile`]: widen four weights, multiply
-/// them with the four positions' values (two `LDM`s) into r9-r12.
-macro_rules! conv_group {
-    () => {
+/// The products of one group of four inputs: the four weights in `$word`
+/// widened to two pairs (r3, r4), times the four positions' values (two
+/// `LDM`s) into r9-r12.
+macro_rules! group_products {
+    ($word:literal) => {
         concat!(
-            "ldr r4, [r1], #4\n",
-            "sxtb16 r3, r4\n",
-            "sxtb16 r4, r4, ror #8\n",
+            "sxtb16 r3, ",
+            $word,
+            "\n",
+            "sxtb16 r4, ",
+            $word,
+            ", ror #8\n",
             "ldm r0!, {{r5-r8}}\n",
             "smlad r9, r3, r5, r9\n",
             "smlad r9, r4, r6, r9\n",
@@ -3075,8 +3079,16 @@ macro_rules! conv_group {
             "smlad r11, r3, r5, r11\n",
             "smlad r11, r4, r6, r11\n",
             "smlad r12, r3, r7, r12\n",
-            "smlad r12, r4, r8, r12",
+            "smlad r12, r4, r8, r12\n",
         )
+    };
+}
+
+/// One group of four inputs in [`conv_tile`]: its weights' word loaded,
+/// then [`group_products`].
+macro_rules! conv_group {
+    () => {
+        concat!("ldr r4, [r1], #4\n", group_products!("r4"))
     };
 }
 
@@ -3089,30 +3101,8 @@ macro_rules! conv_group_pair {
         concat!(
             "ldr lr, [r1, #4]\n",
             "ldr r4, [r1], #8\n",
-            "sxtb16 r3, r4\n",
-            "sxtb16 r4, r4, ror #8\n",
-            "ldm r0!, {{r5-r8}}\n",
-            "smlad r9, r3, r5, r9\n",
-            "smlad r9, r4, r6, r9\n",
-            "smlad r10, r3, r7, r10\n",
-            "smlad r10, r4, r8, r10\n",
-            "ldm r0!, {{r5-r8}}\n",
-            "smlad r11, r3, r5, r11\n",
-            "smlad r11, r4, r6, r11\n",
-            "smlad r12, r3, r7, r12\n",
-            "smlad r12, r4, r8, r12\n",
-            "sxtb16 r3, lr\n",
-            "sxtb16 r4, lr, ror #8\n",
-            "ldm r0!, {{r5-r8}}\n",
-            "smlad r9, r3, r5, r9\n",
-            "smlad r9, r4, r6, r9\n",
-            "smlad r10, r3, r7, r10\n",
-            "smlad r10, r4, r8, r10\n",
-            "ldm r0!, {{r5-r8}}\n",
-            "smlad r11, r3, r5, r11\n",
-            "smlad r11, r4, r6, r11\n",
-            "smlad r12, r3, r7, r12\n",
-            "smlad r12, r4, r8, r12",
+            group_products!("r4"),
+            group_products!("lr"),
         )
     };
 }
