@@ -115,7 +115,7 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch
 cargo test -p tinycnn --target aarch64-unknown-linux-gnu --release --locked
 # With the host's optional burn-ndarray backend: the code and the test behind that feature are
 # checked here, where burn is compiled for another target anyway, and not built for the
-# x86-64 steps (the backend doubled their compile time; running that test needs
+# x86-64 steps (it was the longest crate of their builds; running that test needs
 # `cargo test -p tinycnn-host --features ndarray --test fastconv_matches_burn`).
 cargo clippy -p tinycnn -p tinycnn-host --target aarch64-unknown-linux-gnu --all-targets \
     --features tinycnn-host/ndarray --locked -- -D warnings

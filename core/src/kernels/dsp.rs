@@ -2004,22 +2004,42 @@ pub fn average_pool(
     Some(Backend::ArmDsp)
 }
 
-/// Two groups of [`widen_into_columns`]: both words loaded back to back (the
-/// core pipelines the second load), widened, and stored as single words (a
-/// cycle each, where `STRD` takes three).
+/// Two groups of [`widen_into_columns`] and [`widen_rows`]: both words
+/// loaded from `$values` back to back (the core pipelines the second load),
+/// widened with `$offset` (`$word`, `$next` become the odd pairs, `$even`,
+/// `$next_even` the even ones), and stored as single words at `$columns` and
+/// 32 bytes on (a cycle each, where `STRD` takes three). The arguments are
+/// register names, or operands such as `"{word}"`.
+#[rustfmt::skip]
 macro_rules! widen_pair {
-    () => {
+    ($word:literal, $next:literal, $even:literal, $next_even:literal,
+     $values:literal, $offset:literal, $columns:literal) => {
         concat!(
-            "ldr {word}, [{values}], #4\n",
-            "ldr {next}, [{values}], #4\n",
-            "sxtab16 {even}, {offset}, {word}\n",
-            "sxtab16 {word}, {offset}, {word}, ror #8\n",
-            "sxtab16 {next_even}, {offset}, {next}\n",
-            "sxtab16 {next}, {offset}, {next}, ror #8\n",
-            "str {word}, [{columns}, #4]\n",
-            "str {even}, [{columns}], #32\n",
-            "str {next}, [{columns}, #4]\n",
-            "str {next_even}, [{columns}], #32",
+            "ldr ", $word, ", [", $values, "], #4\n",
+            "ldr ", $next, ", [", $values, "], #4\n",
+            "sxtab16 ", $even, ", ", $offset, ", ", $word, "\n",
+            "sxtab16 ", $word, ", ", $offset, ", ", $word, ", ror #8\n",
+            "sxtab16 ", $next_even, ", ", $offset, ", ", $next, "\n",
+            "sxtab16 ", $next, ", ", $offset, ", ", $next, ", ror #8\n",
+            "str ", $word, ", [", $columns, ", #4]\n",
+            "str ", $even, ", [", $columns, "], #32\n",
+            "str ", $next, ", [", $columns, ", #4]\n",
+            "str ", $next_even, ", [", $columns, "], #32",
+        )
+    };
+}
+
+/// One group of [`widen_pair`], the last of a run: the word at `$values`
+/// widened into `$even` and `$word`, stored at `$columns` (which moves on 32
+/// bytes).
+#[rustfmt::skip]
+macro_rules! widen_one {
+    ($word:literal, $even:literal, $values:literal, $offset:literal, $columns:literal) => {
+        concat!(
+            "ldr ", $word, ", [", $values, "]\n",
+            "sxtab16 ", $even, ", ", $offset, ", ", $word, "\n",
+            "sxtab16 ", $word, ", ", $offset, ", ", $word, ", ror #8\n",
+            "strd ", $even, ", ", $word, ", [", $columns, "], #32",
         )
     };
 }
@@ -2044,21 +2064,18 @@ unsafe fn widen_into_columns(values: *const i8, columns: *mut u32, quads: u32, o
             "beq 3f",
             "2:",
             ".rept 2",
-            widen_pair!(),
+            widen_pair!("{word}", "{next}", "{even}", "{next_even}", "{values}", "{offset}", "{columns}"),
             ".endr",
             "subs {rounds}, {rounds}, #1",
             "bne 2b",
             "3:",
             "tst {quads}, #2",
             "beq 4f",
-            widen_pair!(),
+            widen_pair!("{word}", "{next}", "{even}", "{next_even}", "{values}", "{offset}", "{columns}"),
             "4:",
             "tst {quads}, #1",
             "beq 5f",
-            "ldr {word}, [{values}]",
-            "sxtab16 {even}, {offset}, {word}",
-            "sxtab16 {word}, {offset}, {word}, ror #8",
-            "strd {even}, {word}, [{columns}]",
+            widen_one!("{word}", "{even}", "{values}", "{offset}", "{columns}"),
             "5:",
             values = inout(reg) values => _,
             columns = inout(reg) columns => _,
@@ -2917,25 +2934,13 @@ unsafe extern "C" fn widen_rows(
         "lsrs r7, r3, #1",
         "beq 4f",
         "3:",
-        "ldr r8, [r6], #4",
-        "ldr r9, [r6], #4",
-        "sxtab16 r12, r5, r8",
-        "sxtab16 r8, r5, r8, ror #8",
-        "sxtab16 lr, r5, r9",
-        "sxtab16 r9, r5, r9, ror #8",
-        "str r8, [r1, #4]",
-        "str r12, [r1], #32",
-        "str r9, [r1, #4]",
-        "str lr, [r1], #32",
+        widen_pair!("r8", "r9", "r12", "lr", "r6", "r5", "r1"),
         "subs r7, r7, #1",
         "bne 3b",
         "4:",
         "tst r3, #1",
         "beq 5f",
-        "ldr r8, [r6]",
-        "sxtab16 r12, r5, r8",
-        "sxtab16 r8, r5, r8, ror #8",
-        "strd r12, r8, [r1], #32",
+        widen_one!("r8", "r12", "r6", "r5", "r1"),
         "5:",
         "add r0, r0, r4",
         "subs r2, r2, #1",
@@ -3216,14 +3221,14 @@ macro_rules! tile_routine {
                 tile_start!($start, each),
                 "ldr r2, [sp, #20]",
                 "3:",
-                unrolled_round!($finish, $unroll),
+                unrolled_round!($start, $unroll),
                 "subs r2, r2, #1",
                 "bne 3b",
-                after_round!($finish),
+                after_round!($start),
                 remainder_groups!($remainder),
                 "6:",
                 $finish!(),
-                channels_left!($finish),
+                channels_left!($start),
                 tile_start!($start, next "2b"),
                 "b 9f",
                 // Every channel's groups in the one-group loop (at least one).
@@ -3236,7 +3241,7 @@ macro_rules! tile_routine {
                 "subs r2, r2, #1",
                 "bne 8b",
                 $finish!(),
-                channels_left!($finish),
+                channels_left!($start),
                 tile_start!($start, next "7b"),
                 "9:",
                 "add sp, #32",
@@ -3305,33 +3310,28 @@ macro_rules! remainder_groups {
 }
 
 /// The count of channels left, its flags for the loop on: on the stack for
-/// the pooled and per-position tiles; the fused finishes set the flags
-/// themselves from the channel's distance to the end ([`fused_constants`]).
+/// the tiles that start from zeros (pooled and per-position); the tiles that
+/// start from the bias, the fused ones, set the flags in their finish from the
+/// channel's distance to the end ([`fused_constants`]).
 macro_rules! channels_left {
-    (pooled_finish) => {
+    (zeros) => {
         "ldr r2, [sp, #24]\nsubs r2, r2, #1\nstr r2, [sp, #24]"
     };
-    (each_finish) => {
-        "ldr r2, [sp, #24]\nsubs r2, r2, #1\nstr r2, [sp, #24]"
-    };
-    ($fused:ident) => {
+    (bias) => {
         ""
     };
 }
 
-/// One unrolled round of groups: for the fused tiles in pairs
+/// One unrolled round of groups: for the fused tiles (`bias`) in pairs
 /// ([`conv_group_pair`], lr given up to them); for the pooled and
-/// per-position tiles, whose lr is an output pointer that advances each
-/// channel (reloading and storing it would cost two instructions a channel
-/// in place of the pairs' saved cycles), one group at a time.
+/// per-position tiles (`zeros`), whose lr is an output pointer that advances
+/// each channel (reloading and storing it would cost two instructions a
+/// channel in place of the pairs' saved cycles), one group at a time.
 macro_rules! unrolled_round {
-    (pooled_finish, $unroll:literal) => {
+    (zeros, $unroll:literal) => {
         concat!(".rept ", $unroll, "\n", conv_group!(), "\n.endr")
     };
-    (each_finish, $unroll:literal) => {
-        concat!(".rept ", $unroll, "\n", conv_group!(), "\n.endr")
-    };
-    ($fused:ident, $unroll:literal) => {
+    (bias, $unroll:literal) => {
         concat!(".rept ", $unroll, " / 2\n", conv_group_pair!(), "\n.endr")
     };
 }
@@ -3339,13 +3339,10 @@ macro_rules! unrolled_round {
 /// After the unrolled rounds: the fused tiles' lr (a [`FusedOutput`], which
 /// does not move) back from the argument's slot above the saved registers.
 macro_rules! after_round {
-    (pooled_finish) => {
+    (zeros) => {
         ""
     };
-    (each_finish) => {
-        ""
-    };
-    ($fused:ident) => {
+    (bias) => {
         "ldr lr, [sp, #68]"
     };
 }
