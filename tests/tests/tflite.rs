@@ -1,6 +1,8 @@
-//! tinycnn's int8 kernels against TensorFlow Lite's reference kernels, bit
-//! for bit, on golden vectors that TFLite itself computed
-//! (`tests/tflite/make_golden.py` -> `tests/tflite/golden.json`).
+//! tinycnn's int8 kernels against desktop TensorFlow Lite's reference kernels
+//! (`tf.lite.Interpreter` with `OpResolverType.BUILTIN_REF`; TensorFlow Lite
+//! Micro is compared with in `tflite_models.rs`), bit for bit, on golden
+//! vectors that interpreter computed (`tests/tflite/make_golden.py` ->
+//! `tests/tflite/golden.json`).
 //!
 //! The multipliers and shifts come from the host's quantiser, so this also
 //! proves that `host export` derives them from the scales as TFLite does.
