@@ -25,6 +25,13 @@
 //! `data/audio/yes.wav` (16 kHz, 16-bit mono WAV), as its samples and the
 //! features the core computes for them here, on the build machine.
 //!
+//! For a model whose input quantisation does more than flip a pixel's top bit, its pixel
+//! quantisation table (`pixels.bin`, 256 bytes), which inferences then read from flash.
+//!
+//! With the `widen-dense` feature (DSP machines only), the model's dense weights widened to
+//! int16 too (`widened.bin`, `tinycnn::widened`): twice their bytes of flash for about half
+//! the instructions of a dense layer.
+//!
 //! With the `corrupt-model` feature one byte in the middle of the model is
 //! flipped on the way, so CI can check that a damaged blob is reported and
 //! fails the run.
@@ -311,6 +318,11 @@ fn run() -> Result<(), String> {
         }
     }
     write(&out_dir.join("model.tcnn"), &model)?;
+    write(
+        &out_dir.join("widened.bin"),
+        &widened_dense(&model, machine)?,
+    )?;
+    write(&out_dir.join("pixels.bin"), &pixel_table(&model))?;
     let vectors = read(
         &vectors_path,
         "its test vectors: write them with `host fixture --model MODEL` (or set TINYCNN_VECTORS)",
@@ -325,6 +337,39 @@ fn run() -> Result<(), String> {
         &clip_features(&model, &vectors),
     )?;
     clip(out_dir)
+}
+
+/// The model's pixel quantisation table (`Int8Model::pixel_quantization`), for a model whose
+/// input quantisation does more than flip a pixel's top bit; else nothing. It saves each
+/// inference working it out; a model that does not load gets none.
+fn pixel_table(model: &[u8]) -> Vec<u8> {
+    tinycnn::Int8Model::from_bytes(model)
+        .ok()
+        .and_then(|model| model.pixel_quantization())
+        .map_or_else(Vec::new, Vec::from)
+}
+
+/// The model's dense weights widened to int16 (`tinycnn::widened`) with the `widen-dense`
+/// feature, else nothing. A model that does not load gets no table: the firmware then reports
+/// what is wrong with it.
+fn widened_dense(model: &[u8], machine: &Machine) -> Result<Vec<u8>, String> {
+    if env::var_os("CARGO_FEATURE_WIDEN_DENSE").is_none() {
+        return Ok(Vec::new());
+    }
+    if !machine.dsp {
+        return Err(format!(
+            "the `widen-dense` feature is for the machines whose core has the DSP extension, \
+             whose kernels read the widened weights; {} ({}) has not",
+            machine.feature, machine.core
+        ));
+    }
+    let Ok(parsed) = tinycnn::Int8Model::from_bytes(model) else {
+        return Ok(Vec::new());
+    };
+    let mut table = vec![0; tinycnn::widened::table_bytes_of(parsed.architecture())];
+    tinycnn::widened::widen_dense(&parsed, &mut table)
+        .map_err(|error| format!("widening the dense weights: {error}"))?;
+    Ok(table)
 }
 
 /// The sizes the `keyword` binary's statics need for the model's audio front

@@ -4,8 +4,9 @@
 # QEMU build of every core and for the board builds, docs, builds the four
 # board configurations, and on each of the six QEMU machines: runs `classify`
 # (every test image's logits must equal the host's), runs `kernels` where the
-# core has the DSP extension (the Arm DSP kernels must be bit-identical to the
-# portable ones, on random layers and on the whole network), and proves that a
+# core has the DSP extension (the Arm DSP kernels, those of the widen-dense
+# feature too, must be bit-identical to the portable ones, on random layers and
+# on the whole network), and proves that a
 # wrong expected value fails the run (status 2) and a corrupted model is
 # reported and fails it (status 3). On netduinoplus2 also the small network
 # (TINYCNN_MODEL), the test vectors of another model (status 3), the size
@@ -74,6 +75,8 @@ for entry in "${qemu_machines[@]}" "${boards[@]}"; do
     cargo clippy --release --all-targets --no-default-features --features "$feature" \
         --target "$target" -- -D warnings
 done
+echo "-- netduinoplus2 with widen-dense"
+cargo clippy --release --all-targets --features widen-dense -- -D warnings
 
 step "docs (-D warnings)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
@@ -155,7 +158,8 @@ for entry in "${qemu_machines[@]}"; do
     check_scratch "$logs/$machine.log"
     if [[ $dsp == dsp ]]; then
         step "$machine: the DSP kernels must equal the portable ones bit for bit (kernels)"
-        cargo "$machine" --bin kernels
+        # With the kernels that read dense weights widened to int16 (the widen-dense feature).
+        cargo "$machine" --bin kernels --features widened-kernels
     fi
     step "$machine: a wrong expected value must fail the run (expected: exit status 2)"
     expect_failure 2 "image 3: logits .* differ from the host's" \

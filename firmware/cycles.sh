@@ -5,11 +5,12 @@
 # plugin's intervals with the firmware's log (cycles/report.py), checking that
 # the plugin counted exactly the firmware's instructions in every interval.
 #
-#   ./cycles.sh [MODEL] [--images]          (from anywhere)
+#   ./cycles.sh [MODEL] [--images] [--widen-dense]          (from anywhere)
 #
 # MODEL: an int8 .tcnn with its test vectors beside it (default: the
 # firmware's default: TINYCNN_MODEL, else ../data/model-int8.tcnn); --images:
-# a line per image.
+# a line per image; --widen-dense: the firmware built with its `widen-dense`
+# feature (the dense weights widened to int16 in flash).
 # CYCLES_PLUGIN_ARGS, e.g. refill=3,div=2, changes the cycle model (see
 # cycles/cycles.c). The firmware's log and the plugin's intervals are kept in
 # firmware/target/cycles/DIR-NAME.log and DIR-NAME.intervals.
@@ -17,10 +18,12 @@ set -euo pipefail
 
 model=""
 report_args=()
+cargo_args=()
 for arg in "$@"; do
     case $arg in
         --images) report_args+=(--images) ;;
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        --widen-dense) cargo_args+=(--features widen-dense) ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         -*) echo "cycles.sh: unknown option $arg" >&2; exit 2 ;;
         *)
             if [[ -n $model ]]; then echo "cycles.sh: one model at a time" >&2; exit 2; fi
@@ -52,7 +55,7 @@ export QEMU_PLUGIN="$plugin,out=$intervals${CYCLES_PLUGIN_ARGS:+,$CYCLES_PLUGIN_
 
 # The default machine: netduinoplus2, the one whose TIM2 counts instructions exactly.
 set +e
-cargo run --release >"$log" 2>&1
+cargo run --release "${cargo_args[@]}" >"$log" 2>&1
 status=$?
 set -e
 if [[ $status -ne 0 || ! -s $intervals ]]; then

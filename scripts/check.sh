@@ -99,7 +99,7 @@ step "clippy -D warnings (workspace)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "clippy -D warnings (tinycnn for thumbv7em and thumbv8m.main with DSP kernels, and thumbv6m)"
-cargo clippy -p tinycnn --target thumbv7em-none-eabihf --features defmt --locked -- -D warnings
+cargo clippy -p tinycnn --target thumbv7em-none-eabihf --features defmt,widened-dense --locked -- -D warnings
 # The Cortex-M33's DSP extension is optional: naming the core enables it.
 CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_RUSTFLAGS="-C target-cpu=cortex-m33" \
     cargo clippy -p tinycnn --target thumbv8m.main-none-eabihf --features defmt --locked -- -D warnings

@@ -265,6 +265,23 @@ pub enum Error {
         /// CRC of the model at hand.
         model: u32,
     },
+    /// A widened dense table ([`crate::widened`]) made for another model file.
+    WidenedForAnotherModel {
+        /// CRC of the model the table was made for.
+        table_model: u32,
+        /// CRC of the model at hand.
+        model: u32,
+    },
+    /// A widened dense table of another length than the model's dense layers need.
+    WidenedTableLength {
+        /// Bytes the model's table has.
+        needed: usize,
+        /// Bytes given.
+        found: usize,
+    },
+    /// A pixel table ([`crate::Int8Model::with_pixel_table`]) that is not the model's input
+    /// quantisation.
+    PixelTableForAnotherModel,
     /// Encoding: the output buffer is smaller than the encoded blob.
     BufferTooSmall {
         /// Bytes needed.
@@ -419,6 +436,17 @@ impl Error {
                 None,
                 [n(vectors_model), n(model), None],
             ),
+            Error::WidenedForAnotherModel { table_model, model } => (
+                "WidenedForAnotherModel",
+                None,
+                [n(table_model), n(model), None],
+            ),
+            Error::WidenedTableLength { needed, found } => (
+                "WidenedTableLength",
+                None,
+                [size(needed), size(found), None],
+            ),
+            Error::PixelTableForAnotherModel => ("PixelTableForAnotherModel", None, NONE),
             Error::BufferTooSmall { needed, available } => (
                 "BufferTooSmall",
                 None,
@@ -633,6 +661,20 @@ impl fmt::Display for Error {
                 f,
                 "the test vectors were written for the model with CRC {vectors_model:08x}, \
                  not for this one ({model:08x}): write them again with `host fixture`"
+            ),
+            Error::WidenedForAnotherModel { table_model, model } => write!(
+                f,
+                "the widened dense table was made for the model with CRC {table_model:08x}, \
+                 not for this one ({model:08x}): build it again from this model"
+            ),
+            Error::WidenedTableLength { needed, found } => write!(
+                f,
+                "the widened dense table has {found} bytes, this model's needs {needed}"
+            ),
+            Error::PixelTableForAnotherModel => write!(
+                f,
+                "the pixel table is not this model's input quantisation: build it again from \
+                 this model"
             ),
             Error::BufferTooSmall { needed, available } => {
                 write!(

@@ -1775,6 +1775,15 @@ pub struct Int8Model<'a> {
     /// [`QuantParams::INPUT`] does (a scale of 1/255 and zero point -128 in a file of version
     /// 3 or later, TensorFlow's usual for pictures): pixels are then quantised four at a time.
     pixels_flip_top_bit: bool,
+    /// The dense weights widened to int16 ([`crate::widened`]), or nothing.
+    widened_dense: &'a [u8],
+    /// Each pixel value's quantisation ([`Int8Model::with_pixel_table`]), or nothing.
+    pixel_table: Option<&'a [u8; 256]>,
+    /// On targets with the Arm DSP kernels, the requantisation path of each dense layer, by
+    /// record (0: decided as it runs), worked out once when loading rather than in every
+    /// inference.
+    #[cfg(tinycnn_arm_dsp)]
+    dense_paths: [u8; crate::arch::MAX_LAYERS],
 }
 
 impl<'a> Int8Model<'a> {
@@ -1806,6 +1815,10 @@ impl<'a> Int8Model<'a> {
             front_end: None,
             layout: crate::plan::Layout::EMPTY,
             pixels_flip_top_bit: true,
+            widened_dense: &[],
+            pixel_table: None,
+            #[cfg(tinycnn_arm_dsp)]
+            dense_paths: [0; crate::arch::MAX_LAYERS],
         };
         let rest = decode_architecture_into(header.version, payload, &mut model.architecture)?;
         let (input, records) = take_record::<QuantParams>(rest)?;
@@ -1834,6 +1847,10 @@ impl<'a> Int8Model<'a> {
         model.pixels_flip_top_bit = input == QuantParams::INPUT
             || (0..=u8::MAX)
                 .all(|pixel| crate::network::quantize_pixel(pixel, &input) == (pixel ^ 0x80) as i8);
+        #[cfg(tinycnn_arm_dsp)]
+        {
+            model.dense_paths = crate::kernels::dsp::decide_dense_paths(&model);
+        }
         Ok(model)
     }
 
@@ -1907,9 +1924,70 @@ impl<'a> Int8Model<'a> {
     pub fn logits_quantization(&self) -> QuantParams {
         self.layers().last().map_or(self.input, |last| last.output)
     }
+
+    /// The model with its dense weights widened to int16 in `table` ([`crate::widened`]),
+    /// which the Arm DSP kernels then read instead of the int8 weights: the same outputs
+    /// in fewer instructions. Other backends ignore the table. An error if the table was
+    /// made for another model or has the wrong length; a table that does not start on a
+    /// 4-byte boundary is accepted and left unused.
+    pub fn with_widened_dense(self, table: &'a [u8]) -> Result<Self, Error> {
+        crate::widened::check_table(&self, table)?;
+        Ok(Self {
+            widened_dense: table,
+            ..self
+        })
+    }
+
+    /// The DSP requantisation path decided for the dense layer of record `index` when
+    /// loading, or 0.
+    pub(crate) fn dense_path(&self, index: usize) -> u8 {
+        #[cfg(tinycnn_arm_dsp)]
+        return self.dense_paths.get(index).copied().unwrap_or(0);
+        #[cfg(not(tinycnn_arm_dsp))]
+        {
+            let _ = index;
+            0
+        }
+    }
+
+    /// The table [`with_pixel_table`](Self::with_pixel_table) gave.
+    pub(crate) fn pixel_table(&self) -> Option<&'a [u8; 256]> {
+        self.pixel_table
+    }
+
+    /// Each pixel value's quantisation (as `i8` bytes), for a model whose input quantisation
+    /// does more than flip a pixel's top bit; `None` for the others, whose pixels cost next
+    /// to nothing. An inference otherwise works the table out again (256 quantisations, each
+    /// two float divisions): a firmware can keep it in flash
+    /// ([`with_pixel_table`](Self::with_pixel_table)).
+    pub fn pixel_quantization(&self) -> Option<[u8; 256]> {
+        (!self.pixels_flip_top_bit).then(|| crate::network::pixel_table(&self.input))
+    }
+
+    /// The model with its [`pixel_quantization`](Self::pixel_quantization) table kept
+    /// elsewhere (in flash), which inferences then read instead of working it out.
+    /// [`Error::PixelTableForAnotherModel`] unless `table` is this model's table (checked by
+    /// working it out once).
+    pub fn with_pixel_table(self, table: &'a [u8; 256]) -> Result<Self, Error> {
+        if self.pixel_quantization().as_ref() != Some(table) {
+            return Err(Error::PixelTableForAnotherModel);
+        }
+        Ok(Self {
+            pixel_table: Some(table),
+            ..self
+        })
+    }
+
+    /// The table [`with_widened_dense`](Self::with_widened_dense) gave, or an empty slice.
+    pub fn widened_dense(&self) -> &'a [u8] {
+        self.widened_dense
+    }
 }
 
 /// A validated model of either flavour.
+// With the Arm DSP kernels an int8 model carries what it works out when loading (a pixel
+// table); boxing it would need an allocator, and a program holds one model.
+#[cfg_attr(tinycnn_arm_dsp, allow(clippy::large_enum_variant))]
 #[derive(Clone, Copy, Debug)]
 pub enum Model<'a> {
     /// An f32 model.

@@ -21,6 +21,8 @@
 //! - [`testvec`]: images with host-computed logits, for on-device checks.
 //! - [`audio`]: an integer audio front end (MFCCs for keyword spotting) that
 //!   computes the same bytes on the desktop and on every Cortex-M.
+//! - [`widened`]: a model's dense weights widened to int16, a table a firmware
+//!   may keep in flash for faster dense layers (the `widened-dense` feature).
 //!
 //! ```
 //! use tinycnn::Int8Model;
@@ -35,7 +37,8 @@
 //! ```
 //!
 //! Features: `std` (`Vec`-returning encoders), `defmt` (`defmt::Format` for
-//! [`Error`] and friends). Neither is on by default.
+//! [`Error`] and friends), `widened-dense` (the Arm DSP kernels that read
+//! [`widened`] tables). None is on by default.
 
 #![no_std]
 // `unsafe` exists only in `kernels::dsp`, `audio::dsp` and `audio::dsp16`
@@ -73,6 +76,7 @@ pub mod plan;
 pub mod quant;
 pub mod testvec;
 pub mod text;
+pub mod widened;
 
 pub use arch::{Architecture, Layer, LayerName, Shape};
 pub use error::{ClassNameProblem, Error, FrontEndProblem, TensorKind};

@@ -248,6 +248,11 @@ fn copy_values<T: Unit>(target: &mut [T], source: &[T]) -> Option<()> {
 trait Unit: Copy + PartialOrd {
     /// `target.copy_from_slice(source)`, slices of the same length.
     fn copy(target: &mut [Self], source: &[Self]);
+
+    /// [`argmax`] of the logits.
+    fn argmax(values: &[Self]) -> usize {
+        argmax(values)
+    }
 }
 
 impl Unit for i8 {
@@ -260,6 +265,11 @@ impl Unit for i8 {
     #[cfg(not(tinycnn_arm_dsp))]
     fn copy(target: &mut [i8], source: &[i8]) {
         target.copy_from_slice(source);
+    }
+
+    #[cfg(tinycnn_arm_dsp)]
+    fn argmax(values: &[i8]) -> usize {
+        dsp::argmax(values)
     }
 }
 
@@ -557,7 +567,7 @@ fn run_steps<'s, T: Unit>(
     let arena: &'s [T] = arena;
     let logits = last.of(arena).ok_or(Error::Malformed)?;
     Ok(Prediction {
-        class: argmax(logits),
+        class: T::argmax(logits),
         logits,
     })
 }
@@ -712,7 +722,17 @@ fn int8_conv_layer<'r>(
     ki8::ConvLayer::new(geometry, record.weights, requantization)
 }
 
-fn int8_dense_layer<'r>(
+/// How dense layers of a model file of `version` round: version 3 follows TensorFlow Lite
+/// Micro, whose dense layers round twice; versions 1 and 2 the desktop's, which rounds once.
+pub(crate) fn dense_rounding(version: u16) -> Rounding {
+    if version >= format::VERSION_3 {
+        Rounding::Double
+    } else {
+        Rounding::Single
+    }
+}
+
+pub(crate) fn int8_dense_layer<'r>(
     record: &Int8LayerRecord<'r>,
     input_zero_point: i8,
     step: &Step,
@@ -757,8 +777,27 @@ impl Int8Input<'_> {
 /// from zero) and clamp.
 pub(crate) fn quantize_pixel(pixel: u8, input: &QuantParams) -> i8 {
     let real = f32::from(pixel) / 255.0;
-    let steps = libm::roundf(real / input.scale) + f32::from(input.zero_point);
-    steps.clamp(-128.0, 127.0) as i8
+    let steps = round_half_away(real / input.scale);
+    steps
+        .saturating_add(i32::from(input.zero_point))
+        .clamp(-128, 127) as i8
+}
+
+/// `libm::roundf(x)` as an integer, saturating beyond `i32`'s range: the conversion toward
+/// zero is one instruction on an FPU, where `roundf` takes several dozen in software, and a
+/// picture quantises 256 pixel values per inference.
+fn round_half_away(x: f32) -> i32 {
+    let whole = x as i32;
+    // Exact below 2^31: under 2^23 `x` and its whole part are less than a factor 2 apart
+    // (or the whole part is 0), above it `x` is a whole number.
+    let fraction = x - whole as f32;
+    if fraction >= 0.5 {
+        whole.saturating_add(1)
+    } else if fraction <= -0.5 {
+        whole.saturating_sub(1)
+    } else {
+        whole
+    }
 }
 
 /// `p - 128` of every pixel of `image` into `slots` (of its length), four at a time.
@@ -780,12 +819,22 @@ fn flip_top_bits(image: &[u8], slots: &mut [i8]) {
 /// so that the table leaves the stack before the layers run.
 #[inline(never)]
 fn quantize_pixels(image: &[u8], quantization: &QuantParams, slots: &mut [i8]) {
-    let mut table = [0i8; 256];
+    look_up_pixels(image, &pixel_table(quantization), slots);
+}
+
+/// Every pixel value's quantisation with `quantization`, as the bytes of its `i8`s.
+pub(crate) fn pixel_table(quantization: &QuantParams) -> [u8; 256] {
+    let mut table = [0u8; 256];
     for (entry, pixel) in table.iter_mut().zip(0..=u8::MAX) {
-        *entry = quantize_pixel(pixel, quantization);
+        *entry = quantize_pixel(pixel, quantization) as u8;
     }
+    table
+}
+
+/// `image` through `table` (the bytes of `i8` values) into `slots`, four pixels at a time.
+fn look_up_pixels(image: &[u8], table: &[u8; 256], slots: &mut [i8]) {
     // A `u8` index into 256 entries: the compiler drops the check.
-    let quantized = |pixel: u8| table.get(usize::from(pixel)).copied().unwrap_or(0);
+    let quantized = |pixel: u8| table.get(usize::from(pixel)).map_or(0, |&byte| byte as i8);
     let (slot_quads, slot_rest) = slots.as_chunks_mut::<4>();
     let (pixel_quads, pixel_rest) = image.as_chunks::<4>();
     for (slot, pixels) in slot_quads.iter_mut().zip(pixel_quads) {
@@ -1271,7 +1320,11 @@ impl Int8Model<'_> {
             }
             Int8Input::Pixels(image) => {
                 let slots = arena.get_mut(start..start + image.len());
-                quantize_pixels(image, &quantization, slots.ok_or(Error::Malformed)?);
+                let slots = slots.ok_or(Error::Malformed)?;
+                match self.pixel_table() {
+                    Some(table) => look_up_pixels(image, table, slots),
+                    None => quantize_pixels(image, &quantization, slots),
+                }
             }
             Int8Input::Quantized(values) => {
                 for (slot, &value) in first.zip(values) {
@@ -1279,18 +1332,18 @@ impl Int8Model<'_> {
                 }
             }
         }
-        // Version 3 follows TensorFlow Lite Micro, whose dense layers round
-        // twice; versions 1 and 2 the desktop's, which rounds once.
-        let dense_rounding = if self.header().version >= format::VERSION_3 {
-            Rounding::Double
-        } else {
-            Rounding::Single
-        };
+        let dense_rounding = dense_rounding(self.header().version);
         let mut records = StepRecords::new(self.layers());
         let mut zero_point = quantization.zero_point;
         let mut shortcut_zero_point = zero_point;
         let mut first_band = (zero_point, shortcut_zero_point);
         let mut memo = StepMemo::default();
+        // The widened dense table's layers, taken in step order ([`crate::widened`]).
+        let mut widened_rest = self
+            .widened_dense()
+            .get(crate::widened::HEADER_BYTES..)
+            .unwrap_or(&[]);
+        let mut widened_layer: &[u8] = &[];
         let run = |step: &Step, slices: Slices<'_, i8>| {
             let Slices {
                 input,
@@ -1338,15 +1391,28 @@ impl Int8Model<'_> {
                 Operation::Pool => max_pool2(input, step.band_input(), output),
                 Operation::Dense => {
                     let record = records.next().ok_or(Error::Malformed)?;
+                    let decided = step.layer.record.map_or(0, |index| self.dense_path(index));
                     let layer = int8_dense_layer(&record, zero_point, step, dense_rounding)
-                        .ok_or(Error::Malformed)?;
+                        .ok_or(Error::Malformed)?
+                        .with_decided_path(decided);
                     zero_point = record.output.zero_point;
+                    if !again {
+                        let bytes =
+                            crate::widened::dense_bytes(step.input.values(), step.output.values());
+                        (widened_layer, widened_rest) =
+                            widened_rest.split_at_checked(bytes).unwrap_or((&[], &[]));
+                    }
                     match &mut runner {
                         _ if activation == Activation::Relu6 => {
                             kernels = Backend::Portable;
                             ki8::dense(input, &layer, output)
                         }
                         Int8Runner::Caller(caller) => caller.dense(input, &layer, output),
+                        #[cfg(all(tinycnn_arm_dsp, feature = "widened-dense"))]
+                        Int8Runner::Builtin(Backend::ArmDsp) if !widened_layer.is_empty() => {
+                            dsp::dense_widened(input, &layer, widened_layer, output, _work)
+                                .map(|used| kernels = used)
+                        }
                         #[cfg(tinycnn_arm_dsp)]
                         Int8Runner::Builtin(Backend::ArmDsp) => {
                             dsp::dense(input, &layer, output, _work).map(|used| kernels = used)
@@ -1736,5 +1802,111 @@ mod tests {
             zero_point: -128,
         };
         assert!((0..=u8::MAX).any(|p| quantize_pixel(p, &off) != (p ^ 0x80) as i8));
+    }
+
+    #[test]
+    fn a_pixel_table_kept_elsewhere_is_the_models_own() {
+        // Scale 2/255 and zero point -1: pixels need the table.
+        let autoencoder =
+            Int8Model::from_bytes(include_bytes!("../../data/mlperf/autoencoder.tcnn")).unwrap();
+        let table = autoencoder.pixel_quantization().unwrap();
+        assert_eq!(table, pixel_table(&autoencoder.input_quantization()));
+        let mut other = table;
+        other[7] ^= 1;
+        assert_eq!(
+            autoencoder.with_pixel_table(&other).unwrap_err(),
+            Error::PixelTableForAnotherModel
+        );
+        let kept = autoencoder.with_pixel_table(&table).unwrap();
+        let image: std::vec::Vec<u8> = (0..640).map(|i| (i * 7 % 256) as u8).collect();
+        let mut scratch = std::vec![0i8; autoencoder.scratch_bytes()];
+        let plain = autoencoder
+            .classify(&image, &mut scratch)
+            .unwrap()
+            .logits
+            .to_vec();
+        let through_table = kept.classify(&image, &mut scratch).unwrap().logits.to_vec();
+        assert_eq!(plain, through_table);
+        // Pixels whose quantisation flips their top bit need none.
+        let small =
+            Int8Model::from_bytes(include_bytes!("../../data/small/model-int8.tcnn")).unwrap();
+        assert_eq!(small.pixel_quantization(), None);
+        assert_eq!(
+            small.with_pixel_table(&table).unwrap_err(),
+            Error::PixelTableForAnotherModel
+        );
+    }
+
+    /// The quantisation TensorFlow Lite defines, with libm's `roundf` and f32 sums.
+    fn quantize_pixel_with_roundf(pixel: u8, input: &QuantParams) -> i8 {
+        let real = f32::from(pixel) / 255.0;
+        let steps = libm::roundf(real / input.scale) + f32::from(input.zero_point);
+        steps.clamp(-128.0, 127.0) as i8
+    }
+
+    #[test]
+    fn rounding_half_away_from_zero_is_roundf() {
+        let halves = (-2_000..=2_000).map(|k| k as f32 / 4.0);
+        let near_halves = (-1_000..=1_000).flat_map(|k| {
+            let half = k as f32 + 0.5;
+            [half.next_down(), half, half.next_up()]
+        });
+        let large = [
+            8_388_607.5f32,
+            8_388_608.0,
+            16_777_217.0,
+            2.0e9,
+            -2.0e9,
+            3.0e9,
+            -3.0e9,
+        ];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let random = core::iter::repeat_with(move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            f32::from_bits(state as u32)
+        })
+        .filter(|x| x.is_finite() && x.abs() < 2.0e9)
+        .take(100_000);
+        for x in halves.chain(near_halves).chain(large).chain(random) {
+            let expected = libm::roundf(x);
+            let found = round_half_away(x);
+            if expected.abs() < 2.0e9 {
+                assert_eq!(found as f32, expected, "{x}");
+            } else {
+                assert_eq!(found.signum() as f32, expected.signum(), "{x}");
+            }
+        }
+        assert_eq!(round_half_away(f32::INFINITY), i32::MAX);
+        assert_eq!(round_half_away(f32::NEG_INFINITY), i32::MIN);
+    }
+
+    #[test]
+    fn every_pixel_quantises_as_with_roundf() {
+        let scales = [
+            1.0 / 255.0,
+            2.0 / 255.0,
+            1.0 / 250.0,
+            0.003_921_569,
+            0.007_843_138,
+            0.012_345,
+            0.1,
+            0.5,
+            1.0e-4,
+            3.0e-7,
+        ];
+        for scale in scales {
+            for zero_point in [-128, -127, -1, 0, 1, 5, 127] {
+                let input = QuantParams { scale, zero_point };
+                for pixel in 0..=u8::MAX {
+                    assert_eq!(
+                        quantize_pixel(pixel, &input),
+                        quantize_pixel_with_roundf(pixel, &input),
+                        "pixel {pixel}, scale {scale}, zero point {zero_point}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -166,6 +166,15 @@ macro_rules! include_bytes_aligned {
 /// `build.rs`), read in place from flash.
 pub static MODEL: &[u8] = include_bytes_aligned!(4, concat!(env!("OUT_DIR"), "/model.tcnn"));
 
+/// [`MODEL`]'s dense weights widened to int16 (`tinycnn::widened`), read in place from flash,
+/// when the firmware is built with the `widen-dense` feature; empty otherwise.
+pub static WIDENED_DENSE: &[u8] =
+    include_bytes_aligned!(4, concat!(env!("OUT_DIR"), "/widened.bin"));
+
+/// [`MODEL`]'s pixel quantisation table (`Int8Model::pixel_quantization`; 256 bytes), when its
+/// input quantisation does more than flip a pixel's top bit; empty otherwise.
+pub static PIXEL_TABLE: &[u8] = include_bytes_aligned!(4, concat!(env!("OUT_DIR"), "/pixels.bin"));
+
 /// The test vectors of [`MODEL`] (`host fixture`): images, labels and the
 /// host's int8 logits.
 pub static TEST_VECTORS: &[u8] =
@@ -185,13 +194,39 @@ pub const GENERAL_KERNELS: bool = tinycnn::plan::model_uses_general_kernels(incl
     concat!(env!("OUT_DIR"), "/model.tcnn")
 ));
 
-/// Validates [`MODEL`]; on a bad blob logs why and exits with
-/// [`ExitCode::BadBlob`].
+/// Validates [`MODEL`] (and [`PIXEL_TABLE`] and [`WIDENED_DENSE`] where there are ones); on
+/// a bad blob logs why and exits with [`ExitCode::BadBlob`].
 pub fn load_model() -> Int8Model<'static> {
-    match Int8Model::from_bytes(MODEL) {
+    let model = match Int8Model::from_bytes(MODEL) {
         Ok(model) => model,
         Err(error) => {
             defmt::error!("model blob rejected: {}", error);
+            exit(ExitCode::BadBlob)
+        }
+    };
+    let model = match <&[u8; 256]>::try_from(PIXEL_TABLE) {
+        Ok(table) => match model.with_pixel_table(table) {
+            Ok(model) => model,
+            Err(error) => {
+                defmt::error!("pixel table rejected: {}", error);
+                exit(ExitCode::BadBlob)
+            }
+        },
+        Err(_) => model,
+    };
+    if WIDENED_DENSE.is_empty() {
+        return model;
+    }
+    match model.with_widened_dense(WIDENED_DENSE) {
+        Ok(model) => {
+            defmt::info!(
+                "dense weights widened to int16: {=usize} bytes of flash",
+                WIDENED_DENSE.len()
+            );
+            model
+        }
+        Err(error) => {
+            defmt::error!("widened dense table rejected: {}", error);
             exit(ExitCode::BadBlob)
         }
     }

@@ -17,7 +17,9 @@ use std::process::Command;
 
 use tinycnn::Int8Model;
 use tinycnn::testvec::TestVectors;
-use tinycnn_host::deploy::inspect::{FIRMWARE_RAM_BYTES, firmware_code_bytes};
+use tinycnn_host::deploy::inspect::{
+    FIRMWARE_RAM_BYTES, FIRMWARE_WIDENED_KERNELS_BYTES, firmware_code_bytes,
+};
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -58,8 +60,9 @@ fn scratch_written(line: &str) -> Option<(usize, usize)> {
 }
 
 /// Runs the firmware with the model `<dir>/<name>.tcnn` and its test vectors `<name>.tctv` and
-/// checks its log.
-fn check_model_in_qemu(dir: &str, name: &str) {
+/// checks its log; with `widen_dense`, built with the `widen-dense` feature (the dense weights
+/// widened to int16 in flash beside the model).
+fn check_model_in_qemu(dir: &str, name: &str, widen_dense: bool) {
     let data = workspace().join(dir);
     let model_path = data.join(format!("{name}.tcnn"));
     let vectors_path = data.join(format!("{name}.tctv"));
@@ -92,8 +95,14 @@ fn check_model_in_qemu(dir: &str, name: &str) {
         );
     }
 
+    let features: &[&str] = if widen_dense {
+        &["--features", "widen-dense"]
+    } else {
+        &[]
+    };
     let output = Command::new("cargo")
         .args(["run", "--release", "--quiet"])
+        .args(features)
         .current_dir(workspace().join("firmware"))
         // The firmware is its own project with its own target and linker.
         .env_remove("CARGO_TARGET_DIR")
@@ -130,9 +139,25 @@ fn check_model_in_qemu(dir: &str, name: &str) {
         .find(|l| l.contains("flash:"))
         .expect("flash line");
     let text = number_after(flash, "(text").expect("text size");
-    let besides_blobs =
-        number_after(flash, "flash:").expect("flash size") - model_bytes.len() - vector_bytes.len();
-    let code_bytes = firmware_code_bytes(model.architecture());
+    let widened = log
+        .lines()
+        .find(|l| l.contains("dense weights widened to int16:"))
+        .and_then(|l| number_after(l, "int16:"));
+    assert_eq!(
+        widened,
+        widen_dense.then(|| tinycnn::widened::table_bytes(&model_bytes)),
+        "{dir}/{name}: the firmware's widened dense table is not the model's"
+    );
+    let besides_blobs = number_after(flash, "flash:").expect("flash size")
+        - model_bytes.len()
+        - vector_bytes.len()
+        - widened.unwrap_or(0);
+    let code_bytes = firmware_code_bytes(model.architecture())
+        + if widen_dense {
+            FIRMWARE_WIDENED_KERNELS_BYTES
+        } else {
+            0
+        };
     assert!(
         besides_blobs <= code_bytes,
         "{dir}/{name}: the firmware takes {besides_blobs} B of flash beside the model and the \
@@ -182,18 +207,20 @@ fn check_model_in_qemu(dir: &str, name: &str) {
 
 #[test]
 fn firmware_logits_in_qemu_equal_the_host_core() {
-    check_model_in_qemu("data", "model-int8");
-    check_model_in_qemu("data/small", "model-int8");
-    check_model_in_qemu("data/separable", "model-int8");
+    check_model_in_qemu("data", "model-int8", false);
+    check_model_in_qemu("data/small", "model-int8", false);
+    check_model_in_qemu("data/separable", "model-int8", false);
 }
 
 /// The MLPerf Tiny networks imported from TensorFlow Lite, on the Cortex-M4 with the DSP
-/// kernels (`firmware/ci.sh` runs them on the Cortex-M3).
+/// kernels (`firmware/ci.sh` runs them on the Cortex-M3); the autoencoder also with its dense
+/// weights widened to int16.
 #[test]
 fn firmware_runs_the_mlperf_tiny_networks_as_the_host_core_does() {
     for name in ["kws", "vww", "resnet8", "autoencoder"] {
-        check_model_in_qemu("data/mlperf", name);
+        check_model_in_qemu("data/mlperf", name, false);
     }
+    check_model_in_qemu("data/mlperf", "autoencoder", true);
 }
 
 #[test]

@@ -135,6 +135,11 @@ macro_rules! naked_prelude {
 // The audio front end's assembly (`crate::audio::dsp`) starts the same way.
 pub(crate) use naked_prelude;
 
+#[cfg(feature = "widened-dense")]
+mod widened;
+#[cfg(feature = "widened-dense")]
+pub use widened::dense_widened;
+
 use super::ConvGeometry;
 use super::general::{self, AddParams, Span, WindowGeometry};
 use super::int8::{Backend, ConvLayer, DenseLayer, Requantization};
@@ -256,6 +261,34 @@ pub fn dense(
     }
 }
 
+/// The requantisation path of each dense layer of `model`, by its record's position (0 for
+/// other layers, whose kernels decide as they run), decided when the model is loaded:
+/// deciding walks every output's constants, which on a network of dense layers costs a
+/// tenth of an inference.
+pub(crate) fn decide_dense_paths(model: &crate::Int8Model<'_>) -> [u8; crate::arch::MAX_LAYERS] {
+    let mut paths = [0u8; crate::arch::MAX_LAYERS];
+    let architecture = model.architecture();
+    let rounding = crate::network::dense_rounding(model.header().version);
+    let mut cursor = crate::plan::Cursor::new(architecture);
+    while let Some(step) = cursor.next(architecture) {
+        if !matches!(step.operation, crate::plan::Operation::Dense) {
+            continue;
+        }
+        let Some(index) = step.layer.record else {
+            continue;
+        };
+        let layer = model
+            .layers()
+            .nth(index)
+            .and_then(|record| crate::network::int8_dense_layer(&record, 0, &step, rounding));
+        if let (Some(layer), Some(slot)) = (layer, paths.get_mut(index)) {
+            let path = Requantizer::decide(layer.requantization(), layer.inputs());
+            *slot = path.code() as u8;
+        }
+    }
+    paths
+}
+
 /// `target.copy_from_slice(source)` (the same lengths, else nothing is
 /// copied), 32 bytes per `LDM`/`STM` pair where both start on the same word
 /// offset, the rest byte by byte.
@@ -325,6 +358,52 @@ fn pack(low: i32, high: i32) -> u32 {
 /// Four int8 values as one little-endian word.
 fn word(bytes: &[i8; 4]) -> u32 {
     u32::from_le_bytes(bytes.map(|b| b as u8))
+}
+
+/// Index of the largest of `values`, the first one on ties, 0 when empty:
+/// [`super::argmax`] four values at a time (`SSUB8` and `SEL` keep each lane's largest),
+/// then a scan for its first place. A network whose output is values (an autoencoder's
+/// 640) runs this once per inference.
+pub fn argmax(values: &[i8]) -> usize {
+    // SAFETY: `align_to` only reinterprets the aligned middle; every bit pattern is a valid
+    // `u32`, and the words are read as the bytes they are.
+    let (head, words, tail) = unsafe { values.align_to::<u32>() };
+    let Some(&first) = values.first() else {
+        return 0;
+    };
+    let lanes = words
+        .iter()
+        .fold(u32::from_ne_bytes([first as u8; 4]), |lanes, &word| {
+            lane_maxima(word, lanes)
+        });
+    let largest = head
+        .iter()
+        .chain(tail)
+        .copied()
+        .chain(lanes.to_ne_bytes().map(|byte| byte as i8))
+        .fold(first, i8::max);
+    values
+        .iter()
+        .position(|&value| value == largest)
+        .unwrap_or(0)
+}
+
+/// Each byte lane's larger of `a` and `b` (as int8).
+fn lane_maxima(a: u32, b: u32) -> u32 {
+    let larger: u32;
+    // SAFETY: two register-only instructions (ARMv7E-M DSP): `SSUB8` sets the APSR's GE
+    // bits (declared: no `preserves_flags`) and `SEL` reads them; no memory or stack.
+    unsafe {
+        asm!(
+            "ssub8 {larger}, {a}, {b}",
+            "sel {larger}, {a}, {b}",
+            larger = out(reg) larger,
+            a = in(reg) a,
+            b = in(reg) b,
+            options(pure, nomem, nostack),
+        );
+    }
+    larger
 }
 
 /// `(offset.lo + sext(bytes.0), offset.hi + sext(bytes.2))`.
@@ -478,6 +557,15 @@ impl<'r, 'a> Requantizer<'r, 'a> {
     /// Decides once per layer which path is exact for all of its channels,
     /// given `fan_in` products per accumulator.
     fn new(requantization: &'r Requantization<'a>, fan_in: usize) -> Self {
+        match requantization.decided_path() {
+            0 => Self::with_path(requantization, Self::decide(requantization, fan_in)),
+            code => Self::with_path(requantization, RequantPath::from_code(code.into())),
+        }
+    }
+
+    /// The path exact for every channel of `requantization`, given `fan_in` products per
+    /// accumulator.
+    fn decide(requantization: &Requantization<'_>, fan_in: usize) -> RequantPath {
         // |x - zero_point| <= 255 and |w| <= 128 (the loader allows 127).
         let largest_sum = fan_in.saturating_mul(255 * 128);
         let (bias, multipliers, shifts) = requantization.raw();
@@ -507,7 +595,7 @@ impl<'r, 'a> Requantizer<'r, 'a> {
         // The paths that the fused tiles take fold the zero point into the rounding term.
         let foldable = lowest_shift >= -FOLDED_SHIFT_MAX;
         let clamped = min == requantization.output_zero_point() && min <= max;
-        let path = if !in_range {
+        if !in_range {
             RequantPath::Portable
         } else if clamped && max == i32::from(i8::MAX) && right_shifts(0) && foldable {
             RequantPath::Clamped
@@ -517,8 +605,7 @@ impl<'r, 'a> Requantizer<'r, 'a> {
             RequantPath::Exact
         } else {
             RequantPath::Portable
-        };
-        Self::with_path(requantization, path)
+        }
     }
 
     /// The requantiser of `requantization` on `path`, as [`new`](Self::new) decided it (for
@@ -2312,22 +2399,7 @@ fn dense_rows(
     {
         return false;
     }
-    let offset = halves(-requantization.input_zero_point());
-    let input = match aligned_words(work).get_mut(..inputs / 2) {
-        Some(vector) => {
-            for (pair, quad) in vector
-                .as_chunks_mut::<2>()
-                .0
-                .iter_mut()
-                .zip(flat.as_chunks::<4>().0)
-            {
-                let raw = word(quad);
-                *pair = [sxtab16(offset, raw), sxtab16_odd(offset, raw)];
-            }
-            DenseInput::Widened(vector)
-        }
-        None => DenseInput::Narrow { flat, offset },
-    };
+    let input = DenseInput::new(flat, requantization.input_zero_point(), work);
     let requantizer = Requantizer::new(requantization, inputs);
     let quads = output.chunks_mut(4).zip(rows.chunks(4 * inputs));
     for (index, (out_quad, row_quad)) in quads.enumerate() {
@@ -2388,6 +2460,7 @@ fn dense_rows(
 }
 
 /// A dense layer's input as its four-row routines read it.
+#[derive(Clone, Copy)]
 enum DenseInput<'a> {
     /// Widened once, with its offset, to `(x0,x2),(x1,x3)` pairs.
     Widened(&'a [u32]),
@@ -2396,7 +2469,28 @@ enum DenseInput<'a> {
     Narrow { flat: &'a [i8], offset: u32 },
 }
 
-impl DenseInput<'_> {
+impl<'a> DenseInput<'a> {
+    /// `flat` (whose zero point is `zero_point`) widened with its offset into `work` where
+    /// that holds its `inputs / 2` words, else as it lies.
+    fn new(flat: &'a [i8], zero_point: i32, work: &'a mut [i8]) -> Self {
+        let offset = halves(-zero_point);
+        match aligned_words(work).get_mut(..flat.len() / 2) {
+            Some(vector) => {
+                for (pair, quad) in vector
+                    .as_chunks_mut::<2>()
+                    .0
+                    .iter_mut()
+                    .zip(flat.as_chunks::<4>().0)
+                {
+                    let raw = word(quad);
+                    *pair = [sxtab16(offset, raw), sxtab16_odd(offset, raw)];
+                }
+                DenseInput::Widened(vector)
+            }
+            None => DenseInput::Narrow { flat, offset },
+        }
+    }
+
     /// `sums[i]` = row `i` . input, rows 0 and 1 at `rows01` and `rows01 +
     /// stride`, rows 2 and 3 at `rows23` and `rows23 + stride`.
     ///

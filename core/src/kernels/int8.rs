@@ -77,6 +77,9 @@ pub struct Requantization<'a> {
     activation_min: i32,
     activation_max: i32,
     rounding: Rounding,
+    /// The Arm DSP kernels' requantisation path for these constants, decided when the model
+    /// was loaded; 0 when the kernel decides it (a walk over every channel's constants).
+    decided_path: u8,
 }
 
 impl<'a> Requantization<'a> {
@@ -116,6 +119,7 @@ impl<'a> Requantization<'a> {
             },
             activation_max: i32::from(i8::MAX),
             rounding: Rounding::Double,
+            decided_path: 0,
         })
     }
 
@@ -136,8 +140,24 @@ impl<'a> Requantization<'a> {
         Self {
             activation_min: int8(min),
             activation_max: int8(max),
+            decided_path: 0,
             ..self
         }
+    }
+
+    /// The requantisation with the DSP kernels' path decided ahead (when the model was
+    /// loaded, from these very constants and range); the kernels then skip deciding it.
+    pub(crate) fn with_decided_path(self, code: u8) -> Self {
+        Self {
+            decided_path: code,
+            ..self
+        }
+    }
+
+    /// The path [`with_decided_path`](Self::with_decided_path) gave, or 0.
+    #[cfg_attr(not(tinycnn_arm_dsp), allow(dead_code))]
+    pub(crate) fn decided_path(&self) -> u8 {
+        self.decided_path
     }
 
     /// How [`Requantization::apply`] rounds: twice (a convolution's, the
@@ -291,6 +311,7 @@ impl<'a> DenseLayer<'a> {
     pub fn new(inputs: usize, rows: &'a [u8], requantization: Requantization<'a>) -> Option<Self> {
         let requantization = Requantization {
             rounding: Rounding::Single,
+            decided_path: 0,
             ..requantization
         };
         (inputs > 0 && rows.len() == requantization.outputs() * inputs).then_some(Self {
@@ -304,11 +325,22 @@ impl<'a> DenseLayer<'a> {
     /// ([`Rounding::Double`]) for TensorFlow Lite Micro's `FULLY_CONNECTED`,
     /// which model format version 3 follows.
     pub fn with_rounding(self, rounding: Rounding) -> Self {
+        // A path decided for the other rounding no longer holds.
         Self {
             requantization: Requantization {
                 rounding,
+                decided_path: 0,
                 ..self.requantization
             },
+            ..self
+        }
+    }
+
+    /// The layer with its DSP requantisation path decided ahead
+    /// ([`Requantization::with_decided_path`]).
+    pub(crate) fn with_decided_path(self, code: u8) -> Self {
+        Self {
+            requantization: self.requantization.with_decided_path(code),
             ..self
         }
     }

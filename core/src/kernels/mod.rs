@@ -127,7 +127,21 @@ pub const MAX_KERNEL: usize = 5;
 /// Index of the largest value; the first one on ties, `0` for an empty or
 /// all-NaN input (NaN never compares greater).
 pub fn argmax<T: PartialOrd + Copy>(values: &[T]) -> usize {
-    argmax_of(values.iter().copied())
+    // Two tight passes rather than one that tracks an index: a network whose output is
+    // values (an autoencoder's 640) spends a few thousand instructions here per inference.
+    let mut largest = None;
+    for &value in values {
+        let larger = match largest {
+            None => value.partial_cmp(&value).is_some(), // false only for NaN
+            Some(current) => value > current,
+        };
+        if larger {
+            largest = Some(value);
+        }
+    }
+    largest
+        .and_then(|largest| values.iter().position(|&value| value == largest))
+        .unwrap_or(0)
 }
 
 /// [`argmax`] of values as they come (test vectors decode theirs from bytes).

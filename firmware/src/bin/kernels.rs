@@ -14,7 +14,10 @@
 
 use tinycnn::arch::{Activation, Conv, MAX_LAYERS, Padding, Shape};
 use tinycnn::kernels::int8::{self, Backend, ConvLayer, DenseLayer, Requantization};
-use tinycnn::kernels::{ConvGeometry, dsp};
+use tinycnn::kernels::{ConvGeometry, argmax, dsp};
+use tinycnn::quant::Rounding;
+#[cfg(feature = "widened-kernels")]
+use tinycnn::widened;
 use tinycnn_firmware::{self as firmware, ExitCode, profile};
 
 /// Largest weight tensor of a test layer.
@@ -87,8 +90,10 @@ const CONV_CASES: [ConvCase; 20] = [
     case((6, 6, 3), 5, VALID, 4, false),
 ];
 
-/// Dense layers to check: inputs, outputs.
-const DENSE_CASES: [(usize, usize); 8] = [
+/// Dense layers to check: inputs, outputs. With the weights widened (`dsp::dense_widened`):
+/// blocks of four rows and calls of eight blocks, whole or not, sixteen groups of four inputs
+/// a round and the rest; the autoencoder's 640 inputs.
+const DENSE_CASES: [(usize, usize); 12] = [
     (2304, 12),
     (128, 64),
     (64, 32),
@@ -97,7 +102,16 @@ const DENSE_CASES: [(usize, usize); 8] = [
     (4, 1),
     (20, 3),
     (6, 4),
+    (100, 12),
+    (640, 8),
+    (8, 36),
+    (12, 5),
 ];
+
+/// Bytes for a test layer's widened weights (`tinycnn::widened::dense_bytes`); larger
+/// layers skip the widened check.
+#[cfg(feature = "widened-kernels")]
+const WIDENED_BYTES: usize = 16 * 1024;
 
 #[cortex_m_rt::entry]
 fn main() -> ! {
@@ -121,6 +135,7 @@ fn main() -> ! {
     for (inputs, outputs) in DENSE_CASES {
         dense_cases(&mut rng, buffers, &mut check, inputs, outputs);
     }
+    argmax_cases(&mut rng, buffers, &mut check);
     work_edge_cases(&mut rng, buffers, &mut check);
     general_cases::window_convs(&mut rng, buffers, &mut check);
     general_cases::depthwise(&mut rng, buffers, &mut check);
@@ -226,7 +241,14 @@ struct Buffers {
     portable: [i8; MAX_VALUES],
     fast: [i8; MAX_VALUES],
     work: Work,
+    #[cfg(feature = "widened-kernels")]
+    widened: Widened,
 }
+
+/// A test layer's widened weights, on a 4-byte boundary as the kernels read them.
+#[cfg(feature = "widened-kernels")]
+#[repr(C, align(4))]
+struct Widened([u8; WIDENED_BYTES]);
 
 /// The buffers of one case: input and outputs cut to its lengths.
 struct Views<'b> {
@@ -235,6 +257,8 @@ struct Views<'b> {
     portable: &'b mut [i8],
     fast: &'b mut [i8],
     work: &'b mut Work,
+    #[cfg(feature = "widened-kernels")]
+    widened: &'b mut Widened,
 }
 
 impl Buffers {
@@ -246,6 +270,8 @@ impl Buffers {
             portable,
             fast,
             work,
+            #[cfg(feature = "widened-kernels")]
+            widened,
         } = self;
         Some(Views {
             layer,
@@ -253,6 +279,8 @@ impl Buffers {
             portable: portable.get_mut(..outputs)?,
             fast: fast.get_mut(..outputs)?,
             work,
+            #[cfg(feature = "widened-kernels")]
+            widened,
         })
     }
 
@@ -263,6 +291,8 @@ impl Buffers {
             portable: [0; MAX_VALUES],
             fast: [0; MAX_VALUES],
             work: Work([0; WORK_BYTES]),
+            #[cfg(feature = "widened-kernels")]
+            widened: Widened([0; WIDENED_BYTES]),
         }
     }
 }
@@ -438,6 +468,7 @@ fn conv_cases(rng: &mut Rng, buffers: &mut Buffers, check: &mut Check, geometry:
             portable,
             fast,
             work,
+            ..
         }) = buffers.views(inputs, outputs)
         else {
             defmt::panic!("conv case: test buffers too small");
@@ -485,29 +516,31 @@ fn dense_cases(
     for case in 0..CASES {
         let quant = buffers.layer.randomize(rng, case, outputs, inputs);
         let Some(Views {
-            layer,
+            layer: weights,
             input,
             portable,
             fast,
             work,
+            #[cfg(feature = "widened-kernels")]
+            widened,
         }) = buffers.views(inputs, outputs)
         else {
             defmt::panic!("dense {} -> {}: test buffers too small", inputs, outputs);
         };
         random_inputs(rng, input, quant.extreme_inputs);
-        let Some(layer) = layer.dense(inputs, outputs, &quant) else {
+        let Some(layer) = weights.dense(inputs, outputs, &quant) else {
             defmt::panic!("dense {} -> {}: test buffers too small", inputs, outputs);
         };
-        let same_length = int8::dense(input, &layer, portable).is_some();
-        fast.fill(0x55);
-        let ran = dsp::dense(input, &layer, fast, &mut work.0).unwrap_or(Backend::Portable);
-        check.record(
-            "dense",
-            case,
-            same_length && portable == fast,
-            ran,
-            expected,
-        );
+        // Rounding twice, as model files of version 3 on (TensorFlow Lite Micro) do, takes
+        // the assembly's requantisation paths (and the widened routines' fused ones).
+        let double = layer.with_rounding(Rounding::Double);
+        let mut same_length = false;
+        for (what, rounded) in [("dense", &layer), ("dense, rounding twice", &double)] {
+            same_length = int8::dense(input, rounded, portable).is_some();
+            fast.fill(0x55);
+            let ran = dsp::dense(input, rounded, fast, &mut work.0).unwrap_or(Backend::Portable);
+            check.record(what, case, same_length && portable == fast, ran, expected);
+        }
         // Without a work area the input is widened as it is read: from a copy at
         // any offset from a word boundary.
         let offset = case as usize % 4;
@@ -516,7 +549,7 @@ fn dense_cases(
         };
         copy.copy_from_slice(input);
         fast.fill(0x55);
-        let ran = dsp::dense(copy, &layer, fast, &mut []).unwrap_or(Backend::Portable);
+        let ran = dsp::dense(copy, &double, fast, &mut []).unwrap_or(Backend::Portable);
         check.record(
             "dense without work",
             case,
@@ -524,13 +557,141 @@ fn dense_cases(
             ran,
             expected,
         );
+        #[cfg(feature = "widened-kernels")]
+        widened_cases(
+            case,
+            (weights, input, portable, fast, work, widened),
+            &quant,
+            (&layer, &double),
+            check,
+        );
     }
     defmt::info!(
-        "dense {=usize} -> {=usize}: {=u32} cases checked, with and without work",
+        "dense {=usize} -> {=usize}: {=u32} cases checked, with and without work, rounding \
+         once and twice, weights widened where they fit",
         inputs,
         outputs,
         CASES
     );
+}
+
+/// A dense case's buffers, for [`widened_cases`]: the layer's weights and constants, its
+/// input, the portable and the fast output, the work area and the widened weights.
+#[cfg(feature = "widened-kernels")]
+type WidenedBuffers<'b> = (
+    &'b LayerBuffers,
+    &'b [i8],
+    &'b mut [i8],
+    &'b mut [i8],
+    &'b mut Work,
+    &'b mut Widened,
+);
+
+/// `dsp::dense_widened` (the firmware's `widened-kernels` feature) on a dense case: the layer
+/// rounding twice and once, with a ReLU at zero point -128 and without activation (the two
+/// that requantise as each block ends), with and without a work area; skipped for weights
+/// larger than [`WIDENED_BYTES`] widened.
+#[cfg(feature = "widened-kernels")]
+fn widened_cases(
+    case: u32,
+    (weights, input, portable, fast, work, widened): WidenedBuffers<'_>,
+    quant: &Quant,
+    (layer, double): (&DenseLayer<'_>, &DenseLayer<'_>),
+    check: &mut Check,
+) {
+    let (inputs, outputs) = (input.len(), portable.len());
+    let offset = case as usize % 4;
+    let expected = if inputs.is_multiple_of(4) {
+        Backend::ArmDsp
+    } else {
+        Backend::Portable
+    };
+    let table_bytes = widened::dense_bytes(inputs, outputs);
+    let Some(table) = widened.0.get_mut(..table_bytes) else {
+        return;
+    };
+    let rows = layer.rows();
+    if widened::widen_layer(rows, inputs, outputs, table).is_err() {
+        defmt::panic!("dense {} -> {}: cannot widen its weights", inputs, outputs);
+    }
+    // The routines that requantise as each block ends take a ReLU at zero point -128 or
+    // no activation: both forced here besides the case's own.
+    let twice = |quant: Quant| {
+        weights
+            .dense(inputs, outputs, &quant)
+            .map(|layer| layer.with_rounding(Rounding::Double))
+    };
+    let (Some(relu_at_128), Some(linear)) = (
+        twice(Quant {
+            output_zero_point: -128,
+            activation: Activation::Relu,
+            ..*quant
+        }),
+        twice(Quant {
+            activation: Activation::None,
+            ..*quant
+        }),
+    ) else {
+        defmt::panic!("dense {} -> {}: test buffers too small", inputs, outputs);
+    };
+    let layers = [
+        ("widened dense", double),
+        ("widened dense, rounding once", layer),
+        ("widened dense, ReLU at -128", &relu_at_128),
+        ("widened dense, no activation", &linear),
+    ];
+    // Without a work area the widened routines widen the input as they read it: from
+    // a copy at any offset from a word boundary.
+    let (area, copy) = work.0.split_at_mut(WORK_BYTES / 2);
+    let Some(copy) = copy.get_mut(offset..offset + inputs) else {
+        defmt::panic!("dense {} -> {}: test buffers too small", inputs, outputs);
+    };
+    copy.copy_from_slice(input);
+    for (what, rounded) in layers {
+        let same_length = int8::dense(input, rounded, portable).is_some();
+        for with_work in [true, false] {
+            fast.fill(0x55);
+            let area: &mut [i8] = if with_work { &mut *area } else { &mut [] };
+            let ran =
+                dsp::dense_widened(copy, rounded, table, fast, area).unwrap_or(Backend::Portable);
+            check.record(what, case, same_length && portable == fast, ran, expected);
+        }
+    }
+}
+
+/// The logits' argmax four values at a time (`dsp::argmax`) against the portable one: random
+/// lengths at every offset from a word boundary, values from a narrow range (so the largest
+/// repeats) or the whole one, and the largest placed first, last or nowhere in particular.
+fn argmax_cases(rng: &mut Rng, buffers: &mut Buffers, check: &mut Check) {
+    const LENGTHS: [usize; 8] = [0, 1, 3, 4, 5, 10, 640, 1001];
+    let mut cases = 0u32;
+    for length in LENGTHS {
+        for case in 0..CASES {
+            let offset = case as usize % 4;
+            let Some(values) = buffers.input.get_mut(offset..offset + length) else {
+                defmt::panic!("argmax of {}: test buffers too small", length);
+            };
+            let narrow = case % 3 == 0;
+            for value in values.iter_mut() {
+                *value = if narrow {
+                    rng.range(-3, 3) as i8
+                } else {
+                    rng.range(-128, 127) as i8
+                };
+            }
+            match (case % 4, values.len()) {
+                (_, 0) => {}
+                (1, _) => values[0] = i8::MAX,
+                (2, last) => values[last - 1] = i8::MAX,
+                (3, _) => values.fill(i8::MIN),
+                _ => {}
+            }
+            let same = dsp::argmax(values) == argmax(values);
+            check.record("argmax", case, same, Backend::ArmDsp, Backend::ArmDsp);
+            cases += 1;
+        }
+    }
+    defmt::info!("argmax: {=u32} cases checked", cases);
 }
 
 /// A work area off a 4-byte boundary still works (the kernels use its aligned
@@ -570,6 +731,7 @@ fn work_edge_cases(rng: &mut Rng, buffers: &mut Buffers, check: &mut Check) {
             portable,
             fast,
             work,
+            ..
         }) = buffers.views(inputs, outputs)
         else {
             defmt::panic!("work edge case {}: test buffers too small", case);
@@ -787,6 +949,7 @@ mod general_cases {
                     portable,
                     fast,
                     work,
+                    ..
                 }) = buffers.views(inputs, outputs)
                 else {
                     continue;
@@ -868,6 +1031,7 @@ mod general_cases {
                     portable,
                     fast: region,
                     work,
+                    ..
                 }) = buffers.views(inputs, region)
                 else {
                     continue;
