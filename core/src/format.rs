@@ -1926,8 +1926,9 @@ impl<'a> Int8Model<'a> {
     }
 
     /// The model with its dense weights widened to int16 in `table` ([`crate::widened`]),
-    /// which the Arm DSP kernels then read instead of the int8 weights: the same outputs
-    /// in fewer instructions. Other backends ignore the table. An error if the table was
+    /// which the Arm DSP kernels compiled with the crate's `widened-dense` feature then read
+    /// instead of the int8 weights: the same outputs in fewer instructions. Other kernels
+    /// ignore the table. An error if the table was
     /// made for another model or has the wrong length; a table that does not start on a
     /// 4-byte boundary is accepted and left unused.
     pub fn with_widened_dense(self, table: &'a [u8]) -> Result<Self, Error> {
@@ -1985,9 +1986,6 @@ impl<'a> Int8Model<'a> {
 }
 
 /// A validated model of either flavour.
-// With the Arm DSP kernels an int8 model carries what it works out when loading (a pixel
-// table); boxing it would need an allocator, and a program holds one model.
-#[cfg_attr(tinycnn_arm_dsp, allow(clippy::large_enum_variant))]
 #[derive(Clone, Copy, Debug)]
 pub enum Model<'a> {
     /// An f32 model.

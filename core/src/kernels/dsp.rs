@@ -263,8 +263,8 @@ pub fn dense(
 
 /// The requantisation path of each dense layer of `model`, by its record's position (0 for
 /// other layers, whose kernels decide as they run), decided when the model is loaded:
-/// deciding walks every output's constants, which on a network of dense layers costs a
-/// tenth of an inference.
+/// deciding walks every output's constants, which on a network of dense layers is a large
+/// part of an inference's work besides the products.
 pub(crate) fn decide_dense_paths(model: &crate::Int8Model<'_>) -> [u8; crate::arch::MAX_LAYERS] {
     let mut paths = [0u8; crate::arch::MAX_LAYERS];
     let architecture = model.architecture();
@@ -554,8 +554,9 @@ fn decided_requantizer<'r, 'a>(
 }
 
 impl<'r, 'a> Requantizer<'r, 'a> {
-    /// Decides once per layer which path is exact for all of its channels,
-    /// given `fan_in` products per accumulator.
+    /// The requantiser on the path exact for all of the layer's channels, given `fan_in`
+    /// products per accumulator: the path decided when the model was loaded, or decided
+    /// now.
     fn new(requantization: &'r Requantization<'a>, fan_in: usize) -> Self {
         match requantization.decided_path() {
             0 => Self::with_path(requantization, Self::decide(requantization, fan_in)),
