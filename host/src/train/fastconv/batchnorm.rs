@@ -22,6 +22,8 @@
 use rayon::prelude::*;
 use tinycnn::arch::Activation;
 
+use super::zeros::filled;
+
 /// The layout of a batch-normalised tensor: `batch` images, each `channels` runs of `inner`
 /// values (`inner` = height x width for a map, 1 for a vector).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,25 +300,27 @@ pub fn forward(
     assert!(gamma.len() == s.channels && beta.len() == s.channels);
     let stats = statistics(&s, x, epsilon);
     let channels = affines(&stats, gamma, beta);
-    let mut out = vec![0f32; x.len()];
-    if s.image() > 0 {
-        out.par_chunks_mut(s.image())
-            .zip(x.par_chunks(s.image()))
-            .for_each(|(out, x)| {
-                for ((out, x), affine) in out
-                    .chunks_exact_mut(s.inner)
-                    .zip(x.chunks_exact(s.inner))
-                    .zip(&channels)
-                {
-                    let affine = *affine;
-                    match activation {
-                        Activation::None => normalise_run(affine, Activation::None, x, out),
-                        Activation::Relu => normalise_run(affine, Activation::Relu, x, out),
-                        Activation::Relu6 => normalise_run(affine, Activation::Relu6, x, out),
-                    }
+    let image = s.image();
+    let out = filled(
+        x.len(),
+        image,
+        || (),
+        |_, n, out| {
+            let x = &x[n * image..][..image];
+            for ((out, x), affine) in out
+                .chunks_exact_mut(s.inner)
+                .zip(x.chunks_exact(s.inner))
+                .zip(&channels)
+            {
+                let affine = *affine;
+                match activation {
+                    Activation::None => normalise_run(affine, Activation::None, x, out),
+                    Activation::Relu => normalise_run(affine, Activation::Relu, x, out),
+                    Activation::Relu6 => normalise_run(affine, Activation::Relu6, x, out),
                 }
-            });
-    }
+            }
+        },
+    );
     (out, stats)
 }
 

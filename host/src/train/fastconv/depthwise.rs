@@ -22,6 +22,7 @@
 use rayon::prelude::*;
 
 use super::kernels::ConvGrads;
+use super::zeros::{filled, zeros};
 
 /// Values the wide-grid kernels handle at a time: one AVX-512 register of f32.
 const LANES: usize = 16;
@@ -202,10 +203,11 @@ pub fn forward(
 ) -> Vec<f32> {
     let s = *shape;
     let (taps, out_plane, in_plane) = (s.taps(), s.out_plane(), s.in_plane());
-    let mut out = vec![0f32; s.batch * s.outputs() * out_plane];
-    out.par_chunks_mut(out_plane).enumerate().for_each_init(
+    filled(
+        s.batch * s.outputs() * out_plane,
+        out_plane,
         Scratch::default,
-        |scratch, (plane, out)| {
+        |scratch, plane, out| {
             let (n, o) = (plane / s.outputs(), plane % s.outputs());
             let padded = &mut scratch.padded;
             s.pad_into(
@@ -222,8 +224,7 @@ pub fn forward(
                 (kh, kw) => forward_plane(&s, kh, kw, padded, kernel, start, out),
             }
         },
-    );
-    out
+    )
 }
 
 /// A task's buffers: a padded input plane (or input gradient), and an output plane (or its
@@ -373,10 +374,11 @@ pub fn backward(
     // The input: one task per input plane, scattering its multiplier's output planes into a
     // padded plane, then keeping the values that lie in the input.
     let x_grad = want_x.then(|| {
-        let mut dx = vec![0f32; s.batch * s.channels * in_plane];
-        dx.par_chunks_mut(in_plane).enumerate().for_each_init(
+        filled(
+            s.batch * s.channels * in_plane,
+            in_plane,
             Vec::new,
-            |padded: &mut Vec<f32>, (plane, dx)| {
+            |padded: &mut Vec<f32>, plane, dx| {
                 let (n, c) = (plane / s.channels, plane % s.channels);
                 padded.clear();
                 padded.resize(s.padded_len(), 0.0);
@@ -390,8 +392,7 @@ pub fn backward(
                 }
                 s.crop_from(padded, dx);
             },
-        );
-        dx
+        )
     });
     ConvGrads {
         x: x_grad,
@@ -456,7 +457,7 @@ fn backward_wide(
         let biases: Vec<f32> = bias_lanes.iter().map(|lanes| fold(*lanes)).collect();
         (kernels, biases)
     };
-    let mut x_grad = want_x.then(|| vec![0f32; x.len()]);
+    let mut x_grad = want_x.then(|| zeros(x.len()));
     let (xs, grads) = (
         x.par_chunks(IMAGES_PER_TASK * x_image),
         grad.par_chunks(IMAGES_PER_TASK * grad_image),

@@ -21,6 +21,7 @@
 //! - [`batchnorm`]: batch normalisation in training, with its activation
 //!   ([`batch_norm_activation`]).
 //! - [`pool`]: global average pooling ([`global_average_pool`]).
+//! - [`zeros`]: the maps' zeroed buffers, zeroed by all threads.
 //! - [`ext`]: the burn backend extension around them, a standalone dropout with the fused
 //!   block's masks ([`dropout`]), and a `probe` op for profiling.
 //!
@@ -36,6 +37,7 @@ pub mod depthwise;
 pub mod ext;
 pub mod pointwise;
 pub mod pool;
+pub mod zeros;
 
 use burn::backend::DispatchDevice;
 use burn::nn::conv::Conv2d;

@@ -12,6 +12,7 @@
 use rayon::prelude::*;
 
 use super::kernels::ConvGrads;
+use super::zeros::filled;
 
 use super::kernels::gemm::{Strided, gemm};
 
@@ -51,10 +52,12 @@ pub fn forward(
     assert!(s.is_consistent(), "pointwise: {s:?}");
     assert_eq!(x.len(), s.batch * s.inputs * s.plane, "pointwise: {s:?}");
     assert_eq!(weight.len(), s.outputs * s.inputs, "pointwise: {s:?}");
-    let mut out = vec![0f32; s.batch * s.outputs * s.plane];
-    out.par_chunks_mut(s.outputs * s.plane)
-        .zip(x.par_chunks(s.inputs * s.plane))
-        .for_each(|(out, x)| {
+    let (x_image, out_image) = (s.inputs * s.plane, s.outputs * s.plane);
+    filled(
+        s.batch * out_image,
+        out_image,
+        || (),
+        |_, n, out| {
             if let Some(bias) = bias {
                 for (plane, &b) in out.chunks_exact_mut(s.plane).zip(bias) {
                     plane.fill(b);
@@ -66,10 +69,10 @@ pub fn forward(
                 s.plane,
                 bias.is_some(),
                 Strided::row_major(weight, s.inputs),
-                Strided::row_major(x, s.plane),
+                Strided::row_major(&x[n * x_image..][..x_image], s.plane),
             );
-        });
-    out
+        },
+    )
 }
 
 /// The gradients of [`forward`]'s inputs given `grad`, the gradient of its output:
@@ -127,20 +130,21 @@ pub fn backward(
         }
     }
     let x_grad = want_x.then(|| {
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(x_image)
-            .zip(grad.par_chunks(grad_image))
-            .for_each(|(dx, grad)| {
+        filled(
+            x.len(),
+            x_image,
+            || (),
+            |_, n, dx| {
                 gemm(
                     (s.inputs, s.plane, s.outputs),
                     dx,
                     s.plane,
                     false,
                     Strided::transposed(weight, s.inputs),
-                    Strided::row_major(grad, s.plane),
+                    Strided::row_major(&grad[n * grad_image..][..grad_image], s.plane),
                 );
-            });
-        dx
+            },
+        )
     });
     ConvGrads {
         x: x_grad,

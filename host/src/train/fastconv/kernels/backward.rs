@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use super::gemm::{Strided, gemm, transpose};
 use super::im2col::{col2im_add, im2col};
 use super::{ConvShape, NO_GRAD};
+use crate::train::fastconv::zeros::zeros;
 
 /// Gradients of a convolution's inputs: of the fused block
 /// ([`conv_relu_pool_forward`](super::conv_relu_pool_forward)), the plain, the depthwise and the
@@ -145,7 +146,7 @@ pub(super) fn run_tasks(
         }
         (acc.dw, acc.db)
     };
-    let mut dx = vec![0.0f32; if want_x_grad { x_len } else { 0 }];
+    let mut dx = zeros(if want_x_grad { x_len } else { 0 });
     let partials: Vec<(Vec<f32>, Vec<f32>)> = if want_x_grad {
         dx.par_chunks_mut(per_group * dx_per_item)
             .enumerate()

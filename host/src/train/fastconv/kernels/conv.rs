@@ -8,10 +8,9 @@
 //! dense GEMMs (`dW += dY * col^T`, `dcol = W^T * dY`) and col2im; no mask to exploit here, the
 //! output's gradient is dense.
 
-use rayon::prelude::*;
-
 use super::backward::{Acc, ConvGrads, run_tasks};
 use super::gemm::{Strided, gemm, transpose};
+use crate::train::fastconv::zeros::filled;
 
 /// Geometry of one convolution: NCHW input, `[c_out, c_in, kh, kw]` weight, strides and
 /// zero padding per side.
@@ -200,7 +199,6 @@ pub fn conv_forward(s: &PlainConvShape, x: &[f32], weight: &[f32], bias: &[f32])
     assert_eq!(weight.len(), s.weight_len());
     assert_eq!(bias.len(), s.c_out);
     let out_len = s.out_len();
-    let mut out = vec![0.0f32; s.batch * out_len];
     let nb = s.samples_per_gemm();
     let f = Forward {
         s,
@@ -211,11 +209,12 @@ pub fn conv_forward(s: &PlainConvShape, x: &[f32], weight: &[f32], bias: &[f32])
         ld: nb * s.spatial(),
     };
     // Scratch grows on first use: a group of one pointwise sample needs none.
-    out.par_chunks_mut(nb * out_len).enumerate().for_each_init(
+    filled(
+        s.batch * out_len,
+        nb * out_len,
         || (Vec::new(), Vec::new()),
-        |(col, act), (chunk, out)| forward_chunk(&f, chunk, col, act, out),
-    );
-    out
+        |(col, act), chunk, out| forward_chunk(&f, chunk, col, act, out),
+    )
 }
 
 struct Forward<'a> {

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use super::gemm::{Strided, gemm};
 use super::im2col::im2col;
 use super::{ConvShape, DropoutMask, NO_GRAD};
+use crate::train::fastconv::zeros::zeros;
 
 /// Forward: `dropout(pool2(relu(conv(x, w) + b)))`. Returns the pooled output (NCHW) and, per
 /// pooled value, the position of the maximum inside its 2x2 window (`dy * 2 + dx`), or
@@ -30,7 +31,7 @@ pub fn conv_relu_pool_forward(
     assert_eq!(weight.len(), s.weight_len());
     assert_eq!(bias.len(), s.c_out);
     let pooled_len = s.pooled_len();
-    let mut out = vec![0.0f32; s.batch * pooled_len];
+    let mut out = zeros(s.batch * pooled_len);
     let mut argmax = vec![NO_GRAD; s.batch * pooled_len];
     let nb = s.samples_per_gemm();
     let ld = nb * s.ho() * s.wo();
