@@ -2,8 +2,7 @@
 //!
 //! `vec![0.0; len]` zeroes on the calling thread alone: for the megabytes of a batch's feature
 //! map (128 x 14 x 14 x 64 values are 6.4 MB) that is a memory-bound pass during which the other
-//! cores wait, between two parallel kernels. Profiled on a DS-CNN training step, that zeroing
-//! was most of the time the step spent on one core.
+//! cores wait, between two parallel kernels.
 
 use std::mem::MaybeUninit;
 
