@@ -277,6 +277,7 @@ pub(crate) fn decide_dense_paths(model: &crate::Int8Model<'_>) -> [u8; crate::ar
         let Some(index) = step.layer.record else {
             continue;
         };
+        // The input's zero point (0 here) plays no part in the decision.
         let layer = model
             .layers()
             .nth(index)

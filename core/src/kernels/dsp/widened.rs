@@ -76,6 +76,8 @@ fn dense_blocks(
     if output.len().is_multiple_of(4) && (requantizer.fuses() || requantizer.fuses_exact()) {
         return dense_blocks_fused(&input, weights, group_count, &requantizer, output);
     }
+    let (input_pointer, offset, routine) =
+        input.widened_routine(dense_blocks_widened, dense_blocks_narrow);
     let call_rows = WIDENED_CALL_BLOCKS * 4;
     let mut sums = [0i32; WIDENED_CALL_BLOCKS * 4];
     let calls = output
@@ -89,16 +91,6 @@ fn dense_blocks(
         if call_weights.len() != blocks * block_words || blocks > WIDENED_CALL_BLOCKS {
             return false;
         }
-        let (input_pointer, offset, routine) = match input {
-            DenseInput::Widened(vector) => (
-                vector.as_ptr().cast(),
-                0,
-                dense_blocks_widened as WidenedRoutine,
-            ),
-            DenseInput::Narrow { flat, offset } => {
-                (flat.as_ptr().cast(), offset, dense_blocks_narrow as _)
-            }
-        };
         // SAFETY: the input holds `groups` groups of four inputs (`2 x groups` words
         // widened, `inputs / 2` of them, or `4 x groups` bytes as it lies), the weights
         // `blocks` blocks of `8 x groups` words (checked just above); the routine for the
@@ -120,6 +112,22 @@ fn dense_blocks(
         requantizer.finish(call * call_rows, call_sums, out_rows);
     }
     true
+}
+
+impl DenseInput<'_> {
+    /// The arguments a widened routine takes for this input (its first byte or word, and
+    /// the offset that `SXTAB16` adds as it widens a narrow input, 0 for one widened
+    /// already), and of the two routines, `widened` or `narrow`, the one that reads it.
+    fn widened_routine(
+        &self,
+        widened: WidenedRoutine,
+        narrow: WidenedRoutine,
+    ) -> (*const u8, u32, WidenedRoutine) {
+        match *self {
+            DenseInput::Widened(vector) => (vector.as_ptr().cast(), 0, widened),
+            DenseInput::Narrow { flat, offset } => (flat.as_ptr().cast(), offset, narrow),
+        }
+    }
 }
 
 /// [`dense_blocks`]' rows requantised as each block of four ends, on the clamped path with
@@ -155,28 +163,16 @@ fn dense_blocks_fused(
         zero_point: constants.zero_point,
         bias: constants.bias,
     };
-    let (input_pointer, offset, routine) = match (*input, exact) {
-        (DenseInput::Widened(vector), false) => (
-            vector.as_ptr().cast(),
-            0,
-            dense_blocks_widened_clamped as WidenedRoutine,
-        ),
-        (DenseInput::Widened(vector), true) => {
-            (vector.as_ptr().cast(), 0, dense_blocks_widened_exact as _)
-        }
-        (DenseInput::Narrow { flat, offset }, false) => (
-            flat.as_ptr().cast(),
-            offset,
-            dense_blocks_narrow_clamped as _,
-        ),
-        (DenseInput::Narrow { flat, offset }, true) => {
-            (flat.as_ptr().cast(), offset, dense_blocks_narrow_exact as _)
-        }
+    let (input_pointer, offset, routine) = if exact {
+        input.widened_routine(dense_blocks_widened_exact, dense_blocks_narrow_exact)
+    } else {
+        input.widened_routine(dense_blocks_widened_clamped, dense_blocks_narrow_clamped)
     };
     // SAFETY: the routine for the input's kind and the path reads the input's `groups`
     // groups of four inputs (`2 x groups` words widened, or `4 x groups` bytes as it lies)
-    // and the weights' `blocks` blocks of `8 x groups` words, and `target` points at the layer's constants from channel 0 and at `output`, all for
-    // `4 x blocks` channels, the layer's outputs (checked above); `Requantizer::new` checked
+    // and the weights' `blocks` blocks of `8 x groups` words, and `target` points at the
+    // layer's constants from channel 0 and at `output`, all for `4 x blocks` channels, the
+    // layer's outputs (checked above); `Requantizer::new` checked
     // the constants for the path (`fuses`: clamped, zero point -128; `fuses_exact`: exact,
     // no activation; shifts within `FOLDED_SHIFT_MAX`); `groups >= 1`, `blocks >= 1`.
     unsafe {
